@@ -1,0 +1,61 @@
+"""Training-time augmentation on batches of tensors (no torchvision): flip, shift, rotate, erase.
+
+All functions take x (B, C, H, W) already mean-subtracted (0 = the mean face) and a
+torch.Generator, and return a new batch. Add a new augmentation here and call it in `augment`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def flip_mask(batch: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Which samples to mirror (B,) bool; the caller needs it to pick the flipped HOG too."""
+    return torch.rand(batch, generator=generator) < p
+
+
+def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror the samples where mask is True (horizontal flip, paper)."""
+    return torch.where(mask.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def shift_rotate(x: torch.Tensor, generator: torch.Generator, max_shift: int = 0, max_deg: float = 0.0) -> torch.Tensor:
+    """Random shift by up to +-max_shift pixels (a random crop of the zero-padded image) and
+    rotation by up to +-max_deg degrees, as one affine resampling."""
+    if not max_shift and not max_deg:
+        return x
+    b, _, h, w = x.shape
+    ang = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_deg)
+    shift = torch.randint(-max_shift, max_shift + 1, (b, 2), generator=generator).float()
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos, -sin, shift[:, 0] * 2 / w
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin, cos, shift[:, 1] * 2 / h
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def erase(x: torch.Tensor, generator: torch.Generator, p: float = 0.0, area=(0.02, 0.2)) -> torch.Tensor:
+    """Random erasing: with probability p, set a random rectangle (2-20% of the face) to 0 (the mean)."""
+    if not p:
+        return x
+    b, _, h, w = x.shape
+    on = torch.rand(b, generator=generator) < p
+    frac = area[0] + torch.rand(b, generator=generator) * (area[1] - area[0])
+    aspect = torch.exp((torch.rand(b, generator=generator) - 0.5) * 2 * math.log(3))
+    eh = (torch.sqrt(frac * aspect) * h).clamp(1, h).long()
+    ew = (torch.sqrt(frac / aspect) * w).clamp(1, w).long()
+    y0 = (torch.rand(b, generator=generator) * (h - eh + 1).float()).long()
+    x0 = (torch.rand(b, generator=generator) * (w - ew + 1).float()).long()
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = (ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + ew).view(-1, 1, 1))
+    keep = ~(box & on.view(-1, 1, 1))
+    return x * keep.unsqueeze(1).to(x.device, x.dtype)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, crop_pad: int = 0, rotate: float = 0.0, erase_p: float = 0.0) -> torch.Tensor:
+    """Every augmentation after the flip, in order: shift/rotate, then erasing."""
+    return erase(shift_rotate(x, generator, crop_pad, rotate), generator, erase_p)

@@ -1,0 +1,227 @@
+"""The `ferkit` command: thin sub-commands that parse flags, call the library and print.
+
+User errors (FerkitError) print one line `error: ...` and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .errors import FerkitError
+
+COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
+
+
+def command(name: str, help: str, add_arguments=lambda p: None):
+    """Register run(args) as sub-command `name`, with add_arguments(parser) declaring its flags."""
+
+    def register(run):
+        COMMANDS[name] = (help, add_arguments, run)
+        return run
+
+    return register
+
+
+def _data_args(p):
+    p.add_argument("--data", help="FER2013 CSV (.csv/.csv.gz) or image folder; default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
+    p.add_argument("--skip-bad-rows", action="store_true", default=None, help="skip malformed rows/images and report how many")
+
+
+def _parse_set(items: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise FerkitError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set fcs.0.units=1024")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+# ---------------------------------------------------------------- models
+
+
+@command("models", "list the model presets with parameter counts and multiply-adds per image")
+def cmd_models(args):
+    from .model import PRESETS, count_macs, count_params, create_model
+
+    print(f"{'name':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
+    for name, pr in PRESETS.items():
+        m = create_model(name)
+        print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}{pr.epochs:>8}{pr.lr:>9.0e}{pr.l2:>9.0e}  {pr.about}")
+
+
+# ---------------------------------------------------------------- train
+
+
+TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the same name
+    ("--epochs", int, "epochs (default: the preset's; paper 30 shallow, 35 deep)"),
+    ("--batch-size", int, "batch size (default 128)"),
+    ("--lr", float, "learning rate (default: the preset's; paper 1e-3 shallow, 1e-2 deep)"),
+    ("--l2", float, "L2 regularisation strength (default: the preset's; paper 1e-6 shallow, 1e-7 deep)"),
+    ("--optimizer", str, "adam | adamw | sgd"),
+    ("--schedule", str, "learning-rate schedule: none | cosine | onecycle | step"),
+    ("--label-smoothing", float, "label smoothing (0 = off)"),
+    ("--crop-pad", int, "random shift of up to N pixels (random crop of the padded face)"),
+    ("--rotate", float, "random rotation up to +-degrees"),
+    ("--erase", float, "random erasing probability"),
+    ("--seed", int, "random seed"),
+    ("--device", str, "auto | cpu | cuda | cuda:N | mps"),
+    ("--threads", int, "CPU threads for torch (0 = default)"),
+    ("--train-subset", int, "train on the first N training images only"),
+]
+
+
+def add_train_flags(p):
+    """The TrainConfig flags, shared by `train` and `search`."""
+    p.add_argument("--model", help="preset name (see `ferkit models`) or a JSON/YAML model spec file")
+    p.add_argument("--config", help="JSON/YAML training config (e.g. best.yaml from `ferkit search`); flags override it")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable)")
+    for flag, typ, help in TRAIN_FLAGS:
+        p.add_argument(flag, type=typ, help=help)
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default on)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="evaluate with the mirrored face too")
+    _data_args(p)
+
+
+def config_from_args(args):
+    """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
+    from .config import read_file
+    from .train import resolve_config
+
+    base = read_file(args.config) if args.config else {}
+    names = [f[0][2:].replace("-", "_") for f in TRAIN_FLAGS] + ["model", "flip", "tta", "data", "skip_bad_rows"]
+    flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    sets = _parse_set(args.set)
+    if sets:
+        flags["overrides"] = {**base.get("overrides", {}), **sets}
+    return resolve_config(base=base, **flags)
+
+
+def _train_args(p):
+    add_train_flags(p)
+    p.add_argument("--out", help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config")
+    p.add_argument("--quiet", action="store_true", help="one log line per epoch, no progress bar")
+
+
+@command("train", "train a model on FER2013; writes checkpoints and history to --out", _train_args)
+def cmd_train(args):
+    from .config import TrainConfig
+    from .train import fit
+
+    if args.resume:
+        cfg_file = Path(args.resume) / "config.json"
+        if not cfg_file.exists():
+            raise FerkitError(f"--resume {args.resume}: no config.json there; give the --out folder of a ferkit train run")
+        saved = json.loads(cfg_file.read_text())
+        saved.pop("spec", None)
+        cfg, out = TrainConfig.from_dict(saved), Path(args.resume)
+    else:
+        cfg = config_from_args(args)
+        out = Path(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"training {cfg.model} for {cfg.epochs} epochs -> {out}", flush=True)
+    history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
+    if history:
+        best = max(history, key=lambda r: (r["val_acc"] if not math.isnan(r["val_acc"]) else -1))
+        print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out}/best.pt and {out}/last.pt")
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _evaluate_args(p):
+    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="default: test if the file has PrivateTest rows, else val")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
+    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint)")
+    p.add_argument("--device", default="auto")
+    _data_args(p)
+
+
+@command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
+def cmd_evaluate(args):
+    from .checkpoint import load_checkpoint
+    from .data import load_fer
+    from .metrics import format_report, summarize
+
+    clf = load_checkpoint(args.checkpoint, args.device)
+    data = load_fer(args.data, bool(args.skip_bad_rows))
+    if data.skipped:
+        print(f"skipped {data.skipped} bad rows of {data.source}")
+    split = args.split or ("test" if data.has("test") else "val")
+    images, labels = data.split(split)
+    if (labels < 0).any():
+        raise FerkitError(f"{data.source}: the {split} rows have no 'emotion' labels, so accuracy cannot be measured")
+    m = summarize(labels, clf.predict_proba(images, tta=args.tta))
+    m.update(checkpoint=str(args.checkpoint), data=data.source, split=split)
+    print(f"{args.checkpoint} on {data.source} [{split}]")
+    print(format_report(m))
+    ck = Path(args.checkpoint)
+    out = Path(args.json) if args.json else (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json"
+    out.write_text(json.dumps(m, indent=1))
+    print(f"\nwrote {out}")
+
+
+# ---------------------------------------------------------------- sanity
+
+
+def _sanity_args(p):
+    p.add_argument("--model", default="shallow", help="preset name or spec file (default shallow)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field")
+    p.add_argument("--n", type=int, default=100, help="training images to overfit (default 100)")
+    p.add_argument("--steps", type=int, default=300, help="most optimisation steps for the overfit check")
+    p.add_argument("--lr", type=float, default=1e-3)
+    _data_args(p)
+
+
+@command("sanity", "the paper's sanity checks: initial loss ~ ln 7 and overfitting ~100 images", _sanity_args)
+def cmd_sanity(args):
+    from .data import load_fer
+    from .model import resolve_spec
+    from .sanity import LN7, initial_loss, overfit
+
+    spec = resolve_spec(args.model, _parse_set(args.set))
+    images, labels = load_fer(args.data, bool(args.skip_bad_rows)).split("train")
+    loss = initial_loss(spec, images[:1000], labels[:1000])
+    ok1 = abs(loss - LN7) < 0.25
+    print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln 7 = {LN7:.4f}")
+    r = overfit(spec, images[: args.n], labels[: args.n], steps=args.steps, lr=args.lr)
+    ok2 = r["train_acc"] >= 0.99
+    print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {args.n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
+    if not (ok1 and ok2):
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help, description=help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][2](args)
+    except FerkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The paper's CNN family, built from a ModelSpec, and a registry of named presets.
+
+    x (B, 1, 48, 48) -> forward_features -> (B, C, H, W) -> flatten (+ HOG) -> forward_head -> logits (B, 7)
+
+`create_model("deep")` builds a preset by name; `list_models()` lists them. Softmax is left to
+the loss / the predictor, so the model returns logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConvSpec, FCSpec, HogSpec, ModelSpec, override_spec, read_file
+from .errors import ConfigError
+
+
+class FerNet(nn.Module):
+    def __init__(self, spec: ModelSpec, hog_dim: int = 0):
+        super().__init__()
+        self.spec = spec
+        layers, ch, size = [], 1, spec.in_size
+        for c in spec.convs:
+            pad = c.kernel // 2 if c.padding is None else c.padding
+            block = [nn.Conv2d(ch, c.filters, c.kernel, c.stride, pad, bias=not c.batch_norm)]
+            if c.batch_norm:
+                block.append(nn.BatchNorm2d(c.filters))
+            block.append(nn.ReLU(inplace=True))
+            if c.dropout:
+                block.append(nn.Dropout(c.dropout))
+            if c.pool:
+                block.append(nn.MaxPool2d(c.pool))
+            layers.append(nn.Sequential(*block))
+            ch = c.filters
+            size = (size + 2 * pad - c.kernel) // c.stride + 1
+            size = size // c.pool if c.pool else size
+        self.features = nn.Sequential(*layers)  # one Sequential per conv layer, for activation maps
+        self.feature_shape = (ch, size, size)
+        self.hog_dim = hog_dim
+        n_in = ch * size * size + hog_dim
+        fc = []
+        for f in spec.fcs:
+            fc.append(nn.Linear(n_in, f.units, bias=not f.batch_norm))
+            if f.batch_norm:
+                fc.append(nn.BatchNorm1d(f.units))
+            fc.append(nn.ReLU(inplace=True))
+            if f.dropout:
+                fc.append(nn.Dropout(f.dropout))
+            n_in = f.units
+        self.fc = nn.Sequential(*fc)
+        self.classifier = nn.Linear(n_in, spec.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 48, 48) -> the last conv layer's output (B, C, H, W)."""
+        return self.features(x)
+
+    def forward_head(self, feats: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) conv features [+ (B, hog_dim) HOG] -> logits (B, num_classes)."""
+        z = feats.flatten(1)
+        if self.hog_dim:
+            if hog is None:
+                raise ValueError("this is a HOG hybrid model: pass hog features (B, hog_dim) as well")
+            z = torch.cat([z, hog.to(z.dtype)], dim=1)
+        return self.classifier(self.fc(z))
+
+    def forward(self, x: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), hog)
+
+
+# ---------------------------------------------------------------- presets
+
+
+@dataclass
+class Preset:
+    spec: ModelSpec
+    epochs: int  # default training length
+    lr: float  # default learning rate
+    l2: float  # default L2 strength
+    about: str = ""
+    train: dict = field(default_factory=dict)  # other TrainConfig defaults (schedule, augmentation)
+
+
+def _shallow(hog: bool = False) -> ModelSpec:
+    # Section 5.1: conv 32 3x3 (BN, dropout, no pool) - conv 64 3x3 (BN, dropout, 2x2 pool) - FC 512
+    return ModelSpec(
+        convs=[ConvSpec(32, 3, dropout=0.2), ConvSpec(64, 3, dropout=0.2, pool=2)],
+        fcs=[FCSpec(512, batch_norm=True, dropout=0.5)],
+        hog=HogSpec() if hog else None,
+    )
+
+
+def _deep(hog: bool = False) -> ModelSpec:
+    # Section 5.1: conv 64 3x3, 128 5x5, 512 3x3, 512 3x3 (each stride 1, BN, dropout, 2x2 pool); FC 256, 512
+    return ModelSpec(
+        convs=[ConvSpec(64, 3, dropout=0.2, pool=2), ConvSpec(128, 5, dropout=0.2, pool=2),
+               ConvSpec(512, 3, dropout=0.2, pool=2), ConvSpec(512, 3, dropout=0.2, pool=2)],
+        fcs=[FCSpec(256, batch_norm=True, dropout=0.5), FCSpec(512, batch_norm=True, dropout=0.5)],
+        hog=HogSpec() if hog else None,
+    )
+
+
+def _vgg(width: int = 24) -> ModelSpec:
+    # The bundled model: VGG-style pairs of 3x3 convs in the same family, doubling the width at
+    # each pool (48 -> 3x3x8w). No conv dropout: on a CPU it costs ~30% of the step time, and
+    # augmentation + label smoothing regularise enough; dropout stays on the FC layer.
+    def block(n):
+        return [ConvSpec(n, 3), ConvSpec(n, 3, pool=2)]
+
+    return ModelSpec(
+        convs=block(width) + block(2 * width) + block(4 * width) + block(8 * width),
+        fcs=[FCSpec(256, batch_norm=True, dropout=0.5)],
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    "shallow": Preset(_shallow(), 30, 1e-3, 1e-6, "paper 5.1: 2 conv + 1 FC"),
+    "deep": Preset(_deep(), 35, 1e-2, 1e-7, "paper 5.1: 4 conv + 2 FC"),
+    "shallow-hog": Preset(_shallow(True), 30, 1e-3, 1e-6, "shallow + HOG features (paper 5.2)"),
+    "deep-hog": Preset(_deep(True), 35, 1e-2, 1e-7, "deep + HOG features (paper 5.2)"),
+    "vgg": Preset(_vgg(), 40, 3e-3, 5e-2, "ferkit's bundled model: 8 conv (VGG pairs) + 1 FC",
+                  dict(optimizer="adamw", schedule="onecycle", label_smoothing=0.1, crop_pad=4, rotate=10, erase=0.25, tta=True)),
+}
+
+
+def list_models() -> list[str]:
+    return list(PRESETS)
+
+
+def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -> ModelSpec:
+    """A ModelSpec from a preset name, a JSON/YAML spec file or a ModelSpec, with dotted-path
+    overrides applied (e.g. {"fcs.0.units": 1024})."""
+    if isinstance(name_or_path, ModelSpec):
+        d = name_or_path.to_dict()
+    elif name_or_path in PRESETS:
+        d = PRESETS[name_or_path].spec.to_dict()
+    elif Path(name_or_path).suffix.lower() in (".json", ".yaml", ".yml"):
+        d = read_file(name_or_path)
+    else:
+        d = None
+    if d is not None:
+        return ModelSpec.from_dict(override_spec(d, overrides or {}))
+    raise ConfigError(
+        f"unknown model {name_or_path!r}; choose one of {', '.join(PRESETS)} or give a JSON/YAML spec file"
+    )
+
+
+def create_model(name_or_spec: str | ModelSpec) -> FerNet:
+    """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec."""
+    spec = resolve_spec(name_or_spec)
+    hog_dim = 0
+    if spec.hog is not None:
+        from .hog import hog_dim as _hog_dim
+
+        hog_dim = _hog_dim(spec.hog, spec.in_size)
+    return FerNet(spec, hog_dim)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: FerNet) -> int:
+    """Multiply-adds for one image, counted on conv and linear layers."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total += mod.in_features * mod.out_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        size = model.spec.in_size
+        hog = torch.zeros(1, model.hog_dim) if model.hog_dim else None
+        model(torch.zeros(1, 1, size, size), hog)
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total

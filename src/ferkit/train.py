@@ -1,0 +1,244 @@
+"""Training: train_one_epoch, evaluate, fit -> history; best/last checkpoints; resume.
+
+A run folder holds:
+    config.json      the resolved TrainConfig (and the model spec)
+    history.csv/json one row per epoch: train/val loss and accuracy, lr, seconds
+    iterations.csv   the training loss of every iteration (paper Figures 3, 7)
+    last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import augment as aug
+from .checkpoint import device_of, read_checkpoint, save_checkpoint
+from .config import ModelSpec, TrainConfig
+from .data import FerData, load_fer, mean_image, to_tensor
+from .errors import FerkitError
+from .model import PRESETS, FerNet, create_model, resolve_spec
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def resolve_config(model: str = "shallow", base: dict | None = None, **overrides) -> TrainConfig:
+    """TrainConfig = preset defaults < base (e.g. a --config file) < overrides (e.g. CLI flags).
+
+    epochs, lr and l2 left unset take the preset's values (the paper's: 30/35 epochs,
+    lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's."""
+    d = dict(base or {})
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    name = d.get("model", model)
+    d["model"] = name
+    preset = PRESETS.get(name, PRESETS["shallow"])
+    merged = {**preset.train, "epochs": preset.epochs, "lr": preset.lr, "l2": preset.l2}
+    merged.update({k: v for k, v in d.items() if v is not None})
+    return TrainConfig.from_dict(merged)
+
+
+@dataclass
+class Batches:
+    """Tensors of one split: mean-subtracted images and labels, plus HOG (and mirrored HOG)."""
+
+    x: torch.Tensor  # (N, 1, 48, 48) float32
+    y: torch.Tensor  # (N,) int64
+    hog: torch.Tensor | None = None  # (N, D) float32
+    hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
+
+    def __len__(self):
+        return len(self.y)
+
+
+def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec: ModelSpec, flips: bool = False) -> Batches:
+    hog = hog_flip = None
+    if spec.hog is not None:
+        from .hog import hog_features
+
+        hog = torch.from_numpy(hog_features(images, spec.hog))
+        if flips:
+            hog_flip = torch.from_numpy(hog_features(np.ascontiguousarray(images[:, :, ::-1]), spec.hog))
+    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip)
+
+
+def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # L2 applies to weights only, not to biases and batch-norm parameters.
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    rest = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.l2}, {"params": rest, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def _scheduler(opt, cfg: TrainConfig, total_steps: int):
+    """Stepped once per iteration."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.2)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, [total_steps // 2, total_steps * 3 // 4], 0.1)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None):
+    """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses)."""
+    model.train()
+    n = len(data)
+    perm = torch.randperm(n, generator=gen)
+    total_loss, correct, seen, losses = 0.0, 0, 0, []
+    for start in range(0, n, cfg.batch_size):
+        idx = perm[start : start + cfg.batch_size]
+        if len(idx) < 2 and n > 1:  # batch norm needs 2+ samples; drop a lone remainder
+            continue
+        x, y = data.x[idx], data.y[idx]
+        hog = data.hog[idx] if data.hog is not None else None
+        if cfg.flip:
+            m = aug.flip_mask(len(idx), gen)
+            x = aug.flip(x, m)
+            if hog is not None:
+                hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
+        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        hog = hog.to(device) if hog is not None else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x, hog)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        lv = loss.item()
+        if not math.isfinite(lv):
+            raise FerkitError(f"the training loss became {lv}; lower --lr (now {cfg.lr}) or check the data")
+        losses.append(lv)
+        total_loss += lv * len(idx)
+        seen += len(idx)
+        correct += (logits.argmax(1) == y).sum().item()
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{lv:.3f}")
+    return total_loss / max(1, seen), correct / max(1, seen), losses
+
+
+@torch.no_grad()
+def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = False) -> dict:
+    """Loss, accuracy and probabilities (N, 7) on a split, in eval mode."""
+    model.eval()
+    probs, total = [], 0.0
+    for start in range(0, len(data), batch_size):
+        sl = slice(start, start + batch_size)
+        x, y = data.x[sl].to(device), data.y[sl].to(device)
+        hog = data.hog[sl].to(device) if data.hog is not None else None
+        logits = model(x, hog).float()
+        p = torch.softmax(logits, 1)
+        if tta:
+            hog_f = data.hog_flip[sl].to(device) if data.hog_flip is not None else hog
+            p = (p + torch.softmax(model(x.flip(-1), hog_f).float(), 1)) / 2
+        total += F.nll_loss(torch.log(p.clamp_min(1e-12)), y, reduction="sum").item()
+        probs.append(p.cpu())
+    probs = torch.cat(probs) if probs else torch.zeros(0, 7)
+    acc = (probs.argmax(1) == data.y).float().mean().item() if len(data) else float("nan")
+    return {"loss": total / max(1, len(data)), "acc": acc, "probs": probs.numpy()}
+
+
+def write_history(history: list[dict], iter_loss: list[float], out: Path) -> None:
+    """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration)."""
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    with open(out / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, HISTORY_FIELDS)
+        w.writeheader()
+        w.writerows(history)
+    with open(out / "iterations.csv", "w", newline="") as f:
+        f.write("iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
+
+
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, log=print, progress: bool = True) -> list[dict]:
+    """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
+
+    With resume=True and out_dir/last.pt present, continue where that run stopped."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device_of(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    spec = resolve_spec(cfg.model, cfg.overrides)
+    ckpt = read_checkpoint(out / "last.pt") if resume and (out / "last.pt").exists() else None
+    if resume and ckpt is None:
+        log(f"no checkpoint in {out}; starting a new run there")
+    if ckpt is not None:
+        spec = ModelSpec.from_dict(ckpt["spec"])
+
+    data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
+    if data.skipped:
+        log(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
+    train_x, train_y = data.split("train")
+    if cfg.train_subset:
+        train_x, train_y = train_x[: cfg.train_subset], train_y[: cfg.train_subset]
+    if (train_y < 0).any():
+        raise FerkitError(f"{data.source}: the training rows have no 'emotion' labels; train on a labelled file")
+    mean = ckpt["mean"].numpy() if ckpt is not None else mean_image(train_x)
+    train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip)
+    val = make_batches(*data.split("val"), mean, spec, flips=cfg.tta) if data.has("val") else None
+    if val is None:
+        log(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(spec).to(device).to(memory_format=torch.channels_last)  # faster convs on CPU and GPU
+    opt = _optimizer(model, cfg)
+    steps_per_epoch = len(range(0, len(train), cfg.batch_size))
+    sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, iter_loss, best_acc, start_epoch = [], [], -1.0, 1
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["rng"])
+        history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
+        start_epoch = ckpt["epoch"] + 1
+        log(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} (best val acc so far {best_acc:.4f})")
+    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+
+    bar = None
+    if progress and start_epoch <= cfg.epochs:
+        from tqdm import tqdm
+
+        bar = tqdm(total=(cfg.epochs - start_epoch + 1) * steps_per_epoch, unit="it", dynamic_ncols=True)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.time()
+        if bar is not None:
+            bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+        lr = opt.param_groups[0]["lr"]
+        tr_loss, tr_acc, losses = train_one_epoch(model, train, opt, sched, cfg, gen, device, bar)
+        ev = evaluate(model, val, device, tta=cfg.tta) if val is not None else {"loss": float("nan"), "acc": float("nan")}
+        row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
+                   val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
+        history.append(row)
+        iter_loss += losses
+        score = ev["acc"] if val is not None else epoch
+        ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), state_dict=model.state_dict(),
+                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=max(best_acc, score),
+                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state())
+        if score > best_acc:
+            best_acc = score
+            save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+        save_checkpoint(ckpt, out / "last.pt")
+        write_history(history, iter_loss, out)
+        msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
+               f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
+        (bar.write if bar is not None else log)(msg)
+    if bar is not None:
+        bar.close()
+    return history

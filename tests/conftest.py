@@ -1,0 +1,81 @@
+"""Tiny synthetic FER2013 data and a tiny trained checkpoint, shared by every test."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.config import ConvSpec, FCSpec, ModelSpec
+
+torch.set_num_threads(1)  # tests are tiny; one thread avoids oversubscribing a 2-core machine
+SHARED = Path(__file__).resolve().parents[1] / "../shared/data/fer2013/fer2013.csv.gz"
+
+
+def synthetic_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 faces (n, 48, 48) whose class is learnable: a bright bar at a class-dependent row."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 7
+    images = rng.integers(0, 80, size=(n, 48, 48)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4 + 6 * c : 8 + 6 * c, 8:40] = 220
+    return images, labels
+
+
+def write_fer_csv(path: Path, usages=("Training", "PublicTest", "PrivateTest"), n: int = 42, gz: bool = False, header="emotion,pixels,Usage") -> Path:
+    """A FER2013-format CSV with n rows per usage."""
+    lines = [header]
+    for k, usage in enumerate(usages):
+        images, labels = synthetic_faces(n, seed=k)
+        for img, lab in zip(images, labels):
+            lines.append(f"{lab},{' '.join(map(str, img.ravel()))},{usage}")
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def tiny_spec(hog: bool = False) -> ModelSpec:
+    """A model small enough to train in a second."""
+    from ferkit.config import HogSpec
+
+    return ModelSpec(convs=[ConvSpec(8, 3, pool=2), ConvSpec(16, 3, pool=2)], fcs=[FCSpec(32, batch_norm=True)],
+                     hog=HogSpec(pixels_per_cell=12) if hog else None)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    """Keep the data/HOG caches of each test in its own temporary folder."""
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fer_csv(tmp_path) -> Path:
+    return write_fer_csv(tmp_path / "fer2013.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder of a tiny model trained 3 epochs on synthetic data (best.pt, last.pt, history)."""
+    import json
+
+    from ferkit.train import fit, resolve_config
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    csv = write_fer_csv(root / "fer.csv", n=84)
+    spec_file = root / "tiny.json"
+    spec_file.write_text(json.dumps(tiny_spec().to_dict()))
+    cfg = resolve_config(str(spec_file), data=str(csv), epochs=3, batch_size=32, lr=3e-3)
+    fit(cfg, root / "run", progress=False, log=lambda *a: None)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run) -> Path:
+    return tiny_run / "best.pt"

@@ -11,3 +11,13 @@ class DataError(FerkitError):
 
 class ConfigError(FerkitError):
     """A model spec or training config has invalid fields."""
+
+
+class ImageError(FerkitError):
+    """A photo or video cannot be used: not an image, corrupt, or too large.
+
+    `reason` is one of "not_found", "not_image", "corrupt", "too_large" (the HTTP API maps it to a status)."""
+
+    def __init__(self, message: str, reason: str = "not_image"):
+        super().__init__(message)
+        self.reason = reason

@@ -120,7 +120,7 @@ PRESETS: dict[str, Preset] = {
     "deep": Preset(_deep(), 35, 1e-2, 1e-7, "paper 5.1: 4 conv + 2 FC"),
     "shallow-hog": Preset(_shallow(True), 30, 1e-3, 1e-6, "shallow + HOG features (paper 5.2)"),
     "deep-hog": Preset(_deep(True), 35, 1e-2, 1e-7, "deep + HOG features (paper 5.2)"),
-    "vgg": Preset(_vgg(), 40, 3e-3, 5e-2, "ferkit's bundled model: 8 conv (VGG pairs) + 1 FC",
+    "vgg": Preset(_vgg(), 30, 3e-3, 5e-2, "ferkit's bundled model: 8 conv (VGG pairs) + 1 FC",
                   dict(optimizer="adamw", schedule="onecycle", label_smoothing=0.1, crop_pad=4, rotate=10, erase=0.25, tta=True)),
 }
 

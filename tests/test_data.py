@@ -1,0 +1,122 @@
+import gzip
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SHARED, synthetic_faces, write_fer_csv
+from ferkit import data as fdata
+from ferkit.data import load_fer, mean_image
+from ferkit.errors import DataError
+
+
+def test_kaggle_csv_plain_and_gz(tmp_path):
+    for gz in (False, True):
+        p = write_fer_csv(tmp_path / ("f.csv.gz" if gz else "f.csv"), n=14, gz=gz)
+        d = load_fer(p)
+        assert d.counts() == {"train": 14, "val": 14, "test": 14}
+        x, y = d.split("val")
+        assert x.shape == (14, 48, 48) and x.dtype == np.uint8
+        assert list(y[:7]) == list(range(7))
+        np.testing.assert_array_equal(x, synthetic_faces(14, seed=1)[0])
+
+
+def test_icml_variant_with_leading_spaces(tmp_path):
+    p = write_fer_csv(tmp_path / "icml_face_data.csv", n=7, header="emotion, Usage, pixels")
+    # the icml file orders columns emotion, Usage, pixels: rewrite rows to match
+    rows = p.read_text().splitlines()
+    fixed = [rows[0]] + [",".join([r.split(",")[0], r.split(",")[2], r.split(",")[1]]) for r in rows[1:]]
+    p.write_text("\n".join(fixed) + "\n")
+    assert load_fer(p).counts() == {"train": 7, "val": 7, "test": 7}
+
+
+def test_train_and_test_csv_variant(tmp_path):
+    images, labels = synthetic_faces(7)
+    (tmp_path / "train.csv").write_text("emotion,pixels\n" + "".join(f"{l},{' '.join(map(str, i.ravel()))}\n" for i, l in zip(images, labels)))
+    (tmp_path / "test.csv").write_text("pixels\n" + "".join(f"{' '.join(map(str, i.ravel()))}\n" for i in images))
+    assert load_fer(tmp_path / "train.csv").counts()["train"] == 7
+    test = load_fer(tmp_path / "test.csv")
+    assert test.counts()["test"] == 7 and (test.split("test")[1] == -1).all()  # unlabelled
+
+
+def test_image_folder(tmp_path):
+    images, labels = synthetic_faces(14)
+    names = ["Training_1", "PublicTest_2", "PrivateTest_3", "plain_4"]
+    for k, (img, lab) in enumerate(zip(images, labels)):
+        folder = tmp_path / ("train" if k % 2 == 0 else "test") / fdata.EMOTIONS[lab]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{names[k % 4]}_{k}.png")
+    d = load_fer(tmp_path)
+    # prefixes win; the plain name falls back to its folder (test -> test)
+    assert sum(d.counts().values()) == 14 and d.counts()["val"] > 0 and d.counts()["test"] > 0
+
+
+def test_missing_split_is_only_an_error_when_asked(tmp_path):
+    d = load_fer(write_fer_csv(tmp_path / "priv.csv", usages=("PrivateTest",), n=7))
+    assert d.has("test") and not d.has("train")
+    with pytest.raises(DataError, match="no 'train' split .*Training"):
+        d.split("train")
+
+
+def test_cache_makes_second_load_skip_parsing(tmp_path, monkeypatch):
+    p = write_fer_csv(tmp_path / "f.csv", n=7)
+    first = load_fer(p)
+    monkeypatch.setattr(fdata, "_read_csv", lambda *a: pytest.fail("parsed again despite the cache"))
+    second = load_fer(p)
+    np.testing.assert_array_equal(first.images, second.images)
+    os.utime(p, (1, 1))  # a changed file is parsed again
+    with pytest.raises(pytest.fail.Exception):
+        load_fer(p)
+
+
+BAD_ROWS = [
+    ("1,{pix},Training", lambda pix: pix.rsplit(" ", 1)[0], "line 3: field 'pixels' has 2303 values; expected 2304"),
+    ("1,{pix},Training", lambda pix: pix.replace("0", "x", 1) if "0" in pix else "x" + pix[1:], "line 3: field 'pixels' has a non-numeric value"),
+    ("9,{pix},Training", lambda pix: pix, "line 3: field 'emotion' is '9'; expected an integer 0..6"),
+    ("1,{pix},Validation", lambda pix: pix, "line 3: field 'Usage' is 'Validation'"),
+    ("1,{pix}", lambda pix: pix, "line 3: expected 3 fields, found 2"),
+]
+
+
+@pytest.mark.parametrize("template,mangle,message", BAD_ROWS)
+def test_bad_rows_name_file_line_and_field(tmp_path, template, mangle, message):
+    p = write_fer_csv(tmp_path / "bad.csv", usages=("Training",), n=3)
+    pix = " ".join(["10"] * 2304)
+    lines = p.read_text().splitlines()
+    lines.insert(2, template.format(pix=mangle(pix)))
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        load_fer(p)
+    assert "bad.csv" in str(e.value) and message in str(e.value) and "--skip-bad-rows" in str(e.value)
+    d = load_fer(p, skip_bad_rows=True)
+    assert d.skipped == 1 and d.counts()["train"] == 3
+
+
+def test_missing_column_and_empty_inputs(tmp_path):
+    (tmp_path / "nocol.csv").write_text("emotion,Usage\n1,Training\n")
+    with pytest.raises(DataError, match="line 1: missing column 'pixels'"):
+        load_fer(tmp_path / "nocol.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        load_fer(tmp_path / "empty")
+    with pytest.raises(DataError, match="no such file.*Kaggle"):
+        load_fer(tmp_path / "nothing.csv")
+    bad = tmp_path / "imgs" / "train" / "happy"
+    bad.mkdir(parents=True)
+    (bad / "Training_1.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="Training_1.jpg"):
+        load_fer(tmp_path / "imgs")
+
+
+def test_mean_image():
+    x = np.stack([np.zeros((48, 48), np.uint8), np.full((48, 48), 100, np.uint8)])
+    assert mean_image(x).shape == (48, 48) and np.allclose(mean_image(x), 50)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason=f"FER2013 not found at {SHARED}")
+def test_real_fer2013(monkeypatch):
+    monkeypatch.delenv("FERKIT_CACHE")  # use the user cache: parsed once, reused by later runs
+    d = load_fer(SHARED)
+    assert d.counts() == {"train": 28709, "val": 3589, "test": 0}
+    assert np.bincount(d.split("train")[1]).tolist() == [3995, 436, 4097, 7215, 4830, 3171, 4965]

@@ -1,0 +1,47 @@
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_spec
+from ferkit.errors import ConfigError
+from ferkit.model import PRESETS, count_macs, count_params, create_model, list_models
+
+
+def test_presets_follow_the_paper():
+    shallow, deep = PRESETS["shallow"].spec, PRESETS["deep"].spec
+    assert [(c.filters, c.kernel, c.pool) for c in shallow.convs] == [(32, 3, 0), (64, 3, 2)]
+    assert all(c.batch_norm and c.dropout > 0 for c in shallow.convs) and [f.units for f in shallow.fcs] == [512]
+    assert [(c.filters, c.kernel, c.stride, c.pool) for c in deep.convs] == [(64, 3, 1, 2), (128, 5, 1, 2), (512, 3, 1, 2), (512, 3, 1, 2)]
+    assert all(c.batch_norm and c.dropout > 0 for c in deep.convs)
+    assert [(f.units, f.batch_norm, f.dropout > 0) for f in deep.fcs] == [(256, True, True), (512, True, True)]
+    assert (PRESETS["shallow"].epochs, PRESETS["shallow"].lr, PRESETS["shallow"].l2) == (30, 1e-3, 1e-6)
+    assert (PRESETS["deep"].epochs, PRESETS["deep"].lr, PRESETS["deep"].l2) == (35, 1e-2, 1e-7)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_preset_builds_and_runs(name):
+    m = create_model(name).eval()
+    x = torch.zeros(2, 1, 48, 48)
+    hog = torch.zeros(2, m.hog_dim) if m.hog_dim else None
+    feats = m.forward_features(x)
+    assert feats.shape[1:] == m.feature_shape
+    assert m.forward_head(feats, hog).shape == (2, 7)
+    assert count_macs(m) > 0 and count_params(m) > 0
+
+
+def test_macs_of_a_known_layer():
+    m = create_model(tiny_spec())
+    # conv 8 3x3 on 48x48 + conv 16 3x3x8 on 24x24 + fc 16*12*12->32 + fc 32->7
+    assert count_macs(m) == 48 * 48 * 8 * 9 + 24 * 24 * 16 * 9 * 8 + 16 * 12 * 12 * 32 + 32 * 7
+
+
+def test_hybrid_needs_hog():
+    m = create_model(tiny_spec(hog=True)).eval()
+    with pytest.raises(ValueError, match="pass hog features"):
+        m(torch.zeros(1, 1, 48, 48))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of shallow, deep"):
+        create_model("resnet")

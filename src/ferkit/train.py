@@ -181,6 +181,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         spec = ModelSpec.from_dict(ckpt["spec"])
 
     data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
+    log(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         log(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
     train_x, train_y = data.split("train")

@@ -123,6 +123,9 @@ def cmd_train(args):
         saved = json.loads(cfg_file.read_text())
         saved.pop("spec", None)
         cfg, out = TrainConfig.from_dict(saved), Path(args.resume)
+        ignored = [f[0] for f in TRAIN_FLAGS if getattr(args, f[0][2:].replace("-", "_")) is not None]
+        if ignored or args.config or args.model or args.set:
+            print(f"note: --resume continues with {cfg_file}; ignoring {', '.join(ignored) or 'the other training flags'}")
     else:
         cfg = config_from_args(args)
         out = Path(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -202,6 +202,29 @@ def cmd_sanity(args):
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- serve
+
+
+def _serve_args(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", help="checkpoint .pt or run folder (default: the bundled model)")
+    p.add_argument("--max-upload-mb", type=float, default=10, help="largest photo accepted, in MB (default 10)")
+    p.add_argument("--max-concurrent", type=int, help="predictions run at once (default: number of CPUs)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (onnx: onnxruntime; --model may then be an .onnx file)")
+
+
+@command("serve", "web page and REST API: upload a photo, get a box and emotion per face", _serve_args)
+def cmd_serve(args):
+    from .serve import serve
+
+    if args.max_upload_mb <= 0:
+        raise FerkitError(f"--max-upload-mb {args.max_upload_mb}: must be > 0")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise FerkitError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
+    serve(args.host, args.port, args.model, args.max_upload_mb, args.max_concurrent, args.backend)
+
+
 # ---------------------------------------------------------------- main
 
 

@@ -101,12 +101,15 @@ def main() -> int:
         warm = httpx.post(url, files={"file": ("astronaut.png", photo, "image/png")}, timeout=60)
         assert warm.status_code == 200, warm.text
         rss_before = rss_mb(server.pid)
-        latencies, errors = [], []
+        latencies, errors, rss = [], [], []
         stop = time.perf_counter() + args.seconds
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client, args=(url, photo, stop, latencies, errors)) for _ in range(args.clients)]
         for t in threads:
             t.start()
+        while any(t.is_alive() for t in threads):  # RSS during the load: a plateau is a cache, a climb a leak
+            rss.append(rss_mb(server.pid))
+            time.sleep(0.5)
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
@@ -122,12 +125,14 @@ def main() -> int:
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
+        "rss_quarters_mb": [round(rss[min(len(rss) - 1, len(rss) * q // 4)], 1) for q in (1, 2, 3, 4)],
         "cpus": os.cpu_count(), "photo": "skimage astronaut 512x512 PNG",
     }
     print(f"ferkit serve, model {out['model']}, {args.clients} clients for {out['seconds']} s on {out['cpus']} CPUs")
     print(f"  {out['requests']} requests, {out['requests_per_s']} requests/s, errors {out['errors']}")
     print(f"  latency p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms")
-    print(f"  server RSS {out['rss_before_mb']} MB before the load, {out['rss_after_mb']} MB after")
+    print(f"  server RSS {out['rss_before_mb']} MB before the load; at 1/4, 2/4, 3/4, end of it "
+          f"{', '.join(map(str, out['rss_quarters_mb']))} MB; {out['rss_after_mb']} MB after")
     if errors:
         print(f"  error kinds: {sorted(set(errors))[:5]}")
     if args.json:

@@ -6,15 +6,17 @@
     GET  /labels    the 7 emotions and their plot colours (the page draws with these)
     GET  /          the web page (src/ferkit/static), OpenAPI docs at /docs
 
-The model loads once, in create_app. Each prediction runs in the threadpool (a plain `def`
-endpoint), at most `max_concurrent` at a time so memory stays bounded. Every error is JSON
-{"error": "..."}: 413 too large, 415 not an image (or empty), 422 corrupt, 400 no file.
+The model loads once, in create_app. Predictions run off the event loop in `max_concurrent`
+worker threads (default: one per CPU), so requests overlap but memory stays bounded.
+Every error is JSON {"error": "..."}: 413 too large, 415 not an image (or empty), 422 corrupt,
+400 no file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -128,7 +130,9 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
     model = _model_info(clf, path, getattr(predictor, "backend", backend))
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes}
-    slots = threading.BoundedSemaphore(max_concurrent or os.cpu_count() or 1)
+    # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's
+    # per-thread memory (oneDNN caches, malloc arenas) is paid for these threads only
+    workers = ThreadPoolExecutor(max_concurrent or os.cpu_count() or 1, thread_name_prefix="ferkit-predict")
 
     app = FastAPI(title="ferkit", version=info["ferkit"],
                   description="Find the faces in a photo and name the emotion of each (FER2013's 7 emotions).")
@@ -160,28 +164,31 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     def labels():
         return {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
 
-    @app.post("/predict", summary="faces and emotions in an uploaded photo")
-    def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...)")):
-        if file is None or isinstance(file, str):
-            return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
-                               "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
-        data = file.file.read(max_upload_bytes + 1)
-        name = file.filename or "upload"
+    def run(upload, name: str):
+        """In an inference worker: read, decode and predict; a dict, or an error response."""
+        data = upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             return _error(413, f"{name}: upload too large: the limit is {_mb(max_upload_bytes)}; send a smaller photo")
-        with slots:  # decoding and inference under the same bound: memory stays bounded under load
-            try:
-                rgb = load_image(data, name=name)
-            except ImageError as e:
-                return _error(STATUS.get(e.reason, 422), str(e))
-            try:
-                faces = predictor.predict(rgb)  # JSON-ready records
-            except FerkitError as e:  # the server's set-up (e.g. no face detector), not the photo
-                return _error(500, f"the server cannot predict: {e}")
+        try:
+            rgb = load_image(data, name=name)
+        except ImageError as e:
+            return _error(STATUS.get(e.reason, 422), str(e))
+        try:
+            faces = predictor.predict(rgb)  # JSON-ready records
+        except FerkitError as e:  # the server's set-up (e.g. no face detector), not the photo
+            return _error(500, f"the server cannot predict: {e}")
         out = {"faces": faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "count": len(faces)}
         if not faces:
             out["message"] = "no face found"
         return out
+
+    @app.post("/predict", summary="faces and emotions in an uploaded photo")
+    async def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...)")):
+        if file is None or isinstance(file, str):
+            return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
+                               "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
+        # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker
+        return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
 
     @app.get("/", include_in_schema=False)
     def index():

@@ -225,6 +225,110 @@ def cmd_serve(args):
     serve(args.host, args.port, args.model, args.max_upload_mb, args.max_concurrent, args.backend)
 
 
+# ---------------------------------------------------------------- predict, demo, export
+
+
+def _model_args(p):
+    p.add_argument("--model", help="checkpoint .pt or run folder (default: the bundled model); with --backend onnx also an .onnx file")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch; onnx: onnxruntime)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
+
+
+def _predict_args(p):
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv .webm)")
+    _model_args(p)
+    p.add_argument("--every", type=int, default=1, metavar="N", help="videos: use every Nth frame (default 1)")
+    p.add_argument("--json", metavar="FILE", help="write all results as JSON")
+    p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos) as CSV")
+    p.add_argument("--annotate", metavar="DIR", help="write copies with boxes, labels and probabilities drawn into DIR")
+
+
+@command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
+def cmd_predict(args):
+    from tqdm import tqdm
+
+    from .predict import Predictor, collect_inputs, format_result, predict_file, write_results
+
+    if args.every < 1:
+        raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
+    files, problems = collect_inputs(args.paths)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not files:
+        raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
+    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    results, failed, used = [], len(problems), set()
+    bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
+    for path, root in bar:
+        out = None
+        if args.annotate:
+            rel = path.relative_to(root) if root is not None else Path(path.name)
+            out = Path(args.annotate) / (root.name if root is not None else "") / rel
+            while out.with_suffix("").as_posix() in used:  # two inputs with the same name
+                out = out.with_name(out.stem + "_" + out.suffix)
+            used.add(out.with_suffix("").as_posix())
+        try:
+            res = predict_file(predictor, path, args.every, out)
+        except FerkitError as e:
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
+            failed += 1
+            continue
+        results.append(res)
+        tqdm.write(format_result(res), file=sys.stdout)
+    write_results(results, args.json, args.csv)
+    done = sum("error" not in r for r in results)
+    wrote = [f for f in (args.json, args.csv) if f] + ([f"annotated copies in {args.annotate}"] if args.annotate and done else [])
+    print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
+    if done == 0:
+        raise FerkitError("none of the inputs could be processed; see the messages above")
+
+
+def _demo_args(p):
+    _model_args(p)
+    p.add_argument("--out", default="ferkit-demo.png", help="annotated picture to write (default ferkit-demo.png)")
+
+
+@command("demo", "run the bundled model on a sample photo (scikit-image's astronaut) and save the annotated picture", _demo_args)
+def cmd_demo(args):
+    from skimage import data
+
+    from .predict import Predictor, annotate, format_result, save_rgb
+
+    rgb = data.astronaut()  # shipped inside scikit-image: the demo needs no download
+    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    t = time.perf_counter()
+    recs = predictor.predict(rgb)
+    ms = (time.perf_counter() - t) * 1000
+    save_rgb(annotate(rgb, recs), args.out)
+    print(format_result({"file": "skimage.data.astronaut()", "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
+    print(f"\nmodel {predictor.path} ({args.backend}); detection + prediction took {ms:.0f} ms; wrote {args.out}")
+
+
+def _export_args(p):
+    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder)")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
+
+
+@command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, 7) out)", _export_args)
+def cmd_export(args):
+    import numpy as np
+
+    from .checkpoint import load_checkpoint
+    from .onnx_export import export_onnx, onnx_session
+
+    clf = load_checkpoint(args.checkpoint)
+    out = Path(args.onnx)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(clf, out, args.tta)
+    faces = np.random.default_rng(0).integers(0, 256, (16, clf.spec.in_size, clf.spec.in_size), dtype=np.uint8)
+    diff = np.abs(onnx_session(out).run(None, {"faces": faces})[0] - clf.predict_proba(faces, tta=args.tta)).max()
+    tta = clf.tta if args.tta is None else args.tta
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; tta {'on' if tta else 'off'}); "
+          f"onnxruntime vs torch on 16 random faces: max |diff| {diff:.1e}")
+
+
 # ---------------------------------------------------------------- main
 
 

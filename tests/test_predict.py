@@ -1,0 +1,195 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_spec
+from ferkit.checkpoint import Classifier, load_checkpoint
+from ferkit.cli import main
+from ferkit.errors import FerkitError
+from ferkit.labels import EMOTIONS
+from ferkit.predict import FaceTracker, Predictor, annotate, iou
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def two_faces(astronaut):
+    from matplotlib.cbook import get_sample_data
+
+    with get_sample_data("grace_hopper.jpg") as f:
+        hopper = np.asarray(Image.open(f).convert("RGB"))
+    canvas = np.zeros((hopper.shape[0], astronaut.shape[1] + hopper.shape[1], 3), np.uint8)
+    canvas[: astronaut.shape[0], : astronaut.shape[1]] = astronaut
+    canvas[:, astronaut.shape[1]:] = hopper
+    return canvas
+
+
+def _check_record(r):
+    assert list(r) == ["box", "label", "score", "probs"]
+    assert len(r["box"]) == 4 and all(type(v) is int for v in r["box"])
+    assert list(r["probs"]) == list(EMOTIONS) and all(type(p) is float for p in r["probs"].values())
+    assert abs(sum(r["probs"].values()) - 1) < 1e-4
+    assert r["label"] == max(r["probs"], key=r["probs"].get) and r["score"] == r["probs"][r["label"]]
+    json.dumps(r)
+
+
+def test_record_format_and_one_forward_pass(tiny_checkpoint, two_faces, monkeypatch):
+    p = Predictor(tiny_checkpoint)
+    calls = []
+    real = p.classifier.predict_proba
+    monkeypatch.setattr(p.classifier, "predict_proba", lambda faces, **kw: calls.append(len(faces)) or real(faces, **kw))
+    recs = p.predict(two_faces)
+    assert calls == [2] and len(recs) == 2  # both faces in one batch
+    for r in recs:
+        _check_record(r)
+    assert recs[0]["box"][0] < recs[1]["box"][0]  # left to right, in the photo's pixels
+    assert recs[1]["box"][0] >= 512
+    assert p.predict(np.full((100, 100, 3), 255, np.uint8)) == []
+    assert p.predict_faces(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+
+
+def test_predictor_accepts_path_classifier_bytes(tiny_checkpoint, astronaut, tmp_path):
+    clf = load_checkpoint(tiny_checkpoint)
+    f = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(f)
+    a = Predictor(clf).predict(f)
+    b = Predictor(str(tiny_checkpoint)).predict(f.read_bytes())
+    assert len(a) == 1 and a[0]["box"] == b[0]["box"] and np.allclose(list(a[0]["probs"].values()), list(b[0]["probs"].values()))
+
+
+def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
+    import ferkit.predict as fp
+
+    monkeypatch.setattr(fp, "BUNDLED", tmp_path / "nope.pt")
+    with pytest.raises(FerkitError, match="bundled model .* is missing"):
+        fp.load_model()
+    with pytest.raises(FerkitError, match="backend 'tf'"):
+        Predictor(backend="tf")
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_onnx_agrees_with_torch(tiny_checkpoint, tta):
+    clf = load_checkpoint(tiny_checkpoint)
+    clf.tta = tta
+    faces = np.random.default_rng(0).integers(0, 256, (9, 48, 48), dtype=np.uint8)
+    torch_p = Predictor(clf).predict_faces(faces)
+    onnx_p = Predictor(clf, backend="onnx").predict_faces(faces)
+    assert onnx_p.shape == (9, 7) and np.allclose(torch_p, onnx_p, atol=1e-5)
+    assert np.allclose(onnx_p[:1], Predictor(clf, backend="onnx").predict_faces(faces[:1]), atol=1e-5)  # dynamic batch
+
+
+def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out)]) == 0
+    assert "max |diff|" in capsys.readouterr().out
+    a = Predictor(out, backend="onnx").predict(astronaut)
+    b = Predictor(tiny_checkpoint).predict(astronaut)
+    assert a[0]["box"] == b[0]["box"] and abs(a[0]["score"] - b[0]["score"]) < 1e-5
+
+
+def test_hog_models_are_refused_for_onnx():
+    from ferkit.model import create_model
+    from ferkit.onnx_export import export_onnx
+
+    clf = Classifier(create_model(tiny_spec(hog=True)), np.zeros((48, 48), np.float32))
+    with pytest.raises(FerkitError, match="HOG hybrid"):
+        export_onnx(clf, "unused.onnx")
+
+
+def test_annotate_draws_on_a_copy(astronaut):
+    rec = {"box": [177, 67, 93, 93], "label": "happy", "score": 0.9,
+           "probs": dict(zip(EMOTIONS, [0.02, 0.01, 0.01, 0.9, 0.02, 0.02, 0.02]))}
+    out = annotate(astronaut, [rec])
+    assert out.shape == astronaut.shape and not np.array_equal(out, astronaut)
+    assert tuple(out[120, 177]) == (255, 191, 0)  # the box edge in happy's colour
+    assert np.array_equal(annotate(astronaut, []), astronaut)
+
+
+def test_tracker_keeps_ids_by_overlap():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1 and iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0
+    t = FaceTracker()
+    assert t.assign([(0, 0, 10, 10)]) == [1]
+    assert t.assign([(100, 0, 10, 10), (1, 1, 10, 10)]) == [2, 1]
+    assert t.assign([(2, 1, 10, 10), (101, 0, 10, 10)]) == [1, 2]
+
+
+def test_predict_cli_folder_with_good_and_bad_files(tiny_checkpoint, tmp_path, capsys, astronaut):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut).save(d / "astronaut.png")
+    Image.fromarray(np.full((60, 80, 3), 128, np.uint8)).save(d / "sub" / "blank.jpg")
+    (d / "notes.jpg").write_text("not a picture")
+    (d / "trunc.png").write_bytes((d / "astronaut.png").read_bytes()[:5000])
+    (d / "readme.txt").write_text("ignored: not an image extension")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    js, cs, ann = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "ann"
+    rc = main(["predict", str(d), str(empty), str(tmp_path / "missing.png"), "--model", str(tiny_checkpoint),
+               "--json", str(js), "--csv", str(cs), "--annotate", str(ann)])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "astronaut.png  512x512, 1 face" in out and "blank.jpg  80x60, no face found" in out
+    assert "2 file(s) processed, 4 failed" in out
+    assert "notes.jpg: not an image" in err and "trunc.png: the image is corrupt or truncated" in err
+    assert "empty: the folder holds no images" in err and "missing.png: no such file" in err
+    assert "Traceback" not in err
+    results = json.loads(js.read_text())
+    assert {r["file"].split("/")[-1]: r.get("reason") for r in results if "error" in r} == {"notes.jpg": "not_image", "trunc.png": "corrupt"}
+    rows = list(csv.DictReader(cs.open()))
+    assert len(rows) == 1 and rows[0]["file"].endswith("astronaut.png") and rows[0]["label"] in EMOTIONS
+    assert (ann / "photos" / "astronaut.png").exists() and (ann / "photos" / "sub" / "blank.jpg").exists()
+
+
+def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "a.jpg").write_text("text")
+    (tmp_path / "b.mp4").write_text("not a video")
+    assert main(["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.mp4"), "--model", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "a.jpg: not an image" in err and "b.mp4: cannot open as a video" in err
+    assert "error: none of the inputs could be processed" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(empty)]) == 2
+    assert "holds no images or videos" in capsys.readouterr().err
+
+
+def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    small = cv2.resize(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR), (256, 256))
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
+    assert w.isOpened()
+    for i in range(6):
+        w.write(np.roll(small, i, axis=1))  # the face drifts right by a pixel a frame
+    w.release()
+    js, cs = tmp_path / "v.json", tmp_path / "v.csv"
+    assert main(["predict", str(video), "--every", "2", "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 0
+    out = capsys.readouterr().out
+    assert "3 frames sampled (every 2 of 6), 1 face(s)" in out and "face 1: frames 0-4 (3 sightings)" in out
+    (res,) = json.loads(js.read_text())
+    assert [f["frame"] for f in res["frames"]] == [0, 2, 4] and res["frames"][1]["time"] == 0.2
+    assert all(f["faces"][0]["face_id"] == 1 for f in res["frames"])
+    rows = list(csv.DictReader(cs.open()))
+    assert [r["frame"] for r in rows] == ["0", "2", "4"] and {r["face_id"] for r in rows} == {"1"}
+
+
+def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert "astronaut()  512x512, 1 face" in capsys.readouterr().out
+    assert Image.open(out).size == (512, 512)
+
+
+def test_bundled_model_sees_a_smile(astronaut):
+    """The shipped weights (src/ferkit/weights/ferkit.pt): the astronaut smiles broadly."""
+    (r,) = Predictor().predict(astronaut)
+    assert r["label"] == "happy" and r["score"] > 0.5

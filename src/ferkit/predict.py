@@ -57,15 +57,19 @@ class Predictor:
 
             self.session, self.path = onnx_session(model, threads), Path(model)  # tta is baked into the file
             return
+        if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
+            raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         if isinstance(model, Classifier):
             self.classifier = model
         else:
             self.path = Path(model) if model is not None else BUNDLED
             self.classifier = load_model(model, device)
-        if threads:
-            import torch
+        import torch
 
+        if threads:
             torch.set_num_threads(threads)
+        if self.classifier.device.type == "cpu":  # NHWC convolutions: ~1.6x the faces/s on CPU, same numbers
+            self.classifier.model.to(memory_format=torch.channels_last)
         if backend == "onnx":
             from .onnx_export import session_from_classifier
 
@@ -109,7 +113,7 @@ def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
     for r in records:
         x, y, w, h = r["box"]
         colour = _bgr(COLORS[EMOTIONS.index(r["label"])])
-        s = float(np.clip(w / 160, 0.35, 1.2))  # text scale follows the face size
+        s = float(np.clip(w / 160, 0.35, 1.0))  # text scale follows the face size
         th = max(1, round(2 * s))
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, max(2, round(3 * s)))
         title = f"{r['label']} {r['score']:.2f}"
@@ -117,23 +121,34 @@ def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
         ty = y - 4 if y - tht - base - 4 >= 0 else y + h + tht + 4
         cv2.rectangle(img, (x, ty - tht - base), (x + tw + 4, ty + base), colour, -1)
         cv2.putText(img, title, (x + 2, ty), font, s, (0, 0, 0), th, cv2.LINE_AA)
-        # the 7 probabilities as bars beside the box (right side, or left when no room)
-        fs, line = 0.8 * s, int(22 * s)
-        bar_w = int(60 * s)
-        (lw, _), _ = cv2.getTextSize("surprise", font, fs, 1)
-        bx = x + w + 6 if x + w + 6 + lw + bar_w + 8 <= W else max(0, x - lw - bar_w - 14)
-        panel = (bx - 3, y + 2, bx + lw + bar_w + 8, min(H, y + 7 * line + int(8 * s)))
-        sub = img[panel[1]:panel[3], panel[0]:panel[2]]
-        sub[:] = (sub * 0.35).astype(np.uint8)  # a dark panel keeps the text readable on any photo
-        for i, (e, p) in enumerate(r["probs"].items()):
-            yy = y + (i + 1) * line
-            if yy > H:
-                break
-            cv2.putText(img, e, (bx, yy), font, fs, (255, 255, 255), 1, cv2.LINE_AA)
-            x0 = bx + lw + 4
-            cv2.rectangle(img, (x0, yy - int(10 * s)), (x0 + bar_w, yy), (160, 160, 160), 1)
-            cv2.rectangle(img, (x0, yy - int(10 * s)), (x0 + int(bar_w * p), yy), _bgr(COLORS[i]), -1)
+        # the 7 probabilities as bars beside the box: right side, else left, shrunk to fit
+        room = max(W - (x + w), x) - 10
+        ps = min(0.7 * s, room / 240)  # the panel is ~235 * ps pixels wide
+        if ps >= 0.25:
+            _prob_panel(img, r["probs"], x + w + 6 if W - (x + w) - 10 >= x else None, x, y, ps)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _prob_panel(img, probs: dict, left: int | None, box_x: int, top: int, s: float) -> None:
+    """Draw the 7 names and probability bars at scale s, from x=left (or ending at box_x when None)."""
+    import cv2
+
+    font, H = cv2.FONT_HERSHEY_SIMPLEX, img.shape[0]
+    (lw, lh), _ = cv2.getTextSize("surprise", font, s, 1)
+    line, bar_w = int(lh * 1.7), int(lw * 0.8)
+    width = lw + bar_w + 12
+    x0 = left if left is not None else max(0, box_x - 6 - width)
+    y1 = min(H, top + 7 * line + line // 2)
+    sub = img[max(0, top):y1, x0 : x0 + width]
+    sub[:] = (sub * 0.35).astype(np.uint8)  # a dark panel keeps the text readable on any photo
+    for i, (e, p) in enumerate(probs.items()):
+        yy = top + (i + 1) * line
+        if yy > H:
+            break
+        cv2.putText(img, e, (x0 + 3, yy), font, s, (255, 255, 255), 1, cv2.LINE_AA)
+        bx = x0 + lw + 8
+        cv2.rectangle(img, (bx, yy - lh), (bx + bar_w, yy), (160, 160, 160), 1)
+        cv2.rectangle(img, (bx, yy - lh), (bx + int(bar_w * p), yy), _bgr(COLORS[i]), -1)
 
 
 def save_rgb(rgb: np.ndarray, path: str | Path) -> None:

@@ -6,11 +6,13 @@
 Loading honours EXIF orientation, flattens alpha onto white, scales 16-bit images to 8 bits and
 turns every failure into an ImageError whose reason is not_found, not_image, corrupt or too_large.
 
-Detection uses OpenCV's frontal-face Haar cascade (shipped inside opencv-python-headless 4.x;
-OpenCV 5 moved it to opencv-contrib). No pip wheel carries a stronger detector's weights without
-a heavy dependency (mediapipe, dlib, facenet-pytorch + torchvision), and nothing is downloaded at
-run time. Crops are square around the detected box, widened by MARGIN on each side, which frames
-a face like FER2013 does (from the hairline to the chin), grey and resized to 48x48.
+Detection uses OpenCV's frontal-face Haar cascade, shipped inside opencv-python-headless 4.x
+(the 5.0 wheels dropped both the class and its XML files, hence the `<5` pin). No pip wheel
+carries a stronger detector's weights usable here: mediapipe's wheel has no face model (and
+needs opencv-contrib-python), facenet-pytorch's MTCNN weights come with torch<2.3 and
+torchvision, dlib's must be compiled, and the YuNet wrappers download their model; nothing is
+downloaded at run time. Crops are square around the detected box, widened by MARGIN on each side,
+which frames a face like FER2013 does (from the hairline to the chin), grey and resized to 48x48.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import FerkitError, ImageError
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -171,8 +173,6 @@ def _cascade():
         import cv2
 
         if not hasattr(cv2, "CascadeClassifier"):
-            from .errors import FerkitError
-
             raise FerkitError(
                 f"OpenCV {cv2.__version__} has no Haar face detector (OpenCV 5 moved it to opencv-contrib); "
                 "install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5'"

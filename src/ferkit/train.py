@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -205,7 +206,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        if ckpt["config"]["epochs"] == cfg.epochs:
+            sched.load_state_dict(ckpt["scheduler"])
+        else:  # the run was lengthened or shortened: replay the new schedule up to where it stopped
+            log(f"schedule re-planned for {cfg.epochs} epochs (was {ckpt['config']['epochs']})")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+                for _ in range(ckpt["epoch"] * steps_per_epoch):
+                    sched.step()
         gen.set_state(ckpt["rng"])
         history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
         start_epoch = ckpt["epoch"] + 1

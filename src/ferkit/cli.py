@@ -329,6 +329,121 @@ def cmd_export(args):
           f"onnxruntime vs torch on 16 random faces: max |diff| {diff:.1e}")
 
 
+# ---------------------------------------------------------------- plot, visualize, report
+
+
+def _plot_args(p):
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: compared side by side)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
+
+
+@command("plot", "PNG figures of run folders: loss and accuracy histories, confusion matrices, per-class accuracy", _plot_args)
+def cmd_plot(args):
+    from . import plots
+
+    runs = [plots.read_run(p, n) for p, n in zip(args.runs, plots.run_names(args.runs))]
+    out = Path(args.out)
+    files = [plots.save(plots.plot_histories(runs), out / "history.png"),
+             plots.save(plots.plot_iteration_loss({r.name: r.iterations for r in runs}), out / "loss-iterations.png"),
+             plots.save(plots.plot_epoch_loss({r.name: r.history for r in runs}), out / "loss-epochs.png"),
+             plots.save(plots.plot_accuracy({r.name: r.history for r in runs}), out / "accuracy.png")]
+    best = {}
+    for r in runs:
+        for split, m in r.metrics.items():
+            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}"), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
+            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
+    if best:
+        files.append(plots.save(plots.plot_per_class(best), out / "per-class.png"))
+        print(plots.format_per_class(best) + "\n")
+    else:
+        print("no metrics-*.json in the run folders: run `ferkit evaluate RUN_DIR` first for confusion matrices and per-class accuracy\n")
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _visualize_args(p):
+    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", metavar="PATH", help="a photo: its largest detected face is used (else the whole picture)")
+    src.add_argument("--row", type=int, metavar="N", help="row N (0-based) of --split of the FER2013 data")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val", help="split for --row (default val = PublicTest)")
+    p.add_argument("--what", nargs="+", choices=["activations", "filters", "dream"], default=["activations", "filters", "dream"],
+                   help="what to draw (default all three)")
+    p.add_argument("--layer", type=int, help="DeepDream: conv layer, 1-based (default: the middle one)")
+    p.add_argument("--octaves", type=int, default=3, help="DeepDream: pyramid levels (default 3)")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="DeepDream: size ratio between levels (default 1.4)")
+    p.add_argument("--steps", type=int, default=20, help="DeepDream: gradient steps per octave (default 20)")
+    p.add_argument("--step-size", type=float, default=0.01, help="DeepDream: step length relative to the mean gradient (default 0.01)")
+    p.add_argument("--jitter", type=int, default=2, help="DeepDream: random shift in pixels before each step (default 2)")
+    p.add_argument("--objective", choices=["l2", "mean"], default="l2", help="DeepDream: maximise the L2 norm or the mean of the layer's output")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
+    _data_args(p)
+
+
+@command("visualize", "activation maps, first-layer filters and DeepDream of a checkpoint on a face", _visualize_args)
+def cmd_visualize(args):
+    import numpy as np
+
+    from . import plots
+    from .checkpoint import load_checkpoint
+    from .dream import DreamSettings, check_layer, deep_dream, layer_objective
+    from .labels import EMOTIONS
+    from .visualize import activation_maps, demo_face, face_from_data, face_from_image, first_layer_filters, layer_names, save_face
+
+    clf = load_checkpoint(args.checkpoint)
+    if args.image:
+        face, how = face_from_image(args.image)
+        title = f"{args.image}: {how}"
+    elif args.row is not None:
+        from .data import load_fer
+
+        face, label = face_from_data(load_fer(args.data, bool(args.skip_bad_rows)), args.split, args.row)
+        title = f"{args.split} row {args.row} ({EMOTIONS[label] if label >= 0 else 'unlabelled'})"
+    else:
+        face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    probs = clf.predict_proba(face[None])[0]
+    print(f"{title}; predicted {EMOTIONS[int(probs.argmax())]} ({probs.max():.2f})")
+    files = [save_face(face, out / "face.png")]
+    if "activations" in args.what:
+        maps = activation_maps(clf, face)
+        np.savez_compressed(out / "activations.npz", **{f"conv{k + 1}": m for k, m in enumerate(maps)})
+        files += [plots.save(plots.plot_activations(face, maps, layer_names(clf.model)), out / "activations.png"), out / "activations.npz"]
+    if "filters" in args.what:
+        files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
+    if "dream" in args.what:
+        s = DreamSettings(args.layer, args.octaves, args.octave_scale, args.steps, args.step_size, args.jitter, args.objective)
+        layer = check_layer(clf, args.layer)
+        dream = deep_dream(clf, face, s)
+        before, after = layer_objective(clf, np.stack([face, dream]), layer, args.objective)
+        print(f"DeepDream from conv layer {layer}: {args.objective} objective {before:.4f} -> {after:.4f}")
+        files += [save_face(dream, out / "dream-face.png"),
+                  plots.save(plots.plot_dreams(face[None], dream[None], [f"conv layer {layer}"]), out / "dream.png")]
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _report_args(p):
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: a comparison)")
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
+    p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
+    p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4)")
+
+
+@command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
+def cmd_report(args):
+    from .report import build_report
+
+    if args.no_data and args.data:
+        raise FerkitError("--data and --no-data contradict each other; give one")
+    if args.faces < 1:
+        raise FerkitError(f"--faces {args.faces}: must be >= 1")
+    res = build_report(args.runs, args.out, False if args.no_data else args.data, args.faces)
+    for n in res["notes"]:
+        print(f"note: {n}")
+    print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")
+
+
 # ---------------------------------------------------------------- main
 
 

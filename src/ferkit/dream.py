@@ -1,0 +1,108 @@
+"""DeepDream (paper Figure 11): change a face by gradient ascent on one conv layer's activation.
+
+    x <- x + step_size * g / mean|g|,   g = d objective(features[:layer](x)) / dx
+
+over an image pyramid (octaves: the face shrunk by octave_scale each time, dreamed from the
+smallest up, the detail carried to the next size), with random jitter (a roll of up to `jitter`
+pixels before each step). The objective is the mean activation ("mean") or half the mean square
+("l2", the L2 norm) of the layer's output. Works on any checkpoint; the model stays in eval mode
+and its weights are not changed. Pixels stay in the valid 0..255 range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import Classifier
+from .errors import FerkitError
+
+OBJECTIVES = ("l2", "mean")
+
+
+@dataclass
+class DreamSettings:
+    layer: int | None = None  # conv layer, 1-based; None = the middle one
+    octaves: int = 3  # pyramid levels (1 = no pyramid)
+    octave_scale: float = 1.4  # size ratio between levels
+    steps: int = 20  # gradient steps per octave
+    step_size: float = 0.01  # step length, relative to the gradient's mean magnitude
+    jitter: int = 2  # random roll of up to this many pixels before each step
+    objective: str = "l2"  # "l2" or "mean"
+    seed: int = 0
+
+
+def check_layer(clf: Classifier, layer: int | None) -> int:
+    """The 1-based conv layer (default: the middle one); a clear error when out of range."""
+    n = len(clf.model.features)
+    if layer is None:
+        return (n + 1) // 2
+    if not 1 <= layer <= n:
+        raise FerkitError(f"--layer {layer}: this model has conv layers 1..{n}")
+    return layer
+
+
+def _objective(acts: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, C, H, W) activations -> (B,) objective."""
+    if kind == "mean":
+        return acts.flatten(1).mean(1)
+    return 0.5 * acts.flatten(1).pow(2).mean(1)
+
+
+def layer_objective(clf: Classifier, faces: np.ndarray, layer: int, kind: str = "l2") -> np.ndarray:
+    """The dream objective of conv layer `layer` (1-based) for uint8 faces (N, 48, 48) -> (N,)."""
+    x, _ = clf.inputs(np.asarray(faces, np.uint8).reshape(-1, *np.shape(faces)[-2:]))
+    with torch.no_grad():
+        return _objective(clf.model.features[:layer](x), kind).cpu().numpy()
+
+
+def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None = None) -> np.ndarray:
+    """The dreamed uint8 (48, 48) version of a uint8 (48, 48) face."""
+    s = settings or DreamSettings()
+    if s.objective not in OBJECTIVES:
+        raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if s.octaves < 1 or s.octave_scale <= 1 or s.steps < 0 or s.step_size <= 0 or s.jitter < 0:
+        raise FerkitError("DeepDream settings: need --octaves >= 1, --octave-scale > 1, --steps >= 0, --step-size > 0, --jitter >= 0")
+    layer = check_layer(clf, s.layer)
+    net = clf.model.features[:layer]
+    clf.model.eval()
+    gen = torch.Generator().manual_seed(s.seed)
+    base, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, 1, 48, 48), mean-subtracted, /128
+    mean = torch.as_tensor(clf.mean, device=base.device)
+    lo, hi = (0 - mean) / 128.0, (255 - mean) / 128.0  # valid pixel range in model units, per pixel
+
+    size = base.shape[-1]
+    min_size = _min_input(clf)
+    sizes = [size]
+    while len(sizes) < s.octaves and round(sizes[-1] / s.octave_scale) >= min_size:
+        sizes.append(round(sizes[-1] / s.octave_scale))
+    detail = torch.zeros_like(base)
+    x = base
+    for n in reversed(sizes):  # smallest first
+        octave = F.interpolate(base, size=(n, n), mode="bilinear", align_corners=False) if n != size else base
+        detail = F.interpolate(detail, size=(n, n), mode="bilinear", align_corners=False)
+        x = (octave + detail).detach()
+        lo_n, hi_n = (F.interpolate(b[None, None], size=(n, n), mode="bilinear", align_corners=False) for b in (lo, hi))
+        for _ in range(s.steps):
+            dx, dy = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen)) if s.jitter else (0, 0)
+            xj = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
+            (g,) = torch.autograd.grad(_objective(net(xj), s.objective).sum(), xj)
+            g = torch.roll(g, (-dy, -dx), (2, 3))
+            x = (x + s.step_size * g / g.abs().mean().clamp_min(1e-8)).clamp(lo_n, hi_n).detach()
+        detail = x - octave
+    out = x[0, 0].cpu().numpy() * 128.0 + clf.mean  # back to 0..255
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _min_input(clf: Classifier) -> int:
+    """Smallest input side the conv stack accepts (each pool halves, each unpadded conv trims)."""
+    side = 1
+    for c in reversed(clf.spec.convs):
+        pad = c.kernel // 2 if c.padding is None else c.padding
+        side = side * (c.pool or 1)
+        side = (side - 1) * c.stride + c.kernel - 2 * pad
+        side = max(side, 1)
+    return max(side, 8)

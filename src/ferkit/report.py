@@ -1,0 +1,301 @@
+"""`ferkit report`: one self-contained HTML page about one or more run folders.
+
+For each run: its configuration (config.json, model spec, parameter count), history plots, the
+best checkpoint's confusion matrices and per-class accuracy on the PublicTest split (plus any
+metrics-*.json written by `ferkit evaluate`), first-layer filters, activation maps and DeepDream
+on a handful of faces, and the ranked trial table when the run came from `ferkit search`.
+Several runs add a comparison (histories overlaid, per-class accuracy across models). Images are
+embedded as base64 PNG, so the file has no external assets. Without FER2013 data the page shows
+everything that needs none (and says so), using scikit-image's astronaut face for the visuals.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import plots
+from .labels import EMOTIONS
+
+N_FACES = 4  # faces shown with DeepDream (a handful keeps the page small)
+
+
+def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None | bool = None, n_faces: int = N_FACES,
+                 dream_settings=None, log=print) -> dict:
+    """Write the report to `out`; returns {"path", "bytes", "seconds", "notes"}.
+
+    data: a FER2013 path; None = each run's own training data, else the default location; False = use no data."""
+    from .dream import DreamSettings
+
+    t0 = time.time()
+    runs = [plots.read_run(p, n) for p, n in zip(run_dirs, plots.run_names(run_dirs))]
+    dream_settings = dream_settings or DreamSettings()
+    notes, loaded = [], {}
+    body, evaluated = [], {}
+    for run in runs:
+        log(f"report: {run.path}")
+        fer = _data_for(run, data, loaded, notes)
+        section, metrics = _run_section(run, fer, n_faces, dream_settings, notes)
+        body.append(section)
+        if metrics is not None:
+            evaluated[run.name] = metrics
+    head = []
+    if len(runs) > 1:
+        head.append(_comparison(runs, evaluated))
+    page = _page(runs, notes, head + body)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
+
+
+# ---------------------------------------------------------------- data
+
+
+def _data_for(run: plots.Run, data, loaded: dict, notes: list):
+    """The FerData to evaluate a run on, or None (with a note saying why)."""
+    from .data import find_data, load_fer
+    from .errors import DataError
+
+    if data is False:
+        if "no data asked for (--no-data): evaluation skipped" not in notes:
+            notes.append("no data asked for (--no-data): evaluation skipped")
+        return None
+    path = data
+    if path is None:
+        own = (run.config or {}).get("data")
+        path = own if own and Path(own).exists() else None
+    try:
+        key = str(find_data(path))
+    except DataError as e:
+        if data:  # asked for explicitly: a user error
+            raise
+        msg = f"no FER2013 data ({e}); evaluation skipped, visuals use scikit-image's astronaut face"
+        if msg not in notes:
+            notes.append(msg)
+        return None
+    if key not in loaded:
+        loaded[key] = load_fer(key)
+    return loaded[key]
+
+
+# ---------------------------------------------------------------- one run
+
+
+def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list) -> tuple[str, dict | None]:
+    """The HTML of one run and the metrics of its best checkpoint on PublicTest (or None)."""
+    from .checkpoint import load_checkpoint
+    from .dream import check_layer, deep_dream
+    from .metrics import summarize
+    from .model import count_macs, count_params
+    from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
+
+    parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.path.resolve()))}</p>"]
+    ckpt = run.path / "best.pt" if (run.path / "best.pt").exists() else run.path / "last.pt"
+    clf = load_checkpoint(ckpt) if ckpt.exists() else None
+    if clf is not None and clf.device.type == "cpu":
+        import torch
+
+        clf.model.to(memory_format=torch.channels_last)  # NHWC convolutions: ~1.4x faster on CPU, same numbers
+    if clf is None:
+        notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
+    cfg = dict(run.config or (clf.meta.get("config") if clf else {}) or {})
+    spec = cfg.pop("spec", None) or (clf.spec.to_dict() if clf else None)
+    facts = {}
+    if clf is not None:
+        facts.update({"checkpoint": f"{ckpt.name} (epoch {clf.meta.get('epoch')})", "parameters": f"{count_params(clf.model):,}",
+                      "multiply-adds per image": f"{count_macs(clf.model):,}"})
+    if run.history:
+        best = max(run.history, key=lambda r: -1 if r.get("val_acc") is None or np.isnan(r["val_acc"]) else r["val_acc"])
+        facts["epochs run"] = str(len(run.history))
+        facts["best validation accuracy"] = f"{best['val_acc']:.4f} (epoch {int(best['epoch'])})"
+        facts["training time"] = f"{sum(float(r.get('seconds', 0)) for r in run.history) / 60:.1f} min"
+    parts.append("<h3>Configuration</h3><div class='cols'>" + _kv_table(facts) + _kv_table(cfg) +
+                 (f"<pre>{_e(_spec_text(spec))}</pre>" if spec else "") + "</div>")
+
+    if run.history or len(run.iterations):
+        parts.append("<h3>Training history</h3>" + _img(plots.plot_histories([run])))
+
+    # evaluation: the best checkpoint on PublicTest now, plus metrics-*.json from `ferkit evaluate`
+    metrics, fresh = dict(run.metrics), None
+    saved = metrics.get("val")
+    if saved is not None and fer is not None and _same_file(saved.get("data"), fer.source) and _newer(run.path / "metrics-val.json", ckpt):
+        fresh = saved  # `ferkit evaluate` already scored this checkpoint on this data
+    elif clf is not None and fer is not None and fer.has("val"):
+        images, labels = fer.split("val")
+        if (labels >= 0).all():
+            fresh = summarize(labels, clf.predict_proba(images))
+            fresh.update(data=fer.source, split="val")
+            if saved is not None and not _same_file(saved.get("data"), fer.source):  # keep a score on other data
+                metrics[f"val ({saved.get('data')})"] = saved
+            metrics["val"] = fresh
+    elif clf is not None and fer is not None:
+        notes.append(f"{run.name}: {fer.source} has no PublicTest rows; no evaluation")
+    if metrics:
+        parts.append("<h3>Evaluation</h3>")
+        for split, m in metrics.items():
+            label = f"{split}: {m.get('data', '?')}" + (" (evaluated now)" if m is fresh and m is not saved else " (from metrics-*.json)")
+            parts.append(f"<h4>{_e(label)} &mdash; accuracy {m['accuracy']:.4f} on {m['n']} faces</h4>")
+            parts.append(_img(plots.plot_confusion_pair(m["confusion_matrix"], split)))
+        parts.append("<h4>Per-class accuracy</h4>" + _per_class_html(metrics))
+    elif clf is not None:
+        parts.append("<h3>Evaluation</h3><p class='note'>No data to evaluate on and no metrics-*.json in the run folder "
+                     "(write one with <code>ferkit evaluate RUN_DIR</code>).</p>")
+
+    if clf is not None:
+        if fer is not None and fer.has("val"):
+            faces, labels = sample_faces(fer, "val", n_faces)
+            names = [f"{EMOTIONS[y]}" if y >= 0 else "?" for y in labels]
+        else:
+            faces, names = demo_face()[None], ["astronaut"]
+        pred = clf.predict_proba(faces).argmax(1)
+        names = [f"{n} -> {EMOTIONS[p]}" for n, p in zip(names, pred)]
+        parts.append("<h3>What the network sees</h3>" + _img(plots.plot_filters(first_layer_filters(clf.model))))
+        parts.append(f"<h4>Activation maps of {_e(names[0])}</h4>" +
+                     _img(plots.plot_activations(faces[0], activation_maps(clf, faces[0]), layer_names(clf.model)), dpi=70))
+        layer = check_layer(clf, dream_settings.layer)
+        dreams = np.stack([deep_dream(clf, f, dream_settings) for f in faces])
+        s = dream_settings
+        parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} objective, "
+                                                               f"{s.octaves} octaves x{s.octave_scale}, {s.steps} steps of {s.step_size})")))
+
+    search = find_search_csv(run.path)
+    if search is not None:
+        parts.append(f"<h3>Hyper-parameter search</h3><p class='path'>{_e(str(search))}</p>" + _search_html(search))
+    return "<section>" + "\n".join(parts) + "</section>", fresh or run.metrics.get("val") or next(iter(run.metrics.values()), None)
+
+
+def _comparison(runs: list[plots.Run], evaluated: dict) -> str:
+    parts = ["<section><h2>Comparison</h2>", _img(plots.plot_histories(runs))]
+    if evaluated:
+        parts.append("<h3>Per-class accuracy (best checkpoints)</h3>" + _per_class_html(evaluated))
+        parts.append(_img(plots.plot_per_class(evaluated)))
+    return "\n".join(parts) + "</section>"
+
+
+def _same_file(a, b) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _newer(path: Path, than: Path) -> bool:
+    return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
+
+
+# ---------------------------------------------------------------- search table
+
+
+def find_search_csv(run_dir: Path) -> Path | None:
+    """search.csv in the run folder, its parent or grandparent (search/trials/<n>/)."""
+    for d in (run_dir, run_dir.parent, run_dir.parent.parent):
+        if (d / "search.csv").is_file():
+            return d / "search.csv"
+    return None
+
+
+def read_ranked_csv(path: Path) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a search.csv, ranked by `value` (best first, trials without a value last)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows, cols = list(reader), list(reader.fieldnames or [])
+
+    def key(r):
+        try:
+            return (0, -float(r.get("value", "")))
+        except ValueError:
+            return (1, 0.0)
+
+    return cols, sorted(rows, key=key)
+
+
+def _search_html(path: Path, limit: int = 100) -> str:
+    cols, rows = read_ranked_csv(path)
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["rank"] + cols)
+    body = []
+    for i, r in enumerate(rows[:limit], 1):
+        rank = i if r.get("value") not in ("", None) else ""
+        body.append("<tr>" + f"<td>{rank}</td>" + "".join(f"<td>{_e(_short(r.get(c, '')))}</td>" for c in cols) + "</tr>")
+    more = f"<p class='note'>{len(rows) - limit} more trials in the file.</p>" if len(rows) > limit else ""
+    return f"<table class='num'><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+def _short(v: str) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return v if f.is_integer() and "." not in v else (f"{f:.4g}" if 1e-3 <= abs(f) < 1e4 else f"{f:.2e}")
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+
+def _e(s) -> str:
+    return html.escape(str(s))
+
+
+def _id(s: str) -> str:
+    return "run-" + "".join(c if c.isalnum() else "-" for c in s)
+
+
+def _img(fig, dpi: int = 80) -> str:
+    b64 = base64.b64encode(plots.to_png(fig, dpi)).decode()
+    return f"<img src='data:image/png;base64,{b64}'>"
+
+
+def _kv_table(d: dict) -> str:
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, (dict, list)) else v)}</td></tr>" for k, v in d.items())
+    return f"<table class='kv'>{rows}</table>" if d else ""
+
+
+def _spec_text(spec: dict) -> str:
+    lines = ["model spec"]
+    for k, c in enumerate(spec.get("convs", []), 1):
+        extra = ["BN" if c.get("batch_norm") else "", f"dropout {c['dropout']}" if c.get("dropout") else "",
+                 f"pool {c['pool']}" if c.get("pool") else "", f"stride {c['stride']}" if c.get("stride", 1) != 1 else ""]
+        lines.append(f"conv{k}: {c['filters']} filters {c['kernel']}x{c['kernel']} " + ", ".join(x for x in extra if x))
+    for k, f in enumerate(spec.get("fcs", []), 1):
+        extra = ["BN" if f.get("batch_norm") else "", f"dropout {f['dropout']}" if f.get("dropout") else ""]
+        lines.append(f"fc{k}: {f['units']} units " + ", ".join(x for x in extra if x))
+    if spec.get("hog"):
+        lines.append(f"HOG: {spec['hog']}")
+    return "\n".join(lines)
+
+
+def _per_class_html(metrics: dict[str, dict]) -> str:
+    """Table 3: one row per emotion (+ overall), one column per model or split; the best of each row in bold."""
+    names = list(metrics)
+    head = "<tr><th>emotion</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
+    rows = []
+    for row in plots.per_class_rows(metrics):
+        vals = [v for v in row[1:] if v is not None]
+        best = max(vals) if len(vals) > 1 else None
+        cells = "".join("<td>-</td>" if v is None else (f"<td><b>{v:.4f}</b></td>" if v == best else f"<td>{v:.4f}</td>")
+                        for v in row[1:])
+        rows.append(f"<tr><th>{_e(row[0])}</th>{cells}</tr>")
+    return f"<table class='num per-class'>{head}{''.join(rows)}</table>"
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:2em} img{max-width:100%;display:block;margin:.5em 0}
+table{border-collapse:collapse;margin:.5em 1em .5em 0;font-size:.9em} td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
+table.num td{text-align:right;font-variant-numeric:tabular-nums} .cols{display:flex;flex-wrap:wrap;align-items:flex-start}
+pre{background:#f6f6f6;padding:.5em;font-size:.85em} .path{color:#777;font-size:.85em} .note{background:#fff6d6;padding:.4em .6em}
+"""
+
+
+def _page(runs: list[plots.Run], notes: list[str], sections: list[str]) -> str:
+    from . import __version__
+
+    title = "ferkit report: " + ", ".join(r.name for r in runs)
+    toc = " | ".join(f"<a href='#{_id(r.name)}'>{_e(r.name)}</a>" for r in runs)
+    note_html = "".join(f"<p class='note'>{_e(n)}</p>" for n in notes)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style></head>"
+            f"<body><h1>{_e(title)}</h1><p class='path'>ferkit {_e(__version__)}, {time.strftime('%Y-%m-%d %H:%M')}</p>"
+            f"<p>{toc}</p>{note_html}\n" + "\n".join(sections) + "</body></html>\n")

@@ -1,0 +1,79 @@
+import base64
+import re
+import shutil
+
+from ferkit.cli import main
+from ferkit.report import build_report, find_search_csv, read_ranked_csv
+
+PNG = "data:image/png;base64,"
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)]
+
+
+def test_report_one_run(tiny_run, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(tiny_run.parent / "fer.csv"), "--faces", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = out.read_text()
+    imgs = _images(page)
+    # history, confusion matrices, filters, activation maps, DeepDream
+    assert len(imgs) == 5 and all(b.startswith(b"\x89PNG") for b in imgs)
+    assert "class='num per-class'" in page and "<th>disgust</th>" in page and "<th>overall</th>" in page
+    assert "evaluated now" in page and "on 84 faces" in page and "parameters" in page and "conv2: 16 filters 3x3" in page
+    assert not re.search(r"(src|href)=['\"](https?:|//|/)", page)  # self-contained: no external assets
+    assert out.stat().st_size < 2_000_000
+
+
+def test_report_without_data(tiny_run, tmp_path):
+    res = build_report([tiny_run], tmp_path / "r.html", data=False, log=lambda m: None)
+    page = res["path"].read_text()
+    assert "No data to evaluate on" in page and "astronaut" in page
+    assert len(_images(page)) == 4  # history, filters, activations, dream: no confusion matrix
+    assert "--no-data" in page
+
+
+def test_report_run_without_checkpoint(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in ("config.json", "history.json", "iterations.csv"):
+        shutil.copy(tiny_run / f, run / f)
+    page = build_report([run], tmp_path / "r.html", data=False, log=lambda m: None)["path"].read_text()
+    assert "no best.pt or last.pt" in page and len(_images(page)) == 1 and "conv1: 8 filters 3x3" in page
+
+
+def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    csv = tiny_run.parent / "fer.csv"
+    assert main(["evaluate", str(run), "--data", str(csv), "--split", "val"]) == 0
+    page = build_report([run], tmp_path / "r.html", data=str(csv), log=lambda m: None)["path"].read_text()
+    assert "from metrics-*.json" in page and "evaluated now" not in page
+
+
+def test_report_comparison_and_search_table(tiny_run, tmp_path):
+    search = tmp_path / "search"
+    (search / "trials").mkdir(parents=True)
+    trial = search / "trials" / "1"
+    shutil.copytree(tiny_run, trial)
+    (search / "search.csv").write_text("trial,value,state,lr\n0,0.41,COMPLETE,0.001\n2,,FAIL,0.1\n1,0.52,COMPLETE,0.003\n")
+    assert find_search_csv(trial) == search / "search.csv" and find_search_csv(tiny_run) is None
+    cols, rows = read_ranked_csv(search / "search.csv")
+    assert cols == ["trial", "value", "state", "lr"] and [r["trial"] for r in rows] == ["1", "0", "2"]
+    res = build_report([tiny_run, trial], tmp_path / "cmp.html", data=str(tiny_run.parent / "fer.csv"), n_faces=2, log=lambda m: None)
+    page = res["path"].read_text()
+    assert "<h2>Comparison</h2>" in page and "Hyper-parameter search" in page
+    table = page[page.index("Hyper-parameter search"):]
+    assert table.index("<td>0.52</td>") < table.index("<td>0.41</td>") < table.index("<td>FAIL</td>")
+    # the per-class table across models: one column per run
+    table = page[page.index("class='num per-class'"):]
+    assert "<th>run</th><th>1</th>" in table[: table.index("</tr>")]
+
+
+def test_report_bad_inputs(tiny_run, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert main(["report", str(tiny_run), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

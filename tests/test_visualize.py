@@ -1,0 +1,115 @@
+"""Activation maps, filters, faces from photos/rows (visualize.py) and DeepDream (dream.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_faces, write_fer_csv
+from ferkit.checkpoint import load_checkpoint
+from ferkit.cli import main
+from ferkit.data import load_fer
+from ferkit.dream import DreamSettings, check_layer, deep_dream, layer_objective
+from ferkit.errors import FerkitError, ImageError
+from ferkit.visualize import (activation_maps, face_from_data, face_from_image, first_layer_filters, layer_names,
+                              sample_faces, save_face)
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def face():
+    return synthetic_faces(3)[0][2]
+
+
+def test_activation_maps(clf, face):
+    maps = activation_maps(clf, face)
+    assert len(maps) == len(clf.model.features) == 2 == len(layer_names(clf.model))
+    assert maps[0].shape == (8, 24, 24) and maps[1].shape == (16, 12, 12)  # tiny_spec: 8 then 16 filters, 2x2 pools
+    with torch.no_grad():
+        feats = clf.model.forward_features(clf.inputs(face[None])[0])[0].numpy()
+    assert np.allclose(maps[-1], feats, atol=1e-6) and (maps[0] >= 0).all()  # after ReLU
+    assert layer_names(clf.model)[0] == "conv1 8@3x3 pool2"
+
+
+def test_first_layer_filters(clf):
+    w = first_layer_filters(clf.model)
+    assert w.shape == (8, 1, 3, 3) and np.allclose(w, clf.model.features[0][0].weight.detach().numpy())
+
+
+def test_dream_changes_face_and_raises_objective(clf, face):
+    for objective in ("l2", "mean"):
+        s = DreamSettings(layer=2, octaves=2, steps=5, objective=objective)
+        dream = deep_dream(clf, face, s)
+        assert dream.shape == (48, 48) and dream.dtype == np.uint8
+        assert np.abs(dream.astype(int) - face).mean() > 1
+        before, after = layer_objective(clf, np.stack([face, dream]), 2, objective)
+        assert after > before * 1.1
+        assert np.array_equal(dream, deep_dream(clf, face, s))  # same seed, same dream
+    assert not clf.model.training and all(p.grad is None for p in clf.model.parameters())
+
+
+def test_dream_settings_are_checked(clf, face):
+    assert check_layer(clf, None) == 1
+    with pytest.raises(FerkitError, match="conv layers 1..2"):
+        deep_dream(clf, face, DreamSettings(layer=3))
+    with pytest.raises(FerkitError, match="octave-scale"):
+        deep_dream(clf, face, DreamSettings(octave_scale=1.0))
+    assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=0)), face)  # no steps: the face itself
+
+
+def test_face_from_image(tmp_path, face):
+    # a 48x48 crop has no detectable face: the whole picture is used, unchanged
+    got, how = face_from_image(save_face(face, tmp_path / "face.png"))
+    assert np.array_equal(got, face) and "whole picture" in how
+    big = np.zeros((60, 100, 3), np.uint8)
+    big[:, 20:80] = 200
+    from PIL import Image
+
+    Image.fromarray(big).save(tmp_path / "wide.jpg")
+    got, _ = face_from_image(tmp_path / "wide.jpg")
+    assert got.shape == (48, 48) and got.min() > 150  # the centre square
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ImageError):
+        face_from_image(tmp_path / "notes.txt")
+
+
+def test_face_from_data(fer_csv):
+    data = load_fer(fer_csv)
+    f, label = face_from_data(data, "val", 3)
+    assert np.array_equal(f, data.split("val")[0][3]) and label == 3
+    with pytest.raises(FerkitError, match="rows 0..41"):
+        face_from_data(data, "val", 42)
+    faces, labels = sample_faces(data, "val", 4)
+    assert faces.shape == (4, 48, 48) and list(labels) == [0, 1, 2, 3]
+
+
+def test_cli_visualize_image(tiny_checkpoint, tmp_path, face, capsys):
+    img = save_face(face, tmp_path / "face.png")
+    out = tmp_path / "viz"
+    assert main(["visualize", str(tiny_checkpoint), "--image", str(img), "--out", str(out), "--steps", "3", "--layer", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "conv layer 2" in text and "objective" in text
+    for f in ("face.png", "activations.png", "activations.npz", "filters.png", "dream.png", "dream-face.png"):
+        assert (out / f).stat().st_size > 100, f
+    with np.load(out / "activations.npz") as z:
+        assert z["conv1"].shape == (8, 24, 24) and z["conv2"].shape == (16, 12, 12)
+
+
+def test_cli_visualize_row(tiny_checkpoint, tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=14)
+    out = tmp_path / "viz"
+    assert main(["visualize", str(tiny_checkpoint), "--row", "2", "--data", str(csv), "--what", "filters", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"face.png", "filters.png"}
+
+
+def test_cli_visualize_bad_inputs(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["visualize", str(tiny_checkpoint), "--image", str(tmp_path / "notes.txt"), "--out", str(tmp_path)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert main(["visualize", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--layer", "9", "--out", str(tmp_path)]) == 2
+    assert "--layer 9" in capsys.readouterr().err

@@ -202,6 +202,49 @@ def cmd_sanity(args):
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- search
+
+
+def _search_args(p):
+    add_train_flags(p)
+    p.add_argument("--param", action="append", metavar="NAME=KIND:ARGS",
+                   help="tune a training field or model spec path, e.g. lr=loguniform:1e-4:1e-2, convs.0.dropout=uniform:0:0.5, "
+                        "fcs.0.units=categorical:256,512,1024, batch_size=int:32:256 (repeatable; adds to or replaces the defaults)")
+    p.add_argument("--no-default-params", action="store_true", help="tune only the --param ones (default: also lr, l2 and the hidden units of each FC layer)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cv", type=int, metavar="K", help="score trials by stratified K-fold cross-validation on the training rows (mean validation accuracy)")
+    g.add_argument("--holdout", action="store_true", help="score trials on the PublicTest rows (the default; K times cheaper than --cv K)")
+    p.add_argument("--trials", type=int, default=20, help="completed trials the study should have, over all workers and reruns (default 20; 0 = only write the table)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this many seconds")
+    p.add_argument("--out", help="search folder (default runs/search-<model>): search.db, search.csv/json, best.yaml, trials/<n>/")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/search.db); workers given one URL (e.g. postgresql://...) share the study")
+    p.add_argument("--study-name", default="ferkit", help="study in the storage (default ferkit)")
+    p.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats of a running trial; one silent for 3 heartbeats (killed) is retried (default 30)")
+    p.add_argument("--quiet", action="store_true", help="one line per trial (no per-epoch lines)")
+
+
+@command("search", "hyper-parameter search (Optuna) with hold-out or k-fold cross-validation; ranked table and best.yaml", _search_args)
+def cmd_search(args):
+    from .search import run_search, search_space, write_results
+
+    if args.trials < 0:
+        raise FerkitError(f"--trials {args.trials}: must be >= 0")
+    cfg = config_from_args(args)
+    params = search_space(cfg, args.param, defaults=not args.no_default_params)
+    out = Path(args.out or f"runs/search-{Path(cfg.model).stem}")
+    cv = args.cv or 0
+    print(f"searching {', '.join(p.text for p in params)}\n{cfg.model}, {cfg.epochs} epoch(s) per trial, scored by "
+          f"{f'{cv}-fold cross-validation' if cv else 'PublicTest accuracy'}; {args.trials} trials -> {out}", flush=True)
+    fit_log = None if args.quiet else (lambda m: print("    " + m, flush=True))
+    study = run_search(cfg, params, out, args.trials, cv, args.storage, args.study_name, args.timeout, args.heartbeat,
+                       log=lambda m: print(m, flush=True), fit_log=fit_log)
+    res = write_results(study, cfg, params, out, cv)
+    print("\n" + res["table"] + "\n")
+    print("wrote " + ", ".join(str(f) for f in res["files"].values()))
+    if "best" in res["files"]:
+        print(f"train the best: ferkit train --config {res['files']['best']} --epochs N")
+
+
 # ---------------------------------------------------------------- serve
 
 

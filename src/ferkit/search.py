@@ -1,0 +1,470 @@
+"""Hyper-parameter search with Optuna, scored by hold-out or k-fold cross-validation (paper Tables 1-2).
+
+    ferkit search --model shallow --epochs 5 --trials 20 [--cv 5] [--param convs.0.dropout=uniform:0:0.5]
+
+By default the search tunes what the paper tuned: learning rate, L2 strength and the hidden
+units of each FC layer. `--param NAME=KIND:ARGS` adds (or replaces) one: NAME is a TrainConfig
+field (lr, l2, batch_size, label_smoothing...) or a dotted model spec path (fcs.0.units,
+convs.1.dropout, hog.orientations); KIND is one of
+
+    loguniform:LO:HI   uniform:LO:HI   int:LO:HI   categorical:A,B,C
+
+Each trial is a short `train.fit` in OUT/trials/<n>/ (one run folder per fold with --cv). Its
+score is the validation accuracy of the best epoch: on the PublicTest split (hold-out, the
+default) or averaged over the folds of a stratified k-fold split of the training data.
+
+The study lives in an Optuna RDB storage (SQLite file OUT/search.db by default), so a search
+killed at any point resumes when rerun, and several workers given the same storage URL share
+one study. Running trials send a heartbeat; one silent for 3 heartbeats (a killed worker) is
+marked FAIL and retried with the same parameters, continuing from its last checkpoint.
+`--trials N` counts completed trials of the whole study. Results: search.csv / search.json
+(trials ranked by accuracy) and best.yaml, a training config for `ferkit train --config`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig, override_spec
+from .data import FerData
+from .errors import ConfigError, FerkitError
+
+KINDS = ("loguniform", "uniform", "int", "categorical")
+NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads", "train_subset"}
+MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
+TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+
+
+# ---------------------------------------------------------------- search space
+
+
+@dataclass
+class Param:
+    """One tuned field: NAME=KIND:ARGS as given on the command line."""
+
+    name: str  # TrainConfig field or dotted model spec path
+    kind: str  # loguniform | uniform | int | categorical
+    args: tuple  # (lo, hi) or the choices
+    text: str = ""
+
+    def suggest(self, trial):
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.args))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, *self.args)
+        return trial.suggest_float(self.name, *self.args, log=self.kind == "loguniform")
+
+    def probes(self) -> list:
+        """Values checked before the search starts: both ends, or every choice."""
+        return list(self.args)
+
+
+def parse_param(text: str) -> Param:
+    """'lr=loguniform:1e-4:1e-2' -> Param; a ConfigError saying what is wrong and the right form."""
+    import yaml
+
+    form = "expected NAME=KIND:ARGS with KIND loguniform:LO:HI, uniform:LO:HI, int:LO:HI or categorical:A,B,C"
+    name, eq, rest = text.partition("=")
+    name, rest = name.strip(), rest.strip()
+    kind, _, args = rest.partition(":")
+    if not eq or not name or not args:
+        raise ConfigError(f"--param {text!r}: {form}, e.g. --param lr=loguniform:1e-4:1e-2")
+    if kind not in KINDS:
+        raise ConfigError(f"--param {text!r}: unknown kind {kind!r}; {form}")
+    if kind == "categorical":
+        values = [yaml.safe_load(v) if v.strip() else "" for v in args.split(",")]
+        bad = [v for v in values if not (v is None or isinstance(v, (bool, int, float, str)))]
+        if bad or len(values) < 1:
+            raise ConfigError(f"--param {text!r}: choices must be numbers, true/false, null or words, e.g. categorical:256,512,1024")
+        return Param(name, kind, tuple(values), text)
+    parts = args.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = (int(p) for p in parts) if kind == "int" else (float(p) for p in parts)
+    except ValueError:
+        example = "int:1:4" if kind == "int" else f"{kind}:1e-4:1e-2"
+        raise ConfigError(f"--param {text!r}: {kind} takes two {'integers' if kind == 'int' else 'numbers'} LO:HI, e.g. {name}={example}") from None
+    if not lo < hi:
+        raise ConfigError(f"--param {text!r}: LO ({lo}) must be below HI ({hi})")
+    if kind == "loguniform" and lo <= 0:
+        raise ConfigError(f"--param {text!r}: loguniform needs LO > 0 (log scale); use uniform for a range that includes 0")
+    return Param(name, kind, (lo, hi), text)
+
+
+def default_params(cfg: TrainConfig) -> list[Param]:
+    """The paper's search space (Tables 1-2): learning rate, L2 strength, hidden units of each FC layer."""
+    from .model import resolve_spec
+
+    texts = ["lr=loguniform:1e-4:1e-2", "l2=loguniform:1e-7:1e-3"]
+    texts += [f"fcs.{i}.units=categorical:256,512,1024" for i in range(len(resolve_spec(cfg.model, cfg.overrides).fcs))]
+    return [parse_param(t) for t in texts]
+
+
+def search_space(cfg: TrainConfig, texts: list[str] | None, defaults: bool = True) -> list[Param]:
+    """Default params (unless defaults=False) updated by the --param texts; checked against cfg."""
+    params = {p.name: p for p in (default_params(cfg) if defaults else [])}
+    for t in texts or []:
+        p = parse_param(t)
+        params[p.name] = p
+    if not params:
+        raise ConfigError("nothing to tune: give --param NAME=KIND:ARGS (or leave out --no-default-params)")
+    check_params(cfg, list(params.values()))
+    return list(params.values())
+
+
+def apply(cfg: TrainConfig, values: dict) -> TrainConfig:
+    """cfg with the values set: TrainConfig fields directly, dotted spec paths via cfg.overrides."""
+    d = cfg.to_dict()
+    overrides = dict(d["overrides"])
+    for name, v in values.items():
+        if name in TRAIN_FIELDS:
+            d[name] = v
+        else:
+            overrides[name] = v
+    d["overrides"] = overrides
+    return TrainConfig.from_dict(d)
+
+
+def check_params(cfg: TrainConfig, params: list[Param]) -> None:
+    """Every param names a tunable field, its values have the field's type, and each value gives a valid config."""
+    from .model import resolve_spec
+
+    spec = resolve_spec(cfg.model, cfg.overrides).to_dict()
+    for p in params:
+        if p.name in NOT_TUNABLE:
+            raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned; set it with --{p.name.replace('_', '-')} instead")
+        if p.name in TRAIN_FIELDS:
+            current = getattr(cfg, p.name)
+        else:
+            current = _spec_value(spec, p)
+        for v in p.probes():
+            if not _same_type(current, v):
+                raise ConfigError(f"--param {p.text}: {p.name} takes {type(current).__name__} values, not {v!r}"
+                                  + ("; use int:LO:HI or categorical" if isinstance(current, int) and not isinstance(current, bool) else ""))
+            try:
+                c = apply(cfg, {p.name: v})
+                resolve_spec(c.model, c.overrides)
+            except ConfigError as e:
+                raise ConfigError(f"--param {p.text}: the value {v!r} gives an invalid config: {e}") from None
+
+
+def _spec_value(spec: dict, p: Param):
+    hint = (f"--param {p.text}: {p.name!r} is neither a training field ({', '.join(sorted(set(TRAIN_FIELDS) - NOT_TUNABLE))}) "
+            f"nor a model spec path such as fcs.0.units, convs.1.dropout or hog.orientations "
+            f"(this model has {len(spec['convs'])} conv and {len(spec['fcs'])} FC layers)")
+    node = spec
+    for part in p.name.split("."):
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ConfigError(hint) from None
+    if isinstance(node, (dict, list)):
+        raise ConfigError(hint + f"; {p.name!r} is a whole section, name one of its fields")
+    override_spec(spec, {p.name: node})  # the same path resolution train.fit uses
+    return node
+
+
+def _same_type(current, v) -> bool:
+    if current is None:
+        return True
+    if isinstance(current, bool) or isinstance(v, bool):
+        return isinstance(current, bool) and isinstance(v, bool)
+    if isinstance(current, int):
+        return isinstance(v, int)
+    if isinstance(current, float):
+        return isinstance(v, (int, float))
+    return isinstance(v, type(current))
+
+
+# ---------------------------------------------------------------- scoring one configuration
+
+
+def cv_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold (train index, validation index) pairs, the same for every trial."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if k < 2:
+        raise ConfigError(f"--cv {k}: needs at least 2 folds")
+    counts = np.bincount(labels[labels >= 0])
+    if counts.max(initial=0) < k:
+        raise ConfigError(f"--cv {k}: every class has fewer than {k} training images; use fewer folds")
+    with warnings.catch_warnings():  # sklearn warns when a rare class has fewer members than folds
+        warnings.simplefilter("ignore", UserWarning)
+        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+
+
+def fold_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, source: str = "") -> FerData:
+    """A FerData whose train split is images[train_idx] and val split images[val_idx] (for train.fit)."""
+    idx = np.concatenate([train_idx, val_idx])
+    splits = np.concatenate([np.zeros(len(train_idx), np.int8), np.ones(len(val_idx), np.int8)])
+    return FerData(images[idx], labels[idx], splits, source)
+
+
+def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training split, cut to cfg.train_subset as train.fit does."""
+    x, y = data.split("train")
+    return (x[: cfg.train_subset], y[: cfg.train_subset]) if cfg.train_subset else (x, y)
+
+
+def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False, log=None) -> tuple[float, dict]:
+    """Validation accuracy of cfg at its best epoch: on data's val split, or averaged over the folds.
+
+    With folds, each fold trains in run_dir/fold<k>; the fold curves are averaged per epoch and
+    the best epoch of the mean curve is taken (one epoch count for all folds)."""
+    from .train import fit
+
+    quiet = lambda *a: None  # noqa: E731
+    if folds is None:
+        runs = [(Path(run_dir), cfg, data)]
+    else:
+        x, y = train_images(data, cfg)
+        sub = replace(cfg, train_subset=0)
+        runs = [(Path(run_dir) / f"fold{k}", sub, fold_data(x, y, tr, va, f"{data.source} [fold {k + 1}/{len(folds)}]"))
+                for k, (tr, va) in enumerate(folds)]
+    curves = []
+    for d, c, fd in runs:
+        history = fit(c, d, resume=resume and (d / "last.pt").exists(), data=fd, log=log or quiet, progress=False)
+        curves.append([r["val_acc"] for r in history])
+    mean = np.mean(np.asarray(curves, np.float64), axis=0)
+    best = int(np.nanargmax(mean))
+    info = {"epoch": best + 1}
+    if folds is not None:
+        info["fold_acc"] = [round(float(c[best]), 5) for c in curves]
+    return float(mean[best]), info
+
+
+# ---------------------------------------------------------------- the study
+
+
+def default_storage(out: str | Path) -> str:
+    return f"sqlite:///{(Path(out) / 'search.db').resolve()}"
+
+
+def open_study(storage: str, study_name: str, heartbeat: int = 30):
+    """Create or load the study (direction maximize) on an RDB storage with heartbeats and retries."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # run_search logs each trial itself
+    if heartbeat < 1:
+        raise ConfigError(f"--heartbeat {heartbeat}: must be >= 1 second")
+    engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(
+                storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        sampler = optuna.samplers.TPESampler(constant_liar=True)  # constant_liar: parallel workers spread out
+        return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True)
+    except (ImportError, ValueError) as e:
+        raise FerkitError(f"--storage {storage}: cannot open ({e}); give a URL such as sqlite:///search.db or postgresql://user:pass@host/db") from None
+    except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
+        if type(e).__module__.startswith("sqlalchemy"):
+            raise FerkitError(f"--storage {storage}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise
+
+
+def _settings(cfg: TrainConfig, params: list[Param], cv: int) -> dict:
+    """What must be the same for every worker and every resume of one study."""
+    from .model import resolve_spec
+
+    base = {k: v for k, v in cfg.to_dict().items() if k not in MACHINE_FIELDS | {"model", "overrides"}}
+    return {"params": {p.name: p.text for p in params}, "cv": cv, "spec": resolve_spec(cfg.model, cfg.overrides).to_dict(), "config": base}
+
+
+def _check_settings(study, settings: dict, storage: str) -> None:
+    saved = study.user_attrs.get("settings")
+    if saved is None:
+        study.set_user_attr("settings", settings)
+        return
+    saved = json.loads(json.dumps(saved))
+    now = json.loads(json.dumps(settings))
+    if saved != now:
+        diff = [k for k in ("params", "cv", "spec") if saved.get(k) != now.get(k)]
+        diff += [k for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
+        raise ConfigError(
+            f"study {study.study_name!r} in {storage} was started with other settings (differing: {', '.join(diff)}; "
+            f"it has {saved['params']}); rerun with the same flags to resume or share it, or pick another --study-name or --out")
+
+
+def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials: int, cv: int = 0, storage: str | None = None,
+               study_name: str = "ferkit", timeout: float | None = None, heartbeat: int = 30, log=print, fit_log=None, poll: float = 2.0):
+    """Run trials until the study has n_trials completed ones (or timeout seconds passed); returns the study.
+
+    Safe to run in several processes on one storage, and to rerun after a kill."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from .data import load_fer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or default_storage(out)
+    data = load_fer(cfg.data, cfg.skip_bad_rows)
+    folds = None
+    if cv:
+        folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
+    elif not data.has("val"):
+        raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
+    study = open_study(storage, study_name, heartbeat)
+    _check_settings(study, _settings(cfg, params, cv), storage)
+
+    ran = []  # numbers of the trials this worker ran
+
+    def objective(trial):
+        ran.append(trial.number)
+        # Two workers that counted at the same moment may both have started a trial for the last slot:
+        # the later trial number gives way (PRUNED, left out of the table).
+        ahead = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        if sum(t.number < trial.number for t in ahead) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            raise optuna.TrialPruned("the study has its trials")
+        values = {p.name: p.suggest(trial) for p in params}
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        origin = (frozen.system_attrs.get("retry_history") or [None])[-1]  # the killed trial this one retries
+        run_dir = out / "trials" / str(trial.number)
+        if origin is not None and (out / "trials" / str(origin)).exists() and not run_dir.exists():
+            os.replace(out / "trials" / str(origin), run_dir)  # continue from the killed trial's checkpoints
+        trial.set_user_attr("run_dir", str(run_dir))
+        log(f"trial {trial.number}: {format_values(values)}" + (f"  (retry of trial {origin})" if origin is not None else ""))
+        t0 = time.time()
+        try:
+            value, info = score(apply(cfg, values), data, run_dir, folds, resume=origin is not None, log=fit_log)
+        except FerkitError as e:  # e.g. the loss diverged at this learning rate: the trial fails, the search goes on
+            trial.set_user_attr("error", str(e))
+            log(f"trial {trial.number}: failed: {e}")
+            return float("nan")  # Optuna marks the trial FAIL
+        info["seconds"] = round(time.time() - t0, 1)
+        for k, v in info.items():
+            trial.set_user_attr(k, v)
+        log(f"trial {trial.number}: {'cv' if cv else 'val'} acc {value:.4f} (epoch {info['epoch']}) in {info['seconds']:.0f}s")
+        return value
+
+    start, failed_in_row, waiting = time.time(), 0, False
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, and queued again
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+        if done >= n_trials:
+            break
+        if timeout is not None and time.time() - start > timeout:
+            log(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
+            break
+        if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
+            if not waiting:
+                log(f"waiting for {running} running trial(s) of other workers")
+            waiting = True
+            time.sleep(poll)
+            continue
+        waiting = False
+        study.optimize(objective, n_trials=1)
+        last = next(t for t in study.get_trials(deepcopy=False) if t.number == ran[-1])
+        failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
+        if failed_in_row >= 3:
+            raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
+                              "check the data and the ranges of the search")
+    return study
+
+
+# ---------------------------------------------------------------- results
+
+
+def trial_rows(study, names: list[str]) -> list[dict]:
+    """One dict per trial, ranked: completed by accuracy (best first), then the others by number."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING or t.user_attrs.get("surplus"):
+            continue
+        row = {"trial": t.number, "value": t.value if t.state == TrialState.COMPLETE else None, "state": t.state.name}
+        row.update({n: t.params.get(n) for n in names})
+        row.update({k: t.user_attrs.get(k) for k in ("epoch", "fold_acc", "seconds", "run_dir", "error")})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0), r["trial"]))
+
+
+def param_names(study, params: list[Param]) -> list[str]:
+    names = [p.name for p in params]
+    for t in study.get_trials(deepcopy=False):
+        names += [n for n in t.params if n not in names]
+    return names
+
+
+def format_values(values: dict) -> str:
+    return "  ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.2e}" if v != 0 and not 1e-2 <= abs(v) < 1e4 else f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def format_table(rows: list[dict], names: list[str], metric: str = "val acc") -> str:
+    """The paper's Tables 1-2 layout: one row per trial, best first."""
+    head = ["rank", "trial", metric] + names + ["state"]
+    body = []
+    for i, r in enumerate(rows, 1):
+        acc = f"{r['value']:.4f}" if r["value"] is not None else "-"
+        body.append([str(i) if r["value"] is not None else "", str(r["trial"]), acc] + [_fmt(r[n]) for n in names] + [r["state"]])
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head] + body)
+
+
+def best_config(study, cfg: TrainConfig) -> TrainConfig | None:
+    """cfg with the best trial's values, paths made absolute so the file works from any folder."""
+    from optuna.trial import TrialState
+
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return None
+    best = apply(cfg, study.best_trial.params)
+    paths = {k: str(Path(getattr(best, k)).resolve()) for k in ("model", "data") if getattr(best, k) and Path(getattr(best, k)).exists()}
+    return replace(best, **paths)
+
+
+def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path, cv: int = 0) -> dict:
+    """search.csv, search.json and best.yaml in out; returns {"rows", "table", "files"}."""
+    import yaml
+
+    out = Path(out)
+    names = param_names(study, params)
+    rows = trial_rows(study, names)
+    metric = f"cv{cv} acc" if cv else "val acc"
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["trial", "value", "state"] + names)
+    w.writerows([[r["trial"], "" if r["value"] is None else r["value"], r["state"]] + ["" if r[n] is None else r[n] for n in names] for r in rows])
+    files = {"csv": out / "search.csv", "json": out / "search.json"}
+    _write(files["csv"], buf.getvalue())
+    _write(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
+    best = best_config(study, cfg)
+    if best is not None:
+        t = study.best_trial
+        head = (f"# ferkit search: best of {sum(r['value'] is not None for r in rows)} completed trials of study {study.study_name!r}: "
+                f"trial {t.number}, {metric} {t.value:.4f}\n"
+                f"# train it: ferkit train --config {out / 'best.yaml'}  (flags override it, e.g. --epochs 30 for a full run)\n")
+        files["best"] = out / "best.yaml"
+        _write(files["best"], head + yaml.safe_dump(best.to_dict(), sort_keys=False))
+    return {"rows": rows, "table": format_table(rows, names, metric), "files": files}
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic write under a unique temporary name (several workers may write at once)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

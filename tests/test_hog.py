@@ -1,0 +1,104 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from skimage.feature import hog as skimage_hog
+
+from conftest import synthetic_faces, tiny_spec, write_fer_csv
+from ferkit import hog
+from ferkit.checkpoint import load_checkpoint, read_checkpoint
+from ferkit.config import HogSpec, TrainConfig
+from ferkit.data import mean_image
+from ferkit.model import create_model
+from ferkit.train import _optimizer, _scheduler, fit, make_batches, resolve_config, train_one_epoch
+
+
+@pytest.mark.parametrize("spec", [HogSpec(), HogSpec(orientations=6, pixels_per_cell=12, cells_per_block=3)])
+def test_hog_dim_matches_features_and_model(spec):
+    faces, _ = synthetic_faces(5)
+    f = hog.hog_features(faces, spec)
+    cells = 48 // spec.pixels_per_cell
+    blocks = cells - spec.cells_per_block + 1
+    assert f.shape == (5, blocks * blocks * spec.cells_per_block ** 2 * spec.orientations) == (5, hog.hog_dim(spec))
+    assert f.dtype == np.float32
+    direct = skimage_hog(faces[3], orientations=spec.orientations, pixels_per_cell=(spec.pixels_per_cell,) * 2,
+                         cells_per_block=(spec.cells_per_block,) * 2, block_norm="L2-Hys")
+    assert np.allclose(f[3], direct, atol=1e-6)
+    model = create_model(replace(tiny_spec(), hog=spec))
+    assert model.hog_dim == f.shape[1]
+    assert model(torch.zeros(5, 1, 48, 48), torch.from_numpy(f)).shape == (5, 7)
+
+
+def test_parallel_hog_equals_serial(monkeypatch):
+    monkeypatch.setattr(hog, "PARALLEL_MIN", 10)
+    faces, _ = synthetic_faces(40, seed=3)
+    spec = HogSpec(pixels_per_cell=12)
+    assert np.array_equal(hog.compute_hog(faces, spec, n_jobs=2), hog.compute_hog(faces, spec, n_jobs=1))
+
+
+def test_hog_cache_is_used_on_second_call(monkeypatch):
+    monkeypatch.setattr(hog, "CACHE_MIN", 10)
+    faces, _ = synthetic_faces(30, seed=1)
+    spec = HogSpec(pixels_per_cell=12)
+    first = hog.hog_features(faces, spec)
+    assert hog.cache_path(faces, spec).exists()
+
+    def fail(*a, **k):
+        raise AssertionError("computed again instead of read from the cache")
+
+    compute = hog.compute_hog
+    monkeypatch.setattr(hog, "compute_hog", fail)
+    assert np.array_equal(hog.hog_features(faces, spec), first)
+    with pytest.raises(AssertionError):  # the key holds the spec and the content
+        hog.hog_features(faces, HogSpec(pixels_per_cell=16))
+    with pytest.raises(AssertionError):
+        hog.hog_features(faces[:, :, ::-1].copy(), spec)
+    hog.cache_path(faces, spec).write_bytes(b"broken")  # a broken cache file is recomputed, not trusted
+    monkeypatch.setattr(hog, "compute_hog", compute)
+    assert np.array_equal(hog.hog_features(faces, spec), first)
+
+
+def test_flipped_samples_get_the_hog_of_the_flipped_face():
+    faces, labels = synthetic_faces(28, seed=2)
+    spec = tiny_spec(hog=True)
+    data = make_batches(faces, labels, mean_image(faces), spec, flips=True)
+    assert np.array_equal(data.hog_flip.numpy(), hog.hog_features(faces[:, :, ::-1].copy(), spec.hog))
+    assert not torch.equal(data.hog, data.hog_flip)
+    model = create_model(spec)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append((args[0].clone(), args[1].clone())))
+    cfg = TrainConfig(batch_size=7, lr=1e-3, l2=0.0, flip=True)
+    opt = _optimizer(model, cfg)
+    train_one_epoch(model, data, opt, _scheduler(opt, cfg, 4), cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    flipped = plain = 0
+    for x, h in seen:
+        for xi, hi in zip(x, h):
+            j = next(j for j in range(len(data)) if torch.equal(xi, data.x[j]) or torch.equal(xi, data.x[j].flip(-1)))
+            if torch.equal(xi, data.x[j]):
+                assert torch.equal(hi, data.hog[j])
+                plain += 1
+            else:
+                assert torch.equal(hi, data.hog_flip[j])
+                flipped += 1
+    assert flipped > 3 and plain > 3 and flipped + plain == 28
+
+
+def test_hybrid_trains_and_its_checkpoint_predicts(tmp_path):
+    csv_file = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=84)
+    spec_file = tmp_path / "tiny-hog.json"
+    spec_file.write_text(json.dumps(tiny_spec(hog=True).to_dict()))
+    cfg = resolve_config(str(spec_file), data=str(csv_file), epochs=3, batch_size=28, lr=3e-3, threads=1)
+    history = fit(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    clf = load_checkpoint(tmp_path / "run")
+    assert clf.model.hog_dim == hog.hog_dim(tiny_spec(hog=True).hog) > 0
+    faces, labels = synthetic_faces(84, seed=1)  # the PublicTest rows
+    probs = clf.predict_proba(faces)
+    assert probs.shape == (84, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # predict_proba computes HOG the way training did: it reproduces the checkpoint's validation accuracy
+    best_epoch = read_checkpoint(tmp_path / "run" / "best.pt")["epoch"]
+    assert (probs.argmax(1) == labels).mean() == pytest.approx(history[best_epoch - 1]["val_acc"], abs=1.5 / 84)
+    with pytest.raises(ValueError, match="HOG hybrid"):
+        clf.model(torch.zeros(1, 1, 48, 48))

@@ -1,0 +1,178 @@
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import tiny_spec, write_fer_csv
+from ferkit.cli import main
+from ferkit.config import TrainConfig
+from ferkit.errors import ConfigError
+from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space
+from ferkit.train import resolve_config
+
+
+@pytest.fixture
+def files(tmp_path):
+    csv_file = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=42)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    return csv_file, spec
+
+
+def _argv(files, out, *extra):
+    csv_file, spec = files
+    return ["search", "--model", str(spec), "--data", str(csv_file), "--epochs", "1", "--batch-size", "21",
+            "--threads", "1", "--quiet", "--out", str(out), *extra]
+
+
+def _study(out, name="ferkit"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'search.db'}")
+
+
+def test_parse_param_kinds():
+    p = parse_param("lr=loguniform:1e-4:1e-2")
+    assert (p.name, p.kind, p.args) == ("lr", "loguniform", (1e-4, 1e-2))
+    assert parse_param("batch_size=int:16:64").args == (16, 64)
+    assert parse_param("fcs.0.units=categorical:256,512").args == (256, 512)
+    assert parse_param("flip=categorical:true,false").args == (True, False)
+    assert parse_param("optimizer=categorical:adam,sgd").args == ("adam", "sgd")
+
+
+def test_search_space_defaults_are_the_papers(files):
+    cfg = resolve_config(str(files[1]))
+    names = [p.name for p in search_space(cfg, ["convs.0.dropout=uniform:0:0.5", "lr=loguniform:1e-3:1e-1"])]
+    assert names == ["lr", "l2", "fcs.0.units", "convs.0.dropout"]
+    assert [p.name for p in search_space(cfg, ["label_smoothing=uniform:0:0.2"], defaults=False)] == ["label_smoothing"]
+
+
+@pytest.mark.parametrize("param,message", [
+    ("lr", "expected NAME=KIND:ARGS"),
+    ("lr=normal:1:2", "unknown kind 'normal'"),
+    ("lr=loguniform:0:1", "loguniform needs LO > 0"),
+    ("lr=uniform:0.1:0.01", "LO (0.1) must be below HI (0.01)"),
+    ("lr=uniform:a:b", "uniform takes two numbers LO:HI"),
+    ("fcs.3.units=categorical:256,512", "nor a model spec path"),
+    ("nonsense=uniform:0:1", "neither a training field"),
+    ("batch_size=uniform:8:64", "batch_size takes int values"),
+    ("model=categorical:shallow,deep", "model cannot be tuned"),
+    ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
+    ("optimizer=categorical:adam,lbfgs", "choose adam, adamw or sgd"),
+])
+def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
+    assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # checked before anything is written
+
+
+def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(_argv(files, out, "--trials", "3", "--param", "lr=loguniform:1e-5:1e-2")) == 0
+    printed = capsys.readouterr().out
+    assert "rank  trial  val acc" in printed and "fcs.0.units" in printed
+    rows = list(csv.DictReader(open(out / "search.csv")))
+    assert list(rows[0]) == ["trial", "value", "state", "lr", "l2", "fcs.0.units"]
+    assert sorted(int(r["trial"]) for r in rows) == [0, 1, 2] and {r["state"] for r in rows} == {"COMPLETE"}
+    values = [float(r["value"]) for r in rows]
+    assert values == sorted(values, reverse=True)
+    for r in rows:  # each trial's score is the best val acc of its run folder
+        history = json.loads((out / "trials" / r["trial"] / "history.json").read_text())
+        assert float(r["value"]) == pytest.approx(max(h["val_acc"] for h in history))
+        saved = json.loads((out / "trials" / r["trial"] / "config.json").read_text())
+        assert saved["lr"] == pytest.approx(float(r["lr"])) and saved["spec"]["fcs"][0]["units"] == int(r["fcs.0.units"])
+    assert json.loads((out / "search.json").read_text())["trials"][0]["trial"] == int(rows[0]["trial"])
+
+    best = TrainConfig.from_file(out / "best.yaml")
+    assert best.lr == pytest.approx(float(rows[0]["lr"])) and best.overrides == {"fcs.0.units": int(rows[0]["fcs.0.units"])}
+    run = tmp_path / "best-run"
+    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["lr"] == pytest.approx(best.lr) and saved["l2"] == pytest.approx(best.l2)
+    assert saved["spec"]["fcs"][0]["units"] == int(rows[0]["fcs.0.units"]) and saved["epochs"] == 1
+
+    # rerun: the study has its 3 trials, so nothing more runs; other settings are refused
+    assert main(_argv(files, out, "--trials", "3", "--param", "lr=loguniform:1e-5:1e-2")) == 0
+    assert len(_study(out).trials) == 3
+    capsys.readouterr()
+    assert main(_argv(files, out, "--trials", "3")) == 2
+    assert "was started with other settings (differing: params" in capsys.readouterr().err
+
+
+def test_cv_score_is_mean_of_folds(files, tmp_path):
+    csv_file, spec = files
+    cfg = resolve_config(str(spec), data=str(csv_file), epochs=2, batch_size=14, threads=1)
+    folds = cv_folds(np.arange(42) % 7, 3)
+    assert [len(va) for _, va in folds] == [14, 14, 14]
+    assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(42))
+    images = np.arange(42 * 48 * 48, dtype=np.uint8).reshape(42, 48, 48)
+    fd = fold_data(images, np.arange(42) % 7, *folds[0])
+    assert fd.counts() == {"train": 28, "val": 14, "test": 0} and np.array_equal(fd.split("val")[0], images[folds[0][1]])
+
+    study = run_search(cfg, search_space(cfg, ["lr=loguniform:1e-3:1e-2"], defaults=False), tmp_path / "cv", 1, cv=3, log=lambda m: None)
+    t = study.best_trial
+    curves = [[h["val_acc"] for h in json.loads((tmp_path / "cv" / "trials" / "0" / f"fold{k}" / "history.json").read_text())]
+              for k in range(3)]
+    mean = np.mean(curves, axis=0)
+    assert t.value == pytest.approx(mean.max()) and t.user_attrs["epoch"] == int(np.argmax(mean)) + 1
+    assert t.user_attrs["fold_acc"] == pytest.approx([c[int(np.argmax(mean))] for c in curves], abs=1e-5)
+    assert len(json.loads((tmp_path / "cv" / "trials" / "0" / "fold0" / "history.json").read_text())) == 2
+
+
+def test_cv_needs_two_folds(files, tmp_path, capsys):
+    assert main(_argv(files, tmp_path / "s", "--cv", "1", "--trials", "1")) == 2
+    assert "--cv 1: needs at least 2 folds" in capsys.readouterr().err
+
+
+def _cli(*argv):
+    return [sys.executable, "-m", "ferkit.cli", *argv]
+
+
+def test_resume_after_sigkill(tmp_path):
+    csv_file = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=280)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    out = tmp_path / "s"
+    argv = _cli("search", "--model", str(spec), "--data", str(csv_file), "--epochs", "4", "--batch-size", "16", "--threads", "1",
+                "--trials", "3", "--out", str(out), "--heartbeat", "1", "--no-default-params", "--param", "lr=loguniform:1e-3:3e-3")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trials" / "1" / "last.pt").exists():  # trial 0 done, trial 1 mid-way
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    states = {t.number: t.state for t in _study(out).trials}
+    assert states[0] == TrialState.COMPLETE and states[1] == TrialState.RUNNING  # killed mid-trial
+
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    trials = _study(out).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert trials[1].state == TrialState.FAIL  # the killed trial, found by its stale heartbeat...
+    retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])  # ...ran again with its parameters
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[1].params
+    assert f"(retry of trial 1)" in r.stdout and "resuming" in r.stdout  # from the killed trial's checkpoint
+    history = json.loads((out / "trials" / str(retry.number) / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    rows = list(csv.DictReader(open(out / "search.csv")))
+    assert [r["state"] for r in rows].count("COMPLETE") == 3 and "FAIL" in [r["state"] for r in rows]
+
+
+def test_two_workers_share_one_study(files, tmp_path):
+    out = tmp_path / "s"
+    argv = _cli(*_argv(files, out, "--trials", "5", "--heartbeat", "2"))
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    ran = [{int(line.split()[1].rstrip(":")) for line in o.splitlines() if " acc " in line and line.startswith("trial ")}
+           for o, _ in outs]
+    trials = [t for t in _study(out).trials if not t.user_attrs.get("surplus")]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    assert all(ran) and not ran[0] & ran[1]  # both worked, on different trials...
+    assert ran[0] | ran[1] == {t.number for t in trials}  # ...of one study: total = sum

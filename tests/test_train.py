@@ -81,3 +81,14 @@ def test_augmentations_keep_shape_and_change_pixels():
     assert y.shape == x.shape and not torch.equal(x, y)
     assert (augment.erase(torch.ones(4, 1, 48, 48), g, p=1.0) == 0).any(dim=(1, 2, 3)).all()
     assert torch.equal(augment.augment(x, g), x)  # everything off = identity
+
+
+def test_resume_with_a_new_length_replans_the_schedule(tmp_path):
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=4, batch_size=21, schedule="onecycle")
+    fit(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    logs = []
+    history = fit(resolve_config(base=cfg.to_dict(), epochs=6), tmp_path / "run", resume=True, progress=False, log=logs.append)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert any("re-planned for 6 epochs (was 4)" in m for m in logs)
+    assert history[4]["lr"] < cfg.lr  # past the one-cycle peak, annealing towards the new end

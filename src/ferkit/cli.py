@@ -107,7 +107,7 @@ def config_from_args(args):
 def _train_args(p):
     add_train_flags(p)
     p.add_argument("--out", help="run folder (default runs/<model>-<time>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config (and --epochs, if given)")
     p.add_argument("--quiet", action="store_true", help="one log line per epoch, no progress bar")
 
 
@@ -122,8 +122,10 @@ def cmd_train(args):
             raise FerkitError(f"--resume {args.resume}: no config.json there; give the --out folder of a ferkit train run")
         saved = json.loads(cfg_file.read_text())
         saved.pop("spec", None)
+        if args.epochs:  # the one setting a resumed run may change: its length (the schedule is re-planned)
+            saved["epochs"] = args.epochs
         cfg, out = TrainConfig.from_dict(saved), Path(args.resume)
-        ignored = [f[0] for f in TRAIN_FLAGS if getattr(args, f[0][2:].replace("-", "_")) is not None]
+        ignored = [f[0] for f in TRAIN_FLAGS if f[0] != "--epochs" and getattr(args, f[0][2:].replace("-", "_")) is not None]
         if ignored or args.config or args.model or args.set:
             print(f"note: --resume continues with {cfg_file}; ignoring {', '.join(ignored) or 'the other training flags'}")
     else:

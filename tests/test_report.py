@@ -77,3 +77,10 @@ def test_report_bad_inputs(tiny_run, tmp_path, capsys):
     assert main(["report", str(tiny_run), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r.html")]) == 2
     assert "missing.csv" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_with_demo_faces_evaluates_but_shows_no_data_face(tiny_run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(tiny_run.parent / "fer.csv"), "--demo-faces"]) == 0
+    page = out.read_text()
+    assert "on 84 faces" in page and "astronaut" in page

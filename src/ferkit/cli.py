@@ -473,6 +473,7 @@ def _report_args(p):
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
     p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4)")
+    p.add_argument("--demo-faces", action="store_true", help="draw activations and DeepDream on scikit-image's astronaut, not FER2013 faces (for reports you publish)")
 
 
 @command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
@@ -483,7 +484,7 @@ def cmd_report(args):
         raise FerkitError("--data and --no-data contradict each other; give one")
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
-    res = build_report(args.runs, args.out, False if args.no_data else args.data, args.faces)
+    res = build_report(args.runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")

@@ -27,10 +27,12 @@ N_FACES = 4  # faces shown with DeepDream (a handful keeps the page small)
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None | bool = None, n_faces: int = N_FACES,
-                 dream_settings=None, log=print) -> dict:
+                 dream_settings=None, log=print, data_faces: bool = True) -> dict:
     """Write the report to `out`; returns {"path", "bytes", "seconds", "notes"}.
 
-    data: a FER2013 path; None = each run's own training data, else the default location; False = use no data."""
+    data: a FER2013 path; None = each run's own training data, else the default location; False = use no data.
+    data_faces: draw activations and DeepDream on FER2013 faces; False = on the astronaut face, so
+    that a report to publish holds no FER2013 image (the evaluation still uses the data)."""
     from .dream import DreamSettings
 
     t0 = time.time()
@@ -41,7 +43,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     for run in runs:
         log(f"report: {run.path}")
         fer = _data_for(run, data, loaded, notes)
-        section, metrics = _run_section(run, fer, n_faces, dream_settings, notes)
+        section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
         if metrics is not None:
             evaluated[run.name] = metrics
@@ -88,7 +90,7 @@ def _data_for(run: plots.Run, data, loaded: dict, notes: list):
 # ---------------------------------------------------------------- one run
 
 
-def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list) -> tuple[str, dict | None]:
+def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list, data_faces: bool = True) -> tuple[str, dict | None]:
     """The HTML of one run and the metrics of its best checkpoint on PublicTest (or None)."""
     from .checkpoint import load_checkpoint
     from .dream import check_layer, deep_dream
@@ -149,7 +151,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list)
                      "(write one with <code>ferkit evaluate RUN_DIR</code>).</p>")
 
     if clf is not None:
-        if fer is not None and fer.has("val"):
+        if fer is not None and fer.has("val") and data_faces:
             faces, labels = sample_faces(fer, "val", n_faces)
             names = [f"{EMOTIONS[y]}" if y >= 0 else "?" for y in labels]
         else:

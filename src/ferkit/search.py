@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import os
+import random
 import tempfile
 import time
 import warnings
@@ -260,11 +261,18 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
         raise ConfigError(f"--heartbeat {heartbeat}: must be >= 1 second")
     engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(
-                storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        for attempt in range(5):  # workers started together race to create the schema: the loser retries
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    rdb = optuna.storages.RDBStorage(
+                        storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+                break
+            except Exception as e:
+                if attempt == 4 or "already exists" not in str(e):
+                    raise
+                time.sleep(0.5 + random.random())
         sampler = optuna.samplers.TPESampler(constant_liar=True)  # constant_liar: parallel workers spread out
         return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True)
     except (ImportError, ValueError) as e:

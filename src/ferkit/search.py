@@ -270,7 +270,7 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
                         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
                 break
             except Exception as e:
-                if attempt == 4 or "already exists" not in str(e):
+                if attempt == 4 or not type(e).__module__.startswith("sqlalchemy"):  # e.g. table exists, UNIQUE failed
                     raise
                 time.sleep(0.5 + random.random())
         sampler = optuna.samplers.TPESampler(constant_liar=True)  # constant_liar: parallel workers spread out

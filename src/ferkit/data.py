@@ -107,8 +107,13 @@ def load_fer(
     return data
 
 
+def cache_dir() -> Path:
+    """Where parsed data and HOG features are cached: $FERKIT_CACHE, else ~/.cache/ferkit."""
+    return Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
+
+
 def _cache_path(p: Path, skip_bad_rows: bool) -> Path:
-    root = Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
+    root = cache_dir()
     if p.is_dir():  # folder: key on every file's name, size and mtime
         stats = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import HogSpec
+from .data import cache_dir
 
 CACHE_MIN = 1000  # smaller sets are cheaper to compute than to hash, save and load
 PARALLEL_MIN = 4000  # below this, starting worker processes costs more than it saves
@@ -71,8 +72,7 @@ def cache_path(images: np.ndarray, spec: HogSpec) -> Path:
     h = hashlib.sha1(repr(images.shape).encode())
     h.update(np.ascontiguousarray(images).data)
     spec_key = f"o{spec.orientations}p{spec.pixels_per_cell}c{spec.cells_per_block}"
-    root = Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
-    return root / f"hog-{h.hexdigest()[:16]}-{spec_key}.npy"
+    return cache_dir() / f"hog-{h.hexdigest()[:16]}-{spec_key}.npy"
 
 
 def hog_features(images: np.ndarray, spec: HogSpec, cache: bool = True, n_jobs: int | None = None) -> np.ndarray:

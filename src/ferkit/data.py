@@ -40,7 +40,8 @@ DOWNLOAD_HINT = (
     "(https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge "
     "-> fer2013.csv, or the image-folder release) and pass --data PATH or set FERKIT_DATA=PATH."
 )
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
+PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
 
 
 @dataclass
@@ -263,8 +264,8 @@ def mean_image(images: np.ndarray) -> np.ndarray:
 
 
 def to_tensor(images: np.ndarray, mean: np.ndarray):
-    """uint8 (N, 48, 48) -> float32 tensor (N, 1, 48, 48) with the mean image subtracted, scaled to ~[-1, 1]."""
+    """uint8 (N, 48, 48) -> float32 tensor (N, 1, 48, 48): (pixels - mean image) / PIXEL_SCALE."""
     import torch
 
     x = torch.from_numpy(images).float().unsqueeze(1)
-    return (x - torch.from_numpy(mean)) / 128.0
+    return (x - torch.from_numpy(mean)) / PIXEL_SCALE

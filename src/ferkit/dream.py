@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
+from .data import PIXEL_SCALE
 from .errors import FerkitError
 
 OBJECTIVES = ("l2", "mean")
@@ -72,7 +73,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     gen = torch.Generator().manual_seed(s.seed)
     base, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, 1, 48, 48), mean-subtracted, /128
     mean = torch.as_tensor(clf.mean, device=base.device)
-    lo, hi = (0 - mean) / 128.0, (255 - mean) / 128.0  # valid pixel range in model units, per pixel
+    lo, hi = (0 - mean) / PIXEL_SCALE, (255 - mean) / PIXEL_SCALE  # valid pixel range in model units, per pixel
 
     size = base.shape[-1]
     min_size = _min_input(clf)
@@ -93,7 +94,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
             g = torch.roll(g, (-dy, -dx), (2, 3))
             x = (x + s.step_size * g / g.abs().mean().clamp_min(1e-8)).clamp(lo_n, hi_n).detach()
         detail = x - octave
-    out = x[0, 0].cpu().numpy() * 128.0 + clf.mean  # back to 0..255
+    out = x[0, 0].cpu().numpy() * PIXEL_SCALE + clf.mean  # back to 0..255
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

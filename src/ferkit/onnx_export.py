@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .checkpoint import Classifier
+from .data import PIXEL_SCALE
 from .errors import FerkitError
 
 INPUT, OUTPUT = "faces", "probs"
@@ -37,7 +38,7 @@ class FacesToProbs(nn.Module):
         self.register_buffer("mean", torch.from_numpy(np.asarray(clf.mean, np.float32)))
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        x = (faces.float().unsqueeze(1) - self.mean) / 128.0  # (N, 1, 48, 48), as data.to_tensor
+        x = (faces.float().unsqueeze(1) - self.mean) / PIXEL_SCALE  # (N, 1, 48, 48), as data.to_tensor
         p = torch.softmax(self.model(x), dim=1)
         if self.tta:  # Classifier.predict_proba mirrors the mean-subtracted input
             p = (p + torch.softmax(self.model(x.flip(-1)), dim=1)) / 2

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import Classifier, load_checkpoint
+from .data import IMAGE_EXTS
 from .errors import FerkitError, ImageError
 from .faces import MIN_FACE, SIZE, find_faces, load_image
 from .labels import COLORS, EMOTIONS
 
 BUNDLED = Path(__file__).resolve().parent / "weights" / "ferkit.pt"
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 

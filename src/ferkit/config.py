@@ -137,9 +137,8 @@ class TrainConfig:
 
     def __post_init__(self):
         p = []
-        for name in ("batch_size",):
-            if getattr(self, name) < 1:
-                p.append(f"--{name.replace('_', '-')}={getattr(self, name)}: must be >= 1")
+        if self.batch_size < 1:
+            p.append(f"--batch-size={self.batch_size}: must be >= 1")
         if self.epochs is not None and self.epochs < 1:
             p.append(f"--epochs={self.epochs}: must be >= 1")
         if self.lr is not None and self.lr <= 0:

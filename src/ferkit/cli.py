@@ -73,6 +73,7 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--erase", float, "random erasing probability"),
     ("--seed", int, "random seed"),
     ("--device", str, "auto | cpu | cuda | cuda:N | mps"),
+    ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
     ("--threads", int, "CPU threads for torch (0 = default)"),
     ("--train-subset", int, "train on the first N training images only"),
 ]

@@ -77,6 +77,7 @@ class ModelSpec:
     convs: list[ConvSpec] = field(default_factory=list)  # M conv layers, in order
     fcs: list[FCSpec] = field(default_factory=list)  # N hidden affine layers, in order
     hog: HogSpec | None = None  # join HOG features to the conv features (hybrid model)
+    gap: bool = False  # global average pool of the last conv map instead of flattening it (VGG/ResNet-style head)
     in_size: int = 48  # input height = width
     num_classes: int = 7
 
@@ -132,6 +133,7 @@ class TrainConfig:
     tta: bool = False  # test-time augmentation (average with the flipped image) in evaluation
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     train_subset: int = 0  # train on the first N training images only; 0 = all (quick runs)
 
@@ -149,6 +151,8 @@ class TrainConfig:
             p.append(f"--optimizer={self.optimizer!r}: choose adam, adamw or sgd")
         if self.schedule not in ("none", "cosine", "onecycle", "step"):
             p.append(f"--schedule={self.schedule!r}: choose none, cosine, onecycle or step")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            p.append(f"--precision={self.precision!r}: choose auto, fp32 or bf16")
         if not 0 <= self.label_smoothing < 1:
             p.append(f"--label-smoothing={self.label_smoothing}: must be in [0, 1)")
         if not 0 <= self.erase <= 1:

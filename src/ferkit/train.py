@@ -27,6 +27,7 @@ from .config import ModelSpec, TrainConfig
 from .data import FerData, load_fer, mean_image, to_tensor
 from .errors import FerkitError
 from .model import PRESETS, FerNet, create_model, resolve_spec
+from .precision import autocast, resolve_precision
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -113,7 +114,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         hog = hog.to(device) if hog is not None else None
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, cfg.precision):
             logits = model(x, hog)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -134,7 +135,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
 
 
 @torch.no_grad()
-def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = False) -> dict:
+def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = False, precision: str = "fp32") -> dict:
     """Loss, accuracy and probabilities (N, 7) on a split, in eval mode."""
     model.eval()
     probs, total = [], 0.0
@@ -142,11 +143,11 @@ def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = Fa
         sl = slice(start, start + batch_size)
         x, y = data.x[sl].to(device), data.y[sl].to(device)
         hog = data.hog[sl].to(device) if data.hog is not None else None
-        logits = model(x, hog).float()
-        p = torch.softmax(logits, 1)
-        if tta:
-            hog_f = data.hog_flip[sl].to(device) if data.hog_flip is not None else hog
-            p = (p + torch.softmax(model(x.flip(-1), hog_f).float(), 1)) / 2
+        with autocast(device, precision):
+            p = torch.softmax(model(x, hog).float(), 1)
+            if tta:
+                hog_f = data.hog_flip[sl].to(device) if data.hog_flip is not None else hog
+                p = (p + torch.softmax(model(x.flip(-1), hog_f).float(), 1)) / 2
         total += F.nll_loss(torch.log(p.clamp_min(1e-12)), y, reduction="sum").item()
         probs.append(p.cpu())
     probs = torch.cat(probs) if probs else torch.zeros(0, 7)
@@ -172,6 +173,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = device_of(cfg.device)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     spec = resolve_spec(cfg.model, cfg.overrides)
@@ -231,7 +233,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
         tr_loss, tr_acc, losses = train_one_epoch(model, train, opt, sched, cfg, gen, device, bar)
-        ev = evaluate(model, val, device, tta=cfg.tta) if val is not None else {"loss": float("nan"), "acc": float("nan")}
+        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)

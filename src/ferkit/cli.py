@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import FerkitError
+from .labels import EMOTIONS
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -76,6 +77,12 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
     ("--threads", int, "CPU threads for torch (0 = default)"),
     ("--train-subset", int, "train on the first N training images only"),
+    ("--labels", str, "label set: fer2013 (7 emotions) | ferplus (8, from the FER+ votes beside the data)"),
+    ("--labels-file", str, "FER+ vote file (default: fer2013new.csv beside --data)"),
+    ("--label-mode", str, "FER+ targets: majority | probability | crossentropy (default) | multi_target"),
+    ("--teacher", str, "checkpoint to distil from (knowledge distillation)"),
+    ("--distill", float, "with --teacher: weight of the distillation loss (default 0.5)"),
+    ("--distill-temp", float, "with --teacher: distillation temperature (default 2)"),
 ]
 
 
@@ -148,6 +155,8 @@ def _evaluate_args(p):
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
     p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast")
+    p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
     _data_args(p)
 
 
@@ -155,19 +164,16 @@ def _evaluate_args(p):
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer
-    from .metrics import format_report, summarize
+    from .metrics import evaluate_split, format_report
 
-    clf = load_checkpoint(args.checkpoint, args.device)
+    clf = load_checkpoint(args.checkpoint, args.device, args.precision)
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    images, labels = data.split(split)
-    if (labels < 0).any():
-        raise FerkitError(f"{data.source}: the {split} rows have no 'emotion' labels, so accuracy cannot be measured")
-    m = summarize(labels, clf.predict_proba(images, tta=args.tta))
-    m.update(checkpoint=str(args.checkpoint), data=data.source, split=split)
-    print(f"{args.checkpoint} on {data.source} [{split}]")
+    m = evaluate_split(clf, data, split, args.labels_file, args.tta)
+    m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
+    print(f"{args.checkpoint} on {data.source} [{split}], {clf.precision}")
     print(format_report(m))
     ck = Path(args.checkpoint)
     out = Path(args.json) if args.json else (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json"
@@ -396,7 +402,7 @@ def cmd_plot(args):
     best = {}
     for r in runs:
         for split, m in r.metrics.items():
-            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}"), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
+            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
             best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
     if best:
         files.append(plots.save(plots.plot_per_class(best), out / "per-class.png"))
@@ -432,7 +438,6 @@ def cmd_visualize(args):
     from . import plots
     from .checkpoint import load_checkpoint
     from .dream import DreamSettings, check_layer, deep_dream, layer_objective
-    from .labels import EMOTIONS
     from .visualize import activation_maps, demo_face, face_from_data, face_from_image, first_layer_filters, layer_names, save_face
 
     clf = load_checkpoint(args.checkpoint)
@@ -443,13 +448,13 @@ def cmd_visualize(args):
         from .data import load_fer
 
         face, label = face_from_data(load_fer(args.data, bool(args.skip_bad_rows)), args.split, args.row)
-        title = f"{args.split} row {args.row} ({EMOTIONS[label] if label >= 0 else 'unlabelled'})"
+        title = f"{args.split} row {args.row} (FER2013 label: {EMOTIONS[label] if label >= 0 else 'none'})"
     else:
         face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     probs = clf.predict_proba(face[None])[0]
-    print(f"{title}; predicted {EMOTIONS[int(probs.argmax())]} ({probs.max():.2f})")
+    print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
         maps = activation_maps(clf, face)

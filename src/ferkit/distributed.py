@@ -49,8 +49,8 @@ class Dist:
                 f"batch {batch_size} per process, {batch_size * self.world} in all")
 
     def barrier(self) -> None:
-        if self.world > 1:
-            tdist.barrier()
+        if self.world > 1:  # NCCL wants this rank's GPU named
+            tdist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def rank0_first(self) -> None:
         """Ranks > 0 wait here until rank 0 calls rank0_done() (e.g. so only rank 0 fills the disk caches)."""

@@ -220,8 +220,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
         if was == (cfg.epochs, dist.world):
             sched.load_state_dict(ckpt["scheduler"])
-        else:  # lengthened, shortened or resumed on another number of processes: replay the new schedule up to where it stopped
-            log(f"schedule re-planned for {cfg.epochs} epochs of {steps_per_epoch} steps (was {was[0]} epochs on {was[1]} process(es))")
+        else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
+            log(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):

@@ -6,12 +6,14 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_spec, write_fer_csv
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
-from ferkit.distributed import Dist
+from ferkit.distributed import Dist, setup
+from ferkit.errors import FerkitError
 from ferkit.train import Batches, resolve_config
 
 
@@ -26,6 +28,13 @@ def test_epoch_shards_are_disjoint_and_ranks_stay_in_step():
     draws = [torch.rand(4, generator=g) for _, g in parts]
     assert not torch.equal(draws[0], draws[1])  # but each rank augments with its own
     assert Dist().epoch(data, gens[0]) == (data, gens[0])  # one process: unchanged
+
+
+def test_world_size_without_torchrun_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(FerkitError, match="WORLD_SIZE=2 but no distributed job to join .*RANK.*; start ferkit with torchrun"):
+        setup("cpu")
 
 
 def _free_port() -> int:

@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 
 def _rank(rank: int, world: int, port: int, cfg_dict: dict, out: str, result: str):
-    """One DDP process: train 1 epoch, resume to 2, save this rank's final parameters."""
+    """One DDP process: train 1 epoch, resume to 2, save this rank's final parameters (and a mean over the ranks)."""
     import ferkit.train as train
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -55,7 +55,8 @@ def _rank(rank: int, world: int, port: int, cfg_dict: dict, out: str, result: st
     cfg = resolve_config(base=cfg_dict)
     train.fit(cfg, out, progress=False, log=lambda m: None)
     train.fit(resolve_config(base=cfg_dict, epochs=2), out, resume=True, progress=False, log=lambda m: None)
-    torch.save({k: v.detach().clone() for k, v in models[-1].named_parameters()}, result.format(rank=rank))
+    params = {k: v.detach().clone() for k, v in models[-1].named_parameters()}
+    torch.save({"params": params, "mean": setup("cpu").average(float(rank), [1.0 * rank, 10.0 * rank])}, result.format(rank=rank))
 
 
 def test_two_gloo_ranks_stay_in_sync_and_resume(tmp_path):
@@ -66,7 +67,9 @@ def test_two_gloo_ranks_stay_in_sync_and_resume(tmp_path):
     out, result = tmp_path / "run", str(tmp_path / "rank{rank}.pt")
     mp.spawn(_rank, args=(2, _free_port(), cfg.to_dict(), str(out), result), nprocs=2)
 
-    w0, w1 = (torch.load(result.format(rank=r)) for r in (0, 1))
+    r0, r1 = (torch.load(result.format(rank=r)) for r in (0, 1))
+    assert r0["mean"] == r1["mean"] == (0.5, [0.5, 5.0])  # what fit averages the training loss and accuracy with
+    w0, w1 = r0["params"], r1["params"]
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # the replicas hold identical weights
     ck = read_checkpoint(out / "last.pt")
     assert ck["epoch"] == 2 and ck["world_size"] == 2

@@ -63,6 +63,8 @@ class Dist:
 
     def shard_size(self, n: int) -> int:
         """Images each rank trains on per epoch: n // world (the remainder, a different one each epoch, waits)."""
+        if self.world > 1 and n // self.world < 2:  # batch norm needs 2+ images per batch
+            raise FerkitError(f"{n} training images cannot be shared by {self.world} processes; use fewer processes or more images")
         return n // self.world
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -96,16 +98,10 @@ class Dist:
         """The mean over the ranks of each float, or of each element of a list of floats (same length on every rank)."""
         if self.world == 1:
             return values
-        sizes = [len(v) if isinstance(v, list) else 0 for v in values]
-        flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
-        t = torch.tensor(flat, dtype=torch.float64, device=self.device)
-        tdist.all_reduce(t)
-        flat = (t / self.world).tolist()
-        out = []
-        for s in sizes:
-            out.append(flat[:s] if s else flat[0])
-            flat = flat[s or 1 :]
-        return tuple(out)
+        t = torch.tensor([x for v in values for x in (v if isinstance(v, list) else [v])], dtype=torch.float64, device=self.device)
+        tdist.all_reduce(t)  # one message for all of them
+        means = iter((t / self.world).tolist())
+        return tuple([next(means) for _ in v] if isinstance(v, list) else next(means) for v in values)
 
 
 def setup(device: str = "auto") -> Dist:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from . import augment as aug
-from .checkpoint import device_of, read_checkpoint, save_checkpoint
+from . import distributed
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig
 from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
@@ -245,10 +246,14 @@ def write_history(history: list[dict], iter_loss: list[float], out: Path) -> Non
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, log=print, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
-    With resume=True and out_dir/last.pt present, continue where that run stopped."""
+    With resume=True and out_dir/last.pt present, continue where that run stopped.
+    Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = device_of(cfg.device)
+    dist = distributed.setup(cfg.device)
+    device = dist.device
+    if not dist.main:  # rank 0 speaks for the job
+        log, progress = (lambda *a: None), False
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -259,6 +264,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if ckpt is not None:
         spec = ModelSpec.from_dict(ckpt["spec"])
 
+    dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
     log(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
@@ -274,24 +280,28 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if votes is not None:
         log(f"FER+ labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
             "PublicTest faces with a majority emotion")
+    dist.rank0_done()
     if val is None:
         log(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+    if dist.world > 1:
+        log(dist.describe(cfg.batch_size))
 
     torch.manual_seed(cfg.seed)
     model = prepare(create_model(spec), device)
     teacher = Teacher(cfg.teacher, mean, labels, device, cfg.precision) if cfg.teacher else None
     opt = _optimizer(model, cfg)
-    steps_per_epoch = len(range(0, len(train), cfg.batch_size))
+    steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
     history, iter_loss, best_acc, start_epoch = [], [], -1.0, 1
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
-        if ckpt["config"]["epochs"] == cfg.epochs:
+        was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
+        if was == (cfg.epochs, dist.world):
             sched.load_state_dict(ckpt["scheduler"])
-        else:  # the run was lengthened or shortened: replay the new schedule up to where it stopped
-            log(f"schedule re-planned for {cfg.epochs} epochs (was {ckpt['config']['epochs']})")
+        else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
+            log(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):
@@ -300,7 +310,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
         start_epoch = ckpt["epoch"] + 1
         log(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} (best val acc so far {best_acc:.4f})")
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+    if dist.main:
+        (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+    net = dist.wrap(model)  # trains; `model` (the same weights) evaluates and is saved
 
     bar = None
     if progress and start_epoch <= cfg.epochs:
@@ -312,8 +324,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if bar is not None:
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
-        tr_loss, tr_acc, losses = train_one_epoch(model, train, opt, sched, cfg, gen, device, bar, teacher)
-        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None else {"loss": float("nan"), "acc": float("nan")}
+        shard, shard_gen = dist.epoch(train, gen)
+        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teacher))
+        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None and dist.main else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)
@@ -321,15 +334,18 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         score = ev["acc"] if val is not None else epoch
         ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
                     optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=max(best_acc, score),
-                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state())
+                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state(), world_size=dist.world)
         if score > best_acc:
             best_acc = score
-            save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
-        save_checkpoint(ckpt, out / "last.pt")
-        write_history(history, iter_loss, out)
+            if dist.main:
+                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+        if dist.main:
+            save_checkpoint(ckpt, out / "last.pt")
+            write_history(history, iter_loss, out)
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
         (bar.write if bar is not None else log)(msg)
     if bar is not None:
         bar.close()
+    dist.barrier()  # every rank returns once rank 0 has written the last checkpoint
     return history

@@ -82,8 +82,7 @@ def variants(photos):
             yield f"rotated {d:+d}", name, r, f, rotate(rgb, partial, d)[1]
         for k in SCALES:
             small = np.asarray(Image.fromarray(rgb).resize((round(rgb.shape[1] * k), round(rgb.shape[0] * k)), Image.LANCZOS))
-            sc = lambda bs: [tuple(v * k for v in b) for b in bs]  # noqa: E731
-            yield f"scaled {k:.0%}", name, small, sc(faces), sc(partial)
+            yield f"scaled {k:.0%}", name, small, [tuple(v * k for v in b) for b in faces], [tuple(v * k for v in b) for b in partial]
 
 
 def score(boxes, faces, partial):

@@ -1,17 +1,17 @@
 import csv
-import re
 import json
+import re
 
 import numpy as np
 import pytest
+from conftest import tiny_spec
 from PIL import Image
 
-from conftest import tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
+from ferkit.draw import annotate
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
-from ferkit.draw import annotate
 from ferkit.predict import Predictor
 from ferkit.video import FaceTracker, iou
 
@@ -242,7 +242,8 @@ def test_predict_cli_checks_outputs_before_any_work(tiny_checkpoint, tmp_path, c
     (tmp_path / "file").write_text("x")
     cases = [(["--json", str(tmp_path / "nodir" / "x.json")], "--json .*nodir/x.json: the folder .*nodir does not exist"),
              (["--csv", str(tmp_path)], "--csv .*: is a folder; give a file name"),
-             (["--annotate", str(tmp_path / "file")], "--annotate .*file: cannot make the folder"),
+             (["--annotate", str(tmp_path / "file")], "--annotate .*file: is a file, not a folder"),
+             (["--annotate", str(tmp_path / "file" / "sub")], "--annotate .*sub: cannot make the folder"),
              (["--json", str(tmp_path / "o"), "--csv", str(tmp_path / "o")], "--json and --csv both name")]
     for flags, message in cases:
         assert main(["predict", str(img), *flags]) == 2

@@ -19,7 +19,6 @@ With YuNet's eye landmarks the square is first turned so that the eyes are level
 from __future__ import annotations
 
 import io
-
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

@@ -76,6 +76,8 @@ def check_outputs(json_path=None, csv_path=None, annotate_dir=None) -> None:
         raise FerkitError(f"--json and --csv both name {json_path}; give two files")
     if annotate_dir:
         d = Path(annotate_dir)
+        if d.exists() and not d.is_dir():
+            raise FerkitError(f"--annotate {annotate_dir}: is a file, not a folder; give a folder for the annotated copies")
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:

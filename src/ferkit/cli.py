@@ -286,12 +286,20 @@ def _model_args(p):
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
 
 
+def _detect_args(p):
+    p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
+                   help="face detector: yunet (default; CNN with eye landmarks) or haar (OpenCV's cascade)")
+    p.add_argument("--no-align", dest="align", action="store_false", help="do not turn faces upright by their eye landmarks")
+
+
 def _predict_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv .webm)")
     _model_args(p)
+    _detect_args(p)
+    p.add_argument("--crops", action="store_true", help="each image is one face, already cropped (as in FER data sets): no detection")
     p.add_argument("--every", type=int, default=1, metavar="N", help="videos: use every Nth frame (default 1)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
-    p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos) as CSV")
+    p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos; an empty row for none) as CSV")
     p.add_argument("--annotate", metavar="DIR", help="write copies with boxes, labels and probabilities drawn into DIR")
 
 
@@ -299,16 +307,18 @@ def _predict_args(p):
 def cmd_predict(args):
     from tqdm import tqdm
 
-    from .predict import Predictor, collect_inputs, format_result, predict_file, write_results
+    from .outputs import check_outputs, format_result, write_results
+    from .predict import Predictor, collect_inputs, predict_file
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
+    check_outputs(args.json, args.csv, args.annotate)
     files, problems = collect_inputs(args.paths)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
     results, failed, used = [], len(problems), set()
     bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
     for path, root in bar:
@@ -320,7 +330,7 @@ def cmd_predict(args):
                 out = out.with_name(out.stem + "_" + out.suffix)
             used.add(out.with_suffix("").as_posix())
         try:
-            res = predict_file(predictor, path, args.every, out)
+            res = predict_file(predictor, path, args.every, out, crops=args.crops)
         except FerkitError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
             results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
@@ -338,6 +348,7 @@ def cmd_predict(args):
 
 def _demo_args(p):
     _model_args(p)
+    _detect_args(p)
     p.add_argument("--out", default="ferkit-demo.png", help="annotated picture to write (default ferkit-demo.png)")
 
 
@@ -345,16 +356,18 @@ def _demo_args(p):
 def cmd_demo(args):
     from skimage import data
 
-    from .predict import Predictor, annotate, format_result, save_rgb
+    from .draw import annotate, save_rgb
+    from .outputs import format_result
+    from .predict import Predictor
 
     rgb = data.astronaut()  # shipped inside scikit-image: the demo needs no download
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
     t = time.perf_counter()
     recs = predictor.predict(rgb)
     ms = (time.perf_counter() - t) * 1000
     save_rgb(annotate(rgb, recs), args.out)
     print(format_result({"file": "skimage.data.astronaut()", "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
-    print(f"\nmodel {predictor.path} ({args.backend}); detection + prediction took {ms:.0f} ms; wrote {args.out}")
+    print(f"\nmodel {predictor.path} ({args.backend}), {args.detector} detector; detection + prediction took {ms:.0f} ms; wrote {args.out}")
 
 
 def _export_args(p):

@@ -64,16 +64,18 @@ def test_predictor_accepts_path_classifier_bytes(tiny_checkpoint, astronaut, tmp
     f = tmp_path / "a.png"
     Image.fromarray(astronaut).save(f)
     a = Predictor(clf).predict(f)
-    b = Predictor(str(tiny_checkpoint)).predict(f.read_bytes())
+    b = Predictor(str(tiny_checkpoint), precision="fp32").predict(f.read_bytes())  # clf above is fp32
     assert len(a) == 1 and a[0]["box"] == b[0]["box"] and np.allclose(list(a[0]["probs"].values()), list(b[0]["probs"].values()))
 
 
 def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     import ferkit.predict as fp
 
-    monkeypatch.setattr(fp, "BUNDLED", tmp_path / "nope.pt")
+    monkeypatch.setitem(fp.BUNDLED, "fer2013", tmp_path / "nope.pt")
     with pytest.raises(FerkitError, match="bundled model .* is missing"):
         fp.load_model()
+    with pytest.raises(FerkitError, match="not a bundled model"):
+        fp.load_model("fer2014")
     with pytest.raises(FerkitError, match="backend 'tf'"):
         Predictor(backend="tf")
 
@@ -94,7 +96,7 @@ def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
     assert main(["export", str(tiny_checkpoint), "--onnx", str(out)]) == 0
     assert "max |diff|" in capsys.readouterr().out
     a = Predictor(out, backend="onnx").predict(astronaut)
-    b = Predictor(tiny_checkpoint).predict(astronaut)
+    b = Predictor(tiny_checkpoint, precision="fp32").predict(astronaut)  # the ONNX graph is fp32
     assert a[0]["box"] == b[0]["box"] and abs(a[0]["score"] - b[0]["score"]) < 1e-5
 
 

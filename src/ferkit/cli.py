@@ -48,14 +48,28 @@ def _parse_set(items: list[str] | None) -> dict:
 # ---------------------------------------------------------------- models
 
 
-@command("models", "list the model presets with parameter counts and multiply-adds per image")
+@command("models", "list the model presets and the bundled models with parameter counts and multiply-adds per image")
 def cmd_models(args):
+    from .config import ModelSpec
+    from .checkpoint import read_checkpoint
+    from .labels import labels_of
     from .model import PRESETS, count_macs, count_params, create_model
+    from .predict import BUNDLED, DEFAULT_MODEL
 
-    print(f"{'name':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
+    print(f"{'preset':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
     for name, pr in PRESETS.items():
         m = create_model(name)
         print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}{pr.epochs:>8}{pr.lr:>9.0e}{pr.l2:>9.0e}  {pr.about}")
+    print(f"\n{'bundled':<12}{'params':>12}{'MACs/image':>14}  {'PublicTest':>10}  emotions (use with --model NAME)")
+    for name, path in BUNDLED.items():
+        if not path.exists():
+            continue
+        ck = read_checkpoint(path)
+        m = create_model(ModelSpec.from_dict(ck["spec"]))
+        acc = ck.get("best_acc")
+        default = "  (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}  {acc if acc is None else f'{acc:.4f}':>10}  "
+              f"{', '.join(labels_of(ck))}{default}")
 
 
 # ---------------------------------------------------------------- train
@@ -281,9 +295,11 @@ def cmd_serve(args):
 
 
 def _model_args(p):
-    p.add_argument("--model", help="checkpoint .pt or run folder (default: the bundled model); with --backend onnx also an .onnx file")
+    p.add_argument("--model", help="a bundled model (fer2013: 7 emotions, the default; ferplus: 8, with contempt), a checkpoint .pt "
+                                   "or run folder; with --backend onnx also an .onnx file")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch; onnx: onnxruntime)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (torch backend); auto = bf16 where the device runs it fast")
 
 
 def _detect_args(p):
@@ -318,7 +334,8 @@ def cmd_predict(args):
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
+                          precision=args.precision)
     results, failed, used = [], len(problems), set()
     bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
     for path, root in bar:
@@ -338,7 +355,7 @@ def cmd_predict(args):
             continue
         results.append(res)
         tqdm.write(format_result(res), file=sys.stdout)
-    write_results(results, args.json, args.csv)
+    write_results(results, args.json, args.csv, predictor.labels)
     done = sum("error" not in r for r in results)
     wrote = [f for f in (args.json, args.csv) if f] + ([f"annotated copies in {args.annotate}"] if args.annotate and done else [])
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
@@ -361,7 +378,8 @@ def cmd_demo(args):
     from .predict import Predictor
 
     rgb = data.astronaut()  # shipped inside scikit-image: the demo needs no download
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
+                          precision=args.precision)
     t = time.perf_counter()
     recs = predictor.predict(rgb)
     ms = (time.perf_counter() - t) * 1000

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FerkitError
-from .labels import COLORS, EMOTIONS
+from .labels import COLOR_OF
 
 
 def _bgr(hex_colour: str) -> tuple[int, int, int]:
@@ -16,7 +16,7 @@ def _bgr(hex_colour: str) -> tuple[int, int, int]:
 
 
 def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
-    """A copy of the photo (RGB) with each face's box, label and its 7 probabilities drawn."""
+    """A copy of the photo (RGB) with each face's box, label and the probability of each emotion drawn."""
     import cv2
 
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -24,7 +24,7 @@ def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
     font = cv2.FONT_HERSHEY_SIMPLEX
     for r in records:
         x, y, w, h = r["box"]
-        colour = _bgr(COLORS[EMOTIONS.index(r["label"])])
+        colour = _bgr(COLOR_OF.get(r["label"], "#888888"))
         s = float(np.clip(w / 160, 0.35, 1.0))  # text scale follows the face size
         th = max(1, round(2 * s))
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, max(2, round(3 * s)))
@@ -33,7 +33,7 @@ def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
         ty = y - 4 if y - tht - base - 4 >= 0 else y + h + tht + 4
         cv2.rectangle(img, (x, ty - tht - base), (x + tw + 4, ty + base), colour, -1)
         cv2.putText(img, title, (x + 2, ty), font, s, (0, 0, 0), th, cv2.LINE_AA)
-        # the 7 probabilities as bars beside the box: right side, else left, shrunk to fit
+        # the probabilities as bars beside the box: right side, else left, shrunk to fit
         room = max(W - (x + w), x) - 10
         ps = min(0.7 * s, room / 240)  # the panel is ~235 * ps pixels wide
         if ps >= 0.25:
@@ -42,7 +42,7 @@ def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
 
 
 def _prob_panel(img, probs: dict, left: int | None, box_x: int, top: int, s: float) -> None:
-    """Draw the 7 names and probability bars at scale s, from x=left (or ending at box_x when None)."""
+    """Draw the emotion names and probability bars at scale s, from x=left (or ending at box_x when None)."""
     import cv2
 
     font, H = cv2.FONT_HERSHEY_SIMPLEX, img.shape[0]
@@ -50,7 +50,7 @@ def _prob_panel(img, probs: dict, left: int | None, box_x: int, top: int, s: flo
     line, bar_w = int(lh * 1.7), int(lw * 0.8)
     width = lw + bar_w + 12
     x0 = left if left is not None else max(0, box_x - 6 - width)
-    y1 = min(H, top + 7 * line + line // 2)
+    y1 = min(H, top + len(probs) * line + line // 2)
     sub = img[max(0, top):y1, x0 : x0 + width]
     sub[:] = (sub * 0.35).astype(np.uint8)  # a dark panel keeps the text readable on any photo
     for i, (e, p) in enumerate(probs.items()):
@@ -60,7 +60,7 @@ def _prob_panel(img, probs: dict, left: int | None, box_x: int, top: int, s: flo
         cv2.putText(img, e, (x0 + 3, yy), font, s, (255, 255, 255), 1, cv2.LINE_AA)
         bx = x0 + lw + 8
         cv2.rectangle(img, (bx, yy - lh), (bx + bar_w, yy), (160, 160, 160), 1)
-        cv2.rectangle(img, (bx, yy - lh), (bx + int(bar_w * p), yy), _bgr(COLORS[i]), -1)
+        cv2.rectangle(img, (bx, yy - lh), (bx + int(bar_w * p), yy), _bgr(COLOR_OF.get(e, "#888888")), -1)
 
 
 def save_rgb(rgb: np.ndarray, path: str | Path) -> None:

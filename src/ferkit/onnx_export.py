@@ -26,7 +26,7 @@ INPUT, OUTPUT = "faces", "probs"
 
 
 class FacesToProbs(nn.Module):
-    """uint8 faces (N, 48, 48) -> probabilities (N, 7), exactly as Classifier.predict_proba."""
+    """uint8 faces (N, 48, 48) -> probabilities (N, C), exactly as Classifier.predict_proba."""
 
     def __init__(self, clf: Classifier, tta: bool | None = None):
         super().__init__()
@@ -54,6 +54,38 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                           input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     clf.model.to(clf.device)
+    _add_labels(out, clf.labels)
+
+
+def _add_labels(out, labels) -> None:
+    """Store the model's emotion names in the graph's metadata (key "labels", a JSON list)."""
+    import json
+
+    import onnx
+
+    m = onnx.load_from_string(out.getvalue()) if isinstance(out, io.BytesIO) else onnx.load(str(out))
+    m.metadata_props.add(key="labels", value=json.dumps(list(labels)))
+    data = m.SerializeToString()
+    if isinstance(out, io.BytesIO):
+        out.seek(0)
+        out.truncate()
+        out.write(data)
+    else:
+        Path(out).write_bytes(data)
+
+
+def onnx_labels(session) -> tuple[str, ...]:
+    """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them)."""
+    import json
+
+    from .labels import FER2013
+
+    meta = session.get_modelmeta().custom_metadata_map
+    labels = tuple(json.loads(meta["labels"])) if "labels" in meta else FER2013
+    n = session.get_outputs()[0].shape[-1]
+    if isinstance(n, int) and n != len(labels):
+        raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
+    return labels
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):

@@ -31,29 +31,30 @@ def format_result(res: dict) -> str:
     return "\n".join(lines)
 
 
-def csv_rows(results: list[dict]):
+def csv_rows(results: list[dict], labels=EMOTIONS):
     """One row per face (per sampled frame for videos): file, frame, time, face_id, box, label, score,
-    7 probs; a photo or sampled frame without a face gets one row with the face fields empty, so
+    the probability of each of the model's emotions (`labels`); a photo or sampled frame without a face gets one row with the face fields empty, so
     every processed input shows in the file."""
-    yield ["file", "frame", "time", "face_id", "x", "y", "w", "h", "label", "score", *EMOTIONS]
+    yield ["file", "frame", "time", "face_id", "x", "y", "w", "h", "label", "score", *labels]
     for res in results:
         if "error" in res:
             continue
         groups = res["frames"] if res["type"] == "video" else [{"frame": "", "time": "", "faces": res["faces"]}]
         for fr in groups:
             if not fr["faces"]:
-                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(EMOTIONS))
+                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))
             for k, r in enumerate(fr["faces"], 1):
                 yield [res["file"], fr["frame"], fr["time"], r.get("face_id", k), *r["box"], r["label"],
-                       f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in EMOTIONS)]
+                       f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]
 
 
-def write_results(results: list[dict], json_path: str | Path | None = None, csv_path: str | Path | None = None) -> None:
+def write_results(results: list[dict], json_path: str | Path | None = None, csv_path: str | Path | None = None,
+                  labels=EMOTIONS) -> None:
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=1))
     if csv_path:
         with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerows(csv_rows(results))
+            csv.writer(f).writerows(csv_rows(results, labels))
 
 
 def check_outputs(json_path=None, csv_path=None, annotate_dir=None) -> None:

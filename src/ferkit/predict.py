@@ -3,8 +3,9 @@
     Predictor(model).predict(load_image(src)) -> [{"box": [x, y, w, h], "label": "happy",
                                                    "score": p, "probs": {"angry": p, ..., "neutral": p}}]
 
-`model` is None (the bundled model, src/ferkit/weights/ferkit.pt), a checkpoint path, a
-Classifier or, with backend="onnx", an .onnx file from `ferkit export`. Faces are found by
+`model` is a bundled model's name (BUNDLED: "fer2013", 7 emotions, or "ferplus", 8; None means
+DEFAULT_MODEL), a checkpoint path, a Classifier or, with backend="onnx", an .onnx file from
+`ferkit export`. Records name the model's own emotions. Faces are found by
 `detector` (yunet, or haar) and turned upright by their eye landmarks (`align`); with
 crops=True each photo is taken as one face, already cropped. All faces of a photo go through
 one forward pass. Drawing lives in draw.py, videos in video.py, the output files in outputs.py.
@@ -23,32 +24,43 @@ from .errors import FerkitError, ImageError
 from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
 from .labels import EMOTIONS
 
-BUNDLED = Path(__file__).resolve().parent / "weights" / "ferkit.pt"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+# The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
+BUNDLED = {"fer2013": WEIGHTS / "fer2013.pt", "ferplus": WEIGHTS / "ferplus.pt"}
+DEFAULT_MODEL = "fer2013"
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
-def load_model(path: str | Path | None = None, device: str = "cpu") -> Classifier:
-    """A Classifier from a checkpoint (or run folder); None means the bundled model."""
-    if path is None:
-        if not BUNDLED.exists():
-            raise FerkitError(f"the bundled model {BUNDLED} is missing (a broken install?); reinstall ferkit, "
+def model_path(model: str | Path | None = None) -> Path:
+    """The checkpoint a model argument means: a bundled model's name (None = the default one) or a path."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    if name in BUNDLED:
+        if not BUNDLED[name].exists():
+            raise FerkitError(f"the bundled model {BUNDLED[name]} is missing (a broken install?); reinstall ferkit, "
                               "or pass a checkpoint written by 'ferkit train' with --model PATH")
-        path = BUNDLED
-    return load_checkpoint(path, device)
+        return BUNDLED[name]
+    if not Path(name).exists():
+        raise FerkitError(f"--model {name}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")
+    return Path(name)
 
 
-def record(box, probs: np.ndarray) -> dict:
-    """One face's result with plain Python numbers (JSON-ready)."""
+def load_model(model: str | Path | None = None, device: str = "cpu", precision: str = "fp32") -> Classifier:
+    """A Classifier from a bundled model's name (None = the default), a checkpoint or a run folder."""
+    return load_checkpoint(model_path(model), device, precision)
+
+
+def record(box, probs: np.ndarray, labels=EMOTIONS) -> dict:
+    """One face's result with plain Python numbers (JSON-ready), over the model's emotions `labels`."""
     k = int(np.argmax(probs))
-    return {"box": [int(v) for v in box], "label": EMOTIONS[k], "score": float(probs[k]),
-            "probs": {e: float(p) for e, p in zip(EMOTIONS, probs)}}
+    return {"box": [int(v) for v in box], "label": labels[k], "score": float(probs[k]),
+            "probs": {e: float(p) for e, p in zip(labels, probs)}}
 
 
 class Predictor:
     """Faces in a photo -> emotion records, with the torch or onnxruntime backend."""
 
     def __init__(self, model=None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
-                 tta: bool | None = None, detector: str = DETECTOR, align: bool = True):
+                 tta: bool | None = None, detector: str = DETECTOR, align: bool = True, precision: str = "auto"):
         from .detectors import get_detector
 
         if backend not in ("torch", "onnx"):
@@ -57,33 +69,33 @@ class Predictor:
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
         if backend == "onnx" and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
-            from .onnx_export import onnx_session
+            from .onnx_export import onnx_labels, onnx_session
 
             self.session, self.path = onnx_session(model, threads), Path(model)  # tta is baked into the file
+            self.labels = onnx_labels(self.session)
             return
         if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         if isinstance(model, Classifier):
             self.classifier = model
         else:
-            self.path = Path(model) if model is not None else BUNDLED
-            self.classifier = load_model(model, device)
-        import torch
-
+            self.path = model_path(model)
+            self.classifier = load_checkpoint(self.path, device, precision)
+        self.labels = self.classifier.labels
         if threads:
+            import torch
+
             torch.set_num_threads(threads)
-        if self.classifier.device.type == "cpu":  # NHWC convolutions: ~1.6x the faces/s on CPU, same numbers
-            self.classifier.model.to(memory_format=torch.channels_last)
         if backend == "onnx":
             from .onnx_export import session_from_classifier
 
             self.session = session_from_classifier(self.classifier, threads, tta)
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
-        """uint8 faces (N, 48, 48) -> probabilities (N, 7) in EMOTIONS order, one forward pass."""
+        """uint8 faces (N, 48, 48) -> probabilities (N, C) over self.labels, one forward pass."""
         faces = np.ascontiguousarray(np.asarray(faces, np.uint8).reshape(-1, SIZE, SIZE))
         if len(faces) == 0:
-            return np.zeros((0, len(EMOTIONS)), np.float32)
+            return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:
             return self.session.run(None, {"faces": faces})[0]
         import torch
@@ -97,10 +109,10 @@ class Predictor:
         rgb = image if isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 else load_image(image)
         if crops:
             h, w = rgb.shape[:2]
-            return [record((0, 0, w, h), self.predict_faces(whole_face(rgb)[None])[0])]
+            return [record((0, 0, w, h), self.predict_faces(whole_face(rgb)[None])[0], self.labels)]
         faces = find_faces(rgb, min_face, detector=self.detector, align=self.align if align is None else align)
         probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, SIZE, SIZE), np.uint8))
-        return [record(f.box, p) for f, p in zip(faces, probs)]
+        return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
 
 
 # ---------------------------------------------------------------- files

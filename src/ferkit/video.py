@@ -10,7 +10,6 @@ import numpy as np
 
 from .draw import annotate
 from .errors import FerkitError, ImageError
-from .labels import EMOTIONS
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -110,11 +109,12 @@ def summarize_tracks(frames: list[dict]) -> list[dict]:
             by_id.setdefault(r["face_id"], []).append((fr["frame"], r))
     out = []
     for fid, seen in sorted(by_id.items()):
-        mean = np.mean([[r["probs"][e] for e in EMOTIONS] for _, r in seen], axis=0)
+        emotions = list(seen[0][1]["probs"])  # the model's own emotions
+        mean = np.mean([[r["probs"][e] for e in emotions] for _, r in seen], axis=0)
         labels = {}
         for _, r in seen:
             labels[r["label"]] = labels.get(r["label"], 0) + 1
         out.append({"face_id": fid, "first_frame": seen[0][0], "last_frame": seen[-1][0], "count": len(seen),
-                    "labels": labels, "mean_probs": {e: float(p) for e, p in zip(EMOTIONS, mean)},
-                    "label": EMOTIONS[int(np.argmax(mean))], "timeline": [r["label"] for _, r in seen]})
+                    "labels": labels, "mean_probs": {e: float(p) for e, p in zip(emotions, mean)},
+                    "label": emotions[int(np.argmax(mean))], "timeline": [r["label"] for _, r in seen]})
     return out

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
-from ferkit.config import TrainConfig
+from ferkit.config import TrainConfig, read_file
 from ferkit.errors import ConfigError
 from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space
 from ferkit.train import resolve_config
@@ -63,7 +63,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("batch_size=uniform:8:64", "batch_size takes int values"),
     ("model=categorical:shallow,deep", "model cannot be tuned"),
     ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
-    ("optimizer=categorical:adam,lbfgs", "choose adam, adamw or sgd"),
+    ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
@@ -91,8 +91,9 @@ def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):
 
     best = TrainConfig.from_file(out / "best.yaml")
     assert best.lr == pytest.approx(float(rows[0]["lr"])) and best.overrides == {"fcs.0.units": int(rows[0]["fcs.0.units"])}
+    assert not {"epochs", "train_subset"} & set(read_file(out / "best.yaml"))  # a full run: all images, the preset's epochs
     run = tmp_path / "best-run"
-    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(run), "--quiet", "--epochs", "1"]) == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["lr"] == pytest.approx(best.lr) and saved["l2"] == pytest.approx(best.l2)
     assert saved["spec"]["fcs"][0]["units"] == int(rows[0]["fcs.0.units"]) and saved["epochs"] == 1
@@ -115,7 +116,7 @@ def test_cv_score_is_mean_of_folds(files, tmp_path):
     fd = fold_data(images, np.arange(42) % 7, *folds[0])
     assert fd.counts() == {"train": 28, "val": 14, "test": 0} and np.array_equal(fd.split("val")[0], images[folds[0][1]])
 
-    study = run_search(cfg, search_space(cfg, ["lr=loguniform:1e-3:1e-2"], defaults=False), tmp_path / "cv", 1, cv=3, log=lambda m: None)
+    study = run_search(cfg, search_space(cfg, ["lr=loguniform:1e-3:1e-2"], defaults=False), tmp_path / "cv", 1, cv=3)
     t = study.best_trial
     curves = [[h["val_acc"] for h in json.loads((tmp_path / "cv" / "trials" / "0" / f"fold{k}" / "history.json").read_text())]
               for k in range(3)]

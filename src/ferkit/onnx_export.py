@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoint import Classifier
 from .data import PIXEL_SCALE
 from .errors import FerkitError
+from .files import atomic_write
 
 INPUT, OUTPUT = "faces", "probs"
 
@@ -57,6 +58,15 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                           input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     clf.model.to(clf.device)
+
+
+def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16) -> float:
+    """Export to out (atomically) and return the largest |onnxruntime - torch| probability difference
+    on n random faces: the check that the file computes what the checkpoint does."""
+    out = atomic_write(out, lambda f: export_onnx(clf, f, tta))
+    faces = np.random.default_rng(0).integers(0, 256, (n, clf.spec.in_size, clf.spec.in_size), dtype=np.uint8)
+    onnx_probs = onnx_session(out).run(None, {INPUT: faces})[0]
+    return float(np.abs(onnx_probs - clf.predict_proba(faces, tta=tta)).max())
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):

@@ -5,12 +5,19 @@ A run folder holds:
     history.csv/json one row per epoch: train/val loss and accuracy, lr, seconds
     iterations.csv   the training loss of every iteration (paper Figures 3, 7)
     last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
+
+The folder is created when training starts (a run that fails on its data or config leaves none).
+Each epoch writes its history before the checkpoint that claims it, and the checkpoint holds
+every random state (data order and augmentation, dropout on CPU and CUDA), so a run killed at
+any point and resumed gives the same weights and losses as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import math
 import time
 import warnings
@@ -23,12 +30,14 @@ import torch.nn.functional as F
 
 from . import augment as aug
 from .checkpoint import device_of, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig
+from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, to_tensor
 from .errors import FerkitError
+from .files import atomic_write, check_output
 from .model import PRESETS, FerNet, create_model, resolve_spec
 from .precision import autocast, resolve_precision
 
+log = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
@@ -45,6 +54,22 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     merged = {**preset.train, "epochs": preset.epochs, "lr": preset.lr, "l2": preset.l2}
     merged.update({k: v for k, v in d.items() if v is not None})
     return TrainConfig.from_dict(merged)
+
+
+def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig:
+    """The TrainConfig of the interrupted run in run_dir (its config.json), with a new length if
+    epochs is given (the one setting a resumed run may change; the schedule is re-planned)."""
+    run = Path(run_dir)
+    if not (run / "config.json").exists():
+        raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
+    if not (run / "last.pt").exists():
+        raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
+                          f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
+    saved = read_file(run / "config.json")
+    saved.pop("spec", None)
+    if epochs:
+        saved["epochs"] = epochs
+    return TrainConfig.from_dict(saved)
 
 
 @dataclass
@@ -156,37 +181,53 @@ def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = Fa
 
 
 def write_history(history: list[dict], iter_loss: list[float], out: Path) -> None:
-    """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration)."""
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    with open(out / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, HISTORY_FIELDS)
-        w.writeheader()
-        w.writerows(history)
-    with open(out / "iterations.csv", "w", newline="") as f:
-        f.write("iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
+    """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration), each atomically."""
+    atomic_write(out / "history.json", json.dumps(history, indent=1))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(out / "history.csv", buf.getvalue())
+    atomic_write(out / "iterations.csv", "iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, log=print, progress: bool = True) -> list[dict]:
+def rng_states() -> dict:
+    """Every global random state training draws from: torch's CPU generator (dropout on CPU) and the CUDA ones."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
-    With resume=True and out_dir/last.pt present, continue where that run stopped."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    With resume=True, continue where the run in out_dir stopped (from its last.pt)."""
+    out = check_output(out_dir, "--out", folder=True)
     device = device_of(cfg.device)
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    spec = resolve_spec(cfg.model, cfg.overrides)
-    ckpt = read_checkpoint(out / "last.pt") if resume and (out / "last.pt").exists() else None
-    if resume and ckpt is None:
-        log(f"no checkpoint in {out}; starting a new run there")
-    if ckpt is not None:
-        spec = ModelSpec.from_dict(ckpt["spec"])
+    if resume and not (out / "last.pt").exists():
+        raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
+    ckpt = read_checkpoint(out / "last.pt", resume=True) if resume else None
+    spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else resolve_spec(cfg.model, cfg.overrides)
 
-    data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
-    log(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
+    if data is None:
+        data = load_fer(cfg.data, cfg.skip_bad_rows)
+        cfg = replace(cfg, data=data.source)
+    # absolute paths, so that config.json works from any folder (evaluate, report, --resume)
+    cfg = replace(cfg, **{k: str(Path(getattr(cfg, k)).resolve()) for k in ("data", "model")
+                          if getattr(cfg, k) and getattr(cfg, k) not in PRESETS and Path(getattr(cfg, k)).exists()})
+    log.info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
-        log(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
+        log.info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
     train_x, train_y = data.split("train")
     if cfg.train_subset:
         train_x, train_y = train_x[: cfg.train_subset], train_y[: cfg.train_subset]
@@ -196,31 +237,41 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip)
     val = make_batches(*data.split("val"), mean, spec, flips=cfg.tta) if data.has("val") else None
     if val is None:
-        log(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+        log.info(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
 
     torch.manual_seed(cfg.seed)
     model = create_model(spec).to(device).to(memory_format=torch.channels_last)  # faster convs on CPU and GPU
     opt = _optimizer(model, cfg)
     steps_per_epoch = len(range(0, len(train), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history, iter_loss, best_acc, start_epoch = [], [], -1.0, 1
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
+    history, iter_loss, best_acc, start_epoch = [], [], None, 1  # best_acc: None until a validation score exists
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         if ckpt["config"]["epochs"] == cfg.epochs:
             sched.load_state_dict(ckpt["scheduler"])
         else:  # the run was lengthened or shortened: replay the new schedule up to where it stopped
-            log(f"schedule re-planned for {cfg.epochs} epochs (was {ckpt['config']['epochs']})")
+            log.info(f"schedule re-planned for {cfg.epochs} epochs (was {ckpt['config']['epochs']})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):
                     sched.step()
         gen.set_state(ckpt["rng"])
-        history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
+        if "rng_states" in ckpt:
+            set_rng_states(ckpt["rng_states"])
+        else:
+            log.info("this checkpoint predates saved random states: the resumed run continues, but its dropout draws "
+                     "differ from an uninterrupted run's")
+        history, iter_loss = list(ckpt["history"]), list(ckpt["iter_loss"])
+        best_acc = ckpt["best_acc"] if val is not None else None  # (old checkpoints stored an epoch number without validation)
         start_epoch = ckpt["epoch"] + 1
-        log(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} (best val acc so far {best_acc:.4f})")
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+        so_far = f"best val acc so far {best_acc:.4f}" if best_acc is not None else "no validation split"
+        log.info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+    if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
+        write_history(history, iter_loss, out)
 
     bar = None
     if progress and start_epoch <= cfg.epochs:
@@ -233,23 +284,26 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
         tr_loss, tr_acc, losses = train_one_epoch(model, train, opt, sched, cfg, gen, device, bar)
+        if bar is not None and val is not None:
+            bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
         ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)
         iter_loss += losses
-        score = ev["acc"] if val is not None else epoch
+        improved = val is None or best_acc is None or ev["acc"] > best_acc  # without validation, best = the last epoch
+        if improved and val is not None:
+            best_acc = ev["acc"]
+        write_history(history, iter_loss, out)  # before the checkpoint that claims this epoch
         ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), state_dict=model.state_dict(),
-                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=max(best_acc, score),
-                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state())
-        if score > best_acc:
-            best_acc = score
+                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc,
+                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states())
+        if improved:  # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
             save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
         save_checkpoint(ckpt, out / "last.pt")
-        write_history(history, iter_loss, out)
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
-        (bar.write if bar is not None else log)(msg)
+        (bar.write if bar is not None else log.info)(msg)
     if bar is not None:
         bar.close()
     return history

@@ -3,8 +3,9 @@
 A checkpoint is a dict of plain data and tensors:
     {epoch, config, spec, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states}
 best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume.
-`read_checkpoint` checks what it loads (keys, the spec, weight shapes against the model the spec
-builds, finite weights and mean image), so a damaged file is refused with one message naming it.
+`read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
+verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
+image), so a damaged file is refused with one message naming it.
 `Classifier` bundles what inference needs (model, mean image, HOG spec) so evaluation,
 prediction and visualisation preprocess faces the same way training did.
 """
@@ -12,6 +13,7 @@ prediction and visualisation preprocess faces the same way training did.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +41,19 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
         path = path / "best.pt"
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
+    damaged = _damaged_member(path)
+    if damaged:
+        raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
         text = str(e)
-        if "Weights only load failed" in text:  # PyTorch's own advice (weights_only=False) would run the file's code
-            what = re.search(r"GLOBAL (\S+)", text)
+        what = re.search(r"GLOBAL (\S+)", text)
+        if "Weights only load failed" in text and what:  # PyTorch's own advice (weights_only=False) would run the file's code
             raise FerkitError(
-                f"{path}: contains Python objects ferkit does not load{f' ({what.group(1)})' if what else ''}; loading them "
-                "could run any code. Only load checkpoints you trust; if this one is yours, re-save it with ferkit "
-                "(plain tensors and data, as 'ferkit train' writes them)") from None
+                f"{path}: contains Python objects ferkit does not load ({what.group(1)}); loading them could run any "
+                "code. Only load checkpoints you trust; if this one is yours, re-save it with ferkit (plain tensors and "
+                "data, as 'ferkit train' writes them)") from None
         first = text.splitlines()[0][:200] if text else ""
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({type(e).__name__}: {first})") from None
@@ -59,6 +64,18 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
             raise FerkitError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
                               "resume from the last.pt of a ferkit train run)")
     return ckpt
+
+
+def _damaged_member(path: Path) -> str | None:
+    """What is damaged in a zip-format checkpoint (a member whose CRC-32 does not match), or None."""
+    if not zipfile.is_zipfile(path):
+        return None  # torch's legacy format, or not a checkpoint at all: torch.load tells
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        return f"unreadable zip structure: {e}"
+    return f"the checksum of {bad} does not match" if bad else None
 
 
 def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:

@@ -1,4 +1,3 @@
-import gzip
 import os
 
 import numpy as np
@@ -33,7 +32,7 @@ def test_icml_variant_with_leading_spaces(tmp_path):
 
 def test_train_and_test_csv_variant(tmp_path):
     images, labels = synthetic_faces(7)
-    (tmp_path / "train.csv").write_text("emotion,pixels\n" + "".join(f"{l},{' '.join(map(str, i.ravel()))}\n" for i, l in zip(images, labels)))
+    (tmp_path / "train.csv").write_text("emotion,pixels\n" + "".join(f"{lab},{' '.join(map(str, i.ravel()))}\n" for i, lab in zip(images, labels)))
     (tmp_path / "test.csv").write_text("pixels\n" + "".join(f"{' '.join(map(str, i.ravel()))}\n" for i in images))
     assert load_fer(tmp_path / "train.csv").counts()["train"] == 7
     test = load_fer(tmp_path / "test.csv")

@@ -13,7 +13,6 @@ from optuna.trial import TrialState
 from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
 from ferkit.config import TrainConfig, read_file
-from ferkit.errors import ConfigError
 from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space
 from ferkit.train import resolve_config
 
@@ -158,7 +157,7 @@ def test_resume_after_sigkill(tmp_path):
     assert trials[1].state == TrialState.FAIL  # the killed trial, found by its stale heartbeat...
     retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])  # ...ran again with its parameters
     assert retry.state == TrialState.COMPLETE and retry.params == trials[1].params
-    assert f"(retry of trial 1)" in r.stdout and "resuming" in r.stdout  # from the killed trial's checkpoint
+    assert "(retry of trial 1)" in r.stdout and "resuming" in r.stdout  # from the killed trial's checkpoint
     history = json.loads((out / "trials" / str(retry.number) / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     rows = list(csv.DictReader(open(out / "search.csv")))

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_spec, write_fer_csv
-from ferkit import augment
-from ferkit import train
+from ferkit import augment, train
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
 from ferkit.errors import FerkitError
 from ferkit.train import Batches, evaluate, fit, make_batches, resolve_config

@@ -425,7 +425,15 @@ def cmd_visualize(args):
     from .checkpoint import load_checkpoint
     from .dream import DreamSettings, check_layer, deep_dream, layer_objective
     from .labels import EMOTIONS
-    from .visualize import activation_maps, demo_face, face_from_data, face_from_image, first_layer_filters, layer_names, save_face
+    from .visualize import (
+        activation_maps,
+        demo_face,
+        face_from_data,
+        face_from_image,
+        first_layer_filters,
+        layer_names,
+        save_face,
+    )
 
     out = check_output(args.out, "--out", folder=True)
     clf = load_checkpoint(args.checkpoint)

@@ -176,3 +176,10 @@ def test_two_workers_share_one_study(files, tmp_path):
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
     assert all(ran) and not ran[0] & ran[1]  # both worked, on different trials...
     assert ran[0] | ran[1] == {t.number for t in trials}  # ...of one study: total = sum
+
+
+def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
+    csv_file, spec = files
+    train_only = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=14)
+    assert main(_argv((train_only, spec), tmp_path / "s")) == 2
+    assert "no PublicTest rows" in capsys.readouterr().err and not (tmp_path / "s").exists()

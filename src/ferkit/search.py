@@ -319,7 +319,6 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     from .data import load_fer
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
     data = load_fer(cfg.data, cfg.skip_bad_rows)
     folds = None
@@ -327,6 +326,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
     study = open_study(storage, study_name, heartbeat)
     _check_settings(study, _settings(cfg, params, cv), storage)
 

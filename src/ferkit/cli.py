@@ -101,6 +101,7 @@ def add_train_flags(p):
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
     from .config import read_file
+    from .model import resolve_spec
     from .train import resolve_config
 
     base = read_file(args.config) if args.config else {}
@@ -109,7 +110,9 @@ def config_from_args(args):
     sets = _parse_set(args.set)
     if sets:
         flags["overrides"] = {**base.get("overrides", {}), **sets}
-    return resolve_config(base=base, **flags)
+    cfg = resolve_config(base=base, **flags)
+    resolve_spec(cfg.model, cfg.overrides)  # a bad --set is reported now, before any work
+    return cfg
 
 
 def _train_args(p):

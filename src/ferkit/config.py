@@ -240,8 +240,14 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 def load_yaml(text: str):
-    """YAML as plain data, refusing aliases; used for config files and --set values alike."""
-    return yaml.load(text, Loader=_NoAliasLoader)
+    """YAML as plain data, refusing aliases; used for config files and --set values alike.
+    A YAMLError comes back as one line: 'line L, column C: problem'."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise yaml.YAMLError(where + " ".join(x for x in (e.context, e.problem) if x)) from None
 
 
 def read_file(path: str | Path) -> dict:

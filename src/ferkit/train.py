@@ -222,9 +222,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if data is None:
         data = load_fer(cfg.data, cfg.skip_bad_rows)
         cfg = replace(cfg, data=data.source)
-    # absolute paths, so that config.json works from any folder (evaluate, report, --resume)
-    cfg = replace(cfg, **{k: str(Path(getattr(cfg, k)).resolve()) for k in ("data", "model")
-                          if getattr(cfg, k) and getattr(cfg, k) not in PRESETS and Path(getattr(cfg, k)).exists()})
+    for k in ("data", "model"):  # absolute paths: config.json then works from any folder (evaluate, report, --resume)
+        path = getattr(cfg, k)
+        if path and path not in PRESETS and Path(path).exists():
+            cfg = replace(cfg, **{k: str(Path(path).resolve())})
     log.info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         log.info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")

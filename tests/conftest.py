@@ -72,7 +72,7 @@ def tiny_run(tmp_path_factory) -> Path:
     spec_file = root / "tiny.json"
     spec_file.write_text(json.dumps(tiny_spec().to_dict()))
     cfg = resolve_config(str(spec_file), data=str(csv), epochs=3, batch_size=32, lr=3e-3)
-    fit(cfg, root / "run", progress=False, log=lambda *a: None)
+    fit(cfg, root / "run", progress=False)
     return root / "run"
 
 

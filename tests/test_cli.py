@@ -32,7 +32,13 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["train", "--model", "resnet"], "unknown model 'resnet'"),
-    (["train", "--lr", "-1", "--model", "shallow"], "--lr=-1.0: must be > 0"),
+    (["train", "--lr", "-1", "--model", "shallow"], "--lr must be > 0; got -1.0"),
+    (["train", "--lr", "nan", "--model", "shallow"], "--lr must be a finite number or null; got nan"),
+    (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
+    (["train", "--set", "hog=true", "--model", "shallow"], "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
+    (["train", "--set", "convs.0.filters=8.5", "--model", "shallow"], "convs[0].filters must be an integer; got 8.5"),
+    (["train", "--set", "in_size=64", "--model", "shallow"], "in_size must be 48"),
+    (["train", "--out", "/proc/ferkit-run", "--model", "shallow"], "--out /proc/ferkit-run: cannot write in /proc"),
     (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
     (["train", "--resume", "nowhere"], "no config.json there"),
     (["train", "--data", "nowhere.csv", "--model", "shallow"], "nowhere.csv: no such file"),
@@ -50,3 +56,47 @@ def test_bad_row_from_cli_names_line_and_skip_flag(tmp_path, capsys):
     assert main(["sanity", "--data", str(p)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv, line 9: field 'pixels' has 3 values; expected 2304" in err and "--skip-bad-rows" in err
+
+
+def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for argv, message in [
+        (["evaluate", str(tiny_run), "--json", str(tmp_path / "afile" / "m.json")], "is a file, not a folder"),
+        (["evaluate", str(tiny_run), "--json", str(tmp_path)], "is a folder; give a file name"),
+        (["export", str(tiny_run), "--onnx", "/proc/x/m.onnx"], "--onnx /proc/x/m.onnx: cannot write in /proc"),
+        (["plot", str(tiny_run), "--out", str(tmp_path / "afile")], "is a file, not a folder"),
+        (["visualize", str(tiny_run), "--out", str(tmp_path / "afile" / "v")], "is a file, not a folder"),
+        (["report", str(tiny_run), "--no-data", "--out", "/proc/r.html"], "cannot write in /proc"),
+        (["train", "--model", "shallow", "--out", str(tmp_path / "afile" / "run")], "is a file, not a folder"),
+        (["search", "--model", "shallow", "--out", str(tmp_path / "afile")], "is a file, not a folder"),
+    ]:
+        assert main(argv) == 2, argv
+        out = capsys.readouterr()
+        assert message in out.err and "Traceback" not in out.err, (argv, out.err)
+        assert "evaluating" not in out.out  # refused before the work
+    # a missing folder is created when the output is written
+    assert main(["evaluate", str(tiny_run), "--json", str(tmp_path / "new" / "dir" / "m.json"), "--data", str(tiny_run.parent / "fer.csv")]) == 0
+    assert json.loads((tmp_path / "new" / "dir" / "m.json").read_text())["split"] == "test"
+
+
+def test_flags_are_never_abbreviated_and_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epoch", "1"])
+    assert e.value.code == 2 and "unrecognized arguments: --epoch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("ferkit 0.")
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"model": "shallow", "train_subset": 500}))
+    assert main(["train", "--resume", str(tmp_path / "run"), "--train-subset", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "no last.pt there, so nothing to resume" in err and str(tmp_path / "run") in err
+
+
+def test_export_writes_into_a_new_folder_and_checks_the_file(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "new" / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "new" / "m.onnx").stat().st_size > 0 and "max |diff|" in out and "nan" not in out

@@ -10,15 +10,18 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
         TrainConfig(batch_size=0, lr=-1, optimizer="rmsprop", label_smoothing=2)
     msg = str(e.value)
-    for flag in ("--batch-size=0", "--lr=-1", "--optimizer='rmsprop'", "--label-smoothing=2"):
-        assert flag in msg
+    for text in ("--batch-size must be >= 1; got 0", "--lr must be > 0; got -1.0",
+                 "--optimizer must be one of adam, adamw, sgd; got 'rmsprop'", "--label-smoothing must be in [0, 1); got 2.0"):
+        assert text in msg
 
 
 def test_spec_problems_name_the_layer_and_field():
     with pytest.raises(ConfigError) as e:
         ModelSpec(convs=[{"filters": 0}, {"dropout": 1.5, "pool": 1}], fcs=[{"units": 0}])
     msg = str(e.value)
-    assert "convs[0].filters=0" in msg and "convs[1].dropout=1.5" in msg and "convs[1].pool=1" in msg and "fcs[0].units=0" in msg
+    for text in ("convs[0].filters must be >= 1; got 0", "convs[1].dropout must be in [0, 1); got 1.5",
+                 "convs[1].pool must be 0 (no pool) or a size >= 2; got 1", "fcs[0].units must be >= 1; got 0"):
+        assert text in msg
 
 
 def test_spec_that_shrinks_to_nothing():
@@ -47,3 +50,51 @@ def test_spec_round_trip_and_overrides():
     assert again.fcs[0].units == 64 and again.convs[0].dropout == 0.3
     with pytest.raises(ConfigError, match="--set fcs.3.units"):
         override_spec(spec.to_dict(), {"fcs.3.units": 1})
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"convs": [{"batch_norm": "no"}]}, "convs[0].batch_norm must be true or false; got 'no'"),
+    ({"convs": [{"filters": 32.5}]}, "convs[0].filters must be an integer; got 32.5"),
+    ({"convs": [{"filters": True}]}, "convs[0].filters must be an integer; got True"),
+    ({"convs": [{"dropout": "lots"}]}, "convs[0].dropout must be a finite number; got 'lots'"),
+    ({"convs": [7]}, "convs[0] must be a mapping of ConvSpec fields; got 7"),
+    ({"convs": 3}, "convs must be a list; got 3"),
+    ({"hog": True}, "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
+    ({"hog": {"pixels_per_cell": "8"}}, "hog.pixels_per_cell must be an integer; got '8'"),
+    ({"num_classes": 3}, "num_classes must be 7 (FER2013's emotions) or 8 (FER+'s); got 3"),
+    ({"in_size": 64}, "in_size must be 48 (FER2013 faces"),
+    ({"gap": 1}, "gap must be true or false; got 1"),
+])
+def test_spec_field_types_are_checked(spec, message):
+    with pytest.raises(ConfigError) as e:
+        ModelSpec.from_dict(spec)
+    assert message in str(e.value)
+
+
+def test_train_config_types_coerce_numbers_and_refuse_the_rest():
+    cfg = TrainConfig.from_dict({"lr": "1e-3", "l2": 0, "rotate": 5, "epochs": 3})  # YAML 1.1 reads 1e-3 as a string
+    assert cfg.lr == 1e-3 and isinstance(cfg.l2, float) and isinstance(cfg.rotate, float)
+    for fields, message in [({"lr": float("nan")}, "--lr must be a finite number or null; got nan"),
+                            ({"device": "xpu"}, "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
+                            ({"epochs": "3"}, "--epochs must be an integer or null; got '3'"),
+                            ({"flip": "no"}, "--flip must be true or false; got 'no'"),
+                            ({"overrides": [1]}, "--overrides must be a mapping; got [1]")]:
+        with pytest.raises(ConfigError) as e:
+            TrainConfig.from_dict(fields)
+        assert message in str(e.value)
+
+
+def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'
+                    "model: shallow\noverrides: {convs.0.batch_norm: [*b, *b, *b]}\n")
+    with pytest.raises(ConfigError, match="bomb.yaml: not valid YAML.*aliases"):
+        TrainConfig.from_file(bomb)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="bin.yaml: not a text file"):
+        TrainConfig.from_file(binary)
+    big = tmp_path / "big.yaml"
+    big.write_text("model: shallow\n" + "# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="too big for a config"):
+        TrainConfig.from_file(big)

@@ -1,4 +1,3 @@
-import gzip
 import os
 
 import numpy as np
@@ -33,7 +32,7 @@ def test_icml_variant_with_leading_spaces(tmp_path):
 
 def test_train_and_test_csv_variant(tmp_path):
     images, labels = synthetic_faces(7)
-    (tmp_path / "train.csv").write_text("emotion,pixels\n" + "".join(f"{l},{' '.join(map(str, i.ravel()))}\n" for i, l in zip(images, labels)))
+    (tmp_path / "train.csv").write_text("emotion,pixels\n" + "".join(f"{lab},{' '.join(map(str, i.ravel()))}\n" for i, lab in zip(images, labels)))
     (tmp_path / "test.csv").write_text("pixels\n" + "".join(f"{' '.join(map(str, i.ravel()))}\n" for i in images))
     assert load_fer(tmp_path / "train.csv").counts()["train"] == 7
     test = load_fer(tmp_path / "test.csv")
@@ -120,3 +119,35 @@ def test_real_fer2013(monkeypatch):
     d = load_fer(SHARED)
     assert d.counts() == {"train": 28709, "val": 3589, "test": 0}
     assert np.bincount(d.split("train")[1]).tolist() == [3995, 436, 4097, 7215, 4830, 3171, 4965]
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    p = write_fer_csv(tmp_path / "bom.csv", n=7)
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())  # Excel and Notepad write one
+    assert load_fer(p, cache=False).counts() == {"train": 7, "val": 7, "test": 7}
+
+
+@pytest.mark.parametrize("bad,message", [
+    (b"3,1 2 3\xff 4,Training\n", "line 5: not UTF-8 text (byte 0xff at column 8)"),
+    (b"3," + b"1 " * 70000 + b",Training\n", "line 5: not a CSV record (field larger than field limit (131072))"),
+])
+def test_undecodable_and_huge_rows_name_their_line(tmp_path, bad, message):
+    p = write_fer_csv(tmp_path / "f.csv", usages=("Training",), n=7)
+    lines = p.read_bytes().splitlines(keepends=True)
+    p.write_bytes(b"".join(lines[:4] + [bad] + lines[4:]))
+    with pytest.raises(DataError) as e:
+        load_fer(p, cache=False)
+    assert f"{p}, {message}" in str(e.value) and "--skip-bad-rows" in str(e.value)
+    d = load_fer(p, skip_bad_rows=True, cache=False)  # the other rows are read
+    assert d.counts()["train"] == 7 and d.skipped == 1 and message in d.problems[0]
+
+
+def test_truncated_gz_names_the_line_and_keeps_the_rows_before_with_skip(tmp_path):
+    p = write_fer_csv(tmp_path / "f.csv.gz", usages=("Training",), n=70, gz=True)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # an interrupted download
+    with pytest.raises(DataError) as e:
+        load_fer(p, cache=False)
+    msg = str(e.value)
+    assert f"{p}, line " in msg and "damaged or ends early" in msg and "Download the file again" in msg
+    d = load_fer(p, skip_bad_rows=True, cache=False)
+    assert 0 < d.counts()["train"] < 70 and "ends early" in d.problems[-1]

@@ -53,8 +53,8 @@ def _rank(rank: int, world: int, port: int, cfg_dict: dict, out: str, result: st
     create = train.create_model
     train.create_model = lambda spec: models.append(create(spec)) or models[-1]  # to see this rank's weights
     cfg = resolve_config(base=cfg_dict)
-    train.fit(cfg, out, progress=False, log=lambda m: None)
-    train.fit(resolve_config(base=cfg_dict, epochs=2), out, resume=True, progress=False, log=lambda m: None)
+    train.fit(cfg, out, progress=False)
+    train.fit(resolve_config(base=cfg_dict, epochs=2), out, resume=True, progress=False)
     params = {k: v.detach().clone() for k, v in models[-1].named_parameters()}
     torch.save({"params": params, "mean": setup("cpu").average(float(rank), [1.0 * rank, 10.0 * rank])}, result.format(rank=rank))
 

@@ -90,7 +90,7 @@ def test_hybrid_trains_and_its_checkpoint_predicts(tmp_path):
     spec_file = tmp_path / "tiny-hog.json"
     spec_file.write_text(json.dumps(tiny_spec(hog=True).to_dict()))
     cfg = resolve_config(str(spec_file), data=str(csv_file), epochs=3, batch_size=28, lr=3e-3, threads=1)
-    history = fit(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    history = fit(cfg, tmp_path / "run", progress=False)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     clf = load_checkpoint(tmp_path / "run")
     assert clf.model.hog_dim == hog.hog_dim(tiny_spec(hog=True).hog) > 0

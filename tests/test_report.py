@@ -27,7 +27,7 @@ def test_report_one_run(tiny_run, tmp_path, capsys):
 
 
 def test_report_without_data(tiny_run, tmp_path):
-    res = build_report([tiny_run], tmp_path / "r.html", data=False, log=lambda m: None)
+    res = build_report([tiny_run], tmp_path / "r.html", data=False)
     page = res["path"].read_text()
     assert "No data to evaluate on" in page and "astronaut" in page
     assert len(_images(page)) == 4  # history, filters, activations, dream: no confusion matrix
@@ -39,7 +39,7 @@ def test_report_run_without_checkpoint(tiny_run, tmp_path):
     run.mkdir()
     for f in ("config.json", "history.json", "iterations.csv"):
         shutil.copy(tiny_run / f, run / f)
-    page = build_report([run], tmp_path / "r.html", data=False, log=lambda m: None)["path"].read_text()
+    page = build_report([run], tmp_path / "r.html", data=False)["path"].read_text()
     assert "no best.pt or last.pt" in page and len(_images(page)) == 1 and "conv1: 8 filters 3x3" in page
 
 
@@ -48,7 +48,7 @@ def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     csv = tiny_run.parent / "fer.csv"
     assert main(["evaluate", str(run), "--data", str(csv), "--split", "val"]) == 0
-    page = build_report([run], tmp_path / "r.html", data=str(csv), log=lambda m: None)["path"].read_text()
+    page = build_report([run], tmp_path / "r.html", data=str(csv))["path"].read_text()
     assert "from metrics-*.json" in page and "evaluated now" not in page
 
 
@@ -61,7 +61,7 @@ def test_report_comparison_and_search_table(tiny_run, tmp_path):
     assert find_search_csv(trial) == search / "search.csv" and find_search_csv(tiny_run) is None
     cols, rows = read_ranked_csv(search / "search.csv")
     assert cols == ["trial", "value", "state", "lr"] and [r["trial"] for r in rows] == ["1", "0", "2"]
-    res = build_report([tiny_run, trial], tmp_path / "cmp.html", data=str(tiny_run.parent / "fer.csv"), n_faces=2, log=lambda m: None)
+    res = build_report([tiny_run, trial], tmp_path / "cmp.html", data=str(tiny_run.parent / "fer.csv"), n_faces=2)
     page = res["path"].read_text()
     assert "<h2>Comparison</h2>" in page and "Hyper-parameter search" in page
     table = page[page.index("Hyper-parameter search"):]

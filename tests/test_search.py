@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
-from ferkit.config import TrainConfig
+from ferkit.config import TrainConfig, read_file
 from ferkit.errors import ConfigError
 from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space, storage_url
 from ferkit.train import resolve_config
@@ -80,7 +80,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("batch_size=uniform:8:64", "batch_size takes int values"),
     ("model=categorical:shallow,deep", "model cannot be tuned"),
     ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
-    ("optimizer=categorical:adam,lbfgs", "choose adam, adamw or sgd"),
+    ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
@@ -108,8 +108,9 @@ def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):
 
     best = TrainConfig.from_file(out / "best.yaml")
     assert best.lr == pytest.approx(float(rows[0]["lr"])) and best.overrides == {"fcs.0.units": int(rows[0]["fcs.0.units"])}
+    assert not {"epochs", "train_subset"} & set(read_file(out / "best.yaml"))  # a full run: all images, the preset's epochs
     run = tmp_path / "best-run"
-    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(run), "--quiet", "--epochs", "1"]) == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["lr"] == pytest.approx(best.lr) and saved["l2"] == pytest.approx(best.l2)
     assert saved["spec"]["fcs"][0]["units"] == int(rows[0]["fcs.0.units"]) and saved["epochs"] == 1
@@ -132,7 +133,7 @@ def test_cv_score_is_mean_of_folds(files, tmp_path):
     fd = fold_data(images, np.arange(42) % 7, *folds[0])
     assert fd.counts() == {"train": 28, "val": 14, "test": 0} and np.array_equal(fd.split("val")[0], images[folds[0][1]])
 
-    study = run_search(cfg, search_space(cfg, ["lr=loguniform:1e-3:1e-2"], defaults=False), tmp_path / "cv", 1, cv=3, log=lambda m: None)
+    study = run_search(cfg, search_space(cfg, ["lr=loguniform:1e-3:1e-2"], defaults=False), tmp_path / "cv", 1, cv=3)
     t = study.best_trial
     curves = [[h["val_acc"] for h in json.loads((tmp_path / "cv" / "trials" / "0" / f"fold{k}" / "history.json").read_text())]
               for k in range(3)]
@@ -175,7 +176,7 @@ def test_resume_after_sigkill(tmp_path, storage):
     assert trials[1].state == TrialState.FAIL  # the killed trial, found by its stale heartbeat...
     retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])  # ...ran again with its parameters
     assert retry.state == TrialState.COMPLETE and retry.params == trials[1].params
-    assert f"(retry of trial 1)" in r.stdout and "resuming" in r.stdout  # from the killed trial's checkpoint
+    assert "(retry of trial 1)" in r.stdout and "resuming" in r.stdout  # from the killed trial's checkpoint
     history = json.loads((out / "trials" / str(retry.number) / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     rows = list(csv.DictReader(open(out / "search.csv")))
@@ -204,3 +205,10 @@ def test_postgres_without_its_driver_is_a_clear_error(files, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "--storage postgresql://me:***@db.example/ferkit: PostgreSQL needs the psycopg driver: pip install 'ferkit[postgres]'" in err
     assert "secret" not in err and "Traceback" not in err
+
+
+def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
+    csv_file, spec = files
+    train_only = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=14)
+    assert main(_argv((train_only, spec), tmp_path / "s")) == 2
+    assert "no PublicTest rows" in capsys.readouterr().err and not (tmp_path / "s").exists()

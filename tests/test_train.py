@@ -1,15 +1,18 @@
 import json
+import logging
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import tiny_spec, write_fer_csv
-from ferkit import augment
+from ferkit import augment, train
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
-from ferkit.train import fit, resolve_config
+from ferkit.errors import FerkitError
+from ferkit.train import Batches, evaluate, fit, make_batches, resolve_config
 
 
 def test_resolve_config_layers_preset_file_and_flags():
@@ -57,12 +60,17 @@ def test_resume_after_sigkill(tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, 41))
 
 
-def test_fit_without_val_split_keeps_last_as_best(tmp_path):
+def test_fit_without_val_split_keeps_last_as_best(tmp_path, caplog):
     csv = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=28)
-    logs = []
-    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=14)
-    fit(cfg, tmp_path / "run", progress=False, log=logs.append)
-    assert any("no PublicTest" in m for m in logs) and (tmp_path / "run" / "best.pt").exists()
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=2, batch_size=14)
+    with caplog.at_level(logging.INFO, "ferkit"):
+        fit(cfg, tmp_path / "run", progress=False)
+    assert "no PublicTest" in caplog.text
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 2 and best["best_acc"] is None  # the last epoch, and no epoch number posing as an accuracy
+    with caplog.at_level(logging.INFO, "ferkit"):
+        fit(resolve_config(base=cfg.to_dict(), epochs=3), tmp_path / "run", resume=True, progress=False)
+    assert "(no validation split)" in caplog.text and read_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 3
 
 
 def _spec_file(tmp_path):
@@ -83,12 +91,121 @@ def test_augmentations_keep_shape_and_change_pixels():
     assert torch.equal(augment.augment(x, g), x)  # everything off = identity
 
 
-def test_resume_with_a_new_length_replans_the_schedule(tmp_path):
+def test_resume_with_a_new_length_replans_the_schedule(tmp_path, caplog):
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=4, batch_size=21, schedule="onecycle")
-    fit(cfg, tmp_path / "run", progress=False, log=lambda m: None)
-    logs = []
-    history = fit(resolve_config(base=cfg.to_dict(), epochs=6), tmp_path / "run", resume=True, progress=False, log=logs.append)
+    fit(cfg, tmp_path / "run", progress=False)
+    with caplog.at_level(logging.INFO, "ferkit"):
+        history = fit(resolve_config(base=cfg.to_dict(), epochs=6), tmp_path / "run", resume=True, progress=False)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
-    assert any("re-planned for 6 epochs (was 4)" in m for m in logs)
+    assert "re-planned for 6 epochs (was 4)" in caplog.text
     assert history[4]["lr"] < cfg.lr  # past the one-cycle peak, annealing towards the new end
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_checkpoint(monkeypatch, epoch: int, name: str = "last.pt"):
+    """Make fit stop as a SIGKILL would, right after it saved `name` of `epoch`."""
+    real = train.save_checkpoint
+
+    def save(ckpt, path):
+        real(ckpt, path)
+        if path.name == name and ckpt["epoch"] == epoch:
+            raise _Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", save)
+
+
+def test_resume_is_exact(tmp_path, monkeypatch):
+    """2 epochs straight == killed after epoch 1 and resumed: same weights, losses and history,
+    with dropout (global RNG) and every augmentation (data generator) on."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    spec = tiny_spec()
+    spec.convs[0].dropout, spec.fcs[0].dropout = 0.3, 0.5
+    (tmp_path / "drop.json").write_text(json.dumps(spec.to_dict()))
+    cfg = resolve_config(str(tmp_path / "drop.json"), data=str(csv), epochs=2, batch_size=16, crop_pad=2, rotate=10,
+                         erase=0.5, schedule="cosine", seed=3)
+    straight = fit(cfg, tmp_path / "a", progress=False)
+    _kill_after_checkpoint(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        fit(cfg, tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    torch.manual_seed(12345)  # whatever the global RNG did in between must not matter
+    resumed = fit(cfg, tmp_path / "b", resume=True, progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    assert (tmp_path / "a" / "iterations.csv").read_text() == (tmp_path / "b" / "iterations.csv").read_text()
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_a_kill_after_the_checkpoint_loses_no_history(tmp_path, monkeypatch):
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=3, batch_size=21)
+    _kill_after_checkpoint(monkeypatch, 2)
+    with pytest.raises(_Killed):
+        fit(cfg, tmp_path / "run", progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] == [h["epoch"] for h in read_checkpoint(tmp_path / "run" / "last.pt")["history"]]
+    assert len((tmp_path / "run" / "iterations.csv").read_text().splitlines()) == 1 + 2 * 2
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
+
+
+def test_resume_rebuilds_the_history_from_last_pt(tmp_path):
+    """Files lost or behind (e.g. a run of an older ferkit killed between its two writes) are rewritten from last.pt."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=2, batch_size=21)
+    fit(cfg, tmp_path / "run", progress=False)
+    (tmp_path / "run" / "history.csv").unlink()
+    (tmp_path / "run" / "history.json").write_text("[]")
+    fit(cfg, tmp_path / "run", resume=True, progress=False)  # nothing left to train
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+    assert (tmp_path / "run" / "history.csv").exists()
+
+
+def test_old_checkpoint_without_random_states_still_resumes(tmp_path, caplog):
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=21)
+    fit(cfg, tmp_path / "run", progress=False)
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    del ck["rng_states"]
+    torch.save(ck, tmp_path / "run" / "last.pt")
+    with caplog.at_level(logging.INFO, "ferkit"):
+        history = fit(resolve_config(base=cfg.to_dict(), epochs=2), tmp_path / "run", resume=True, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2] and "predates saved random states" in caplog.text
+
+
+def test_best_pt_has_no_optimizer_state(tiny_run):
+    best, last = read_checkpoint(tiny_run / "best.pt"), read_checkpoint(tiny_run / "last.pt")
+    assert best["optimizer"] == {} and best["scheduler"] == {} and last["optimizer"]["state"]
+    assert (tiny_run / "best.pt").stat().st_size < (tiny_run / "last.pt").stat().st_size / 2  # Adam keeps 2 moments per weight
+
+
+def test_failed_run_leaves_no_folder_and_paths_are_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_fer_csv(tmp_path / "fer.csv", n=42)
+    _spec_file(tmp_path)
+    with pytest.raises(FerkitError, match="no such file"):
+        fit(resolve_config("tiny.json", data="missing.csv", epochs=1), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    fit(resolve_config("tiny.json", data="fer.csv", epochs=1, batch_size=21), "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == str(tmp_path / "fer.csv") and saved["model"] == str(tmp_path / "tiny.json")
+    with pytest.raises(FerkitError, match="nothing to resume"):
+        fit(resolve_config("tiny.json", data="fer.csv", epochs=1), tmp_path / "other", resume=True, progress=False)
+
+
+def test_training_and_inference_paths_give_the_same_probabilities(tiny_run):
+    """train.evaluate on Batches (what validation reports) == Classifier.predict_proba on uint8 faces (what users get)."""
+    from conftest import synthetic_faces
+
+    clf = load_checkpoint(tiny_run)
+    faces, labels = synthetic_faces(50, seed=7)
+    for tta in (False, True):
+        batches = make_batches(faces, labels.astype("int64"), clf.mean, clf.spec, flips=tta)
+        assert isinstance(batches, Batches)
+        ev = evaluate(clf.model, batches, clf.device, tta=tta)["probs"]
+        torch.testing.assert_close(torch.from_numpy(ev), torch.from_numpy(clf.predict_proba(faces, tta=tta)), rtol=0, atol=1e-6)

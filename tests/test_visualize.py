@@ -10,8 +10,15 @@ from ferkit.cli import main
 from ferkit.data import load_fer
 from ferkit.dream import DreamSettings, check_layer, deep_dream, layer_objective
 from ferkit.errors import FerkitError, ImageError
-from ferkit.visualize import (activation_maps, face_from_data, face_from_image, first_layer_filters, layer_names,
-                              sample_faces, save_face)
+from ferkit.visualize import (
+    activation_maps,
+    face_from_data,
+    face_from_image,
+    first_layer_filters,
+    layer_names,
+    sample_faces,
+    save_face,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,48 +1,122 @@
-"""Checkpoints: saved atomically, loaded safely (weights_only=True), wrapped as a Classifier.
+"""Checkpoints: saved atomically, loaded safely (weights_only=True) and checked, wrapped as a Classifier.
 
 A checkpoint is a dict of plain data and tensors:
-    {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng}
+    {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states}
+best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume.
+`read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
+verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
+image), so a damaged file is refused with one message naming it.
 `Classifier` bundles what inference needs (model, mean image, HOG spec) so evaluation,
 prediction and visualisation preprocess faces the same way training did.
 """
 
 from __future__ import annotations
 
-import os
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import ModelSpec
+from .errors import ConfigError, FerkitError
+from .files import atomic_write
 from .labels import FER2013, labels_of
-from .errors import FerkitError
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
 
+RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
+
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
-    """Write to a temporary file, then rename: a kill mid-write never leaves a broken checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    """Write atomically: a kill mid-write never leaves a broken checkpoint."""
+    atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
-def read_checkpoint(path: str | Path, device="cpu") -> dict:
-    """The checkpoint dict, loaded with weights_only=True; a clear error for a bad file."""
+def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dict:
+    """The checkpoint dict, loaded with weights_only=True and checked (see check_checkpoint);
+    with resume=True also the training state that --resume needs. One clear error for a bad file."""
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
+    damaged = _damaged_member(path)
+    if damaged:
+        raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
-        raise FerkitError(f"{path}: not a readable ferkit checkpoint ({type(e).__name__}: {e})") from None
+        text = str(e)
+        what = re.search(r"GLOBAL (\S+)", text)
+        if "Weights only load failed" in text and what:  # PyTorch's own advice (weights_only=False) would run the file's code
+            raise FerkitError(
+                f"{path}: contains Python objects ferkit does not load ({what.group(1)}); loading them could run any "
+                "code. Only load checkpoints you trust; if this one is yours, re-save it with ferkit (plain tensors and "
+                "data, as 'ferkit train' writes them)") from None
+        first = text.splitlines()[0][:200] if text else ""
+        raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
+                          f"({type(e).__name__}: {first})") from None
+    check_checkpoint(ckpt, path)
+    if resume:
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:
+            raise FerkitError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
+                              "resume from the last.pt of a ferkit train run)")
+    return ckpt
+
+
+def _damaged_member(path: Path) -> str | None:
+    """What is damaged in a zip-format checkpoint (a member whose CRC-32 does not match), or None."""
+    if not zipfile.is_zipfile(path):
+        return None  # torch's legacy format, or not a checkpoint at all: torch.load tells
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        return f"unreadable zip structure: {e}"
+    return f"the checksum of {bad} does not match" if bad else None
+
+
+def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
+    """The checkpoint's ModelSpec, or one FerkitError naming the file and what is wrong: missing keys,
+    an invalid spec, weights that do not fit the model the spec builds, non-finite weights, a bad mean image."""
+
+    def bad(problem: str):
+        return FerkitError(f"{path}: not a usable ferkit checkpoint: {problem}")
+
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "spec" not in ckpt:
         raise FerkitError(f"{path}: not a ferkit checkpoint (no 'spec'/'state_dict'); train one with 'ferkit train'")
-    return ckpt
+    if "mean" not in ckpt:
+        raise bad("no 'mean' (the mean image of the training faces, needed to preprocess faces)")
+    try:
+        spec = ModelSpec.from_dict(ckpt["spec"])
+    except ConfigError as e:
+        raise bad(f"its model spec is invalid: {e}") from None
+    state, mean = ckpt["state_dict"], ckpt["mean"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise bad("'state_dict' is not a non-empty mapping of tensors")
+    with torch.device("meta"):  # the shapes of the model the spec builds, without allocating its weights
+        want = {k: tuple(v.shape) for k, v in create_model(spec).state_dict().items()}
+    problems = [f"missing {k}" for k in want if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in want]
+    problems += [f"{k} has shape {tuple(state[k].shape)}, the spec needs {want[k]}" for k in want
+                 if k in state and tuple(state[k].shape) != want[k]]
+    if problems:
+        raise bad(f"the weights do not fit its model spec ({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    nonfinite += [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
+    if nonfinite:
+        raise bad(f"{', '.join(nonfinite[:3])} hold NaN, infinite or impossible values (a damaged file?)")
+    size = (spec.in_size, spec.in_size)
+    if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != size:
+        raise bad(f"'mean' must be a {size[0]}x{size[1]} image; got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
+    if not (torch.isfinite(mean).all() and mean.min() >= 0 and mean.max() <= 255):
+        raise bad("'mean' must hold pixel values in 0..255 (a damaged file?)")
+    if not isinstance(ckpt.get("config", {}), dict):
+        raise bad("'config' is not a mapping")
+    return spec
 
 
 def device_of(name: str = "auto") -> torch.device:
@@ -55,10 +129,16 @@ def device_of(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise FerkitError(f"--device {name!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise FerkitError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FerkitError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise FerkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise FerkitError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu or auto")
     return dev
 
 
@@ -74,7 +154,7 @@ class Classifier:
         self.meta = meta or {}
         self.labels = tuple(labels)
         self.precision = resolve_precision(precision, self.device)
-        self.tta = bool(self.meta.get("config", {}).get("tta", False))
+        self.tta = bool((self.meta.get("config") or {}).get("tta", False))
 
     @property
     def spec(self) -> ModelSpec:
@@ -108,6 +188,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu", precision: str = "fp3
     """A Classifier from a checkpoint file (or a run folder, which means its best.pt)."""
     ckpt = read_checkpoint(path, "cpu")
     model = create_model(ModelSpec.from_dict(ckpt["spec"]))
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(ckpt["state_dict"])  # read_checkpoint checked that it fits
     meta = {k: ckpt.get(k) for k in ("epoch", "config", "best_acc", "history")}
-    return Classifier(model, ckpt["mean"].numpy(), meta, device_of(device), labels_of(ckpt), precision)
+    return Classifier(model, ckpt["mean"].float().numpy(), meta, device_of(device), labels_of(ckpt), precision)

@@ -1,18 +1,22 @@
 """The `ferkit` command: thin sub-commands that parse flags, call the library and print.
 
-User errors (FerkitError) print one line `error: ...` and exit 2, never a traceback.
+User errors (FerkitError) print one line `error: ...` and exit 2, never a traceback. Outputs
+(--out, --json, --onnx) are checked before the work starts (files.check_output). The library's
+progress lines (logging, INFO) are printed plainly on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import logging
 import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from .errors import FerkitError
+from .files import atomic_write, check_output
 from .labels import EMOTIONS
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -34,14 +38,17 @@ def _data_args(p):
 
 
 def _parse_set(items: list[str] | None) -> dict:
-    import yaml
+    from .config import load_yaml
 
     out = {}
     for item in items or []:
         if "=" not in item:
             raise FerkitError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set fcs.0.units=1024")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = load_yaml(value)
+        except Exception as e:  # yaml.YAMLError
+            raise FerkitError(f"--set {item!r}: the value is not valid YAML ({e})") from None
     return out
 
 
@@ -115,6 +122,7 @@ def add_train_flags(p):
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
     from .config import read_file
+    from .model import resolve_spec
     from .train import resolve_config
 
     base = read_file(args.config) if args.config else {}
@@ -123,7 +131,9 @@ def config_from_args(args):
     sets = _parse_set(args.set)
     if sets:
         flags["overrides"] = {**base.get("overrides", {}), **sets}
-    return resolve_config(base=base, **flags)
+    cfg = resolve_config(base=base, **flags)
+    resolve_spec(cfg.model, cfg.overrides)  # a bad --set is reported now, before any work
+    return cfg
 
 
 def _train_args(p):
@@ -135,29 +145,25 @@ def _train_args(p):
 
 @command("train", "train a model on FER2013; writes checkpoints and history to --out", _train_args)
 def cmd_train(args):
-    from .config import TrainConfig
-    from .train import fit
+    from .train import fit, resume_config
 
     if args.resume:
-        cfg_file = Path(args.resume) / "config.json"
-        if not cfg_file.exists():
-            raise FerkitError(f"--resume {args.resume}: no config.json there; give the --out folder of a ferkit train run")
-        saved = json.loads(cfg_file.read_text())
-        saved.pop("spec", None)
-        if args.epochs:  # the one setting a resumed run may change: its length (the schedule is re-planned)
-            saved["epochs"] = args.epochs
-        cfg, out = TrainConfig.from_dict(saved), Path(args.resume)
+        cfg, out = resume_config(args.resume, args.epochs), Path(args.resume)
         ignored = [f[0] for f in TRAIN_FLAGS if f[0] != "--epochs" and getattr(args, f[0][2:].replace("-", "_")) is not None]
-        if ignored or args.config or args.model or args.set:
-            print(f"note: --resume continues with {cfg_file}; ignoring {', '.join(ignored) or 'the other training flags'}")
+        if ignored or args.config or args.model or args.set or args.out:
+            print(f"note: --resume continues with {out / 'config.json'}; ignoring "
+                  f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")
     else:
         cfg = config_from_args(args)
-        out = Path(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
     print(f"training {cfg.model} for {cfg.epochs} epochs -> {out}", flush=True)
     history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
-    if history:
-        best = max(history, key=lambda r: (r["val_acc"] if not math.isnan(r["val_acc"]) else -1))
+    scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
+    if scored:
+        best = max(scored, key=lambda r: r["val_acc"])
         print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out}/best.pt and {out}/last.pt")
+    elif history:
+        print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out}/best.pt and {out}/last.pt")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -180,18 +186,20 @@ def cmd_evaluate(args):
     from .data import load_fer
     from .metrics import evaluate_split, format_report
 
+    if args.json:
+        check_output(args.json, "--json")
     clf = load_checkpoint(args.checkpoint, args.device, args.precision)
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
+    ck = Path(args.checkpoint)
+    out = check_output(args.json or (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json", "--json")
+    print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
-    print(f"{args.checkpoint} on {data.source} [{split}], {clf.precision}")
     print(format_report(m))
-    ck = Path(args.checkpoint)
-    out = Path(args.json) if args.json else (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json"
-    out.write_text(json.dumps(m, indent=1))
+    atomic_write(out, json.dumps(m, indent=1))
     print(f"\nwrote {out}")
 
 
@@ -215,9 +223,11 @@ def cmd_sanity(args):
 
     spec = resolve_spec(args.model, _parse_set(args.set))
     images, labels = load_fer(args.data, bool(args.skip_bad_rows)).split("train")
+    print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
     loss = initial_loss(spec, images[:1000], labels[:1000])
     ok1 = abs(loss - LN7) < 0.25
     print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln 7 = {LN7:.4f}")
+    print(f"overfitting {len(images[: args.n])} training images (at most {args.steps} steps) ...", flush=True)
     r = overfit(spec, images[: args.n], labels[: args.n], steps=args.steps, lr=args.lr)
     ok2 = r["train_acc"] >= 0.99
     print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {args.n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
@@ -254,13 +264,13 @@ def cmd_search(args):
         raise FerkitError(f"--trials {args.trials}: must be >= 0")
     cfg = config_from_args(args)
     params = search_space(cfg, args.param, defaults=not args.no_default_params)
-    out = Path(args.out or f"runs/search-{Path(cfg.model).stem}")
+    out = check_output(args.out or f"runs/search-{Path(cfg.model).stem}", "--out", folder=True)
     cv = args.cv or 0
     print(f"searching {', '.join(p.text for p in params)}\n{cfg.model}, {cfg.epochs} epoch(s) per trial, scored by "
           f"{f'{cv}-fold cross-validation' if cv else 'PublicTest accuracy'}; {args.trials} trials -> {out}", flush=True)
-    fit_log = None if args.quiet else (lambda m: print("    " + m, flush=True))
-    study = run_search(cfg, params, out, args.trials, cv, args.storage, args.study_name, args.timeout, args.heartbeat,
-                       log=lambda m: print(m, flush=True), fit_log=fit_log)
+    if args.quiet:  # one line per trial: the trials' per-epoch lines off
+        logging.getLogger("ferkit.train").setLevel(logging.WARNING)
+    study = run_search(cfg, params, out, args.trials, cv, args.storage, args.study_name, args.timeout, args.heartbeat)
     res = write_results(study, cfg, params, out, cv)
     print("\n" + res["table"] + "\n")
     print("wrote " + ", ".join(str(f) for f in res["files"].values()))
@@ -396,17 +406,12 @@ def _export_args(p):
 
 @command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, 7) out)", _export_args)
 def cmd_export(args):
-    import numpy as np
-
     from .checkpoint import load_checkpoint
-    from .onnx_export import export_onnx, onnx_session
+    from .onnx_export import export_checked
 
+    out = check_output(args.onnx, "--onnx")  # missing folders are created
     clf = load_checkpoint(args.checkpoint)
-    out = Path(args.onnx)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(clf, out, args.tta)
-    faces = np.random.default_rng(0).integers(0, 256, (16, clf.spec.in_size, clf.spec.in_size), dtype=np.uint8)
-    diff = np.abs(onnx_session(out).run(None, {"faces": faces})[0] - clf.predict_proba(faces, tta=args.tta)).max()
+    diff = export_checked(clf, out, args.tta)
     tta = clf.tta if args.tta is None else args.tta
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; tta {'on' if tta else 'off'}); "
           f"onnxruntime vs torch on 16 random faces: max |diff| {diff:.1e}")
@@ -422,22 +427,11 @@ def _plot_args(p):
 
 @command("plot", "PNG figures of run folders: loss and accuracy histories, confusion matrices, per-class accuracy", _plot_args)
 def cmd_plot(args):
-    from . import plots
+    from .plots import plot_runs
 
-    runs = [plots.read_run(p, n) for p, n in zip(args.runs, plots.run_names(args.runs))]
-    out = Path(args.out)
-    files = [plots.save(plots.plot_histories(runs), out / "history.png"),
-             plots.save(plots.plot_iteration_loss({r.name: r.iterations for r in runs}), out / "loss-iterations.png"),
-             plots.save(plots.plot_epoch_loss({r.name: r.history for r in runs}), out / "loss-epochs.png"),
-             plots.save(plots.plot_accuracy({r.name: r.history for r in runs}), out / "accuracy.png")]
-    best = {}
-    for r in runs:
-        for split, m in r.metrics.items():
-            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
-            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
-    if best:
-        files.append(plots.save(plots.plot_per_class(best), out / "per-class.png"))
-        print(plots.format_per_class(best) + "\n")
+    files, per_class = plot_runs(args.runs, check_output(args.out, "--out", folder=True))
+    if per_class:
+        print(per_class + "\n")
     else:
         print("no metrics-*.json in the run folders: run `ferkit evaluate RUN_DIR` first for confusion matrices and per-class accuracy\n")
     print("wrote " + ", ".join(str(f) for f in files))
@@ -469,8 +463,17 @@ def cmd_visualize(args):
     from . import plots
     from .checkpoint import load_checkpoint
     from .dream import DreamSettings, check_layer, deep_dream, layer_objective
-    from .visualize import activation_maps, demo_face, face_from_data, face_from_image, first_layer_filters, layer_names, save_face
+    from .visualize import (
+        activation_maps,
+        demo_face,
+        face_from_data,
+        face_from_image,
+        first_layer_filters,
+        layer_names,
+        save_face,
+    )
 
+    out = check_output(args.out, "--out", folder=True)
     clf = load_checkpoint(args.checkpoint)
     if args.image:
         face, how = face_from_image(args.image)
@@ -482,14 +485,12 @@ def cmd_visualize(args):
         title = f"{args.split} row {args.row} (FER2013 label: {EMOTIONS[label] if label >= 0 else 'none'})"
     else:
         face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     probs = clf.predict_proba(face[None])[0]
     print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
         maps = activation_maps(clf, face)
-        np.savez_compressed(out / "activations.npz", **{f"conv{k + 1}": m for k, m in enumerate(maps)})
+        atomic_write(out / "activations.npz", lambda f: np.savez_compressed(f, **{f"conv{k + 1}": m for k, m in enumerate(maps)}))
         files += [plots.save(plots.plot_activations(face, maps, layer_names(clf.model)), out / "activations.png"), out / "activations.npz"]
     if "filters" in args.what:
         files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
@@ -521,6 +522,7 @@ def cmd_report(args):
         raise FerkitError("--data and --no-data contradict each other; give one")
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
+    check_output(args.out, "--out")
     res = build_report(args.runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")
@@ -531,15 +533,37 @@ def cmd_report(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos")
+    # allow_abbrev=False: argparse would otherwise take --epoch for --epochs (and a typo for some other flag)
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help, description=help))
+        add_arguments(sub.add_parser(name, help=help, description=help, allow_abbrev=False))
     return parser
+
+
+class _Plain(logging.Formatter):
+    def format(self, record):
+        msg = record.getMessage()
+        return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def setup_logging() -> None:
+    """Print the library's INFO lines plainly on stdout (once, however often main runs)."""
+    logger = logging.getLogger("ferkit")
+    for h in [h for h in logger.handlers if getattr(h, "ferkit_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stdout)  # the stdout of now (tests swap it)
+    handler.setFormatter(_Plain())
+    handler.ferkit_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logging.getLogger("ferkit.train").setLevel(logging.NOTSET)  # `search --quiet` raises it
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         COMMANDS[args.command][2](args)
     except FerkitError as e:

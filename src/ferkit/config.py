@@ -2,18 +2,36 @@
 
     [Conv-(SBN)-ReLU-(Dropout)-(MaxPool)] x M - [Affine-(BN)-ReLU-(Dropout)] x N - Affine - Softmax
 
-Each dataclass checks itself in __post_init__, collects every problem and raises one
-ConfigError naming each field and the fix. `from_file` reads JSON or YAML; `to_dict` gives
-plain data that JSON and `torch.load(weights_only=True)` both accept.
+Each dataclass checks itself in __post_init__: every field against its type annotation (one
+place, `_check_fields`; ints become floats where a float is wanted, "1e-3" too), then the
+ranges; it collects every problem and raises one ConfigError, each problem in one template,
+"{field} must be {what}; got {value!r}". `from_file` reads JSON or YAML (no aliases, so a small
+file cannot expand into a huge config); `to_dict` gives plain data that JSON and
+`torch.load(weights_only=True)` both accept.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+import yaml
+
 from .errors import ConfigError
+
+FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
+NUM_CLASSES = (7, 8)  # FER2013's 7 emotions, FER+'s 8 (its 7 plus contempt)
+MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
+
+
+def problem(name: str, what: str, value) -> str:
+    """The one template for a bad value (scikit-learn style)."""
+    return f"{name} must be {what}; got {value!r}"
 
 
 @dataclass
@@ -26,17 +44,24 @@ class ConvSpec:
     dropout: float = 0.0  # dropout probability after ReLU
     pool: int = 0  # max-pool size and stride after dropout; 0 = no pool
 
+    @property
+    def pad(self) -> int:
+        return self.kernel // 2 if self.padding is None else self.padding
+
+    def out_size(self, size: int) -> int:
+        """Side of this layer's output (after its pool) for a size x size input: the one place for the geometry."""
+        size = (size + 2 * self.pad - self.kernel) // self.stride + 1
+        return size // self.pool if self.pool else size
+
     def problems(self, where: str) -> list[str]:
-        p = []
-        for name in ("filters", "kernel", "stride"):
-            if getattr(self, name) < 1:
-                p.append(f"{where}.{name}={getattr(self, name)}: must be >= 1")
+        p = [problem(f"{where}.{name}", ">= 1", getattr(self, name)) for name in ("filters", "kernel", "stride")
+             if getattr(self, name) < 1]
         if self.padding is not None and self.padding < 0:
-            p.append(f"{where}.padding={self.padding}: must be >= 0 (or null for kernel//2)")
+            p.append(problem(f"{where}.padding", ">= 0 (or null for kernel // 2)", self.padding))
         if not 0 <= self.dropout < 1:
-            p.append(f"{where}.dropout={self.dropout}: must be in [0, 1)")
+            p.append(problem(f"{where}.dropout", "in [0, 1)", self.dropout))
         if self.pool < 0 or self.pool == 1:
-            p.append(f"{where}.pool={self.pool}: use 0 (no pool) or a size >= 2")
+            p.append(problem(f"{where}.pool", "0 (no pool) or a size >= 2", self.pool))
         return p
 
 
@@ -47,9 +72,9 @@ class FCSpec:
     dropout: float = 0.0  # dropout probability after ReLU
 
     def problems(self, where: str) -> list[str]:
-        p = [] if self.units >= 1 else [f"{where}.units={self.units}: must be >= 1"]
+        p = [] if self.units >= 1 else [problem(f"{where}.units", ">= 1", self.units)]
         if not 0 <= self.dropout < 1:
-            p.append(f"{where}.dropout={self.dropout}: must be in [0, 1)")
+            p.append(problem(f"{where}.dropout", "in [0, 1)", self.dropout))
         return p
 
 
@@ -62,13 +87,12 @@ class HogSpec:
     cells_per_block: int = 2  # square block size in cells (block normalisation)
 
     def problems(self, where: str) -> list[str]:
-        p = []
-        if self.orientations < 1:
-            p.append(f"{where}.orientations={self.orientations}: must be >= 1")
-        if not 1 <= self.pixels_per_cell <= 48:
-            p.append(f"{where}.pixels_per_cell={self.pixels_per_cell}: must be in 1..48")
-        if self.cells_per_block < 1 or self.cells_per_block * self.pixels_per_cell > 48:
-            p.append(f"{where}.cells_per_block={self.cells_per_block}: a block must fit in 48 pixels")
+        p = [] if self.orientations >= 1 else [problem(f"{where}.orientations", ">= 1", self.orientations)]
+        if not 1 <= self.pixels_per_cell <= FACE_SIZE:
+            p.append(problem(f"{where}.pixels_per_cell", f"in 1..{FACE_SIZE}", self.pixels_per_cell))
+        elif self.cells_per_block < 1 or self.cells_per_block * self.pixels_per_cell > FACE_SIZE:
+            p.append(problem(f"{where}.cells_per_block", f">= 1, with a block (cells x pixels_per_cell) that fits in {FACE_SIZE} pixels",
+                             self.cells_per_block))
         return p
 
 
@@ -78,38 +102,41 @@ class ModelSpec:
     fcs: list[FCSpec] = field(default_factory=list)  # N hidden affine layers, in order
     hog: HogSpec | None = None  # join HOG features to the conv features (hybrid model)
     gap: bool = False  # global average pool of the last conv map instead of flattening it (VGG/ResNet-style head)
-    in_size: int = 48  # input height = width
+    in_size: int = FACE_SIZE  # input height = width
     num_classes: int = 7
 
     def __post_init__(self):
-        self.convs = [c if isinstance(c, ConvSpec) else _build(ConvSpec, c, "conv") for c in self.convs]
-        self.fcs = [c if isinstance(c, FCSpec) else _build(FCSpec, c, "fc") for c in self.fcs]
-        if isinstance(self.hog, dict):
-            self.hog = _build(HogSpec, self.hog, "hog")
-        p = []
-        for i, c in enumerate(self.convs):
-            p += c.problems(f"convs[{i}]")
-        for i, c in enumerate(self.fcs):
-            p += c.problems(f"fcs[{i}]")
-        if self.hog is not None:
-            p += self.hog.problems("hog")
+        p = _check_fields(self, "")
+        if not p:
+            self.convs = [_part(ConvSpec, c, f"convs[{i}]", p) for i, c in enumerate(self.convs)]
+            self.fcs = [_part(FCSpec, c, f"fcs[{i}]", p) for i, c in enumerate(self.fcs)]
+            self.hog = _part(HogSpec, self.hog, "hog", p) if self.hog is not None else None
+            if self.in_size != FACE_SIZE:
+                p.append(problem("in_size", f"{FACE_SIZE} (FER2013 faces, and the faces ferkit crops from photos, are "
+                                 f"{FACE_SIZE}x{FACE_SIZE})", self.in_size))
+            if self.num_classes not in NUM_CLASSES:
+                p.append(problem("num_classes", "7 (FER2013's emotions) or 8 (FER+'s)", self.num_classes))
         if not p:
             size = self.in_size
             for i, c in enumerate(self.convs):
-                pad = c.kernel // 2 if c.padding is None else c.padding
-                size = (size + 2 * pad - c.kernel) // c.stride + 1
-                if c.pool:
-                    size //= c.pool
+                size = c.out_size(size)
                 if size < 1:
                     p.append(f"convs[{i}]: the feature map shrinks to nothing; use fewer pools, more padding or a smaller stride")
                     break
         _raise(p, "model spec")
 
+    def feature_size(self, size: int | None = None) -> int:
+        """Side of the last conv layer's output for a size x size input (default in_size); < 1 = nothing left."""
+        size = self.in_size if size is None else size
+        for c in self.convs:
+            size = c.out_size(size)
+        return size
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         return _build(cls, d, "model spec")
 
 
@@ -144,47 +171,48 @@ class TrainConfig:
     distill_temp: float = 2.0  # with a teacher: softmax temperature of the distillation loss
 
     def __post_init__(self):
-        p = []
+        p = _check_fields(self, "--")
+        if p:
+            _raise(p, "training config")
         if self.batch_size < 1:
-            p.append(f"--batch-size={self.batch_size}: must be >= 1")
+            p.append(problem("--batch-size", ">= 1", self.batch_size))
         if self.epochs is not None and self.epochs < 1:
-            p.append(f"--epochs={self.epochs}: must be >= 1")
+            p.append(problem("--epochs", ">= 1", self.epochs))
         if self.lr is not None and self.lr <= 0:
-            p.append(f"--lr={self.lr}: must be > 0")
+            p.append(problem("--lr", "> 0", self.lr))
         if self.l2 is not None and self.l2 < 0:
-            p.append(f"--l2={self.l2}: must be >= 0")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            p.append(f"--optimizer={self.optimizer!r}: choose adam, adamw or sgd")
-        if self.schedule not in ("none", "cosine", "onecycle", "step"):
-            p.append(f"--schedule={self.schedule!r}: choose none, cosine, onecycle or step")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            p.append(f"--precision={self.precision!r}: choose auto, fp32 or bf16")
+            p.append(problem("--l2", ">= 0", self.l2))
+        for name, choices in (("optimizer", ("adam", "adamw", "sgd")), ("schedule", ("none", "cosine", "onecycle", "step")),
+                              ("precision", ("auto", "fp32", "bf16"))):
+            if getattr(self, name) not in choices:
+                p.append(problem(f"--{name}", "one of " + ", ".join(choices), getattr(self, name)))
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            p.append(problem("--device", "auto, cpu, cuda, cuda:N or mps", self.device))
         if not 0 <= self.label_smoothing < 1:
-            p.append(f"--label-smoothing={self.label_smoothing}: must be in [0, 1)")
+            p.append(problem("--label-smoothing", "in [0, 1)", self.label_smoothing))
         if not 0 <= self.erase <= 1:
-            p.append(f"--erase={self.erase}: must be in [0, 1]")
-        if self.labels not in ("fer2013", "ferplus"):
-            p.append(f"--labels must be fer2013 or ferplus; got {self.labels!r}")
-        if self.label_mode not in ("majority", "probability", "crossentropy", "multi_target"):
-            p.append(f"--label-mode must be majority, probability, crossentropy or multi_target; got {self.label_mode!r}")
+            p.append(problem("--erase", "in [0, 1]", self.erase))
+        for name, choices in (("labels", ("fer2013", "ferplus")), ("label_mode", ("majority", "probability", "crossentropy", "multi_target"))):
+            if getattr(self, name) not in choices:
+                p.append(problem(f"--{name.replace('_', '-')}", "one of " + ", ".join(choices), getattr(self, name)))
         if not 0 <= self.distill <= 1:
-            p.append(f"--distill must be in [0, 1]; got {self.distill!r}")
+            p.append(problem("--distill", "in [0, 1]", self.distill))
         if not self.distill_temp > 0:
-            p.append(f"--distill-temp must be > 0; got {self.distill_temp!r}")
+            p.append(problem("--distill-temp", "> 0", self.distill_temp))
         for name in ("crop_pad", "rotate", "train_subset", "threads"):
             if getattr(self, name) < 0:
-                p.append(f"--{name.replace('_', '-')}={getattr(self, name)}: must be >= 0")
+                p.append(problem(f"--{name.replace('_', '-')}", ">= 0", getattr(self, name)))
         _raise(p, "training config")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         return _build(cls, d, "training config")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(read_file(path))
 
 
@@ -214,38 +242,138 @@ def override_spec(spec: dict, overrides: dict) -> dict:
     return spec
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a few aliased lines can expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in ferkit configs; write the values out",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str):
+    """YAML as plain data, refusing aliases; used for config files and --set values alike.
+    A YAMLError comes back as one line: 'line L, column C: problem'."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise yaml.YAMLError(where + " ".join(x for x in (e.context, e.problem) if x)) from None
+
+
 def read_file(path: str | Path) -> dict:
     """Read a JSON or YAML mapping, with a clear error naming the file."""
     p = Path(path)
+    is_yaml = p.suffix.lower() in (".yaml", ".yml")
     try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size:,} bytes is too big for a config (at most {MAX_CONFIG_BYTES:,})")
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8); give a JSON or YAML config") from None
     try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text)
-        else:
-            d = json.loads(text)
+        d = load_yaml(text) if is_yaml else json.loads(text)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
-        raise ConfigError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({e})") from None
+        raise ConfigError(f"{p}: not valid {'YAML' if is_yaml else 'JSON'} ({e})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of field names to values at the top level")
     return d
 
 
 def _build(cls, d, where):
+    """A ModelSpec or TrainConfig (which check themselves) from a mapping."""
     if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
+        raise ConfigError(problem(where, "a mapping of field names to values", d))
+    unknown = _unknown(cls, d, where)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known fields are {', '.join(sorted(known))}")
-    try:
-        return cls(**d)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(unknown)
+    return cls(**d)
+
+
+def _unknown(cls, d: dict, where: str) -> str | None:
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(map(str, set(d) - set(known)))
+    if unknown:
+        return f"{where}: unknown field(s) {', '.join(unknown)}; known fields are {', '.join(known)}"
+    return None
+
+
+def _part(cls, value, where: str, p: list[str]):
+    """A layer spec (ConvSpec, FCSpec, HogSpec) from a mapping (or as it is), checked: problems go to p."""
+    if not isinstance(value, (cls, dict)):
+        p.append(problem(where, f"a mapping of {cls.__name__} fields", value))
+        return None
+    if isinstance(value, dict):
+        unknown = _unknown(cls, value, where)
+        if unknown:
+            p.append(unknown)
+            return None
+        value = cls(**value)
+    p += _check_fields(value, where + ".") or value.problems(where)
+    return value
+
+
+def _check_fields(obj, prefix: str) -> list[str]:
+    """Check (and coerce in place) every field of a dataclass against its type annotation."""
+    hints = typing.get_type_hints(type(obj))
+    p = []
+    for f in fields(obj):
+        ok, value = _coerce(getattr(obj, f.name), hints[f.name])
+        if ok:
+            setattr(obj, f.name, value)
+        else:
+            name = f.name.replace("_", "-") if prefix == "--" else f.name
+            p.append(problem(prefix + name, _what(hints[f.name]), value))
+    return p
+
+
+def _union(tp) -> tuple | None:
+    return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else None
+
+
+def _coerce(value, tp) -> tuple[bool, object]:
+    """(fits, value): ints become floats where a float is wanted, and so do numeric strings
+    such as "1e-3" (YAML 1.1 reads those as strings); floats must be finite; bools are not numbers."""
+    args = _union(tp)
+    if args is not None:
+        if value is None:
+            return type(None) in args, value
+        for a in args:
+            if a is not type(None):
+                ok, v = _coerce(value, a)
+                if ok:
+                    return True, v
+        return False, value
+    tp = typing.get_origin(tp) or tp
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return False, value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return ok, float(value) if ok else value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if is_dataclass(tp):  # built (and checked) by the parent, see ModelSpec.__post_init__
+        return isinstance(value, (dict, tp)), value
+    return isinstance(value, tp), value
+
+
+def _what(tp) -> str:
+    """What a value of annotation tp must be, in words."""
+    args = _union(tp)
+    if args is not None:
+        return " or ".join([_what(a) for a in args if a is not type(None)] + (["null"] if type(None) in args else []))
+    tp = typing.get_origin(tp) or tp
+    if is_dataclass(tp):
+        return f"a mapping of {tp.__name__} fields (e.g. {{}} for the defaults)"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", dict: "a mapping",
+            list: "a list"}.get(tp, tp.__name__)
 
 
 def _raise(problems: list[str], what: str):

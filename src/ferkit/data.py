@@ -17,18 +17,23 @@ Parsed arrays are cached as .npz (keyed by path, size and mtime), so a second lo
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
-import io
+import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_write
 from .labels import EMOTIONS, NUM_CLASSES
+
+log = logging.getLogger(__name__)
 
 SIZE = 48  # FER2013 faces are 48x48 grey
 SPLITS = ("train", "val", "test")
@@ -103,12 +108,14 @@ def load_fer(
                 return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]))
         except (OSError, ValueError, KeyError):
             pass  # a broken cache file is rebuilt below
+    log.info(f"reading {p}" + (" (parsed once, then cached)" if cache_file is not None else ""))
     data = _read_folder(p, skip_bad_rows) if p.is_dir() else _read_csv(p, skip_bad_rows)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez(tmp, images=data.images, labels=data.labels, splits=data.splits, skipped=data.skipped)
-        os.replace(tmp, cache_file)
+        try:
+            atomic_write(cache_file, lambda f: np.savez(f, images=data.images, labels=data.labels, splits=data.splits,
+                                                        skipped=data.skipped))
+        except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
+            log.warning("cannot write the data cache %s (%s); set FERKIT_CACHE to a writable folder", cache_file, e.strerror or e)
     return data
 
 
@@ -131,13 +138,52 @@ def _cache_path(p: Path, skip_bad_rows: bool) -> Path:
 # ---------------------------------------------------------------- CSV
 
 
-def _open_text(p: Path):
+def _open_binary(p: Path):
     try:
-        if p.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
-        return open(p, encoding="utf-8", newline="")
+        return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
     except OSError as e:
         raise DataError(f"{p}: cannot open ({e.strerror or e})") from None
+
+
+class _Damaged(Exception):
+    """The file cannot be read on from line `lineno` (a damaged or truncated .gz)."""
+
+    def __init__(self, lineno: int, reason: str):
+        super().__init__(reason)
+        self.lineno = lineno
+
+
+def _csv_records(f):
+    """(line number, fields, problem) of each CSV record of a binary file. Decoding line by line
+    puts a line number on every problem: a line that is not UTF-8, a field over csv's size limit
+    (problem is then a string) or, raised as _Damaged, a damaged or truncated compressed file.
+    A UTF-8 byte-order mark (Excel, Notepad) is dropped."""
+    undecodable = {}
+
+    def lines():
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                undecodable[n] = f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                yield raw.decode("utf-8", "replace")
+
+    reader, last = csv.reader(lines()), 0
+    while True:
+        problem = None
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. "field larger than field limit (131072)"; the reader goes on after it
+            row, problem = [], f"not a CSV record ({e})"
+        except (EOFError, OSError, zlib.error) as e:
+            raise _Damaged(last + 1, f"the file is damaged or ends early here ({e})") from None
+        first, last = last + 1, reader.line_num
+        problem = problem or next((undecodable[n] for n in range(first, last + 1) if n in undecodable), None)
+        yield first, row, problem
 
 
 def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
@@ -145,11 +191,13 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
     name = p.name.lower()
     default_split = "test" if name.startswith("test") else "train"
     try:
-        with _open_text(p) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
+        with _open_binary(p) as f:
+            records = _csv_records(f)
+            _, header, problem = next(records, (1, None, None))
             if header is None:
                 raise DataError(f"{p}: the file is empty; expected a header line 'emotion,pixels,Usage'")
+            if problem:
+                raise DataError(f"{p}, line 1: {problem}; expected FER2013's header 'emotion,pixels,Usage'")
             cols = [h.strip().lower() for h in header]
             if "pixels" not in cols:
                 raise DataError(
@@ -159,10 +207,12 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
             i_pix = cols.index("pixels")
             i_emo = cols.index("emotion") if "emotion" in cols else None
             i_use = cols.index("usage") if "usage" in cols else None
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
+            for lineno, row, problem in records:
+                if not row and not problem:
                     continue
                 try:
+                    if problem:
+                        raise ValueError(problem)
                     img, lab, spl = _parse_row(row, len(cols), i_pix, i_emo, i_use, default_split)
                 except ValueError as e:
                     msg = f"{p}, line {lineno}: {e}"
@@ -173,7 +223,12 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
                 images.append(img)
                 labels.append(lab)
                 splits.append(spl)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
+    except _Damaged as e:
+        msg = f"{p}, line {e.lineno}: {e}"
+        if not skip_bad_rows or not images:
+            raise DataError(f"{msg}. Download the file again, or pass --skip-bad-rows to use the {len(images)} rows before it.") from None
+        problems.append(msg)
+    except OSError as e:
         raise DataError(f"{p}: cannot read as a FER2013 CSV ({e})") from None
     if not images:
         raise DataError(f"{p}: holds no usable rows" + (f" ({len(problems)} bad rows skipped)" if problems else ""))

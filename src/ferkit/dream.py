@@ -99,11 +99,5 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
 
 
 def _min_input(clf: Classifier) -> int:
-    """Smallest input side the conv stack accepts (each pool halves, each unpadded conv trims)."""
-    side = 1
-    for c in reversed(clf.spec.convs):
-        pad = c.kernel // 2 if c.padding is None else c.padding
-        side = side * (c.pool or 1)
-        side = (side - 1) * c.stride + c.kernel - 2 * pad
-        side = max(side, 1)
-    return max(side, 8)
+    """Smallest input side (at least 8) the conv stack turns into a feature map of at least 1x1."""
+    return max(8, next(n for n in range(1, clf.spec.in_size + 1) if clf.spec.feature_size(n) >= 1))

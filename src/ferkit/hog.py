@@ -8,14 +8,15 @@ result is cached on disk keyed by the images' content and the HOG spec.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .config import HogSpec
 from .data import cache_dir
+from .files import atomic_write
 
 CACHE_MIN = 1000  # smaller sets are cheaper to compute than to hash, save and load
 PARALLEL_MIN = 4000  # below this, starting worker processes costs more than it saves
@@ -87,10 +88,8 @@ def hog_features(images: np.ndarray, spec: HogSpec, cache: bool = True, n_jobs: 
             pass  # a broken cache file is rebuilt below
     out = compute_hog(images, spec, n_jobs)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a unique temporary name: several processes (e.g. search workers) may write the same entry at once
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, out)
-        os.replace(tmp, path)
+        try:  # atomic: several processes (e.g. search workers) may write the same entry at once
+            atomic_write(path, lambda f: np.save(f, out))
+        except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
+            logging.getLogger(__name__).warning("cannot write the HOG cache %s (%s)", path, e.strerror or e)
     return out

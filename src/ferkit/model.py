@@ -22,10 +22,9 @@ class FerNet(nn.Module):
     def __init__(self, spec: ModelSpec, hog_dim: int = 0):
         super().__init__()
         self.spec = spec
-        layers, ch, size = [], 1, spec.in_size
+        layers, ch = [], 1
         for c in spec.convs:
-            pad = c.kernel // 2 if c.padding is None else c.padding
-            block = [nn.Conv2d(ch, c.filters, c.kernel, c.stride, pad, bias=not c.batch_norm)]
+            block = [nn.Conv2d(ch, c.filters, c.kernel, c.stride, c.pad, bias=not c.batch_norm)]
             if c.batch_norm:
                 block.append(nn.BatchNorm2d(c.filters))
             block.append(nn.ReLU(inplace=True))
@@ -35,9 +34,8 @@ class FerNet(nn.Module):
                 block.append(nn.MaxPool2d(c.pool))
             layers.append(nn.Sequential(*block))
             ch = c.filters
-            size = (size + 2 * pad - c.kernel) // c.stride + 1
-            size = size // c.pool if c.pool else size
         self.features = nn.Sequential(*layers)  # one Sequential per conv layer, for activation maps
+        size = spec.feature_size()
         self.feature_shape = (ch, size, size)
         self.hog_dim = hog_dim
         n_in = (ch if spec.gap else ch * size * size) + hog_dim

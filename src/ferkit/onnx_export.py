@@ -20,6 +20,7 @@ from torch import nn
 
 from .checkpoint import Classifier
 from .errors import FerkitError
+from .files import atomic_write
 from .preprocess import PIXEL_SCALE, probabilities
 
 INPUT, OUTPUT = "faces", "probs"
@@ -43,35 +44,30 @@ class FacesToProbs(nn.Module):
 
 
 def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17) -> None:
-    """Write the ONNX graph of `clf` to a path (or a BytesIO)."""
-    size = clf.spec.in_size
-    wrapper = FacesToProbs(clf, tta).cpu().eval()
-    dummy = torch.zeros(2, size, size, dtype=torch.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        # dynamo=False: the TorchScript-based exporter needs no extra package (onnxscript)
-        torch.onnx.export(wrapper, (dummy,), out, dynamo=False, opset_version=opset,
-                          input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-    clf.model.to(clf.device)
-    _add_labels(out, clf.labels)
-
-
-def _add_labels(out, labels) -> None:
-    """Store the model's emotion names in the graph's metadata (key "labels", a JSON list)."""
+    """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
+    emotion names in its metadata (key "labels", a JSON list)."""
     import json
 
     import onnx
 
-    m = onnx.load_from_string(out.getvalue()) if isinstance(out, io.BytesIO) else onnx.load(str(out))
-    m.metadata_props.add(key="labels", value=json.dumps(list(labels)))
-    data = m.SerializeToString()
-    if isinstance(out, io.BytesIO):
-        out.seek(0)
-        out.truncate()
-        out.write(data)
+    size = clf.spec.in_size
+    wrapper = FacesToProbs(clf, tta).cpu().eval()
+    dummy = torch.zeros(2, size, size, dtype=torch.uint8)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # dynamo=False: the TorchScript-based exporter needs no extra package (onnxscript)
+        torch.onnx.export(wrapper, (dummy,), buf, dynamo=False, opset_version=opset,
+                          input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    clf.model.to(clf.device)
+    graph = onnx.load_from_string(buf.getvalue())
+    graph.metadata_props.add(key="labels", value=json.dumps(list(clf.labels)))
+    data = graph.SerializeToString()
+    if isinstance(out, (str, Path)):
+        atomic_write(out, data)
     else:
-        Path(out).write_bytes(data)
+        out.write(data)
 
 
 def onnx_labels(session) -> tuple[str, ...]:
@@ -86,6 +82,15 @@ def onnx_labels(session) -> tuple[str, ...]:
     if isinstance(n, int) and n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
+
+
+def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16) -> float:
+    """Export to out (atomically) and return the largest |onnxruntime - torch| probability difference
+    on n random faces: the check that the file computes what the checkpoint does."""
+    export_onnx(clf, out, tta)
+    faces = np.random.default_rng(0).integers(0, 256, (n, clf.spec.in_size, clf.spec.in_size), dtype=np.uint8)
+    onnx_probs = onnx_session(out).run(None, {INPUT: faces})[0]
+    return float(np.abs(onnx_probs - clf.predict_proba(faces, tta=tta)).max())
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):

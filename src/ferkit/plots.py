@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import FerkitError  # noqa: E402
+from .files import atomic_write  # noqa: E402
 from .labels import EMOTIONS, colors  # noqa: E402
 
 RUN_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
@@ -120,10 +121,30 @@ def to_png(fig, dpi: int = 100) -> bytes:
 
 
 def save(fig, path: str | Path, dpi: int = 100) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_png(fig, dpi))
-    return path
+    """The figure as a PNG file (written atomically; missing folders are created); the figure is closed."""
+    return atomic_write(path, to_png(fig, dpi))
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], str | None]:
+    """Every figure of `ferkit plot` for run folders, saved in out: histories, losses, accuracy and,
+    from their metrics-*.json, confusion matrices and per-class accuracy. Returns (files, the
+    per-class table as text, or None when no run has metrics)."""
+    runs = [read_run(p, n) for p, n in zip(run_dirs, run_names(run_dirs))]
+    out = Path(out)
+    files = [save(plot_histories(runs), out / "history.png"),
+             save(plot_iteration_loss({r.name: r.iterations for r in runs}), out / "loss-iterations.png"),
+             save(plot_epoch_loss({r.name: r.history for r in runs}), out / "loss-epochs.png"),
+             save(plot_accuracy({r.name: r.history for r in runs}), out / "accuracy.png")]
+    best = {}
+    for r in runs:
+        for split, m in r.metrics.items():
+            files.append(save(plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)),
+                              out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
+            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
+    if not best:
+        return files, None
+    files.append(save(plot_per_class(best), out / "per-class.png"))
+    return files, format_per_class(best)
 
 
 # ---------------------------------------------------------------- histories (Figures 3, 4, 7, 8)

@@ -15,19 +15,23 @@ import base64
 import csv
 import html
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import plots
+from .files import atomic_write
 from .labels import EMOTIONS
+
+log = logging.getLogger(__name__)
 
 N_FACES = 4  # faces shown with DeepDream (a handful keeps the page small)
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None | bool = None, n_faces: int = N_FACES,
-                 dream_settings=None, log=print, data_faces: bool = True) -> dict:
+                 dream_settings=None, data_faces: bool = True) -> dict:
     """Write the report to `out`; returns {"path", "bytes", "seconds", "notes"}.
 
     data: a FER2013 path; None = each run's own training data, else the default location; False = use no data.
@@ -41,7 +45,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     notes, loaded = [], {}
     body, evaluated = [], {}
     for run in runs:
-        log(f"report: {run.path}")
+        log.info(f"report: {run.path}")
         fer = _data_for(run, data, loaded, notes)
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
@@ -51,9 +55,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     if len(runs) > 1:
         head.append(_comparison(runs, evaluated))
     page = _page(runs, notes, head + body)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    out = atomic_write(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
 
 
@@ -128,6 +130,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     elif clf is not None and fer is not None and fer.has("val"):
         images, labels = fer.split("val")
         if (labels >= 0).all():
+            log.info(f"  evaluating {ckpt.name} on {len(images)} PublicTest faces")
             fresh = evaluate_split(clf, fer, "val", (run.config or {}).get("labels_file"))
             if saved is not None and not _same_file(saved.get("data"), fer.source):  # keep a score on other data
                 metrics[f"val ({saved.get('data')})"] = saved
@@ -157,6 +160,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
         parts.append(f"<h4>Activation maps of {_e(names[0])}</h4>" +
                      _img(plots.plot_activations(faces[0], activation_maps(clf, faces[0]), layer_names(clf.model)), dpi=70))
         layer = check_layer(clf, dream_settings.layer)
+        log.info(f"  DeepDream on {len(faces)} face(s)")
         dreams = np.stack([deep_dream(clf, f, dream_settings) for f in faces])
         s = dream_settings
         parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} objective, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from .data import mean_image
 from .model import create_model
 from .train import make_batches
 
+log = logging.getLogger(__name__)
 LN7 = math.log(7)
 
 
@@ -48,6 +50,8 @@ def overfit(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, steps: int 
             with torch.no_grad():
                 logits = model(b.x, b.hog)
             acc, loss = (logits.argmax(1) == b.y).float().mean().item(), F.cross_entropy(logits, b.y).item()
+            if step % 50 == 0:
+                log.info(f"  step {step}/{steps}: accuracy {acc:.3f}, loss {loss:.4f}")
             if acc >= target:
                 break
     return {"train_acc": acc, "loss": loss, "steps": step}

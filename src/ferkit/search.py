@@ -27,9 +27,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import random
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, fields, replace
@@ -40,6 +40,9 @@ import numpy as np
 from .config import TrainConfig, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError
+from .files import atomic_write
+
+log = logging.getLogger(__name__)
 
 KINDS = ("loguniform", "uniform", "int", "categorical")
 NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads", "train_subset"}
@@ -219,14 +222,13 @@ def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarra
     return (x[: cfg.train_subset], y[: cfg.train_subset]) if cfg.train_subset else (x, y)
 
 
-def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False, log=None) -> tuple[float, dict]:
+def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False) -> tuple[float, dict]:
     """Validation accuracy of cfg at its best epoch: on data's val split, or averaged over the folds.
 
     With folds, each fold trains in run_dir/fold<k>; the fold curves are averaged per epoch and
     the best epoch of the mean curve is taken (one epoch count for all folds)."""
     from .train import fit
 
-    quiet = lambda *a: None  # noqa: E731
     if folds is None:
         runs = [(Path(run_dir), cfg, data)]
     else:
@@ -236,7 +238,7 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:
-        history = fit(c, d, resume=resume and (d / "last.pt").exists(), data=fd, log=log or quiet, progress=False)
+        history = fit(c, d, resume=resume and (d / "last.pt").exists(), data=fd, progress=False)
         curves.append([r["val_acc"] for r in history])
     mean = np.mean(np.asarray(curves, np.float64), axis=0)
     best = int(np.nanargmax(mean))
@@ -335,7 +337,7 @@ def _check_settings(study, settings: dict, storage: str) -> None:
 
 
 def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials: int, cv: int = 0, storage: str | None = None,
-               study_name: str = "ferkit", timeout: float | None = None, heartbeat: int = 30, log=print, fit_log=None, poll: float = 2.0):
+               study_name: str = "ferkit", timeout: float | None = None, heartbeat: int = 30, poll: float = 2.0):
     """Run trials until the study has n_trials completed ones (or timeout seconds passed); returns the study.
 
     Safe to run in several processes on one storage, and to rerun after a kill."""
@@ -345,7 +347,6 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     from .data import load_fer
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
     data = load_fer(cfg.data, cfg.skip_bad_rows)
     folds = None
@@ -353,6 +354,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
     study = open_study(storage, study_name, heartbeat)
     _check_settings(study, _settings(cfg, params, cv), storage)
 
@@ -373,18 +375,18 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         if origin is not None and (out / "trials" / str(origin)).exists() and not run_dir.exists():
             os.replace(out / "trials" / str(origin), run_dir)  # continue from the killed trial's checkpoints
         trial.set_user_attr("run_dir", str(run_dir))
-        log(f"trial {trial.number}: {format_values(values)}" + (f"  (retry of trial {origin})" if origin is not None else ""))
+        log.info(f"trial {trial.number}: {format_values(values)}" + (f"  (retry of trial {origin})" if origin is not None else ""))
         t0 = time.time()
         try:
-            value, info = score(apply(cfg, values), data, run_dir, folds, resume=origin is not None, log=fit_log)
+            value, info = score(apply(cfg, values), data, run_dir, folds, resume=origin is not None)
         except FerkitError as e:  # e.g. the loss diverged at this learning rate: the trial fails, the search goes on
             trial.set_user_attr("error", str(e))
-            log(f"trial {trial.number}: failed: {e}")
+            log.info(f"trial {trial.number}: failed: {e}")
             return float("nan")  # Optuna marks the trial FAIL
         info["seconds"] = round(time.time() - t0, 1)
         for k, v in info.items():
             trial.set_user_attr(k, v)
-        log(f"trial {trial.number}: {'cv' if cv else 'val'} acc {value:.4f} (epoch {info['epoch']}) in {info['seconds']:.0f}s")
+        log.info(f"trial {trial.number}: {'cv' if cv else 'val'} acc {value:.4f} (epoch {info['epoch']}) in {info['seconds']:.0f}s")
         return value
 
     start, failed_in_row, waiting = time.time(), 0, False
@@ -397,11 +399,11 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         if done >= n_trials:
             break
         if timeout is not None and time.time() - start > timeout:
-            log(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
+            log.info(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
             break
         if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
             if not waiting:
-                log(f"waiting for {running} running trial(s) of other workers")
+                log.info(f"waiting for {running} running trial(s) of other workers")
             waiting = True
             time.sleep(poll)
             continue
@@ -485,22 +487,16 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
     w.writerow(["trial", "value", "state"] + names)
     w.writerows([[r["trial"], "" if r["value"] is None else r["value"], r["state"]] + ["" if r[n] is None else r[n] for n in names] for r in rows])
     files = {"csv": out / "search.csv", "json": out / "search.json"}
-    _write(files["csv"], buf.getvalue())
-    _write(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
+    atomic_write(files["csv"], buf.getvalue())
+    atomic_write(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
     best = best_config(study, cfg)
     if best is not None:
         t = study.best_trial
         head = (f"# ferkit search: best of {sum(r['value'] is not None for r in rows)} completed trials of study {study.study_name!r}: "
                 f"trial {t.number}, {metric} {t.value:.4f}\n"
-                f"# train it: ferkit train --config {out / 'best.yaml'}  (flags override it, e.g. --epochs 30 for a full run)\n")
+                f"# train it: ferkit train --config {out / 'best.yaml'}  (epochs: the preset's; flags override, e.g. --epochs 30)\n")
         files["best"] = out / "best.yaml"
-        _write(files["best"], head + yaml.safe_dump(best.to_dict(), sort_keys=False))
+        # a full run trains on every image for the preset's (or the user's) epochs, not the trials' quick settings
+        full = {k: v for k, v in best.to_dict().items() if k not in ("train_subset", "epochs") or k in t.params}
+        atomic_write(files["best"], head + yaml.safe_dump(full, sort_keys=False))
     return {"rows": rows, "table": format_table(rows, names, metric), "files": files}
-
-
-def _write(path: Path, text: str) -> None:
-    """Atomic write under a unique temporary name (several workers may write at once)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -5,12 +5,19 @@ A run folder holds:
     history.csv/json one row per epoch: train/val loss and accuracy, lr, seconds
     iterations.csv   the training loss of every iteration (paper Figures 3, 7)
     last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
+
+The folder is created when training starts (a run that fails on its data or config leaves none).
+Each epoch writes its history before the checkpoint that claims it, and the checkpoint holds
+every random state (data order and augmentation, dropout on CPU and CUDA), so a run killed at
+any point and resumed gives the same weights and losses as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import math
 import time
 import warnings
@@ -24,13 +31,15 @@ import torch.nn.functional as F
 from . import augment as aug
 from . import distributed
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig
+from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
+from .files import atomic_write, check_output
 from .labels import label_set
 from .model import PRESETS, FerNet, create_model, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 
+log = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
@@ -47,6 +56,22 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     merged = {**preset.train, "epochs": preset.epochs, "lr": preset.lr, "l2": preset.l2}
     merged.update({k: v for k, v in d.items() if v is not None})
     return TrainConfig.from_dict(merged)
+
+
+def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig:
+    """The TrainConfig of the interrupted run in run_dir (its config.json), with a new length if
+    epochs is given (the one setting a resumed run may change; the schedule is re-planned)."""
+    run = Path(run_dir)
+    if not (run / "config.json").exists():
+        raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
+    if not (run / "last.pt").exists():
+        raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
+                          f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
+    saved = read_file(run / "config.json")
+    saved.pop("spec", None)
+    if epochs:
+        saved["epochs"] = epochs
+    return TrainConfig.from_dict(saved)
 
 
 @dataclass
@@ -233,42 +258,59 @@ def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = Fa
 
 
 def write_history(history: list[dict], iter_loss: list[float], out: Path) -> None:
-    """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration)."""
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    with open(out / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, HISTORY_FIELDS)
-        w.writeheader()
-        w.writerows(history)
-    with open(out / "iterations.csv", "w", newline="") as f:
-        f.write("iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
+    """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration), each atomically."""
+    atomic_write(out / "history.json", json.dumps(history, indent=1))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(out / "history.csv", buf.getvalue())
+    atomic_write(out / "iterations.csv", "iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, log=print, progress: bool = True) -> list[dict]:
+def rng_states() -> dict:
+    """Every global random state training draws from: torch's CPU generator (dropout on CPU) and the CUDA ones."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
-    With resume=True and out_dir/last.pt present, continue where that run stopped.
+    With resume=True, continue where the run in out_dir stopped (from its last.pt).
     Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out_dir, "--out", folder=True)
     dist = distributed.setup(cfg.device)
     device = dist.device
-    if not dist.main:  # rank 0 speaks for the job
-        log, progress = (lambda *a: None), False
+    info = log.info if dist.main else (lambda *a: None)  # rank 0 speaks for the job
+    progress = progress and dist.main
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    spec = resolve_spec(cfg.model, cfg.overrides)
-    ckpt = read_checkpoint(out / "last.pt") if resume and (out / "last.pt").exists() else None
-    if resume and ckpt is None:
-        log(f"no checkpoint in {out}; starting a new run there")
-    if ckpt is not None:
-        spec = ModelSpec.from_dict(ckpt["spec"])
+    if resume and not (out / "last.pt").exists():
+        raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
+    ckpt = read_checkpoint(out / "last.pt", resume=True) if resume else None
+    spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else resolve_spec(cfg.model, cfg.overrides)
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
-    data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
-    log(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
+    if data is None:
+        data = load_fer(cfg.data, cfg.skip_bad_rows)
+        cfg = replace(cfg, data=data.source)
+    for k in ("data", "model", "labels_file", "teacher"):  # absolute paths: config.json works from any folder (evaluate, report, --resume)
+        path = getattr(cfg, k)
+        if path and path not in PRESETS and Path(path).exists():
+            cfg = replace(cfg, **{k: str(Path(path).resolve())})
+    info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
-        log(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
+        info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
     labels = label_set(cfg.labels)
     votes = None
     if cfg.labels == "ferplus":
@@ -278,13 +320,13 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     spec = replace(spec, num_classes=len(labels))  # the label set decides the classifier's width
     train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, votes)
     if votes is not None:
-        log(f"FER+ labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
-            "PublicTest faces with a majority emotion")
+        info(f"FER+ labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
+             "PublicTest faces with a majority emotion")
     dist.rank0_done()
     if val is None:
-        log(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+        info(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
     if dist.world > 1:
-        log(dist.describe(cfg.batch_size))
+        info(dist.describe(cfg.batch_size))
 
     torch.manual_seed(cfg.seed)
     model = prepare(create_model(spec), device)
@@ -292,8 +334,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     opt = _optimizer(model, cfg)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history, iter_loss, best_acc, start_epoch = [], [], -1.0, 1
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
+    history, iter_loss, best_acc, start_epoch = [], [], None, 1  # best_acc: None until a validation score exists
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -301,17 +343,27 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if was == (cfg.epochs, dist.world):
             sched.load_state_dict(ckpt["scheduler"])
         else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
-            log(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
+            info(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):
                     sched.step()
         gen.set_state(ckpt["rng"])
-        history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
+        if "rng_states" in ckpt:
+            set_rng_states(ckpt["rng_states"])
+        else:
+            log.info("this checkpoint predates saved random states: the resumed run continues, but its dropout draws "
+                     "differ from an uninterrupted run's")
+        history, iter_loss = list(ckpt["history"]), list(ckpt["iter_loss"])
+        best_acc = ckpt["best_acc"] if val is not None else None  # (old checkpoints stored an epoch number without validation)
         start_epoch = ckpt["epoch"] + 1
-        log(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} (best val acc so far {best_acc:.4f})")
+        so_far = f"best val acc so far {best_acc:.4f}" if best_acc is not None else "no validation split"
+        info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
     if dist.main:
-        (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+        if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
+            write_history(history, iter_loss, out)
     net = dist.wrap(model)  # trains; `model` (the same weights) evaluates and is saved
 
     bar = None
@@ -326,25 +378,28 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
         tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teacher))
-        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None and dist.main else {"loss": float("nan"), "acc": float("nan")}
+        if bar is not None and val is not None:
+            bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
+        validate = val is not None and dist.main
+        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if validate else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)
         iter_loss += losses
-        score = ev["acc"] if val is not None else epoch
-        ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
-                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=max(best_acc, score),
-                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state(), world_size=dist.world)
-        if score > best_acc:
-            best_acc = score
-            if dist.main:
-                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+        improved = val is None or best_acc is None or ev["acc"] > best_acc  # without validation, best = the last epoch
+        if improved and val is not None:
+            best_acc = ev["acc"]
         if dist.main:
+            write_history(history, iter_loss, out)  # before the checkpoint that claims this epoch
+            ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
+                        optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc, mean=torch.from_numpy(mean),
+                        history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states(), world_size=dist.world)
+            if improved:  # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
+                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
             save_checkpoint(ckpt, out / "last.pt")
-            write_history(history, iter_loss, out)
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
-        (bar.write if bar is not None else log)(msg)
+        (bar.write if bar is not None else info)(msg)
     if bar is not None:
         bar.close()
     dist.barrier()  # every rank returns once rank 0 has written the last checkpoint

@@ -14,6 +14,7 @@ import torch
 
 from .checkpoint import Classifier
 from .errors import FerkitError
+from .files import atomic_write
 
 
 def layer_names(model) -> list[str]:
@@ -83,7 +84,7 @@ def demo_face() -> np.ndarray:
 
 
 def save_face(face: np.ndarray, path: str | Path) -> Path:
+    """A uint8 face as a PNG file (atomically; missing folders are created)."""
     from PIL import Image
 
-    Image.fromarray(np.asarray(face, np.uint8)).save(path)
-    return Path(path)
+    return atomic_write(path, lambda f: Image.fromarray(np.asarray(face, np.uint8)).save(f, format="PNG"))

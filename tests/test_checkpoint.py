@@ -1,0 +1,91 @@
+"""Checkpoints that load but are wrong are refused with one message naming the file and the problem."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import load_checkpoint, read_checkpoint
+from ferkit.cli import main
+from ferkit.errors import FerkitError
+
+
+def _variant(tiny_checkpoint, tmp_path, change) -> str:
+    ck = torch.load(tiny_checkpoint, weights_only=True)
+    change(ck)
+    path = tmp_path / "changed.pt"
+    torch.save(ck, path)
+    return str(path)
+
+
+def _set(key, value):
+    return lambda ck: ck.__setitem__(key, value)
+
+
+def _nan_weight(ck):
+    k = next(k for k in ck["state_dict"] if k.endswith("weight"))
+    ck["state_dict"][k][0] = float("nan")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda ck: ck.pop("mean"), "no 'mean'"),
+    (_set("state_dict", {}), "'state_dict' is not a non-empty mapping of tensors"),
+    (_set("mean", torch.zeros(32, 32)), "'mean' must be a 48x48 image; got (32, 32)"),
+    (_set("mean", torch.full((48, 48), 1e9)), "'mean' must hold pixel values in 0..255"),
+    (lambda ck: ck["spec"]["convs"][0].__setitem__("filters", "8"), "convs[0].filters must be an integer; got '8'"),
+    (lambda ck: ck["spec"].__setitem__("hog", True), "hog must be a mapping"),
+    (lambda ck: ck["spec"]["convs"][0].__setitem__("filters", 9), "the weights do not fit its model spec (features.0.0.weight has shape"),
+    (lambda ck: ck["state_dict"].pop("classifier.bias"), "missing classifier.bias"),
+    (_nan_weight, "hold NaN, infinite or impossible values"),
+    (_set("spec", "shallow"), "model spec must be a mapping"),
+    (_set("config", "x"), "'config' is not a mapping"),
+])
+def test_wrong_checkpoints_are_refused_by_name(tiny_checkpoint, tmp_path, change, message):
+    path = _variant(tiny_checkpoint, tmp_path, change)
+    with pytest.raises(FerkitError) as e:
+        load_checkpoint(path)
+    assert str(e.value).startswith(path) and message in str(e.value)
+
+
+def test_flipped_bytes_are_refused(tiny_checkpoint, tmp_path, capsys):
+    """torch.load does not check the zip checksums torch.save writes; ferkit does: no NaN predictions, no 500s."""
+    raw = tiny_checkpoint.read_bytes()
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        b = bytearray(raw)
+        for i in rng.choice(len(b), 200, replace=False):
+            b[i] ^= 1 << int(rng.integers(8))
+        path = tmp_path / f"flipped{seed}.pt"
+        path.write_bytes(bytes(b))
+        with pytest.raises(FerkitError, match="damaged"):
+            load_checkpoint(path)
+    # the bytes of one tensor set to NaN (0xff...), the zip checksum of that tensor then fails
+    ck = torch.load(tiny_checkpoint, weights_only=True)
+    w = ck["state_dict"]["classifier.weight"].numpy().tobytes()
+    start = raw.index(w)
+    path = tmp_path / "nan.pt"
+    path.write_bytes(raw[:start] + b"\xff" * 200 + raw[start + 200:])
+    assert main(["export", str(path), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "damaged (the checksum of" in err and "Traceback" not in err and not (tmp_path / "x.onnx").exists()
+
+
+def test_unsafe_pickle_is_refused_without_pytorchs_advice(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    path = tmp_path / "evil.pt"
+    torch.save({"spec": {}, "state_dict": {}, "x": Evil()}, path)
+    with pytest.raises(FerkitError) as e:
+        read_checkpoint(path)
+    msg = str(e.value)
+    assert "contains Python objects ferkit does not load" in msg and "only load checkpoints you trust" in msg.lower()
+    assert "weights_only" not in msg and "re-save it with ferkit" in msg
+
+
+def test_a_checkpoint_without_training_state_cannot_resume(tiny_checkpoint, tmp_path):
+    path = _variant(tiny_checkpoint, tmp_path, lambda ck: ck.pop("optimizer"))
+    with pytest.raises(FerkitError, match="cannot resume from it: no optimizer"):
+        read_checkpoint(path, resume=True)

@@ -198,6 +198,7 @@ def cmd_evaluate(args):
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
+    print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))
     atomic_write(out, json.dumps(m, indent=1))
     print(f"\nwrote {out}")
@@ -548,22 +549,19 @@ class _Plain(logging.Formatter):
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
-def setup_logging() -> None:
-    """Print the library's INFO lines plainly on stdout (once, however often main runs)."""
+def setup_logging() -> logging.Handler:
+    """Print the library's INFO lines plainly on stdout while a command runs; returns the handler to remove."""
     logger = logging.getLogger("ferkit")
-    for h in [h for h in logger.handlers if getattr(h, "ferkit_cli", False)]:
-        logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stdout)  # the stdout of now (tests swap it)
     handler.setFormatter(_Plain())
-    handler.ferkit_cli = True
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logging.getLogger("ferkit.train").setLevel(logging.NOTSET)  # `search --quiet` raises it
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    handler = setup_logging()
     try:
         COMMANDS[args.command][2](args)
     except FerkitError as e:
@@ -572,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("ferkit").removeHandler(handler)
+        logging.getLogger("ferkit.train").setLevel(logging.NOTSET)
     return 0
 
 

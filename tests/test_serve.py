@@ -134,16 +134,17 @@ def test_missing_file_field_is_400(client):
 
 
 def test_health_version_labels(client, tiny_checkpoint):
-    assert client.get("/health").json() == {"status": "ok"}
-    v = client.get("/version").json()
+    assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
+    r = client.get("/version")
+    v = r.json()
     assert v["ferkit"] == "0.1.0"
     m = v["model"]
     assert m["name"] == "tiny" and m["epochs"] == 3 and 1 <= m["epoch"] <= 3 and m["backend"] == "torch"
-    assert 0 <= m["val_acc"] <= 1 and m["path"] == str(tiny_checkpoint)
-    assert v["max_upload_bytes"] == LIMIT
+    assert 0 <= m["val_acc"] <= 1
+    assert m["file"] == "best.pt" and "path" not in m  # the file's name only: not where the server keeps it
+    assert str(tiny_checkpoint.parent) not in r.text
+    assert v["max_upload_bytes"] == LIMIT and v["max_upload_pixels"] == 16_000_000 and v["upload_timeout_s"] == 30
     assert client.get("/labels").json() == {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
-    assert "/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
 
 
 def test_page_and_static_files(client):
@@ -170,7 +171,7 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(FerkitError, match="no such checkpoint"):
         create_app(str(tmp_path / "missing.pt"))
-    assert main(["serve", "--model", str(tmp_path / "missing.pt")]) == 2
+    assert main(["serve", "--port", "0", "--model", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_concurrent_requests_run_in_parallel_up_to_the_bound(tiny_checkpoint, astronaut_png):
@@ -198,6 +199,216 @@ def test_concurrent_requests_run_in_parallel_up_to_the_bound(tiny_checkpoint, as
     assert [a.status_code for a in answers] == [200] * 6
     assert all(a.json() == answers[0].json() for a in answers)
     assert peak[0] == 2
+
+
+# ---------------------------------------------------------------- hardening
+
+
+def _wait_for(cond, seconds: float = 20):
+    deadline = time.time() + seconds
+    while not cond() and time.time() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(client):
+    """The probe's 38 KB all-black 6300x6300 PNG (40 MP) is refused; so is a header that claims as
+    much over truncated data, with 413 (too large) rather than 422 (corrupt): nothing was decoded."""
+    buf = io.BytesIO()
+    Image.new("1", (6300, 6300)).save(buf, format="PNG")
+    for name, data in (("black.png", buf.getvalue()), ("claims.png", bomb_png(6300))):
+        r = post(client, data, name=name)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == f"{name}: 6300x6300 pixels is too large (limit 16 megapixels); shrink the image first"
+
+
+def test_max_upload_pixels_setting(tiny_checkpoint, astronaut_png):
+    with TestClient(create_app(str(tiny_checkpoint), max_upload_pixels=512 * 512)) as c:
+        assert post(c, astronaut_png).status_code == 200  # 512x512: just within
+        assert post(c, png_bytes(np.zeros((513, 512, 3), np.uint8))).status_code == 413
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc (Linux)")
+def test_memory_goes_back_to_the_os_after_big_photos(tiny_checkpoint):
+    """4 photos of 6 MP decoded in 2 inference threads: glibc would keep ~120 MB of their freed
+    arrays in the threads' arenas (measured with release_memory disabled); release_memory() hands it back."""
+    from ferkit.faces import load_image
+
+    big = png_bytes(np.zeros((2000, 3000, 3), np.uint8))
+    load_image(big)  # Pillow's and numpy's own first-use costs, outside the measurement
+    with TestClient(create_app(str(tiny_checkpoint), max_concurrent=2)) as c:
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        before = rss_mb()
+        with ThreadPoolExecutor(2) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: post(c, big, name="big.png"), range(4))]
+        after = rss_mb()
+    assert codes == [200] * 4
+    assert after - before < 50, f"RSS {before:.0f} -> {after:.0f} MB"
+
+
+def _headers_ok(r) -> bool:
+    return (r.headers.get("x-content-type-options") == "nosniff" and r.headers.get("x-frame-options") == "DENY"
+            and r.headers.get("referrer-policy") == "no-referrer"
+            and "script-src 'self';" in r.headers.get("content-security-policy", ""))
+
+
+def test_security_headers_on_every_response(client, astronaut_png):
+    answers = [client.get(u) for u in ("/", "/docs", "/static/app.js", "/health", "/version", "/openapi.json", "/nope")]
+    answers += [post(client, b"not an image", name="x.txt"), post(client, astronaut_png),
+                client.post("/predict", content=b"x", headers={"content-length": str(LIMIT * 2)}),  # UploadGuard's 413
+                client.delete("/health")]
+    assert [a.status_code for a in answers] == [200] * 6 + [404, 415, 200, 413, 405]
+    assert all(_headers_ok(a) for a in answers)
+    assert "unsafe-inline" not in answers[0].headers["content-security-policy"]
+
+
+def test_pages_have_nothing_inline():
+    """The CSP forbids inline scripts and styles: the pages must not need them."""
+    import re
+
+    for page in ("index.html", "docs.html"):
+        html = (ROOT / "src/ferkit/static" / page).read_text()
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], page  # every script is a file
+        assert "<style" not in html and " style=" not in html and " on" not in re.sub(r"<!--.*?-->", "", html, flags=re.S).replace(" only", ""), page
+
+
+def test_docs_are_served_from_this_server(client):
+    html = client.get("/docs").text
+    assert "http://" not in html and "https://" not in html  # no CDN
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css", "/static/docs.js"):
+        assert asset in html
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 200, asset
+    assert "SwaggerUIBundle" in client.get("/static/swagger/swagger-ui-bundle.js").text
+    assert client.get("/redoc").status_code == 404  # FastAPI's CDN page is off
+
+
+def test_openapi_documents_the_real_responses(client):
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert sorted(responses) == ["200", "400", "408", "413", "415", "422", "500", "503"]
+    for code in ("400", "408", "413", "415", "422", "500", "503"):
+        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    assert spec["components"]["schemas"]["ErrorOut"]["properties"].keys() == {"error"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]  # the shape FastAPI would document
+    ok = responses["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert spec["components"]["schemas"][ok]["required"] == ["faces", "width", "height", "count"]
+    assert spec["paths"]["/health"]["get"]["responses"].keys() == {"200", "503"}
+    # and what comes back has that shape
+    assert client.post("/predict", data={"x": "1"}).json().keys() == {"error"}
+
+
+def test_405_names_the_allowed_methods(client):
+    for method, url, allow in (("DELETE", "/health", "GET"), ("GET", "/predict", "POST"), ("POST", "/static/app.js", "GET, HEAD")):
+        r = client.request(method, url)
+        assert r.status_code == 405 and r.headers["allow"] == allow, (method, url)
+        assert r.json() == {"error": f"{method} {url}: method not allowed; use {allow}"}
+
+
+def test_a_bug_is_a_json_500_with_the_headers(astronaut_png):
+    calls = []
+
+    class Breaks:
+        def predict(self, rgb):  # the warm-up passes, then it breaks
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("boom")
+            return []
+
+    with TestClient(create_app(Breaks()), raise_server_exceptions=False) as c:
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        r = post(c, astronaut_png)
+    assert r.status_code == 500 and _headers_ok(r)
+    assert r.json() == {"error": "internal error (RuntimeError); the server is still running, please report this"}
+
+
+def test_health_is_503_until_the_warm_up_prediction_passes(astronaut_png):
+    gate = threading.Event()
+
+    class Slow:
+        def predict(self, rgb):
+            gate.wait(20)
+            return []
+
+    with TestClient(create_app(Slow())) as c:
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json() == {"status": "starting"}
+        gate.set()
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        assert c.get("/health").json() == {"status": "ready"}
+
+
+def test_health_is_503_when_the_warm_up_fails(astronaut_png):
+    class Broken:
+        def predict(self, rgb):
+            raise OSError("cascade file missing")
+
+    with TestClient(create_app(Broken())) as c:
+        assert _wait_for(lambda: c.get("/health").json()["status"] != "starting")
+        r = c.get("/health")
+        assert r.status_code == 503
+        assert r.json() == {"status": "failed", "error": "the warm-up prediction failed (OSError: cascade file missing)"}
+        r = post(c, astronaut_png)
+        assert r.status_code == 503 and "cascade file missing" in r.json()["error"]
+
+
+def test_precision_is_passed_on_where_the_predictor_takes_it(tiny_checkpoint):
+    import inspect
+
+    from ferkit.errors import FerkitError
+    from ferkit.predict import Predictor
+
+    if "precision" in inspect.signature(Predictor).parameters:
+        with TestClient(create_app(str(tiny_checkpoint), precision="fp32")) as c:
+            assert c.get("/version").json()["model"]["precision"] == "fp32"
+    else:  # this Predictor runs fp32 only: auto means fp32, bf16 is refused rather than ignored
+        with TestClient(create_app(str(tiny_checkpoint), precision="auto")) as c:
+            assert c.get("/version").json()["model"]["precision"] == "fp32"
+        with pytest.raises(FerkitError, match="--precision bf16: .* fp32 only"):
+            create_app(str(tiny_checkpoint), precision="bf16")
+
+
+def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypatch, tmp_path):
+    from ferkit.errors import FerkitError
+    from ferkit.serve import ERROR_FILE_ENV, STARTUP_FAILURE, Settings, app_from_env
+
+    s = Settings(model=str(tiny_checkpoint), max_upload_mb=2, max_upload_pixels=1000, upload_timeout=5, threads=1)
+    assert Settings.from_env(s.to_env()) == s
+    with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS='many': expected a number \(int\)"):
+        Settings.from_env({"FERKIT_SERVE_THREADS": "many"})
+    with pytest.raises(FerkitError, match="--upload-timeout 0.0: must be > 0"):
+        Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "0"})
+    for k, v in s.to_env().items():
+        monkeypatch.setenv(k, v)
+    with TestClient(app_from_env()) as c:
+        v = c.get("/version").json()
+        assert (v["max_upload_bytes"], v["max_upload_pixels"], v["upload_timeout_s"]) == (2 * 2**20, 1000, 5)
+    # a worker that cannot load its model: one log line, a note for `ferkit serve`, uvicorn's start-up failure code
+    monkeypatch.setenv("FERKIT_SERVE_MODEL", str(tmp_path / "missing.pt"))
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "error.txt"))
+    with pytest.raises(SystemExit) as exit:
+        app_from_env()
+    assert exit.value.code == STARTUP_FAILURE
+    assert "no such checkpoint" in (tmp_path / "error.txt").read_text()
+
+
+def test_busy_port_is_a_one_line_error(capsys):
+    from ferkit.cli import main
+
+    with _free_socket() as s:
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == f"error: port {port} is in use; pick another with --port\n"
+    assert main(["serve", "--port", "0", "--upload-timeout", "0", "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "error: --upload-timeout 0.0: must be > 0\n"
 
 
 # ---------------------------------------------------------------- web page in headless Chromium

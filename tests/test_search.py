@@ -1,9 +1,11 @@
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import optuna
@@ -14,7 +16,7 @@ from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
 from ferkit.config import TrainConfig
 from ferkit.errors import ConfigError
-from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space
+from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space, storage_url
 from ferkit.train import resolve_config
 
 
@@ -34,6 +36,21 @@ def _argv(files, out, *extra):
 
 def _study(out, name="ferkit"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'search.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request):
+    """(extra search flags, study(out)) for a fresh study: in OUT/search.db, or on the PostgreSQL
+    server of $FERKIT_TEST_POSTGRES (.ci/run starts one) under a new study name, deleted afterwards."""
+    if request.param == "sqlite":
+        yield [], _study
+        return
+    url = os.environ.get("FERKIT_TEST_POSTGRES")
+    if not url:
+        pytest.skip("no PostgreSQL server: set FERKIT_TEST_POSTGRES=postgresql://user:pass@host/db (.ci/run starts one)")
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield ["--storage", url, "--study-name", name], lambda out: optuna.load_study(study_name=name, storage=storage_url(url))
+    optuna.delete_study(study_name=name, storage=storage_url(url))
 
 
 def test_parse_param_kinds():
@@ -134,25 +151,26 @@ def _cli(*argv):
     return [sys.executable, "-m", "ferkit.cli", *argv]
 
 
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, storage):
+    flags, study = storage
     csv_file = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=280)
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps(tiny_spec().to_dict()))
     out = tmp_path / "s"
     argv = _cli("search", "--model", str(spec), "--data", str(csv_file), "--epochs", "4", "--batch-size", "16", "--threads", "1",
-                "--trials", "3", "--out", str(out), "--heartbeat", "1", "--no-default-params", "--param", "lr=loguniform:1e-3:3e-3")
+                "--trials", "3", "--out", str(out), "--heartbeat", "1", "--no-default-params", "--param", "lr=loguniform:1e-3:3e-3", *flags)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "trials" / "1" / "last.pt").exists():  # trial 0 done, trial 1 mid-way
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    states = {t.number: t.state for t in _study(out).trials}
+    states = {t.number: t.state for t in study(out).trials}
     assert states[0] == TrialState.COMPLETE and states[1] == TrialState.RUNNING  # killed mid-trial
 
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    trials = _study(out).trials
+    trials = study(out).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
     assert trials[1].state == TrialState.FAIL  # the killed trial, found by its stale heartbeat...
     retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])  # ...ran again with its parameters
@@ -164,15 +182,25 @@ def test_resume_after_sigkill(tmp_path):
     assert [r["state"] for r in rows].count("COMPLETE") == 3 and "FAIL" in [r["state"] for r in rows]
 
 
-def test_two_workers_share_one_study(files, tmp_path):
+def test_two_workers_share_one_study(files, tmp_path, storage):
+    flags, study = storage
     out = tmp_path / "s"
-    argv = _cli(*_argv(files, out, "--trials", "5", "--heartbeat", "2"))
+    argv = _cli(*_argv(files, out, "--trials", "5", "--heartbeat", "2", *flags))
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
     ran = [{int(line.split()[1].rstrip(":")) for line in o.splitlines() if " acc " in line and line.startswith("trial ")}
            for o, _ in outs]
-    trials = [t for t in _study(out).trials if not t.user_attrs.get("surplus")]
+    assert (out / "search.db").exists() == (not flags)  # the study lives where --storage says
+    trials = [t for t in study(out).trials if not t.user_attrs.get("surplus")]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
     assert all(ran) and not ran[0] & ran[1]  # both worked, on different trials...
     assert ran[0] | ran[1] == {t.number for t in trials}  # ...of one study: total = sum
+
+
+def test_postgres_without_its_driver_is_a_clear_error(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if ferkit[postgres] were not installed
+    assert main(_argv(files, tmp_path / "s", "--trials", "1", "--storage", "postgresql://me:secret@db.example/ferkit")) == 2
+    err = capsys.readouterr().err
+    assert "--storage postgresql://me:***@db.example/ferkit: PostgreSQL needs the psycopg driver: pip install 'ferkit[postgres]'" in err
+    assert "secret" not in err and "Traceback" not in err

@@ -1,7 +1,7 @@
 """Checkpoints: saved atomically, loaded safely (weights_only=True), wrapped as a Classifier.
 
 A checkpoint is a dict of plain data and tensors:
-    {epoch, config, spec, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng}
+    {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng}
 `Classifier` bundles what inference needs (model, mean image, HOG spec) so evaluation,
 prediction and visualisation preprocess faces the same way training did.
 """
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from .config import ModelSpec
-from .data import to_tensor
+from .labels import FER2013, labels_of
 from .errors import FerkitError
 from .model import FerNet, create_model
+from .preprocess import prepare, probabilities, resolve_precision, to_tensor
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
@@ -62,13 +63,17 @@ def device_of(name: str = "auto") -> torch.device:
 
 
 class Classifier:
-    """A trained model with its preprocessing: uint8 faces (N, 48, 48) -> probabilities (N, 7)."""
+    """A trained model with its preprocessing: uint8 faces (N, 48, 48) -> probabilities (N, C) over
+    `labels`, the model's own emotion names (7 for FER2013, 8 for FER+)."""
 
-    def __init__(self, model: FerNet, mean: np.ndarray, meta: dict | None = None, device="cpu"):
-        self.model = model.to(device).eval()
+    def __init__(self, model: FerNet, mean: np.ndarray, meta: dict | None = None, device="cpu",
+                 labels: tuple[str, ...] = FER2013, precision: str = "fp32"):
+        self.device = torch.device(device)
+        self.model = prepare(model, self.device).eval()
         self.mean = np.asarray(mean, np.float32)
         self.meta = meta or {}
-        self.device = torch.device(device)
+        self.labels = tuple(labels)
+        self.precision = resolve_precision(precision, self.device)
         self.tta = bool(self.meta.get("config", {}).get("tta", False))
 
     @property
@@ -87,26 +92,22 @@ class Classifier:
 
     @torch.no_grad()
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256, tta: bool | None = None) -> np.ndarray:
-        """Softmax probabilities (N, 7); with tta, averaged with the mirrored face."""
+        """Softmax probabilities (N, C); with tta, averaged with the mirrored face."""
         tta = self.tta if tta is None else tta
         faces = np.asarray(faces, np.uint8).reshape(-1, self.spec.in_size, self.spec.in_size)
         out = []
         for i in range(0, len(faces), batch_size):
             chunk = faces[i : i + batch_size]
             x, hog = self.inputs(chunk)
-            p = torch.softmax(self.model(x, hog), dim=1)
-            if tta:
-                hog_f = self.inputs(chunk[:, :, ::-1].copy())[1] if hog is not None else None
-                p = (p + torch.softmax(self.model(x.flip(-1), hog_f), dim=1)) / 2
-            out.append(p.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
+            hog_f = self.inputs(chunk[:, :, ::-1])[1] if tta and hog is not None else None
+            out.append(probabilities(self.model, x, hog, tta, hog_f, self.precision).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Classifier:
+def load_checkpoint(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Classifier:
     """A Classifier from a checkpoint file (or a run folder, which means its best.pt)."""
     ckpt = read_checkpoint(path, "cpu")
     model = create_model(ModelSpec.from_dict(ckpt["spec"]))
     model.load_state_dict(ckpt["state_dict"])
-    dev = device_of(device)
     meta = {k: ckpt.get(k) for k in ("epoch", "config", "best_acc", "history")}
-    return Classifier(model, ckpt["mean"].numpy(), meta, dev)
+    return Classifier(model, ckpt["mean"].numpy(), meta, device_of(device), labels_of(ckpt), precision)

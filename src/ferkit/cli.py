@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import FerkitError
+from .labels import EMOTIONS
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -76,6 +77,12 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
     ("--threads", int, "CPU threads for torch (0 = default)"),
     ("--train-subset", int, "train on the first N training images only"),
+    ("--labels", str, "label set: fer2013 (7 emotions) | ferplus (8, from the FER+ votes beside the data)"),
+    ("--labels-file", str, "FER+ vote file (default: fer2013new.csv beside --data)"),
+    ("--label-mode", str, "FER+ targets: majority | probability | crossentropy (default) | multi_target"),
+    ("--teacher", str, "checkpoint to distil from (knowledge distillation)"),
+    ("--distill", float, "with --teacher: weight of the distillation loss (default 0.5)"),
+    ("--distill-temp", float, "with --teacher: distillation temperature (default 2)"),
 ]
 
 
@@ -148,6 +155,8 @@ def _evaluate_args(p):
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
     p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast")
+    p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
     _data_args(p)
 
 
@@ -155,19 +164,16 @@ def _evaluate_args(p):
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer
-    from .metrics import format_report, summarize
+    from .metrics import evaluate_split, format_report
 
-    clf = load_checkpoint(args.checkpoint, args.device)
+    clf = load_checkpoint(args.checkpoint, args.device, args.precision)
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    images, labels = data.split(split)
-    if (labels < 0).any():
-        raise FerkitError(f"{data.source}: the {split} rows have no 'emotion' labels, so accuracy cannot be measured")
-    m = summarize(labels, clf.predict_proba(images, tta=args.tta))
-    m.update(checkpoint=str(args.checkpoint), data=data.source, split=split)
-    print(f"{args.checkpoint} on {data.source} [{split}]")
+    m = evaluate_split(clf, data, split, args.labels_file, args.tta)
+    m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
+    print(f"{args.checkpoint} on {data.source} [{split}], {clf.precision}")
     print(format_report(m))
     ck = Path(args.checkpoint)
     out = Path(args.json) if args.json else (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json"
@@ -285,12 +291,20 @@ def _model_args(p):
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
 
 
+def _detect_args(p):
+    p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
+                   help="face detector: yunet (default; CNN with eye landmarks) or haar (OpenCV's cascade)")
+    p.add_argument("--no-align", dest="align", action="store_false", help="do not turn faces upright by their eye landmarks")
+
+
 def _predict_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv .webm)")
     _model_args(p)
+    _detect_args(p)
+    p.add_argument("--crops", action="store_true", help="each image is one face, already cropped (as in FER data sets): no detection")
     p.add_argument("--every", type=int, default=1, metavar="N", help="videos: use every Nth frame (default 1)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
-    p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos) as CSV")
+    p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos; an empty row for none) as CSV")
     p.add_argument("--annotate", metavar="DIR", help="write copies with boxes, labels and probabilities drawn into DIR")
 
 
@@ -298,16 +312,18 @@ def _predict_args(p):
 def cmd_predict(args):
     from tqdm import tqdm
 
-    from .predict import Predictor, collect_inputs, format_result, predict_file, write_results
+    from .outputs import check_outputs, format_result, write_results
+    from .predict import Predictor, collect_inputs, predict_file
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
+    check_outputs(args.json, args.csv, args.annotate)
     files, problems = collect_inputs(args.paths)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
     results, failed, used = [], len(problems), set()
     bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
     for path, root in bar:
@@ -319,7 +335,7 @@ def cmd_predict(args):
                 out = out.with_name(out.stem + "_" + out.suffix)
             used.add(out.with_suffix("").as_posix())
         try:
-            res = predict_file(predictor, path, args.every, out)
+            res = predict_file(predictor, path, args.every, out, crops=args.crops)
         except FerkitError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
             results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
@@ -337,6 +353,7 @@ def cmd_predict(args):
 
 def _demo_args(p):
     _model_args(p)
+    _detect_args(p)
     p.add_argument("--out", default="ferkit-demo.png", help="annotated picture to write (default ferkit-demo.png)")
 
 
@@ -344,16 +361,18 @@ def _demo_args(p):
 def cmd_demo(args):
     from skimage import data
 
-    from .predict import Predictor, annotate, format_result, save_rgb
+    from .draw import annotate, save_rgb
+    from .outputs import format_result
+    from .predict import Predictor
 
     rgb = data.astronaut()  # shipped inside scikit-image: the demo needs no download
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align)
     t = time.perf_counter()
     recs = predictor.predict(rgb)
     ms = (time.perf_counter() - t) * 1000
     save_rgb(annotate(rgb, recs), args.out)
     print(format_result({"file": "skimage.data.astronaut()", "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
-    print(f"\nmodel {predictor.path} ({args.backend}); detection + prediction took {ms:.0f} ms; wrote {args.out}")
+    print(f"\nmodel {predictor.path} ({args.backend}), {args.detector} detector; detection + prediction took {ms:.0f} ms; wrote {args.out}")
 
 
 def _export_args(p):
@@ -401,7 +420,7 @@ def cmd_plot(args):
     best = {}
     for r in runs:
         for split, m in r.metrics.items():
-            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}"), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
+            files.append(plots.save(plots.plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)), out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
             best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
     if best:
         files.append(plots.save(plots.plot_per_class(best), out / "per-class.png"))
@@ -437,7 +456,6 @@ def cmd_visualize(args):
     from . import plots
     from .checkpoint import load_checkpoint
     from .dream import DreamSettings, check_layer, deep_dream, layer_objective
-    from .labels import EMOTIONS
     from .visualize import activation_maps, demo_face, face_from_data, face_from_image, first_layer_filters, layer_names, save_face
 
     clf = load_checkpoint(args.checkpoint)
@@ -448,13 +466,13 @@ def cmd_visualize(args):
         from .data import load_fer
 
         face, label = face_from_data(load_fer(args.data, bool(args.skip_bad_rows)), args.split, args.row)
-        title = f"{args.split} row {args.row} ({EMOTIONS[label] if label >= 0 else 'unlabelled'})"
+        title = f"{args.split} row {args.row} (FER2013 label: {EMOTIONS[label] if label >= 0 else 'none'})"
     else:
         face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     probs = clf.predict_proba(face[None])[0]
-    print(f"{title}; predicted {EMOTIONS[int(probs.argmax())]} ({probs.max():.2f})")
+    print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
         maps = activation_maps(clf, face)

@@ -136,6 +136,12 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     train_subset: int = 0  # train on the first N training images only; 0 = all (quick runs)
+    labels: str = "fer2013"  # label set: fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
+    labels_file: str | None = None  # FER+ votes; None = fer2013new.csv beside the data file
+    label_mode: str = "crossentropy"  # FER+ training targets: majority | probability | crossentropy | multi_target
+    teacher: str | None = None  # checkpoint whose predictions the model also learns from (distillation)
+    distill: float = 0.5  # with a teacher: weight of the distillation loss (1 - it: the labels' loss)
+    distill_temp: float = 2.0  # with a teacher: softmax temperature of the distillation loss
 
     def __post_init__(self):
         p = []
@@ -157,6 +163,14 @@ class TrainConfig:
             p.append(f"--label-smoothing={self.label_smoothing}: must be in [0, 1)")
         if not 0 <= self.erase <= 1:
             p.append(f"--erase={self.erase}: must be in [0, 1]")
+        if self.labels not in ("fer2013", "ferplus"):
+            p.append(f"--labels must be fer2013 or ferplus; got {self.labels!r}")
+        if self.label_mode not in ("majority", "probability", "crossentropy", "multi_target"):
+            p.append(f"--label-mode must be majority, probability, crossentropy or multi_target; got {self.label_mode!r}")
+        if not 0 <= self.distill <= 1:
+            p.append(f"--distill must be in [0, 1]; got {self.distill!r}")
+        if not self.distill_temp > 0:
+            p.append(f"--distill-temp must be > 0; got {self.distill_temp!r}")
         for name in ("crop_pad", "rotate", "train_subset", "threads"):
             if getattr(self, name) < 0:
                 p.append(f"--{name.replace('_', '-')}={getattr(self, name)}: must be >= 0")

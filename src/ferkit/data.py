@@ -41,7 +41,6 @@ DOWNLOAD_HINT = (
     "-> fer2013.csv, or the image-folder release) and pass --data PATH or set FERKIT_DATA=PATH."
 )
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
-PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
 
 
 @dataclass
@@ -74,6 +73,11 @@ class FerData:
 
     def has(self, name: str) -> bool:
         return bool((self.splits == SPLITS.index(name)).any())
+
+    @staticmethod
+    def split_index(name: str) -> int:
+        """The value of `splits` for a split name (0 train, 1 val, 2 test)."""
+        return SPLITS.index(name)
 
 
 def find_data(path: str | os.PathLike | None = None) -> Path:
@@ -262,10 +266,3 @@ def mean_image(images: np.ndarray) -> np.ndarray:
     """Per-pixel mean of uint8 images (N, 48, 48) as float32 (48, 48) in 0..255 (paper, Section 4)."""
     return images.astype(np.float64).mean(axis=0).astype(np.float32)
 
-
-def to_tensor(images: np.ndarray, mean: np.ndarray):
-    """uint8 (N, 48, 48) -> float32 tensor (N, 1, 48, 48): (pixels - mean image) / PIXEL_SCALE."""
-    import torch
-
-    x = torch.from_numpy(images).float().unsqueeze(1)
-    return (x - torch.from_numpy(mean)) / PIXEL_SCALE

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
-from .data import PIXEL_SCALE
+from .preprocess import PIXEL_SCALE
 from .errors import FerkitError
 
 OBJECTIVES = ("l2", "mean")

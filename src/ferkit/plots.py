@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import FerkitError  # noqa: E402
-from .labels import COLORS, EMOTIONS  # noqa: E402
+from .labels import EMOTIONS, colors  # noqa: E402
 
 RUN_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -189,8 +189,8 @@ def plot_histories(runs: list[Run]):
 # ---------------------------------------------------------------- confusion matrix and per-class accuracy (Figures 5, 6; Table 3)
 
 
-def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = None):
-    """The (7, 7) confusion matrix (rows true, columns predicted) as counts or row-normalised fractions."""
+def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = None, labels=EMOTIONS):
+    """The (C, C) confusion matrix (rows true, columns predicted) over `labels` as counts or row-normalised fractions."""
     cm = np.asarray(cm, float)
     fig, ax = _axes(ax, (5.2, 4.6))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -202,23 +202,31 @@ def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = Non
     for (i, j), v in np.ndenumerate(shown):
         ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center", fontsize=7,
                 color="white" if v > 0.6 * (1 if normalize else top) else "black")
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
-    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="true", title=title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix"))
     return fig
 
 
-def plot_confusion_pair(cm, title: str = ""):
+def plot_confusion_pair(cm, title: str = "", labels=EMOTIONS):
     """Counts and row-normalised side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
-    plot_confusion(cm, False, axes[0], f"{title} counts".strip())
-    plot_confusion(cm, True, axes[1], f"{title} row-normalised".strip())
+    plot_confusion(cm, False, axes[0], f"{title} counts".strip(), labels)
+    plot_confusion(cm, True, axes[1], f"{title} row-normalised".strip(), labels)
     return fig
+
+
+def emotions_of(metrics: dict[str, dict]) -> list[str]:
+    """Every emotion the models in `metrics` predict, in order (FER2013's 7, then e.g. FER+'s contempt)."""
+    out = []
+    for m in metrics.values():
+        out += [e for e in m.get("labels", EMOTIONS) if e not in out]
+    return out
 
 
 def per_class_rows(metrics: dict[str, dict]) -> list[list]:
     """Table 3 as rows: [emotion, accuracy of each model...] then ["overall", ...]; None where undefined."""
-    rows = [[e] + [m["per_class_accuracy"].get(e) for m in metrics.values()] for e in EMOTIONS]
+    rows = [[e] + [m["per_class_accuracy"].get(e) for m in metrics.values()] for e in emotions_of(metrics)]
     return rows + [["overall"] + [m["accuracy"] for m in metrics.values()]]
 
 
@@ -237,13 +245,14 @@ def plot_per_class(metrics: dict[str, dict], ax=None):
     fig, ax = _axes(ax, (8, 4))
     names = list(metrics)
     width = 0.8 / max(1, len(names))
-    x = np.arange(len(EMOTIONS))
+    emotions = emotions_of(metrics)
+    x = np.arange(len(emotions))
     for i, (name, m) in enumerate(metrics.items()):
-        acc = [m["per_class_accuracy"].get(e) for e in EMOTIONS]
+        acc = [m["per_class_accuracy"].get(e) for e in emotions]
         acc = [np.nan if a is None else a for a in acc]
-        colors = list(COLORS) if len(names) == 1 else RUN_COLORS[i % len(RUN_COLORS)]
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, acc, width, color=colors, label=f"{name} (overall {m['accuracy']:.3f})")
-    ax.set_xticks(x, EMOTIONS)
+        colours = colors(emotions) if len(names) == 1 else RUN_COLORS[i % len(RUN_COLORS)]
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, acc, width, color=colours, label=f"{name} (overall {m['accuracy']:.3f})")
+    ax.set_xticks(x, emotions)
     ax.set(ylim=(0, 1), ylabel="accuracy (recall)", title="Per-class accuracy")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)

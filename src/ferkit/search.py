@@ -15,7 +15,8 @@ default) or averaged over the folds of a stratified k-fold split of the training
 
 The study lives in an Optuna RDB storage (SQLite file OUT/search.db by default), so a search
 killed at any point resumes when rerun, and several workers given the same storage URL share
-one study. Running trials send a heartbeat; one silent for 3 heartbeats (a killed worker) is
+one study: the SQLite file on one machine, or a PostgreSQL server (`--storage
+postgresql://user:pass@host/db`, through psycopg 3: `pip install 'ferkit[postgres]'`) across machines. Running trials send a heartbeat; one silent for 3 heartbeats (a killed worker) is
 marked FAIL and retried with the same parameters, continuing from its last checkpoint.
 `--trials N` counts completed trials of the whole study. Results: search.csv / search.json
 (trials ranked by accuracy) and best.yaml, a training config for `ferkit train --config`.
@@ -252,6 +253,29 @@ def default_storage(out: str | Path) -> str:
     return f"sqlite:///{(Path(out) / 'search.db').resolve()}"
 
 
+def storage_url(storage: str) -> str:
+    """The SQLAlchemy URL of a --storage URL: postgresql:// and postgres:// go through psycopg 3
+    (ferkit[postgres]); SQLAlchemy's default for them, psycopg2, is not installed."""
+    scheme, _, rest = storage.partition("://")
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        return storage
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise FerkitError(f"--storage {shown(storage)}: PostgreSQL needs the psycopg driver: pip install 'ferkit[postgres]'") from None
+    return "postgresql+psycopg://" + rest
+
+
+def shown(storage: str) -> str:
+    """The storage URL with its password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # not a URL: nothing to hide
+        return storage
+
+
 def open_study(storage: str, study_name: str, heartbeat: int = 30):
     """Create or load the study (direction maximize) on an RDB storage with heartbeats and retries."""
     import optuna
@@ -259,14 +283,18 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # run_search logs each trial itself
     if heartbeat < 1:
         raise ConfigError(f"--heartbeat {heartbeat}: must be >= 1 second")
-    engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+    url = storage_url(storage)
+    if url.startswith("sqlite"):
+        engine = {"connect_args": {"timeout": 60}}  # seconds a worker waits for another's write lock
+    else:  # a server: drop dead pooled connections; give up on an unreachable host after 10 s
+        engine = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10} if url.startswith("postgresql+psycopg") else {}}
     try:
         for attempt in range(5):  # workers started together race to create the schema: the loser retries
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     rdb = optuna.storages.RDBStorage(
-                        storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                        url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
                 break
             except Exception as e:
@@ -276,10 +304,10 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
         sampler = optuna.samplers.TPESampler(constant_liar=True)  # constant_liar: parallel workers spread out
         return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True)
     except (ImportError, ValueError) as e:
-        raise FerkitError(f"--storage {storage}: cannot open ({e}); give a URL such as sqlite:///search.db or postgresql://user:pass@host/db") from None
+        raise FerkitError(f"--storage {shown(storage)}: cannot open ({e}); give a URL such as sqlite:///search.db or postgresql://user:pass@host/db") from None
     except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
         if type(e).__module__.startswith("sqlalchemy"):
-            raise FerkitError(f"--storage {storage}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+            raise FerkitError(f"--storage {shown(storage)}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         raise
 
 
@@ -302,7 +330,7 @@ def _check_settings(study, settings: dict, storage: str) -> None:
         diff = [k for k in ("params", "cv", "spec") if saved.get(k) != now.get(k)]
         diff += [k for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
         raise ConfigError(
-            f"study {study.study_name!r} in {storage} was started with other settings (differing: {', '.join(diff)}; "
+            f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {', '.join(diff)}; "
             f"it has {saved['params']}); rerun with the same flags to resume or share it, or pick another --study-name or --out")
 
 

@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from . import augment as aug
-from .checkpoint import device_of, read_checkpoint, save_checkpoint
+from . import distributed
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig
-from .data import FerData, load_fer, mean_image, to_tensor
+from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
+from .labels import label_set
 from .model import PRESETS, FerNet, create_model, resolve_spec
-from .precision import autocast, resolve_precision
+from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -52,15 +54,17 @@ class Batches:
     """Tensors of one split: mean-subtracted images and labels, plus HOG (and mirrored HOG)."""
 
     x: torch.Tensor  # (N, 1, 48, 48) float32
-    y: torch.Tensor  # (N,) int64
+    y: torch.Tensor  # (N,) int64: the label (FER+: the majority emotion), used for accuracy
     hog: torch.Tensor | None = None  # (N, D) float32
     hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
+    targets: torch.Tensor | None = None  # (N, C) FER+ training targets: vote distribution or multi-target mask
 
     def __len__(self):
         return len(self.y)
 
 
-def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec: ModelSpec, flips: bool = False) -> Batches:
+def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec: ModelSpec, flips: bool = False,
+                 targets: np.ndarray | None = None) -> Batches:
     hog = hog_flip = None
     if spec.hog is not None:
         from .hog import hog_features
@@ -68,7 +72,78 @@ def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec:
         hog = torch.from_numpy(hog_features(images, spec.hog))
         if flips:
             hog_flip = torch.from_numpy(hog_features(np.ascontiguousarray(images[:, :, ::-1]), spec.hog))
-    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip)
+    t = torch.from_numpy(targets) if targets is not None else None
+    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t)
+
+
+def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.ndarray | None, votes: np.ndarray | None):
+    """(train, val, mean) Batches for cfg: FER2013 labels, or with FER+ votes the label mode's targets
+    for training and the majority emotion for validation (faces without one are left out)."""
+    from . import ferplus
+
+    train_x, train_y = data.split("train")
+    train_v = votes[data.splits == 0] if votes is not None else None
+    if cfg.train_subset:
+        train_x, train_y = train_x[: cfg.train_subset], train_y[: cfg.train_subset]
+        train_v = train_v[: cfg.train_subset] if train_v is not None else None
+    if votes is None and (train_y < 0).any():
+        raise FerkitError(f"{data.source}: the training rows have no 'emotion' labels; train on a labelled file")
+    targets = None
+    if train_v is not None:
+        t, keep = ferplus.targets(train_v, cfg.label_mode)
+        train_x, train_y = train_x[keep], t[keep].argmax(1)
+        targets = t[keep] if cfg.label_mode != "majority" else None  # majority: plain labels
+    mean = mean if mean is not None else mean_image(train_x)
+    train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip, targets=targets)
+    val = None
+    if data.has("val"):
+        val_x, val_y = data.split("val")
+        if votes is not None:
+            val_y = ferplus.majority_labels(votes[data.splits == 1])
+            val_x, val_y = val_x[val_y >= 0], val_y[val_y >= 0]
+        val = make_batches(val_x, val_y, mean, spec, flips=cfg.tta)
+    return train, val, mean
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, cfg: TrainConfig, gen: torch.Generator):
+    """The training loss of a batch: cross-entropy on labels, or on FER+ targets by label mode."""
+    ls = cfg.label_smoothing
+    if targets is None:
+        return F.cross_entropy(logits, y, label_smoothing=ls)
+    if cfg.label_mode == "crossentropy":
+        return F.cross_entropy(logits, targets, label_smoothing=ls)
+    if cfg.label_mode == "probability":  # a label drawn from the vote distribution, anew each time
+        drawn = torch.multinomial(targets.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
+        return F.cross_entropy(logits, drawn, label_smoothing=ls)
+    # multi_target: right if it is any of the accepted emotions
+    return -(torch.softmax(logits, 1) * targets).amax(1).clamp_min(1e-7).log().mean()
+
+
+class Teacher:
+    """A trained model whose softened probabilities the student learns from (knowledge distillation)."""
+
+    def __init__(self, path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
+        from .checkpoint import load_checkpoint
+
+        self.clf = load_checkpoint(path, str(device))
+        if self.clf.model.hog_dim:
+            raise FerkitError(f"--teacher {path}: a HOG hybrid cannot teach (its HOG features are not in the batch); pick a CNN-only model")
+        if self.clf.labels != tuple(labels):
+            raise FerkitError(f"--teacher {path} predicts {', '.join(self.clf.labels)}; the student needs {', '.join(labels)}")
+        # Student inputs are centred on the student's mean image; shift them onto the teacher's.
+        self.shift = torch.from_numpy((student_mean - self.clf.mean) / PIXEL_SCALE).to(device)
+        self.precision = precision
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(x.device, self.precision):
+            return self.clf.model(x + self.shift).float()
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: KL(teacher || student) at temperature temp, times temp^2."""
+    return F.kl_div(F.log_softmax(student / temp, 1), F.log_softmax(teacher / temp, 1), reduction="batchmean",
+                    log_target=True) * temp * temp
 
 
 def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -94,7 +169,8 @@ def _scheduler(opt, cfg: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
-def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None):
+def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None,
+                    teacher: Teacher | None = None):
     """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses)."""
     model.train()
     n = len(data)
@@ -105,6 +181,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         if len(idx) < 2 and n > 1:  # batch norm needs 2+ samples; drop a lone remainder
             continue
         x, y = data.x[idx], data.y[idx]
+        targets = data.targets[idx] if data.targets is not None else None
         hog = data.hog[idx] if data.hog is not None else None
         if cfg.flip:
             m = aug.flip_mask(len(idx), gen)
@@ -114,9 +191,12 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         hog = hog.to(device) if hog is not None else None
+        targets = targets.to(device) if targets is not None else None
         with autocast(device, cfg.precision):
-            logits = model(x, hog)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            logits = model(x, hog).float()
+        loss = task_loss(logits, y, targets, cfg, gen)
+        if teacher is not None:
+            loss = (1 - cfg.distill) * loss + cfg.distill * distill_loss(logits, teacher.logits(x), cfg.distill_temp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -136,21 +216,18 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
 
 @torch.no_grad()
 def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = False, precision: str = "fp32") -> dict:
-    """Loss, accuracy and probabilities (N, 7) on a split, in eval mode."""
+    """Loss, accuracy and probabilities (N, C) on a split, in eval mode."""
     model.eval()
     probs, total = [], 0.0
     for start in range(0, len(data), batch_size):
         sl = slice(start, start + batch_size)
         x, y = data.x[sl].to(device), data.y[sl].to(device)
         hog = data.hog[sl].to(device) if data.hog is not None else None
-        with autocast(device, precision):
-            p = torch.softmax(model(x, hog).float(), 1)
-            if tta:
-                hog_f = data.hog_flip[sl].to(device) if data.hog_flip is not None else hog
-                p = (p + torch.softmax(model(x.flip(-1), hog_f).float(), 1)) / 2
+        hog_f = data.hog_flip[sl].to(device) if data.hog_flip is not None else None
+        p = probabilities(model, x, hog, tta, hog_f, precision)
         total += F.nll_loss(torch.log(p.clamp_min(1e-12)), y, reduction="sum").item()
         probs.append(p.cpu())
-    probs = torch.cat(probs) if probs else torch.zeros(0, 7)
+    probs = torch.cat(probs) if probs else torch.zeros(0, model.spec.num_classes)
     acc = (probs.argmax(1) == data.y).float().mean().item() if len(data) else float("nan")
     return {"loss": total / max(1, len(data)), "acc": acc, "probs": probs.numpy()}
 
@@ -169,10 +246,14 @@ def write_history(history: list[dict], iter_loss: list[float], out: Path) -> Non
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, log=print, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
-    With resume=True and out_dir/last.pt present, continue where that run stopped."""
+    With resume=True and out_dir/last.pt present, continue where that run stopped.
+    Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = device_of(cfg.device)
+    dist = distributed.setup(cfg.device)
+    device = dist.device
+    if not dist.main:  # rank 0 speaks for the job
+        log, progress = (lambda *a: None), False
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -183,35 +264,44 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if ckpt is not None:
         spec = ModelSpec.from_dict(ckpt["spec"])
 
+    dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     data = data if data is not None else load_fer(cfg.data, cfg.skip_bad_rows)
     log(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         log(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
-    train_x, train_y = data.split("train")
-    if cfg.train_subset:
-        train_x, train_y = train_x[: cfg.train_subset], train_y[: cfg.train_subset]
-    if (train_y < 0).any():
-        raise FerkitError(f"{data.source}: the training rows have no 'emotion' labels; train on a labelled file")
-    mean = ckpt["mean"].numpy() if ckpt is not None else mean_image(train_x)
-    train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip)
-    val = make_batches(*data.split("val"), mean, spec, flips=cfg.tta) if data.has("val") else None
+    labels = label_set(cfg.labels)
+    votes = None
+    if cfg.labels == "ferplus":
+        from . import ferplus
+
+        votes = ferplus.read_votes(ferplus.find_votes(data.source, cfg.labels_file), data.splits)
+    spec = replace(spec, num_classes=len(labels))  # the label set decides the classifier's width
+    train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, votes)
+    if votes is not None:
+        log(f"FER+ labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
+            "PublicTest faces with a majority emotion")
+    dist.rank0_done()
     if val is None:
         log(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+    if dist.world > 1:
+        log(dist.describe(cfg.batch_size))
 
     torch.manual_seed(cfg.seed)
-    model = create_model(spec).to(device).to(memory_format=torch.channels_last)  # faster convs on CPU and GPU
+    model = prepare(create_model(spec), device)
+    teacher = Teacher(cfg.teacher, mean, labels, device, cfg.precision) if cfg.teacher else None
     opt = _optimizer(model, cfg)
-    steps_per_epoch = len(range(0, len(train), cfg.batch_size))
+    steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
     history, iter_loss, best_acc, start_epoch = [], [], -1.0, 1
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
-        if ckpt["config"]["epochs"] == cfg.epochs:
+        was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
+        if was == (cfg.epochs, dist.world):
             sched.load_state_dict(ckpt["scheduler"])
-        else:  # the run was lengthened or shortened: replay the new schedule up to where it stopped
-            log(f"schedule re-planned for {cfg.epochs} epochs (was {ckpt['config']['epochs']})")
+        else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
+            log(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):
@@ -220,7 +310,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         history, iter_loss, best_acc = list(ckpt["history"]), list(ckpt["iter_loss"]), ckpt["best_acc"]
         start_epoch = ckpt["epoch"] + 1
         log(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} (best val acc so far {best_acc:.4f})")
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+    if dist.main:
+        (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+    net = dist.wrap(model)  # trains; `model` (the same weights) evaluates and is saved
 
     bar = None
     if progress and start_epoch <= cfg.epochs:
@@ -232,24 +324,28 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if bar is not None:
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
-        tr_loss, tr_acc, losses = train_one_epoch(model, train, opt, sched, cfg, gen, device, bar)
-        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None else {"loss": float("nan"), "acc": float("nan")}
+        shard, shard_gen = dist.epoch(train, gen)
+        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teacher))
+        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if val is not None and dist.main else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)
         iter_loss += losses
         score = ev["acc"] if val is not None else epoch
-        ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), state_dict=model.state_dict(),
+        ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
                     optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=max(best_acc, score),
-                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state())
+                    mean=torch.from_numpy(mean), history=history, iter_loss=iter_loss, rng=gen.get_state(), world_size=dist.world)
         if score > best_acc:
             best_acc = score
-            save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
-        save_checkpoint(ckpt, out / "last.pt")
-        write_history(history, iter_loss, out)
+            if dist.main:
+                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+        if dist.main:
+            save_checkpoint(ckpt, out / "last.pt")
+            write_history(history, iter_loss, out)
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
         (bar.write if bar is not None else log)(msg)
     if bar is not None:
         bar.close()
+    dist.barrier()  # every rank returns once rank 0 has written the last checkpoint
     return history

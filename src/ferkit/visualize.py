@@ -44,21 +44,14 @@ def first_layer_filters(model) -> np.ndarray:
 def face_from_image(src) -> tuple[np.ndarray, str]:
     """(uint8 (48, 48) face, how it was found) from an image file: the largest detected face, else the
     whole picture (centre square, grey, 48x48) - so FER2013-style crops work as they are."""
-    from .faces import SIZE, find_faces, load_image, to_grey
+    from .faces import find_faces, load_image, whole_face
 
     rgb = load_image(src)
     faces = find_faces(rgb)
     if faces:
         f = max(faces, key=lambda f: f.box[2] * f.box[3])
         return f.face, f"face at x={f.box[0]} y={f.box[1]} {f.box[2]}x{f.box[3]} (largest of {len(faces)})"
-    import cv2
-
-    grey = to_grey(rgb)
-    h, w = grey.shape
-    s = min(h, w)
-    sq = grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    interp = cv2.INTER_AREA if s > SIZE else cv2.INTER_LINEAR
-    return cv2.resize(sq, (SIZE, SIZE), interpolation=interp), "no face detected; using the whole picture"
+    return whole_face(rgb), "no face detected; using the whole picture"
 
 
 def face_from_data(data, split: str, row: int) -> tuple[np.ndarray, int]:

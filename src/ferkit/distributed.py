@@ -1,0 +1,139 @@
+"""Distributed data-parallel training (torch DDP under torchrun): the one module that knows about ranks.
+
+    torchrun --nproc-per-node 4 -m ferkit train --model vgg --batch-size 32 ...
+
+`train.fit` asks `setup()` for a `Dist` and leaves every rank question to it. Without torchrun
+(no WORLD_SIZE in the environment) it is a single process (rank 0 of 1) and every method is the
+identity, so a plain run is unchanged. Under torchrun each process:
+
+- trains on one device: cuda:LOCAL_RANK with NCCL, or the CPU with gloo;
+- takes a disjoint 1/N shard of every epoch: all ranks draw the same permutation from the
+  run's seeded generator and each keeps its own slice, so an epoch still sees each image once;
+- is one replica of the model: DDP averages the gradients, so the weights stay identical;
+  batch-norm running statistics are rank 0's (DDP broadcasts its buffers at every forward);
+- leaves validation, checkpoints, history and config.json to rank 0, and all ranks resume
+  from the same last.pt.
+
+--batch-size is per process: the global batch is N x --batch-size, and an epoch has N times
+fewer steps. The learning rate is not scaled; see the README (distributed training).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.distributed as tdist
+
+from .checkpoint import device_of
+from .errors import FerkitError
+
+
+@dataclass
+class Dist:
+    """This process's place in the job: rank of world on device (rank 0 of 1: a plain run)."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that validates, logs and writes files."""
+        return self.rank == 0
+
+    def describe(self, batch_size: int) -> str:
+        return (f"distributed: {self.world} processes ({tdist.get_backend()} on {self.device.type}), "
+                f"batch {batch_size} per process, {batch_size * self.world} in all")
+
+    def barrier(self) -> None:
+        if self.world > 1:  # NCCL wants this rank's GPU named
+            tdist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def rank0_first(self) -> None:
+        """Ranks > 0 wait here until rank 0 calls rank0_done() (e.g. so only rank 0 fills the disk caches)."""
+        if not self.main:
+            self.barrier()
+
+    def rank0_done(self) -> None:
+        if self.main:
+            self.barrier()
+
+    def shard_size(self, n: int) -> int:
+        """Images each rank trains on per epoch: n // world (the remainder, a different one each epoch, waits)."""
+        if self.world > 1 and n // self.world < 2:  # batch norm needs 2+ images per batch
+            raise FerkitError(f"{n} training images cannot be shared by {self.world} processes; use fewer processes or more images")
+        return n // self.world
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model to train: a DDP replica that averages gradients over the ranks (the model itself in one process).
+
+        Evaluate and save the unwrapped model: DDP's forward is a collective all ranks must join."""
+        if self.world == 1:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def epoch(self, data, gen: torch.Generator):
+        """This rank's share of one epoch: (its shard of data, a generator for its shuffles and augmentations).
+
+        In one process: (data, gen). Under DDP every rank draws the same permutation and two seeds
+        from gen (so gen stays the same on all ranks and rank 0's checkpoint resumes them all);
+        rank r keeps slice r of the permutation, augments with its own generator and reseeds
+        torch's global RNG (dropout) per rank, so ranks neither see the same images nor draw the
+        same flips and dropout masks, and a resumed run draws what the uninterrupted one would."""
+        if self.world == 1:
+            return data, gen
+        n = self.shard_size(len(data))
+        perm = torch.randperm(len(data), generator=gen)
+        idx = perm[self.rank * n : (self.rank + 1) * n]
+        aug_seed, drop_seed = torch.randint(0, 2**62, (2,), generator=gen).tolist()
+        torch.manual_seed(drop_seed + self.rank)
+        shard = replace(data, **{f.name: v[idx] for f in fields(data) if isinstance(v := getattr(data, f.name), torch.Tensor)})
+        return shard, torch.Generator().manual_seed(aug_seed + self.rank)
+
+    def average(self, *values):
+        """The mean over the ranks of each float, or of each element of a list of floats (same length on every rank)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor([x for v in values for x in (v if isinstance(v, list) else [v])], dtype=torch.float64, device=self.device)
+        tdist.all_reduce(t)  # one message for all of them
+        means = iter((t / self.world).tolist())
+        return tuple([next(means) for _ in v] if isinstance(v, list) else next(means) for v in values)
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the torchrun job if this process is in one (WORLD_SIZE > 1), else a single-process Dist.
+
+    Under torchrun, "auto"/"cuda" means cuda:LOCAL_RANK (NCCL), "cpu" means gloo."""
+    world = tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(device=device_of(device))
+    dev = device_of(device)
+    if dev.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise FerkitError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s); "
+                              "give torchrun --nproc-per-node at most the number of GPUs")
+        dev = torch.device("cuda", local)  # one GPU per process
+        torch.cuda.set_device(dev)
+    elif dev.type != "cpu":
+        raise FerkitError(f"--device {device}: distributed training runs on CUDA GPUs (NCCL) or CPUs (gloo), not {dev.type}")
+    if not tdist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        try:
+            tdist.init_process_group(backend)
+        except ValueError as e:  # e.g. RANK or MASTER_ADDR missing: WORLD_SIZE set by hand, not by torchrun
+            raise FerkitError(f"WORLD_SIZE={world} but no distributed job to join ({e}); start ferkit with torchrun") from None
+        atexit.register(tdist.destroy_process_group)
+    return Dist(tdist.get_rank(), tdist.get_world_size(), dev)
+
+
+def quiet_other_ranks() -> None:
+    """Under torchrun, send the stdout of ranks > 0 to /dev/null: rank 0 speaks for the job (errors still reach stderr)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        import sys
+
+        sys.stdout = open(os.devnull, "w")

@@ -1,0 +1,165 @@
+"""FER+ labels: ten annotators' votes per FER2013 face, turned into training targets and test labels.
+
+FER+ (Barsoum et al. 2016, "Training Deep Networks for Facial Expression Recognition with
+Crowd-Sourced Label Distribution") relabelled every FER2013 face with 10 votes over 8 emotions
+(adding contempt) plus `unknown` and `NF` (not a face). Its file, `fer2013new.csv`, is aligned with
+FER2013's file **by row order**; its `Image name` numbers are FER+'s own count and are never used.
+
+Votes are kept in ferkit's FER+ label order (labels.FERPLUS: angry, disgust, fear, happy, sad,
+surprise, neutral, contempt), then unknown and NF: shape (N, 10).
+
+Training modes (`--label-mode`), as in the FER+ paper and its reference code:
+    majority      one-hot on the emotion with more than half of the votes (single votes are
+                  dropped first as outliers); faces without such a majority are dropped
+    probability   the vote distribution of the top emotions (at most 3, covering 75% of the votes);
+                  each time a face is seen, one label is drawn from it ("probabilistic label drawing")
+    crossentropy  the same distribution, used as soft targets of the cross-entropy
+    multi_target  every emotion with at least 30% of the votes counts as right: the loss is
+                  -log(max over those emotions of p)
+Faces whose result is unknown or not a face are dropped in every mode. Test faces are scored on
+their majority emotion (the paper's protocol), see `majority_labels`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+MODES = ("majority", "probability", "crossentropy", "multi_target")
+DEFAULT_MODE = "crossentropy"  # with probability, the paper's best (85.0% / 85.0% vs majority 83.9%)
+FILE_NAME = "fer2013new.csv"
+COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+# For each FER+ label of ferkit (angry, disgust, fear, happy, sad, surprise, neutral, contempt, unknown, NF):
+# its column among the file's vote columns.
+_ORDER = [4, 5, 6, 1, 3, 2, 0, 7, 8, 9]
+N_EMOTIONS = 8
+_USAGES = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}  # = data.SPLITS indices
+
+
+def find_votes(data_path: str | Path, labels_file: str | Path | None = None) -> Path:
+    """The FER+ vote file: labels_file if given, else fer2013new.csv beside the FER2013 data."""
+    p = Path(labels_file) if labels_file else Path(data_path).parent / FILE_NAME
+    if not p.is_file():
+        where = "--labels-file" if labels_file else f"beside {data_path}"
+        raise DataError(f"{p}: no FER+ vote file ({where}). Get fer2013new.csv from https://github.com/microsoft/FERPlus "
+                        "and put it beside the FER2013 file, or pass --labels-file PATH")
+    return p
+
+
+def read_votes(path: str | Path, splits: np.ndarray) -> np.ndarray:
+    """Votes (N, 10) float32 in ferkit's FER+ order, checked row by row against the FER2013 rows'
+    splits (0 Training, 1 PublicTest, 2 PrivateTest): the two files must hold the same rows in the same order."""
+    path = Path(path)
+    rows = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in ("Usage", *COLUMNS) if c not in header]
+            if missing:
+                raise DataError(f"{path}, line 1: missing column(s) {', '.join(missing)}; expected FER+'s header "
+                                f"'Usage,Image name,{','.join(COLUMNS)}'")
+            i_use, cols = header.index("Usage"), [header.index(c) for c in COLUMNS]
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    usage = _USAGES[row[i_use].strip()]
+                    votes = [float(row[c]) for c in cols]
+                except (KeyError, IndexError, ValueError):
+                    raise DataError(f"{path}, line {lineno}: expected a Usage (Training/PublicTest/PrivateTest) and 10 vote "
+                                    f"counts; got {','.join(row)[:120]!r}") from None
+                rows.append((usage, votes))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read as a FER+ vote file ({e})") from None
+    if len(rows) != len(splits):
+        raise DataError(f"{path} has {len(rows)} rows but the FER2013 data has {len(splits)}: FER+ votes are aligned "
+                        "by row order, so both files must hold the same rows (use the FER2013 file FER+ was made for, "
+                        "unfiltered, without --skip-bad-rows)")
+    usages = np.array([u for u, _ in rows], np.int8)
+    bad = np.flatnonzero(usages != splits)
+    if len(bad):
+        i = int(bad[0])
+        names = list(_USAGES)
+        raise DataError(f"{path}, line {i + 2}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
+                        f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
+    votes = np.array([v for _, v in rows], np.float32)[:, _ORDER]
+    if (votes < 0).any():
+        i = int(np.flatnonzero((votes < 0).any(1))[0])
+        raise DataError(f"{path}, line {i + 2}: a vote count is negative")
+    return votes
+
+
+def _process(raw: np.ndarray, mode: str) -> np.ndarray:
+    """One face's votes (10,) -> weights over the 10 columns (FER+ reference algorithm); all-unknown = dropped."""
+    unknown = np.zeros(10, np.float32)
+    unknown[8] = 1
+    raw = np.where(raw <= 1, 0, raw).astype(np.float64)  # single votes are outliers
+    total = raw.sum()
+    out = np.zeros(10)
+    if mode == "majority":
+        if raw.max() > 0.5 * total:
+            out[raw.argmax()] = raw.max()
+        else:
+            return unknown
+    elif mode in ("probability", "crossentropy"):
+        # Take the most-voted emotions (ties together) until 75% of the votes or 3 emotions are in;
+        # stop at a tie with unknown/NF, keeping the emotions already taken.
+        taken, count, valid = 0.0, 0, True
+        while taken < 0.75 * total and count < 3 and valid:
+            top = raw.max()
+            for i in range(10):
+                if raw[i] == top:
+                    out[i], raw[i] = top, 0
+                    taken += top
+                    count += 1
+                    if i >= N_EMOTIONS:
+                        valid = False
+                        if out.sum() > top:
+                            out[i] = 0
+                            count -= 1
+                        break
+        if out.sum() <= 0.5 * total or count > 3:
+            return unknown
+    elif mode == "multi_target":
+        out = np.where(raw >= 0.3 * total, raw, 0)
+        if out.sum() <= 0.5 * total:
+            return unknown
+    else:
+        raise ValueError(f"label mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return out / out.sum()
+
+
+def targets(votes: np.ndarray, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets (N, 8) float32 and the faces to keep (N,) bool for a label mode.
+
+    majority/probability/crossentropy: a distribution over the 8 emotions (one-hot for majority);
+    multi_target: 1 for each accepted emotion, 0 elsewhere. Dropped faces get all zeros."""
+    if mode not in MODES:
+        raise ValueError(f"label mode must be one of {', '.join(MODES)}; got {mode!r}")
+    w = np.stack([_process(v, mode) for v in votes]) if len(votes) else np.zeros((0, 10))
+    keep = w.argmax(1) < N_EMOTIONS
+    t = np.where(keep[:, None], w[:, :N_EMOTIONS], 0)
+    if mode == "multi_target":
+        t = (t > 0).astype(np.float32)
+    else:
+        t = t / np.maximum(t.sum(1, keepdims=True), 1e-12)
+    return t.astype(np.float32), keep
+
+
+def majority_labels(votes: np.ndarray) -> np.ndarray:
+    """Each face's majority emotion (N,) int64 in ferkit's FER+ order, -1 where FER+'s test protocol
+    has none (no emotion with more than half of the non-single votes, or unknown/not a face)."""
+    t, keep = targets(votes, "majority")
+    return np.where(keep, t.argmax(1), -1).astype(np.int64)
+
+
+def top_vote_sets(votes: np.ndarray) -> np.ndarray:
+    """(N, 8) bool: the emotions that share the most votes of each face (all False where unknown or
+    not-a-face has strictly more votes than every emotion)."""
+    top = votes.max(1, keepdims=True)
+    return (votes[:, :N_EMOTIONS] == top) & (top > 0)

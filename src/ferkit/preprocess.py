@@ -1,0 +1,70 @@
+"""Everything between uint8 faces and probabilities, in one place for training, evaluation,
+prediction, ONNX export and serving:
+
+    uint8 faces (N, 48, 48) -> to_tensor: (pixels - mean image) / PIXEL_SCALE -> (N, 1, 48, 48)
+    -> model (channels_last, fp32 or bf16 autocast) -> softmax [-> averaged with the mirrored face (TTA)]
+
+Precision: bf16 autocast runs convolutions and matmuls in bfloat16 and keeps the loss, softmax
+and the optimizer's weights in fp32. On a CPU with AVX512-BF16 or AMX, and on CUDA GPUs with
+bf16, it trains about 2x faster than fp32 at the same accuracy; elsewhere bf16 is emulated and
+slow, so `auto` picks fp32 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def to_tensor(images: np.ndarray, mean: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 48, 48) -> float32 tensor (N, 1, 48, 48): (pixels - mean image) / PIXEL_SCALE."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1)
+    return (x - torch.from_numpy(np.asarray(mean, np.float32))) / PIXEL_SCALE
+
+
+def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on `device` in NHWC (channels_last) layout: ~1.5x faster convolutions on CPU and GPU, same numbers."""
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 convolutions and matmuls natively (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)() or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where the device runs it fast, else 'fp32'; 'fp32'/'bf16' as given."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {name!r}")
+    if name == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a resolved precision ('fp32' or 'bf16') on `device`."""
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def probabilities(model, x: torch.Tensor, hog=None, tta: bool = False, hog_flip=None, precision: str = "fp32") -> torch.Tensor:
+    """Softmax probabilities (N, C) in fp32 for model inputs x; with tta, averaged with the mirrored
+    face (whose HOG, for hybrids, is hog_flip). Works inside torch.onnx.export too."""
+    with autocast(x.device, precision):
+        p = torch.softmax(model(x, hog).float(), 1)
+        if tta:
+            p = (p + torch.softmax(model(x.flip(-1), hog_flip if hog_flip is not None else hog).float(), 1)) / 2
+    return p

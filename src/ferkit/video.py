@@ -1,0 +1,120 @@
+"""Videos: emotions of the faces in every Nth frame, with an id per face kept across frames by box
+overlap (IoU), and a timeline and summary per face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .draw import annotate
+from .errors import FerkitError, ImageError
+from .labels import EMOTIONS
+
+if TYPE_CHECKING:
+    from .predict import Predictor
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
+
+
+class FaceTracker:
+    """Face ids across sampled frames: a box continues the track it overlaps most (IoU >= min_iou)
+    among those seen in the last `patience` sampled frames; otherwise it starts a new id."""
+
+    def __init__(self, min_iou: float = 0.3, patience: int = 5):
+        self.min_iou, self.patience = min_iou, patience
+        self.tracks: dict[int, tuple[list[int], int]] = {}  # id -> (last box, last step)
+        self.step = 0
+
+    def assign(self, boxes: list) -> list[int]:
+        live = {t: b for t, (b, s) in self.tracks.items() if self.step - s <= self.patience}
+        pairs = sorted(((iou(b, tb), i, t) for i, b in enumerate(boxes) for t, tb in live.items()), reverse=True)
+        ids: list[int | None] = [None] * len(boxes)
+        used = set()
+        for o, i, t in pairs:
+            if o < self.min_iou:
+                break
+            if ids[i] is None and t not in used:
+                ids[i] = t
+                used.add(t)
+        for i, b in enumerate(boxes):
+            if ids[i] is None:
+                ids[i] = len(self.tracks) + 1
+                self.tracks[ids[i]] = (b, self.step)
+            self.tracks[ids[i]] = (list(b), self.step)
+        self.step += 1
+        return ids
+
+
+def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> dict:
+    """Emotions of every face in every `every`-th frame, with face ids and a per-face summary."""
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file; check the path", "not_found")
+    if every < 1:
+        raise FerkitError(f"--every {every}: must be >= 1")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
+                         "convert it to MP4 (H.264) or pass the frames as images", "not_image")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    frames, tracker, writer, i = [], FaceTracker(), None, 0
+    try:
+        while True:
+            if i % every:
+                if not cap.grab():
+                    break
+                i += 1
+                continue
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            h, w = rgb.shape[:2]
+            recs = predictor.predict(rgb)
+            for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
+                r["face_id"] = fid
+            frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
+            if annotate_to is not None:
+                if writer is None:
+                    Path(annotate_to).parent.mkdir(parents=True, exist_ok=True)
+                    out_fps = max(fps / every, 1.0) if fps else 5.0
+                    writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
+                writer.write(cv2.cvtColor(annotate(rgb, recs), cv2.COLOR_RGB2BGR))
+            i += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if not frames:
+        raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
+    return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": i,
+            "every": every, "frames": frames, "faces": summarize_tracks(frames)}
+
+
+def summarize_tracks(frames: list[dict]) -> list[dict]:
+    """Per face id: first/last frame, how often seen, the label counts and the mean probabilities."""
+    by_id: dict[int, list] = {}
+    for fr in frames:
+        for r in fr["faces"]:
+            by_id.setdefault(r["face_id"], []).append((fr["frame"], r))
+    out = []
+    for fid, seen in sorted(by_id.items()):
+        mean = np.mean([[r["probs"][e] for e in EMOTIONS] for _, r in seen], axis=0)
+        labels = {}
+        for _, r in seen:
+            labels[r["label"]] = labels.get(r["label"], 0) + 1
+        out.append({"face_id": fid, "first_frame": seen[0][0], "last_frame": seen[-1][0], "count": len(seen),
+                    "labels": labels, "mean_probs": {e: float(p) for e, p in zip(EMOTIONS, mean)},
+                    "label": EMOTIONS[int(np.argmax(mean))], "timeline": [r["label"] for _, r in seen]})
+    return out

@@ -1,0 +1,97 @@
+"""FER+ votes: reading and checking the file, the four label modes, training and evaluation with 8 emotions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_spec, write_fer_csv
+from ferkit import ferplus
+from ferkit.checkpoint import load_checkpoint
+from ferkit.data import load_fer
+from ferkit.errors import DataError
+from ferkit.labels import FERPLUS
+from ferkit.metrics import evaluate_split
+from ferkit.train import fit, resolve_config
+
+# The file's vote columns, and where each of ferkit's FER2013 ids (angry ... neutral) votes.
+HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+COLUMN_OF_FER2013 = [4, 5, 6, 1, 3, 2, 0]
+
+
+def write_votes(path, fer_csv, mix=True):
+    """A FER+ vote file row-aligned with a FER2013 CSV from write_fer_csv: 8 votes for the face's own emotion and
+    2 for the next one; every 10th face is 'not a face' (dropped in training), every 7th has a 5/5 tie."""
+    lines = [HEADER]
+    for i, row in enumerate(fer_csv.read_text().splitlines()[1:]):
+        label, _, usage = row.split(",")
+        votes = [0] * 10
+        c = COLUMN_OF_FER2013[int(label)]
+        votes[c] += 8
+        votes[COLUMN_OF_FER2013[(int(label) + 1) % 7]] += 2
+        if mix and i % 10 == 3:
+            votes = [0] * 9 + [10]
+        elif mix and i % 7 == 5:
+            votes = [0] * 10
+            votes[c], votes[7] = 5, 5
+        lines.append(f"{usage},fer{i:07d}.png," + ",".join(map(str, votes)))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    write_votes(tmp_path / "fer2013new.csv", fer, mix=False)
+    data = load_fer(fer)
+    votes = ferplus.read_votes(ferplus.find_votes(fer), data.splits)
+    assert votes.shape == (28, 10)
+    assert (votes[:, :7].argmax(1) == data.labels).all()  # the file's columns reordered to FER2013's ids
+    bad = (tmp_path / "fer2013new.csv").read_text().replace("\nTraining,fer0000003", "\nPublicTest,fer0000003")
+    (tmp_path / "swapped.csv").write_text(bad)
+    with pytest.raises(DataError, match=r"line 5: Usage is PublicTest but row 3 .* Training"):
+        ferplus.read_votes(tmp_path / "swapped.csv", data.splits)
+    (tmp_path / "short.csv").write_text("\n".join(bad.splitlines()[:-1]) + "\n")
+    with pytest.raises(DataError, match="has 27 rows but the FER2013 data has 28"):
+        ferplus.read_votes(tmp_path / "short.csv", data.splits)
+    with pytest.raises(DataError, match="--labels-file"):
+        ferplus.find_votes(tmp_path / "elsewhere" / "fer2013.csv")
+
+
+def test_label_modes_follow_the_ferplus_rules():
+    # angry, disgust, fear, happy, sad, surprise, neutral, contempt, unknown, NF
+    votes = np.array([[6, 0, 0, 0, 4, 0, 0, 0, 0, 0],   # clear majority
+                      [4, 0, 0, 0, 4, 0, 2, 0, 0, 0],   # tie: no majority; the two top emotions
+                      [0, 0, 0, 0, 0, 0, 1, 0, 0, 9],   # not a face
+                      [6, 0, 0, 0, 0, 0, 0, 0, 4, 0],   # unknown second: the emotion alone
+                      [3, 1, 1, 1, 1, 1, 1, 1, 0, 0]], np.float32)  # single votes are outliers
+    t, keep = ferplus.targets(votes, "majority")
+    assert keep.tolist() == [True, False, False, True, True] and t[0].argmax() == 0 and t[4].argmax() == 0
+    t, keep = ferplus.targets(votes, "crossentropy")
+    assert keep.tolist() == [True, True, False, True, True]
+    np.testing.assert_allclose(t[0, [0, 4]], [0.6, 0.4])
+    np.testing.assert_allclose(t[1, [0, 4, 6]], [0.5, 0.5, 0])  # 80% of the votes in: the 2 votes stay out
+    np.testing.assert_allclose(t[3, 0], 1.0)
+    t, keep = ferplus.targets(votes, "multi_target")
+    assert t[0].tolist()[:8] == [1, 0, 0, 0, 1, 0, 0, 0] and t[1, 6] == 0  # 20% of the votes is below 30%
+    assert ferplus.majority_labels(votes).tolist() == [0, -1, -1, 0, 0]
+    assert ferplus.top_vote_sets(votes)[1].tolist() == [True, False, False, False, True, False, False, False]
+    assert not ferplus.top_vote_sets(votes)[2].any()
+
+
+@pytest.mark.parametrize("mode", ferplus.MODES)
+def test_training_on_ferplus_votes_in_each_mode(tmp_path, mode):
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=70)
+    write_votes(tmp_path / "fer2013new.csv", fer)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    cfg = resolve_config(str(spec), data=str(fer), epochs=3, batch_size=16, lr=3e-3, labels="ferplus", label_mode=mode)
+    logs = []
+    history = fit(cfg, tmp_path / "run", progress=False, log=logs.append)
+    assert any(f"FER+ labels ({mode})" in m for m in logs)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    clf = load_checkpoint(tmp_path / "run")
+    assert clf.labels == FERPLUS and clf.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape == (2, 8)
+    m = evaluate_split(clf, load_fer(fer), "val")
+    assert m["labels"] == list(FERPLUS) and len(m["confusion_matrix"]) == 8
+    assert m["n"] < 70 and m["top_vote_n"] > m["n"]  # ties and non-faces have no majority but a top-vote set
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["top_vote_accuracy"] <= 1

@@ -3,7 +3,7 @@
     POST /predict   multipart field `file` -> {"faces": [records], "width", "height", "count"[, "message"]}
     GET  /health    200 {"status": "ready"} once a warm-up prediction passed; 503 before, or if it failed
     GET  /version   ferkit version, the model (name, file name, epochs, validation accuracy), the limits
-    GET  /labels    the 7 emotions and their plot colours (the page draws with these)
+    GET  /labels    the model's emotions and their plot colours (the page draws with these)
     GET  /          the web page (src/ferkit/static); OpenAPI docs at /docs (Swagger UI served from
                     this server, from the fastapi-offline package), the spec at /openapi.json
 
@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import FerkitError, ImageError
-from .labels import COLORS, EMOTIONS
+from .labels import EMOTIONS, colors
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,9 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         cv2.setNumThreads(threads)  # several worker processes: each keeps to its share of the CPUs
     predictor = src if hasattr(src, "predict") else _predictor(src, backend, threads, precision)
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
-    model = _model_info(clf, path, getattr(predictor, "backend", backend), getattr(predictor, "precision", "fp32"))
+    precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
+    model = _model_info(clf, path, getattr(predictor, "backend", backend), precision_used)
+    labels = tuple(getattr(clf, "labels", None) or EMOTIONS)  # the model's own emotions (an .onnx file: FER2013's)
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
             "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}
     # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's
@@ -376,7 +378,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         yield
 
     app = FastAPI(title="ferkit", version=info["ferkit"], lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Find the faces in a photo and name the emotion of each (FER2013's 7 emotions). "
+                  description="Find the faces in a photo and name the emotion of each. "
                               "Every error is JSON {\"error\": \"...\"}.")
     app.add_middleware(UploadGuard, limit=max_upload_bytes + MULTIPART_SLACK, upload_limit=max_upload_bytes,
                        timeout=upload_timeout)
@@ -407,9 +409,9 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     def get_version():
         return info
 
-    @app.get("/labels", summary="the 7 emotions and their colours")
-    def labels():
-        return {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
+    @app.get("/labels", summary="the model's emotions and their colours")
+    def get_labels():
+        return {"emotions": list(labels), "colors": dict(zip(labels, colors(labels)))}
 
     def answer(upload, name: str):
         """Read, decode and predict: (a dict or an error response, whether memory should be released)."""

@@ -89,6 +89,7 @@ class RssSampler:
             self.peak = max(self.peak, tree_rss_mb(self.pid))
 
     def __enter__(self):
+        self.peak = tree_rss_mb(self.pid)  # a load shorter than one period still has a figure
         self.thread.start()
         return self
 
@@ -157,7 +158,7 @@ def load(server: subprocess.Popen, url: str, photo: bytes, clients: int, seconds
         "error_kinds": sorted(set(errors))[:5], "requests_per_s": round(len(latencies) / elapsed, 2),
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-        "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(max(rss.peak, rss_before), 1),
+        "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss.peak, 1),
         "rss_after_mb": round(tree_rss_mb(server.pid), 1),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import struct
@@ -10,6 +11,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,16 +136,17 @@ def test_missing_file_field_is_400(client):
 
 
 def test_health_version_labels(client, tiny_checkpoint):
-    assert client.get("/health").json() == {"status": "ok"}
-    v = client.get("/version").json()
+    assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
+    r = client.get("/version")
+    v = r.json()
     assert v["ferkit"] == "0.1.0"
     m = v["model"]
     assert m["name"] == "tiny" and m["epochs"] == 3 and 1 <= m["epoch"] <= 3 and m["backend"] == "torch"
-    assert 0 <= m["val_acc"] <= 1 and m["path"] == str(tiny_checkpoint)
-    assert v["max_upload_bytes"] == LIMIT
+    assert 0 <= m["val_acc"] <= 1
+    assert m["file"] == "best.pt" and "path" not in m  # the file's name only: not where the server keeps it
+    assert str(tiny_checkpoint.parent) not in r.text
+    assert v["max_upload_bytes"] == LIMIT and v["max_upload_pixels"] == 16_000_000 and v["upload_timeout_s"] == 30
     assert client.get("/labels").json() == {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
-    assert "/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
 
 
 def test_page_and_static_files(client):
@@ -170,7 +173,7 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(FerkitError, match="no such checkpoint"):
         create_app(str(tmp_path / "missing.pt"))
-    assert main(["serve", "--model", str(tmp_path / "missing.pt")]) == 2
+    assert main(["serve", "--port", "0", "--model", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_concurrent_requests_run_in_parallel_up_to_the_bound(tiny_checkpoint, astronaut_png):
@@ -200,6 +203,221 @@ def test_concurrent_requests_run_in_parallel_up_to_the_bound(tiny_checkpoint, as
     assert peak[0] == 2
 
 
+# ---------------------------------------------------------------- hardening
+
+
+def _wait_for(cond, seconds: float = 20) -> bool:
+    """Whether cond() came true within `seconds` (not asked again after: with several worker
+    processes the next /health may come from one still warming up)."""
+    deadline = time.time() + seconds
+    while not cond():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(client):
+    """The probe's 38 KB all-black 6300x6300 PNG (40 MP) is refused; so is a header that claims as
+    much over truncated data, with 413 (too large) rather than 422 (corrupt): nothing was decoded."""
+    buf = io.BytesIO()
+    Image.new("1", (6300, 6300)).save(buf, format="PNG")
+    for name, data in (("black.png", buf.getvalue()), ("claims.png", bomb_png(6300))):
+        r = post(client, data, name=name)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == f"{name}: 6300x6300 pixels is too large (limit 16 megapixels); shrink the image first"
+
+
+def test_max_upload_pixels_setting(tiny_checkpoint, astronaut_png):
+    with TestClient(create_app(str(tiny_checkpoint), max_upload_pixels=512 * 512)) as c:
+        assert post(c, astronaut_png).status_code == 200  # 512x512: just within
+        assert post(c, png_bytes(np.zeros((513, 512, 3), np.uint8))).status_code == 413
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc (Linux)")
+def test_memory_goes_back_to_the_os_after_big_photos(tiny_checkpoint):
+    """4 photos of 6 MP decoded in 2 inference threads: glibc would keep ~120 MB of their freed
+    arrays in the threads' arenas (measured with release_memory disabled); release_memory() hands it back."""
+    from ferkit.faces import load_image
+
+    big = png_bytes(np.zeros((2000, 3000, 3), np.uint8))
+    load_image(big)  # Pillow's and numpy's own first-use costs, outside the measurement
+    with TestClient(create_app(str(tiny_checkpoint), max_concurrent=2)) as c:
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        before = rss_mb()
+        with ThreadPoolExecutor(2) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: post(c, big, name="big.png"), range(4))]
+        after = rss_mb()
+    assert codes == [200] * 4
+    assert after - before < 50, f"RSS {before:.0f} -> {after:.0f} MB"
+
+
+def _headers_ok(r) -> bool:
+    return (r.headers.get("x-content-type-options") == "nosniff" and r.headers.get("x-frame-options") == "DENY"
+            and r.headers.get("referrer-policy") == "no-referrer"
+            and "script-src 'self';" in r.headers.get("content-security-policy", ""))
+
+
+def test_security_headers_on_every_response(client, astronaut_png):
+    answers = [client.get(u) for u in ("/", "/docs", "/static/app.js", "/health", "/version", "/openapi.json", "/nope")]
+    answers += [post(client, b"not an image", name="x.txt"), post(client, astronaut_png),
+                client.post("/predict", content=b"x", headers={"content-length": str(LIMIT * 2)}),  # UploadGuard's 413
+                client.delete("/health")]
+    assert [a.status_code for a in answers] == [200] * 6 + [404, 415, 200, 413, 405]
+    assert all(_headers_ok(a) for a in answers)
+    assert "unsafe-inline" not in answers[0].headers["content-security-policy"]
+
+
+def test_pages_have_nothing_inline():
+    """The CSP forbids inline scripts and styles: the pages must not need them."""
+    import re
+
+    for page in ("index.html", "docs.html"):
+        html = (ROOT / "src/ferkit/static" / page).read_text()
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], page  # every script is a file
+        assert "<style" not in html and " style=" not in html, page
+        assert re.findall(r"<[^>]*\son[a-z]+\s*=", html) == [], page  # no onclick=... handlers
+
+
+def test_docs_are_served_from_this_server(client):
+    html = client.get("/docs").text
+    assert "http://" not in html and "https://" not in html  # no CDN
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css", "/static/docs.js"):
+        assert asset in html
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 200, asset
+    assert "SwaggerUIBundle" in client.get("/static/swagger/swagger-ui-bundle.js").text
+    assert client.get("/redoc").status_code == 404  # FastAPI's CDN page is off
+
+
+def test_openapi_documents_the_real_responses(client):
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert sorted(responses) == ["200", "400", "408", "413", "415", "422", "500", "503"]
+    for code in ("400", "408", "413", "415", "422", "500", "503"):
+        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    assert spec["components"]["schemas"]["ErrorOut"]["properties"].keys() == {"error"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]  # the shape FastAPI would document
+    ok = responses["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert spec["components"]["schemas"][ok]["required"] == ["faces", "width", "height", "count"]
+    assert spec["paths"]["/health"]["get"]["responses"].keys() == {"200", "503"}
+    # and what comes back has that shape
+    assert client.post("/predict", data={"x": "1"}).json().keys() == {"error"}
+
+
+def test_405_names_the_allowed_methods(client):
+    for method, url, allow in (("DELETE", "/health", "GET"), ("GET", "/predict", "POST"), ("POST", "/static/app.js", "GET, HEAD")):
+        r = client.request(method, url)
+        assert r.status_code == 405 and r.headers["allow"] == allow, (method, url)
+        assert r.json() == {"error": f"{method} {url}: method not allowed; use {allow}"}
+
+
+def test_a_bug_is_a_json_500_with_the_headers(astronaut_png):
+    calls = []
+
+    class Breaks:
+        def predict(self, rgb):  # the warm-up passes, then it breaks
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("boom")
+            return []
+
+    with TestClient(create_app(Breaks()), raise_server_exceptions=False) as c:
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        r = post(c, astronaut_png)
+    assert r.status_code == 500 and _headers_ok(r)
+    assert r.json() == {"error": "internal error (RuntimeError); the server is still running, please report this"}
+
+
+def test_health_is_503_until_the_warm_up_prediction_passes(astronaut_png):
+    gate = threading.Event()
+
+    class Slow:
+        def predict(self, rgb):
+            gate.wait(20)
+            return []
+
+    with TestClient(create_app(Slow())) as c:
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json() == {"status": "starting"}
+        gate.set()
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        assert c.get("/health").json() == {"status": "ready"}
+
+
+def test_health_is_503_when_the_warm_up_fails(astronaut_png):
+    class Broken:
+        def predict(self, rgb):
+            raise OSError("cascade file missing")
+
+    with TestClient(create_app(Broken())) as c:
+        assert _wait_for(lambda: c.get("/health").json()["status"] != "starting")
+        r = c.get("/health")
+        assert r.status_code == 503
+        assert r.json() == {"status": "failed", "error": "the warm-up prediction failed (OSError: cascade file missing)"}
+        r = post(c, astronaut_png)
+        assert r.status_code == 503 and "cascade file missing" in r.json()["error"]
+
+
+def test_precision_is_passed_on_where_the_predictor_takes_it(tiny_checkpoint):
+    import inspect
+
+    from ferkit.errors import FerkitError
+    from ferkit.predict import Predictor
+
+    if "precision" in inspect.signature(Predictor).parameters:
+        with TestClient(create_app(str(tiny_checkpoint), precision="fp32")) as c:
+            assert c.get("/version").json()["model"]["precision"] == "fp32"
+    else:  # this Predictor runs fp32 only: auto means fp32, bf16 is refused rather than ignored
+        with TestClient(create_app(str(tiny_checkpoint), precision="auto")) as c:
+            assert c.get("/version").json()["model"]["precision"] == "fp32"
+        with pytest.raises(FerkitError, match="--precision bf16: .* fp32 only"):
+            create_app(str(tiny_checkpoint), precision="bf16")
+
+
+def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypatch, tmp_path):
+    from ferkit.errors import FerkitError
+    from ferkit.serve import ERROR_FILE_ENV, STARTUP_FAILURE, Settings, app_from_env
+
+    s = Settings(model=str(tiny_checkpoint), max_upload_mb=2, max_upload_pixels=1000, upload_timeout=5, threads=1)
+    assert Settings.from_env(s.to_env()) == s
+    with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS='many': expected a number \(int\)"):
+        Settings.from_env({"FERKIT_SERVE_THREADS": "many"})
+    with pytest.raises(FerkitError, match="--upload-timeout 0.0: must be > 0"):
+        Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "0"})
+    for k, v in s.to_env().items():
+        monkeypatch.setenv(k, v)
+    with TestClient(app_from_env()) as c:
+        v = c.get("/version").json()
+        assert (v["max_upload_bytes"], v["max_upload_pixels"], v["upload_timeout_s"]) == (2 * 2**20, 1000, 5)
+    # a worker that cannot load its model: one log line, a note for `ferkit serve`, uvicorn's start-up failure code
+    monkeypatch.setenv("FERKIT_SERVE_MODEL", str(tmp_path / "missing.pt"))
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "error.txt"))
+    with pytest.raises(SystemExit) as exit:
+        app_from_env()
+    assert exit.value.code == STARTUP_FAILURE
+    assert "no such checkpoint" in (tmp_path / "error.txt").read_text()
+
+
+def test_busy_port_is_a_one_line_error(capsys):
+    from ferkit.cli import main
+
+    with _free_socket() as s:
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == f"error: port {port} is in use; pick another with --port\n"
+    assert main(["serve", "--port", "0", "--upload-timeout", "0", "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "error: --upload-timeout 0.0: must be > 0\n"
+
+
 # ---------------------------------------------------------------- web page in headless Chromium
 
 
@@ -210,23 +428,28 @@ def _free_socket() -> socket.socket:
     return s
 
 
-@pytest.fixture(scope="module")
-def live_server(app):
-    """The real server (uvicorn) on a free loopback port, in a thread."""
+@contextmanager
+def serving(app):
+    """The real server (uvicorn) for `app` on a free loopback port, in a thread: yields its URL."""
     import uvicorn
 
     sock = _free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start within 20 s"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    assert _wait_for(lambda: server.started), "uvicorn did not start within 20 s"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(app):
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +468,16 @@ def browser(tmp_path_factory):
                  "--disable-sync", "--window-size=1280,1000",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, where CSP violations show
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+def _csp_violations(browser) -> list[str]:
+    """Console messages about the Content-Security-Policy since the last call (reading empties the log)."""
+    return [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 def _upload(browser, url, path: Path):
@@ -285,6 +514,72 @@ def test_real_server_answers_413_before_an_endless_upload_ends(live_server):
     assert 32 <= sent < 100  # the limit is 2 MiB = 32 chunks; it stopped soon after
 
 
+def test_real_server_answers_408_to_a_stalled_upload(app):
+    """A client that sends part of its body and stalls is answered 408 at the deadline, not held."""
+    with serving(create_app(app.state.predictor, upload_timeout=1)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                      b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+                      b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"x" * 1000)
+            t = time.monotonic()
+            answer = s.recv(4096)
+            waited = time.monotonic() - t
+            while chunk := s.recv(4096):  # the rest, until the server closes the connection
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"within 1 s" in answer and b"nosniff" in answer
+    assert 0.5 < waited < 5
+
+
+def test_workers_serve_from_several_processes(tiny_checkpoint, astronaut_png, tmp_path):
+    """`ferkit serve --workers 2`: two processes with a model each answer on one port; a bad model
+    stops it all with one error line (exit 2)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with _free_socket() as s:
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ferkit.cli", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
+    log = (tmp_path / "serve.log").open("w+")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(cmd + ["--model", str(tiny_checkpoint)], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        def ready_or_ended():
+            try:
+                return proc.poll() is not None or httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert _wait_for(ready_or_ended, 180) and proc.poll() is None, \
+            f"no ready answer from /health within 180 s: {(tmp_path / 'serve.log').read_text()}"
+        r = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=60)
+        assert r.status_code == 200 and r.json()["count"] == 1
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == proc.pid
+                    and b"spawn_main" in (p / "cmdline").read_bytes()]  # not multiprocessing's resource tracker
+        assert len(children) == 2
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        out = (tmp_path / "serve.log").read_text()
+    share = max(1, (os.cpu_count() or 1) // 2)  # each worker's share of the CPUs
+    assert f"2 worker processes, each with {share} concurrent predictions on {share} threads" in out, out
+
+    bad = subprocess.run(cmd + ["--model", str(tmp_path / "missing.pt")], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'missing.pt'}: no such checkpoint")
+    assert "Traceback" not in bad.stderr
+
+
+def _ppid(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def test_page_draws_boxes_and_bars(browser, live_server, astronaut_png, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -312,6 +607,20 @@ def test_page_draws_boxes_and_bars(browser, live_server, astronaut_png, tmp_path
     out = ROOT / "test-artifacts"
     out.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(out / "serve-page.png"))
+    assert _csp_violations(browser) == []
+
+
+def test_docs_page_works_under_the_csp(browser, live_server):
+    """Swagger UI, from this server's files, lists the API without breaking the security policy."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _csp_violations(browser)  # start with an empty log
+    browser.get(live_server + "/docs")
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+    assert "/predict" in paths and "/health" in paths
+    assert _csp_violations(browser) == []
 
 
 def test_page_says_when_the_file_is_not_an_image(browser, live_server, tmp_path):

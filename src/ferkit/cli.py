@@ -286,20 +286,25 @@ def _serve_args(p):
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", help="checkpoint .pt or run folder (default: the bundled model)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest photo accepted, in MB (default 10)")
-    p.add_argument("--max-concurrent", type=int, help="predictions run at once (default: number of CPUs)")
+    p.add_argument("--max-upload-pixels", type=int, default=16_000_000,
+                   help="largest photo accepted, in decoded pixels, checked before decoding (default 16000000 = 4000x4000)")
+    p.add_argument("--upload-timeout", type=float, default=30, help="seconds a whole upload may take to arrive, else 408 (default 30)")
+    p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
+    p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (onnx: onnxruntime; --model may then be an .onnx file)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="inference precision (default auto)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
+                   help="server log level (default info: one access-log line per request)")
 
 
 @command("serve", "web page and REST API: upload a photo, get a box and emotion per face", _serve_args)
 def cmd_serve(args):
-    from .serve import serve
+    from .serve import Settings, serve
 
-    if args.max_upload_mb <= 0:
-        raise FerkitError(f"--max-upload-mb {args.max_upload_mb}: must be > 0")
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise FerkitError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
-    serve(args.host, args.port, args.model, args.max_upload_mb, args.max_concurrent, args.backend)
+    names = ("model", "backend", "max_upload_mb", "max_upload_pixels", "max_concurrent", "upload_timeout", "threads", "precision")
+    serve(args.host, args.port, Settings(**{n: getattr(args, n) for n in names}), args.workers, args.log_level)
 
 
 # ---------------------------------------------------------------- predict, demo, export

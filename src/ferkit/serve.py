@@ -1,38 +1,77 @@
 """`ferkit serve`: a REST API and a web page that find faces in a photo and name their emotions.
 
     POST /predict   multipart field `file` -> {"faces": [records], "width", "height", "count"[, "message"]}
-    GET  /health    {"status": "ok"}
-    GET  /version   ferkit version, the model (name, epochs, validation accuracy), the upload limit
-    GET  /labels    the 7 emotions and their plot colours (the page draws with these)
-    GET  /          the web page (src/ferkit/static), OpenAPI docs at /docs
+    GET  /health    200 {"status": "ready"} once a warm-up prediction passed; 503 before, or if it failed
+    GET  /version   ferkit version, the model (name, file name, epochs, validation accuracy), the limits
+    GET  /labels    the model's emotions and their plot colours (the page draws with these)
+    GET  /          the web page (src/ferkit/static); OpenAPI docs at /docs (Swagger UI served from
+                    this server, from the fastapi-offline package), the spec at /openapi.json
 
-The model loads once, in create_app. Predictions run off the event loop in `max_concurrent`
-worker threads (default: one per CPU), so requests overlap but memory stays bounded.
-Every error is JSON {"error": "..."}: 413 too large, 415 not an image (or empty), 422 corrupt,
-400 no file.
+The model loads once per process, in create_app. Predictions run off the event loop in
+`max_concurrent` worker threads (default: one per CPU), so requests overlap but memory stays
+bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
+each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
+Every error is JSON {"error": "..."}: 400 no file, 408 upload too slow, 413 too many bytes or
+pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
+Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
+import functools
+import inspect
+import logging
 import os
+import socket
+import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, fields, replace
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import FerkitError, ImageError
-from .labels import COLORS, EMOTIONS
+from .labels import EMOTIONS, colors
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+SWAGGER_UI = files("fastapi_offline") / "static"  # swagger-ui-bundle.js and .css, shipped in the wheel
 DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
+DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding costs ~17 bytes a pixel
+DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
+TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
+STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
+ENV_PREFIX = "FERKIT_SERVE_"
+ERROR_FILE_ENV = "_FERKIT_SERVE_ERROR_FILE"  # where a worker leaves its start-up error for `ferkit serve`
+
+# The pages load only this server's own scripts, styles and images (Swagger UI's icons are data:
+# URIs); nothing inline, no frames, no plugins. The page's scripts set styles through the DOM
+# (element.style), which style-src does not restrict.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
 
 
 def ferkit_version() -> str:
@@ -46,18 +85,132 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413, without reading them all.
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+@functools.cache
+def _malloc_trim():
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only; None elsewhere (musl, macOS)
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS. glibc keeps the blocks that worker threads freed in
+    their arenas (a few 40-megapixel photos left ~1 GB resident); malloc_trim returns them (~1 ms)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+# ---------------------------------------------------------------- settings (CLI flags, env variables)
+
+
+@dataclass
+class Settings:
+    """The server's settings: `ferkit serve` flags, or FERKIT_SERVE_<NAME> variables for app_from_env."""
+
+    model: str | None = None  # checkpoint, run folder or .onnx file; None = the bundled model
+    backend: str = "torch"
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20
+    max_upload_pixels: int = DEFAULT_MAX_PIXELS
+    max_concurrent: int | None = None  # predictions at once in one process; None = one per CPU
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
+    threads: int | None = None  # torch and OpenCV threads per process; None = their defaults
+    precision: str = "auto"
+
+    def check(self) -> None:
+        """FerkitError naming each bad setting (as its flag) and the fix."""
+        bad = []
+        if self.backend not in ("torch", "onnx"):
+            bad.append(f"--backend {self.backend!r}: choose torch or onnx")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            bad.append(f"--precision {self.precision!r}: choose auto, fp32 or bf16")
+        for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0)):
+            if not getattr(self, name) > low:
+                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > {low}")
+        for name in ("max_concurrent", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if bad:
+            raise FerkitError("; ".join(bad))
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Settings:
+        """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults."""
+        values = {}
+        for f in fields(cls):
+            var = ENV_PREFIX + f.name.upper()
+            if var not in env:
+                continue
+            kind = f.type.split(" |")[0]  # "int | None" -> "int" (the annotations are strings)
+            try:
+                values[f.name] = {"int": int, "float": float}.get(kind, str)(env[var])
+            except ValueError:
+                raise FerkitError(f"${var}={env[var]!r}: expected a number ({kind})") from None
+        s = cls(**values)
+        s.check()
+        return s
+
+
+# ---------------------------------------------------------------- middleware
+
+
+class SecurityHeaders:
+    """ASGI middleware, the outermost: adds SECURITY_HEADERS to every response (413s and 408s of
+    UploadGuard included), and answers an unexpected exception with a logged JSON 500."""
+
+    def __init__(self, app):
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_with_headers(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [h for h in self.headers if h[0] not in have]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as e:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:  # else the client sees the connection drop: the response was half sent
+                await _error(500, f"internal error ({type(e).__name__}); the server is still running, "
+                                  "please report this")(scope, receive, send_with_headers)
+
+
+class _Refused(Exception):
+    """Raised from UploadGuard's receive() to stop the app reading a refused body."""
+
+
+class UploadGuard:
+    """ASGI middleware: refuse a request body over `limit` bytes (413) or that has not fully arrived
+    `timeout` seconds after the request started (408), without waiting for the rest of it.
 
     A Content-Length over the limit is refused before any body is read; otherwise the bytes are
-    counted as they arrive (chunked uploads too) and the request is cut off once over the limit."""
+    counted as they arrive (chunked uploads too). The deadline covers slow and stalled uploads,
+    which uvicorn's keep-alive timeout does not: each read of the body waits only until it."""
 
-    def __init__(self, app, limit: int, upload_limit: int):
-        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+    def __init__(self, app, limit: int, upload_limit: int, timeout: float):
+        self.app, self.limit, self.upload_limit, self.timeout = app, limit, upload_limit, timeout
 
     def _too_large(self):
-        return JSONResponse({"error": f"upload too large: the limit is {_mb(self.upload_limit)}; send a smaller photo "
-                             "(or start the server with a larger --max-upload-mb)"}, status_code=413)
+        return _error(413, f"upload too large: the limit is {_mb(self.upload_limit)}; send a smaller photo "
+                           "(or start the server with a larger --max-upload-mb)")
+
+    def _too_slow(self):
+        return _error(408, f"upload too slow: the whole photo must arrive within {self.timeout:g} s; "
+                           "send a smaller photo or use a faster connection (or start the server with "
+                           "a longer --upload-timeout)")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -65,37 +218,87 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._too_large()(scope, receive, send)
-        seen, over, started = 0, False, False
+        deadline = time.monotonic() + self.timeout
+        seen, body_done, refusal, started = 0, False, None, False
 
-        async def counted_receive():
-            nonlocal seen, over
-            message = await receive()
+        async def guarded_receive():
+            nonlocal seen, body_done, refusal
+            if body_done:  # later reads wait for a disconnect (e.g. while streaming a response): no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                refusal = self._too_slow()
+                raise _Refused() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.limit:
-                    over = True
-                    raise StarletteHTTPException(413, "upload too large")
+                    refusal = self._too_large()
+                    raise _Refused()
             return message
 
         async def guarded_send(message):
             nonlocal started
-            if over:  # whatever the app made of the cut-off body, the answer is 413
+            if refusal is not None:  # whatever the app made of the cut-off body, the answer is the refusal
                 return
             started = True
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, guarded_send)
-        except StarletteHTTPException:
-            if not over:
+            await self.app(scope, guarded_receive, guarded_send)
+        except _Refused:
+            pass
+        except StarletteHTTPException:  # FastAPI turns a failed body read into a 400 "error parsing the body"
+            if refusal is None:
                 raise
-        if over and not started:
-            await self._too_large()(scope, receive, send)
+        if refusal is not None and not started:
+            await refusal(scope, receive, send)
 
 
-def _model_info(clf, path, backend: str) -> dict:
-    """Name, epochs and validation accuracy from the Classifier's checkpoint meta."""
-    info = {"path": str(path) if path else None, "backend": backend}
+# ---------------------------------------------------------------- the documented shapes (OpenAPI)
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="what went wrong and how to fix it, in one sentence")
+
+
+class FaceOut(BaseModel):
+    box: list[int] = Field(description="x, y, width, height in the photo's pixels (upright, after EXIF rotation)")
+    label: str = Field(description="the most probable emotion")
+    score: float = Field(description="its probability")
+    probs: dict[str, float] = Field(description="the probability of each emotion, in /labels order")
+
+
+class PredictOut(BaseModel):
+    faces: list[FaceOut]
+    width: int
+    height: int
+    count: int
+    message: str | None = Field(None, description='"no face found" when faces is empty')
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ready | starting (warming up) | failed")
+    model: str | None = None
+    error: str | None = Field(None, description="why the server cannot predict, when failed")
+
+
+def _errors(*codes: int) -> dict:
+    why = {400: "no `file` field", 408: "the upload did not arrive within --upload-timeout",
+           413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
+           415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
+           500: "a server bug", 503: "the server is starting, or cannot predict (see /health)"}
+    return {c: {"model": ErrorOut, "description": why[c]} for c in codes}
+
+
+# ---------------------------------------------------------------- the app
+
+
+def _model_info(clf, path, backend: str, precision: str) -> dict:
+    """Name, file name, epochs and validation accuracy from the Classifier's checkpoint meta.
+    Only the file's name: its folder would tell clients about the server's disk."""
+    info = {"file": Path(str(path)).name if path else None, "backend": backend, "precision": precision}
     if clf is None:  # an .onnx file: no training meta
         return {"name": Path(str(path)).stem if path else None, **info}
     meta = clf.meta or {}
@@ -110,83 +313,140 @@ def _model_info(clf, path, backend: str) -> dict:
     }
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _predictor(src, backend: str, threads: int | None, precision: str):
+    """A Predictor, passing `precision` through where this version's Predictor takes it."""
+    from .predict import Predictor
+
+    kwargs = {"backend": backend, "threads": threads}
+    if "precision" in inspect.signature(Predictor).parameters:
+        kwargs["precision"] = precision
+    elif precision == "bf16":
+        raise FerkitError("--precision bf16: this version's Predictor runs fp32 only; use --precision fp32 or auto")
+    return Predictor(src, **kwargs)
+
+
+def _warm_up(predictor) -> None:
+    """One prediction on a real photo (scikit-image's astronaut, shipped in its wheel): loads the
+    detector, runs the model once (first calls are slow) and proves the set-up works."""
+    from skimage.data import astronaut
+
+    predictor.predict(astronaut())
 
 
 def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-               max_concurrent: int | None = None, backend: str = "torch") -> FastAPI:
-    """The app. `predictor_or_model_path`: a ferkit.predict.Predictor, a Classifier, a checkpoint
-    (.pt, run folder; .onnx with backend="onnx"), or None for the bundled model. At most
-    `max_concurrent` predictions run at once (default: the number of CPUs); the others wait
-    their turn in the threadpool."""
+               max_concurrent: int | None = None, backend: str = "torch", *,
+               max_upload_pixels: int = DEFAULT_MAX_PIXELS, upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
+               threads: int | None = None, precision: str = "auto") -> FastAPI:
+    """The app. `predictor_or_model_path`: a ferkit.predict.Predictor (or anything with .predict),
+    a Classifier, a checkpoint (.pt, run folder; .onnx with backend="onnx"), or None for the
+    bundled model. At most `max_concurrent` predictions run at once (default: the number of CPUs);
+    the others wait their turn. `threads`: torch's and OpenCV's threads in this process."""
     from .faces import load_image
-    from .predict import Predictor
 
-    if max_upload_bytes < 1:
-        raise ValueError("max_upload_bytes must be >= 1")
+    if max_upload_bytes < 1 or max_upload_pixels < 1 or upload_timeout <= 0:
+        raise ValueError("max_upload_bytes, max_upload_pixels and upload_timeout must be > 0")
     src = predictor_or_model_path
-    predictor = src if hasattr(src, "predict") else Predictor(src, backend=backend)
+    if threads:
+        import cv2
+
+        cv2.setNumThreads(threads)  # several worker processes: each keeps to its share of the CPUs
+    predictor = src if hasattr(src, "predict") else _predictor(src, backend, threads, precision)
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
-    model = _model_info(clf, path, getattr(predictor, "backend", backend))
-    info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes}
+    precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
+    model = _model_info(clf, path, getattr(predictor, "backend", backend), precision_used)
+    labels = tuple(getattr(clf, "labels", None) or EMOTIONS)  # the model's own emotions (an .onnx file: FER2013's)
+    info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
+            "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}
     # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's
     # per-thread memory (oneDNN caches, malloc arenas) is paid for these threads only
     workers = ThreadPoolExecutor(max_concurrent or os.cpu_count() or 1, thread_name_prefix="ferkit-predict")
+    health = {"status": "starting", **({"model": model["name"]} if model["name"] else {})}
 
-    app = FastAPI(title="ferkit", version=info["ferkit"],
-                  description="Find the faces in a photo and name the emotion of each (FER2013's 7 emotions).")
-    app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK, upload_limit=max_upload_bytes)
-    app.state.predictor = predictor
+    def warm_up():
+        try:
+            _warm_up(predictor)
+            health["status"] = "ready"
+        except Exception as e:  # noqa: BLE001 - whatever it is, the server must say it cannot predict
+            log.exception("warm-up prediction failed")
+            health.update(status="failed", error=f"the warm-up prediction failed ({type(e).__name__}: {e})")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        # warm up in the background: the server answers at once, /health says 503 until it is done
+        # (the thread pool outlives a shutdown: an app may be started again, as the tests do)
+        app.state.warm_up = asyncio.get_running_loop().run_in_executor(workers, warm_up)
+        yield
+
+    app = FastAPI(title="ferkit", version=info["ferkit"], lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Find the faces in a photo and name the emotion of each. "
+                              "Every error is JSON {\"error\": \"...\"}.")
+    app.add_middleware(UploadGuard, limit=max_upload_bytes + MULTIPART_SLACK, upload_limit=max_upload_bytes,
+                       timeout=upload_timeout)
+    app.add_middleware(SecurityHeaders)  # added last = outermost: it sees every response
+    app.state.predictor, app.state.health = predictor, health
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+        message, headers = str(exc.detail), exc.headers  # keeps the Allow header of a route's 405
+        if exc.status_code == 405:
+            headers = headers or {"Allow": "GET, HEAD"}  # StaticFiles' 405 names none; it serves GET and HEAD
+            message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
+        elif exc.status_code == 404:
+            message = f"{request.url.path}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
+        return _error(exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
         return _error(422, f"bad request ({where}); POST the photo as multipart/form-data field 'file'")
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception):
-        return _error(500, f"internal error ({type(exc).__name__}); the server is still running, please report this")
+    @app.get("/health", summary="readiness: 200 once the model answered a warm-up prediction",
+             response_model=HealthOut, response_model_exclude_none=True, responses={503: {"model": HealthOut}})
+    def get_health():
+        return health if health["status"] == "ready" else JSONResponse(health, status_code=503)
 
-    @app.get("/health", summary="liveness")
-    def health():
-        return {"status": "ok"}
-
-    @app.get("/version", summary="ferkit version and the model in use")
+    @app.get("/version", summary="ferkit version, the model in use and the upload limits")
     def get_version():
         return info
 
-    @app.get("/labels", summary="the 7 emotions and their colours")
-    def labels():
-        return {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
+    @app.get("/labels", summary="the model's emotions and their colours")
+    def get_labels():
+        return {"emotions": list(labels), "colors": dict(zip(labels, colors(labels)))}
 
-    def run(upload, name: str):
-        """In an inference worker: read, decode and predict; a dict, or an error response."""
+    def answer(upload, name: str):
+        """Read, decode and predict: (a dict or an error response, whether memory should be released)."""
         data = upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
-            return _error(413, f"{name}: upload too large: the limit is {_mb(max_upload_bytes)}; send a smaller photo")
-        try:
-            rgb = load_image(data, name=name)
+            return _error(413, f"{name}: upload too large: the limit is {_mb(max_upload_bytes)}; send a smaller photo"), False
+        try:  # the pixel limit is checked from the image header, before decoding
+            rgb = load_image(data, name=name, max_pixels=max_upload_pixels)
         except ImageError as e:
-            return _error(STATUS.get(e.reason, 422), str(e))
+            return _error(STATUS.get(e.reason, 422), str(e)), e.reason != "too_large"
         try:
             faces = predictor.predict(rgb)  # JSON-ready records
         except FerkitError as e:  # the server's set-up (e.g. no face detector), not the photo
-            return _error(500, f"the server cannot predict: {e}")
+            return _error(500, f"the server cannot predict: {e}"), True
         out = {"faces": faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "count": len(faces)}
         if not faces:
             out["message"] = "no face found"
+        return out, rgb.shape[0] * rgb.shape[1] >= TRIM_PIXELS
+
+    def run(upload, name: str):
+        """In an inference worker: answer, then release what a big (or broken) photo's decoding freed."""
+        out, big = answer(upload, name)
+        if big:  # the photo's arrays are gone with answer's frame
+            release_memory()
         return out
 
-    @app.post("/predict", summary="faces and emotions in an uploaded photo")
+    @app.post("/predict", summary="faces and emotions in an uploaded photo", response_model=None,
+              responses={200: {"model": PredictOut, "description": "the faces found (maybe none)"},
+                         **_errors(400, 408, 413, 415, 422, 500, 503)})
     async def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...)")):
         if file is None or isinstance(file, str):
             return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
                                "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
+        if health["status"] == "failed":
+            return _error(503, f"the server cannot predict: {health['error']}")
         # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker
         return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
 
@@ -194,15 +454,87 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     def index():
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return FileResponse(STATIC / "docs.html")
+
+    app.mount("/static/swagger", StaticFiles(directory=str(SWAGGER_UI)), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, model=None, max_upload_mb: float = 10,
-          max_concurrent: int | None = None, backend: str = "torch", log_level: str = "info") -> None:
-    """Load the model and run the server until interrupted."""
+def app_from_settings(s: Settings) -> FastAPI:
+    s.check()
+    return create_app(s.model, int(s.max_upload_mb * 2**20), s.max_concurrent, s.backend,
+                      max_upload_pixels=s.max_upload_pixels, upload_timeout=s.upload_timeout,
+                      threads=s.threads, precision=s.precision)
+
+
+def app_from_env() -> FastAPI:
+    """The app factory for uvicorn (`uvicorn --factory ferkit.serve:app_from_env`), which `ferkit
+    serve --workers N` runs in each worker process; settings from FERKIT_SERVE_* (Settings.from_env).
+    A bad setting or model ends the process with STARTUP_FAILURE after one `error:` log line."""
+    try:
+        return app_from_settings(Settings.from_env())
+    except FerkitError as e:
+        logging.getLogger("uvicorn.error").error("error: %s", e)
+        if os.environ.get(ERROR_FILE_ENV):
+            Path(os.environ[ERROR_FILE_ENV]).write_text(str(e))
+        sys.exit(STARTUP_FAILURE)
+
+
+# ---------------------------------------------------------------- running it
+
+
+def check_port(host: str, port: int) -> None:
+    """FerkitError with the fix when host:port cannot be bound (in use, privileged, not this machine's)."""
+    try:
+        addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise FerkitError(f"--host {host}: cannot resolve it ({e.strerror}); use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    for family, kind, proto, _, addr in addrs:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise FerkitError(f"port {port} is in use; pick another with --port") from None
+                if e.errno == errno.EACCES:
+                    raise FerkitError(f"port {port}: permission denied (ports below 1024 need root); pick another with --port") from None
+                raise FerkitError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
+                                  "use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+
+
+def default_share(workers: int) -> int:
+    """Threads and concurrent predictions for each of `workers` processes: their share of the CPUs."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Run the server until interrupted: one process (the model loads here, first), or `workers`
+    processes that each load the model (uvicorn's supervisor restarts any that dies)."""
     import uvicorn
 
-    app = create_app(model, int(max_upload_mb * 2**20), max_concurrent, backend)
-    print(f"ferkit serve: http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    s = settings or Settings()
+    s.check()
+    if workers < 1:
+        raise FerkitError(f"--workers {workers}: must be >= 1")
+    check_port(host, port)  # before the model loads: a busy port fails fast, in one line
+    where = f"http://{host}:{port}/ (API docs at /docs); Ctrl+C stops"
+    if workers == 1:
+        app = app_from_settings(s)
+        print(f"ferkit serve: {where}", flush=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    share = default_share(workers)
+    s = replace(s, threads=s.threads or share, max_concurrent=s.max_concurrent or share)
+    with tempfile.TemporaryDirectory(prefix="ferkit-serve-") as tmp:
+        error_file = Path(tmp) / "error.txt"
+        os.environ.update(s.to_env(), **{ERROR_FILE_ENV: str(error_file)})  # the spawned workers inherit it
+        print(f"ferkit serve: {workers} worker processes, each with {s.max_concurrent} concurrent predictions "
+              f"on {s.threads} threads; {where}", flush=True)
+        uvicorn.run("ferkit.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+        if error_file.exists():  # the supervisor stopped because a worker could not start
+            raise FerkitError(error_file.read_text())

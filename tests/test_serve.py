@@ -157,11 +157,12 @@ def test_page_and_static_files(client):
     assert client.get("/static/nope.js").status_code == 404
 
 
-def test_onnx_backend_gives_the_same_answer(client, tiny_checkpoint, astronaut_png):
+def test_onnx_backend_gives_the_same_answer(tiny_checkpoint, astronaut_png):
     with TestClient(create_app(str(tiny_checkpoint), max_upload_bytes=LIMIT, backend="onnx")) as c:
         assert c.get("/version").json()["model"]["backend"] == "onnx"
         got = post(c, astronaut_png).json()["faces"]
-    want = post(client, astronaut_png).json()["faces"]
+    with TestClient(create_app(str(tiny_checkpoint), max_upload_bytes=LIMIT, precision="fp32")) as c:  # ONNX runs fp32
+        want = post(c, astronaut_png).json()["faces"]
     assert [f["box"] for f in got] == [f["box"] for f in want]
     for g, w in zip(got, want):
         assert list(g["probs"].values()) == pytest.approx(list(w["probs"].values()), abs=1e-4)
@@ -171,7 +172,7 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     from ferkit.cli import main
     from ferkit.errors import FerkitError
 
-    with pytest.raises(FerkitError, match="no such checkpoint"):
+    with pytest.raises(FerkitError, match="no such file or folder, and not a bundled model"):
         create_app(str(tmp_path / "missing.pt"))
     assert main(["serve", "--port", "0", "--model", str(tmp_path / "missing.pt")]) == 2
 
@@ -366,20 +367,22 @@ def test_health_is_503_when_the_warm_up_fails(astronaut_png):
         assert r.status_code == 503 and "cascade file missing" in r.json()["error"]
 
 
-def test_precision_is_passed_on_where_the_predictor_takes_it(tiny_checkpoint):
-    import inspect
+def test_precision_reaches_the_model_and_version(tiny_checkpoint):
+    for asked, used in (("fp32", "fp32"), ("bf16", "bf16")):
+        with TestClient(create_app(str(tiny_checkpoint), precision=asked)) as c:
+            assert c.get("/version").json()["model"]["precision"] == used
 
-    from ferkit.errors import FerkitError
-    from ferkit.predict import Predictor
 
-    if "precision" in inspect.signature(Predictor).parameters:
-        with TestClient(create_app(str(tiny_checkpoint), precision="fp32")) as c:
-            assert c.get("/version").json()["model"]["precision"] == "fp32"
-    else:  # this Predictor runs fp32 only: auto means fp32, bf16 is refused rather than ignored
-        with TestClient(create_app(str(tiny_checkpoint), precision="auto")) as c:
-            assert c.get("/version").json()["model"]["precision"] == "fp32"
-        with pytest.raises(FerkitError, match="--precision bf16: .* fp32 only"):
-            create_app(str(tiny_checkpoint), precision="bf16")
+def test_labels_are_the_models_own(tiny_checkpoint):
+    from ferkit.checkpoint import load_checkpoint
+    from ferkit.labels import FERPLUS
+
+    clf = load_checkpoint(tiny_checkpoint)
+    with TestClient(create_app(clf)) as c:
+        assert len(c.get("/labels").json()["emotions"]) == 7
+    clf.labels = FERPLUS  # as a FER+ model says of itself
+    with TestClient(create_app(clf)) as c:
+        assert c.get("/labels").json()["emotions"][-1] == "contempt"
 
 
 def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypatch, tmp_path):
@@ -403,7 +406,7 @@ def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypa
     with pytest.raises(SystemExit) as exit:
         app_from_env()
     assert exit.value.code == STARTUP_FAILURE
-    assert "no such checkpoint" in (tmp_path / "error.txt").read_text()
+    assert "not a bundled model" in (tmp_path / "error.txt").read_text()
 
 
 def test_busy_port_is_a_one_line_error(capsys):
@@ -569,7 +572,7 @@ def test_workers_serve_from_several_processes(tiny_checkpoint, astronaut_png, tm
 
     bad = subprocess.run(cmd + ["--model", str(tmp_path / "missing.pt")], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2, bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'missing.pt'}: no such checkpoint")
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: --model {tmp_path / 'missing.pt'}: no such file or folder")
     assert "Traceback" not in bad.stderr
 
 

@@ -22,7 +22,6 @@ import asyncio
 import ctypes
 import errno
 import functools
-import inspect
 import logging
 import os
 import socket
@@ -313,18 +312,6 @@ def _model_info(clf, path, backend: str, precision: str) -> dict:
     }
 
 
-def _predictor(src, backend: str, threads: int | None, precision: str):
-    """A Predictor, passing `precision` through where this version's Predictor takes it."""
-    from .predict import Predictor
-
-    kwargs = {"backend": backend, "threads": threads}
-    if "precision" in inspect.signature(Predictor).parameters:
-        kwargs["precision"] = precision
-    elif precision == "bf16":
-        raise FerkitError("--precision bf16: this version's Predictor runs fp32 only; use --precision fp32 or auto")
-    return Predictor(src, **kwargs)
-
-
 def _warm_up(predictor) -> None:
     """One prediction on a real photo (scikit-image's astronaut, shipped in its wheel): loads the
     detector, runs the model once (first calls are slow) and proves the set-up works."""
@@ -350,11 +337,15 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         import cv2
 
         cv2.setNumThreads(threads)  # several worker processes: each keeps to its share of the CPUs
-    predictor = src if hasattr(src, "predict") else _predictor(src, backend, threads, precision)
+    if not hasattr(src, "predict"):
+        from .predict import Predictor
+
+        src = Predictor(src, backend=backend, threads=threads, precision=precision)
+    predictor = src
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
-    precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
+    precision_used = getattr(clf, "precision", None) or "fp32"  # an .onnx file runs fp32
     model = _model_info(clf, path, getattr(predictor, "backend", backend), precision_used)
-    labels = tuple(getattr(clf, "labels", None) or EMOTIONS)  # the model's own emotions (an .onnx file: FER2013's)
+    labels = tuple(getattr(predictor, "labels", None) or EMOTIONS)  # the model's own emotions
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
             "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}
     # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's

@@ -101,7 +101,7 @@ def detection_table(cases, detectors):
     rows = {}
     for det in detectors:
         detect_faces(cases[0][2], det)  # warm-up: load the detector
-        for variant, name, rgb, faces, partial in cases:
+        for variant, _name, rgb, faces, partial in cases:
             t = time.perf_counter()
             found = detect_faces(rgb, det)
             ms = (time.perf_counter() - t) * 1000
@@ -141,7 +141,7 @@ def threshold_table(cases):
     saved = fd._made.get("yunet")
     fd._made["yunet"] = raw
     try:
-        for _, name, rgb, faces, partial in cases:
+        for _, _name, rgb, faces, partial in cases:
             found = detect_faces(rgb, "yunet")
             _, _, hits = score([d.box for d in found], faces, partial)
             for d, h in zip(found, hits):

@@ -4,9 +4,9 @@ import re
 
 import numpy as np
 import pytest
-from conftest import tiny_spec
 from PIL import Image
 
+from conftest import tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
 from ferkit.draw import annotate

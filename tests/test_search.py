@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
 from ferkit.config import TrainConfig, read_file
-from ferkit.errors import ConfigError
 from ferkit.search import cv_folds, fold_data, parse_param, run_search, search_space, storage_url
 from ferkit.train import resolve_config
 

@@ -57,8 +57,8 @@ def _parse_set(items: list[str] | None) -> dict:
 
 @command("models", "list the model presets and the bundled models with parameter counts and multiply-adds per image")
 def cmd_models(args):
-    from .config import ModelSpec
     from .checkpoint import read_checkpoint
+    from .config import ModelSpec
     from .labels import labels_of
     from .model import PRESETS, count_macs, count_params, create_model
     from .predict import BUNDLED, DEFAULT_MODEL

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
-from .preprocess import PIXEL_SCALE
 from .errors import FerkitError
+from .preprocess import PIXEL_SCALE
 
 OBJECTIVES = ("l2", "mean")
 

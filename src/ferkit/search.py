@@ -16,7 +16,8 @@ default) or averaged over the folds of a stratified k-fold split of the training
 The study lives in an Optuna RDB storage (SQLite file OUT/search.db by default), so a search
 killed at any point resumes when rerun, and several workers given the same storage URL share
 one study: the SQLite file on one machine, or a PostgreSQL server (`--storage
-postgresql://user:pass@host/db`, through psycopg 3: `pip install 'ferkit[postgres]'`) across machines. Running trials send a heartbeat; one silent for 3 heartbeats (a killed worker) is
+postgresql://user:pass@host/db`, through psycopg 3: `pip install 'ferkit[postgres]'`) across
+machines. Running trials send a heartbeat; one silent for 3 heartbeats (a killed worker) is
 marked FAIL and retried with the same parameters, continuing from its last checkpoint.
 `--trials N` counts completed trials of the whole study. Results: search.csv / search.json
 (trials ranked by accuracy) and best.yaml, a training config for `ferkit train --config`.

@@ -14,8 +14,10 @@ def test_presets_follow_the_paper():
     assert [(c.filters, c.kernel, c.stride, c.pool) for c in deep.convs] == [(64, 3, 1, 2), (128, 5, 1, 2), (512, 3, 1, 2), (512, 3, 1, 2)]
     assert all(c.batch_norm and c.dropout > 0 for c in deep.convs)
     assert [(f.units, f.batch_norm, f.dropout > 0) for f in deep.fcs] == [(256, True, True), (512, True, True)]
-    assert (PRESETS["shallow"].epochs, PRESETS["shallow"].lr, PRESETS["shallow"].l2) == (30, 1e-3, 1e-6)
-    assert (PRESETS["deep"].epochs, PRESETS["deep"].lr, PRESETS["deep"].l2) == (35, 1e-2, 1e-7)
+    from ferkit.recipes import recipe
+
+    assert {k: recipe("shallow")[k] for k in ("epochs", "lr", "l2")} == dict(epochs=30, lr=1e-3, l2=1e-6)
+    assert {k: recipe("deep")[k] for k in ("epochs", "lr", "l2")} == dict(epochs=35, lr=1e-2, l2=1e-7)
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -62,11 +62,12 @@ def cmd_models(args):
     from .labels import labels_of
     from .model import PRESETS, count_macs, count_params, create_model
     from .predict import BUNDLED, DEFAULT_MODEL
+    from .recipes import recipe
 
     print(f"{'preset':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
     for name, pr in PRESETS.items():
-        m = create_model(name)
-        print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}{pr.epochs:>8}{pr.lr:>9.0e}{pr.l2:>9.0e}  {pr.about}")
+        m, r = create_model(name), recipe(name)
+        print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}{r['epochs']:>8}{r['lr']:>9.0e}{r['l2']:>9.0e}  {pr.about}")
     print(f"\n{'bundled':<12}{'params':>12}{'MACs/image':>14}  {'PublicTest':>10}  emotions (use with --model NAME)")
     for name, path in BUNDLED.items():
         if not path.exists():

@@ -38,6 +38,7 @@ from .files import atomic_write, check_output
 from .labels import label_set
 from .model import PRESETS, FerNet, create_model, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
+from .recipes import recipe
 
 log = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -52,8 +53,7 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     d.update({k: v for k, v in overrides.items() if v is not None})
     name = d.get("model", model)
     d["model"] = name
-    preset = PRESETS.get(name, PRESETS["shallow"])
-    merged = {**preset.train, "epochs": preset.epochs, "lr": preset.lr, "l2": preset.l2}
+    merged = recipe(name)
     merged.update({k: v for k, v in d.items() if v is not None})
     return TrainConfig.from_dict(merged)
 

@@ -1,0 +1,33 @@
+"""How each preset is trained: its TrainConfig defaults (model.py says what the nets are).
+
+`recipe(name)` is what `ferkit train --model NAME` starts from; a --config file and flags
+override it (train.resolve_config). A spec file gets the shallow net's recipe.
+"""
+
+from __future__ import annotations
+
+# The paper's settings (Section 5.1): Adam, batch 128, no schedule, flips; L2 separate from dropout.
+PAPER_SHALLOW = dict(epochs=30, lr=1e-3, l2=1e-6)
+PAPER_DEEP = dict(epochs=35, lr=1e-2, l2=1e-7)
+
+# ferkit's VGG nets: SGD with Nesterov momentum on a one-cycle schedule, label smoothing, flips,
+# shifts, small rotations and random erasing; flip TTA at evaluation.
+VGG = dict(epochs=40, lr=0.1, l2=5e-4, optimizer="sgd", schedule="onecycle", label_smoothing=0.1, crop_pad=4,
+           rotate=10, erase=0.25, tta=True)
+
+RECIPES: dict[str, dict] = {
+    "shallow": PAPER_SHALLOW,
+    "deep": PAPER_DEEP,
+    "shallow-hog": PAPER_SHALLOW,
+    "deep-hog": PAPER_DEEP,
+    "vgg": VGG,
+    "vgg-wide": VGG,
+    # Time to accuracy on a 2-core CPU: a short one-cycle schedule and only the augmentations a
+    # short run can use (flips, shifts); rotations and erasing pay off in long runs.
+    "fast": {**VGG, "epochs": 12, "rotate": 0, "erase": 0},
+}
+
+
+def recipe(name: str) -> dict:
+    """The TrainConfig defaults of a preset (the shallow net's for a spec file)."""
+    return dict(RECIPES.get(name, RECIPES["shallow"]))

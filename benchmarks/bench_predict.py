@@ -1,5 +1,5 @@
 """Prediction speed: face-crop throughput, single-face latency and photo-to-emotions latency,
-torch vs onnxruntime, beside the peer figures (2,200 faces/s, 0.45 ms per face, 96 ms per photo).
+torch vs onnxruntime, beside the peer's figures on this machine (2,180 faces/s, 0.45 ms per face, 39 ms per photo).
 
     python benchmarks/bench_predict.py [--model CKPT] [--batch 128] [--repeat 10] [--threads N]
 
@@ -18,9 +18,9 @@ import torch
 
 from ferkit.checkpoint import load_checkpoint
 from ferkit.faces import find_faces
-from ferkit.predict import BUNDLED, Predictor
+from ferkit.predict import Predictor, model_path
 
-PEER = {"faces/s": 2200.0, "ms/face": 0.45, "ms/photo": 96.0}
+PEER = {"faces/s": 2180.0, "ms/face": 0.45, "ms/photo": 39.0}  # `fer` (mini-Xception), measured on this machine
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", help="checkpoint (default: the bundled model)")
@@ -43,7 +43,7 @@ def median_s(fn, repeat=args.repeat):
     return statistics.median(times)
 
 
-path = args.model or BUNDLED
+path = model_path(args.model)
 plain = load_checkpoint(path)
 print(f"model {path} (trained tta={plain.tta}); torch {torch.__version__}, {torch.get_num_threads()} threads")
 faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)

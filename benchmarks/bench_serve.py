@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 from skimage.data import astronaut
 
-BUNDLED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "weights" / "ferkit.pt"
+BUNDLED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "weights" / "fer2013.pt"
 
 
 def free_port() -> int:

@@ -316,6 +316,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if cfg.labels == "ferplus":
         from . import ferplus
 
+        if data.skipped:
+            raise FerkitError(f"--labels ferplus: {data.skipped} bad rows of {data.source} were skipped, so its rows no longer "
+                              "line up with the FER+ votes; fix the file instead of --skip-bad-rows")
         votes = ferplus.read_votes(ferplus.find_votes(data.source, cfg.labels_file), data.splits)
     spec = replace(spec, num_classes=len(labels))  # the label set decides the classifier's width
     train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, votes)

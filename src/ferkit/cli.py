@@ -294,8 +294,8 @@ def _serve_args(p):
     p.add_argument("--upload-timeout", type=float, default=30, help="seconds a whole upload may take to arrive, else 408 (default 30)")
     p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (onnx: onnxruntime; --model may then be an .onnx file)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="inference precision (default auto)")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="inference engine (default torch; onnx: onnxruntime; --model may then be an .onnx file)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log level (default info: one access-log line per request)")
 
@@ -311,12 +311,17 @@ def cmd_serve(args):
 # ---------------------------------------------------------------- predict, demo, export
 
 
+PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "
+                  "int8 (auto = fp32, or as the .onnx file was exported; int8 from a checkpoint calibrates on $FERKIT_DATA "
+                  "or the shared FER2013's training faces)")
+
+
 def _model_args(p):
     p.add_argument("--model", help="a bundled model (fer2013: 7 emotions, the default; ferplus: 8, with contempt), a checkpoint .pt "
                                    "or run folder; with --backend onnx also an .onnx file")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch; onnx: onnxruntime)")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="inference engine (default torch; onnx: onnxruntime)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (torch backend); auto = bf16 where the device runs it fast")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
 
 
 def _detect_args(p):
@@ -402,26 +407,33 @@ def cmd_demo(args):
     ms = (time.perf_counter() - t) * 1000
     save_rgb(annotate(rgb, recs), args.out)
     print(format_result({"file": "skimage.data.astronaut()", "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
-    print(f"\nmodel {predictor.path} ({args.backend}), {args.detector} detector; detection + prediction took {ms:.0f} ms; wrote {args.out}")
+    print(f"\nmodel {predictor.path} ({predictor.backend}, {predictor.precision}), {args.detector} detector; detection + prediction took {ms:.0f} ms; wrote {args.out}")
 
 
 def _export_args(p):
     p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder)")
     p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
+    p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization), calibrated on training faces of --data")
+    p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8; default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
 
 
 @command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, 7) out)", _export_args)
 def cmd_export(args):
     from .checkpoint import load_checkpoint
-    from .onnx_export import export_checked
+    from .files import sha256_of
+    from .onnx_export import calibration_faces, export_checked
 
     out = check_output(args.onnx, "--onnx")  # missing folders are created
+    if args.data and not args.int8:
+        raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
-    diff = export_checked(clf, out, args.tta)
+    src = Path(args.checkpoint) / "best.pt" if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
+    faces = calibration_faces(args.data) if args.int8 else None
+    diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; tta {'on' if tta else 'off'}); "
-          f"onnxruntime vs torch on 16 random faces: max |diff| {diff:.1e}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {'int8, calibrated on ' + str(len(faces)) + ' training faces' if args.int8 else 'fp32'}; "
+          f"tta {'on' if tta else 'off'}); onnxruntime vs torch fp32 on 16 {'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
 
 
 # ---------------------------------------------------------------- plot, visualize, report

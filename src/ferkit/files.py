@@ -13,6 +13,7 @@ atomic_write creates them when the output is written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import tempfile
@@ -64,3 +65,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
             os.unlink(tmp)
         raise
     return path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex): ties a file derived from another to its source."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

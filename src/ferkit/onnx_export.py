@@ -6,11 +6,20 @@
 Preprocessing, softmax and test-time augmentation live inside the graph, so an .onnx file needs
 nothing but onnxruntime and gives the same numbers as `Classifier.predict_proba`. The batch axis
 is dynamic. HOG hybrids are refused: their HOG features come from scikit-image, outside the graph.
+
+int8 (`precision="int8"`): onnxruntime's static quantization, calibrated on a few hundred
+training faces fed to the graph's uint8 input. Convolutions, max-pools and matmuls run in int8
+(QDQ format, per-channel weight scales); the preprocessing, the first convolution (one input
+channel: memory-bound, nothing to gain, and the input's precision to lose), softmax and the TTA
+average stay fp32. On a CPU with AVX512-VNNI it is 3x faster than fp32 within a few tenths of a
+point of accuracy (benchmarks/bench_paths.py measures both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -24,6 +33,11 @@ from .files import atomic_write
 from .preprocess import PIXEL_SCALE, probabilities
 
 INPUT, OUTPUT = "faces", "probs"
+PRECISIONS = ("auto", "fp32", "int8")  # of the onnx backend; auto = fp32 (int8 needs calibration faces)
+CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
+# What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
+# Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
+INT8_OPS = ["Conv", "MatMul", "Gemm", "MaxPool", "Relu", "Flatten"]
 
 
 class FacesToProbs(nn.Module):
@@ -43,9 +57,11 @@ class FacesToProbs(nn.Module):
         return probabilities(self.model, x, tta=self.tta)
 
 
-def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17) -> None:
+def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17,
+                calibration: np.ndarray | None = None, meta: dict | None = None) -> None:
     """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
-    emotion names in its metadata (key "labels", a JSON list)."""
+    emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8") and
+    `meta`. With `calibration` (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
     import json
 
     import onnx
@@ -62,12 +78,76 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     clf.model.to(clf.device)
     graph = onnx.load_from_string(buf.getvalue())
-    graph.metadata_props.add(key="labels", value=json.dumps(list(clf.labels)))
+    if calibration is not None:
+        graph = quantize_int8(graph, calibration)
+    del graph.metadata_props[:]
+    props = {"labels": json.dumps(list(clf.labels)), "precision": "fp32" if calibration is None else "int8",
+             "tta": str(int(wrapper.tta)), **(meta or {})}
+    for k, v in props.items():
+        graph.metadata_props.add(key=k, value=str(v))
     data = graph.SerializeToString()
     if isinstance(out, (str, Path)):
         atomic_write(out, data)
     else:
         out.write(data)
+
+
+def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
+    """The int8 version of an fp32 ModelProto from export_onnx: onnxruntime's static quantization
+    (per-channel int8 weights, uint8 activations with MinMax ranges) calibrated on uint8 faces.
+    fmt "qdq" (Quantize/DequantizeLinear pairs, which onnxruntime fuses into int8 kernels when it
+    loads the graph) or "qoperator" (the int8 operators written out): measured alike on AVX512-VNNI
+    (benchmarks/bench_paths.py --variants); QDQ is onnxruntime's recommended, portable form."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    faces = np.ascontiguousarray(np.asarray(faces, np.uint8))
+    if faces.ndim != 3 or len(faces) == 0:
+        raise FerkitError(f"int8 calibration needs uint8 faces (N, H, W) with N >= 1; got shape {faces.shape}")
+
+    class Faces(CalibrationDataReader):  # feeds the graph's own uint8 input: the preprocessing runs as in use
+        def __init__(self):
+            self.batches = iter([faces[i : i + batch] for i in range(0, len(faces), batch)])
+
+        def get_next(self):
+            b = next(self.batches, None)
+            return None if b is None else {INPUT: b}
+
+    first_conv = next(n.name for n in graph.graph.node if n.op_type == "Conv")
+    with tempfile.TemporaryDirectory() as tmp, logging_quiet():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(graph, src)
+        quantize_static(src, dst, Faces(), quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt], per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=INT8_OPS, nodes_to_exclude=[first_conv])
+        return onnx.load(dst)
+
+
+@contextlib.contextmanager
+def logging_quiet():
+    """Silence onnxruntime.quantization's advice, which it logs on the root logger as WARNING."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
+    """n training faces drawn at random from a FER data set (ferkit.data.load_fer: --data, else
+    $FERKIT_DATA or the shared copy) for int8 calibration."""
+    from .data import load_fer
+
+    fer = load_fer(data)
+    if not fer.has("train"):
+        raise FerkitError(f"{fer.source}: no Training rows to calibrate int8 with; give a FER2013 file with them (--data)")
+    images, _ = fer.split("train")
+    pick = np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False)
+    return images[np.sort(pick)]
 
 
 def onnx_labels(session) -> tuple[str, ...]:
@@ -84,11 +164,20 @@ def onnx_labels(session) -> tuple[str, ...]:
     return labels
 
 
-def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16) -> float:
+def onnx_precision(session) -> str:
+    """'int8' or 'fp32': how an ONNX model from `ferkit export` computes (files without the key are fp32)."""
+    return session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
+
+
+def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16,
+                   calibration: np.ndarray | None = None, meta: dict | None = None) -> float:
     """Export to out (atomically) and return the largest |onnxruntime - torch| probability difference
-    on n random faces: the check that the file computes what the checkpoint does."""
-    export_onnx(clf, out, tta)
-    faces = np.random.default_rng(0).integers(0, 256, (n, clf.spec.in_size, clf.spec.in_size), dtype=np.uint8)
+    on n faces (random ones; for int8 the first n calibration faces, real faces): the check that the
+    file computes what the checkpoint does (exactly for fp32, approximately for int8)."""
+    export_onnx(clf, out, tta, calibration=calibration, meta=meta)
+    size = clf.spec.in_size
+    faces = (np.random.default_rng(0).integers(0, 256, (n, size, size), dtype=np.uint8) if calibration is None
+             else np.asarray(calibration[:n], np.uint8))
     onnx_probs = onnx_session(out).run(None, {INPUT: faces})[0]
     return float(np.abs(onnx_probs - clf.predict_proba(faces, tta=tta)).max())
 
@@ -110,8 +199,9 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
         raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model ({e})") from None
 
 
-def session_from_classifier(clf: Classifier, threads: int | None = None, tta: bool | None = None):
-    """Export `clf` in memory and open it with onnxruntime."""
+def session_from_classifier(clf: Classifier, threads: int | None = None, tta: bool | None = None,
+                            calibration: np.ndarray | None = None):
+    """Export `clf` in memory (int8 when given calibration faces) and open it with onnxruntime."""
     buf = io.BytesIO()
-    export_onnx(clf, buf, tta)
+    export_onnx(clf, buf, tta, calibration=calibration)
     return onnx_session(buf.getvalue(), threads)

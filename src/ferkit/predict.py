@@ -56,40 +56,79 @@ def record(box, probs: np.ndarray, labels=EMOTIONS) -> dict:
             "probs": {e: float(p) for e, p in zip(labels, probs)}}
 
 
-class Predictor:
-    """Faces in a photo -> emotion records, with the torch or onnxruntime backend."""
+# The default prediction path of Predictor() and `ferkit predict/demo/serve`, as (backend, precision);
+# benchmarks/bench_paths.py measures every path's speed and accuracy. The fastest is ("onnx", "int8"):
+# to make it the default, ship the bundled model's int8 graph (see int8_file) and set it here.
+DEFAULT_PATH = ("torch", "auto")
 
-    def __init__(self, model=None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
-                 tta: bool | None = None, detector: str = DETECTOR, align: bool = True, precision: str = "auto"):
+
+def int8_file(name: str) -> Path:
+    """Where a bundled model's int8 ONNX graph ships: weights/NAME.int8.onnx, written by
+    `ferkit export src/ferkit/weights/NAME.pt --onnx src/ferkit/weights/NAME.int8.onnx --int8`."""
+    return BUNDLED[name].with_name(f"{name}.int8.onnx")
+
+
+class Predictor:
+    """Faces in a photo -> emotion records, with the torch or onnxruntime backend.
+
+    precision: torch auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx auto |
+    fp32 | int8 (auto = fp32, or what an .onnx file was exported as). None: DEFAULT_PATH's.
+    int8 from a checkpoint is calibrated on `calibration` (uint8 training faces, or a data file;
+    default ferkit.data's: $FERKIT_DATA or the shared FER2013), except for a bundled model
+    whose int8 graph ships beside it."""
+
+    def __init__(self, model=None, backend: str | None = None, device: str = "cpu", threads: int | None = None,
+                 tta: bool | None = None, detector: str = DETECTOR, align: bool = True, precision: str | None = None,
+                 calibration=None):
         from .detectors import get_detector
 
+        backend = backend or DEFAULT_PATH[0]
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
+        if precision is None:
+            precision = DEFAULT_PATH[1] if backend == DEFAULT_PATH[0] else "auto"
+        _check_precision(backend, precision)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
-        if backend == "onnx" and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
-            from .onnx_export import onnx_labels, onnx_session
-
-            self.session, self.path = onnx_session(model, threads), Path(model)  # tta is baked into the file
-            self.labels = onnx_labels(self.session)
-            return
-        if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
+        onnx_file = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
+        if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
+        name = str(model or DEFAULT_MODEL)
+        shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()
+        if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
+            self._open_onnx(int8_file(name) if shipped else model, threads, precision)
+            if shipped:
+                _check_made_from(self.session, int8_file(name), BUNDLED[name])
+            return
         if isinstance(model, Classifier):
             self.classifier = model
         else:
             self.path = model_path(model)
-            self.classifier = load_checkpoint(self.path, device, precision)
-        self.labels = self.classifier.labels
+            self.classifier = load_checkpoint(self.path, device, precision if backend == "torch" else "fp32")
+        self.labels, self.precision = self.classifier.labels, self.classifier.precision
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         if backend == "onnx":
-            from .onnx_export import session_from_classifier
+            from .onnx_export import onnx_precision, session_from_classifier
 
-            self.session = session_from_classifier(self.classifier, threads, tta)
+            faces = None
+            if precision == "int8":
+                faces = calibration if isinstance(calibration, np.ndarray) else _calibration(calibration)
+            self.session = session_from_classifier(self.classifier, threads, tta, faces)
+            self.precision = onnx_precision(self.session)
+
+    def _open_onnx(self, path, threads, precision):
+        from .onnx_export import onnx_labels, onnx_precision, onnx_session
+
+        self.session, self.path = onnx_session(path, threads), Path(path)  # tta is baked into the file
+        self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
+        if precision != "auto" and precision != self.precision:
+            raise FerkitError(f"{path} is an {self.precision} graph, not {precision}; run it with --precision auto, "
+                              f"or export the {precision} one with 'ferkit export CHECKPOINT --onnx OUT.onnx"
+                              f"{' --int8' if precision == 'int8' else ''}'")
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 faces (N, 48, 48) -> probabilities (N, C) over self.labels, one forward pass."""
@@ -113,6 +152,37 @@ class Predictor:
         faces = find_faces(rgb, min_face, detector=self.detector, align=self.align if align is None else align)
         probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, SIZE, SIZE), np.uint8))
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
+
+
+def _check_precision(backend: str, precision: str) -> None:
+    from .onnx_export import PRECISIONS as ONNX
+    from .preprocess import PRECISIONS as TORCH
+
+    ok = TORCH if backend == "torch" else ONNX
+    if precision not in ok:
+        other = "onnx" if precision in ONNX else "torch" if precision in TORCH else None
+        hint = f" ({precision} runs on the {other} backend: --backend {other})" if other else ""
+        raise FerkitError(f"precision {precision!r} with the {backend} backend: choose {', '.join(ok)}{hint}")
+
+
+def _calibration(data) -> np.ndarray:
+    """int8 calibration faces from a data file (None: ferkit.data's default), or one clear error."""
+    from .onnx_export import calibration_faces
+
+    try:
+        return calibration_faces(data)
+    except FerkitError as e:
+        raise FerkitError(f"int8 needs FER2013 training faces to calibrate on: {e} Or export the int8 graph once "
+                          "with 'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --data FILE' and run OUT.onnx") from None
+
+
+def _check_made_from(session, path: Path, checkpoint: Path) -> None:
+    """Refuse a shipped int8 graph exported from other weights than the bundled checkpoint's."""
+    from .files import sha256_of
+
+    if session.get_modelmeta().custom_metadata_map.get("checkpoint_sha256") != sha256_of(checkpoint):
+        raise FerkitError(f"{path} was exported from other weights than {checkpoint}; re-export it with "
+                          f"'ferkit export {checkpoint} --onnx {path} --int8'")
 
 
 # ---------------------------------------------------------------- files

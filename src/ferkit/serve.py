@@ -109,21 +109,21 @@ class Settings:
     """The server's settings: `ferkit serve` flags, or FERKIT_SERVE_<NAME> variables for app_from_env."""
 
     model: str | None = None  # checkpoint, run folder or .onnx file; None = the bundled model
-    backend: str = "torch"
+    backend: str | None = None  # None: ferkit.predict.DEFAULT_PATH's
     max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20
     max_upload_pixels: int = DEFAULT_MAX_PIXELS
     max_concurrent: int | None = None  # predictions at once in one process; None = one per CPU
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
     threads: int | None = None  # torch and OpenCV threads per process; None = their defaults
-    precision: str = "auto"
+    precision: str | None = None
 
     def check(self) -> None:
         """FerkitError naming each bad setting (as its flag) and the fix."""
         bad = []
-        if self.backend not in ("torch", "onnx"):
+        if self.backend not in (None, "torch", "onnx"):
             bad.append(f"--backend {self.backend!r}: choose torch or onnx")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            bad.append(f"--precision {self.precision!r}: choose auto, fp32 or bf16")
+        if self.precision not in (None, "auto", "fp32", "bf16", "int8"):
+            bad.append(f"--precision {self.precision!r}: choose auto, fp32, bf16 (torch) or int8 (onnx)")
         for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0)):
             if not getattr(self, name) > low:
                 bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > {low}")
@@ -321,9 +321,9 @@ def _warm_up(predictor) -> None:
 
 
 def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-               max_concurrent: int | None = None, backend: str = "torch", *,
+               max_concurrent: int | None = None, backend: str | None = None, *,
                max_upload_pixels: int = DEFAULT_MAX_PIXELS, upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
-               threads: int | None = None, precision: str = "auto") -> FastAPI:
+               threads: int | None = None, precision: str | None = None) -> FastAPI:
     """The app. `predictor_or_model_path`: a ferkit.predict.Predictor (or anything with .predict),
     a Classifier, a checkpoint (.pt, run folder; .onnx with backend="onnx"), or None for the
     bundled model. At most `max_concurrent` predictions run at once (default: the number of CPUs);
@@ -343,8 +343,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         src = Predictor(src, backend=backend, threads=threads, precision=precision)
     predictor = src
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
-    precision_used = getattr(clf, "precision", None) or "fp32"  # an .onnx file runs fp32
-    model = _model_info(clf, path, getattr(predictor, "backend", backend), precision_used)
+    precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
+    model = _model_info(clf, path, getattr(predictor, "backend", backend or "torch"), precision_used)
     labels = tuple(getattr(predictor, "labels", None) or EMOTIONS)  # the model's own emotions
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
             "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}

@@ -54,7 +54,7 @@ class FacesToProbs(nn.Module):
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         x = (faces.float().unsqueeze(1) - self.mean) / PIXEL_SCALE  # (N, 1, 48, 48), as preprocess.to_tensor
-        return probabilities(self.model, x, tta=self.tta)
+        return probabilities(self.model, x, tta=self.tta, one_batch=True)
 
 
 def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17,

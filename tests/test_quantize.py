@@ -83,6 +83,18 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
         Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=tmp_path / "missing.csv")
 
 
+def test_default_path_flips_with_one_constant(tiny_checkpoint, tmp_path, monkeypatch, calib):
+    import ferkit.predict as fp
+
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), fp32)
+    monkeypatch.setattr(fp, "DEFAULT_PATH", ("onnx", "int8"))
+    p = Predictor(tiny_checkpoint, calibration=calib)
+    assert (p.backend, p.precision) == ("onnx", "int8")
+    assert Predictor(fp32).precision == "fp32"  # a file runs as exported
+    assert Predictor(tiny_checkpoint, backend="torch", precision=None).backend == "torch"  # torch's own auto
+
+
 def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
     csv = write_fer_csv(tmp_path / "fer.csv", n=21)
     out = tmp_path / "m.onnx"

@@ -85,13 +85,13 @@ class Predictor:
         backend = backend or DEFAULT_PATH[0]
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
-        if precision is None:
-            precision = DEFAULT_PATH[1] if backend == DEFAULT_PATH[0] else "auto"
+        onnx_file = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
+        if precision is None:  # an .onnx file runs as it was exported
+            precision = DEFAULT_PATH[1] if backend == DEFAULT_PATH[0] and not onnx_file else "auto"
         _check_precision(backend, precision)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
-        onnx_file = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
         if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         name = str(model or DEFAULT_MODEL)

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import tiny_spec
@@ -268,3 +269,18 @@ def test_predict_cli_skips_a_fifo(tiny_checkpoint, tmp_path, capsys):
 
     with pytest.raises(ImageError, match="not a regular file"):
         load_image(fifo)
+
+
+def test_export_slim_half_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    from ferkit.checkpoint import read_checkpoint
+
+    out = tmp_path / "slim.pt"
+    assert main(["export", str(tiny_checkpoint), "--pt", str(out), "--half"]) == 0
+    assert "float16 weights" in capsys.readouterr().out
+    ck = read_checkpoint(out)
+    assert all(v.dtype == torch.float16 for v in ck["state_dict"].values() if v.is_floating_point())
+    assert "optimizer" not in ck and "iter_loss" not in ck
+    faces = np.random.default_rng(1).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    assert np.abs(load_checkpoint(out).predict_proba(faces) - load_checkpoint(tiny_checkpoint).predict_proba(faces)).max() < 1e-2
+    assert main(["export", str(tiny_checkpoint), "--pt", str(out), "--int8"]) == 2
+    assert main(["export", str(tiny_checkpoint)]) == 2

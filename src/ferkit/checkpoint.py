@@ -34,6 +34,15 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
+def inference_copy(ckpt: dict, half: bool = False) -> dict:
+    """What prediction needs of a checkpoint, for sharing: no optimizer, schedule or random state;
+    with half=True the weights in float16 (half the size; load_checkpoint restores float32)."""
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "iter_loss", "rng", "rng_states")}
+    if half:
+        keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    return keep
+
+
 def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dict:
     """The checkpoint dict, loaded with weights_only=True and checked (see check_checkpoint);
     with resume=True also the training state that --resume needs. One clear error for a bad file."""

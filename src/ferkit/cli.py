@@ -412,18 +412,36 @@ def cmd_demo(args):
 
 def _export_args(p):
     p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder)")
-    p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--onnx", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--pt", metavar="OUT", help="an inference-only checkpoint to write (no optimizer or training state)")
+    p.add_argument("--half", action="store_true", help="with --pt: weights in float16 (half the size; loaded back as float32)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
     p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization), calibrated on training faces of --data")
     p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8; default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
 
 
-@command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, 7) out)", _export_args)
+@command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, C) out) or to a slim .pt", _export_args)
 def cmd_export(args):
-    from .checkpoint import load_checkpoint
+    from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
     from .files import sha256_of
     from .onnx_export import calibration_faces, export_checked
 
+    if bool(args.onnx) == bool(args.pt):
+        raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)")
+    if args.pt:
+        if args.int8 or args.data or args.tta is not None:
+            raise FerkitError("--int8, --data and --tta are for --onnx; --pt copies the checkpoint (with --half in float16)")
+        import numpy as np
+
+        out = check_output(args.pt, "--pt")
+        save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
+        faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+        diff = np.abs(load_checkpoint(out).predict_proba(faces) - load_checkpoint(args.checkpoint).predict_proba(faces)).max()
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{', float16 weights' if args.half else ''}); "
+              f"max |diff| of its probabilities on 16 random faces: {diff:.1e}")
+        return
+    if args.half:
+        raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
     out = check_output(args.onnx, "--onnx")  # missing folders are created
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")

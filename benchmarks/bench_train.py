@@ -60,6 +60,7 @@ for name in args.models:
     print(f"{name:<12}{count_params(model):>12,}{count_macs(model):>13,}" + "".join(f"{tr[p]:>12.0f}" for p in precisions)
           + "".join(f"{inf[p]:>12.0f}" for p in precisions) + f"{tr['bf16'] / tr['fp32']:>7.1f}x{28709 / tr['bf16']:>10.0f} s", flush=True)
     if args.compile:
+        torch._dynamo.reset()  # a fresh compile cache per model: they share FerNet.forward and its recompile limit
         compiled = torch.compile(model)
         c = {p: (throughput(compiled, p, True), throughput(compiled, p, False)) for p in precisions}
         print(f"{'  compiled':<37}" + "".join(f"{c[p][0]:>12.0f}" for p in precisions) + "".join(f"{c[p][1]:>12.0f}" for p in precisions)

@@ -14,7 +14,7 @@ small machine the figures are a lower bound.
 Then (unless --no-big), with 1 worker: the memory a big photo costs and whether it comes back.
 6 clients at once post a 16-megapixel JPEG (4000x4000, at the default --max-upload-pixels) and
 then the probe's all-black 6300x6300 PNG (refused with 413 from its header, before decoding).
-Default model: the bundled one (src/ferkit/weights/ferkit.pt).
+Default model: the bundled one (src/ferkit/weights/fer2013.pt).
 """
 
 from __future__ import annotations

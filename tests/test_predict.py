@@ -197,7 +197,7 @@ def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_bundled_model_sees_a_smile(astronaut):
-    """The shipped weights (src/ferkit/weights/ferkit.pt): the astronaut smiles broadly."""
+    """The shipped weights (src/ferkit/weights/fer2013.pt): the astronaut smiles broadly."""
     (r,) = Predictor().predict(astronaut)
     assert r["label"] == "happy" and r["score"] > 0.5
 

@@ -7,7 +7,8 @@ mirrored-face average): PublicTest accuracy (FER+ models: their majority-vote la
 evaluate`), the change in points against torch fp32 with the same TTA, face crops/s at batch 128,
 ms for one face (medians), and both beside the peer's figures on this machine (`fer`'s
 mini-Xception: 2,180 crops/s at batch 128, 0.45 ms per face; x peer > 1 is faster). Every path
-runs through ferkit.Predictor.predict_faces, as users get it. int8 is calibrated on 512 training
+runs through ferkit.Predictor.predict_faces, as users get it; a bundled model whose int8 graph ships
+beside it (ferkit.predict.int8_file) gets a row for that file too. int8 is calibrated on 512 training
 faces of --data (never the PublicTest rows it is scored on). The last line names the fastest path
 within 0.3 points of torch fp32 with the model's own TTA setting: the candidate for the default
 (ferkit.predict.DEFAULT_PATH).
@@ -29,7 +30,7 @@ from ferkit.checkpoint import load_checkpoint
 from ferkit.data import load_fer
 from ferkit.metrics import evaluate_split
 from ferkit.onnx_export import calibration_faces, export_onnx, onnx_session, quantize_int8
-from ferkit.predict import Predictor, model_path
+from ferkit.predict import BUNDLED, DEFAULT_MODEL, Predictor, int8_file, model_path
 from ferkit.preprocess import probabilities, to_tensor
 
 PEER = {"faces/s": 2180.0, "ms/face": 0.45}  # `fer` (mini-Xception), measured on this machine
@@ -97,6 +98,13 @@ for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"
         rows.append((name, tta, acc, fps, ms))
         print(f"{name:<12}{'on' if tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[tta]):>+9.2f}{fps:>15.0f}"
               f"{fps / PEER['faces/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
+name = str(args.model or DEFAULT_MODEL)
+if name in BUNDLED and int8_file(name).exists():  # the int8 graph that ships with a bundled model, as users get it
+    p = Predictor(name, backend="onnx", precision="int8", threads=threads)
+    acc, (fps, ms) = evaluate_split(Scored(p), data, "val")["accuracy"], speed(p.predict_faces)
+    rows.append(("int8 file", clf.tta, acc, fps, ms))
+    print(f"{'int8 file':<12}{'on' if clf.tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[clf.tta]):>+9.2f}{fps:>15.0f}"
+          f"{fps / PEER['faces/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
 print(f"{'peer':<17}{'':>11}{'':>9}{PEER['faces/s']:>15.0f}{'':>8}{PEER['ms/face']:>9.3f}")
 
 base = ref[clf.tta]

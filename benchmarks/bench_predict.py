@@ -2,7 +2,7 @@
 
     python benchmarks/bench_predict.py [--model fer2013|CKPT] [--backend B --precision P] [--batch 128] [--repeat 20] [--threads N]
 
-What `ferkit.Predictor()` does out of the box (ferkit.predict.DEFAULT_PATH, the model's own TTA),
+What `ferkit.Predictor()` does out of the box (ferkit.predict.default_path, the model's own TTA),
 unless --backend/--precision pick another path; every path's accuracy beside its speed is
 bench_paths.py. Figures are medians after a warm-up, beside the peer's on this machine (`fer`,
 mini-Xception: 2,180 crops/s at batch 128, 0.45 ms per face, 39 ms from the astronaut photo to
@@ -18,14 +18,14 @@ import torch
 from skimage import data
 
 from ferkit.faces import find_faces
-from ferkit.predict import DEFAULT_PATH, Predictor
+from ferkit.predict import Predictor
 
 PEER = {"crops/s": 2180.0, "ms/face": 0.45, "ms/photo": 39.0}  # `fer` (mini-Xception), measured on this machine
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", help="bundled model name or checkpoint (default: the bundled default model)")
-ap.add_argument("--backend", help=f"torch | onnx (default {DEFAULT_PATH[0]})")
-ap.add_argument("--precision", help=f"the backend's precision (default {DEFAULT_PATH[1]})")
+ap.add_argument("--backend", help="torch | onnx (default: ferkit.predict.default_path's for the model)")
+ap.add_argument("--precision", help="the backend's precision (default: as --backend's)")
 ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--repeat", type=int, default=20)
 ap.add_argument("--threads", type=int, default=0, help="torch/onnxruntime threads (0 = their default)")

@@ -83,16 +83,15 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
         Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=tmp_path / "missing.csv")
 
 
-def test_default_path_flips_with_one_constant(tiny_checkpoint, tmp_path, monkeypatch, calib):
-    import ferkit.predict as fp
+def test_default_path_is_torch_for_a_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
+    import ferkit.onnx_export
 
     fp32 = tmp_path / "fp32.onnx"
     export_onnx(load_checkpoint(tiny_checkpoint), fp32)
-    monkeypatch.setattr(fp, "DEFAULT_PATH", ("onnx", "int8"))
-    p = Predictor(tiny_checkpoint, calibration=calib)
-    assert (p.backend, p.precision) == ("onnx", "int8")
-    assert Predictor(fp32).precision == "fp32"  # a file runs as exported
-    assert Predictor(tiny_checkpoint, backend="torch", precision=None).backend == "torch"  # torch's own auto
+    monkeypatch.setattr(ferkit.onnx_export, "calibration_faces", lambda *a: pytest.fail("no calibration by default"))
+    p = Predictor(tiny_checkpoint)  # no shipped int8 graph: torch, its own auto precision
+    assert (p.backend, p.precision) == ("torch", load_checkpoint(tiny_checkpoint, precision="auto").precision)
+    assert Predictor(fp32, backend="onnx").precision == "fp32"  # a file runs as exported
 
 
 def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
@@ -121,8 +120,10 @@ def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypat
     assert shipped == tmp_path / "fer2013.int8.onnx"
     export_onnx(load_checkpoint(ckpt), shipped, calibration=calib, meta={"checkpoint_sha256": sha256_of(ckpt)})
     monkeypatch.setattr(ferkit.onnx_export, "calibration_faces", lambda *a: pytest.fail("the shipped graph needs no calibration"))
-    p = Predictor(backend="onnx", precision="int8")
-    assert p.path == shipped and p.precision == "int8"
+    p = Predictor()  # the default path of a bundled model with its int8 graph shipped
+    assert (p.backend, p.precision, p.path) == ("onnx", "int8", shipped)
+    assert Predictor(backend="onnx", precision="int8").path == shipped
+    assert Predictor(tta=False).backend == "torch"  # the graph's TTA is baked in: another choice runs on torch
     shutil.copy(tiny_run / "last.pt", ckpt)  # other weights: the shipped graph is stale
     with pytest.raises(FerkitError, match="exported from other weights.*re-export it with 'ferkit export"):
         Predictor("fer2013", backend="onnx", precision="int8")

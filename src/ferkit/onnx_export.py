@@ -188,6 +188,9 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle threads sleep instead of spinning: spinning took the CPU from the face detection of the
+    # next photo (astronaut photo to emotions 48 ms with it, 27 ms without) and gained no crops/s.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     src = model if isinstance(model, bytes) else str(model)

@@ -56,10 +56,20 @@ def record(box, probs: np.ndarray, labels=EMOTIONS) -> dict:
             "probs": {e: float(p) for e, p in zip(labels, probs)}}
 
 
-# The default prediction path of Predictor() and `ferkit predict/demo/serve`, as (backend, precision);
-# benchmarks/bench_paths.py measures every path's speed and accuracy. The fastest is ("onnx", "int8"):
-# to make it the default, ship the bundled model's int8 graph (see int8_file) and set it here.
-DEFAULT_PATH = ("torch", "auto")
+# The default prediction path of Predictor() and `ferkit predict/demo/serve`, as (backend, precision),
+# for a bundled model whose int8 graph ships beside it (int8_file): on this project's CPU it is twice
+# torch bf16's speed at the same PublicTest accuracy (benchmarks/bench_paths.py). Every other model
+# runs on torch with its automatic precision: int8 from a checkpoint would first need calibration faces.
+DEFAULT_PATH = ("onnx", "int8")
+
+
+def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
+    """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
+    model whose int8 graph ships (TTA as trained: it is baked into the graph), else torch's auto."""
+    name = str(model or DEFAULT_MODEL)
+    if tta is None and name in BUNDLED and int8_file(name).exists():
+        return DEFAULT_PATH
+    return "torch", "auto"
 
 
 def int8_file(name: str) -> Path:
@@ -72,7 +82,7 @@ class Predictor:
     """Faces in a photo -> emotion records, with the torch or onnxruntime backend.
 
     precision: torch auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx auto |
-    fp32 | int8 (auto = fp32, or what an .onnx file was exported as). None: DEFAULT_PATH's.
+    fp32 | int8 (auto = fp32, or what an .onnx file was exported as). Neither given: default_path's.
     int8 from a checkpoint is calibrated on `calibration` (uint8 training faces, or a data file;
     default ferkit.data's: $FERKIT_DATA or the shared FER2013), except for a bundled model
     whose int8 graph ships beside it."""
@@ -82,12 +92,12 @@ class Predictor:
                  calibration=None):
         from .detectors import get_detector
 
-        backend = backend or DEFAULT_PATH[0]
+        if backend is None and precision is None:
+            backend, precision = default_path(model, tta)
+        backend, precision = backend or "torch", precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
         onnx_file = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
-        if precision is None:  # an .onnx file runs as it was exported
-            precision = DEFAULT_PATH[1] if backend == DEFAULT_PATH[0] and not onnx_file else "auto"
         _check_precision(backend, precision)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align

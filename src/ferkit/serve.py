@@ -109,7 +109,7 @@ class Settings:
     """The server's settings: `ferkit serve` flags, or FERKIT_SERVE_<NAME> variables for app_from_env."""
 
     model: str | None = None  # checkpoint, run folder or .onnx file; None = the bundled model
-    backend: str | None = None  # None: ferkit.predict.DEFAULT_PATH's
+    backend: str | None = None  # None: ferkit.predict.default_path's
     max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20
     max_upload_pixels: int = DEFAULT_MAX_PIXELS
     max_concurrent: int | None = None  # predictions at once in one process; None = one per CPU

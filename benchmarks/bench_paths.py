@@ -85,6 +85,14 @@ print(f"model {path} ({clf.spec.in_size}x{clf.spec.in_size}, trained tta={clf.tt
 print(f"\n{'path':<12}{'tta':<5}{'PublicTest':>11}{'vs fp32':>9}{'crops/s @' + str(args.batch):>15}{'x peer':>8}"
       f"{'ms/face':>9}{'x peer':>8}")
 rows, ref = [], {}
+
+
+def add_row(name, tta, acc, fps, ms):
+    rows.append((name, tta, acc, fps, ms))
+    print(f"{name:<12}{'on' if tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[tta]):>+9.2f}{fps:>15.0f}"
+          f"{fps / PEER['faces/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
+
+
 for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")):
     for tta in (True, False):
         p = Predictor(copy.deepcopy(clf) if backend == "torch" else clf, backend=backend, precision=precision,
@@ -93,18 +101,11 @@ for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"
             p.classifier.precision = precision  # a Classifier passed in keeps its own precision
         acc = evaluate_split(Scored(p), data, "val")["accuracy"]
         ref.setdefault(tta, acc)  # the first path, torch fp32, is the reference
-        fps, ms = speed(p.predict_faces)
-        name = f"{backend} {precision}"
-        rows.append((name, tta, acc, fps, ms))
-        print(f"{name:<12}{'on' if tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[tta]):>+9.2f}{fps:>15.0f}"
-              f"{fps / PEER['faces/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
+        add_row(f"{backend} {precision}", tta, acc, *speed(p.predict_faces))
 name = str(args.model or DEFAULT_MODEL)
 if name in BUNDLED and int8_file(name).exists():  # the int8 graph that ships with a bundled model, as users get it
     p = Predictor(name, backend="onnx", precision="int8", threads=threads)
-    acc, (fps, ms) = evaluate_split(Scored(p), data, "val")["accuracy"], speed(p.predict_faces)
-    rows.append(("int8 file", clf.tta, acc, fps, ms))
-    print(f"{'int8 file':<12}{'on' if clf.tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[clf.tta]):>+9.2f}{fps:>15.0f}"
-          f"{fps / PEER['faces/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
+    add_row("int8 file", clf.tta, evaluate_split(Scored(p), data, "val")["accuracy"], *speed(p.predict_faces))
 print(f"{'peer':<17}{'':>11}{'':>9}{PEER['faces/s']:>15.0f}{'':>8}{PEER['ms/face']:>9.3f}")
 
 base = ref[clf.tta]

@@ -6,10 +6,14 @@ from conftest import tiny_spec, write_fer_csv
 from ferkit.cli import main
 
 
-def test_models_lists_presets(capsys):
+def test_models_lists_presets_and_bundled(capsys, monkeypatch, tmp_path):
+    import ferkit.predict as fp
+
+    monkeypatch.setitem(fp.BUNDLED, "ferplus", tmp_path / "ferplus.pt")  # a bundled name without its file
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "shallow" in out and "deep-hog" in out and "MACs" in out
+    assert "(default)" in out and "ferplus       not in this install (ferplus.pt is missing)" in out
 
 
 def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):

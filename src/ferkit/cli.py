@@ -71,6 +71,7 @@ def cmd_models(args):
     print(f"\n{'bundled':<12}{'params':>12}{'MACs/image':>14}  {'PublicTest':>10}  emotions (use with --model NAME)")
     for name, path in BUNDLED.items():
         if not path.exists():
+            print(f"{name:<12}  not in this install ({path.name} is missing)")
             continue
         ck = read_checkpoint(path)
         m = create_model(ModelSpec.from_dict(ck["spec"]))

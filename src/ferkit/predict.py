@@ -36,8 +36,8 @@ def model_path(model: str | Path | None = None) -> Path:
     name = DEFAULT_MODEL if model is None else str(model)
     if name in BUNDLED:
         if not BUNDLED[name].exists():
-            raise FerkitError(f"the bundled model {BUNDLED[name]} is missing (a broken install?); reinstall ferkit, "
-                              "or pass a checkpoint written by 'ferkit train' with --model PATH")
+            raise FerkitError(f"the bundled model {name!r} is not in this install ({BUNDLED[name]} is missing); "
+                              "pass a checkpoint written by 'ferkit train' with --model PATH")
         return BUNDLED[name]
     if not Path(name).exists():
         raise FerkitError(f"--model {name}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")

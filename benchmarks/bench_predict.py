@@ -10,17 +10,14 @@ its emotions); x peer > 1 is faster.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from common import PEER, median_s
 from skimage import data
 
 from ferkit.faces import find_faces
 from ferkit.predict import Predictor
-
-PEER = {"crops/s": 2180.0, "ms/face": 0.45, "ms/photo": 39.0}  # `fer` (mini-Xception), measured on this machine
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", help="bundled model name or checkpoint (default: the bundled default model)")
@@ -35,14 +32,7 @@ if args.threads:
 
 
 def median_ms(fn, repeat=args.repeat):
-    fn()
-    fn()  # warm-up: first calls allocate and pick kernels
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+    return median_s(fn, repeat) * 1000
 
 
 p = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads or None)

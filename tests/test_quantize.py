@@ -139,3 +139,5 @@ def test_serve_reports_int8(tiny_checkpoint, tmp_path, calib):
     with TestClient(create_app(str(out), backend="onnx")) as c:
         model = c.get("/version").json()["model"]
         assert model["backend"] == "onnx" and model["precision"] == "int8"
+        # what the training said of the weights travels in the file's metadata
+        assert model["name"] == "tiny" and model["epochs"] == 3 and 0 <= model["val_acc"] <= 1 and model["file"] == "m.onnx"

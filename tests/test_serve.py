@@ -57,6 +57,9 @@ def app(tiny_checkpoint):
 @pytest.fixture(scope="module")
 def client(app):
     with TestClient(app) as c:
+        deadline = time.monotonic() + 120
+        while c.get("/health").json()["status"] == "starting" and time.monotonic() < deadline:
+            time.sleep(0.1)  # the warm-up prediction runs in the background
         yield c
 
 

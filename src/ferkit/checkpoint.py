@@ -169,6 +169,15 @@ class Classifier:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
+    @property
+    def training(self) -> dict:
+        """What the training that made these weights says of them (for /version and ONNX metadata)."""
+        cfg = self.meta.get("config") or {}
+        return {"name": Path(str(cfg.get("model", "unknown"))).stem,  # the preset, or the spec file's name
+                "epoch": self.meta.get("epoch"),  # the epoch these weights come from
+                "epochs": cfg.get("epochs"),  # the epochs the training was set to run
+                "val_acc": self.meta.get("best_acc")}  # best validation accuracy of that training
+
     def inputs(self, faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model inputs for uint8 faces (N, 48, 48): mean-subtracted images and, for hybrids, HOG."""
         x = to_tensor(faces, self.mean).to(self.device)

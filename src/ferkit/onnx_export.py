@@ -60,8 +60,8 @@ class FacesToProbs(nn.Module):
 def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None = None, opset: int = 17,
                 calibration: np.ndarray | None = None, meta: dict | None = None) -> None:
     """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
-    emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8") and
-    `meta`. With `calibration` (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
+    emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8"), what
+    its training says of it ("training", JSON: Classifier.training) and `meta`. With `calibration` (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
     import json
 
     import onnx
@@ -82,7 +82,7 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
         graph = quantize_int8(graph, calibration)
     del graph.metadata_props[:]
     props = {"labels": json.dumps(list(clf.labels)), "precision": "fp32" if calibration is None else "int8",
-             "tta": str(int(wrapper.tta)), **(meta or {})}
+             "tta": str(int(wrapper.tta)), "training": json.dumps(clf.training), **(meta or {})}
     for k, v in props.items():
         graph.metadata_props.add(key=k, value=str(v))
     data = graph.SerializeToString()
@@ -162,6 +162,13 @@ def onnx_labels(session) -> tuple[str, ...]:
     if isinstance(n, int) and n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
+
+
+def onnx_training(session) -> dict:
+    """Classifier.training of the checkpoint an ONNX model was exported from ({} for older files)."""
+    import json
+
+    return json.loads(session.get_modelmeta().custom_metadata_map.get("training", "{}"))
 
 
 def onnx_precision(session) -> str:

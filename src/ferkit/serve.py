@@ -294,22 +294,20 @@ def _errors(*codes: int) -> dict:
 # ---------------------------------------------------------------- the app
 
 
-def _model_info(clf, path, backend: str, precision: str) -> dict:
-    """Name, file name, epochs and validation accuracy from the Classifier's checkpoint meta.
-    Only the file's name: its folder would tell clients about the server's disk."""
+def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
+    """Name, file name, epochs and validation accuracy from the checkpoint, or from the metadata of
+    an .onnx file. Only the file's name: its folder would tell clients about the server's disk."""
     info = {"file": Path(str(path)).name if path else None, "backend": backend, "precision": precision}
-    if clf is None:  # an .onnx file: no training meta
-        return {"name": Path(str(path)).stem if path else None, **info}
-    meta = clf.meta or {}
-    cfg = meta.get("config") or {}
-    return {
-        "name": Path(str(cfg.get("model", "unknown"))).stem,  # the preset, or the spec file's name
-        **info,
-        "epoch": meta.get("epoch"),  # the epoch these weights come from
-        "epochs": cfg.get("epochs"),  # the epochs the training was set to run
-        "val_acc": meta.get("best_acc"),  # best validation accuracy of that training
-        "tta": clf.tta,
-    }
+    session = getattr(predictor, "session", None)
+    if clf is not None:
+        return {**clf.training, **info, "tta": clf.tta}
+    if session is not None:
+        from .onnx_export import onnx_training
+
+        training = onnx_training(session)
+        if training:
+            return {**training, **info}
+    return {"name": Path(str(path)).stem if path else None, **info}
 
 
 def _warm_up(predictor) -> None:
@@ -344,7 +342,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     predictor = src
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
     precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
-    model = _model_info(clf, path, getattr(predictor, "backend", backend or "torch"), precision_used)
+    model = _model_info(predictor, clf, path, getattr(predictor, "backend", backend or "torch"), precision_used)
     labels = tuple(getattr(predictor, "labels", None) or EMOTIONS)  # the model's own emotions
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
             "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}

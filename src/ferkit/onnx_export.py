@@ -61,7 +61,8 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                 calibration: np.ndarray | None = None, meta: dict | None = None) -> None:
     """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
     emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8"), what
-    its training says of it ("training", JSON: Classifier.training) and `meta`. With `calibration` (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
+    its training says of it ("training", JSON: Classifier.training) and `meta`. With `calibration`
+    (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
     import json
 
     import onnx

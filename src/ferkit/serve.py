@@ -298,16 +298,14 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
     """Name, file name, epochs and validation accuracy from the checkpoint, or from the metadata of
     an .onnx file. Only the file's name: its folder would tell clients about the server's disk."""
     info = {"file": Path(str(path)).name if path else None, "backend": backend, "precision": precision}
-    session = getattr(predictor, "session", None)
     if clf is not None:
         return {**clf.training, **info, "tta": clf.tta}
-    if session is not None:
+    session, training = getattr(predictor, "session", None), {}
+    if session is not None:  # an .onnx file: its training travels in its metadata (older files: none)
         from .onnx_export import onnx_training
 
         training = onnx_training(session)
-        if training:
-            return {**training, **info}
-    return {"name": Path(str(path)).stem if path else None, **info}
+    return {"name": Path(str(path)).stem if path else None, **training, **info}
 
 
 def _warm_up(predictor) -> None:

@@ -14,7 +14,8 @@ within 0.3 points of torch fp32 with the model's own TTA setting: the candidate 
 (ferkit.predict.DEFAULT_PATH).
 
 --variants adds speed-only rows for what was tried and not adopted: int8 in QOperator format,
-onnxruntime without thread spinning, torch.jit.trace + freeze (oneDNN fusion), torch.compile.
+onnxruntime on 1 thread, without thread spinning or with threads left spinning after each run,
+torch.jit.trace + freeze (oneDNN fusion), torch.compile.
 """
 
 import argparse
@@ -119,15 +120,18 @@ if args.variants:
         show(f"onnx int8 {fmt}", lambda f, s=sess: s.run(None, {"faces": f})[0])
     import onnxruntime as ort
 
+    # ferkit's sessions (onnx_export.onnx_session) spin during a run and stop when it returns.
+    q = quantize_int8(onnx.load_from_string(buf.getvalue()), calib).SerializeToString()
     for n in (1, 2):
-        for spin in ("1", "0"):
+        for spin, stop, how in (("0", "0", "no spinning"), ("1", "0", "spinning left on after a run"),
+                                ("1", "1", "spinning stopped after a run (ferkit's)")):
             o = ort.SessionOptions()
             o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             o.intra_op_num_threads = n
             o.add_session_config_entry("session.intra_op.allow_spinning", spin)
-            q = quantize_int8(onnx.load_from_string(buf.getvalue()), calib).SerializeToString()
+            o.add_session_config_entry("session.force_spinning_stop", stop)
             sess = ort.InferenceSession(q, o, providers=["CPUExecutionProvider"])
-            show(f"onnx int8 qdq, {n} thread(s), spinning {'on' if spin == '1' else 'off'}", lambda f, s=sess: s.run(None, {"faces": f})[0])
+            show(f"onnx int8 qdq, {n} thread(s), {how}", lambda f, s=sess: s.run(None, {"faces": f})[0])
 
     class Wrapped(torch.nn.Module):
         def __init__(self, model):

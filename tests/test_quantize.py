@@ -92,6 +92,9 @@ def test_default_path_is_torch_for_a_checkpoint(tiny_checkpoint, tmp_path, monke
     p = Predictor(tiny_checkpoint)  # no shipped int8 graph: torch, its own auto precision
     assert (p.backend, p.precision) == ("torch", load_checkpoint(tiny_checkpoint, precision="auto").precision)
     assert Predictor(fp32, backend="onnx").precision == "fp32"  # a file runs as exported
+    assert (Predictor(fp32).backend, Predictor(fp32).precision) == ("onnx", "fp32")  # no backend needed for .onnx
+    with pytest.raises(FerkitError, match="an ONNX model runs with backend='onnx'"):
+        Predictor(fp32, backend="torch")
 
 
 def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):

@@ -287,7 +287,7 @@ def cmd_search(args):
 def _serve_args(p):
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--model", help="checkpoint .pt or run folder (default: the bundled model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest photo accepted, in MB (default 10)")
     p.add_argument("--max-upload-pixels", type=int, default=16_000_000,
@@ -295,7 +295,7 @@ def _serve_args(p):
     p.add_argument("--upload-timeout", type=float, default=30, help="seconds a whole upload may take to arrive, else 408 (default 30)")
     p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
-    p.add_argument("--backend", choices=["torch", "onnx"], help="inference engine (default torch; onnx: onnxruntime; --model may then be an .onnx file)")
+    p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log level (default info: one access-log line per request)")
@@ -312,15 +312,18 @@ def cmd_serve(args):
 # ---------------------------------------------------------------- predict, demo, export
 
 
+MODEL_HELP = ("a bundled model (fer2013: 7 emotions, the default; ferplus: 8, with contempt), a checkpoint .pt "
+              "or run folder, or an .onnx file from 'ferkit export'")
+BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
+                "onnx for an .onnx file, else torch")
 PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "
                   "int8 (auto = fp32, or as the .onnx file was exported; int8 from a checkpoint calibrates on $FERKIT_DATA "
                   "or the shared FER2013's training faces)")
 
 
 def _model_args(p):
-    p.add_argument("--model", help="a bundled model (fer2013: 7 emotions, the default; ferplus: 8, with contempt), a checkpoint .pt "
-                                   "or run folder; with --backend onnx also an .onnx file")
-    p.add_argument("--backend", choices=["torch", "onnx"], help="inference engine (default torch; onnx: onnxruntime)")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
 

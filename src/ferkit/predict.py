@@ -4,7 +4,7 @@
                                                    "score": p, "probs": {"angry": p, ..., "neutral": p}}]
 
 `model` is a bundled model's name (BUNDLED: "fer2013", 7 emotions, or "ferplus", 8; None means
-DEFAULT_MODEL), a checkpoint path, a Classifier or, with backend="onnx", an .onnx file from
+DEFAULT_MODEL), a checkpoint path, a Classifier or an .onnx file from
 `ferkit export`. Records name the model's own emotions. Faces are found by
 `detector` (yunet, or haar) and turned upright by their eye landmarks (`align`); with
 crops=True each photo is taken as one face, already cropped. All faces of a photo go through
@@ -65,10 +65,13 @@ DEFAULT_PATH = ("onnx", "int8")
 
 def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
     """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
-    model whose int8 graph ships (TTA as trained: it is baked into the graph), else torch's auto."""
+    model whose int8 graph ships (TTA as trained: it is baked into the graph), onnx's auto for an
+    .onnx file (the precision it was exported in), else torch's auto."""
     name = str(model or DEFAULT_MODEL)
     if tta is None and name in BUNDLED and int8_file(name).exists():
         return DEFAULT_PATH
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
+        return "onnx", "auto"
     return "torch", "auto"
 
 

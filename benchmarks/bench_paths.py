@@ -54,16 +54,6 @@ def speed(fn):
     return args.batch / median_s(lambda: fn(faces), args.repeat), median_s(lambda: fn(faces[:1]), args.repeat * 10) * 1000
 
 
-class Scored:
-    """evaluate_split's view of a Predictor: predict_proba over the split in chunks."""
-
-    def __init__(self, predictor):
-        self.p, self.labels = predictor, predictor.labels
-
-    def predict_proba(self, images, tta=None):
-        return np.concatenate([self.p.predict_faces(images[i : i + 256]) for i in range(0, len(images), 256)])
-
-
 path = model_path(args.model)
 clf = load_checkpoint(path, precision="fp32")
 data = load_fer(args.data)
@@ -88,13 +78,13 @@ for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"
                       threads=threads, tta=tta, calibration=calib)
         if backend == "torch":
             p.classifier.precision = precision  # a Classifier passed in keeps its own precision
-        acc = evaluate_split(Scored(p), data, "val")["accuracy"]
+        acc = evaluate_split(p, data, "val")["accuracy"]
         ref.setdefault(tta, acc)  # the first path, torch fp32, is the reference
         add_row(f"{backend} {precision}", tta, acc, *speed(p.predict_faces))
 name = str(args.model or DEFAULT_MODEL)
 if name in BUNDLED and int8_file(name).exists():  # the int8 graph that ships with a bundled model, as users get it
     p = Predictor(name, backend="onnx", precision="int8", threads=threads)
-    add_row("int8 file", clf.tta, evaluate_split(Scored(p), data, "val")["accuracy"], *speed(p.predict_faces))
+    add_row("int8 file", clf.tta, evaluate_split(p, data, "val")["accuracy"], *speed(p.predict_faces))
 print(f"{'peer':<17}{'':>11}{'':>9}{PEER['crops/s']:>15.0f}{'':>8}{PEER['ms/face']:>9.3f}")
 
 base = ref[clf.tta]

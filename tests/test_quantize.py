@@ -144,3 +144,16 @@ def test_serve_reports_int8(tiny_checkpoint, tmp_path, calib):
         assert model["backend"] == "onnx" and model["precision"] == "int8"
         # what the training said of the weights travels in the file's metadata
         assert model["name"] == "tiny" and model["epochs"] == 3 and 0 <= model["val_acc"] <= 1 and model["file"] == "m.onnx"
+
+
+def test_evaluate_an_onnx_file_as_users_run_it(tiny_checkpoint, tmp_path, capsys):
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("PublicTest",), n=28)
+    fp32 = tmp_path / "m.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), fp32)
+    assert main(["evaluate", str(tiny_checkpoint), "--data", str(csv), "--precision", "fp32", "--json", str(tmp_path / "pt.json")]) == 0
+    assert main(["evaluate", str(fp32), "--data", str(csv)]) == 0
+    assert "(fp32)" in capsys.readouterr().out
+    pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "metrics-val.json"))
+    assert ox["n"] == pt["n"] == 28 and ox["confusion_matrix"] == pt["confusion_matrix"]
+    assert main(["evaluate", str(fp32), "--data", str(csv), "--tta"]) == 2
+    assert "an .onnx file has it built in" in capsys.readouterr().err

@@ -172,12 +172,13 @@ def cmd_train(args):
 
 
 def _evaluate_args(p):
-    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt)")
+    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt), or an .onnx file from `ferkit export`")
     p.add_argument("--split", choices=["train", "val", "test"], help="default: test if the file has PrivateTest rows, else val")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
     p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
+                                                       "(an .onnx file: as exported)")
     p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
     _data_args(p)
 
@@ -190,7 +191,12 @@ def cmd_evaluate(args):
 
     if args.json:
         check_output(args.json, "--json")
-    clf = load_checkpoint(args.checkpoint, args.device, args.precision)
+    if Path(args.checkpoint).suffix.lower() == ".onnx":  # an exported graph, scored as users run it
+        from .predict import Predictor
+
+        clf = Predictor(args.checkpoint, backend="onnx", precision=args.precision)
+    else:
+        clf = load_checkpoint(args.checkpoint, args.device, args.precision)
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")

@@ -61,7 +61,7 @@ def format_report(m: dict) -> str:
     for e in labels:
         a = m["per_class_accuracy"][e]
         lines.append(f"{e:<10}{'-' if a is None else f'{a:.4f}':>10}{m['support'][e]:>9}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{e[:7]:>9}" for e in labels)]
+    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{e[:8]:>9}" for e in labels)]
     for e, row in zip(labels, m["confusion_matrix"]):
         lines.append(f"{e:<10}" + "".join(f"{v:>9}" for v in row))
     return "\n".join(lines)

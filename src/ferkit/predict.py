@@ -155,6 +155,15 @@ class Predictor:
         with torch.inference_mode():
             return self.classifier.predict_proba(faces, batch_size=max(len(faces), 1), tta=self.tta)
 
+    def predict_proba(self, faces: np.ndarray, tta: bool | None = None, batch_size: int = 256) -> np.ndarray:
+        """Many faces in batches: the interface metrics.evaluate_split scores (TTA was set when the
+        Predictor was made; an .onnx graph has it built in)."""
+        if tta is not None and tta != self.tta:
+            raise FerkitError(f"{self.path or 'this model'}: TTA is set when the Predictor is made (tta=...), "
+                              "and an .onnx file has it built in at export (ferkit export --tta/--no-tta)")
+        return np.concatenate([self.predict_faces(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
+                              or [np.zeros((0, len(self.labels)), np.float32)])
+
     def predict(self, image, min_face: float = MIN_FACE, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""

@@ -14,7 +14,7 @@ small machine the figures are a lower bound.
 Then (unless --no-big), with 1 worker: the memory a big photo costs and whether it comes back.
 6 clients at once post a 16-megapixel JPEG (4000x4000, at the default --max-upload-pixels) and
 then the probe's all-black 6300x6300 PNG (refused with 413 from its header, before decoding).
-Default model: the bundled one (src/ferkit/weights/fer2013.pt).
+Default model: the bundled default (ferkit.predict.DEFAULT_MODEL), on its default path.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 from skimage.data import astronaut
 
-BUNDLED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "weights" / "fer2013.pt"
+from ferkit.predict import BUNDLED, DEFAULT_MODEL
 
 
 def free_port() -> int:
@@ -188,8 +188,8 @@ def main() -> int:
     ap.add_argument("--no-big", action="store_true", help="skip the big-photo memory check")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args()
-    if not args.model and not BUNDLED.exists():
-        print(f"skipped: no bundled model at {BUNDLED}; pass --model PATH")
+    if not args.model and not BUNDLED[DEFAULT_MODEL].exists():
+        print(f"skipped: no bundled model at {BUNDLED[DEFAULT_MODEL]}; pass --model PATH")
         return 0
 
     photo = png(astronaut())

@@ -188,12 +188,11 @@ def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer
     from .metrics import evaluate_split, format_report
+    from .predict import Predictor, is_onnx_file
 
     if args.json:
         check_output(args.json, "--json")
-    if Path(args.checkpoint).suffix.lower() == ".onnx":  # an exported graph, scored as users run it
-        from .predict import Predictor
-
+    if is_onnx_file(args.checkpoint):  # an exported graph, scored as users run it
         clf = Predictor(args.checkpoint, backend="onnx", precision=args.precision)
     else:
         clf = load_checkpoint(args.checkpoint, args.device, args.precision)

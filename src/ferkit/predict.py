@@ -70,9 +70,14 @@ def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
     name = str(model or DEFAULT_MODEL)
     if tta is None and name in BUNDLED and int8_file(name).exists():
         return DEFAULT_PATH
-    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
+    if is_onnx_file(model):
         return "onnx", "auto"
     return "torch", "auto"
+
+
+def is_onnx_file(model) -> bool:
+    """Whether a model argument names an .onnx file (from `ferkit export`)."""
+    return isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
 
 
 def int8_file(name: str) -> Path:
@@ -100,7 +105,7 @@ class Predictor:
         backend, precision = backend or "torch", precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
-        onnx_file = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
+        onnx_file = is_onnx_file(model)
         _check_precision(backend, precision)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align

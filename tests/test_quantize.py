@@ -41,7 +41,7 @@ def test_int8_export_keeps_labels_and_stays_close_to_fp32(tiny_checkpoint, tmp_p
     ops = {n.op_type for n in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
-    assert len(int8_weights) == 1  # the second conv's; the first (one input channel) stays fp32 by design
+    assert len(int8_weights) == 2  # both convs, the first (one input channel) included
     assert int8.stat().st_size < fp32.stat().st_size
 
     faces, labels = test_faces

@@ -72,7 +72,7 @@ def test_predictor_accepts_path_classifier_bytes(tiny_checkpoint, astronaut, tmp
 def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     import ferkit.predict as fp
 
-    monkeypatch.setitem(fp.BUNDLED, "fer2013", tmp_path / "nope.pt")
+    monkeypatch.setitem(fp.BUNDLED, fp.DEFAULT_MODEL, tmp_path / "nope.pt")
     with pytest.raises(FerkitError, match="bundled model .* not in this install .* is missing"):
         fp.load_model()
     with pytest.raises(FerkitError, match="not a bundled model"):

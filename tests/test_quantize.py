@@ -119,6 +119,7 @@ def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypat
 
     ckpt = shutil.copy(tiny_run / "best.pt", tmp_path / "fer2013.pt")
     monkeypatch.setitem(fp.BUNDLED, "fer2013", tmp_path / "fer2013.pt")
+    monkeypatch.setattr(fp, "DEFAULT_MODEL", "fer2013")
     shipped = fp.int8_file("fer2013")
     assert shipped == tmp_path / "fer2013.int8.onnx"
     export_onnx(load_checkpoint(ckpt), shipped, calibration=calib, meta={"checkpoint_sha256": sha256_of(ckpt)})

@@ -317,8 +317,8 @@ def cmd_serve(args):
 # ---------------------------------------------------------------- predict, demo, export
 
 
-MODEL_HELP = ("a bundled model (fer2013: 7 emotions, the default; ferplus: 8, with contempt), a checkpoint .pt "
-              "or run folder, or an .onnx file from 'ferkit export'")
+MODEL_HELP = ("a bundled model (ferplus-fast, the default, and ferplus: 8 emotions, FER+; fer2013-fast and fer2013: "
+              "FER2013's 7; see 'ferkit models'), a checkpoint .pt or run folder, or an .onnx file from 'ferkit export'")
 BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
                 "onnx for an .onnx file, else torch")
 PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "

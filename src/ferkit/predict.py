@@ -31,7 +31,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", "ferplus", "ferplus-fast")}
 # The default for photos: right on all six labelled real photos (benchmarks/bench_photos.py), as
 # ferplus, where both FER2013 models read the surprised face as fear; within 0.2 points of ferplus
-# on FER+ PublicTest, and fast enough to beat the peer on every speed figure (bench_predict.py).
+# on FER+ PublicTest at 2.5x its crops/s (benchmarks/bench_predict.py).
 DEFAULT_MODEL = "ferplus-fast"
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 

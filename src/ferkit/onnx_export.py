@@ -12,8 +12,9 @@ training faces fed to the graph's uint8 input. Convolutions, max-pools and matmu
 (QDQ format, per-channel weight scales); the preprocessing, softmax and the TTA average stay
 fp32. The first convolution is int8 too: keeping it fp32 bought at most 0.12 points of accuracy on
 the bundled models (none on the fast ones) and cost the `fast` preset 20% of its crops/s
-(onnxruntime converted that conv's output layout for the int8 convs after it). On a CPU with AVX512-VNNI int8 is 3x faster than fp32
-within a few tenths of a point of accuracy (benchmarks/bench_paths.py measures both).
+(onnxruntime converted that conv's output layout for the int8 convs after it). On a CPU with
+AVX512-VNNI int8 is about 3x faster than fp32 within a few tenths of a point of accuracy
+(benchmarks/bench_paths.py measures both).
 """
 
 from __future__ import annotations

@@ -104,3 +104,20 @@ def test_export_writes_into_a_new_folder_and_checks_the_file(tiny_run, tmp_path,
     assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "new" / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "new" / "m.onnx").stat().st_size > 0 and "max |diff|" in out and "nan" not in out
+
+
+def test_evaluate_a_bundled_model_by_name_writes_metrics_here(tiny_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import ferkit.predict as fp
+
+    weights = tmp_path / "weights"  # stands in for ferkit's own folder, which is not the user's
+    weights.mkdir()
+    shutil.copy(tiny_run / "best.pt", weights / "fer2013.pt")
+    monkeypatch.setattr(fp, "WEIGHTS", weights)
+    monkeypatch.setitem(fp.BUNDLED, "fer2013", weights / "fer2013.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "fer2013", "--data", str(tiny_run.parent / "fer.csv"), "--split", "val"]) == 0
+    assert "fer2013 on" in capsys.readouterr().out
+    assert json.loads((tmp_path / "metrics-fer2013.pt-val.json").read_text())["n"] > 0
+    assert list(weights.iterdir()) == [weights / "fer2013.pt"]

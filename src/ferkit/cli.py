@@ -172,10 +172,12 @@ def cmd_train(args):
 
 
 def _evaluate_args(p):
-    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt), or an .onnx file from `ferkit export`")
+    p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt), an .onnx file from "
+                                      "`ferkit export`, or a bundled model's name (see `ferkit models`)")
     p.add_argument("--split", choices=["train", "val", "test"], help="default: test if the file has PrivateTest rows, else val")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
-    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint)")
+    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint; "
+                                                  "for a bundled model, metrics-<file>-<split>.json in the current folder)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported)")
@@ -188,20 +190,24 @@ def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer
     from .metrics import evaluate_split, format_report
-    from .predict import Predictor, is_onnx_file
+    from .predict import BUNDLED, WEIGHTS, Predictor, is_onnx_file, model_path
 
     if args.json:
         check_output(args.json, "--json")
-    if is_onnx_file(args.checkpoint):  # an exported graph, scored as users run it
-        clf = Predictor(args.checkpoint, backend="onnx", precision=args.precision)
+    ck = model_path(args.checkpoint) if args.checkpoint in BUNDLED else Path(args.checkpoint)
+    if is_onnx_file(ck):  # an exported graph, scored as users run it
+        clf = Predictor(ck, backend="onnx", precision=args.precision)
     else:
-        clf = load_checkpoint(args.checkpoint, args.device, args.precision)
+        clf = load_checkpoint(ck, args.device, args.precision)
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    ck = Path(args.checkpoint)
-    out = check_output(args.json or (ck if ck.is_dir() else ck.parent) / f"metrics-{split}.json", "--json")
+    # Metrics go beside the checkpoint (its run folder), except for the bundled models: ferkit's
+    # own folder is not the user's, so theirs go to the current folder.
+    folder = ck if ck.is_dir() else ck.parent
+    default = Path(f"metrics-{ck.name}-{split}.json") if folder.resolve() == WEIGHTS else folder / f"metrics-{split}.json"
+    out = check_output(args.json or default, "--json")
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)

@@ -30,8 +30,8 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # multiply-adds) was distilled from it and classifies faces 2.5x as fast.
 BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", "ferplus", "ferplus-fast")}
 # The default for photos: right on all six labelled real photos (benchmarks/bench_photos.py), as
-# ferplus, where both FER2013 models read the surprised face as fear; within 0.2 points of ferplus
-# on FER+ PublicTest at 2.5x its crops/s (benchmarks/bench_predict.py).
+# ferplus, where both FER2013 models read the surprised face as fear; 0.7 points below ferplus on
+# FER+ PublicTest at 3.4x its crops/s, and faster than the peer on one face too (bench_predict.py).
 DEFAULT_MODEL = "ferplus-fast"
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 

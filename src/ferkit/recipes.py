@@ -25,6 +25,7 @@ RECIPES: dict[str, dict] = {
     # Time to accuracy on a 2-core CPU: a short one-cycle schedule and only the augmentations a
     # short run can use (flips, shifts); rotations and erasing pay off in long runs.
     "fast": {**VGG, "epochs": 12, "rotate": 0, "erase": 0},
+    "lite": {**VGG, "epochs": 30},  # for distillation from a bigger model (--teacher), as ferplus-fast was made
 }
 
 

@@ -209,3 +209,15 @@ def test_training_and_inference_paths_give_the_same_probabilities(tiny_run):
         assert isinstance(batches, Batches)
         ev = evaluate(clf.model, batches, clf.device, tta=tta)["probs"]
         torch.testing.assert_close(torch.from_numpy(ev), torch.from_numpy(clf.predict_proba(faces, tta=tta)), rtol=0, atol=1e-6)
+
+
+def test_absolute_paths_keep_a_preset_name(tmp_path, monkeypatch):
+    # a search run from ~/ferkit-runs, which holds a run folder called `shallow`, once wrote
+    # that folder's path into best.yaml as the model
+    from ferkit.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shallow").mkdir()
+    (tmp_path / "faces.csv").write_text("emotion,pixels,Usage\n")
+    cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher="missing.pt"))
+    assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv") and cfg.teacher == "missing.pt"

@@ -468,11 +468,11 @@ def best_config(study, cfg: TrainConfig) -> TrainConfig | None:
     """cfg with the best trial's values, paths made absolute so the file works from any folder."""
     from optuna.trial import TrialState
 
+    from .train import absolute_paths
+
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return None
-    best = apply(cfg, study.best_trial.params)
-    paths = {k: str(Path(getattr(best, k)).resolve()) for k in ("model", "data") if getattr(best, k) and Path(getattr(best, k)).exists()}
-    return replace(best, **paths)
+    return absolute_paths(apply(cfg, study.best_trial.params))
 
 
 def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path, cv: int = 0) -> dict:

@@ -282,6 +282,17 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """cfg with its file paths made absolute, so that its config file works from any folder
+    (evaluate, report, --resume, a search's best.yaml). A preset's name stays a name, even where
+    the current folder has a file or folder of that name (a run called `shallow`, say)."""
+    for k in ("data", "model", "labels_file", "teacher"):
+        path = getattr(cfg, k)
+        if path and not (k == "model" and path in PRESETS) and Path(path).exists():
+            cfg = replace(cfg, **{k: str(Path(path).resolve())})
+    return cfg
+
+
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
@@ -304,10 +315,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if data is None:
         data = load_fer(cfg.data, cfg.skip_bad_rows)
         cfg = replace(cfg, data=data.source)
-    for k in ("data", "model", "labels_file", "teacher"):  # absolute paths: config.json works from any folder (evaluate, report, --resume)
-        path = getattr(cfg, k)
-        if path and path not in PRESETS and Path(path).exists():
-            cfg = replace(cfg, **{k: str(Path(path).resolve())})
+    cfg = absolute_paths(cfg)
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")

@@ -26,8 +26,9 @@ from .labels import EMOTIONS
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
-# NAME (vgg-wide) is the most accurate on its labels; NAME-fast (the `fast` preset, a quarter of the
-# multiply-adds) was distilled from it and classifies faces 2.5x as fast.
+# NAME (vgg-wide) is the most accurate on its labels; NAME-fast was distilled from it at a quarter
+# of the multiply-adds or less (fer2013-fast: the `fast` preset; ferplus-fast: `lite`) and
+# classifies faces 2.5-3.4x as fast.
 BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", "ferplus", "ferplus-fast")}
 # The default for photos: right on all six labelled real photos (benchmarks/bench_photos.py), as
 # ferplus, where both FER2013 models read the surprised face as fear; 0.7 points below ferplus on

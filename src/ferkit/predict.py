@@ -26,13 +26,12 @@ from .labels import EMOTIONS
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
-# NAME (vgg-wide) is the most accurate on its labels; NAME-fast was distilled from it at a quarter
-# of the multiply-adds or less (fer2013-fast: the `fast` preset; ferplus-fast: `lite`) and
-# classifies faces 2.5-3.4x as fast.
+# NAME (vgg-wide) is the most accurate on its labels; NAME-fast, distilled from it (fer2013-fast:
+# the `fast` preset; ferplus-fast: `lite`), is several times faster. Figures: README, "The bundled models".
 BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", "ferplus", "ferplus-fast")}
-# The default for photos: right on all six labelled real photos (benchmarks/bench_photos.py), as
-# ferplus, where both FER2013 models read the surprised face as fear; 0.7 points below ferplus on
-# FER+ PublicTest at 3.4x its crops/s, and faster than the peer on one face too (bench_predict.py).
+# The default for photos: FER+'s labels name the real photos right where both FER2013 models read
+# the surprised face as fear (benchmarks/bench_photos.py), and of the FER+ models the fast one is
+# the one faster than the peer on every speed figure (benchmarks/bench_predict.py).
 DEFAULT_MODEL = "ferplus-fast"
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,19 @@ def test_read_run_errors(tmp_path):
         plots.read_run(tmp_path / "missing")
     with pytest.raises(FerkitError, match="not a run folder"):
         plots.read_run(tmp_path)
+
+
+def test_summarize_history():
+    rows = [dict(epoch=1, train_acc=0.3, val_acc=0.40, seconds=100.0), dict(epoch=2, train_acc=0.5, val_acc=0.55, seconds=500.0),
+            dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]
+    s = plots.summarize_history(rows)
+    assert (s["epochs"], s["best_epoch"], s["best_val_acc"], s["last_val_acc"], s["last_train_acc"]) == (3, 2, 0.55, 0.50, 0.7)
+    assert s["median_epoch_seconds"] == 110.0 and s["total_seconds"] == 710.0  # the slow epoch moves the sum, not the median
+    assert plots.summarize_history([]) is None
+    no_val = plots.summarize_history([{**r, "val_acc": float("nan")} for r in rows])
+    assert no_val["best_epoch"] == 3  # without validation the last epoch is the best, as in training
+    text = plots.format_summary([plots.Run(Path("a"), "a", None, rows, np.zeros(0)), plots.Run(Path("b"), "b", None, [], np.zeros(0))])
+    assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
 
 
 def test_moving_average():
@@ -102,7 +116,8 @@ def test_cli_plot(tiny_run, tmp_path, capsys):
     out = tmp_path / "png"
     assert main(["plot", str(tiny_run), str(tiny_run), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"history.png", "loss-iterations.png", "loss-epochs.png", "accuracy.png"}
-    assert "ferkit evaluate" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "ferkit evaluate" in out_text and "best val acc (epoch)" in out_text
     # with metrics from `ferkit evaluate`: confusion matrices and the per-class chart too
     run = tmp_path / "run"
     run.mkdir()

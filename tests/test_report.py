@@ -64,6 +64,7 @@ def test_report_comparison_and_search_table(tiny_run, tmp_path):
     res = build_report([tiny_run, trial], tmp_path / "cmp.html", data=str(tiny_run.parent / "fer.csv"), n_faces=2)
     page = res["path"].read_text()
     assert "<h2>Comparison</h2>" in page and "Hyper-parameter search" in page
+    assert "best val acc (epoch)" in page and "the median epoch" in page  # the runs' summary, and each run's time
     table = page[page.index("Hyper-parameter search"):]
     assert table.index("<td>0.52</td>") < table.index("<td>0.41</td>") < table.index("<td>FAIL</td>")
     # the per-class table across models: one column per run

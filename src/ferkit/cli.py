@@ -481,7 +481,8 @@ def _plot_args(p):
 def cmd_plot(args):
     from .plots import plot_runs
 
-    files, per_class = plot_runs(args.runs, check_output(args.out, "--out", folder=True))
+    files, summary, per_class = plot_runs(args.runs, check_output(args.out, "--out", folder=True))
+    print(summary + "\n")
     if per_class:
         print(per_class + "\n")
     else:

@@ -93,6 +93,37 @@ def column(history: list[dict], key: str) -> np.ndarray:
     return np.array([float(r.get(key, np.nan)) if r.get(key) is not None else np.nan for r in history])
 
 
+def summarize_history(history: list[dict]) -> dict | None:
+    """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
+    the last epoch's validation and training accuracy, the median epoch's seconds and the sum. The
+    median times the epochs is the run's wall-clock on a quiet machine; the sum also counts whatever
+    slowed some epochs (other work beside it, a paused process)."""
+    if not history:
+        return None
+    val, secs = column(history, "val_acc"), column(history, "seconds")
+    best = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
+    return dict(epochs=len(history), best_epoch=int(history[best]["epoch"]), best_val_acc=float(val[best]),
+                last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
+                median_epoch_seconds=float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan"),
+                total_seconds=float(np.nansum(secs)))
+
+
+def format_summary(runs: list[Run]) -> str:
+    """summarize_history of each run as a text table, one row per run."""
+    w = max([4] + [len(r.name) for r in runs]) + 2
+    lines = [f"{'run':<{w}}{'epochs':>7}{'best val acc (epoch)':>22}{'last val acc':>14}{'last train acc':>16}"
+             f"{'median epoch':>14}{'epochs x median':>17}{'sum':>10}"]
+    for r in runs:
+        s = summarize_history(r.history)
+        if s is None:
+            lines.append(f"{r.name:<{w}}{'no history':>7}")
+            continue
+        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3}){s['last_val_acc']:>14.4f}"
+                     f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
+                     f"{s['epochs'] * s['median_epoch_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
+    return "\n".join(lines)
+
+
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over `window` values (shorter at the start); same length as x."""
     x = np.asarray(x, float)
@@ -125,10 +156,10 @@ def save(fig, path: str | Path, dpi: int = 100) -> Path:
     return atomic_write(path, to_png(fig, dpi))
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], str | None]:
+def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], str, str | None]:
     """Every figure of `ferkit plot` for run folders, saved in out: histories, losses, accuracy and,
-    from their metrics-*.json, confusion matrices and per-class accuracy. Returns (files, the
-    per-class table as text, or None when no run has metrics)."""
+    from their metrics-*.json, confusion matrices and per-class accuracy. Returns (files, the runs'
+    summary table as text, the per-class table as text or None when no run has metrics)."""
     runs = [read_run(p, n) for p, n in zip(run_dirs, run_names(run_dirs))]
     out = Path(out)
     files = [save(plot_histories(runs), out / "history.png"),
@@ -142,9 +173,9 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], 
                               out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
             best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
     if not best:
-        return files, None
+        return files, format_summary(runs), None
     files.append(save(plot_per_class(best), out / "per-class.png"))
-    return files, format_per_class(best)
+    return files, format_summary(runs), format_per_class(best)
 
 
 # ---------------------------------------------------------------- histories (Figures 3, 4, 7, 8)

@@ -111,11 +111,13 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     if clf is not None:
         facts.update({"checkpoint": f"{ckpt.name} (epoch {clf.meta.get('epoch')})", "parameters": f"{count_params(clf.model):,}",
                       "multiply-adds per image": f"{count_macs(clf.model):,}"})
-    if run.history:
-        best = max(run.history, key=lambda r: -1 if r.get("val_acc") is None or np.isnan(r["val_acc"]) else r["val_acc"])
-        facts["epochs run"] = str(len(run.history))
-        facts["best validation accuracy"] = f"{best['val_acc']:.4f} (epoch {int(best['epoch'])})"
-        facts["training time"] = f"{sum(float(r.get('seconds', 0)) for r in run.history) / 60:.1f} min"
+    s = plots.summarize_history(run.history)
+    if s is not None:
+        facts["epochs run"] = str(s["epochs"])
+        facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
+        facts["last epoch's accuracy"] = f"validation {s['last_val_acc']:.4f}, training {s['last_train_acc']:.4f}"
+        facts["training time"] = (f"{s['epochs'] * s['median_epoch_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
+                                  f"the median epoch; the epochs' sum {s['total_seconds'] / 60:.1f} min)")
     parts.append("<h3>Configuration</h3><div class='cols'>" + _kv_table(facts) + _kv_table(cfg) +
                  (f"<pre>{_e(_spec_text(spec))}</pre>" if spec else "") + "</div>")
 
@@ -173,7 +175,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
 
 
 def _comparison(runs: list[plots.Run], evaluated: dict) -> str:
-    parts = ["<section><h2>Comparison</h2>", _img(plots.plot_histories(runs))]
+    parts = ["<section><h2>Comparison</h2>", f"<pre>{_e(plots.format_summary(runs))}</pre>", _img(plots.plot_histories(runs))]
     if evaluated:
         parts.append("<h3>Per-class accuracy (best checkpoints)</h3>" + _per_class_html(evaluated))
         parts.append(_img(plots.plot_per_class(evaluated)))

@@ -172,10 +172,9 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], 
             files.append(save(plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)),
                               out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
             best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
-    if not best:
-        return files, format_summary(runs), None
-    files.append(save(plot_per_class(best), out / "per-class.png"))
-    return files, format_summary(runs), format_per_class(best)
+    if best:
+        files.append(save(plot_per_class(best), out / "per-class.png"))
+    return files, format_summary(runs), format_per_class(best) if best else None
 
 
 # ---------------------------------------------------------------- histories (Figures 3, 4, 7, 8)

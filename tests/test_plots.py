@@ -42,7 +42,7 @@ def test_summarize_history():
             dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]
     s = plots.summarize_history(rows)
     assert (s["epochs"], s["best_epoch"], s["best_val_acc"], s["last_val_acc"], s["last_train_acc"]) == (3, 2, 0.55, 0.50, 0.7)
-    assert s["median_epoch_seconds"] == 110.0 and s["total_seconds"] == 710.0  # the slow epoch moves the sum, not the median
+    assert s["median_epoch_seconds"] == 110.0 and s["wall_clock_seconds"] == 330.0 and s["total_seconds"] == 710.0  # the slow epoch moves the sum, not the median
     assert plots.summarize_history([]) is None
     no_val = plots.summarize_history([{**r, "val_acc": float("nan")} for r in rows])
     assert no_val["best_epoch"] == 3  # without validation the last epoch is the best, as in training

@@ -95,17 +95,17 @@ def column(history: list[dict], key: str) -> np.ndarray:
 
 def summarize_history(history: list[dict]) -> dict | None:
     """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
-    the last epoch's validation and training accuracy, the median epoch's seconds and the sum. The
-    median times the epochs is the run's wall-clock on a quiet machine; the sum also counts whatever
-    slowed some epochs (other work beside it, a paused process)."""
+    the last epoch's validation and training accuracy, and time: the median epoch's seconds, that
+    times the epochs (the run's wall-clock on a quiet machine) and the epochs' sum (which also
+    counts whatever slowed some epochs: other work beside it, a paused process)."""
     if not history:
         return None
     val, secs = column(history, "val_acc"), column(history, "seconds")
     best = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
+    median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
     return dict(epochs=len(history), best_epoch=int(history[best]["epoch"]), best_val_acc=float(val[best]),
                 last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
-                median_epoch_seconds=float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan"),
-                total_seconds=float(np.nansum(secs)))
+                median_epoch_seconds=median, wall_clock_seconds=median * len(history), total_seconds=float(np.nansum(secs)))
 
 
 def format_summary(runs: list[Run]) -> str:
@@ -120,7 +120,7 @@ def format_summary(runs: list[Run]) -> str:
             continue
         lines.append(f"{r.name:<{w}}{s['epochs']:>7}{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3}){s['last_val_acc']:>14.4f}"
                      f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
-                     f"{s['epochs'] * s['median_epoch_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
+                     f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
         facts["epochs run"] = str(s["epochs"])
         facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
         facts["last epoch's accuracy"] = f"validation {s['last_val_acc']:.4f}, training {s['last_train_acc']:.4f}"
-        facts["training time"] = (f"{s['epochs'] * s['median_epoch_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
+        facts["training time"] = (f"{s['wall_clock_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
                                   f"the median epoch; the epochs' sum {s['total_seconds'] / 60:.1f} min)")
     parts.append("<h3>Configuration</h3><div class='cols'>" + _kv_table(facts) + _kv_table(cfg) +
                  (f"<pre>{_e(_spec_text(spec))}</pre>" if spec else "") + "</div>")

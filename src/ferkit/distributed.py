@@ -30,7 +30,6 @@ import torch.distributed as tdist
 from .checkpoint import device_of
 from .errors import FerkitError
 
-
 # The latest `average` collective, held until the interpreter ends. gloo frees a finished
 # collective on its own worker threads; one that holds the last reference to a Python tensor
 # must take the GIL to free it, and if the process is already shutting down (rank 1 exits

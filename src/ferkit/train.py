@@ -133,7 +133,7 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
 def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, cfg: TrainConfig, gen: torch.Generator):
     """The training loss of a batch: cross-entropy on labels, or on FER+ targets by label mode."""
     ls = cfg.label_smoothing
-    if targets is None:
+    if targets is None or cfg.label_mode == "majority":  # majority's targets are one-hot on y
         return F.cross_entropy(logits, y, label_smoothing=ls)
     if cfg.label_mode == "crossentropy":
         return F.cross_entropy(logits, targets, label_smoothing=ls)
@@ -169,6 +169,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> t
     """Hinton et al.'s distillation term: KL(teacher || student) at temperature temp, times temp^2."""
     return F.kl_div(F.log_softmax(student / temp, 1), F.log_softmax(teacher / temp, 1), reduction="batchmean",
                     log_target=True) * temp * temp
+
+
+def with_teacher(loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The label loss and the distillation term mixed by cfg.distill (the teacher's weight)."""
+    return (1 - cfg.distill) * loss + cfg.distill * distill_loss(student, teacher, cfg.distill_temp)
 
 
 def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -221,7 +226,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             logits = model(x, hog).float()
         loss = task_loss(logits, y, targets, cfg, gen)
         if teacher is not None:
-            loss = (1 - cfg.distill) * loss + cfg.distill * distill_loss(logits, teacher.logits(x), cfg.distill_temp)
+            loss = with_teacher(loss, logits, teacher.logits(x), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

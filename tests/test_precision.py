@@ -1,23 +1,26 @@
 """Precision (fp32 / bf16 autocast) and knowledge distillation, on tiny data."""
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_spec, write_fer_csv
+from conftest import synthetic_faces, tiny_spec, write_fer_csv
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
+from ferkit.config import TrainConfig
+from ferkit.data import mean_image
 from ferkit.errors import ConfigError
-from ferkit.preprocess import autocast, fast_bf16, resolve_precision
-from ferkit.train import fit, resolve_config
+from ferkit.model import create_model
+from ferkit.preprocess import autocast, resolve_precision
+from ferkit.train import _optimizer, _scheduler, fit, make_batches, resolve_config, train_one_epoch
 
 CPU = torch.device("cpu")
 
 
 def test_auto_picks_bf16_only_where_it_is_fast(monkeypatch):
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
-    assert resolve_precision("auto", CPU) == ("bf16" if fast_bf16(CPU) else "fp32")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert resolve_precision("auto", CPU) == "fp32"
@@ -59,10 +62,20 @@ def test_training_in_each_precision_learns_and_records_it(files, precision):
     assert p.dtype == np.float32 and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
-def test_auto_is_recorded_as_what_it_resolved_to(files):
+@pytest.mark.parametrize("native_bf16,expected", [(False, "fp32"), (True, "bf16")])
+def test_auto_is_recorded_as_what_it_resolved_to(files, monkeypatch, native_bf16, expected):
+    # The CPU's bf16 support is set here, so the expected value does not depend on this machine.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     root, csv, spec = files
-    fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "auto", progress=False)
-    assert json.loads((root / "auto" / "config.json").read_text())["precision"] == resolve_precision("auto", CPU)
+    out = root / f"auto-{expected}"
+    fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28, device="cpu"), out, progress=False)
+    assert json.loads((out / "config.json").read_text())["precision"] == expected
+    assert read_checkpoint(out / "last.pt")["config"]["precision"] == expected
+
+
+def first_loss(run) -> float:
+    return float((run / "iterations.csv").read_text().splitlines()[1].split(",")[1])
 
 
 def test_distillation_learns_from_a_teacher(files, caplog):
@@ -75,6 +88,72 @@ def test_distillation_learns_from_a_teacher(files, caplog):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     saved = read_checkpoint(root / "student" / "last.pt")["config"]
     assert saved["teacher"] == str((teacher / "best.pt").resolve()) and saved["distill"] == 0.7
+    # The same run without the teacher starts from the same weights on the same first batch, so its
+    # first loss is the label loss L; the student's is 0.3 L + 0.7 D, D > 0 the teacher's term.
+    fit(resolve_config(base={**cfg.to_dict(), "teacher": None}, epochs=1), root / "no-teacher", progress=False)
+    label_loss, student_loss = first_loss(root / "no-teacher"), first_loss(root / "student")
+    assert abs(student_loss - label_loss) > 1e-3, "the teacher changed nothing"
+    assert (student_loss - 0.3 * label_loss) / 0.7 > 1e-3, "no distillation term beside the weighted label loss"
+
+
+class FixedTeacher:
+    """A teacher that gives every face the same logits, whatever the image, so its pull is plain to see."""
+
+    def __init__(self, row):
+        self.row = torch.tensor(row)
+
+    def logits(self, x):
+        return self.row.expand(len(x), -1)
+
+
+def _train(teacher, cfg, epochs=1):
+    """A tiny model trained on 14 faces (one batch per epoch); returns it and its per-step losses."""
+    faces, labels = synthetic_faces(14)
+    data = make_batches(faces, labels, mean_image(faces), tiny_spec())
+    torch.manual_seed(0)
+    model = create_model(tiny_spec())
+    opt = _optimizer(model, cfg)
+    sched, gen, losses = _scheduler(opt, cfg, epochs), torch.Generator().manual_seed(0), []
+    for _ in range(epochs):
+        losses += train_one_epoch(model, data, opt, sched, cfg, gen, CPU, teacher=teacher)[2]
+    return model, data, losses
+
+
+def _log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def test_a_fixed_teacher_adds_its_term_to_the_training_loss():
+    temp, w = 2.0, 0.6
+    cfg = TrainConfig(batch_size=14, lr=1e-2, l2=0.0, flip=False, precision="fp32", distill=w, distill_temp=temp)
+    row = [3.0, 0, 0, 0, 0, 0, -1.0]
+    faces, labels = synthetic_faces(14)
+    data = make_batches(faces, labels, mean_image(faces), tiny_spec())
+    torch.manual_seed(0)  # the weights _train starts from; one batch of every face, no augmentation, no dropout
+    with torch.no_grad():
+        z = copy.deepcopy(create_model(tiny_spec())).train()(data.x).double().numpy()
+    ce = -_log_softmax(z)[np.arange(14), labels].mean()
+    q, log_p = np.exp(_log_softmax(np.array([row]) / temp)), _log_softmax(z / temp)
+    kl = (q * (np.log(q) - log_p)).sum(1).mean() * temp**2
+    taught, _, with_t = _train(FixedTeacher(row), cfg)
+    plain, _, without = _train(None, cfg)
+    assert without[0] == pytest.approx(ce, rel=1e-5)
+    assert with_t[0] == pytest.approx((1 - w) * ce + w * kl, rel=1e-5)
+    assert not torch.allclose(taught.classifier.weight, plain.classifier.weight)
+
+
+def test_pure_distillation_pulls_the_student_to_the_teacher():
+    # distill=1: the labels (2 of 14 faces are class 5) have no say; a teacher sure of class 5
+    # (p 0.9 for every face) makes the student predict it.
+    cfg = TrainConfig(batch_size=14, lr=1e-2, l2=0.0, flip=False, precision="fp32", distill=1.0, distill_temp=1.0)
+    row = [0.0] * 7
+    row[5] = 4.0
+    for teacher, check in ((FixedTeacher(row), lambda p5: p5 > 0.6), (None, lambda p5: p5 < 0.3)):
+        model, data, _ = _train(teacher, cfg, epochs=15)
+        with torch.no_grad():
+            p5 = torch.softmax(model.eval()(data.x), 1)[:, 5].mean().item()
+        assert check(p5), (teacher, p5)
 
 
 def test_a_teacher_with_other_emotions_is_refused(files, tmp_path):

@@ -78,20 +78,78 @@ def test_label_modes_follow_the_ferplus_rules():
     assert not ferplus.top_vote_sets(votes)[2].any()
 
 
+def _log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def check_step(mode, logits, y, targets, loss):
+    """One training step's loss against the mode's formula (numpy), and its targets against write_votes'
+    votes: 8 for the face's emotion and 2 for the next (under 30%), or a 5/5 tie with contempt; only
+    the ties' targets are not one-hot, so each mode's loss differs from the majority's on them."""
+    log_p = _log_softmax(logits.detach().double().numpy())
+    ce_on_y = -log_p[np.arange(len(y)), y.numpy()].mean()
+    if mode == "majority":  # one-hot on the majority emotion: plain labels
+        assert targets is None and loss == pytest.approx(ce_on_y, rel=1e-5)
+        return
+    t = targets.numpy()
+    assert (t.argmax(1) == y.numpy()).all()
+    if mode == "multi_target":
+        assert all(sorted(r[r > 0].tolist()) in ([1], [1, 1]) for r in t)
+        assert loss == pytest.approx(-np.log((np.exp(log_p) * t).max(1)).mean(), rel=1e-5)
+        return
+    # 8/2: the 8 votes alone reach 75%, so the distribution is the face's emotion alone
+    assert all(sorted(r[r > 0].astype(float).round(6).tolist()) in ([1], [0.5, 0.5]) for r in t)
+    soft_ce = -(t * log_p).sum(1).mean()
+    if mode == "crossentropy":
+        assert loss == pytest.approx(soft_ce, rel=1e-5)
+    else:  # probability: the cross-entropy on labels drawn from the votes, neither the soft nor the majority one
+        assert loss != pytest.approx(soft_ce, rel=1e-4)
+        return loss != pytest.approx(ce_on_y, rel=1e-4)  # a drawn label is not the majority one
+
+
+# write_votes' 70 training faces: 7 are not a face (i % 10 == 3); 9 more are a 5/5 tie (i % 7 == 5),
+# which has no majority but a two-emotion distribution. The 70 PublicTest faces: the same counts.
+TRAINING_FACES = {"majority": 70 - 7 - 9, "probability": 70 - 7, "crossentropy": 70 - 7, "multi_target": 70 - 7}
+
+
 @pytest.mark.parametrize("mode", ferplus.MODES)
-def test_training_on_ferplus_votes_in_each_mode(tmp_path, mode, caplog):
+def test_training_on_ferplus_votes_in_each_mode(tmp_path, mode, caplog, monkeypatch):
+    import ferkit.train
+
     fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=70)
     write_votes(tmp_path / "fer2013new.csv", fer)
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps(tiny_spec().to_dict()))
     cfg = resolve_config(str(spec), data=str(fer), epochs=3, batch_size=16, lr=3e-3, labels="ferplus", label_mode=mode)
+    steps, task_loss = [], ferkit.train.task_loss
+
+    def spy(logits, y, targets, cfg, gen):
+        loss = task_loss(logits, y, targets, cfg, gen)
+        steps.append(check_step(mode, logits, y, targets, loss.item()))
+        return loss
+
+    monkeypatch.setattr(ferkit.train, "task_loss", spy)
     caplog.set_level("INFO")
     history = fit(cfg, tmp_path / "run", progress=False)
-    assert f"FER+ labels ({mode})" in caplog.text
+    assert f"FER+ labels ({mode}): {TRAINING_FACES[mode]} training faces, 54 PublicTest faces" in caplog.text
+    assert len(steps) == 3 * -(-TRAINING_FACES[mode] // 16)  # every step went through the checks
+    if mode == "probability":
+        assert any(steps), "every step's loss was the majority label's"
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
     clf = load_checkpoint(tmp_path / "run")
     assert clf.labels == FERPLUS and clf.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape == (2, 8)
-    m = evaluate_split(clf, load_fer(fer), "val")
+    data = load_fer(fer)
+    m = evaluate_split(clf, data, "val")
     assert m["labels"] == list(FERPLUS) and len(m["confusion_matrix"]) == 8
-    assert m["n"] < 70 and m["top_vote_n"] > m["n"]  # ties and non-faces have no majority but a top-vote set
-    assert 0 <= m["accuracy"] <= 1 and 0 <= m["top_vote_accuracy"] <= 1
+    # Scored by hand: PublicTest face j is row i = 70 + j of the vote file.
+    images, own = data.split("val")
+    i = 70 + np.arange(70)
+    not_face, tie = i % 10 == 3, (i % 7 == 5) & (i % 10 != 3)
+    pred = clf.predict_proba(images).argmax(1)
+    majority = ~not_face & ~tie  # ties and non-faces have no majority emotion
+    in_top = (pred == own) | (tie & (pred == 7))  # a tie's top votes: its own emotion and contempt
+    assert m["n"] == majority.sum() == 54 and m["top_vote_n"] == (~not_face).sum() == 63
+    assert m["accuracy"] == pytest.approx((pred == own)[majority].mean())
+    assert m["top_vote_accuracy"] == pytest.approx(in_top[~not_face].mean())

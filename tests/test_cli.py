@@ -35,7 +35,8 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "--model", "resnet"], "unknown model 'resnet'"),
+    (["train", "--model", "resnet"], "--model must be a preset (shallow, deep, "),
+    (["train", "--model", "tiny.txt"], "or a JSON/YAML model spec file (.json, .yaml, .yml); got 'tiny.txt'"),
     (["train", "--lr", "-1", "--model", "shallow"], "--lr must be > 0; got -1.0"),
     (["train", "--lr", "nan", "--model", "shallow"], "--lr must be a finite number or null; got nan"),
     (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),

@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from conftest import tiny_spec
+from ferkit.config import TrainConfig
 from ferkit.errors import ConfigError
-from ferkit.model import PRESETS, count_macs, count_params, create_model, list_models
+from ferkit.model import PRESETS, count_macs, count_params, create_model, is_spec_file, list_models
+from ferkit.recipes import RECIPES, recipe
 
 
 def test_presets_follow_the_paper():
@@ -14,8 +16,6 @@ def test_presets_follow_the_paper():
     assert [(c.filters, c.kernel, c.stride, c.pool) for c in deep.convs] == [(64, 3, 1, 2), (128, 5, 1, 2), (512, 3, 1, 2), (512, 3, 1, 2)]
     assert all(c.batch_norm and c.dropout > 0 for c in deep.convs)
     assert [(f.units, f.batch_norm, f.dropout > 0) for f in deep.fcs] == [(256, True, True), (512, True, True)]
-    from ferkit.recipes import recipe
-
     assert {k: recipe("shallow")[k] for k in ("epochs", "lr", "l2")} == dict(epochs=30, lr=1e-3, l2=1e-6)
     assert {k: recipe("deep")[k] for k in ("epochs", "lr", "l2")} == dict(epochs=35, lr=1e-2, l2=1e-7)
 
@@ -46,3 +46,17 @@ def test_hybrid_needs_hog():
 def test_unknown_model_name():
     with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of shallow, deep"):
         create_model("resnet")
+
+
+def test_every_preset_has_a_recipe_and_every_recipe_a_preset():
+    assert list(RECIPES) == list(PRESETS)
+    for name in PRESETS:
+        cfg = TrainConfig.from_dict({**recipe(name), "model": name})  # each recipe is a valid config
+        assert cfg.epochs and cfg.lr and cfg.l2 is not None, name
+        assert not is_spec_file(name), f"preset {name!r} would be read as a spec file"
+
+
+def test_an_unknown_preset_has_no_recipe():
+    with pytest.raises(ConfigError, match=r"--model must be a preset \(shallow, deep, .*lite\) or a JSON/YAML model spec "
+                                          r"file \(.json, .yaml, .yml\); got 'vgg-wdie'"):
+        recipe("vgg-wdie")

@@ -22,6 +22,17 @@ def test_resolve_config_layers_preset_file_and_flags():
     assert (cfg.epochs, cfg.lr, cfg.l2) == (3, 0.1, 1e-6)
 
 
+def test_a_spec_file_gets_the_shallow_recipe_and_an_unknown_preset_none():
+    for spec in ("my-net.yaml", "nets/my-net.JSON", "deep.yml"):  # a file named like a preset is still a file
+        cfg = resolve_config(spec)
+        assert (cfg.model, cfg.epochs, cfg.lr, cfg.l2, cfg.optimizer) == (spec, 30, 1e-3, 1e-6, "adam")
+    for name in ("vgg-wdie", "my-net.txt", ""):
+        with pytest.raises(FerkitError, match=f"--model must be a preset .*; got '{name}'"):
+            resolve_config(name)
+        with pytest.raises(FerkitError, match=f"got '{name}'"):
+            resolve_config(base={"model": name, "epochs": 3})
+
+
 def test_fit_writes_history_and_checkpoints(tiny_run):
     history = json.loads((tiny_run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3]

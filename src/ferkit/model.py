@@ -131,6 +131,11 @@ def list_models() -> list[str]:
     return list(PRESETS)
 
 
+def is_spec_file(name) -> bool:
+    """Whether a --model value names a JSON/YAML model spec file (by its suffix) rather than a preset."""
+    return isinstance(name, str) and Path(name).suffix.lower() in (".json", ".yaml", ".yml")
+
+
 def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -> ModelSpec:
     """A ModelSpec from a preset name, a JSON/YAML spec file or a ModelSpec, with dotted-path
     overrides applied (e.g. {"fcs.0.units": 1024})."""
@@ -138,7 +143,7 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
         d = name_or_path.to_dict()
     elif name_or_path in PRESETS:
         d = PRESETS[name_or_path].spec.to_dict()
-    elif Path(name_or_path).suffix.lower() in (".json", ".yaml", ".yml"):
+    elif is_spec_file(name_or_path):
         d = read_file(name_or_path)
     else:
         d = None

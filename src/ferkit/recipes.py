@@ -1,10 +1,12 @@
 """How each preset is trained: its TrainConfig defaults (model.py says what the nets are).
 
 `recipe(name)` is what `ferkit train --model NAME` starts from; a --config file and flags
-override it (train.resolve_config). A spec file gets the shallow net's recipe.
+override it (train.resolve_config, which gives a spec file the shallow net's recipe).
 """
 
 from __future__ import annotations
+
+from .errors import ConfigError
 
 # The paper's settings (Section 5.1): Adam, batch 128, no schedule, flips; L2 separate from dropout.
 PAPER_SHALLOW = dict(epochs=30, lr=1e-3, l2=1e-6)
@@ -30,5 +32,9 @@ RECIPES: dict[str, dict] = {
 
 
 def recipe(name: str) -> dict:
-    """The TrainConfig defaults of a preset (the shallow net's for a spec file)."""
-    return dict(RECIPES.get(name, RECIPES["shallow"]))
+    """The TrainConfig defaults of a preset. An unknown name is an error, not the shallow net's
+    recipe: a misspelt preset would otherwise train with another net's epochs and learning rate."""
+    if name not in RECIPES:
+        raise ConfigError(f"--model must be a preset ({', '.join(RECIPES)}) or a JSON/YAML model spec file "
+                          f"(.json, .yaml, .yml); got {name!r}")
+    return dict(RECIPES[name])

@@ -36,7 +36,7 @@ from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
 from .files import atomic_write, check_output
 from .labels import label_set
-from .model import PRESETS, FerNet, create_model, resolve_spec
+from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
 
@@ -48,12 +48,12 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     """TrainConfig = preset defaults < base (e.g. a --config file) < overrides (e.g. CLI flags).
 
     epochs, lr and l2 left unset take the preset's values (the paper's: 30/35 epochs,
-    lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's."""
+    lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's, and an unknown name is an error."""
     d = dict(base or {})
     d.update({k: v for k, v in overrides.items() if v is not None})
-    name = d.get("model", model)
+    name = d["model"] if d.get("model") is not None else model
     d["model"] = name
-    merged = recipe(name)
+    merged = recipe("shallow" if is_spec_file(name) else name)
     merged.update({k: v for k, v in d.items() if v is not None})
     return TrainConfig.from_dict(merged)
 

@@ -122,3 +122,54 @@ def test_evaluate_a_bundled_model_by_name_writes_metrics_here(tiny_run, tmp_path
     assert "fer2013 on" in capsys.readouterr().out
     assert json.loads((tmp_path / "metrics-fer2013.pt-val.json").read_text())["n"] > 0
     assert list(weights.iterdir()) == [weights / "fer2013.pt"]
+
+
+# One flag per TrainConfig field, each with a value none of the defaults has. A new field fails the
+# test until it gets a flag here (or a reason to have none).
+TRAIN_FLAG_VALUES = {
+    "model": (["--model", "deep"], "deep"),
+    "data": (["--data", "faces.csv"], "faces.csv"),
+    "skip_bad_rows": (["--skip-bad-rows"], True),
+    "overrides": (["--set", "fcs.0.units=24"], {"fcs.0.units": 24}),  # --set FIELD=VALUE, dest 'set'
+    "epochs": (["--epochs", "3"], 3),
+    "batch_size": (["--batch-size", "16"], 16),
+    "lr": (["--lr", "0.05"], 0.05),
+    "l2": (["--l2", "0.001"], 0.001),
+    "optimizer": (["--optimizer", "sgd"], "sgd"),
+    "schedule": (["--schedule", "cosine"], "cosine"),
+    "label_smoothing": (["--label-smoothing", "0.2"], 0.2),
+    "flip": (["--no-flip"], False),
+    "crop_pad": (["--crop-pad", "3"], 3),
+    "rotate": (["--rotate", "7.5"], 7.5),
+    "erase": (["--erase", "0.4"], 0.4),
+    "tta": (["--tta"], True),
+    "seed": (["--seed", "9"], 9),
+    "device": (["--device", "cpu"], "cpu"),
+    "precision": (["--precision", "bf16"], "bf16"),
+    "threads": (["--threads", "2"], 2),
+    "train_subset": (["--train-subset", "100"], 100),
+    "labels": (["--labels", "ferplus"], "ferplus"),
+    "labels_file": (["--labels-file", "votes.csv"], "votes.csv"),
+    "label_mode": (["--label-mode", "multi_target"], "multi_target"),
+    "teacher": (["--teacher", "teacher.pt"], "teacher.pt"),
+    "distill": (["--distill", "0.8"], 0.8),
+    "distill_temp": (["--distill-temp", "4"], 4.0),
+}
+TRAIN_FIELDS_WITHOUT_FLAGS = {}  # field: why it has no flag
+
+
+def test_every_train_config_field_has_a_train_flag_that_reaches_it():
+    from dataclasses import fields
+
+    from ferkit.cli import build_parser, config_from_args
+    from ferkit.config import TrainConfig
+    from ferkit.train import resolve_config
+
+    names = [f.name for f in fields(TrainConfig)]
+    assert sorted(TRAIN_FLAG_VALUES) == sorted(set(names) - set(TRAIN_FIELDS_WITHOUT_FLAGS))
+    argv = ["train"] + [a for flags, _ in TRAIN_FLAG_VALUES.values() for a in flags]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    default = resolve_config()  # what `ferkit train` gives each field without its flag
+    for name, (flags, value) in TRAIN_FLAG_VALUES.items():
+        assert getattr(default, name) != value, f"{flags} sets {name} to its default: the test could not see it ignored"
+        assert getattr(cfg, name) == value, f"{' '.join(flags)} did not reach TrainConfig.{name}"

@@ -221,3 +221,47 @@ def test_absolute_paths_keep_a_preset_name(tmp_path, monkeypatch):
     (tmp_path / "faces.csv").write_text("emotion,pixels,Usage\n")
     cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher="missing.pt"))
     assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv") and cfg.teacher == "missing.pt"
+
+
+def _drop_a_param_group(ck):
+    ck["optimizer"]["param_groups"] = ck["optimizer"]["param_groups"][:1]  # an optimizer of another model
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda ck: ck.update(optimizer={}, scheduler={}), "it is a copy of a best.pt: it has no optimizer or schedule state"),
+    (lambda ck: ck.update(epoch=5), "'epoch' must be an integer in 1..3 (the epochs its config asks for); got 5"),
+    (lambda ck: ck.update(epoch=0), "'epoch' must be an integer in 1..3"),
+    (lambda ck: ck.update(history="1,2,3"), "'history' must be a list of per-epoch rows; got str"),
+    (lambda ck: ck.update(iter_loss={"a": 1}), "'iter_loss' must be a list of numbers; got dict"),
+    (lambda ck: ck.update(rng=[1, 2]), "'rng' must be a random generator's state (a (5056,) uint8 tensor); got list"),
+    (lambda ck: ck.update(rng_states={"torch": 3}), "'rng_states' must map 'torch' to a random generator's state"),
+    (lambda ck: ck.update(scheduler=[1]), "'scheduler' must be a mapping; got list"),
+    (_drop_a_param_group, "its optimizer state does not fit this run (ValueError: loaded state dict has a different number"),
+])
+def test_resume_from_a_wrong_last_pt_is_one_line(tiny_run, tmp_path, capsys, mutate, message):
+    """A readable last.pt that training did not write as it is: one error line naming it, what is
+    wrong and the fix, not a traceback from the optimizer, schedule or random generator."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    mutate(ck)
+    torch.save(ck, run / "last.pt")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'last.pt'}: cannot resume from it: {message}") and err.count("\n") == 1, err
+    assert err.rstrip().endswith("restore the last.pt that training wrote, or start a new run with 'ferkit train --out NEW_FOLDER'")
+
+
+def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from ferkit.cli import main
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --epochs 2: the run in {tmp_path / 'run'} has already trained 3 epochs; "
+                                       "give --epochs 3 or more, or leave it out\n")

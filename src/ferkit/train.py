@@ -7,9 +7,11 @@ A run folder holds:
     last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
 
 The folder is created when training starts (a run that fails on its data or config leaves none).
-Each epoch writes its history before the checkpoint that claims it, and the checkpoint holds
-every random state (data order and augmentation, dropout on CPU and CUDA), so a run killed at
-any point and resumed gives the same weights and losses as one that was never interrupted.
+Each epoch writes best.pt, then last.pt, then the history: nothing claims an epoch that last.pt
+does not hold (a full disk or a kill in between leaves the history behind, and --resume rewrites
+it from last.pt). The checkpoint holds every random state (data order and augmentation, dropout
+on CPU and CUDA), so a run killed at any point and resumed gives the same weights and losses as
+one that was never interrupted. A write that fails (a full disk) is one line saying how to go on.
 """
 
 from __future__ import annotations
@@ -295,6 +297,19 @@ def _restoring(path: Path, what: str):
                           f"({type(e).__name__}: {first}); {RESUME_FIX}") from None
 
 
+@contextmanager
+def _saving(path: Path, out: Path):
+    """One FerkitError naming the file and how to go on when writing it fails (a full disk, an
+    unwritable folder): atomic writes leave the previous file whole, so a last.pt there resumes."""
+    try:
+        yield
+    except OSError as e:
+        then = (f"continue with 'ferkit train --resume {out}'" if (out / "last.pt").exists()
+                else "start the run again (it had not saved an epoch to resume from)")
+        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space (or fix the folder), "
+                          f"then {then}") from None
+
+
 def _check_length(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
@@ -426,13 +441,18 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if improved and val is not None:
             best_acc = ev["acc"]
         if dist.main:
-            write_history(history, iter_loss, out)  # before the checkpoint that claims this epoch
             ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc, mean=torch.from_numpy(mean),
                         history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states(), world_size=dist.world)
-            if improved:  # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
-                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
-            save_checkpoint(ckpt, out / "last.pt")
+            # best.pt first: the last.pt that claims this epoch's best_acc then always has its best.pt;
+            # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
+            if improved:
+                with _saving(out / "best.pt", out):
+                    save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+            with _saving(out / "last.pt", out):
+                save_checkpoint(ckpt, out / "last.pt")
+            with _saving(out / "history.json", out):
+                write_history(history, iter_loss, out)  # after the checkpoint that holds this epoch
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
         (bar.write if bar is not None else info)(msg)

@@ -98,3 +98,49 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     big.write_text("model: shallow\n" + "# padding\n" * 200_000)
     with pytest.raises(ConfigError, match="too big for a config"):
         TrainConfig.from_file(big)
+
+
+def test_spec_numbers_have_upper_bounds_all_reported_at_once():
+    """Oversized numbers are messages naming the field, not allocator tracebacks."""
+    with pytest.raises(ConfigError) as e:
+        ModelSpec.from_dict({"convs": [{"filters": 10**6, "kernel": 99, "stride": 49, "padding": 10**5, "pool": 49}],
+                             "fcs": [{"units": 10**12}], "hog": {"orientations": 10**9}})
+    msg = str(e.value)
+    for text in ("convs[0].filters must be at most 4,096; got 1000000", "convs[0].kernel must be at most 48; got 99",
+                 "convs[0].stride must be at most 48; got 49", "convs[0].padding must be at most 48; got 100000",
+                 "convs[0].pool must be at most 48; got 49", "fcs[0].units must be at most 65,536; got 1000000000000",
+                 "hog.orientations must be at most 180; got 1000000000"):
+        assert text in msg, msg
+
+
+def test_too_many_layers_is_one_message_not_one_per_layer():
+    with pytest.raises(ConfigError) as e:
+        ModelSpec.from_dict({"convs": [{"filters": 8}] * 20_000})
+    assert str(e.value) == "invalid model spec:\n  - convs must be at most 128 layers; got 20000"
+
+
+def test_feature_maps_that_grow_without_bound_are_refused():
+    with pytest.raises(ConfigError, match=r"convs\[1\]: the feature map grows to 240x240, over 192x192; use less padding"):
+        ModelSpec(convs=[ConvSpec(8, 1, padding=48)] * 2)
+
+
+def test_total_size_is_estimated_before_anything_is_allocated(monkeypatch):
+    """Each layer within its bounds, the whole too big: refused from the spec's count, which is exact."""
+    from ferkit.model import PRESETS, count_params, create_model
+
+    for name in ("shallow", "deep-hog", "vgg"):
+        assert PRESETS[name].spec.parameters() == count_params(create_model(name))
+    big = {"convs": [{"filters": 4096}, {"filters": 4096}], "fcs": [{"units": 65536}]}
+    monkeypatch.setattr("torch.nn.Linear.__init__", lambda *a, **k: pytest.fail("allocated"))
+    with pytest.raises(ConfigError, match=r"the model would have ~618,626,928,647 parameters \(2,474.5 GB of float32 "
+                                          r"weights\), over the 200,000,000 ferkit builds; use fewer filters"):
+        ModelSpec.from_dict(big)
+
+
+def test_seed_and_crop_pad_bounds():
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(seed=1180591620717411303424, crop_pad=100_000)
+    assert "--seed must be at most 9,223,372,036,854,775,807; got 1180591620717411303424" in str(e.value)
+    assert "--crop-pad must be at most 24; got 100000" in str(e.value)
+    with pytest.raises(ConfigError, match="--seed must be >= 0; got -1"):
+        TrainConfig(seed=-1)

@@ -151,3 +151,52 @@ def test_truncated_gz_names_the_line_and_keeps_the_rows_before_with_skip(tmp_pat
     assert f"{p}, line " in msg and "damaged or ends early" in msg and "Download the file again" in msg
     d = load_fer(p, skip_bad_rows=True, cache=False)
     assert 0 < d.counts()["train"] < 70 and "ends early" in d.problems[-1]
+
+
+def test_fifo_and_devices_are_refused_at_once(tmp_path):
+    """A named pipe would block (or stream forever) and /dev/zero never ends: both are refused unread."""
+    import threading
+
+    fifo = tmp_path / "fer.csv"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_fer(fifo)
+        except DataError as e:
+            outcome.append(str(e))
+
+    t = threading.Thread(target=load, daemon=True)  # broken, it would wait for a writer forever
+    t.start()
+    t.join(10)
+    assert outcome == [f"{fifo}: is a named pipe; --data must be a FER2013 CSV file (.csv, .csv.gz) or an image folder"]
+    with pytest.raises(DataError, match=r"^/dev/zero: is a character device; --data must be"):
+        load_fer("/dev/zero")
+
+
+def test_overlong_line_is_a_bad_row_read_past_in_bounded_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(fdata, "MAX_LINE_BYTES", 12_000)  # a FER row (~9 KB) fits; the next line does not
+    p = write_fer_csv(tmp_path / "f.csv.gz", usages=("Training",), n=7, gz=True)
+    import gzip
+
+    lines = gzip.decompress(p.read_bytes()).splitlines(keepends=True)
+    p.write_bytes(gzip.compress(b"".join(lines[:4] + [b"0" * 50_000 + b"\n"] + lines[4:])))
+    with pytest.raises(DataError, match=r"line 5: the line is longer than 12,000 bytes .*--skip-bad-rows"):
+        load_fer(p, cache=False)
+    d = load_fer(p, skip_bad_rows=True, cache=False)  # the rows after it are read as before
+    assert d.counts()["train"] == 7 and d.skipped == 1
+
+
+def test_row_and_image_limits(tmp_path, monkeypatch):
+    monkeypatch.setattr(fdata, "MAX_ROWS", 10)
+    p = write_fer_csv(tmp_path / "f.csv", usages=("Training",), n=11)
+    with pytest.raises(DataError, match=r"holds more than 10 rows or images, the most ferkit reads"):
+        load_fer(p, cache=False)
+    assert load_fer(write_fer_csv(tmp_path / "g.csv", usages=("Training",), n=10), cache=False).counts()["train"] == 10
+    folder = tmp_path / "faces" / "train" / "happy"
+    folder.mkdir(parents=True)
+    for k, img in enumerate(synthetic_faces(11)[0]):
+        Image.fromarray(img).save(folder / f"{k}.png")
+    with pytest.raises(DataError, match=r"faces: holds more than 10 rows or images"):
+        load_fer(tmp_path / "faces", cache=False)

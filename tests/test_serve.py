@@ -424,6 +424,15 @@ def test_busy_port_is_a_one_line_error(capsys):
     assert capsys.readouterr().err == "error: --upload-timeout 0.0: must be > 0\n"
 
 
+@pytest.mark.parametrize("port", [70000, -1])
+def test_port_out_of_range_is_a_one_line_error(capsys, port):
+    from ferkit.cli import main
+
+    assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (f"error: --port {port}: must be between 1 and 65535 (0: any free port); "
+                                       "pick another with --port\n")
+
+
 # ---------------------------------------------------------------- web page in headless Chromium
 
 
@@ -435,12 +444,15 @@ def _free_socket() -> socket.socket:
 
 
 @contextmanager
-def serving(app):
-    """The real server (uvicorn) for `app` on a free loopback port, in a thread: yields its URL."""
+def serving(app, settings=None):
+    """The real server (uvicorn) for `app` on a free loopback port, in a thread, with `ferkit serve`'s
+    connection bounds (settings: Settings' defaults): yields its URL."""
     import uvicorn
 
+    from ferkit.serve import Settings, uvicorn_options
+
     sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options(settings or Settings())))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     assert _wait_for(lambda: server.started), "uvicorn did not start within 20 s"
@@ -536,6 +548,89 @@ def test_real_server_answers_408_to_a_stalled_upload(app):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"within 1 s" in answer and b"nosniff" in answer
     assert 0.5 < waited < 5
+
+
+def _closed_after(socks: list[socket.socket], limit: float) -> tuple[list[float | None], list[bytes]]:
+    """Seconds until the server closed each socket (None: still open after `limit`), and what it sent."""
+    import selectors
+
+    t, sel = time.monotonic(), selectors.DefaultSelector()
+    when, got = [None] * len(socks), [b""] * len(socks)
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    while sel.get_map() and time.monotonic() - t < limit:
+        for key, _ in sel.select(0.1):
+            i = key.data
+            try:
+                data = socks[i].recv(4096)
+            except ConnectionResetError:
+                data = b""
+            got[i] += data
+            if not data:
+                when[i] = time.monotonic() - t
+                sel.unregister(socks[i])
+    sel.close()
+    return when, got
+
+
+def test_idle_and_half_open_connections_are_capped_and_dropped(app):
+    """300 connections that never finish (or never start) their headers: the ones beyond
+    --max-connections get a 503 and are closed at once, the rest at --header-timeout; then the
+    server answers /health again."""
+    import httpx
+
+    from ferkit.serve import Settings
+
+    n, cap, timeout = 300, 50, 3
+    with serving(app, Settings(max_connections=cap, header_timeout=timeout)) as url:
+        port, socks = int(url.rsplit(":", 1)[1]), []
+        try:
+            for i in range(n):
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                if i % 2:  # half send the start of a request whose headers never end
+                    socks[-1].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            when, got = _closed_after(socks, 20)
+        finally:
+            for s in socks:
+                s.close()
+        assert None not in when, f"{when.count(None)} of {n} connections still open after 20 s"
+        early = [i for i, t in enumerate(when) if t < timeout - 1]
+        assert len(early) >= n - cap - 5, f"only {len(early)} closed at once: no connection cap"
+        assert all(got[i].startswith(b"HTTP/1.1 503") and b"too many open connections" in got[i] for i in early)
+        assert sum(t >= timeout - 1 for t in when) >= cap - 5  # the ones under the cap: at the header deadline
+        assert _wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200, 30)
+
+
+def test_failed_accepts_log_one_line_not_a_traceback_each(caplog):
+    """Out of file descriptors, asyncio fails an accept a second: while the app runs, that is one
+    warning a minute, not a traceback each time."""
+    import asyncio
+    import errno
+
+    from ferkit import serve
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    app = create_app(NoFaces())
+
+    async def overloaded():
+        async with app.router.lifespan_context(app):
+            for _ in range(5):
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "socket.accept() out of system resource",
+                     "exception": OSError(errno.EMFILE, "Too many open files")})
+
+    saved, serve._out_of_fds.last = serve._out_of_fds.last, -serve.WARN_EVERY  # as if nothing was logged yet
+    try:
+        with caplog.at_level("WARNING"):
+            asyncio.run(overloaded())
+    finally:
+        serve._out_of_fds.last = saved
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is None, caplog.text
+    assert "Too many open files" in caplog.text and "--max-connections" in caplog.text
 
 
 def test_workers_serve_from_several_processes(tiny_checkpoint, astronaut_png, tmp_path):

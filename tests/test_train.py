@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,16 +154,86 @@ def test_resume_is_exact(tmp_path, monkeypatch):
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
-def test_a_kill_after_the_checkpoint_loses_no_history(tmp_path, monkeypatch):
+def test_a_kill_between_the_checkpoint_and_the_history_loses_nothing(tmp_path, monkeypatch):
+    """last.pt is written before the history that claims its epoch: a kill in between leaves the
+    history one epoch behind (never ahead of last.pt), and --resume rewrites it from last.pt."""
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=3, batch_size=21)
     _kill_after_checkpoint(monkeypatch, 2)
     with pytest.raises(_Killed):
         fit(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] == [h["epoch"] for h in read_checkpoint(tmp_path / "run" / "last.pt")["history"]]
-    assert len((tmp_path / "run" / "iterations.csv").read_text().splitlines()) == 1 + 2 * 2
-    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
+    assert [h["epoch"] for h in history] == [1] and read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+    fit(cfg, tmp_path / "run", resume=True, progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert len((tmp_path / "run" / "iterations.csv").read_text().splitlines()) == 1 + 3 * 2
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 4
+
+
+def _disk_full_at(monkeypatch, name: str, epoch: int):
+    """torch.save fails as on a full disk (ENOSPC, after writing some bytes) when fit saves `name` of `epoch`."""
+    import errno
+
+    real = torch.save
+
+    def save(obj, f, *a, **k):
+        if Path(f.name).name.startswith(f".{name}.") and obj["epoch"] == epoch:
+            f.write(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_full_disk_is_one_line_and_the_run_stays_resumable(tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    run = tmp_path / "run"
+    args = ["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "3", "--batch-size", "21",
+            "--out", str(run), "--quiet"]
+    _disk_full_at(monkeypatch, "last.pt", 2)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"error: {run / 'last.pt'}: cannot write it (No space left on device); free some "
+                                       f"space (or fix the folder), then continue with 'ferkit train --resume {run}'\n")
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]  # claims only what last.pt holds
+    assert read_checkpoint(run / "last.pt")["epoch"] == 1 and not list(run.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_a_disk_full_before_the_first_last_pt_says_start_again(tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    run = tmp_path / "run"
+    _disk_full_at(monkeypatch, "last.pt", 1)
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "2", "--batch-size", "21",
+                 "--out", str(run), "--quiet"]) == 2
+    assert capsys.readouterr().err.endswith("then start the run again (it had not saved an epoch to resume from)\n")
+    assert not (run / "history.json").exists()  # no history claims an epoch that no last.pt holds
+
+
+def test_a_killed_writers_temp_files_go_at_the_next_write(tmp_path):
+    """atomic_write's temporary files whose process is gone (a kill mid-write) are removed by the
+    next write to their folder (a new epoch, or the next run's config.json); live writers' stay."""
+    import os
+
+    from ferkit.files import atomic_write
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".last.pt.{dead.pid}-0badf00d.tmp"
+    stale.write_bytes(b"")  # what a kill during torch.save leaves
+    live = [tmp_path / f".best.pt.{os.getppid()}-12345678.tmp", tmp_path / f".history.json.{os.getpid()}-abcdef01.tmp"]
+    other = tmp_path / f".notes.{dead.pid}-0badf00d.tmp.bak"  # not one of atomic_write's names
+    for f in live + [other]:
+        f.write_bytes(b"x")
+    atomic_write(tmp_path / "config.json", "{}")
+    assert not stale.exists() and all(f.exists() for f in live) and other.exists()
 
 
 def test_resume_rebuilds_the_history_from_last_pt(tmp_path):
@@ -232,3 +303,47 @@ def test_absolute_paths_keep_a_preset_name(tmp_path, monkeypatch):
     (tmp_path / "faces.csv").write_text("emotion,pixels,Usage\n")
     cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher="missing.pt"))
     assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv") and cfg.teacher == "missing.pt"
+
+
+def _drop_a_param_group(ck):
+    ck["optimizer"]["param_groups"] = ck["optimizer"]["param_groups"][:1]  # an optimizer of another model
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda ck: ck.update(optimizer={}, scheduler={}), "it is a copy of a best.pt: it has no optimizer or schedule state"),
+    (lambda ck: ck.update(epoch=5), "'epoch' must be an integer in 1..3 (the epochs its config asks for); got 5"),
+    (lambda ck: ck.update(epoch=0), "'epoch' must be an integer in 1..3"),
+    (lambda ck: ck.update(history="1,2,3"), "'history' must be a list of per-epoch rows; got str"),
+    (lambda ck: ck.update(iter_loss={"a": 1}), "'iter_loss' must be a list of numbers; got dict"),
+    (lambda ck: ck.update(rng=[1, 2]), "'rng' must be a random generator's state (a (5056,) uint8 tensor); got list"),
+    (lambda ck: ck.update(rng_states={"torch": 3}), "'rng_states' must map 'torch' to a random generator's state"),
+    (lambda ck: ck.update(scheduler=[1]), "'scheduler' must be a mapping; got list"),
+    (_drop_a_param_group, "its optimizer state does not fit this run (ValueError: loaded state dict has a different number"),
+])
+def test_resume_from_a_wrong_last_pt_is_one_line(tiny_run, tmp_path, capsys, mutate, message):
+    """A readable last.pt that training did not write as it is: one error line naming it, what is
+    wrong and the fix, not a traceback from the optimizer, schedule or random generator."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    mutate(ck)
+    torch.save(ck, run / "last.pt")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'last.pt'}: cannot resume from it: {message}") and err.count("\n") == 1, err
+    assert err.rstrip().endswith("restore the last.pt that training wrote, or start a new run with 'ferkit train --out NEW_FOLDER'")
+
+
+def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from ferkit.cli import main
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --epochs 2: the run in {tmp_path / 'run'} has already trained 3 epochs; "
+                                       "give --epochs 3 or more, or leave it out\n")

@@ -73,7 +73,64 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
         if missing:
             raise FerkitError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
                               "resume from the last.pt of a ferkit train run)")
+        check_resume_state(ckpt, path)
     return ckpt
+
+
+RESUME_FIX = "restore the last.pt that training wrote, or start a new run with 'ferkit train --out NEW_FOLDER'"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _state_problem(ckpt: dict) -> str | None:
+    """What in last.pt's training state is not as 'ferkit train' writes it, or None."""
+    opt, cfg, epoch = ckpt["optimizer"], ckpt["config"], ckpt["epoch"]
+    if opt == {} and ckpt["scheduler"] == {}:
+        return "it is a copy of a best.pt: it has no optimizer or schedule state"
+    if not (isinstance(opt, dict) and isinstance(opt.get("param_groups"), list) and isinstance(opt.get("state"), dict)):
+        return "'optimizer' is not an optimizer state (param_groups and state)"
+    if not isinstance(ckpt["scheduler"], dict):
+        return f"'scheduler' must be a mapping; got {type(ckpt['scheduler']).__name__}"
+    if not (isinstance(cfg, dict) and _is_int(cfg.get("epochs")) and cfg["epochs"] >= 1):
+        return "its 'config' has no epochs count (a positive integer)"
+    if not _is_int(epoch) or not 1 <= epoch <= cfg["epochs"]:
+        return f"'epoch' must be an integer in 1..{cfg['epochs']} (the epochs its config asks for); got {epoch!r}"
+    hist = ckpt["history"]
+    if not (isinstance(hist, list) and all(isinstance(r, dict) for r in hist)):
+        return f"'history' must be a list of per-epoch rows; got {type(hist).__name__}"
+    losses = ckpt["iter_loss"]
+    if not (isinstance(losses, list) and all(_is_number(v) for v in losses)):
+        return f"'iter_loss' must be a list of numbers; got {type(losses).__name__}"
+    if ckpt["best_acc"] is not None and not _is_number(ckpt["best_acc"]):
+        return f"'best_acc' must be a number or None; got {type(ckpt['best_acc']).__name__}"
+    want = torch.Generator().get_state()
+    rng = ckpt["rng"]
+    if not (isinstance(rng, torch.Tensor) and rng.dtype == want.dtype and rng.shape == want.shape):
+        return f"'rng' must be a random generator's state (a {tuple(want.shape)} uint8 tensor); got {_describe(rng)}"
+    states = ckpt.get("rng_states", {"torch": want})
+    if not (isinstance(states, dict) and isinstance(states.get("torch"), torch.Tensor) and states["torch"].dtype == want.dtype):
+        return f"'rng_states' must map 'torch' to a random generator's state; got {_describe(states)}"
+    if not _is_int(ckpt.get("world_size", 1)) or ckpt.get("world_size", 1) < 1:
+        return f"'world_size' must be a positive integer; got {ckpt.get('world_size')!r}"
+    return None
+
+
+def _describe(v) -> str:
+    return f"a {v.dtype} tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+def check_resume_state(ckpt: dict, path: str | Path) -> None:
+    """One FerkitError saying what in a last.pt's training state is wrong and what to do, before
+    --resume hands it to the optimizer, schedule and random generators (their errors are tracebacks)."""
+    problem = _state_problem(ckpt)
+    if problem:
+        raise FerkitError(f"{path}: cannot resume from it: {problem}; {RESUME_FIX}")
 
 
 def _damaged_member(path: Path) -> str | None:

@@ -304,6 +304,10 @@ def _serve_args(p):
     p.add_argument("--max-upload-pixels", type=int, default=16_000_000,
                    help="largest photo accepted, in decoded pixels, checked before decoding (default 16000000 = 4000x4000)")
     p.add_argument("--upload-timeout", type=float, default=30, help="seconds a whole upload may take to arrive, else 408 (default 30)")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="open connections per process; more get a 503 and are closed (default 1000, at most the open-file limit less 128)")
+    p.add_argument("--header-timeout", type=float, default=10,
+                   help="seconds a request's headers may take to arrive, and an idle connection may stay open (default 10)")
     p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
@@ -316,7 +320,8 @@ def _serve_args(p):
 def cmd_serve(args):
     from .serve import Settings, serve
 
-    names = ("model", "backend", "max_upload_mb", "max_upload_pixels", "max_concurrent", "upload_timeout", "threads", "precision")
+    names = ("model", "backend", "max_upload_mb", "max_upload_pixels", "max_concurrent", "upload_timeout", "threads", "precision",
+             "max_connections", "header_timeout")
     serve(args.host, args.port, Settings(**{n: getattr(args, n) for n in names}), args.workers, args.log_level)
 
 

@@ -27,11 +27,31 @@ from .errors import ConfigError
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
 NUM_CLASSES = (7, 8)  # FER2013's 7 emotions, FER+'s 8 (its 7 plus contempt)
 MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
+# Upper bounds on a spec's numbers, far above any useful FER model (the presets: at most 512
+# filters, 512 units, 8 conv layers, 9 orientations, 19 M parameters), so that a typo is a message
+# rather than an allocator's traceback or a machine out of memory.
+MAX_FILTERS = 4096
+MAX_UNITS = 65536
+MAX_LAYERS = 128  # conv layers, and FC layers
+MAX_ORIENTATIONS = 180  # HOG bins over 180 degrees: one a degree
+MAX_MAP = 4 * FACE_SIZE  # side of a feature map: padding can grow it, and its memory grows as the square
+MAX_PARAMS = 200_000_000  # 0.8 GB of float32 weights; Adam keeps two more copies
+MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
+MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
 
 
 def problem(name: str, what: str, value) -> str:
     """The one template for a bad value (scikit-learn style)."""
     return f"{name} must be {what}; got {value!r}"
+
+
+def bounded(name: str, value: int, low: int, high: int, low_what: str | None = None) -> list[str]:
+    """[] if low <= value <= high, else the problem: below low (low_what, default ">= low") or above high."""
+    if value < low:
+        return [problem(name, low_what or f">= {low}", value)]
+    if value > high:
+        return [problem(name, f"at most {high:,}", value)]
+    return []
 
 
 @dataclass
@@ -54,14 +74,17 @@ class ConvSpec:
         return size // self.pool if self.pool else size
 
     def problems(self, where: str) -> list[str]:
-        p = [problem(f"{where}.{name}", ">= 1", getattr(self, name)) for name in ("filters", "kernel", "stride")
-             if getattr(self, name) < 1]
-        if self.padding is not None and self.padding < 0:
-            p.append(problem(f"{where}.padding", ">= 0 (or null for kernel // 2)", self.padding))
+        p = bounded(f"{where}.filters", self.filters, 1, MAX_FILTERS)
+        p += bounded(f"{where}.kernel", self.kernel, 1, FACE_SIZE)  # no wider than a face
+        p += bounded(f"{where}.stride", self.stride, 1, FACE_SIZE)
+        if self.padding is not None:
+            p += bounded(f"{where}.padding", self.padding, 0, FACE_SIZE, ">= 0 (or null for kernel // 2)")
         if not 0 <= self.dropout < 1:
             p.append(problem(f"{where}.dropout", "in [0, 1)", self.dropout))
-        if self.pool < 0 or self.pool == 1:
+        if self.pool == 1:
             p.append(problem(f"{where}.pool", "0 (no pool) or a size >= 2", self.pool))
+        else:
+            p += bounded(f"{where}.pool", self.pool, 0, FACE_SIZE, "0 (no pool) or a size >= 2")
         return p
 
 
@@ -72,7 +95,7 @@ class FCSpec:
     dropout: float = 0.0  # dropout probability after ReLU
 
     def problems(self, where: str) -> list[str]:
-        p = [] if self.units >= 1 else [problem(f"{where}.units", ">= 1", self.units)]
+        p = bounded(f"{where}.units", self.units, 1, MAX_UNITS)
         if not 0 <= self.dropout < 1:
             p.append(problem(f"{where}.dropout", "in [0, 1)", self.dropout))
         return p
@@ -87,13 +110,18 @@ class HogSpec:
     cells_per_block: int = 2  # square block size in cells (block normalisation)
 
     def problems(self, where: str) -> list[str]:
-        p = [] if self.orientations >= 1 else [problem(f"{where}.orientations", ">= 1", self.orientations)]
+        p = bounded(f"{where}.orientations", self.orientations, 1, MAX_ORIENTATIONS)
         if not 1 <= self.pixels_per_cell <= FACE_SIZE:
             p.append(problem(f"{where}.pixels_per_cell", f"in 1..{FACE_SIZE}", self.pixels_per_cell))
         elif self.cells_per_block < 1 or self.cells_per_block * self.pixels_per_cell > FACE_SIZE:
             p.append(problem(f"{where}.cells_per_block", f">= 1, with a block (cells x pixels_per_cell) that fits in {FACE_SIZE} pixels",
                              self.cells_per_block))
         return p
+
+    def length(self, size: int = FACE_SIZE) -> int:
+        """Length of the HOG vector of a size x size face, counted as scikit-image's hog lays it out."""
+        blocks = size // self.pixels_per_cell - self.cells_per_block + 1
+        return blocks * blocks * self.cells_per_block ** 2 * self.orientations
 
 
 @dataclass
@@ -107,6 +135,9 @@ class ModelSpec:
 
     def __post_init__(self):
         p = _check_fields(self, "")
+        for name in ("convs", "fcs"):
+            if not p and len(getattr(self, name)) > MAX_LAYERS:
+                p.append(problem(name, f"at most {MAX_LAYERS} layers", len(getattr(self, name))))
         if not p:
             self.convs = [_part(ConvSpec, c, f"convs[{i}]", p) for i, c in enumerate(self.convs)]
             self.fcs = [_part(FCSpec, c, f"fcs[{i}]", p) for i, c in enumerate(self.fcs)]
@@ -123,7 +154,28 @@ class ModelSpec:
                 if size < 1:
                     p.append(f"convs[{i}]: the feature map shrinks to nothing; use fewer pools, more padding or a smaller stride")
                     break
+                if size > MAX_MAP:
+                    p.append(f"convs[{i}]: the feature map grows to {size}x{size}, over {MAX_MAP}x{MAX_MAP}; use less padding")
+                    break
+        if not p and self.parameters() > MAX_PARAMS:  # checked before anything is allocated
+            n = self.parameters()
+            p.append(f"the model would have ~{n:,} parameters ({n * 4 / 1e9:,.1f} GB of float32 weights), over the "
+                     f"{MAX_PARAMS:,} ferkit builds; use fewer filters, units or layers, or pool more before the FC layers")
         _raise(p, "model spec")
+
+    def parameters(self) -> int:
+        """The weights and biases of the model this spec builds (batch norm's 2 a channel in place
+        of a bias, a slight overcount), counted from the spec: nothing is allocated."""
+        n, ch = 0, 1
+        for c in self.convs:
+            n += ch * c.filters * c.kernel ** 2 + 2 * c.filters
+            ch = c.filters
+        size = self.feature_size()
+        width = (ch if self.gap else ch * size * size) + (self.hog.length(self.in_size) if self.hog else 0)
+        for f in self.fcs:
+            n += width * f.units + 2 * f.units
+            width = f.units
+        return n + width * self.num_classes + self.num_classes
 
     def feature_size(self, size: int | None = None) -> int:
         """Side of the last conv layer's output for a size x size input (default in_size); < 1 = nothing left."""
@@ -199,9 +251,11 @@ class TrainConfig:
             p.append(problem("--distill", "in [0, 1]", self.distill))
         if not self.distill_temp > 0:
             p.append(problem("--distill-temp", "> 0", self.distill_temp))
-        for name in ("crop_pad", "rotate", "train_subset", "threads"):
+        for name in ("rotate", "train_subset", "threads"):
             if getattr(self, name) < 0:
                 p.append(problem(f"--{name.replace('_', '-')}", ">= 0", getattr(self, name)))
+        p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
+        p += bounded("--seed", self.seed, 0, MAX_SEED)
         _raise(p, "training config")
 
     def to_dict(self) -> dict:

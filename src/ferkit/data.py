@@ -13,6 +13,10 @@ Supported inputs:
     the file-name prefix (Training_, PublicTest_, PrivateTest_) where present, else the folder.
 
 Parsed arrays are cached as .npz (keyed by path, size and mtime), so a second load is fast.
+
+Limits, so that a wrong --data (a device, an endless stream, a decompression bomb) ends in a
+message rather than in all of memory: the data must be a regular file or a folder; a CSV line may
+hold at most MAX_LINE_BYTES bytes, and a file or folder at most MAX_ROWS rows or images.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import gzip
 import hashlib
 import logging
 import os
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +50,8 @@ DOWNLOAD_HINT = (
     "(https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge "
     "-> fer2013.csv, or the image-folder release) and pass --data PATH or set FERKIT_DATA=PATH."
 )
+MAX_ROWS = 500_000  # rows or images: ~14 times FER2013's 35,887, ~1.2 GB of faces in memory
+MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB (2,304 numbers); a line this long is not one
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
 
 
@@ -101,6 +108,7 @@ def load_fer(
 ) -> FerData:
     """Read FER2013 from a CSV (.csv/.csv.gz) or an image folder, using the .npz cache."""
     p = find_data(path)
+    _check_kind(p)
     cache_file = _cache_path(p, skip_bad_rows) if cache else None
     if cache_file is not None and cache_file.exists():
         try:
@@ -117,6 +125,23 @@ def load_fer(
         except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
             log.warning("cannot write the data cache %s (%s); set FERKIT_CACHE to a writable folder", cache_file, e.strerror or e)
     return data
+
+
+def _check_kind(p: Path) -> None:
+    """A DataError unless p is a folder or a regular file: a fifo or a device (/dev/zero) never
+    ends, or blocks, and is no FER2013 file."""
+    if p.is_dir() or p.is_file():
+        return
+    mode = p.stat().st_mode
+    kind = next((k for test, k in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                                   (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")) if test(mode)),
+                "not a regular file")
+    raise DataError(f"{p}: is {kind}; --data must be a FER2013 CSV file (.csv, .csv.gz) or an image folder")
+
+
+def _too_many_rows(p: Path) -> DataError:
+    return DataError(f"{p}: holds more than {MAX_ROWS:,} rows or images, the most ferkit reads (FER2013 has 35,887); "
+                     "is it the right file? If so, split it")
 
 
 def cache_dir() -> Path:
@@ -153,21 +178,35 @@ class _Damaged(Exception):
         self.lineno = lineno
 
 
+def _skip_rest_of_line(f) -> None:
+    """Read on to the end of an overlong line, a bounded chunk at a time."""
+    while (chunk := f.readline(MAX_LINE_BYTES)) and not chunk.endswith(b"\n"):
+        pass
+
+
 def _csv_records(f):
     """(line number, fields, problem) of each CSV record of a binary file. Decoding line by line
-    puts a line number on every problem: a line that is not UTF-8, a field over csv's size limit
-    (problem is then a string) or, raised as _Damaged, a damaged or truncated compressed file.
+    puts a line number on every problem: a line that is not UTF-8, one over MAX_LINE_BYTES (read
+    past in bounded chunks, never held whole), a field over csv's size limit (problem is then a
+    string) or, raised as _Damaged, a damaged or truncated compressed file.
     A UTF-8 byte-order mark (Excel, Notepad) is dropped."""
-    undecodable = {}
+    bad_lines = {}
 
     def lines():
-        for n, raw in enumerate(f, 1):
+        n = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                _skip_rest_of_line(f)
+                bad_lines[n] = f"the line is longer than {MAX_LINE_BYTES:,} bytes (a FER2013 row has ~9,000)"
+                yield "\n"
+                continue
             if n == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                undecodable[n] = f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                bad_lines[n] = f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
                 yield raw.decode("utf-8", "replace")
 
     reader, last = csv.reader(lines()), 0
@@ -182,7 +221,7 @@ def _csv_records(f):
         except (EOFError, OSError, zlib.error) as e:
             raise _Damaged(last + 1, f"the file is damaged or ends early here ({e})") from None
         first, last = last + 1, reader.line_num
-        problem = problem or next((undecodable[n] for n in range(first, last + 1) if n in undecodable), None)
+        problem = problem or next((bad_lines[n] for n in range(first, last + 1) if n in bad_lines), None)
         yield first, row, problem
 
 
@@ -208,6 +247,8 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
             i_emo = cols.index("emotion") if "emotion" in cols else None
             i_use = cols.index("usage") if "usage" in cols else None
             for lineno, row, problem in records:
+                if lineno > MAX_ROWS + 1:  # the header, then rows; skipped and blank ones count too
+                    raise _too_many_rows(p)
                 if not row and not problem:
                     continue
                 try:
@@ -276,6 +317,8 @@ def _read_folder(root: Path, skip_bad_rows: bool) -> FerData:
         raise DataError(
             f"{root}: the folder holds no images; expected ROOT/train/<emotion>/*.jpg and ROOT/test/<emotion>/*.jpg"
         )
+    if len(files) > MAX_ROWS:
+        raise _too_many_rows(root)
     images, labels, splits, problems = [], [], [], []
     for f in files:
         rel = f.relative_to(root)

@@ -14,6 +14,9 @@ each building its app with `app_from_env` from FERKIT_SERVE_* variables (Setting
 Every error is JSON {"error": "..."}: 400 no file, 408 upload too slow, 413 too many bytes or
 pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
+Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
+next ones get a 503 and are closed), and a request's headers must arrive within --header-timeout
+seconds, so idle or half-open connections cannot hold the server's file descriptors.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError
 from .labels import EMOTIONS, colors
@@ -52,6 +56,10 @@ SWAGGER_UI = files("fastapi_offline") / "static"  # swagger-ui-bundle.js and .cs
 DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
 DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding costs ~17 bytes a pixel
 DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
+DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
+FD_RESERVE = 128  # file descriptors kept for the model, spooled uploads, logs and the listening socket
+WARN_EVERY = 60.0  # seconds between two warnings about the same overload (full, out of descriptors)
 TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
@@ -116,6 +124,8 @@ class Settings:
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
     threads: int | None = None  # torch and OpenCV threads per process; None = their defaults
     precision: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
 
     def check(self) -> None:
         """FerkitError naming each bad setting (as its flag) and the fix."""
@@ -124,7 +134,8 @@ class Settings:
             bad.append(f"--backend {self.backend!r}: choose torch or onnx")
         if self.precision not in (None, "auto", "fp32", "bf16", "int8"):
             bad.append(f"--precision {self.precision!r}: choose auto, fp32, bf16 (torch) or int8 (onnx)")
-        for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0)):
+        for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0), ("header_timeout", 0),
+                          ("max_connections", 0)):
             if not getattr(self, name) > low:
                 bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > {low}")
         for name in ("max_concurrent", "threads"):
@@ -255,6 +266,104 @@ class UploadGuard:
             await refusal(scope, receive, send)
 
 
+# ---------------------------------------------------------------- connections (uvicorn's protocol, guarded)
+
+
+class _Rarely:
+    """A warning logged at most once per WARN_EVERY seconds: an overload repeats it per connection."""
+
+    def __init__(self):
+        self.last = -WARN_EVERY
+
+    def warn(self, message: str) -> None:
+        if time.monotonic() - self.last >= WARN_EVERY:
+            self.last = time.monotonic()
+            log.warning(message)
+
+
+_full, _out_of_fds = _Rarely(), _Rarely()
+
+
+def _busy_response() -> bytes:
+    body = b'{"error": "the server has too many open connections; try again in a few seconds"}'
+    head = [b"HTTP/1.1 503 Service Unavailable", b"content-type: application/json", b"connection: close",
+            b"retry-after: 5", b"content-length: %d" % len(body)]
+    head += [f"{k}: {v}".encode() for k, v in SECURITY_HEADERS.items()]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus the two bounds it lacks (uvicorn 0.54): a connection beyond
+    `limit_concurrency` open ones is answered 503 and closed at once (uvicorn only refuses its
+    requests, and keeps it open), and a request's headers must arrive within `timeout_keep_alive`
+    seconds of the connection opening or of the previous response (uvicorn times out only idle
+    keep-alive connections, never one that is still sending, or has not started, its headers).
+    Both limits are uvicorn's own options (uvicorn_options), so --workers processes get them too."""
+
+    _header_timer = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        cap = self.config.limit_concurrency
+        if cap is not None and len(self.connections) > cap:  # the set includes this connection
+            _full.warn(f"{cap} connections are open (--max-connections): new ones get a 503 until some close")
+            transport.write(_busy_response())
+            transport.close()
+            return
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():  # the next request's headers get the same deadline
+            self._arm_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.timeout_keep_alive, self._headers_late, self.cycle)
+
+    def _headers_late(self, cycle) -> None:
+        """Close the connection unless a request's headers arrived since the timer was armed (a new cycle)."""
+        if self.cycle is cycle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _quiet_accept_errors(loop, context) -> None:
+    """asyncio's exception handler, but a failed accept for want of file descriptors (EMFILE and the
+    like; asyncio retries a second later) is one warning a minute, not a traceback per failure."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+        _out_of_fds.warn(f"cannot accept connections ({exc.strerror}): new ones wait; lower --max-connections "
+                         "or raise the open-file limit (ulimit -n)")
+        return
+    loop.default_exception_handler(context)
+
+
+def connection_cap(max_connections: int) -> int:
+    """max_connections, lowered to fit the process's open-file limit (less FD_RESERVE): a cap above
+    it would let the connections exhaust the descriptors that the cap exists to protect."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or max_connections <= soft - FD_RESERVE:
+        return max_connections
+    cap = max(1, soft - FD_RESERVE)
+    log.warning("--max-connections %d: lowered to %d, to fit the open-file limit of %d (ulimit -n)",
+                max_connections, cap, soft)
+    return cap
+
+
+def uvicorn_options(s: Settings) -> dict:
+    """The uvicorn.Config options that bound connections (see GuardedH11Protocol)."""
+    return {"http": GuardedH11Protocol, "limit_concurrency": connection_cap(s.max_connections),
+            "timeout_keep_alive": s.header_timeout}
+
+
 # ---------------------------------------------------------------- the documented shapes (OpenAPI)
 
 
@@ -361,7 +470,9 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     async def lifespan(app):
         # warm up in the background: the server answers at once, /health says 503 until it is done
         # (the thread pool outlives a shutdown: an app may be started again, as the tests do)
-        app.state.warm_up = asyncio.get_running_loop().run_in_executor(workers, warm_up)
+        loop = asyncio.get_running_loop()
+        app.state.warm_up = loop.run_in_executor(workers, warm_up)
+        loop.set_exception_handler(_quiet_accept_errors)
         yield
 
     app = FastAPI(title="ferkit", version=info["ferkit"], lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -474,7 +585,10 @@ def app_from_env() -> FastAPI:
 
 
 def check_port(host: str, port: int) -> None:
-    """FerkitError with the fix when host:port cannot be bound (in use, privileged, not this machine's)."""
+    """FerkitError with the fix when host:port cannot be bound (out of range, in use, privileged,
+    not this machine's)."""
+    if not 0 <= port <= 65535:  # else bind() raises OverflowError, or a negative port blames the host
+        raise FerkitError(f"--port {port}: must be between 1 and 65535 (0: any free port); pick another with --port")
     try:
         addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
@@ -513,7 +627,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     if workers == 1:
         app = app_from_settings(s)
         print(f"ferkit serve: {where}", flush=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(s))
         return
     share = default_share(workers)
     s = replace(s, threads=s.threads or share, max_concurrent=s.max_concurrent or share)
@@ -522,6 +636,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
         os.environ.update(s.to_env(), **{ERROR_FILE_ENV: str(error_file)})  # the spawned workers inherit it
         print(f"ferkit serve: {workers} worker processes, each with {s.max_concurrent} concurrent predictions "
               f"on {s.threads} threads; {where}", flush=True)
-        uvicorn.run("ferkit.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+        uvicorn.run("ferkit.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, **uvicorn_options(s))
         if error_file.exists():  # the supervisor stopped because a worker could not start
             raise FerkitError(error_file.read_text())

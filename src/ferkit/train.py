@@ -7,9 +7,11 @@ A run folder holds:
     last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
 
 The folder is created when training starts (a run that fails on its data or config leaves none).
-Each epoch writes its history before the checkpoint that claims it, and the checkpoint holds
-every random state (data order and augmentation, dropout on CPU and CUDA), so a run killed at
-any point and resumed gives the same weights and losses as one that was never interrupted.
+Each epoch writes best.pt, then last.pt, then the history: nothing claims an epoch that last.pt
+does not hold (a full disk or a kill in between leaves the history behind, and --resume rewrites
+it from last.pt). The checkpoint holds every random state (data order and augmentation, dropout
+on CPU and CUDA), so a run killed at any point and resumed gives the same weights and losses as
+one that was never interrupted. A write that fails (a full disk) is one line saying how to go on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 
 from . import augment as aug
 from . import distributed
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
@@ -287,6 +290,37 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+@contextmanager
+def _restoring(path: Path, what: str):
+    """Turn torch's error on a training state that passed check_resume_state but still does not fit
+    this run (e.g. an optimizer of another model) into one line naming the file and the fix."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise FerkitError(f"{path}: cannot resume from it: its {what} does not fit this run "
+                          f"({type(e).__name__}: {first}); {RESUME_FIX}") from None
+
+
+@contextmanager
+def _saving(path: Path, out: Path):
+    """One FerkitError naming the file and how to go on when writing it fails (a full disk, an
+    unwritable folder): atomic writes leave the previous file whole, so a last.pt there resumes."""
+    try:
+        yield
+    except OSError as e:
+        then = (f"continue with 'ferkit train --resume {out}'" if (out / "last.pt").exists()
+                else "start the run again (it had not saved an epoch to resume from)")
+        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space (or fix the folder), "
+                          f"then {then}") from None
+
+
+def _check_length(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
+    if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
+        raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
+                          f"give --epochs {ckpt['epoch']} or more, or leave it out")
+
+
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """cfg with its file paths made absolute, so that its config file works from any folder
     (evaluate, report, --resume, a search's best.yaml). A preset's name stays a name, even where
@@ -314,6 +348,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if resume and not (out / "last.pt").exists():
         raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
     ckpt = read_checkpoint(out / "last.pt", resume=True) if resume else None
+    if ckpt is not None:
+        _check_length(ckpt, cfg, out)
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else resolve_spec(cfg.model, cfg.overrides)
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
@@ -353,21 +389,25 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
     history, iter_loss, best_acc, start_epoch = [], [], None, 1  # best_acc: None until a validation score exists
     if ckpt is not None:
+        last = out / "last.pt"
         model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
+        with _restoring(last, "optimizer state"):
+            opt.load_state_dict(ckpt["optimizer"])
         was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
         if was == (cfg.epochs, dist.world):
-            sched.load_state_dict(ckpt["scheduler"])
+            with _restoring(last, "schedule state"):
+                sched.load_state_dict(ckpt["scheduler"])
         else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
             info(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):
                     sched.step()
-        gen.set_state(ckpt["rng"])
-        if "rng_states" in ckpt:
-            set_rng_states(ckpt["rng_states"])
-        else:
+        with _restoring(last, "random state"):
+            gen.set_state(ckpt["rng"])
+            if "rng_states" in ckpt:
+                set_rng_states(ckpt["rng_states"])
+        if "rng_states" not in ckpt:
             log.info("this checkpoint predates saved random states: the resumed run continues, but its dropout draws "
                      "differ from an uninterrupted run's")
         history, iter_loss = list(ckpt["history"]), list(ckpt["iter_loss"])
@@ -406,13 +446,18 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if improved and val is not None:
             best_acc = ev["acc"]
         if dist.main:
-            write_history(history, iter_loss, out)  # before the checkpoint that claims this epoch
             ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc, mean=torch.from_numpy(mean),
                         history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states(), world_size=dist.world)
-            if improved:  # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
-                save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
-            save_checkpoint(ckpt, out / "last.pt")
+            # best.pt first: the last.pt that claims this epoch's best_acc then always has its best.pt;
+            # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
+            if improved:
+                with _saving(out / "best.pt", out):
+                    save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
+            with _saving(out / "last.pt", out):
+                save_checkpoint(ckpt, out / "last.pt")
+            with _saving(out / "history.json", out):
+                write_history(history, iter_loss, out)  # after the checkpoint that holds this epoch
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")
         (bar.write if bar is not None else info)(msg)

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import synthetic_faces, write_fer_csv
+from conftest import SHARED, synthetic_faces, write_fer_csv
 from ferkit.checkpoint import load_checkpoint
 from ferkit.cli import main
 from ferkit.errors import FerkitError
@@ -158,3 +158,86 @@ def test_evaluate_an_onnx_file_as_users_run_it(tiny_checkpoint, tmp_path, capsys
     assert ox["n"] == pt["n"] == 28 and ox["confusion_matrix"] == pt["confusion_matrix"]
     assert main(["evaluate", str(fp32), "--data", str(csv), "--tta"]) == 2
     assert "an .onnx file has it built in" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- int8 that is right on every x86 CPU
+
+
+def test_exported_int8_weights_cannot_saturate_and_full_range_ones_are_caught(tiny_checkpoint, tmp_path, calib):
+    from onnx import numpy_helper
+
+    from ferkit.onnx_export import SAFE_INT8, int8_problems
+
+    out = tmp_path / "int8.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), out, calibration=calib)
+    graph = onnx.load(out)
+    weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and max(np.abs(numpy_helper.to_array(t).astype(int)).max() for t in weights) == SAFE_INT8
+    assert int8_problems(graph) == []
+    # the same graph with one weight at full int8 range, as onnxruntime writes it without reduce_range
+    w = max(weights, key=lambda t: np.prod(t.dims))  # a conv's weights, not a zero point
+    w.CopyFrom(numpy_helper.from_array(np.clip(numpy_helper.to_array(w).astype(int) * 2, -127, 127).astype(np.int8), w.name))
+    assert len(int8_problems(graph)) == 1 and w.name in int8_problems(graph)[0]
+
+
+def _bundled_with_int8():
+    from ferkit.predict import BUNDLED, int8_file
+
+    return [n for n in BUNDLED if int8_file(n).exists()]
+
+
+@pytest.mark.parametrize("name", _bundled_with_int8())
+def test_shipped_int8_graphs_cannot_saturate_on_any_cpu(name):
+    """onnxruntime's uint8 x int8 kernels saturate on CPUs without VNNI (AVX2) when weights use the
+    full int8 range: whatever CPU runs this test, the shipped files must hold 7-bit weights only."""
+    from ferkit.onnx_export import int8_problems
+    from ferkit.predict import int8_file
+
+    graph = onnx.load(int8_file(name))
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in graph.graph.initializer) >= 4  # an int8 graph indeed
+    assert int8_problems(graph) == []
+
+
+PARITY_FACES = 600
+
+
+@pytest.fixture(scope="module")
+def public_test_faces():
+    """The first PARITY_FACES PublicTest faces of the shared FER2013 file with their FER2013 labels
+    and their FER+ majority emotions (the vote file is aligned by row)."""
+    import gzip
+
+    from ferkit import ferplus
+
+    if not SHARED.exists():
+        pytest.skip(f"the shared FER2013 file is not at {SHARED}")
+    splits, rows, faces, labels = [], [], [], []
+    with gzip.open(SHARED, "rt") as f:
+        next(f)
+        for i, line in enumerate(f):
+            public = line.rstrip().endswith(",PublicTest")
+            splits.append(int(public))  # this file holds Training (0) and PublicTest (1) rows only
+            if public and len(faces) < PARITY_FACES:
+                emotion, pixels, _ = line.split(",")
+                faces.append(np.array(pixels.split(), np.uint8).reshape(48, 48))
+                labels.append(int(emotion))
+                rows.append(i)
+    votes = ferplus.read_votes(SHARED.parent / "fer2013new.csv", np.array(splits, np.int8))
+    return np.stack(faces), np.array(labels), ferplus.majority_labels(votes[rows])
+
+
+@pytest.mark.parametrize("name", _bundled_with_int8())
+def test_shipped_int8_graph_agrees_with_its_float_checkpoint(name, public_test_faces):
+    """On 600 real PublicTest faces, the int8 graph as users run it names the same emotion as the float
+    checkpoint (fp32) for nearly every face, and scores within a point of it."""
+    from ferkit.labels import FERPLUS
+    from ferkit.predict import BUNDLED, int8_file
+
+    faces, fer2013, fer_plus = public_test_faces
+    int8 = onnx_session(int8_file(name)).run(None, {"faces": faces})[0].argmax(1)
+    clf = load_checkpoint(BUNDLED[name], precision="fp32")
+    fp32 = clf.predict_proba(faces).argmax(1)
+    y = fer_plus if tuple(clf.labels) == FERPLUS else fer2013
+    scored = y >= 0
+    assert (int8 == fp32).mean() >= 0.97
+    assert abs((int8 == y)[scored].mean() - (fp32 == y)[scored].mean()) <= 0.01

@@ -12,9 +12,14 @@ training faces fed to the graph's uint8 input. Convolutions, max-pools and matmu
 (QDQ format, per-channel weight scales); the preprocessing, softmax and the TTA average stay
 fp32. The first convolution is int8 too: keeping it fp32 bought at most 0.12 points of accuracy on
 the bundled models (none on the fast ones) and cost the `fast` preset 20% of its crops/s
-(onnxruntime converted that conv's output layout for the int8 convs after it). On a CPU with
-AVX512-VNNI int8 is about 3x faster than fp32 within a few tenths of a point of accuracy
-(benchmarks/bench_paths.py measures both).
+(onnxruntime converted that conv's output layout for the int8 convs after it).
+
+Weights are 7-bit (reduce_range: -64..64). On x86 CPUs without VNNI (AVX2 only) onnxruntime's
+uint8 x int8 kernels add pairs of products in 16 bits (vpmaddubsw), which saturates when
+255 x (|w1| + |w2|) > 32767: with full-range weights the default model lost 7.3 points there
+and called a laughing baby sad. 7-bit weights can never saturate (255 x 128 = 32640) and cost
+nothing measurable (bench_paths.py); uint8 weights avoid it too but ran at fp32's speed on
+AVX512-VNNI. int8_problems() checks a graph for weights that could saturate.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stabl
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
 INT8_OPS = ["Conv", "MatMul", "Gemm", "MaxPool", "Relu", "Flatten"]
+SAFE_INT8 = 64  # largest int8 weight magnitude that cannot saturate on AVX2 (see the module docstring)
 
 
 class FacesToProbs(nn.Module):
@@ -122,9 +128,30 @@ def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(graph, src)
         quantize_static(src, dst, Faces(), quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt], per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                         op_types_to_quantize=INT8_OPS)
-        return onnx.load(dst)
+        out = onnx.load(dst)
+    problems = int8_problems(out)
+    if problems:  # onnxruntime changed what reduce_range means: refuse rather than ship a graph wrong on AVX2
+        raise FerkitError("the int8 graph could saturate on CPUs without VNNI: " + "; ".join(problems[:3]))
+    return out
+
+
+def int8_problems(graph) -> list[str]:
+    """What in an int8 ModelProto could saturate onnxruntime's uint8 x int8 kernels on a CPU without
+    VNNI: int8 weights beyond +-SAFE_INT8 (7 bits), one line each; [] for a safe graph (or an fp32 one)."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in graph.graph.initializer}
+    problems = []
+    for node in graph.graph.node:
+        w = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if w is None or w.data_type != TensorProto.INT8:
+            continue
+        top = int(np.abs(numpy_helper.to_array(w).astype(np.int16)).max(initial=0))
+        if top > SAFE_INT8:
+            problems.append(f"{w.name}: int8 weights up to {top}, more than {SAFE_INT8}")
+    return problems
 
 
 @contextlib.contextmanager

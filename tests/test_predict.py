@@ -287,7 +287,8 @@ def test_predict_cli_skips_a_fifo(tiny_checkpoint, tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["predict", str(fifo), str(tmp_path), "--model", str(tiny_checkpoint)]) == 0  # would block on read
     out, err = capsys.readouterr()
-    assert "pipe.png: not a regular file" in err and "1 file(s) processed, 1 failed" in out
+    # named twice (given, and found in the folder): a message each time, neither opened
+    assert err.count("pipe.png: not a regular file") == 2 and "1 file(s) processed, 2 failed" in out
     from ferkit.errors import ImageError
     from ferkit.faces import load_image
 
@@ -371,3 +372,33 @@ def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, 
     assert f"interrupted after 3 of 5 files: wrote {js}, {cs} with those" in err and "Traceback" not in err
     assert [r["file"].split("/")[-1] for r in json.loads(js.read_text())] == ["00.png", "01.png", "02.png"]
     assert [r["file"].split("/")[-1] for r in csv.DictReader(cs.open())] == ["00.png", "01.png", "02.png"]
+
+
+def test_collect_inputs_names_what_it_cannot_read(tmp_path):
+    import os
+    import signal
+
+    from ferkit.predict import collect_inputs
+
+    d = _photos(tmp_path / "photos", 1)  # 00.png
+    os.mkfifo(d / "pipe.png")
+    os.symlink("loop.jpg", d / "loop.jpg")
+    os.symlink("gone.png", d / "dangling.png")
+    other = _photos(tmp_path / "other", 1)
+    os.symlink(other, d / "linked.jpg")  # a link to a folder: not followed in a scan
+    _photos(d / "album.jpg", 1)  # a real folder named like a photo: searched like any folder
+    (d / "notes.txt").write_text("not an image name: ignored")
+    os.mkfifo(d / "fifo")  # nor this
+    signal.alarm(20)  # opening a fifo would block: fail instead of hanging
+    try:
+        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg"])
+    finally:
+        signal.alarm(0)
+    rel = [str(f.relative_to(tmp_path)) for f, _ in files]
+    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/album.jpg/00.png"]
+    text = "\n".join(problems)
+    for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
+                      ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),
+                      ("linked.jpg", "a link to a folder, which a folder search does not follow")]:
+        assert f"{d / name}: {why}" in text, (name, text)
+    assert len(problems) == 7  # four found in the scan, three given

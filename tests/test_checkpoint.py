@@ -101,6 +101,10 @@ def test_a_pickled_whole_model_gets_ferkits_own_message(tmp_path, recwarn):
         assert msg.startswith(f"{tmp_path / name}: {what}") and "\n" not in msg, msg
         assert "weights_only" not in msg and "save a dict of plain tensors" in msg and msg.endswith("'ferkit train'")
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]  # torch's warning on the plain pickle
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")  # the unpickler chokes on it too: not called a pickle
+    with pytest.raises(FerkitError, match="junk.pt: not a readable ferkit checkpoint; .*not a PyTorch file") as e:
+        read_checkpoint(tmp_path / "junk.pt")
+    assert "weights_only" not in str(e.value)
 
 
 def test_a_checkpoint_without_training_state_cannot_resume(tiny_checkpoint, tmp_path):

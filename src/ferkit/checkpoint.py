@@ -62,7 +62,9 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     except Exception as e:  # pickle errors, truncated files, zip errors
         text = str(e)
         if "Weights only load failed" in text:  # PyTorch's own advice (weights_only=False) would run the file's code
-            raise FerkitError(_pickled_objects(path, text)) from None
+            if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
+                raise FerkitError(_pickled_objects(path, text)) from None
+            text = "not a PyTorch file"  # junk that the unpickler choked on
         first = text.splitlines()[0][:200] if text else ""
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({type(e).__name__}: {first})") from None
@@ -74,6 +76,14 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
                               "resume from the last.pt of a ferkit train run)")
         check_resume_state(ckpt, path)
     return ckpt
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether a file starts like a pickle of protocol 2 or later (the PROTO opcode), as torch.save's
+    legacy format and pickle.dump write them, or is a zip (torch.save's format)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or zipfile.is_zipfile(path)
 
 
 def _pickled_objects(path: Path, torch_message: str) -> str:

@@ -81,8 +81,30 @@ def test_unsafe_pickle_is_refused_without_pytorchs_advice(tmp_path):
     with pytest.raises(FerkitError) as e:
         read_checkpoint(path)
     msg = str(e.value)
-    assert "contains Python objects ferkit does not load" in msg and "only load checkpoints you trust" in msg.lower()
-    assert "weights_only" not in msg and "re-save it with ferkit" in msg
+    assert "holds pickled Python objects" in msg and "only load checkpoints you trust" in msg.lower()
+    assert "weights_only" not in msg and "ferkit loads only weights" in msg and "state_dict" in msg
+
+
+def test_a_pickled_whole_model_gets_ferkits_own_message(tmp_path, recwarn):
+    """torch.save of a whole module, and a plain pickle: PyTorch's message advises weights_only=False
+    (which would run the file's code) and its first line was cut mid-sentence."""
+    import pickle
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    torch.save(model, tmp_path / "whole.pt")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps(model, protocol=4))
+    for name, what in [("whole.pt", "holds pickled Python objects (torch.nn.modules.container.Sequential)"),
+                       ("plain.pkl", "holds pickled Python objects, not a ferkit checkpoint")]:
+        with pytest.raises(FerkitError) as e:
+            read_checkpoint(tmp_path / name)
+        msg = str(e.value)
+        assert msg.startswith(f"{tmp_path / name}: {what}") and "\n" not in msg, msg
+        assert "weights_only" not in msg and "save a dict of plain tensors" in msg and msg.endswith("'ferkit train'")
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]  # torch's warning on the plain pickle
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")  # the unpickler chokes on it too: not called a pickle
+    with pytest.raises(FerkitError, match="junk.pt: not a readable ferkit checkpoint; .*not a PyTorch file") as e:
+        read_checkpoint(tmp_path / "junk.pt")
+    assert "weights_only" not in str(e.value)
 
 
 def test_a_checkpoint_without_training_state_cannot_resume(tiny_checkpoint, tmp_path):

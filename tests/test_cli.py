@@ -84,6 +84,21 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     assert json.loads((tmp_path / "new" / "dir" / "m.json").read_text())["split"] == "test"
 
 
+def test_evaluate_refuses_a_bad_model_before_loading_the_data(tiny_run, tmp_path, capsys, monkeypatch):
+    import ferkit.data
+
+    assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    monkeypatch.setattr(ferkit.data, "load_fer", lambda *a, **k: pytest.fail("the data was loaded before the model was checked"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for argv, message in [
+        (["evaluate", str(tmp_path / "junk.pt")], "junk.pt: not a readable ferkit checkpoint"),
+        (["evaluate", str(tmp_path / "m.onnx"), "--tta"], "--tta: " + str(tmp_path / "m.onnx") + " has TTA built in at export"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
 def test_flags_are_never_abbreviated_and_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--epoch", "1"])

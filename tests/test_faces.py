@@ -285,3 +285,34 @@ def test_fuzzed_images_never_raise_anything_but_image_error():
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
             counts["ok"] += 1
     assert counts["corrupt"] > 100 and counts["ok"] > 100, counts  # the mutations reached the decoders
+
+
+def test_damaged_tiffs_print_nothing_on_stderr():
+    """libtiff's C-level lines (ZIPDecode: Decoding error ...) and Pillow's TIFF log lines (More
+    samples per pixel than can be decoded) reach stderr past Python: only a fresh process with
+    nothing configured shows them (pytest captures logging)."""
+    import subprocess
+    import sys
+
+    script = """
+import io, random
+import numpy as np
+from PIL import Image
+from ferkit.errors import ImageError
+from ferkit.faces import load_image
+buf = io.BytesIO()
+Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="TIFF", compression="tiff_deflate")
+rng, good, failed = random.Random(0), buf.getvalue(), 0
+for _ in range(8):  # damaged in 3 random bytes: decoding errors, bad fields, absurd samples per pixel
+    data = bytearray(good)
+    for _ in range(3):
+        data[rng.randrange(8, len(data))] = rng.randrange(256)
+    try:
+        load_image(bytes(data))
+    except ImageError:
+        failed += 1
+print(failed)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and int(r.stdout) >= 6, r
+    assert r.stderr == ""

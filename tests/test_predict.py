@@ -168,7 +168,7 @@ def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_
     assert "holds no images or videos" in capsys.readouterr().err
 
 
-def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut):
+def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     import cv2
 
     video = tmp_path / "clip.avi"
@@ -178,8 +178,11 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
     for i in range(6):
         w.write(np.roll(small, i, axis=1))  # the face drifts right by a pixel a frame
     w.release()
-    js, cs = tmp_path / "v.json", tmp_path / "v.csv"
-    assert main(["predict", str(video), "--every", "2", "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 0
+    js, cs, ann = tmp_path / "v.json", tmp_path / "v.csv", tmp_path / "ann"
+    assert main(["predict", str(video), "--every", "2", "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs),
+                 "--annotate", str(ann)]) == 0
+    assert [p.name for p in ann.iterdir()] == ["clip.mp4"]  # written under a temporary name, then renamed
+    assert cv2.VideoCapture(str(ann / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
     out = capsys.readouterr().out
     assert "3 frames sampled (every 2 of 6), 1 face(s)" in out and "face 1: frames 0-4 (3 sightings)" in out
     (res,) = json.loads(js.read_text())
@@ -187,6 +190,18 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
     assert all(f["faces"][0]["face_id"] == 1 for f in res["frames"])
     rows = list(csv.DictReader(cs.open()))
     assert [r["frame"] for r in rows] == ["0", "2", "4"] and {r["face_id"] for r in rows} == {"1"}
+    # Ctrl-C in the middle of a video leaves no half-written annotated copy (nor its temporary file)
+    calls = []
+
+    def stop_at_the_third_frame(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return []
+
+    monkeypatch.setattr(Predictor, "predict", stop_at_the_third_frame)
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path / "ann2")]) == 130
+    assert list((tmp_path / "ann2").iterdir()) == []
 
 
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
@@ -237,22 +252,31 @@ def test_predict_cli_crops(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_predict_cli_checks_outputs_before_any_work(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import os
+
     import ferkit.predict as fp
 
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
     monkeypatch.setattr(fp.Predictor, "__init__", lambda *a, **k: pytest.fail("the model was loaded before the outputs were checked"))
     (tmp_path / "file").write_text("x")
-    cases = [(["--json", str(tmp_path / "nodir" / "x.json")], "--json .*nodir/x.json: the folder .*nodir does not exist"),
-             (["--csv", str(tmp_path)], "--csv .*: is a folder; give a file name"),
+    cases = [(["--json", str(tmp_path / "file" / "x.json")], "--json .*file/x.json: .*file is a file, not a folder"),
+             (["--csv", str(tmp_path)], "--csv .*: is a folder; give a file name, e.g. .*results.csv"),
+             (["--json", os.devnull], "--json /dev/null: not a regular file"),
              (["--annotate", str(tmp_path / "file")], "--annotate .*file: is a file, not a folder"),
-             (["--annotate", str(tmp_path / "file" / "sub")], "--annotate .*sub: cannot make the folder"),
+             (["--annotate", str(tmp_path / "file" / "sub")], "--annotate .*sub: .*file is a file, not a folder"),
              (["--json", str(tmp_path / "o"), "--csv", str(tmp_path / "o")], "--json and --csv both name")]
+    if os.path.isdir("/proc/self"):  # a folder that exists but takes no files: only a real write tells
+        cases.append((["--json", "/proc/x.json"], "--json /proc/x.json: cannot write in /proc"))
     for flags, message in cases:
         assert main(["predict", str(img), *flags]) == 2
         err = capsys.readouterr().err
         assert re.search(message, err), err
         assert "Traceback" not in err
+    # a missing folder is created by the check, as the README says, before the model is loaded
+    with pytest.raises(pytest.fail.Exception, match="the model was loaded"):
+        main(["predict", str(img), "--json", str(tmp_path / "new" / "dir" / "x.json")])
+    assert (tmp_path / "new" / "dir").is_dir()
 
 
 def test_predict_cli_skips_a_fifo(tiny_checkpoint, tmp_path, capsys):
@@ -263,7 +287,8 @@ def test_predict_cli_skips_a_fifo(tiny_checkpoint, tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["predict", str(fifo), str(tmp_path), "--model", str(tiny_checkpoint)]) == 0  # would block on read
     out, err = capsys.readouterr()
-    assert "pipe.png: not a regular file" in err and "1 file(s) processed, 1 failed" in out
+    # named twice (given, and found in the folder): a message each time, neither opened
+    assert err.count("pipe.png: not a regular file") == 2 and "1 file(s) processed, 2 failed" in out
     from ferkit.errors import ImageError
     from ferkit.faces import load_image
 
@@ -284,3 +309,96 @@ def test_export_slim_half_checkpoint(tiny_checkpoint, tmp_path, capsys):
     assert np.abs(load_checkpoint(out).predict_proba(faces) - load_checkpoint(tiny_checkpoint).predict_proba(faces)).max() < 1e-2
     assert main(["export", str(tiny_checkpoint), "--pt", str(out), "--int8"]) == 2
     assert main(["export", str(tiny_checkpoint)]) == 2
+
+
+def _photos(folder, n: int):
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full((30, 40, 3), 10 * i, np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    import ferkit.files as files
+
+    photos = _photos(tmp_path / "photos", 2)
+    js, cs = tmp_path / "out.json", tmp_path / "out.csv"
+    js.write_text('[{"file": "earlier"}]')
+    cs.write_text("file\nearlier\n")
+
+    class Full:  # a file on a full disk: some bytes go out, then ENOSPC
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(files, "open", lambda *a, **k: Full(open(*a, **k)), raising=False)
+    for flag, path in (("--json", js), ("--csv", cs)):
+        assert main(["predict", str(photos), "--model", str(tiny_checkpoint), flag, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {path}: cannot write it (No space left on device)" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert js.read_text() == '[{"file": "earlier"}]' and cs.read_text() == "file\nearlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json", "photos"]  # no temporary files left
+
+
+def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import ferkit.predict as fp
+
+    photos = _photos(tmp_path / "photos", 5)
+    js, cs = tmp_path / "out.json", tmp_path / "out.csv"
+    real, calls = fp.predict_file, []
+
+    def stop_at_the_fourth(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(fp, "predict_file", stop_at_the_fourth)
+    assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted after 3 of 5 files: wrote {js}, {cs} with those" in err and "Traceback" not in err
+    assert [r["file"].split("/")[-1] for r in json.loads(js.read_text())] == ["00.png", "01.png", "02.png"]
+    assert [r["file"].split("/")[-1] for r in csv.DictReader(cs.open())] == ["00.png", "01.png", "02.png"]
+
+
+def test_collect_inputs_names_what_it_cannot_read(tmp_path):
+    import os
+    import signal
+
+    from ferkit.predict import collect_inputs
+
+    d = _photos(tmp_path / "photos", 1)  # 00.png
+    os.mkfifo(d / "pipe.png")
+    os.symlink("loop.jpg", d / "loop.jpg")
+    os.symlink("gone.png", d / "dangling.png")
+    other = _photos(tmp_path / "other", 1)
+    os.symlink(other, d / "linked.jpg")  # a link to a folder: not followed in a scan
+    _photos(d / "album.jpg", 1)  # a real folder named like a photo: searched like any folder
+    (d / "notes.txt").write_text("not an image name: ignored")
+    os.mkfifo(d / "fifo")  # nor this
+    signal.alarm(20)  # opening a fifo would block: fail instead of hanging
+    try:
+        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg"])
+    finally:
+        signal.alarm(0)
+    rel = [str(f.relative_to(tmp_path)) for f, _ in files]
+    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/album.jpg/00.png"]
+    text = "\n".join(problems)
+    for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
+                      ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),
+                      ("linked.jpg", "a link to a folder, which a folder search does not follow")]:
+        assert f"{d / name}: {why}" in text, (name, text)
+    assert len(problems) == 7  # four found in the scan, three given

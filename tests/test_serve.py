@@ -138,6 +138,18 @@ def test_missing_file_field_is_400(client):
     assert r.status_code == 400 and "'file'" in r.json()["error"]
 
 
+def test_a_file_part_without_a_filename_is_400_and_the_schema_says_so(client, astronaut_png):
+    """Such a part is a text field to the multipart parser (decoded, capped at 1 MB): its bytes are
+    not the photo's, so the filename is required, and the schema says it (schemathesis found it)."""
+    for data in (astronaut_png[:1000], b"text"):  # binary (fails validation as a file) and text (reaches the route)
+        body = b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + data + b"\r\n--b--\r\n"
+        r = client.post("/predict", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 400 and "the 'file' part has no filename" in r.json()["error"], r.json()
+    spec = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    header = spec["encoding"]["file"]["headers"]["Content-Disposition"]
+    assert header["required"] is True and "filename" in header["description"]
+
+
 def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
     r = client.get("/version")

@@ -228,12 +228,14 @@ def test_a_killed_writers_temp_files_go_at_the_next_write(tmp_path):
     dead.wait()
     stale = tmp_path / f".last.pt.{dead.pid}-0badf00d.tmp"
     stale.write_bytes(b"")  # what a kill during torch.save leaves
+    stale_video = tmp_path / f".clip.mp4.{dead.pid}-0badf00d.tmp.mp4"  # atomic_path keeps the extension
+    stale_video.write_bytes(b"")
     live = [tmp_path / f".best.pt.{os.getppid()}-12345678.tmp", tmp_path / f".history.json.{os.getpid()}-abcdef01.tmp"]
     other = tmp_path / f".notes.{dead.pid}-0badf00d.tmp.bak"  # not one of atomic_write's names
     for f in live + [other]:
         f.write_bytes(b"x")
     atomic_write(tmp_path / "config.json", "{}")
-    assert not stale.exists() and all(f.exists() for f in live) and other.exists()
+    assert not stale.exists() and not stale_video.exists() and all(f.exists() for f in live) and other.exists()
 
 
 def test_resume_rebuilds_the_history_from_last_pt(tmp_path):

@@ -13,6 +13,7 @@ prediction and visualisation preprocess faces the same way training did.
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -55,15 +56,15 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     if damaged:
         raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on the pickle protocol: the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
         text = str(e)
-        what = re.search(r"GLOBAL (\S+)", text)
-        if "Weights only load failed" in text and what:  # PyTorch's own advice (weights_only=False) would run the file's code
-            raise FerkitError(
-                f"{path}: contains Python objects ferkit does not load ({what.group(1)}); loading them could run any "
-                "code. Only load checkpoints you trust; if this one is yours, re-save it with ferkit (plain tensors and "
-                "data, as 'ferkit train' writes them)") from None
+        if "Weights only load failed" in text:  # PyTorch's own advice (weights_only=False) would run the file's code
+            if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
+                raise FerkitError(_pickled_objects(path, text)) from None
+            text = "not a PyTorch file"  # junk that the unpickler choked on
         first = text.splitlines()[0][:200] if text else ""
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({type(e).__name__}: {first})") from None
@@ -75,6 +76,25 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
                               "resume from the last.pt of a ferkit train run)")
         check_resume_state(ckpt, path)
     return ckpt
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether a file starts like a pickle of protocol 2 or later (the PROTO opcode), as torch.save's
+    legacy format and pickle.dump write them, or is a zip (torch.save's format)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or zipfile.is_zipfile(path)
+
+
+def _pickled_objects(path: Path, torch_message: str) -> str:
+    """ferkit's message for a file of pickled Python objects (torch.save of a whole model, a plain
+    pickle): what it is, why it is refused and how to convert it, never PyTorch's advice."""
+    what = re.search(r"GLOBAL (\S+)", torch_message)
+    return (f"{path}: holds pickled Python objects{f' ({what.group(1)})' if what else ''}, not a ferkit checkpoint of "
+            "plain tensors and data; ferkit loads only weights, because unpickling objects can run any code. Only load "
+            "checkpoints you trust; to convert one you trust, load it in your own Python session and torch.save a dict "
+            "of plain tensors and data with the keys 'ferkit train' writes (spec, state_dict, mean, labels), or train "
+            "the model again with 'ferkit train'")
 
 
 RESUME_FIX = "restore the last.pt that training wrote, or start a new run with 'ferkit train --out NEW_FOLDER'"

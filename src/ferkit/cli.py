@@ -1,7 +1,8 @@
 """The `ferkit` command: thin sub-commands that parse flags, call the library and print.
 
 User errors (FerkitError) print one line `error: ...` and exit 2, never a traceback. Outputs
-(--out, --json, --onnx) are checked before the work starts (files.check_output). The library's
+(--out, --json, --csv, --annotate, --onnx, --pt) are checked before the work starts (files.check_output) and
+written atomically (files.write_output: a full disk is one line). The library's
 progress lines (logging, INFO) are printed plainly on stdout.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import FerkitError
-from .files import atomic_write, check_output
+from .files import check_output, check_outputs, output_errors, write_output
 from .labels import EMOTIONS
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -192,28 +193,33 @@ def cmd_evaluate(args):
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, is_onnx_file, model_path
 
+    # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
     if args.json:
         check_output(args.json, "--json")
     ck = model_path(args.checkpoint) if args.checkpoint in BUNDLED else Path(args.checkpoint)
+    if is_onnx_file(ck) and args.tta is not None:
+        raise FerkitError(f"--{'' if args.tta else 'no-'}tta: {ck} has TTA built in at export (ferkit export --tta/--no-tta); leave the flag out")
     if is_onnx_file(ck):  # an exported graph, scored as users run it
         clf = Predictor(ck, backend="onnx", precision=args.precision)
     else:
         clf = load_checkpoint(ck, args.device, args.precision)
+    # Metrics go beside the checkpoint (its run folder), except for the bundled models: ferkit's
+    # own folder is not the user's, so theirs go to the current folder.
+    folder = ck if ck.is_dir() else ck.parent
+    bundled = folder.resolve() == WEIGHTS
+    if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
+        check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
     data = load_fer(args.data, bool(args.skip_bad_rows))
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    # Metrics go beside the checkpoint (its run folder), except for the bundled models: ferkit's
-    # own folder is not the user's, so theirs go to the current folder.
-    folder = ck if ck.is_dir() else ck.parent
-    default = Path(f"metrics-{ck.name}-{split}.json") if folder.resolve() == WEIGHTS else folder / f"metrics-{split}.json"
-    out = check_output(args.json or default, "--json")
+    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / f"metrics-{split}.json"
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))
-    atomic_write(out, json.dumps(m, indent=1))
+    write_output(out, json.dumps(m, indent=1))
     print(f"\nwrote {out}")
 
 
@@ -365,12 +371,12 @@ def _predict_args(p):
 def cmd_predict(args):
     from tqdm import tqdm
 
-    from .outputs import check_outputs, format_result, write_results
-    from .predict import Predictor, collect_inputs, predict_file
+    from .outputs import write_results
+    from .predict import Predictor, collect_inputs
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
-    check_outputs(args.json, args.csv, args.annotate)
+    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, True))
     files, problems = collect_inputs(args.paths)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
@@ -380,29 +386,45 @@ def cmd_predict(args):
                           precision=args.precision)
     results, failed, used = [], len(problems), set()
     bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
-    for path, root in bar:
-        out = None
-        if args.annotate:
-            rel = path.relative_to(root) if root is not None else Path(path.name)
-            out = Path(args.annotate) / (root.name if root is not None else "") / rel
-            while out.with_suffix("").as_posix() in used:  # two inputs with the same name
-                out = out.with_name(out.stem + "_" + out.suffix)
-            used.add(out.with_suffix("").as_posix())
-        try:
-            res = predict_file(predictor, path, args.every, out, crops=args.crops)
-        except FerkitError as e:
-            tqdm.write(f"error: {e}", file=sys.stderr)
-            results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
-            failed += 1
-            continue
-        results.append(res)
-        tqdm.write(format_result(res), file=sys.stdout)
+    try:
+        for path, root in bar:
+            failed += _predict_one(args, predictor, path, root, used, results)
+    except KeyboardInterrupt:  # Ctrl-C: what was done so far is kept, not lost with the rest
+        bar.close()
+        write_results(results, args.json, args.csv, predictor.labels)
+        wrote = [f for f in (args.json, args.csv) if f]
+        raise KeyboardInterrupt(f"after {len(results)} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
     write_results(results, args.json, args.csv, predictor.labels)
     done = sum("error" not in r for r in results)
     wrote = [f for f in (args.json, args.csv) if f] + ([f"annotated copies in {args.annotate}"] if args.annotate and done else [])
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
         raise FerkitError("none of the inputs could be processed; see the messages above")
+
+
+def _predict_one(args, predictor, path: Path, root: Path | None, used: set, results: list) -> int:
+    """Predict one file into results (its result, or its error) and print it; 1 if it failed."""
+    from tqdm import tqdm
+
+    from .outputs import format_result
+    from .predict import predict_file
+
+    out = None
+    if args.annotate:
+        rel = path.relative_to(root) if root is not None else Path(path.name)
+        out = Path(args.annotate) / (root.name if root is not None else "") / rel
+        while out.with_suffix("").as_posix() in used:  # two inputs with the same name
+            out = out.with_name(out.stem + "_" + out.suffix)
+        used.add(out.with_suffix("").as_posix())
+    try:
+        res = predict_file(predictor, path, args.every, out, crops=args.crops)
+    except FerkitError as e:
+        tqdm.write(f"error: {e}", file=sys.stderr)
+        results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
+        return 1
+    results.append(res)
+    tqdm.write(format_result(res), file=sys.stdout)
+    return 0
 
 
 def _demo_args(p):
@@ -454,7 +476,8 @@ def cmd_export(args):
         import numpy as np
 
         out = check_output(args.pt, "--pt")
-        save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
+        with output_errors(out):
+            save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
         diff = np.abs(load_checkpoint(out).predict_proba(faces) - load_checkpoint(args.checkpoint).predict_proba(faces)).max()
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{', float16 weights' if args.half else ''}); "
@@ -468,7 +491,8 @@ def cmd_export(args):
     clf = load_checkpoint(args.checkpoint)
     src = Path(args.checkpoint) / "best.pt" if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
     faces = calibration_faces(args.data) if args.int8 else None
-    diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
+    with output_errors(out):  # a full disk: one line, and an earlier file there stays
+        diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {'int8, calibrated on ' + str(len(faces)) + ' training faces' if args.int8 else 'fp32'}; "
           f"tta {'on' if tta else 'off'}); onnxruntime vs torch fp32 on 16 {'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
@@ -548,7 +572,7 @@ def cmd_visualize(args):
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
         maps = activation_maps(clf, face)
-        atomic_write(out / "activations.npz", lambda f: np.savez_compressed(f, **{f"conv{k + 1}": m for k, m in enumerate(maps)}))
+        write_output(out / "activations.npz", lambda f: np.savez_compressed(f, **{f"conv{k + 1}": m for k, m in enumerate(maps)}))
         files += [plots.save(plots.plot_activations(face, maps, layer_names(clf.model)), out / "activations.png"), out / "activations.npz"]
     if "filters" in args.what:
         files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
@@ -624,8 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     except FerkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command may say what it saved before stopping
+        print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     finally:
         logging.getLogger("ferkit").removeHandler(handler)

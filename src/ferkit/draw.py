@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FerkitError
+from .files import write_output
 from .labels import COLOR_OF
 
 
@@ -63,10 +64,15 @@ def _prob_panel(img, probs: dict, left: int | None, box_x: int, top: int, s: flo
         cv2.rectangle(img, (bx, yy - lh), (bx + int(bar_w * p), yy), _bgr(COLOR_OF.get(e, "#888888")), -1)
 
 
-def save_rgb(rgb: np.ndarray, path: str | Path) -> None:
+def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write the picture (RGB) in the format its extension names, atomically (files.write_output)."""
     import cv2
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise FerkitError(f"{path}: cannot write the image here; check the folder and the extension (.png, .jpg)")
+    try:
+        ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:  # an extension OpenCV has no encoder for
+        ok = False
+    if not ok:
+        raise FerkitError(f"{path}: cannot encode the image as {path.suffix or 'a file without an extension'}; give .png or .jpg")
+    return write_output(path, data.tobytes())

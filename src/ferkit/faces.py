@@ -107,6 +107,9 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
 def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from .tiff import silence_tiff_messages
+
+    silence_tiff_messages()  # a damaged TIFF is one message (below), not also libtiff's lines on stderr
     if not data:
         raise ImageError(f"{label}: the file is empty; give a JPEG, PNG or other image file", "not_image")
 

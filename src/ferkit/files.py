@@ -1,14 +1,19 @@
 """Writing outputs: check a destination before the work starts, then write it atomically.
 
-    check_output(path, "--json")   at the start of a command: a bad --out/--json/--onnx fails in
-                                   a second with a clear message, not after an hour of work
+    check_output(path, "--json")   at the start of a command, the one check every command uses:
+                                   the folder is created and a file really written there, so a
+                                   bad --out/--json/--onnx fails in a second with a clear message,
+                                   not after an hour of work
     atomic_write(path, data)       a temporary file in the same folder, then os.replace: a kill
                                    mid-write never leaves a half-written file, and readers (other
                                    workers, the web page) never see one; the temporary files that
                                    killed writers left in that folder are removed (remove_stale_temps)
+    atomic_path(path)              the same for writers that take a file name (OpenCV's VideoWriter)
+    write_output(path, data)       atomic_write for a command's result: a full disk or a folder
+                                   that became unwritable is one FerkitError, and the earlier file stays
 
-Missing parent folders are not created by the check (a failed command leaves no empty folders);
-atomic_write creates them when the output is written.
+The check creates missing parent folders (as the README says): creating them is the only test
+that they can be created (a read-only file system, /proc, a file where a folder should be).
 """
 
 from __future__ import annotations
@@ -19,35 +24,57 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import FerkitError
 
-TEMP_NAME = re.compile(r"\..+\.(\d+)-[0-9a-f]{8}\.tmp")  # atomic_write's temporary files: .NAME.<pid>-<hex>.tmp
+# atomic_write's temporary files: .NAME.<pid>-<hex>.tmp, or .NAME.<pid>-<hex>.tmp.EXT where NAME ends
+# in .EXT (atomic_path keeps the extension: OpenCV picks a video's container by it)
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]+)?")
 
 
 def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
     """`path` as a Path if ferkit can write it (a file, or with folder=True a folder), else a
-    FerkitError naming the flag, the path and why. Missing parent folders are fine (they are
-    created when the output is written) as long as the nearest existing one is writable."""
+    FerkitError naming the flag, the path, why and what to do. The folder (the file's parent, or
+    with folder=True the folder itself) is created, and a temporary file written in it and removed."""
     p = Path(path)
     if p.is_dir() and not folder:
-        raise FerkitError(f"{flag} {p}: is a folder; give a file name")
-    if p.exists() and folder and not p.is_dir():
+        ext = {"--json": ".json", "--csv": ".csv", "--onnx": ".onnx", "--pt": ".pt", "--out": ""}.get(flag, "")
+        raise FerkitError(f"{flag} {p}: is a folder; give a file name" + (f", e.g. {p / ('results' + ext)}" if ext else ""))
+    if p.exists() and not p.is_dir() and folder:
         raise FerkitError(f"{flag} {p}: is a file, not a folder; give a folder")
-    base = p if folder and p.is_dir() else p.parent
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; choose another location")
+    if p.exists() and not folder and not p.is_file():  # replacing /dev/null or a pipe would be wrong
+        raise FerkitError(f"{flag} {p}: not a regular file (a device, pipe or socket); give a file name")
+    if p.is_file() and not os.access(p, os.W_OK):  # os.replace would overwrite it all the same
+        raise FerkitError(f"{flag} {p}: the file is read-only; make it writable or write elsewhere")
+    base = p if folder else p.parent
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        found = next(a for a in (base, *base.parents) if a.exists())  # the folder it failed in, or a file in the way
+        if not found.is_dir():
+            raise FerkitError(f"{flag} {p}: {found} is a file, not a folder; choose another location") from None
+        raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); choose another location") from None
     try:  # a real write: os.access says yes to root even on a read-only file system
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as e:
         raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); choose another location") from None
     return p
+
+
+def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[Path | None]:
+    """check_output for each (flag, path or None, folder) of a command, and no file named twice."""
+    checked = [check_output(path, flag, folder) if path else None for flag, path, folder in outputs]
+    seen: dict[Path, str] = {}
+    for (flag, path, _), p in zip(outputs, checked):
+        if p is not None and p.resolve() in seen:
+            raise FerkitError(f"{seen[p.resolve()]} and {flag} both name {path}; give two files")
+        if p is not None:
+            seen[p.resolve()] = flag
+    return checked
 
 
 def _alive(pid: int) -> bool:
@@ -73,33 +100,59 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         m = TEMP_NAME.fullmatch(entry.name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if not m or (m["ext"] and not m["name"].endswith(m["ext"])):
+            continue
+        if int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
             with contextlib.suppress(OSError):  # another writer may have removed it first
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO], object]) -> Path:
-    """Write bytes, UTF-8 text, or whatever data(file) writes, to path atomically; returns path."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[Path]:
+    """A temporary name in path's folder to write by name; renamed to path when the block ends
+    without an error, removed when it raises. keep_suffix: the name ends in path's extension."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)  # a killed writer's leftovers (a 0-byte .last.pt...tmp, say) go now
     # a unique hidden name: several processes may write the same file at once (search workers,
-    # caches), and globs such as metrics-*.json never see it; "xb" keeps the umask's permissions
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # caches), and globs such as metrics-*.json never see it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix if keep_suffix else ''}")
     try:
-        with open(tmp, "xb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO], object]) -> Path:
+    """Write bytes, UTF-8 text, or whatever data(file) writes, to path atomically; returns path."""
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:  # "xb" keeps the umask's permissions
+        if callable(data):
+            data(f)
+        else:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError while writing a command's output (a full disk, a folder made read-only since the
+    check) as one FerkitError; the writes are atomic, so an earlier file at path is left whole."""
+    try:
+        yield
+    except OSError as e:
+        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space or choose another location "
+                          "and run again (an earlier file there is left as it was)") from None
+
+
+def write_output(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO], object]) -> Path:
+    """atomic_write for what a command was asked to write: a failure is one line, never a traceback."""
+    with output_errors(path):
+        return atomic_write(path, data)
 
 
 def sha256_of(path: str | os.PathLike) -> str:

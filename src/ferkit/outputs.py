@@ -1,12 +1,13 @@
-"""What predict writes: readable lines per result, the CSV rows, the JSON and CSV files."""
+"""What predict writes: readable lines per result, the CSV rows, the JSON and CSV files (files.write_output)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
-from .errors import FerkitError
+from .files import write_output
 from .labels import EMOTIONS
 
 
@@ -50,38 +51,11 @@ def csv_rows(results: list[dict], labels=EMOTIONS):
 
 def write_results(results: list[dict], json_path: str | Path | None = None, csv_path: str | Path | None = None,
                   labels=EMOTIONS) -> None:
+    """The JSON and CSV files, each written atomically: a full disk is one FerkitError, and an
+    earlier file of that name stays whole instead of being replaced by a truncated one."""
     if json_path:
-        Path(json_path).write_text(json.dumps(results, indent=1))
+        write_output(json_path, json.dumps(results, indent=1))
     if csv_path:
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerows(csv_rows(results, labels))
-
-
-def check_outputs(json_path=None, csv_path=None, annotate_dir=None) -> None:
-    """Fail before any work when an output cannot be written: --json/--csv need an existing,
-    writable folder and must not name a folder; --annotate must be (or be creatable as) a folder."""
-    import os
-
-    for flag, path in (("--json", json_path), ("--csv", csv_path)):
-        if not path:
-            continue
-        p = Path(path)
-        parent = p.parent if str(p.parent) else Path(".")
-        if p.is_dir():
-            raise FerkitError(f"{flag} {path}: is a folder; give a file name, e.g. {p / ('results' + ('.json' if flag == '--json' else '.csv'))}")
-        if not parent.is_dir():
-            raise FerkitError(f"{flag} {path}: the folder {parent} does not exist; create it first or write elsewhere")
-        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-            raise FerkitError(f"{flag} {path}: cannot write there (permission denied); write elsewhere")
-    if json_path and csv_path and Path(json_path).resolve() == Path(csv_path).resolve():
-        raise FerkitError(f"--json and --csv both name {json_path}; give two files")
-    if annotate_dir:
-        d = Path(annotate_dir)
-        if d.exists() and not d.is_dir():
-            raise FerkitError(f"--annotate {annotate_dir}: is a file, not a folder; give a folder for the annotated copies")
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FerkitError(f"--annotate {annotate_dir}: cannot make the folder ({e.strerror or e}); give a folder that can be written") from None
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise FerkitError(f"--annotate {annotate_dir}: cannot write into the folder (permission denied)")
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerows(csv_rows(results, labels))
+        write_output(csv_path, buf.getvalue())

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import FerkitError  # noqa: E402
-from .files import atomic_write  # noqa: E402
+from .files import write_output  # noqa: E402
 from .labels import EMOTIONS, colors  # noqa: E402
 
 RUN_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
@@ -153,7 +153,7 @@ def to_png(fig, dpi: int = 100) -> bytes:
 
 def save(fig, path: str | Path, dpi: int = 100) -> Path:
     """The figure as a PNG file (written atomically; missing folders are created); the figure is closed."""
-    return atomic_write(path, to_png(fig, dpi))
+    return write_output(path, to_png(fig, dpi))
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], str, str | None]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .files import atomic_write
+from .files import write_output
 from .labels import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     if len(runs) > 1:
         head.append(_comparison(runs, evaluated))
     page = _page(runs, notes, head + body)
-    out = atomic_write(out, page)
+    out = write_output(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
 
 

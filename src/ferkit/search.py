@@ -41,7 +41,7 @@ import numpy as np
 from .config import TrainConfig, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError
-from .files import atomic_write
+from .files import write_output
 
 log = logging.getLogger(__name__)
 
@@ -488,8 +488,8 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
     w.writerow(["trial", "value", "state"] + names)
     w.writerows([[r["trial"], "" if r["value"] is None else r["value"], r["state"]] + ["" if r[n] is None else r[n] for n in names] for r in rows])
     files = {"csv": out / "search.csv", "json": out / "search.json"}
-    atomic_write(files["csv"], buf.getvalue())
-    atomic_write(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
+    write_output(files["csv"], buf.getvalue())
+    write_output(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
     best = best_config(study, cfg)
     if best is not None:
         t = study.best_trial
@@ -499,5 +499,5 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
         files["best"] = out / "best.yaml"
         # a full run trains on every image for the preset's (or the user's) epochs, not the trials' quick settings
         full = {k: v for k, v in best.to_dict().items() if k not in ("train_subset", "epochs") or k in t.params}
-        atomic_write(files["best"], head + yaml.safe_dump(full, sort_keys=False))
+        write_output(files["best"], head + yaml.safe_dump(full, sort_keys=False))
     return {"rows": rows, "table": format_table(rows, names, metric), "files": files}

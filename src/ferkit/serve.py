@@ -61,6 +61,10 @@ DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and 
 FD_RESERVE = 128  # file descriptors kept for the model, spooled uploads, logs and the listening socket
 WARN_EVERY = 60.0  # seconds between two warnings about the same overload (full, out of descriptors)
 TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
+FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-data; name=\"file\"; "
+                     "filename=\"photo.jpg\"); without one it is a text field, not a file")
+NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, not as a photo; send it as a file, "
+               "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
 STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
@@ -495,6 +499,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        if any(tuple(e.get("loc", ())) == ("body", "file") for e in exc.errors()):  # a text field, not a file
+            return _error(400, NO_FILENAME)
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
         return _error(422, f"bad request ({where}); POST the photo as multipart/form-data field 'file'")
 
@@ -536,11 +542,23 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             release_memory()
         return out
 
+    # A part without a filename is a text field to the multipart parser: decoded as UTF-8 (else
+    # Latin-1, which of the two cannot be told afterwards) and capped at 1 MB, so its bytes cannot
+    # be trusted to be the photo's. The schema therefore requires the filename that browsers, curl
+    # -F file=@photo.jpg, requests and httpx all send, and such a part gets a 400 that says so.
     @app.post("/predict", summary="faces and emotions in an uploaded photo", response_model=None,
               responses={200: {"model": PredictOut, "description": "the faces found (maybe none)"},
-                         **_errors(400, 408, 413, 415, 422, 500, 503)})
-    async def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...)")):
-        if file is None or isinstance(file, str):
+                         **_errors(400, 408, 413, 415, 422, 500, 503)},
+              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {"file": {
+                  "contentType": "image/*, application/octet-stream",
+                  "headers": {"Content-Disposition": {
+                      "required": True, "description": FILENAME_REQUIRED,
+                      "schema": {"type": "string", "pattern": "filename="}}}}}}}}})
+    async def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...), sent as a file: "
+                                                                         + FILENAME_REQUIRED)):
+        if isinstance(file, str):
+            return _error(400, NO_FILENAME)
+        if file is None:
             return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
                                "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
         if health["status"] == "failed":

@@ -3,6 +3,7 @@ overlap (IoU), and a timeline and summary per face."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from .draw import annotate
 from .errors import FerkitError, ImageError
+from .files import atomic_path, output_errors
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -68,7 +70,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     frames, tracker, writer, i = [], FaceTracker(), None, 0
-    try:
+    with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
+        stack.callback(cap.release)
         while True:
             if i % every:
                 if not cap.grab():
@@ -86,15 +89,15 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
             frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
             if annotate_to is not None:
                 if writer is None:
-                    Path(annotate_to).parent.mkdir(parents=True, exist_ok=True)
+                    # written under a temporary name (with the .mp4 that OpenCV picks the container by)
+                    # and renamed at the end: an interrupted video never looks finished
+                    stack.enter_context(output_errors(annotate_to))
+                    tmp = stack.enter_context(atomic_path(annotate_to, keep_suffix=True))
                     out_fps = max(fps / every, 1.0) if fps else 5.0
-                    writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
+                    stack.callback(writer.release)
                 writer.write(cv2.cvtColor(annotate(rgb, recs), cv2.COLOR_RGB2BGR))
             i += 1
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
     return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": i,

@@ -14,7 +14,7 @@ import torch
 
 from .checkpoint import Classifier
 from .errors import FerkitError
-from .files import atomic_write
+from .files import write_output
 
 
 def layer_names(model) -> list[str]:
@@ -87,4 +87,4 @@ def save_face(face: np.ndarray, path: str | Path) -> Path:
     """A uint8 face as a PNG file (atomically; missing folders are created)."""
     from PIL import Image
 
-    return atomic_write(path, lambda f: Image.fromarray(np.asarray(face, np.uint8)).save(f, format="PNG"))
+    return write_output(path, lambda f: Image.fromarray(np.asarray(face, np.uint8)).save(f, format="PNG"))

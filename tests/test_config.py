@@ -61,7 +61,7 @@ def test_spec_round_trip_and_overrides():
     ({"convs": 3}, "convs must be a list; got 3"),
     ({"hog": True}, "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
     ({"hog": {"pixels_per_cell": "8"}}, "hog.pixels_per_cell must be an integer; got '8'"),
-    ({"num_classes": 3}, "num_classes must be 7 (FER2013's emotions) or 8 (FER+'s); got 3"),
+    ({"num_classes": 3}, "num_classes must be null (the label set's count) or a label set's emotion count (fer2013 7, ferplus 8); got 3"),
     ({"in_size": 64}, "in_size must be 48 (FER2013 faces"),
     ({"gap": 1}, "gap must be true or false; got 1"),
 ])

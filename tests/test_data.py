@@ -43,7 +43,7 @@ def test_image_folder(tmp_path):
     images, labels = synthetic_faces(14)
     names = ["Training_1", "PublicTest_2", "PrivateTest_3", "plain_4"]
     for k, (img, lab) in enumerate(zip(images, labels)):
-        folder = tmp_path / ("train" if k % 2 == 0 else "test") / fdata.EMOTIONS[lab]
+        folder = tmp_path / ("train" if k % 2 == 0 else "test") / fdata.FER2013[lab]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{names[k % 4]}_{k}.png")
     d = load_fer(tmp_path)

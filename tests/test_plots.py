@@ -20,7 +20,7 @@ def _metrics(acc_by_class, n=10):
 
     y = np.repeat(np.arange(7), n)
     pred = np.concatenate([[i] * cm[i, i] + [(i + 1) % 7] * (n - cm[i, i]) for i in range(7)])
-    return summarize(y, np.eye(7)[pred])
+    return summarize(y, np.eye(7)[pred], EMOTIONS)
 
 
 def test_read_run(tiny_run):
@@ -83,9 +83,11 @@ def test_confusion_counts_and_normalised():
     shown = fig.axes[0].images[0].get_array()
     assert np.allclose(shown, cm / cm.sum(1, keepdims=True))
     assert len(fig.axes[0].texts) == 49
-    fig = plots.plot_confusion(cm)
+    fig = plots.plot_confusion(cm, labels=EMOTIONS)
     assert np.allclose(fig.axes[0].images[0].get_array(), cm) and fig.axes[0].texts[8].get_text() == "8"
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(EMOTIONS)
+    fig = plots.plot_confusion(np.eye(8))  # no emotion names given: the class numbers, whatever the label set
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [str(i) for i in range(8)]
     assert len(plots.plot_confusion_pair(cm).axes) == 4  # two matrices + two colour bars
 
 

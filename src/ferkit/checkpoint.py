@@ -180,6 +180,9 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
         spec = ModelSpec.from_dict(ckpt["spec"])
     except ConfigError as e:
         raise bad(f"its model spec is invalid: {e}") from None
+    labels = labels_of(ckpt)  # the width is stored twice here (spec and labels), as ever: they must agree
+    if spec.num_classes is not None and spec.num_classes != len(labels):
+        raise bad(f"its model spec's num_classes is {spec.num_classes} but 'labels' names {len(labels)} emotions")
     state, mean = ckpt["state_dict"], ckpt["mean"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise bad("'state_dict' is not a non-empty mapping of tensors")

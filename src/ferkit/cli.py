@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .errors import FerkitError
 from .files import check_output, check_outputs, output_errors, write_output
-from .labels import EMOTIONS
+from .labels import FER2013, LABEL_SETS
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -101,7 +101,7 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
     ("--threads", int, "CPU threads for torch (0 = default)"),
     ("--train-subset", int, "train on the first N training images only"),
-    ("--labels", str, "label set: fer2013 (7 emotions) | ferplus (8, from the FER+ votes beside the data)"),
+    ("--labels", str, "label set: " + " | ".join(f"{s.name} ({s.about})" for s in LABEL_SETS.values())),
     ("--labels-file", str, "FER+ vote file (default: fer2013new.csv beside --data)"),
     ("--label-mode", str, "FER+ targets: majority | probability | crossentropy (default) | multi_target"),
     ("--teacher", str, "checkpoint to distil from (knowledge distillation)"),
@@ -125,8 +125,7 @@ def add_train_flags(p):
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
     from .config import read_file
-    from .model import resolve_spec
-    from .train import resolve_config
+    from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
     names = [f[0][2:].replace("-", "_") for f in TRAIN_FLAGS] + ["model", "flip", "tta", "data", "skip_bad_rows"]
@@ -135,7 +134,7 @@ def config_from_args(args):
     if sets:
         flags["overrides"] = {**base.get("overrides", {}), **sets}
     cfg = resolve_config(base=base, **flags)
-    resolve_spec(cfg.model, cfg.overrides)  # a bad --set is reported now, before any work
+    model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
     return cfg
 
 
@@ -564,7 +563,7 @@ def cmd_visualize(args):
         from .data import load_fer
 
         face, label = face_from_data(load_fer(args.data, bool(args.skip_bad_rows)), args.split, args.row)
-        title = f"{args.split} row {args.row} (FER2013 label: {EMOTIONS[label] if label >= 0 else 'none'})"
+        title = f"{args.split} row {args.row} (FER2013 label: {FER2013[label] if label >= 0 else 'none'})"
     else:
         face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
     probs = clf.predict_proba(face[None])[0]

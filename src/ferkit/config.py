@@ -17,15 +17,15 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
+from .labels import DEFAULT, LABEL_MODES, LABEL_SETS
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
-NUM_CLASSES = (7, 8)  # FER2013's 7 emotions, FER+'s 8 (its 7 plus contempt)
 MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
 # Upper bounds on a spec's numbers, far above any useful FER model (the presets: at most 512
 # filters, 512 units, 8 conv layers, 9 orientations, 19 M parameters), so that a typo is a message
@@ -131,7 +131,7 @@ class ModelSpec:
     hog: HogSpec | None = None  # join HOG features to the conv features (hybrid model)
     gap: bool = False  # global average pool of the last conv map instead of flattening it (VGG/ResNet-style head)
     in_size: int = FACE_SIZE  # input height = width
-    num_classes: int = 7
+    num_classes: int | None = None  # outputs; None = one per emotion of the label set (see for_labels), the usual
 
     def __post_init__(self):
         p = _check_fields(self, "")
@@ -145,8 +145,11 @@ class ModelSpec:
             if self.in_size != FACE_SIZE:
                 p.append(problem("in_size", f"{FACE_SIZE} (FER2013 faces, and the faces ferkit crops from photos, are "
                                  f"{FACE_SIZE}x{FACE_SIZE})", self.in_size))
-            if self.num_classes not in NUM_CLASSES:
-                p.append(problem("num_classes", "7 (FER2013's emotions) or 8 (FER+'s)", self.num_classes))
+            counts = {s.num_classes for s in LABEL_SETS.values()}
+            if self.num_classes is not None and self.num_classes not in counts:
+                known = ", ".join(f"{s.name} {s.num_classes}" for s in LABEL_SETS.values())
+                p.append(problem("num_classes", f"null (the label set's count) or a label set's emotion count ({known})",
+                                 self.num_classes))
         if not p:
             size = self.in_size
             for i, c in enumerate(self.convs):
@@ -163,9 +166,20 @@ class ModelSpec:
                      f"{MAX_PARAMS:,} ferkit builds; use fewer filters, units or layers, or pool more before the FC layers")
         _raise(p, "model spec")
 
+    def for_labels(self, labels) -> ModelSpec:
+        """This spec with one output per emotion of a LabelSet. The label set decides the width; a
+        spec that states num_classes too must agree, else the ConfigError names the mismatch."""
+        if self.num_classes is None:
+            return replace(self, num_classes=labels.num_classes)
+        if self.num_classes != labels.num_classes:
+            _raise([problem("num_classes", f"{labels.num_classes} (the emotions of label set {labels.name}) or left out",
+                            self.num_classes)], "model spec")
+        return self
+
     def parameters(self) -> int:
         """The weights and biases of the model this spec builds (batch norm's 2 a channel in place
-        of a bias, a slight overcount), counted from the spec: nothing is allocated."""
+        of a bias, a slight overcount), counted from the spec: nothing is allocated. Without
+        num_classes, counted for the default label set (as create_model builds it)."""
         n, ch = 0, 1
         for c in self.convs:
             n += ch * c.filters * c.kernel ** 2 + 2 * c.filters
@@ -175,7 +189,8 @@ class ModelSpec:
         for f in self.fcs:
             n += width * f.units + 2 * f.units
             width = f.units
-        return n + width * self.num_classes + self.num_classes
+        classes = self.num_classes or LABEL_SETS[DEFAULT].num_classes
+        return n + width * classes + classes
 
     def feature_size(self, size: int | None = None) -> int:
         """Side of the last conv layer's output for a size x size input (default in_size); < 1 = nothing left."""
@@ -215,7 +230,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     train_subset: int = 0  # train on the first N training images only; 0 = all (quick runs)
-    labels: str = "fer2013"  # label set: fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
+    labels: str = DEFAULT  # label set (labels.LABEL_SETS): fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
     labels_file: str | None = None  # FER+ votes; None = fer2013new.csv beside the data file
     label_mode: str = "crossentropy"  # FER+ training targets: majority | probability | crossentropy | multi_target
     teacher: str | None = None  # checkpoint whose predictions the model also learns from (distillation)
@@ -244,7 +259,7 @@ class TrainConfig:
             p.append(problem("--label-smoothing", "in [0, 1)", self.label_smoothing))
         if not 0 <= self.erase <= 1:
             p.append(problem("--erase", "in [0, 1]", self.erase))
-        for name, choices in (("labels", ("fer2013", "ferplus")), ("label_mode", ("majority", "probability", "crossentropy", "multi_target"))):
+        for name, choices in (("labels", tuple(LABEL_SETS)), ("label_mode", LABEL_MODES)):
             if getattr(self, name) not in choices:
                 p.append(problem(f"--{name.replace('_', '-')}", "one of " + ", ".join(choices), getattr(self, name)))
         if not 0 <= self.distill <= 1:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import DataError
 from .files import atomic_write
-from .labels import EMOTIONS, NUM_CLASSES
+from .labels import FER2013
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +284,8 @@ def _parse_row(row, ncols, i_pix, i_emo, i_use, default_split):
     label = -1
     if i_emo is not None:
         text = row[i_emo].strip()
-        if not text.lstrip("-").isdigit() or not 0 <= int(text) < NUM_CLASSES:
-            raise ValueError(f"field 'emotion' is {text!r}; expected an integer 0..6 ({', '.join(EMOTIONS)})")
+        if not text.lstrip("-").isdigit() or not 0 <= int(text) < len(FER2013):
+            raise ValueError(f"field 'emotion' is {text!r}; expected an integer 0..{len(FER2013) - 1} ({', '.join(FER2013)})")
         label = int(text)
     split = default_split
     if i_use is not None:
@@ -324,15 +324,15 @@ def _read_folder(root: Path, skip_bad_rows: bool) -> FerData:
         rel = f.relative_to(root)
         try:
             emotion = f.parent.name.lower()
-            if emotion not in EMOTIONS:
-                raise ValueError(f"folder {f.parent.name!r} is not an emotion name ({', '.join(EMOTIONS)})")
+            if emotion not in FER2013:
+                raise ValueError(f"folder {f.parent.name!r} is not an emotion name ({', '.join(FER2013)})")
             split = _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else "")
             with Image.open(f) as im:
                 im = im.convert("L")
                 if im.size != (SIZE, SIZE):
                     im = im.resize((SIZE, SIZE), Image.BILINEAR)
                 images.append(np.asarray(im, np.uint8))
-            labels.append(EMOTIONS.index(emotion))
+            labels.append(FER2013.index(emotion))
             splits.append(SPLITS.index(split))
         except (ValueError, OSError, UnidentifiedImageError) as e:
             msg = f"{f}: {e}"

@@ -1,4 +1,4 @@
-"""Annotated copies of photos: each face's box, emotion and score, and its 7 probabilities as bars."""
+"""Annotated copies of photos: each face's box, emotion and score, and its probabilities (one per emotion of the model) as bars."""
 
 from __future__ import annotations
 

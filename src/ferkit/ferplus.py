@@ -28,15 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .labels import FERPLUS, LABEL_MODES
 
-MODES = ("majority", "probability", "crossentropy", "multi_target")
+MODES = LABEL_MODES
 DEFAULT_MODE = "crossentropy"  # with probability, the paper's best (85.0% / 85.0% vs majority 83.9%)
 FILE_NAME = "fer2013new.csv"
 COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 # For each FER+ label of ferkit (angry, disgust, fear, happy, sad, surprise, neutral, contempt, unknown, NF):
 # its column among the file's vote columns.
 _ORDER = [4, 5, 6, 1, 3, 2, 0, 7, 8, 9]
-N_EMOTIONS = 8
+N_EMOTIONS = len(FERPLUS)  # the votes' emotion columns; unknown and NF follow
 _USAGES = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}  # = data.SPLITS indices
 
 

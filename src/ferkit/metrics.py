@@ -1,7 +1,8 @@
 """Accuracy, per-class accuracy and the confusion matrix (numbers only; plots.py draws them).
 
-Every function takes the model's emotion names (`labels`, FER2013's 7 by default), so FER+
-models (8 emotions) are measured the same way.
+Every function takes the model's emotion names (`labels`), so models of every label set (FER2013's
+7 emotions, FER+'s 8) are measured the same way; `evaluate_split` asks the model's label set what
+its faces are scored against.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix as _confusion_matrix
 
-from .labels import EMOTIONS
+from .labels import for_emotions, labels_of
 
 
-def confusion_matrix(y_true, y_pred, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts: rows are true emotions, columns predicted."""
     return _confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
@@ -23,7 +24,7 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.diag(cm) / cm.sum(axis=1)
 
 
-def summarize(y_true, probs, labels=EMOTIONS, top_sets: np.ndarray | None = None) -> dict:
+def summarize(y_true, probs, labels, top_sets: np.ndarray | None = None) -> dict:
     """Everything `ferkit evaluate` reports, as JSON-ready data.
 
     y_true (N,): the true label of each face, -1 for a face without one (left out of the accuracy;
@@ -53,7 +54,7 @@ def summarize(y_true, probs, labels=EMOTIONS, top_sets: np.ndarray | None = None
 
 def format_report(m: dict) -> str:
     """The per-class table and the confusion matrix as text."""
-    labels = m.get("labels", list(EMOTIONS))
+    labels = labels_of(m)
     lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images"]
     if "top_vote_accuracy" in m:
         lines.append(f"prediction among the most-voted emotions: {m['top_vote_accuracy']:.4f} on {m['top_vote_n']} images")
@@ -68,21 +69,14 @@ def format_report(m: dict) -> str:
 
 
 def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = None) -> dict:
-    """summarize() for a Classifier on one split of FerData. A FER2013 model is scored on the file's
-    labels; a FER+ model (8 emotions) on each face's FER+ majority emotion, read from the vote file
-    (labels_file, default fer2013new.csv beside the data), plus the most-voted-emotions measure."""
-    from . import ferplus
-    from .errors import FerkitError
-    from .labels import FERPLUS
-
-    images, y = data.split(split)
-    top = None
-    if tuple(clf.labels) == FERPLUS:
-        votes = ferplus.read_votes(ferplus.find_votes(data.source, labels_file), data.splits)
-        votes = votes[data.splits == data.split_index(split)]
-        y, top = ferplus.majority_labels(votes), ferplus.top_vote_sets(votes)
-    elif (y < 0).any():
-        raise FerkitError(f"{data.source}: the {split} rows have no 'emotion' labels, so accuracy cannot be measured")
-    m = summarize(y, clf.predict_proba(images, tta=tta), clf.labels, top)
+    """summarize() for a Classifier on one split of FerData, scored on what the model's label set
+    says (labels.py): a FER2013 model on the file's labels; a FER+ model on each face's FER+ majority
+    emotion, read from the vote file (labels_file, default fer2013new.csv beside the data), plus
+    the most-voted-emotions measure."""
+    labels = for_emotions(clf.labels)
+    images, _ = data.split(split)
+    rows = labels.annotations(data, labels_file)[data.splits == data.split_index(split)]
+    y, top = labels.eval_labels(rows, f"{data.source}: the {split} rows")
+    m = summarize(y, clf.predict_proba(images, tta=tta), labels.emotions, top)
     m.update(data=data.source, split=split)
     return m

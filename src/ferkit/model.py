@@ -1,6 +1,6 @@
 """The paper's CNN family, built from a ModelSpec, and a registry of named presets.
 
-    x (B, 1, 48, 48) -> forward_features -> (B, C, H, W) -> flatten (+ HOG) -> forward_head -> logits (B, 7)
+    x (B, 1, 48, 48) -> forward_features -> (B, C, H, W) -> flatten (+ HOG) -> forward_head -> logits (B, num_classes)
 
 `create_model("deep")` builds a preset by name; `list_models()` lists them. Softmax is left to
 the loss / the predictor, so the model returns logits.
@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import ConvSpec, FCSpec, HogSpec, ModelSpec, override_spec, read_file
 from .errors import ConfigError
+from .labels import DEFAULT, LabelSet, label_set
 
 
 class FerNet(nn.Module):
@@ -154,9 +155,13 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
     )
 
 
-def create_model(name_or_spec: str | ModelSpec) -> FerNet:
-    """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec."""
+def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet:
+    """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec, with one output
+    per emotion of `labels` (a spec's num_classes must agree). Without labels: the spec's
+    num_classes, else the default label set's (a model built outside training, e.g. in a test)."""
     spec = resolve_spec(name_or_spec)
+    if labels is not None or spec.num_classes is None:
+        spec = spec.for_labels(labels or label_set(DEFAULT))
     hog_dim = 0
     if spec.hog is not None:
         from .hog import hog_dim as _hog_dim

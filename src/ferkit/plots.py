@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import FerkitError  # noqa: E402
 from .files import write_output  # noqa: E402
-from .labels import EMOTIONS, colors  # noqa: E402
+from .labels import colors, labels_of  # noqa: E402
 
 RUN_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -169,7 +169,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], 
     best = {}
     for r in runs:
         for split, m in r.metrics.items():
-            files.append(save(plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", m.get("labels", EMOTIONS)),
+            files.append(save(plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", labels_of(m)),
                               out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
             best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
     if best:
@@ -240,9 +240,11 @@ def plot_histories(runs: list[Run]):
 # ---------------------------------------------------------------- confusion matrix and per-class accuracy (Figures 5, 6; Table 3)
 
 
-def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = None, labels=EMOTIONS):
-    """The (C, C) confusion matrix (rows true, columns predicted) over `labels` as counts or row-normalised fractions."""
+def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = None, labels=None):
+    """The (C, C) confusion matrix (rows true, columns predicted) over `labels` (the model's emotion
+    names; None: the class numbers) as counts or row-normalised fractions."""
     cm = np.asarray(cm, float)
+    labels = [str(i) for i in range(len(cm))] if labels is None else labels
     fig, ax = _axes(ax, (5.2, 4.6))
     with np.errstate(invalid="ignore", divide="ignore"):
         shown = cm / cm.sum(1, keepdims=True) if normalize else cm
@@ -259,7 +261,7 @@ def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = Non
     return fig
 
 
-def plot_confusion_pair(cm, title: str = "", labels=EMOTIONS):
+def plot_confusion_pair(cm, title: str = "", labels=None):
     """Counts and row-normalised side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     plot_confusion(cm, False, axes[0], f"{title} counts".strip(), labels)
@@ -271,7 +273,7 @@ def emotions_of(metrics: dict[str, dict]) -> list[str]:
     """Every emotion the models in `metrics` predict, in order (FER2013's 7, then e.g. FER+'s contempt)."""
     out = []
     for m in metrics.values():
-        out += [e for e in m.get("labels", EMOTIONS) if e not in out]
+        out += [e for e in labels_of(m) if e not in out]
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import plots
 from .files import write_output
-from .labels import EMOTIONS
+from .labels import FER2013, labels_of
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
         for split, m in metrics.items():
             label = f"{split}: {m.get('data', '?')}" + (" (evaluated now)" if m is fresh and m is not saved else " (from metrics-*.json)")
             parts.append(f"<h4>{_e(label)} &mdash; accuracy {m['accuracy']:.4f} on {m['n']} faces</h4>")
-            parts.append(_img(plots.plot_confusion_pair(m["confusion_matrix"], split, m.get("labels", EMOTIONS))))
+            parts.append(_img(plots.plot_confusion_pair(m["confusion_matrix"], split, labels_of(m))))
         parts.append("<h4>Per-class accuracy</h4>" + _per_class_html(metrics))
     elif clf is not None:
         parts.append("<h3>Evaluation</h3><p class='note'>No data to evaluate on and no metrics-*.json in the run folder "
@@ -153,7 +153,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     if clf is not None:
         if fer is not None and fer.has("val") and data_faces:
             faces, labels = sample_faces(fer, "val", n_faces)
-            names = [f"FER2013 {EMOTIONS[y]}" if y >= 0 else "?" for y in labels]
+            names = [f"FER2013 {FER2013[y]}" if y >= 0 else "?" for y in labels]  # the file's own labels
         else:
             faces, names = demo_face()[None], ["astronaut"]
         pred = clf.predict_proba(faces).argmax(1)

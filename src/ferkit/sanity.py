@@ -1,4 +1,6 @@
-"""The paper's sanity checks (Section 5.1): initial loss ~ ln 7, and overfitting ~100 images."""
+"""The paper's sanity checks (Section 5.1): initial loss ~ ln 7, and overfitting ~100 images.
+
+Both train on the FER2013 file's labels, so the model has one output per FER2013 emotion."""
 
 from __future__ import annotations
 
@@ -11,17 +13,19 @@ import torch.nn.functional as F
 
 from .config import ModelSpec
 from .data import mean_image
+from .labels import label_set
 from .model import create_model
 from .train import make_batches
 
 log = logging.getLogger(__name__)
-LN7 = math.log(7)
+FILE_LABELS = label_set("fer2013")  # the data file's own labels, which the checks train on
+LN7 = math.log(FILE_LABELS.num_classes)  # the loss of uniform guessing over them
 
 
 def initial_loss(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
     """Cross-entropy of a freshly initialised model with regularisation off (dropout off, no L2)."""
     torch.manual_seed(seed)
-    model = create_model(spec).eval()  # eval: no dropout; batch norm uses its initial statistics
+    model = create_model(spec, FILE_LABELS).eval()  # eval: no dropout; batch norm uses its initial statistics
     b = make_batches(images, labels, mean_image(images), spec)
     with torch.no_grad():
         return F.cross_entropy(model(b.x, b.hog), b.y).item()
@@ -32,7 +36,7 @@ def overfit(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, steps: int 
     """Train on a small subset (no regularisation, no augmentation) until training accuracy
     reaches target; returns {"train_acc", "loss", "steps"}."""
     torch.manual_seed(seed)
-    model = create_model(spec)
+    model = create_model(spec, FILE_LABELS)
     for m in model.modules():  # regularisation off: the point is to memorise
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

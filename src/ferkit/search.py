@@ -145,6 +145,7 @@ def apply(cfg: TrainConfig, values: dict) -> TrainConfig:
 def check_params(cfg: TrainConfig, params: list[Param]) -> None:
     """Every param names a tunable field, its values have the field's type, and each value gives a valid config."""
     from .model import resolve_spec
+    from .train import model_spec
 
     spec = resolve_spec(cfg.model, cfg.overrides).to_dict()
     for p in params:
@@ -160,7 +161,7 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
                                   + ("; use int:LO:HI or categorical" if isinstance(current, int) and not isinstance(current, bool) else ""))
             try:
                 c = apply(cfg, {p.name: v})
-                resolve_spec(c.model, c.overrides)
+                model_spec(c)
             except ConfigError as e:
                 raise ConfigError(f"--param {p.text}: the value {v!r} gives an invalid config: {e}") from None
 

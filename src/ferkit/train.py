@@ -38,7 +38,7 @@ from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image
 from .errors import FerkitError
 from .files import atomic_write, check_output
-from .labels import label_set
+from .labels import LabelSet, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
@@ -82,7 +82,7 @@ class Batches:
     """Tensors of one split: mean-subtracted images and labels, plus HOG (and mirrored HOG)."""
 
     x: torch.Tensor  # (N, 1, 48, 48) float32
-    y: torch.Tensor  # (N,) int64: the label (FER+: the majority emotion), used for accuracy
+    y: torch.Tensor  # (N,) int64: the label set's label of each face (training: its targets' top), used for accuracy
     hog: torch.Tensor | None = None  # (N, D) float32
     hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
     targets: torch.Tensor | None = None  # (N, C) FER+ training targets: vote distribution or multi-target mask
@@ -104,32 +104,26 @@ def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec:
     return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t)
 
 
-def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.ndarray | None, votes: np.ndarray | None):
-    """(train, val, mean) Batches for cfg: FER2013 labels, or with FER+ votes the label mode's targets
-    for training and the majority emotion for validation (faces without one are left out)."""
-    from . import ferplus
-
-    train_x, train_y = data.split("train")
-    train_v = votes[data.splits == 0] if votes is not None else None
+def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.ndarray | None, labels: LabelSet,
+                  rows: np.ndarray):
+    """(train, val, mean) Batches for cfg: the label set's targets for cfg.label_mode in training and
+    its evaluation labels in validation (faces without one are left out). rows: the label set's
+    annotations of every row of data (labels.annotations)."""
+    train_x, _ = data.split("train")
+    train_r = rows[data.splits == data.split_index("train")]
     if cfg.train_subset:
-        train_x, train_y = train_x[: cfg.train_subset], train_y[: cfg.train_subset]
-        train_v = train_v[: cfg.train_subset] if train_v is not None else None
-    if votes is None and (train_y < 0).any():
-        raise FerkitError(f"{data.source}: the training rows have no 'emotion' labels; train on a labelled file")
-    targets = None
-    if train_v is not None:
-        t, keep = ferplus.targets(train_v, cfg.label_mode)
-        train_x, train_y = train_x[keep], t[keep].argmax(1)
-        targets = t[keep] if cfg.label_mode != "majority" else None  # majority: plain labels
+        train_x, train_r = train_x[: cfg.train_subset], train_r[: cfg.train_subset]
+    train_y, targets, keep = labels.targets(train_r, cfg.label_mode, f"{data.source}: the training rows")
+    train_x, train_y = train_x[keep], train_y[keep]
+    targets = targets[keep] if targets is not None else None
     mean = mean if mean is not None else mean_image(train_x)
     train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip, targets=targets)
     val = None
     if data.has("val"):
-        val_x, val_y = data.split("val")
-        if votes is not None:
-            val_y = ferplus.majority_labels(votes[data.splits == 1])
-            val_x, val_y = val_x[val_y >= 0], val_y[val_y >= 0]
-        val = make_batches(val_x, val_y, mean, spec, flips=cfg.tta)
+        val_x, _ = data.split("val")
+        val_y, _ = labels.eval_labels(rows[data.splits == data.split_index("val")], f"{data.source}: the val rows")
+        scored = val_y >= 0
+        val = make_batches(val_x[scored], val_y[scored], mean, spec, flips=cfg.tta)
     return train, val, mean
 
 
@@ -332,6 +326,12 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def model_spec(cfg: TrainConfig) -> ModelSpec:
+    """cfg's model spec (preset or file, with its overrides), one output per emotion of its label set;
+    a num_classes that disagrees with the label set is a ConfigError."""
+    return resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
+
+
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
@@ -350,7 +350,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     ckpt = read_checkpoint(out / "last.pt", resume=True) if resume else None
     if ckpt is not None:
         _check_length(ckpt, cfg, out)
-    spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else resolve_spec(cfg.model, cfg.overrides)
+    labels = label_set(cfg.labels)
+    spec = ModelSpec.from_dict(ckpt["spec"]).for_labels(labels) if ckpt is not None else model_spec(cfg)
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     if data is None:
@@ -360,20 +361,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
-    labels = label_set(cfg.labels)
-    votes = None
-    if cfg.labels == "ferplus":
-        from . import ferplus
-
-        if data.skipped:
-            raise FerkitError(f"--labels ferplus: {data.skipped} bad rows of {data.source} were skipped, so its rows no longer "
-                              "line up with the FER+ votes; fix the file instead of --skip-bad-rows")
-        votes = ferplus.read_votes(ferplus.find_votes(data.source, cfg.labels_file), data.splits)
-    spec = replace(spec, num_classes=len(labels))  # the label set decides the classifier's width
-    train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, votes)
-    if votes is not None:
-        info(f"FER+ labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
-             "PublicTest faces with a majority emotion")
+    rows = labels.annotations(data, cfg.labels_file)
+    train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, labels, rows)
+    if labels.modes:  # the label mode decides which faces train: say how many
+        info(f"{labels.title} labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
+             "PublicTest faces with an evaluation label")
     dist.rank0_done()
     if val is None:
         info(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
@@ -382,7 +374,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
 
     torch.manual_seed(cfg.seed)
     model = prepare(create_model(spec), device)
-    teacher = Teacher(cfg.teacher, mean, labels, device, cfg.precision) if cfg.teacher else None
+    teacher = Teacher(cfg.teacher, mean, labels.emotions, device, cfg.precision) if cfg.teacher else None
     opt = _optimizer(model, cfg)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
@@ -446,7 +438,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         if improved and val is not None:
             best_acc = ev["acc"]
         if dist.main:
-            ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels), state_dict=model.state_dict(),
+            ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels.emotions), state_dict=model.state_dict(),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc, mean=torch.from_numpy(mean),
                         history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states(), world_size=dist.world)
             # best.pt first: the last.pt that claims this epoch's best_acc then always has its best.pt;

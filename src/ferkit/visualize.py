@@ -67,10 +67,8 @@ def sample_faces(data, split: str = "val", n: int = 4) -> tuple[np.ndarray, np.n
     """n faces of a split, one per emotion in turn (the first face of each class), for reports."""
     images, labels = data.split(split)
     picks = []
-    for c in range(7):
-        idx = np.flatnonzero(labels == c)
-        if len(idx):
-            picks.append(idx[0])
+    for c in np.unique(labels[labels >= 0]):  # each label present, in order
+        picks.append(np.flatnonzero(labels == c)[0])
     picks = (picks + [i for i in range(len(images)) if i not in picks])[:n]
     return images[picks], labels[picks]
 

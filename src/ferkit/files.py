@@ -37,8 +37,9 @@ TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.
 
 def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
     """`path` as a Path if ferkit can write it (a file, or with folder=True a folder), else a
-    FerkitError naming the flag, the path, why and what to do. The folder (the file's parent, or
-    with folder=True the folder itself) is created, and a temporary file written in it and removed."""
+    FerkitError naming the flag, the path, why and what to do. A file's missing parent folders are
+    created; a folder (a run's --out) is not, so a command refused later leaves nothing behind:
+    a temporary file is written and removed in the nearest folder that exists."""
     p = Path(path)
     if p.is_dir() and not folder:
         ext = {"--json": ".json", "--csv": ".csv", "--onnx": ".onnx", "--pt": ".pt", "--out": ""}.get(flag, "")
@@ -51,12 +52,17 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
         raise FerkitError(f"{flag} {p}: the file is read-only; make it writable or write elsewhere")
     base = p if folder else p.parent
     try:
-        base.mkdir(parents=True, exist_ok=True)
+        if not folder:
+            base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         found = next(a for a in (base, *base.parents) if a.exists())  # the folder it failed in, or a file in the way
         if not found.is_dir():
             raise FerkitError(f"{flag} {p}: {found} is a file, not a folder; choose another location") from None
         raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); choose another location") from None
+    if folder:
+        base = next(a for a in (base, *base.parents) if a.exists())
+        if not base.is_dir():
+            raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; choose another location")
     try:  # a real write: os.access says yes to root even on a read-only file system
         with tempfile.TemporaryFile(dir=base):
             pass

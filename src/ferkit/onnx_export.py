@@ -90,8 +90,11 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
     if calibration is not None:
         graph = quantize_int8(graph, calibration)
     del graph.metadata_props[:]
+    # tta: the mirror average is inside the graph; trained_tta: the model was trained for it (a graph
+    # without it in gets it from the Predictor, so one file serves both choices: predict.default_path)
     props = {"labels": json.dumps(list(clf.labels)), "precision": "fp32" if calibration is None else "int8",
-             "tta": str(int(wrapper.tta)), "training": json.dumps(clf.training), **(meta or {})}
+             "tta": str(int(wrapper.tta)), "trained_tta": str(int(bool(clf.tta))), "training": json.dumps(clf.training),
+             **(meta or {})}
     for k, v in props.items():
         graph.metadata_props.add(key=k, value=str(v))
     data = graph.SerializeToString()
@@ -198,6 +201,14 @@ def onnx_training(session) -> dict:
     import json
 
     return json.loads(session.get_modelmeta().custom_metadata_map.get("training", "{}"))
+
+
+def onnx_tta(session) -> tuple[bool, bool]:
+    """(the mirror average is inside the graph, the model was trained for it) of an ONNX model from
+    `ferkit export`; files from before trained_tta was recorded: trained as they were exported."""
+    meta = session.get_modelmeta().custom_metadata_map
+    inside = meta.get("tta", "0") == "1"
+    return inside, meta.get("trained_tta", "1" if inside else "0") == "1"
 
 
 def onnx_precision(session) -> str:

@@ -62,22 +62,48 @@ def record(box, probs: np.ndarray, labels=EMOTIONS) -> dict:
 
 
 # The default prediction path of Predictor() and `ferkit predict/demo/serve`, as (backend, precision),
-# for a bundled model whose int8 graph ships beside it (int8_file): on this project's CPU it is twice
-# torch bf16's speed at the same PublicTest accuracy (benchmarks/bench_paths.py). Every other model
-# runs on torch with its automatic precision: int8 from a checkpoint would first need calibration faces.
+# for a bundled model whose int8 graph ships beside it (int8_file): twice torch bf16's speed at the
+# same PublicTest accuracy (benchmarks/bench_paths.py), and right on every x86 CPU since its weights
+# are 7-bit (onnx_export.SAFE_INT8). Every other model runs on torch with its automatic precision:
+# int8 from a checkpoint would first need calibration faces.
 DEFAULT_PATH = ("onnx", "int8")
 
 
 def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
     """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
-    model whose int8 graph ships (TTA as trained: it is baked into the graph), onnx's auto for an
-    .onnx file (the precision it was exported in), else torch's auto."""
+    model whose int8 graph ships, onnx's auto for an .onnx file (the precision it was exported in),
+    else torch's auto."""
     name = str(model or DEFAULT_MODEL)
-    if tta is None and name in BUNDLED and int8_file(name).exists():
+    if name in BUNDLED and int8_file(name).exists():
         return DEFAULT_PATH
     if is_onnx_file(model):
         return "onnx", "auto"
     return "torch", "auto"
+
+
+def default_tta(trained: bool, cpu=None) -> tuple[bool, str]:
+    """Whether to average with the mirrored face when the caller does not say, and why. As trained,
+    except on CPUs without int8 dot products (AVX2 only), where the mirror doubles the cost of the
+    slowest step for under 0.2 points of accuracy on every bundled model (README, "Speed")."""
+    from .cpu import cpu_info
+
+    cpu = cpu or cpu_info()
+    if not trained:
+        return False, "the model was trained without it"
+    if not cpu.int8_dot:
+        return False, "this CPU has no int8 dot products (VNNI/AMX): the mirror would double a face's time for < 0.2 points"
+    return True, "as trained"
+
+
+def describe_default(cpu=None) -> str:
+    """One line on what Predictor() runs on this CPU and why (`ferkit --version`, `ferkit models`)."""
+    from .cpu import cpu_info
+
+    cpu = cpu or cpu_info()
+    backend, precision = default_path()
+    tta, why = default_tta(True, cpu)
+    return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision}, flip TTA {'on' if tta else 'off'} "
+            f"({why}); int8 weights are 7-bit, right on every x86 CPU")
 
 
 def is_onnx_file(model) -> bool:
@@ -115,12 +141,13 @@ class Predictor:
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
+        self.mirror = False  # average with the mirrored face outside an ONNX graph (_open_onnx)
         if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         name = str(model or DEFAULT_MODEL)
         shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()
         if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
-            self._open_onnx(int8_file(name) if shipped else model, threads, precision)
+            self._open_onnx(int8_file(name) if shipped else model, threads, precision, tta)
             if shipped:
                 _check_made_from(self.session, int8_file(name), BUNDLED[name])
             return
@@ -143,11 +170,18 @@ class Predictor:
             self.session = session_from_classifier(self.classifier, threads, tta, faces)
             self.precision = onnx_precision(self.session)
 
-    def _open_onnx(self, path, threads, precision):
-        from .onnx_export import onnx_labels, onnx_precision, onnx_session
+    def _open_onnx(self, path, threads, precision, tta):
+        from .onnx_export import onnx_labels, onnx_precision, onnx_session, onnx_tta
 
-        self.session, self.path = onnx_session(path, threads), Path(path)  # tta is baked into the file
+        self.session, self.path = onnx_session(path, threads), Path(path)
         self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
+        inside, trained = onnx_tta(self.session)
+        if inside and tta is False:
+            raise FerkitError(f"{path} has TTA built in at export; export it again with 'ferkit export CHECKPOINT "
+                              "--onnx OUT.onnx --no-tta' to choose at run time")
+        # a graph without the mirror inside gets it here, on the same batch (as Classifier.predict_proba)
+        self.mirror = not inside and (default_tta(trained)[0] if tta is None else tta)
+        self.tta = inside or self.mirror
         if precision != "auto" and precision != self.precision:
             raise FerkitError(f"{path} is an {self.precision} graph, not {precision}; run it with --precision auto, "
                               f"or export the {precision} one with 'ferkit export CHECKPOINT --onnx OUT.onnx"
@@ -159,7 +193,10 @@ class Predictor:
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:
-            return self.session.run(None, {"faces": faces})[0]
+            if not self.mirror:
+                return self.session.run(None, {"faces": faces})[0]
+            probs = self.session.run(None, {"faces": np.concatenate([faces, faces[:, :, ::-1]])})[0]
+            return (probs[: len(faces)] + probs[len(faces) :]) / 2
         import torch
 
         with torch.inference_mode():

@@ -1,0 +1,88 @@
+"""What this CPU offers for inference and training, asked once (no torch): named by `ferkit
+--version`, `ferkit models` and every benchmark's header, and used to pick the prediction path.
+
+    cpu_info() -> CpuInfo(model="AMD EPYC", flags={"avx2", "avx512f", "avx512_vnni", ...})
+    cpu_info().summary() -> "AMD EPYC: AVX2, AVX-512, VNNI, native bf16, no AMX"
+
+The flags that matter here: int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX) decide how fast
+int8 inference is (without them onnxruntime adds int8 products in 16 bits: slower, and the
+reason ferkit's int8 weights are 7-bit, onnx_export.SAFE_INT8); native bf16 (AVX-512 BF16 or
+AMX) decides whether bf16 training is ~2x faster than fp32 or emulated and slower.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+# /proc/cpuinfo flag names, and numpy's names for the same features (numpy has no AMX)
+VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16 = ("avx512_bf16", "amx_bf16")
+AMX = ("amx_tile",)
+NUMPY_NAMES = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512VNNI": "avx512_vnni", "AVX512BF16": "avx512_bf16"}
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str  # the CPU's name as the OS reports it ("" when it does not)
+    flags: frozenset[str]  # lower-case feature flags, as Linux names them in /proc/cpuinfo
+    machine: str = "x86_64"  # platform.machine(): the flags above are x86's
+
+    @property
+    def x86(self) -> bool:
+        return self.machine.lower() in ("x86_64", "amd64", "i386", "i686")
+
+    @property
+    def int8_dot(self) -> bool:
+        """Int8 dot-product instructions: int8 inference at full speed and full range. Non-x86 CPUs
+        (ARM's sdot/udot) have no 16-bit intermediate either."""
+        return not self.x86 or any(f in self.flags for f in VNNI)
+
+    @property
+    def native_bf16(self) -> bool:
+        return any(f in self.flags for f in BF16)
+
+    @property
+    def amx(self) -> bool:
+        return any(f in self.flags for f in AMX)
+
+    def summary(self) -> str:
+        """The model and the flags that matter to ferkit, e.g. 'AMD EPYC: AVX2, AVX-512, VNNI, native bf16, no AMX'."""
+        if not self.x86:
+            return f"{self.model or 'unknown CPU'} ({self.machine})"
+        has = [("AVX2", "avx2" in self.flags), ("AVX-512", "avx512f" in self.flags), ("VNNI", self.int8_dot),
+               ("native bf16", self.native_bf16), ("AMX", self.amx)]
+        return f"{self.model or 'unknown CPU'}: " + ", ".join(n if ok else f"no {n}" for n, ok in has)
+
+
+def parse_cpuinfo(text: str, machine: str = "x86_64") -> CpuInfo:
+    """CpuInfo from the text of /proc/cpuinfo (its first processor's model name and flags)."""
+    model, flags = "", ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = value
+    return CpuInfo(model, frozenset(flags.lower().split()), machine)
+
+
+@functools.cache
+def cpu_info() -> CpuInfo:
+    """This machine's CpuInfo: /proc/cpuinfo on Linux, else numpy's view of the CPU's features."""
+    machine = platform.machine() or "x86_64"
+    proc = Path("/proc/cpuinfo")
+    if proc.is_file():
+        try:
+            return parse_cpuinfo(proc.read_text(errors="replace"), machine)
+        except OSError:
+            pass
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    flags = frozenset(ours for theirs, ours in NUMPY_NAMES.items() if features.get(theirs))
+    return CpuInfo(platform.processor(), flags, machine)

@@ -1,0 +1,33 @@
+"""What ferkit reads of the CPU: /proc/cpuinfo's flags, and the summary benchmarks print."""
+
+from ferkit.cpu import cpu_info, parse_cpuinfo
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni
+processor\t: 1
+model name\t: ignored
+flags\t\t: ignored
+"""
+HASWELL = "model name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: sse2 avx avx2 fma\n"
+SAPPHIRE = "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+
+
+def test_flags_and_summary_per_cpu_kind():
+    zen = parse_cpuinfo(ZEN4)
+    assert zen.model == "AMD EPYC 9R14" and zen.int8_dot and zen.native_bf16 and not zen.amx
+    assert zen.summary() == "AMD EPYC 9R14: AVX2, AVX-512, VNNI, native bf16, no AMX"
+    old = parse_cpuinfo(HASWELL)
+    assert not old.int8_dot and not old.native_bf16
+    assert old.summary().endswith("AVX2, no AVX-512, no VNNI, no native bf16, no AMX")
+    spr = parse_cpuinfo(SAPPHIRE)
+    assert spr.int8_dot and spr.native_bf16 and spr.amx
+    arm = parse_cpuinfo("Features\t: fp asimd asimddp\n", machine="aarch64")
+    assert arm.int8_dot and arm.summary() == "unknown CPU (aarch64)"
+
+
+def test_this_machine_is_read():
+    info = cpu_info()
+    assert info.summary().startswith(info.model or "unknown CPU")
+    assert cpu_info() is info  # asked once

@@ -45,7 +45,7 @@ def csv_rows(results: list[FileResult | FileError], labels=EMOTIONS):
         groups = res["frames"] if res["type"] == "video" else [{"frame": "", "time": "", "faces": res["faces"]}]
         for fr in groups:
             if not fr["faces"]:
-                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))
+                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))  # face_id, x, y, w, h, label, score, probs
             for k, r in enumerate(fr["faces"], 1):
                 yield [res["file"], fr["frame"], fr["time"], r.get("face_id", k), *r["box"], r["label"],
                        f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]

@@ -1,13 +1,12 @@
 import json
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
-import pytest
 from matplotlib.figure import Figure
 
-from ferkit import plots
+from ferkit import metrics, plots, runs
 from ferkit.cli import main
-from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
 
 
@@ -23,46 +22,19 @@ def _metrics(acc_by_class, n=10):
     return summarize(y, np.eye(7)[pred], EMOTIONS)
 
 
-def test_read_run(tiny_run):
-    run = plots.read_run(tiny_run)
-    assert run.name == "run" and len(run.history) == 3 and run.config["spec"]["convs"]
-    assert len(run.iterations) > 3 and np.isfinite(run.iterations).all()
-    assert list(plots.column(run.history, "epoch")) == [1, 2, 3]
-
-
-def test_read_run_errors(tmp_path):
-    with pytest.raises(FerkitError, match="no such run folder"):
-        plots.read_run(tmp_path / "missing")
-    with pytest.raises(FerkitError, match="not a run folder"):
-        plots.read_run(tmp_path)
-
-
-def test_summarize_history():
-    rows = [dict(epoch=1, train_acc=0.3, val_acc=0.40, seconds=100.0), dict(epoch=2, train_acc=0.5, val_acc=0.55, seconds=500.0),
-            dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]
-    s = plots.summarize_history(rows)
-    assert (s["epochs"], s["best_epoch"], s["best_val_acc"], s["last_val_acc"], s["last_train_acc"]) == (3, 2, 0.55, 0.50, 0.7)
-    assert s["median_epoch_seconds"] == 110.0 and s["wall_clock_seconds"] == 330.0 and s["total_seconds"] == 710.0  # the slow epoch moves the sum, not the median
-    assert plots.summarize_history([]) is None
-    no_val = plots.summarize_history([{**r, "val_acc": float("nan")} for r in rows])
-    assert no_val["best_epoch"] == 3  # without validation the last epoch is the best, as in training
-    text = plots.format_summary([plots.Run(Path("a"), "a", None, rows, np.zeros(0)), plots.Run(Path("b"), "b", None, [], np.zeros(0))])
-    assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
-
-
 def test_moving_average():
     assert np.allclose(plots.moving_average([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
     assert np.allclose(plots.moving_average([1, 2, 3], 1), [1, 2, 3])
 
 
 def test_history_plots(tiny_run):
-    run = plots.read_run(tiny_run)
+    run = runs.read_run(tiny_run)
     fig = plots.plot_iteration_loss({"a": run.iterations, "b": run.iterations[:5]}, smooth=2)
     assert isinstance(fig, Figure) and len(fig.axes[0].lines) == 4  # raw + smoothed per run
     assert np.allclose(fig.axes[0].lines[0].get_ydata(), run.iterations)
     fig = plots.plot_accuracy({"a": run.history, "b": run.history})
     lines = fig.axes[0].lines
-    assert len(lines) == 4 and np.allclose(lines[1].get_ydata(), plots.column(run.history, "val_acc"))
+    assert len(lines) == 4 and np.allclose(lines[1].get_ydata(), runs.column(run.history, "val_acc"))
     assert len(plots.plot_epoch_loss({"a": run.history}).axes[0].lines) == 2
     fig = plots.plot_histories([run, run])
     assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)
@@ -93,9 +65,9 @@ def test_confusion_counts_and_normalised():
 
 def test_per_class_table_and_bars():
     m = {"shallow": _metrics([0.5, 0.0, 0.3, 0.9, 0.4, 0.7, 0.6]), "deep": _metrics([0.6, 0.1, 0.4, 0.9, 0.5, 0.8, 0.7])}
-    rows = plots.per_class_rows(m)
+    rows = metrics.per_class_rows(m)
     assert rows[0] == ["angry", 0.5, 0.6] and rows[-1][0] == "overall" and len(rows) == 8
-    text = plots.format_per_class(m)
+    text = metrics.format_per_class(m)
     assert "shallow" in text and "0.9000" in text
     fig = plots.plot_per_class(m)
     bars = fig.axes[0].patches
@@ -134,3 +106,14 @@ def test_cli_plot(tiny_run, tmp_path, capsys):
 def test_cli_plot_missing_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_import_leaves_the_backend_and_pyplot_alone():
+    """A library must not choose the user's backend: importing ferkit's plotting and the modules
+    that use it keeps the backend the user set, and drawing adds no figure to pyplot's state."""
+    code = ("import sys, matplotlib; matplotlib.use('svg'); import ferkit.plots, ferkit.report, ferkit.cli\n"
+            "import numpy as np; ferkit.plots.to_png(ferkit.plots.plot_confusion(np.eye(3)))\n"
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -26,6 +26,7 @@ from .files import atomic_write
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
+from .runs import BEST
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -49,7 +50,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     with resume=True also the training state that --resume needs. One clear error for a bad file."""
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pt"
+        path = path / BEST
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
     damaged = _damaged_member(path)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, runs
 from .errors import FerkitError
 from .files import check_output, check_outputs, output_errors, write_output
 from .labels import FER2013, LABEL_SETS
@@ -154,7 +154,7 @@ def cmd_train(args):
         cfg, out = resume_config(args.resume, args.epochs), Path(args.resume)
         ignored = [f[0] for f in TRAIN_FLAGS if f[0] != "--epochs" and getattr(args, f[0][2:].replace("-", "_")) is not None]
         if ignored or args.config or args.model or args.set or args.out:
-            print(f"note: --resume continues with {out / 'config.json'}; ignoring "
+            print(f"note: --resume continues with {out / runs.CONFIG}; ignoring "
                   f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")
     else:
         cfg = config_from_args(args)
@@ -164,9 +164,9 @@ def cmd_train(args):
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])
-        print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out}/best.pt and {out}/last.pt")
+        print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
     elif history:
-        print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out}/best.pt and {out}/last.pt")
+        print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -213,7 +213,7 @@ def cmd_evaluate(args):
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / f"metrics-{split}.json"
+    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
@@ -489,7 +489,7 @@ def cmd_export(args):
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
-    src = Path(args.checkpoint) / "best.pt" if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
+    src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
     faces = calibration_faces(args.data) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
@@ -508,12 +508,16 @@ def _plot_args(p):
 
 @command("plot", "PNG figures of run folders: loss and accuracy histories, confusion matrices, per-class accuracy", _plot_args)
 def cmd_plot(args):
-    from .plots import plot_runs
+    from .metrics import format_per_class
+    from .plots import run_figures, save
 
-    files, summary, per_class = plot_runs(args.runs, check_output(args.out, "--out", folder=True))
-    print(summary + "\n")
-    if per_class:
-        print(per_class + "\n")
+    out = check_output(args.out, "--out", folder=True)
+    folders = runs.read_runs(args.runs)
+    metrics = runs.best_metrics(folders)
+    files = [save(fig, out / name) for name, fig in run_figures(folders, metrics)]
+    print(runs.format_summary(folders) + "\n")
+    if metrics:
+        print(format_per_class(metrics) + "\n")
     else:
         print("no metrics-*.json in the run folders: run `ferkit evaluate RUN_DIR` first for confusion matrices and per-class accuracy\n")
     print("wrote " + ", ".join(str(f) for f in files))

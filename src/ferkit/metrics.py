@@ -1,4 +1,5 @@
-"""Accuracy, per-class accuracy and the confusion matrix (numbers only; plots.py draws them).
+"""Accuracy, per-class accuracy and the confusion matrix, and the per-class table across models
+(numbers and text only; plots.py draws them).
 
 Every function takes the model's emotion names (`labels`), so models of every label set (FER2013's
 7 emotions, FER+'s 8) are measured the same way; `evaluate_split` asks the model's label set what
@@ -80,3 +81,27 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
     m = summarize(y, clf.predict_proba(images, tta=tta), labels.emotions, top)
     m.update(data=data.source, split=split)
     return m
+
+
+def emotions_of(metrics: dict[str, dict]) -> list[str]:
+    """Every emotion the models in `metrics` predict, in order (FER2013's 7, then e.g. FER+'s contempt)."""
+    out = []
+    for m in metrics.values():
+        out += [e for e in labels_of(m) if e not in out]
+    return out
+
+
+def per_class_rows(metrics: dict[str, dict]) -> list[list]:
+    """Table 3 as rows: [emotion, accuracy of each model...] then ["overall", ...]; None where undefined."""
+    rows = [[e] + [m["per_class_accuracy"].get(e) for m in metrics.values()] for e in emotions_of(metrics)]
+    return rows + [["overall"] + [m["accuracy"] for m in metrics.values()]]
+
+
+def format_per_class(metrics: dict[str, dict]) -> str:
+    """The per-class table as text, one column per model."""
+    names = list(metrics)
+    w = max([10] + [len(n) + 2 for n in names])
+    lines = [f"{'emotion':<10}" + "".join(f"{n:>{w}}" for n in names)]
+    for row in per_class_rows(metrics):
+        lines.append(f"{row[0]:<10}" + "".join(f"{'-' if v is None else f'{v:.4f}':>{w}}" for v in row[1:]))
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """ONNX export of a Classifier: a self-contained graph from uint8 faces to probabilities.
 
     faces uint8 (N, 48, 48) -> [cast, - mean image, / 128] -> CNN -> softmax [-> average with
-    the mirrored face when the model was trained with tta] -> probs float32 (N, 7)
+    the mirrored face when the model was trained with tta] -> probs float32 (N, C), C the model's emotions
 
 Preprocessing, softmax and test-time augmentation live inside the graph, so an .onnx file needs
 nothing but onnxruntime and gives the same numbers as `Classifier.predict_proba`. The batch axis

@@ -1,4 +1,5 @@
-"""What predict writes: readable lines per result, the CSV rows, the JSON and CSV files (files.write_output)."""
+"""What predict writes: readable lines per result, the CSV rows, the JSON and CSV files (files.write_output).
+The results are schema.py's."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 from .files import write_output
 from .labels import EMOTIONS
+from .schema import FileError, FileResult
 
 
-def format_result(res: dict) -> str:
+def format_result(res: FileResult) -> str:
     """A readable block of lines for one result."""
     if res["type"] == "video":
         lines = [f"{res['file']}  video {res['width']}x{res['height']}, {len(res['frames'])} frames sampled "
@@ -32,7 +34,7 @@ def format_result(res: dict) -> str:
     return "\n".join(lines)
 
 
-def csv_rows(results: list[dict], labels=EMOTIONS):
+def csv_rows(results: list[FileResult | FileError], labels=EMOTIONS):
     """One row per face (per sampled frame for videos): file, frame, time, face_id, box, label, score,
     the probability of each of the model's emotions (`labels`); a photo or sampled frame without a face gets one row with the face fields empty, so
     every processed input shows in the file."""
@@ -43,13 +45,13 @@ def csv_rows(results: list[dict], labels=EMOTIONS):
         groups = res["frames"] if res["type"] == "video" else [{"frame": "", "time": "", "faces": res["faces"]}]
         for fr in groups:
             if not fr["faces"]:
-                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))
+                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))  # face_id, x, y, w, h, label, score, probs
             for k, r in enumerate(fr["faces"], 1):
                 yield [res["file"], fr["frame"], fr["time"], r.get("face_id", k), *r["box"], r["label"],
                        f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]
 
 
-def write_results(results: list[dict], json_path: str | Path | None = None, csv_path: str | Path | None = None,
+def write_results(results: list[FileResult | FileError], json_path: str | Path | None = None, csv_path: str | Path | None = None,
                   labels=EMOTIONS) -> None:
     """The JSON and CSV files, each written atomically: a full disk is one FerkitError, and an
     earlier file of that name stays whole instead of being replaced by a truncated one."""

@@ -1,127 +1,29 @@
-"""Figures (matplotlib, Agg, PNG): training histories, confusion matrices, per-class accuracy,
+"""Figures (matplotlib, PNG): training histories, confusion matrices, per-class accuracy,
 activation maps, filters and DeepDream grids (paper Figures 3-11, Table 3).
 
 Data in, figure out: every plot function takes numbers (and `ax=None` where one axes suffices)
-and returns the matplotlib Figure; nothing is shown. `read_run` reads what a run folder holds
-(config.json, history.json/csv, iterations.csv, metrics-*.json) so the CLI and the report share it.
+and returns the matplotlib Figure; nothing is shown and nothing is read here (runs.py reads run
+folders, metrics.py computes the per-class table). Figures are matplotlib Figure objects, not
+pyplot's: importing ferkit leaves the user's backend and pyplot's open figures alone, and PNGs
+are rendered by Agg whatever the backend.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from .files import write_output
+from .labels import colors, labels_of
+from .metrics import emotions_of
+from .runs import Run, column
 
-from .errors import FerkitError  # noqa: E402
-from .files import write_output  # noqa: E402
-from .labels import colors, labels_of  # noqa: E402
-
-RUN_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
-
-# ---------------------------------------------------------------- reading run folders
-
-
-@dataclass
-class Run:
-    """What a run folder holds, as data."""
-
-    path: Path
-    name: str
-    config: dict | None  # config.json (with "spec"), or None
-    history: list[dict]  # one dict per epoch (train.HISTORY_FIELDS)
-    iterations: np.ndarray  # (T,) training loss of every iteration
-    metrics: dict[str, dict] = field(default_factory=dict)  # metrics-<split>.json from `ferkit evaluate`, by split
-
-
-def read_run(run_dir: str | Path, name: str | None = None) -> Run:
-    """A Run from a `ferkit train` folder; a clear error when the folder is missing or holds no run."""
-    p = Path(run_dir)
-    if not p.is_dir():
-        raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run")
-    files = [p / f for f in ("config.json", "history.json", "history.csv", "iterations.csv", "best.pt")]
-    if not any(f.exists() for f in files):
-        raise FerkitError(f"{p}: not a run folder (no config.json, history.json, iterations.csv or best.pt); "
-                          "give the --out folder of a `ferkit train` run")
-    config = _read_json(p / "config.json") if (p / "config.json").exists() else None
-    if (p / "history.json").exists():
-        history = _read_json(p / "history.json")
-    elif (p / "history.csv").exists():
-        with open(p / "history.csv", newline="") as f:
-            history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
-    else:
-        history = []
-    iterations = np.zeros(0)
-    if (p / "iterations.csv").exists():
-        try:
-            iterations = np.loadtxt(p / "iterations.csv", delimiter=",", skiprows=1, ndmin=2)[:, 1]
-        except ValueError as e:
-            raise FerkitError(f"{p / 'iterations.csv'}: not an iteration,loss table ({e})") from None
-    metrics = {}
-    for f in sorted(p.glob("metrics-*.json")):
-        m = _read_json(f)
-        if isinstance(m, dict) and "confusion_matrix" in m:
-            metrics[m.get("split", f.stem[len("metrics-"):])] = m
-    return Run(p, name or p.name, config, history, iterations, metrics)
-
-
-def run_names(paths: list[str | Path]) -> list[str]:
-    """Short distinct labels for run folders: the folder name, with its parent's where two clash."""
-    names = [Path(p).resolve().name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return ["/".join(Path(p).resolve().parts[-2:]) for p in paths]
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise FerkitError(f"{path}: unreadable JSON ({e}); rerun the command that wrote it") from None
-
-
-def column(history: list[dict], key: str) -> np.ndarray:
-    """One per-epoch column as floats (NaN where missing)."""
-    return np.array([float(r.get(key, np.nan)) if r.get(key) is not None else np.nan for r in history])
-
-
-def summarize_history(history: list[dict]) -> dict | None:
-    """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
-    the last epoch's validation and training accuracy, and time: the median epoch's seconds, that
-    times the epochs (the run's wall-clock on a quiet machine) and the epochs' sum (which also
-    counts whatever slowed some epochs: other work beside it, a paused process)."""
-    if not history:
-        return None
-    val, secs = column(history, "val_acc"), column(history, "seconds")
-    best = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
-    median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
-    return dict(epochs=len(history), best_epoch=int(history[best]["epoch"]), best_val_acc=float(val[best]),
-                last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
-                median_epoch_seconds=median, wall_clock_seconds=median * len(history), total_seconds=float(np.nansum(secs)))
-
-
-def format_summary(runs: list[Run]) -> str:
-    """summarize_history of each run as a text table, one row per run."""
-    w = max([4] + [len(r.name) for r in runs]) + 2
-    lines = [f"{'run':<{w}}{'epochs':>7}{'best val acc (epoch)':>22}{'last val acc':>14}{'last train acc':>16}"
-             f"{'median epoch':>14}{'epochs x median':>17}{'sum':>10}"]
-    for r in runs:
-        s = summarize_history(r.history)
-        if s is None:
-            lines.append(f"{r.name:<{w}}{'no history':>7}")
-            continue
-        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3}){s['last_val_acc']:>14.4f}"
-                     f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
-                     f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
-    return "\n".join(lines)
+RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -137,44 +39,43 @@ def moving_average(x: np.ndarray, window: int) -> np.ndarray:
 # ---------------------------------------------------------------- helpers
 
 
+def _subplots(rows: int = 1, cols: int = 1, figsize=(6, 4), squeeze: bool = True):
+    """(figure, axes) as pyplot.subplots makes them, without pyplot's state (see the module docstring)."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+
+
 def _axes(ax, figsize=(6, 4)):
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return ax.figure, ax
+    return _subplots(figsize=figsize) if ax is None else (ax.figure, ax)
 
 
 def to_png(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+    """The figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def save(fig, path: str | Path, dpi: int = 100) -> Path:
-    """The figure as a PNG file (written atomically; missing folders are created); the figure is closed."""
+    """The figure as a PNG file (written atomically; missing folders are created)."""
     return write_output(path, to_png(fig, dpi))
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], str, str | None]:
-    """Every figure of `ferkit plot` for run folders, saved in out: histories, losses, accuracy and,
-    from their metrics-*.json, confusion matrices and per-class accuracy. Returns (files, the runs'
-    summary table as text, the per-class table as text or None when no run has metrics)."""
-    runs = [read_run(p, n) for p, n in zip(run_dirs, run_names(run_dirs))]
-    out = Path(out)
-    files = [save(plot_histories(runs), out / "history.png"),
-             save(plot_iteration_loss({r.name: r.iterations for r in runs}), out / "loss-iterations.png"),
-             save(plot_epoch_loss({r.name: r.history for r in runs}), out / "loss-epochs.png"),
-             save(plot_accuracy({r.name: r.history for r in runs}), out / "accuracy.png")]
-    best = {}
+def run_figures(runs: list[Run], metrics: dict[str, dict]) -> list[tuple[str, Figure]]:
+    """Every figure of `ferkit plot`, as (file name, figure): histories, losses and accuracy of the runs, a
+    confusion matrix per run and split of their metrics, and per-class accuracy of `metrics`
+    (runs.best_metrics) when there are any."""
+    figs = [("history.png", plot_histories(runs)),
+            ("loss-iterations.png", plot_iteration_loss({r.name: r.iterations for r in runs})),
+            ("loss-epochs.png", plot_epoch_loss({r.name: r.history for r in runs})),
+            ("accuracy.png", plot_accuracy({r.name: r.history for r in runs}))]
     for r in runs:
         for split, m in r.metrics.items():
-            files.append(save(plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", labels_of(m)),
-                              out / f"confusion-{r.name.replace('/', '-')}-{split}.png"))
-            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
-    if best:
-        files.append(save(plot_per_class(best), out / "per-class.png"))
-    return files, format_summary(runs), format_per_class(best) if best else None
+            figs.append((f"confusion-{r.name.replace('/', '-')}-{split}.png",
+                         plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", labels_of(m))))
+    if metrics:
+        figs.append(("per-class.png", plot_per_class(metrics)))
+    return figs
 
 
 # ---------------------------------------------------------------- histories (Figures 3, 4, 7, 8)
@@ -230,7 +131,7 @@ def _per_epoch(histories, what, title, ax):
 
 def plot_histories(runs: list[Run]):
     """Three panels side by side: loss per iteration, loss per epoch, accuracy per epoch; runs overlaid."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
+    fig, axes = _subplots(1, 3, figsize=(16, 4.2))
     plot_iteration_loss({r.name: r.iterations for r in runs}, axes[0])
     plot_epoch_loss({r.name: r.history for r in runs}, axes[1])
     plot_accuracy({r.name: r.history for r in runs}, axes[2])
@@ -263,34 +164,10 @@ def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = Non
 
 def plot_confusion_pair(cm, title: str = "", labels=None):
     """Counts and row-normalised side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(11, 4.6))
     plot_confusion(cm, False, axes[0], f"{title} counts".strip(), labels)
     plot_confusion(cm, True, axes[1], f"{title} row-normalised".strip(), labels)
     return fig
-
-
-def emotions_of(metrics: dict[str, dict]) -> list[str]:
-    """Every emotion the models in `metrics` predict, in order (FER2013's 7, then e.g. FER+'s contempt)."""
-    out = []
-    for m in metrics.values():
-        out += [e for e in labels_of(m) if e not in out]
-    return out
-
-
-def per_class_rows(metrics: dict[str, dict]) -> list[list]:
-    """Table 3 as rows: [emotion, accuracy of each model...] then ["overall", ...]; None where undefined."""
-    rows = [[e] + [m["per_class_accuracy"].get(e) for m in metrics.values()] for e in emotions_of(metrics)]
-    return rows + [["overall"] + [m["accuracy"] for m in metrics.values()]]
-
-
-def format_per_class(metrics: dict[str, dict]) -> str:
-    """The per-class table as text, one column per model."""
-    names = list(metrics)
-    w = max([10] + [len(n) + 2 for n in names])
-    lines = [f"{'emotion':<10}" + "".join(f"{n:>{w}}" for n in names)]
-    for row in per_class_rows(metrics):
-        lines.append(f"{row[0]:<10}" + "".join(f"{'-' if v is None else f'{v:.4f}':>{w}}" for v in row[1:]))
-    return "\n".join(lines)
 
 
 def plot_per_class(metrics: dict[str, dict], ax=None):
@@ -320,8 +197,7 @@ def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] 
 
     face (48, 48) uint8; maps[k] (C_k, H_k, W_k) float."""
     rows = len(maps)
-    fig, axes = plt.subplots(rows, per_layer + 1, figsize=(1.3 * (per_layer + 1), 1.35 * rows + 0.3),
-                             layout="constrained", squeeze=False)
+    fig, axes = _subplots(rows, per_layer + 1, figsize=(1.3 * (per_layer + 1), 1.35 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].imshow(face, cmap="gray", vmin=0, vmax=255)
@@ -346,7 +222,7 @@ def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
     w = np.asarray(filters, float).reshape(len(filters), *np.shape(filters)[-2:])
     cols = int(np.ceil(np.sqrt(len(w) * 2)))
     rows = int(np.ceil(len(w) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(0.55 * cols + 0.4, 0.55 * rows + 0.5), layout="constrained", squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(0.55 * cols + 0.4, 0.55 * rows + 0.5), squeeze=False)
     for i, axc in enumerate(axes.flat):
         axc.set_xticks([]), axc.set_yticks([])
         if i < len(w):
@@ -361,7 +237,7 @@ def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
 def plot_dreams(faces: np.ndarray, dreams: np.ndarray, labels: list[str] | None = None, title: str = "DeepDream"):
     """Figure 11: originals (top row) and their dreams (bottom row); uint8 (N, 48, 48) each."""
     n = len(faces)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.4, 3.6), layout="constrained", squeeze=False)
+    fig, axes = _subplots(2, n, figsize=(1.6 * n + 0.4, 3.6), squeeze=False)
     for i in range(n):
         for r, img in enumerate((faces[i], dreams[i])):
             axes[r, i].imshow(img, cmap="gray", vmin=0, vmax=255)

@@ -23,6 +23,7 @@ from .draw import annotate, save_rgb
 from .errors import FerkitError, ImageError
 from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
 from .labels import EMOTIONS
+from .schema import Face, FileResult
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
@@ -54,7 +55,7 @@ def load_model(model: str | Path | None = None, device: str = "cpu", precision: 
     return load_checkpoint(model_path(model), device, precision)
 
 
-def record(box, probs: np.ndarray, labels=EMOTIONS) -> dict:
+def record(box, probs: np.ndarray, labels=EMOTIONS) -> Face:
     """One face's result with plain Python numbers (JSON-ready), over the model's emotions `labels`."""
     k = int(np.argmax(probs))
     return {"box": [int(v) for v in box], "label": labels[k], "score": float(probs[k]),
@@ -311,7 +312,7 @@ def _unusable(path: Path) -> str | None:
     return None
 
 
-def predict_file(predictor: Predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> dict:
+def predict_file(predictor: Predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> FileResult:
     """One image or video -> its result dict; raises ImageError for a bad file."""
     if path.suffix.lower() in VIDEO_EXTS:
         if crops:

@@ -6,8 +6,8 @@ prediction, ONNX export and serving:
 
 Precision: bf16 autocast runs convolutions and matmuls in bfloat16 and keeps the loss, softmax
 and the optimizer's weights in fp32. On a CPU with AVX512-BF16 or AMX, and on CUDA GPUs with
-bf16, it trains about 2x faster than fp32 at the same accuracy; elsewhere bf16 is emulated and
-slow, so `auto` picks fp32 there.
+bf16, it trains faster than fp32 at the same accuracy (figures: README, "Speed on this machine");
+elsewhere bf16 is emulated and slow, so `auto` picks fp32 there.
 """
 
 from __future__ import annotations

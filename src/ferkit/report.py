@@ -24,6 +24,8 @@ import numpy as np
 from . import plots
 from .files import write_output
 from .labels import FER2013, labels_of
+from .metrics import per_class_rows
+from .runs import Run, format_summary, metrics_file, read_runs, summarize_history
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     from .dream import DreamSettings
 
     t0 = time.time()
-    runs = [plots.read_run(p, n) for p, n in zip(run_dirs, plots.run_names(run_dirs))]
+    runs = read_runs(run_dirs)
     dream_settings = dream_settings or DreamSettings()
     notes, loaded = [], {}
     body, evaluated = [], {}
@@ -62,7 +64,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
 # ---------------------------------------------------------------- data
 
 
-def _data_for(run: plots.Run, data, loaded: dict, notes: list):
+def _data_for(run: Run, data, loaded: dict, notes: list):
     """The FerData to evaluate a run on, or None (with a note saying why)."""
     from .data import find_data, load_fer
     from .errors import DataError
@@ -92,7 +94,7 @@ def _data_for(run: plots.Run, data, loaded: dict, notes: list):
 # ---------------------------------------------------------------- one run
 
 
-def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list, data_faces: bool = True) -> tuple[str, dict | None]:
+def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_faces: bool = True) -> tuple[str, dict | None]:
     """The HTML of one run and the metrics of its best checkpoint on PublicTest (or None)."""
     from .checkpoint import load_checkpoint
     from .dream import check_layer, deep_dream
@@ -101,7 +103,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
 
     parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.path.resolve()))}</p>"]
-    ckpt = run.path / "best.pt" if (run.path / "best.pt").exists() else run.path / "last.pt"
+    ckpt = run.checkpoint
     clf = load_checkpoint(ckpt) if ckpt.exists() else None
     if clf is None:
         notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
@@ -111,7 +113,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     if clf is not None:
         facts.update({"checkpoint": f"{ckpt.name} (epoch {clf.meta.get('epoch')})", "parameters": f"{count_params(clf.model):,}",
                       "multiply-adds per image": f"{count_macs(clf.model):,}"})
-    s = plots.summarize_history(run.history)
+    s = summarize_history(run.history)
     if s is not None:
         facts["epochs run"] = str(s["epochs"])
         facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
@@ -127,7 +129,7 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     # evaluation: the best checkpoint on PublicTest now, plus metrics-*.json from `ferkit evaluate`
     metrics, fresh = dict(run.metrics), None
     saved = metrics.get("val")
-    if saved is not None and fer is not None and _same_file(saved.get("data"), fer.source) and _newer(run.path / "metrics-val.json", ckpt):
+    if saved is not None and fer is not None and _same_file(saved.get("data"), fer.source) and _newer(run.path / metrics_file("val"), ckpt):
         fresh = saved  # `ferkit evaluate` already scored this checkpoint on this data
     elif clf is not None and fer is not None and fer.has("val"):
         images, labels = fer.split("val")
@@ -174,8 +176,8 @@ def _run_section(run: plots.Run, fer, n_faces: int, dream_settings, notes: list,
     return "<section>" + "\n".join(parts) + "</section>", fresh or run.metrics.get("val") or next(iter(run.metrics.values()), None)
 
 
-def _comparison(runs: list[plots.Run], evaluated: dict) -> str:
-    parts = ["<section><h2>Comparison</h2>", f"<pre>{_e(plots.format_summary(runs))}</pre>", _img(plots.plot_histories(runs))]
+def _comparison(runs: list[Run], evaluated: dict) -> str:
+    parts = ["<section><h2>Comparison</h2>", f"<pre>{_e(format_summary(runs))}</pre>", _img(plots.plot_histories(runs))]
     if evaluated:
         parts.append("<h3>Per-class accuracy (best checkpoints)</h3>" + _per_class_html(evaluated))
         parts.append(_img(plots.plot_per_class(evaluated)))
@@ -275,7 +277,7 @@ def _per_class_html(metrics: dict[str, dict]) -> str:
     names = list(metrics)
     head = "<tr><th>emotion</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
     rows = []
-    for row in plots.per_class_rows(metrics):
+    for row in per_class_rows(metrics):
         vals = [v for v in row[1:] if v is not None]
         best = max(vals) if len(vals) > 1 else None
         cells = "".join("<td>-</td>" if v is None else (f"<td><b>{v:.4f}</b></td>" if v == best else f"<td>{v:.4f}</td>")
@@ -293,7 +295,7 @@ pre{background:#f6f6f6;padding:.5em;font-size:.85em} .path{color:#777;font-size:
 """
 
 
-def _page(runs: list[plots.Run], notes: list[str], sections: list[str]) -> str:
+def _page(runs: list[Run], notes: list[str], sections: list[str]) -> str:
     from . import __version__
 
     title = "ferkit report: " + ", ".join(r.name for r in runs)

@@ -42,6 +42,7 @@ from .config import TrainConfig, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError
 from .files import write_output
+from .runs import LAST
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:
-        history = fit(c, d, resume=resume and (d / "last.pt").exists(), data=fd, progress=False)
+        history = fit(c, d, resume=resume and (d / LAST).exists(), data=fd, progress=False)
         curves.append([r["val_acc"] for r in history])
     mean = np.mean(np.asarray(curves, np.float64), axis=0)
     best = int(np.nanargmax(mean))

@@ -376,6 +376,8 @@ class ErrorOut(BaseModel):
 
 
 class FaceOut(BaseModel):
+    """schema.Face, documented (tests/test_schema.py keeps the two alike)."""
+
     box: list[int] = Field(description="x, y, width, height in the photo's pixels (upright, after EXIF rotation)")
     label: str = Field(description="the most probable emotion")
     score: float = Field(description="its probability")

@@ -1,6 +1,6 @@
 """Training: train_one_epoch, evaluate, fit -> history; best/last checkpoints; resume.
 
-A run folder holds:
+A run folder holds (file names: runs.py):
     config.json      the resolved TrainConfig (and the model spec)
     history.csv/json one row per epoch: train/val loss and accuracy, lr, seconds
     iterations.csv   the training loss of every iteration (paper Figures 3, 7)
@@ -42,9 +42,9 @@ from .labels import LabelSet, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
+from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST
 
 log = logging.getLogger(__name__)
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
 def resolve_config(model: str = "shallow", base: dict | None = None, **overrides) -> TrainConfig:
@@ -65,12 +65,12 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
     """The TrainConfig of the interrupted run in run_dir (its config.json), with a new length if
     epochs is given (the one setting a resumed run may change; the schedule is re-planned)."""
     run = Path(run_dir)
-    if not (run / "config.json").exists():
+    if not (run / CONFIG).exists():
         raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
-    if not (run / "last.pt").exists():
+    if not (run / LAST).exists():
         raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
                           f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
-    saved = read_file(run / "config.json")
+    saved = read_file(run / CONFIG)
     saved.pop("spec", None)
     if epochs:
         saved["epochs"] = epochs
@@ -261,13 +261,13 @@ def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = Fa
 
 def write_history(history: list[dict], iter_loss: list[float], out: Path) -> None:
     """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration), each atomically."""
-    atomic_write(out / "history.json", json.dumps(history, indent=1))
+    atomic_write(out / HISTORY_JSON, json.dumps(history, indent=1))
     buf = io.StringIO()
     w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerows(history)
-    atomic_write(out / "history.csv", buf.getvalue())
-    atomic_write(out / "iterations.csv", "iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
+    atomic_write(out / HISTORY_CSV, buf.getvalue())
+    atomic_write(out / ITERATIONS, "iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
 
 
 def rng_states() -> dict:
@@ -303,7 +303,7 @@ def _saving(path: Path, out: Path):
     try:
         yield
     except OSError as e:
-        then = (f"continue with 'ferkit train --resume {out}'" if (out / "last.pt").exists()
+        then = (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
                 else "start the run again (it had not saved an epoch to resume from)")
         raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space (or fix the folder), "
                           f"then {then}") from None
@@ -345,9 +345,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if resume and not (out / "last.pt").exists():
+    if resume and not (out / LAST).exists():
         raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
-    ckpt = read_checkpoint(out / "last.pt", resume=True) if resume else None
+    ckpt = read_checkpoint(out / LAST, resume=True) if resume else None
     if ckpt is not None:
         _check_length(ckpt, cfg, out)
     labels = label_set(cfg.labels)
@@ -381,7 +381,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
     history, iter_loss, best_acc, start_epoch = [], [], None, 1  # best_acc: None until a validation score exists
     if ckpt is not None:
-        last = out / "last.pt"
+        last = out / LAST
         model.load_state_dict(ckpt["state_dict"])
         with _restoring(last, "optimizer state"):
             opt.load_state_dict(ckpt["optimizer"])
@@ -409,7 +409,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+        atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
         if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
             write_history(history, iter_loss, out)
     net = dist.wrap(model)  # trains; `model` (the same weights) evaluates and is saved
@@ -444,11 +444,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             # best.pt first: the last.pt that claims this epoch's best_acc then always has its best.pt;
             # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
             if improved:
-                with _saving(out / "best.pt", out):
-                    save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / "best.pt")
-            with _saving(out / "last.pt", out):
-                save_checkpoint(ckpt, out / "last.pt")
-            with _saving(out / "history.json", out):
+                with _saving(out / BEST, out):
+                    save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / BEST)
+            with _saving(out / LAST, out):
+                save_checkpoint(ckpt, out / LAST)
+            with _saving(out / HISTORY_JSON, out):
                 write_history(history, iter_loss, out)  # after the checkpoint that holds this epoch
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")

@@ -12,6 +12,7 @@ import numpy as np
 from .draw import annotate
 from .errors import FerkitError, ImageError
 from .files import atomic_path, output_errors
+from .schema import Frame, Track, VideoResult
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -55,7 +56,7 @@ class FaceTracker:
         return ids
 
 
-def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> dict:
+def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> VideoResult:
     """Emotions of every face in every `every`-th frame, with face ids and a per-face summary."""
     import cv2
 
@@ -69,7 +70,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    frames, tracker, writer, i = [], FaceTracker(), None, 0
+    frames: list[Frame] = []
+    tracker, writer, i = FaceTracker(), None, 0
     with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
         stack.callback(cap.release)
         while True:
@@ -104,7 +106,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
             "every": every, "frames": frames, "faces": summarize_tracks(frames)}
 
 
-def summarize_tracks(frames: list[dict]) -> list[dict]:
+def summarize_tracks(frames: list[Frame]) -> list[Track]:
     """Per face id: first/last frame, how often seen, the label counts and the mean probabilities."""
     by_id: dict[int, list] = {}
     for fr in frames:

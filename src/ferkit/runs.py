@@ -1,0 +1,149 @@
+"""The run folder of `ferkit train`: the names of its files and the functions that read them.
+
+    config.json        the resolved TrainConfig (and the model spec)
+    history.json/.csv  one row per epoch (HISTORY_FIELDS)
+    iterations.csv     the training loss of every iteration (paper Figures 3, 7)
+    best.pt, last.pt   checkpoints (see checkpoint.py)
+    metrics-<split>.json  written by `ferkit evaluate`
+
+train.py writes these files, `ferkit evaluate` the metrics; plots, the report and the CLI read
+them here, so a renamed file is renamed for all of them at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FerkitError
+
+CONFIG = "config.json"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+ITERATIONS = "iterations.csv"
+BEST = "best.pt"
+LAST = "last.pt"
+METRICS_GLOB = "metrics-*.json"
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def metrics_file(split: str) -> str:
+    """The name `ferkit evaluate` gives a split's metrics in a run folder."""
+    return f"metrics-{split}.json"
+
+
+@dataclass
+class Run:
+    """What a run folder holds, as data."""
+
+    path: Path
+    name: str
+    config: dict | None  # config.json (with "spec"), or None
+    history: list[dict]  # one dict per epoch (HISTORY_FIELDS)
+    iterations: np.ndarray  # (T,) training loss of every iteration
+    metrics: dict[str, dict] = field(default_factory=dict)  # metrics-<split>.json from `ferkit evaluate`, by split
+
+    @property
+    def checkpoint(self) -> Path:
+        """best.pt, else last.pt (which may not exist either)."""
+        return self.path / BEST if (self.path / BEST).exists() else self.path / LAST
+
+
+def read_run(run_dir: str | Path, name: str | None = None) -> Run:
+    """A Run from a `ferkit train` folder; a clear error when the folder is missing or holds no run."""
+    p = Path(run_dir)
+    if not p.is_dir():
+        raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run")
+    if not any((p / f).exists() for f in (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST)):
+        raise FerkitError(f"{p}: not a run folder (no {CONFIG}, {HISTORY_JSON}, {ITERATIONS} or {BEST}); "
+                          "give the --out folder of a `ferkit train` run")
+    config = _read_json(p / CONFIG) if (p / CONFIG).exists() else None
+    if (p / HISTORY_JSON).exists():
+        history = _read_json(p / HISTORY_JSON)
+    elif (p / HISTORY_CSV).exists():
+        with open(p / HISTORY_CSV, newline="") as f:
+            history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
+    else:
+        history = []
+    iterations = np.zeros(0)
+    if (p / ITERATIONS).exists():
+        try:
+            iterations = np.loadtxt(p / ITERATIONS, delimiter=",", skiprows=1, ndmin=2)[:, 1]
+        except ValueError as e:
+            raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e})") from None
+    metrics = {}
+    for f in sorted(p.glob(METRICS_GLOB)):
+        m = _read_json(f)
+        if isinstance(m, dict) and "confusion_matrix" in m:
+            metrics[m.get("split", f.stem[len("metrics-"):])] = m
+    return Run(p, name or p.name, config, history, iterations, metrics)
+
+
+def read_runs(paths: list[str | Path]) -> list[Run]:
+    """read_run of each folder, named by run_names."""
+    return [read_run(p, n) for p, n in zip(paths, run_names(paths))]
+
+
+def run_names(paths: list[str | Path]) -> list[str]:
+    """Short distinct labels for run folders: the folder name, with its parent's where two clash."""
+    names = [Path(p).resolve().name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return ["/".join(Path(p).resolve().parts[-2:]) for p in paths]
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise FerkitError(f"{path}: unreadable JSON ({e}); rerun the command that wrote it") from None
+
+
+def best_metrics(runs: list[Run]) -> dict[str, dict]:
+    """The metrics to compare across runs, by model: each run's only split under its name, or
+    every split as "<run> <split>" when it has several."""
+    best = {}
+    for r in runs:
+        for split, m in r.metrics.items():
+            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
+    return best
+
+
+def column(history: list[dict], key: str) -> np.ndarray:
+    """One per-epoch column as floats (NaN where missing)."""
+    return np.array([float(r.get(key, np.nan)) if r.get(key) is not None else np.nan for r in history])
+
+
+def summarize_history(history: list[dict]) -> dict | None:
+    """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
+    the last epoch's validation and training accuracy, and time: the median epoch's seconds, that
+    times the epochs (the run's wall-clock on a quiet machine) and the epochs' sum (which also
+    counts whatever slowed some epochs: other work beside it, a paused process)."""
+    if not history:
+        return None
+    val, secs = column(history, "val_acc"), column(history, "seconds")
+    best = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
+    median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
+    return dict(epochs=len(history), best_epoch=int(history[best]["epoch"]), best_val_acc=float(val[best]),
+                last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
+                median_epoch_seconds=median, wall_clock_seconds=median * len(history), total_seconds=float(np.nansum(secs)))
+
+
+def format_summary(runs: list[Run]) -> str:
+    """summarize_history of each run as a text table, one row per run."""
+    w = max([4] + [len(r.name) for r in runs]) + 2
+    lines = [f"{'run':<{w}}{'epochs':>7}{'best val acc (epoch)':>22}{'last val acc':>14}{'last train acc':>16}"
+             f"{'median epoch':>14}{'epochs x median':>17}{'sum':>10}"]
+    for r in runs:
+        s = summarize_history(r.history)
+        if s is None:
+            lines.append(f"{r.name:<{w}}{'no history':>7}")
+            continue
+        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3}){s['last_val_acc']:>14.4f}"
+                     f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
+                     f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
+    return "\n".join(lines)

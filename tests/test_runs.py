@@ -1,0 +1,57 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferkit import runs
+from ferkit.errors import FerkitError
+
+
+def test_read_run(tiny_run):
+    run = runs.read_run(tiny_run)
+    assert run.name == "run" and len(run.history) == 3 and run.config["spec"]["convs"]
+    assert len(run.iterations) > 3 and np.isfinite(run.iterations).all()
+    assert list(runs.column(run.history, "epoch")) == [1, 2, 3]
+
+
+def test_read_run_errors(tmp_path):
+    with pytest.raises(FerkitError, match="no such run folder"):
+        runs.read_run(tmp_path / "missing")
+    with pytest.raises(FerkitError, match="not a run folder"):
+        runs.read_run(tmp_path)
+
+
+def test_summarize_history():
+    rows = [dict(epoch=1, train_acc=0.3, val_acc=0.40, seconds=100.0), dict(epoch=2, train_acc=0.5, val_acc=0.55, seconds=500.0),
+            dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]
+    s = runs.summarize_history(rows)
+    assert (s["epochs"], s["best_epoch"], s["best_val_acc"], s["last_val_acc"], s["last_train_acc"]) == (3, 2, 0.55, 0.50, 0.7)
+    assert s["median_epoch_seconds"] == 110.0 and s["wall_clock_seconds"] == 330.0 and s["total_seconds"] == 710.0  # the slow epoch moves the sum, not the median
+    assert runs.summarize_history([]) is None
+    no_val = runs.summarize_history([{**r, "val_acc": float("nan")} for r in rows])
+    assert no_val["best_epoch"] == 3  # without validation the last epoch is the best, as in training
+    text = runs.format_summary([runs.Run(Path("a"), "a", None, rows, np.zeros(0)), runs.Run(Path("b"), "b", None, [], np.zeros(0))])
+    assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
+
+
+def test_train_writes_the_layout_that_runs_reads(tiny_run):
+    """train.py names its files by runs.py: every file of the layout is there after a run."""
+    for name in (runs.CONFIG, runs.HISTORY_JSON, runs.HISTORY_CSV, runs.ITERATIONS, runs.BEST, runs.LAST):
+        assert (tiny_run / name).is_file(), name
+    assert (tiny_run / runs.HISTORY_CSV).read_text().splitlines()[0].split(",") == list(runs.HISTORY_FIELDS)
+    run = runs.read_run(tiny_run)
+    assert run.checkpoint == tiny_run / runs.BEST and run.history == json.loads((tiny_run / runs.HISTORY_JSON).read_text())
+
+
+def test_checkpoint_falls_back_to_last_and_metrics_by_split(tmp_path):
+    (tmp_path / runs.CONFIG).write_text("{}")
+    (tmp_path / runs.LAST).write_bytes(b"")
+    m = {"confusion_matrix": [[1]], "split": "val"}
+    (tmp_path / runs.metrics_file("val")).write_text(json.dumps(m))
+    (tmp_path / runs.metrics_file("test")).write_text(json.dumps({**m, "split": "test"}))
+    run = runs.read_run(tmp_path)
+    assert run.checkpoint == tmp_path / runs.LAST and set(run.metrics) == {"val", "test"}
+    assert list(runs.best_metrics([run])) == [f"{tmp_path.name} test", f"{tmp_path.name} val"]
+    (tmp_path / runs.metrics_file("test")).unlink()
+    assert list(runs.best_metrics([runs.read_run(tmp_path)])) == [tmp_path.name]

@@ -166,7 +166,7 @@ TRAIN_FLAG_VALUES = {
     "labels": (["--labels", "ferplus"], "ferplus"),
     "labels_file": (["--labels-file", "votes.csv"], "votes.csv"),
     "label_mode": (["--label-mode", "multi_target"], "multi_target"),
-    "teacher": (["--teacher", "teacher.pt"], "teacher.pt"),
+    "teacher": (["--teacher", "a.pt,b.pt", "--teacher", "c.pt"], ["a.pt", "b.pt", "c.pt"]),
     "distill": (["--distill", "0.8"], 0.8),
     "distill_temp": (["--distill-temp", "4"], 4.0),
 }

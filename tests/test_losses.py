@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ferkit.config import TrainConfig
-from ferkit.train import distill_loss, task_loss, with_teacher
+from ferkit.train import distill_loss, task_loss, teacher_probs, with_teacher
 
 P = [[0.125, 0.25, 0.625],  # the softmax of LOGITS, row by row
      [0.5, 0.3, 0.2]]
@@ -118,3 +118,34 @@ def test_distillation_is_mixed_with_the_label_loss_by_its_weight():
     cfg = TrainConfig(distill=w, distill_temp=temp)
     expected = (1 - w) * 1.7 + w * kl_by_hand(Q, P) * temp**2
     assert with_teacher(label_loss, student, teacher, cfg).item() == pytest.approx(expected, rel=1e-5)
+
+
+# Two teachers: their logits are temp * log of chosen probabilities, so each one's softened
+# probabilities are those numbers, and the ensemble's are their average, written out.
+Q2 = [[0.1, 0.3, 0.6],
+      [0.5, 0.3, 0.2]]
+AVERAGE = [[0.4, 0.25, 0.35],  # (Q + Q2) / 2, by hand
+           [0.3, 0.2, 0.5]]
+
+
+@pytest.mark.parametrize("temp", [1.0, 3.0])
+def test_two_teachers_distil_towards_the_average_of_their_softened_probabilities(temp):
+    student = temp * torch.log(torch.tensor(P))
+    teachers = [temp * torch.log(torch.tensor(Q)), temp * torch.log(torch.tensor(Q2))]
+    torch.testing.assert_close(teacher_probs(teachers, temp), torch.tensor(AVERAGE))
+    expected = kl_by_hand(AVERAGE, P) * temp**2
+    assert distill_loss(student, teachers, temp).item() == pytest.approx(expected, rel=1e-5)
+    # not the softmax of the averaged logits (a geometric mean of the probabilities)
+    mean_logits = (teachers[0] + teachers[1]) / 2
+    assert distill_loss(student, mean_logits, temp).item() != pytest.approx(expected, rel=1e-2)
+
+
+def test_the_second_teacher_changes_the_loss():
+    temp = 2.0
+    student, first = temp * torch.log(torch.tensor(P)), temp * torch.log(torch.tensor(Q))
+    second = temp * torch.log(torch.tensor(Q2))
+    cfg = TrainConfig(distill=0.5, distill_temp=temp)
+    one, two = with_teacher(torch.tensor(1.0), student, [first], cfg), with_teacher(torch.tensor(1.0), student, [first, second], cfg)
+    assert one.item() == pytest.approx(0.5 + 0.5 * kl_by_hand(Q, P) * temp**2, rel=1e-5)
+    assert two.item() == pytest.approx(0.5 + 0.5 * kl_by_hand(AVERAGE, P) * temp**2, rel=1e-5)
+    assert abs(two.item() - one.item()) > 0.1

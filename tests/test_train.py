@@ -303,8 +303,26 @@ def test_absolute_paths_keep_a_preset_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "shallow").mkdir()
     (tmp_path / "faces.csv").write_text("emotion,pixels,Usage\n")
-    cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher="missing.pt"))
-    assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv") and cfg.teacher == "missing.pt"
+    (tmp_path / "t.pt").write_bytes(b"")
+    cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher=["t.pt", "missing.pt"]))
+    assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv")
+    assert cfg.teacher == [str(tmp_path / "t.pt"), "missing.pt"]
+
+
+def test_a_config_with_one_teacher_or_none_still_loads(tmp_path):
+    """Configs (and the config.json of runs to resume) written when --teacher took one checkpoint."""
+    from ferkit.config import TrainConfig
+    from ferkit.errors import ConfigError
+
+    assert TrainConfig.from_dict({"teacher": "a.pt"}).teacher == ["a.pt"]
+    assert TrainConfig.from_dict({"teacher": None}).teacher == [] and TrainConfig().teacher == []
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "shallow", "epochs": 2, "lr": 0.1, "l2": 0.0, "teacher": "old.pt"}))
+    (run / "last.pt").write_bytes(b"")
+    assert train.resume_config(run).teacher == ["old.pt"]
+    with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint paths; got \['a.pt', 3\]"):
+        TrainConfig(teacher=["a.pt", 3])
 
 
 def _drop_a_param_group(ck):

@@ -233,12 +233,18 @@ class TrainConfig:
     labels: str = DEFAULT  # label set (labels.LABEL_SETS): fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
     labels_file: str | None = None  # FER+ votes; None = fer2013new.csv beside the data file
     label_mode: str = "crossentropy"  # FER+ training targets: majority | probability | crossentropy | multi_target
-    teacher: str | None = None  # checkpoint whose predictions the model also learns from (distillation)
+    # checkpoints whose averaged predictions the model also learns from (distillation); [] = none.
+    # A single path (or null), as configs written before ensembles of teachers have it, means [path] (or []).
+    teacher: list[str] = field(default_factory=list)
     distill: float = 0.5  # with a teacher: weight of the distillation loss (1 - it: the labels' loss)
     distill_temp: float = 2.0  # with a teacher: softmax temperature of the distillation loss
 
     def __post_init__(self):
+        if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
+            self.teacher = [self.teacher] if self.teacher else []
         p = _check_fields(self, "--")
+        if not p and not all(isinstance(t, str) and t for t in self.teacher):
+            p.append(problem("--teacher", "a list of checkpoint paths", self.teacher))
         if p:
             _raise(p, "training config")
         if self.batch_size < 1:

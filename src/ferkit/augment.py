@@ -1,13 +1,18 @@
-"""Training-time augmentation on batches of tensors (no torchvision): flip, shift, rotate, erase.
+"""Training-time augmentation on batches of tensors (no torchvision): flip, shift, rotate, erase,
+and mixing faces in pairs (mixup, CutMix).
 
 All functions take x (B, C, H, W) already mean-subtracted (0 = the mean face) and a
 torch.Generator, and return a new batch. Add a new augmentation here and call it in `augment`.
+Every random draw comes from that generator (numpy's, where torch has no sampler, seeded from it),
+so a run resumed from its checkpoint draws what the uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -59,3 +64,56 @@ def erase(x: torch.Tensor, generator: torch.Generator, p: float = 0.0, area=(0.0
 def augment(x: torch.Tensor, generator: torch.Generator, crop_pad: int = 0, rotate: float = 0.0, erase_p: float = 0.0) -> torch.Tensor:
     """Every augmentation after the flip, in order: shift/rotate, then erasing."""
     return erase(shift_rotate(x, generator, crop_pad, rotate), generator, erase_p)
+
+
+def numpy_rng(generator: torch.Generator) -> np.random.Generator:
+    """A numpy generator seeded from the torch one (for Beta draws and OpenCV's parameters)."""
+    return np.random.default_rng(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+@dataclass
+class Mix:
+    """How a batch is mixed in pairs: face i with face perm[i], blended (mixup) or with the partner's box pasted in (CutMix)."""
+
+    lam: float  # each face's own share: its weight (mixup) or the area outside the box (CutMix)
+    perm: torch.Tensor  # (B,) int64: the partner of each face
+    box: tuple[int, int, int, int] | None = None  # CutMix: (top, bottom, left, right) taken from the partner; None = mixup
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        if self.box is None:
+            return self.lam * x + (1 - self.lam) * x[self.perm]
+        top, bottom, left, right = self.box
+        out = x.clone()
+        out[..., top:bottom, left:right] = x[self.perm][..., top:bottom, left:right]
+        return out
+
+    def features(self, f: torch.Tensor) -> torch.Tensor:
+        """Per-face features (HOG) blended by the same shares: exact for mixup, an approximation for CutMix."""
+        return self.lam * f + (1 - self.lam) * f[self.perm]
+
+
+def cutmix_box(lam: float, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """CutMix's box: sides sqrt(1 - lam) of the face's, centred anywhere, clipped at the edges (so its
+    area can come out smaller: Mix.lam is then recomputed from the box)."""
+    cut = math.sqrt(1 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    return max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+
+
+def draw_mix(batch: int, size: tuple[int, int], generator: torch.Generator, mixup: float = 0.0, cutmix: float = 0.0,
+             mixup_prob: float = 0.5) -> Mix | None:
+    """This batch's Mix (None with both off): mixup or CutMix (with both on, mixup with probability
+    mixup_prob), lam ~ Beta(alpha, alpha) of the one picked, partners a random permutation."""
+    if not mixup and not cutmix:
+        return None
+    rng = numpy_rng(generator)
+    use_cutmix = bool(cutmix) and (not mixup or rng.random() >= mixup_prob)
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(batch, generator=generator)
+    if not use_cutmix:
+        return Mix(lam, perm)
+    h, w = size
+    box = cutmix_box(lam, h, w, rng)
+    return Mix(1 - (box[1] - box[0]) * (box[3] - box[2]) / (h * w), perm, box)

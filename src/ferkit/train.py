@@ -141,6 +141,19 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | Non
     return -(torch.softmax(logits, 1) * targets).amax(1).clamp_min(1e-7).log().mean()
 
 
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, mix: aug.Mix | None, cfg: TrainConfig,
+               gen: torch.Generator) -> torch.Tensor:
+    """task_loss of a batch whose faces were mixed in pairs (mixup, CutMix): each face's loss on its own
+    targets and on its partner's, weighted by their shares. For cross-entropy (hard labels, FER+ votes)
+    that is the cross-entropy on the mixed targets lam t + (1 - lam) t[perm], smoothing included;
+    probability draws from each face's votes; multi_target's sets of accepted emotions do not blend, their losses do."""
+    if mix is None:
+        return task_loss(logits, y, targets, cfg, gen)
+    perm = mix.perm.to(y.device)
+    partner = task_loss(logits, y[perm], targets[perm] if targets is not None else None, cfg, gen)
+    return mix.lam * task_loss(logits, y, targets, cfg, gen) + (1 - mix.lam) * partner
+
+
 class Teacher:
     """A trained model whose softened probabilities the student learns from (knowledge distillation)."""
 
@@ -224,12 +237,16 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             if hog is not None:
                 hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
         x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
+        mix = aug.draw_mix(len(idx), x.shape[-2:], gen, cfg.mixup, cfg.cutmix, cfg.mixup_prob)
+        if mix is not None:  # the teachers see the mixed faces too
+            x = mix.images(x)
+            hog = mix.features(hog) if hog is not None else None
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         hog = hog.to(device) if hog is not None else None
         targets = targets.to(device) if targets is not None else None
         with autocast(device, cfg.precision):
             logits = model(x, hog).float()
-        loss = task_loss(logits, y, targets, cfg, gen)
+        loss = mixed_loss(logits, y, targets, mix, cfg, gen)
         if teachers:
             loss = with_teacher(loss, logits, [t.logits(x) for t in teachers], cfg)
         opt.zero_grad(set_to_none=True)
@@ -242,7 +259,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         losses.append(lv)
         total_loss += lv * len(idx)
         seen += len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
+        correct += (logits.argmax(1) == y).sum().item()  # mixed faces: against each one's own label
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{lv:.3f}")

@@ -157,6 +157,7 @@ TRAIN_FLAG_VALUES = {
     "crop_pad": (["--crop-pad", "3"], 3),
     "rotate": (["--rotate", "7.5"], 7.5),
     "erase": (["--erase", "0.4"], 0.4),
+    "photo_aug": (["--photo-aug", "0.3"], 0.3),
     "mixup": (["--mixup", "0.2"], 0.2),
     "cutmix": (["--cutmix", "1"], 1.0),
     "mixup_prob": (["--mixup-prob", "0.3"], 0.3),

@@ -132,13 +132,14 @@ def _kill_after_checkpoint(monkeypatch, epoch: int, name: str = "last.pt"):
 
 def test_resume_is_exact(tmp_path, monkeypatch):
     """2 epochs straight == killed after epoch 1 and resumed: same weights, losses and history,
-    with dropout (global RNG) and every augmentation (data generator) on."""
+    with dropout (global RNG) and every augmentation (data generator) on, photo degradations and
+    mixup/CutMix (drawn through numpy, seeded from the data generator) included."""
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     spec = tiny_spec()
     spec.convs[0].dropout, spec.fcs[0].dropout = 0.3, 0.5
     (tmp_path / "drop.json").write_text(json.dumps(spec.to_dict()))
     cfg = resolve_config(str(tmp_path / "drop.json"), data=str(csv), epochs=2, batch_size=16, crop_pad=2, rotate=10,
-                         erase=0.5, schedule="cosine", seed=3)
+                         erase=0.5, photo_aug=0.5, mixup=0.2, cutmix=1.0, schedule="cosine", seed=3)
     straight = fit(cfg, tmp_path / "a", progress=False)
     _kill_after_checkpoint(monkeypatch, 1)
     with pytest.raises(_Killed):

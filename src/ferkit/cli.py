@@ -96,6 +96,8 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--crop-pad", int, "random shift of up to N pixels (random crop of the padded face)"),
     ("--rotate", float, "random rotation up to +-degrees"),
     ("--erase", float, "random erasing probability"),
+    ("--photo-aug", float, "probability a face is degraded as photos are: JPEG (quality 30-90), blur, downscale-upscale, "
+                           "brightness/contrast/gamma; 0 = off"),
     ("--mixup", float, "mixup: blend faces (and their targets) in pairs by weights ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 0.2)"),
     ("--cutmix", float, "CutMix: paste a box of another face, targets mixed by area ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 1.0)"),
     ("--mixup-prob", float, "with --mixup and --cutmix: probability a batch uses mixup, else CutMix (default 0.5)"),

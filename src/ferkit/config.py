@@ -224,6 +224,7 @@ class TrainConfig:
     crop_pad: int = 0  # random crop after zero-padding by this many pixels; 0 = off
     rotate: float = 0.0  # random rotation up to +-degrees; 0 = off
     erase: float = 0.0  # probability of random erasing of a patch; 0 = off
+    photo_aug: float = 0.0  # probability that a face is degraded as photos are (JPEG, blur, low resolution, exposure); 0 = off
     mixup: float = 0.0  # mixup (Zhang et al. 2018): faces blended in pairs, weights ~ Beta(a, a) with a this; 0 = off
     cutmix: float = 0.0  # CutMix (Yun et al. 2019): a box of another face pasted in, its area ~ Beta(a, a); 0 = off
     mixup_prob: float = 0.5  # with mixup and CutMix both on: the probability that a batch is mixed up (else CutMixed)
@@ -275,6 +276,8 @@ class TrainConfig:
             p.append(problem("--distill", "in [0, 1]", self.distill))
         if not self.distill_temp > 0:
             p.append(problem("--distill-temp", "> 0", self.distill_temp))
+        if not 0 <= self.photo_aug <= 1:
+            p.append(problem("--photo-aug", "in [0, 1]", self.photo_aug))
         if not 0 <= self.mixup_prob <= 1:
             p.append(problem("--mixup-prob", "in [0, 1]", self.mixup_prob))
         for name in ("rotate", "train_subset", "threads", "mixup", "cutmix"):

@@ -86,6 +86,9 @@ class Batches:
     hog: torch.Tensor | None = None  # (N, D) float32
     hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
     targets: torch.Tensor | None = None  # (N, C) FER+ training targets: vote distribution or multi-target mask
+    # (48, 48) float32 mean image x is centred on, for the photo augmentations' pixels; numpy, not a
+    # tensor, so that a DDP shard (distributed.epoch indexes every tensor by face) keeps it whole
+    mean: np.ndarray | None = None
 
     def __len__(self):
         return len(self.y)
@@ -101,7 +104,7 @@ def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec:
         if flips:
             hog_flip = torch.from_numpy(hog_features(np.ascontiguousarray(images[:, :, ::-1]), spec.hog))
     t = torch.from_numpy(targets) if targets is not None else None
-    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t)
+    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t, np.asarray(mean, np.float32))
 
 
 def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.ndarray | None, labels: LabelSet,
@@ -236,7 +239,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             x = aug.flip(x, m)
             if hog is not None:
                 hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
-        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
+        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase, cfg.photo_aug, data.mean)  # (HOG: of the face as it was)
         mix = aug.draw_mix(len(idx), x.shape[-2:], gen, cfg.mixup, cfg.cutmix, cfg.mixup_prob)
         if mix is not None:  # the teachers see the mixed faces too
             x = mix.images(x)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from ferkit.augment import Mix
 from ferkit.config import TrainConfig
-from ferkit.train import distill_loss, task_loss, with_teacher
+from ferkit.train import distill_loss, mixed_loss, task_loss, teacher_probs, with_teacher
 
 P = [[0.125, 0.25, 0.625],  # the softmax of LOGITS, row by row
      [0.5, 0.3, 0.2]]
@@ -118,3 +119,69 @@ def test_distillation_is_mixed_with_the_label_loss_by_its_weight():
     cfg = TrainConfig(distill=w, distill_temp=temp)
     expected = (1 - w) * 1.7 + w * kl_by_hand(Q, P) * temp**2
     assert with_teacher(label_loss, student, teacher, cfg).item() == pytest.approx(expected, rel=1e-5)
+
+
+# Two teachers: their logits are temp * log of chosen probabilities, so each one's softened
+# probabilities are those numbers, and the ensemble's are their average, written out.
+Q2 = [[0.1, 0.3, 0.6],
+      [0.5, 0.3, 0.2]]
+AVERAGE = [[0.4, 0.25, 0.35],  # (Q + Q2) / 2, by hand
+           [0.3, 0.2, 0.5]]
+
+
+@pytest.mark.parametrize("temp", [1.0, 3.0])
+def test_two_teachers_distil_towards_the_average_of_their_softened_probabilities(temp):
+    student = temp * torch.log(torch.tensor(P))
+    teachers = [temp * torch.log(torch.tensor(Q)), temp * torch.log(torch.tensor(Q2))]
+    torch.testing.assert_close(teacher_probs(teachers, temp), torch.tensor(AVERAGE))
+    expected = kl_by_hand(AVERAGE, P) * temp**2
+    assert distill_loss(student, teachers, temp).item() == pytest.approx(expected, rel=1e-5)
+    # not the softmax of the averaged logits (a geometric mean of the probabilities)
+    mean_logits = (teachers[0] + teachers[1]) / 2
+    assert distill_loss(student, mean_logits, temp).item() != pytest.approx(expected, rel=1e-2)
+
+
+def test_the_second_teacher_changes_the_loss():
+    temp = 2.0
+    student, first = temp * torch.log(torch.tensor(P)), temp * torch.log(torch.tensor(Q))
+    second = temp * torch.log(torch.tensor(Q2))
+    cfg = TrainConfig(distill=0.5, distill_temp=temp)
+    one, two = with_teacher(torch.tensor(1.0), student, [first], cfg), with_teacher(torch.tensor(1.0), student, [first, second], cfg)
+    assert one.item() == pytest.approx(0.5 + 0.5 * kl_by_hand(Q, P) * temp**2, rel=1e-5)
+    assert two.item() == pytest.approx(0.5 + 0.5 * kl_by_hand(AVERAGE, P) * temp**2, rel=1e-5)
+    assert abs(two.item() - one.item()) > 0.1
+
+
+# Mixed faces (mixup, CutMix): face 0 is 70% itself and 30% face 1, face 1 the other way round.
+SWAP = Mix(0.7, torch.tensor([1, 0]))
+
+
+def mixed(mode: str, y, targets=None, smoothing: float = 0.0) -> float:
+    cfg = TrainConfig(label_mode=mode, label_smoothing=smoothing)
+    t = torch.tensor(targets, dtype=torch.float32) if targets is not None else None
+    return mixed_loss(LOGITS, torch.tensor(y), t, SWAP, cfg, torch.Generator().manual_seed(0)).item()
+
+
+def test_mixed_hard_labels_are_cross_entropy_on_the_mixed_one_hot_targets():
+    # face 0: 0.7 on class 2 + 0.3 on class 0; face 1: 0.7 on class 0 + 0.3 on class 2
+    row0 = -(0.7 * math.log(0.625) + 0.3 * math.log(0.125))
+    row1 = -(0.7 * math.log(0.5) + 0.3 * math.log(0.2))
+    assert mixed("majority", [2, 0]) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    eps = 0.3  # smoothing applies to the mixed targets
+    q = (1 - eps) * np.array([[0.3, 0, 0.7], [0.7, 0, 0.3]]) + eps / C
+    assert mixed("majority", [2, 0], smoothing=eps) == pytest.approx(-(q * np.log(P)).sum(1).mean(), rel=1e-6)
+
+
+def test_mixed_ferplus_votes_are_cross_entropy_on_the_mixed_votes():
+    votes = [[0, 0.4, 0.6], [0.5, 0.5, 0]]
+    q = [[0.15, 0.43, 0.42],  # 0.7 votes[0] + 0.3 votes[1], by hand
+         [0.35, 0.47, 0.18]]  # 0.7 votes[1] + 0.3 votes[0]
+    expected = -sum(qi * math.log(pi) for qr, pr in zip(q, P) for qi, pi in zip(qr, pr)) / 2
+    assert mixed("crossentropy", [2, 0], votes) == pytest.approx(expected, rel=1e-6)
+
+
+def test_mixed_multi_target_weighs_the_two_faces_likeliest_accepted_emotions():
+    accepted = [[1, 1, 0], [0, 1, 1]]  # face 0's best: 0.25 of its own set, 0.625 of face 1's; face 1's: 0.3 and 0.5
+    row0 = 0.7 * -math.log(0.25) + 0.3 * -math.log(0.625)
+    row1 = 0.7 * -math.log(0.3) + 0.3 * -math.log(0.5)
+    assert mixed("multi_target", [0, 1], accepted) == pytest.approx((row0 + row1) / 2, rel=1e-6)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from ferkit.checkpoint import load_checkpoint, read_checkpoint
 from ferkit.config import TrainConfig
 from ferkit.data import mean_image
 from ferkit.errors import ConfigError
+from ferkit.labels import FER2013
 from ferkit.model import create_model
 from ferkit.preprocess import autocast, resolve_precision
 from ferkit.train import _optimizer, _scheduler, fit, make_batches, resolve_config, train_one_epoch
@@ -87,13 +89,20 @@ def test_distillation_learns_from_a_teacher(files, caplog):
     history = fit(cfg, root / "student", progress=False)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     saved = read_checkpoint(root / "student" / "last.pt")["config"]
-    assert saved["teacher"] == str((teacher / "best.pt").resolve()) and saved["distill"] == 0.7
+    assert saved["teacher"] == [str((teacher / "best.pt").resolve())] and saved["distill"] == 0.7
     # The same run without the teacher starts from the same weights on the same first batch, so its
     # first loss is the label loss L; the student's is 0.3 L + 0.7 D, D > 0 the teacher's term.
     fit(resolve_config(base={**cfg.to_dict(), "teacher": None}, epochs=1), root / "no-teacher", progress=False)
     label_loss, student_loss = first_loss(root / "no-teacher"), first_loss(root / "student")
     assert abs(student_loss - label_loss) > 1e-3, "the teacher changed nothing"
     assert (student_loss - 0.3 * label_loss) / 0.7 > 1e-3, "no distillation term beside the weighted label loss"
+    # a second teacher (another seed, fewer epochs) is averaged in: the same first batch, another loss
+    fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28, lr=3e-3, precision="fp32", seed=5), root / "teacher2",
+        progress=False)
+    both = [str(teacher / "best.pt"), str(root / "teacher2" / "best.pt")]
+    fit(resolve_config(base={**cfg.to_dict(), "teacher": both}, epochs=1), root / "two-teachers", progress=False)
+    assert abs(first_loss(root / "two-teachers") - student_loss) > 1e-3, "the second teacher changed nothing"
+    assert read_checkpoint(root / "two-teachers" / "last.pt")["config"]["teacher"] == [str(Path(t).resolve()) for t in both]
 
 
 class FixedTeacher:
@@ -115,7 +124,7 @@ def _train(teacher, cfg, epochs=1):
     opt = _optimizer(model, cfg)
     sched, gen, losses = _scheduler(opt, cfg, epochs), torch.Generator().manual_seed(0), []
     for _ in range(epochs):
-        losses += train_one_epoch(model, data, opt, sched, cfg, gen, CPU, teacher=teacher)[2]
+        losses += train_one_epoch(model, data, opt, sched, cfg, gen, CPU, teachers=[teacher] if teacher else [])[2]
     return model, data, losses
 
 
@@ -166,3 +175,29 @@ def test_a_teacher_with_other_emotions_is_refused(files, tmp_path):
         from ferkit.labels import FERPLUS
 
         Teacher(str(root / "t7" / "best.pt"), np.zeros((48, 48), np.float32), FERPLUS, CPU, "fp32")
+
+
+def test_a_second_teacher_with_other_emotions_is_refused_by_name(files, tmp_path):
+    from ferkit.errors import FerkitError
+    from ferkit.predict import BUNDLED
+
+    root, csv, spec = files
+    fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "t7b", progress=False)
+    ferplus = BUNDLED["ferplus-fast"]  # 8 emotions; the student trains on FER2013's 7
+    cfg = resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28, teacher=[str(root / "t7b" / "best.pt"), str(ferplus)])
+    with pytest.raises(FerkitError, match=f"--teacher {ferplus} predicts angry, .*contempt; the student needs angry, .*neutral$"):
+        fit(cfg, tmp_path / "student", progress=False)
+
+
+def test_a_teacher_runs_in_eval_mode_without_gradients(files):
+    from ferkit.train import Teacher
+
+    root, csv, spec = files
+    fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "t-eval", progress=False)
+    teacher = Teacher(str(root / "t-eval" / "best.pt"), np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
+    x = torch.randn(6, 1, 48, 48)
+    expected = teacher.logits(x)
+    teacher.clf.model.train()  # as if something had switched it: batch norm would use this batch's statistics
+    z = teacher.logits(x)
+    assert not teacher.clf.model.training and not z.requires_grad
+    torch.testing.assert_close(z, expected)

@@ -132,13 +132,14 @@ def _kill_after_checkpoint(monkeypatch, epoch: int, name: str = "last.pt"):
 
 def test_resume_is_exact(tmp_path, monkeypatch):
     """2 epochs straight == killed after epoch 1 and resumed: same weights, losses and history,
-    with dropout (global RNG) and every augmentation (data generator) on."""
+    with dropout (global RNG) and every augmentation (data generator) on, photo degradations and
+    mixup/CutMix (drawn through numpy, seeded from the data generator) included."""
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     spec = tiny_spec()
     spec.convs[0].dropout, spec.fcs[0].dropout = 0.3, 0.5
     (tmp_path / "drop.json").write_text(json.dumps(spec.to_dict()))
     cfg = resolve_config(str(tmp_path / "drop.json"), data=str(csv), epochs=2, batch_size=16, crop_pad=2, rotate=10,
-                         erase=0.5, schedule="cosine", seed=3)
+                         erase=0.5, photo_aug=0.5, mixup=0.2, cutmix=1.0, schedule="cosine", seed=3)
     straight = fit(cfg, tmp_path / "a", progress=False)
     _kill_after_checkpoint(monkeypatch, 1)
     with pytest.raises(_Killed):
@@ -303,8 +304,26 @@ def test_absolute_paths_keep_a_preset_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "shallow").mkdir()
     (tmp_path / "faces.csv").write_text("emotion,pixels,Usage\n")
-    cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher="missing.pt"))
-    assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv") and cfg.teacher == "missing.pt"
+    (tmp_path / "t.pt").write_bytes(b"")
+    cfg = train.absolute_paths(TrainConfig(model="shallow", data="faces.csv", teacher=["t.pt", "missing.pt"]))
+    assert cfg.model == "shallow" and cfg.data == str(tmp_path / "faces.csv")
+    assert cfg.teacher == [str(tmp_path / "t.pt"), "missing.pt"]
+
+
+def test_a_config_with_one_teacher_or_none_still_loads(tmp_path):
+    """Configs (and the config.json of runs to resume) written when --teacher took one checkpoint."""
+    from ferkit.config import TrainConfig
+    from ferkit.errors import ConfigError
+
+    assert TrainConfig.from_dict({"teacher": "a.pt"}).teacher == ["a.pt"]
+    assert TrainConfig.from_dict({"teacher": None}).teacher == [] and TrainConfig().teacher == []
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "shallow", "epochs": 2, "lr": 0.1, "l2": 0.0, "teacher": "old.pt"}))
+    (run / "last.pt").write_bytes(b"")
+    assert train.resume_config(run).teacher == ["old.pt"]
+    with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint paths; got \['a.pt', 3\]"):
+        TrainConfig(teacher=["a.pt", 3])
 
 
 def _drop_a_param_group(ck):
@@ -349,3 +368,83 @@ def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, caps
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
     assert capsys.readouterr().err == (f"error: --epochs 2: the run in {tmp_path / 'run'} has already trained 3 epochs; "
                                        "give --epochs 3 or more, or leave it out\n")
+
+
+def test_mixup_and_cutmix_images_by_hand():
+    x = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), -1.0)])  # two flat faces
+    swap = torch.tensor([1, 0])
+    up = augment.Mix(0.7, swap).images(x)
+    torch.testing.assert_close(up, torch.stack([torch.full((1, 4, 4), 0.4), torch.full((1, 4, 4), -0.4)]))
+    cut = augment.Mix(1 - 6 / 16, swap, box=(1, 3, 0, 3)).images(x)  # rows 1-2, columns 0-2 from the partner
+    expected = x.clone()
+    expected[0, 0, 1:3, 0:3], expected[1, 0, 1:3, 0:3] = -1.0, 1.0
+    assert torch.equal(cut, expected)
+    hog = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    torch.testing.assert_close(augment.Mix(0.7, swap).features(hog), torch.tensor([[0.7, 0.3], [0.3, 0.7]]))
+
+
+def test_draw_mix_is_seeded_and_cutmix_shares_are_the_box_area():
+    def draw(seed, **kw):
+        return augment.draw_mix(16, (48, 48), torch.Generator().manual_seed(seed), **kw)
+
+    assert draw(0) is None
+    a, b = draw(3, cutmix=1.0), draw(3, cutmix=1.0)
+    assert a.box == b.box and a.lam == b.lam and torch.equal(a.perm, b.perm) and draw(4, cutmix=1.0).box != a.box
+    for seed in range(20):
+        m = draw(seed, cutmix=1.0)
+        top, bottom, left, right = m.box
+        assert m.lam == pytest.approx(1 - (bottom - top) * (right - left) / 48**2) and 0 <= top <= bottom <= 48
+        assert draw(seed, mixup=0.4).box is None and 0 < draw(seed, mixup=0.4).lam < 1
+    picks = [draw(s, mixup=0.4, cutmix=1.0, mixup_prob=0.25).box is None for s in range(200)]
+    assert 30 < sum(picks) < 70  # mixup a quarter of the time
+    assert all(draw(s, mixup=0.4, cutmix=1.0, mixup_prob=1.0).box is None for s in range(20))
+
+
+def test_mix_options_are_validated_together():
+    from ferkit.config import TrainConfig
+    from ferkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(mixup=-0.2, cutmix=-1, mixup_prob=1.5)
+    assert all(m in str(e.value) for m in ("--mixup must be >= 0; got -0.2", "--cutmix must be >= 0; got -1.0",
+                                           "--mixup-prob must be in [0, 1]; got 1.5"))
+
+
+class _RecordingTeacher:
+    """A teacher that remembers the faces it was shown."""
+
+    def __init__(self):
+        self.seen = []
+
+    def logits(self, x):
+        self.seen.append(x.clone())
+        return torch.zeros(len(x), 7)
+
+
+@pytest.mark.parametrize("mode", ["majority", "probability", "crossentropy", "multi_target"])
+@pytest.mark.parametrize("mixing", [{"mixup": 0.4}, {"cutmix": 1.0}, {"mixup": 0.4, "cutmix": 1.0}])
+def test_a_training_step_runs_with_mixing_in_every_label_mode(mode, mixing):
+    import numpy as np
+
+    from conftest import synthetic_faces
+    from ferkit.config import TrainConfig
+    from ferkit.data import mean_image
+    from ferkit.model import create_model
+
+    faces, labels = synthetic_faces(14)
+    votes = np.random.default_rng(0).dirichlet(np.ones(7), 14).astype("float32")
+    targets = {"majority": None, "multi_target": (votes > 0.15).astype("float32")}.get(mode, votes)
+    spec = tiny_spec(hog=mode == "crossentropy")  # the HOG features are mixed along
+    data = make_batches(faces, labels, mean_image(faces), spec, flips=True, targets=targets)
+    cfg = TrainConfig(batch_size=14, lr=1e-3, l2=0.0, label_mode=mode, precision="fp32", **mixing)
+    model = create_model(spec)
+    opt = train._optimizer(model, cfg)
+    teacher, student_saw = _RecordingTeacher(), []
+    model.register_forward_pre_hook(lambda m, args: student_saw.append(args[0].clone()))
+    _, _, losses = train.train_one_epoch(model, data, opt, train._scheduler(opt, cfg, 1), cfg, torch.Generator().manual_seed(1),
+                                         torch.device("cpu"), teachers=[teacher])
+    assert len(losses) == 1 and losses[0] == losses[0] and losses[0] > 0
+    shown = teacher.seen[0]  # the student's faces, mixed: (a face paired with itself stays as it was)
+    assert torch.equal(shown, student_saw[0])
+    as_they_were = torch.cat([data.x, data.x.flip(-1)])
+    assert sum(any(torch.equal(s, d) for d in as_they_were) for s in shown) < len(shown) // 2

@@ -97,6 +97,11 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--crop-pad", int, "random shift of up to N pixels (random crop of the padded face)"),
     ("--rotate", float, "random rotation up to +-degrees"),
     ("--erase", float, "random erasing probability"),
+    ("--photo-aug", float, "probability a face is degraded as photos are: JPEG (quality 30-90), blur, downscale-upscale, "
+                           "brightness/contrast/gamma; 0 = off"),
+    ("--mixup", float, "mixup: blend faces (and their targets) in pairs by weights ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 0.2)"),
+    ("--cutmix", float, "CutMix: paste a box of another face, targets mixed by area ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 1.0)"),
+    ("--mixup-prob", float, "with --mixup and --cutmix: probability a batch uses mixup, else CutMix (default 0.5)"),
     ("--seed", int, "random seed"),
     ("--device", str, "auto | cpu | cuda | cuda:N | mps"),
     ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
@@ -105,10 +110,19 @@ TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the s
     ("--labels", str, "label set: " + " | ".join(f"{s.name} ({s.about})" for s in LABEL_SETS.values())),
     ("--labels-file", str, "FER+ vote file (default: fer2013new.csv beside --data)"),
     ("--label-mode", str, "FER+ targets: majority | probability | crossentropy (default) | multi_target"),
-    ("--teacher", str, "checkpoint to distil from (knowledge distillation)"),
+    ("--teacher", list, "checkpoint to distil from (knowledge distillation); repeat it or give a comma list to distil "
+                        "from the average of several teachers' softened probabilities"),
     ("--distill", float, "with --teacher: weight of the distillation loss (default 0.5)"),
     ("--distill-temp", float, "with --teacher: distillation temperature (default 2)"),
 ]
+
+
+class _Extend(argparse.Action):
+    """--flag A --flag B,C gives [A, B, C]: a repeatable flag whose values may also be comma lists."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + items)
 
 
 def add_train_flags(p):
@@ -117,7 +131,10 @@ def add_train_flags(p):
     p.add_argument("--config", help="JSON/YAML training config (e.g. best.yaml from `ferkit search`); flags override it")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable)")
     for flag, typ, help in TRAIN_FLAGS:
-        p.add_argument(flag, type=typ, help=help)
+        if typ is list:
+            p.add_argument(flag, action=_Extend, metavar=flag[2:].upper(), help=help)
+        else:
+            p.add_argument(flag, type=typ, help=help)
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default on)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="evaluate with the mirrored face too")
     _data_args(p)

@@ -224,6 +224,10 @@ class TrainConfig:
     crop_pad: int = 0  # random crop after zero-padding by this many pixels; 0 = off
     rotate: float = 0.0  # random rotation up to +-degrees; 0 = off
     erase: float = 0.0  # probability of random erasing of a patch; 0 = off
+    photo_aug: float = 0.0  # probability that a face is degraded as photos are (JPEG, blur, low resolution, exposure); 0 = off
+    mixup: float = 0.0  # mixup (Zhang et al. 2018): faces blended in pairs, weights ~ Beta(a, a) with a this; 0 = off
+    cutmix: float = 0.0  # CutMix (Yun et al. 2019): a box of another face pasted in, its area ~ Beta(a, a); 0 = off
+    mixup_prob: float = 0.5  # with mixup and CutMix both on: the probability that a batch is mixed up (else CutMixed)
     tta: bool = False  # test-time augmentation (average with the flipped image) in evaluation
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -233,12 +237,18 @@ class TrainConfig:
     labels: str = DEFAULT  # label set (labels.LABEL_SETS): fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
     labels_file: str | None = None  # FER+ votes; None = fer2013new.csv beside the data file
     label_mode: str = "crossentropy"  # FER+ training targets: majority | probability | crossentropy | multi_target
-    teacher: str | None = None  # checkpoint whose predictions the model also learns from (distillation)
+    # checkpoints whose averaged predictions the model also learns from (distillation); [] = none.
+    # A single path (or null), as configs written before ensembles of teachers have it, means [path] (or []).
+    teacher: list[str] = field(default_factory=list)
     distill: float = 0.5  # with a teacher: weight of the distillation loss (1 - it: the labels' loss)
     distill_temp: float = 2.0  # with a teacher: softmax temperature of the distillation loss
 
     def __post_init__(self):
+        if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
+            self.teacher = [self.teacher] if self.teacher else []
         p = _check_fields(self, "--")
+        if not p and not all(isinstance(t, str) and t for t in self.teacher):
+            p.append(problem("--teacher", "a list of checkpoint paths", self.teacher))
         if p:
             _raise(p, "training config")
         if self.batch_size < 1:
@@ -266,7 +276,11 @@ class TrainConfig:
             p.append(problem("--distill", "in [0, 1]", self.distill))
         if not self.distill_temp > 0:
             p.append(problem("--distill-temp", "> 0", self.distill_temp))
-        for name in ("rotate", "train_subset", "threads"):
+        if not 0 <= self.photo_aug <= 1:
+            p.append(problem("--photo-aug", "in [0, 1]", self.photo_aug))
+        if not 0 <= self.mixup_prob <= 1:
+            p.append(problem("--mixup-prob", "in [0, 1]", self.mixup_prob))
+        for name in ("rotate", "train_subset", "threads", "mixup", "cutmix"):
             if getattr(self, name) < 0:
                 p.append(problem(f"--{name.replace('_', '-')}", ">= 0", getattr(self, name)))
         p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)

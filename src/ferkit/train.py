@@ -86,6 +86,9 @@ class Batches:
     hog: torch.Tensor | None = None  # (N, D) float32
     hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
     targets: torch.Tensor | None = None  # (N, C) FER+ training targets: vote distribution or multi-target mask
+    # (48, 48) float32 mean image x is centred on, for the photo augmentations' pixels; numpy, not a
+    # tensor, so that a DDP shard (distributed.epoch indexes every tensor by face) keeps it whole
+    mean: np.ndarray | None = None
 
     def __len__(self):
         return len(self.y)
@@ -101,7 +104,7 @@ def make_batches(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, spec:
         if flips:
             hog_flip = torch.from_numpy(hog_features(np.ascontiguousarray(images[:, :, ::-1]), spec.hog))
     t = torch.from_numpy(targets) if targets is not None else None
-    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t)
+    return Batches(to_tensor(images, mean), torch.from_numpy(labels), hog, hog_flip, t, np.asarray(mean, np.float32))
 
 
 def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.ndarray | None, labels: LabelSet,
@@ -141,6 +144,19 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | Non
     return -(torch.softmax(logits, 1) * targets).amax(1).clamp_min(1e-7).log().mean()
 
 
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, mix: aug.Mix | None, cfg: TrainConfig,
+               gen: torch.Generator) -> torch.Tensor:
+    """task_loss of a batch whose faces were mixed in pairs (mixup, CutMix): each face's loss on its own
+    targets and on its partner's, weighted by their shares. For cross-entropy (hard labels, FER+ votes)
+    that is the cross-entropy on the mixed targets lam t + (1 - lam) t[perm], smoothing included;
+    probability draws from each face's votes; multi_target's sets of accepted emotions do not blend, their losses do."""
+    if mix is None:
+        return task_loss(logits, y, targets, cfg, gen)
+    perm = mix.perm.to(y.device)
+    partner = task_loss(logits, y[perm], targets[perm] if targets is not None else None, cfg, gen)
+    return mix.lam * task_loss(logits, y, targets, cfg, gen) + (1 - mix.lam) * partner
+
+
 class Teacher:
     """A trained model whose softened probabilities the student learns from (knowledge distillation)."""
 
@@ -158,19 +174,27 @@ class Teacher:
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.clf.model.eval()  # a teacher never trains: no dropout, batch norm on its running statistics
         with autocast(x.device, self.precision):
             return self.clf.model(x + self.shift).float()
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> torch.Tensor:
-    """Hinton et al.'s distillation term: KL(teacher || student) at temperature temp, times temp^2."""
-    return F.kl_div(F.log_softmax(student / temp, 1), F.log_softmax(teacher / temp, 1), reduction="batchmean",
-                    log_target=True) * temp * temp
+def teacher_probs(teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
+    """The teachers' softened probabilities, averaged: mean of softmax(logits / temp) over the teachers
+    (an ensemble's vote, not the softmax of its mean logits). teachers: one's logits or a list of them."""
+    logits = [teachers] if isinstance(teachers, torch.Tensor) else teachers
+    return torch.stack([torch.softmax(z / temp, 1) for z in logits]).mean(0)
 
 
-def with_teacher(loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The label loss and the distillation term mixed by cfg.distill (the teacher's weight)."""
-    return (1 - cfg.distill) * loss + cfg.distill * distill_loss(student, teacher, cfg.distill_temp)
+def distill_loss(student: torch.Tensor, teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: KL(teachers' average || student) at temperature temp, times temp^2."""
+    return F.kl_div(F.log_softmax(student / temp, 1), teacher_probs(teachers, temp), reduction="batchmean") * temp * temp
+
+
+def with_teacher(loss: torch.Tensor, student: torch.Tensor, teachers: torch.Tensor | list[torch.Tensor],
+                 cfg: TrainConfig) -> torch.Tensor:
+    """The label loss and the distillation term mixed by cfg.distill (the teachers' weight)."""
+    return (1 - cfg.distill) * loss + cfg.distill * distill_loss(student, teachers, cfg.distill_temp)
 
 
 def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -197,7 +221,7 @@ def _scheduler(opt, cfg: TrainConfig, total_steps: int):
 
 
 def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None,
-                    teacher: Teacher | None = None):
+                    teachers: list[Teacher] = ()):
     """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses)."""
     model.train()
     n = len(data)
@@ -215,15 +239,19 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             x = aug.flip(x, m)
             if hog is not None:
                 hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
-        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase)
+        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase, cfg.photo_aug, data.mean)  # (HOG: of the face as it was)
+        mix = aug.draw_mix(len(idx), x.shape[-2:], gen, cfg.mixup, cfg.cutmix, cfg.mixup_prob)
+        if mix is not None:  # the teachers see the mixed faces too
+            x = mix.images(x)
+            hog = mix.features(hog) if hog is not None else None
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         hog = hog.to(device) if hog is not None else None
         targets = targets.to(device) if targets is not None else None
         with autocast(device, cfg.precision):
             logits = model(x, hog).float()
-        loss = task_loss(logits, y, targets, cfg, gen)
-        if teacher is not None:
-            loss = with_teacher(loss, logits, teacher.logits(x), cfg)
+        loss = mixed_loss(logits, y, targets, mix, cfg, gen)
+        if teachers:
+            loss = with_teacher(loss, logits, [t.logits(x) for t in teachers], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -234,7 +262,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         losses.append(lv)
         total_loss += lv * len(idx)
         seen += len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
+        correct += (logits.argmax(1) == y).sum().item()  # mixed faces: against each one's own label
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{lv:.3f}")
@@ -319,11 +347,16 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """cfg with its file paths made absolute, so that its config file works from any folder
     (evaluate, report, --resume, a search's best.yaml). A preset's name stays a name, even where
     the current folder has a file or folder of that name (a run called `shallow`, say)."""
-    for k in ("data", "model", "labels_file", "teacher"):
+    for k in ("data", "model", "labels_file"):
         path = getattr(cfg, k)
-        if path and not (k == "model" and path in PRESETS) and Path(path).exists():
-            cfg = replace(cfg, **{k: str(Path(path).resolve())})
-    return cfg
+        if path and not (k == "model" and path in PRESETS):
+            cfg = replace(cfg, **{k: _absolute(path)})
+    return replace(cfg, teacher=[_absolute(t) for t in cfg.teacher])
+
+
+def _absolute(path: str) -> str:
+    """path made absolute if it exists (a missing one stays as given, for its error to name it so)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
@@ -374,7 +407,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
 
     torch.manual_seed(cfg.seed)
     model = prepare(create_model(spec), device)
-    teacher = Teacher(cfg.teacher, mean, labels.emotions, device, cfg.precision) if cfg.teacher else None
+    teachers = [Teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
@@ -425,7 +458,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
-        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teacher))
+        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers))
         if bar is not None and val is not None:
             bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
         validate = val is not None and dist.main

@@ -250,13 +250,17 @@ def test_shipped_int8_graph_agrees_with_its_float_checkpoint(name, public_test_f
     assert abs((int8 == y)[scored].mean() - (fp32 == y)[scored].mean()) <= 0.01
 
 
-def test_the_mirror_is_left_out_only_on_cpus_without_int8_dot_products():
+def test_the_mirror_is_left_out_only_where_int8_is_slow_and_it_buys_little():
     from ferkit.cpu import CpuInfo
-    from ferkit.predict import default_tta
+    from ferkit.predict import BUNDLED, TTA_GAIN, default_tta
 
     avx2 = CpuInfo("AMD EPYC", frozenset({"avx2", "fma"}))
     vnni = CpuInfo("Intel Xeon", frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile"}))
     arm = CpuInfo("", frozenset({"asimddp"}), machine="aarch64")
-    assert default_tta(True, vnni)[0] and default_tta(True, arm)[0]
-    assert default_tta(True, avx2) == (False, default_tta(True, avx2)[1]) and "int8 dot products" in default_tta(True, avx2)[1]
-    assert not default_tta(False, vnni)[0]  # never for a model trained without it
+    for cpu in (vnni, arm):
+        assert default_tta(True, 0.0, cpu)[0] and default_tta(True, None, cpu)[0]
+    off, why = default_tta(True, 0.1, avx2)
+    assert not off and "int8 dot products" in why and "+0.10 points" in why
+    assert default_tta(True, 0.3, avx2)[0] and default_tta(True, None, avx2)[0]  # worth it, or not measured
+    assert not default_tta(False, None, vnni)[0]  # never for a model trained without it
+    assert set(TTA_GAIN) == set(BUNDLED)  # every bundled model's gain is measured

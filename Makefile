@@ -25,6 +25,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
+	$(BIN)/pip install -q -e '.[bench]'  # the peer, measured beside ferkit in each benchmark
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -1,8 +1,9 @@
-"""Face detection: faces found, false alarms and ms per photo of each detector (yunet, haar) on
-real photos with hand-drawn face boxes, upright, rotated (+-15, +-30 degrees) and downscaled
-(50%, 25%); then the YuNet score threshold, and what eye alignment does on rotated faces.
+"""Face detection: faces found, false alarms and ms per photo of each detector (yunet, haar, and
+the peer's: `fer`'s Haar cascade with its own parameters, in the same run) on real photos with
+hand-drawn face boxes, upright, rotated (+-15, +-30 degrees) and downscaled (50%, 25%); then the
+YuNet score threshold, and what eye alignment does on rotated faces.
 
-    python benchmarks/bench_detect.py [--photos DIR] [--detectors yunet haar] [--side N] [--no-align]
+    python benchmarks/bench_detect.py [--photos DIR] [--detectors yunet haar peer] [--side N] [--no-align]
 
 Photos: ../shared/data/photos/ (6 photos, 9 whole faces) when present, plus those that ship
 inside installed packages: scikit-image's astronaut, cameraman, coffee and cat (no face) and
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_header
 from PIL import Image
 
 from ferkit.detectors import DETECTORS, YuNet
-from ferkit.faces import DETECT_SIDE, detect_faces, eye_angle, load_image
+from ferkit.faces import detect_faces, eye_angle, load_image
 from ferkit.video import iou
 
 # hand-drawn face boxes (x, y, w, h) in each photo's pixels, from the forehead to the chin
@@ -97,15 +99,31 @@ def score(boxes, faces, partial):
     return len(hit), false, [hit.get(i) for i in range(len(boxes))]
 
 
+def peer_boxes(rgb):
+    """The faces `fer` finds: OpenCV's default Haar cascade with fer's parameters on the whole
+    photo (as ../shared/peers/fer_litert.py and fer.FER do)."""
+    import cv2
+
+    if not hasattr(peer_boxes, "cascade"):
+        peer_boxes.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    found = peer_boxes.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50))
+    return [tuple(map(float, b)) for b in np.asarray(found).reshape(-1, 4)]
+
+
+def boxes_of(det, rgb):
+    return peer_boxes(rgb) if det == "peer" else [d.box for d in detect_faces(rgb, det)]
+
+
 def detection_table(cases, detectors):
     rows = {}
     for det in detectors:
-        detect_faces(cases[0][2], det)  # warm-up: load the detector
+        boxes_of(det, cases[0][2])  # warm-up: load the detector
         for variant, _name, rgb, faces, partial in cases:
             t = time.perf_counter()
-            found = detect_faces(rgb, det)
+            found = boxes_of(det, rgb)
             ms = (time.perf_counter() - t) * 1000
-            ok, false, _ = score([d.box for d in found], faces, partial)
+            ok, false, _ = score(found, faces, partial)
             r = rows.setdefault(variant, {}).setdefault(det, [0, 0, 0, [], 0])
             r[0] += ok
             r[1] += len(faces)
@@ -197,12 +215,12 @@ def alignment_table(cases):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", default=str(Path(__file__).resolve().parents[1] / "../shared/data/photos"))
-    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
-    ap.add_argument("--side", type=int, help="yunet's working size (longest side; default faces.DETECT_SIDE)")
+    ap.add_argument("--detectors", nargs="+", default=[*DETECTORS, "peer"], choices=[*DETECTORS, "peer"])
+    ap.add_argument("--side", type=int, help="yunet's working size (longest side; default detectors.YuNet.side)")
     ap.add_argument("--no-align", action="store_true", help="skip the alignment part (it loads the bundled model)")
     args = ap.parse_args()
     if args.side:
-        DETECT_SIDE["yunet"] = args.side
+        YuNet.side = args.side
     photos = {}
     for f in sorted(Path(args.photos).glob("*")):
         if f.name in FACES:
@@ -212,8 +230,9 @@ def main():
     for name, rgb in packaged_photos().items():
         photos[name] = (rgb, FACES[name], PARTIAL.get(name, []))
     cases = list(variants(photos))
-    print(f"{len(photos)} photos x {len(cases) // len(photos)} variants; yunet at {DETECT_SIDE['yunet']} px, "
-          f"haar at {DETECT_SIDE['haar']} px (longest side); correct = IoU >= {MIN_IOU} with a drawn face\n")
+    print(cpu_header())
+    print(f"{len(photos)} photos x {len(cases) // len(photos)} variants; yunet at {YuNet.side} px, haar at "
+          f"{DETECTORS['haar'].side} px (longest side), the peer on the whole photo; correct = IoU >= {MIN_IOU} with a drawn face\n")
     detection_table(cases, args.detectors)
     if "yunet" in args.detectors:
         threshold_table(cases)

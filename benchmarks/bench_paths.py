@@ -5,10 +5,11 @@
 For each path (torch fp32, torch bf16 autocast, onnx fp32, onnx int8), with and without TTA (the
 mirrored-face average): PublicTest accuracy (FER+ models: their majority-vote labels, as `ferkit
 evaluate`), the change in points against torch fp32 with the same TTA, face crops/s at batch 128,
-ms for one face (medians), and both beside the peer's figures on this machine (`fer`'s
-mini-Xception: 2,180 crops/s at batch 128, 0.45 ms per face; x peer > 1 is faster). Every path
-runs through ferkit.Predictor.predict_faces, as users get it; a bundled model whose int8 graph ships
-beside it (ferkit.predict.int8_file) gets a row for that file too. int8 is calibrated on 512 training
+ms for one face (medians), and both beside the peer's, measured in the same run on the same CPU
+(`fer`'s int8 mini-Xception on LiteRT, ../shared/peers/fer_litert.py; x peer > 1 is faster).
+Every path runs through ferkit.Predictor.predict_faces, as users get it; a bundled model whose
+int8 graph ships beside it (ferkit.predict.int8_file) gets rows for that file too, with and
+without the mirror (their difference is the model's predict.TTA_GAIN). int8 is calibrated on 512 training
 faces of --data (never the PublicTest rows it is scored on). The last line names the fastest path
 within 0.3 points of torch fp32 with the model's own TTA setting: the candidate for the default
 (ferkit.predict.DEFAULT_PATH).
@@ -25,7 +26,7 @@ import time
 
 import numpy as np
 import torch
-from common import PEER, median_s
+from common import cpu_header, measure_peer, median_s, ratio
 
 from ferkit.checkpoint import load_checkpoint
 from ferkit.data import load_fer
@@ -59,6 +60,8 @@ clf = load_checkpoint(path, precision="fp32")
 data = load_fer(args.data)
 calib = calibration_faces(args.data)
 faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
+peer = measure_peer() or {}
+print(cpu_header())
 print(f"model {path} ({clf.spec.in_size}x{clf.spec.in_size}, trained tta={clf.tta}); data {data.source}; "
       f"torch {torch.__version__}, {torch.get_num_threads()} threads; onnxruntime threads {threads or 'default'}")
 print(f"\n{'path':<12}{'tta':<5}{'PublicTest':>11}{'vs fp32':>9}{'crops/s @' + str(args.batch):>15}{'x peer':>8}"
@@ -69,7 +72,7 @@ rows, ref = [], {}
 def add_row(name, tta, acc, fps, ms):
     rows.append((name, tta, acc, fps, ms))
     print(f"{name:<12}{'on' if tta else 'off':<5}{acc:>11.4f}{100 * (acc - ref[tta]):>+9.2f}{fps:>15.0f}"
-          f"{fps / PEER['crops/s']:>8.2f}{ms:>9.3f}{PEER['ms/face'] / ms:>8.2f}", flush=True)
+          f"{ratio(fps, peer.get('crops_per_s'), True):>8}{ms:>9.3f}{ratio(ms, peer.get('ms_per_face'), False):>8}", flush=True)
 
 
 for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")):
@@ -83,16 +86,17 @@ for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"
         add_row(f"{backend} {precision}", tta, acc, *speed(p.predict_faces))
 name = str(args.model or DEFAULT_MODEL)
 if name in BUNDLED and int8_file(name).exists():  # the int8 graph that ships with a bundled model, as users get it
-    p = Predictor(name, backend="onnx", precision="int8", threads=threads)
-    add_row("int8 file", clf.tta, evaluate_split(p, data, "val")["accuracy"], *speed(p.predict_faces))
-print(f"{'peer':<17}{'':>11}{'':>9}{PEER['crops/s']:>15.0f}{'':>8}{PEER['ms/face']:>9.3f}")
+    for tta in (True, False):
+        p = Predictor(name, backend="onnx", precision="int8", threads=threads, tta=tta)
+        add_row("int8 file", tta, evaluate_split(p, data, "val")["accuracy"], *speed(p.predict_faces))
+print(f"{'peer':<17}{'':>11}{'':>9}{peer.get('crops_per_s', '-'):>15}{'':>8}{peer.get('ms_per_face', '-'):>9}")
 
 base = ref[clf.tta]
 ok = [r for r in rows if 100 * (base - r[2]) <= MAX_LOSS]
-best = max(ok, key=lambda r: r[3] / PEER["crops/s"] + PEER["ms/face"] / r[4])
+best = max(ok, key=lambda r: (r[3], -r[4]))
 print(f"\nfastest within {MAX_LOSS} points of torch fp32 (tta {'on' if clf.tta else 'off'}, as trained; {base:.4f}): "
-      f"{best[0]} tta {'on' if best[1] else 'off'}: {best[2]:.4f}, {best[3]:.0f} crops/s ({best[3] / PEER['crops/s']:.2f}x peer), "
-      f"{best[4]:.3f} ms/face ({PEER['ms/face'] / best[4]:.2f}x peer)")
+      f"{best[0]} tta {'on' if best[1] else 'off'}: {best[2]:.4f}, {best[3]:.0f} crops/s ({ratio(best[3], peer.get('crops_per_s'), True)} peer), "
+      f"{best[4]:.3f} ms/face ({ratio(best[4], peer.get('ms_per_face'), False)} peer)")
 
 if args.variants:
     print(f"\nvariants, speed only, tta as trained ({'on' if clf.tta else 'off'}):")

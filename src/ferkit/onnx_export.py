@@ -37,7 +37,6 @@ from torch import nn
 from .checkpoint import Classifier
 from .errors import FerkitError
 from .files import atomic_write
-from .precisions import ONNX as PRECISIONS  # of the onnx backend; auto = fp32 (int8 needs calibration faces)
 from .preprocess import PIXEL_SCALE, probabilities
 
 INPUT, OUTPUT = "faces", "probs"

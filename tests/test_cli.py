@@ -133,6 +133,14 @@ def test_each_fixed_set_of_a_train_config_field_is_its_flags_choices(command):
     assert actions["--device"].choices is None  # cuda:N takes any N: checked by the config
 
 
+def test_inference_flags_offer_both_backends_precisions():
+    from ferkit.precisions import ANY, ONNX, TORCH
+
+    assert set(ANY) == set(TORCH) | set(ONNX)
+    for command in ("predict", "demo", "serve"):
+        assert tuple(_flag_actions(command)["--precision"].choices) == ANY, command
+
+
 @pytest.mark.parametrize("argv", [["train", "--optimizer", "rmsprop"], ["train", "--precision", "int8"],
                                   ["search", "--labels", "affectnet"], ["train", "--label-mode", "vote"]])
 def test_a_bad_choice_is_one_argparse_line_naming_the_flag(argv, capsys):

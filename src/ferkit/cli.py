@@ -17,7 +17,7 @@ import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__, runs
+from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError
 from .files import check_output, check_outputs, output_errors, write_output
@@ -324,7 +324,7 @@ def _serve_args(p):
     p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
+    p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log level (default info: one access-log line per request)")
 
@@ -354,7 +354,7 @@ def _model_args(p):
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
+    p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
 
 
 def _detect_args(p):

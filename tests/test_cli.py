@@ -108,6 +108,49 @@ def test_flags_are_never_abbreviated_and_version(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.startswith("ferkit 0.")
 
 
+def _flag_actions(command: str) -> dict:
+    from ferkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return {s: a for a in sub._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_each_fixed_set_of_a_train_config_field_is_its_flags_choices(command):
+    """A field with Literal values (config.py) offers exactly those on its flag: one list for both."""
+    import typing
+    from dataclasses import fields
+
+    from ferkit.config import TrainConfig, choices, flag
+    from ferkit.precisions import TORCH
+
+    hints, actions = typing.get_type_hints(TrainConfig), _flag_actions(command)
+    fixed = {f.name: choices(hints[f.name]) for f in fields(TrainConfig) if choices(hints[f.name])}
+    assert set(fixed) == {"optimizer", "schedule", "precision", "labels", "label_mode"}  # none lost its Literal
+    assert fixed["precision"] == TORCH
+    for name, values in fixed.items():
+        assert tuple(actions[flag(name)].choices or ()) == values, flag(name)
+    assert actions["--device"].choices is None  # cuda:N takes any N: checked by the config
+
+
+def test_inference_flags_offer_both_backends_precisions():
+    from ferkit.precisions import ANY, ONNX, TORCH
+
+    assert set(ANY) == set(TORCH) | set(ONNX)
+    for command in ("predict", "demo", "serve"):
+        assert tuple(_flag_actions(command)["--precision"].choices) == ANY, command
+
+
+@pytest.mark.parametrize("argv", [["train", "--optimizer", "rmsprop"], ["train", "--precision", "int8"],
+                                  ["search", "--labels", "affectnet"], ["train", "--label-mode", "vote"]])
+def test_a_bad_choice_is_one_argparse_line_naming_the_flag(argv, capsys):
+    with pytest.raises(SystemExit) as e:  # refused while parsing: before any config, data or model is read
+        main(argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert e.value.code == 2 and errors == [f"ferkit {argv[0]}: error: argument {argv[1]}: invalid choice: {argv[2]!r} "
+                                            f"(choose from {', '.join(map(repr, _flag_actions(argv[0])[argv[1]].choices))})"]
+
+
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps({"model": "shallow", "train_subset": 500}))

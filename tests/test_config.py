@@ -144,3 +144,12 @@ def test_seed_and_crop_pad_bounds():
     assert "--crop-pad must be at most 24; got 100000" in str(e.value)
     with pytest.raises(ConfigError, match="--seed must be >= 0; got -1"):
         TrainConfig(seed=-1)
+
+
+def test_type_and_range_problems_are_reported_together():
+    """A field of the wrong type does not hide the range problems of the others (nor crash their checks)."""
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(epochs="ten", batch_size=0, schedule="linear", rotate=-5)
+    for text in ("--epochs must be an integer or null; got 'ten'", "--batch-size must be >= 1; got 0",
+                 "--schedule must be one of none, cosine, onecycle, step; got 'linear'", "--rotate must be >= 0; got -5.0"):
+        assert text in str(e.value)

@@ -400,13 +400,32 @@ def test_labels_are_the_models_own(tiny_checkpoint):
         assert c.get("/labels").json()["emotions"][-1] == "contempt"
 
 
+def test_settings_from_env_are_read_as_training_configs_are():
+    """Environment variables go through config.py's field check: its coercion and its words."""
+    from ferkit.config import TrainConfig
+    from ferkit.errors import ConfigError, FerkitError
+    from ferkit.serve import Settings
+
+    with pytest.raises(ConfigError) as config_error:
+        TrainConfig(threads="many")
+    shared = str(config_error.value).split("--threads ")[1]  # what the shared check says of an int field
+    with pytest.raises(FerkitError) as e:
+        Settings.from_env({"FERKIT_SERVE_MAX_CONNECTIONS": "many"})
+    assert str(e.value) == "$FERKIT_SERVE_MAX_CONNECTIONS " + shared
+    with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_MAX_CONCURRENT must be an integer or null; got '2.5'"):
+        Settings.from_env({"FERKIT_SERVE_MAX_CONCURRENT": "2.5"})
+    # YAML 1.1 leaves "1e-3" a string; the shared coercion makes it a number, as in a config file
+    s = Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "1e-3", "FERKIT_SERVE_MODEL": "123", "FERKIT_SERVE_THREADS": "2"})
+    assert (s.upload_timeout, s.model, s.threads) == (0.001, "123", 2)  # a model named 123 stays a name
+
+
 def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypatch, tmp_path):
     from ferkit.errors import FerkitError
     from ferkit.serve import ERROR_FILE_ENV, STARTUP_FAILURE, Settings, app_from_env
 
     s = Settings(model=str(tiny_checkpoint), max_upload_mb=2, max_upload_pixels=1000, upload_timeout=5, threads=1)
     assert Settings.from_env(s.to_env()) == s
-    with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS='many': expected a number \(int\)"):
+    with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS must be an integer or null; got 'many'"):
         Settings.from_env({"FERKIT_SERVE_THREADS": "many"})
     with pytest.raises(FerkitError, match="--upload-timeout 0.0: must be > 0"):
         Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "0"})

@@ -13,12 +13,15 @@ import json
 import logging
 import sys
 import time
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__, runs
+from . import __version__, precisions, runs
+from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError
 from .files import check_output, check_outputs, output_errors, write_output
-from .labels import FER2013, LABEL_SETS
+from .labels import FER2013
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -86,35 +89,11 @@ def cmd_models(args):
 # ---------------------------------------------------------------- train
 
 
-TRAIN_FLAGS = [  # flag, type, help; each maps to the TrainConfig field of the same name
-    ("--epochs", int, "epochs (default: the preset's; paper 30 shallow, 35 deep)"),
-    ("--batch-size", int, "batch size (default 128)"),
-    ("--lr", float, "learning rate (default: the preset's; paper 1e-3 shallow, 1e-2 deep)"),
-    ("--l2", float, "L2 regularisation strength (default: the preset's; paper 1e-6 shallow, 1e-7 deep)"),
-    ("--optimizer", str, "adam | adamw | sgd"),
-    ("--schedule", str, "learning-rate schedule: none | cosine | onecycle | step"),
-    ("--label-smoothing", float, "label smoothing (0 = off)"),
-    ("--crop-pad", int, "random shift of up to N pixels (random crop of the padded face)"),
-    ("--rotate", float, "random rotation up to +-degrees"),
-    ("--erase", float, "random erasing probability"),
-    ("--photo-aug", float, "probability a face is degraded as photos are: JPEG (quality 30-90), blur, downscale-upscale, "
-                           "brightness/contrast/gamma; 0 = off"),
-    ("--mixup", float, "mixup: blend faces (and their targets) in pairs by weights ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 0.2)"),
-    ("--cutmix", float, "CutMix: paste a box of another face, targets mixed by area ~ Beta(ALPHA, ALPHA); 0 = off (e.g. 1.0)"),
-    ("--mixup-prob", float, "with --mixup and --cutmix: probability a batch uses mixup, else CutMix (default 0.5)"),
-    ("--seed", int, "random seed"),
-    ("--device", str, "auto | cpu | cuda | cuda:N | mps"),
-    ("--precision", str, "auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast"),
-    ("--threads", int, "CPU threads for torch (0 = default)"),
-    ("--train-subset", int, "train on the first N training images only"),
-    ("--labels", str, "label set: " + " | ".join(f"{s.name} ({s.about})" for s in LABEL_SETS.values())),
-    ("--labels-file", str, "FER+ vote file (default: fer2013new.csv beside --data)"),
-    ("--label-mode", str, "FER+ targets: majority | probability | crossentropy (default) | multi_target"),
-    ("--teacher", list, "checkpoint to distil from (knowledge distillation); repeat it or give a comma list to distil "
-                        "from the average of several teachers' softened probabilities"),
-    ("--distill", float, "with --teacher: weight of the distillation loss (default 0.5)"),
-    ("--distill-temp", float, "with --teacher: distillation temperature (default 2)"),
-]
+# Every TrainConfig field is a flag of `ferkit train` and `ferkit search`, made from the field (one
+# place for both): the flag's name from the field's, its type and choices from the annotation, its
+# help from option(default, help). Each flag defaults to None, so that the preset's recipe and a
+# --config file apply where it is not given. overrides has --set instead: a spec path at a time.
+TRAIN_FLAGS = [(flag(f.name), f) for f in fields(TrainConfig) if f.name != "overrides"]  # (flag, field)
 
 
 class _Extend(argparse.Action):
@@ -125,19 +104,31 @@ class _Extend(argparse.Action):
         setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + items)
 
 
+def _train_help(f, recipe_fields: set) -> str:
+    """A field's help and its default: the preset's where a recipe sets the field, else the field's own."""
+    text = f.metadata["help"].replace("%", "%%")  # argparse %-formats help texts
+    if f.name in recipe_fields:
+        return f"{text} (default: the preset's)"
+    if f.default is None or f.default is MISSING:  # the help says what none means; [] and {} go without saying
+        return text
+    return f"{text} (default {({True: 'on', False: 'off'}[f.default] if isinstance(f.default, bool) else f.default)})"
+
+
 def add_train_flags(p):
     """The TrainConfig flags, shared by `train` and `search`."""
-    p.add_argument("--model", help="preset name (see `ferkit models`) or a JSON/YAML model spec file")
+    from .recipes import RECIPES
+
+    hints, recipe_fields = typing.get_type_hints(TrainConfig), set().union(*RECIPES.values())
     p.add_argument("--config", help="JSON/YAML training config (e.g. best.yaml from `ferkit search`); flags override it")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable)")
-    for flag, typ, help in TRAIN_FLAGS:
-        if typ is list:
-            p.add_argument(flag, action=_Extend, metavar=flag[2:].upper(), help=help)
-        else:
-            p.add_argument(flag, type=typ, help=help)
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default on)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="evaluate with the mirrored face too")
-    _data_args(p)
+    for name, f in TRAIN_FLAGS:
+        kind, help = base_type(hints[f.name]), _train_help(f, recipe_fields)
+        if kind is bool:
+            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif kind is list:
+            p.add_argument(name, action=_Extend, metavar=f.name.upper(), help=help)
+        else:  # a bad choice is argparse's one-line error naming the flag, before any work
+            p.add_argument(name, type=kind, choices=choices(hints[f.name]), help=help)
 
 
 def config_from_args(args):
@@ -146,8 +137,7 @@ def config_from_args(args):
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
-    names = [f[0][2:].replace("-", "_") for f in TRAIN_FLAGS] + ["model", "flip", "tta", "data", "skip_bad_rows"]
-    flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    flags = {f.name: getattr(args, f.name) for _, f in TRAIN_FLAGS if getattr(args, f.name) is not None}
     sets = _parse_set(args.set)
     if sets:
         flags["overrides"] = {**base.get("overrides", {}), **sets}
@@ -334,7 +324,7 @@ def _serve_args(p):
     p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
     p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
+    p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log level (default info: one access-log line per request)")
 
@@ -364,7 +354,7 @@ def _model_args(p):
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help=PRECISION_HELP)
+    p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
 
 
 def _detect_args(p):

@@ -3,11 +3,14 @@
     [Conv-(SBN)-ReLU-(Dropout)-(MaxPool)] x M - [Affine-(BN)-ReLU-(Dropout)] x N - Affine - Softmax
 
 Each dataclass checks itself in __post_init__: every field against its type annotation (one
-place, `_check_fields`; ints become floats where a float is wanted, "1e-3" too), then the
-ranges; it collects every problem and raises one ConfigError, each problem in one template,
+place, `check_fields`, which the server's settings use too; ints become floats where a float is
+wanted, "1e-3" too; a Literal allows its values), then the ranges; it collects every problem and raises one ConfigError, each problem in one template,
 "{field} must be {what}; got {value!r}". `from_file` reads JSON or YAML (no aliases, so a small
 file cannot expand into a huge config); `to_dict` gives plain data that JSON and
 `torch.load(weights_only=True)` both accept.
+
+TrainConfig is also the `ferkit train` and `ferkit search` flags: each field's flag, type, choices
+and help come from its annotation and its `option(default, help)` (cli.add_train_flags).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
+from . import precisions
 from .errors import ConfigError
 from .labels import DEFAULT, LABEL_MODES, LABEL_SETS
 
@@ -134,7 +139,7 @@ class ModelSpec:
     num_classes: int | None = None  # outputs; None = one per emotion of the label set (see for_labels), the usual
 
     def __post_init__(self):
-        p = _check_fields(self, "")
+        p = list(check_fields(self).values())
         for name in ("convs", "fcs"):
             if not p and len(getattr(self, name)) > MAX_LAYERS:
                 p.append(problem(name, f"at most {MAX_LAYERS} layers", len(getattr(self, name))))
@@ -207,84 +212,90 @@ class ModelSpec:
         return _build(cls, d, "model spec")
 
 
+# Fields with a fixed set of values: the config checks them and `ferkit train` offers them as the
+# flags' choices, both from these annotations.
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["none", "cosine", "onecycle", "step"]
+TorchPrecision = Literal[precisions.TORCH]
+LabelSetName = Literal[tuple(LABEL_SETS)]
+LabelMode = Literal[LABEL_MODES]
+
+
+def option(default=None, help: str = "", factory=None):
+    """A TrainConfig field and its help: the one text for the config's readers and the field's
+    `ferkit train` flag (cli.add_train_flags, which adds the default)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def flag(name: str) -> str:
+    """The flag of a TrainConfig field: batch_size -> --batch-size. Problems name fields by it."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass
 class TrainConfig:
-    model: str = "shallow"  # preset name or path to a JSON/YAML model spec
-    data: str | None = None  # FER2013 CSV or image folder; None = $FERKIT_DATA or the shared copy
-    skip_bad_rows: bool = False  # skip malformed rows/images (reported) instead of stopping
-    overrides: dict = field(default_factory=dict)  # model spec fields to change, e.g. {"fcs.0.units": 1024}
-    epochs: int | None = None  # None = the preset's default (paper: 30 shallow, 35 deep)
-    batch_size: int = 128
-    lr: float | None = None  # None = the preset's default (paper: 1e-3 shallow, 1e-2 deep)
-    l2: float | None = None  # L2 weight decay; None = the preset's (paper: 1e-6 shallow, 1e-7 deep)
-    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov momentum 0.9)
-    schedule: str = "none"  # none | cosine | onecycle | step (x0.1 at 50% and 75% of training)
-    label_smoothing: float = 0.0
-    flip: bool = True  # random horizontal flip (paper)
-    crop_pad: int = 0  # random crop after zero-padding by this many pixels; 0 = off
-    rotate: float = 0.0  # random rotation up to +-degrees; 0 = off
-    erase: float = 0.0  # probability of random erasing of a patch; 0 = off
-    photo_aug: float = 0.0  # probability that a face is degraded as photos are (JPEG, blur, low resolution, exposure); 0 = off
-    mixup: float = 0.0  # mixup (Zhang et al. 2018): faces blended in pairs, weights ~ Beta(a, a) with a this; 0 = off
-    cutmix: float = 0.0  # CutMix (Yun et al. 2019): a box of another face pasted in, its area ~ Beta(a, a); 0 = off
-    mixup_prob: float = 0.5  # with mixup and CutMix both on: the probability that a batch is mixed up (else CutMixed)
-    tta: bool = False  # test-time augmentation (average with the flipped image) in evaluation
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    train_subset: int = 0  # train on the first N training images only; 0 = all (quick runs)
-    labels: str = DEFAULT  # label set (labels.LABEL_SETS): fer2013 (7 emotions, the file's labels) | ferplus (8, from FER+ votes)
-    labels_file: str | None = None  # FER+ votes; None = fer2013new.csv beside the data file
-    label_mode: str = "crossentropy"  # FER+ training targets: majority | probability | crossentropy | multi_target
-    # checkpoints whose averaged predictions the model also learns from (distillation); [] = none.
+    model: str = option("shallow", "preset name (see `ferkit models`) or a JSON/YAML model spec file")
+    data: str | None = option(None, "FER2013 CSV (.csv/.csv.gz) or image folder; default $FERKIT_DATA or "
+                                    "../shared/data/fer2013/fer2013.csv.gz")
+    skip_bad_rows: bool = option(False, "skip malformed rows/images (and report how many) instead of stopping")
+    # --set FIELD=VALUE, one field at a time, each parsed as YAML (cli._parse_set)
+    overrides: dict = option(help="model spec fields to change, e.g. {\"fcs.0.units\": 1024}", factory=dict)
+    epochs: int | None = option(None, "epochs (the paper: 30 shallow, 35 deep)")
+    batch_size: int = option(128, "batch size")
+    lr: float | None = option(None, "learning rate (the paper: 1e-3 shallow, 1e-2 deep)")
+    l2: float | None = option(None, "L2 weight decay (the paper: 1e-6 shallow, 1e-7 deep)")
+    optimizer: Optimizer = option("adam", "optimizer; sgd has Nesterov momentum 0.9")
+    schedule: Schedule = option("none", "learning-rate schedule; step: x0.1 at 50% and 75% of training")
+    label_smoothing: float = option(0.0, "label smoothing; 0 = off")
+    flip: bool = option(True, "random horizontal flips (the paper)")
+    crop_pad: int = option(0, "random shift of up to N pixels (random crop of the zero-padded face); 0 = off")
+    rotate: float = option(0.0, "random rotation up to +-degrees; 0 = off")
+    erase: float = option(0.0, "probability of random erasing of a patch; 0 = off")
+    photo_aug: float = option(0.0, "probability a face is degraded as photos are: JPEG (quality 30-90), blur, "
+                                   "downscale-upscale, brightness/contrast/gamma; 0 = off")
+    mixup: float = option(0.0, "mixup (Zhang et al. 2018): blend faces (and their targets) in pairs by weights "
+                               "~ Beta(ALPHA, ALPHA); 0 = off (e.g. 0.2)")
+    cutmix: float = option(0.0, "CutMix (Yun et al. 2019): paste a box of another face, targets mixed by area "
+                                "~ Beta(ALPHA, ALPHA); 0 = off (e.g. 1.0)")
+    mixup_prob: float = option(0.5, "with mixup and CutMix both on: the probability that a batch is mixed up, else CutMixed")
+    tta: bool = option(False, "evaluate with the mirrored face too (test-time augmentation)")
+    seed: int = option(0, "random seed")
+    # not a Literal: cuda:N takes any N (checked in __post_init__)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
+    precision: TorchPrecision = option("auto", "fp32, or bf16 autocast; auto = bf16 where the device runs it fast")
+    threads: int = option(0, "CPU threads for torch; 0 = torch's default")
+    train_subset: int = option(0, "train on the first N training images only; 0 = all (quick runs)")
+    labels: LabelSetName = option(DEFAULT, "label set: " + "; ".join(f"{s.name}: {s.about}" for s in LABEL_SETS.values()))
+    labels_file: str | None = option(None, "FER+ vote file; default fer2013new.csv beside the data")
+    label_mode: LabelMode = option("crossentropy", "how FER+ votes become training targets")
     # A single path (or null), as configs written before ensembles of teachers have it, means [path] (or []).
-    teacher: list[str] = field(default_factory=list)
-    distill: float = 0.5  # with a teacher: weight of the distillation loss (1 - it: the labels' loss)
-    distill_temp: float = 2.0  # with a teacher: softmax temperature of the distillation loss
+    teacher: list[str] = option(help="checkpoint to distil from (knowledge distillation); repeat it or give a comma "
+                                     "list to distil from the average of several teachers' softened probabilities",
+                                factory=list)
+    distill: float = option(0.5, "with a teacher: weight of the distillation loss (1 - it: the labels' loss)")
+    distill_temp: float = option(2.0, "with a teacher: softmax temperature of the distillation loss")
 
     def __post_init__(self):
         if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
             self.teacher = [self.teacher] if self.teacher else []
-        p = _check_fields(self, "--")
-        if not p and not all(isinstance(t, str) and t for t in self.teacher):
-            p.append(problem("--teacher", "a list of checkpoint paths", self.teacher))
-        if p:
-            _raise(p, "training config")
-        if self.batch_size < 1:
-            p.append(problem("--batch-size", ">= 1", self.batch_size))
-        if self.epochs is not None and self.epochs < 1:
-            p.append(problem("--epochs", ">= 1", self.epochs))
-        if self.lr is not None and self.lr <= 0:
-            p.append(problem("--lr", "> 0", self.lr))
-        if self.l2 is not None and self.l2 < 0:
-            p.append(problem("--l2", ">= 0", self.l2))
-        for name, choices in (("optimizer", ("adam", "adamw", "sgd")), ("schedule", ("none", "cosine", "onecycle", "step")),
-                              ("precision", ("auto", "fp32", "bf16"))):
-            if getattr(self, name) not in choices:
-                p.append(problem(f"--{name}", "one of " + ", ".join(choices), getattr(self, name)))
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+        bad = check_fields(self, flag)
+        if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):
+            bad["teacher"] = problem("--teacher", "a list of checkpoint paths", self.teacher)
+        p = list(bad.values())
+        # ranges, of the fields whose type is right (a range check of a string would crash); all
+        # problems are reported at once
+        for name, (fits, what) in TRAIN_RANGES.items():
+            value = getattr(self, name)
+            if name not in bad and value is not None and not fits(value):
+                p.append(problem(flag(name), what, value))
+        if "device" not in bad and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             p.append(problem("--device", "auto, cpu, cuda, cuda:N or mps", self.device))
-        if not 0 <= self.label_smoothing < 1:
-            p.append(problem("--label-smoothing", "in [0, 1)", self.label_smoothing))
-        if not 0 <= self.erase <= 1:
-            p.append(problem("--erase", "in [0, 1]", self.erase))
-        for name, choices in (("labels", tuple(LABEL_SETS)), ("label_mode", LABEL_MODES)):
-            if getattr(self, name) not in choices:
-                p.append(problem(f"--{name.replace('_', '-')}", "one of " + ", ".join(choices), getattr(self, name)))
-        if not 0 <= self.distill <= 1:
-            p.append(problem("--distill", "in [0, 1]", self.distill))
-        if not self.distill_temp > 0:
-            p.append(problem("--distill-temp", "> 0", self.distill_temp))
-        if not 0 <= self.photo_aug <= 1:
-            p.append(problem("--photo-aug", "in [0, 1]", self.photo_aug))
-        if not 0 <= self.mixup_prob <= 1:
-            p.append(problem("--mixup-prob", "in [0, 1]", self.mixup_prob))
-        for name in ("rotate", "train_subset", "threads", "mixup", "cutmix"):
-            if getattr(self, name) < 0:
-                p.append(problem(f"--{name.replace('_', '-')}", ">= 0", getattr(self, name)))
-        p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
-        p += bounded("--seed", self.seed, 0, MAX_SEED)
+        if "crop_pad" not in bad:
+            p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
+        if "seed" not in bad:
+            p += bounded("--seed", self.seed, 0, MAX_SEED)
         _raise(p, "training config")
 
     def to_dict(self) -> dict:
@@ -297,6 +308,22 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(read_file(path))
+
+
+# TrainConfig field -> (fits(value), what it must be); a None value (the preset's) is not checked.
+TRAIN_RANGES = {
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "l2": (lambda v: v >= 0, ">= 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "erase": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "photo_aug": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "mixup_prob": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "distill": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "distill_temp": (lambda v: v > 0, "> 0"),
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix")},
+}
 
 
 def override_spec(spec: dict, overrides: dict) -> dict:
@@ -396,22 +423,52 @@ def _part(cls, value, where: str, p: list[str]):
             p.append(unknown)
             return None
         value = cls(**value)
-    p += _check_fields(value, where + ".") or value.problems(where)
+    p += list(check_fields(value, lambda f: f"{where}.{f}").values()) or value.problems(where)
     return value
 
 
-def _check_fields(obj, prefix: str) -> list[str]:
-    """Check (and coerce in place) every field of a dataclass against its type annotation."""
+def check_fields(obj, name=str) -> dict[str, str]:
+    """Check (and coerce in place) every field of a dataclass against its type annotation:
+    {field: problem} of those that do not fit, each problem naming its field as name(field)
+    (a flag, a dotted path, an environment variable)."""
     hints = typing.get_type_hints(type(obj))
-    p = []
+    bad = {}
     for f in fields(obj):
         ok, value = _coerce(getattr(obj, f.name), hints[f.name])
         if ok:
             setattr(obj, f.name, value)
         else:
-            name = f.name.replace("_", "-") if prefix == "--" else f.name
-            p.append(problem(prefix + name, _what(hints[f.name]), value))
-    return p
+            bad[f.name] = problem(name(f.name), _what(hints[f.name]), value)
+    return bad
+
+
+def from_text(cls, name: str, text: str):
+    """Field `name` of dataclass cls from text (an environment variable): the text read as YAML
+    where that fits the field's annotation ("8" -> 8, "1e-3" -> 0.001, "null" -> None), else the
+    text itself, for check_fields to accept (a string field) or report in its usual words."""
+    try:
+        ok, value = _coerce(load_yaml(text), typing.get_type_hints(cls)[name])
+    except yaml.YAMLError:
+        return text
+    return value if ok else text
+
+
+def choices(tp) -> tuple | None:
+    """The values a Literal annotation (or an optional one) allows; None for any other."""
+    args = _union(tp)
+    if args is not None:
+        return next((c for c in map(choices, args) if c is not None), None)
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
+def base_type(tp):
+    """The type a value of annotation tp has: int for int | None, str for a Literal of strings, list for list[str]."""
+    args = _union(tp)
+    if args is not None:
+        return base_type(next(a for a in args if a is not type(None)))
+    if typing.get_origin(tp) is Literal:
+        return type(typing.get_args(tp)[0])
+    return typing.get_origin(tp) or tp
 
 
 def _union(tp) -> tuple | None:
@@ -431,6 +488,8 @@ def _coerce(value, tp) -> tuple[bool, object]:
                 if ok:
                     return True, v
         return False, value
+    if typing.get_origin(tp) is Literal:
+        return value in typing.get_args(tp), value
     tp = typing.get_origin(tp) or tp
     if tp is float:
         if isinstance(value, str):
@@ -452,6 +511,8 @@ def _what(tp) -> str:
     args = _union(tp)
     if args is not None:
         return " or ".join([_what(a) for a in args if a is not type(None)] + (["null"] if type(None) in args else []))
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
     tp = typing.get_origin(tp) or tp
     if is_dataclass(tp):
         return f"a mapping of {tp.__name__} fields (e.g. {{}} for the defaults)"

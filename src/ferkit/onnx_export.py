@@ -40,7 +40,6 @@ from .files import atomic_write
 from .preprocess import PIXEL_SCALE, probabilities
 
 INPUT, OUTPUT = "faces", "probs"
-PRECISIONS = ("auto", "fp32", "int8")  # of the onnx backend; auto = fp32 (int8 needs calibration faces)
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.

@@ -231,8 +231,7 @@ class Predictor:
 
 
 def _check_precision(backend: str, precision: str) -> None:
-    from .onnx_export import PRECISIONS as ONNX
-    from .preprocess import PRECISIONS as TORCH
+    from .precisions import ONNX, TORCH
 
     ok = TORCH if backend == "torch" else ONNX
     if precision not in ok:

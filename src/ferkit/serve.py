@@ -133,11 +133,13 @@ class Settings:
 
     def check(self) -> None:
         """FerkitError naming each bad setting (as its flag) and the fix."""
+        from .precisions import ANY, ONNX, TORCH
+
         bad = []
         if self.backend not in (None, "torch", "onnx"):
             bad.append(f"--backend {self.backend!r}: choose torch or onnx")
-        if self.precision not in (None, "auto", "fp32", "bf16", "int8"):
-            bad.append(f"--precision {self.precision!r}: choose auto, fp32, bf16 (torch) or int8 (onnx)")
+        if self.precision is not None and self.precision not in ANY:
+            bad.append(f"--precision {self.precision!r}: choose {', '.join(TORCH)} (torch) or {', '.join(ONNX)} (onnx)")
         for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0), ("header_timeout", 0),
                           ("max_connections", 0)):
             if not getattr(self, name) > low:
@@ -153,18 +155,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
-        """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults."""
-        values = {}
-        for f in fields(cls):
-            var = ENV_PREFIX + f.name.upper()
-            if var not in env:
-                continue
-            kind = f.type.split(" |")[0]  # "int | None" -> "int" (the annotations are strings)
-            try:
-                values[f.name] = {"int": int, "float": float}.get(kind, str)(env[var])
-            except ValueError:
-                raise FerkitError(f"${var}={env[var]!r}: expected a number ({kind})") from None
-        s = cls(**values)
+        """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults.
+        Each value is read and checked against its field's type as a training config's are
+        (config.from_text, config.check_fields), so a bad one is reported in the same words."""
+        from .config import check_fields, from_text
+
+        s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
+                   for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
+        bad = check_fields(s, lambda name: "$" + ENV_PREFIX + name.upper())
+        if bad:
+            raise FerkitError("; ".join(bad.values()))
         s.check()
         return s
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .runtime import TORCH_PRECISIONS as PRECISIONS  # kept where the torch-free Predictor can check them
 
 PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def to_tensor(images: np.ndarray, mean: np.ndarray) -> torch.Tensor:

@@ -41,9 +41,10 @@ def test_serve_app_imports_no_torch(tmp_path):
     imports_nothing_heavy("from ferkit.serve import create_app\ncreate_app()", tmp_path)
 
 
-def test_demo_and_version_import_no_torch(tmp_path):
+def test_demo_and_python_m_ferkit_import_no_torch(tmp_path):
     imports_nothing_heavy("from ferkit.cli import main\nassert main(['demo', '--out', 'demo.png']) == 0\n"
-                          "import contextlib\nwith contextlib.suppress(SystemExit):\n    main(['--version'])", tmp_path)
+                          "import contextlib, runpy, sys\nsys.argv = ['ferkit', '--version']\n"
+                          "with contextlib.suppress(SystemExit):\n    runpy.run_module('ferkit', run_name='__main__')", tmp_path)
     assert (tmp_path / "demo.png").stat().st_size > 0
 
 

@@ -31,9 +31,10 @@ from common import cpu_header, measure_peer, median_s, ratio
 from ferkit.checkpoint import load_checkpoint
 from ferkit.data import load_fer
 from ferkit.metrics import evaluate_split
-from ferkit.onnx_export import calibration_faces, export_onnx, onnx_session, quantize_int8
+from ferkit.onnx_export import calibration_faces, export_onnx, quantize_int8
 from ferkit.predict import BUNDLED, DEFAULT_MODEL, Predictor, int8_file, model_path
 from ferkit.preprocess import probabilities, to_tensor
+from ferkit.runtime import onnx_session
 
 MAX_LOSS = 0.3  # points of PublicTest accuracy a faster default may lose against torch fp32
 
@@ -114,7 +115,7 @@ if args.variants:
         show(f"onnx int8 {fmt}", lambda f, s=sess: s.run(None, {"faces": f})[0])
     import onnxruntime as ort
 
-    # ferkit's sessions (onnx_export.onnx_session) spin during a run and stop when it returns.
+    # ferkit's sessions (runtime.onnx_session) spin during a run and stop when it returns.
     q = quantize_int8(onnx.load_from_string(buf.getvalue()), calib).SerializeToString()
     for n in (1, 2):
         for spin, stop, how in (("0", "0", "no spinning"), ("1", "0", "spinning left on after a run"),

@@ -207,7 +207,7 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
-    assert "astronaut()  512x512, 1 face" in capsys.readouterr().out
+    assert "astronaut.jpg  512x512, 1 face" in capsys.readouterr().out
     assert Image.open(out).size == (512, 512)
 
 
@@ -354,11 +354,11 @@ def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoi
 
 
 def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    import ferkit.predict as fp
+    import ferkit.jobs as jobs
 
     photos = _photos(tmp_path / "photos", 5)
     js, cs = tmp_path / "out.json", tmp_path / "out.csv"
-    real, calls = fp.predict_file, []
+    real, calls = jobs.predict_file, []
 
     def stop_at_the_fourth(*a, **k):
         calls.append(1)
@@ -366,7 +366,7 @@ def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, 
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(fp, "predict_file", stop_at_the_fourth)
+    monkeypatch.setattr(jobs, "predict_file", stop_at_the_fourth)
     assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 130
     err = capsys.readouterr().err
     assert f"interrupted after 3 of 5 files: wrote {js}, {cs} with those" in err and "Traceback" not in err
@@ -378,7 +378,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     import os
     import signal
 
-    from ferkit.predict import collect_inputs
+    from ferkit.jobs import collect_inputs
 
     d = _photos(tmp_path / "photos", 1)  # 00.png
     os.mkfifo(d / "pipe.png")

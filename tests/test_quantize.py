@@ -13,9 +13,10 @@ from ferkit.checkpoint import load_checkpoint
 from ferkit.cli import main
 from ferkit.errors import FerkitError
 from ferkit.files import sha256_of
-from ferkit.onnx_export import export_onnx, onnx_session
+from ferkit.onnx_export import export_onnx
 from ferkit.predict import Predictor
 from ferkit.preprocess import probabilities, to_tensor
+from ferkit.runtime import onnx_session
 
 
 @pytest.fixture(scope="module")

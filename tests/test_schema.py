@@ -5,7 +5,8 @@ from typing import get_type_hints
 import numpy as np
 
 from ferkit import schema
-from ferkit.predict import predict_file, record
+from ferkit.jobs import predict_file
+from ferkit.predict import record
 
 
 def _keys(td) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import FerkitError
+from .errors import FerkitError, needs_extra
 from .files import check_output, check_outputs, output_errors, write_output
 from .labels import FER2013
 
@@ -376,10 +376,9 @@ def _predict_args(p):
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
 def cmd_predict(args):
-    from tqdm import tqdm
-
+    from .jobs import collect_inputs
     from .outputs import write_results
-    from .predict import Predictor, collect_inputs
+    from .predict import Predictor
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
@@ -392,7 +391,7 @@ def cmd_predict(args):
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision)
     results, failed, used = [], len(problems), set()
-    bar = tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
+    bar = _progress(files)
     try:
         for path, root in bar:
             failed += _predict_one(args, predictor, path, root, used, results)
@@ -409,12 +408,30 @@ def cmd_predict(args):
         raise FerkitError("none of the inputs could be processed; see the messages above")
 
 
+class _NoBar(list):
+    def close(self):
+        pass
+
+
+def _progress(files: list):
+    """A progress bar over several files; none where tqdm (the training extra) is not installed."""
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return _NoBar(files)
+    return tqdm(files, desc="predict", unit="file", disable=None if len(files) > 1 else True, file=sys.stderr)
+
+
+def _write(text: str, file) -> None:
+    """print, through tqdm where its bar may be on screen (the bar is redrawn below the line)."""
+    tqdm = sys.modules.get("tqdm")
+    (tqdm.tqdm.write if tqdm else print)(text, file=file)
+
+
 def _predict_one(args, predictor, path: Path, root: Path | None, used: set, results: list) -> int:
     """Predict one file into results (its result, or its error) and print it; 1 if it failed."""
-    from tqdm import tqdm
-
+    from .jobs import predict_file
     from .outputs import format_result
-    from .predict import predict_file
 
     out = None
     if args.annotate:
@@ -426,11 +443,11 @@ def _predict_one(args, predictor, path: Path, root: Path | None, used: set, resu
     try:
         res = predict_file(predictor, path, args.every, out, crops=args.crops)
     except FerkitError as e:
-        tqdm.write(f"error: {e}", file=sys.stderr)
+        _write(f"error: {e}", sys.stderr)
         results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
         return 1
     results.append(res)
-    tqdm.write(format_result(res), file=sys.stdout)
+    _write(format_result(res), sys.stdout)
     return 0
 
 
@@ -440,22 +457,21 @@ def _demo_args(p):
     p.add_argument("--out", default="ferkit-demo.png", help="annotated picture to write (default ferkit-demo.png)")
 
 
-@command("demo", "run the bundled model on a sample photo (scikit-image's astronaut) and save the annotated picture", _demo_args)
+@command("demo", "run the bundled model on a sample photo (an astronaut, shipped with ferkit) and save the annotated picture", _demo_args)
 def cmd_demo(args):
-    from skimage import data
-
     from .draw import annotate, save_rgb
+    from .faces import load_image
     from .outputs import format_result
-    from .predict import Predictor
+    from .predict import DEMO_PHOTO, Predictor
 
-    rgb = data.astronaut()  # shipped inside scikit-image: the demo needs no download
+    rgb = load_image(DEMO_PHOTO)  # shipped inside ferkit: the demo needs no download
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision)
     t = time.perf_counter()
     recs = predictor.predict(rgb)
     ms = (time.perf_counter() - t) * 1000
     save_rgb(annotate(rgb, recs), args.out)
-    print(format_result({"file": "skimage.data.astronaut()", "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
+    print(format_result({"file": DEMO_PHOTO.name, "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}))
     print(f"\nmodel {predictor.path} ({predictor.backend}, {predictor.precision}), {args.detector} detector; detection + prediction took {ms:.0f} ms; wrote {args.out}")
 
 
@@ -665,7 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = setup_logging()
     try:
-        COMMANDS[args.command][2](args)
+        try:
+            COMMANDS[args.command][2](args)
+        except ModuleNotFoundError as e:  # a light install (no extras) running a command that needs one
+            raise needs_extra(e, f"ferkit {args.command}") from None
     except FerkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,3 +21,17 @@ class ImageError(FerkitError):
     def __init__(self, message: str, reason: str = "not_image"):
         super().__init__(message)
         self.reason = reason
+
+
+# The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the
+# name they are imported as: a command that imports one on a light install names the extra to add.
+TRAIN_MODULES = ("torch", "sklearn", "skimage", "matplotlib", "optuna", "onnx", "tqdm")
+
+
+def needs_extra(e: ModuleNotFoundError, what: str) -> Exception:
+    """For a module missing from a light install: one FerkitError saying that `what` (e.g. "ferkit train")
+    needs the training extra and how to install it. Any other missing module: `e` itself (a real bug)."""
+    top = (e.name or "").split(".")[0]
+    if top not in TRAIN_MODULES:
+        return e
+    return FerkitError(f"{what} needs the training extra ({top} is not installed): pip install 'ferkit[train]'")

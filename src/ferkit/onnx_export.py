@@ -38,8 +38,8 @@ from .checkpoint import Classifier
 from .errors import FerkitError
 from .files import atomic_write
 from .preprocess import PIXEL_SCALE, probabilities
+from .runtime import INPUT, OUTPUT, onnx_session
 
-INPUT, OUTPUT = "faces", "probs"
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
@@ -181,38 +181,12 @@ def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES
     return images[np.sort(pick)]
 
 
-def onnx_labels(session) -> tuple[str, ...]:
-    """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them)."""
-    import json
-
-    from .labels import FER2013
-
-    meta = session.get_modelmeta().custom_metadata_map
-    labels = tuple(json.loads(meta["labels"])) if "labels" in meta else FER2013
-    n = session.get_outputs()[0].shape[-1]
-    if isinstance(n, int) and n != len(labels):
-        raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
-    return labels
 
 
-def onnx_training(session) -> dict:
-    """Classifier.training of the checkpoint an ONNX model was exported from ({} for older files)."""
-    import json
-
-    return json.loads(session.get_modelmeta().custom_metadata_map.get("training", "{}"))
 
 
-def onnx_tta(session) -> tuple[bool, bool]:
-    """(the mirror average is inside the graph, the model was trained for it) of an ONNX model from
-    `ferkit export`; files from before trained_tta was recorded: trained as they were exported."""
-    meta = session.get_modelmeta().custom_metadata_map
-    inside = meta.get("tta", "0") == "1"
-    return inside, meta.get("trained_tta", "1" if inside else "0") == "1"
 
 
-def onnx_precision(session) -> str:
-    """'int8' or 'fp32': how an ONNX model from `ferkit export` computes (files without the key are fp32)."""
-    return session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
 
 
 def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16,
@@ -228,26 +202,6 @@ def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n:
     return float(np.abs(onnx_probs - clf.predict_proba(faces, tta=tta)).max())
 
 
-def onnx_session(model: str | Path | bytes, threads: int | None = None):
-    """An onnxruntime session (CPU, full graph optimisation) from an .onnx path or its bytes."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Threads spin between the graph's operators (one face: 0.41 ms instead of 0.53 with the `fast`
-    # preset) but stop the moment a run returns: left spinning, they took the CPU from the face
-    # detection of the next photo (astronaut photo to emotions 48 ms instead of 27).
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
-    if threads:
-        opts.intra_op_num_threads = threads
-    src = model if isinstance(model, bytes) else str(model)
-    if not isinstance(model, bytes) and not Path(model).exists():
-        raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
-    try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model ({e})") from None
 
 
 def session_from_classifier(clf: Classifier, threads: int | None = None, tta: bool | None = None,

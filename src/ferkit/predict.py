@@ -1,4 +1,4 @@
-"""From photos to emotions: the Predictor, and one file (photo or video) to its result.
+"""From photos to emotions: the Predictor, the inference core.
 
     Predictor(model).predict(load_image(src)) -> [{"box": [x, y, w, h], "label": "happy",
                                                    "score": p, "probs": {"angry": p, ..., "neutral": p}}]
@@ -8,22 +8,25 @@
 `ferkit export`. Records name the model's own emotions. Faces are found by
 `detector` (yunet, or haar) and turned upright by their eye landmarks (`align`); with
 crops=True each photo is taken as one face, already cropped. All faces of a photo go through
-one forward pass. Drawing lives in draw.py, videos in video.py, the output files in outputs.py.
+one forward pass. Files and folders to results live in jobs.py, videos in video.py, drawing in
+draw.py, the output files in outputs.py.
+
+No torch at import, nor on the default path: a bundled model's shipped int8 graph and .onnx files
+run on onnxruntime (runtime.py). torch loads only for a checkpoint (a .pt, a run folder, a
+Classifier, --backend torch), and a light install without it says which extra to add.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import Classifier, load_checkpoint
-from .data import IMAGE_EXTS
-from .draw import annotate, save_rgb
-from .errors import FerkitError, ImageError
+from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
 from .labels import EMOTIONS
-from .schema import Face, FileResult
+from .schema import Face
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
@@ -34,7 +37,9 @@ BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", 
 # the surprised face as fear (benchmarks/bench_photos.py), and of the FER+ models the fast one is
 # the one faster than the peer on every speed figure (benchmarks/bench_predict.py).
 DEFAULT_MODEL = "ferplus-fast"
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+# A photo that ships inside ferkit, for `ferkit demo` and serve's warm-up (no download, no scikit-image):
+# scikit-image's astronaut (Eileen Collins; NASA, public domain), saved as a JPEG.
+DEMO_PHOTO = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"
 
 
 def model_path(model: str | Path | None = None) -> Path:
@@ -50,9 +55,24 @@ def model_path(model: str | Path | None = None) -> Path:
     return Path(name)
 
 
-def load_model(model: str | Path | None = None, device: str = "cpu", precision: str = "fp32") -> Classifier:
-    """A Classifier from a bundled model's name (None = the default), a checkpoint or a run folder."""
-    return load_checkpoint(model_path(model), device, precision)
+def load_model(model: str | Path | None = None, device: str = "cpu", precision: str = "fp32"):
+    """A Classifier (torch) from a bundled model's name (None = the default), a checkpoint or a run folder."""
+    return _load_checkpoint(model_path(model), device, precision)
+
+
+def _load_checkpoint(path: Path, device: str, precision: str):
+    """checkpoint.load_checkpoint, imported only now: it needs torch (the training extra)."""
+    try:
+        from .checkpoint import load_checkpoint
+    except ModuleNotFoundError as e:
+        raise needs_extra(e, f"running the checkpoint {path} (torch)") from None
+    return load_checkpoint(path, device, precision)
+
+
+def _is_classifier(model) -> bool:
+    # a Classifier exists only once checkpoint.py (and torch) was imported: no need to import them to ask
+    ckpt = sys.modules.get(f"{__package__}.checkpoint")
+    return ckpt is not None and isinstance(model, ckpt.Classifier)
 
 
 def record(box, probs: np.ndarray, labels=EMOTIONS) -> Face:
@@ -158,18 +178,19 @@ class Predictor:
             if shipped:
                 _check_made_from(self.session, int8_file(name), BUNDLED[name])
             return
-        if isinstance(model, Classifier):
+        if _is_classifier(model):
             self.classifier = model
         else:
             self.path = model_path(model)
-            self.classifier = load_checkpoint(self.path, device, precision if backend == "torch" else "fp32")
+            self.classifier = _load_checkpoint(self.path, device, precision if backend == "torch" else "fp32")
         self.labels, self.precision = self.classifier.labels, self.classifier.precision
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         if backend == "onnx":
-            from .onnx_export import onnx_precision, session_from_classifier
+            from .onnx_export import session_from_classifier
+            from .runtime import onnx_precision
 
             faces = None
             if precision == "int8":
@@ -178,7 +199,7 @@ class Predictor:
             self.precision = onnx_precision(self.session)
 
     def _open_onnx(self, path, threads, precision, tta, tta_gain=None):
-        from .onnx_export import onnx_labels, onnx_precision, onnx_session, onnx_tta
+        from .runtime import onnx_labels, onnx_precision, onnx_session, onnx_tta
 
         self.session, self.path = onnx_session(path, threads), Path(path)
         self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
@@ -258,76 +279,3 @@ def _check_made_from(session, path: Path, checkpoint: Path) -> None:
     if session.get_modelmeta().custom_metadata_map.get("checkpoint_sha256") != sha256_of(checkpoint):
         raise FerkitError(f"{path} was exported from other weights than {checkpoint}; re-export it with "
                           f"'ferkit export {checkpoint} --onnx {path} --int8'")
-
-
-# ---------------------------------------------------------------- files
-
-
-def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
-    """Files to process as (file, folder it was found in or None) and one message per bad input.
-    Folders are searched recursively for image and video files (by extension). What is not a
-    regular file is never opened (reading a pipe could wait forever): given, or found in a folder
-    under an image or video name, it gets a message saying what it is (_unusable)."""
-    files, problems = [], []
-    exts = IMAGE_EXTS | VIDEO_EXTS
-    for p in map(Path, paths):
-        if p.is_dir():
-            found, skipped = [], []
-            for f in sorted(p.rglob("*")):  # rglob lists links to folders but does not enter them
-                why = _unusable(f) if f.suffix.lower() in exts else None
-                if why:
-                    skipped.append(f"{f}: {why}; skipped")
-                elif f.suffix.lower() in exts and f.is_file():
-                    found.append(f)
-            if not found and not skipped:
-                problems.append(f"{p}: the folder holds no images or videos ({', '.join(sorted(exts))})")
-            files += [(f, p) for f in found]
-            problems += skipped
-        elif p.is_file():
-            files.append((p, None))
-        else:
-            why = _unusable(p)
-            problems.append(f"{p}: {why}; skipped" if why else f"{p}: no such file or folder; check the path")
-    return files, problems
-
-
-def _unusable(path: Path) -> str | None:
-    """Why an entry is no file to read (a pipe, device or socket, a dangling link, a link loop,
-    a link to a folder inside a scanned folder), or None for a regular file or a real folder.
-    Only stat/lstat: nothing is opened."""
-    import errno
-    import os
-    import stat
-
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return "a symbolic link loop (it leads back to itself); fix or remove the link"
-        if path.is_symlink():
-            return f"a symbolic link to {os.readlink(path)}, which does not exist; fix or remove the link"
-        if e.errno == errno.ENOENT:
-            return None
-        return f"cannot be read ({e.strerror or e}); check its permissions"
-    if stat.S_ISDIR(st.st_mode):
-        # a real folder named like a photo is searched like any folder; a link to one is not followed
-        return "a link to a folder, which a folder search does not follow; give it on its own" if path.is_symlink() else None
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (a pipe, socket or device)"
-    return None
-
-
-def predict_file(predictor: Predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> FileResult:
-    """One image or video -> its result dict; raises ImageError for a bad file."""
-    if path.suffix.lower() in VIDEO_EXTS:
-        if crops:
-            raise ImageError(f"{path}: a video is not a face crop; run videos without --crops", "not_image")
-        from .video import predict_video
-
-        return predict_video(predictor, path, every, annotate_to.with_suffix(".mp4") if annotate_to else None)
-    rgb = load_image(path)
-    recs = predictor.predict(rgb, crops=crops)
-    if annotate_to is not None:
-        suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
-        save_rgb(annotate(rgb, recs), annotate_to.with_suffix(suffix))
-    return {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}

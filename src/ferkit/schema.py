@@ -26,7 +26,7 @@ class VideoFace(Face):
 
 
 class ImageResult(TypedDict):
-    """One photo (predict.predict_file)."""
+    """One photo (jobs.predict_file)."""
 
     file: str
     type: Literal["image"]

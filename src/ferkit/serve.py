@@ -417,18 +417,19 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
         return {**clf.training, **info, "tta": clf.tta}
     session, training = getattr(predictor, "session", None), {}
     if session is not None:  # an .onnx file: its training travels in its metadata (older files: none)
-        from .onnx_export import onnx_training
+        from .runtime import onnx_training
 
         training = onnx_training(session)
     return {"name": Path(str(path)).stem if path else None, **training, **info}
 
 
 def _warm_up(predictor) -> None:
-    """One prediction on a real photo (scikit-image's astronaut, shipped in its wheel): loads the
+    """One prediction on a real photo (predict.DEMO_PHOTO, shipped with ferkit): loads the
     detector, runs the model once (first calls are slow) and proves the set-up works."""
-    from skimage.data import astronaut
+    from .faces import load_image
+    from .predict import DEMO_PHOTO
 
-    predictor.predict(astronaut())
+    predictor.predict(load_image(DEMO_PHOTO))
 
 
 def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,

@@ -1,0 +1,71 @@
+"""The light install's promise: predicting (library, CLI, serve) never imports torch or the rest of
+the training extra, and a command that needs that extra says so in one line.
+
+Each check runs in a fresh interpreter: this test process has long since imported torch."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ferkit.cli import COMMANDS, main
+from ferkit.errors import TRAIN_MODULES
+
+# tqdm aside: `ferkit predict` draws its progress bar with it where it is installed (light, 0.02 s)
+HEAVY = tuple(m for m in TRAIN_MODULES if m != "tqdm")
+
+
+def imports_nothing_heavy(code: str, tmp_path):
+    """Run `code` in a new Python, then fail if it imported any module of the training extra."""
+    check = f"\nimport sys\nheavy = [m for m in {HEAVY!r} if m in sys.modules]\nassert not heavy, f'imported {{heavy}}'\n"
+    r = subprocess.run([sys.executable, "-c", code + check], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_predictor_imports_no_torch(tmp_path):
+    r = imports_nothing_heavy("from ferkit.predict import DEMO_PHOTO, Predictor\n"
+                              "print(Predictor().predict(DEMO_PHOTO)[0]['label'])", tmp_path)
+    assert r.stdout.strip() == "happy"
+
+
+def test_ferkit_predict_json_imports_no_torch(tmp_path):
+    imports_nothing_heavy("from ferkit.cli import main\nfrom ferkit.predict import DEMO_PHOTO\n"
+                          "assert main(['predict', str(DEMO_PHOTO), '--json', 'out.json', '--csv', 'out.csv']) == 0", tmp_path)
+    (res,) = json.loads((tmp_path / "out.json").read_text())
+    assert res["faces"][0]["label"] == "happy"
+
+
+def test_serve_app_imports_no_torch(tmp_path):
+    imports_nothing_heavy("from ferkit.serve import create_app\ncreate_app()", tmp_path)
+
+
+def test_demo_and_python_m_ferkit_import_no_torch(tmp_path):
+    imports_nothing_heavy("from ferkit.cli import main\nassert main(['demo', '--out', 'demo.png']) == 0\n"
+                          "import contextlib, runpy, sys\nsys.argv = ['ferkit', '--version']\n"
+                          "with contextlib.suppress(SystemExit):\n    runpy.run_module('ferkit', run_name='__main__')", tmp_path)
+    assert (tmp_path / "demo.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("missing", ["torch", "sklearn.metrics"])
+def test_a_command_without_the_training_extra_says_which_to_install(missing, monkeypatch, capsys):
+    def run(args):
+        raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+
+    help, add_arguments, _ = COMMANDS["plot"]
+    monkeypatch.setitem(COMMANDS, "plot", (help, add_arguments, run))
+    assert main(["plot", "runs/x", "--out", "figs"]) == 2
+    err = capsys.readouterr().err
+    top = missing.split(".")[0]
+    assert err == f"error: ferkit plot needs the training extra ({top} is not installed): pip install 'ferkit[train]'\n"
+
+
+def test_another_missing_module_is_a_bug_not_an_extra(monkeypatch):
+    def run(args):
+        raise ModuleNotFoundError("No module named 'nonesuch'", name="nonesuch")
+
+    help, add_arguments, _ = COMMANDS["plot"]
+    monkeypatch.setitem(COMMANDS, "plot", (help, add_arguments, run))
+    with pytest.raises(ModuleNotFoundError, match="nonesuch"):
+        main(["plot", "runs/x", "--out", "figs"])

@@ -164,8 +164,15 @@ def test_evaluate_an_onnx_file_as_users_run_it(tiny_checkpoint, tmp_path, capsys
     assert "(fp32)" in capsys.readouterr().out
     pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "metrics-val.json"))
     assert ox["n"] == pt["n"] == 28 and ox["confusion_matrix"] == pt["confusion_matrix"]
-    assert main(["evaluate", str(fp32), "--data", str(csv), "--tta"]) == 2
-    assert "an .onnx file has it built in" in capsys.readouterr().err
+    # a graph without the mirror inside gets it from the Predictor: scored as the checkpoint with --tta
+    assert main(["evaluate", str(tiny_checkpoint), "--data", str(csv), "--precision", "fp32", "--tta", "--json", str(tmp_path / "pt-tta.json")]) == 0
+    assert main(["evaluate", str(fp32), "--data", str(csv), "--tta", "--json", str(tmp_path / "ox-tta.json")]) == 0
+    pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt-tta.json", "ox-tta.json"))
+    assert ox["confusion_matrix"] == pt["confusion_matrix"]
+    inside = tmp_path / "inside.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), inside, tta=True)
+    assert main(["evaluate", str(inside), "--data", str(csv), "--no-tta"]) == 2
+    assert "has TTA built in at export" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- int8 that is right on every x86 CPU
@@ -239,11 +246,11 @@ def test_shipped_int8_graph_agrees_with_its_float_checkpoint(name, public_test_f
     """On 600 real PublicTest faces, the int8 graph as users run it names the same emotion as the float
     checkpoint (fp32) for nearly every face, and scores within a point of it."""
     from ferkit.labels import FERPLUS
-    from ferkit.predict import BUNDLED, int8_file
+    from ferkit.predict import BUNDLED
 
     faces, fer2013, fer_plus = public_test_faces
-    int8 = onnx_session(int8_file(name)).run(None, {"faces": faces})[0].argmax(1)
     clf = load_checkpoint(BUNDLED[name], precision="fp32")
+    int8 = Predictor(name, backend="onnx", precision="int8", tta=clf.tta).predict_faces(faces).argmax(1)  # the mirror as trained
     fp32 = clf.predict_proba(faces).argmax(1)
     y = fer_plus if tuple(clf.labels) == FERPLUS else fer2013
     scored = y >= 0

@@ -204,10 +204,8 @@ def cmd_evaluate(args):
     if args.json:
         check_output(args.json, "--json")
     ck = model_path(args.checkpoint) if args.checkpoint in BUNDLED else Path(args.checkpoint)
-    if is_onnx_file(ck) and args.tta is not None:
-        raise FerkitError(f"--{'' if args.tta else 'no-'}tta: {ck} has TTA built in at export (ferkit export --tta/--no-tta); leave the flag out")
-    if is_onnx_file(ck):  # an exported graph, scored as users run it
-        clf = Predictor(ck, backend="onnx", precision=args.precision)
+    if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
+        clf = Predictor(ck, backend="onnx", precision=args.precision, tta=args.tta)
     else:
         clf = load_checkpoint(ck, args.device, args.precision)
     # Metrics go beside the checkpoint (its run folder), except for the bundled models: ferkit's

@@ -30,6 +30,7 @@ ap.add_argument("--precision", help="the backend's precision (default: as --back
 ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--repeat", type=int, default=20)
 ap.add_argument("--threads", type=int, default=0, help="onnxruntime/torch threads (0 = their default)")
+ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="the mirror average (default: default_tta's for this CPU)")
 args = ap.parse_args()
 
 
@@ -38,7 +39,7 @@ def median_ms(fn, repeat=args.repeat):
 
 
 print(cpu_header())
-p = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads or None)
+p = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads or None, tta=args.tta)
 print(f"model {p.path}, backend {p.backend}, {p.precision}, flip TTA {'as trained' if p.tta is None else 'on' if p.tta else 'off'}")
 faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
 photo = data.astronaut()

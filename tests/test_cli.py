@@ -16,6 +16,15 @@ def test_models_lists_presets_and_bundled(capsys, monkeypatch, tmp_path):
     assert "(default)" in out and "ferplus       not in this install (ferplus.pt is missing)" in out
 
 
+
+def test_model_help_names_every_bundled_model_from_the_manifest(capsys):
+    from ferkit.bundled import DEFAULT, MODELS
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert all(name in text for name in MODELS) and f"{DEFAULT} (the default)" in text
+
 def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=42)
     spec = tmp_path / "tiny.json"

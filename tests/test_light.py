@@ -69,3 +69,19 @@ def test_another_missing_module_is_a_bug_not_an_extra(monkeypatch):
     monkeypatch.setitem(COMMANDS, "plot", (help, add_arguments, run))
     with pytest.raises(ModuleNotFoundError, match="nonesuch"):
         main(["plot", "runs/x", "--out", "figs"])
+
+
+def test_ferkit_models_lists_the_bundled_models_without_torch(tmp_path):
+    # a light install: torch cannot be imported at all, as where it is not installed
+    r = imports_nothing_heavy(
+        "import sys\nclass NoTorch:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\nfrom ferkit.cli import main\nassert main(['models']) == 0\n", tmp_path)
+    from ferkit.bundled import DEFAULT, MODELS
+
+    lines = r.stdout.splitlines()
+    assert lines[0] == "listing the presets needs the training extra (torch is not installed): pip install 'ferkit[train]'"
+    for name, m in MODELS.items():
+        (row,) = [line for line in lines if line.startswith(f"{name} ")]
+        assert f"{m.macs:,}" in row and f"{m.accuracy['int8']:.2f}%" in row and ", ".join(m.emotions) in row
+        assert row.endswith("(default)") == (name == DEFAULT)

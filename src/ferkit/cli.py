@@ -17,7 +17,7 @@ import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__, precisions, runs
+from . import __version__, bundled, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError, needs_extra
 from .files import check_output, check_outputs, output_errors, write_output
@@ -59,31 +59,45 @@ def _parse_set(items: list[str] | None) -> dict:
 # ---------------------------------------------------------------- models
 
 
-@command("models", "list the model presets and the bundled models with parameter counts and multiply-adds per image")
+@command("models", "list the model presets (with the training extra) and the bundled models, with multiply-adds per image")
 def cmd_models(args):
-    from .checkpoint import read_checkpoint
-    from .config import ModelSpec
-    from .labels import labels_of
+    from .predict import describe_default
+
+    try:  # the presets are nets, built by torch; the bundled models are the manifest, read without it
+        _print_presets()
+    except ModuleNotFoundError as e:  # a light install: one line on what is missing, then what it has
+        err = needs_extra(e, "listing the presets")
+        if err is e:
+            raise
+        print(f"{err}\n")
+    _print_bundled()
+    print(f"\n{describe_default()}")
+
+
+def _print_presets():
     from .model import PRESETS, count_macs, count_params, create_model
-    from .predict import BUNDLED, DEFAULT_MODEL, describe_default
     from .recipes import recipe
 
     print(f"{'preset':<12}{'params':>12}{'MACs/image':>14}{'epochs':>8}{'lr':>9}{'l2':>9}  about")
     for name, pr in PRESETS.items():
         m, r = create_model(name), recipe(name)
         print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}{r['epochs']:>8}{r['lr']:>9.0e}{r['l2']:>9.0e}  {pr.about}")
-    print(f"\n{'bundled':<12}{'params':>12}{'MACs/image':>14}  {'PublicTest':>10}  emotions (use with --model NAME)")
-    for name, path in BUNDLED.items():
-        if not path.exists():
-            print(f"{name:<12}  not in this install ({path.name} is missing)")
+    print()
+
+
+def _print_bundled():
+    """The bundled models from the manifest (bundled.py): no torch, so a light install lists them too."""
+    from .bundled import MODELS
+    from .predict import BUNDLED, DEFAULT_MODEL
+
+    print(f"{'bundled':<14}{'MACs/image':>12}  {'PublicTest f16 / int8':<23}{'net':<32}emotions (use with --model NAME)")
+    for name, m in MODELS.items():
+        if not BUNDLED[name].exists():
+            print(f"{name:<14}not in this install ({BUNDLED[name].name} is missing)")
             continue
-        ck = read_checkpoint(path)
-        m = create_model(ModelSpec.from_dict(ck["spec"]))
-        acc = ck.get("best_acc")
+        acc = f"{m.accuracy['float16']:.2f}% / {m.accuracy['int8']:.2f}%"
         default = "  (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name:<12}{count_params(m):>12,}{count_macs(m):>14,}  {acc if acc is None else f'{acc:.4f}':>10}  "
-              f"{', '.join(labels_of(ck))}{default}")
-    print(f"\n{describe_default()}")
+        print(f"{name:<14}{m.macs:>12,}  {acc:<23}{m.net:<32}{', '.join(m.emotions)}{default}")
 
 
 # ---------------------------------------------------------------- train
@@ -339,8 +353,9 @@ def cmd_serve(args):
 # ---------------------------------------------------------------- predict, demo, export
 
 
-MODEL_HELP = ("a bundled model (ferplus-fast, the default, and ferplus: 8 emotions, FER+; fer2013-fast and fer2013: "
-              "FER2013's 7; see 'ferkit models'), a checkpoint .pt or run folder, or an .onnx file from 'ferkit export'")
+# The bundled models' names, from the manifest (bundled.py), so the help cannot name a model that is gone
+MODEL_HELP = (f"a bundled model: {bundled.summary()} (see 'ferkit models'); or a checkpoint .pt or run folder, "
+              "or an .onnx file from 'ferkit export'")
 BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
                 "onnx for an .onnx file, else torch")
 PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "

@@ -23,20 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bundled
 from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
 from .labels import EMOTIONS
 from .schema import Face
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
-# The models that ship inside ferkit, by name: trained by `ferkit train` with the commands in the README.
-# NAME (vgg-wide) is the most accurate on its labels; NAME-fast, distilled from it (fer2013-fast:
-# the `fast` preset; ferplus-fast: `lite`), is several times faster. Figures: README, "The bundled models".
-BUNDLED = {name: WEIGHTS / f"{name}.pt" for name in ("fer2013", "fer2013-fast", "ferplus", "ferplus-fast")}
+WEIGHTS = bundled.WEIGHTS  # where the bundled models and the face detector ship
+# The models that ship inside ferkit: their one home is weights/manifest.json (bundled.py). These
+# names are derived from it and kept for the callers (tests, benchmarks) that use them; tests patch
+# BUNDLED and DEFAULT_MODEL, so the functions below read these, not the manifest.
+# NAME (vgg-wide) is the most accurate on its labels; NAME-fast, distilled from it, is several times
+# faster. Figures: README, "The bundled models".
+BUNDLED = {name: m.path("checkpoint") for name, m in bundled.MODELS.items()}
 # The default for photos: FER+'s labels name the real photos right where both FER2013 models read
 # the surprised face as fear (benchmarks/bench_photos.py), and of the FER+ models the fast one is
 # the one faster than the peer on every speed figure (benchmarks/bench_predict.py).
-DEFAULT_MODEL = "ferplus-fast"
+DEFAULT_MODEL = bundled.DEFAULT
 # A photo that ships inside ferkit, for `ferkit demo` and serve's warm-up (no download, no scikit-image):
 # scikit-image's astronaut (Eileen Collins; NASA, public domain), saved as a JPEG.
 DEMO_PHOTO = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"
@@ -103,8 +106,8 @@ def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
 
 
 # PublicTest points each bundled model's shipped int8 graph gains from the mirror average
-# (benchmarks/bench_paths.py: "int8 file" with tta on minus off; README, "Speed").
-TTA_GAIN = {"fer2013": 0.14, "fer2013-fast": -0.14, "ferplus": -0.10, "ferplus-fast": 0.31}
+# (benchmarks/bench_paths.py: "int8 file" with tta on minus off; the manifest's tta_gain).
+TTA_GAIN = {name: m.tta_gain for name, m in bundled.MODELS.items()}
 MIN_TTA_GAIN = 0.2  # points the mirror must buy to be worth doubling a face's time where int8 is slow
 
 
@@ -139,9 +142,9 @@ def is_onnx_file(model) -> bool:
 
 
 def int8_file(name: str) -> Path:
-    """Where a bundled model's int8 ONNX graph ships: weights/NAME.int8.onnx, written by
-    `ferkit export src/ferkit/weights/NAME.pt --onnx src/ferkit/weights/NAME.int8.onnx --int8`."""
-    return BUNDLED[name].with_name(f"{name}.int8.onnx")
+    """Where a bundled model's int8 ONNX graph ships: beside its checkpoint, under the manifest's name
+    (written by `ferkit export src/ferkit/weights/NAME.pt --onnx src/ferkit/weights/NAME.int8.onnx --int8`)."""
+    return BUNDLED[name].with_name(bundled.MODELS[name].files["int8"]["file"])
 
 
 class Predictor:

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from . import augment as aug
 from . import distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig, read_file
+from .config import FACE_SIZE, ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image
-from .errors import FerkitError
+from .errors import ConfigError, FerkitError
 from .files import atomic_write, check_output
 from .labels import LabelSet, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
@@ -362,7 +362,12 @@ def _absolute(path: str) -> str:
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     """cfg's model spec (preset or file, with its overrides), one output per emotion of its label set;
     a num_classes that disagrees with the label set is a ConfigError."""
-    return resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
+    spec = resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
+    if (spec.in_size, spec.channels) != (FACE_SIZE, 1):
+        raise ConfigError(f"--model {cfg.model}: its input is {spec.in_size}x{spec.in_size} with {spec.channels} "
+                          f"channel(s), but ferkit trains on {FACE_SIZE}x{FACE_SIZE} grey faces (FER2013) so far; "
+                          f"keep in_size {FACE_SIZE} and channels 1 (--set in_size={FACE_SIZE} --set channels=1)")
+    return spec
 
 
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:

@@ -319,6 +319,9 @@ class TrainConfig:
                                 factory=list)
     distill: float = option(0.5, "with a teacher: weight of the distillation loss (1 - it: the labels' loss)")
     distill_temp: float = option(2.0, "with a teacher: softmax temperature of the distillation loss")
+    init_from: str | None = option(None, "start from these weights: a state_dict file (.pth, e.g. torchvision's "
+                                         "ImageNet resnet18/34 weights) or a ferkit checkpoint, copied by parameter name; "
+                                         "a head of another size is left new, colour first-conv weights are summed for grey")
 
     def __post_init__(self):
         if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
@@ -333,6 +336,8 @@ class TrainConfig:
             value = getattr(self, name)
             if name not in bad and value is not None and not fits(value):
                 p.append(problem(flag(name), what, value))
+        if "init_from" not in bad and self.init_from is not None and not self.init_from.strip():
+            p.append(problem("--init-from", "a weights file (or left out)", self.init_from))
         if "device" not in bad and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             p.append(problem("--device", "auto, cpu, cuda, cuda:N or mps", self.device))
         if "crop_pad" not in bad:

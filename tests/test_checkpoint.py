@@ -111,3 +111,18 @@ def test_a_checkpoint_without_training_state_cannot_resume(tiny_checkpoint, tmp_
     path = _variant(tiny_checkpoint, tmp_path, lambda ck: ck.pop("optimizer"))
     with pytest.raises(FerkitError, match="cannot resume from it: no optimizer"):
         read_checkpoint(path, resume=True)
+
+
+def test_checkpoints_record_the_input_and_old_ones_load_as_48_grey(tiny_checkpoint, tmp_path):
+    spec = torch.load(tiny_checkpoint, weights_only=True)["spec"]
+    assert (spec["in_size"], spec["channels"], spec["backbone"]) == (48, 1, None)
+    # a checkpoint written before channels and backbone were in the spec
+    old = _variant(tiny_checkpoint, tmp_path, lambda ck: [ck["spec"].pop(k) for k in ("channels", "backbone")])
+    clf = load_checkpoint(old)
+    assert (clf.spec.channels, clf.spec.in_size, clf.spec.backbone) == (1, 48, None)
+    assert clf.model.features[0][0].in_channels == 1
+    assert clf.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
+    # a spec that says RGB does not fit grey weights: refused by name
+    rgb = _variant(tiny_checkpoint, tmp_path, lambda ck: ck["spec"].__setitem__("channels", 3))
+    with pytest.raises(FerkitError, match="features.0.0.weight has shape"):
+        load_checkpoint(rgb)

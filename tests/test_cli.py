@@ -51,7 +51,7 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
     (["train", "--set", "hog=true", "--model", "shallow"], "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
     (["train", "--set", "convs.0.filters=8.5", "--model", "shallow"], "convs[0].filters must be an integer; got 8.5"),
-    (["train", "--set", "in_size=64", "--model", "shallow"], "in_size must be 48"),
+    (["train", "--set", "in_size=64", "--model", "shallow"], "its input is 64x64 with 1 channel(s), but ferkit trains on 48x48 grey"),
     (["train", "--out", "/proc/ferkit-run", "--model", "shallow"], "--out /proc/ferkit-run: cannot write in /proc"),
     (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
     (["train", "--resume", "nowhere"], "no config.json there"),

@@ -62,7 +62,12 @@ def test_spec_round_trip_and_overrides():
     ({"hog": True}, "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
     ({"hog": {"pixels_per_cell": "8"}}, "hog.pixels_per_cell must be an integer; got '8'"),
     ({"num_classes": 3}, "num_classes must be null (the label set's count) or a label set's emotion count (fer2013 7, ferplus 8); got 3"),
-    ({"in_size": 64}, "in_size must be 48 (FER2013 faces"),
+    ({"in_size": 8}, "in_size must be >= 16; got 8"),
+    ({"in_size": 1024}, "in_size must be at most 512; got 1024"),
+    ({"channels": 2}, "channels must be 1 (grey) or 3 (RGB); got 2"),
+    ({"backbone": "resnet50"}, "backbone must be one of resnet18, resnet34 or null; got 'resnet50'"),
+    ({"backbone": "resnet18", "convs": [{}]}, "convs must be empty with backbone resnet18 (its layers are fixed); got 1 layer(s)"),
+    ({"backbone": "resnet18", "hog": {}}, "hog must be null with backbone resnet18"),
     ({"gap": 1}, "gap must be true or false; got 1"),
 ])
 def test_spec_field_types_are_checked(spec, message):

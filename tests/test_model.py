@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import tiny_spec
-from ferkit.config import TrainConfig
+from ferkit.config import ConvSpec, ModelSpec, TrainConfig
 from ferkit.errors import ConfigError
 from ferkit.model import PRESETS, count_macs, count_params, create_model, is_spec_file, list_models
 from ferkit.recipes import RECIPES, recipe
@@ -57,6 +57,55 @@ def test_every_preset_has_a_recipe_and_every_recipe_a_preset():
 
 
 def test_an_unknown_preset_has_no_recipe():
-    with pytest.raises(ConfigError, match=r"--model must be a preset \(shallow, deep, .*lite\) or a JSON/YAML model spec "
+    with pytest.raises(ConfigError, match=r"--model must be a preset \(shallow, deep, .*resnet34\) or a JSON/YAML model spec "
                                           r"file \(.json, .yaml, .yml\); got 'vgg-wdie'"):
         recipe("vgg-wdie")
+
+
+def test_channels_and_input_size_build_the_net():
+    spec = ModelSpec(convs=[ConvSpec(8, 3, pool=2), ConvSpec(16, 3, pool=2)], gap=True, channels=3, in_size=64, num_classes=7)
+    m = create_model(spec).eval()
+    assert m.features[0][0].in_channels == 3 and m.feature_shape == (16, 16, 16)
+    assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 7)
+    assert count_macs(m) == 64 * 64 * 8 * 9 * 3 + 32 * 32 * 16 * 9 * 8 + 16 * 7
+    assert spec.parameters() == count_params(m)  # the spec counts the first conv over its 3 channels
+
+
+def test_specs_without_channels_are_48_grey():
+    d = PRESETS["shallow"].spec.to_dict()
+    assert d["channels"] == 1 and d["in_size"] == 48 and d["backbone"] is None  # what checkpoints now record
+    for key in ("channels", "backbone"):
+        del d[key]  # a spec written before either existed
+    spec = ModelSpec.from_dict(d)
+    assert (spec.channels, spec.in_size, spec.backbone) == (1, 48, None)
+
+
+def test_training_refuses_an_input_the_data_do_not_have():
+    from ferkit.train import model_spec
+
+    with pytest.raises(ConfigError, match="its input is 64x64 with 3 channel.s., but ferkit trains on 48x48 grey"):
+        model_spec(TrainConfig(model="shallow", overrides={"in_size": 64, "channels": 3}))
+
+
+@pytest.mark.parametrize("name,tensors,params", [("resnet18", 122, 11_689_512), ("resnet34", 218, 21_797_672)])
+def test_resnets_have_torchvisions_names_and_shapes(name, tensors, params):
+    # torchvision's resnet18/resnet34 (1000 ImageNet classes): 122/218 state_dict entries and
+    # 11,689,512/21,797,672 parameters; here with RGB input and 7 classes in place of 1000
+    m = create_model(ModelSpec(backbone=name, channels=3, in_size=224, num_classes=7))
+    sd = m.state_dict()
+    assert len(sd) == tensors and count_params(m) == params - 1000 * 513 + 7 * 513
+    assert m.spec.parameters() == count_params(m)
+    shapes = {"conv1.weight": (64, 3, 7, 7), "bn1.running_var": (64,), "layer1.0.conv1.weight": (64, 64, 3, 3),
+              "layer2.0.downsample.0.weight": (128, 64, 1, 1), "layer2.0.downsample.1.weight": (128,),
+              "layer4.1.bn2.num_batches_tracked": (), "fc.weight": (7, 512), "fc.bias": (7,)}
+    assert {k: tuple(sd[k].shape) for k in shapes} == shapes
+    assert "layer1.0.downsample.0.weight" not in sd and not any(k.startswith("features") for k in sd)
+    assert m.forward_features(torch.zeros(1, 3, 224, 224)).shape == (1, 512, 7, 7)  # torchvision's geometry at 224
+    assert m.features[0][0] is m.conv1  # the stem and stages as a Sequential, for activation maps
+
+
+def test_a_small_input_resnet_skips_the_stem_pool():
+    m = create_model("resnet18").eval()  # 48x48 grey: no max pool after conv1, 48 -> 24 -> 24 -> 12 -> 6 -> 3
+    assert m.conv1.in_channels == 1 and isinstance(m.maxpool, torch.nn.Identity)
+    assert m.forward_features(torch.zeros(1, 1, 48, 48)).shape == (1, 512, 3, 3) == (1, *m.feature_shape)
+    assert m.spec.feature_size(48) == 3

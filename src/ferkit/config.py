@@ -40,6 +40,9 @@ MAX_UNITS = 65536
 MAX_LAYERS = 128  # conv layers, and FC layers
 MAX_ORIENTATIONS = 180  # HOG bins over 180 degrees: one a degree
 MAX_MAP = 4 * FACE_SIZE  # side of a feature map: padding can grow it, and its memory grows as the square
+MIN_IN_SIZE, MAX_IN_SIZE = 16, 512  # input side: ImageNet nets take 224, FER data sets come at 48-256
+CHANNELS = (1, 3)  # grey or RGB input
+BACKBONES = ("resnet18", "resnet34")  # plain-torch nets with torchvision's parameter names (model.py)
 MAX_PARAMS = 200_000_000  # 0.8 GB of float32 weights; Adam keeps two more copies
 MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
 MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
@@ -137,6 +140,9 @@ class ModelSpec:
     gap: bool = False  # global average pool of the last conv map instead of flattening it (VGG/ResNet-style head)
     in_size: int = FACE_SIZE  # input height = width
     num_classes: int | None = None  # outputs; None = one per emotion of the label set (see for_labels), the usual
+    channels: int = 1  # input channels: 1 grey (FER2013), 3 RGB; specs and checkpoints without it are grey
+    # a torchvision-named network (model.py) in place of the convs/fcs stack; None = the paper's CNN family
+    backbone: Literal[BACKBONES] | None = None
 
     def __post_init__(self):
         p = list(check_fields(self).values())
@@ -147,23 +153,29 @@ class ModelSpec:
             self.convs = [_part(ConvSpec, c, f"convs[{i}]", p) for i, c in enumerate(self.convs)]
             self.fcs = [_part(FCSpec, c, f"fcs[{i}]", p) for i, c in enumerate(self.fcs)]
             self.hog = _part(HogSpec, self.hog, "hog", p) if self.hog is not None else None
-            if self.in_size != FACE_SIZE:
-                p.append(problem("in_size", f"{FACE_SIZE} (FER2013 faces, and the faces ferkit crops from photos, are "
-                                 f"{FACE_SIZE}x{FACE_SIZE})", self.in_size))
+            p += bounded("in_size", self.in_size, MIN_IN_SIZE, MAX_IN_SIZE)
+            if self.channels not in CHANNELS:
+                p.append(problem("channels", "1 (grey) or 3 (RGB)", self.channels))
+            if self.backbone is not None:
+                p += [f"{name} must be empty with backbone {self.backbone} (its layers are fixed); got "
+                      f"{len(getattr(self, name))} layer(s)" for name in ("convs", "fcs") if getattr(self, name)]
+                if self.hog is not None:
+                    p.append(problem("hog", f"null with backbone {self.backbone} (HOG hybrids are of the CNN family)",
+                                     self.hog))
             counts = {s.num_classes for s in LABEL_SETS.values()}
             if self.num_classes is not None and self.num_classes not in counts:
                 known = ", ".join(f"{s.name} {s.num_classes}" for s in LABEL_SETS.values())
                 p.append(problem("num_classes", f"null (the label set's count) or a label set's emotion count ({known})",
                                  self.num_classes))
         if not p:
-            size = self.in_size
+            size, most = self.in_size, max(MAX_MAP, 4 * self.in_size)
             for i, c in enumerate(self.convs):
                 size = c.out_size(size)
                 if size < 1:
                     p.append(f"convs[{i}]: the feature map shrinks to nothing; use fewer pools, more padding or a smaller stride")
                     break
-                if size > MAX_MAP:
-                    p.append(f"convs[{i}]: the feature map grows to {size}x{size}, over {MAX_MAP}x{MAX_MAP}; use less padding")
+                if size > most:
+                    p.append(f"convs[{i}]: the feature map grows to {size}x{size}, over {most}x{most}; use less padding")
                     break
         if not p and self.parameters() > MAX_PARAMS:  # checked before anything is allocated
             n = self.parameters()
@@ -185,7 +197,10 @@ class ModelSpec:
         """The weights and biases of the model this spec builds (batch norm's 2 a channel in place
         of a bias, a slight overcount), counted from the spec: nothing is allocated. Without
         num_classes, counted for the default label set (as create_model builds it)."""
-        n, ch = 0, 1
+        classes = self.num_classes or LABEL_SETS[DEFAULT].num_classes
+        if self.backbone is not None:
+            return _resnet_parameters(self.backbone, self.channels) + 512 * classes + classes
+        n, ch = 0, self.channels
         for c in self.convs:
             n += ch * c.filters * c.kernel ** 2 + 2 * c.filters
             ch = c.filters
@@ -194,12 +209,18 @@ class ModelSpec:
         for f in self.fcs:
             n += width * f.units + 2 * f.units
             width = f.units
-        classes = self.num_classes or LABEL_SETS[DEFAULT].num_classes
         return n + width * classes + classes
 
     def feature_size(self, size: int | None = None) -> int:
         """Side of the last conv layer's output for a size x size input (default in_size); < 1 = nothing left."""
         size = self.in_size if size is None else size
+        if self.backbone is not None:  # model.ResNet: conv1 (7x7, stride 2), the max pool (large inputs only), 3 stride-2 stages
+            size = (size - 1) // 2 + 1
+            if resnet_maxpool(self.in_size):
+                size = (size - 1) // 2 + 1
+            for _ in range(3):
+                size = (size - 1) // 2 + 1
+            return size
         for c in self.convs:
             size = c.out_size(size)
         return size
@@ -210,6 +231,28 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
         return _build(cls, d, "model spec")
+
+
+RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}  # basic blocks per stage
+
+
+def resnet_maxpool(in_size: int) -> bool:
+    """Whether a ResNet keeps torchvision's stem max pool: for inputs of 112 and more. A smaller face
+    (48x48) keeps more resolution without it (the pool has no weights, so the names are unchanged)."""
+    return in_size >= 112
+
+
+def _resnet_parameters(name: str, channels: int) -> int:
+    """Weights of a torchvision-style ResNet without its fc layer (batch norm: 2 a channel)."""
+    n, inplanes = channels * 64 * 49 + 2 * 64, 64
+    for stage, blocks in enumerate(RESNET_BLOCKS[name]):
+        planes = 64 * 2 ** stage
+        for b in range(blocks):
+            n += inplanes * planes * 9 + planes * planes * 9 + 4 * planes
+            if b == 0 and (stage > 0 or inplanes != planes):
+                n += inplanes * planes + 2 * planes
+            inplanes = planes
+    return n
 
 
 # Fields with a fixed set of values: the config checks them and `ferkit train` offers them as the
@@ -276,6 +319,9 @@ class TrainConfig:
                                 factory=list)
     distill: float = option(0.5, "with a teacher: weight of the distillation loss (1 - it: the labels' loss)")
     distill_temp: float = option(2.0, "with a teacher: softmax temperature of the distillation loss")
+    init_from: str | None = option(None, "start from these weights: a state_dict file (.pth, e.g. torchvision's "
+                                         "ImageNet resnet18/34 weights) or a ferkit checkpoint, copied by parameter name; "
+                                         "a head of another size is left new, colour first-conv weights are summed for grey")
 
     def __post_init__(self):
         if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
@@ -290,6 +336,8 @@ class TrainConfig:
             value = getattr(self, name)
             if name not in bad and value is not None and not fits(value):
                 p.append(problem(flag(name), what, value))
+        if "init_from" not in bad and self.init_from is not None and not self.init_from.strip():
+            p.append(problem("--init-from", "a weights file (or left out)", self.init_from))
         if "device" not in bad and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             p.append(problem("--device", "auto, cpu, cuda, cuda:N or mps", self.device))
         if "crop_pad" not in bad:

@@ -1,6 +1,7 @@
-"""The paper's CNN family, built from a ModelSpec, and a registry of named presets.
+"""The paper's CNN family and torchvision-named ResNets, built from a ModelSpec, and a registry of named presets.
 
-    x (B, 1, 48, 48) -> forward_features -> (B, C, H, W) -> flatten (+ HOG) -> forward_head -> logits (B, num_classes)
+    x (B, channels, in_size, in_size) -> forward_features -> (B, C, H, W) -> flatten or pool (+ HOG)
+      -> forward_head -> logits (B, num_classes)
 
 `create_model("deep")` builds a preset by name; `list_models()` lists them. Softmax is left to
 the loss / the predictor, so the model returns logits.
@@ -14,16 +15,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConvSpec, FCSpec, HogSpec, ModelSpec, override_spec, read_file
+from .config import RESNET_BLOCKS, ConvSpec, FCSpec, HogSpec, ModelSpec, override_spec, read_file, resnet_maxpool
 from .errors import ConfigError
 from .labels import DEFAULT, LabelSet, label_set
 
 
 class FerNet(nn.Module):
+    head = "classifier"  # the output layer (a new one when fine-tuning to another label set)
+    first_conv = "features.0.0"  # the layer that sees the image's channels
+
     def __init__(self, spec: ModelSpec, hog_dim: int = 0):
         super().__init__()
         self.spec = spec
-        layers, ch = [], 1
+        layers, ch = [], spec.channels
         for c in spec.convs:
             block = [nn.Conv2d(ch, c.filters, c.kernel, c.stride, c.pad, bias=not c.batch_norm)]
             if c.batch_norm:
@@ -53,7 +57,7 @@ class FerNet(nn.Module):
         self.classifier = nn.Linear(n_in, spec.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 48, 48) -> the last conv layer's output (B, C, H, W)."""
+        """(B, channels, in_size, in_size) -> the last conv layer's output (B, C, H, W)."""
         return self.features(x)
 
     def forward_head(self, feats: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,6 +68,83 @@ class FerNet(nn.Module):
                 raise ValueError("this is a HOG hybrid model: pass hog features (B, hog_dim) as well")
             z = torch.cat([z, hog.to(z.dtype)], dim=1)
         return self.classifier(self.fc(z))
+
+    def forward(self, x: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), hog)
+
+
+# ---------------------------------------------------------------- ResNets
+# Written in plain torch (torchvision cannot be imported beside the CPU build of torch here), with
+# torchvision's module names and layout (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, ..., fc),
+# so that torchvision's published resnet18/resnet34 state_dicts load by name (train --init-from).
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet-18/34 with FerNet's interface (spec, hog_dim, feature_shape, features,
+    forward_features, forward_head, forward(x, hog=None)). The stem's 7x7 stride-2 conv is kept, so
+    that ImageNet's conv1 weights fit; for small inputs (under 112 px, e.g. 48x48 faces) the max pool
+    after it is an identity, which keeps a 48x48 face at 24x24 in layer1 (and 3x3 after layer4)
+    instead of 12x12 (and 2x2). The pool has no weights: the parameter names are torchvision's either way."""
+
+    head = "fc"
+    first_conv = "conv1"
+
+    def __init__(self, spec: ModelSpec, hog_dim: int = 0):
+        super().__init__()
+        if hog_dim:
+            raise ValueError("a ResNet takes no HOG features")
+        self.spec, self.hog_dim = spec, 0
+        self.conv1 = nn.Conv2d(spec.channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if resnet_maxpool(spec.in_size) else nn.Identity()
+        inplanes = 64
+        for i, blocks in enumerate(RESNET_BLOCKS[spec.backbone]):
+            planes, stride = 64 * 2**i, 1 if i == 0 else 2
+            layer = [BasicBlock(inplanes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(blocks - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+            inplanes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, spec.num_classes)
+        size = spec.feature_size()
+        self.feature_shape = (512, size, size)
+        # torchvision's initialisation: He-normal convs, unit batch norms (the fc keeps torch's default)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def features(self) -> nn.Sequential:
+        """The stem and the 4 stages as one Sequential (for activation maps and DeepDream); built
+        on each call, not registered, so the state_dict keeps torchvision's names only."""
+        stem = nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)
+        return nn.Sequential(stem, self.layer1, self.layer2, self.layer3, self.layer4)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, channels, in_size, in_size) -> layer4's output (B, 512, H, W)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, feats: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(feats), 1))
 
     def forward(self, x: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), hog)
@@ -125,6 +206,8 @@ PRESETS: dict[str, Preset] = {
     "vgg-wide": Preset(_vgg(48), "8 conv (VGG pairs, 48-384 filters) + global average pool"),
     "fast": Preset(_vgg(24), "8 conv (VGG pairs, 24-192 filters) + global average pool, short recipe"),
     "lite": Preset(_lite(), "7 conv (fast without its second 48x48 conv) + global average pool"),
+    "resnet18": Preset(ModelSpec(backbone="resnet18"), "ResNet-18 (torchvision's names: --init-from its ImageNet weights)"),
+    "resnet34": Preset(ModelSpec(backbone="resnet34"), "ResNet-34 (torchvision's names: --init-from its ImageNet weights)"),
 }
 
 
@@ -155,13 +238,15 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
     )
 
 
-def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet:
+def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet | ResNet:
     """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec, with one output
     per emotion of `labels` (a spec's num_classes must agree). Without labels: the spec's
     num_classes, else the default label set's (a model built outside training, e.g. in a test)."""
     spec = resolve_spec(name_or_spec)
     if labels is not None or spec.num_classes is None:
         spec = spec.for_labels(labels or label_set(DEFAULT))
+    if spec.backbone is not None:
+        return ResNet(spec)
     hog_dim = 0
     if spec.hog is not None:
         from .hog import hog_dim as _hog_dim
@@ -191,7 +276,7 @@ def count_macs(model: FerNet) -> int:
     with torch.no_grad():
         size = model.spec.in_size
         hog = torch.zeros(1, model.hog_dim) if model.hog_dim else None
-        model(torch.zeros(1, 1, size, size), hog)
+        model(torch.zeros(1, model.spec.channels, size, size), hog)
     model.train(was_training)
     for h in hooks:
         h.remove()

@@ -17,6 +17,11 @@ PAPER_DEEP = dict(epochs=35, lr=1e-2, l2=1e-7)
 VGG = dict(epochs=40, lr=0.1, l2=5e-4, optimizer="sgd", schedule="onecycle", label_smoothing=0.1, crop_pad=4,
            rotate=10, erase=0.25, tta=True)
 
+# Fine-tuning a ResNet (usually --init-from pretrained weights): SGD on a one-cycle schedule with a
+# lower peak than the VGG nets' from-scratch 0.1, fewer epochs, flips and shifts, flip TTA.
+RESNET = dict(epochs=15, lr=0.01, l2=5e-4, optimizer="sgd", schedule="onecycle", label_smoothing=0.1, crop_pad=4,
+              tta=True)
+
 RECIPES: dict[str, dict] = {
     "shallow": PAPER_SHALLOW,
     "deep": PAPER_DEEP,
@@ -28,6 +33,8 @@ RECIPES: dict[str, dict] = {
     # short run can use (flips, shifts); rotations and erasing pay off in long runs.
     "fast": {**VGG, "epochs": 12, "rotate": 0, "erase": 0},
     "lite": {**VGG, "epochs": 30},  # for distillation from a bigger model (--teacher), as ferplus-fast was made
+    "resnet18": RESNET,
+    "resnet34": RESNET,
 }
 
 

@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from . import augment as aug
 from . import distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig, read_file
+from .config import FACE_SIZE, ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image
-from .errors import FerkitError
+from .errors import ConfigError, FerkitError
 from .files import atomic_write, check_output
+from .finetune import init_from
 from .labels import LabelSet, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
@@ -347,7 +348,7 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """cfg with its file paths made absolute, so that its config file works from any folder
     (evaluate, report, --resume, a search's best.yaml). A preset's name stays a name, even where
     the current folder has a file or folder of that name (a run called `shallow`, say)."""
-    for k in ("data", "model", "labels_file"):
+    for k in ("data", "model", "labels_file", "init_from"):
         path = getattr(cfg, k)
         if path and not (k == "model" and path in PRESETS):
             cfg = replace(cfg, **{k: _absolute(path)})
@@ -362,7 +363,12 @@ def _absolute(path: str) -> str:
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     """cfg's model spec (preset or file, with its overrides), one output per emotion of its label set;
     a num_classes that disagrees with the label set is a ConfigError."""
-    return resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
+    spec = resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
+    if (spec.in_size, spec.channels) != (FACE_SIZE, 1):
+        raise ConfigError(f"--model {cfg.model}: its input is {spec.in_size}x{spec.in_size} with {spec.channels} "
+                          f"channel(s), but ferkit trains on {FACE_SIZE}x{FACE_SIZE} grey faces (FER2013) so far; "
+                          f"keep in_size {FACE_SIZE} and channels 1 (--set in_size={FACE_SIZE} --set channels=1)")
+    return spec
 
 
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
@@ -381,6 +387,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if resume and not (out / LAST).exists():
         raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
     ckpt = read_checkpoint(out / LAST, resume=True) if resume else None
+    if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read
+        raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if ckpt is not None:
         _check_length(ckpt, cfg, out)
     labels = label_set(cfg.labels)
@@ -406,7 +414,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         info(dist.describe(cfg.batch_size))
 
     torch.manual_seed(cfg.seed)
-    model = prepare(create_model(spec), device)
+    model = create_model(spec)
+    if cfg.init_from and ckpt is None:  # a resumed run has its own weights in last.pt
+        init_from(model, cfg.init_from, info)
+    model = prepare(model, device)
     teachers = [Teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))

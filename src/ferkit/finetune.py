@@ -1,0 +1,112 @@
+"""Starting a training from pretrained weights (`ferkit train --init-from FILE`).
+
+FILE is a torchvision-style state_dict (e.g. resnet18-f37072fd.pth, ImageNet weights that a user
+downloaded; ferkit fetches nothing) or any ferkit checkpoint. Weights are copied by parameter name:
+    - a tensor whose name and shape match is copied;
+    - the head (FerNet's classifier, ResNet's fc) is left at its initialisation when its shape
+      differs (another number of classes: 1000 ImageNet classes, FER2013's 7, FER+'s 8);
+    - the first conv of a grey model takes colour weights summed over their 3 input channels (a grey
+      image x seen as RGB (x, x, x) gives the same response); a colour model takes grey weights
+      repeated over its channels, divided by 3;
+    - anything else in the file (another shape, a name the model lacks) is skipped, and the model's
+      tensors the file lacks keep their initialisation.
+One log line counts what was loaded, skipped and missing; a file with no matching name is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import FerkitError
+
+log = logging.getLogger(__name__)
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state_dict, what the file is) of a ferkit checkpoint or a plain state_dict file, loaded with
+    weights_only=True. A wrapped state_dict ({"state_dict": ...} or {"model": ...}) and DDP's
+    "module." prefixes are unwrapped."""
+    from .checkpoint import read_checkpoint
+
+    path = Path(path)
+    if path.is_dir() or not path.exists():
+        if path.is_dir() and (path / "best.pt").exists():
+            return read_checkpoint(path)["state_dict"], "ferkit checkpoint"
+        raise FerkitError(f"--init-from {path}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled objects, junk, truncated files
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise FerkitError(f"--init-from {path}: not a readable weights file (a state_dict saved with torch.save, or a "
+                          f"ferkit checkpoint); {type(e).__name__}: {first}") from None
+    if isinstance(obj, dict) and "spec" in obj and "state_dict" in obj:
+        return read_checkpoint(path)["state_dict"], "ferkit checkpoint"  # checked as every checkpoint is
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise FerkitError(f"--init-from {path}: holds no state_dict (a mapping of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, "state_dict"
+
+
+def _first_conv(weight: torch.Tensor, want: torch.Size) -> torch.Tensor | None:
+    """The first conv's weights for another number of input channels, or None if they cannot be made."""
+    if weight.ndim != 4 or weight.shape[0] != want[0] or weight.shape[2:] != want[2:]:
+        return None
+    if weight.shape[1] == 3 and want[1] == 1:
+        return weight.sum(1, keepdim=True)
+    if weight.shape[1] == 1 and want[1] == 3:
+        return weight.repeat(1, 3, 1, 1) / 3
+    return None
+
+
+def init_from(model: nn.Module, path: str | Path, say=log.info) -> dict:
+    """Copy the weights of FILE into model by name (see the module's notes); returns the counts
+    {"loaded", "skipped", "missing"} and the names of the new head and of a converted first conv."""
+    source, what = read_weights(path)
+    own = model.state_dict()
+    head, first = f"{model.head}.", f"{model.first_conv}.weight"
+    new, loaded, skipped, head_new, converted = {}, [], [], [], None
+    for name, t in source.items():
+        if name not in own:
+            skipped.append(name)
+            continue
+        t = t.to(own[name].dtype)
+        if t.shape == own[name].shape:
+            new[name] = t
+        elif name == first and _first_conv(t, own[name].shape) is not None:
+            new[name], converted = _first_conv(t, own[name].shape), f"{tuple(t.shape)[1]} -> {own[name].shape[1]}"
+        elif name.startswith(head):
+            head_new.append(name)
+            continue
+        else:
+            skipped.append(f"{name} {tuple(t.shape)} (the model's: {tuple(own[name].shape)})")
+            continue
+        loaded.append(name)
+    if not loaded:
+        mine, theirs = ", ".join(list(own)[:3]), ", ".join(list(source)[:3])
+        raise FerkitError(f"--init-from {path}: none of its {len(source)} tensor names fit this model ({theirs}, ...; the "
+                          f"model has {mine}, ...); give weights of the same network (e.g. torchvision's resnet18 "
+                          f"weights for --model resnet18) or a ferkit checkpoint of it")
+    model.load_state_dict({**own, **new})
+    missing = [k for k in own if k not in new and not k.startswith(head)]
+    head_kept = [k for k in own if k.startswith(head) and k not in new]
+    say(f"--init-from {path} ({what}): loaded {len(loaded)} tensors, skipped {len(skipped) + len(head_new)} of "
+             f"the file's, {len(missing)} of the model's missing (left at their initialisation)"
+             + (f"; first skipped: {', '.join(skipped[:3])}" if skipped else ""))
+    if head_kept:
+        shape = next((tuple(source[k].shape) for k in head_new if k.endswith("weight")), None)
+        say(f"--init-from: a new head: {model.head} ({shape[0] if shape else 'no'} outputs in the file, "
+                 f"{model.spec.num_classes} here) is left at its initialisation")
+    if converted:
+        say(f"--init-from: {first} converted from {converted} input channels"
+                 + (" (summed over the colour channels)" if converted.startswith("3") else " (repeated, divided by 3)"))
+    return {"loaded": len(loaded), "skipped": len(skipped) + len(head_new), "missing": len(missing),
+            "head": head_kept, "converted": converted}

@@ -49,18 +49,25 @@ fer_plus = ferplus.majority_labels(votes[rows])
 
 print(cpu_header())
 print(f"{len(faces)} PublicTest faces of {args.data}\n")
-print(f"{'graph':<60}{'accuracy':>10}{'seconds':>9}")
+print(f"{'graph':<44}{'accuracy':>10}{'+ mirror':>10}{'gain':>8}{'seconds':>9}")
+
+
+def run(session, x):
+    return np.concatenate([session.run(None, {"faces": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
+
+
 for path in sorted((ROOT / "src/ferkit/weights").glob("*.int8.onnx")) + [Path(g).resolve() for g in args.graph]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # torch-free: no ferkit.predict
     meta = session.get_modelmeta().custom_metadata_map
-    t = time.perf_counter()
-    probs = np.concatenate([session.run(None, {"faces": faces[i : i + 64]})[0] for i in range(0, len(faces), 64)])
-    mirrored = meta.get("tta") != "1" and meta.get("trained_tta") == "1"
-    if mirrored:  # as the Predictor runs a shipped graph: averaged with the mirrored faces
-        probs = (probs + np.concatenate([session.run(None, {"faces": faces[i : i + 64, :, ::-1].copy()})[0]
-                                         for i in range(0, len(faces), 64)])) / 2
     y = fer_plus if tuple(json.loads(meta["labels"])) == FERPLUS else fer2013
     scored = y >= 0
-    acc = (probs.argmax(1) == y)[scored].mean()
-    name = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path) + (" (+ mirror)" if mirrored else "")
-    print(f"{name:<60}{100 * acc:>9.2f}%{time.perf_counter() - t:>9.1f}", flush=True)
+    t = time.perf_counter()
+    probs = run(session, faces)
+    acc = 100 * (probs.argmax(1) == y)[scored].mean()
+    line = f"{str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path):<44}{acc:>9.2f}%"
+    if meta.get("tta") != "1":  # the mirror average as the Predictor adds it (predict.TTA_GAIN is the gain)
+        mirrored = 100 * (((probs + run(session, faces[:, :, ::-1].copy())) / 2).argmax(1) == y)[scored].mean()
+        line += f"{mirrored:>9.2f}%{mirrored - acc:>+8.2f}"
+    else:
+        line += f"{'inside':>10}{'':>8}"
+    print(f"{line}{time.perf_counter() - t:>9.1f}", flush=True)

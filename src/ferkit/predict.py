@@ -106,34 +106,34 @@ def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
 
 
 # PublicTest points each bundled model's shipped int8 graph gains from the mirror average
-# (benchmarks/bench_paths.py: "int8 file" with tta on minus off; the manifest's tta_gain).
+# (benchmarks/bench_int8.py, the graph with minus without it; the manifest's tta_gain).
 TTA_GAIN = {name: m.tta_gain for name, m in bundled.MODELS.items()}
-MIN_TTA_GAIN = 0.2  # points the mirror must buy to be worth doubling a face's time where int8 is slow
+# points the mirror must buy to be worth its cost: it doubles a face's time on every CPU (the
+# default model: 0.17-0.19 ms a face without it, 0.37-0.41 with it, on AVX-512 VNNI)
+MIN_TTA_GAIN = 0.2
 
 
-def default_tta(trained: bool, gain: float | None = None, cpu=None) -> tuple[bool, str]:
+def default_tta(trained: bool, gain: float | None = None) -> tuple[bool, str]:
     """Whether to average with the mirrored face when the caller does not say, and why: as trained,
-    except on CPUs without int8 dot products (AVX2 only: int8 runs at half speed there) for a model
-    whose measured `gain` from the mirror is under MIN_TTA_GAIN points."""
-    from .cpu import cpu_info
-
-    cpu = cpu or cpu_info()
+    except for a model whose measured `gain` from the mirror is under MIN_TTA_GAIN points."""
     if not trained:
         return False, "the model was trained without it"
-    if not cpu.int8_dot and gain is not None and gain < MIN_TTA_GAIN:
-        return False, f"no int8 dot products (VNNI/AMX) here, and the mirror buys {gain:+.2f} points, under {MIN_TTA_GAIN}"
+    if gain is not None and gain < MIN_TTA_GAIN:
+        return False, f"it buys {gain:+.2f} points, under {MIN_TTA_GAIN}, for twice a face's time"
     return True, "as trained" + (f": it buys {gain:+.2f} points" if gain is not None else "")
 
 
 def describe_default(cpu=None) -> str:
-    """One line on what Predictor() runs on this CPU and why (`ferkit --version`, `ferkit models`)."""
+    """What Predictor() runs on this CPU and why (`ferkit --version`, `ferkit models`)."""
     from .cpu import cpu_info
 
     cpu = cpu or cpu_info()
     backend, precision = default_path()
-    tta, why = default_tta(True, TTA_GAIN.get(DEFAULT_MODEL), cpu)
-    return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision}, flip TTA {'on' if tta else 'off'} "
-            f"({why}); int8 weights are 7-bit, right on every x86 CPU")
+    tta, why = default_tta(True, TTA_GAIN.get(DEFAULT_MODEL))
+    speed = ("int8 dot products: int8 runs at full speed" if cpu.int8_dot else
+             "no int8 dot products (VNNI/AMX): int8 runs at about half speed, still faster than fp32")
+    return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision} ({speed}; 7-bit weights, right "
+            f"on every x86 CPU), flip TTA {'on' if tta else 'off'} ({why})")
 
 
 def is_onnx_file(model) -> bool:

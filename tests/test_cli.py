@@ -96,12 +96,12 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
 def test_evaluate_refuses_a_bad_model_before_loading_the_data(tiny_run, tmp_path, capsys, monkeypatch):
     import ferkit.data
 
-    assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "m.onnx"), "--tta"]) == 0  # the mirror inside
     monkeypatch.setattr(ferkit.data, "load_fer", lambda *a, **k: pytest.fail("the data was loaded before the model was checked"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     for argv, message in [
         (["evaluate", str(tmp_path / "junk.pt")], "junk.pt: not a readable ferkit checkpoint"),
-        (["evaluate", str(tmp_path / "m.onnx"), "--tta"], "--tta: " + str(tmp_path / "m.onnx") + " has TTA built in at export"),
+        (["evaluate", str(tmp_path / "m.onnx"), "--no-tta"], str(tmp_path / "m.onnx") + " has TTA built in at export"),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -223,6 +223,7 @@ TRAIN_FLAG_VALUES = {
     "labels_file": (["--labels-file", "votes.csv"], "votes.csv"),
     "label_mode": (["--label-mode", "multi_target"], "multi_target"),
     "teacher": (["--teacher", "a.pt,b.pt", "--teacher", "c.pt"], ["a.pt", "b.pt", "c.pt"]),
+    "init_from": (["--init-from", "resnet18.pth"], "resnet18.pth"),
     "distill": (["--distill", "0.8"], 0.8),
     "distill_temp": (["--distill-temp", "4"], 4.0),
 }

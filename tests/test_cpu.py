@@ -1,6 +1,6 @@
 """What ferkit reads of the CPU: /proc/cpuinfo's flags, and the summary benchmarks print."""
 
-from ferkit.cpu import cpu_info, parse_cpuinfo
+from ferkit.cpu import combine, cpu_info, parse_cpuinfo
 
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -31,3 +31,13 @@ def test_this_machine_is_read():
     info = cpu_info()
     assert info.summary().startswith(info.model or "unknown CPU")
     assert cpu_info() is info  # asked once
+
+
+def test_flags_are_the_ones_this_process_sees():
+    """Under qemu-user's Haswell CPU, /proc/cpuinfo still describes the host: numpy's CPUID view wins."""
+    host = parse_cpuinfo(SAPPHIRE)
+    haswell = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False, "AVX512BF16": False}
+    emulated = combine(host, haswell)
+    assert not emulated.int8_dot and not emulated.amx and not emulated.native_bf16 and "avx2" in emulated.flags
+    native = combine(host, {"AVX2": True, "AVX512F": True, "AVX512VNNI": True, "AVX512BF16": True})
+    assert native.int8_dot and native.amx and native.native_bf16

@@ -70,19 +70,36 @@ def parse_cpuinfo(text: str, machine: str = "x86_64") -> CpuInfo:
     return CpuInfo(model, frozenset(flags.lower().split()), machine)
 
 
-@functools.cache
-def cpu_info() -> CpuInfo:
-    """This machine's CpuInfo: /proc/cpuinfo on Linux, else numpy's view of the CPU's features."""
-    machine = platform.machine() or "x86_64"
-    proc = Path("/proc/cpuinfo")
-    if proc.is_file():
-        try:
-            return parse_cpuinfo(proc.read_text(errors="replace"), machine)
-        except OSError:
-            pass
+def combine(proc: CpuInfo, features: dict) -> CpuInfo:
+    """The flags this process can use: numpy's, which come from CPUID as onnxruntime's kernel choice
+    does, for the features numpy knows; /proc/cpuinfo's for the rest (AMX, AVX-VNNI), only when it
+    agrees with numpy on AVX-512 (under an emulator such as qemu-user, /proc describes the host)."""
+    if not proc.x86 or not features:
+        return proc
+    ours = {name for theirs, name in NUMPY_NAMES.items() if features.get(theirs)}
+    if ("avx512f" in proc.flags) == bool(features.get("AVX512F")):
+        ours |= {f for f in proc.flags if f.startswith("amx") or f == "avx_vnni"}
+    return CpuInfo(proc.model, frozenset(ours), proc.machine)
+
+
+def numpy_features() -> dict:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as features
-    flags = frozenset(ours for theirs, ours in NUMPY_NAMES.items() if features.get(theirs))
-    return CpuInfo(platform.processor(), flags, machine)
+    return dict(features)
+
+
+@functools.cache
+def cpu_info() -> CpuInfo:
+    """This machine's CpuInfo: the model from /proc/cpuinfo (Linux) or the platform, the flags as
+    this process sees them (combine)."""
+    machine = platform.machine() or "x86_64"
+    proc = CpuInfo(platform.processor(), frozenset(), machine)
+    path = Path("/proc/cpuinfo")
+    if path.is_file():
+        try:
+            proc = parse_cpuinfo(path.read_text(errors="replace"), machine)
+        except OSError:
+            pass
+    return combine(proc, numpy_features())

@@ -2,7 +2,7 @@
 file) on the first N PublicTest faces, torch-free, so that it also runs under an emulated CPU.
 
     python benchmarks/bench_int8.py [--faces 3589] [--graph OTHER.onnx ...] [--data FER2013.csv.gz]
-    qemu-x86_64 -cpu Haswell .venv/bin/python benchmarks/bench_int8.py --faces 640    # AVX2's kernels
+    qemu-x86_64 -cpu Haswell .venv/bin/python benchmarks/bench_int8.py --faces 640 --models ferplus-fast    # AVX2's kernels
 
 onnxruntime picks its int8 kernels by CPU: with VNNI (AVX-512 or AVX) or AMX the products are
 summed in 32 bits; on AVX2 alone, pairs of products are summed in 16 bits first, which saturates
@@ -28,6 +28,7 @@ from ferkit.labels import FERPLUS
 ROOT = Path(__file__).resolve().parents[1]
 ap = argparse.ArgumentParser()
 ap.add_argument("--faces", type=int, default=3589, help="the first N PublicTest faces (3589: all)")
+ap.add_argument("--models", nargs="*", help="the bundled models whose shipped int8 graphs to score (default: all)")
 ap.add_argument("--graph", nargs="*", default=[], help="other .onnx files to score beside the shipped int8 graphs")
 ap.add_argument("--data", default=str(ROOT / "../shared/data/fer2013/fer2013.csv.gz"))
 args = ap.parse_args()
@@ -56,7 +57,10 @@ def run(session, x):
     return np.concatenate([session.run(None, {"faces": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
 
 
-for path in sorted((ROOT / "src/ferkit/weights").glob("*.int8.onnx")) + [Path(g).resolve() for g in args.graph]:
+shipped = sorted((ROOT / "src/ferkit/weights").glob("*.int8.onnx"))
+if args.models is not None:
+    shipped = [f for f in shipped if f.name.removesuffix(".int8.onnx") in args.models]
+for path in shipped + [Path(g).resolve() for g in args.graph]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # torch-free: no ferkit.predict
     meta = session.get_modelmeta().custom_metadata_map
     y = fer_plus if tuple(json.loads(meta["labels"])) == FERPLUS else fer2013

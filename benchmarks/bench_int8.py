@@ -13,17 +13,14 @@ FER2013 models are scored on the file's labels, FER+ models on the faces' majori
 """
 
 import argparse
-import gzip
-import json
 import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
 from common import cpu_header
 
-from ferkit import ferplus
-from ferkit.labels import FERPLUS
+from ferkit.data import load_fer
+from ferkit.labels import for_emotions
+from ferkit.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 ap = argparse.ArgumentParser()
@@ -33,45 +30,29 @@ ap.add_argument("--graph", nargs="*", default=[], help="other .onnx files to sco
 ap.add_argument("--data", default=str(ROOT / "../shared/data/fer2013/fer2013.csv.gz"))
 args = ap.parse_args()
 
-splits, rows, faces, labels = [], [], [], []
-with gzip.open(args.data, "rt") as f:
-    next(f)
-    for i, line in enumerate(f):
-        public = line.rstrip().endswith(",PublicTest")
-        splits.append(int(public))
-        if public and len(faces) < args.faces:
-            emotion, pixels, _ = line.split(",")
-            faces.append(np.array(pixels.split(), np.uint8).reshape(48, 48))
-            labels.append(int(emotion))
-            rows.append(i)
-faces, fer2013 = np.stack(faces), np.array(labels)
-votes = ferplus.read_votes(ferplus.find_votes(args.data), np.array(splits, np.int8))
-fer_plus = ferplus.majority_labels(votes[rows])
-
+data = load_fer(args.data)
+faces = data.split("val")[0][: args.faces]
 print(cpu_header())
 print(f"{len(faces)} PublicTest faces of {args.data}\n")
 print(f"{'graph':<44}{'accuracy':>10}{'+ mirror':>10}{'gain':>8}{'seconds':>9}")
-
-
-def run(session, x):
-    return np.concatenate([session.run(None, {"faces": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
-
 
 shipped = sorted((ROOT / "src/ferkit/weights").glob("*.int8.onnx"))
 if args.models is not None:
     shipped = [f for f in shipped if f.name.removesuffix(".int8.onnx") in args.models]
 for path in shipped + [Path(g).resolve() for g in args.graph]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # torch-free: no ferkit.predict
-    meta = session.get_modelmeta().custom_metadata_map
-    y = fer_plus if tuple(json.loads(meta["labels"])) == FERPLUS else fer2013
-    scored = y >= 0
     t = time.perf_counter()
-    probs = run(session, faces)
-    acc = 100 * (probs.argmax(1) == y)[scored].mean()
-    line = f"{str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path):<44}{acc:>9.2f}%"
-    if meta.get("tta") != "1":  # the mirror average as the Predictor adds it (predict.TTA_GAIN is the gain)
-        mirrored = 100 * (((probs + run(session, faces[:, :, ::-1].copy())) / 2).argmax(1) == y)[scored].mean()
-        line += f"{mirrored:>9.2f}%{mirrored - acc:>+8.2f}"
-    else:
-        line += f"{'inside':>10}{'':>8}"
-    print(f"{line}{time.perf_counter() - t:>9.1f}", flush=True)
+    plain = Predictor(path)  # torch-free: the graph as Predictor runs it, here with the mirror as the file says
+    labels = for_emotions(plain.labels)
+    y = labels.eval_labels(labels.annotations(data)[data.splits == data.split_index("val")][: args.faces], "PublicTest")[0]
+    scored = y >= 0
+
+    def accuracy(p):
+        return 100 * (p.predict_proba(faces).argmax(1) == y)[scored].mean()
+
+    name = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    if plain.tta and not plain.mirror:  # the mirror is inside the graph: one figure
+        print(f"{name:<44}{accuracy(plain):>9.2f}%{'inside':>10}{'':>8}", end="")
+    else:  # the mirror as the Predictor adds it (predict.TTA_GAIN is the gain)
+        without, mirrored = accuracy(Predictor(path, tta=False)), accuracy(Predictor(path, tta=True))
+        print(f"{name:<44}{without:>9.2f}%{mirrored:>9.2f}%{mirrored - without:>+8.2f}", end="")
+    print(f"{time.perf_counter() - t:>9.1f}", flush=True)

@@ -93,7 +93,7 @@ def record(box, probs: np.ndarray, labels=EMOTIONS) -> Face:
 DEFAULT_PATH = ("onnx", "int8")
 
 
-def default_path(model=None, tta: bool | None = None) -> tuple[str, str]:
+def default_path(model=None) -> tuple[str, str]:
     """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
     model whose int8 graph ships, onnx's auto for an .onnx file (the precision it was exported in),
     else torch's auto."""
@@ -162,7 +162,7 @@ class Predictor:
         from .detectors import get_detector
 
         if backend is None and precision is None:
-            backend, precision = default_path(model, tta)
+            backend, precision = default_path(model)
         backend, precision = backend or "torch", precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")

@@ -279,10 +279,11 @@ def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARG
     from .detectors import get_detector
 
     grey = to_grey(rgb)
+    box_to_square = get_detector(detector).box_to_square
     faces = []
     for d in detect_faces(rgb, detector, min_face):
         x, y, w, h = d.box
-        s = max(w, h) * get_detector(detector).box_to_square
+        s = max(w, h) * box_to_square
         square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
         angle = eye_angle(d.landmarks) if align and d.landmarks is not None else 0.0
         box = tuple(int(round(v)) for v in d.box)

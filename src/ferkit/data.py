@@ -361,6 +361,6 @@ def _split_of(filename: str, top: str) -> str:
 
 
 def mean_image(images: np.ndarray) -> np.ndarray:
-    """Per-pixel mean of uint8 images (N, 48, 48) as float32 (48, 48) in 0..255 (paper, Section 4)."""
+    """Per-pixel mean of uint8 images (N, H, W[, C]) as float32 (H, W[, C]) in 0..255 (paper, Section 4)."""
     return images.astype(np.float64).mean(axis=0).astype(np.float32)
 

@@ -37,7 +37,7 @@ from torch import nn
 from .checkpoint import Classifier
 from .errors import FerkitError
 from .files import atomic_write
-from .preprocess import PIXEL_SCALE, probabilities
+from .preprocess import probabilities, standardize
 from .runtime import INPUT, OUTPUT, onnx_session
 
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
@@ -60,7 +60,7 @@ class FacesToProbs(nn.Module):
         self.register_buffer("mean", torch.from_numpy(np.asarray(clf.mean, np.float32)))
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        x = (faces.float().unsqueeze(1) - self.mean) / PIXEL_SCALE  # (N, 1, 48, 48), as preprocess.to_tensor
+        x = standardize(faces, self.mean)  # (N, C, H, W), as preprocess.to_tensor
         return probabilities(self.model, x, tta=self.tta, one_batch=True)
 
 

@@ -1,7 +1,8 @@
 """Everything between uint8 faces and probabilities, in one place for training, evaluation,
 prediction, ONNX export and serving:
 
-    uint8 faces (N, 48, 48) -> to_tensor: (pixels - mean image) / PIXEL_SCALE -> (N, 1, 48, 48)
+    uint8 faces (N, H, W) grey or (N, H, W, C) colour (the model spec's in_size and channels; 48x48
+    grey for FER2013) -> standardize: (pixels - mean image) / PIXEL_SCALE -> (N, C, H, W)
     -> model (channels_last, fp32 or bf16 autocast) -> softmax [-> averaged with the mirrored face (TTA)]
 
 Precision: bf16 autocast runs convolutions and matmuls in bfloat16 and keeps the loss, softmax
@@ -23,10 +24,18 @@ from .precisions import TORCH as PRECISIONS
 PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
 
 
+def standardize(faces: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Faces (N, H, W) or (N, H, W, C), any dtype, and their mean image ((H, W) or (H, W, C)) ->
+    float32 (N, C, H, W): (pixels - mean image) / PIXEL_SCALE. Also the first step of the ONNX graph."""
+    x = faces.float()
+    if x.dim() == 3:  # grey: one channel
+        x, mean = x.unsqueeze(-1), mean.unsqueeze(-1)
+    return ((x - mean) / PIXEL_SCALE).permute(0, 3, 1, 2)
+
+
 def to_tensor(images: np.ndarray, mean: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 48, 48) -> float32 tensor (N, 1, 48, 48): (pixels - mean image) / PIXEL_SCALE."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1)
-    return (x - torch.from_numpy(np.asarray(mean, np.float32))) / PIXEL_SCALE
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 tensor (N, C, H, W), as standardize."""
+    return standardize(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.asarray(mean, np.float32)))
 
 
 def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

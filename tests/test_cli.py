@@ -245,3 +245,37 @@ def test_every_train_config_field_has_a_train_flag_that_reaches_it():
     for name, (flags, value) in TRAIN_FLAG_VALUES.items():
         assert getattr(default, name) != value, f"{flags} sets {name} to its default: the test could not see it ignored"
         assert getattr(cfg, name) == value, f"{' '.join(flags)} did not reach TrainConfig.{name}"
+
+
+# One `ferkit serve` flag per Settings field, each with a value its default does not have.
+SERVE_FLAG_VALUES = {
+    "model": (["--model", "m.onnx"], "m.onnx"),
+    "backend": (["--backend", "torch"], "torch"),
+    "max_upload_mb": (["--max-upload-mb", "2.5"], 2.5),
+    "max_upload_pixels": (["--max-upload-pixels", "1000"], 1000),
+    "max_concurrent": (["--max-concurrent", "3"], 3),
+    "upload_timeout": (["--upload-timeout", "4"], 4.0),
+    "threads": (["--threads", "2"], 2),
+    "precision": (["--precision", "int8"], "int8"),
+    "max_connections": (["--max-connections", "50"], 50),
+    "header_timeout": (["--header-timeout", "3"], 3.0),
+}
+
+
+def test_every_server_setting_has_a_serve_flag_that_reaches_it(monkeypatch):
+    """Flags made from Settings' fields (settings.py): each reaches its field, and without flags the
+    server gets Settings' own defaults (no second copy of them in the CLI)."""
+    from dataclasses import fields
+
+    import ferkit.serve
+    from ferkit.settings import Settings
+
+    got = []
+    monkeypatch.setattr(ferkit.serve, "serve", lambda host, port, settings, workers, log_level: got.append(settings))
+    assert sorted(SERVE_FLAG_VALUES) == sorted(f.name for f in fields(Settings))
+    main(["serve"])
+    main(["serve"] + [a for flags, _ in SERVE_FLAG_VALUES.values() for a in flags])
+    assert got[0] == Settings()
+    for name, (flags, value) in SERVE_FLAG_VALUES.items():
+        assert getattr(got[0], name) != value, f"{flags} gives {name} its default: the test could not see it ignored"
+        assert getattr(got[1], name) == value, f"{' '.join(flags)} did not reach Settings.{name}"

@@ -17,11 +17,12 @@ import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__, bundled, precisions, runs
+from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError, needs_extra
 from .files import check_output, check_outputs, output_errors, write_output
 from .labels import FER2013
+from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -103,11 +104,8 @@ def _print_bundled():
 # ---------------------------------------------------------------- train
 
 
-# Every TrainConfig field is a flag of `ferkit train` and `ferkit search`, made from the field (one
-# place for both): the flag's name from the field's, its type and choices from the annotation, its
-# help from option(default, help). Each flag defaults to None, so that the preset's recipe and a
-# --config file apply where it is not given. overrides has --set instead: a spec path at a time.
-TRAIN_FLAGS = [(flag(f.name), f) for f in fields(TrainConfig) if f.name != "overrides"]  # (flag, field)
+# Every TrainConfig field is a flag of `ferkit train` and `ferkit search` (add_field_flags), so the
+# two share one definition; overrides has --set instead: a spec path at a time.
 
 
 class _Extend(argparse.Action):
@@ -118,31 +116,46 @@ class _Extend(argparse.Action):
         setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + items)
 
 
-def _train_help(f, recipe_fields: set) -> str:
+def _field_help(f, preset_fields=()) -> str:
     """A field's help and its default: the preset's where a recipe sets the field, else the field's own."""
     text = f.metadata["help"].replace("%", "%%")  # argparse %-formats help texts
-    if f.name in recipe_fields:
+    if f.name in preset_fields:
         return f"{text} (default: the preset's)"
     if f.default is None or f.default is MISSING:  # the help says what none means; [] and {} go without saying
         return text
     return f"{text} (default {({True: 'on', False: 'off'}[f.default] if isinstance(f.default, bool) else f.default)})"
 
 
+def add_field_flags(p, cls, preset_fields=(), skip=()):
+    """One flag per field of dataclass cls (TrainConfig, serve's Settings): its name from the field's,
+    its type and choices from the annotation, its help from option(default, help). Each flag defaults
+    to None, so that what it would override (a preset's recipe, a --config file, the field's default)
+    applies where it is not given."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        kind, help = base_type(hints[f.name]), _field_help(f, preset_fields)
+        if kind is bool:
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif kind is list:
+            p.add_argument(flag(f.name), action=_Extend, metavar=f.name.upper(), help=help)
+        else:  # a bad choice is argparse's one-line error naming the flag, before any work
+            p.add_argument(flag(f.name), type=kind, choices=choices(hints[f.name]), help=help)
+
+
+def given(args, cls) -> dict:
+    """The fields of dataclass cls that were given as flags."""
+    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+
+
 def add_train_flags(p):
     """The TrainConfig flags, shared by `train` and `search`."""
     from .recipes import RECIPES
 
-    hints, recipe_fields = typing.get_type_hints(TrainConfig), set().union(*RECIPES.values())
     p.add_argument("--config", help="JSON/YAML training config (e.g. best.yaml from `ferkit search`); flags override it")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable)")
-    for name, f in TRAIN_FLAGS:
-        kind, help = base_type(hints[f.name]), _train_help(f, recipe_fields)
-        if kind is bool:
-            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
-        elif kind is list:
-            p.add_argument(name, action=_Extend, metavar=f.name.upper(), help=help)
-        else:  # a bad choice is argparse's one-line error naming the flag, before any work
-            p.add_argument(name, type=kind, choices=choices(hints[f.name]), help=help)
+    add_field_flags(p, TrainConfig, set().union(*RECIPES.values()), skip=("overrides",))
 
 
 def config_from_args(args):
@@ -151,7 +164,7 @@ def config_from_args(args):
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
-    flags = {f.name: getattr(args, f.name) for _, f in TRAIN_FLAGS if getattr(args, f.name) is not None}
+    flags = given(args, TrainConfig)
     sets = _parse_set(args.set)
     if sets:
         flags["overrides"] = {**base.get("overrides", {}), **sets}
@@ -173,7 +186,7 @@ def cmd_train(args):
 
     if args.resume:
         cfg, out = resume_config(args.resume, args.epochs), Path(args.resume)
-        ignored = [f[0] for f in TRAIN_FLAGS if f[0] != "--epochs" and getattr(args, f[0][2:].replace("-", "_")) is not None]
+        ignored = [flag(name) for name in given(args, TrainConfig) if name != "epochs"]
         if ignored or args.config or args.model or args.set or args.out:
             print(f"note: --resume continues with {out / runs.CONFIG}; ignoring "
                   f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")
@@ -325,42 +338,23 @@ def _serve_args(p):
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)")
-    p.add_argument("--max-upload-mb", type=float, default=10, help="largest photo accepted, in MB (default 10)")
-    p.add_argument("--max-upload-pixels", type=int, default=16_000_000,
-                   help="largest photo accepted, in decoded pixels, checked before decoding (default 16000000 = 4000x4000)")
-    p.add_argument("--upload-timeout", type=float, default=30, help="seconds a whole upload may take to arrive, else 408 (default 30)")
-    p.add_argument("--max-connections", type=int, default=1000,
-                   help="open connections per process; more get a 503 and are closed (default 1000, at most the open-file limit less 128)")
-    p.add_argument("--header-timeout", type=float, default=10,
-                   help="seconds a request's headers may take to arrive, and an idle connection may stay open (default 10)")
-    p.add_argument("--max-concurrent", type=int, help="predictions run at once per process (default: number of CPUs / workers)")
-    p.add_argument("--threads", type=int, help="torch and OpenCV threads per process (default: theirs with 1 worker, CPUs / workers with more)")
-    p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
-    p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
+    add_field_flags(p, Settings, skip=("model",))  # --model above, first
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log level (default info: one access-log line per request)")
 
 
 @command("serve", "web page and REST API: upload a photo, get a box and emotion per face", _serve_args)
 def cmd_serve(args):
-    from .serve import Settings, serve
+    from .serve import serve
 
-    names = ("model", "backend", "max_upload_mb", "max_upload_pixels", "max_concurrent", "upload_timeout", "threads", "precision",
-             "max_connections", "header_timeout")
-    serve(args.host, args.port, Settings(**{n: getattr(args, n) for n in names}), args.workers, args.log_level)
+    serve(args.host, args.port, Settings(**given(args, Settings)), args.workers, args.log_level)
 
 
 # ---------------------------------------------------------------- predict, demo, export
 
 
 # The bundled models' names, from the manifest (bundled.py), so the help cannot name a model that is gone
-MODEL_HELP = (f"a bundled model: {bundled.summary()} (see 'ferkit models'); or a checkpoint .pt or run folder, "
-              "or an .onnx file from 'ferkit export'")
-BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
-                "onnx for an .onnx file, else torch")
-PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "
-                  "int8 (auto = fp32, or as the .onnx file was exported; int8 from a checkpoint calibrates on $FERKIT_DATA "
-                  "or the shared FER2013's training faces)")
+
 
 
 def _model_args(p):

@@ -33,7 +33,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
@@ -48,16 +48,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError
 from .labels import EMOTIONS, colors
+from .settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_UPLOAD_TIMEOUT, Settings
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 SWAGGER_UI = files("fastapi_offline") / "static"  # swagger-ui-bundle.js and .css, shipped in the wheel
-DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
-DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding costs ~17 bytes a pixel
-DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
-DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
-DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
 FD_RESERVE = 128  # file descriptors kept for the model, spooled uploads, logs and the listening socket
 WARN_EVERY = 60.0  # seconds between two warnings about the same overload (full, out of descriptors)
 TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
@@ -68,7 +64,6 @@ NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, 
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
 STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
-ENV_PREFIX = "FERKIT_SERVE_"
 ERROR_FILE_ENV = "_FERKIT_SERVE_ERROR_FILE"  # where a worker leaves its start-up error for `ferkit serve`
 
 # The pages load only this server's own scripts, styles and images (Swagger UI's icons are data:
@@ -111,62 +106,6 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-
-
-# ---------------------------------------------------------------- settings (CLI flags, env variables)
-
-
-@dataclass
-class Settings:
-    """The server's settings: `ferkit serve` flags, or FERKIT_SERVE_<NAME> variables for app_from_env."""
-
-    model: str | None = None  # checkpoint, run folder or .onnx file; None = the bundled model
-    backend: str | None = None  # None: ferkit.predict.default_path's
-    max_upload_mb: float = DEFAULT_MAX_UPLOAD / 2**20
-    max_upload_pixels: int = DEFAULT_MAX_PIXELS
-    max_concurrent: int | None = None  # predictions at once in one process; None = one per CPU
-    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
-    threads: int | None = None  # torch and OpenCV threads per process; None = their defaults
-    precision: str | None = None
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-
-    def check(self) -> None:
-        """FerkitError naming each bad setting (as its flag) and the fix."""
-        from .precisions import ANY, ONNX, TORCH
-
-        bad = []
-        if self.backend not in (None, "torch", "onnx"):
-            bad.append(f"--backend {self.backend!r}: choose torch or onnx")
-        if self.precision is not None and self.precision not in ANY:
-            bad.append(f"--precision {self.precision!r}: choose {', '.join(TORCH)} (torch) or {', '.join(ONNX)} (onnx)")
-        for name, low in (("max_upload_mb", 0), ("max_upload_pixels", 0), ("upload_timeout", 0), ("header_timeout", 0),
-                          ("max_connections", 0)):
-            if not getattr(self, name) > low:
-                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > {low}")
-        for name in ("max_concurrent", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
-        if bad:
-            raise FerkitError("; ".join(bad))
-
-    def to_env(self) -> dict[str, str]:
-        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> Settings:
-        """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults.
-        Each value is read and checked against its field's type as a training config's are
-        (config.from_text, config.check_fields), so a bad one is reported in the same words."""
-        from .config import check_fields, from_text
-
-        s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
-                   for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
-        bad = check_fields(s, lambda name: "$" + ENV_PREFIX + name.upper())
-        if bad:
-            raise FerkitError("; ".join(bad.values()))
-        s.check()
-        return s
 
 
 # ---------------------------------------------------------------- middleware

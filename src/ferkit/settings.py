@@ -1,0 +1,79 @@
+"""The server's settings (`ferkit serve` flags, FERKIT_SERVE_<NAME> variables for app_from_env) and
+the help texts of the options that predict, evaluate and serve share.
+
+Light on purpose (no FastAPI, no torch): the CLI generates `ferkit serve`'s flags from these
+fields, as it does `ferkit train`'s from TrainConfig's, without loading the server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+from . import bundled, precisions
+from .config import check_fields, from_text, option
+from .errors import FerkitError
+
+DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
+DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding costs ~17 bytes a pixel
+DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
+DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
+ENV_PREFIX = "FERKIT_SERVE_"
+
+MODEL_HELP = (f"a bundled model: {bundled.summary()} (see 'ferkit models'); or a checkpoint .pt or run folder, "
+              "or an .onnx file from 'ferkit export'")
+BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
+                "onnx for an .onnx file, else torch")
+PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "
+                  "int8 (auto = fp32, or as the .onnx file was exported; int8 from a checkpoint calibrates on $FERKIT_DATA "
+                  "or the shared FER2013's training faces)")
+
+
+@dataclass
+class Settings:
+    """What one server process needs to know; each field is a `ferkit serve` flag (cli.add_field_flags)."""
+
+    model: str | None = option(None, MODEL_HELP)
+    backend: Literal["torch", "onnx"] | None = option(None, BACKEND_HELP)
+    max_upload_mb: float = option(DEFAULT_MAX_UPLOAD / 2**20, "largest photo accepted, in MB")
+    max_upload_pixels: int = option(DEFAULT_MAX_PIXELS, "largest photo accepted, in decoded pixels (4000x4000 = 16000000), "
+                                                        "checked before decoding")
+    max_concurrent: int | None = option(None, "predictions run at once per process (default: number of CPUs / workers)")
+    upload_timeout: float = option(DEFAULT_UPLOAD_TIMEOUT, "seconds a whole upload may take to arrive, else 408")
+    threads: int | None = option(None, "inference threads per process: torch, onnxruntime and OpenCV "
+                                       "(default: theirs with 1 worker, CPUs / workers with more)")
+    precision: Literal[precisions.ANY] | None = option(None, PRECISION_HELP)
+    max_connections: int = option(DEFAULT_MAX_CONNECTIONS, "open connections per process; more get a 503 and are "
+                                                           "closed (at most the open-file limit less 128)")
+    header_timeout: float = option(DEFAULT_HEADER_TIMEOUT, "seconds a request's headers may take to arrive, and an "
+                                                           "idle connection may stay open")
+
+    def check(self) -> None:
+        """FerkitError naming each bad setting (as its flag) and the fix."""
+        bad = [v for v in check_fields(self, lambda name: "--" + name.replace("_", "-")).values()]
+        for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "header_timeout", "max_connections"):
+            if not getattr(self, name) > 0:
+                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > 0")
+        for name in ("max_concurrent", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if bad:
+            raise FerkitError("; ".join(bad))
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Settings:
+        """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults.
+        Each value is read and checked against its field's type as a training config's are
+        (config.from_text, config.check_fields), so a bad one is reported in the same words."""
+        s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
+                   for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
+        bad = check_fields(s, lambda name: "$" + ENV_PREFIX + name.upper())
+        if bad:
+            raise FerkitError("; ".join(bad.values()))
+        s.check()
+        return s

@@ -1,7 +1,6 @@
-"""HOG features of 48x48 faces via scikit-image, computed in parallel and cached per data set and spec.
+"""HOG features of grey faces via scikit-image, computed in parallel and cached per data set and spec.
 
-scikit-image's `hog` works on one image at a time (~1-2 ms for a 48x48 face, mostly Python
-overhead), so large sets are cut into chunks computed by worker processes (joblib), and the
+scikit-image's `hog` works on one image at a time (mostly Python overhead for a small face), so large sets are cut into chunks computed by worker processes (joblib), and the
 result is cached on disk keyed by the images' content and the HOG spec.
 """
 

@@ -1,7 +1,7 @@
 """ONNX export of a Classifier: a self-contained graph from uint8 faces to probabilities.
 
-    faces uint8 (N, 48, 48) -> [cast, - mean image, / 128] -> CNN -> softmax [-> average with
-    the mirrored face when the model was trained with tta] -> probs float32 (N, C), C the model's emotions
+    faces uint8 (N, H, W) grey or (N, H, W, C) colour, the model's input -> [cast, - mean image, / 128]
+    -> CNN -> softmax [-> average with the mirrored face] -> probs float32 (N, C), C the model's emotions
 
 Preprocessing, softmax and test-time augmentation live inside the graph, so an .onnx file needs
 nothing but onnxruntime and gives the same numbers as `Classifier.predict_proba`. The batch axis
@@ -10,16 +10,16 @@ is dynamic. HOG hybrids are refused: their HOG features come from scikit-image, 
 int8 (`precision="int8"`): onnxruntime's static quantization, calibrated on a few hundred
 training faces fed to the graph's uint8 input. Convolutions, max-pools and matmuls run in int8
 (QDQ format, per-channel weight scales); the preprocessing, softmax and the TTA average stay
-fp32. The first convolution is int8 too: keeping it fp32 bought at most 0.12 points of accuracy on
-the bundled models (none on the fast ones) and cost the `fast` preset 20% of its crops/s
-(onnxruntime converted that conv's output layout for the int8 convs after it).
+fp32. The first convolution is int8 too: keeping it fp32 bought next to no accuracy on the bundled
+models and cost the fast presets a fifth of their speed (onnxruntime converted that conv's output
+layout for the int8 convs after it; docs/speed.md).
 
 Weights are 7-bit (reduce_range: -64..64). On x86 CPUs without VNNI (AVX2 only) onnxruntime's
 uint8 x int8 kernels add pairs of products in 16 bits (vpmaddubsw), which saturates when
-255 x (|w1| + |w2|) > 32767: with full-range weights the default model lost 7.3 points there
-and called a laughing baby sad. 7-bit weights can never saturate (255 x 128 = 32640) and cost
-nothing measurable (bench_paths.py); uint8 weights avoid it too but ran at fp32's speed on
-AVX512-VNNI. int8_problems() checks a graph for weights that could saturate.
+255 x (|w1| + |w2|) > 32767: full-range weights cost the default model points of accuracy there
+(docs/speed.md). 7-bit weights can never saturate (255 x 128 = 32640) and cost nothing
+measurable (bench_paths.py); uint8 weights avoid it too but ran at fp32's speed on AVX512-VNNI.
+int8_problems() checks a graph for weights that could saturate.
 """
 
 from __future__ import annotations

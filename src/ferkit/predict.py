@@ -108,8 +108,8 @@ def default_path(model=None) -> tuple[str, str]:
 # PublicTest points each bundled model's shipped int8 graph gains from the mirror average
 # (benchmarks/bench_int8.py, the graph with minus without it; the manifest's tta_gain).
 TTA_GAIN = {name: m.tta_gain for name, m in bundled.MODELS.items()}
-# points the mirror must buy to be worth its cost: it doubles a face's time on every CPU (the
-# default model: 0.17-0.19 ms a face without it, 0.37-0.41 with it, on AVX-512 VNNI)
+# points the mirror must buy to be worth its cost: it doubles a face's time on every CPU
+# (docs/speed.md: the default with and without it)
 MIN_TTA_GAIN = 0.2
 
 

@@ -7,7 +7,7 @@ prediction, ONNX export and serving:
 
 Precision: bf16 autocast runs convolutions and matmuls in bfloat16 and keeps the loss, softmax
 and the optimizer's weights in fp32. On a CPU with AVX512-BF16 or AMX, and on CUDA GPUs with
-bf16, it trains faster than fp32 at the same accuracy (figures: README, "Speed on this machine");
+bf16, it trains faster than fp32 at the same accuracy (figures: docs/speed.md);
 elsewhere bf16 is emulated and slow, so `auto` picks fp32 there.
 """
 
@@ -39,7 +39,7 @@ def to_tensor(images: np.ndarray, mean: np.ndarray) -> torch.Tensor:
 
 
 def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model on `device` in NHWC (channels_last) layout: ~1.5x faster convolutions on CPU and GPU, same numbers."""
+    """The model on `device` in NHWC (channels_last) layout: faster convolutions on CPU and GPU, same numbers."""
     return model.to(device).to(memory_format=torch.channels_last)
 
 
@@ -76,8 +76,8 @@ def probabilities(model, x: torch.Tensor, hog=None, tta: bool = False, hog_flip=
 
     one_batch: the faces and their mirror images go through the model as one batch of 2N instead
     of two passes. The ONNX graph uses it (one copy of the network, which int8 quantization needs;
-    as fast in onnxruntime). Torch keeps two passes: at batch 128 one batch of 256 measured 10-35%
-    slower (cache), faster only for a single face."""
+    as fast in onnxruntime). Torch keeps two passes: at batch 128 one batch of 256 was slower
+    (cache), faster only for a single face."""
     flip_hog = hog_flip if hog_flip is not None else hog
     with autocast(x.device, precision):
         if tta and one_batch:

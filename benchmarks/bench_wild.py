@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import PEER_SCRIPT, cpu_header
+from common import cpu_header, peer_probs
 
 from ferkit.detectors import DETECTORS
 from ferkit.faces import MARGIN, find_faces, load_image
@@ -32,7 +32,6 @@ from ferkit.predict import BUNDLED, DEFAULT_MODEL, Predictor
 
 WILD = Path(__file__).resolve().parent / "wild"
 MODELS = [DEFAULT_MODEL] + [m for m in ("ferplus", "fer2013", "fer2013-fast") if m != DEFAULT_MODEL]
-PEER_MODEL = PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"
 
 
 def read_labels(photos: Path) -> list[dict]:
@@ -67,34 +66,25 @@ def model_labels(name: str, faces: dict, tta: bool | None) -> tuple[dict, tuple]
 
 
 def peer_labels(photos: dict) -> dict | None:
-    """The peer's emotion for each photo's largest face, as `fer` finds and reads it; None with a
-    printed note when it cannot run here."""
-    try:
-        import cv2
-        from ai_edge_litert.interpreter import Interpreter
-        from bench_detect import peer_boxes
-    except ImportError as e:
-        print(f"note: the peer is not measured ({e}); pip install 'ferkit[bench]' (ai-edge-litert)")
-        return None
-    if not PEER_MODEL.exists():
-        print(f"note: the peer is not measured: {PEER_MODEL} is missing")
-        return None
-    m = Interpreter(model_path=str(PEER_MODEL))
-    m.allocate_tensors()
-    inp, outp = m.get_input_details()[0], m.get_output_details()[0]
-    out = {}
+    """The peer's emotion for each photo's largest face, as `fer` finds and crops it (its Haar
+    cascade on the whole photo, the photo padded by 40 px, the box widened by 10 px) and reads it
+    (common.peer_probs); None with a printed note when it cannot run here."""
+    import cv2
+    from bench_detect import peer_boxes
+
+    crops = {}
     for name, rgb in photos.items():
         boxes = peer_boxes(rgb)
         i = largest(boxes)
-        if i is None:
-            out[name] = None
-            continue
-        x, y, w, h = (int(v) for v in boxes[i])
-        padded = cv2.copyMakeBorder(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=0)
-        face = padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40]  # fer's offsets and padding
-        m.set_tensor(inp["index"], ((cv2.resize(face, (64, 64)).astype("float32") / 255.0 - 0.5) * 2.0)[None, ..., None])
-        m.invoke()
-        out[name] = FER2013[int(np.argmax(m.get_tensor(outp["index"])[0]))]
+        if i is not None:
+            x, y, w, h = (int(v) for v in boxes[i])
+            padded = cv2.copyMakeBorder(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=0)
+            crops[name] = padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40]
+    probs = peer_probs(list(crops.values()))
+    if probs is None:
+        return None
+    out = dict.fromkeys(photos)
+    out.update({n: FER2013[int(np.argmax(p))] for n, p in zip(crops, probs)})
     return out
 
 

@@ -69,8 +69,8 @@ def median_s(fn, repeat: int) -> float:
 
 
 def peer_probs(faces):
-    """The peer's probabilities (N, 7, FER2013's order) for uint8 faces (N, 48, 48), as
-    fer.FER._classify_emotions computes them (64x64, scaled to -1..1, one invoke a face); None with
+    """The peer's probabilities (N, 7, FER2013's order) for uint8 grey faces (N, 48, 48), or a list
+    of grey crops of any size (fer's own, from a photo), as fer.FER._classify_emotions computes them (64x64, scaled to -1..1, one invoke a face); None with
     a printed note when LiteRT is missing."""
     import cv2  # the peer's own resize (fer_litert.py needs OpenCV too)
     import numpy as np

@@ -183,6 +183,8 @@ def test_faces_of_another_shape_are_refused(rgb_checkpoint):
     with pytest.raises(FerkitError, match=r"takes uint8 colour faces \(N, 64, 64, 3\); got an array of shape \(16, 48, 48\)"):
         p.predict_faces(np.zeros((16, 48, 48), np.uint8))  # as many pixels as 3 colour faces: never regrouped
     assert p.predict_faces(colour_faces(2).reshape(2, -1)).shape == (2, 7)  # rows of flattened faces still go
+    with pytest.raises(FerkitError, match=r"takes uint8 colour faces \(N, 64, 64, 3\)"):
+        p.classifier.predict_proba(np.zeros((16, 48, 48), np.uint8))  # the Classifier too (evaluation, export's checks)
 
 
 def test_cli_export_and_predict_with_a_colour_model(rgb_checkpoint, colour_folder, tmp_path, capsys):

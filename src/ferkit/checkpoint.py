@@ -22,6 +22,7 @@ import torch
 
 from .config import ModelSpec
 from .errors import ConfigError, FerkitError
+from .faces import face_batch
 from .files import atomic_write
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
@@ -287,7 +288,7 @@ class Classifier:
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256, tta: bool | None = None) -> np.ndarray:
         """Softmax probabilities (N, C); with tta, averaged with the mirrored face."""
         tta = self.tta if tta is None else tta
-        faces = np.asarray(faces, np.uint8).reshape(-1, *self.face_shape)
+        faces = face_batch(faces, self.face_shape)
         out = []
         for i in range(0, len(faces), batch_size):
             chunk = faces[i : i + batch_size]

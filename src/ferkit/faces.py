@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .detectors import Detection
-from .errors import ImageError
+from .errors import FerkitError, ImageError
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -206,6 +206,19 @@ def _from_array(a: np.ndarray, label: str) -> np.ndarray:
         alpha = a[:, :, 3:4].astype(np.float32) / 255.0
         a = (a[:, :, :3] * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
     return np.ascontiguousarray(a)
+
+
+def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
+    """uint8 faces as (N, *shape), the input of a model that takes faces of `shape` ((size, size) grey
+    or (size, size, 3) colour); one face, or faces flattened to rows, are taken too. Faces of another
+    shape are one error naming both, never regrouped (16 grey 48x48 faces hold the pixels of 3 colour 64x64 ones)."""
+    faces = np.asarray(faces, np.uint8)
+    if faces.shape[-len(shape):] != shape and not (faces.ndim <= 2 and faces.shape[-1:] == (int(np.prod(shape)),)):
+        kind, size = "grey" if len(shape) == 2 else "colour", shape[0]
+        raise FerkitError(f"{model} takes uint8 {kind} faces (N, {', '.join(map(str, shape))}); got an array of shape "
+                          f"{faces.shape}; crop them with find_faces(rgb, size={size}, channels={1 if len(shape) == 2 else shape[2]}) "
+                          "or run a model made for them")
+    return faces.reshape(-1, *shape)
 
 
 # ---------------------------------------------------------------- detection, alignment, crop

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import bundled
 from .errors import FerkitError, needs_extra
-from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
+from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, whole_face
 from .labels import EMOTIONS
 from .schema import Face
 
@@ -230,7 +230,7 @@ class Predictor:
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 faces (N, *face_shape) -> probabilities (N, C) over self.labels, one forward pass."""
-        faces = np.ascontiguousarray(self._faces(faces))
+        faces = np.ascontiguousarray(face_batch(faces, self.face_shape, self.path or "this model"))
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:
@@ -243,18 +243,6 @@ class Predictor:
 
         with torch.inference_mode():
             return self.classifier.predict_proba(faces, batch_size=max(len(faces), 1), tta=self.tta)
-
-    def _faces(self, faces) -> np.ndarray:
-        """Faces as (N, *face_shape) uint8 (one face, or faces flattened to rows, are taken too), or
-        one error naming both shapes: faces cropped for another model must not be regrouped silently."""
-        faces, shape = np.asarray(faces, np.uint8), self.face_shape
-        n = int(np.prod(shape))
-        if faces.shape[-len(shape):] != shape and not (faces.ndim <= 2 and faces.shape[-1:] == (n,)):
-            kind = "grey" if self.channels == 1 else "colour"
-            raise FerkitError(f"{self.path or 'this model'} takes uint8 {kind} faces (N, {', '.join(map(str, shape))}); "
-                              f"got an array of shape {faces.shape}; crop them with faces.find_faces(rgb, size={self.size}, "
-                              f"channels={self.channels}) or run a model made for them")
-        return faces.reshape(-1, *shape)
 
     def predict_proba(self, faces: np.ndarray, tta: bool | None = None, batch_size: int = 256) -> np.ndarray:
         """Many faces in batches: the interface metrics.evaluate_split scores (TTA was set when the

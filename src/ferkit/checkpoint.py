@@ -22,6 +22,7 @@ import torch
 
 from .config import ModelSpec
 from .errors import ConfigError, FerkitError
+from .faces import face_batch
 from .files import atomic_write
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
@@ -199,14 +200,22 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     nonfinite += [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
     if nonfinite:
         raise bad(f"{', '.join(nonfinite[:3])} hold NaN, infinite or impossible values (a damaged file?)")
-    size = (spec.in_size, spec.in_size)
+    size = face_shape(spec)
     if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != size:
-        raise bad(f"'mean' must be a {size[0]}x{size[1]} image; got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
+        raise bad(f"'mean' must be a {'x'.join(map(str, size))} image; "
+                  f"got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
     if not (torch.isfinite(mean).all() and mean.min() >= 0 and mean.max() <= 255):
         raise bad("'mean' must hold pixel values in 0..255 (a damaged file?)")
     if not isinstance(ckpt.get("config", {}), dict):
         raise bad("'config' is not a mapping")
     return spec
+
+
+def face_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """One face as the model takes it: (in_size, in_size) grey, (in_size, in_size, channels) colour;
+    also the shape of its mean image."""
+    size = (spec.in_size, spec.in_size)
+    return size if spec.channels == 1 else (*size, spec.channels)
 
 
 def device_of(name: str = "auto") -> torch.device:
@@ -234,7 +243,8 @@ def device_of(name: str = "auto") -> torch.device:
 
 class Classifier:
     """A trained model with its preprocessing: uint8 faces (N, 48, 48) -> probabilities (N, C) over
-    `labels`, the model's own emotion names (7 for FER2013, 8 for FER+)."""
+    `labels`, the model's own emotion names (7 for FER2013, 8 for FER+). A model with another input
+    takes faces of its face_shape: (N, in_size, in_size) grey or (N, in_size, in_size, 3) colour."""
 
     def __init__(self, model: FerNet, mean: np.ndarray, meta: dict | None = None, device="cpu",
                  labels: tuple[str, ...] = FER2013, precision: str = "fp32"):
@@ -251,6 +261,11 @@ class Classifier:
         return self.model.spec
 
     @property
+    def face_shape(self) -> tuple[int, ...]:
+        """One face as this model takes it: (48, 48) for FER2013's grey faces, (H, W, 3) for colour."""
+        return face_shape(self.spec)
+
+    @property
     def training(self) -> dict:
         """What the training that made these weights says of them (for /version and ONNX metadata)."""
         cfg = self.meta.get("config") or {}
@@ -260,7 +275,7 @@ class Classifier:
                 "val_acc": self.meta.get("best_acc")}  # best validation accuracy of that training
 
     def inputs(self, faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Model inputs for uint8 faces (N, 48, 48): mean-subtracted images and, for hybrids, HOG."""
+        """Model inputs for uint8 faces (N, *face_shape): mean-subtracted images and, for hybrids, HOG."""
         x = to_tensor(faces, self.mean).to(self.device)
         hog = None
         if self.model.hog_dim:
@@ -273,7 +288,7 @@ class Classifier:
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256, tta: bool | None = None) -> np.ndarray:
         """Softmax probabilities (N, C); with tta, averaged with the mirrored face."""
         tta = self.tta if tta is None else tta
-        faces = np.asarray(faces, np.uint8).reshape(-1, self.spec.in_size, self.spec.in_size)
+        faces = face_batch(faces, self.face_shape)
         out = []
         for i in range(0, len(faces), batch_size):
             chunk = faces[i : i + batch_size]

@@ -489,10 +489,12 @@ def _export_args(p):
     p.add_argument("--half", action="store_true", help="with --pt: weights in float16 (half the size; loaded back as float32)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
     p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization), calibrated on training faces of --data")
-    p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8; default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
+    p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8 (for a colour or larger "
+                                  "model, its own training image folder); default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
 
 
-@command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, probabilities (N, C) out) or to a slim .pt", _export_args)
+@command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, or the model's own size and colour "
+                   "(N, H, W, 3); probabilities (N, C) out) or to a slim .pt", _export_args)
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
     from .files import sha256_of
@@ -508,8 +510,9 @@ def cmd_export(args):
         out = check_output(args.pt, "--pt")
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
-        faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
-        diff = np.abs(load_checkpoint(out).predict_proba(faces) - load_checkpoint(args.checkpoint).predict_proba(faces)).max()
+        clf = load_checkpoint(args.checkpoint)
+        faces = np.random.default_rng(0).integers(0, 256, (16, *clf.face_shape), dtype=np.uint8)
+        diff = np.abs(load_checkpoint(out).predict_proba(faces) - clf.predict_proba(faces)).max()
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{', float16 weights' if args.half else ''}); "
               f"max |diff| of its probabilities on 16 random faces: {diff:.1e}")
         return
@@ -520,12 +523,13 @@ def cmd_export(args):
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
     src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
-    faces = calibration_faces(args.data) if args.int8 else None
+    faces = calibration_faces(args.data, size=clf.spec.in_size, channels=clf.spec.channels) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {'int8, calibrated on ' + str(len(faces)) + ' training faces' if args.int8 else 'fp32'}; "
-          f"tta {'on' if tta else 'off'}); onnxruntime vs torch fp32 on 16 {'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
+          f"tta {'on' if tta else 'off'}; faces in: uint8 (N, {', '.join(map(str, clf.face_shape))})); "
+          f"onnxruntime vs torch fp32 on 16 {'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
 
 
 # ---------------------------------------------------------------- plot, visualize, report

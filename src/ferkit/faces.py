@@ -5,6 +5,9 @@
     find_faces(rgb, detector="yunet", align=True) -> [Face(box, face=uint8 (48, 48), score, landmarks, angle)]
     whole_face(rgb) -> uint8 (48, 48): a photo that already is a face crop (FER data sets)
 
+A model with another input (its spec's in_size and channels) gets faces of its own: find_faces and
+whole_face take `size` and `channels` (3: the crop stays RGB, (size, size, 3); same framing).
+
 Loading accepts the formats a photo tool meets (FORMATS), honours EXIF orientation, flattens
 alpha onto white, scales 16-bit images to 8 bits and turns every failure, whatever the decoder
 raised, into an ImageError whose reason is not_found, not_image, corrupt or too_large.
@@ -12,7 +15,8 @@ raised, into an ImageError whose reason is not_found, not_image, corrupt or too_
 Detection (detectors.py): YuNet by default, OpenCV's Haar cascade with detector="haar". Photos
 are shrunk to the detector's working size (its `side`) and boxes and landmarks scaled back.
 The crop (crop_face, the one place of the framing) is the square around the face widened by
-MARGIN on each side, which frames a face like FER2013 does (hairline to chin), grey, 48x48.
+MARGIN on each side, which frames a face like FER2013 does (hairline to chin), grey, 48x48
+(or at the model's size, in colour for a colour model).
 With YuNet's eye landmarks the square is first turned so that the eyes are level (align=True).
 """
 
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .detectors import Detection
-from .errors import ImageError
+from .errors import FerkitError, ImageError
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -38,7 +42,7 @@ DETECTOR = "yunet"
 @dataclass
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in the original photo's pixels, as the detector drew it
-    face: np.ndarray  # (48, 48) uint8 grey crop, as the model expects
+    face: np.ndarray  # uint8 crop as the model expects: (48, 48) grey, or (size, size, 3) RGB for a colour model
     score: float = 1.0  # the detector's confidence (yunet 0..1; haar: unbounded)
     landmarks: np.ndarray | None = None  # (5, 2) eyes, nose tip, mouth corners in the photo's pixels (yunet)
     angle: float = 0.0  # degrees the crop was turned to level the eyes
@@ -204,6 +208,19 @@ def _from_array(a: np.ndarray, label: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
+    """uint8 faces as (N, *shape), the input of a model that takes faces of `shape` ((size, size) grey
+    or (size, size, 3) colour); one face, or faces flattened to rows, are taken too. Faces of another
+    shape are one error naming both, never regrouped (16 grey 48x48 faces hold the pixels of 3 colour 64x64 ones)."""
+    faces = np.asarray(faces, np.uint8)
+    if faces.shape[-len(shape):] != shape and not (faces.ndim <= 2 and faces.shape[-1:] == (int(np.prod(shape)),)):
+        kind, size = "grey" if len(shape) == 2 else "colour", shape[0]
+        raise FerkitError(f"{model} takes uint8 {kind} faces (N, {', '.join(map(str, shape))}); got an array of shape "
+                          f"{faces.shape}; crop them with find_faces(rgb, size={size}, channels={1 if len(shape) == 2 else shape[2]}) "
+                          "or run a model made for them")
+    return faces.reshape(-1, *shape)
+
+
 # ---------------------------------------------------------------- detection, alignment, crop
 
 
@@ -247,7 +264,8 @@ def eye_angle(landmarks: np.ndarray) -> float:
 def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, angle: float = 0.0) -> np.ndarray:
     """The square around `box` (side = its longer side) widened by `margin` per side, turned by
     `angle` degrees about its centre, resized to (size, size) uint8; parts outside the photo repeat
-    its edge pixels. The one place of the FER2013-style framing."""
+    its edge pixels. The one place of the FER2013-style framing. `grey` may also be an RGB photo
+    (H, W, 3): the crop is then (size, size, 3), framed the same."""
     import cv2
 
     x, y, w, h = box
@@ -260,25 +278,26 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
-def whole_face(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarray:
     """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
-    centre square, grey, resized."""
+    centre square, grey, resized; with channels=3 the square in colour, (size, size, 3)."""
     import cv2
 
-    grey = to_grey(rgb)
-    h, w = grey.shape
+    grey = to_grey(rgb) if channels == 1 else _rgb(rgb)
+    h, w = grey.shape[:2]
     s = min(h, w)
     sq = grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
     return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
 def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARGIN, detector: str = DETECTOR,
-               align: bool = True) -> list[Face]:
-    """Every face in the photo as a box and a FER2013-style 48x48 grey crop, turned upright by its
-    eye landmarks when `align` and the detector gives them; [] when none."""
+               align: bool = True, size: int = SIZE, channels: int = 1) -> list[Face]:
+    """Every face in the photo as a box and a FER2013-style crop, turned upright by its eye landmarks
+    when `align` and the detector gives them; [] when none. The crop is (size, size) grey, or with
+    channels=3 (size, size, 3) RGB: the model's input (a colour model is cropped from the colour photo)."""
     from .detectors import get_detector
 
-    grey = to_grey(rgb)
+    grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from
     box_to_square = get_detector(detector).box_to_square
     faces = []
     for d in detect_faces(rgb, detector, min_face):
@@ -287,5 +306,10 @@ def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARG
         square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
         angle = eye_angle(d.landmarks) if align and d.landmarks is not None else 0.0
         box = tuple(int(round(v)) for v in d.box)
-        faces.append(Face(box, crop_face(grey, square, margin, angle=angle), d.score, d.landmarks, angle))
+        faces.append(Face(box, crop_face(grey, square, margin, size, angle), d.score, d.landmarks, angle))
     return faces
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB photo as it is; a grey one (H, W) with its grey in all three channels."""
+    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)

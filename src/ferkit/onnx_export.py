@@ -3,12 +3,16 @@
     faces uint8 (N, H, W) grey or (N, H, W, C) colour, the model's input -> [cast, - mean image, / 128]
     -> CNN -> softmax [-> average with the mirrored face] -> probs float32 (N, C), C the model's emotions
 
+The input is the model's own (its spec's in_size and channels): (N, 48, 48) for FER2013's grey
+faces, (N, H, W, 3) RGB for a colour model; its fixed sizes and the metadata keys in_size and
+channels tell runtime.onnx_input, so the Predictor crops faces to fit.
+
 Preprocessing, softmax and test-time augmentation live inside the graph, so an .onnx file needs
 nothing but onnxruntime and gives the same numbers as `Classifier.predict_proba`. The batch axis
 is dynamic. HOG hybrids are refused: their HOG features come from scikit-image, outside the graph.
 
 int8 (`precision="int8"`): onnxruntime's static quantization, calibrated on a few hundred
-training faces fed to the graph's uint8 input. Convolutions, max-pools and matmuls run in int8
+training faces (of the model's input shape) fed to the graph's uint8 input. Convolutions, max-pools and matmuls run in int8
 (QDQ format, per-channel weight scales); the preprocessing, softmax and the TTA average stay
 fp32. The first convolution is int8 too: keeping it fp32 bought next to no accuracy on the bundled
 models and cost the fast presets a fifth of their speed (onnxruntime converted that conv's output
@@ -40,6 +44,8 @@ from .files import atomic_write
 from .preprocess import probabilities, standardize
 from .runtime import INPUT, OUTPUT, onnx_session
 
+log = logging.getLogger(__name__)
+
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
@@ -48,7 +54,7 @@ SAFE_INT8 = 64  # largest int8 weight magnitude that cannot saturate on AVX2 (se
 
 
 class FacesToProbs(nn.Module):
-    """uint8 faces (N, 48, 48) -> probabilities (N, C), exactly as Classifier.predict_proba."""
+    """uint8 faces (N, *clf.face_shape) -> probabilities (N, C), exactly as Classifier.predict_proba."""
 
     def __init__(self, clf: Classifier, tta: bool | None = None):
         super().__init__()
@@ -68,15 +74,14 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                 calibration: np.ndarray | None = None, meta: dict | None = None) -> None:
     """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
     emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8"), what
-    its training says of it ("training", JSON: Classifier.training) and `meta`. With `calibration`
-    (uint8 training faces (N, 48, 48)) the graph is quantized to int8."""
+    its training says of it ("training", JSON: Classifier.training), its input ("in_size", "channels")
+    and `meta`. With `calibration` (uint8 training faces (N, *clf.face_shape)) the graph is quantized to int8."""
     import json
 
     import onnx
 
-    size = clf.spec.in_size
     wrapper = FacesToProbs(clf, tta).cpu().eval()
-    dummy = torch.zeros(2, size, size, dtype=torch.uint8)
+    dummy = torch.zeros(2, *clf.face_shape, dtype=torch.uint8)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -87,13 +92,17 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
     clf.model.to(clf.device)
     graph = onnx.load_from_string(buf.getvalue())
     if calibration is not None:
+        calibration = np.asarray(calibration)
+        if calibration.shape[1:] != clf.face_shape:
+            raise FerkitError(f"int8 calibration faces of shape {calibration.shape[1:]} for a model that takes "
+                              f"{clf.face_shape}; give training faces of the model's own size and channels")
         graph = quantize_int8(graph, calibration)
     del graph.metadata_props[:]
     # tta: the mirror average is inside the graph; trained_tta: the model was trained for it (a graph
     # without it in gets it from the Predictor, so one file serves both choices: predict.default_path)
     props = {"labels": json.dumps(list(clf.labels)), "precision": "fp32" if calibration is None else "int8",
              "tta": str(int(wrapper.tta)), "trained_tta": str(int(bool(clf.tta))), "training": json.dumps(clf.training),
-             **(meta or {})}
+             "in_size": str(clf.spec.in_size), "channels": str(clf.spec.channels), **(meta or {})}
     for k, v in props.items():
         graph.metadata_props.add(key=k, value=str(v))
     data = graph.SerializeToString()
@@ -115,8 +124,8 @@ def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     faces = np.ascontiguousarray(np.asarray(faces, np.uint8))
-    if faces.ndim != 3 or len(faces) == 0:
-        raise FerkitError(f"int8 calibration needs uint8 faces (N, H, W) with N >= 1; got shape {faces.shape}")
+    if faces.ndim not in (3, 4) or len(faces) == 0:
+        raise FerkitError(f"int8 calibration needs uint8 faces (N, H, W) or (N, H, W, C) with N >= 1; got shape {faces.shape}")
 
     class Faces(CalibrationDataReader):  # feeds the graph's own uint8 input: the preprocessing runs as in use
         def __init__(self):
@@ -168,25 +177,58 @@ def logging_quiet():
         root.setLevel(level)
 
 
-def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
-    """n training faces drawn at random from a FER data set (ferkit.data.load_fer: --data, else
-    $FERKIT_DATA or the shared copy) for int8 calibration."""
-    from .data import load_fer
+def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0,
+                      size: int = 48, channels: int = 1) -> np.ndarray:
+    """n training faces drawn at random for int8 calibration, as the model takes them: (n, size, size)
+    grey, or (n, size, size, 3) for a colour model. From a FER data set (ferkit.data.load_fer: --data,
+    else $FERKIT_DATA or the shared copy), or for another input than 48x48 grey from an image folder
+    (the model's own training set: its train split, each image's centre square as in --crops).
+    Grey 48x48 faces are resized (and repeated in 3 channels) where the data has nothing else."""
+    from .data import find_data, load_fer
 
-    fer = load_fer(data)
+    path = find_data(data)
+    if path.is_dir() and (size, channels) != (48, 1):
+        return _folder_faces(path, n, seed, size, channels)
+    fer = load_fer(path)
     if not fer.has("train"):
         raise FerkitError(f"{fer.source}: no Training rows to calibrate int8 with; give a FER2013 file with them (--data)")
     images, _ = fer.split("train")
     pick = np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False)
-    return images[np.sort(pick)]
+    faces = images[np.sort(pick)]
+    shape = (size, size) if channels == 1 else (size, size, channels)
+    if faces.shape[1:] == shape:
+        return faces
+    from .faces import whole_face
+
+    if channels != 1 and faces.ndim == 3:
+        log.warning("calibrating a colour model's int8 ranges on grey faces of %s (grey in all 3 channels); give its "
+                    "own colour training images with --data FOLDER for ranges of its colours", fer.source)
+    return np.stack([whole_face(f, size, channels) for f in faces])
 
 
+def _folder_faces(root: Path, n: int, seed: int, size: int, channels: int) -> np.ndarray:
+    """n images drawn at random from an image folder (those of its training split where it names one:
+    a top folder or file name starting with "train"), each cropped as --crops does (faces.whole_face)."""
+    from .data import IMAGE_EXTS
+    from .errors import ImageError
+    from .faces import load_image, whole_face
 
-
-
-
-
-
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    train = [f for f in files if f.relative_to(root).parts[0].lower().startswith("train")]
+    files = train or files
+    if not files:
+        raise FerkitError(f"{root}: the folder holds no images to calibrate int8 with; give the model's training "
+                          f"images (--data FOLDER) or a FER2013 file")
+    pick = np.random.default_rng(seed).choice(len(files), min(n, len(files)), replace=False)
+    faces = []
+    for i in np.sort(pick):
+        try:
+            faces.append(whole_face(load_image(files[i]), size, channels))
+        except ImageError as e:  # one damaged file costs a face, not the export
+            log.warning("%s", e)
+    if not faces:
+        raise FerkitError(f"{root}: none of its images could be read to calibrate int8 with; see the messages above")
+    return np.stack(faces)
 
 
 def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16,
@@ -195,13 +237,10 @@ def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n:
     on n faces (random ones; for int8 the first n calibration faces, real faces): the check that the
     file computes what the checkpoint does (exactly for fp32, approximately for int8)."""
     export_onnx(clf, out, tta, calibration=calibration, meta=meta)
-    size = clf.spec.in_size
-    faces = (np.random.default_rng(0).integers(0, 256, (n, size, size), dtype=np.uint8) if calibration is None
+    faces = (np.random.default_rng(0).integers(0, 256, (n, *clf.face_shape), dtype=np.uint8) if calibration is None
              else np.asarray(calibration[:n], np.uint8))
     onnx_probs = onnx_session(out).run(None, {INPUT: faces})[0]
     return float(np.abs(onnx_probs - clf.predict_proba(faces, tta=tta)).max())
-
-
 
 
 def session_from_classifier(clf: Classifier, threads: int | None = None, tta: bool | None = None,

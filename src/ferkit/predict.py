@@ -7,7 +7,9 @@
 "ferplus-fast", 8; None means DEFAULT_MODEL), a checkpoint path, a Classifier or an .onnx file from
 `ferkit export`. Records name the model's own emotions. Faces are found by
 `detector` (yunet, or haar) and turned upright by their eye landmarks (`align`); with
-crops=True each photo is taken as one face, already cropped. All faces of a photo go through
+crops=True each photo is taken as one face, already cropped. Faces are cropped as the model takes
+them (`face_shape`, read from the checkpoint's spec or the ONNX graph's input): 48x48 grey for
+FER2013's models, in_size and in colour for a colour model. All faces of a photo go through
 one forward pass. Files and folders to results live in jobs.py, videos in video.py, drawing in
 draw.py, the output files in outputs.py.
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from . import bundled
 from .errors import FerkitError, needs_extra
-from .faces import DETECTOR, MIN_FACE, SIZE, find_faces, load_image, whole_face
+from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, whole_face
 from .labels import EMOTIONS
 from .schema import Face
 
@@ -172,6 +174,7 @@ class Predictor:
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
         self.mirror = False  # average with the mirrored face outside an ONNX graph (_open_onnx)
+        self.size, self.channels = SIZE, 1  # the model's input, read from the model below
         if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         name = str(model or DEFAULT_MODEL)
@@ -187,6 +190,7 @@ class Predictor:
             self.path = model_path(model)
             self.classifier = _load_checkpoint(self.path, device, precision if backend == "torch" else "fp32")
         self.labels, self.precision = self.classifier.labels, self.classifier.precision
+        self.size, self.channels = self.classifier.spec.in_size, self.classifier.spec.channels
         if threads:
             import torch
 
@@ -197,15 +201,16 @@ class Predictor:
 
             faces = None
             if precision == "int8":
-                faces = calibration if isinstance(calibration, np.ndarray) else _calibration(calibration)
+                faces = calibration if isinstance(calibration, np.ndarray) else _calibration(calibration, self.classifier)
             self.session = session_from_classifier(self.classifier, threads, tta, faces)
             self.precision = onnx_precision(self.session)
 
     def _open_onnx(self, path, threads, precision, tta, tta_gain=None):
-        from .runtime import onnx_labels, onnx_precision, onnx_session, onnx_tta
+        from .runtime import onnx_input, onnx_labels, onnx_precision, onnx_session, onnx_tta
 
         self.session, self.path = onnx_session(path, threads), Path(path)
         self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
+        self.size, self.channels = onnx_input(self.session)
         inside, trained = onnx_tta(self.session)
         if inside and tta is False:
             raise FerkitError(f"{path} has TTA built in at export; export it again with 'ferkit export CHECKPOINT "
@@ -218,14 +223,20 @@ class Predictor:
                               f"or export the {precision} one with 'ferkit export CHECKPOINT --onnx OUT.onnx"
                               f"{' --int8' if precision == 'int8' else ''}'")
 
+    @property
+    def face_shape(self) -> tuple[int, ...]:
+        """One face as the model takes it: (48, 48) grey for FER2013's models, (size, size, 3) colour."""
+        return (self.size, self.size) if self.channels == 1 else (self.size, self.size, self.channels)
+
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
-        """uint8 faces (N, 48, 48) -> probabilities (N, C) over self.labels, one forward pass."""
-        faces = np.ascontiguousarray(np.asarray(faces, np.uint8).reshape(-1, SIZE, SIZE))
+        """uint8 faces (N, *face_shape) -> probabilities (N, C) over self.labels, one forward pass."""
+        faces = np.ascontiguousarray(face_batch(faces, self.face_shape, self.path or "this model"))
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:
             if not self.mirror:
                 return self.session.run(None, {"faces": faces})[0]
+            # axis 2 is the faces' width, grey (N, H, W) or colour (N, H, W, C)
             probs = self.session.run(None, {"faces": np.concatenate([faces, faces[:, :, ::-1]])})[0]
             return (probs[: len(faces)] + probs[len(faces) :]) / 2
         import torch
@@ -248,9 +259,10 @@ class Predictor:
         rgb = image if isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 else load_image(image)
         if crops:
             h, w = rgb.shape[:2]
-            return [record((0, 0, w, h), self.predict_faces(whole_face(rgb)[None])[0], self.labels)]
-        faces = find_faces(rgb, min_face, detector=self.detector, align=self.align if align is None else align)
-        probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, SIZE, SIZE), np.uint8))
+            return [record((0, 0, w, h), self.predict_faces(whole_face(rgb, self.size, self.channels)[None])[0], self.labels)]
+        faces = find_faces(rgb, min_face, detector=self.detector, align=self.align if align is None else align,
+                           size=self.size, channels=self.channels)
+        probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, *self.face_shape), np.uint8))
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
 
 
@@ -264,14 +276,16 @@ def _check_precision(backend: str, precision: str) -> None:
         raise FerkitError(f"precision {precision!r} with the {backend} backend: choose {', '.join(ok)}{hint}")
 
 
-def _calibration(data) -> np.ndarray:
-    """int8 calibration faces from a data file (None: ferkit.data's default), or one clear error."""
+def _calibration(data, clf) -> np.ndarray:
+    """int8 calibration faces for the Classifier clf from a data file (None: ferkit.data's default), or one clear error."""
     from .onnx_export import calibration_faces
 
+    size, channels = clf.spec.in_size, clf.spec.channels
+    what = "FER2013 training faces" if (size, channels) == (SIZE, 1) else "its own training images (an image folder)"
     try:
-        return calibration_faces(data)
+        return calibration_faces(data, size=size, channels=channels)
     except FerkitError as e:
-        raise FerkitError(f"int8 needs FER2013 training faces to calibrate on: {e} Or export the int8 graph once "
+        raise FerkitError(f"int8 needs {what} to calibrate on: {e} Or export the int8 graph once "
                           "with 'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --data FILE' and run OUT.onnx") from None
 
 

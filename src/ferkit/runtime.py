@@ -12,7 +12,10 @@ from pathlib import Path
 
 from .errors import FerkitError
 
-INPUT, OUTPUT = "faces", "probs"  # the graph's input (uint8 faces (N, 48, 48)) and output (probabilities (N, C))
+# the graph's input, uint8 faces (N, 48, 48) grey or (N, H, W, 3) colour (the model's in_size and
+# channels), and its output, probabilities (N, C)
+INPUT, OUTPUT = "faces", "probs"
+FACE_SIZE = 48  # graphs whose input shape says nothing (no fixed sizes, no metadata): FER2013's 48x48 grey
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):
@@ -51,6 +54,20 @@ def onnx_labels(session) -> tuple[str, ...]:
     if isinstance(n, int) and n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
+
+
+def onnx_input(session) -> tuple[int, int]:
+    """(size, channels) of the faces an ONNX model takes: its input (N, H, W) is grey, channels 1;
+    (N, H, W, C) colour. The fixed sizes of the input shape rule; where it has none, the in_size and
+    channels keys `ferkit export` writes; FER2013's 48x48 grey where neither says."""
+    meta, inp = _meta(session), session.get_inputs()[0]
+    shape = list(inp.shape)
+    if len(shape) not in (3, 4) or inp.type != "tensor(uint8)":
+        raise FerkitError(f"the ONNX model's input {inp.name} is {inp.type} of shape {shape}, not uint8 faces (N, H, W) "
+                          "or (N, H, W, C); give an .onnx file written by 'ferkit export'")
+    size = next((d for d in shape[1:3] if isinstance(d, int)), None) or int(meta.get("in_size", FACE_SIZE))
+    channels = 1 if len(shape) == 3 else shape[3] if isinstance(shape[3], int) else int(meta.get("channels", 3))
+    return size, channels
 
 
 def onnx_training(session) -> dict:

@@ -2,7 +2,8 @@
 
     POST /predict   multipart field `file` -> {"faces": [records], "width", "height", "count"[, "message"]}
     GET  /health    200 {"status": "ready"} once a warm-up prediction passed; 503 before, or if it failed
-    GET  /version   ferkit version, the model (name, file name, epochs, validation accuracy), the limits
+    GET  /version   ferkit version, the model (name, file name, epochs, validation accuracy, the faces
+                    it takes: input size and channels), the limits
     GET  /labels    the model's emotions and their plot colours (the page draws with these)
     GET  /          the web page (src/ferkit/static); OpenAPI docs at /docs (Swagger UI served from
                     this server, from the fastapi-offline package), the spec at /openapi.json
@@ -352,6 +353,8 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
     """Name, file name, epochs and validation accuracy from the checkpoint, or from the metadata of
     an .onnx file. Only the file's name: its folder would tell clients about the server's disk."""
     info = {"file": Path(str(path)).name if path else None, "backend": backend, "precision": precision}
+    if hasattr(predictor, "face_shape"):  # a Predictor: the faces it crops for its model (a colour one: size, size, 3)
+        info["input"] = {"size": predictor.size, "channels": predictor.channels}
     if clf is not None:
         return {**clf.training, **info, "tta": clf.tta}
     session, training = getattr(predictor, "session", None), {}

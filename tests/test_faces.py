@@ -217,6 +217,99 @@ def test_crop_is_square_and_pads_at_the_edge():
     assert c.shape == (48, 48) and c.dtype == np.uint8
     inner = crop_face(grey, (30, 30, 40, 20), margin=0)  # a 40-wide box gives a 40x40 crop
     assert inner.shape == (48, 48)
+    # outside the photo its edge pixels repeat (not a fill colour), at the photo's resolution and from k x k means
+    rows = np.r_[np.full(20, 40), np.linspace(40, 200, 60), np.full(20, 200)].round().astype(np.uint8)
+    ramp = np.tile(rows[:, None], (1, 120))  # 40 at the top, 200 at the bottom (20 rows each), a ramp between
+    for side in (30, 1000):  # sampled at full resolution; at 1/k (k x k means of the edge rows: the same)
+        below = crop_face(ramp, (20, 150, side, side), margin=0)
+        assert below.min() == below.max() == 200
+        above = crop_face(ramp, (20, -2 * side, side, side), margin=0, angle=30)
+        assert above.min() == above.max() == 40
+    half = crop_face(ramp, (0, 80, 120, 40), margin=0)  # half inside: the photo's bottom rows, then row 99 repeated
+    assert (np.diff(half[:, 24].astype(int)) >= 0).all() and half[-12:].min() == 200 and half[0, 0] < 200
+
+
+DEMO = Path(__file__).resolve().parents[1] / "src/ferkit/samples/astronaut.jpg"
+
+
+def _opencv_crop(image, box, margin, size, angle):
+    """The crop as ferkit drew it with OpenCV (until the light install dropped it): the square warped
+    at the photo's resolution (bilinear, edge pixels repeated), then shrunk with INTER_AREA."""
+    import cv2
+
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    m[:, 2] += (side / 2 - cx, side / 2 - cy)
+    crop = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_crop_matches_opencvs_warp_and_area_shrink(colour):
+    """crop_face (Pillow and numpy) frames, turns, pads and shrinks as OpenCV's warpAffine + INTER_AREA
+    did: the same pixels up to rounding where it samples at the photo's resolution, a little softer
+    where a large face is sampled from k x k means (faces.REDUCE)."""
+    pytest.importorskip("cv2")
+    from ferkit import faces
+
+    rgb = load_image(DEMO)
+    image = rgb if colour else to_grey(rgb)
+    rng = np.random.default_rng(0)
+    full, reduced = [], []
+    for _ in range(80):
+        w = rng.uniform(8, 700)
+        box = (rng.uniform(-80, 480), rng.uniform(-80, 480), w, w * rng.uniform(0.8, 1.25))
+        angle, size, margin = rng.uniform(-45, 45) if rng.random() < 0.8 else 0.0, int(rng.choice([48, 64, 112])), 0.1
+        ours, theirs = crop_face(image, box, margin, size, angle), _opencv_crop(image, box, margin, size, angle)
+        assert ours.shape == theirs.shape == (size, size) + image.shape[2:] and ours.dtype == np.uint8
+        diff = np.abs(ours.astype(int) - theirs.astype(int))
+        side = round(max(box[2:]) * (1 + 2 * margin))
+        (full if side < faces.REDUCE * size else reduced).append(diff)
+    assert len(full) > 20 and len(reduced) > 20
+    assert max(d.max() for d in full) <= 3 and max(d.mean() for d in full) < 0.75  # OpenCV's fixed-point bilinear weights
+    assert max(d.max() for d in reduced) <= 16 and max(d.mean() for d in reduced) < 1.2
+    # a whole face crop (whole_face): OpenCV's INTER_AREA / INTER_LINEAR of the centre square
+    import cv2
+
+    for shape in ((60, 100, 3), (30, 20, 3), (48, 48, 3), (500, 420, 3)):
+        im = rng.integers(0, 256, shape, dtype=np.uint8)
+        h, w, s = shape[0], shape[1], min(shape[:2])
+        sq = to_grey(im)[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        want = cv2.resize(sq, (48, 48), interpolation=cv2.INTER_AREA if s > 48 else cv2.INTER_LINEAR)
+        assert np.abs(whole_face(im).astype(int) - want).max() <= 1
+
+
+def test_crop_keeps_the_channels():
+    """A colour photo gives a colour crop: each channel is the crop of that channel alone."""
+    rgb = load_image(DEMO)
+    for box, size in (((150, 40, 140, 150), 64), ((-30, -20, 520, 500), 48)):  # sampled at full resolution; at 1/k, beyond the edges
+        c = crop_face(rgb, box, size=size, angle=12.0)
+        assert c.shape == (size, size, 3) and c.dtype == np.uint8
+        for ch in range(3):
+            assert np.array_equal(c[:, :, ch], crop_face(np.ascontiguousarray(rgb[:, :, ch]), box, size=size, angle=12.0))
+    assert to_grey(rgb).shape == rgb.shape[:2] and np.array_equal(to_grey(to_grey(rgb)), to_grey(rgb))
+    assert np.array_equal(to_grey(rgb), np.asarray(Image.fromarray(rgb).convert("L")))
+
+
+def test_yunet_nms_matches_opencvs():
+    """YuNet's non-maximum suppression (numpy) keeps the boxes OpenCV's dnn.NMSBoxes keeps, in its order."""
+    cv2 = pytest.importorskip("cv2")
+    from ferkit.detectors import YuNet
+
+    yunet = YuNet.__new__(YuNet)  # _nms alone: no graph needed
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n = int(rng.integers(1, 80))
+        yunet.min_score = float(rng.choice([0.0, 0.3, 0.7]))
+        boxes = np.hstack([rng.uniform(0, 100, (n, 2)), rng.uniform(5, 60, (n, 2))]).astype(np.float32)
+        scores = rng.uniform(0.01, 1, n).astype(np.float32)
+        if trial % 3 == 0:
+            scores = scores.round(1)  # ties: kept in their order, as OpenCV's stable sort does
+        theirs = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), yunet.min_score, YuNet.NMS_IOU), int).reshape(-1)
+        ours = yunet._nms(boxes, scores, np.zeros((n, 5, 2), np.float32))
+        assert [d.box for d in ours] == [tuple(float(v) for v in boxes[i]) for i in theirs]
 
 
 def _seed_images() -> dict[str, bytes]:

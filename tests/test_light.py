@@ -1,5 +1,5 @@
-"""The light install's promise: predicting (library, CLI, serve) never imports torch or the rest of
-the training extra, and a command that needs that extra says so in one line.
+"""The light install's promise: predicting (library, CLI, serve) never imports torch, the rest of
+the training extra or OpenCV, and a command that needs an extra says so in one line.
 
 Each check runs in a fresh interpreter: this test process has long since imported torch."""
 
@@ -10,10 +10,11 @@ import sys
 import pytest
 
 from ferkit.cli import COMMANDS, main
-from ferkit.errors import TRAIN_MODULES
+from ferkit.errors import OPENCV_MODULES, TRAIN_MODULES
 
-# tqdm aside: `ferkit predict` draws its progress bar with it where it is installed (light, 0.02 s)
-HEAVY = tuple(m for m in TRAIN_MODULES if m != "tqdm")
+# tqdm aside: `ferkit predict` draws its progress bar with it where it is installed (light, 0.02 s);
+# OpenCV (the [opencv] extra: videos, --detector haar) is not in the light install either
+HEAVY = tuple(m for m in TRAIN_MODULES if m != "tqdm") + OPENCV_MODULES
 
 
 def imports_nothing_heavy(code: str, tmp_path):
@@ -85,3 +86,33 @@ def test_ferkit_models_lists_the_bundled_models_without_torch(tmp_path):
         (row,) = [line for line in lines if line.startswith(f"{name} ")]
         assert f"{m.macs:,}" in row and f"{m.accuracy['int8']:.2f}%" in row and ", ".join(m.emotions) in row
         assert row.endswith("(default)") == (name == DEFAULT)
+
+
+def _without(module: str) -> str:
+    """Code that makes `module` impossible to import in the new interpreter, as where it is not installed."""
+    return ("import sys\nclass Missing:\n    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name.split('.')[0] == {module!r}:\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Missing())\n")
+
+
+def test_without_opencv_photos_work_and_videos_and_haar_name_the_extra(tmp_path):
+    """The light install has no OpenCV: photos (detection, alignment, crops, the annotated copies) run
+    on Pillow and numpy; a video and --detector haar each say in one line to install [opencv]."""
+    r = imports_nothing_heavy(
+        _without("cv2") + "import shutil\nfrom ferkit.cli import main\nfrom ferkit.predict import DEMO_PHOTO\n"
+        "shutil.copy(DEMO_PHOTO, 'a.jpg')\nopen('clip.mp4', 'wb').write(bytes(64))\n"
+        "assert main(['predict', 'a.jpg', 'clip.mp4', '--json', 'out.json', '--annotate', 'ann']) == 0\n"
+        "assert main(['predict', 'a.jpg', '--crops']) == 0\n"
+        "assert main(['predict', 'a.jpg', '--detector', 'haar']) == 2\n"
+        "assert main(['demo', '--out', 'demo.jpg']) == 0\n", tmp_path)
+    extra = "needs the OpenCV extra (cv2 is not installed): pip install 'ferkit[opencv]'"
+    assert r.stderr.splitlines() == [f"error: clip.mp4: reading videos {extra}",
+                                     f"error: the Haar face detector (--detector haar) {extra}"]
+    photo, video = json.loads((tmp_path / "out.json").read_text())
+    assert [f["label"] for f in photo["faces"]] == ["happy"] and video["error"].endswith(extra)
+    from PIL import Image
+
+    for name in ("ann/a.jpg", "demo.jpg"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "JPEG" and im.size == (512, 512)

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
-from ferkit.draw import annotate
+from ferkit.draw import annotate, save_rgb
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
 from ferkit.predict import Predictor
@@ -117,6 +117,20 @@ def test_annotate_draws_on_a_copy(astronaut):
     assert out.shape == astronaut.shape and not np.array_equal(out, astronaut)
     assert tuple(out[120, 177]) == (255, 191, 0)  # the box edge in happy's colour
     assert np.array_equal(annotate(astronaut, []), astronaut)
+
+
+def test_save_rgb_writes_the_format_its_extension_names(astronaut, tmp_path):
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP"), (".bmp", "BMP"), (".tif", "TIFF")):
+        with Image.open(save_rgb(astronaut, tmp_path / f"a{ext}")) as im:
+            assert im.format == fmt and im.size == (512, 512) and im.mode == "RGB"
+            if fmt != "JPEG" and fmt != "WEBP":  # lossless: the same pixels
+                assert np.array_equal(np.asarray(im), astronaut)
+    with Image.open(tmp_path / "a.jpg") as im:  # JPEG at quality 95: close to the photo
+        assert np.abs(np.asarray(im).astype(int) - astronaut).mean() < 3
+    for bad in ("a.xyz", "noext"):
+        with pytest.raises(FerkitError, match="cannot encode the image as .*; give .png or .jpg"):
+            save_rgb(astronaut, tmp_path / bad)
+        assert not (tmp_path / bad).exists()
 
 
 def test_tracker_keeps_ids_by_overlap():

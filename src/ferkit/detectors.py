@@ -5,7 +5,9 @@
            ShiqiYu/libfacedetection.train, folder onnx/): boxes, scores and 5 landmarks (both
            eyes, nose tip, both mouth corners). The decoding of its raw per-stride maps is here.
     haar   OpenCV's frontal-face Haar cascade, shipped inside opencv-python-headless 4.x (5.0
-           dropped it, hence the `<5` pin): boxes and a cascade confidence, no landmarks.
+           dropped it, hence the `<5` pin): boxes and a cascade confidence, no landmarks. OpenCV
+           is not in the light install: `pip install 'ferkit[opencv]'` (its absence is one line
+           naming that extra, errors.needs_extra).
 
 Each detector takes an RGB uint8 photo already scaled to its working size (`side`: faces.detect_faces
 does the scaling) and returns Detections in that photo's pixels. `box_to_square` turns its box
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FerkitError
+from .errors import FerkitError, needs_extra
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -112,9 +114,21 @@ class YuNet(Detector):
         return self._priors[ph, pw]
 
     def _nms(self, boxes: np.ndarray, scores: np.ndarray, marks: np.ndarray) -> list[Detection]:
-        import cv2
-
-        keep = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.min_score, self.NMS_IOU), int).reshape(-1)
+        """Greedy non-maximum suppression as OpenCV's dnn.NMSBoxes does it: of the boxes scoring above
+        min_score, by descending score (ties in order), a box is kept unless it overlaps a kept one by
+        IoU > NMS_IOU."""
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] > self.min_score]
+        x0, y0 = boxes[:, 0], boxes[:, 1]
+        x1, y1, area = x0 + boxes[:, 2], y0 + boxes[:, 3], boxes[:, 2] * boxes[:, 3]
+        keep = []
+        while order.size:
+            i, rest = order[0], order[1:]
+            keep.append(i)
+            iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0, None)
+            ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0, None)
+            inter = iw * ih
+            order = rest[inter <= self.NMS_IOU * (area[i] + area[rest] - inter)]
         return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), marks[i].astype(np.float64)) for i in keep]
 
 
@@ -131,8 +145,10 @@ class Haar(Detector):
     NEIGHBOURS = 5
 
     def __init__(self):
-        import cv2
-
+        try:
+            import cv2
+        except ModuleNotFoundError as e:  # the light install: OpenCV is the [opencv] extra
+            raise needs_extra(e, "the Haar face detector (--detector haar)") from None
         if not hasattr(cv2, "CascadeClassifier"):
             raise FerkitError(f"OpenCV {cv2.__version__} has no Haar face detector (OpenCV 5 moved it to opencv-contrib); "
                               "install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5', or use --detector yunet")

@@ -26,12 +26,17 @@ class ImageError(FerkitError):
 # The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the
 # name they are imported as: a command that imports one on a light install names the extra to add.
 TRAIN_MODULES = ("torch", "sklearn", "skimage", "matplotlib", "optuna", "onnx", "tqdm")
+# The same for `pip install 'ferkit[opencv]'` (OpenCV: videos and the Haar face detector; [train] includes it)
+OPENCV_MODULES = ("cv2",)
+# extra -> (its modules, its name in messages)
+EXTRAS = {"train": (TRAIN_MODULES, "the training extra"), "opencv": (OPENCV_MODULES, "the OpenCV extra")}
 
 
 def needs_extra(e: ModuleNotFoundError, what: str) -> Exception:
     """For a module missing from a light install: one FerkitError saying that `what` (e.g. "ferkit train")
-    needs the training extra and how to install it. Any other missing module: `e` itself (a real bug)."""
+    needs the extra that installs it and how to install it. Any other missing module: `e` itself (a real bug)."""
     top = (e.name or "").split(".")[0]
-    if top not in TRAIN_MODULES:
-        return e
-    return FerkitError(f"{what} needs the training extra ({top} is not installed): pip install 'ferkit[train]'")
+    for extra, (modules, title) in EXTRAS.items():
+        if top in modules:
+            return FerkitError(f"{what} needs {title} ({top} is not installed): pip install 'ferkit[{extra}]'")
+    return e

@@ -12,8 +12,9 @@ Loading accepts the formats a photo tool meets (FORMATS), honours EXIF orientati
 alpha onto white, scales 16-bit images to 8 bits and turns every failure, whatever the decoder
 raised, into an ImageError whose reason is not_found, not_image, corrupt or too_large.
 
-Detection (detectors.py): YuNet by default, OpenCV's Haar cascade with detector="haar". Photos
-are shrunk to the detector's working size (its `side`) and boxes and landmarks scaled back.
+Detection (detectors.py): YuNet by default, OpenCV's Haar cascade with detector="haar" (the
+[opencv] extra). Photos are shrunk to the detector's working size (its `side`) and boxes and
+landmarks scaled back. No OpenCV here: Pillow and numpy do every image operation (the light install).
 The crop (crop_face, the one place of the framing) is the square around the face widened by
 MARGIN on each side, which frames a face like FER2013 does (hairline to chin), grey, 48x48
 (or at the model's size, in colour for a colour model).
@@ -22,6 +23,7 @@ With YuNet's eye landmarks the square is first turned so that the eyes are level
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
 MIN_FACE = 1 / 20  # smallest face reported, as a fraction of the photo's shorter side
 DETECTOR = "yunet"
+REDUCE = 4  # crop_face samples a face at >= 4x the crop's size, from the photo's k x k means when it is larger
 
 
 @dataclass
@@ -225,25 +228,32 @@ def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> grey uint8 (H, W) with the ITU-R 601 weights (as PIL's 'L')."""
-    import cv2
+    """RGB uint8 (H, W, 3) -> grey uint8 (H, W) with the ITU-R 601 weights (PIL's 'L', the same
+    fixed-point rounding as OpenCV's RGB2GRAY)."""
+    from PIL import Image
 
-    return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return rgb if rgb.ndim == 2 else np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))
+
+
+def _shrink(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo (uint8, grey or RGB) shrunk to size (w, h) by Pillow's box filter (the average of the
+    pixels each output pixel covers): what the detectors look at."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.BOX))
 
 
 def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float = MIN_FACE) -> list[Detection]:
     """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none.
     Faces smaller than `min_face` x the photo's shorter side are left out."""
-    import cv2
-
     from .detectors import get_detector
 
     find = get_detector(detector)
     if rgb.ndim == 2:
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     h, w = rgb.shape[:2]
     scale = min(1.0, find.side / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    small = _shrink(rgb, (max(1, round(w * scale)), max(1, round(h * scale)))) if scale < 1 else rgb
     min_side = min(small.shape[:2]) * min_face
     found = []
     for d in find(small, int(min_side)):
@@ -261,33 +271,98 @@ def eye_angle(landmarks: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(dy, dx)))
 
 
+@functools.lru_cache(maxsize=256)
+def _resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """How one axis of n_in pixels is resized to n_out: (n_out, taps) input indices and float32 weights.
+    Shrinking, each output pixel is the mean of the input it covers, fractions at the ends (OpenCV's
+    INTER_AREA); enlarging, linear interpolation between pixel centres, the edge pixels repeated
+    (INTER_LINEAR)."""
+    scale = n_in / n_out
+    if scale >= 1:
+        edges = np.arange(n_out + 1) * scale
+        first = np.floor(edges[:-1]).astype(int)
+        idx = first[:, None] + np.arange(int(np.ceil(scale)) + 1)
+        cover = np.minimum(idx + 1, edges[1:, None]) - np.maximum(idx, edges[:-1, None])
+        w = np.clip(cover, 0, None) / scale
+    else:
+        src = np.clip((np.arange(n_out) + 0.5) * scale - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        idx, w = np.stack([lo, lo + 1], 1), np.stack([1 - (src - lo), src - lo], 1)
+    return np.minimum(idx, n_in - 1), w.astype(np.float32)  # an index past the end has weight 0
+
+
+def _resize(a: np.ndarray, size: int) -> np.ndarray:
+    """A square uint8 picture (grey or with channels) to (size, size) as _resize_taps weighs it, one
+    axis at a time, a few elementwise passes over the pixels each output pixel takes (not matrix
+    products: BLAS's threads cost more than the work at these sizes)."""
+    out = a.astype(np.float32)
+    for axis in (0, 1):
+        idx, w = _resize_taps(out.shape[axis], size)
+        w = w.reshape(w.shape[:1] + (1,) * (out.ndim - 1) + w.shape[1:]) if axis == 0 else w.reshape((1,) + w.shape[:1] + (1,) * (out.ndim - 2) + w.shape[1:])
+        acc = w[..., 0] * np.take(out, idx[:, 0], axis)
+        for t in range(1, idx.shape[1]):
+            acc += w[..., t] * np.take(out, idx[:, t], axis)
+        out = acc
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _inside(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """lo..hi clipped to an axis of length n, at least one pixel (the nearest edge's) when all of it is outside."""
+    a = min(max(lo, 0), n - 1)
+    return a, max(min(hi, n), a + 1)
+
+
 def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, angle: float = 0.0) -> np.ndarray:
     """The square around `box` (side = its longer side) widened by `margin` per side, turned by
     `angle` degrees about its centre, resized to (size, size) uint8; parts outside the photo repeat
     its edge pixels. The one place of the FER2013-style framing. `grey` may also be an RGB photo
-    (H, W, 3): the crop is then (size, size, 3), framed the same."""
-    import cv2
+    (H, W, 3): the crop is then (size, size, 3), framed the same (each channel as it alone would be).
 
+    The square is sampled bilinearly (Pillow's affine transform) at the photo's resolution, or for a
+    face over REDUCE x the crop's size at 1/k of it (Pillow's exact k x k means first, k as large as
+    keeps >= REDUCE x the crop's size), then shrunk by area (_resize): never aliased, and a large
+    face costs about what a small one does."""
+    from PIL import Image
+
+    image = grey  # grey (H, W) or RGB (H, W, 3)
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
     side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
-    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)  # at full resolution, then shrunk with INTER_AREA below
-    m[:, 2] += (side / 2 - cx, side / 2 - cy)
-    crop = cv2.warpAffine(grey, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
+    k = max(1, side // (REDUCE * size))
+    out = side if k == 1 else round(side / k)  # the square is sampled out x out
+    # crop pixel (u, v) -> photo point c + R (u - side/2, v - side/2): the square's centre on the box's,
+    # turned counter-clockwise by `angle` (as OpenCV's getRotationMatrix2D + warpAffine drew it)
+    cos, sin = float(np.cos(np.radians(angle))), float(np.sin(np.radians(angle)))
+    half = (side - 1) / 2
+    corners = np.array([cx, cy]) + (np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]]) * half + (half - side / 2)) @ np.array([[cos, sin], [-sin, cos]])
+    # the part of the photo the samples fall in, with one more pixel (at 1/k: k + 1) around for the
+    # bilinear weights; where it reaches outside the photo, the photo's edge pixels repeated
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int) - k, np.ceil(corners.max(0)).astype(int) + k + 1
+    (xa, xb), (ya, yb) = _inside(x0, x1, image.shape[1]), _inside(y0, y1, image.shape[0])
+    part = image[ya:yb, xa:xb]
+    x0, y0 = min(x0, xa), min(y0, ya)  # the part's corner in the photo
+    pad = ((ya - y0, max(y1, yb) - yb), (xa - x0, max(x1, xb) - xb)) + ((0, 0),) * (image.ndim - 2)
+    part = Image.fromarray(np.pad(part, pad, mode="edge") if any(map(any, pad)) else np.ascontiguousarray(part))
+    if k > 1:
+        part = part.reduce(k)
+    # Pillow's affine data maps an output point to a point of `part` (pixel i spans [i, i + 1]):
+    # output pixel (u, v) of the full-resolution square, centre (u + 0.5, v + 0.5), to the photo's
+    # point c + R (u - side/2, v - side/2) + 0.5, then to part's pixels (1/k, from its corner)
+    f = side / out / k
+    ox = (cx + 0.5 - cos * (side / 2 + 0.5) + sin * (side / 2 + 0.5) - x0) / k
+    oy = (cy + 0.5 - sin * (side / 2 + 0.5) - cos * (side / 2 + 0.5) - y0) / k
+    data = (cos * f, -sin * f, ox, sin * f, cos * f, oy)
+    crop = np.asarray(part.transform((out, out), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR))
+    return crop if out == size else _resize(crop, size)
 
 
 def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarray:
     """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
     centre square, grey, resized; with channels=3 the square in colour, (size, size, 3)."""
-    import cv2
-
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)
     h, w = grey.shape[:2]
     s = min(h, w)
-    sq = grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
+    return _resize(grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], size)
 
 
 def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARGIN, detector: str = DETECTOR,

@@ -387,15 +387,14 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     if max_upload_bytes < 1 or max_upload_pixels < 1 or upload_timeout <= 0:
         raise ValueError("max_upload_bytes, max_upload_pixels and upload_timeout must be > 0")
     src = predictor_or_model_path
-    if threads:
-        import cv2
-
-        cv2.setNumThreads(threads)  # several worker processes: each keeps to its share of the CPUs
     if not hasattr(src, "predict"):
         from .predict import Predictor
 
         src = Predictor(src, backend=backend, threads=threads, precision=precision)
     predictor = src
+    cv2 = sys.modules.get("cv2")  # loaded where the predictor uses OpenCV (the Haar detector; not in the light install)
+    if threads and cv2 is not None:
+        cv2.setNumThreads(threads)  # several worker processes: each keeps to its share of the CPUs
     clf, path = getattr(predictor, "classifier", None), getattr(predictor, "path", None)
     precision_used = getattr(predictor, "precision", None) or getattr(clf, "precision", None) or "fp32"
     model = _model_info(predictor, clf, path, getattr(predictor, "backend", backend or "torch"), precision_used)

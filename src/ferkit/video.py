@@ -1,5 +1,6 @@
 """Videos: emotions of the faces in every Nth frame, with an id per face kept across frames by box
-overlap (IoU), and a timeline and summary per face."""
+overlap (IoU), and a timeline and summary per face. Read and written with OpenCV, which the light
+install leaves out: `pip install 'ferkit[opencv]'` (without it a video is one line naming that extra)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .draw import annotate
-from .errors import FerkitError, ImageError
+from .errors import FerkitError, ImageError, needs_extra
 from .files import atomic_path, output_errors
 from .schema import Frame, Track, VideoResult
 
@@ -58,13 +59,15 @@ class FaceTracker:
 
 def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> VideoResult:
     """Emotions of every face in every `every`-th frame, with face ids and a per-face summary."""
-    import cv2
-
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
     if every < 1:
         raise FerkitError(f"--every {every}: must be >= 1")
+    try:
+        import cv2
+    except ModuleNotFoundError as e:  # the light install: OpenCV is the [opencv] extra
+        raise needs_extra(e, f"{path}: reading videos") from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
@@ -98,7 +101,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     out_fps = max(fps / every, 1.0) if fps else 5.0
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
                     stack.callback(writer.release)
-                writer.write(cv2.cvtColor(annotate(rgb, recs), cv2.COLOR_RGB2BGR))
+                writer.write(np.ascontiguousarray(annotate(rgb, recs)[:, :, ::-1]))  # BGR, as OpenCV writes
             i += 1
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")

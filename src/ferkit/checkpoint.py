@@ -199,9 +199,9 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     nonfinite += [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
     if nonfinite:
         raise bad(f"{', '.join(nonfinite[:3])} hold NaN, infinite or impossible values (a damaged file?)")
-    size = (spec.in_size, spec.in_size)
+    size = spec.face_shape  # (H, W) grey, (H, W, C) colour
     if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != size:
-        raise bad(f"'mean' must be a {size[0]}x{size[1]} image; got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
+        raise bad(f"'mean' must be a {'x'.join(map(str, size))} image; got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
     if not (torch.isfinite(mean).all() and mean.min() >= 0 and mean.max() <= 255):
         raise bad("'mean' must hold pixel values in 0..255 (a damaged file?)")
     if not isinstance(ckpt.get("config", {}), dict):
@@ -273,7 +273,7 @@ class Classifier:
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256, tta: bool | None = None) -> np.ndarray:
         """Softmax probabilities (N, C); with tta, averaged with the mirrored face."""
         tta = self.tta if tta is None else tta
-        faces = np.asarray(faces, np.uint8).reshape(-1, self.spec.in_size, self.spec.in_size)
+        faces = np.asarray(faces, np.uint8).reshape(-1, *self.spec.face_shape)  # (N, H, W) grey or (N, H, W, C) colour
         out = []
         for i in range(0, len(faces), batch_size):
             chunk = faces[i : i + batch_size]

@@ -139,7 +139,7 @@ def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(fdata, "MAX_BYTES", 9 * 24 * 24 * 3 - 1)
     with pytest.raises(DataError, match=r"9 images at 24x24x3 take .* GB, over the .* GB ferkit holds in memory; train at a smaller"):
-        load_fer(root, size=24, channels=3, cache=False)
+        load_fer(root, size=24, channels=3, cache=False, val_fraction=0, test_fraction=0)
     # FER2013's rows at a colour model's input: resized, grey repeated over RGB
     fer = load_fer(write_fer_csv(tmp_path / "fer.csv", n=7), size=32, channels=3)
     assert fer.images.shape == (21, 32, 32, 3) and (fer.images[..., 0] == fer.images[..., 2]).all() and fer.names == FER2013

@@ -83,7 +83,7 @@ def _broken(doc: dict, path: str, value):
     ("models.1.tta_gain", None, "models[1].tta_gain is missing"),
     ("models.1.tta_gain", "0.3", "models[1].tta_gain must be int or float; got '0.3'"),
     ("models.0.macs", True, "models[0].macs must be int; got True"),
-    ("models.2.labels", "affectnet", "models[2].labels must be one of fer2013, ferplus; got 'affectnet'"),
+    ("models.2.labels", "sfew", "models[2].labels must be one of fer2013, ferplus, rafdb, affectnet; got 'sfew'"),
     ("models.0.accuracy.int8", None, "models[0].accuracy.int8 is missing"),
     ("models.3.files.int8", None, "models[3].files.int8 is missing"),
     ("models.3.files.checkpoint.sha256", "abc", "models[3].files.checkpoint.sha256 must be 64 lowercase hex digits"),

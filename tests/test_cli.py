@@ -51,7 +51,8 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
     (["train", "--set", "hog=true", "--model", "shallow"], "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
     (["train", "--set", "convs.0.filters=8.5", "--model", "shallow"], "convs[0].filters must be an integer; got 8.5"),
-    (["train", "--set", "in_size=64", "--model", "shallow"], "its input is 64x64 with 1 channel(s), but ferkit trains on 48x48 grey"),
+    (["train", "--set", "channels=3", "--model", "shallow-hog"], "hog must be null with channels 3 (HOG hybrids take grey faces"),
+    (["train", "--val-fraction", "0.5", "--test-fraction", "0.5"], "--val-fraction plus --test-fraction must be < 1"),
     (["train", "--out", "/proc/ferkit-run", "--model", "shallow"], "--out /proc/ferkit-run: cannot write in /proc"),
     (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
     (["train", "--resume", "nowhere"], "no config.json there"),
@@ -151,7 +152,7 @@ def test_inference_flags_offer_both_backends_precisions():
 
 
 @pytest.mark.parametrize("argv", [["train", "--optimizer", "rmsprop"], ["train", "--precision", "int8"],
-                                  ["search", "--labels", "affectnet"], ["train", "--label-mode", "vote"]])
+                                  ["search", "--labels", "sfew"], ["train", "--label-mode", "vote"]])
 def test_a_bad_choice_is_one_argparse_line_naming_the_flag(argv, capsys):
     with pytest.raises(SystemExit) as e:  # refused while parsing: before any config, data or model is read
         main(argv)
@@ -222,6 +223,10 @@ TRAIN_FLAG_VALUES = {
     "labels": (["--labels", "ferplus"], "ferplus"),
     "labels_file": (["--labels-file", "votes.csv"], "votes.csv"),
     "label_mode": (["--label-mode", "multi_target"], "multi_target"),
+    "label_names": (["--label-names", "cat,dog"], "cat,dog"),
+    "split_seed": (["--split-seed", "5"], 5),
+    "val_fraction": (["--val-fraction", "0.2"], 0.2),
+    "test_fraction": (["--test-fraction", "0.15"], 0.15),
     "teacher": (["--teacher", "a.pt,b.pt", "--teacher", "c.pt"], ["a.pt", "b.pt", "c.pt"]),
     "init_from": (["--init-from", "resnet18.pth"], "resnet18.pth"),
     "distill": (["--distill", "0.8"], 0.8),

@@ -69,13 +69,13 @@ def test_fer2013_trains_and_scores_on_the_files_labels_in_every_mode():
 def test_label_sets_by_name_and_by_emotions():
     assert label_set("ferplus").emotions == FERPLUS and label_set("ferplus").num_classes == 8
     assert label_set("fer2013").num_classes == 7 and for_emotions(list(FERPLUS)).name == "ferplus"
-    with pytest.raises(ConfigError, match=r"^labels must be one of fer2013, ferplus; got 'rafdb'$"):
-        label_set("rafdb")
-    with pytest.raises(ConfigError, match=r"--labels must be one of fer2013, ferplus; got 'rafdb'"):
-        TrainConfig(labels="rafdb")
-    with pytest.raises(ConfigError, match=r"the model's emotions must be those of a label set \(fer2013: angry, .*; "
-                                          r"ferplus: .*contempt\); got calm, excited"):
-        for_emotions(["calm", "excited"])
+    with pytest.raises(ConfigError, match=r"^labels must be one of fer2013, ferplus, rafdb, affectnet, data; got 'sfew'$"):
+        label_set("sfew")
+    with pytest.raises(ConfigError, match=r"--labels must be one of fer2013, ferplus, rafdb, affectnet, data; got 'sfew'"):
+        TrainConfig(labels="sfew")
+    assert for_emotions(["calm", "excited"]).emotions == ("calm", "excited")  # a data-declared set
+    with pytest.raises(ConfigError, match=r"a label set needs 2 to 1,000 classes; got 1"):
+        for_emotions(["calm"])
 
 
 def test_num_classes_comes_from_the_label_set_and_a_mismatch_is_reported(tmp_path):
@@ -139,7 +139,9 @@ def test_a_ferplus_model_is_scored_on_the_vote_majority_a_fer2013_model_on_the_f
     assert m["top_vote_accuracy"] == pytest.approx(4 / 6) and m["labels"] == list(FERPLUS)
     m = evaluate_split(FixedModel(FER2013, predicts_file_labels), data, "val")
     assert m["n"] == 7 and m["accuracy"] == 1.0 and "top_vote_accuracy" not in m
-    with pytest.raises(ConfigError, match="the model's emotions must be those of a label set"):
+    with pytest.raises(DataError, match=r"fer2013.csv: its class\(es\) angry, disgust, fear, happy, sad, surprise, neutral are "
+                                        r"not emotions of a data-declared label set \(calm, excited\); fer2013, rafdb, affectnet have them all "
+                                        r"\(--labels fer2013\); rename or leave out those classes"):
         evaluate_split(FixedModel(["calm", "excited"], [0] * 7), data, "val")
 
 

@@ -80,11 +80,13 @@ def test_specs_without_channels_are_48_grey():
     assert (spec.channels, spec.in_size, spec.backbone) == (1, 48, None)
 
 
-def test_training_refuses_an_input_the_data_do_not_have():
+def test_training_takes_any_input_size_and_channels():
     from ferkit.train import model_spec
 
-    with pytest.raises(ConfigError, match="its input is 64x64 with 3 channel.s., but ferkit trains on 48x48 grey"):
-        model_spec(TrainConfig(model="shallow", overrides={"in_size": 64, "channels": 3}))
+    spec = model_spec(TrainConfig(model="shallow", overrides={"in_size": 64, "channels": 3}))
+    assert (spec.face_shape, spec.num_classes) == ((64, 64, 3), 7)
+    with pytest.raises(ConfigError, match=r"hog must be null with channels 3 \(HOG hybrids take grey faces"):
+        model_spec(TrainConfig(model="shallow-hog", overrides={"channels": 3}))
 
 
 @pytest.mark.parametrize("name,tensors,params", [("resnet18", 122, 11_689_512), ("resnet34", 218, 21_797_672)])

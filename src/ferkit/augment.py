@@ -1,8 +1,8 @@
 """Training-time augmentation on batches of tensors (no torchvision): flip, photo degradations
 (JPEG, blur, low resolution, exposure), shift, rotate, erase, and mixing faces in pairs (mixup, CutMix).
 
-All functions take x (B, C, H, W) already mean-subtracted (0 = the mean face) and a
-torch.Generator, and return a new batch. Add a new augmentation here and call it in `augment`.
+All functions take x (B, C, H, W) already mean-subtracted (0 = the mean face), grey (C = 1) or
+colour (C = 3) at any size, and a torch.Generator, and return a new batch. Add a new augmentation here and call it in `augment`.
 Every random draw comes from that generator (numpy's, where torch has no sampler, seeded from it),
 so a run resumed from its checkpoint draws what the uninterrupted one would.
 """
@@ -89,22 +89,26 @@ def rescale(face: np.ndarray, factor: float) -> np.ndarray:
     """Low resolution: down to factor of the side (area averaging) and back up (bilinear), losing the fine detail."""
     import cv2
 
-    h, w = face.shape
+    h, w = face.shape[:2]
     small = cv2.resize(face, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def jpeg(face: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG re-compression at quality (OpenCV's encoder) of the face rounded to uint8."""
+    """JPEG re-compression at quality (OpenCV's encoder) of the face rounded to uint8; grey (H, W) or RGB (H, W, 3)."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", np.clip(face, 0, 255).round().astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    pixels = np.clip(face, 0, 255).round().astype(np.uint8)
+    colour = pixels.ndim == 3
+    ok, buf = cv2.imencode(".jpg", pixels[..., ::-1] if colour else pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])  # OpenCV's BGR
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+    return np.ascontiguousarray(out[..., ::-1] if colour else out).astype(np.float32)
 
 
 def degrade(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A face as a photo might have left it: each of exposure, blur, low resolution and JPEG (in the
-    order a photo meets them) with probability 1/2, at least one, at parameters drawn from the ranges above."""
+    """A face (H, W) grey or (H, W, 3) RGB, float 0..255, as a photo might have left it: each of
+    exposure, blur, low resolution and JPEG (in the order a photo meets them) with probability 1/2,
+    at least one, at parameters drawn from the ranges above."""
     on = rng.random(4) < 0.5
     if not on.any():
         on[rng.integers(4)] = True
@@ -121,17 +125,20 @@ def degrade(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def photo(x: torch.Tensor, generator: torch.Generator, p: float, mean: np.ndarray) -> torch.Tensor:
     """With probability p per face, `degrade` it: in pixels (x * PIXEL_SCALE + mean, the mean image
-    (H, W) it was centred on), so JPEG and the rest see the face as a photo has it, then centred again."""
+    (H, W) grey or (H, W, 3) colour it was centred on), so JPEG and the rest see the face as a photo
+    has it, then centred again."""
     if not p:
         return x
     on = torch.rand(len(x), generator=generator) < p
     if not on.any():
         return x
     rng, m = numpy_rng(generator), torch.from_numpy(np.asarray(mean, np.float32))
-    pixels = (x[on, 0] * PIXEL_SCALE + m).numpy()
-    out = torch.from_numpy(np.stack([degrade(face, rng) for face in pixels]))
+    m = m if m.dim() == 3 else m.unsqueeze(-1)  # (H, W, C)
+    pixels = (x[on].permute(0, 2, 3, 1) * PIXEL_SCALE + m).numpy()  # (K, H, W, C)
+    grey = pixels.shape[-1] == 1  # degraded as (H, W): OpenCV drops a lone channel axis
+    out = np.stack([degrade(face[..., 0], rng)[..., None] if grey else degrade(face, rng) for face in pixels])
     x = x.clone()
-    x[on, 0] = (out - m) / PIXEL_SCALE
+    x[on] = ((torch.from_numpy(out) - m) / PIXEL_SCALE).permute(0, 3, 1, 2)
     return x
 
 

@@ -200,7 +200,7 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     nonfinite += [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
     if nonfinite:
         raise bad(f"{', '.join(nonfinite[:3])} hold NaN, infinite or impossible values (a damaged file?)")
-    size = face_shape(spec)
+    size = spec.face_shape  # (H, W) grey, (H, W, C) colour
     if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != size:
         raise bad(f"'mean' must be a {'x'.join(map(str, size))} image; "
                   f"got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
@@ -209,13 +209,6 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     if not isinstance(ckpt.get("config", {}), dict):
         raise bad("'config' is not a mapping")
     return spec
-
-
-def face_shape(spec: ModelSpec) -> tuple[int, ...]:
-    """One face as the model takes it: (in_size, in_size) grey, (in_size, in_size, channels) colour;
-    also the shape of its mean image."""
-    size = (spec.in_size, spec.in_size)
-    return size if spec.channels == 1 else (*size, spec.channels)
 
 
 def device_of(name: str = "auto") -> torch.device:
@@ -263,7 +256,7 @@ class Classifier:
     @property
     def face_shape(self) -> tuple[int, ...]:
         """One face as this model takes it: (48, 48) for FER2013's grey faces, (H, W, 3) for colour."""
-        return face_shape(self.spec)
+        return self.spec.face_shape
 
     @property
     def training(self) -> dict:

@@ -21,7 +21,6 @@ from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError, needs_extra
 from .files import check_output, check_outputs, output_errors, write_output
-from .labels import FER2013
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -37,9 +36,11 @@ def command(name: str, help: str, add_arguments=lambda p: None):
     return register
 
 
-def _data_args(p):
-    p.add_argument("--data", help="FER2013 CSV (.csv/.csv.gz) or image folder; default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
+def _data_args(p, names_default: str = "labels.txt beside the data, else its class folders' names"):
+    p.add_argument("--data", help="FER2013 CSV (.csv/.csv.gz), image folder (ROOT/<class>/*, ROOT/{train,val,test}/<class>/*) "
+                                  "or image list (CSV/TSV of path,label[,split]); default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
     p.add_argument("--skip-bad-rows", action="store_true", default=None, help="skip malformed rows/images and report how many")
+    p.add_argument("--label-names", help=f"the data's class names in label order: a file (one a line) or a comma list (default: {names_default})")
 
 
 def _parse_set(items: list[str] | None) -> dict:
@@ -180,7 +181,7 @@ def _train_args(p):
     p.add_argument("--quiet", action="store_true", help="one log line per epoch, no progress bar")
 
 
-@command("train", "train a model on FER2013; writes checkpoints and history to --out", _train_args)
+@command("train", "train a model on FER2013 or one's own image data; writes checkpoints and history to --out", _train_args)
 def cmd_train(args):
     from .train import fit, resume_config
 
@@ -217,13 +218,13 @@ def _evaluate_args(p):
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported)")
     p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
-    _data_args(p)
+    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders")
 
 
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
-    from .data import load_fer
+    from .data import load_fer, read_names, reading_for
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, is_onnx_file, model_path
 
@@ -241,7 +242,12 @@ def cmd_evaluate(args):
     bundled = folder.resolve() == WEIGHTS
     if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
         check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
-    data = load_fer(args.data, bool(args.skip_bad_rows))
+    # read as the model's training read it: its input size and channels, class names and drawn split
+    if is_onnx_file(ck):  # an exported graph takes 48x48 grey faces
+        reading = {"names": read_names(args.label_names)} if args.label_names else {}
+    else:
+        reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
+    data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
@@ -267,20 +273,27 @@ def _sanity_args(p):
     _data_args(p)
 
 
-@command("sanity", "the paper's sanity checks: initial loss ~ ln 7 and overfitting ~100 images", _sanity_args)
+@command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)
 def cmd_sanity(args):
-    from .data import load_fer
+    import math
+
+    from .data import load_fer, reading_for
     from .model import resolve_spec
-    from .sanity import LN7, initial_loss, overfit
+    from .sanity import data_labels, initial_loss, overfit
 
     spec = resolve_spec(args.model, _parse_set(args.set))
-    images, labels = load_fer(args.data, bool(args.skip_bad_rows)).split("train")
+    # data without a split of their own are all training faces here: the checks train, nothing is held out
+    reading = {**reading_for(spec, label_names=args.label_names), "val_fraction": 0, "test_fraction": 0}
+    data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
+    classes, y = data_labels(data)
+    images, labels = data.images[data.splits == data.split_index("train")], y[data.splits == data.split_index("train")]
     print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
-    loss = initial_loss(spec, images[:1000], labels[:1000])
-    ok1 = abs(loss - LN7) < 0.25
-    print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln 7 = {LN7:.4f}")
+    loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
+    chance = math.log(classes.num_classes)  # the loss of uniform guessing
+    ok1 = abs(loss - chance) < 0.25
+    print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln {classes.num_classes} = {chance:.4f}")
     print(f"overfitting {len(images[: args.n])} training images (at most {args.steps} steps) ...", flush=True)
-    r = overfit(spec, images[: args.n], labels[: args.n], steps=args.steps, lr=args.lr)
+    r = overfit(spec, images[: args.n], labels[: args.n], steps=args.steps, lr=args.lr, classes=classes)
     ok2 = r["train_acc"] >= 0.99
     print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {args.n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
     if not (ok1 and ok2):
@@ -561,7 +574,7 @@ def _visualize_args(p):
     p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="PATH", help="a photo: its largest detected face is used (else the whole picture)")
-    src.add_argument("--row", type=int, metavar="N", help="row N (0-based) of --split of the FER2013 data")
+    src.add_argument("--row", type=int, metavar="N", help="row N (0-based) of --split of the data (--data)")
     p.add_argument("--split", choices=["train", "val", "test"], default="val", help="split for --row (default val = PublicTest)")
     p.add_argument("--what", nargs="+", choices=["activations", "filters", "dream"], default=["activations", "filters", "dream"],
                    help="what to draw (default all three)")
@@ -573,7 +586,7 @@ def _visualize_args(p):
     p.add_argument("--jitter", type=int, default=2, help="DeepDream: random shift in pixels before each step (default 2)")
     p.add_argument("--objective", choices=["l2", "mean"], default="l2", help="DeepDream: maximise the L2 norm or the mean of the layer's output")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
-    _data_args(p)
+    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders")
 
 
 @command("visualize", "activation maps, first-layer filters and DeepDream of a checkpoint on a face", _visualize_args)
@@ -596,15 +609,17 @@ def cmd_visualize(args):
     out = check_output(args.out, "--out", folder=True)
     clf = load_checkpoint(args.checkpoint)
     if args.image:
-        face, how = face_from_image(args.image)
+        face, how = face_from_image(args.image, clf.spec)
         title = f"{args.image}: {how}"
     elif args.row is not None:
-        from .data import load_fer
+        from .data import load_fer, reading_for
 
-        face, label = face_from_data(load_fer(args.data, bool(args.skip_bad_rows)), args.split, args.row)
-        title = f"{args.split} row {args.row} (FER2013 label: {FER2013[label] if label >= 0 else 'none'})"
+        data = load_fer(args.data, bool(args.skip_bad_rows), **reading_for(clf.spec, clf.meta.get("config"), args.label_names))
+        face, label = face_from_data(data, args.split, args.row)
+        name = "none" if label < 0 else data.names[label] if data.names else f"id {label}"
+        title = f"{args.split} row {args.row} (label: {name})"
     else:
-        face, title = demo_face(), "no --image or --row: scikit-image's astronaut face"
+        face, title = demo_face(clf.spec), "no --image or --row: scikit-image's astronaut face"
     probs = clf.predict_proba(face[None])[0]
     print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]

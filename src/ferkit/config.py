@@ -28,7 +28,7 @@ import yaml
 
 from . import precisions
 from .errors import ConfigError
-from .labels import DEFAULT, LABEL_MODES, LABEL_SETS
+from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
 MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
@@ -45,6 +45,7 @@ CHANNELS = (1, 3)  # grey or RGB input
 BACKBONES = ("resnet18", "resnet34")  # plain-torch nets with torchvision's parameter names (model.py)
 MAX_PARAMS = 200_000_000  # 0.8 GB of float32 weights; Adam keeps two more copies
 MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
+MAX_SPLIT_SEED = 2**32 - 1  # scikit-learn's random_state (a legacy numpy RandomState) takes 32 bits
 MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
 
 
@@ -138,7 +139,7 @@ class ModelSpec:
     fcs: list[FCSpec] = field(default_factory=list)  # N hidden affine layers, in order
     hog: HogSpec | None = None  # join HOG features to the conv features (hybrid model)
     gap: bool = False  # global average pool of the last conv map instead of flattening it (VGG/ResNet-style head)
-    in_size: int = FACE_SIZE  # input height = width
+    in_size: int = FACE_SIZE  # input height = width: data of any size are resized to it as they are read
     num_classes: int | None = None  # outputs; None = one per emotion of the label set (see for_labels), the usual
     channels: int = 1  # input channels: 1 grey (FER2013), 3 RGB; specs and checkpoints without it are grey
     # a torchvision-named network (model.py) in place of the convs/fcs stack; None = the paper's CNN family
@@ -156,17 +157,16 @@ class ModelSpec:
             p += bounded("in_size", self.in_size, MIN_IN_SIZE, MAX_IN_SIZE)
             if self.channels not in CHANNELS:
                 p.append(problem("channels", "1 (grey) or 3 (RGB)", self.channels))
+            elif self.hog is not None and self.channels != 1:  # scikit-image's HOG here is of one grey channel
+                p.append(problem("hog", "null with channels 3 (HOG hybrids take grey faces: --set channels=1)", self.hog))
             if self.backbone is not None:
                 p += [f"{name} must be empty with backbone {self.backbone} (its layers are fixed); got "
                       f"{len(getattr(self, name))} layer(s)" for name in ("convs", "fcs") if getattr(self, name)]
                 if self.hog is not None:
                     p.append(problem("hog", f"null with backbone {self.backbone} (HOG hybrids are of the CNN family)",
                                      self.hog))
-            counts = {s.num_classes for s in LABEL_SETS.values()}
-            if self.num_classes is not None and self.num_classes not in counts:
-                known = ", ".join(f"{s.name} {s.num_classes}" for s in LABEL_SETS.values())
-                p.append(problem("num_classes", f"null (the label set's count) or a label set's emotion count ({known})",
-                                 self.num_classes))
+            if self.num_classes is not None:  # whether it fits the label set is for_labels' question
+                p += bounded("num_classes", self.num_classes, 2, MAX_CLASSES, "null (the label set's count) or >= 2")
         if not p:
             size, most = self.in_size, max(MAX_MAP, 4 * self.in_size)
             for i, c in enumerate(self.convs):
@@ -182,6 +182,11 @@ class ModelSpec:
             p.append(f"the model would have ~{n:,} parameters ({n * 4 / 1e9:,.1f} GB of float32 weights), over the "
                      f"{MAX_PARAMS:,} ferkit builds; use fewer filters, units or layers, or pool more before the FC layers")
         _raise(p, "model spec")
+
+    @property
+    def face_shape(self) -> tuple[int, ...]:
+        """The shape of one uint8 face this model takes: (in_size, in_size) grey, (in_size, in_size, 3) colour."""
+        return (self.in_size, self.in_size) + ((self.channels,) if self.channels > 1 else ())
 
     def for_labels(self, labels) -> ModelSpec:
         """This spec with one output per emotion of a LabelSet. The label set decides the width; a
@@ -260,7 +265,7 @@ def _resnet_parameters(name: str, channels: int) -> int:
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "onecycle", "step"]
 TorchPrecision = Literal[precisions.TORCH]
-LabelSetName = Literal[tuple(LABEL_SETS)]
+LabelSetName = Literal[LABEL_CHOICES]
 LabelMode = Literal[LABEL_MODES]
 
 
@@ -280,8 +285,9 @@ def flag(name: str) -> str:
 @dataclass
 class TrainConfig:
     model: str = option("shallow", "preset name (see `ferkit models`) or a JSON/YAML model spec file")
-    data: str | None = option(None, "FER2013 CSV (.csv/.csv.gz) or image folder; default $FERKIT_DATA or "
-                                    "../shared/data/fer2013/fer2013.csv.gz")
+    data: str | None = option(None, "FER2013 CSV (.csv/.csv.gz), an image folder (ROOT/<class>/*.jpg or "
+                                    "ROOT/{train,val,test}/<class>/*.jpg) or an image list (CSV/TSV of path,label[,split]); "
+                                    "default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
     skip_bad_rows: bool = option(False, "skip malformed rows/images (and report how many) instead of stopping")
     # --set FIELD=VALUE, one field at a time, each parsed as YAML (cli._parse_set)
     overrides: dict = option(help="model spec fields to change, e.g. {\"fcs.0.units\": 1024}", factory=dict)
@@ -310,7 +316,17 @@ class TrainConfig:
     precision: TorchPrecision = option("auto", "fp32, or bf16 autocast; auto = bf16 where the device runs it fast")
     threads: int = option(0, "CPU threads for torch; 0 = torch's default")
     train_subset: int = option(0, "train on the first N training images only; 0 = all (quick runs)")
-    labels: LabelSetName = option(DEFAULT, "label set: " + "; ".join(f"{s.name}: {s.about}" for s in LABEL_SETS.values()))
+    labels: LabelSetName = option(DEFAULT, "label set (the model's outputs): " + "; ".join(
+        f"{s.name}: {s.about}" for s in LABEL_SETS.values()) + "; data: the data's own classes (folder names, or "
+        "labels.txt / --label-names, in that order)")
+    # A text, not a list: a file name or a comma list, read by data.read_names (also --label-names of evaluate etc.)
+    label_names: str | None = option(None, "the data's class names in label order: a text file (one name a line) or a "
+                                           "comma list; integer labels of an image list count from 0 in it; default: "
+                                           "labels.txt in the image folder or beside the list, else the class folders' names")
+    split_seed: int = option(0, "seed of the stratified train/val/test split drawn for data that have none (a folder "
+                                "without train/ val/ test/, a list without a split column)")
+    val_fraction: float = option(0.1, "share of the faces the drawn split puts in val")
+    test_fraction: float = option(0.1, "share of the faces the drawn split puts in test")
     labels_file: str | None = option(None, "FER+ vote file; default fer2013new.csv beside the data")
     label_mode: LabelMode = option("crossentropy", "how FER+ votes become training targets")
     # A single path (or null), as configs written before ensembles of teachers have it, means [path] (or []).
@@ -344,6 +360,13 @@ class TrainConfig:
             p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
         if "seed" not in bad:
             p += bounded("--seed", self.seed, 0, MAX_SEED)
+        if "split_seed" not in bad:
+            p += bounded("--split-seed", self.split_seed, 0, MAX_SPLIT_SEED)
+        if not {"val_fraction", "test_fraction"} & set(bad) and self.val_fraction + self.test_fraction >= 1:
+            p.append(problem("--val-fraction plus --test-fraction", "< 1 (some faces must train)",
+                             self.val_fraction + self.test_fraction))
+        if "label_names" not in bad and self.label_names is not None and not self.label_names.strip():
+            p.append(problem("--label-names", "a file of names or a comma list (or left out)", self.label_names))
         _raise(p, "training config")
 
     def to_dict(self) -> dict:
@@ -370,6 +393,8 @@ TRAIN_RANGES = {
     "mixup_prob": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill_temp": (lambda v: v > 0, "> 0"),
+    "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix")},
 }
 

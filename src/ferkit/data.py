@@ -1,7 +1,8 @@
-"""FER2013 readers, splits, the array cache and the mean image.
+"""Data readers (FER2013 and one's own image folders and lists), splits, the array cache and the mean image.
 
-Every form users have FER2013 in is read into one `FerData`: uint8 images (N, 48, 48), int64
-labels (N,) and the split of each row. Usage maps to splits: Training -> train,
+Every data set is read into one `FerData`: uint8 images (N, H, W) grey or (N, H, W, C) colour, at
+the model's input size and channels (FER2013: (N, 48, 48)), int64 labels (N,) with the class
+names they stand for, and the split of each row. Usage maps to splits: Training -> train,
 PublicTest -> val, PrivateTest -> test.
 
 Supported inputs:
@@ -9,14 +10,32 @@ Supported inputs:
   * `icml_face_data.csv` (same columns, written ` Usage`, ` pixels` with a leading space);
   * the `train.csv` (`emotion,pixels`) / `test.csv` (`pixels`, unlabelled) pair: no Usage
     column, so the split comes from the file name (train* -> train, test* -> test);
-  * the image-folder release `ROOT/{train,test}/<emotion>/*.jpg|png`: the split comes from
-    the file-name prefix (Training_, PublicTest_, PrivateTest_) where present, else the folder.
+  * an image folder, a folder per class: `ROOT/<class>/*` or `ROOT/{train,val,test}/<class>/*`
+    (FER2013's image-folder release `ROOT/{train,test}/<emotion>/*` is one): the split comes from
+    the file-name prefix (Training_, PublicTest_, PrivateTest_) where present, else the top folder;
+  * an image list: a CSV or TSV (.tsv, or tabs in its first line) of `path,label[,split]` rows,
+    paths relative to the file, labels class names or integer ids, with or without that header.
+Images of any size and mode are read with Pillow (EXIF orientation applied), converted to the
+model's channels (grey as Pillow's 'L', ITU-R 601, as ferkit's photo path; colour as RGB) and
+resized (bilinear) to its in_size; a non-square image is stretched. FER2013's 48x48 grey rows are
+resized and repeated over 3 channels likewise for a larger or colour model.
 
-Parsed arrays are cached as .npz (keyed by path, size and mtime), so a second load is fast.
+Class names: `names` (--label-names) or labels.txt (one a line) in the folder or beside the list,
+in label order; else the folders' or the list's names, in the order of the first known label set
+that holds them all (so FER2013's release reads with FER2013's ids), else alphabetically. Integer
+ids without names leave `names` None: they are the label set's own ids (labels.class_ids).
+
+Splits come from the data; data with none (a folder without train/ val/ test/, a list without
+a split column) get a stratified split drawn with a seed (scikit-learn's train_test_split;
+`split_seed`, `val_fraction`, `test_fraction`), which the log reports.
+
+Parsed arrays are cached as .npz, keyed by path, size and mtime of what was read (every file of a
+folder, a list and the images it names) and by the input size, channels and names asked for.
 
 Limits, so that a wrong --data (a device, an endless stream, a decompression bomb) ends in a
 message rather than in all of memory: the data must be a regular file or a folder; a CSV line may
-hold at most MAX_LINE_BYTES bytes, and a file or folder at most MAX_ROWS rows or images.
+hold at most MAX_LINE_BYTES bytes, a file or folder at most MAX_ROWS rows or images, and the images
+at the model's input at most MAX_BYTES bytes.
 """
 
 from __future__ import annotations
@@ -29,14 +48,14 @@ import logging
 import os
 import stat
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
 from .files import atomic_write
-from .labels import FER2013
+from .labels import FER2013, LABEL_SETS, check_names
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +71,31 @@ DOWNLOAD_HINT = (
 )
 MAX_ROWS = 500_000  # rows or images: ~14 times FER2013's 35,887, ~1.2 GB of faces in memory
 MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB (2,304 numbers); a line this long is not one
+MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k faces at 96x96 RGB are ~8 GB
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
+NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
+VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
+# Split names of folders and list columns (any case), FER2013's Usage values among them.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "publictest": "val", "test": "test", "privatetest": "test"}
+# Header names of an image list's columns (any case); a list without a header is path,label[,split].
+LIST_COLUMNS = {"path": ("path", "file", "filename", "image", "image_path"),
+                "label": ("label", "emotion", "class", "expression"),
+                "split": ("split", "usage", "set", "subset", "partition")}
 
 
 @dataclass
 class FerData:
     """Images, labels and split of each row; labels are -1 where the file has none."""
 
-    images: np.ndarray  # (N, 48, 48) uint8
-    labels: np.ndarray  # (N,) int64, -1 = unlabelled
+    images: np.ndarray  # (N, H, W) grey or (N, H, W, C) colour uint8, at the model's input (FER2013: (N, 48, 48))
+    labels: np.ndarray  # (N,) int64 index into names, -1 = unlabelled
     splits: np.ndarray  # (N,) int8 index into SPLITS
     source: str = ""
     skipped: int = 0  # rows skipped with skip_bad_rows
     problems: list[str] = field(default_factory=list)  # what was skipped, first few
+    # what each label stands for (FER2013's files: its 7 emotions); None: integer ids of the label set (labels.class_ids)
+    names: tuple[str, ...] | None = FER2013
 
     def counts(self) -> dict[str, int]:
         return {s: int((self.splits == i).sum()) for i, s in enumerate(SPLITS)}
@@ -78,8 +109,8 @@ class FerData:
             have = ", ".join(f"{k} ({v})" for k, v in self.counts().items() if v) or "nothing"
             usage = [u for u, s in USAGE_TO_SPLIT.items() if s == name][0]
             raise DataError(
-                f"{self.source}: has no {name!r} split (no {usage} rows); it holds {have}. "
-                f"Pick another split or a file that has {usage} rows."
+                f"{self.source}: has no {name!r} split (no {usage} rows, no {name}/ folder); it holds {have}. "
+                f"Pick another split or data that have {usage} rows."
             )
         return self.images[mask], self.labels[mask]
 
@@ -104,27 +135,91 @@ def find_data(path: str | os.PathLike | None = None) -> Path:
 
 
 def load_fer(
-    path: str | os.PathLike | None = None, skip_bad_rows: bool = False, cache: bool = True
+    path: str | os.PathLike | None = None, skip_bad_rows: bool = False, cache: bool = True, size: int = SIZE,
+    channels: int = 1, names=None, split_seed: int = 0, val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
 ) -> FerData:
-    """Read FER2013 from a CSV (.csv/.csv.gz) or an image folder, using the .npz cache."""
+    """Read a data set (FER2013's CSVs, an image folder or an image list: see the module's notes) at
+    size x size with `channels`, using the .npz cache. names: the classes' names in label order
+    (--label-names), else labels.txt or the data's own; split_*: the split drawn for data without one."""
     p = find_data(path)
     _check_kind(p)
-    cache_file = _cache_path(p, skip_bad_rows) if cache else None
-    if cache_file is not None and cache_file.exists():
+    kind = "folder" if p.is_dir() else _file_kind(p)
+    names_file = (p if kind == "folder" else p.parent) / NAMES_FILE
+    if kind == "pixels":  # FER2013's rows are its 7 emotions, whatever names are given
+        names = None
+    elif names is not None:
+        names = _checked_names(names, "--label-names")
+    elif names_file.is_file():
+        names = read_names(str(names_file), NAMES_FILE)
+    listing = _read_list(p, skip_bad_rows) if kind == "list" else None
+    cache_file = _cache_path(p, skip_bad_rows, (size, channels, names), listing) if cache else None
+    data = _cached(cache_file, p) if cache_file is not None and cache_file.exists() else None
+    if data is None:
+        log.info(f"reading {p}" + (" (parsed once, then cached)" if cache_file is not None else ""))
+        if kind == "pixels":
+            data = _resized(_read_csv(p, skip_bad_rows), size, channels)
+        else:
+            data = _read_images(listing or _folder_listing(p, skip_bad_rows), names, size, channels, skip_bad_rows, str(p))
+        if cache_file is not None:
+            _write_cache(cache_file, data)
+    return _with_splits(data, split_seed, val_fraction, test_fraction)
+
+
+def reading_for(spec, config: dict | None = None, label_names: str | None = None) -> dict:
+    """load_fer's keyword arguments to read data as a model's training did: its spec's input size and
+    channels, and its training config's class names and drawn split (label_names: given anew)."""
+    cfg = config or {}
+    names = label_names or cfg.get("label_names")
+    return dict(size=spec.in_size, channels=spec.channels, names=read_names(names) if names else None,
+                split_seed=cfg.get("split_seed", 0), val_fraction=cfg.get("val_fraction", VAL_FRACTION),
+                test_fraction=cfg.get("test_fraction", TEST_FRACTION))
+
+
+def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:
+    """Class names, in label order, from a text file (one a line; blank lines and # comments left
+    out) or a comma list ("happy,sad,neutral"); lower case."""
+    p = Path(spec)
+    if p.is_file():
         try:
-            with np.load(cache_file) as z:
-                return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]))
-        except (OSError, ValueError, KeyError):
-            pass  # a broken cache file is rebuilt below
-    log.info(f"reading {p}" + (" (parsed once, then cached)" if cache_file is not None else ""))
-    data = _read_folder(p, skip_bad_rows) if p.is_dir() else _read_csv(p, skip_bad_rows)
-    if cache_file is not None:
-        try:
-            atomic_write(cache_file, lambda f: np.savez(f, images=data.images, labels=data.labels, splits=data.splits,
-                                                        skipped=data.skipped))
-        except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
-            log.warning("cannot write the data cache %s (%s); set FERKIT_CACHE to a writable folder", cache_file, e.strerror or e)
-    return data
+            if p.stat().st_size > MAX_LINE_BYTES:
+                raise DataError(f"{where} {p}: {p.stat().st_size:,} bytes is too big for a list of class names")
+            lines = p.read_text(encoding="utf-8-sig").splitlines()
+        except OSError as e:
+            raise DataError(f"{where} {p}: cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{where} {p}: not a text file (byte {e.start} is not UTF-8); give one class name a line") from None
+        return _checked_names([t.strip() for t in lines if t.strip() and not t.strip().startswith("#")], f"{where} {p}")
+    if "," not in spec and (p.suffix or os.sep in spec):
+        raise DataError(f"{where} {spec}: no such file; give a file of class names (one a line) or a comma list (a,b,c)")
+    return _checked_names(spec.split(","), where)
+
+
+def _checked_names(names, where: str) -> tuple[str, ...]:
+    names = tuple(str(n).strip().lower() for n in names)
+    problem = check_names(names)
+    if problem:
+        raise DataError(f"{where}: {problem} ({', '.join(names) or 'none'})")
+    return names
+
+
+def _cached(cache_file: Path, p: Path) -> FerData | None:
+    """The FerData in a cache file, or None if it cannot be read (it is then rebuilt)."""
+    try:
+        with np.load(cache_file) as z:
+            # files cached before names were stored are FER2013's; an empty array stands for None (integer ids)
+            names = tuple(str(n) for n in z["names"]) or None if "names" in z else FER2013
+            return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]), names=names)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_cache(cache_file: Path, data: FerData) -> None:
+    try:
+        atomic_write(cache_file, lambda f: np.savez(f, images=data.images, labels=data.labels, splits=data.splits,
+                                                    skipped=data.skipped, names=np.array(data.names or (), dtype=str)))
+    except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
+        log.warning("cannot write the data cache %s (%s); set FERKIT_CACHE to a writable folder", cache_file, e.strerror or e)
 
 
 def _check_kind(p: Path) -> None:
@@ -149,15 +244,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
 
 
-def _cache_path(p: Path, skip_bad_rows: bool) -> Path:
+def _cache_path(p: Path, skip_bad_rows: bool, reading: tuple, listing=None) -> Path:
+    """The cache file of p read as reading (size, channels, names); a list's key holds its images' stats too."""
     root = cache_dir()
     if p.is_dir():  # folder: key on every file's name, size and mtime
         stats = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
     else:
         st = p.stat()
         stats = [st.st_size, st.st_mtime_ns]
-    key = hashlib.sha1(repr((str(p.resolve()), stats, skip_bad_rows, 1)).encode()).hexdigest()[:16]
+    if listing is not None:
+        stats.append([_stat(f) for f in listing.files])
+    # FER2013 at its own 48x48 grey keeps the key it had before sizes were asked for (no re-parse)
+    extra = () if reading == (SIZE, 1, None) else (reading,)
+    key = hashlib.sha1(repr((str(p.resolve()), stats, skip_bad_rows, 1) + extra).encode()).hexdigest()[:16]
     return root / f"{p.name}-{key}.npz"
+
+
+def _stat(f: Path) -> tuple:
+    try:
+        st = f.stat()
+    except OSError:
+        return (str(f),)  # gone since it was listed: its read will say so
+    return str(f), st.st_size, st.st_mtime_ns
 
 
 # ---------------------------------------------------------------- CSV
@@ -184,7 +292,7 @@ def _skip_rest_of_line(f) -> None:
         pass
 
 
-def _csv_records(f):
+def _csv_records(f, delimiter: str = ","):
     """(line number, fields, problem) of each CSV record of a binary file. Decoding line by line
     puts a line number on every problem: a line that is not UTF-8, one over MAX_LINE_BYTES (read
     past in bounded chunks, never held whole), a field over csv's size limit (problem is then a
@@ -209,7 +317,7 @@ def _csv_records(f):
                 bad_lines[n] = f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
                 yield raw.decode("utf-8", "replace")
 
-    reader, last = csv.reader(lines()), 0
+    reader, last = csv.reader(lines(), delimiter=delimiter), 0
     while True:
         problem = None
         try:
@@ -241,7 +349,7 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
             if "pixels" not in cols:
                 raise DataError(
                     f"{p}, line 1: missing column 'pixels' (header is {','.join(header)!r}); "
-                    "expected FER2013's 'emotion,pixels,Usage' header"
+                    "expected FER2013's 'emotion,pixels,Usage' header, or an image list's 'path,label[,split]'"
                 )
             i_pix = cols.index("pixels")
             i_emo = cols.index("emotion") if "emotion" in cols else None
@@ -306,58 +414,281 @@ def _parse_row(row, ncols, i_pix, i_emo, i_use, default_split):
     return pix.astype(np.uint8).reshape(SIZE, SIZE), label, SPLITS.index(split)
 
 
-# ---------------------------------------------------------------- image folders
+# ---------------------------------------------------------------- image folders and lists
 
 
-def _read_folder(root: Path, skip_bad_rows: bool) -> FerData:
-    from PIL import Image, UnidentifiedImageError
+def _resized(data: FerData, size: int, channels: int) -> FerData:
+    """FER2013's 48x48 grey faces at another input: resized as images read from files are, grey repeated over RGB."""
+    if (size, channels) == (SIZE, 1):
+        return data
+    from PIL import Image
 
+    return replace(data, images=np.stack([_fit(Image.fromarray(img), size, channels) for img in data.images]))
+
+
+def _fit(im, size: int, channels: int) -> np.ndarray:
+    """A PIL image of one face as the model's input: what `ferkit predict --crops` makes of it
+    (faces.whole_face: the centre square, grey or RGB, resized), so training, evaluation, int8
+    calibration and prediction see a face crop alike."""
+    from .faces import whole_face
+
+    return whole_face(np.asarray(im.convert("RGB")), size, channels)
+
+
+@dataclass
+class _Listing:
+    """What an image folder or list holds, before any image is decoded: one entry per image."""
+
+    files: list[Path] = field(default_factory=list)
+    classes: list = field(default_factory=list)  # a class name (str), an integer id (int) or None: unlabelled
+    splits: list[int] = field(default_factory=list)  # index into SPLITS; -1: the data give none
+    where: list[str] = field(default_factory=list)  # how problems name it: the file, or the list's line
+    problems: list[str] = field(default_factory=list)  # entries skipped with skip_bad_rows
+    fix: str = "Fix or remove the file, or pass --skip-bad-rows to skip bad images."
+
+    def add(self, f: Path, cls, split: int, where: str) -> None:
+        self.files.append(f)
+        self.classes.append(cls)
+        self.splits.append(split)
+        self.where.append(where)
+
+    def bad(self, msg: str, skip_bad_rows: bool) -> None:
+        if not skip_bad_rows:
+            raise DataError(f"{msg}. {self.fix}")
+        self.problems.append(msg)
+
+
+def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
+    """ROOT/<class>/* or ROOT/<split>/<class>/*: each image's class (its folder) and split."""
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
     if not files:
-        raise DataError(
-            f"{root}: the folder holds no images; expected ROOT/train/<emotion>/*.jpg and ROOT/test/<emotion>/*.jpg"
-        )
+        raise DataError(f"{root}: the folder holds no images; expected ROOT/<class>/*.jpg, or ROOT/train/<class>/*.jpg, "
+                        "ROOT/val/<class>/*.jpg and ROOT/test/<class>/*.jpg")
     if len(files) > MAX_ROWS:
         raise _too_many_rows(root)
-    images, labels, splits, problems = [], [], [], []
+    out = _Listing()
     for f in files:
         rel = f.relative_to(root)
         try:
-            emotion = f.parent.name.lower()
-            if emotion not in FER2013:
-                raise ValueError(f"folder {f.parent.name!r} is not an emotion name ({', '.join(FER2013)})")
-            split = _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else "")
-            with Image.open(f) as im:
-                im = im.convert("L")
-                if im.size != (SIZE, SIZE):
-                    im = im.resize((SIZE, SIZE), Image.BILINEAR)
-                images.append(np.asarray(im, np.uint8))
-            labels.append(FER2013.index(emotion))
-            splits.append(SPLITS.index(split))
-        except (ValueError, OSError, UnidentifiedImageError) as e:
-            msg = f"{f}: {e}"
-            if not skip_bad_rows:
-                raise DataError(f"{msg}. Fix or remove the file, or pass --skip-bad-rows to skip bad images.") from None
-            problems.append(msg)
-    if not images:
-        raise DataError(f"{root}: no readable images ({len(problems)} bad files skipped)")
-    return FerData(
-        np.stack(images), np.asarray(labels, np.int64), np.asarray(splits, np.int8), str(root), len(problems), problems[:20]
-    )
+            if len(rel.parts) < 2:
+                raise ValueError("not in a class folder; put each image in ROOT/<class>/ (or ROOT/<split>/<class>/)")
+            out.add(f, f.parent.name.strip().lower(), _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else ""), str(f))
+        except ValueError as e:
+            out.bad(f"{f}: {e}", skip_bad_rows)
+    return out
 
 
-def _split_of(filename: str, top: str) -> str:
+def _split_of(filename: str, top: str) -> int:
+    """The split (index into SPLITS) of an image: its FER2013 prefix, else its top folder; -1 for an
+    image right in its class folder (ROOT/<class>/*), which has none."""
     for usage, split in USAGE_TO_SPLIT.items():
         if filename.startswith(usage + "_"):
-            return split
-    top = top.lower()
-    if top in ("train", "training"):
-        return "train"
-    if top in ("val", "valid", "validation", "publictest"):
-        return "val"
-    if top in ("test", "privatetest"):
-        return "test"
-    raise ValueError("cannot tell the split: name the file Training_*/PublicTest_*/PrivateTest_* or put it under train/ or test/")
+            return SPLITS.index(split)
+    if not top:
+        return -1
+    if top.lower() in SPLIT_NAMES:
+        return SPLITS.index(SPLIT_NAMES[top.lower()])
+    raise ValueError(f"cannot tell the split: the top folder {top!r} is not train, val or test; put images in "
+                     "ROOT/<class>/, or ROOT/{train,val,test}/<class>/, or name them Training_*/PublicTest_*/PrivateTest_*")
+
+
+def _first_line(p: Path) -> str:
+    with _open_binary(p) as f:
+        try:
+            return f.readline(MAX_LINE_BYTES).decode("utf-8", "replace").removeprefix("\ufeff")
+        except (EOFError, OSError, zlib.error):
+            return ""  # a damaged file: the FER2013 reader names the problem and its line
+
+
+def _delimiter(p: Path, first: str) -> str:
+    """An image list's delimiter: tab for .tsv or a tab in its first line, else comma, else (RAF-DB's
+    lists) spaces."""
+    if p.name.lower().endswith((".tsv", ".tsv.gz")) or "\t" in first:
+        return "\t"
+    return "," if "," in first or " " not in first.strip() else " "
+
+
+def _file_kind(p: Path) -> str:
+    """'pixels' (a FER2013 CSV) or 'list' (an image list: a path column, or a first field naming an image)."""
+    first = _first_line(p)
+    cols = [c.strip().lower() for c in first.split(_delimiter(p, first))]
+    if "pixels" in cols:
+        return "pixels"
+    if set(cols) & set(LIST_COLUMNS["path"]) or Path(cols[0]).suffix.lower() in IMAGE_EXTS:
+        return "list"
+    return "pixels"  # whose reader explains what the header lacks
+
+
+def _read_list(p: Path, skip_bad_rows: bool) -> _Listing:
+    """An image list's rows: path,label[,split], by header names or (without a header) by position."""
+    delimiter = _delimiter(p, _first_line(p))
+    out = _Listing(fix="Fix or delete the row, or pass --skip-bad-rows to skip bad rows.")
+    kinds = {}  # the kind of label (str or int) the first labelled row has, and that row's line
+    try:
+        with _open_binary(p) as f:
+            cols = None
+            for lineno, row, problem in _csv_records(f, delimiter):
+                if lineno > MAX_ROWS + 1:
+                    raise _too_many_rows(p)
+                row = [c for c in row if c] if delimiter == " " else row  # runs of spaces are one delimiter
+                if not row and not problem:
+                    continue
+                if cols is None:  # the first record: a header, or the first row
+                    cols = _list_columns(row, p)
+                    if cols["header"]:
+                        continue
+                try:
+                    if problem:
+                        raise ValueError(problem)
+                    image, cls, split = _list_row(row, cols, p.parent)
+                    kind, first = kinds.setdefault("first", (type(cls), lineno)) if cls is not None else (None, 0)
+                    if kind is not None and kind is not type(cls):
+                        what = {str: "a class name", int: "an integer id"}
+                        raise ValueError(f"label {cls!r} is {what[type(cls)]}, but line {first}'s is {what[kind]}; "
+                                         "give every label one way")
+                except ValueError as e:
+                    out.bad(f"{p}, line {lineno}: {e}", skip_bad_rows)
+                    continue
+                out.add(image, cls, split, f"{p}, line {lineno}: {row[cols['path']].strip()}")
+    except _Damaged as e:
+        raise DataError(f"{p}, line {e.lineno}: {e}. Download or write the file again.") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read as an image list ({e})") from None
+    if not out.files:
+        raise DataError(f"{p}: lists no usable images" + (f" ({len(out.problems)} bad rows skipped)" if out.problems else
+                        "; expected rows path,label[,split] (a header naming those columns is optional)"))
+    return out
+
+
+def _list_columns(row: list[str], p: Path) -> dict:
+    """{'header': bool, 'path': i, 'label': i or None, 'split': i or None, 'n': fields a row has}."""
+    cols = [c.strip().lower() for c in row]
+    found = {k: next((i for i, c in enumerate(cols) if c in names), None) for k, names in LIST_COLUMNS.items()}
+    if Path(cols[0]).suffix.lower() in IMAGE_EXTS or not any(v is not None for v in found.values()):  # a first row
+        return {"header": False, "n": len(row), "path": 0, "label": 1 if len(row) > 1 else None, "split": 2 if len(row) > 2 else None}
+    if found["path"] is None:
+        raise DataError(f"{p}, line 1: no path column (header is {','.join(row)!r}); name one path, file or image")
+    return {"header": True, "n": len(row), **found}
+
+
+def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int | None, int]:
+    """(image file, class name / integer id / None, split or -1) of one row of an image list."""
+    if len(row) != cols["n"]:
+        raise ValueError(f"expected {cols['n']} fields, found {len(row)}")
+    text = row[cols["path"]].strip()
+    if not text:
+        raise ValueError("the path is empty")
+    image = Path(text) if Path(text).is_absolute() else base / text
+    if not image.is_file():
+        raise ValueError(f"no such image file {image}" if not image.exists() else f"{image} is not a regular file")
+    label = row[cols["label"]].strip() if cols["label"] is not None else ""
+    cls = None
+    if label.lstrip("-").isdigit():
+        cls = int(label)
+        if cls < 0:
+            raise ValueError(f"label {label!r} is negative; give a class name or an id >= 0 (or nothing: unlabelled)")
+    elif label:
+        cls = label.lower()
+    split = row[cols["split"]].strip() if cols["split"] is not None else ""
+    if split and split.lower() not in SPLIT_NAMES:
+        raise ValueError(f"split {split!r} is not train, val or test (nor Training, PublicTest, PrivateTest)")
+    return image, cls, SPLITS.index(SPLIT_NAMES[split.lower()]) if split else -1
+
+
+def _class_order(present: set[str]) -> tuple[str, ...]:
+    """Class names in label order: the first known label set's order where it holds them all, else alphabetical."""
+    for s in LABEL_SETS.values():
+        if present <= set(s.emotions):
+            return tuple(e for e in s.emotions if e in present)
+    return tuple(sorted(present))
+
+
+def _label_ids(listing: _Listing, names, skip_bad_rows: bool) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """(labels (N,) int64, names) of a listing: classes looked up in names (ids index them from 0);
+    without names, named classes are numbered in _class_order, integer ids kept as they are (names None).
+    An entry whose class is not among the names is a bad row (dropped from the listing with skip_bad_rows)."""
+    given = names is not None
+    if not given:
+        named = {c for c in listing.classes if isinstance(c, str)}
+        names = _class_order(named) if named else None
+    ids, keep = [], []
+    index = {n: i for i, n in enumerate(names or ())}
+    for cls, where in zip(listing.classes, listing.where):
+        try:
+            if cls is None:
+                ids.append(-1)
+            elif isinstance(cls, str):
+                if cls not in index:
+                    raise ValueError(f"class {cls!r} is not one of the class names ({', '.join(names)})")
+                ids.append(index[cls])
+            elif given and not cls < len(names):
+                raise ValueError(f"label {cls} is not an index of the {len(names)} class names (0 {names[0]} .. "
+                                 f"{len(names) - 1} {names[-1]})")
+            else:
+                ids.append(cls)
+            keep.append(True)
+        except ValueError as e:
+            listing.bad(f"{where}: {e}", skip_bad_rows)
+            keep.append(False)
+    for name in ("files", "classes", "splits", "where"):
+        setattr(listing, name, [v for v, k in zip(getattr(listing, name), keep) if k])
+    return np.asarray(ids, np.int64), names
+
+
+def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_rows: bool, source: str) -> FerData:
+    """Decode a listing's images at the model's input (see _fit)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    labels, names = _label_ids(listing, names, skip_bad_rows)
+    n, shape = len(listing.files), (size, size) + ((channels,) if channels > 1 else ())
+    need = n * int(np.prod(shape))
+    if need > MAX_BYTES:
+        raise DataError(f"{source}: {n:,} images at {'x'.join(map(str, shape))} take {need / 1e9:.1f} GB, over the "
+                        f"{MAX_BYTES / 1e9:.1f} GB ferkit holds in memory; train at a smaller in_size or in grey, or on part of the data")
+    images, keep = np.empty((n, *shape), np.uint8), np.ones(n, bool)
+    for i, (f, where) in enumerate(zip(listing.files, listing.where)):
+        try:
+            with Image.open(f) as im:
+                im.draft(im.mode, (size, size))  # a large JPEG is decoded at a reduced scale, still >= size
+                images[i] = _fit(ImageOps.exif_transpose(im), size, channels)
+        except (ValueError, OSError, SyntaxError, EOFError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            listing.bad(f"{where}: {e}" if where == str(f) else f"{where}: cannot read the image ({e})", skip_bad_rows)
+            keep[i] = False
+    if not keep.any():
+        raise DataError(f"{source}: no readable images ({len(listing.problems)} bad files skipped)")
+    pick = (lambda a: a) if keep.all() else (lambda a: a[keep])
+    return FerData(pick(images), pick(labels), pick(np.asarray(listing.splits, np.int8)), source, len(listing.problems),
+                   listing.problems[:20], names)
+
+
+def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: float) -> FerData:
+    """data with every row in a split: as the data give them, or, where they give none, a stratified
+    split drawn with `seed` (the log says so). Some rows with a split and some without is an error."""
+    none = data.splits < 0
+    if not none.any():
+        return data
+    if not none.all():
+        k = int(none.sum())
+        raise DataError(f"{data.source}: {k} images have no split (right in ROOT/<class>/, or no split in their row) and "
+                        f"{len(none) - k} have one; give every image a split, or none (then ferkit draws a stratified one)")
+    from sklearn.model_selection import train_test_split
+
+    idx, y = np.arange(len(data.labels)), data.labels
+    try:
+        rest, test = (idx, idx[:0]) if not test_fraction else train_test_split(idx, test_size=test_fraction, stratify=y,
+                                                                                random_state=seed)
+        train, val = (rest, rest[:0]) if not val_fraction else train_test_split(
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=y[rest], random_state=seed)
+    except ValueError as e:
+        counts = ", ".join(f"{data.names[c] if data.names and c >= 0 else c}: {k}" for c, k in zip(*np.unique(y, return_counts=True)))
+        raise DataError(f"{data.source}: cannot draw a stratified split with --val-fraction {val_fraction} and --test-fraction "
+                        f"{test_fraction} ({e}; images per class: {counts}); give each class more images, smaller or zero "
+                        "fractions, or splits in the data (train/ val/ test/ folders, or a split column)") from None
+    splits = np.zeros(len(idx), np.int8)
+    splits[val], splits[test] = SPLITS.index("val"), SPLITS.index("test")
+    log.info(f"{data.source}: the data give no split; drew a stratified one (--split-seed {seed}): train {len(train)}, "
+             f"val {len(val)}, test {len(test)}")
+    return replace(data, splits=splits)
 
 
 def mean_image(images: np.ndarray) -> np.ndarray:

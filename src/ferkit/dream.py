@@ -54,14 +54,14 @@ def _objective(acts: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def layer_objective(clf: Classifier, faces: np.ndarray, layer: int, kind: str = "l2") -> np.ndarray:
-    """The dream objective of conv layer `layer` (1-based) for uint8 faces (N, 48, 48) -> (N,)."""
-    x, _ = clf.inputs(np.asarray(faces, np.uint8).reshape(-1, *np.shape(faces)[-2:]))
+    """The dream objective of conv layer `layer` (1-based) for uint8 faces (N, H, W[, C]), the model's input -> (N,)."""
+    x, _ = clf.inputs(np.asarray(faces, np.uint8).reshape(-1, *clf.spec.face_shape))
     with torch.no_grad():
         return _objective(clf.model.features[:layer](x), kind).cpu().numpy()
 
 
 def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None = None) -> np.ndarray:
-    """The dreamed uint8 (48, 48) version of a uint8 (48, 48) face."""
+    """The dreamed version of a uint8 face, the model's input (H, W) grey or (H, W, 3) colour, in its shape."""
     s = settings or DreamSettings()
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
@@ -71,8 +71,9 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     net = clf.model.features[:layer]
     clf.model.eval()
     gen = torch.Generator().manual_seed(s.seed)
-    base, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, 1, 48, 48), mean-subtracted, /128
+    base, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, C, H, W), mean-subtracted, /128
     mean = torch.as_tensor(clf.mean, device=base.device)
+    mean = mean.permute(2, 0, 1) if mean.dim() == 3 else mean[None]  # (C, H, W), as the inputs
     lo, hi = (0 - mean) / PIXEL_SCALE, (255 - mean) / PIXEL_SCALE  # valid pixel range in model units, per pixel
 
     size = base.shape[-1]
@@ -86,7 +87,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
         octave = F.interpolate(base, size=(n, n), mode="bilinear", align_corners=False) if n != size else base
         detail = F.interpolate(detail, size=(n, n), mode="bilinear", align_corners=False)
         x = (octave + detail).detach()
-        lo_n, hi_n = (F.interpolate(b[None, None], size=(n, n), mode="bilinear", align_corners=False) for b in (lo, hi))
+        lo_n, hi_n = (F.interpolate(b[None], size=(n, n), mode="bilinear", align_corners=False) for b in (lo, hi))
         for _ in range(s.steps):
             dx, dy = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen)) if s.jitter else (0, 0)
             xj = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
@@ -94,7 +95,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
             g = torch.roll(g, (-dy, -dx), (2, 3))
             x = (x + s.step_size * g / g.abs().mean().clamp_min(1e-8)).clamp(lo_n, hi_n).detach()
         detail = x - octave
-    out = x[0, 0].cpu().numpy() * PIXEL_SCALE + clf.mean  # back to 0..255
+    out = x[0].permute(1, 2, 0).cpu().numpy().reshape(clf.mean.shape) * PIXEL_SCALE + clf.mean  # back to 0..255, (H, W[, C])
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

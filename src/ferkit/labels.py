@@ -3,14 +3,20 @@ its faces are scored against — one place for all.
 
 A checkpoint carries its own list of emotion names; everything downstream (evaluate, plots,
 report, predict, serve, the web page, ONNX export) asks the model for it, and `for_emotions`
-finds its label set again. Two sets are known (`label_set(name)`):
+finds its label set again. Four sets are known (`label_set(name)`):
 
-    fer2013  7 emotions, FER2013's label order (0 angry ... 6 neutral): the data file's own labels
-    ferplus  the same 7 plus contempt (FER+, Barsoum et al. 2016; index 7): ten votes per face
+    fer2013    7 emotions, FER2013's label order (0 angry ... 6 neutral): the data file's own labels
+    ferplus    the same 7 plus contempt (FER+, Barsoum et al. 2016; index 7): ten votes per face
+    rafdb      RAF-DB's 7 in its order; its files number them from 1 (1 surprise ... 7 neutral)
+    affectnet  AffectNet's 8 in its order (0 neutral ... 7 contempt)
 
-Adding one (RAF-DB, AffectNet) is one LabelSet subclass listed in LABEL_SETS. The model's width
-(ModelSpec.num_classes) comes from here. This module stays light (no torch): the inference core
-imports it; FER+'s vote reader (ferplus.py) is imported only when votes are read.
+and `--labels data` is the set the data declare: its class folders' names, or labels.txt /
+--label-names (`DataLabels`). A data set's classes train a known set's outputs by name, with
+synonyms (a folder `happiness` is FER2013's `happy`): `class_ids` maps them, and names no output
+takes are one error listing them. Integer labels without names (an image list of ids) are the
+chosen set's own ids. Adding a set is one LabelSet subclass listed in LABEL_SETS. The model's
+width (ModelSpec.num_classes) comes from here. This module stays light (no torch): the inference
+core imports it; FER+'s vote reader (ferplus.py) is imported only when votes are read.
 """
 
 from __future__ import annotations
@@ -21,6 +27,13 @@ from .errors import ConfigError, DataError
 
 FER2013 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # also the ids in FER2013 files
 FERPLUS = FER2013 + ("contempt",)
+RAFDB = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")  # RAF-DB's basic emotions, ids 1..7
+AFFECTNET = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")  # AffectNet's 8, ids 0..7
+# Names that mean one emotion, as data sets spell them: each maps to the name ferkit compares by.
+SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprised": "surprise", "fearful": "fear",
+            "scared": "fear", "disgusted": "disgust", "contemptuous": "contempt", "neutrality": "neutral"}
+DATA = "data"  # --labels data: the classes the data declare (DataLabels)
+MAX_CLASSES = 1000  # classes of a data-declared set: ImageNet's count, far above any expression data set
 # --label-mode: how a label set with more than one label per face turns them into targets (see FerPlus).
 LABEL_MODES = ("majority", "probability", "crossentropy", "multi_target")
 # --labels' default, and the label set of checkpoints and metrics written before label sets existed.
@@ -43,6 +56,7 @@ class LabelSet:
     emotions: tuple[str, ...] = ()  # the model's outputs, in order
     about = ""  # one line for --labels' help
     modes: tuple[str, ...] = ()  # the label modes that give different targets; () = every mode trains on plain labels
+    first_id = 0  # the integer that stands for emotions[0] in the set's files (RAF-DB counts from 1)
 
     @property
     def num_classes(self) -> int:
@@ -71,18 +85,46 @@ def _labelled(labels: np.ndarray, where: str, then: str) -> np.ndarray:
     return np.asarray(labels, np.int64)
 
 
-class Fer2013(LabelSet):
-    name, title, emotions = "fer2013", "FER2013", FER2013
-    about = "7 emotions, the data file's labels"
+class PlainLabels(LabelSet):
+    """One label per face, the data's own: its classes mapped onto this set's emotions by name (class_ids)."""
 
     def annotations(self, data, labels_file=None) -> np.ndarray:
-        return data.labels  # the file's own labels; labels_file is FER+'s
+        return class_ids(data.labels, data.names, self, data.source)  # labels_file is FER+'s
 
     def targets(self, rows, mode, where):
         return _labelled(rows, where, "; train on a labelled file"), None, np.ones(len(rows), bool)  # every mode: plain labels
 
     def eval_labels(self, rows, where):
         return _labelled(rows, where, ", so accuracy cannot be measured"), None
+
+
+class Fer2013(PlainLabels):
+    name, title, emotions = "fer2013", "FER2013", FER2013
+    about = "7 emotions in FER2013's order (ids 0 angry ... 6 neutral), the data's classes matched by name"
+
+
+class RafDb(PlainLabels):
+    name, title, emotions, first_id = "rafdb", "RAF-DB", RAFDB, 1
+    about = "7 emotions in RAF-DB's order (ids 1 surprise, 2 fear, 3 disgust, 4 happiness, 5 sadness, 6 anger, 7 neutral)"
+
+
+class AffectNet(PlainLabels):
+    name, title, emotions = "affectnet", "AffectNet", AFFECTNET
+    about = "8 emotions in AffectNet's order (ids 0 neutral, 1 happy, 2 sad, 3 surprise, 4 fear, 5 disgust, 6 anger, 7 contempt)"
+
+
+class DataLabels(PlainLabels):
+    """The classes a data set declares (its folders' names, labels.txt or --label-names), in its order."""
+
+    name, title = DATA, "a data-declared label set"
+    about = "the data's own classes: its folder names, or labels.txt / --label-names, in that order"
+
+    def __init__(self, names):
+        names = tuple(str(n).strip().lower() for n in names)
+        problems = check_names(names)
+        if problems:
+            raise ConfigError(f"the classes {', '.join(names)}: {problems}")
+        self.emotions = names
 
 
 class FerPlus(LabelSet):
@@ -113,31 +155,105 @@ class FerPlus(LabelSet):
         return ferplus.majority_labels(rows), ferplus.top_vote_sets(rows)  # the paper's protocol: the majority emotion
 
 
-LABEL_SETS = {s.name: s for s in (Fer2013(), FerPlus())}  # by --labels name
+LABEL_SETS = {s.name: s for s in (Fer2013(), FerPlus(), RafDb(), AffectNet())}  # the known sets, by --labels name
+LABEL_CHOICES = tuple(LABEL_SETS) + (DATA,)  # --labels' values
 
 EMOTIONS = LABEL_SETS[DEFAULT].emotions  # ferkit.EMOTIONS (public API): the default label set's emotions
 COLORS = tuple(COLOR_OF[e] for e in EMOTIONS)
 
 
 def colors(labels) -> list[str]:
-    """Plot colours for a list of emotion names (grey for a name ferkit does not know)."""
-    return [COLOR_OF.get(e, "#888888") for e in labels]
+    """Plot colours for a list of emotion names (by meaning: happiness is happy's; grey for a name ferkit does not know)."""
+    return [COLOR_OF.get(canonical(e), "#888888") for e in labels]
 
 
-def label_set(name: str) -> LabelSet:
-    """A known label set by name, e.g. label_set("ferplus")."""
+def canonical(name: str) -> str:
+    """The name ferkit compares emotions by: lower case, synonyms folded (happiness -> happy)."""
+    n = str(name).strip().lower()
+    return SYNONYMS.get(n, n)
+
+
+def check_names(names: tuple[str, ...]) -> str | None:
+    """What is wrong with a list of class names for a label set (None if nothing): at least 2 and
+    at most MAX_CLASSES, none empty, no two of one meaning (happy and happiness)."""
+    if not 2 <= len(names) <= MAX_CLASSES:
+        return f"a label set needs 2 to {MAX_CLASSES:,} classes; got {len(names)}"
+    if not all(names):
+        return "a class name is empty"
+    seen = {}
+    for n in names:
+        if canonical(n) in seen:
+            return f"{seen[canonical(n)]!r} and {n!r} name one class; merge them or rename one"
+        seen[canonical(n)] = n
+    return None
+
+
+def label_set(name: str, names=None) -> LabelSet:
+    """A label set by --labels name, e.g. label_set("ferplus"); "data" is built from `names`, the
+    data's class names (FerData.names; None: the data have integer labels and no names)."""
+    if name == DATA:
+        if names is None:
+            raise ConfigError("--labels data: the data's labels are integer ids without names; name the classes "
+                              "(--label-names a,b,c, or a labels.txt beside the data, one name a line) or pick the "
+                              "known set the ids belong to (--labels " + " | --labels ".join(LABEL_SETS) + ")")
+        return for_emotions(names)  # a known set where the data's names are exactly its emotions
     if name not in LABEL_SETS:
-        raise ConfigError(f"labels must be one of {', '.join(LABEL_SETS)}; got {name!r}")
+        raise ConfigError(f"labels must be one of {', '.join(LABEL_CHOICES)}; got {name!r}")
     return LABEL_SETS[name]
 
 
 def for_emotions(names) -> LabelSet:
-    """The label set whose emotions are `names`, in order (a model's labels)."""
+    """The label set whose emotions are `names`, in order (a model's labels): a known set, else the
+    data-declared set of those names."""
     for s in LABEL_SETS.values():
         if s.emotions == tuple(names):
             return s
-    known = "; ".join(f"{s.name}: {', '.join(s.emotions)}" for s in LABEL_SETS.values())
-    raise ConfigError(f"the model's emotions must be those of a label set ({known}); got {', '.join(names)}")
+    return DataLabels(names)
+
+
+def class_ids(labels: np.ndarray, names, target: LabelSet, where: str) -> np.ndarray:
+    """A data set's labels (N,) as ids of `target`'s emotions (-1, unlabelled, stays -1).
+
+    names: what each data label means (FerData.names); its classes are matched to the target's
+    emotions by canonical name, and a class with faces that matches none is a DataError naming
+    every such class. None: the labels are integer ids of `target` itself, counted from its first_id."""
+    labels = np.asarray(labels, np.int64)
+    has = labels >= 0
+    if names is None:
+        ids = labels - target.first_id
+        bad = labels[has & ((ids < 0) | (ids >= target.num_classes))]
+        if bad.size:
+            first = target.first_id
+            raise DataError(f"{where}: label {bad[0]} is not an id of {target.title} ({first}..{first + target.num_classes - 1}: "
+                            + ", ".join(f"{first + i} {e}" for i, e in enumerate(target.emotions)) + "); name the data's "
+                            "classes (--label-names or labels.txt) or pick the label set its ids belong to (--labels)")
+        return np.where(has, ids, -1)
+    want = {canonical(e): i for i, e in enumerate(target.emotions)}
+    table = np.array([want.get(canonical(n), -1) for n in names] + [-1], np.int64)  # [-1]: a safe slot for unlabelled rows
+    used = np.unique(labels[has])
+    unmatched = [names[i] for i in used if table[i] < 0]
+    if unmatched:
+        mine = {canonical(names[i]) for i in used}
+        fits = [s.name for s in LABEL_SETS.values() if isinstance(s, PlainLabels) and mine <= {canonical(e) for e in s.emotions}]
+        raise DataError(f"{where}: its class(es) {', '.join(unmatched)} are not emotions of {target.title} "
+                        f"({', '.join(target.emotions)})" + (f"; {', '.join(fits)} {'has' if len(fits) == 1 else 'have'} them all "
+                                                             f"(--labels {fits[0]})" if fits else "")
+                        + "; rename or leave out those classes, or train on the data's own classes (--labels data)")
+    return np.where(has, table[np.where(has, labels, -1)], -1)
+
+
+def describe_mapping(names, target: LabelSet, labels: np.ndarray) -> str | None:
+    """One line on how a data set's classes become target's outputs, where that is not plain: the
+    names matched through a synonym, and the outputs no face trains (None when neither)."""
+    if names is None:
+        return None
+    has = np.unique(np.asarray(labels)[np.asarray(labels) >= 0])
+    renamed = [f"{names[i]} -> {e}" for i in has for e in target.emotions if canonical(e) == canonical(names[i]) and e != names[i]]
+    covered = {canonical(names[i]) for i in has}
+    empty = [e for e in target.emotions if canonical(e) not in covered]
+    parts = ([f"classes matched by meaning: {', '.join(renamed)}"] if renamed else []) + \
+            ([f"no faces of {', '.join(empty)} (those outputs are trained only as wrong answers)"] if empty else [])
+    return f"labels ({target.name}): " + "; ".join(parts) if parts else None
 
 
 def labels_of(d: dict) -> tuple[str, ...]:

@@ -179,56 +179,20 @@ def logging_quiet():
 
 def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0,
                       size: int = 48, channels: int = 1) -> np.ndarray:
-    """n training faces drawn at random for int8 calibration, as the model takes them: (n, size, size)
-    grey, or (n, size, size, 3) for a colour model. From a FER data set (ferkit.data.load_fer: --data,
-    else $FERKIT_DATA or the shared copy), or for another input than 48x48 grey from an image folder
-    (the model's own training set: its train split, each image's centre square as in --crops).
-    Grey 48x48 faces are resized (and repeated in 3 channels) where the data has nothing else."""
-    from .data import find_data, load_fer
+    """n training faces drawn at random for int8 calibration, read as the model takes them (data.load_fer
+    at its size and channels: FER2013's file, or the model's own image folder or list; --data, else
+    $FERKIT_DATA or the shared FER2013): (n, size, size) grey, or (n, size, size, 3) for a colour model."""
+    from .data import load_fer
 
-    path = find_data(data)
-    if path.is_dir() and (size, channels) != (48, 1):
-        return _folder_faces(path, n, seed, size, channels)
-    fer = load_fer(path)
+    fer = load_fer(data, size=size, channels=channels)
     if not fer.has("train"):
-        raise FerkitError(f"{fer.source}: no Training rows to calibrate int8 with; give a FER2013 file with them (--data)")
+        raise FerkitError(f"{fer.source}: no training faces to calibrate int8 with; give the model's training data (--data)")
     images, _ = fer.split("train")
-    pick = np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False)
-    faces = images[np.sort(pick)]
-    shape = (size, size) if channels == 1 else (size, size, channels)
-    if faces.shape[1:] == shape:
-        return faces
-    from .faces import whole_face
-
-    if channels != 1 and faces.ndim == 3:
+    faces = images[np.sort(np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False))]
+    if channels != 1 and (faces == faces[..., :1]).all():
         log.warning("calibrating a colour model's int8 ranges on grey faces of %s (grey in all 3 channels); give its "
                     "own colour training images with --data FOLDER for ranges of its colours", fer.source)
-    return np.stack([whole_face(f, size, channels) for f in faces])
-
-
-def _folder_faces(root: Path, n: int, seed: int, size: int, channels: int) -> np.ndarray:
-    """n images drawn at random from an image folder (those of its training split where it names one:
-    a top folder or file name starting with "train"), each cropped as --crops does (faces.whole_face)."""
-    from .data import IMAGE_EXTS
-    from .errors import ImageError
-    from .faces import load_image, whole_face
-
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
-    train = [f for f in files if f.relative_to(root).parts[0].lower().startswith("train")]
-    files = train or files
-    if not files:
-        raise FerkitError(f"{root}: the folder holds no images to calibrate int8 with; give the model's training "
-                          f"images (--data FOLDER) or a FER2013 file")
-    pick = np.random.default_rng(seed).choice(len(files), min(n, len(files)), replace=False)
-    faces = []
-    for i in np.sort(pick):
-        try:
-            faces.append(whole_face(load_image(files[i]), size, channels))
-        except ImageError as e:  # one damaged file costs a face, not the export
-            log.warning("%s", e)
-    if not faces:
-        raise FerkitError(f"{root}: none of its images could be read to calibrate int8 with; see the messages above")
-    return np.stack(faces)
+    return faces
 
 
 def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16,

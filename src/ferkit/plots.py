@@ -195,7 +195,7 @@ def plot_per_class(metrics: dict[str, dict], ax=None):
 def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] | None = None, per_layer: int = 8):
     """Figure 9: the face, then one row per conv layer with its `per_layer` most active channels.
 
-    face (48, 48) uint8; maps[k] (C_k, H_k, W_k) float."""
+    face (H, W) grey or (H, W, 3) RGB uint8; maps[k] (C_k, H_k, W_k) float."""
     rows = len(maps)
     fig, axes = _subplots(rows, per_layer + 1, figsize=(1.3 * (per_layer + 1), 1.35 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
@@ -218,8 +218,12 @@ def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] 
 
 
 def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
-    """Figure 10: filters (C, 1, k, k) (or (C, k, k)) as a grid of grey images, each scaled to its own range."""
-    w = np.asarray(filters, float).reshape(len(filters), *np.shape(filters)[-2:])
+    """Figure 10: filters (C, 1, k, k) (or (C, k, k)) as a grid of grey images, those of a colour net
+    (C, 3, k, k) as RGB images; each scaled to its own range (over its 3 channels together, so the
+    colour a filter responds to shows)."""
+    f = np.asarray(filters, float)
+    colour = f.ndim == 4 and f.shape[1] == 3
+    w = f.transpose(0, 2, 3, 1) if colour else f.reshape(len(f), *f.shape[-2:])  # (C, k, k[, 3])
     cols = int(np.ceil(np.sqrt(len(w) * 2)))
     rows = int(np.ceil(len(w) / cols))
     fig, axes = _subplots(rows, cols, figsize=(0.55 * cols + 0.4, 0.55 * rows + 0.5), squeeze=False)
@@ -227,7 +231,7 @@ def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
         axc.set_xticks([]), axc.set_yticks([])
         if i < len(w):
             f = w[i]
-            axc.imshow((f - f.min()) / (np.ptp(f) or 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axc.imshow((f - f.min()) / (np.ptp(f) or 1), cmap=None if colour else "gray", vmin=0, vmax=1, interpolation="nearest")
         else:
             axc.axis("off")
     fig.suptitle(f"{title} ({len(w)} of {w.shape[1]}x{w.shape[2]})", fontsize=10)
@@ -235,7 +239,7 @@ def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
 
 
 def plot_dreams(faces: np.ndarray, dreams: np.ndarray, labels: list[str] | None = None, title: str = "DeepDream"):
-    """Figure 11: originals (top row) and their dreams (bottom row); uint8 (N, 48, 48) each."""
+    """Figure 11: originals (top row) and their dreams (bottom row); uint8 (N, H, W) grey or (N, H, W, 3) RGB each."""
     n = len(faces)
     fig, axes = _subplots(2, n, figsize=(1.6 * n + 0.4, 3.6), squeeze=False)
     for i in range(n):

@@ -65,8 +65,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
 
 
 def _data_for(run: Run, data, loaded: dict, notes: list):
-    """The FerData to evaluate a run on, or None (with a note saying why)."""
-    from .data import find_data, load_fer
+    """The FerData to evaluate a run on, read as its training read it (input size and channels,
+    class names, drawn split), or None (with a note saying why)."""
+    from .config import ModelSpec
+    from .data import find_data, load_fer, reading_for
     from .errors import DataError
 
     if data is False:
@@ -86,8 +88,11 @@ def _data_for(run: Run, data, loaded: dict, notes: list):
         if msg not in notes:
             notes.append(msg)
         return None
+    config = dict(run.config or {})
+    reading = reading_for(ModelSpec.from_dict(config.pop("spec")), config) if config.get("spec") else {}
+    key = (key, repr(sorted(reading.items())))
     if key not in loaded:
-        loaded[key] = load_fer(key)
+        loaded[key] = load_fer(key[0], **reading)
     return loaded[key]
 
 
@@ -155,9 +160,10 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     if clf is not None:
         if fer is not None and fer.has("val") and data_faces:
             faces, labels = sample_faces(fer, "val", n_faces)
-            names = [f"FER2013 {FER2013[y]}" if y >= 0 else "?" for y in labels]  # the file's own labels
+            names = [("?" if y < 0 else f"{fer.names[y]}" if fer.names else f"label {y}") for y in labels]  # the data's own labels
+            names = [f"FER2013 {n}" if fer.names == FER2013 else n for n in names]
         else:
-            faces, names = demo_face()[None], ["astronaut"]
+            faces, names = demo_face(clf.spec)[None], ["astronaut"]
         pred = clf.predict_proba(faces).argmax(1)
         names = [f"{n} -> {clf.labels[p]}" for n, p in zip(names, pred)]
         parts.append("<h3>What the network sees</h3>" + _img(plots.plot_filters(first_layer_filters(clf.model))))

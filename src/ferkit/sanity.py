@@ -1,6 +1,7 @@
 """The paper's sanity checks (Section 5.1): initial loss ~ ln 7, and overfitting ~100 images.
 
-Both train on the FER2013 file's labels, so the model has one output per FER2013 emotion."""
+Both train on the data's own labels, so the model has one output per class of the data: FER2013's
+7 emotions for its files (ln 7), a folder's classes for an image folder (ln of their count)."""
 
 from __future__ import annotations
 
@@ -13,30 +14,38 @@ import torch.nn.functional as F
 
 from .config import ModelSpec
 from .data import mean_image
-from .labels import label_set
+from .labels import LabelSet, for_emotions, label_set
 from .model import create_model
 from .train import make_batches
 
 log = logging.getLogger(__name__)
-FILE_LABELS = label_set("fer2013")  # the data file's own labels, which the checks train on
+FILE_LABELS = label_set("fer2013")  # the FER2013 file's own labels, which the checks train on there
 LN7 = math.log(FILE_LABELS.num_classes)  # the loss of uniform guessing over them
 
 
-def initial_loss(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
-    """Cross-entropy of a freshly initialised model with regularisation off (dropout off, no L2)."""
+def data_labels(data) -> tuple[LabelSet, np.ndarray]:
+    """The label set of the data's own classes and every row's label in it (FER2013's files: FER2013's
+    7; integer ids without names: FER2013's, as its files number them)."""
+    classes = for_emotions(data.names) if data.names is not None else FILE_LABELS
+    return classes, classes.annotations(data)
+
+
+def initial_loss(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, seed: int = 0, classes: LabelSet = FILE_LABELS) -> float:
+    """Cross-entropy of a freshly initialised model (one output per class of `classes`) with
+    regularisation off (dropout off, no L2); about ln of the class count."""
     torch.manual_seed(seed)
-    model = create_model(spec, FILE_LABELS).eval()  # eval: no dropout; batch norm uses its initial statistics
+    model = create_model(spec, classes).eval()  # eval: no dropout; batch norm uses its initial statistics
     b = make_batches(images, labels, mean_image(images), spec)
     with torch.no_grad():
         return F.cross_entropy(model(b.x, b.hog), b.y).item()
 
 
 def overfit(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, steps: int = 200, lr: float = 1e-3,
-            seed: int = 0, target: float = 0.99) -> dict:
+            seed: int = 0, target: float = 0.99, classes: LabelSet = FILE_LABELS) -> dict:
     """Train on a small subset (no regularisation, no augmentation) until training accuracy
     reaches target; returns {"train_acc", "loss", "steps"}."""
     torch.manual_seed(seed)
-    model = create_model(spec, FILE_LABELS)
+    model = create_model(spec, classes)
     for m in model.modules():  # regularisation off: the point is to memorise
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

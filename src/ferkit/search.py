@@ -47,9 +47,13 @@ from .runs import LAST
 log = logging.getLogger(__name__)
 
 KINDS = ("loguniform", "uniform", "int", "categorical")
-NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads", "train_subset"}
+# the data's classes and its drawn split are the data, not hyper-parameters (a trial must not pick its val faces)
+NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads", "train_subset", "label_names", "split_seed",
+               "val_fraction", "test_fraction"}
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+# TrainConfig fields newer than some studies, with the defaults those studies ran with
+NEW_FIELDS_DEFAULTS = {"label_names": None, "split_seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
 
 
 # ---------------------------------------------------------------- search space
@@ -212,11 +216,13 @@ def cv_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray
         return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
 
 
-def fold_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, source: str = "") -> FerData:
-    """A FerData whose train split is images[train_idx] and val split images[val_idx] (for train.fit)."""
+def fold_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, source: str = "",
+              names=FerData.names) -> FerData:
+    """A FerData whose train split is images[train_idx] and val split images[val_idx] (for train.fit);
+    names: what the labels stand for (the data's FerData.names; default FER2013's)."""
     idx = np.concatenate([train_idx, val_idx])
     splits = np.concatenate([np.zeros(len(train_idx), np.int8), np.ones(len(val_idx), np.int8)])
-    return FerData(images[idx], labels[idx], splits, source)
+    return FerData(images[idx], labels[idx], splits, source, names=names)
 
 
 def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +243,7 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
     else:
         x, y = train_images(data, cfg)
         sub = replace(cfg, train_subset=0)
-        runs = [(Path(run_dir) / f"fold{k}", sub, fold_data(x, y, tr, va, f"{data.source} [fold {k + 1}/{len(folds)}]"))
+        runs = [(Path(run_dir) / f"fold{k}", sub, fold_data(x, y, tr, va, f"{data.source} [fold {k + 1}/{len(folds)}]", data.names))
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:
@@ -331,6 +337,9 @@ def _check_settings(study, settings: dict, storage: str) -> None:
         return
     saved = json.loads(json.dumps(saved))
     now = json.loads(json.dumps(settings))
+    # a field added to TrainConfig since the study began (split_seed, ...) has its default there
+    saved["config"] = {**{k: v for k, v in now["config"].items() if k in NEW_FIELDS_DEFAULTS and v == NEW_FIELDS_DEFAULTS[k]},
+                       **saved["config"]}
     if saved != now:
         diff = [k for k in ("params", "cv", "spec") if saved.get(k) != now.get(k)]
         diff += [k for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
@@ -347,11 +356,11 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     import optuna
     from optuna.trial import TrialState
 
-    from .data import load_fer
+    from .train import load_data, model_spec
 
     out = Path(out)
     storage = storage or default_storage(out)
-    data = load_fer(cfg.data, cfg.skip_bad_rows)
+    data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     folds = None
     if cv:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)

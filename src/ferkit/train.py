@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from . import augment as aug
 from . import distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import FACE_SIZE, ModelSpec, TrainConfig, read_file
-from .data import FerData, load_fer, mean_image
+from .config import ModelSpec, TrainConfig, read_file
+from .data import FerData, load_fer, mean_image, reading_for
 from .errors import ConfigError, FerkitError
 from .files import atomic_write, check_output
 from .finetune import init_from
-from .labels import LabelSet, label_set
+from .labels import DATA, LabelSet, describe_mapping, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
@@ -82,12 +82,12 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
 class Batches:
     """Tensors of one split: mean-subtracted images and labels, plus HOG (and mirrored HOG)."""
 
-    x: torch.Tensor  # (N, 1, 48, 48) float32
+    x: torch.Tensor  # (N, C, H, W) float32: the model's input (FER2013: (N, 1, 48, 48))
     y: torch.Tensor  # (N,) int64: the label set's label of each face (training: its targets' top), used for accuracy
     hog: torch.Tensor | None = None  # (N, D) float32
     hog_flip: torch.Tensor | None = None  # (N, D) HOG of the mirrored faces (training only)
     targets: torch.Tensor | None = None  # (N, C) FER+ training targets: vote distribution or multi-target mask
-    # (48, 48) float32 mean image x is centred on, for the photo augmentations' pixels; numpy, not a
+    # (H, W[, C]) float32 mean image x is centred on, for the photo augmentations' pixels; numpy, not a
     # tensor, so that a DDP shard (distributed.epoch indexes every tensor by face) keeps it whole
     mean: np.ndarray | None = None
 
@@ -169,8 +169,13 @@ class Teacher:
             raise FerkitError(f"--teacher {path}: a HOG hybrid cannot teach (its HOG features are not in the batch); pick a CNN-only model")
         if self.clf.labels != tuple(labels):
             raise FerkitError(f"--teacher {path} predicts {', '.join(self.clf.labels)}; the student needs {', '.join(labels)}")
-        # Student inputs are centred on the student's mean image; shift them onto the teacher's.
-        self.shift = torch.from_numpy((student_mean - self.clf.mean) / PIXEL_SCALE).to(device)
+        if self.clf.mean.shape != student_mean.shape:  # it sees the student's batches as they are
+            raise FerkitError(f"--teacher {path} takes {_input(self.clf.spec)} faces, the student {_input_of(student_mean)}; "
+                              "distil between models of one input size and channels")
+        # Student inputs are centred on the student's mean image; shift them onto the teacher's
+        # ((H, W[, C]) pixels -> (C, H, W) model units, as preprocess.standardize lays inputs out).
+        diff = torch.from_numpy((student_mean - self.clf.mean) / PIXEL_SCALE)
+        self.shift = (diff.permute(2, 0, 1) if diff.dim() == 3 else diff).to(device)
         self.precision = precision
 
     @torch.no_grad()
@@ -178,6 +183,14 @@ class Teacher:
         self.clf.model.eval()  # a teacher never trains: no dropout, batch norm on its running statistics
         with autocast(x.device, self.precision):
             return self.clf.model(x + self.shift).float()
+
+
+def _input(spec: ModelSpec) -> str:
+    return f"{spec.in_size}x{spec.in_size} {'colour' if spec.channels == 3 else 'grey'}"
+
+
+def _input_of(mean: np.ndarray) -> str:
+    return f"{mean.shape[0]}x{mean.shape[1]} {'colour' if mean.ndim == 3 else 'grey'}"
 
 
 def teacher_probs(teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
@@ -348,7 +361,7 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """cfg with its file paths made absolute, so that its config file works from any folder
     (evaluate, report, --resume, a search's best.yaml). A preset's name stays a name, even where
     the current folder has a file or folder of that name (a run called `shallow`, say)."""
-    for k in ("data", "model", "labels_file", "init_from"):
+    for k in ("data", "model", "labels_file", "init_from", "label_names"):
         path = getattr(cfg, k)
         if path and not (k == "model" and path in PRESETS):
             cfg = replace(cfg, **{k: _absolute(path)})
@@ -360,15 +373,27 @@ def _absolute(path: str) -> str:
     return str(Path(path).resolve()) if Path(path).exists() else path
 
 
-def model_spec(cfg: TrainConfig) -> ModelSpec:
-    """cfg's model spec (preset or file, with its overrides), one output per emotion of its label set;
-    a num_classes that disagrees with the label set is a ConfigError."""
-    spec = resolve_spec(cfg.model, cfg.overrides).for_labels(label_set(cfg.labels))
-    if (spec.in_size, spec.channels) != (FACE_SIZE, 1):
-        raise ConfigError(f"--model {cfg.model}: its input is {spec.in_size}x{spec.in_size} with {spec.channels} "
-                          f"channel(s), but ferkit trains on {FACE_SIZE}x{FACE_SIZE} grey faces (FER2013) so far; "
-                          f"keep in_size {FACE_SIZE} and channels 1 (--set in_size={FACE_SIZE} --set channels=1)")
-    return spec
+def model_spec(cfg: TrainConfig, labels: LabelSet | None = None) -> ModelSpec:
+    """cfg's model spec (preset or file, with its overrides), one output per emotion of its label set
+    (`labels`, else cfg.labels'); a num_classes that disagrees with the label set is a ConfigError.
+    With --labels data and no labels yet (the data not read), the spec's own num_classes stays."""
+    spec = resolve_spec(cfg.model, cfg.overrides)
+    if labels is None and cfg.labels == DATA:
+        return spec
+    return spec.for_labels(labels or label_set(cfg.labels))
+
+
+def load_data(cfg: TrainConfig, spec: ModelSpec) -> FerData:
+    """cfg's data read for spec's input (size, channels), with cfg's class names and drawn split."""
+    return load_fer(cfg.data, cfg.skip_bad_rows, **reading_for(spec, cfg.to_dict()))
+
+
+def check_input(data: FerData, spec: ModelSpec) -> None:
+    """A ConfigError unless data's faces are the model's input (data read elsewhere, e.g. passed to fit)."""
+    if data.images.shape[1:] != spec.face_shape:
+        raise ConfigError(f"{data.source}: its faces are {'x'.join(map(str, data.images.shape[1:]))}, but the model takes "
+                          f"{'x'.join(map(str, spec.face_shape))} (in_size {spec.in_size}, channels {spec.channels}); read "
+                          "the data for the model (train.load_data) or change the spec")
 
 
 def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
@@ -391,25 +416,31 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if ckpt is not None:
         _check_length(ckpt, cfg, out)
-    labels = label_set(cfg.labels)
-    spec = ModelSpec.from_dict(ckpt["spec"]).for_labels(labels) if ckpt is not None else model_spec(cfg)
+    # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
+    spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     if data is None:
-        data = load_fer(cfg.data, cfg.skip_bad_rows)
+        data = load_data(cfg, spec)
         cfg = replace(cfg, data=data.source)
+    check_input(data, spec)
+    labels = label_set(cfg.labels, data.names)
+    spec = spec.for_labels(labels)
     cfg = absolute_paths(cfg)
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
         info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
     rows = labels.annotations(data, cfg.labels_file)
+    mapping = None if labels.modes else describe_mapping(data.names, labels, data.labels)
+    if mapping:
+        info(mapping)
     train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, labels, rows)
     if labels.modes:  # the label mode decides which faces train: say how many
         info(f"{labels.title} labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
              "PublicTest faces with an evaluation label")
     dist.rank0_done()
     if val is None:
-        info(f"{data.source}: no PublicTest (val) rows; the best checkpoint is the last epoch's")
+        info(f"{data.source}: no PublicTest (val) rows or val/ images; the best checkpoint is the last epoch's")
     if dist.world > 1:
         info(dist.describe(cfg.batch_size))
 

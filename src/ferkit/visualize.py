@@ -2,7 +2,8 @@
 layer for a face (paper Figure 9) and the first-layer filters (Figure 10). DeepDream is in dream.py.
 
 Faces come from a photo (`face_from_image`: the largest detected face, else the whole picture) or
-a FER2013 row (`face_from_data`), always as uint8 (48, 48), the model's input.
+a data set's row (`face_from_data`), always as the model's input: uint8 (in_size, in_size) grey or
+(in_size, in_size, 3) colour (48x48 grey for FER2013's models).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def layer_names(model) -> list[str]:
 
 @torch.no_grad()
 def activation_maps(clf: Classifier, face: np.ndarray) -> list[np.ndarray]:
-    """The output of each conv layer (after ReLU[, pool]) for one uint8 face (48, 48): [(C_k, H_k, W_k)] float32."""
-    x, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, 1, 48, 48)
+    """The output of each conv layer (after ReLU[, pool]) for one uint8 face (the model's input): [(C_k, H_k, W_k)] float32."""
+    x, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, C, H, W)
     maps = []
     for block in clf.model.features:  # one Sequential per conv layer
         x = block(x)
@@ -37,26 +38,57 @@ def activation_maps(clf: Classifier, face: np.ndarray) -> list[np.ndarray]:
 
 
 def first_layer_filters(model) -> np.ndarray:
-    """The first conv layer's weights (C, 1, k, k) float32 (before batch norm, as the paper shows them)."""
+    """The first conv layer's weights (C, channels, k, k) float32 (before batch norm, as the paper shows them)."""
     conv = model.features[0][0]
     return conv.weight.detach().float().cpu().numpy()
 
 
-def face_from_image(src) -> tuple[np.ndarray, str]:
-    """(uint8 (48, 48) face, how it was found) from an image file: the largest detected face, else the
-    whole picture (centre square, grey, 48x48) - so FER2013-style crops work as they are."""
-    from .faces import find_faces, load_image, whole_face
+def face_from_image(src, spec=None) -> tuple[np.ndarray, str]:
+    """(uint8 face, how it was found) from an image file: the largest detected face, else the whole
+    picture (centre square) - so crops of face data sets work as they are. The face is the input of
+    spec (a ModelSpec: its in_size and channels; None: 48x48 grey), framed as ferkit frames faces."""
+    from .faces import find_faces, load_image
 
     rgb = load_image(src)
     faces = find_faces(rgb)
     if faces:
         f = max(faces, key=lambda f: f.box[2] * f.box[3])
-        return f.face, f"face at x={f.box[0]} y={f.box[1]} {f.box[2]}x{f.box[3]} (largest of {len(faces)})"
-    return whole_face(rgb), "no face detected; using the whole picture"
+        how = f"face at x={f.box[0]} y={f.box[1]} {f.box[2]}x{f.box[3]} (largest of {len(faces)})"
+        return (f.face if _grey48(spec) else _crop(rgb, f, spec)), how
+    return _whole(rgb, spec), "no face detected; using the whole picture"
+
+
+def _grey48(spec) -> bool:
+    return spec is None or (spec.in_size, spec.channels) == (48, 1)
+
+
+def _crop(rgb: np.ndarray, face, spec) -> np.ndarray:
+    """A detected face at spec's input, framed as faces.find_faces frames its 48x48 grey crops."""
+    from .detectors import get_detector
+    from .faces import DETECTOR, MARGIN, crop_face, to_grey
+
+    x, y, w, h = face.box
+    s = max(w, h) * get_detector(DETECTOR).box_to_square
+    square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
+    return crop_face(rgb if spec.channels == 3 else to_grey(rgb), square, MARGIN, spec.in_size, face.angle)
+
+
+def _whole(rgb: np.ndarray, spec) -> np.ndarray:
+    """The centre square of a picture at spec's input (faces.whole_face, in colour where the model is)."""
+    from .faces import whole_face
+
+    if spec is None or spec.channels == 1:
+        return whole_face(rgb, spec.in_size if spec is not None else 48)
+    import cv2
+
+    h, w = rgb.shape[:2]
+    n, size = min(h, w), spec.in_size
+    sq = rgb[(h - n) // 2 : (h - n) // 2 + n, (w - n) // 2 : (w - n) // 2 + n]
+    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA if n > size else cv2.INTER_LINEAR)
 
 
 def face_from_data(data, split: str, row: int) -> tuple[np.ndarray, int]:
-    """(uint8 (48, 48) face, label) of row `row` (0-based) of a split of a FerData."""
+    """(uint8 face, label) of row `row` (0-based) of a split of a FerData."""
     images, labels = data.split(split)
     if not 0 <= row < len(images):
         raise FerkitError(f"--row {row}: out of range; the {split} split of {data.source} has rows 0..{len(images) - 1}")
@@ -73,16 +105,17 @@ def sample_faces(data, split: str = "val", n: int = 4) -> tuple[np.ndarray, np.n
     return images[picks], labels[picks]
 
 
-def demo_face() -> np.ndarray:
-    """A face that ships with scikit-image (the astronaut photo), for when no data or photo is given."""
+def demo_face(spec=None) -> np.ndarray:
+    """A face that ships with scikit-image (the astronaut photo), for when no data or photo is given,
+    as spec's input (None: 48x48 grey)."""
     from skimage import data
 
-    face, _ = face_from_image(data.astronaut())
+    face, _ = face_from_image(data.astronaut(), spec)
     return face
 
 
 def save_face(face: np.ndarray, path: str | Path) -> Path:
-    """A uint8 face as a PNG file (atomically; missing folders are created)."""
+    """A uint8 face, grey (H, W) or RGB (H, W, 3), as a PNG file (atomically; missing folders are created)."""
     from PIL import Image
 
     return write_output(path, lambda f: Image.fromarray(np.asarray(face, np.uint8)).save(f, format="PNG"))

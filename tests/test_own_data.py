@@ -1,0 +1,343 @@
+"""One's own data sets: image folders and image lists in colour or grey at any size, their class names
+and label sets (data-declared, known, mapped by name), drawn stratified splits, and colour or larger
+models through train, evaluate, fine-tuning, distillation, sanity, visualize, report and torchrun."""
+
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_spec, write_fer_csv
+from ferkit import augment, plots
+from ferkit import data as fdata
+from ferkit.checkpoint import load_checkpoint, read_checkpoint
+from ferkit.cli import main
+from ferkit.data import FerData, load_fer
+from ferkit.dream import DreamSettings
+from ferkit.errors import ConfigError, DataError, FerkitError
+from ferkit.labels import FER2013, class_ids, for_emotions, label_set
+from ferkit.report import build_report
+from ferkit.train import fit, resolve_config
+from ferkit.visualize import activation_maps, demo_face, first_layer_filters
+
+CLASSES = ("sad", "happy", "surprise")  # FER2013 names, out of its order: read in FER2013's (happy, sad, surprise)
+COLOUR = {"sad": (40, 60, 200), "happy": (230, 200, 40), "surprise": (60, 200, 90)}  # a class's colour: learnable
+
+
+def write_images(folder, cls: str, n: int, size=(20, 20), colour: bool = True, start: int = 0) -> list:
+    """n PNGs of one class: its colour plus noise, a bright bar at a class-dependent row (grey: the bar only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start + len(cls))
+    k = sorted(COLOUR).index(cls) if cls in COLOUR else 0
+    files = []
+    for i in range(start, start + n):
+        img = np.clip(np.array(COLOUR.get(cls, (128, 128, 128))) + rng.integers(-30, 30, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+        img[2 + 5 * k: 5 + 5 * k, 2:-2] = 255
+        f = folder / f"{cls}_{i}.png"
+        Image.fromarray(img if colour else img.mean(2).astype(np.uint8)).save(f)
+        files.append(f)
+    return files
+
+
+def class_folder(root, n: int = 6, size=(20, 20), colour: bool = True, classes=CLASSES):
+    for c in classes:
+        write_images(root / c, c, n, size, colour)
+    return root
+
+
+def colour_spec(tmp_path, in_size: int = 32):
+    f = tmp_path / f"colour{in_size}.json"
+    f.write_text(json.dumps({**tiny_spec().to_dict(), "in_size": in_size, "channels": 3}))
+    return f
+
+
+SPLIT = ["--val-fraction", "0.2", "--test-fraction", "0.2"]  # 6 images a class: 4 val and 4 test faces of 18
+
+
+# ---------------------------------------------------------------- readers
+
+
+def test_a_class_folder_reads_in_colour_or_grey_at_the_models_size(tmp_path):
+    root = class_folder(tmp_path / "faces", size=(20, 24))  # not square, not the model's size
+    d = load_fer(root, size=32, channels=3, val_fraction=0.2, test_fraction=0.2)
+    assert d.images.shape == (18, 32, 32, 3) and d.images.dtype == np.uint8
+    assert d.names == ("happy", "sad", "surprise")  # FER2013 names keep FER2013's order
+    assert np.bincount(d.labels).tolist() == [6, 6, 6]
+    happy = d.images[d.labels == 0]
+    assert np.allclose(happy[:, 20:, :, :].reshape(-1, 3).mean(0), COLOUR["happy"], atol=8)  # RGB, in RGB order
+    grey = load_fer(root, size=24, channels=1, val_fraction=0.2, test_fraction=0.2)
+    assert grey.images.shape == (18, 24, 24)
+    # grey as Pillow's 'L' (ITU-R 601) of the resized colour face, as ferkit's photo path converts
+    f = sorted((root / "happy").glob("*.png"))[0]
+    want = np.asarray(Image.open(f).convert("L").resize((24, 24), Image.BILINEAR))
+    i = [k for k in range(18) if grey.labels[k] == 0][0]
+    assert np.abs(grey.images[i].astype(int) - want).max() <= 1
+
+
+def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
+    root = tmp_path / "faces"
+    for split, n in (("train", 4), ("val", 2), ("test", 1)):
+        for c in ("anger", "joy"):
+            write_images(root / split / c, c, n, start=10 * n)
+    d = load_fer(root, size=20, channels=3)
+    assert d.counts() == {"train": 8, "val": 4, "test": 2} and d.names == ("anger", "joy")  # alphabetical: no known set
+    (root / "labels.txt").write_text("# in label order\njoy\nanger\n")
+    d = load_fer(root, size=20, channels=3)
+    assert d.names == ("joy", "anger") and d.split("val")[1].tolist() == [1, 1, 0, 0]
+    assert load_fer(root, size=20, channels=3, names=["anger", "joy", "calm"]).names == ("anger", "joy", "calm")
+    with pytest.raises(DataError, match=r"anger_.*\.png: class 'anger' is not one of the class names \(joy, calm\)\. "
+                                        r"Fix or remove the file, or pass --skip-bad-rows"):
+        load_fer(root, size=20, channels=3, names="joy,calm".split(","), cache=False)
+    (root / "val" / "joy" / "note.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"note.png: cannot identify image file"):
+        load_fer(root, size=20, channels=3, cache=False)
+    assert load_fer(root, skip_bad_rows=True, size=20, channels=3, cache=False).skipped == 1
+
+
+def test_image_lists_csv_and_tsv_with_names_or_ids(tmp_path):
+    write_images(tmp_path / "img", "happy", 4)
+    write_images(tmp_path / "img", "sad", 4)
+    rows = [(f"img/{c}_{i}.png", c, "train" if i < 3 else "val") for c in ("happy", "sad") for i in range(4)]
+    (tmp_path / "faces.csv").write_text("path,label,split\n" + "".join(",".join(r) + "\n" for r in rows))
+    d = load_fer(tmp_path / "faces.csv", size=16, channels=3)
+    assert d.images.shape == (8, 16, 16, 3) and d.names == ("happy", "sad") and d.counts() == {"train": 6, "val": 2, "test": 0}
+    # a TSV of RAF-DB-style 1-based ids, no header, no split: ids stay ids (names None), the split is drawn
+    (tmp_path / "ids.tsv").write_text("".join(f"{p}\t{4 if c == 'happy' else 5}\n" for p, c, _ in rows))
+    d = load_fer(tmp_path / "ids.tsv", size=16, channels=1, val_fraction=0.25, test_fraction=0.25)
+    assert d.names is None and sorted(set(d.labels.tolist())) == [4, 5] and d.counts() == {"train": 4, "val": 2, "test": 2}
+    assert class_ids(d.labels, d.names, label_set("rafdb"), "x").tolist() == (d.labels - 1).tolist()  # 4 happiness, 5 sadness
+    # with names (labels.txt beside the list) the ids index them from 0
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\nhappy\nsad\n")
+    assert load_fer(tmp_path / "ids.tsv", size=16, val_fraction=0.25, test_fraction=0.25).names == ("a", "b", "c", "d", "happy", "sad")
+    # bad rows name the list, its line and the problem
+    (tmp_path / "bad.csv").write_text("path,label,split\nimg/happy_0.png,happy,train\nimg/none.png,happy,train\n"
+                                      "img/sad_0.png,sad,holdout\nimg/sad_1.png,1,train\n")
+    for line, message in ((3, "no such image file"), (4, "split 'holdout' is not train, val or test"),
+                          (5, "label 1 is an integer id, but line 2's is a class name")):
+        with pytest.raises(DataError, match=rf"one.csv, line 3: {message}"):
+            text = (tmp_path / "bad.csv").read_text().splitlines()
+            (tmp_path / "one.csv").write_text("\n".join(text[:2] + [text[line - 1]]) + "\n")
+            load_fer(tmp_path / "one.csv", cache=False)
+    d = load_fer(tmp_path / "bad.csv", skip_bad_rows=True, cache=False, val_fraction=0, test_fraction=0)
+    assert d.skipped == 3 and len(d.labels) == 1
+
+
+def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
+    root = class_folder(tmp_path / "faces", n=3)
+    a = load_fer(root, size=24, channels=3, val_fraction=0, test_fraction=0)
+    b = load_fer(root, size=20, channels=1, val_fraction=0, test_fraction=0)  # another input: not the first one's cache
+    assert a.images.shape == (9, 24, 24, 3) and b.images.shape == (9, 20, 20)
+    monkeypatch.setattr(fdata, "_read_images", lambda *a, **k: pytest.fail("decoded again despite the cache"))
+    c = load_fer(root, size=24, channels=3, val_fraction=0, test_fraction=0)
+    assert np.array_equal(a.images, c.images) and c.names == a.names
+    monkeypatch.undo()
+    monkeypatch.setattr(fdata, "MAX_BYTES", 9 * 24 * 24 * 3 - 1)
+    with pytest.raises(DataError, match=r"9 images at 24x24x3 take .* GB, over the .* GB ferkit holds in memory; train at a smaller"):
+        load_fer(root, size=24, channels=3, cache=False, val_fraction=0, test_fraction=0)
+    # FER2013's rows at a colour model's input: resized, grey repeated over RGB
+    fer = load_fer(write_fer_csv(tmp_path / "fer.csv", n=7), size=32, channels=3)
+    assert fer.images.shape == (21, 32, 32, 3) and (fer.images[..., 0] == fer.images[..., 2]).all() and fer.names == FER2013
+
+
+# ---------------------------------------------------------------- label sets and splits
+
+
+def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
+    names = ("happiness", "sadness", "contempt")
+    labels = np.array([0, 1, 0, -1])
+    assert class_ids(labels, names, label_set("fer2013"), "x").tolist() == [3, 4, 3, -1]  # happy, sad; -1 unlabelled
+    assert class_ids(labels, names, label_set("affectnet"), "x").tolist() == [1, 2, 1, -1]
+    with pytest.raises(DataError, match=r"^faces: its class\(es\) contempt are not emotions of FER2013 \(angry, .*neutral\); "
+                                        r"affectnet has them all \(--labels affectnet\); rename or leave out those classes, "
+                                        r"or train on the data's own classes \(--labels data\)$"):
+        class_ids(np.array([0, 2]), names, label_set("fer2013"), "faces")
+    with pytest.raises(DataError, match=r"label 8 is not an id of RAF-DB \(1..7: 1 surprise, .*, 7 neutral\)"):
+        class_ids(np.array([1, 8]), None, label_set("rafdb"), "x")
+    data_set = label_set("data", names)
+    assert data_set.emotions == names and for_emotions(names).emotions == names  # a checkpoint finds it again
+    assert label_set("data", FER2013).name == "fer2013"  # the data's names are exactly a known set's
+    with pytest.raises(ConfigError, match=r"'happy' and 'happiness' name one class"):
+        label_set("data", ("happy", "happiness"))
+    with pytest.raises(ConfigError, match=r"--labels data: the data's labels are integer ids without names; name the classes"):
+        label_set("data", None)
+
+
+def test_a_drawn_split_is_stratified_reproducible_and_logged(tmp_path, caplog):
+    root = class_folder(tmp_path / "faces", n=10)
+    with caplog.at_level(logging.INFO, "ferkit"):
+        a = load_fer(root, size=16, split_seed=3, val_fraction=0.2, test_fraction=0.1)
+    assert "the data give no split; drew a stratified one (--split-seed 3): train 21, val 6, test 3" in caplog.text
+    for s, n in ((1, 2), (2, 1)):  # every class alike in val and test
+        assert np.bincount(a.labels[a.splits == s]).tolist() == [n, n, n]
+    b = load_fer(root, size=16, split_seed=3, val_fraction=0.2, test_fraction=0.1, cache=False)
+    assert np.array_equal(a.splits, b.splits)  # the same seed, the same split
+    assert not np.array_equal(a.splits, load_fer(root, size=16, split_seed=4, val_fraction=0.2, test_fraction=0.1).splits)
+    with pytest.raises(DataError, match=r"cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.05 .*"
+                                        r"images per class: happy: 10, sad: 10, surprise: 10\); give each class more images"):
+        load_fer(root, size=16, val_fraction=0.1, test_fraction=0.05)
+    write_images(root / "train" / "happy", "happy", 2)  # some images with a split, the others without
+    with pytest.raises(DataError, match=r"30 images have no split .* and 2 have one; give every image a split, or none"):
+        load_fer(root, size=16)
+
+
+# ---------------------------------------------------------------- training and the tools
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    """A colour 32x32 tiny model trained 2 epochs through `ferkit train` on a class folder of 20x20 PNGs
+    (FER2013's names, so --labels fer2013), every augmentation on."""
+    root = tmp_path_factory.mktemp("colour")
+    folder, run = class_folder(root / "faces"), root / "run"
+    argv = ["train", "--model", str(colour_spec(root)), "--data", str(folder), "--epochs", "2", "--batch-size", "6",
+            "--out", str(run), "--quiet", "--threads", "1", "--crop-pad", "2", "--rotate", "10", "--erase", "0.5",
+            "--photo-aug", "0.5", "--mixup", "0.2", "--cutmix", "1", "--tta", *SPLIT]
+    assert main(argv) == 0
+    return folder, run
+
+
+def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_path, capsys):
+    folder, run = colour_run
+    ck = read_checkpoint(run / "best.pt")
+    assert (ck["spec"]["in_size"], ck["spec"]["channels"]) == (32, 3) and tuple(ck["mean"].shape) == (32, 32, 3)
+    assert ck["labels"] == list(FER2013) and ck["config"]["val_fraction"] == 0.2
+    clf = load_checkpoint(run)
+    assert clf.predict_proba(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 7)
+    assert main(["evaluate", str(run), "--data", str(folder), "--device", "cpu", "--json", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["split"] == "test" and m["n"] == 4 and sum(m["support"].values()) == 4  # the drawn split, as trained
+    assert m["support"]["angry"] == 0 and m["labels"] == list(FER2013)
+
+
+def test_the_data_own_classes_train_and_evaluate(tmp_path):
+    folder = class_folder(tmp_path / "faces", classes=("cat", "dog", "owl"))
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--epochs", "1", "--batch-size", "6",
+                 "--out", str(run), "--quiet", "--threads", "1", "--split-seed", "1", *SPLIT]) == 2  # FER2013 has no cat
+    assert not run.exists()
+    assert main(["train", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--epochs", "1", "--batch-size", "6",
+                 "--out", str(run), "--quiet", "--threads", "1", "--labels", "data", "--split-seed", "1", *SPLIT]) == 0
+    clf = load_checkpoint(run)
+    assert clf.labels == ("cat", "dog", "owl") and clf.spec.num_classes == 3
+    assert main(["evaluate", str(run), "--data", str(folder), "--split", "val", "--device", "cpu"]) == 0
+    m = json.loads((run / "metrics-val.json").read_text())
+    assert m["labels"] == ["cat", "dog", "owl"] and m["n"] == 4 and len(m["confusion_matrix"]) == 3
+
+
+def test_fine_tune_from_a_local_file_on_colour_data(colour_run, tiny_checkpoint, tmp_path, caplog):
+    folder, run = colour_run
+    # a grey FER2013 checkpoint into a colour model of its spec: the first conv is repeated over RGB
+    cfg = resolve_config(str(colour_spec(tmp_path, 48)), data=str(folder), epochs=1, batch_size=6, lr=1e-9, l2=0.0,
+                         init_from=str(tiny_checkpoint), val_fraction=0.2, test_fraction=0.2, threads=1)
+    with caplog.at_level(logging.INFO, "ferkit"):
+        fit(cfg, tmp_path / "from-grey", progress=False)
+    assert "features.0.0.weight converted from 1 -> 3 input channels (repeated, divided by 3)" in caplog.text
+    grey = read_checkpoint(tiny_checkpoint)["state_dict"]["features.0.0.weight"]
+    now = read_checkpoint(tmp_path / "from-grey" / "best.pt")["state_dict"]["features.0.0.weight"]
+    assert now.shape == (8, 3, 3, 3) and torch.allclose(now, grey.repeat(1, 3, 1, 1) / 3, atol=1e-5)
+    # a state_dict file (.pth) of a colour net: every tensor loaded
+    pth = tmp_path / "pretrained.pth"
+    torch.save(read_checkpoint(run / "best.pt")["state_dict"], pth)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "ferkit"):
+        assert main(["train", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--epochs", "1", "--batch-size", "6",
+                     "--lr", "1e-9", "--init-from", str(pth), "--out", str(tmp_path / "ft"), "--quiet", "--threads", "1", *SPLIT]) == 0
+    assert f"--init-from {pth} (state_dict): loaded 20 tensors, skipped 0 of the file's, 0 of the model's missing" in caplog.text
+
+
+def test_distillation_between_colour_models_and_a_mismatched_teacher(colour_run, tmp_path):
+    folder, run = colour_run
+    cfg = resolve_config(str(colour_spec(tmp_path)), data=str(folder), epochs=1, batch_size=6, teacher=[str(run)],
+                         val_fraction=0.2, test_fraction=0.2, threads=1)
+    assert len(fit(cfg, tmp_path / "student", progress=False)) == 1
+    grey = replace(cfg, overrides={"channels": 1})
+    with pytest.raises(FerkitError, match=r"--teacher .* takes 32x32 colour faces, the student 32x32 grey; distil between models"):
+        fit(grey, tmp_path / "grey-student", progress=False)
+    with pytest.raises(ConfigError, match=r"its faces are 48x48, but the model takes 32x32x3 \(in_size 32, channels 3\)"):
+        fit(cfg, tmp_path / "other", data=load_fer(write_fer_csv(tmp_path / "fer.csv", n=7)), progress=False)
+
+
+def test_colour_batches_through_every_augmentation():
+    gen = torch.Generator().manual_seed(0)
+    mean = np.full((24, 32, 3), 100, np.float32)  # not square: height 24, width 32
+    x = torch.zeros(6, 3, 24, 32)
+    x[:, 0] = 1.0  # red faces (pixels 228, 100, 100)
+    out = augment.photo(x, gen, 1.0, mean)
+    assert out.shape == x.shape and torch.isfinite(out).all() and not torch.equal(out, x)
+    pixels = out.permute(0, 2, 3, 1).numpy() * 128 + mean
+    assert (pixels[..., 0].mean((1, 2)) > pixels[..., 2].mean((1, 2)) + 50).all()  # still red, not turned blue (RGB kept)
+    red = np.zeros((24, 32, 3), np.float32)
+    red[..., 0] = 220
+    assert augment.jpeg(red, 90)[..., 0].mean() > 200 and augment.jpeg(red, 90)[..., 2].mean() < 20
+    out = augment.augment(x, gen, crop_pad=3, rotate=15, erase_p=1.0, photo_p=0.5, mean=mean)
+    assert out.shape == x.shape
+    mix = augment.draw_mix(6, (24, 32), gen, cutmix=1.0)
+    assert mix.images(torch.randn(6, 3, 24, 32)).shape == (6, 3, 24, 32) and mix.box[1] <= 24 and mix.box[3] <= 32
+
+
+def test_sanity_visualize_and_report_on_a_colour_net(colour_run, tmp_path, capsys):
+    folder, run = colour_run
+    assert main(["sanity", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--n", "12", "--steps", "40",
+                 "--lr", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "ln 3 = 1.0986" in out and "[PASS] overfit 12 training images" in out  # the checks count the data's 3 classes
+    assert main(["visualize", str(run), "--out", str(tmp_path / "viz"), "--row", "0", "--data", str(folder),
+                 "--octaves", "2", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "val row 0 (label: " in out and "DeepDream from conv layer 1" in out
+    assert Image.open(tmp_path / "viz" / "face.png").size == (32, 32) and Image.open(tmp_path / "viz" / "face.png").mode == "RGB"
+    assert Image.open(tmp_path / "viz" / "dream-face.png").mode == "RGB"
+    clf = load_checkpoint(run)
+    w = first_layer_filters(clf.model)
+    assert w.shape == (8, 3, 3, 3)
+    shown = plots.plot_filters(w).axes[0].images[0].get_array()
+    assert shown.shape == (3, 3, 3)  # the first filter as an RGB image
+    face = demo_face(clf.spec)
+    assert face.shape == (32, 32, 3) and activation_maps(clf, face)[0].shape == (8, 16, 16)
+    res = build_report([run], tmp_path / "report.html", str(folder), 2, DreamSettings(octaves=1, steps=2))
+    page = (tmp_path / "report.html").read_text()
+    assert res["bytes"] > 0 and "(evaluated now)" in page and "happy" in page
+
+
+def test_torchrun_trains_a_colour_model_on_a_class_folder(tmp_path):
+    from test_distributed import _free_port
+
+    folder = class_folder(tmp_path / "faces", n=8)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+                        "-m", "ferkit", "train", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--epochs", "1",
+                        "--batch-size", "4", "--labels", "data", "--device", "cpu", "--out", str(out), "--quiet", *SPLIT],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["world_size"] == 2 and tuple(ck["mean"].shape) == (32, 32, 3) and ck["labels"] == ["happy", "sad", "surprise"]
+
+
+def test_fer_data_built_by_hand_keeps_fer2013_names():
+    d = FerData(np.zeros((2, 48, 48), np.uint8), np.array([0, 1]), np.zeros(2, np.int8))
+    assert d.names == FER2013
+
+
+def test_a_search_study_begun_before_the_split_fields_resumes():
+    from ferkit.config import TrainConfig
+    from ferkit.search import _check_settings, _settings
+
+    class Study:
+        study_name = "ferkit"
+
+        def __init__(self, settings):
+            self.user_attrs = {"settings": settings}
+
+    now = _settings(TrainConfig(), [], 0)
+    old = json.loads(json.dumps(now))
+    for k in ("label_names", "split_seed", "val_fraction", "test_fraction"):
+        del old["config"][k]
+    _check_settings(Study(old), now, "sqlite:///search.db")  # the defaults it ran with: the same study
+    with pytest.raises(ConfigError, match=r"was started with other settings \(differing: split_seed;"):
+        _check_settings(Study(old), _settings(TrainConfig(split_seed=3), [], 0), "sqlite:///search.db")

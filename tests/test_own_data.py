@@ -21,6 +21,7 @@ from ferkit.cli import main
 from ferkit.data import FerData, load_fer
 from ferkit.dream import DreamSettings
 from ferkit.errors import ConfigError, DataError, FerkitError
+from ferkit.faces import whole_face
 from ferkit.labels import FER2013, class_ids, for_emotions, label_set
 from ferkit.report import build_report
 from ferkit.train import fit, resolve_config
@@ -73,11 +74,15 @@ def test_a_class_folder_reads_in_colour_or_grey_at_the_models_size(tmp_path):
     assert np.allclose(happy[:, 20:, :, :].reshape(-1, 3).mean(0), COLOUR["happy"], atol=8)  # RGB, in RGB order
     grey = load_fer(root, size=24, channels=1, val_fraction=0.2, test_fraction=0.2)
     assert grey.images.shape == (18, 24, 24)
-    # grey as Pillow's 'L' (ITU-R 601) of the resized colour face, as ferkit's photo path converts
+    # each image as `ferkit predict --crops` sees a face crop: its centre square, grey as Pillow's 'L'
+    # (ITU-R 601), resized; not the whole picture squeezed to a square
     f = sorted((root / "happy").glob("*.png"))[0]
-    want = np.asarray(Image.open(f).convert("L").resize((24, 24), Image.BILINEAR))
+    rgb = np.asarray(Image.open(f).convert("RGB"))
     i = [k for k in range(18) if grey.labels[k] == 0][0]
-    assert np.abs(grey.images[i].astype(int) - want).max() <= 1
+    assert np.array_equal(grey.images[i], whole_face(rgb, 24))
+    top = (rgb.shape[0] - rgb.shape[1]) // 2  # 24 high, 20 wide: the middle 20 rows
+    want = np.asarray(Image.fromarray(rgb[top : top + 20]).convert("L").resize((24, 24), Image.BILINEAR))
+    assert np.abs(grey.images[i].astype(int) - want).max() <= 2
 
 
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):

@@ -111,7 +111,7 @@ def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
     assert "add --int8" in capsys.readouterr().err
     no_train = write_fer_csv(tmp_path / "val.csv", usages=("PublicTest",))
     assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(no_train)]) == 2
-    assert "no Training rows to calibrate int8" in capsys.readouterr().err
+    assert "no training faces to calibrate int8" in capsys.readouterr().err
 
 
 def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypatch, calib):

@@ -67,7 +67,7 @@ def test_spec_round_trip_and_overrides():
     ({"in_size": 8}, "in_size must be >= 16; got 8"),
     ({"in_size": 1024}, "in_size must be at most 512; got 1024"),
     ({"channels": 2}, "channels must be 1 (grey) or 3 (RGB); got 2"),
-    ({"backbone": "resnet50"}, "backbone must be one of resnet18, resnet34 or null; got 'resnet50'"),
+    ({"backbone": "resnet50"}, "backbone must be one of resnet18, resnet34, mobilenet_v2 or null; got 'resnet50'"),
     ({"backbone": "resnet18", "convs": [{}]}, "convs must be empty with backbone resnet18 (its layers are fixed); got 1 layer(s)"),
     ({"backbone": "resnet18", "hog": {}}, "hog must be null with backbone resnet18"),
     ({"gap": 1}, "gap must be true or false; got 1"),

@@ -107,3 +107,144 @@ def test_init_from_is_checked_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="--init-from must be a weights file"):
         TrainConfig(init_from=" ")
+
+
+# ---------------------------------------------------------------- MobileNetV2 from torchvision's file
+
+
+def test_train_init_from_torchvision_mobilenet_v2_weights(tmp_path, caplog):
+    """mobilenet_v2-b0353104.pth as torchvision saves it: RGB features.0.0, 1000 classes in
+    classifier.1; here our own net's state_dict (torchvision's names) with random values."""
+    gen = torch.Generator().manual_seed(2)
+    sd = create_model(ModelSpec(backbone="mobilenet_v2", channels=3, in_size=224, num_classes=1000)).state_dict()
+    sd = {k: (torch.rand(v.shape, generator=gen) + 0.5 if v.is_floating_point() else v + 3) for k, v in sd.items()}
+    path = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save(sd, path)
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=8)
+    cfg = resolve_config("mobilenet_v2", data=str(csv), epochs=1, batch_size=8, lr=1e-9, init_from=str(path), tta=False)
+    with caplog.at_level(logging.INFO, "ferkit"):
+        history = fit(cfg, tmp_path / "run", progress=False)
+    assert len(history) == 1 and history[0]["train_loss"] > 0
+    assert "loaded 312 tensors, skipped 2 of the file's, 0 of the model's missing" in caplog.text
+    assert "a new head: classifier.1 (1000 outputs in the file, 7 here)" in caplog.text
+    assert "features.0.0.weight converted from 3 -> 1 input channels" in caplog.text
+    state = read_checkpoint(tmp_path / "run" / "best.pt")["state_dict"]
+    assert torch.allclose(state["features.0.0.weight"], sd["features.0.0.weight"].sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(state["features.9.conv.1.0.weight"], sd["features.9.conv.1.0.weight"], atol=1e-5)
+    assert state["classifier.1.weight"].shape == (7, 1280)
+
+
+# ---------------------------------------------------------------- --freeze and --backbone-lr
+
+
+def _one_epoch(model, cfg):
+    """A training epoch of 8 random faces (one step at batch 8) through train.py's own loop and optimizer."""
+    from ferkit.train import Batches, _optimizer, _scheduler, train_one_epoch
+
+    gen = torch.Generator().manual_seed(0)
+    size = model.spec.in_size
+    data = Batches(torch.randn(8, 1, size, size, generator=gen), torch.arange(8) % 7)
+    opt = _optimizer(model, cfg)
+    train_one_epoch(model, data, opt, _scheduler(opt, cfg, 1), cfg, gen, torch.device("cpu"))
+    return opt
+
+
+@pytest.mark.parametrize("model,n,frozen,trained", [
+    ("resnet18", 2, ("conv1.", "bn1.", "layer1."), ("layer2.", "layer4.")),
+    ("mobilenet_v2", 4, ("features.0.", "features.1.", "features.2.", "features.3."), ("features.4.", "features.18.")),
+    ("tiny", 1, ("features.0.",), ("features.1.", "fc.")),
+    ("tiny", -1, ("features.", "fc."), ()),
+])
+def test_freeze_keeps_frozen_layers_and_their_batch_norms_while_the_rest_trains(model, n, frozen, trained):
+    from ferkit.finetune import freeze
+
+    torch.manual_seed(0)
+    net = create_model(tiny_spec() if model == "tiny" else model)
+    names = freeze(net, n)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = TrainConfig(model="shallow", lr=0.1, l2=0.01, optimizer="sgd", batch_size=8, flip=False, freeze=n)
+    opt = _one_epoch(net, cfg)
+    after = net.state_dict()
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    for k, p in net.named_parameters():
+        assert p.requires_grad == (not k.startswith(frozen)) and (id(p) in in_opt) == p.requires_grad, k
+    assert names and all(k.startswith(frozen) for k in names)
+    for k in after:
+        if k.startswith(frozen):  # weights, batch norms' scale and shift, and their running statistics
+            assert torch.equal(after[k], before[k]), k
+        elif k.startswith(trained + (net.head + ".",)) and not k.endswith("num_batches_tracked"):
+            assert not torch.equal(after[k], before[k]), k
+    assert net.training  # the model trains; only the frozen batch norms were put in eval mode
+    assert all(not m.training for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+               and all(not p.requires_grad for p in m.parameters()))
+
+
+def test_freeze_counts_layers_and_refuses_too_many(tmp_path):
+    from ferkit.finetune import freeze
+
+    for name, stages in (("resnet18", 5), ("resnet34", 5), ("mobilenet_v2", 19), ("deep", 6), ("vgg", 8)):
+        net = create_model(name)
+        assert len(net.stages()) == net.spec.stages() == stages, name
+        params = {k for k, _ in net.named_parameters()}
+        staged = {k for k in params if k.startswith(tuple(p for s in net.stages() for p in s))}
+        assert staged == {k for k in params if not k.startswith(net.head + ".")}, name  # every layer but the head
+    with pytest.raises(ConfigError, match=r"--freeze 6: this model has 5 layers before its head"):
+        freeze(create_model("resnet18"), 6)
+    with pytest.raises(ConfigError, match=r"--freeze 6: resnet18 has 5 layers before its head to freeze"):
+        fit(resolve_config("resnet18", data="nowhere.csv", freeze=6), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"--freeze must be >= -1"):
+        TrainConfig(freeze=-2)
+    with pytest.raises(ConfigError, match=r"--backbone-lr must be > 0"):
+        TrainConfig(backbone_lr=0.0)
+
+
+@pytest.mark.parametrize("model,head", [("resnet18", "fc."), ("mobilenet_v2", "classifier.1."), ("tiny", "classifier.")])
+def test_backbone_lr_gives_the_head_and_the_backbone_their_own_learning_rates(model, head):
+    from ferkit.train import _optimizer, _scheduler
+
+    net = create_model(tiny_spec() if model == "tiny" else model)
+    cfg = TrainConfig(lr=0.05, l2=1e-4, optimizer="sgd", backbone_lr=0.1)
+    opt = _optimizer(net, cfg)
+    names = {id(p): k for k, p in net.named_parameters()}
+    groups = [(g["lr"], g["weight_decay"], {names[id(p)] for p in g["params"]}) for g in opt.param_groups]
+    assert [(lr, wd) for lr, wd, _ in groups] == [(0.05, 1e-4), (0.05, 0.0), (pytest.approx(0.005), 1e-4),
+                                                  (pytest.approx(0.005), 0.0)]
+    assert groups[0][2] | groups[1][2] == {k for k in names.values() if k.startswith(head)}
+    assert groups[2][2] | groups[3][2] == {k for k in names.values() if not k.startswith(head)}
+    # a one-cycle schedule peaks each group at its own rate
+    opt = _optimizer(net, TrainConfig(lr=0.05, optimizer="sgd", backbone_lr=0.1, schedule="onecycle"))
+    sched = _scheduler(opt, TrainConfig(lr=0.05, schedule="onecycle"), 10)
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    head_lr, body_lr = opt.param_groups[0]["lr"], opt.param_groups[2]["lr"]
+    assert body_lr == pytest.approx(head_lr * 0.1) and head_lr > 0.05 / 25
+    # without it: the two groups runs have always had, one learning rate
+    opt = _optimizer(net, TrainConfig(lr=0.05, optimizer="sgd"))
+    assert [g["lr"] for g in opt.param_groups] == [0.05, 0.05]
+
+
+def test_a_frozen_run_with_a_backbone_lr_resumes_exactly(tmp_path, monkeypatch):
+    import json
+
+    from test_train import _kill_after_checkpoint, _Killed
+
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=24)
+    cfg = resolve_config(str(tmp_path / "tiny.json"), data=str(csv), epochs=2, batch_size=8, optimizer="sgd",
+                         schedule="onecycle", lr=0.05, freeze=1, backbone_lr=0.1, seed=4)
+    straight = fit(cfg, tmp_path / "a", progress=False)
+    _kill_after_checkpoint(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        fit(cfg, tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    resumed = fit(cfg, tmp_path / "b", resume=True, progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    assert [g["lr"] for g in a["optimizer"]["param_groups"]] == [g["lr"] for g in b["optimizer"]["param_groups"]]
+    assert len(a["optimizer"]["param_groups"]) == 4
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    first = read_checkpoint(tmp_path / "a" / "best.pt")["state_dict"]
+    assert torch.equal(first["features.0.0.weight"], a["state_dict"]["features.0.0.weight"])  # frozen throughout

@@ -57,7 +57,7 @@ def test_every_preset_has_a_recipe_and_every_recipe_a_preset():
 
 
 def test_an_unknown_preset_has_no_recipe():
-    with pytest.raises(ConfigError, match=r"--model must be a preset \(shallow, deep, .*resnet34\) or a JSON/YAML model spec "
+    with pytest.raises(ConfigError, match=r"--model must be a preset \(shallow, deep, .*resnet34, mobilenet_v2\) or a JSON/YAML model spec "
                                           r"file \(.json, .yaml, .yml\); got 'vgg-wdie'"):
         recipe("vgg-wdie")
 
@@ -104,6 +104,38 @@ def test_resnets_have_torchvisions_names_and_shapes(name, tensors, params):
     assert "layer1.0.downsample.0.weight" not in sd and not any(k.startswith("features") for k in sd)
     assert m.forward_features(torch.zeros(1, 3, 224, 224)).shape == (1, 512, 7, 7)  # torchvision's geometry at 224
     assert m.features[0][0] is m.conv1  # the stem and stages as a Sequential, for activation maps
+
+
+def test_mobilenet_v2_has_torchvisions_names_and_shapes():
+    # torchvision's mobilenet_v2() (width 1.0, 1000 classes): 314 state_dict entries (52 conv +
+    # batch norm pairs, the classifier's linear) and 3,504,872 parameters
+    m = create_model(ModelSpec(backbone="mobilenet_v2", channels=3, in_size=224, num_classes=1000))
+    sd = m.state_dict()
+    assert len(sd) == 314 and count_params(m) == 3_504_872 == m.spec.parameters()
+    assert create_model("mobilenet_v2").spec.parameters() == count_params(create_model("mobilenet_v2"))  # grey, 7
+    shapes = {"features.0.0.weight": (32, 3, 3, 3), "features.0.1.running_mean": (32,),
+              "features.1.conv.0.0.weight": (32, 1, 3, 3), "features.1.conv.1.weight": (16, 32, 1, 1),
+              "features.1.conv.2.weight": (16,), "features.2.conv.0.0.weight": (96, 16, 1, 1),
+              "features.2.conv.1.0.weight": (96, 1, 3, 3), "features.2.conv.2.weight": (24, 96, 1, 1),
+              "features.2.conv.3.num_batches_tracked": (), "features.14.conv.0.0.weight": (576, 96, 1, 1),
+              "features.17.conv.2.weight": (320, 960, 1, 1), "features.18.0.weight": (1280, 320, 1, 1),
+              "features.18.1.bias": (1280,), "classifier.1.weight": (1000, 1280), "classifier.1.bias": (1000,)}
+    assert {k: tuple(sd[k].shape) for k in shapes} == shapes
+    assert list(sd)[:2] == ["features.0.0.weight", "features.0.1.weight"] and list(sd)[-2:] == ["classifier.1.weight", "classifier.1.bias"]
+    assert not any(k.startswith("features.19") or k.startswith("features.1.conv.3") for k in sd)
+    assert m.features[0][0].stride == (2, 2) and isinstance(m.classifier[0], torch.nn.Dropout) and m.classifier[0].p == 0.2
+    assert isinstance(m.features[0][2], torch.nn.ReLU6)
+    assert m.forward_features(torch.zeros(1, 3, 224, 224)).shape == (1, 1280, 7, 7)  # torchvision's geometry at 224
+    # residuals where torchvision has them (stride 1, same width): features.3, not features.2 or 4
+    assert [i for i in range(1, 18) if m.features[i].use_res_connect] == [3, 5, 6, 8, 9, 10, 12, 13, 15, 16]
+
+
+def test_a_small_input_mobilenet_keeps_its_first_conv_at_stride_1():
+    m = create_model("mobilenet_v2").eval()  # 48x48 grey: 48 -> 48 -> 24 -> 12 -> 6 -> 3
+    assert m.features[0][0].in_channels == 1 and m.features[0][0].stride == (1, 1)
+    assert m.forward_features(torch.zeros(1, 1, 48, 48)).shape == (1, 1280, 3, 3) == (1, *m.feature_shape)
+    assert m(torch.zeros(2, 1, 48, 48)).shape == (2, 7) and m.spec.feature_size(48) == 3
+    assert len(m.stages()) == m.spec.stages() == 19
 
 
 def test_a_small_input_resnet_skips_the_stem_pool():

@@ -42,7 +42,7 @@ MAX_ORIENTATIONS = 180  # HOG bins over 180 degrees: one a degree
 MAX_MAP = 4 * FACE_SIZE  # side of a feature map: padding can grow it, and its memory grows as the square
 MIN_IN_SIZE, MAX_IN_SIZE = 16, 512  # input side: ImageNet nets take 224, FER data sets come at 48-256
 CHANNELS = (1, 3)  # grey or RGB input
-BACKBONES = ("resnet18", "resnet34")  # plain-torch nets with torchvision's parameter names (model.py)
+BACKBONES = ("resnet18", "resnet34", "mobilenet_v2")  # plain-torch nets with torchvision's parameter names (model.py)
 MAX_PARAMS = 200_000_000  # 0.8 GB of float32 weights; Adam keeps two more copies
 MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
 MAX_SPLIT_SEED = 2**32 - 1  # scikit-learn's random_state (a legacy numpy RandomState) takes 32 bits
@@ -203,6 +203,8 @@ class ModelSpec:
         of a bias, a slight overcount), counted from the spec: nothing is allocated. Without
         num_classes, counted for the default label set (as create_model builds it)."""
         classes = self.num_classes or LABEL_SETS[DEFAULT].num_classes
+        if self.backbone == "mobilenet_v2":
+            return _mobilenet_parameters(self.channels) + MOBILENET_LAST * classes + classes
         if self.backbone is not None:
             return _resnet_parameters(self.backbone, self.channels) + 512 * classes + classes
         n, ch = 0, self.channels
@@ -216,9 +218,23 @@ class ModelSpec:
             width = f.units
         return n + width * classes + classes
 
+    def stages(self) -> int:
+        """How many layers before the head `--freeze N` can freeze (model.py's stages()): a ResNet's
+        stem and 4 stages, MobileNetV2's 19 features, else one a conv and one a hidden FC layer."""
+        if self.backbone == "mobilenet_v2":
+            return 2 + sum(n for _, _, n, _ in MOBILENET_SETTINGS)
+        if self.backbone is not None:
+            return 1 + len(RESNET_BLOCKS[self.backbone])
+        return len(self.convs) + len(self.fcs)
+
     def feature_size(self, size: int | None = None) -> int:
         """Side of the last conv layer's output for a size x size input (default in_size); < 1 = nothing left."""
         size = self.in_size if size is None else size
+        if self.backbone == "mobilenet_v2":  # model.MobileNetV2: the stem (stride 2, or 1 for small inputs), 4 stride-2 blocks
+            size = (size - 1) // mobilenet_stem_stride(self.in_size) + 1
+            for _ in (s for _, _, _, s in MOBILENET_SETTINGS if s == 2):
+                size = (size - 1) // 2 + 1
+            return size
         if self.backbone is not None:  # model.ResNet: conv1 (7x7, stride 2), the max pool (large inputs only), 3 stride-2 stages
             size = (size - 1) // 2 + 1
             if resnet_maxpool(self.in_size):
@@ -245,6 +261,31 @@ def resnet_maxpool(in_size: int) -> bool:
     """Whether a ResNet keeps torchvision's stem max pool: for inputs of 112 and more. A smaller face
     (48x48) keeps more resolution without it (the pool has no weights, so the names are unchanged)."""
     return in_size >= 112
+
+
+# torchvision's mobilenet_v2 (width 1.0): expansion t, output channels c, blocks n, first block's stride s
+MOBILENET_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_STEM, MOBILENET_LAST = 32, 1280  # the first conv's and the last 1x1 conv's channels
+
+
+def mobilenet_stem_stride(in_size: int) -> int:
+    """The stride of MobileNetV2's first conv: torchvision's 2 for inputs of 112 and more, 1 for a
+    smaller face (48x48 ends at 3x3 instead of 2x2), as a small-input ResNet drops its stem pool.
+    A stride has no weights, so the names and shapes are the same either way."""
+    return 2 if resnet_maxpool(in_size) else 1
+
+
+def _mobilenet_parameters(channels: int) -> int:
+    """Weights of torchvision's MobileNetV2 without its classifier (batch norm: 2 a channel)."""
+    n, inp = channels * MOBILENET_STEM * 9 + 2 * MOBILENET_STEM, MOBILENET_STEM
+    for t, c, blocks, _ in MOBILENET_SETTINGS:
+        for _ in range(blocks):
+            hidden = inp * t
+            if t != 1:
+                n += inp * hidden + 2 * hidden  # 1x1 expansion
+            n += hidden * 9 + 2 * hidden + hidden * c + 2 * c  # 3x3 depthwise, 1x1 projection
+            inp = c
+    return n + inp * MOBILENET_LAST + 2 * MOBILENET_LAST
 
 
 def _resnet_parameters(name: str, channels: int) -> int:
@@ -338,6 +379,12 @@ class TrainConfig:
     init_from: str | None = option(None, "start from these weights: a state_dict file (.pth, e.g. torchvision's "
                                          "ImageNet resnet18/34 weights) or a ferkit checkpoint, copied by parameter name; "
                                          "a head of another size is left new, colour first-conv weights are summed for grey")
+    freeze: int = option(0, "freeze the first N layers before the head (left out of training, their batch norms on "
+                            "their running statistics): a ResNet's stem and layer1-4 (5), mobilenet_v2's features.0-18 "
+                            "(19), the CNN family's conv layers then hidden FC layers; -1 = all but the head; 0 = none")
+    backbone_lr: float | None = option(None, "learning rate of everything but the head as a fraction of --lr (its "
+                                             "schedule alike), e.g. 0.1 for pretrained layers under a new head; "
+                                             "default: the head's")
 
     def __post_init__(self):
         if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
@@ -393,6 +440,8 @@ TRAIN_RANGES = {
     "mixup_prob": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill_temp": (lambda v: v > 0, "> 0"),
+    "freeze": (lambda v: v >= -1, ">= -1 (-1: all but the head)"),
+    "backbone_lr": (lambda v: v > 0, "> 0 (a fraction of --lr; to keep layers fixed, --freeze them)"),
     "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix")},

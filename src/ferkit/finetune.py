@@ -1,9 +1,9 @@
 """Starting a training from pretrained weights (`ferkit train --init-from FILE`).
 
-FILE is a torchvision-style state_dict (e.g. resnet18-f37072fd.pth, ImageNet weights that a user
+FILE is a torchvision-style state_dict (e.g. resnet18-f37072fd.pth or mobilenet_v2-b0353104.pth, ImageNet weights that a user
 downloaded; ferkit fetches nothing) or any ferkit checkpoint. Weights are copied by parameter name:
     - a tensor whose name and shape match is copied;
-    - the head (FerNet's classifier, ResNet's fc) is left at its initialisation when its shape
+    - the head (FerNet's classifier, ResNet's fc, MobileNetV2's classifier.1) is left at its initialisation when its shape
       differs (another number of classes: 1000 ImageNet classes, FER2013's 7, FER+'s 8);
     - the first conv of a grey model takes colour weights summed over their 3 input channels (a grey
       image x seen as RGB (x, x, x) gives the same response); a colour model takes grey weights
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import FerkitError
+from .errors import ConfigError, FerkitError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def init_from(model: nn.Module, path: str | Path, say=log.info) -> dict:
     {"loaded", "skipped", "missing"} and the names of the new head and of a converted first conv."""
     source, what = read_weights(path)
     own = model.state_dict()
-    head, first = f"{model.head}.", f"{model.first_conv}.weight"
+    head, first = f"{model.head}.", f"{model.first_conv}.weight"  # (is_head's test)
     new, loaded, skipped, head_new, converted = {}, [], [], [], None
     for name, t in source.items():
         if name not in own:
@@ -110,3 +110,44 @@ def init_from(model: nn.Module, path: str | Path, say=log.info) -> dict:
                  + (" (summed over the colour channels)" if converted.startswith("3") else " (repeated, divided by 3)"))
     return {"loaded": len(loaded), "skipped": len(skipped) + len(head_new), "missing": len(missing),
             "head": head_kept, "converted": converted}
+
+
+# ---------------------------------------------------------------- frozen layers, the backbone's learning rate
+# --freeze N: the first N of model.stages() (ResNet: stem, layer1-4; MobileNetV2: features.0-18; the CNN
+# family: its conv layers, then its hidden FC layers) stop training: their parameters get
+# requires_grad False and stay out of the optimizer (so no weight decay moves them either), and their
+# batch norms run on their running statistics in training too (frozen_norms, set to eval after each
+# model.train()), so that neither their scale and shift nor their statistics drift. Dropout in a
+# frozen layer still drops: it has no weights, and it regularises what comes after.
+# --backbone-lr F: every parameter but the head's trains at F x the head's learning rate (train._optimizer).
+
+
+def is_head(model: nn.Module, name: str) -> bool:
+    """Whether parameter `name` is of the model's head (the output layer a fine-tuning starts anew)."""
+    return name.startswith(f"{model.head}.")
+
+
+def freeze(model: nn.Module, n: int, say=log.info) -> list[str]:
+    """Freeze the first n stages of model (-1: all but the head); returns the frozen parameters' names."""
+    if not n:
+        return []
+    stages = model.stages()
+    if n > len(stages):
+        raise ConfigError(f"--freeze {n}: this model has {len(stages)} layers before its head to freeze "
+                          f"({', '.join(s[0].rstrip('.') for s in stages[:3])}, ...); give 1..{len(stages)}, or -1 for all")
+    prefixes = tuple(p for stage in (stages if n == -1 else stages[:n]) for p in stage)
+    names = [name for name, p in model.named_parameters() if name.startswith(prefixes)]
+    for name, p in model.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"--freeze {n}: {'all' if n == -1 else n} of {len(stages)} layers before the head frozen "
+        f"({len(names)} tensors); {trainable:,} parameters train")
+    return names
+
+
+def frozen_norms(model: nn.Module) -> list[nn.Module]:
+    """The batch norms whose affine parameters are all frozen: to be kept in eval mode while training."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and any(True for _ in m.parameters(recurse=False))
+            and not any(p.requires_grad for p in m.parameters(recurse=False))]

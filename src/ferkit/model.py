@@ -1,4 +1,4 @@
-"""The paper's CNN family and torchvision-named ResNets, built from a ModelSpec, and a registry of named presets.
+"""The paper's CNN family and torchvision-named ResNets and MobileNetV2, built from a ModelSpec, and a registry of named presets.
 
     x (B, channels, in_size, in_size) -> forward_features -> (B, C, H, W) -> flatten or pool (+ HOG)
       -> forward_head -> logits (B, num_classes)
@@ -15,7 +15,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import RESNET_BLOCKS, ConvSpec, FCSpec, HogSpec, ModelSpec, override_spec, read_file, resnet_maxpool
+from .config import (
+    MOBILENET_LAST,
+    MOBILENET_SETTINGS,
+    MOBILENET_STEM,
+    RESNET_BLOCKS,
+    ConvSpec,
+    FCSpec,
+    HogSpec,
+    ModelSpec,
+    mobilenet_stem_stride,
+    override_spec,
+    read_file,
+    resnet_maxpool,
+)
 from .errors import ConfigError
 from .labels import DEFAULT, LabelSet, label_set
 
@@ -55,6 +68,16 @@ class FerNet(nn.Module):
             n_in = f.units
         self.fc = nn.Sequential(*fc)
         self.classifier = nn.Linear(n_in, spec.num_classes)
+
+    def stages(self) -> list[tuple[str, ...]]:
+        """The layers before the head in order, as module-name prefixes (what --freeze N counts):
+        one a conv layer (features.i), one a hidden FC layer (its linear and batch norm)."""
+        convs = [(f"features.{i}.",) for i in range(len(self.features))]
+        fcs, i = [], 0
+        for f in self.spec.fcs:
+            fcs.append((f"fc.{i}.", f"fc.{i + 1}.") if f.batch_norm else (f"fc.{i}.",))
+            i += 2 + f.batch_norm + bool(f.dropout)  # linear, [batch norm], ReLU, [dropout]
+        return convs + fcs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, channels, in_size, in_size) -> the last conv layer's output (B, C, H, W)."""
@@ -131,6 +154,10 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def stages(self) -> list[tuple[str, ...]]:
+        """The stem (conv1, bn1) and layer1-4, as module-name prefixes (what --freeze N counts)."""
+        return [("conv1.", "bn1.")] + [(f"layer{i}.",) for i in range(1, 5)]
+
     @property
     def features(self) -> nn.Sequential:
         """The stem and the 4 stages as one Sequential (for activation maps and DeepDream); built
@@ -148,6 +175,85 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), hog)
+
+
+# ---------------------------------------------------------------- MobileNetV2
+# torchvision's mobilenet_v2 (width 1.0) in plain torch, with its module names: features.0 (conv,
+# batch norm, ReLU6), features.1-17 (inverted residuals, each `.conv`), features.18 (1x1 conv to
+# 1280), classifier (dropout 0.2, linear), so that its published ImageNet weights load by name.
+
+
+def _conv_bn(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """torchvision's Conv2dNormActivation: conv (no bias), batch norm, ReLU6 (names .0, .1)."""
+    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, out: int, stride: int, expand: int):
+        super().__init__()
+        hidden = inp * expand
+        self.use_res_connect = stride == 1 and inp == out
+        layers = [_conv_bn(inp, hidden, 1)] if expand != 1 else []  # 1x1 expansion
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden),  # 3x3 depthwise
+                   nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out)]  # 1x1 linear projection
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 with FerNet's interface. For small inputs (under 112 px) the first
+    conv has stride 1 instead of 2 (the weights are the same), so a 48x48 face reaches the last
+    block at 3x3 instead of 2x2, as a small-input ResNet drops its stem pool."""
+
+    head = "classifier.1"
+    first_conv = "features.0.0"
+
+    def __init__(self, spec: ModelSpec, hog_dim: int = 0):
+        super().__init__()
+        if hog_dim:
+            raise ValueError("a MobileNetV2 takes no HOG features")
+        self.spec, self.hog_dim = spec, 0
+        layers, inp = [_conv_bn(spec.channels, MOBILENET_STEM, 3, mobilenet_stem_stride(spec.in_size))], MOBILENET_STEM
+        for t, c, n, s in MOBILENET_SETTINGS:
+            for i in range(n):
+                layers.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
+                inp = c
+        layers.append(_conv_bn(inp, MOBILENET_LAST, 1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(MOBILENET_LAST, spec.num_classes))
+        size = spec.feature_size()
+        self.feature_shape = (MOBILENET_LAST, size, size)
+        # torchvision's initialisation
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def stages(self) -> list[tuple[str, ...]]:
+        """features.0-18 (the stem, 17 inverted residuals, the last 1x1 conv), as module-name
+        prefixes (what --freeze N counts)."""
+        return [(f"features.{i}.",) for i in range(len(self.features))]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, channels, in_size, in_size) -> features.18's output (B, 1280, H, W)."""
+        return self.features(x)
+
+    def forward_head(self, feats: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(feats.mean((2, 3)))
+
+    def forward(self, x: torch.Tensor, hog: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), hog)
+
+
+BACKBONE_NETS = {"resnet18": ResNet, "resnet34": ResNet, "mobilenet_v2": MobileNetV2}
 
 
 # ---------------------------------------------------------------- presets
@@ -208,6 +314,8 @@ PRESETS: dict[str, Preset] = {
     "lite": Preset(_lite(), "7 conv (fast without its second 48x48 conv) + global average pool"),
     "resnet18": Preset(ModelSpec(backbone="resnet18"), "ResNet-18 (torchvision's names: --init-from its ImageNet weights)"),
     "resnet34": Preset(ModelSpec(backbone="resnet34"), "ResNet-34 (torchvision's names: --init-from its ImageNet weights)"),
+    "mobilenet_v2": Preset(ModelSpec(backbone="mobilenet_v2"),
+                           "MobileNetV2 (torchvision's names: --init-from its ImageNet weights)"),
 }
 
 
@@ -238,7 +346,7 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
     )
 
 
-def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet | ResNet:
+def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet | ResNet | MobileNetV2:
     """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec, with one output
     per emotion of `labels` (a spec's num_classes must agree). Without labels: the spec's
     num_classes, else the default label set's (a model built outside training, e.g. in a test)."""
@@ -246,7 +354,7 @@ def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) 
     if labels is not None or spec.num_classes is None:
         spec = spec.for_labels(labels or label_set(DEFAULT))
     if spec.backbone is not None:
-        return ResNet(spec)
+        return BACKBONE_NETS[spec.backbone](spec)
     hog_dim = 0
     if spec.hog is not None:
         from .hog import hog_dim as _hog_dim

@@ -17,7 +17,7 @@ PAPER_DEEP = dict(epochs=35, lr=1e-2, l2=1e-7)
 VGG = dict(epochs=40, lr=0.1, l2=5e-4, optimizer="sgd", schedule="onecycle", label_smoothing=0.1, crop_pad=4,
            rotate=10, erase=0.25, tta=True)
 
-# Fine-tuning a ResNet (usually --init-from pretrained weights): SGD on a one-cycle schedule with a
+# Fine-tuning a ResNet or MobileNetV2 (usually --init-from pretrained weights): SGD on a one-cycle schedule with a
 # lower peak than the VGG nets' from-scratch 0.1, fewer epochs, flips and shifts, flip TTA.
 RESNET = dict(epochs=15, lr=0.01, l2=5e-4, optimizer="sgd", schedule="onecycle", label_smoothing=0.1, crop_pad=4,
               tta=True)
@@ -35,6 +35,7 @@ RECIPES: dict[str, dict] = {
     "lite": {**VGG, "epochs": 30},  # for distillation from a bigger model (--teacher), as ferplus-fast was made
     "resnet18": RESNET,
     "resnet34": RESNET,
+    "mobilenet_v2": RESNET,
 }
 
 

@@ -38,7 +38,7 @@ from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, reading_for
 from .errors import ConfigError, FerkitError
 from .files import atomic_write, check_output
-from .finetune import init_from
+from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
@@ -212,10 +212,20 @@ def with_teacher(loss: torch.Tensor, student: torch.Tensor, teachers: torch.Tens
 
 
 def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # L2 applies to weights only, not to biases and batch-norm parameters.
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    rest = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.l2}, {"params": rest, "weight_decay": 0.0}]
+    """The optimizer of the model's trainable parameters (frozen ones, requires_grad False, are left
+    out). L2 applies to weights only, not to biases and batch-norm parameters. With cfg.backbone_lr,
+    the head's groups come first (at cfg.lr; param_groups[0] is what the history records), then
+    the rest's at cfg.lr x backbone_lr; without it the two groups are as they always were (so
+    older runs resume)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    parts = [(params, cfg.lr)]
+    if cfg.backbone_lr is not None:
+        parts = [([(n, p) for n, p in params if is_head(model, n)], cfg.lr),
+                 ([(n, p) for n, p in params if not is_head(model, n)], cfg.lr * cfg.backbone_lr)]
+    groups = [g for part, lr in parts for g in (
+        {"params": [p for _, p in part if p.ndim > 1], "weight_decay": cfg.l2, "lr": lr},
+        {"params": [p for _, p in part if p.ndim <= 1], "weight_decay": 0.0, "lr": lr})
+        if g["params"] or cfg.backbone_lr is None]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     if cfg.optimizer == "adamw":
@@ -226,7 +236,7 @@ def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _scheduler(opt, cfg: TrainConfig, total_steps: int):
     """Stepped once per iteration."""
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.2)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps, pct_start=0.2)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     if cfg.schedule == "step":
@@ -238,6 +248,8 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
                     teachers: list[Teacher] = ()):
     """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses)."""
     model.train()
+    for m in frozen_norms(model):  # --freeze: frozen layers' batch norms keep their statistics
+        m.eval()
     n = len(data)
     perm = torch.randperm(n, generator=gen)
     total_loss, correct, seen, losses = 0.0, 0, 0, []
@@ -418,6 +430,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         _check_length(ckpt, cfg, out)
     # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
+    if cfg.freeze > spec.stages():
+        raise ConfigError(f"--freeze {cfg.freeze}: {cfg.model} has {spec.stages()} layers before its head to freeze; "
+                          f"give 1..{spec.stages()}, or -1 for all")
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     if data is None:
@@ -448,6 +463,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     model = create_model(spec)
     if cfg.init_from and ckpt is None:  # a resumed run has its own weights in last.pt
         init_from(model, cfg.init_from, info)
+    freeze(model, cfg.freeze, info)  # resumed too: the optimizer's groups must be the ones last.pt holds
     model = prepare(model, device)
     teachers = [Teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)

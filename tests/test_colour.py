@@ -219,6 +219,14 @@ def test_cli_export_and_predict_with_a_colour_model(rgb_checkpoint, colour_folde
     assert a["box"] == b["box"] == q["box"]
     assert max(abs(a["probs"][e] - b["probs"][e]) for e in FER2013) < 1e-5
     assert max(abs(a["probs"][e] - q["probs"][e]) for e in FER2013) < 0.03
+    # evaluate reads the data at the model's own input (64x64 colour) for its graph as for its checkpoint
+    scores = []
+    for model in (rgb_checkpoint, fp32):
+        metrics = tmp_path / f"metrics-{model.stem}.json"
+        assert main(["evaluate", str(model), "--data", str(colour_folder), "--split", "test", "--json", str(metrics),
+                     "--precision", "fp32"]) == 0
+        scores.append(json.loads(metrics.read_text())["confusion_matrix"])
+    assert scores[0] == scores[1] and sum(map(sum, scores[0])) == 10
 
 
 def test_serve_a_colour_onnx_model(rgb_checkpoint, tmp_path, astronaut):

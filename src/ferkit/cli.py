@@ -243,8 +243,8 @@ def cmd_evaluate(args):
     if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
         check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
     # read as the model's training read it: its input size and channels, class names and drawn split
-    if is_onnx_file(ck):  # an exported graph takes 48x48 grey faces
-        reading = {"names": read_names(args.label_names)} if args.label_names else {}
+    if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the split drawn with the defaults
+        reading = {"size": clf.size, "channels": clf.channels, **({"names": read_names(args.label_names)} if args.label_names else {})}
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
     data = load_fer(args.data, bool(args.skip_bad_rows), **reading)

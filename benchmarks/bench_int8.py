@@ -19,7 +19,7 @@ from pathlib import Path
 from common import cpu_header
 
 from ferkit.data import load_fer
-from ferkit.labels import for_emotions
+from ferkit.metrics import split_labels
 from ferkit.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,7 @@ if args.models is not None:
 for path in shipped + [Path(g).resolve() for g in args.graph]:
     t = time.perf_counter()
     plain = Predictor(path)  # torch-free: the graph as Predictor runs it, here with the mirror as the file says
-    labels = for_emotions(plain.labels)
-    y = labels.eval_labels(labels.annotations(data)[data.splits == data.split_index("val")][: args.faces], "PublicTest")[0]
+    y = split_labels(plain.labels, data, "val")[0][: args.faces]
     scored = y >= 0
 
     def accuracy(p):

@@ -20,6 +20,7 @@ from common import PEER_SCRIPT, cpu_header, measure_peer, median_s, peer_probs, 
 from ferkit import bundled
 from ferkit.data import load_fer
 from ferkit.labels import FER2013, for_emotions
+from ferkit.metrics import split_labels
 from ferkit.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +37,8 @@ random_faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), d
 
 
 def accuracy(probs: np.ndarray, emotions) -> tuple[float, str]:
-    labels = for_emotions(emotions)
-    y = labels.eval_labels(labels.annotations(data)[val], "PublicTest")[0]
-    return 100 * float((probs.argmax(1) == y)[y >= 0].mean()), labels.title
+    y = split_labels(emotions, data, "val")[0]
+    return 100 * float((probs.argmax(1) == y)[y >= 0].mean()), for_emotions(emotions).title
 
 
 def speed(predict) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ferkit import bundled
 from ferkit.data import load_fer
-from ferkit.labels import for_emotions
+from ferkit.metrics import split_labels
 from ferkit.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,7 @@ print(f"{len(faces)} PublicTest faces; accuracy of each set of views, and the pa
 print(f"{'model':<14}{'face':>8}{'+ mirror':>10}{'+ shifts':>10}{'+ zoom':>9}{'all':>8}   passes 1 / 2 / 10 / 4 / 12")
 for name in args.models:
     p = Predictor(name, tta=False)  # one view a pass; the views are averaged here
-    labels = for_emotions(p.labels)
-    y = labels.eval_labels(labels.annotations(data)[val], "PublicTest")[0]
+    y = split_labels(p.labels, data, "val")[0]
 
     def acc(*views):
         return 100 * float((np.sum(views, 0).argmax(1) == y)[y >= 0].mean())

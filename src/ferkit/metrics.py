@@ -74,13 +74,19 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
     says (labels.py): a FER2013 model on the file's labels; a FER+ model on each face's FER+ majority
     emotion, read from the vote file (labels_file, default fer2013new.csv beside the data), plus
     the most-voted-emotions measure."""
-    labels = for_emotions(clf.labels)
     images, _ = data.split(split)
-    rows = labels.annotations(data, labels_file)[data.splits == data.split_index(split)]
-    y, top = labels.eval_labels(rows, f"{data.source}: the {split} rows")
-    m = summarize(y, clf.predict_proba(images, tta=tta), labels.emotions, top)
+    y, top = split_labels(clf.labels, data, split, labels_file)
+    m = summarize(y, clf.predict_proba(images, tta=tta), for_emotions(clf.labels).emotions, top)
     m.update(data=data.source, split=split)
     return m
+
+
+def split_labels(emotions, data, split: str, labels_file=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the faces of one split are scored against for a model predicting `emotions` (its label
+    set's eval_labels): labels (N,), -1 = left out, and the top-vote sets or None."""
+    labels = for_emotions(emotions)
+    rows = labels.annotations(data, labels_file)[data.splits == data.split_index(split)]
+    return labels.eval_labels(rows, f"{data.source}: the {split} rows")
 
 
 def emotions_of(metrics: dict[str, dict]) -> list[str]:

@@ -157,14 +157,19 @@ class UploadGuard:
     def __init__(self, app, limit: int, upload_limit: int, timeout: float):
         self.app, self.limit, self.upload_limit, self.timeout = app, limit, upload_limit, timeout
 
+    # A refusal closes the connection once answered: the rest of the body may still be on its way (or
+    # never come), so the connection cannot carry another request; left open, it would be held until
+    # the keep-alive timeout.
+    CLOSE = {"connection": "close"}
+
     def _too_large(self):
         return _error(413, f"upload too large: the limit is {_mb(self.upload_limit)}; send a smaller photo "
-                           "(or start the server with a larger --max-upload-mb)")
+                           "(or start the server with a larger --max-upload-mb)", self.CLOSE)
 
     def _too_slow(self):
         return _error(408, f"upload too slow: the whole photo must arrive within {self.timeout:g} s; "
                            "send a smaller photo or use a faster connection (or start the server with "
-                           "a longer --upload-timeout)")
+                           "a longer --upload-timeout)", self.CLOSE)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -90,3 +90,26 @@ def peer_probs(faces):
         m.invoke()
         probs.append(m.get_tensor(out)[0])
     return np.asarray(probs)
+
+
+def peer_macs() -> int | None:
+    """The peer's multiply-adds per face, counted from its TFLite graph's convolutions and dense
+    layers (output size x kernel work); None when LiteRT is missing."""
+    import numpy as np
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    m = Interpreter(model_path=str(PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"))
+    shapes = {t["index"]: t["shape"] for t in m.get_tensor_details()}
+    total = 0
+    for op in m._get_ops_details():  # LiteRT has no public per-op listing
+        w, out = shapes[op["inputs"][1]] if len(op["inputs"]) > 1 else None, shapes[op["outputs"][0]]
+        if op["op_name"] == "CONV_2D":  # weights (out_ch, kh, kw, in_ch)
+            total += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, ch)
+            total += int(np.prod(out)) * int(w[1] * w[2])
+        elif op["op_name"] == "FULLY_CONNECTED":  # weights (out, in)
+            total += int(np.prod(w))
+    return total

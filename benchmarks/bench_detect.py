@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_header
+from common import cpu_header, peer_boxes
 from PIL import Image
 
 from ferkit.detectors import DETECTORS, YuNet
@@ -97,18 +97,6 @@ def score(boxes, faces, partial):
             used.add(j)
     false = sum(1 for i, b in enumerate(boxes) if i not in hit and not any(iou(b, p) >= MIN_IOU for p in partial))
     return len(hit), false, [hit.get(i) for i in range(len(boxes))]
-
-
-def peer_boxes(rgb):
-    """The faces `fer` finds: OpenCV's default Haar cascade with fer's parameters on the whole
-    photo (as ../shared/peers/fer_litert.py and fer.FER do)."""
-    import cv2
-
-    if not hasattr(peer_boxes, "cascade"):
-        peer_boxes.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    found = peer_boxes.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50))
-    return [tuple(map(float, b)) for b in np.asarray(found).reshape(-1, 4)]
 
 
 def boxes_of(det, rgb):

@@ -13,15 +13,11 @@ ferkit on the same CPU. "x peer" > 1 means ferkit is better; TARGETS are the pro
 import argparse
 
 import numpy as np
-from common import cpu_header, measure_peer, median_s, ratio
+from common import TARGETS, cpu_header, measure_peer, median_s, ratio
 from skimage import data
 
 from ferkit.faces import find_faces
 from ferkit.predict import Predictor
-
-# ferkit's targets against the peer on every CPU (x peer, > 1 is better): 1.5x its crops/s, 0.7x
-# its time for one face, 0.5x its time from the astronaut photo to emotions
-TARGETS = {"crops": 1.5, "face": 1 / 0.7, "photo": 2.0}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", help="bundled model name or checkpoint (default: the bundled default model)")

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import cpu_header, peer_probs
+from common import cpu_header, peer_boxes, peer_crops, peer_probs
 
 from ferkit.detectors import DETECTORS
 from ferkit.faces import MARGIN, find_faces, load_image
@@ -69,17 +69,12 @@ def peer_labels(photos: dict) -> dict | None:
     """The peer's emotion for each photo's largest face, as `fer` finds and crops it (its Haar
     cascade on the whole photo, the photo padded by 40 px, the box widened by 10 px) and reads it
     (common.peer_probs); None with a printed note when it cannot run here."""
-    import cv2
-    from bench_detect import peer_boxes
-
     crops = {}
     for name, rgb in photos.items():
         boxes = peer_boxes(rgb)
         i = largest(boxes)
         if i is not None:
-            x, y, w, h = (int(v) for v in boxes[i])
-            padded = cv2.copyMakeBorder(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=0)
-            crops[name] = padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40]
+            crops[name] = peer_crops(rgb, [boxes[i]])[0]
     probs = peer_probs(list(crops.values()))
     if probs is None:
         return None

@@ -7,6 +7,7 @@ are never constants: CPUs differ by 2x and more between machines, and a ratio me
 only when both sides ran on the same CPU at the same time.
 """
 
+import functools
 import json
 import os
 import statistics
@@ -20,6 +21,11 @@ from ferkit.cpu import cpu_info
 
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "../shared/peers/fer_litert.py"
 PEER_MODEL = PEER_SCRIPT.parent / "fer" / "emotion_model_quantized.tflite"  # fer's own int8 model
+
+
+# ferkit's targets against the peer on every CPU (x peer, > 1 is better): 1.5x its crops/s, 0.7x
+# its time for one face, 0.5x its time from the astronaut photo to emotions
+TARGETS = {"crops": 1.5, "face": 1 / 0.7, "photo": 2.0}
 
 
 def cpu_header() -> str:
@@ -69,18 +75,18 @@ def median_s(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def peer_probs(faces):
+def peer_probs(faces, threads: int | None = None):
     """The peer's probabilities (N, 7, FER2013's order) for uint8 grey faces (N, 48, 48), or a list
-    of grey crops of any size (fer's own, from a photo), as fer.FER._classify_emotions computes them (64x64, scaled to -1..1, one invoke a face); None with
-    a printed note when LiteRT is missing."""
+    of grey crops of any size (fer's own, from a photo: peer_crops), as fer.FER._classify_emotions
+    computes them (64x64, scaled to -1..1, one invoke a face); None with a printed note when
+    LiteRT is missing."""
     import cv2  # the peer's own resize (fer_litert.py needs OpenCV too)
     import numpy as np
 
-    m = _peer_interpreter()
+    m = _peer_interpreter(threads)
     if m is None:
         print("note: the peer's accuracy is not measured; pip install 'ferkit[bench]' (ai-edge-litert)")
         return None
-    m.allocate_tensors()
     inp, out = m.get_input_details()[0]["index"], m.get_output_details()[0]["index"]
     probs = []
     for face in faces:
@@ -89,6 +95,35 @@ def peer_probs(faces):
         m.invoke()
         probs.append(m.get_tensor(out)[0])
     return np.asarray(probs)
+
+
+def peer_boxes(rgb) -> list:
+    """The faces `fer` finds: OpenCV's default Haar cascade with fer's parameters on the whole
+    photo (as ../shared/peers/fer_litert.py and fer.FER do), as (x, y, w, h)."""
+    import cv2
+    import numpy as np
+
+    if not hasattr(peer_boxes, "cascade"):
+        peer_boxes.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    found = peer_boxes.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50))
+    return [tuple(map(float, b)) for b in np.asarray(found).reshape(-1, 4)]
+
+
+def peer_crops(rgb, boxes) -> list:
+    """The grey crops `fer` cuts for `boxes`: the photo padded by 40 px, each box widened by 10 px."""
+    import cv2
+
+    padded = cv2.copyMakeBorder(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=0)
+    crops = []
+    for x, y, w, h in ((int(v) for v in b) for b in boxes):
+        crops.append(padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40])
+    return crops
+
+
+def peer_photo_probs(rgb, threads: int | None = None):
+    """The peer's photo path (fer_litert.py's photo_to_emotions): its faces, crops and probabilities."""
+    return peer_probs(peer_crops(rgb, peer_boxes(rgb)), threads)
 
 
 def peer_macs() -> int | None:
@@ -115,10 +150,14 @@ def peer_macs() -> int | None:
     return total
 
 
-def _peer_interpreter():
-    """A LiteRT interpreter of the peer's model, or None without LiteRT."""
+@functools.cache
+def _peer_interpreter(threads: int | None = None):
+    """The peer's model on LiteRT, tensors allocated (one a thread count, made once, as fer keeps
+    one), or None without LiteRT."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
-    return Interpreter(model_path=str(PEER_MODEL))
+    m = Interpreter(model_path=str(PEER_MODEL), num_threads=threads)
+    m.allocate_tensors()
+    return m

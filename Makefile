@@ -24,9 +24,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# the speed benchmarks, each with the peer measured beside ferkit in the same run (the others take
+# arguments or hours: benchmarks/*.py say how to run them; bench_avx2.py needs valgrind)
 bench: install
-	$(BIN)/pip install -q -e '.[bench]'  # the peer, measured beside ferkit in each benchmark
-	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	$(BIN)/pip install -q -e '.[bench]'
+	for f in models predict paths detect; do $(BIN)/python benchmarks/bench_$$f.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,13 +15,16 @@ Instructions are not seconds: they leave out memory stalls and how many instruct
 retires per cycle, which differ between the two runtimes' kernels. They are exact and repeatable,
 and where no such CPU is at hand they are the closest reading of one; a time measured on one
 is better (bench_predict.py). "x peer" > 1 means ferkit executes fewer instructions; the
-targets are bench_predict's (common.TARGETS). Needs valgrind (Debian: apt install valgrind) and
-the peer (pip install 'ferkit[bench]'); about 5 minutes.
+targets are bench_predict's (common.TARGETS). The counts depend on an int8 graph's quantisation
+parameters too (an untrained net's graph counted ~40% more than the same net trained): compare
+trained models. Needs valgrind (Debian: apt install valgrind) and the peer (pip install
+'ferkit[bench]'); about 10 minutes on 2 cores.
 """
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,7 +84,7 @@ def main() -> None:
     if args.worker:
         side, work, repeat = args.worker
         return worker(side, work, int(repeat), args.batch, args.model)
-    if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+    if shutil.which("valgrind") is None:
         sys.exit("valgrind is missing: apt install valgrind")
     print(cpu_header())
     print(f"under valgrind the programs see: {features_under_valgrind()}")

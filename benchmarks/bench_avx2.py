@@ -39,13 +39,17 @@ WORK = ("crops", "face", "photo")  # a batch of faces (counted per face), one fa
 def worker(side: str, work: str, repeat: int, batch: int, model: str | None) -> None:
     """Load `side` (ferkit's `model` on its default path, or the peer), warm up, then do `work`
     `repeat` times."""
+    from ferkit.errors import FerkitError
     from ferkit.faces import load_image
     from ferkit.predict import DEMO_PHOTO, Predictor
 
     faces = np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8)
     photo = load_image(DEMO_PHOTO)
     if side == "ferkit":
-        p = Predictor(model, threads=1)
+        try:
+            p = Predictor(model, threads=1)
+        except FerkitError as e:  # a bad --model: its message, not a traceback
+            sys.exit(str(e))
         do = {"crops": lambda: p.predict_faces(faces), "face": lambda: p.predict_faces(faces[:1]),
               "photo": lambda: p.predict(photo)}[work]
     else:
@@ -92,13 +96,12 @@ def main() -> None:
     # one face is counted 20x as often: a face is cheap, and the two runs differ by a few million
     # instructions of the interpreter's own (its start-up is not the same twice)
     repeat = {"crops": args.repeat, "face": 20 * args.repeat, "photo": args.repeat}
-    per = {"crops": args.batch * args.repeat, "face": repeat["face"], "photo": args.repeat}
     count = {}
     for side in ("ferkit", "peer"):
         for work in WORK:
             done = (instructions(side, work, repeat[work], args.batch, args.model)
                     - instructions(side, work, 0, args.batch, args.model))
-            count[side, work] = done / per[work]
+            count[side, work] = done / (repeat[work] * (args.batch if work == "crops" else 1))
     names = {"crops": f"instructions a face in a batch of {args.batch}", "face": "instructions for one face",
              "photo": "instructions astronaut photo -> emotions"}
     print(f"{'':42}{'ferkit':>14}{'peer':>14}{'x peer':>9}{'target':>9}")

@@ -115,10 +115,8 @@ def peer_crops(rgb, boxes) -> list:
     import cv2
 
     padded = cv2.copyMakeBorder(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=0)
-    crops = []
-    for x, y, w, h in ((int(v) for v in b) for b in boxes):
-        crops.append(padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40])
-    return crops
+    boxes = [[int(v) for v in b] for b in boxes]
+    return [padded[y - 10 + 40 : y + h + 10 + 40, x - 10 + 40 : x + w + 10 + 40] for x, y, w, h in boxes]
 
 
 def peer_photo_probs(rgb, threads: int | None = None):

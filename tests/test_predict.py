@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_spec
+from conftest import FullDisk, tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
 from ferkit.draw import annotate, save_rgb
@@ -333,9 +333,6 @@ def _photos(folder, n: int):
 
 
 def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    import errno
-    import os
-
     import ferkit.files as files
 
     photos = _photos(tmp_path / "photos", 2)
@@ -343,21 +340,7 @@ def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoi
     js.write_text('[{"file": "earlier"}]')
     cs.write_text("file\nearlier\n")
 
-    class Full:  # a file on a full disk: some bytes go out, then ENOSPC
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(data[:10])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(files, "open", lambda *a, **k: Full(open(*a, **k)), raising=False)
+    monkeypatch.setattr(files, "open", lambda *a, **k: FullDisk(open(*a, **k), room=10), raising=False)
     for flag, path in (("--json", js), ("--csv", cs)):
         assert main(["predict", str(photos), "--model", str(tiny_checkpoint), flag, str(path)]) == 2
         err = capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_spec, write_fer_csv
+from conftest import FullDisk, tiny_spec, write_fer_csv
 from ferkit import augment, train
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
 from ferkit.errors import FerkitError
@@ -174,18 +174,21 @@ def test_a_kill_between_the_checkpoint_and_the_history_loses_nothing(tmp_path, m
 
 
 def _disk_full_at(monkeypatch, name: str, epoch: int):
-    """torch.save fails as on a full disk (ENOSPC, after writing some bytes) when fit saves `name` of `epoch`."""
-    import errno
+    """The disk fills while fit writes `name` of `epoch` (its `epoch`-th write of that file)."""
+    import ferkit.files as files
 
-    real = torch.save
+    opened = 0
 
-    def save(obj, f, *a, **k):
-        if Path(f.name).name.startswith(f".{name}.") and obj["epoch"] == epoch:
-            f.write(b"PK\x03\x04 partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, f, *a, **k)
+    def fake_open(file, *a, **k):
+        nonlocal opened
+        f = open(file, *a, **k)
+        if Path(file).name.startswith(f".{name}."):
+            opened += 1
+            if opened == epoch:
+                return FullDisk(f)
+        return f
 
-    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(files, "open", fake_open, raising=False)
 
 
 def test_a_full_disk_is_one_line_and_the_run_stays_resumable(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,7 @@ prediction and visualisation preprocess faces the same way training did.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 import zipfile
@@ -33,8 +34,12 @@ RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
-    """Write atomically: a kill mid-write never leaves a broken checkpoint."""
-    atomic_write(path, lambda f: torch.save(ckpt, f))
+    """Write atomically: a kill mid-write never leaves a broken checkpoint. torch.save writes into
+    memory first: its zip writer turns a failed write (a full disk) into a RuntimeError, while
+    atomic_write's own write raises the OSError that callers report as one line."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write(path, buf.getbuffer())
 
 
 def inference_copy(ckpt: dict, half: bool = False) -> dict:

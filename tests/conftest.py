@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 from pathlib import Path
 
@@ -49,8 +50,6 @@ class FullDisk:
         self.f, self.room = f, room
 
     def write(self, data):
-        import errno
-
         n = min(len(data), self.room)
         self.f.write(bytes(data[:n]))
         self.room -= n

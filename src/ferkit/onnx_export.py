@@ -1,7 +1,7 @@
 """ONNX export of a Classifier: a self-contained graph from uint8 faces to probabilities.
 
-    faces uint8 (N, H, W) grey or (N, H, W, C) colour, the model's input -> [cast, - mean image, / 128]
-    -> CNN -> softmax [-> average with the mirrored face] -> probs float32 (N, C), C the model's emotions
+    faces uint8 (N, H, W) grey or (N, H, W, C) colour, the model's input -> [cast, - mean image]
+    -> CNN (its first conv's weights / 128) -> softmax [-> average with the mirrored face] -> probs float32 (N, C), C the model's emotions
 
 The input is the model's own (its spec's in_size and channels): (N, 48, 48) for FER2013's grey
 faces, (N, H, W, 3) RGB for a colour model; its fixed sizes and the metadata keys in_size and
@@ -29,6 +29,7 @@ int8_problems() checks a graph for weights that could saturate.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import warnings
@@ -41,7 +42,7 @@ from torch import nn
 from .checkpoint import Classifier
 from .errors import FerkitError
 from .files import atomic_write
-from .preprocess import probabilities, standardize
+from .preprocess import PIXEL_SCALE, probabilities, standardize
 from .runtime import INPUT, OUTPUT, onnx_session
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,17 @@ class FacesToProbs(nn.Module):
         if clf.model.hog_dim:
             raise FerkitError("HOG hybrid models cannot be exported to ONNX (their HOG features are computed by "
                               "scikit-image outside the network); export a CNN-only model such as vgg, shallow or deep")
-        self.model = clf.model
+        # The input's 1/PIXEL_SCALE goes into the first conv's weights, which see nothing else:
+        # conv(w, x / 128) = conv(w / 128, x), exactly (a power of two). The Div over every pixel
+        # it saves cost onnxruntime's AVX2 path ~0.35 M instructions a face, 8% of a small net's
+        # (benchmarks/bench_avx2.py); int8 graphs keep the same integers, their input scale x128.
+        self.model = copy.deepcopy(clf.model).cpu()
+        self.model.get_submodule(self.model.first_conv).weight.data /= PIXEL_SCALE
         self.tta = clf.tta if tta is None else bool(tta)
         self.register_buffer("mean", torch.from_numpy(np.asarray(clf.mean, np.float32)))
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        x = standardize(faces, self.mean)  # (N, C, H, W), as preprocess.to_tensor
+        x = standardize(faces, self.mean, scale=1)  # (N, C, H, W), as preprocess.to_tensor but x PIXEL_SCALE
         return probabilities(self.model, x, tta=self.tta, one_batch=True)
 
 
@@ -80,7 +86,7 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
 
     import onnx
 
-    wrapper = FacesToProbs(clf, tta).cpu().eval()
+    wrapper = FacesToProbs(clf, tta).eval()
     dummy = torch.zeros(2, *clf.face_shape, dtype=torch.uint8)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -89,7 +95,6 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
         torch.onnx.export(wrapper, (dummy,), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-    clf.model.to(clf.device)
     graph = onnx.load_from_string(buf.getvalue())
     if calibration is not None:
         calibration = np.asarray(calibration)

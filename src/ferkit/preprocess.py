@@ -24,13 +24,15 @@ from .precisions import TORCH as PRECISIONS
 PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
 
 
-def standardize(faces: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+def standardize(faces: torch.Tensor, mean: torch.Tensor, scale: float = PIXEL_SCALE) -> torch.Tensor:
     """Faces (N, H, W) or (N, H, W, C), any dtype, and their mean image ((H, W) or (H, W, C)) ->
-    float32 (N, C, H, W): (pixels - mean image) / PIXEL_SCALE. Also the first step of the ONNX graph."""
+    float32 (N, C, H, W): (pixels - mean image) / scale. Also the first step of the ONNX graph,
+    which passes scale 1 (its first conv's weights take the 1/PIXEL_SCALE)."""
     x = faces.float()
     if x.dim() == 3:  # grey: one channel
         x, mean = x.unsqueeze(-1), mean.unsqueeze(-1)
-    return ((x - mean) / PIXEL_SCALE).permute(0, 3, 1, 2)
+    x = x - mean
+    return (x if scale == 1 else x / scale).permute(0, 3, 1, 2)
 
 
 def to_tensor(images: np.ndarray, mean: np.ndarray) -> torch.Tensor:

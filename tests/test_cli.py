@@ -231,6 +231,7 @@ TRAIN_FLAG_VALUES = {
     "init_from": (["--init-from", "resnet18.pth"], "resnet18.pth"),
     "distill": (["--distill", "0.8"], 0.8),
     "distill_temp": (["--distill-temp", "4"], 4.0),
+    "teacher_tta": (["--teacher-tta"], True),
     "freeze": (["--freeze", "-1"], -1),
     "backbone_lr": (["--backbone-lr", "0.1"], 0.1),
 }

@@ -152,6 +152,36 @@ def test_a_fixed_teacher_adds_its_term_to_the_training_loss():
     assert not torch.allclose(taught.classifier.weight, plain.classifier.weight)
 
 
+class MirrorSensitiveTeacher:
+    """A teacher whose logits follow the face's left-minus-right brightness: a face and its mirror
+    image get opposite answers."""
+
+    def logits(self, x):
+        half = x.shape[-1] // 2
+        s = 50 * (x[..., :half].mean((1, 2, 3)) - x[..., half:].mean((1, 2, 3)))
+        return torch.stack([s, -s] + [torch.zeros_like(s)] * 5, 1)
+
+
+def test_teacher_tta_averages_each_teacher_over_the_face_and_its_mirror_image():
+    temp, w = 2.0, 0.6
+    cfg = TrainConfig(batch_size=14, lr=1e-2, l2=0.0, flip=False, precision="fp32", distill=w, distill_temp=temp,
+                      teacher_tta=True)
+    faces, labels = synthetic_faces(14)
+    data = make_batches(faces, labels, mean_image(faces), tiny_spec())
+    torch.manual_seed(0)  # the weights _train starts from
+    with torch.no_grad():
+        z = copy.deepcopy(create_model(tiny_spec())).train()(data.x).double().numpy()
+    teacher = MirrorSensitiveTeacher()
+    views = [teacher.logits(data.x).double().numpy(), teacher.logits(data.x.flip(-1)).double().numpy()]
+    assert np.abs(views[0] - views[1]).max() > 1, "the synthetic faces are symmetric: the test could not see the mirror"
+    q = np.mean([np.exp(_log_softmax(v / temp)) for v in views], 0)
+    ce = -_log_softmax(z)[np.arange(14), labels].mean()
+    kl = (q * (np.log(q) - _log_softmax(z / temp))).sum(1).mean() * temp**2
+    assert _train(teacher, cfg)[2][0] == pytest.approx((1 - w) * ce + w * kl, rel=1e-5)
+    cfg.teacher_tta = False  # the face's view alone: another target
+    assert _train(teacher, cfg)[2][0] != pytest.approx((1 - w) * ce + w * kl, rel=1e-3)
+
+
 def test_pure_distillation_pulls_the_student_to_the_teacher():
     # distill=1: the labels (2 of 14 faces are class 5) have no say; a teacher sure of class 5
     # (p 0.9 for every face) makes the student predict it.

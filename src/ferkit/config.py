@@ -376,6 +376,10 @@ class TrainConfig:
                                 factory=list)
     distill: float = option(0.5, "with a teacher: weight of the distillation loss (1 - it: the labels' loss)")
     distill_temp: float = option(2.0, "with a teacher: softmax temperature of the distillation loss")
+    # The teachers' own test-time augmentation: their targets get what the mirror buys them at
+    # prediction (0.4-0.9 points for the bundled vgg-wide models), and are the same for a face and its mirror image.
+    teacher_tta: bool = option(False, "with a teacher: distil from the average of each teacher's view of the face "
+                                      "and of its mirror image (twice the teachers' work)")
     init_from: str | None = option(None, "start from these weights: a state_dict file (.pth, e.g. torchvision's "
                                          "ImageNet resnet18/34 weights) or a ferkit checkpoint, copied by parameter name; "
                                          "a head of another size is left new, colour first-conv weights are summed for grey")

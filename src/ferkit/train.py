@@ -277,7 +277,8 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             logits = model(x, hog).float()
         loss = mixed_loss(logits, y, targets, mix, cfg, gen)
         if teachers:
-            loss = with_teacher(loss, logits, [t.logits(x) for t in teachers], cfg)
+            views = (x, x.flip(-1)) if cfg.teacher_tta else (x,)
+            loss = with_teacher(loss, logits, [t.logits(v) for t in teachers for v in views], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

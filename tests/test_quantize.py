@@ -42,7 +42,7 @@ def test_int8_export_keeps_labels_and_stays_close_to_fp32(tiny_checkpoint, tmp_p
     ops = {n.op_type for n in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
-    assert len(int8_weights) == 2  # both convs, the first (one input channel) included
+    assert len(int8_weights) == 1  # the second conv; the first, with its ReLU and pool, is the fp32 stem
     assert int8.stat().st_size < fp32.stat().st_size
 
     faces, labels = test_faces
@@ -193,6 +193,37 @@ def test_exported_int8_weights_cannot_saturate_and_full_range_ones_are_caught(ti
     w = max(weights, key=lambda t: np.prod(t.dims))  # a conv's weights, not a zero point
     w.CopyFrom(numpy_helper.from_array(np.clip(numpy_helper.to_array(w).astype(int) * 2, -127, 127).astype(np.int8), w.name))
     assert len(int8_problems(graph)) == 1 and w.name in int8_problems(graph)[0]
+
+
+def test_int8_stem_stays_fp32_and_its_pool_runs_before_the_quantize(tiny_checkpoint, tmp_path, calib, monkeypatch):
+    """The first conv, its ReLU and the max-pool after them stay fp32 in an int8 graph, and the session
+    keeps the Quantize after the pool (otherwise onnxruntime converts the conv's full-size output
+    for a uint8 pool: slower on every CPU; docs/speed.md)."""
+    import onnxruntime as ort
+
+    from ferkit.onnx_export import fp32_stem
+
+    out = tmp_path / "int8.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), out, calibration=calib)
+    graph = onnx.load(out)
+    stem = next(n for n in graph.graph.node if n.op_type == "Conv")
+    assert {t.name: t for t in graph.graph.initializer}[stem.input[1]].data_type == onnx.TensorProto.FLOAT
+    optimized, make_options = tmp_path / "optimized.onnx", ort.SessionOptions
+
+    def options():  # the graph onnxruntime runs, as onnx_session opens it
+        opts = make_options()
+        opts.optimized_model_filepath = str(optimized)
+        return opts
+
+    monkeypatch.setattr(ort, "SessionOptions", options)
+    onnx_session(out)
+    ops = [n.op_type for n in onnx.load(optimized).graph.node]
+    assert ops.index("MaxPool") < ops.index("QuantizeLinear"), ops
+    # no stem where the first conv's output is not pooled: converting it whole would cost what the stem saves
+    relu_conv = onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["x", "w"], ["c"], name="c1"), onnx.helper.make_node("Relu", ["c"], ["r"], name="r1"),
+         onnx.helper.make_node("Conv", ["r", "w2"], ["y"], name="c2")], "g", [], [])
+    assert fp32_stem(onnx.helper.make_model(relu_conv)) == []
 
 
 def _bundled_with_int8():

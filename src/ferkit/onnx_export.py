@@ -14,9 +14,12 @@ is dynamic. HOG hybrids are refused: their HOG features come from scikit-image, 
 int8 (`precision="int8"`): onnxruntime's static quantization, calibrated on a few hundred
 training faces (of the model's input shape) fed to the graph's uint8 input. Convolutions, max-pools and matmuls run in int8
 (QDQ format, per-channel weight scales); the preprocessing, softmax and the TTA average stay
-fp32. The first convolution is int8 too: keeping it fp32 bought next to no accuracy on the bundled
-models and cost the fast presets a fifth of their speed (onnxruntime converted that conv's output
-layout for the int8 convs after it; docs/speed.md).
+fp32, and so does the stem (fp32_stem) where the first conv's ReLU goes straight into a max-pool
+(`tiny`, `lite`). With one input channel that conv misses onnxruntime's direct int8 conv kernels
+(they take input channels in fours): its im2col (9 one-byte taps a pixel), small GEMM and
+requantisation cost `tiny` a fifth of its instructions a face on AVX2. In fp32, conv, ReLU and
+pool run as direct kernels and 4x fewer values are converted to int8 (benchmarks/bench_avx2.py,
+docs/speed.md), provided the session keeps the pool fp32 (runtime.DISABLED_OPTIMIZERS).
 
 Weights are 7-bit (reduce_range: -64..64). On x86 CPUs without VNNI (AVX2 only) onnxruntime's
 uint8 x int8 kernels add pairs of products in 16 bits (vpmaddubsw), which saturates when
@@ -145,12 +148,31 @@ def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
         onnx.save(graph, src)
         quantize_static(src, dst, Faces(), quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt], per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                        op_types_to_quantize=INT8_OPS)
+                        op_types_to_quantize=INT8_OPS, nodes_to_exclude=fp32_stem(graph))
         out = onnx.load(dst)
     problems = int8_problems(out)
     if problems:  # onnxruntime changed what reduce_range means: refuse rather than ship a graph wrong on AVX2
         raise FerkitError("the int8 graph could saturate on CPUs without VNNI: " + "; ".join(problems[:3]))
     return out
+
+
+def fp32_stem(graph) -> list[str]:
+    """The names of the nodes an int8 export keeps in fp32 (module docstring): the graph's first Conv,
+    the Relu that alone reads it and the MaxPool that alone reads that Relu; [] where the first conv
+    is not followed so (its full-size output's conversion to int8 would cost what the stem saves:
+    vgg-wide and fast measured no faster)."""
+    readers: dict[str, list] = {}
+    for node in graph.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    node = next((n for n in graph.graph.node if n.op_type == "Conv"), None)  # nodes are in topological order
+    stem = [node] if node is not None else []
+    for op in ("Relu", "MaxPool"):
+        after = readers.get(stem[-1].output[0], []) if stem else []
+        if len(after) != 1 or after[0].op_type != op:
+            break
+        stem.append(after[0])
+    return [n.name for n in stem] if len(stem) == 3 else []
 
 
 def int8_problems(graph) -> list[str]:

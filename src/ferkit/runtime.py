@@ -16,6 +16,11 @@ from .errors import FerkitError
 # channels), and its output, probabilities (N, C)
 INPUT, OUTPUT = "faces", "probs"
 FACE_SIZE = 48  # graphs whose input shape says nothing (no fixed sizes, no metadata): FER2013's 48x48 grey
+# An int8 graph's fp32 stem ends in a max-pool (onnx_export.fp32_stem). QDQ propagation would move
+# the Quantize after it above it: a uint8 pool in the other layout, on 4x the values (1.3 M more
+# instructions for the `tiny` default's face on AVX2, 1.3x slower in a batch on AVX-512). ferkit's
+# graphs put every Quantize where it belongs, so nothing else moves.
+DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):
@@ -35,7 +40,7 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     if not isinstance(model, bytes) and not Path(model).exists():
         raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
     try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
         raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model ({e})") from None
 

@@ -57,7 +57,8 @@ for path in shipped + [Path(g).resolve() for g in args.graph]:
         print(f"{name:<44}{accuracy(mirrored):>9.2f}%{'inside':>10}{'':>8}", end="")
     else:  # the mirror as the Predictor adds it (predict.TTA_GAIN is the gain)
         without, mirrored = Predictor(path, tta=False).predict_proba(faces), Predictor(path, tta=True).predict_proba(faces)
-        print(f"{name:<44}{accuracy(without):>9.2f}%{accuracy(mirrored):>9.2f}%{accuracy(mirrored) - accuracy(without):>+8.2f}", end="")
+        a0, a1 = accuracy(without), accuracy(mirrored)
+        print(f"{name:<44}{a0:>9.2f}%{a1:>9.2f}%{a1 - a0:>+8.2f}", end="")
     print(f"{time.perf_counter() - t:>9.1f}", flush=True)
     ensemble.append((plain.labels, mirrored))
 

@@ -17,9 +17,9 @@ from .errors import FerkitError
 INPUT, OUTPUT = "faces", "probs"
 FACE_SIZE = 48  # graphs whose input shape says nothing (no fixed sizes, no metadata): FER2013's 48x48 grey
 # An int8 graph's fp32 stem ends in a max-pool (onnx_export.fp32_stem). QDQ propagation would move
-# the Quantize after it above it: a uint8 pool in the other layout, on 4x the values (1.3 M more
-# instructions for the `tiny` default's face on AVX2; docs/speed.md). ferkit's graphs put every
-# Quantize where it belongs, so nothing else moves.
+# the Quantize after it above it: a uint8 pool on 4x the values, converted to the other layout
+# first, the work the stem exists to save (docs/speed.md). ferkit's graphs put every Quantize where
+# it belongs, so nothing else moves.
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 

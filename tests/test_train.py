@@ -103,6 +103,19 @@ def test_augmentations_keep_shape_and_change_pixels():
     assert torch.equal(augment.augment(x, g), x)  # everything off = identity
 
 
+def test_zoom_scales_the_face_both_ways_and_leaves_other_draws_alone():
+    x = torch.zeros(64, 1, 48, 48)
+    x[:, :, 16:32, 16:32] = 1  # a 16x16 square about the centre
+    area = augment.shift_rotate(x, torch.Generator().manual_seed(0), max_zoom=0.5).sum(dim=(1, 2, 3))
+    assert area.min() < 256 * 0.8 and area.max() > 256 * 1.25  # smaller and larger faces, from 1/1.5 to 1.5 a side
+    assert area.min() > 256 / 1.5**2 * 0.9 and area.max() < 256 * 1.5**2 * 1.1
+    # off: the shift and rotation draw what they did before zoom existed (old runs resume alike)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    augment.augment(x, g1, crop_pad=4, rotate=10, zoom=0)
+    torch.rand(64, generator=g2), torch.randint(-4, 5, (64, 2), generator=g2)  # the angles, the shifts
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
 def test_resume_with_a_new_length_replans_the_schedule(tmp_path, caplog):
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=4, batch_size=21, schedule="onecycle")

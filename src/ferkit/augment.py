@@ -1,5 +1,5 @@
 """Training-time augmentation on batches of tensors (no torchvision): flip, photo degradations
-(JPEG, blur, low resolution, exposure), shift, rotate, erase, and mixing faces in pairs (mixup, CutMix).
+(JPEG, blur, low resolution, exposure), shift, rotate, zoom, erase, and mixing faces in pairs (mixup, CutMix).
 
 All functions take x (B, C, H, W) already mean-subtracted (0 = the mean face), grey (C = 1) or
 colour (C = 3) at any size, and a torch.Generator, and return a new batch. Add a new augmentation here and call it in `augment`.
@@ -38,15 +38,20 @@ def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def shift_rotate(x: torch.Tensor, generator: torch.Generator, max_shift: int = 0, max_deg: float = 0.0) -> torch.Tensor:
-    """Random shift by up to +-max_shift pixels (a random crop of the zero-padded image) and
-    rotation by up to +-max_deg degrees, as one affine resampling."""
-    if not max_shift and not max_deg:
+def shift_rotate(x: torch.Tensor, generator: torch.Generator, max_shift: int = 0, max_deg: float = 0.0,
+                 max_zoom: float = 0.0) -> torch.Tensor:
+    """Random shift by up to +-max_shift pixels (a random crop of the zero-padded image), rotation
+    by up to +-max_deg degrees and zoom by a factor in [1/(1 + max_zoom), 1 + max_zoom] (log-uniform:
+    as many crops tighter as looser, as a detector's box and margin vary on photos), as one affine
+    resampling."""
+    if not max_shift and not max_deg and not max_zoom:
         return x
     b, _, h, w = x.shape
     ang = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_deg)
     shift = torch.randint(-max_shift, max_shift + 1, (b, 2), generator=generator).float()
-    cos, sin = torch.cos(ang), torch.sin(ang)
+    # drawn only when on, so that runs without it (and their resumes) draw what they always did
+    zoom = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log1p(max_zoom)) if max_zoom else torch.ones(b)
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom  # the grid samples a 1/zoom-sized window: the face grows by zoom
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos, -sin, shift[:, 0] * 2 / w
     theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin, cos, shift[:, 1] * 2 / h
@@ -143,10 +148,10 @@ def photo(x: torch.Tensor, generator: torch.Generator, p: float, mean: np.ndarra
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, crop_pad: int = 0, rotate: float = 0.0, erase_p: float = 0.0,
-            photo_p: float = 0.0, mean: np.ndarray | None = None) -> torch.Tensor:
+            photo_p: float = 0.0, mean: np.ndarray | None = None, zoom: float = 0.0) -> torch.Tensor:
     """Every augmentation after the flip, in order: photo degradations (which need the mean image),
-    shift/rotate, then erasing."""
-    return erase(shift_rotate(photo(x, generator, photo_p, mean), generator, crop_pad, rotate), generator, erase_p)
+    shift/rotate/zoom, then erasing."""
+    return erase(shift_rotate(photo(x, generator, photo_p, mean), generator, crop_pad, rotate, zoom), generator, erase_p)
 
 
 def numpy_rng(generator: torch.Generator) -> np.random.Generator:

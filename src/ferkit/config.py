@@ -342,6 +342,8 @@ class TrainConfig:
     flip: bool = option(True, "random horizontal flips (the paper)")
     crop_pad: int = option(0, "random shift of up to N pixels (random crop of the zero-padded face); 0 = off")
     rotate: float = option(0.0, "random rotation up to +-degrees; 0 = off")
+    # photos' crops vary in margin and scale around the detector's box; FER2013's faces are framed alike
+    zoom: float = option(0.0, "random zoom in or out by a factor up to 1+Z (e.g. 0.15); 0 = off")
     erase: float = option(0.0, "probability of random erasing of a patch; 0 = off")
     photo_aug: float = option(0.0, "probability a face is degraded as photos are: JPEG (quality 30-90), blur, "
                                    "downscale-upscale, brightness/contrast/gamma; 0 = off")
@@ -441,6 +443,7 @@ TRAIN_RANGES = {
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "erase": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "photo_aug": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "zoom": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "mixup_prob": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill_temp": (lambda v: v > 0, "> 0"),

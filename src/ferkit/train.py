@@ -265,7 +265,7 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
             x = aug.flip(x, m)
             if hog is not None:
                 hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
-        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase, cfg.photo_aug, data.mean)  # (HOG: of the face as it was)
+        x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase, cfg.photo_aug, data.mean, cfg.zoom)  # (HOG: of the face as it was)
         mix = aug.draw_mix(len(idx), x.shape[-2:], gen, cfg.mixup, cfg.cutmix, cfg.mixup_prob)
         if mix is not None:  # the teachers see the mixed faces too
             x = mix.images(x)

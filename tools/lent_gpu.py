@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,9 +101,7 @@ def unpack(parts: list[Path], out: Path, calibration: bool = False) -> Path:
 
 
 def ferkit(*args: str) -> list[str]:
-    """A ferkit command run from this tree (src/ on the path: the device has no ferkit installed)."""
-    os.environ["PYTHONPATH"] = str(ROOT / "src")
-    os.environ["FERKIT_CACHE"] = str(WORK / "cache")
+    """A ferkit command run from this tree (main() puts src/ on the children's path)."""
     return [sys.executable, "-m", "ferkit", *args]
 
 
@@ -117,8 +116,9 @@ def launch(name: str, flags: list[str], csv: Path, runs: Path, epochs: int, thre
 
 
 def run_all(jobs: dict, csv: Path, runs: Path, epochs: int, deadline: float) -> dict[str, int]:
-    """The jobs side by side; any still running at the deadline is stopped (its best.pt stays)."""
-    ferkit()  # the cache below is the jobs' cache
+    """The jobs side by side, in fresh run folders; any still running at the deadline is stopped
+    (its best.pt stays)."""
+    shutil.rmtree(runs, ignore_errors=True)  # a second try on a warm machine starts over
     load_fer(csv)  # parse the CSV once, into the cache the jobs then read
     threads = max(1, (os.cpu_count() or 2) // len(jobs))
     procs = {name: launch(name, flags, csv, runs, epochs, threads) for name, flags in jobs.items()}
@@ -217,8 +217,10 @@ def main(argv=None) -> None:
                             "on a CPU: --extra --model tiny --train-subset 500")
     args = p.parse_args(argv)
     if args.command == "pack":
-        pack(args.data, args.ferplus or str(Path(args.data).with_name("fer2013new.csv")))
-    elif args.command == "calibrate":
+        return pack(args.data, args.ferplus or str(Path(args.data).with_name("fer2013new.csv")))
+    # the jobs run ferkit from this tree and share one data cache (their parent fills it first)
+    os.environ.update(PYTHONPATH=str(ROOT / "src"), FERKIT_CACHE=str(WORK / "cache"))
+    if args.command == "calibrate":
         calibrate(args)
     else:
         train(args)

@@ -209,6 +209,7 @@ TRAIN_FLAG_VALUES = {
     "flip": (["--no-flip"], False),
     "crop_pad": (["--crop-pad", "3"], 3),
     "rotate": (["--rotate", "7.5"], 7.5),
+    "zoom": (["--zoom", "0.2"], 0.2),
     "erase": (["--erase", "0.4"], 0.4),
     "photo_aug": (["--photo-aug", "0.3"], 0.3),
     "mixup": (["--mixup", "0.2"], 0.2),

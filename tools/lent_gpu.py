@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # the device has no ferkit installed: run it from this tree
 
 from ferkit.data import SPLITS, USAGE_TO_SPLIT, load_fer  # noqa: E402
+from ferkit.runs import HISTORY_JSON, summarize_history  # noqa: E402
 
 log = logging.getLogger("lent_gpu")
 
@@ -51,6 +52,7 @@ PACKED = ROOT / ".gpu"  # the two halves, here and in the device's copy of the t
 WORK = Path("/tmp/ferkit-gpu")  # on the device: the rebuilt data, the runs, the timing (kept while warm)
 HALF = 16_149  # rows in part a: half the file, so that either part and the tree fit in 64 MiB
 PUBLIC_TEST_ROWS = 3_589  # PublicTest's size: calibration validates on as many faces
+TRAINING_ROWS = 28_709  # FER2013's Training rows, what an epoch of the real run sees
 SPLIT_TO_USAGE = {s: u for u, s in USAGE_TO_SPLIT.items()}
 OVERHEAD_S = 75  # a train call's time outside epochs: unpacking, torch's start, the cache, exporting
 MAX_EPOCHS = 300
@@ -136,7 +138,8 @@ def run_all(jobs: dict, csv: Path, runs: Path, epochs: int, deadline: float) -> 
 
 
 def history(run: Path) -> list[dict]:
-    path = run / "history.json"
+    """A job's epochs so far ([] for one that stopped before its first)."""
+    path = run / HISTORY_JSON
     return json.loads(path.read_text()) if path.exists() else []
 
 
@@ -154,8 +157,8 @@ def calibrate(args) -> None:
             log.error("%s (exit %s):\n%s", name, codes[name], (runs / name / "train.log").read_text()[-2000:])
         raise SystemExit("calibration: no job finished two epochs")
     train_rows = HALF - PUBLIC_TEST_ROWS
-    epoch_s = max(seconds) * 28_709 / train_rows
-    (WORK / "epoch.json").write_text(json.dumps({"epoch_s": epoch_s, "jobs": len(jobs)}))
+    epoch_s = max(seconds) * TRAINING_ROWS / train_rows
+    (WORK / "epoch.json").write_text(json.dumps({"epoch_s": epoch_s}))
     log.info("an epoch of %d jobs side by side: %.1f s on %d faces, so ~%.1f s on all of Training",
              len(jobs), max(seconds), train_rows, epoch_s)
 
@@ -184,10 +187,9 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in JOBS:
         run = runs / name
-        h = history(run)
-        best = max(h, key=lambda r: r["val_acc"]) if h else None
-        log.info("%s: exit %s, %d/%d epochs, best %s", name, codes[name], len(h), epochs,
-                 f"{best['val_acc']:.4f} (epoch {best['epoch']})" if best else "none")
+        s = summarize_history(history(run))
+        log.info("%s: exit %s, %d/%d epochs, best %s", name, codes[name], s["epochs"] if s else 0, epochs,
+                 f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})" if s else "none")
         if (run / "best.pt").exists():
             subprocess.run(ferkit("export", str(run / "best.pt"), "--pt", str(out / f"{name}.pt"), "--half"), check=False)
     with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:

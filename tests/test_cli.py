@@ -206,6 +206,7 @@ TRAIN_FLAG_VALUES = {
     "optimizer": (["--optimizer", "sgd"], "sgd"),
     "schedule": (["--schedule", "cosine"], "cosine"),
     "label_smoothing": (["--label-smoothing", "0.2"], 0.2),
+    "ema": (["--ema", "0.99"], 0.99),
     "flip": (["--no-flip"], False),
     "crop_pad": (["--crop-pad", "3"], 3),
     "rotate": (["--rotate", "7.5"], 7.5),

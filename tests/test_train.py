@@ -143,16 +143,18 @@ def _kill_after_checkpoint(monkeypatch, epoch: int, name: str = "last.pt"):
     monkeypatch.setattr(train, "save_checkpoint", save)
 
 
-def test_resume_is_exact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_is_exact(tmp_path, monkeypatch, ema):
     """2 epochs straight == killed after epoch 1 and resumed: same weights, losses and history,
     with dropout (global RNG) and every augmentation (data generator) on, photo degradations and
-    mixup/CutMix (drawn through numpy, seeded from the data generator) included."""
+    mixup/CutMix (drawn through numpy, seeded from the data generator) included; with --ema, the
+    weight average (and so the validation) carries on too."""
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     spec = tiny_spec()
     spec.convs[0].dropout, spec.fcs[0].dropout = 0.3, 0.5
     (tmp_path / "drop.json").write_text(json.dumps(spec.to_dict()))
     cfg = resolve_config(str(tmp_path / "drop.json"), data=str(csv), epochs=2, batch_size=16, crop_pad=2, rotate=10,
-                         erase=0.5, photo_aug=0.5, mixup=0.2, cutmix=1.0, schedule="cosine", seed=3)
+                         erase=0.5, photo_aug=0.5, mixup=0.2, cutmix=1.0, schedule="cosine", seed=3, ema=ema)
     straight = fit(cfg, tmp_path / "a", progress=False)
     _kill_after_checkpoint(monkeypatch, 1)
     with pytest.raises(_Killed):
@@ -166,6 +168,47 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for k in a.get("ema", {}):
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    assert ("ema" in a) == bool(ema)
+
+
+def test_weight_average_moves_by_one_minus_decay_weights_and_batch_norm_statistics_alike():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = train.weight_average(net, 0.9)
+    ema.update_parameters(net)  # the first update copies
+    old = [t.clone() for t in (net[0].weight, net[1].running_mean)]
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.add_(2.0)
+    ema.update_parameters(net)
+    torch.testing.assert_close(ema.module[0].weight, old[0] + 0.1)
+    torch.testing.assert_close(ema.module[1].running_mean, old[1] + 0.2)
+    assert train.weight_average(net, 0.0) is None
+
+
+def test_ema_validates_and_saves_the_weight_average(tmp_path):
+    """--ema: best.pt holds the average, not the last step's weights (last.pt keeps both to resume),
+    and the validation loss in the history is the average's."""
+    from conftest import synthetic_faces
+    from ferkit.model import create_model
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=16, ema=0.5, precision="fp32")
+    history = fit(cfg, tmp_path / "run", progress=False)
+    best, last = read_checkpoint(tmp_path / "run" / "best.pt"), read_checkpoint(tmp_path / "run" / "last.pt")
+    torch.manual_seed(cfg.seed)
+    start = create_model(tiny_spec()).state_dict()  # the weights fit starts from
+    weights = [k for k in best["state_dict"] if k.endswith("weight")]
+    for k in weights:
+        assert torch.equal(best["state_dict"][k], last["ema"]["module." + k]), k
+    assert any(not torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in weights)  # the average lags
+    assert any(not torch.equal(best["state_dict"][k], start[k]) for k in weights)  # it moved with every step
+    assert "ema" not in best
+    clf = load_checkpoint(tmp_path / "run" / "best.pt")
+    faces, labels = synthetic_faces(42, seed=1)  # write_fer_csv's PublicTest rows
+    ev = evaluate(clf.model, make_batches(faces, labels.astype("int64"), clf.mean, clf.spec), clf.device)
+    assert ev["loss"] == pytest.approx(history[0]["val_loss"], abs=2e-5)
 
 
 def test_a_kill_between_the_checkpoint_and_the_history_loses_nothing(tmp_path, monkeypatch):

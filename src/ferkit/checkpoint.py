@@ -1,8 +1,9 @@
 """Checkpoints: saved atomically, loaded safely (weights_only=True) and checked, wrapped as a Classifier.
 
 A checkpoint is a dict of plain data and tensors:
-    {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states}
-best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume.
+    {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states[, ema]}
+best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume,
+and with --ema the weight average's state (best.pt's state_dict is then the average itself).
 `read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
 verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
 image), so a damaged file is refused with one message naming it.
@@ -43,9 +44,9 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> None:
 
 
 def inference_copy(ckpt: dict, half: bool = False) -> dict:
-    """What prediction needs of a checkpoint, for sharing: no optimizer, schedule or random state;
+    """What prediction needs of a checkpoint, for sharing: no optimizer, schedule, random state or weight average;
     with half=True the weights in float16 (half the size; load_checkpoint restores float32)."""
-    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "iter_loss", "rng", "rng_states")}
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "iter_loss", "rng", "rng_states", "ema")}
     if half:
         keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     return keep

@@ -4,7 +4,8 @@ A run folder holds (file names: runs.py):
     config.json      the resolved TrainConfig (and the model spec)
     history.csv/json one row per epoch: train/val loss and accuracy, lr, seconds
     iterations.csv   the training loss of every iteration (paper Figures 3, 7)
-    last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt
+    last.pt, best.pt checkpoints (see checkpoint.py); `fit(..., resume=True)` continues from last.pt;
+                     with --ema, best.pt holds the weight average (what was validated), last.pt both
 
 The folder is created when training starts (a run that fails on its data or config leaves none).
 Each epoch writes best.pt, then last.pt, then the history: nothing claims an epoch that last.pt
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import augment as aug
 from . import distributed
@@ -193,6 +195,12 @@ def _input_of(mean: np.ndarray) -> str:
     return f"{mean.shape[0]}x{mean.shape[1]} {'colour' if mean.ndim == 3 else 'grey'}"
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """--ema's exponential moving average of model's weights and batch-norm statistics (None: off);
+    its first update copies the weights, each later one moves it (1 - decay) of the way to them."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
+
+
 def teacher_probs(teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
     """The teachers' softened probabilities, averaged: mean of softmax(logits / temp) over the teachers
     (an ensemble's vote, not the softmax of its mean logits). teachers: one's logits or a list of them."""
@@ -245,8 +253,9 @@ def _scheduler(opt, cfg: TrainConfig, total_steps: int):
 
 
 def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None,
-                    teachers: list[Teacher] = ()):
-    """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses)."""
+                    teachers: list[Teacher] = (), ema: AveragedModel | None = None):
+    """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses).
+    ema (--ema): the weight average, updated after every step."""
     model.train()
     for m in frozen_norms(model):  # --freeze: frozen layers' batch norms keep their statistics
         m.eval()
@@ -283,6 +292,8 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         lv = loss.item()
         if not math.isfinite(lv):
             raise FerkitError(f"the training loss became {lv}; lower --lr (now {cfg.lr}) or check the data")
@@ -468,6 +479,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     model = prepare(model, device)
     teachers = [Teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
+    ema = weight_average(model, cfg.ema)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
@@ -477,6 +489,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         model.load_state_dict(ckpt["state_dict"])
         with _restoring(last, "optimizer state"):
             opt.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            with _restoring(last, "weight average (--ema)"):
+                ema.load_state_dict(ckpt["ema"])
         was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
         if was == (cfg.epochs, dist.world):
             with _restoring(last, "schedule state"):
@@ -504,7 +519,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
         if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
             write_history(history, iter_loss, out)
-    net = dist.wrap(model)  # trains; `model` (the same weights) evaluates and is saved
+    net = dist.wrap(model)  # trains; `model` (the same weights) is saved to resume from
+    validated = ema.module if ema is not None else model  # evaluated, and saved as best.pt
 
     bar = None
     if progress and start_epoch <= cfg.epochs:
@@ -517,11 +533,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
-        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers))
+        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers, ema))
         if bar is not None and val is not None:
             bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
         validate = val is not None and dist.main
-        ev = evaluate(model, val, device, tta=cfg.tta, precision=cfg.precision) if validate else {"loss": float("nan"), "acc": float("nan")}
+        ev = evaluate(validated, val, device, tta=cfg.tta, precision=cfg.precision) if validate else {"loss": float("nan"), "acc": float("nan")}
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)
@@ -533,11 +549,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             ckpt = dict(epoch=epoch, config=cfg.to_dict(), spec=spec.to_dict(), labels=list(labels.emotions), state_dict=model.state_dict(),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), best_acc=best_acc, mean=torch.from_numpy(mean),
                         history=history, iter_loss=iter_loss, rng=gen.get_state(), rng_states=rng_states(), world_size=dist.world)
+            if ema is not None:
+                ckpt["ema"] = ema.state_dict()
             # best.pt first: the last.pt that claims this epoch's best_acc then always has its best.pt;
             # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
             if improved:
+                best = {k: v for k, v in ckpt.items() if k != "ema"}
                 with _saving(out / BEST, out):
-                    save_checkpoint({**ckpt, "optimizer": {}, "scheduler": {}}, out / BEST)
+                    save_checkpoint({**best, "state_dict": validated.state_dict(), "optimizer": {}, "scheduler": {}}, out / BEST)
             with _saving(out / LAST, out):
                 save_checkpoint(ckpt, out / LAST)
             with _saving(out / HISTORY_JSON, out):

@@ -87,8 +87,9 @@ def test_torchrun_cli(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
                         "-m", "ferkit", "train", "--model", str(spec), "--data", str(csv), "--epochs", "1", "--batch-size", "7",
-                        "--device", "cpu", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+                        "--device", "cpu", "--ema", "0.5", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("distributed: 2 processes (gloo on cpu), batch 7 per process, 14 in all") == 1  # rank 0 alone speaks
     assert r.stdout.count("done: best val acc") == 1
-    assert read_checkpoint(out / "last.pt")["world_size"] == 2
+    last = read_checkpoint(out / "last.pt")
+    assert last["world_size"] == 2 and "ema" in last  # the weight average follows the replicas too

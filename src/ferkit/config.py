@@ -340,7 +340,7 @@ class TrainConfig:
     schedule: Schedule = option("none", "learning-rate schedule; step: x0.1 at 50% and 75% of training")
     label_smoothing: float = option(0.0, "label smoothing; 0 = off")
     # Polyak averaging (timm's ModelEma): the average of the last ~1/(1-D) steps' weights sits nearer the
-    # middle of the minimum the noisy steps circle, and validates as it trains at no extra forward pass.
+    # middle of the minimum the noisy steps circle; it costs a copy of the weights and an update a step.
     ema: float = option(0.0, "keep an exponential moving average of the weights and batch-norm statistics with "
                              "decay D a step (e.g. 0.999), and validate and save the average; 0 = off")
     flip: bool = option(True, "random horizontal flips (the paper)")

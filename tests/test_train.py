@@ -429,6 +429,22 @@ def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, caps
                                        "give --epochs 3 or more, or leave it out\n")
 
 
+def test_a_fresh_start_into_a_run_folder_is_refused_and_leaves_the_run_whole(tiny_run, tmp_path, capsys):
+    """Rerunning the command that started a run (after a kill, say) must not train over its checkpoints."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    config = json.loads((run / "config.json").read_text())
+    assert main(["train", "--model", config["model"], "--data", config["data"], "--epochs", "1", "--out", str(run), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --out {run}: it holds a run already (its last.pt); continue it with "
+                                       f"'ferkit train --resume {run}', or give another --out (delete the folder to start it over)\n")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 def test_mixup_and_cutmix_images_by_hand():
     x = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), -1.0)])  # two flat faces
     swap = torch.tensor([1, 0])

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.model import PRESETS, count_macs, count_params, create_model
-from ferkit.preprocess import autocast, fast_bf16, prepare
+from ferkit.preprocess import autocast, fast_bf16, prepare, resolve_precision
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--models", nargs="+", default=list(PRESETS))
@@ -48,17 +48,18 @@ def throughput(model, precision: str, train: bool) -> float:
 
 
 precisions = ["fp32", "bf16"]
+auto = resolve_precision("auto", cpu)  # what `ferkit train` uses here: the epoch column's precision
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
       f"native bf16 on this CPU: {fast_bf16(cpu)}")
 print(f"{'model':<12}{'params':>12}{'MACs/face':>13}" + "".join(f"{'train ' + p:>12}" for p in precisions)
-      + "".join(f"{'infer ' + p:>12}" for p in precisions) + f"{'bf16 x':>8}{'epoch bf16':>12}")
+      + "".join(f"{'infer ' + p:>12}" for p in precisions) + f"{'bf16 x':>8}{'epoch ' + auto:>12}")
 for name in args.models:
     model = prepare(create_model(name), cpu)
     model_hog_dim = model.hog_dim
     tr = {p: throughput(model, p, True) for p in precisions}
     inf = {p: throughput(model, p, False) for p in precisions}
     print(f"{name:<12}{count_params(model):>12,}{count_macs(model):>13,}" + "".join(f"{tr[p]:>12.0f}" for p in precisions)
-          + "".join(f"{inf[p]:>12.0f}" for p in precisions) + f"{tr['bf16'] / tr['fp32']:>7.1f}x{28709 / tr['bf16']:>10.0f} s", flush=True)
+          + "".join(f"{inf[p]:>12.0f}" for p in precisions) + f"{tr['bf16'] / tr['fp32']:>7.1f}x{28709 / tr[auto]:>10.0f} s", flush=True)
     if args.compile:
         torch._dynamo.reset()  # a fresh compile cache per model: they share FerNet.forward and its recompile limit
         compiled = torch.compile(model)

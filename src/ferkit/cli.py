@@ -194,7 +194,6 @@ def cmd_train(args):
     else:
         cfg = config_from_args(args)
         out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
-    print(f"training {cfg.model} for {cfg.epochs} epochs -> {out}", flush=True)
     history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:

@@ -438,6 +438,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if not resume and (out / LAST).exists():  # a fresh start would overwrite that run's checkpoints and history
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")
+    info(f"training {cfg.model} for {cfg.epochs} epochs -> {out}")
     ckpt = read_checkpoint(out / LAST, resume=True) if resume else None
     if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read
         raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")

@@ -33,6 +33,19 @@ def test_auto_picks_bf16_only_where_it_is_fast(monkeypatch):
         resolve_precision("fp16", CPU)
 
 
+def _native_bf16(monkeypatch, native: bool):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_asked_for_where_it_is_emulated_is_kept_with_a_warning(monkeypatch, caplog, native):
+    _native_bf16(monkeypatch, native)
+    with caplog.at_level("WARNING", "ferkit"):
+        assert resolve_precision("bf16", CPU) == "bf16" and resolve_precision("fp32", CPU) == "fp32"
+    assert ("no native bf16, so it is emulated here" in caplog.text) is not native
+
+
 def test_autocast_runs_convolutions_in_bf16():
     conv = torch.nn.Conv2d(1, 4, 3)
     with autocast(CPU, "bf16"):
@@ -231,3 +244,18 @@ def test_a_teacher_runs_in_eval_mode_without_gradients(files):
     z = teacher.logits(x)
     assert not teacher.clf.model.training and not z.requires_grad
     torch.testing.assert_close(z, expected)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_bf16_run_resumed_where_bf16_is_emulated_goes_on_in_fp32(files, tmp_path, monkeypatch, caplog, native):
+    """A run begun on a CPU with native bf16 and resumed on one without would train ~10x slower in bf16."""
+    _, csv, spec = files
+    cfg = resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28, precision="bf16")
+    fit(cfg, tmp_path / "run", progress=False)
+    _native_bf16(monkeypatch, native)
+    with caplog.at_level("INFO", "ferkit"):
+        history = fit(resolve_config(base=cfg.to_dict(), epochs=2), tmp_path / "run", resume=True, progress=False)
+    assert len(history) == 2
+    resumed = json.loads((tmp_path / "run" / "config.json").read_text())["precision"]
+    assert resumed == ("bf16" if native else "fp32")
+    assert ("it goes on in fp32" in caplog.text) is not native

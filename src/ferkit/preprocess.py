@@ -14,12 +14,15 @@ elsewhere bf16 is emulated and slow, so `auto` picks fp32 there.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 import torch
 
 from .errors import ConfigError
 from .precisions import TORCH as PRECISIONS
+
+log = logging.getLogger(__name__)
 
 PIXEL_SCALE = 128.0  # model input = (pixel - mean image) / PIXEL_SCALE, about -1..1
 
@@ -61,6 +64,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {name!r}")
     if name == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
+    if name == "bf16" and not fast_bf16(device):  # honoured, but a user who copied it from another machine should know
+        log.warning("--precision bf16: %s has no native bf16, so it is emulated here (on a CPU without AVX512-BF16 "
+                    "or AMX about 10x slower than fp32); --precision auto picks fp32 on it", device)
     return name
 
 

@@ -43,7 +43,7 @@ from .files import atomic_write, check_output
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
-from .preprocess import PIXEL_SCALE, autocast, prepare, probabilities, resolve_precision, to_tensor
+from .preprocess import PIXEL_SCALE, autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
 from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST
 
@@ -430,6 +430,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     device = dist.device
     info = log.info if dist.main else (lambda *a: None)  # rank 0 speaks for the job
     progress = progress and dist.main
+    if resume and cfg.precision == "bf16" and not fast_bf16(device):  # begun on a machine with native bf16
+        info(f"--resume {out}: the run trained in bf16, which {device} only emulates (about 10x slower); it goes on in fp32")
+        cfg = replace(cfg, precision="fp32")
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # recorded as resolved in config.json
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -21,21 +21,20 @@ from ferkit.train import _optimizer, _scheduler, fit, make_batches, resolve_conf
 CPU = torch.device("cpu")
 
 
+def _native_bf16(monkeypatch, native: bool):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
 def test_auto_picks_bf16_only_where_it_is_fast(monkeypatch):
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    _native_bf16(monkeypatch, False)
     assert resolve_precision("auto", CPU) == "fp32"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    _native_bf16(monkeypatch, True)
     assert resolve_precision("auto", CPU) == "bf16"
     assert resolve_precision("auto", torch.device("meta")) == "fp32"
     with pytest.raises(ConfigError, match="--precision must be one of auto, fp32, bf16; got 'fp16'"):
         resolve_precision("fp16", CPU)
-
-
-def _native_bf16(monkeypatch, native: bool):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
 
 
 @pytest.mark.parametrize("native", [False, True])

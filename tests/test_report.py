@@ -85,3 +85,19 @@ def test_report_with_demo_faces_evaluates_but_shows_no_data_face(tiny_run, tmp_p
     assert main(["report", str(tiny_run), "--out", str(out), "--data", str(tiny_run.parent / "fer.csv"), "--demo-faces"]) == 0
     page = out.read_text()
     assert "on 84 faces" in page and "astronaut" in page
+
+
+def test_report_of_a_checkpoint_alone_shows_the_run_it_carries(tiny_run, tmp_path, capsys):
+    """A run folder that is gone leaves its best.pt (the bundled models): config and history come from it."""
+    alone = tmp_path / "kept" / "model.pt"
+    alone.parent.mkdir()
+    shutil.copy(tiny_run / "last.pt", alone)  # 3 epochs of history
+    out = tmp_path / "r.html"
+    assert main(["report", str(alone), "--out", str(out), "--faces", "1"]) == 0  # the data: the run's own, from its config
+    page = out.read_text()
+    assert len(_images(page)) == 5  # history, confusion matrix, filters, activation maps, DeepDream
+    assert "Training history" in page and "<th>epochs run</th><td>3</td>" in page and "on 84 faces" in page
+    assert str(alone.resolve()) in page and ">model<" in page
+    assert main(["report", "ferplus-fast", "--no-data", "--out", str(out), "--faces", "1"]) == 0  # a bundled model by name
+    page = out.read_text()
+    assert "ferplus-fast.pt (epoch" in page and "Training history" in page and "tiny" in page

@@ -640,7 +640,8 @@ def cmd_visualize(args):
 
 
 def _report_args(p):
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: a comparison)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: a comparison), or "
+                                                              "checkpoints (.pt files, bundled models' names) whose run folders are gone")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
@@ -650,6 +651,7 @@ def _report_args(p):
 
 @command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
 def cmd_report(args):
+    from .predict import BUNDLED, model_path
     from .report import build_report
 
     if args.no_data and args.data:
@@ -657,7 +659,8 @@ def cmd_report(args):
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
     check_output(args.out, "--out")
-    res = build_report(args.runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
+    runs = [model_path(r) if r in BUNDLED and not Path(r).exists() else r for r in args.runs]
+    res = build_report(runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")

@@ -25,7 +25,7 @@ from . import plots
 from .files import write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
-from .runs import Run, format_summary, metrics_file, read_runs, summarize_history
+from .runs import Run, format_summary, metrics_file, read_run, run_names, summarize_history
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     from .dream import DreamSettings
 
     t0 = time.time()
-    runs = read_runs(run_dirs)
+    runs = [checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n) for p, n in zip(run_dirs, run_names(run_dirs))]
     dream_settings = dream_settings or DreamSettings()
     notes, loaded = [], {}
     body, evaluated = [], {}
     for run in runs:
-        log.info(f"report: {run.path}")
+        log.info(f"report: {run.file or run.path}")
         fer = _data_for(run, data, loaded, notes)
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
@@ -59,6 +59,17 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     page = _page(runs, notes, head + body)
     out = write_output(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
+
+
+def checkpoint_run(path: str | Path, name: str) -> Run:
+    """A Run of a checkpoint file alone (a bundled model, a best.pt whose run folder is gone): the
+    config and history every checkpoint of `ferkit train` carries, loaded safely."""
+    from .checkpoint import read_checkpoint
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
+    return Run(path.parent, name, config, list(ckpt.get("history") or []), np.zeros(0), file=path)
 
 
 # ---------------------------------------------------------------- data
@@ -107,7 +118,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     from .model import count_macs, count_params
     from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
 
-    parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.path.resolve()))}</p>"]
+    parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str((run.file or run.path).resolve()))}</p>"]
     ckpt = run.checkpoint
     clf = load_checkpoint(ckpt) if ckpt.exists() else None
     if clf is None:

@@ -38,7 +38,7 @@ def metrics_file(split: str) -> str:
 
 @dataclass
 class Run:
-    """What a run folder holds, as data."""
+    """What a run folder holds, as data (or a checkpoint file alone: file)."""
 
     path: Path
     name: str
@@ -46,10 +46,13 @@ class Run:
     history: list[dict]  # one dict per epoch (HISTORY_FIELDS)
     iterations: np.ndarray  # (T,) training loss of every iteration
     metrics: dict[str, dict] = field(default_factory=dict)  # metrics-<split>.json from `ferkit evaluate`, by split
+    file: Path | None = None  # a run read from a checkpoint file (a bundled model, a best.pt kept alone): that file
 
     @property
     def checkpoint(self) -> Path:
-        """best.pt, else last.pt (which may not exist either)."""
+        """The checkpoint file, else best.pt, else last.pt (which may not exist either)."""
+        if self.file is not None:
+            return self.file
         return self.path / BEST if (self.path / BEST).exists() else self.path / LAST
 
 
@@ -90,7 +93,7 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
 
 def run_names(paths: list[str | Path]) -> list[str]:
     """Short distinct labels for run folders: the folder name, with its parent's where two clash."""
-    names = [Path(p).resolve().name for p in paths]
+    names = [Path(p).resolve().stem if Path(p).is_file() else Path(p).resolve().name for p in paths]
     if len(set(names)) == len(names):
         return names
     return ["/".join(Path(p).resolve().parts[-2:]) for p in paths]

@@ -659,7 +659,7 @@ def cmd_report(args):
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
     check_output(args.out, "--out")
-    runs = [model_path(r) if r in BUNDLED and not Path(r).exists() else r for r in args.runs]
+    runs = [model_path(r) if r in BUNDLED else r for r in args.runs]  # as evaluate reads them (./NAME: a folder)
     res = build_report(runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")

@@ -10,7 +10,7 @@ TTA where it has it); rows compare at equal epochs only if the runs had them (ch
 import argparse
 from pathlib import Path
 
-from ferkit.runs import read_runs
+from ferkit.checkpoint import read_runs
 
 TRICKS = ("mixup", "cutmix", "mixup_prob", "photo_aug", "zoom", "ema", "rotate", "erase", "crop_pad", "label_smoothing", "teacher", "distill",
           "teacher_tta", "label_mode", "epochs", "model", "labels", "seed")

@@ -87,7 +87,7 @@ def test_report_with_demo_faces_evaluates_but_shows_no_data_face(tiny_run, tmp_p
     assert "on 84 faces" in page and "astronaut" in page
 
 
-def test_report_of_a_checkpoint_alone_shows_the_run_it_carries(tiny_run, tmp_path, capsys):
+def test_report_and_plot_of_a_checkpoint_alone_show_the_run_it_carries(tiny_run, tmp_path, capsys):
     """A run folder that is gone leaves its best.pt (the bundled models): config and history come from it."""
     alone = tmp_path / "kept" / "model.pt"
     alone.parent.mkdir()
@@ -98,6 +98,8 @@ def test_report_of_a_checkpoint_alone_shows_the_run_it_carries(tiny_run, tmp_pat
     assert len(_images(page)) == 5  # history, confusion matrix, filters, activation maps, DeepDream
     assert "Training history" in page and "<th>epochs run</th><td>3</td>" in page and "on 84 faces" in page
     assert str(alone.resolve()) in page and ">model<" in page
+    assert main(["plot", str(alone), "--out", str(tmp_path / "figs")]) == 0  # plot reads runs the same way
+    assert (tmp_path / "figs" / "history.png").exists() and "model" in capsys.readouterr().out
     assert main(["report", "ferplus-fast", "--no-data", "--out", str(out), "--faces", "1"]) == 0  # a bundled model by name
     page = out.read_text()
     assert "ferplus-fast.pt (epoch" in page and "Training history" in page and "tiny" in page

@@ -29,7 +29,7 @@ from .files import atomic_write
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import BEST
+from .runs import BEST, Run, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -304,3 +304,18 @@ def load_checkpoint(path: str | Path, device: str = "cpu", precision: str = "fp3
     model.load_state_dict(ckpt["state_dict"])  # read_checkpoint checked that it fits
     meta = {k: ckpt.get(k) for k in ("epoch", "config", "best_acc", "history")}
     return Classifier(model, ckpt["mean"].float().numpy(), meta, device_of(device), labels_of(ckpt), precision)
+
+
+def checkpoint_run(path: str | Path, name: str) -> Run:
+    """A Run of a checkpoint file alone (a bundled model, a best.pt whose run folder is gone): the
+    config and history that every checkpoint of `ferkit train` carries, loaded safely."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
+    return Run(path.parent, name, config, list(ckpt.get("history") or []), np.zeros(0), file=path)
+
+
+def read_runs(paths: list[str | Path]) -> list[Run]:
+    """The runs of run folders (runs.read_run) and of checkpoint files alone (checkpoint_run), named
+    by runs.run_names: what `ferkit report` and `ferkit plot` read."""
+    return [checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n) for p, n in zip(paths, run_names(paths))]

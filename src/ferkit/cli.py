@@ -547,18 +547,29 @@ def cmd_export(args):
 # ---------------------------------------------------------------- plot, visualize, report
 
 
+RUNS_HELP = "run folders of `ferkit train`, or checkpoints (.pt files, bundled models' names) whose run folders are gone"
+
+
+def _run_paths(names: list[str]) -> list[str | Path]:
+    """RUN_DIR arguments as paths: a bundled model's name means its checkpoint, as for evaluate (./NAME: a folder)."""
+    from .predict import BUNDLED, model_path
+
+    return [model_path(n) if n in BUNDLED else n for n in names]
+
+
 def _plot_args(p):
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: compared side by side)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=RUNS_HELP + " (several: compared side by side)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
 
 
 @command("plot", "PNG figures of run folders: loss and accuracy histories, confusion matrices, per-class accuracy", _plot_args)
 def cmd_plot(args):
+    from .checkpoint import read_runs
     from .metrics import format_per_class
     from .plots import run_figures, save
 
     out = check_output(args.out, "--out", folder=True)
-    folders = runs.read_runs(args.runs)
+    folders = read_runs(_run_paths(args.runs))
     metrics = runs.best_metrics(folders)
     files = [save(fig, out / name) for name, fig in run_figures(folders, metrics)]
     print(runs.format_summary(folders) + "\n")
@@ -640,8 +651,7 @@ def cmd_visualize(args):
 
 
 def _report_args(p):
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `ferkit train` (several: a comparison), or "
-                                                              "checkpoints (.pt files, bundled models' names) whose run folders are gone")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=RUNS_HELP + " (several: a comparison)")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
@@ -651,7 +661,6 @@ def _report_args(p):
 
 @command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
 def cmd_report(args):
-    from .predict import BUNDLED, model_path
     from .report import build_report
 
     if args.no_data and args.data:
@@ -659,8 +668,7 @@ def cmd_report(args):
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
     check_output(args.out, "--out")
-    runs = [model_path(r) if r in BUNDLED else r for r in args.runs]  # as evaluate reads them (./NAME: a folder)
-    res = build_report(runs, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
+    res = build_report(_run_paths(args.runs), args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")

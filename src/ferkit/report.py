@@ -25,7 +25,7 @@ from . import plots
 from .files import write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
-from .runs import Run, format_summary, metrics_file, read_run, run_names, summarize_history
+from .runs import Run, format_summary, metrics_file, summarize_history
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     data: a FER2013 path; None = each run's own training data, else the default location; False = use no data.
     data_faces: draw activations and DeepDream on FER2013 faces; False = on the astronaut face, so
     that a report to publish holds no FER2013 image (the evaluation still uses the data)."""
+    from .checkpoint import read_runs
     from .dream import DreamSettings
 
     t0 = time.time()
-    runs = [checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n) for p, n in zip(run_dirs, run_names(run_dirs))]
+    runs = read_runs(run_dirs)
     dream_settings = dream_settings or DreamSettings()
     notes, loaded = [], {}
     body, evaluated = [], {}
@@ -59,17 +60,6 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     page = _page(runs, notes, head + body)
     out = write_output(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
-
-
-def checkpoint_run(path: str | Path, name: str) -> Run:
-    """A Run of a checkpoint file alone (a bundled model, a best.pt whose run folder is gone): the
-    config and history every checkpoint of `ferkit train` carries, loaded safely."""
-    from .checkpoint import read_checkpoint
-
-    path = Path(path)
-    ckpt = read_checkpoint(path)
-    config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
-    return Run(path.parent, name, config, list(ckpt.get("history") or []), np.zeros(0), file=path)
 
 
 # ---------------------------------------------------------------- data

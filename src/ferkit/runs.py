@@ -86,11 +86,6 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     return Run(p, name or p.name, config, history, iterations, metrics)
 
 
-def read_runs(paths: list[str | Path]) -> list[Run]:
-    """read_run of each folder, named by run_names."""
-    return [read_run(p, n) for p, n in zip(paths, run_names(paths))]
-
-
 def run_names(paths: list[str | Path]) -> list[str]:
     """Short distinct labels for run folders: the folder name, with its parent's where two clash."""
     names = [Path(p).resolve().stem if Path(p).is_file() else Path(p).resolve().name for p in paths]

@@ -60,7 +60,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     """A Run from a `ferkit train` folder; a clear error when the folder is missing or holds no run."""
     p = Path(run_dir)
     if not p.is_dir():
-        raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run")
+        raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
     if not any((p / f).exists() for f in (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST)):
         raise FerkitError(f"{p}: not a run folder (no {CONFIG}, {HISTORY_JSON}, {ITERATIONS} or {BEST}); "
                           "give the --out folder of a `ferkit train` run")

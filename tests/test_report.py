@@ -2,6 +2,7 @@ import base64
 import re
 import shutil
 
+from ferkit.checkpoint import read_runs
 from ferkit.cli import main
 from ferkit.report import build_report, find_search_csv, read_ranked_csv
 
@@ -98,6 +99,8 @@ def test_report_and_plot_of_a_checkpoint_alone_show_the_run_it_carries(tiny_run,
     assert len(_images(page)) == 5  # history, confusion matrix, filters, activation maps, DeepDream
     assert "Training history" in page and "<th>epochs run</th><td>3</td>" in page and "on 84 faces" in page
     assert str(alone.resolve()) in page and ">model<" in page
+    alone_run, folder_run = read_runs([alone, tiny_run])
+    assert alone_run.history == folder_run.history and len(alone_run.iterations) == len(folder_run.iterations) > 0
     assert main(["plot", str(alone), "--out", str(tmp_path / "figs")]) == 0  # plot reads runs the same way
     assert (tmp_path / "figs" / "history.png").exists() and "model" in capsys.readouterr().out
     assert main(["report", "ferplus-fast", "--no-data", "--out", str(out), "--faces", "1"]) == 0  # a bundled model by name

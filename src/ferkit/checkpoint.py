@@ -312,7 +312,8 @@ def checkpoint_run(path: str | Path, name: str) -> Run:
     path = Path(path)
     ckpt = read_checkpoint(path)
     config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
-    return Run(path.parent, name, config, list(ckpt.get("history") or []), np.zeros(0), file=path)
+    iterations = np.asarray(ckpt.get("iter_loss") or [], float)  # a last.pt's; best.pt and exports keep none
+    return Run(path.parent, name, config, list(ckpt.get("history") or []), iterations, file=path)
 
 
 def read_runs(paths: list[str | Path]) -> list[Run]:

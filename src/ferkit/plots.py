@@ -97,6 +97,8 @@ def plot_iteration_loss(losses: dict[str, np.ndarray], ax=None, smooth: int | No
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
+    else:  # a run folder without iterations.csv, or a checkpoint exported for inference (best.pt keeps none)
+        ax.text(0.5, 0.5, "no per-iteration losses kept", ha="center", va="center", transform=ax.transAxes, color="0.4")
     return fig
 
 

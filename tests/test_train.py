@@ -440,8 +440,10 @@ def test_a_fresh_start_into_a_run_folder_is_refused_and_leaves_the_run_whole(tin
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     config = json.loads((run / "config.json").read_text())
     assert main(["train", "--model", config["model"], "--data", config["data"], "--epochs", "1", "--out", str(run), "--quiet"]) == 2
-    assert capsys.readouterr().err == (f"error: --out {run}: it holds a run already (its last.pt); continue it with "
-                                       f"'ferkit train --resume {run}', or give another --out (delete the folder to start it over)\n")
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --out {run}: it holds a run already (its last.pt); continue it with "
+                            f"'ferkit train --resume {run}', or give another --out (delete the folder to start it over)\n")
+    assert "training" not in captured.out  # a refused start announces no training
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 

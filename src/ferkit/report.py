@@ -48,7 +48,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     notes, loaded = [], {}
     body, evaluated = [], {}
     for run in runs:
-        log.info(f"report: {run.file or run.path}")
+        log.info(f"report: {run.source}")
         fer = _data_for(run, data, loaded, notes)
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
@@ -108,7 +108,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     from .model import count_macs, count_params
     from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
 
-    parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str((run.file or run.path).resolve()))}</p>"]
+    parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.source.resolve()))}</p>"]
     ckpt = run.checkpoint
     clf = load_checkpoint(ckpt) if ckpt.exists() else None
     if clf is None:

@@ -49,6 +49,11 @@ class Run:
     file: Path | None = None  # a run read from a checkpoint file (a bundled model, a best.pt kept alone): that file
 
     @property
+    def source(self) -> Path:
+        """What the run was read from: its checkpoint file, else its folder."""
+        return self.file or self.path
+
+    @property
     def checkpoint(self) -> Path:
         """The checkpoint file, else best.pt, else last.pt (which may not exist either)."""
         if self.file is not None:

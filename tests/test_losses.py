@@ -11,7 +11,8 @@ import torch
 
 from ferkit.augment import Mix
 from ferkit.config import TrainConfig
-from ferkit.train import distill_loss, mixed_loss, task_loss, teacher_probs, with_teacher
+from ferkit.distill import distill_loss, teacher_probs, with_teacher
+from ferkit.train import mixed_loss, task_loss
 
 P = [[0.125, 0.25, 0.625],  # the softmax of LOGITS, row by row
      [0.5, 0.3, 0.2]]

@@ -209,7 +209,7 @@ def test_pure_distillation_pulls_the_student_to_the_teacher():
 
 def test_a_teacher_with_other_emotions_is_refused(files, tmp_path):
     from ferkit.errors import FerkitError
-    from ferkit.train import Teacher
+    from ferkit.distill import Teacher
 
     root, csv, spec = files
     fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "t7", progress=False)
@@ -232,7 +232,7 @@ def test_a_second_teacher_with_other_emotions_is_refused_by_name(files, tmp_path
 
 
 def test_a_teacher_runs_in_eval_mode_without_gradients(files):
-    from ferkit.train import Teacher
+    from ferkit.distill import Teacher
 
     root, csv, spec = files
     fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "t-eval", progress=False)

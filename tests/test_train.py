@@ -381,7 +381,7 @@ def test_a_config_with_one_teacher_or_none_still_loads(tmp_path):
     (run / "config.json").write_text(json.dumps({"model": "shallow", "epochs": 2, "lr": 0.1, "l2": 0.0, "teacher": "old.pt"}))
     (run / "last.pt").write_bytes(b"")
     assert train.resume_config(run).teacher == ["old.pt"]
-    with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint paths; got \['a.pt', 3\]"):
+    with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint or .onnx paths; got \['a.pt', 3\]"):
         TrainConfig(teacher=["a.pt", 3])
 
 

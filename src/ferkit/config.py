@@ -377,7 +377,7 @@ class TrainConfig:
     labels_file: str | None = option(None, "FER+ vote file; default fer2013new.csv beside the data")
     label_mode: LabelMode = option("crossentropy", "how FER+ votes become training targets")
     # A single path (or null), as configs written before ensembles of teachers have it, means [path] (or []).
-    teacher: list[str] = option(help="checkpoint to distil from (knowledge distillation); repeat it or give a comma "
+    teacher: list[str] = option(help="checkpoint, or .onnx graph from 'ferkit export', to distil from (knowledge distillation); repeat it or give a comma "
                                      "list to distil from the average of several teachers' softened probabilities",
                                 factory=list)
     distill: float = option(0.5, "with a teacher: weight of the distillation loss (1 - it: the labels' loss)")
@@ -401,7 +401,7 @@ class TrainConfig:
             self.teacher = [self.teacher] if self.teacher else []
         bad = check_fields(self, flag)
         if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):
-            bad["teacher"] = problem("--teacher", "a list of checkpoint paths", self.teacher)
+            bad["teacher"] = problem("--teacher", "a list of checkpoint or .onnx paths", self.teacher)
         p = list(bad.values())
         # ranges, of the fields whose type is right (a range check of a string would crash); all
         # problems are reported at once

@@ -38,12 +38,13 @@ from . import distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, reading_for
+from .distill import load_teacher, with_teacher
 from .errors import ConfigError, FerkitError
 from .files import atomic_write, check_output
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
-from .preprocess import PIXEL_SCALE, autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
+from .preprocess import autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
 from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST
 
@@ -160,63 +161,10 @@ def mixed_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | No
     return mix.lam * task_loss(logits, y, targets, cfg, gen) + (1 - mix.lam) * partner
 
 
-class Teacher:
-    """A trained model whose softened probabilities the student learns from (knowledge distillation)."""
-
-    def __init__(self, path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
-        from .checkpoint import load_checkpoint
-
-        self.clf = load_checkpoint(path, str(device))
-        if self.clf.model.hog_dim:
-            raise FerkitError(f"--teacher {path}: a HOG hybrid cannot teach (its HOG features are not in the batch); pick a CNN-only model")
-        if self.clf.labels != tuple(labels):
-            raise FerkitError(f"--teacher {path} predicts {', '.join(self.clf.labels)}; the student needs {', '.join(labels)}")
-        if self.clf.mean.shape != student_mean.shape:  # it sees the student's batches as they are
-            raise FerkitError(f"--teacher {path} takes {_input(self.clf.spec)} faces, the student {_input_of(student_mean)}; "
-                              "distil between models of one input size and channels")
-        # Student inputs are centred on the student's mean image; shift them onto the teacher's
-        # ((H, W[, C]) pixels -> (C, H, W) model units, as preprocess.standardize lays inputs out).
-        diff = torch.from_numpy((student_mean - self.clf.mean) / PIXEL_SCALE)
-        self.shift = (diff.permute(2, 0, 1) if diff.dim() == 3 else diff).to(device)
-        self.precision = precision
-
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        self.clf.model.eval()  # a teacher never trains: no dropout, batch norm on its running statistics
-        with autocast(x.device, self.precision):
-            return self.clf.model(x + self.shift).float()
-
-
-def _input(spec: ModelSpec) -> str:
-    return f"{spec.in_size}x{spec.in_size} {'colour' if spec.channels == 3 else 'grey'}"
-
-
-def _input_of(mean: np.ndarray) -> str:
-    return f"{mean.shape[0]}x{mean.shape[1]} {'colour' if mean.ndim == 3 else 'grey'}"
-
-
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     """--ema's exponential moving average of model's weights and batch-norm statistics (None: off);
     its first update copies the weights, each later one moves it (1 - decay) of the way to them."""
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
-
-
-def teacher_probs(teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
-    """The teachers' softened probabilities, averaged: mean of softmax(logits / temp) over the teachers
-    (an ensemble's vote, not the softmax of its mean logits). teachers: one's logits or a list of them."""
-    logits = [teachers] if isinstance(teachers, torch.Tensor) else teachers
-    return torch.stack([torch.softmax(z / temp, 1) for z in logits]).mean(0)
-
-
-def distill_loss(student: torch.Tensor, teachers: torch.Tensor | list[torch.Tensor], temp: float) -> torch.Tensor:
-    """Hinton et al.'s distillation term: KL(teachers' average || student) at temperature temp, times temp^2."""
-    return F.kl_div(F.log_softmax(student / temp, 1), teacher_probs(teachers, temp), reduction="batchmean") * temp * temp
-
-
-def with_teacher(loss: torch.Tensor, student: torch.Tensor, teachers: torch.Tensor | list[torch.Tensor],
-                 cfg: TrainConfig) -> torch.Tensor:
-    """The label loss and the distillation term mixed by cfg.distill (the teachers' weight)."""
-    return (1 - cfg.distill) * loss + cfg.distill * distill_loss(student, teachers, cfg.distill_temp)
 
 
 def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -253,7 +201,7 @@ def _scheduler(opt, cfg: TrainConfig, total_steps: int):
 
 
 def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None,
-                    teachers: list[Teacher] = (), ema: AveragedModel | None = None):
+                    teachers: list = (), ema: AveragedModel | None = None):
     """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses).
     ema (--ema): the weight average, updated after every step."""
     model.train()
@@ -484,7 +432,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         init_from(model, cfg.init_from, info)
     freeze(model, cfg.freeze, info)  # resumed too: the optimizer's groups must be the ones last.pt holds
     model = prepare(model, device)
-    teachers = [Teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
+    teachers = [load_teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
     ema = weight_average(model, cfg.ema)
     steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))

@@ -1,0 +1,61 @@
+"""Teachers for knowledge distillation: checkpoints on torch and ONNX graphs on onnxruntime."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_faces
+from ferkit.checkpoint import load_checkpoint
+from ferkit.distill import OnnxTeacher, Teacher, load_teacher, teacher_probs
+from ferkit.errors import FerkitError
+from ferkit.labels import FER2013
+from ferkit.onnx_export import export_onnx
+from ferkit.predict import int8_file
+from ferkit.preprocess import to_tensor
+from ferkit.train import fit, resolve_config
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def graph(tiny_checkpoint, tmp_path_factory):
+    """The tiny run's best.pt as an fp32 graph without the mirror: what the checkpoint computes."""
+    out = tmp_path_factory.mktemp("distill") / "teacher.onnx"
+    export_onnx(load_checkpoint(tiny_checkpoint), out, tta=False)
+    return out
+
+
+def test_an_onnx_teacher_teaches_what_its_checkpoint_teaches(tiny_checkpoint, graph):
+    mean = load_checkpoint(tiny_checkpoint).mean + 3.0  # a student's mean image is its own: the shift is the teacher's to undo
+    faces, _ = synthetic_faces(40, seed=4)
+    x = to_tensor(faces, mean)
+    onnx_t, torch_t = load_teacher(str(graph), mean, FER2013, CPU, "fp32"), load_teacher(str(tiny_checkpoint), mean, FER2013, CPU, "fp32")
+    assert isinstance(onnx_t, OnnxTeacher) and isinstance(torch_t, Teacher)
+    for temp in (1.0, 2.0):
+        torch.testing.assert_close(teacher_probs(onnx_t.logits(x), temp), teacher_probs(torch_t.logits(x), temp), atol=1e-4, rtol=0)
+
+
+def test_a_run_distilled_from_the_graph_trains_as_one_distilled_from_the_checkpoint(tiny_run, tiny_checkpoint, graph, tmp_path):
+    csv = json.loads((tiny_run / "config.json").read_text())["data"]
+    spec = tiny_run.parent / "tiny.json"
+    # no augmentation but the mirror: the faces stay whole pixels, which the graph's uint8 input keeps exactly
+    runs = {}
+    for name, teacher in (("ckpt", tiny_checkpoint), ("onnx", graph)):
+        cfg = resolve_config(str(spec), data=csv, epochs=2, batch_size=28, lr=3e-3, crop_pad=0, rotate=0.0, erase=0.0,
+                             precision="fp32", teacher=[str(teacher)], distill=0.9)
+        runs[name] = fit(cfg, tmp_path / name, progress=False)
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["teacher"] == [str(graph)]
+    for a, b in zip(runs["ckpt"], runs["onnx"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3) and a["val_acc"] == b["val_acc"]
+
+
+def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint):
+    ferplus = int8_file("ferplus-fast")  # 8 emotions
+    with pytest.raises(FerkitError, match=f"--teacher {ferplus} predicts angry, .*contempt; the student needs angry, .*neutral$"):
+        OnnxTeacher(str(ferplus), np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
+    with pytest.raises(FerkitError, match="takes 48x48 grey faces, the student 64x64 colour; distil between models of one input size"):
+        OnnxTeacher(str(int8_file("fer2013-fast")), np.zeros((64, 64, 3), np.float32), FER2013, CPU, "fp32")
+    with pytest.raises(FerkitError, match="no such ONNX file"):
+        load_teacher("missing.onnx", np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")

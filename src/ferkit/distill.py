@@ -77,8 +77,12 @@ class OnnxTeacher:
         from .runtime import INPUT, onnx_input, onnx_labels, onnx_session
 
         self.session, self.input = onnx_session(path), INPUT
-        size, channels = onnx_input(self.session)
-        _check(path, onnx_labels(self.session), labels, (size, size) if channels == 1 else (size, size, channels), student_mean)
+        try:
+            size, channels = onnx_input(self.session)
+            teaches = onnx_labels(self.session)
+        except FerkitError as e:  # a graph not from `ferkit export` (a face detector, say): say which flag it came from
+            raise FerkitError(f"--teacher {path}: {e}") from None
+        _check(path, teaches, labels, (size, size) if channels == 1 else (size, size, channels), student_mean)
         self.mean = _chw(student_mean, device)
 
     @torch.no_grad()

@@ -208,8 +208,8 @@ def test_pure_distillation_pulls_the_student_to_the_teacher():
 
 
 def test_a_teacher_with_other_emotions_is_refused(files, tmp_path):
-    from ferkit.errors import FerkitError
     from ferkit.distill import Teacher
+    from ferkit.errors import FerkitError
 
     root, csv, spec = files
     fit(resolve_config(str(spec), data=str(csv), epochs=1, batch_size=28), root / "t7", progress=False)

@@ -269,6 +269,7 @@ SERVE_FLAG_VALUES = {
     "precision": (["--precision", "int8"], "int8"),
     "max_connections": (["--max-connections", "50"], 50),
     "header_timeout": (["--header-timeout", "3"], 3.0),
+    "tta": (["--tta"], True),
 }
 
 

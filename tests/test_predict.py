@@ -1,6 +1,7 @@
 import csv
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -416,3 +417,24 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
                       ("linked.jpg", "a link to a folder, which a folder search does not follow")]:
         assert f"{d / name}: {why}" in text, (name, text)
     assert len(problems) == 7  # four found in the scan, three given
+
+
+@pytest.mark.parametrize("backend", [[], ["--backend", "torch"]])  # the default model's shipped graph, and its checkpoint on torch
+def test_predict_cli_tta_averages_each_face_with_its_mirror(backend, tmp_path):
+    from conftest import synthetic_faces
+
+    face = synthetic_faces(1)[0][0]
+    face[:, :20] = 0  # a face unlike its mirror image
+    Image.fromarray(face).save(tmp_path / "face.png")
+    Image.fromarray(np.ascontiguousarray(face[:, ::-1])).save(tmp_path / "mirror.png")
+
+    def probs(*flags) -> dict:
+        out = tmp_path / "out.json"
+        args = ["predict", str(tmp_path / "face.png"), str(tmp_path / "mirror.png"), "--crops", "--json", str(out), *backend, *flags]
+        assert main(args) == 0
+        return {Path(r["file"]).stem: np.array(list(r["faces"][0]["probs"].values())) for r in json.loads(out.read_text())}
+
+    plain, mirrored = probs("--no-tta"), probs("--tta")
+    assert np.abs(plain["face"] - plain["mirror"]).max() > 0.01
+    for p in mirrored.values():
+        np.testing.assert_allclose(p, (plain["face"] + plain["mirror"]) / 2, atol=2e-3)

@@ -784,3 +784,12 @@ def test_page_says_when_no_face_is_found(browser, live_server, tmp_path):
     msg = _upload(browser, live_server, blank)
     assert msg.get_attribute("class") == "empty" and msg.text.startswith("No face found")
     assert browser.find_elements(By.CSS_SELECTOR, "#faces .face") == []
+
+
+@pytest.mark.parametrize("env,tta", [({}, False), ({"FERKIT_SERVE_TTA": "true"}, True)])
+def test_the_mirror_setting_reaches_the_model_and_is_reported(env, tta):
+    """--tta/--no-tta (FERKIT_SERVE_TTA): the default model runs without its mirror, which buys it under 0.2 points."""
+    from ferkit.serve import Settings, app_from_settings
+
+    with TestClient(app_from_settings(Settings.from_env(env))) as c:
+        assert c.get("/version").json()["model"]["tta"] is tta

@@ -21,7 +21,7 @@ from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError, needs_extra
 from .files import check_output, check_outputs, output_errors, write_output
-from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, Settings
+from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
 
@@ -365,15 +365,12 @@ def cmd_serve(args):
 # ---------------------------------------------------------------- predict, demo, export
 
 
-# The bundled models' names, from the manifest (bundled.py), so the help cannot name a model that is gone
-
-
-
 def _model_args(p):
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--backend", choices=["torch", "onnx"], help=BACKEND_HELP)
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (torch backend)")
     p.add_argument("--precision", choices=precisions.ANY, help=PRECISION_HELP)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help=TTA_HELP)
 
 
 def _detect_args(p):
@@ -408,7 +405,7 @@ def cmd_predict(args):
     if not files:
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
-                          precision=args.precision)
+                          precision=args.precision, tta=args.tta)
     results, failed, used = [], len(problems), set()
     bar = _progress(files)
     try:
@@ -485,7 +482,7 @@ def cmd_demo(args):
 
     rgb = load_image(DEMO_PHOTO)  # shipped inside ferkit: the demo needs no download
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
-                          precision=args.precision)
+                          precision=args.precision, tta=args.tta)
     t = time.perf_counter()
     recs = predictor.predict(rgb)
     ms = (time.perf_counter() - t) * 1000

@@ -360,8 +360,10 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
     info = {"file": Path(str(path)).name if path else None, "backend": backend, "precision": precision}
     if hasattr(predictor, "face_shape"):  # a Predictor: the faces it crops for its model (a colour one: size, size, 3)
         info["input"] = {"size": predictor.size, "channels": predictor.channels}
+    tta = getattr(predictor, "tta", None)  # whether faces are averaged with their mirror: as set, else the model's default
+    info["tta"] = clf.tta if tta is None and clf is not None else tta
     if clf is not None:
-        return {**clf.training, **info, "tta": clf.tta}
+        return {**clf.training, **info}
     session, training = getattr(predictor, "session", None), {}
     if session is not None:  # an .onnx file: its training travels in its metadata (older files: none)
         from .runtime import onnx_training
@@ -382,7 +384,7 @@ def _warm_up(predictor) -> None:
 def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
                max_concurrent: int | None = None, backend: str | None = None, *,
                max_upload_pixels: int = DEFAULT_MAX_PIXELS, upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
-               threads: int | None = None, precision: str | None = None) -> FastAPI:
+               threads: int | None = None, precision: str | None = None, tta: bool | None = None) -> FastAPI:
     """The app. `predictor_or_model_path`: a ferkit.predict.Predictor (or anything with .predict),
     a Classifier, a checkpoint (.pt, run folder; .onnx with backend="onnx"), or None for the
     bundled model. At most `max_concurrent` predictions run at once (default: the number of CPUs);
@@ -395,7 +397,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     if not hasattr(src, "predict"):
         from .predict import Predictor
 
-        src = Predictor(src, backend=backend, threads=threads, precision=precision)
+        src = Predictor(src, backend=backend, threads=threads, precision=precision, tta=tta)
     predictor = src
     cv2 = sys.modules.get("cv2")  # loaded where the predictor uses OpenCV (the Haar detector; not in the light install)
     if threads and cv2 is not None:
@@ -532,7 +534,7 @@ def app_from_settings(s: Settings) -> FastAPI:
     s.check()
     return create_app(s.model, int(s.max_upload_mb * 2**20), s.max_concurrent, s.backend,
                       max_upload_pixels=s.max_upload_pixels, upload_timeout=s.upload_timeout,
-                      threads=s.threads, precision=s.precision)
+                      threads=s.threads, precision=s.precision, tta=s.tta)
 
 
 def app_from_env() -> FastAPI:

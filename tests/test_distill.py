@@ -62,3 +62,14 @@ def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint
         load_teacher(yunet, np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
     with pytest.raises(FerkitError, match="no such ONNX file"):
         load_teacher("missing.onnx", np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
+
+
+def test_a_graph_teacher_keeps_to_torchs_threads(graph, monkeypatch):
+    """Under torchrun each rank has 1 torch thread; the teacher's onnxruntime must not take every core."""
+    import ferkit.runtime
+
+    seen, real = [], ferkit.runtime.onnx_session
+    monkeypatch.setattr(ferkit.runtime, "onnx_session", lambda path, threads=None: seen.append(threads) or real(path, threads))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    OnnxTeacher(str(graph), np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
+    assert seen == [1]

@@ -76,7 +76,9 @@ class OnnxTeacher:
     def __init__(self, path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
         from .runtime import INPUT, onnx_input, onnx_labels, onnx_session
 
-        self.session, self.input = onnx_session(path), INPUT
+        # torch's thread count in this process (--threads; 1 a rank under torchrun): onnxruntime's own
+        # default, every core, would oversubscribe the CPU beside the student or the other ranks
+        self.session, self.input = onnx_session(path, threads=torch.get_num_threads()), INPUT
         try:
             size, channels = onnx_input(self.session)
             teaches = onnx_labels(self.session)

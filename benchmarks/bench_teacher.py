@@ -18,7 +18,8 @@ import torch
 from common import cpu_header
 
 from ferkit.bundled import MODELS
-from ferkit.distill import distill_loss, load_teacher
+from ferkit.config import TrainConfig
+from ferkit.distill import load_teacher, with_teacher
 from ferkit.labels import LABEL_SETS
 from ferkit.model import create_model
 from ferkit.predict import BUNDLED, int8_file
@@ -32,6 +33,7 @@ ap.add_argument("--steps", type=int, default=5)
 args = ap.parse_args()
 cpu = torch.device("cpu")
 precision = resolve_precision("auto", cpu)
+RECIPE = TrainConfig(distill=0.7)  # ferplus-fast's weight of the teachers; their temperature the default 2
 
 
 def rate(fn) -> float:
@@ -47,7 +49,7 @@ def rate(fn) -> float:
 def student_step(student, opt, x, y, teacher):
     with autocast(cpu, precision):
         logits = student(x).float()
-    loss = 0.3 * torch.nn.functional.cross_entropy(logits, y) + 0.7 * distill_loss(logits, teacher.logits(x), 2.0)
+    loss = with_teacher(torch.nn.functional.cross_entropy(logits, y), logits, teacher.logits(x), RECIPE)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

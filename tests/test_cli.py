@@ -234,6 +234,7 @@ TRAIN_FLAG_VALUES = {
     "distill": (["--distill", "0.8"], 0.8),
     "distill_temp": (["--distill-temp", "4"], 4.0),
     "teacher_tta": (["--teacher-tta"], True),
+    "flip_consistency": (["--flip-consistency", "0.5"], 0.5),
     "freeze": (["--freeze", "-1"], -1),
     "backbone_lr": (["--backbone-lr", "0.1"], 0.1),
 }

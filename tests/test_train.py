@@ -525,3 +525,73 @@ def test_a_training_step_runs_with_mixing_in_every_label_mode(mode, mixing):
     assert torch.equal(shown, student_saw[0])
     as_they_were = torch.cat([data.x, data.x.flip(-1)])
     assert sum(any(torch.equal(s, d) for d in as_they_were) for s in shown) < len(shown) // 2
+
+
+def _lopsided_faces(n: int):
+    """Faces whose class shows on the left half only, so a net can answer a face and its mirror image apart."""
+    from conftest import synthetic_faces
+
+    faces, labels = synthetic_faces(n)
+    faces[:, :, 24:] = faces[:, :, :24].mean().astype("uint8")  # the bars (cols 8-40) keep their left part
+    return faces, labels
+
+
+def test_flip_consistency_adds_the_mirror_disagreement_to_the_loss():
+    """One pass over the faces and their mirror images (a HOG net gets each view's own features); the
+    loss is the label loss of the faces plus W times the symmetric KL between the two views' predictions."""
+    import torch.nn.functional as F
+
+    from ferkit.config import TrainConfig
+    from ferkit.data import mean_image
+    from ferkit.model import create_model
+
+    faces, labels = _lopsided_faces(14)
+    spec = tiny_spec(hog=True)
+    data = make_batches(faces, labels, mean_image(faces), spec, flips=True)
+    cfg = TrainConfig(batch_size=14, lr=1e-3, l2=0.0, precision="fp32", flip_consistency=0.7)
+    torch.manual_seed(0)
+    model, seen = create_model(spec), []
+    model.register_forward_hook(lambda m, args, out: seen.append((args, out.detach())))
+    opt = train._optimizer(model, cfg)
+    loss = train.train_one_epoch(model, data, opt, train._scheduler(opt, cfg, 1), cfg, torch.Generator().manual_seed(1),
+                                 torch.device("cpu"))[2][0]
+    ((x, hog), out), = seen
+    faces_x, mirror_x = x.chunk(2)
+    assert torch.equal(mirror_x, faces_x.flip(-1))
+    order = torch.randperm(14, generator=torch.Generator().manual_seed(1))  # the epoch's order: its first draw
+    hog_x, hog_m = hog.chunk(2)
+    flipped = 0
+    for r, k in enumerate(order):  # each view's HOG is the one of its own orientation (flips: random, per face)
+        turned = not torch.equal(faces_x[r], data.x[k])
+        assert torch.equal(faces_x[r], data.x[k].flip(-1) if turned else data.x[k])
+        assert torch.equal(hog_x[r], data.hog_flip[k] if turned else data.hog[k])
+        assert torch.equal(hog_m[r], data.hog[k] if turned else data.hog_flip[k])
+        flipped += turned
+    assert 0 < flipped < 14
+    y = data.y[order]
+    a, b = (F.log_softmax(z, 1).double() for z in out.chunk(2))
+    kl = ((a.exp() * (a - b)).sum(1).mean() + (b.exp() * (b - a)).sum(1).mean()) / 2
+    assert kl > 1e-3, "the two views agree already: the test could not see the term"
+    assert loss == pytest.approx(F.cross_entropy(out.chunk(2)[0], y).item() + 0.7 * kl.item(), rel=1e-5)
+
+
+def test_flip_consistency_teaches_the_net_to_answer_a_face_and_its_mirror_image_alike():
+    from ferkit.config import TrainConfig
+    from ferkit.data import mean_image
+    from ferkit.model import create_model
+
+    faces, labels = _lopsided_faces(14)
+    data = make_batches(faces, labels, mean_image(faces), tiny_spec())
+    disagreement = {}
+    for w in (0.0, 5.0):
+        cfg = TrainConfig(batch_size=14, lr=1e-2, l2=0.0, flip=False, precision="fp32", flip_consistency=w)
+        torch.manual_seed(0)
+        model = create_model(tiny_spec())
+        opt, gen = train._optimizer(model, cfg), torch.Generator().manual_seed(0)
+        sched = train._scheduler(opt, cfg, 30)
+        for _ in range(30):
+            train.train_one_epoch(model, data, opt, sched, cfg, gen, torch.device("cpu"))
+        with torch.no_grad():
+            model.eval()
+            disagreement[w] = train.mirror_disagreement(model(data.x), model(data.x.flip(-1))).item()
+    assert disagreement[5.0] < disagreement[0.0] / 10, disagreement

@@ -356,6 +356,10 @@ class TrainConfig:
     cutmix: float = option(0.0, "CutMix (Yun et al. 2019): paste a box of another face, targets mixed by area "
                                 "~ Beta(ALPHA, ALPHA); 0 = off (e.g. 1.0)")
     mixup_prob: float = option(0.5, "with mixup and CutMix both on: the probability that a batch is mixed up, else CutMixed")
+    # A net whose answer for a face and its mirror image differ gains from averaging the two at prediction
+    # (the mirror), which doubles a face's time; this term teaches the one view what the two agree on.
+    flip_consistency: float = option(0.0, "weight of a term pulling the net's predictions for each face and its mirror "
+                                          "image together (symmetric KL); costs a second pass of the net a batch; 0 = off")
     tta: bool = option(False, "evaluate with the mirrored face too (test-time augmentation)")
     seed: int = option(0, "random seed")
     # not a Literal: cuda:N takes any N (checked in __post_init__)
@@ -456,7 +460,8 @@ TRAIN_RANGES = {
     "backbone_lr": (lambda v: v > 0, "> 0 (a fraction of --lr; to keep layers fixed, --freeze them)"),
     "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix")},
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix",
+                                                     "flip_consistency")},
 }
 
 

@@ -161,6 +161,15 @@ def mixed_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | No
     return mix.lam * task_loss(logits, y, targets, cfg, gen) + (1 - mix.lam) * partner
 
 
+def mirror_disagreement(logits: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """--flip-consistency's term: the symmetric KL divergence between the predictions for faces and for
+    their mirror images (R-Drop's form, Liang et al. 2021, with the mirror for the second pass);
+    the gradient reaches both passes, so neither view is the other's fixed target."""
+    a, b = F.log_softmax(logits, 1), F.log_softmax(mirrored, 1)
+    # F.kl_div(q, p) is KL(p || q)
+    return (F.kl_div(b, a, log_target=True, reduction="batchmean") + F.kl_div(a, b, log_target=True, reduction="batchmean")) / 2
+
+
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     """--ema's exponential moving average of model's weights and batch-norm statistics (None: off);
     its first update copies the weights, each later one moves it (1 - decay) of the way to them."""
@@ -217,25 +226,32 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
         x, y = data.x[idx], data.y[idx]
         targets = data.targets[idx] if data.targets is not None else None
         hog = data.hog[idx] if data.hog is not None else None
+        hog_m = data.hog_flip[idx] if data.hog is not None else None  # of the mirror image (--flip-consistency)
         if cfg.flip:
             m = aug.flip_mask(len(idx), gen)
             x = aug.flip(x, m)
             if hog is not None:
-                hog = torch.where(m.view(-1, 1), data.hog_flip[idx], hog)
+                hog, hog_m = torch.where(m.view(-1, 1), hog_m, hog), torch.where(m.view(-1, 1), hog, hog_m)
         x = aug.augment(x, gen, cfg.crop_pad, cfg.rotate, cfg.erase, cfg.photo_aug, data.mean, cfg.zoom)  # (HOG: of the face as it was)
         mix = aug.draw_mix(len(idx), x.shape[-2:], gen, cfg.mixup, cfg.cutmix, cfg.mixup_prob)
         if mix is not None:  # the teachers see the mixed faces too
             x = mix.images(x)
-            hog = mix.features(hog) if hog is not None else None
+            hog, hog_m = (mix.features(hog), mix.features(hog_m)) if hog is not None else (None, None)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        hog = hog.to(device) if hog is not None else None
+        hog, hog_m = (hog.to(device), hog_m.to(device)) if hog is not None else (None, None)
         targets = targets.to(device) if targets is not None else None
         with autocast(device, cfg.precision):
-            logits = model(x, hog).float()
+            if cfg.flip_consistency:  # the faces and their mirror images in one pass (one set of batch statistics)
+                both = model(torch.cat([x, x.flip(-1)]), torch.cat([hog, hog_m]) if hog is not None else None)
+                logits, mirrored = both.float().chunk(2)
+            else:
+                logits = model(x, hog).float()
         loss = mixed_loss(logits, y, targets, mix, cfg, gen)
         if teachers:
             views = (x, x.flip(-1)) if cfg.teacher_tta else (x,)
             loss = with_teacher(loss, logits, [t.logits(v) for t in teachers for v in views], cfg)
+        if cfg.flip_consistency:
+            loss = loss + cfg.flip_consistency * mirror_disagreement(logits, mirrored)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ferkit.checkpoint import read_runs
 
-TRICKS = ("mixup", "cutmix", "mixup_prob", "photo_aug", "zoom", "ema", "rotate", "erase", "crop_pad", "label_smoothing", "teacher", "distill",
+TRICKS = ("mixup", "cutmix", "mixup_prob", "photo_aug", "zoom", "ema", "flip_consistency", "tta", "rotate", "erase", "crop_pad", "label_smoothing", "teacher", "distill",
           "teacher_tta", "label_mode", "epochs", "model", "labels", "seed")
 
 ap = argparse.ArgumentParser()

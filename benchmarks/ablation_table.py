@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ferkit.checkpoint import read_runs
 
-TRICKS = ("mixup", "cutmix", "mixup_prob", "photo_aug", "zoom", "ema", "flip_consistency", "tta", "rotate", "erase", "crop_pad", "label_smoothing", "teacher", "distill",
-          "teacher_tta", "label_mode", "epochs", "model", "labels", "seed")
+TRICKS = ("mixup", "cutmix", "mixup_prob", "photo_aug", "zoom", "ema", "flip_consistency", "tta", "rotate", "erase", "crop_pad",
+          "label_smoothing", "l2", "lr", "teacher", "distill", "distill_temp", "teacher_tta", "label_mode", "epochs", "model",
+          "labels", "seed")
 
 ap = argparse.ArgumentParser()
 ap.add_argument("runs", nargs="+", help="run folders; the first is the baseline")

@@ -40,12 +40,24 @@ def _nan_weight(ck):
     (_nan_weight, "hold NaN, infinite or impossible values"),
     (_set("spec", "shallow"), "model spec must be a mapping"),
     (_set("config", "x"), "'config' is not a mapping"),
+    (_set("labels", 5), "'labels' must be a list of emotion names; got int 5"),
+    (_set("labels", "abcdefg"), "'labels' must be a list of emotion names; got str abcdefg"),
+    (_set("labels", list(range(7))), "'labels' must be a list of emotion names; got list [0, 1, 2"),
 ])
 def test_wrong_checkpoints_are_refused_by_name(tiny_checkpoint, tmp_path, change, message):
     path = _variant(tiny_checkpoint, tmp_path, change)
     with pytest.raises(FerkitError) as e:
         load_checkpoint(path)
     assert str(e.value).startswith(path) and message in str(e.value)
+
+
+def test_report_and_plot_refuse_a_checkpoint_history_of_the_wrong_shape(tiny_checkpoint, tmp_path):
+    from ferkit.checkpoint import checkpoint_run
+
+    assert len(checkpoint_run(tiny_checkpoint, "run").history) >= 1
+    path = _variant(tiny_checkpoint, tmp_path, _set("history", "x"))
+    with pytest.raises(FerkitError, match=r"changed.pt: its 'history': not a training history .* got str"):
+        checkpoint_run(path, "run")
 
 
 def test_flipped_bytes_are_refused(tiny_checkpoint, tmp_path, capsys):

@@ -46,7 +46,9 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["train", "--model", "resnet"], "--model must be a preset (shallow, deep, "),
     (["train", "--model", "tiny.txt"], "or a JSON/YAML model spec file (.json, .yaml, .yml); got 'tiny.txt'"),
-    (["train", "--lr", "-1", "--model", "shallow"], "--lr must be > 0; got -1.0"),
+    (["train", "--lr", "-1", "--model", "shallow"], "--lr must be > 0 and at most 100; got -1.0"),
+    (["train", "--threads", "100000", "--model", "shallow"], "--threads must be in 0..1024 (0: torch's default); got 100000"),
+    (["search", "--model", "shallow", "--timeout", "-1"], "--timeout -1: must be > 0 seconds"),
     (["train", "--lr", "nan", "--model", "shallow"], "--lr must be a finite number or null; got nan"),
     (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
     (["train", "--set", "hog=true", "--model", "shallow"], "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
@@ -75,7 +77,14 @@ def test_bad_row_from_cli_names_line_and_skip_flag(tmp_path, capsys):
 
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "run")
     for argv, message in [
+        (["train", "--model", "shallow", "--out", str(tmp_path / "loop1")], "a symbolic link to nothing (a missing target or a loop"),
+        (["train", "--model", "shallow", "--out", str(tmp_path / "dangling")], "a symbolic link to nothing"),
+        (["train", "--model", "shallow", "--out", str(tmp_path / ("x" * 300))], "cannot use it (File name too long)"),
+        (["evaluate", str(tiny_run), "--json", str(tmp_path / ("x" * 300) / "m.json")], "cannot use it (File name too long)"),
         (["evaluate", str(tiny_run), "--json", str(tmp_path / "afile" / "m.json")], "is a file, not a folder"),
         (["evaluate", str(tiny_run), "--json", str(tmp_path)], "is a folder; give a file name"),
         (["export", str(tiny_run), "--onnx", "/proc/x/m.onnx"], "--onnx /proc/x/m.onnx: cannot write in /proc"),

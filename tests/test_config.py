@@ -10,7 +10,7 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
         TrainConfig(batch_size=0, lr=-1, optimizer="rmsprop", label_smoothing=2)
     msg = str(e.value)
-    for text in ("--batch-size must be >= 1; got 0", "--lr must be > 0; got -1.0",
+    for text in ("--batch-size must be >= 1; got 0", "--lr must be > 0 and at most 100; got -1.0",
                  "--optimizer must be one of adam, adamw, sgd; got 'rmsprop'", "--label-smoothing must be in [0, 1); got 2.0"):
         assert text in msg
 
@@ -160,3 +160,13 @@ def test_type_and_range_problems_are_reported_together():
     for text in ("--epochs must be an integer or null; got 'ten'", "--batch-size must be >= 1; got 0",
                  "--schedule must be one of none, cosine, onecycle, step; got 'linear'", "--rotate must be >= 0; got -5.0"):
         assert text in str(e.value)
+
+
+def test_threads_lr_and_l2_have_upper_bounds():
+    """Far past any use, torch crashes instead: 100,000 threads is a SIGSEGV, lr 1e308 an overflow in the optimizer."""
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(threads=100_000, lr=1e308, l2=1e300)
+    for text in ("--threads must be in 0..1024 (0: torch's default); got 100000", "--lr must be > 0 and at most 100; got 1e+308",
+                 "--l2 must be >= 0 and at most 100; got 1e+300"):
+        assert text in str(e.value)
+    TrainConfig(threads=1024, lr=100.0, l2=0.0)

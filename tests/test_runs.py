@@ -22,6 +22,28 @@ def test_read_run_errors(tmp_path):
         runs.read_run(tmp_path)
 
 
+@pytest.mark.parametrize("name,text,message", [
+    (runs.HISTORY_JSON, '{"a": 1}', "history.json: not a training history (a list of per-epoch rows); got dict"),
+    (runs.HISTORY_JSON, '[null, 5, "x"]', "history.json: row 1 is not an epoch's record"),
+    (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": 0.5}, {"epoch": "x"}]', "history.json: row 2 is not an epoch's record"),
+    (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": "high"}]', "history.json: row 1 is not an epoch's record"),
+    (runs.HISTORY_CSV, "epoch,val_acc\n1,abc\n", "history.csv: not a history table of numbers"),
+    (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
+])
+def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, name, text, message):
+    """JSON that parses but is not what train.py writes: `ferkit plot` and `report` name the file, not crash on it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    if name == runs.HISTORY_CSV:
+        (run / runs.HISTORY_JSON).unlink()
+    (run / name).write_text(text)
+    with pytest.raises(FerkitError) as e:
+        runs.read_run(run)
+    assert str(e.value).startswith(str(run)) and message in str(e.value), str(e.value)
+
+
 def test_summarize_history():
     rows = [dict(epoch=1, train_acc=0.3, val_acc=0.40, seconds=100.0), dict(epoch=2, train_acc=0.5, val_acc=0.55, seconds=500.0),
             dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]

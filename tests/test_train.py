@@ -32,6 +32,8 @@ def test_a_spec_file_gets_the_shallow_recipe_and_an_unknown_preset_none():
             resolve_config(name)
         with pytest.raises(FerkitError, match=f"got '{name}'"):
             resolve_config(base={"model": name, "epochs": 3})
+    with pytest.raises(FerkitError, match=r"--model must be a preset .*; got \{'convs': \[\]\}"):  # a config file's mapping
+        resolve_config(base={"model": {"convs": []}})
 
 
 def test_fit_writes_history_and_checkpoints(tiny_run):
@@ -427,6 +429,58 @@ def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, caps
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
     assert capsys.readouterr().err == (f"error: --epochs 2: the run in {tmp_path / 'run'} has already trained 3 epochs; "
                                        "give --epochs 3 or more, or leave it out\n")
+
+
+def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, tmp_path, capsys):
+    """last.pt's weights and optimizer state are of the net and optimizer it was trained with: a
+    config.json edited (or a last.pt copied from another run) is one line naming each difference."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "optimizer": "sgd", "schedule": "onecycle"}))
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume {run}: its config.json does not match its last.pt (optimizer 'adam' -> 'sgd'; "
+                          "schedule 'none' -> 'onecycle'); put config.json back as the run wrote it") and err.count("\n") == 1, err
+
+
+def test_resume_takes_a_setting_deleted_from_config_json_from_the_recipe(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["lr"]
+    (run / "config.json").write_text(json.dumps({**saved, "l2": None}))
+    cfg = train.resume_config(run, epochs=4)
+    assert (cfg.lr, cfg.l2, cfg.epochs) == (1e-3, 1e-6, 4)  # a spec file's recipe: the paper's shallow net's
+    fit(cfg, run, resume=True, progress=False)
+    assert read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_resume_of_a_finished_run_says_so(tiny_run, tmp_path, caplog):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    with caplog.at_level(logging.INFO, logger="ferkit.train"):
+        fit(train.resume_config(run), run, resume=True, progress=False)
+    assert f"{run}: the run has trained all its 3 epochs" in caplog.text and "resuming" not in caplog.text
+
+
+def test_a_full_disk_at_the_config_is_one_line(tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    run = tmp_path / "run"
+    _disk_full_at(monkeypatch, "config.json", 1)
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "1", "--out", str(run), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: {run / 'config.json'}: cannot write it (No space left on device); free some "
+                                       "space (or fix the folder), then start the run again (it had not saved an epoch to resume from)\n")
 
 
 def test_a_fresh_start_into_a_run_folder_is_refused_and_leaves_the_run_whole(tiny_run, tmp_path, capsys):

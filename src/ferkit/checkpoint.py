@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from .config import ModelSpec
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, FerkitError, first_line
 from .faces import face_batch
 from .files import atomic_write
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import BEST, Run, read_run, run_names
+from .runs import BEST, Run, check_history, is_number, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -56,7 +56,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     """The checkpoint dict, loaded with weights_only=True and checked (see check_checkpoint);
     with resume=True also the training state that --resume needs. One clear error for a bad file."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not resume:  # a run folder: its best.pt (a last.pt that is a folder is named as given)
         path = path / BEST
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
@@ -73,7 +73,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
             if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
                 raise FerkitError(_pickled_objects(path, text)) from None
             text = "not a PyTorch file"  # junk that the unpickler choked on
-        first = text.splitlines()[0][:200] if text else ""
+        first = first_line(text)
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({type(e).__name__}: {first})") from None
     check_checkpoint(ckpt, path)
@@ -112,10 +112,6 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _state_problem(ckpt: dict) -> str | None:
     """What in last.pt's training state is not as 'ferkit train' writes it, or None."""
     opt, cfg, epoch = ckpt["optimizer"], ckpt["config"], ckpt["epoch"]
@@ -133,9 +129,9 @@ def _state_problem(ckpt: dict) -> str | None:
     if not (isinstance(hist, list) and all(isinstance(r, dict) for r in hist)):
         return f"'history' must be a list of per-epoch rows; got {type(hist).__name__}"
     losses = ckpt["iter_loss"]
-    if not (isinstance(losses, list) and all(_is_number(v) for v in losses)):
+    if not (isinstance(losses, list) and all(is_number(v) for v in losses)):
         return f"'iter_loss' must be a list of numbers; got {type(losses).__name__}"
-    if ckpt["best_acc"] is not None and not _is_number(ckpt["best_acc"]):
+    if ckpt["best_acc"] is not None and not is_number(ckpt["best_acc"]):
         return f"'best_acc' must be a number or None; got {type(ckpt['best_acc']).__name__}"
     want = torch.Generator().get_state()
     rng = ckpt["rng"]
@@ -188,6 +184,9 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
         spec = ModelSpec.from_dict(ckpt["spec"])
     except ConfigError as e:
         raise bad(f"its model spec is invalid: {e}") from None
+    names = ckpt.get("labels")
+    if names is not None and not (isinstance(names, (list, tuple)) and all(isinstance(n, str) and n for n in names)):
+        raise bad(f"'labels' must be a list of emotion names; got {type(names).__name__} {str(names)[:60]}")
     labels = labels_of(ckpt)  # the width is stored twice here (spec and labels), as ever: they must agree
     if spec.num_classes is not None and spec.num_classes != len(labels):
         raise bad(f"its model spec's num_classes is {spec.num_classes} but 'labels' names {len(labels)} emotions")
@@ -313,7 +312,7 @@ def checkpoint_run(path: str | Path, name: str) -> Run:
     ckpt = read_checkpoint(path)
     config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
     iterations = np.asarray(ckpt.get("iter_loss") or [], float)  # a last.pt's; best.pt and exports keep none
-    return Run(path.parent, name, config, list(ckpt.get("history") or []), iterations, file=path)
+    return Run(path.parent, name, config, check_history(ckpt.get("history") or [], f"{path}: its 'history'"), iterations, file=path)
 
 
 def read_runs(paths: list[str | Path]) -> list[Run]:

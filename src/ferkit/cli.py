@@ -326,11 +326,14 @@ def cmd_search(args):
 
     if args.trials < 0:
         raise FerkitError(f"--trials {args.trials}: must be >= 0")
+    if args.timeout is not None and not args.timeout > 0:
+        raise FerkitError(f"--timeout {args.timeout:g}: must be > 0 seconds (or left out: no time limit)")
     cfg = config_from_args(args)
     params = search_space(cfg, args.param, defaults=not args.no_default_params)
     out = check_output(args.out or f"runs/search-{Path(cfg.model).stem}", "--out", folder=True)
     cv = args.cv or 0
-    print(f"searching {', '.join(p.text for p in params)}\n{cfg.model}, {cfg.epochs} epoch(s) per trial, scored by "
+    length = "epochs searched" if any(p.name == "epochs" for p in params) else f"{cfg.epochs} epoch(s) per trial"
+    print(f"searching {', '.join(p.text for p in params)}\n{cfg.model}, {length}, scored by "
           f"{f'{cv}-fold cross-validation' if cv else 'PublicTest accuracy'}; {args.trials} trials -> {out}", flush=True)
     if args.quiet:  # one line per trial: the trials' per-epoch lines off
         logging.getLogger("ferkit.train").setLevel(logging.WARNING)

@@ -47,6 +47,8 @@ MAX_PARAMS = 200_000_000  # 0.8 GB of float32 weights; Adam keeps two more copie
 MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
 MAX_SPLIT_SEED = 2**32 - 1  # scikit-learn's random_state (a legacy numpy RandomState) takes 32 bits
 MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
+MAX_THREADS = 1024  # far above any CPU's cores; torch's thread pool crashes (SIGSEGV) at 100,000
+MAX_RATE = 100.0  # lr and l2: far above any useful value; torch's optimizers overflow float32 near 1e38
 
 
 def problem(name: str, what: str, value) -> str:
@@ -446,8 +448,8 @@ class TrainConfig:
 TRAIN_RANGES = {
     "batch_size": (lambda v: v >= 1, ">= 1"),
     "epochs": (lambda v: v >= 1, ">= 1"),
-    "lr": (lambda v: v > 0, "> 0"),
-    "l2": (lambda v: v >= 0, ">= 0"),
+    "lr": (lambda v: 0 < v <= MAX_RATE, f"> 0 and at most {MAX_RATE:g}"),
+    "l2": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g}"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "ema": (lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.999; 0: off)"),
     "erase": (lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -460,7 +462,8 @@ TRAIN_RANGES = {
     "backbone_lr": (lambda v: v > 0, "> 0 (a fraction of --lr; to keep layers fixed, --freeze them)"),
     "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "threads", "mixup", "cutmix",
+    "threads": (lambda v: 0 <= v <= MAX_THREADS, f"in 0..{MAX_THREADS} (0: torch's default)"),
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "mixup", "cutmix",
                                                      "flip_consistency")},
 }
 

@@ -23,6 +23,16 @@ class ImageError(FerkitError):
         self.reason = reason
 
 
+def first_line(message, limit: int = 200) -> str:
+    """The first line of a library's error message, for quoting in a FerkitError: cut at a sentence's
+    end within `limit` characters where there is one, else at `limit` with an ellipsis."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+    if len(text) <= limit:
+        return text
+    end = text.rfind(". ", 0, limit)
+    return text[:end + 1] if end > 0 else text[:limit] + "..."
+
+
 # The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the
 # name they are imported as: a command that imports one on a light install names the extra to add.
 TRAIN_MODULES = ("torch", "sklearn", "skimage", "matplotlib", "optuna", "onnx", "tqdm")

@@ -145,8 +145,9 @@ def _guarded(decode, label: str, max_pixels: int) -> np.ndarray:
             return decode()
         except ImageError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"{label}: too large to decode safely ({e}); shrink it below {max_pixels / 1e6:.0f} megapixels", "too_large") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(f"{label}: too large to decode safely (a decompression bomb, by Pillow's check); shrink it "
+                             f"below {max_pixels / 1e6:.0f} megapixels", "too_large") from None
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to decode it; shrink the image", "too_large") from None
         except Exception as e:

@@ -40,7 +40,16 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
     FerkitError naming the flag, the path, why and what to do. A file's missing parent folders are
     created; a folder (a run's --out) is not, so a command refused later leaves nothing behind:
     a temporary file is written and removed in the nearest folder that exists."""
-    p = Path(path)
+    try:
+        return _check_output(Path(path), flag, folder)
+    except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links
+        raise FerkitError(f"{flag} {path}: cannot use it ({e.strerror or e}); choose another location") from None
+
+
+def _check_output(p: Path, flag: str, folder: bool) -> Path:
+    if folder and p.is_symlink() and not p.exists():  # the run's mkdir would fail on it, after the data are read
+        raise FerkitError(f"{flag} {p}: a symbolic link to nothing (a missing target or a loop of links); "
+                          "give another location, or remove or fix the link")
     if p.is_dir() and not folder:
         ext = {"--json": ".json", "--csv": ".csv", "--onnx": ".onnx", "--pt": ".pt", "--out": ""}.get(flag, "")
         raise FerkitError(f"{flag} {p}: is a folder; give a file name" + (f", e.g. {p / ('results' + ext)}" if ext else ""))

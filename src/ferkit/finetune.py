@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, FerkitError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled objects, junk, truncated files
-        first = str(e).splitlines()[0][:200] if str(e) else ""
+        first = first_line(e)
         raise FerkitError(f"--init-from {path}: not a readable weights file (a state_dict saved with torch.save, or a "
                           f"ferkit checkpoint); {type(e).__name__}: {first}") from None
     if isinstance(obj, dict) and "spec" in obj and "state_dict" in obj:

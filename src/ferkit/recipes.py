@@ -43,7 +43,7 @@ RECIPES: dict[str, dict] = {
 def recipe(name: str) -> dict:
     """The TrainConfig defaults of a preset. An unknown name is an error, not the shallow net's
     recipe: a misspelt preset would otherwise train with another net's epochs and learning rate."""
-    if name not in RECIPES:
+    if not isinstance(name, str) or name not in RECIPES:  # (a config file's model: may be a mapping or a number)
         raise ConfigError(f"--model must be a preset ({', '.join(RECIPES)}) or a JSON/YAML model spec file "
                           f"(.json, .yaml, .yml); got {name!r}")
     return dict(RECIPES[name])

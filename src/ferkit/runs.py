@@ -70,11 +70,17 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
         raise FerkitError(f"{p}: not a run folder (no {CONFIG}, {HISTORY_JSON}, {ITERATIONS} or {BEST}); "
                           "give the --out folder of a `ferkit train` run")
     config = _read_json(p / CONFIG) if (p / CONFIG).exists() else None
+    if config is not None and not isinstance(config, dict):
+        raise FerkitError(f"{p / CONFIG}: not a training config (a JSON object of settings); rerun the command that wrote it")
     if (p / HISTORY_JSON).exists():
-        history = _read_json(p / HISTORY_JSON)
+        history = check_history(_read_json(p / HISTORY_JSON), str(p / HISTORY_JSON))
     elif (p / HISTORY_CSV).exists():
-        with open(p / HISTORY_CSV, newline="") as f:
-            history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
+        try:
+            with open(p / HISTORY_CSV, newline="") as f:
+                history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
+        except (OSError, ValueError, TypeError) as e:
+            raise FerkitError(f"{p / HISTORY_CSV}: not a history table of numbers ({e}); rerun the command that wrote it") from None
+        history = check_history(history, str(p / HISTORY_CSV))
     else:
         history = []
     iterations = np.zeros(0)
@@ -97,6 +103,25 @@ def run_names(paths: list[str | Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return ["/".join(Path(p).resolve().parts[-2:]) for p in paths]
+
+
+def check_history(history, where: str) -> list[dict]:
+    """history if it is as train.py writes it (a list of per-epoch rows: a number for the epoch, numbers
+    or null for the other HISTORY_FIELDS), else a FerkitError naming where it came from and the first bad row."""
+    if not isinstance(history, list):
+        raise FerkitError(f"{where}: not a training history (a list of per-epoch rows); got {type(history).__name__}; "
+                          "rerun the command that wrote it")
+    for i, row in enumerate(history, 1):
+        ok = isinstance(row, dict) and is_number(row.get("epoch")) and all(
+            row.get(k) is None or is_number(row[k]) for k in HISTORY_FIELDS)
+        if not ok:
+            raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}); "
+                              f"got {str(row)[:80]}; rerun the command that wrote it")
+    return history
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _read_json(path: Path):

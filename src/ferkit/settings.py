@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from . import bundled, precisions
-from .config import check_fields, from_text, option
+from .config import MAX_THREADS, check_fields, from_text, option
 from .errors import FerkitError
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
@@ -62,6 +62,8 @@ class Settings:
         for name in ("max_concurrent", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            bad.append(f"--threads {self.threads}: must be at most {MAX_THREADS}")
         if bad:
             raise FerkitError("; ".join(bad))
 

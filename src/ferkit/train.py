@@ -39,7 +39,7 @@ from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, FerkitError, first_line
 from .files import atomic_write, check_output
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set
@@ -78,7 +78,7 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
     saved.pop("spec", None)
     if epochs:
         saved["epochs"] = epochs
-    return TrainConfig.from_dict(saved)
+    return resolve_config(base=saved)  # a value deleted or nulled by hand falls back to the preset's
 
 
 @dataclass
@@ -321,7 +321,7 @@ def _restoring(path: Path, what: str):
     try:
         yield
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).splitlines()[0][:200] if str(e) else ""
+        first = first_line(e)
         raise FerkitError(f"{path}: cannot resume from it: its {what} does not fit this run "
                           f"({type(e).__name__}: {first}); {RESUME_FIX}") from None
 
@@ -339,7 +339,18 @@ def _saving(path: Path, out: Path):
                           f"then {then}") from None
 
 
-def _check_length(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
+# What a resumed run keeps from its start: last.pt's weights, optimizer and schedule state are of these
+# (--epochs may change: the schedule is re-planned; data, threads, device and the rest may too)
+RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze")
+
+
+def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
+    """A FerkitError unless last.pt can go on under cfg: the same net and optimizer, and not past --epochs."""
+    was = ckpt["config"]
+    changed = [f"{k} {was[k]!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if k in was and was[k] != getattr(cfg, k)]
+    if changed:
+        raise FerkitError(f"--resume {out}: its {CONFIG} does not match its {LAST} ({'; '.join(changed)}); put "
+                          f"{CONFIG} back as the run wrote it (only --epochs may change), or {RESUME_FIX}")
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
                           f"give --epochs {ckpt['epoch']} or more, or leave it out")
@@ -410,7 +421,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read
         raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if ckpt is not None:
-        _check_length(ckpt, cfg, out)
+        _check_resume(ckpt, cfg, out)
     # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
     if cfg.freeze > spec.stages():
@@ -484,12 +495,17 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         best_acc = ckpt["best_acc"] if val is not None else None  # (old checkpoints stored an epoch number without validation)
         start_epoch = ckpt["epoch"] + 1
         so_far = f"best val acc so far {best_acc:.4f}" if best_acc is not None else "no validation split"
-        info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
+        if start_epoch > cfg.epochs:
+            info(f"{out}: the run has trained all its {cfg.epochs} epochs ({so_far}); to train it longer, "
+                 "resume it with a larger --epochs")
+        else:
+            info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
     if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
-        if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
-            write_history(history, iter_loss, out)
+        with _saving(out / CONFIG, out):
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
+            if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
+                write_history(history, iter_loss, out)
     net = dist.wrap(model)  # trains; `model` (the same weights) is saved to resume from
     validated = ema.module if ema is not None else model  # evaluated, and saved as best.pt
 

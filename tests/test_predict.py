@@ -406,7 +406,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     os.mkfifo(d / "fifo")  # nor this
     signal.alarm(20)  # opening a fifo would block: fail instead of hanging
     try:
-        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg"])
+        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg", "-"])
     finally:
         signal.alarm(0)
     rel = [str(f.relative_to(tmp_path)) for f, _ in files]
@@ -416,7 +416,8 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
                       ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),
                       ("linked.jpg", "a link to a folder, which a folder search does not follow")]:
         assert f"{d / name}: {why}" in text, (name, text)
-    assert len(problems) == 7  # four found in the scan, three given
+    assert "-: photos are not read from standard input; save the photo to a file" in text  # not "no such file"
+    assert len(problems) == 8  # four found in the scan, four given
 
 
 @pytest.mark.parametrize("backend", [[], ["--backend", "torch"]])  # the default model's shipped graph, and its checkpoint on torch

@@ -39,6 +39,8 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
             problems += skipped
         elif p.is_file():
             files.append((p, None))
+        elif str(p) == "-":  # the Unix habit for standard input: a pipe, which is never read (see above)
+            problems.append("-: photos are not read from standard input; save the photo to a file and give its path")
         else:
             why = _unusable(p)
             problems.append(f"{p}: {why}; skipped" if why else f"{p}: no such file or folder; check the path")

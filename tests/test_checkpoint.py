@@ -60,6 +60,16 @@ def test_report_and_plot_refuse_a_checkpoint_history_of_the_wrong_shape(tiny_che
         checkpoint_run(path, "run")
 
 
+def test_quoted_library_messages_are_cut_at_a_sentence():
+    """A library's message in ours: its first line, cut at a sentence's end (torch's truncated-file
+    message ran 200 characters into a sentence), else at 200 characters with an ellipsis."""
+    from ferkit.errors import first_line
+
+    assert first_line("short\nsecond line") == "short" and first_line("") == ""
+    assert first_line("First sentence. " + "x" * 300) == "First sentence."
+    assert first_line("y" * 300) == "y" * 200 + "..."
+
+
 def test_flipped_bytes_are_refused(tiny_checkpoint, tmp_path, capsys):
     """torch.load does not check the zip checksums torch.save writes; ferkit does: no NaN predictions, no 500s."""
     raw = tiny_checkpoint.read_bytes()

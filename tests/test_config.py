@@ -10,7 +10,7 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
         TrainConfig(batch_size=0, lr=-1, optimizer="rmsprop", label_smoothing=2)
     msg = str(e.value)
-    for text in ("--batch-size must be >= 1; got 0", "--lr must be > 0 and at most 100; got -1.0",
+    for text in ("--batch-size must be >= 2 (training skips one-face batches: batch norm needs two); got 0", "--lr must be > 0 and at most 100; got -1.0",
                  "--optimizer must be one of adam, adamw, sgd; got 'rmsprop'", "--label-smoothing must be in [0, 1); got 2.0"):
         assert text in msg
 
@@ -157,7 +157,7 @@ def test_type_and_range_problems_are_reported_together():
     """A field of the wrong type does not hide the range problems of the others (nor crash their checks)."""
     with pytest.raises(ConfigError) as e:
         TrainConfig(epochs="ten", batch_size=0, schedule="linear", rotate=-5)
-    for text in ("--epochs must be an integer or null; got 'ten'", "--batch-size must be >= 1; got 0",
+    for text in ("--epochs must be an integer or null; got 'ten'", "--batch-size must be >= 2 (training skips one-face batches: batch norm needs two); got 0",
                  "--schedule must be one of none, cosine, onecycle, step; got 'linear'", "--rotate must be >= 0; got -5.0"):
         assert text in str(e.value)
 
@@ -170,3 +170,6 @@ def test_threads_lr_and_l2_have_upper_bounds():
                  "--l2 must be >= 0 and at most 100; got 1e+300"):
         assert text in str(e.value)
     TrainConfig(threads=1024, lr=100.0, l2=0.0)
+    with pytest.raises(ConfigError) as e:  # a one-face batch is skipped: batch size 1 trained nothing, silently
+        TrainConfig(batch_size=1, flip_consistency=1e9)
+    assert "--batch-size must be >= 2" in str(e.value) and "--flip-consistency must be >= 0 and at most 100" in str(e.value)

@@ -139,6 +139,10 @@ def test_a_ferplus_model_is_scored_on_the_vote_majority_a_fer2013_model_on_the_f
     assert m["top_vote_accuracy"] == pytest.approx(4 / 6) and m["labels"] == list(FERPLUS)
     m = evaluate_split(FixedModel(FER2013, predicts_file_labels), data, "val")
     assert m["n"] == 7 and m["accuracy"] == 1.0 and "top_vote_accuracy" not in m
+    nf = lines[:1 + 7] + [f"PublicTest,x.png,{'0,' * 9}10"] * 7  # every PublicTest face "not a face"
+    (tmp_path / "fer2013new.csv").write_text("\n".join(nf) + "\n")
+    with pytest.raises(FerkitError, match=r"fer2013.csv: none of the 7 val faces has a label to score against for the FER\+ emotions"):
+        evaluate_split(FixedModel(FERPLUS, predicts_file_labels), data, "val")  # was sklearn's "Found empty input array"
     with pytest.raises(DataError, match=r"fer2013.csv: its class\(es\) angry, disgust, fear, happy, sad, surprise, neutral are "
                                         r"not emotions of a data-declared label set \(calm, excited\); fer2013, rafdb, affectnet have them all "
                                         r"\(--labels fer2013\); rename or leave out those classes"):

@@ -119,6 +119,47 @@ def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
     assert a[0]["box"] == b[0]["box"] and abs(a[0]["score"] - b[0]["score"]) < 1e-5
 
 
+def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, capsys):
+    """`export RUN --onnx RUN/best.pt` wrote the graph over the checkpoint it read, `--pt X --half` over
+    X its float32 weights, `report RUN --out RUN/best.pt` its page: each is refused, the file left whole."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = (run / "best.pt").read_bytes()
+    for argv in (["export", str(run), "--onnx", str(run / "best.pt")], ["export", str(run / "best.pt"), "--pt", str(run / "best.pt"), "--half"],
+                 ["report", str(run), "--no-data", "--out", str(run / "best.pt")], ["report", str(run), "--no-data", "--out", str(run / "config.json")]):
+        assert main(argv) == 2, argv
+        assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before
+    assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0  # another file: written
+
+
+def _with_metadata(src, dst, key, value):
+    import onnx
+
+    graph = onnx.load(src)
+    onnx.helper.set_model_props(graph, {**{p.key: p.value for p in graph.metadata_props}, key: value})
+    onnx.save(graph, dst)
+    return dst
+
+
+def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_path, astronaut):
+    """A graph whose metadata was edited by hand: one error naming the key, not a JSONDecodeError or an
+    IndexError mid-prediction (a TTA graph's output width is symbolic: counted on a blank face)."""
+    src = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(src), "--tta"]) == 0
+    for key, value, message in [("labels", "{garbage", "metadata 'labels' must be a JSON list of emotion names; got '{garbage'"),
+                                ("labels", "[1, 2]", "metadata 'labels' must be a JSON list of emotion names"),
+                                ("labels", '["a", "b"]', "the ONNX model has 7 outputs but names 2 emotions")]:
+        with pytest.raises(FerkitError, match=re.escape(message)):
+            Predictor(_with_metadata(src, tmp_path / "edited.onnx", key, value), backend="onnx").predict(astronaut)
+    from ferkit.runtime import onnx_session, onnx_training  # what serve's /version reports
+
+    with pytest.raises(FerkitError, match="metadata 'training' must be a JSON object; got '\\[1\\]'"):
+        onnx_training(onnx_session(_with_metadata(src, tmp_path / "edited.onnx", "training", "[1]")))
+
+
 def test_hog_models_are_refused_for_onnx():
     from ferkit.model import create_model
     from ferkit.onnx_export import export_onnx

@@ -44,6 +44,19 @@ def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, 
     assert str(e.value).startswith(str(run)) and message in str(e.value), str(e.value)
 
 
+def test_an_iterations_table_without_rows_is_no_iterations(tiny_run, tmp_path):
+    """A run that trained no step (stopped before it) has only the header: plot and report draw no curve."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / runs.ITERATIONS).write_text("iteration,loss\n")
+    assert runs.read_run(run).iterations.shape == (0,)
+    (run / runs.ITERATIONS).write_text("iteration,loss\n1\n2\n")
+    with pytest.raises(FerkitError, match="iterations.csv: not an iteration,loss table"):
+        runs.read_run(run)
+
+
 def test_summarize_history():
     rows = [dict(epoch=1, train_acc=0.3, val_acc=0.40, seconds=100.0), dict(epoch=2, train_acc=0.5, val_acc=0.55, seconds=500.0),
             dict(epoch=3, train_acc=0.7, val_acc=0.50, seconds=110.0)]

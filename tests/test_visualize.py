@@ -64,6 +64,9 @@ def test_dream_settings_are_checked(clf, face):
         deep_dream(clf, face, DreamSettings(layer=3))
     with pytest.raises(FerkitError, match="octave-scale"):
         deep_dream(clf, face, DreamSettings(octave_scale=1.0))
+    for bad in (dict(octave_scale=float("nan")), dict(step_size=float("nan")), dict(step_size=float("inf")), dict(jitter=10**20)):
+        with pytest.raises(FerkitError, match="DeepDream settings: need"):  # NaN passed the comparisons; jitter overflowed torch
+            deep_dream(clf, face, DreamSettings(**bad))
     assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=0)), face)  # no steps: the face itself
 
 

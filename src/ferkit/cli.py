@@ -20,7 +20,7 @@ from pathlib import Path
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import FerkitError, needs_extra
-from .files import check_output, check_outputs, output_errors, write_output
+from .files import check_not_input, check_output, check_outputs, output_errors, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -514,12 +514,15 @@ def cmd_export(args):
 
     if bool(args.onnx) == bool(args.pt):
         raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)")
+    args.checkpoint = _checkpoint_path(args.checkpoint)
+    src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
     if args.pt:
         if args.int8 or args.data or args.tta is not None:
             raise FerkitError("--int8, --data and --tta are for --onnx; --pt copies the checkpoint (with --half in float16)")
         import numpy as np
 
         out = check_output(args.pt, "--pt")
+        check_not_input(out, "--pt", [src])
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         clf = load_checkpoint(args.checkpoint)
@@ -531,10 +534,10 @@ def cmd_export(args):
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
     out = check_output(args.onnx, "--onnx")  # missing folders are created
+    check_not_input(out, "--onnx", [src])
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
-    src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
     faces = calibration_faces(args.data, size=clf.spec.in_size, channels=clf.spec.channels) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
@@ -552,9 +555,19 @@ RUNS_HELP = "run folders of `ferkit train`, or checkpoints (.pt files, bundled m
 
 def _run_paths(names: list[str]) -> list[str | Path]:
     """RUN_DIR arguments as paths: a bundled model's name means its checkpoint, as for evaluate (./NAME: a folder)."""
+    return [_checkpoint_path(n) for n in names]
+
+
+def _checkpoint_path(name: str) -> str | Path:
+    """A checkpoint argument as a path: a bundled model's name means its checkpoint (./NAME: a folder or file)."""
     from .predict import BUNDLED, model_path
 
-    return [model_path(n) if n in BUNDLED else n for n in names]
+    return model_path(name) if name in BUNDLED else name
+
+
+def _files_of(paths: list[str | Path]) -> list[Path]:
+    """The files that run arguments name: a checkpoint, or every file of a run folder."""
+    return [f for p in map(Path, paths) for f in ([p] if p.is_file() else sorted(p.glob("*")) if p.is_dir() else [])]
 
 
 def _plot_args(p):
@@ -617,7 +630,7 @@ def cmd_visualize(args):
     )
 
     out = check_output(args.out, "--out", folder=True)
-    clf = load_checkpoint(args.checkpoint)
+    clf = load_checkpoint(_checkpoint_path(args.checkpoint))
     if args.image:
         face, how = face_from_image(args.image, clf.spec)
         title = f"{args.image}: {how}"
@@ -667,8 +680,9 @@ def cmd_report(args):
         raise FerkitError("--data and --no-data contradict each other; give one")
     if args.faces < 1:
         raise FerkitError(f"--faces {args.faces}: must be >= 1")
-    check_output(args.out, "--out")
-    res = build_report(_run_paths(args.runs), args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
+    paths = _run_paths(args.runs)
+    check_not_input(check_output(args.out, "--out"), "--out", _files_of(paths))
+    res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")

@@ -48,7 +48,7 @@ MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
 MAX_SPLIT_SEED = 2**32 - 1  # scikit-learn's random_state (a legacy numpy RandomState) takes 32 bits
 MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
 MAX_THREADS = 1024  # far above any CPU's cores; torch's thread pool crashes (SIGSEGV) at 100,000
-MAX_RATE = 100.0  # lr and l2: far above any useful value; torch's optimizers overflow float32 near 1e38
+MAX_RATE = 100.0  # lr, l2 and --flip-consistency's weight: far above any useful value (lr 1e308 overflows the optimizer)
 
 
 def problem(name: str, what: str, value) -> str:
@@ -446,7 +446,7 @@ class TrainConfig:
 
 # TrainConfig field -> (fits(value), what it must be); a None value (the preset's) is not checked.
 TRAIN_RANGES = {
-    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "batch_size": (lambda v: v >= 2, ">= 2 (training skips one-face batches: batch norm needs two)"),
     "epochs": (lambda v: v >= 1, ">= 1"),
     "lr": (lambda v: 0 < v <= MAX_RATE, f"> 0 and at most {MAX_RATE:g}"),
     "l2": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g}"),
@@ -463,8 +463,8 @@ TRAIN_RANGES = {
     "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "threads": (lambda v: 0 <= v <= MAX_THREADS, f"in 0..{MAX_THREADS} (0: torch's default)"),
-    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "mixup", "cutmix",
-                                                     "flip_consistency")},
+    "flip_consistency": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g} (its weight against the labels' loss)"),
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "mixup", "cutmix")},
 }
 
 

@@ -11,6 +11,7 @@ and its weights are not changed. Pixels stay in the valid 0..255 range.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,8 +66,11 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     s = settings or DreamSettings()
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    if s.octaves < 1 or s.octave_scale <= 1 or s.steps < 0 or s.step_size <= 0 or s.jitter < 0:
-        raise FerkitError("DeepDream settings: need --octaves >= 1, --octave-scale > 1, --steps >= 0, --step-size > 0, --jitter >= 0")
+    side = clf.spec.in_size
+    if not (s.octaves >= 1 and s.octave_scale > 1 and s.steps >= 0 and 0 < s.step_size < math.inf and 0 <= s.jitter <= side):
+        raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --steps >= 0, --step-size > 0 and "
+                          f"finite, --jitter 0..{side} (the face's side); got {s.octaves}, {s.octave_scale}, {s.steps}, "
+                          f"{s.step_size}, {s.jitter}")
     layer = check_layer(clf, s.layer)
     net = clf.model.features[:layer]
     clf.model.eval()

@@ -92,6 +92,15 @@ def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[
     return checked
 
 
+def check_not_input(out: Path, flag: str, inputs) -> None:
+    """A FerkitError when the output `out` is one of the command's input files (the checkpoint being
+    exported, a file of a run being reported): writing it would replace what the command reads."""
+    for i in inputs:
+        if out.is_file() and Path(i).is_file() and os.path.samefile(out, i):
+            raise FerkitError(f"{flag} {out}: is {'' if Path(i) == out else f'{i}, '}the command's own input; writing it "
+                              "would replace what it reads; give another file name")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # no signal sent: only whether the process exists

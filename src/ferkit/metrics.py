@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix as _confusion_matrix
 
+from .errors import FerkitError
 from .labels import for_emotions, labels_of
 
 
@@ -76,6 +77,9 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
     the most-voted-emotions measure."""
     images, _ = data.split(split)
     y, top = split_labels(clf.labels, data, split, labels_file)
+    if len(y) and not (y >= 0).any():  # (FER+: every face's votes NF, unknown or tied)
+        raise FerkitError(f"{data.source}: none of the {len(y)} {split} faces has a label to score against for the "
+                          f"{for_emotions(clf.labels).title} emotions; check the data (and its vote file)")
     m = summarize(y, clf.predict_proba(images, tta=tta), for_emotions(clf.labels).emotions, top)
     m.update(data=data.source, split=split)
     return m

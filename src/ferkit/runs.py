@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,11 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     iterations = np.zeros(0)
     if (p / ITERATIONS).exists():
         try:
-            iterations = np.loadtxt(p / ITERATIONS, delimiter=",", skiprows=1, ndmin=2)[:, 1]
-        except ValueError as e:
+            with warnings.catch_warnings():  # numpy's "empty input file": a run stopped before its first step
+                warnings.simplefilter("ignore")
+                table = np.loadtxt(p / ITERATIONS, delimiter=",", skiprows=1, ndmin=2)
+            iterations = table[:, 1] if table.size else np.zeros(0)
+        except (ValueError, IndexError) as e:
             raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e})") from None
     metrics = {}
     for f in sorted(p.glob(METRICS_GLOB)):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .errors import FerkitError
 
 # the graph's input, uint8 faces (N, 48, 48) grey or (N, H, W, 3) colour (the model's in_size and
@@ -49,14 +51,38 @@ def _meta(session) -> dict:
     return session.get_modelmeta().custom_metadata_map
 
 
+def _meta_value(session, key: str, parse, what: str, default):
+    """A metadata value of an ONNX model parsed (`parse` raises ValueError/TypeError on a bad one: a
+    file edited by hand), `default` where the key is missing; else one FerkitError naming it."""
+    meta = _meta(session)
+    if key not in meta:
+        return default
+    try:
+        return parse(meta[key])
+    except (ValueError, TypeError):
+        raise FerkitError(f"the ONNX model's metadata {key!r} must be {what}; got {meta[key][:60]!r}; re-export the "
+                          "model with 'ferkit export'") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = json.loads(text)
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        raise ValueError(text)
+    return tuple(names)
+
+
 def onnx_labels(session) -> tuple[str, ...]:
-    """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them)."""
+    """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them),
+    as many as its outputs (counted on one blank face where the graph's shape leaves them open)."""
     from .labels import FER2013
 
-    meta = _meta(session)
-    labels = tuple(json.loads(meta["labels"])) if "labels" in meta else FER2013
+    labels = _meta_value(session, "labels", _names, "a JSON list of emotion names", FER2013)
     n = session.get_outputs()[0].shape[-1]
-    if isinstance(n, int) and n != len(labels):
+    if not isinstance(n, int):
+        size, channels = onnx_input(session)
+        blank = np.zeros((1, size, size) + ((channels,) if len(session.get_inputs()[0].shape) == 4 else ()), np.uint8)
+        n = session.run(None, {session.get_inputs()[0].name: blank})[0].shape[-1]
+    if n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
 
@@ -65,19 +91,26 @@ def onnx_input(session) -> tuple[int, int]:
     """(size, channels) of the faces an ONNX model takes: its input (N, H, W) is grey, channels 1;
     (N, H, W, C) colour. The fixed sizes of the input shape rule; where it has none, the in_size and
     channels keys `ferkit export` writes; FER2013's 48x48 grey where neither says."""
-    meta, inp = _meta(session), session.get_inputs()[0]
+    inp = session.get_inputs()[0]
     shape = list(inp.shape)
     if len(shape) not in (3, 4) or inp.type != "tensor(uint8)":
         raise FerkitError(f"the ONNX model's input {inp.name} is {inp.type} of shape {shape}, not uint8 faces (N, H, W) "
                           "or (N, H, W, C); give an .onnx file written by 'ferkit export'")
-    size = next((d for d in shape[1:3] if isinstance(d, int)), None) or int(meta.get("in_size", FACE_SIZE))
-    channels = 1 if len(shape) == 3 else shape[3] if isinstance(shape[3], int) else int(meta.get("channels", 3))
+    size = next((d for d in shape[1:3] if isinstance(d, int)), None) or _meta_value(session, "in_size", int, "an integer", FACE_SIZE)
+    channels = 1 if len(shape) == 3 else shape[3] if isinstance(shape[3], int) else _meta_value(session, "channels", int, "an integer", 3)
     return size, channels
 
 
 def onnx_training(session) -> dict:
     """Classifier.training of the checkpoint an ONNX model was exported from ({} for older files)."""
-    return json.loads(_meta(session).get("training", "{}"))
+    return _meta_value(session, "training", _mapping, "a JSON object", {})
+
+
+def _mapping(text: str) -> dict:
+    d = json.loads(text)
+    if not isinstance(d, dict):
+        raise ValueError(text)
+    return d
 
 
 def onnx_tta(session) -> tuple[bool, bool]:

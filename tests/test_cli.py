@@ -75,6 +75,19 @@ def test_bad_row_from_cli_names_line_and_skip_flag(tmp_path, capsys):
     assert "bad.csv, line 9: field 'pixels' has 3 values; expected 2304" in err and "--skip-bad-rows" in err
 
 
+def test_sanity_checks_its_flags_and_labels_as_train_does(tmp_path, capsys):
+    p = write_fer_csv(tmp_path / "fer.csv", usages=("Training",), n=14)
+    for argv, message in [(["--lr", "-1"], "--lr must be > 0 and at most 100; got -1.0"), (["--lr", "nan"], "--lr must be a finite number"),
+                          (["--n", "0"], "--n 0 --steps 300: need --n >= 2"), (["--steps", "0"], "need --n >= 2 training images (batch norm needs two) and --steps >= 1")]:
+        assert main(["sanity", "--data", str(p), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text(p.read_text().replace("emotion,pixels,Usage", "label,pixels,Usage"))
+    assert main(["sanity", "--data", str(unlabelled)]) == 2  # was torch's "Target -1 is out of bounds"
+    assert "its training rows have no 'emotion' labels" in capsys.readouterr().err
+
+
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")

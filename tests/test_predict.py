@@ -133,6 +133,7 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
         assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
     assert (run / "best.pt").read_bytes() == before
     assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0  # another file: written
+    assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
 
 
 def _with_metadata(src, dst, key, value):

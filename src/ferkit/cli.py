@@ -280,21 +280,27 @@ def cmd_sanity(args):
     from .model import resolve_spec
     from .sanity import data_labels, initial_loss, overfit
 
+    if args.n < 2 or args.steps < 1:
+        raise FerkitError(f"--n {args.n} --steps {args.steps}: need --n >= 2 training images (batch norm needs two) "
+                          "and --steps >= 1")
+    TrainConfig(lr=args.lr)  # --lr checked as train's is
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out
     reading = {**reading_for(spec, label_names=args.label_names), "val_fraction": 0, "test_fraction": 0}
     data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
     classes, y = data_labels(data)
     images, labels = data.images[data.splits == data.split_index("train")], y[data.splits == data.split_index("train")]
+    labels = classes.targets(labels, "majority", f"{data.source}: its training rows")[0]  # a file without labels: one line
+    n = len(images[: args.n])
     print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
     loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
     chance = math.log(classes.num_classes)  # the loss of uniform guessing
     ok1 = abs(loss - chance) < 0.25
     print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln {classes.num_classes} = {chance:.4f}")
-    print(f"overfitting {len(images[: args.n])} training images (at most {args.steps} steps) ...", flush=True)
-    r = overfit(spec, images[: args.n], labels[: args.n], steps=args.steps, lr=args.lr, classes=classes)
+    print(f"overfitting {n} training images (at most {args.steps} steps) ...", flush=True)
+    r = overfit(spec, images[:n], labels[:n], steps=args.steps, lr=args.lr, classes=classes)
     ok2 = r["train_acc"] >= 0.99
-    print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {args.n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
+    print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
     if not (ok1 and ok2):
         sys.exit(1)
 

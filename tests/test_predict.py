@@ -117,6 +117,8 @@ def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
     a = Predictor(out, backend="onnx").predict(astronaut)
     b = Predictor(tiny_checkpoint, precision="fp32").predict(astronaut)  # the ONNX graph is fp32
     assert a[0]["box"] == b[0]["box"] and abs(a[0]["score"] - b[0]["score"]) < 1e-5
+    with pytest.raises(FerkitError, match=r"bf16 runs on the torch backend: a checkpoint \(.pt\)"):  # not "--backend torch": a graph has no torch
+        Predictor(out, backend="onnx", precision="bf16")
 
 
 def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, capsys):
@@ -227,6 +229,16 @@ def test_predict_cli_folder_with_good_and_bad_files(tiny_checkpoint, tmp_path, c
     assert [r["file"].split("/")[-1] for r in rows] == ["astronaut.png", "blank.jpg"]
     assert rows[0]["label"] in EMOTIONS and rows[1]["label"] == rows[1]["x"] == rows[1]["angry"] == ""
     assert (ann / "photos" / "astronaut.png").exists() and (ann / "photos" / "sub" / "blank.jpg").exists()
+
+
+def test_annotated_copies_in_an_input_folder_are_not_read_again(tiny_checkpoint, tmp_path, capsys, astronaut):
+    d = tmp_path / "ph"
+    d.mkdir()
+    Image.fromarray(astronaut).save(d / "a.png")
+    for _ in range(2):  # the second run finds the first's copy under d/ann: not an input (it nested ann/ph/ann/... before)
+        assert main(["predict", str(d), "--model", str(tiny_checkpoint), "--annotate", str(d / "ann")]) == 0
+        assert "1 file(s) processed" in capsys.readouterr().out
+    assert (d / "ann" / "ph" / "a.png").exists() and not (d / "ann" / "ph" / "ann").exists()
 
 
 def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_path, capsys):

@@ -409,6 +409,9 @@ def cmd_predict(args):
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
     check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, True))
     files, problems = collect_inputs(args.paths)
+    if args.annotate:  # its copies, from an earlier run into a folder being read: not inputs (they would nest deeper each run)
+        copies = Path(args.annotate).resolve()
+        files = [(f, root) for f, root in files if copies not in f.resolve().parents]
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:

@@ -272,7 +272,8 @@ def _check_precision(backend: str, precision: str) -> None:
     ok = TORCH if backend == "torch" else ONNX
     if precision not in ok:
         other = "onnx" if precision in ONNX else "torch" if precision in TORCH else None
-        hint = f" ({precision} runs on the {other} backend: --backend {other})" if other else ""
+        how = "a checkpoint (.pt), or a bundled model with --backend torch" if other == "torch" else "--backend onnx"
+        hint = f" ({precision} runs on the {other} backend: {how})" if other else ""  # (an .onnx file runs on onnx only)
         raise FerkitError(f"precision {precision!r} with the {backend} backend: choose {', '.join(ok)}{hint}")
 
 

@@ -88,6 +88,21 @@ def test_report_with_demo_faces_evaluates_but_shows_no_data_face(tiny_run, tmp_p
     assert "on 84 faces" in page and "astronaut" in page
 
 
+def test_a_run_that_cannot_be_scored_on_the_data_is_a_note_not_the_end_of_the_report(tiny_run, tmp_path, capsys, monkeypatch):
+    """One model of other classes among several (evaluate_split's one-line error for it) must not
+    cost the page of the others: that run gets a note, the page is written."""
+    import ferkit.metrics
+    from ferkit.errors import FerkitError
+
+    def cannot(*a, **k):
+        raise FerkitError("its classes are not the data's")
+
+    monkeypatch.setattr(ferkit.metrics, "evaluate_split", cannot)
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(tiny_run.parent / "fer.csv"), "--faces", "1"]) == 0
+    assert "run: not evaluated on" in capsys.readouterr().out and "What the network sees" in out.read_text()
+
+
 def test_report_and_plot_of_a_checkpoint_alone_show_the_run_it_carries(tiny_run, tmp_path, capsys):
     """A run folder that is gone leaves its best.pt (the bundled models): config and history come from it."""
     alone = tmp_path / "kept" / "model.pt"

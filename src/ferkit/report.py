@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
+from .errors import FerkitError
 from .files import write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
@@ -141,10 +142,14 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         images, labels = fer.split("val")
         if (labels >= 0).all():
             log.info(f"  evaluating {ckpt.name} on {len(images)} PublicTest faces")
-            fresh = evaluate_split(clf, fer, "val", (run.config or {}).get("labels_file"))
-            if saved is not None and not _same_file(saved.get("data"), fer.source):  # keep a score on other data
-                metrics[f"val ({saved.get('data')})"] = saved
-            metrics["val"] = fresh
+            try:
+                fresh = evaluate_split(clf, fer, "val", (run.config or {}).get("labels_file"))
+            except FerkitError as e:  # this model cannot be scored on these data (other classes, no vote file): the others still are
+                notes.append(f"{run.name}: not evaluated on {fer.source}: {e}")
+            else:
+                if saved is not None and not _same_file(saved.get("data"), fer.source):  # keep a score on other data
+                    metrics[f"val ({saved.get('data')})"] = saved
+                metrics["val"] = fresh
     elif clf is not None and fer is not None:
         notes.append(f"{run.name}: {fer.source} has no PublicTest rows; no evaluation")
     if metrics:

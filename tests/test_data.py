@@ -21,6 +21,15 @@ def test_kaggle_csv_plain_and_gz(tmp_path):
         np.testing.assert_array_equal(x, synthetic_faces(14, seed=1)[0])
 
 
+def test_label_names_for_a_fer2013_csv_are_ignored_with_a_warning(tmp_path, caplog):
+    import logging
+
+    p = write_fer_csv(tmp_path / "fer.csv", n=14)
+    with caplog.at_level(logging.WARNING, logger="ferkit.data"):
+        d = load_fer(p, names=("calm", "excited"))
+    assert d.names[0] == "angry" and "--label-names is ignored for it" in caplog.text  # it trained silently on FER2013's names
+
+
 def test_icml_variant_with_leading_spaces(tmp_path):
     p = write_fer_csv(tmp_path / "icml_face_data.csv", n=7, header="emotion, Usage, pixels")
     # the icml file orders columns emotion, Usage, pixels: rewrite rows to match

@@ -147,6 +147,8 @@ def load_fer(
     kind = "folder" if p.is_dir() else _file_kind(p)
     names_file = (p if kind == "folder" else p.parent) / NAMES_FILE
     if kind == "pixels":  # FER2013's rows are its 7 emotions, whatever names are given
+        if names is not None:
+            log.warning(f"{p}: a FER2013 CSV's labels are FER2013's 7 emotions; --label-names is ignored for it")
         names = None
     elif names is not None:
         names = _checked_names(names, "--label-names")

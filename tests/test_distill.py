@@ -51,6 +51,21 @@ def test_a_run_distilled_from_the_graph_trains_as_one_distilled_from_the_checkpo
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3) and a["val_acc"] == b["val_acc"]
 
 
+def test_a_bundled_models_name_teaches_with_its_graph(tiny_run, tmp_path, monkeypatch):
+    """--teacher fer2013-fast (a name, as evaluate and predict take) means its shipped int8 graph; --init-from
+    NAME its checkpoint; a file of that name in the way is still that file."""
+    from ferkit import bundled
+
+    csv = json.loads((tiny_run / "config.json").read_text())["data"]
+    cfg = resolve_config(str(tiny_run.parent / "tiny.json"), data=csv, epochs=1, batch_size=28, teacher=["fer2013-fast"], distill=0.5)
+    fit(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["teacher"] == [str(int8_file("fer2013-fast"))]
+    assert bundled.file_of("ferplus", "checkpoint") == str(bundled.MODELS["ferplus"].path("checkpoint"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ferplus").write_text("a file of that name")
+    assert bundled.file_of("ferplus", "checkpoint") == "ferplus" and bundled.file_of("x.pt", "int8") == "x.pt"
+
+
 def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint):
     ferplus = int8_file("ferplus-fast")  # 8 emotions
     with pytest.raises(FerkitError, match=f"--teacher {ferplus} predicts angry, .*contempt; the student needs angry, .*neutral$"):

@@ -111,6 +111,12 @@ def load(path: Path = MANIFEST) -> tuple[dict[str, Bundled], str]:
 MODELS, DEFAULT = load()
 
 
+def file_of(value: str, kind: str) -> str:
+    """A file argument (--teacher, --init-from) as a path: a bundled model's name (where no file of that
+    name is in the way) means its `kind` file, "checkpoint" or "int8"; any other value stays as given."""
+    return str(MODELS[value].path(kind)) if value in MODELS and not Path(value).exists() else value
+
+
 def summary() -> str:
     """The bundled models in a phrase, by label set, the default first (for --model's help):
     'ferplus-fast (the default), ferplus: 8 emotions, FER+; fer2013, fer2013-fast: 7 emotions, FER2013'."""

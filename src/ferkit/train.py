@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import augment as aug
-from . import distributed
+from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, reading_for
@@ -401,6 +401,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     With resume=True, continue where the run in out_dir stopped (from its last.pt).
     Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
     out = check_output(out_dir, "--out", folder=True)
+    # a bundled model's name: its int8 graph teaches (the fastest teacher, bench_teacher.py), its checkpoint initialises
+    cfg = replace(cfg, teacher=[bundled.file_of(t, "int8") for t in cfg.teacher],
+                  init_from=cfg.init_from and bundled.file_of(cfg.init_from, "checkpoint"))
     dist = distributed.setup(cfg.device)
     device = dist.device
     info = log.info if dist.main else (lambda *a: None)  # rank 0 speaks for the job

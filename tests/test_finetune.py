@@ -99,6 +99,14 @@ def test_a_file_with_no_matching_names_is_an_error(tmp_path):
     junk.write_bytes(b"not weights")
     with pytest.raises(FerkitError, match="not a readable weights file"):
         init_from(create_model("resnet18"), junk)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(b"an exported graph")  # was torch's UnpicklingError with its weights_only advice
+    with pytest.raises(FerkitError, match=r"m.onnx: an ONNX graph, whose weights torch cannot load; give the checkpoint \(.pt\)"):
+        init_from(create_model("resnet18"), graph)
+    from ferkit.checkpoint import read_checkpoint
+
+    with pytest.raises(FerkitError, match=r"m.onnx: an ONNX graph, not a checkpoint; give the .pt file it was exported from"):
+        read_checkpoint(graph)  # `ferkit export m.onnx`, `visualize m.onnx`
 
 
 def test_init_from_is_checked_before_any_work(tmp_path):

@@ -60,6 +60,8 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
         path = path / BEST
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
+    if path.suffix.lower() == ".onnx":  # (evaluate and predict take graphs; export, visualize and --resume need the weights)
+        raise FerkitError(f"{path}: an ONNX graph, not a checkpoint; give the .pt file it was exported from")
     damaged = _damaged_member(path)
     if damaged:
         raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")

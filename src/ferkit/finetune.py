@@ -38,6 +38,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         if path.is_dir() and (path / "best.pt").exists():
             return read_checkpoint(path)["state_dict"], "ferkit checkpoint"
         raise FerkitError(f"--init-from {path}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
+    if path.suffix.lower() == ".onnx":
+        raise FerkitError(f"--init-from {path}: an ONNX graph, whose weights torch cannot load; give the checkpoint (.pt) "
+                          "it was exported from")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -74,6 +74,18 @@ def test_a_ferkit_checkpoint_initialises_a_model_of_another_label_set(tiny_check
     assert "(ferkit checkpoint)" in caplog.text and "a new head: classifier (7 outputs in the file, 8 here)" in caplog.text
 
 
+def test_a_head_of_other_emotions_is_not_copied_even_at_the_same_width(tiny_checkpoint, caplog):
+    """FER2013's 7 outputs into a RAF-DB model's 7 (other order): copied, each output would name the wrong emotion."""
+    rafdb = label_set("rafdb")
+    model = create_model(tiny_spec(), rafdb)
+    before = model.state_dict()["classifier.weight"].clone()
+    with caplog.at_level(logging.INFO, "ferkit"):
+        counts = init_from(model, tiny_checkpoint, emotions=rafdb.emotions)
+    assert counts["head"] == ["classifier.weight", "classifier.bias"] and torch.equal(model.state_dict()["classifier.weight"], before)
+    assert "a new head: classifier (the file's outputs are angry, disgust, fear, happy, sad, surprise, neutral; this model's" in caplog.text
+    assert init_from(create_model(tiny_spec(), rafdb), tiny_checkpoint)["head"] == []  # emotions not given: by shape, as before
+
+
 def test_train_init_from_a_ferkit_checkpoint(tiny_checkpoint, tmp_path, caplog):
     import json
 

@@ -27,16 +27,18 @@ from .errors import ConfigError, FerkitError, first_line
 log = logging.getLogger(__name__)
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state_dict, what the file is) of a ferkit checkpoint or a plain state_dict file, loaded with
-    weights_only=True. A wrapped state_dict ({"state_dict": ...} or {"model": ...}) and DDP's
-    "module." prefixes are unwrapped."""
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[str, ...] | None]:
+    """(state_dict, what the file is, the emotions its head names: a ferkit checkpoint's, else None) of a
+    ferkit checkpoint or a plain state_dict file, loaded with weights_only=True. A wrapped state_dict
+    ({"state_dict": ...} or {"model": ...}) and DDP's "module." prefixes are unwrapped."""
     from .checkpoint import read_checkpoint
+    from .labels import labels_of
 
     path = Path(path)
     if path.is_dir() or not path.exists():
         if path.is_dir() and (path / "best.pt").exists():
-            return read_checkpoint(path)["state_dict"], "ferkit checkpoint"
+            ckpt = read_checkpoint(path)
+            return ckpt["state_dict"], "ferkit checkpoint", labels_of(ckpt)
         raise FerkitError(f"--init-from {path}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if path.suffix.lower() == ".onnx":
         raise FerkitError(f"--init-from {path}: an ONNX graph, whose weights torch cannot load; give the checkpoint (.pt) "
@@ -50,13 +52,14 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         raise FerkitError(f"--init-from {path}: not a readable weights file (a state_dict saved with torch.save, or a "
                           f"ferkit checkpoint); {type(e).__name__}: {first}") from None
     if isinstance(obj, dict) and "spec" in obj and "state_dict" in obj:
-        return read_checkpoint(path)["state_dict"], "ferkit checkpoint"  # checked as every checkpoint is
+        ckpt = read_checkpoint(path)  # checked as every checkpoint is
+        return ckpt["state_dict"], "ferkit checkpoint", labels_of(ckpt)
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise FerkitError(f"--init-from {path}: holds no state_dict (a mapping of parameter names to tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}, "state_dict"
+    return {k.removeprefix("module."): v for k, v in obj.items()}, "state_dict", None
 
 
 def _first_conv(weight: torch.Tensor, want: torch.Size) -> torch.Tensor | None:
@@ -70,18 +73,23 @@ def _first_conv(weight: torch.Tensor, want: torch.Size) -> torch.Tensor | None:
     return None
 
 
-def init_from(model: nn.Module, path: str | Path, say=log.info) -> dict:
+def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[str, ...] | None = None) -> dict:
     """Copy the weights of FILE into model by name (see the module's notes); returns the counts
-    {"loaded", "skipped", "missing"} and the names of the new head and of a converted first conv."""
-    source, what = read_weights(path)
+    {"loaded", "skipped", "missing"} and the names of the new head and of a converted first conv.
+    emotions: the model's; a ferkit checkpoint whose head names others (or in another order) gives no head."""
+    source, what, theirs = read_weights(path)
     own = model.state_dict()
     head, first = f"{model.head}.", f"{model.first_conv}.weight"  # (is_head's test)
+    other_emotions = emotions is not None and theirs is not None and tuple(theirs) != tuple(emotions)
     new, loaded, skipped, head_new, converted = {}, [], [], [], None
     for name, t in source.items():
         if name not in own:
             skipped.append(name)
             continue
         t = t.to(own[name].dtype)
+        if name.startswith(head) and other_emotions:  # same width, other classes: its outputs would mean the wrong emotions
+            head_new.append(name)
+            continue
         if t.shape == own[name].shape:
             new[name] = t
         elif name == first and _first_conv(t, own[name].shape) is not None:
@@ -106,8 +114,9 @@ def init_from(model: nn.Module, path: str | Path, say=log.info) -> dict:
              + (f"; first skipped: {', '.join(skipped[:3])}" if skipped else ""))
     if head_kept:
         shape = next((tuple(source[k].shape) for k in head_new if k.endswith("weight")), None)
-        say(f"--init-from: a new head: {model.head} ({shape[0] if shape else 'no'} outputs in the file, "
-                 f"{model.spec.num_classes} here) is left at its initialisation")
+        why = (f"the file's outputs are {', '.join(theirs)}; this model's {', '.join(emotions)}" if other_emotions
+               else f"{shape[0] if shape else 'no'} outputs in the file, {model.spec.num_classes} here")
+        say(f"--init-from: a new head: {model.head} ({why}) is left at its initialisation")
     if converted:
         say(f"--init-from: {first} converted from {converted} input channels"
                  + (" (summed over the colour channels)" if converted.startswith("3") else " (repeated, divided by 3)"))

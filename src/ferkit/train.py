@@ -459,7 +459,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     torch.manual_seed(cfg.seed)
     model = create_model(spec)
     if cfg.init_from and ckpt is None:  # a resumed run has its own weights in last.pt
-        init_from(model, cfg.init_from, info)
+        init_from(model, cfg.init_from, info, labels.emotions)
     freeze(model, cfg.freeze, info)  # resumed too: the optimizer's groups must be the ones last.pt holds
     model = prepare(model, device)
     teachers = [load_teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]

@@ -40,6 +40,8 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
     FerkitError naming the flag, the path, why and what to do. A file's missing parent folders are
     created; a folder (a run's --out) is not, so a command refused later leaves nothing behind:
     a temporary file is written and removed in the nearest folder that exists."""
+    if not str(path).strip():  # Path("") is the current folder
+        raise FerkitError(f"{flag}: an empty path; give a {'folder' if folder else 'file'}")
     try:
         return _check_output(Path(path), flag, folder)
     except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links

@@ -26,7 +26,8 @@ class ImageError(FerkitError):
 def first_line(message, limit: int = 200) -> str:
     """The first line of a library's error message, for quoting in a FerkitError: cut at a sentence's
     end within `limit` characters where there is one, else at `limit` with an ellipsis."""
-    text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+    lines = str(message).strip().splitlines()
+    text = lines[0] if lines else ""
     if len(text) <= limit:
         return text
     end = text.rfind(". ", 0, limit)

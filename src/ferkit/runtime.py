@@ -79,9 +79,9 @@ def onnx_labels(session) -> tuple[str, ...]:
     labels = _meta_value(session, "labels", _names, "a JSON list of emotion names", FER2013)
     n = session.get_outputs()[0].shape[-1]
     if not isinstance(n, int):
-        size, channels = onnx_input(session)
-        blank = np.zeros((1, size, size) + ((channels,) if len(session.get_inputs()[0].shape) == 4 else ()), np.uint8)
-        n = session.run(None, {session.get_inputs()[0].name: blank})[0].shape[-1]
+        (size, channels), inp = onnx_input(session), session.get_inputs()[0]
+        blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
+        n = session.run(None, {inp.name: blank})[0].shape[-1]
     if n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels

@@ -53,7 +53,7 @@ def test_a_run_distilled_from_the_graph_trains_as_one_distilled_from_the_checkpo
 
 def test_a_bundled_models_name_teaches_with_its_graph(tiny_run, tmp_path, monkeypatch):
     """--teacher fer2013-fast (a name, as evaluate and predict take) means its shipped int8 graph; --init-from
-    NAME its checkpoint; a file of that name in the way is still that file."""
+    NAME its checkpoint, as --model's names do: ./NAME is a file of that name; a bundled file missing is one line."""
     from ferkit import bundled
 
     csv = json.loads((tiny_run / "config.json").read_text())["data"]
@@ -63,7 +63,11 @@ def test_a_bundled_models_name_teaches_with_its_graph(tiny_run, tmp_path, monkey
     assert bundled.file_of("ferplus", "checkpoint") == str(bundled.MODELS["ferplus"].path("checkpoint"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ferplus").write_text("a file of that name")
-    assert bundled.file_of("ferplus", "checkpoint") == "ferplus" and bundled.file_of("x.pt", "int8") == "x.pt"
+    assert bundled.file_of("ferplus", "checkpoint") == str(bundled.MODELS["ferplus"].path("checkpoint"))
+    assert bundled.file_of("./ferplus", "checkpoint") == "./ferplus" and bundled.file_of("x.pt", "int8") == "x.pt"
+    monkeypatch.setattr(bundled, "WEIGHTS", tmp_path / "elsewhere")
+    with pytest.raises(FerkitError, match="'ferplus' is not in this install"):
+        bundled.file_of("ferplus", "int8")
 
 
 def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint):

@@ -112,9 +112,16 @@ MODELS, DEFAULT = load()
 
 
 def file_of(value: str, kind: str) -> str:
-    """A file argument (--teacher, --init-from) as a path: a bundled model's name (where no file of that
-    name is in the way) means its `kind` file, "checkpoint" or "int8"; any other value stays as given."""
-    return str(MODELS[value].path(kind)) if value in MODELS and not Path(value).exists() else value
+    """A file argument (--teacher, --init-from) as a path: a bundled model's name means its `kind` file,
+    "checkpoint" or "int8", as --model and evaluate's names do (./NAME for a file of that name); any other
+    value stays as given."""
+    if value not in MODELS:
+        return value
+    path = MODELS[value].path(kind)
+    if not path.exists():
+        raise FerkitError(f"the bundled model {value!r} is not in this install ({path} is missing); pass a file "
+                          f"written by 'ferkit train' or 'ferkit export' (./{value} for a file of that name)")
+    return str(path)
 
 
 def summary() -> str:

@@ -225,12 +225,12 @@ def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer, read_names, reading_for
     from .metrics import evaluate_split, format_report
-    from .predict import BUNDLED, WEIGHTS, Predictor, is_onnx_file, model_path
+    from .predict import WEIGHTS, Predictor, is_onnx_file
 
     # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
     if args.json:
         check_output(args.json, "--json")
-    ck = model_path(args.checkpoint) if args.checkpoint in BUNDLED else Path(args.checkpoint)
+    ck = Path(_checkpoint_path(args.checkpoint))
     if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
         clf = Predictor(ck, backend="onnx", precision=args.precision, tta=args.tta)
     else:

@@ -86,6 +86,10 @@ def test_sanity_checks_its_flags_and_labels_as_train_does(tmp_path, capsys):
     unlabelled.write_text(p.read_text().replace("emotion,pixels,Usage", "label,pixels,Usage"))
     assert main(["sanity", "--data", str(unlabelled)]) == 2  # was torch's "Target -1 is out of bounds"
     assert "its training rows have no 'emotion' labels" in capsys.readouterr().err
+    for n, usages in [(0, ("PublicTest",)), (1, ("Training", "PublicTest"))]:  # was nan or batch norm's traceback
+        few = write_fer_csv(tmp_path / f"few{n}.csv", usages=usages, n=max(n, 1))
+        assert main(["sanity", "--data", str(few)]) == 2
+        assert f"{n} training image(s) with a label; the checks need at least 2" in capsys.readouterr().err
 
 
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):

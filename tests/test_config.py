@@ -71,6 +71,9 @@ def test_spec_round_trip_and_overrides():
     ({"backbone": "resnet18", "convs": [{}]}, "convs must be empty with backbone resnet18 (its layers are fixed); got 1 layer(s)"),
     ({"backbone": "resnet18", "hog": {}}, "hog must be null with backbone resnet18"),
     ({"gap": 1}, "gap must be true or false; got 1"),
+    ({"in_size": 17, "hog": {"pixels_per_cell": 12}}, "hog: a block of 24x24 pixels (cells_per_block x pixels_per_cell) does "
+                                                      "not fit in in_size 17"),
+    ({"in_size": 512, "hog": {"orientations": 180, "pixels_per_cell": 3}}, "hog: 20,563,920 features a face, over the 10,000"),
 ])
 def test_spec_field_types_are_checked(spec, message):
     with pytest.raises(ConfigError) as e:

@@ -649,3 +649,53 @@ def test_flip_consistency_teaches_the_net_to_answer_a_face_and_its_mirror_image_
             model.eval()
             disagreement[w] = train.mirror_disagreement(model(data.x), model(data.x.flip(-1))).item()
     assert disagreement[5.0] < disagreement[0.0] / 10, disagreement
+
+
+def test_validation_batches_are_no_larger_than_training_batches(tmp_path, monkeypatch):
+    """Validation once ran in batches of 512 whatever --batch-size said: a model that trained in
+    batches of 8 could run out of memory at the end of its first epoch."""
+    sizes = []
+    real = train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda model, data, device, batch_size=512, **kw:
+                        sizes.append(batch_size) or real(model, data, device, batch_size, **kw))
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=42)
+    fit(resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=8), tmp_path / "run", progress=False)
+    assert sizes == [8]
+
+
+def test_out_of_memory_in_an_epoch_is_one_line_that_says_what_to_lower(tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=42)
+    run = tmp_path / "run"
+    args = ["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "2", "--batch-size", "21",
+            "--out", str(run), "--quiet"]
+    real, calls = train.evaluate, []
+
+    def evaluate(*a, **kw):  # the second epoch's validation asks for more memory than there is
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes. Error code 12")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    assert main(args) == 2
+    assert capsys.readouterr().err == ("error: out of memory in epoch 2 (DefaultCPUAllocator: can't allocate memory: you "
+                                       "tried to allocate 8589934592 bytes. Error code 12): lower --batch-size (now 21) or the model's "
+                                       f"size (in_size, filters); then continue with 'ferkit train --resume {run}'\n")
+    assert read_checkpoint(run / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(train, "evaluate", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # other errors are not dressed up as memory
+        main(["train", "--resume", str(run), "--quiet"])
+
+
+@pytest.mark.parametrize("n,extra", [(14, ["--train-subset", "1"]), (1, [])])
+def test_training_on_fewer_than_two_faces_is_one_line(tmp_path, capsys, n, extra):
+    """(batch norm's traceback, "Expected more than 1 value per channel", before)"""
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=n)
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "1", "--out",
+                 str(tmp_path / "run"), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert "training face(s) with a label" in err and "training needs at least 2" in err

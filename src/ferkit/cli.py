@@ -292,6 +292,8 @@ def cmd_sanity(args):
     images, labels = data.images[data.splits == data.split_index("train")], y[data.splits == data.split_index("train")]
     labels = classes.targets(labels, "majority", f"{data.source}: its training rows")[0]  # a file without labels: one line
     n = len(images[: args.n])
+    if n < 2:  # e.g. a file of PublicTest rows only
+        raise FerkitError(f"{data.source}: {n} training image(s) with a label; the checks need at least 2")
     print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
     loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
     chance = math.log(classes.num_classes)  # the loss of uniform guessing

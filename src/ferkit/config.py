@@ -39,6 +39,9 @@ MAX_FILTERS = 4096
 MAX_UNITS = 65536
 MAX_LAYERS = 128  # conv layers, and FC layers
 MAX_ORIENTATIONS = 180  # HOG bins over 180 degrees: one a degree
+# HOG features a face (the presets: 900): FER2013's 35,887 faces and their mirror images at 10,000
+# each are 2.9 GB of float32, held in memory and in the HOG cache
+MAX_HOG = 10_000
 MAX_MAP = 4 * FACE_SIZE  # side of a feature map: padding can grow it, and its memory grows as the square
 MIN_IN_SIZE, MAX_IN_SIZE = 16, 512  # input side: ImageNet nets take 224, FER data sets come at 48-256
 CHANNELS = (1, 3)  # grey or RGB input
@@ -179,6 +182,14 @@ class ModelSpec:
                 if size > most:
                     p.append(f"convs[{i}]: the feature map grows to {size}x{size}, over {most}x{most}; use less padding")
                     break
+        if not p and self.hog is not None:  # scikit-image's hog needs one block in the face
+            block = self.hog.cells_per_block * self.hog.pixels_per_cell
+            if block > self.in_size:
+                p.append(f"hog: a block of {block}x{block} pixels (cells_per_block x pixels_per_cell) does not fit in "
+                         f"in_size {self.in_size}; use smaller cells or blocks")
+            elif self.hog.length(self.in_size) > MAX_HOG:
+                p.append(f"hog: {self.hog.length(self.in_size):,} features a face, over the {MAX_HOG:,} ferkit computes "
+                         "(FER2013's faces would fill gigabytes); use larger cells or fewer orientations")
         if not p and self.parameters() > MAX_PARAMS:  # checked before anything is allocated
             n = self.parameters()
             p.append(f"the model would have ~{n:,} parameters ({n * 4 / 1e9:,.1f} GB of float32 weights), over the "

@@ -34,6 +34,13 @@ def first_line(message, limit: int = 200) -> str:
     return text[:end + 1] if end > 0 else text[:limit] + "..."
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: numpy's MemoryError, torch's "can't allocate memory" (CPU) or its
+    OutOfMemoryError (a GPU's "out of memory"), which are RuntimeErrors."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
 # The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the
 # name they are imported as: a command that imports one on a light install names the extra to add.
 TRAIN_MODULES = ("torch", "sklearn", "skimage", "matplotlib", "optuna", "onnx", "tqdm")

@@ -39,7 +39,7 @@ from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
-from .errors import ConfigError, FerkitError, first_line
+from .errors import ConfigError, DataError, FerkitError, first_line, is_out_of_memory
 from .files import atomic_write, check_output
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set
@@ -123,6 +123,9 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     train_y, targets, keep = labels.targets(train_r, cfg.label_mode, f"{data.source}: the training rows")
     train_x, train_y = train_x[keep], train_y[keep]
     targets = targets[keep] if targets is not None else None
+    if len(train_x) < 2:  # batch norm takes the statistics of 2 or more faces
+        subset = f" (--train-subset {cfg.train_subset})" if cfg.train_subset else ""
+        raise DataError(f"{data.source}: {len(train_x)} training face(s) with a label{subset}; training needs at least 2")
     mean = mean if mean is not None else mean_image(train_x)
     train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip, targets=targets)
     val = None
@@ -339,6 +342,20 @@ def _saving(path: Path, out: Path):
                           f"then {then}") from None
 
 
+@contextmanager
+def _enough_memory(cfg: TrainConfig, out: Path, epoch: int):
+    """One FerkitError saying what to lower when an allocation fails in an epoch (a spec or batch too
+    large for this machine's memory), and how to go on from the last epoch saved."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        then = f"; then continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else ""
+        raise FerkitError(f"out of memory in epoch {epoch} ({first_line(e)}): lower --batch-size (now {cfg.batch_size}) "
+                          f"or the model's size (in_size, filters){then}") from None
+
+
 # What a resumed run keeps from its start: last.pt's weights, optimizer and schedule state are of these
 # (--epochs may change: the schedule is re-planned; data, threads, device and the rest may too)
 RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze")
@@ -523,11 +540,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
-        tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers, ema))
-        if bar is not None and val is not None:
-            bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
         validate = val is not None and dist.main
-        ev = evaluate(validated, val, device, tta=cfg.tta, precision=cfg.precision) if validate else {"loss": float("nan"), "acc": float("nan")}
+        with _enough_memory(cfg, out, epoch):
+            tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers, ema))
+            if bar is not None and val is not None:
+                bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")
+            # in batches of the training's size: without gradients they need less memory than its batches did
+            ev = (evaluate(validated, val, device, cfg.batch_size, tta=cfg.tta, precision=cfg.precision) if validate
+                  else {"loss": float("nan"), "acc": float("nan")})
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
                    val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
         history.append(row)

@@ -108,6 +108,11 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     big.write_text("model: shallow\n" + "# padding\n" * 200_000)
     with pytest.raises(ConfigError, match="too big for a config"):
         TrainConfig.from_file(big)
+    # a device (or a FIFO) reads as size 0: /dev/zero never ended, a FIFO waited forever; /dev/null
+    # stands in for them here, as reading it ends (it was "not valid JSON")
+    (tmp_path / "null.json").symlink_to("/dev/null")
+    with pytest.raises(ConfigError, match="null.json: not a regular file"):
+        TrainConfig.from_file(tmp_path / "null.json")
 
 
 def test_spec_numbers_have_upper_bounds_all_reported_at_once():

@@ -254,16 +254,24 @@ def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_
     assert "holds no images or videos" in capsys.readouterr().err
 
 
-def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+def _clip(folder, astronaut):
+    """A 6-frame video of the astronaut, her face drifting right by a pixel a frame."""
     import cv2
 
-    video = tmp_path / "clip.avi"
+    video = folder / "clip.avi"
     small = cv2.resize(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR), (256, 256))
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
     assert w.isOpened()
     for i in range(6):
-        w.write(np.roll(small, i, axis=1))  # the face drifts right by a pixel a frame
+        w.write(np.roll(small, i, axis=1))
     w.release()
+    return video
+
+
+def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    import cv2
+
+    video = _clip(tmp_path, astronaut)
     js, cs, ann = tmp_path / "v.json", tmp_path / "v.csv", tmp_path / "ann"
     assert main(["predict", str(video), "--every", "2", "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs),
                  "--annotate", str(ann)]) == 0
@@ -288,6 +296,34 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
     monkeypatch.setattr(Predictor, "predict", stop_at_the_third_frame)
     assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path / "ann2")]) == 130
     assert list((tmp_path / "ann2").iterdir()) == []
+
+
+def test_a_video_opencv_cannot_encode_is_said_at_its_first_frame(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """(e.g. 8200x64 frames: mp4v would not open, every frame was predicted and written nowhere, and the
+    error came at the end as a failed rename)"""
+    import cv2
+
+    video = _clip(tmp_path, astronaut)
+    calls = []
+    real = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+
+    class Closed:  # what cv2.VideoWriter gives for a size or codec it cannot write
+        def __init__(self, *a):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", Closed)
+    ann = tmp_path / "ann"
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(ann)]) == 2
+    err = capsys.readouterr().err
+    assert f"{ann / 'clip.mp4'}: OpenCV cannot write a 256x256 video as MPEG-4 (mp4v)" in err
+    assert calls == [1] and list(ann.iterdir()) == []
 
 
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):

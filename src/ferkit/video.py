@@ -101,6 +101,9 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     out_fps = max(fps / every, 1.0) if fps else 5.0
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
                     stack.callback(writer.release)
+                    if not writer.isOpened():  # said at the first frame, not after every frame went nowhere
+                        raise FerkitError(f"{annotate_to}: OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); "
+                                          "predict this video without --annotate, or scale it down first")
                 writer.write(np.ascontiguousarray(annotate(rgb, recs)[:, :, ::-1]))  # BGR, as OpenCV writes
             i += 1
     if not frames:

@@ -121,3 +121,19 @@ def test_report_and_plot_of_a_checkpoint_alone_show_the_run_it_carries(tiny_run,
     assert main(["report", "ferplus-fast", "--no-data", "--out", str(out), "--faces", "1"]) == 0  # a bundled model by name
     page = out.read_text()
     assert "ferplus-fast.pt (epoch" in page and "Training history" in page and "tiny" in page
+
+
+def test_a_model_without_conv_layers_is_a_note_in_report_and_one_line_in_visualize(tmp_path, capsys):
+    """(filters, activation maps and DeepDream were an IndexError / matplotlib's "rows must be positive")"""
+    from conftest import write_fer_csv
+
+    (tmp_path / "mlp.json").write_text('{"convs": [], "fcs": [{"units": 16}]}')
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=14)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tmp_path / "mlp.json"), "--data", str(csv), "--epochs", "1", "--out", str(run),
+                 "--quiet"]) == 0
+    assert main(["report", str(run), "--no-data", "--out", str(tmp_path / "r.html")]) == 0
+    assert "No conv layers: no filters, activation maps or DeepDream." in (tmp_path / "r.html").read_text()
+    capsys.readouterr()
+    assert main(["visualize", str(run), "--out", str(tmp_path / "v")]) == 2
+    assert "its model has no conv layers, so no activation maps, filters or DeepDream to draw" in capsys.readouterr().err

@@ -642,6 +642,9 @@ def cmd_visualize(args):
 
     out = check_output(args.out, "--out", folder=True)
     clf = load_checkpoint(_checkpoint_path(args.checkpoint))
+    if not len(clf.model.features):  # e.g. a spec of FC layers alone
+        raise FerkitError(f"{args.checkpoint}: its model has no conv layers, so no activation maps, filters or DeepDream "
+                          "to draw")
     if args.image:
         face, how = face_from_image(args.image, clf.spec)
         title = f"{args.image}: {how}"

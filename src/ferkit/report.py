@@ -163,7 +163,9 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         parts.append("<h3>Evaluation</h3><p class='note'>No data to evaluate on and no metrics-*.json in the run folder "
                      "(write one with <code>ferkit evaluate RUN_DIR</code>).</p>")
 
-    if clf is not None:
+    if clf is not None and not len(clf.model.features):
+        parts.append("<h3>What the network sees</h3><p>No conv layers: no filters, activation maps or DeepDream.</p>")
+    elif clf is not None:
         if fer is not None and fer.has("val") and data_faces:
             faces, labels = sample_faces(fer, "val", n_faces)
             names = [("?" if y < 0 else f"{fer.names[y]}" if fer.names else f"label {y}") for y in labels]  # the data's own labels

@@ -80,6 +80,8 @@ def test_search_space_defaults_are_the_papers(files):
     ("model=categorical:shallow,deep", "model cannot be tuned"),
     ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
     ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
+    ("fcs.0.units=categorical:[256,512]", "choices must be numbers, true/false, null or words"),  # was yaml's traceback
+    ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
@@ -204,6 +206,20 @@ def test_postgres_without_its_driver_is_a_clear_error(files, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "--storage postgresql://me:***@db.example/ferkit: PostgreSQL needs the psycopg driver: pip install 'ferkit[postgres]'" in err
     assert "secret" not in err and "Traceback" not in err
+
+
+def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys):
+    import sqlite3
+
+    foreign = tmp_path / "foreign.db"  # a SQLite file of another program, with a table of optuna's name
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE studies (x INTEGER)")
+    for argv, message in [(["--storage", "sqlite://"], "an in-memory database keeps no study"),
+                          (["--heartbeat", "100000000000"], "--heartbeat 100000000000: must be 1..3600 seconds"),
+                          (["--storage", f"sqlite:///{foreign}"], "cannot open (")]:
+        assert main(_argv(files, tmp_path / "s", "--trials", "0", *argv)) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
 
 
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):

@@ -40,7 +40,7 @@ import numpy as np
 
 from .config import TrainConfig, override_spec
 from .data import FerData
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
 from .runs import LAST
 
@@ -50,6 +50,9 @@ KINDS = ("loguniform", "uniform", "int", "categorical")
 # the data's classes and its drawn split are the data, not hyper-parameters (a trial must not pick its val faces)
 NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads", "train_subset", "label_names", "split_seed",
                "val_fraction", "test_fraction"}
+# Spec fields that decide the faces' shape: the data are read once, at the model's own shape
+DATA_SHAPE_FIELDS = {"in_size", "channels"}
+MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartbeats
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
 # TrainConfig fields newer than some studies, with the defaults those studies ran with
@@ -93,10 +96,13 @@ def parse_param(text: str) -> Param:
     if kind not in KINDS:
         raise ConfigError(f"--param {text!r}: unknown kind {kind!r}; {form}")
     if kind == "categorical":
-        values = [yaml.safe_load(v) if v.strip() else "" for v in args.split(",")]
-        bad = [v for v in values if not (v is None or isinstance(v, (bool, int, float, str)))]
-        if bad or len(values) < 1:
-            raise ConfigError(f"--param {text!r}: choices must be numbers, true/false, null or words, e.g. categorical:256,512,1024")
+        choices = f"--param {text!r}: choices must be numbers, true/false, null or words, e.g. categorical:256,512,1024"
+        try:
+            values = [yaml.safe_load(v) if v.strip() else "" for v in args.split(",")]
+        except yaml.YAMLError:  # e.g. categorical:[256,512]
+            raise ConfigError(choices) from None
+        if any(not (v is None or isinstance(v, (bool, int, float, str))) for v in values):
+            raise ConfigError(choices)
         return Param(name, kind, tuple(values), text)
     parts = args.split(":")
     try:
@@ -156,6 +162,9 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
     for p in params:
         if p.name in NOT_TUNABLE:
             raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned; set it with --{p.name.replace('_', '-')} instead")
+        if p.name in DATA_SHAPE_FIELDS:
+            raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned (the faces are read once, at the model's input "
+                              f"shape); run one search for each, with --set {p.name}=VALUE")
         if p.name in TRAIN_FIELDS:
             current = getattr(cfg, p.name)
         else:
@@ -292,9 +301,11 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # run_search logs each trial itself
-    if heartbeat < 1:
-        raise ConfigError(f"--heartbeat {heartbeat}: must be >= 1 second")
+    if not 1 <= heartbeat <= MAX_HEARTBEAT:
+        raise ConfigError(f"--heartbeat {heartbeat}: must be 1..{MAX_HEARTBEAT} seconds")
     url = storage_url(storage)
+    if url in ("sqlite://", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
+        raise ConfigError(f"--storage {storage}: an in-memory database keeps no study; give a file, sqlite:///search.db")
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # seconds a worker waits for another's write lock
     else:  # a server: drop dead pooled connections; give up on an unreachable host after 10 s
@@ -316,9 +327,11 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
         return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True)
     except (ImportError, ValueError) as e:
         raise FerkitError(f"--storage {shown(storage)}: cannot open ({e}); give a URL such as sqlite:///search.db or postgresql://user:pass@host/db") from None
-    except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
-        if type(e).__module__.startswith("sqlalchemy"):
-            raise FerkitError(f"--storage {shown(storage)}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except Exception as e:  # sqlalchemy's errors (a bad URL, an unreachable server) and optuna's (a read-only file, another schema)
+        if type(e).__module__.split(".")[0] in ("sqlalchemy", "optuna") or "optuna storage upgrade" in str(e):
+            cause = e.__cause__ or e.__context__  # optuna's StorageInternalError says only "during the commit"
+            why = f"{type(e).__name__}: {first_line(e)}" + (f"; {first_line(cause)}" if cause is not None else "")
+            raise FerkitError(f"--storage {shown(storage)}: cannot open ({why})") from None
         raise
 
 

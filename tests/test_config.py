@@ -166,7 +166,7 @@ def test_type_and_range_problems_are_reported_together():
     with pytest.raises(ConfigError) as e:
         TrainConfig(epochs="ten", batch_size=0, schedule="linear", rotate=-5)
     for text in ("--epochs must be an integer or null; got 'ten'", "--batch-size must be >= 2 (training skips one-face batches: batch norm needs two); got 0",
-                 "--schedule must be one of none, cosine, onecycle, step; got 'linear'", "--rotate must be >= 0; got -5.0"):
+                 "--schedule must be one of none, cosine, onecycle, step; got 'linear'", "--rotate must be in [0, 180] (degrees either way); got -5.0"):
         assert text in str(e.value)
 
 
@@ -177,7 +177,9 @@ def test_threads_lr_and_l2_have_upper_bounds():
     for text in ("--threads must be in 0..1024 (0: torch's default); got 100000", "--lr must be > 0 and at most 100; got 1e+308",
                  "--l2 must be >= 0 and at most 100; got 1e+300"):
         assert text in str(e.value)
-    TrainConfig(threads=1024, lr=100.0, l2=0.0)
+    TrainConfig(threads=1024, lr=100.0, l2=0.0, rotate=180)
+    with pytest.raises(ConfigError, match=r"--rotate must be in \[0, 180\] \(degrees either way\); got 1e\+308"):
+        TrainConfig(rotate=1e308)  # was a NaN loss blamed on --lr
     with pytest.raises(ConfigError) as e:  # a one-face batch is skipped: batch size 1 trained nothing, silently
         TrainConfig(batch_size=1, flip_consistency=1e9)
     assert "--batch-size must be >= 2" in str(e.value) and "--flip-consistency must be >= 0 and at most 100" in str(e.value)

@@ -524,7 +524,13 @@ def cmd_export(args):
     from .onnx_export import calibration_faces, export_checked
 
     if bool(args.onnx) == bool(args.pt):
-        raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)")
+        raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)"
+                          + (", not both (run export twice for both)" if args.onnx else ""))
+    # evaluate, predict and serve tell a graph from a checkpoint by its .onnx
+    if args.onnx and Path(args.onnx).suffix.lower() != ".onnx" or args.pt and Path(args.pt).suffix.lower() == ".onnx":
+        flag, name = ("--onnx", args.onnx) if args.onnx else ("--pt", args.pt)
+        raise FerkitError(f"{flag} {name}: name {'the graph' if args.onnx else 'the checkpoint'} "
+                          f"{'NAME.onnx' if args.onnx else 'NAME.pt'} (ferkit knows a graph by its .onnx)")
     args.checkpoint = _checkpoint_path(args.checkpoint)
     src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
     if args.pt:

@@ -475,7 +475,8 @@ TRAIN_RANGES = {
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "threads": (lambda v: 0 <= v <= MAX_THREADS, f"in 0..{MAX_THREADS} (0: torch's default)"),
     "flip_consistency": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g} (its weight against the labels' loss)"),
-    **{name: (lambda v: v >= 0, ">= 0") for name in ("rotate", "train_subset", "mixup", "cutmix")},
+    "rotate": (lambda v: 0 <= v <= 180, "in [0, 180] (degrees either way)"),
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("train_subset", "mixup", "cutmix")},
 }
 
 

@@ -53,6 +53,7 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     (["train", "--device", "xpu", "--model", "shallow"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
     (["train", "--set", "hog=true", "--model", "shallow"], "hog must be a mapping of HogSpec fields (e.g. {} for the defaults) or null; got True"),
     (["train", "--set", "convs.0.filters=8.5", "--model", "shallow"], "convs[0].filters must be an integer; got 8.5"),
+    (["train", "--set", "=1", "--model", "shallow"], "--set '=1': expected FIELD=VALUE"),  # was "unknown field(s) ;"
     (["train", "--set", "channels=3", "--model", "shallow-hog"], "hog must be null with channels 3 (HOG hybrids take grey faces"),
     (["train", "--val-fraction", "0.5", "--test-fraction", "0.5"], "--val-fraction plus --test-fraction must be < 1"),
     (["train", "--out", "/proc/ferkit-run", "--model", "shallow"], "--out /proc/ferkit-run: cannot write in /proc"),

@@ -50,6 +50,8 @@ def test_spec_round_trip_and_overrides():
     assert again.fcs[0].units == 64 and again.convs[0].dropout == 0.3
     with pytest.raises(ConfigError, match="--set fcs.3.units"):
         override_spec(spec.to_dict(), {"fcs.3.units": 1})
+    with pytest.raises(ConfigError, match="--set convs.-1.filters: no such model spec field"):  # was the last layer
+        override_spec(spec.to_dict(), {"convs.-1.filters": 4})
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -110,6 +112,9 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
         TrainConfig.from_file(big)
     # a device (or a FIFO) reads as size 0: /dev/zero never ended, a FIFO waited forever; /dev/null
     # stands in for them here, as reading it ends (it was "not valid JSON")
+    bom = tmp_path / "bom.json"  # as Windows editors save it: read as the YAML and CSV readers read it
+    bom.write_text('\ufeff{"epochs": 3}', encoding="utf-8")
+    assert TrainConfig.from_file(bom).epochs == 3
     (tmp_path / "null.json").symlink_to("/dev/null")
     with pytest.raises(ConfigError, match="null.json: not a regular file"):
         TrainConfig.from_file(tmp_path / "null.json")

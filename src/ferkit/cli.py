@@ -48,9 +48,9 @@ def _parse_set(items: list[str] | None) -> dict:
 
     out = {}
     for item in items or []:
-        if "=" not in item:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
             raise FerkitError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set fcs.0.units=1024")
-        key, value = item.split("=", 1)
         try:
             out[key.strip()] = load_yaml(value)
         except Exception as e:  # yaml.YAMLError

@@ -480,6 +480,13 @@ TRAIN_RANGES = {
 }
 
 
+def _index(part: str) -> int:
+    """A layer's number in a dotted path: 0, 1, ... (Python's -1 for the last would be a second name for it)."""
+    if not part.isdigit():
+        raise ValueError(part)
+    return int(part)
+
+
 def override_spec(spec: dict, overrides: dict) -> dict:
     """Apply dotted-path overrides to a spec dict: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}."""
     import copy
@@ -489,10 +496,10 @@ def override_spec(spec: dict, overrides: dict) -> dict:
         node, parts = spec, str(key).split(".")
         try:
             for part in parts[:-1]:
-                node = node[int(part)] if isinstance(node, list) else node[part]
+                node = node[_index(part)] if isinstance(node, list) else node[part]
             last = parts[-1]
             if isinstance(node, list):
-                node[int(last)] = value
+                node[_index(last)] = value
             elif last in node or node is spec:
                 node[last] = value
             else:
@@ -536,7 +543,7 @@ def read_file(path: str | Path) -> dict:
             raise ConfigError(f"{p}: not a regular file (a device, pipe or socket); give a JSON or YAML file")
         if p.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{p}: {p.stat().st_size:,} bytes is too big for a config (at most {MAX_CONFIG_BYTES:,})")
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # (a byte-order mark, as Windows editors write, is not JSON)
     except OSError as e:
         raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:

@@ -699,3 +699,30 @@ def test_training_on_fewer_than_two_faces_is_one_line(tmp_path, capsys, n, extra
                  str(tmp_path / "run"), "--quiet", *extra]) == 2
     err = capsys.readouterr().err
     assert "training face(s) with a label" in err and "training needs at least 2" in err
+
+
+def test_a_model_and_batch_whose_activations_cannot_fit_are_refused_before_the_data(tmp_path, monkeypatch, capsys):
+    """(a 4096-filter conv at in_size 512 went on to ask the allocator for 172 GB; smaller excesses
+    end in the kernel's out-of-memory killer, which names nothing)"""
+    from ferkit.cli import main
+    from ferkit.config import ConvSpec, ModelSpec
+
+    spec = ModelSpec(convs=[ConvSpec(8, 3, pool=2), ConvSpec(16, 3, stride=2)], in_size=48)
+    assert spec.activations() == 2 * (8 * 48 * 48 + 16 * 12 * 12)  # each conv's map (before its pool), twice
+    monkeypatch.setattr(train, "available_memory", lambda: 2**30)
+    (tmp_path / "big.json").write_text('{"convs": [{"filters": 4096}], "in_size": 512, "gap": true}')
+    assert main(["train", "--model", str(tmp_path / "big.json"), "--data", str(tmp_path / "none.csv"), "--batch-size", "8",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == ("error: this model's activations at --batch-size 8 need at least 64.0 GiB, over the "
+                                       "1.0 GiB of memory free; lower --batch-size or the model's size (in_size, filters, "
+                                       "or pool earlier)\n")  # said before the (missing) data are looked for
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training",), n=14)
+    fit(resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=7), tmp_path / "ok", progress=False)
+
+
+def test_available_memory_reads_meminfo(tmp_path):
+    from ferkit.cpu import available_memory
+
+    (tmp_path / "meminfo").write_text("MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n")
+    assert available_memory(tmp_path / "meminfo") == 20000000 * 1024
+    assert available_memory(tmp_path / "nothing") is None

@@ -82,9 +82,13 @@ class ConvSpec:
     def pad(self) -> int:
         return self.kernel // 2 if self.padding is None else self.padding
 
+    def conv_size(self, size: int) -> int:
+        """Side of the conv's output (before the pool) for a size x size input: the one place for the geometry."""
+        return (size + 2 * self.pad - self.kernel) // self.stride + 1
+
     def out_size(self, size: int) -> int:
-        """Side of this layer's output (after its pool) for a size x size input: the one place for the geometry."""
-        size = (size + 2 * self.pad - self.kernel) // self.stride + 1
+        """Side of this layer's output (after its pool)."""
+        size = self.conv_size(size)
         return size // self.pool if self.pool else size
 
     def problems(self, where: str) -> list[str]:
@@ -230,6 +234,18 @@ class ModelSpec:
             n += width * f.units + 2 * f.units
             width = f.units
         return n + width * classes + classes
+
+    def activations(self) -> int:
+        """Floats one face's conv maps hold in training, a lower bound: each conv layer's output and its
+        batch-norm or ReLU output, kept for the backward pass (pools, dropout masks and FC layers not
+        counted). Zero for a backbone (its maps are of a fixed, modest size). Nothing is allocated."""
+        if self.backbone is not None:
+            return 0
+        n, size = 0, self.in_size
+        for c in self.convs:
+            n += 2 * c.filters * c.conv_size(size) ** 2
+            size = c.out_size(size)
+        return n
 
     def stages(self) -> int:
         """How many layers before the head `--freeze N` can freeze (model.py's stages()): a ResNet's

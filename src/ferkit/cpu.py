@@ -103,3 +103,14 @@ def cpu_info() -> CpuInfo:
         except OSError:
             pass
     return combine(proc, numpy_features())
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes of memory free for a new allocation (Linux's MemAvailable); None where the OS does not say."""
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -37,6 +37,7 @@ from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, read_file
+from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, first_line, is_out_of_memory
@@ -342,6 +343,17 @@ def _saving(path: Path, out: Path):
                           f"then {then}") from None
 
 
+def _check_memory(spec: ModelSpec, batch_size: int) -> None:
+    """Refuse, before any data are read, a model and batch whose activations alone (a lower bound)
+    exceed the memory free now: allocating them would end in the kernel's out-of-memory killer,
+    which names nothing (and may take another process with it)."""
+    need, free = spec.activations() * 4 * batch_size, available_memory()
+    if free is not None and need > free:
+        raise ConfigError(f"this model's activations at --batch-size {batch_size} need at least {need / 2**30:.1f} GiB, "
+                          f"over the {free / 2**30:.1f} GiB of memory free; lower --batch-size or the model's size "
+                          "(in_size, filters, or pool earlier)")
+
+
 @contextmanager
 def _enough_memory(cfg: TrainConfig, out: Path, epoch: int):
     """One FerkitError saying what to lower when an allocation fails in an epoch (a spec or batch too
@@ -444,6 +456,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         _check_resume(ckpt, cfg, out)
     # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
+    if device.type == "cpu":
+        _check_memory(spec, cfg.batch_size)
     if cfg.freeze > spec.stages():
         raise ConfigError(f"--freeze {cfg.freeze}: {cfg.model} has {spec.stages()} layers before its head to freeze; "
                           f"give 1..{spec.stages()}, or -1 for all")

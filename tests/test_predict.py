@@ -129,10 +129,12 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     before = (run / "best.pt").read_bytes()
-    for argv in (["export", str(run), "--onnx", str(run / "best.pt")], ["export", str(run / "best.pt"), "--pt", str(run / "best.pt"), "--half"],
+    for argv in (["export", str(run / "best.pt"), "--pt", str(run / "best.pt"), "--half"],
                  ["report", str(run), "--no-data", "--out", str(run / "best.pt")], ["report", str(run), "--no-data", "--out", str(run / "config.json")]):
         assert main(argv) == 2, argv
         assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
+    assert main(["export", str(run), "--onnx", str(run / "best.pt")]) == 2  # a graph is named .onnx, a checkpoint never
+    assert "best.pt: name the graph NAME.onnx" in capsys.readouterr().err
     assert (run / "best.pt").read_bytes() == before
     assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0  # another file: written
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes

@@ -52,6 +52,7 @@ NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads
                "val_fraction", "test_fraction"}
 # Spec fields that decide the faces' shape: the data are read once, at the model's own shape
 DATA_SHAPE_FIELDS = {"in_size", "channels"}
+MAX_INT_PROBES = 64  # an int range this short is checked value by value (each check builds a spec, no net)
 MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartbeats
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
@@ -79,7 +80,10 @@ class Param:
         return trial.suggest_float(self.name, *self.args, log=self.kind == "loguniform")
 
     def probes(self) -> list:
-        """Values checked before the search starts: both ends, or every choice."""
+        """Values checked before the search starts: every choice, every value of a short int range
+        (convs.0.pool=int:0:2 has an invalid 1 between two valid ends), or both ends."""
+        if self.kind == "int" and self.args[1] - self.args[0] <= MAX_INT_PROBES:
+            return list(range(self.args[0], self.args[1] + 1))
         return list(self.args)
 
 

@@ -135,9 +135,35 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
         assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
     assert main(["export", str(run), "--onnx", str(run / "best.pt")]) == 2  # a graph is named .onnx, a checkpoint never
     assert "best.pt: name the graph NAME.onnx" in capsys.readouterr().err
-    assert (run / "best.pt").read_bytes() == before
+    data = tmp_path / "fer.csv"
+    shutil.copy(tiny_run.parent / "fer.csv", data)
+    data_before = data.read_bytes()
+    for argv, message in [(["--json", str(run / "best.pt")], "names a model file"),  # the run was lost to 900 bytes of JSON
+                          (["--json", str(run / "last.pt")], "names a model file"),
+                          (["--json", str(data)], "the command's own input")]:
+        assert main(["evaluate", str(run), "--data", str(data), *argv]) == 2, argv
+        assert message in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before and data.read_bytes() == data_before
     assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0  # another file: written
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
+
+
+def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    import ferkit.predict as fp
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut).save(photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    for argv in (["--json", str(photos / "a.jpg")], ["--csv", str(photos / "a.jpg")]):
+        assert main(["predict", str(photos), "--model", str(tiny_checkpoint), *argv]) == 2, argv  # a photo in a folder read
+        assert "the command's own input" in capsys.readouterr().err
+    sample = tmp_path / "astronaut.jpg"  # stands in for ferkit's own sample
+    Image.fromarray(astronaut).save(sample)
+    monkeypatch.setattr(fp, "DEMO_PHOTO", sample)
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(sample)]) == 2
+    assert "the command's own input" in capsys.readouterr().err
+    assert (photos / "a.jpg").read_bytes() == before and Image.open(sample).size == (512, 512)
 
 
 def _with_metadata(src, dst, key, value):

@@ -228,6 +228,8 @@ def cmd_evaluate(args):
     from .predict import WEIGHTS, Predictor, is_onnx_file
 
     # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
+    if args.json and Path(args.json).suffix.lower() in (".pt", ".pth", ".onnx"):  # another run's checkpoint, say
+        raise FerkitError(f"--json {args.json}: names a model file; give the metrics a .json name")
     if args.json:
         check_output(args.json, "--json")
     ck = Path(_checkpoint_path(args.checkpoint))
@@ -251,6 +253,7 @@ def cmd_evaluate(args):
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
     out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
+    check_not_input(out, "--json", [ck / runs.BEST if ck.is_dir() else ck, data.source] + ([args.labels_file] if args.labels_file else []))
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
     m = evaluate_split(clf, data, split, args.labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
@@ -414,6 +417,9 @@ def cmd_predict(args):
     if args.annotate:  # its copies, from an earlier run into a folder being read: not inputs (they would nest deeper each run)
         copies = Path(args.annotate).resolve()
         files = [(f, root) for f, root in files if copies not in f.resolve().parents]
+    for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
+        if out:
+            check_not_input(Path(out), name, [f for f, _ in files])
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
@@ -494,6 +500,7 @@ def cmd_demo(args):
     from .outputs import format_result
     from .predict import DEMO_PHOTO, Predictor
 
+    check_not_input(Path(args.out), "--out", [DEMO_PHOTO])  # every later demo would start from the boxes drawn
     rgb = load_image(DEMO_PHOTO)  # shipped inside ferkit: the demo needs no download
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)

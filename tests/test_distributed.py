@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,6 +35,17 @@ def test_world_size_without_torchrun_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(FerkitError, match="WORLD_SIZE=2 but no distributed job to join .*RANK.*; start ferkit with torchrun"):
+        setup("cpu")
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc': must be an integer (torchrun sets it)"),  # was int()'s ValueError
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5 with WORLD_SIZE=2: a rank is 0..1"),  # waited 30 minutes for the job
+])
+def test_distributed_variables_set_by_hand_are_one_line(monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(FerkitError, match=re.escape(message)):
         setup("cpu")
 
 

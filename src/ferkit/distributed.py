@@ -21,6 +21,7 @@ fewer steps. The learning rate is not scaled; see the README (distributed traini
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from dataclasses import dataclass, fields, replace
 
@@ -29,6 +30,8 @@ import torch.distributed as tdist
 
 from .checkpoint import device_of
 from .errors import FerkitError
+
+log = logging.getLogger(__name__)
 
 # The latest `average` collective, held until the interpreter ends. gloo frees a finished
 # collective on its own worker threads; one that holds the last reference to a Python tensor
@@ -114,16 +117,29 @@ class Dist:
         return tuple([next(means) for _ in v] if isinstance(v, list) else next(means) for v in values)
 
 
+def _env_int(name: str, default: int) -> int:
+    """An integer that torchrun sets in the environment; a FerkitError for one set otherwise by hand."""
+    value = os.environ.get(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise FerkitError(f"{name}={value!r}: must be an integer (torchrun sets it); unset it to train in one "
+                          "process") from None
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the torchrun job if this process is in one (WORLD_SIZE > 1), else a single-process Dist.
 
     Under torchrun, "auto"/"cuda" means cuda:LOCAL_RANK (NCCL), "cpu" means gloo."""
-    world = tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+    world = tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Dist(device=device_of(device))
+    rank = _env_int("RANK", 0)
+    if not 0 <= rank < world:
+        raise FerkitError(f"RANK={rank} with WORLD_SIZE={world}: a rank is 0..{world - 1}; start ferkit with torchrun")
     dev = device_of(device)
     if dev.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = _env_int("LOCAL_RANK", 0)
         if local >= torch.cuda.device_count():
             raise FerkitError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s); "
                               "give torchrun --nproc-per-node at most the number of GPUs")
@@ -133,6 +149,9 @@ def setup(device: str = "auto") -> Dist:
         raise FerkitError(f"--device {device}: distributed training runs on CUDA GPUs (NCCL) or CPUs (gloo), not {dev.type}")
     if not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
+        # init_process_group waits (30 minutes by default) until all the job's processes have started
+        log.info(f"rank {rank}: joining a job of {world} processes at {os.environ.get('MASTER_ADDR', '?')}:"
+                 f"{os.environ.get('MASTER_PORT', '?')} ({backend}); it waits for all of them to start")
         try:
             tdist.init_process_group(backend)
         except ValueError as e:  # e.g. RANK or MASTER_ADDR missing: WORLD_SIZE set by hand, not by torchrun

@@ -55,6 +55,12 @@ def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
         ferplus.read_votes(tmp_path / "short.csv", data.splits)
     with pytest.raises(DataError, match="--labels-file"):
         ferplus.find_votes(tmp_path / "elsewhere" / "fer2013.csv")
+    lines = (tmp_path / "fer2013new.csv").read_text().splitlines()
+    for value in ("nan", "inf", "-2"):  # nan made a nan loss blamed on --lr; inf dropped the face unsaid
+        row = lines[4].split(",")
+        (tmp_path / "odd.csv").write_text("\n".join(lines[:4] + [",".join(row[:3] + [value] + row[4:])] + lines[5:]) + "\n")
+        with pytest.raises(DataError, match=f"line 5: a vote count is negative or not a finite number \\({value}\\)"):
+            ferplus.read_votes(tmp_path / "odd.csv", data.splits)
 
 
 def test_label_modes_follow_the_ferplus_rules():

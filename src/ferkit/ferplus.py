@@ -89,9 +89,11 @@ def read_votes(path: str | Path, splits: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}, line {i + 2}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
                         f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
     votes = np.array([v for _, v in rows], np.float32)[:, _ORDER]
-    if (votes < 0).any():
-        i = int(np.flatnonzero((votes < 0).any(1))[0])
-        raise DataError(f"{path}, line {i + 2}: a vote count is negative")
+    bad = ~np.isfinite(votes) | (votes < 0)  # nan made the loss nan (blamed on --lr), inf dropped the face
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(1))[0])
+        raise DataError(f"{path}, line {i + 2}: a vote count is negative or not a finite number "
+                        f"({', '.join(f'{v:g}' for v in votes[i][bad[i]])})")
     return votes
 
 

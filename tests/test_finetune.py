@@ -1,6 +1,7 @@
 """--init-from: torchvision-named weights and ferkit checkpoints copied by name into a new model."""
 
 import logging
+import re
 
 import pytest
 import torch
@@ -119,6 +120,21 @@ def test_a_file_with_no_matching_names_is_an_error(tmp_path):
 
     with pytest.raises(FerkitError, match=r"m.onnx: an ONNX graph, not a checkpoint; give the .pt file it was exported from"):
         read_checkpoint(graph)  # `ferkit export m.onnx`, `visualize m.onnx`
+
+
+@pytest.mark.parametrize("tensor,why", [
+    (lambda w: torch.quantize_per_tensor(w, 0.1, 0, torch.qint8), "is quantized (dequantize() it)"),
+    (lambda w: w.to_sparse(), "is sparse (to_dense() it)"),
+    (lambda w: w.to("meta"), "is on the meta device"),
+    (lambda w: torch.full_like(w, float("nan")), "is not finite (nan or inf)"),  # trained as a nan loss blamed on --lr
+])
+def test_weights_load_state_dict_cannot_copy_or_should_not_are_one_line(tmp_path, tensor, why):
+    model = create_model("resnet18")
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights["conv1.weight"] = tensor(weights["conv1.weight"])
+    torch.save(weights, tmp_path / "odd.pth")
+    with pytest.raises(FerkitError, match=re.escape(f"tensor 'conv1.weight' {why}")):
+        init_from(model, tmp_path / "odd.pth")
 
 
 def test_init_from_is_checked_before_any_work(tmp_path):

@@ -166,3 +166,21 @@ def test_training_on_ferplus_votes_in_each_mode(tmp_path, mode, caplog, monkeypa
     assert m["n"] == majority.sum() == 54 and m["top_vote_n"] == (~not_face).sum() == 63
     assert m["accuracy"] == pytest.approx((pred == own)[majority].mean())
     assert m["top_vote_accuracy"] == pytest.approx(in_top[~not_face].mean())
+
+
+def test_evaluate_scores_on_the_votes_the_run_trained_on(tmp_path, capsys):
+    """(evaluate took fer2013new.csv beside the data, or said there was none, whatever --labels-file the run had)"""
+    from ferkit.cli import main
+
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=21)
+    (tmp_path / "votes").mkdir()
+    votes = write_votes(tmp_path / "votes" / "mine.csv", fer, mix=False)
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tmp_path / "tiny.json"), "--data", str(fer), "--labels", "ferplus", "--labels-file",
+                 str(votes), "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(fer)]) == 0
+    out = capsys.readouterr().out
+    assert f"FER+ votes: {votes} (the run's --labels-file)" in out
+    assert json.loads((run / "metrics-val.json").read_text())["n"] == 21

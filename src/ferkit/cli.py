@@ -253,9 +253,14 @@ def cmd_evaluate(args):
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
     out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
-    check_not_input(out, "--json", [ck / runs.BEST if ck.is_dir() else ck, data.source] + ([args.labels_file] if args.labels_file else []))
     print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
-    m = evaluate_split(clf, data, split, args.labels_file, args.tta)
+    labels_file = args.labels_file
+    recorded = None if is_onnx_file(ck) else (clf.meta.get("config") or {}).get("labels_file")
+    if not labels_file and recorded and Path(recorded).is_file():  # the votes the run trained on, as report takes them
+        labels_file = recorded
+        print(f"FER+ votes: {recorded} (the run's --labels-file)")
+    check_not_input(out, "--json", [ck / runs.BEST if ck.is_dir() else ck, data.source] + ([labels_file] if labels_file else []))
+    m = evaluate_split(clf, data, split, labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))

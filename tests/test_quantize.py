@@ -76,6 +76,7 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
     assert f.precision == "int8" and np.allclose(f.predict_faces(faces), mem.predict_faces(faces), atol=1e-6)
     with pytest.raises(FerkitError, match="is an int8 graph, not fp32"):
         Predictor(out, backend="onnx", precision="fp32")
+    assert Predictor(out, precision="int8").backend == "onnx"  # a precision alone kept an .onnx file on torch (refused)
     with pytest.raises(FerkitError, match=r"'int8' with the torch backend.*--backend onnx"):
         Predictor(tiny_checkpoint, precision="int8")
     with pytest.raises(FerkitError, match=r"'bf16' with the onnx backend.*--backend torch"):

@@ -163,12 +163,13 @@ class Predictor:
                  calibration=None):
         from .detectors import get_detector
 
+        onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)
-        backend, precision = backend or "torch", precision or "auto"
+        # a precision alone: onnxruntime for an .onnx file, else torch
+        backend, precision = backend or ("onnx" if onnx_file else "torch"), precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
-        onnx_file = is_onnx_file(model)
         _check_precision(backend, precision)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align

@@ -158,6 +158,8 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
     for argv in (["--json", str(photos / "a.jpg")], ["--csv", str(photos / "a.jpg")]):
         assert main(["predict", str(photos), "--model", str(tiny_checkpoint), *argv]) == 2, argv  # a photo in a folder read
         assert "the command's own input" in capsys.readouterr().err
+    assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--annotate", str(photos)]) == 2
+    assert "is a folder being read, and its copies would take the photos' names" in capsys.readouterr().err  # was "nothing to process"
     sample = tmp_path / "astronaut.jpg"  # stands in for ferkit's own sample
     Image.fromarray(astronaut).save(sample)
     monkeypatch.setattr(fp, "DEMO_PHOTO", sample)

@@ -421,6 +421,9 @@ def cmd_predict(args):
     files, problems = collect_inputs(args.paths)
     if args.annotate:  # its copies, from an earlier run into a folder being read: not inputs (they would nest deeper each run)
         copies = Path(args.annotate).resolve()
+        if any(Path(p).is_dir() and Path(p).resolve() == copies for p in args.paths):
+            raise FerkitError(f"--annotate {args.annotate}: is a folder being read, and its copies would take the photos' "
+                              "names; give another folder (one inside it is fine)")
         files = [(f, root) for f, root in files if copies not in f.resolve().parents]
     for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
         if out:

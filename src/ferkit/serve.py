@@ -61,7 +61,7 @@ TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to th
 FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-data; name=\"file\"; "
                      "filename=\"photo.jpg\"); without one it is a text field, not a file")
 NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, not as a photo; send it as a file, "
-               "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
+               "e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
 STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
@@ -445,7 +445,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             headers = headers or {"Allow": "GET, HEAD"}  # StaticFiles' 405 names none; it serves GET and HEAD
             message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
         elif exc.status_code == 404:
-            message = f"{request.url.path}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
+            path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
+            message = f"{path}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
         return _error(exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -455,16 +456,16 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
         return _error(422, f"bad request ({where}); POST the photo as multipart/form-data field 'file'")
 
-    @app.get("/health", summary="readiness: 200 once the model answered a warm-up prediction",
+    @app.api_route("/health", methods=["GET", "HEAD"], summary="readiness: 200 once the model answered a warm-up prediction",
              response_model=HealthOut, response_model_exclude_none=True, responses={503: {"model": HealthOut}})
     def get_health():
         return health if health["status"] == "ready" else JSONResponse(health, status_code=503)
 
-    @app.get("/version", summary="ferkit version, the model in use and the upload limits")
+    @app.api_route("/version", methods=["GET", "HEAD"], summary="ferkit version, the model in use and the upload limits")
     def get_version():
         return info
 
-    @app.get("/labels", summary="the model's emotions and their colours")
+    @app.api_route("/labels", methods=["GET", "HEAD"], summary="the model's emotions and their colours")
     def get_labels():
         return {"emotions": list(labels), "colors": dict(zip(labels, colors(labels)))}
 
@@ -511,17 +512,17 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             return _error(400, NO_FILENAME)
         if file is None:
             return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
-                               "e.g. curl -F file=@photo.jpg http://127.0.0.1:8000/predict")
+                               "e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
         if health["status"] == "failed":
             return _error(503, f"the server cannot predict: {health['error']}")
         # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker
         return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/docs", include_in_schema=False)
+    @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)
     def docs():
         return FileResponse(STATIC / "docs.html")
 

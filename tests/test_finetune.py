@@ -112,6 +112,22 @@ def test_a_file_with_no_matching_names_is_an_error(tmp_path):
     junk.write_bytes(b"not weights")
     with pytest.raises(FerkitError, match="not a readable weights file"):
         init_from(create_model("resnet18"), junk)
+    config = tmp_path / "config.json"  # was torch's advice to load it with weights_only=False
+    config.write_text('{"model": "shallow"}')
+    with pytest.raises(FerkitError, match=r"config.json: not a readable weights file .*UnpicklingError: not a PyTorch file"):
+        init_from(create_model("resnet18"), config)
+    with pytest.raises(FerkitError, match="a folder without best.pt or last.pt"):
+        init_from(create_model("resnet18"), tmp_path)
+
+
+def test_a_run_folder_with_only_its_last_pt_initialises(tiny_run, tmp_path):
+    """(a run stopped before it wrote best.pt was "no such file")"""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "last.pt", run / "last.pt")
+    init_from(create_model(tiny_spec()), run)
     graph = tmp_path / "m.onnx"
     graph.write_bytes(b"an exported graph")  # was torch's UnpicklingError with its weights_only advice
     with pytest.raises(FerkitError, match=r"m.onnx: an ONNX graph, whose weights torch cannot load; give the checkpoint \(.pt\)"):

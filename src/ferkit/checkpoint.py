@@ -70,12 +70,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
-        text = str(e)
-        if "Weights only load failed" in text:  # PyTorch's own advice (weights_only=False) would run the file's code
-            if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
-                raise FerkitError(_pickled_objects(path, text)) from None
-            text = "not a PyTorch file"  # junk that the unpickler choked on
-        first = first_line(text)
+        first = load_failure(path, e)
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({type(e).__name__}: {first})") from None
     check_checkpoint(ckpt, path)
@@ -86,6 +81,18 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
                               "resume from the last.pt of a ferkit train run)")
         check_resume_state(ckpt, path)
     return ckpt
+
+
+def load_failure(path: Path, e: Exception) -> str:
+    """What to quote of a torch.load(weights_only=True) of `path` that raised `e`: its first line, or
+    "not a PyTorch file" for junk the unpickler choked on; a file of pickled objects raises ferkit's
+    own message (PyTorch's advice, weights_only=False, would run the file's code)."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
+            raise FerkitError(_pickled_objects(path, text)) from None
+        text = "not a PyTorch file"
+    return first_line(text)
 
 
 def _is_pickle(path: Path) -> bool:

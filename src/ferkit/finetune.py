@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError, FerkitError, first_line
+from .errors import ConfigError, FerkitError
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,17 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
     """(state_dict, what the file is, the emotions its head names: a ferkit checkpoint's, else None) of a
     ferkit checkpoint or a plain state_dict file, loaded with weights_only=True. A wrapped state_dict
     ({"state_dict": ...} or {"model": ...}) and DDP's "module." prefixes are unwrapped."""
-    from .checkpoint import read_checkpoint
+    from .checkpoint import load_failure, read_checkpoint
     from .labels import labels_of
 
     path = Path(path)
     if path.is_dir() or not path.exists():
-        if path.is_dir() and (path / "best.pt").exists():
-            ckpt = read_checkpoint(path)
+        saved = [path / name for name in ("best.pt", "last.pt") if path.is_dir() and (path / name).exists()]
+        if saved:  # a run folder: its best.pt, or the last.pt of a run that has not validated yet
+            ckpt = read_checkpoint(saved[0])
             return ckpt["state_dict"], "ferkit checkpoint", labels_of(ckpt)
-        raise FerkitError(f"--init-from {path}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
+        what = "a folder without best.pt or last.pt" if path.is_dir() else "no such file"
+        raise FerkitError(f"--init-from {path}: {what}; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if path.suffix.lower() == ".onnx":
         raise FerkitError(f"--init-from {path}: an ONNX graph, whose weights torch cannot load; give the checkpoint (.pt) "
                           "it was exported from")
@@ -48,7 +50,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled objects, junk, truncated files
-        first = first_line(e)
+        first = load_failure(path, e)
         raise FerkitError(f"--init-from {path}: not a readable weights file (a state_dict saved with torch.save, or a "
                           f"ferkit checkpoint); {type(e).__name__}: {first}") from None
     if isinstance(obj, dict) and "spec" in obj and "state_dict" in obj:

@@ -184,3 +184,22 @@ def test_evaluate_scores_on_the_votes_the_run_trained_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"FER+ votes: {votes} (the run's --labels-file)" in out
     assert json.loads((run / "metrics-val.json").read_text())["n"] == 21
+
+
+def test_vote_flags_without_ferplus_and_votes_without_a_majority_are_said(tmp_path, caplog):
+    """(--label-mode/--labels-file with FER2013 labels were silently ignored; PublicTest faces that all
+    lack a majority gave 'val acc nan' each epoch and 'no validation split')"""
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    votes = write_votes(tmp_path / "fer2013new.csv", fer, mix=False)
+    lines = votes.read_text().splitlines()
+    tie = [",".join(r.split(",")[:2] + ["5", "5"] + ["0"] * 8) if r.startswith("PublicTest") else r for r in lines[1:]]
+    (tmp_path / "ties.csv").write_text("\n".join([lines[0]] + tie) + "\n")
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    caplog.set_level("INFO")
+    fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, label_mode="majority"), tmp_path / "a", progress=False)
+    assert "--labels-file and --label-mode are for FER+ votes (--labels ferplus); ignored with --labels fer2013" in caplog.text
+    caplog.clear()
+    history = fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, labels="ferplus",
+                                 labels_file=str(tmp_path / "ties.csv")), tmp_path / "b", progress=False)
+    assert "none of its 14 PublicTest faces has a FER+ label to score; the best checkpoint is the last epoch's" in caplog.text
+    assert "no PublicTest (val) rows" not in caplog.text and len(history) == 1

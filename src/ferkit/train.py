@@ -134,7 +134,11 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
         val_x, _ = data.split("val")
         val_y, _ = labels.eval_labels(rows[data.splits == data.split_index("val")], f"{data.source}: the val rows")
         scored = val_y >= 0
-        val = make_batches(val_x[scored], val_y[scored], mean, spec, flips=cfg.tta)
+        if scored.any():
+            val = make_batches(val_x[scored], val_y[scored], mean, spec, flips=cfg.tta)
+        else:  # e.g. FER+ votes with no majority emotion: nothing to validate on (accuracy was nan each epoch)
+            log.warning(f"{data.source}: none of its {len(scored)} PublicTest faces has a {labels.title} label to score; "
+                        "the best checkpoint is the last epoch's")
     return train, val, mean
 
 
@@ -482,8 +486,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         info(f"{labels.title} labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
              "PublicTest faces with an evaluation label")
     dist.rank0_done()
-    if val is None:
+    if val is None and not data.has("val"):
         info(f"{data.source}: no PublicTest (val) rows or val/ images; the best checkpoint is the last epoch's")
+    if not labels.modes and (cfg.labels_file or cfg.label_mode != TrainConfig.label_mode):
+        log.warning(f"--labels-file and --label-mode are for FER+ votes (--labels ferplus); ignored with --labels {labels.name}")
     if dist.world > 1:
         info(dist.describe(cfg.batch_size))
 

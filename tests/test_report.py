@@ -27,6 +27,16 @@ def test_report_one_run(tiny_run, tmp_path, capsys):
     assert out.stat().st_size < 2_000_000
 
 
+def test_report_with_faces_0_leaves_deepdream_out(tiny_run, tmp_path, capsys):
+    """(DeepDream, seconds a face, was most of a report of many runs and could not be left out)"""
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(tiny_run.parent / "fer.csv"), "--faces", "0"]) == 0
+    page = out.read_text()
+    assert len(_images(page)) == 4 and "DeepDream from" not in page  # history, confusion matrices, filters, activation maps
+    assert main(["report", str(tiny_run), "--out", str(out), "--faces", "-1"]) == 2
+    assert "--faces -1: must be >= 0 (0: no DeepDream)" in capsys.readouterr().err
+
+
 def test_report_without_data(tiny_run, tmp_path):
     res = build_report([tiny_run], tmp_path / "r.html", data=False)
     page = res["path"].read_text()

@@ -702,7 +702,7 @@ def _report_args(p):
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
-    p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4)")
+    p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4; 0: no DeepDream, the quick report of many runs)")
     p.add_argument("--demo-faces", action="store_true", help="draw activations and DeepDream on scikit-image's astronaut, not FER2013 faces (for reports you publish)")
 
 
@@ -712,8 +712,8 @@ def cmd_report(args):
 
     if args.no_data and args.data:
         raise FerkitError("--data and --no-data contradict each other; give one")
-    if args.faces < 1:
-        raise FerkitError(f"--faces {args.faces}: must be >= 1")
+    if args.faces < 0:
+        raise FerkitError(f"--faces {args.faces}: must be >= 0 (0: no DeepDream)")
     paths = _run_paths(args.runs)
     check_not_input(check_output(args.out, "--out"), "--out", _files_of(paths))
     res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)

@@ -167,7 +167,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         parts.append("<h3>What the network sees</h3><p>No conv layers: no filters, activation maps or DeepDream.</p>")
     elif clf is not None:
         if fer is not None and fer.has("val") and data_faces:
-            faces, labels = sample_faces(fer, "val", n_faces)
+            faces, labels = sample_faces(fer, "val", max(n_faces, 1))  # (0: one face for the activation maps)
             names = [("?" if y < 0 else f"{fer.names[y]}" if fer.names else f"label {y}") for y in labels]  # the data's own labels
             names = [f"FER2013 {n}" if fer.names == FER2013 else n for n in names]
         else:
@@ -177,12 +177,13 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         parts.append("<h3>What the network sees</h3>" + _img(plots.plot_filters(first_layer_filters(clf.model))))
         parts.append(f"<h4>Activation maps of {_e(names[0])}</h4>" +
                      _img(plots.plot_activations(faces[0], activation_maps(clf, faces[0]), layer_names(clf.model)), dpi=70))
-        layer = check_layer(clf, dream_settings.layer)
-        log.info(f"  DeepDream on {len(faces)} face(s)")
-        dreams = np.stack([deep_dream(clf, f, dream_settings) for f in faces])
-        s = dream_settings
-        parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} objective, "
-                                                               f"{s.octaves} octaves x{s.octave_scale}, {s.steps} steps of {s.step_size})")))
+        if n_faces:  # DeepDream is most of a run's section (seconds a face on a CPU): --faces 0 leaves it out
+            layer = check_layer(clf, dream_settings.layer)
+            log.info(f"  DeepDream on {len(faces)} face(s)")
+            dreams = np.stack([deep_dream(clf, f, dream_settings) for f in faces])
+            s = dream_settings
+            parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} "
+                                                f"objective, {s.octaves} octaves x{s.octave_scale}, {s.steps} steps of {s.step_size})")))
 
     search = find_search_csv(run.path)
     if search is not None:

@@ -195,6 +195,11 @@ def test_vote_flags_without_ferplus_and_votes_without_a_majority_are_said(tmp_pa
     tie = [",".join(r.split(",")[:2] + ["5", "5"] + ["0"] * 8) if r.startswith("PublicTest") else r for r in lines[1:]]
     (tmp_path / "ties.csv").write_text("\n".join([lines[0]] + tie) + "\n")
     (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    single = [",".join(r.split(",")[:2] + ["1"] * 10) for r in lines[1:]]  # every vote single: no face is kept
+    (tmp_path / "single.csv").write_text("\n".join([lines[0]] + single) + "\n")
+    with pytest.raises(DataError, match="0 training face.*--label-mode majority keeps the faces whose votes .single votes ignored"):
+        fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, labels="ferplus", label_mode="majority",
+                           labels_file=str(tmp_path / "single.csv")), tmp_path / "c", progress=False)
     caplog.set_level("INFO")
     fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, label_mode="majority"), tmp_path / "a", progress=False)
     assert "--labels-file and --label-mode are for FER+ votes (--labels ferplus); ignored with --labels fer2013" in caplog.text

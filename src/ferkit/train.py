@@ -126,7 +126,9 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     targets = targets[keep] if targets is not None else None
     if len(train_x) < 2:  # batch norm takes the statistics of 2 or more faces
         subset = f" (--train-subset {cfg.train_subset})" if cfg.train_subset else ""
-        raise DataError(f"{data.source}: {len(train_x)} training face(s) with a label{subset}; training needs at least 2")
+        rule = (f"; --label-mode {cfg.label_mode} keeps the faces whose votes (single votes ignored) settle on emotions, "
+                "not unknown or not-a-face" if labels.modes else "")
+        raise DataError(f"{data.source}: {len(train_x)} training face(s) with a label{subset}; training needs at least 2{rule}")
     mean = mean if mean is not None else mean_image(train_x)
     train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip, targets=targets)
     val = None

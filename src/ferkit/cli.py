@@ -259,7 +259,7 @@ def cmd_evaluate(args):
     if not labels_file and recorded and Path(recorded).is_file():  # the votes the run trained on, as report takes them
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
-    check_not_input(out, "--json", [ck / runs.BEST if ck.is_dir() else ck, data.source] + ([labels_file] if labels_file else []))
+    check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
     m = evaluate_split(clf, data, split, labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
@@ -547,7 +547,7 @@ def cmd_export(args):
         raise FerkitError(f"{flag} {name}: name {'the graph' if args.onnx else 'the checkpoint'} "
                           f"{'NAME.onnx' if args.onnx else 'NAME.pt'} (ferkit knows a graph by its .onnx)")
     args.checkpoint = _checkpoint_path(args.checkpoint)
-    src = Path(args.checkpoint) / runs.BEST if Path(args.checkpoint).is_dir() else Path(args.checkpoint)
+    src = _checkpoint_file(args.checkpoint)
     if args.pt:
         if args.int8 or args.data or args.tta is not None:
             raise FerkitError("--int8, --data and --tta are for --onnx; --pt copies the checkpoint (with --half in float16)")
@@ -594,6 +594,12 @@ def _checkpoint_path(name: str) -> str | Path:
     from .predict import BUNDLED, model_path
 
     return model_path(name) if name in BUNDLED else name
+
+
+def _checkpoint_file(name: str | Path) -> Path:
+    """The checkpoint file a checkpoint argument reads: a run folder's best.pt, else the file itself."""
+    p = Path(_checkpoint_path(name))
+    return p / runs.BEST if p.is_dir() else p
 
 
 def _files_of(paths: list[str | Path]) -> list[Path]:

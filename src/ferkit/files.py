@@ -97,8 +97,15 @@ def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[
 def check_not_input(out: Path, flag: str, inputs) -> None:
     """A FerkitError when the output `out` is one of the command's input files (the checkpoint being
     exported, a file of a run being reported): writing it would replace what the command reads."""
-    for i in inputs:
-        if out.is_file() and Path(i).is_file() and os.path.samefile(out, i):
+    if not out.is_file():
+        return
+    target = out.stat()
+    for i in inputs:  # one stat an input (predict gives every photo of its folders)
+        try:
+            st = os.stat(i)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):  # os.path.samefile's test
             raise FerkitError(f"{flag} {out}: is {'' if Path(i) == out else f'{i}, '}the command's own input; writing it "
                               "would replace what it reads; give another file name")
 

@@ -105,3 +105,13 @@ def test_torchrun_cli(tmp_path):
     assert r.stdout.count("done: best val acc") == 1
     last = read_checkpoint(out / "last.pt")
     assert last["world_size"] == 2 and "ema" in last  # the weight average follows the replicas too
+
+
+def test_a_rank_that_is_no_number_does_not_stop_python_m_ferkit(monkeypatch, capsys):
+    """(`RANK=abc python -m ferkit ...` was int()'s ValueError before the command ran)"""
+    from ferkit.distributed import quiet_other_ranks
+
+    monkeypatch.setenv("RANK", "abc")
+    quiet_other_ranks()
+    print("still speaking")
+    assert "still speaking" in capsys.readouterr().out

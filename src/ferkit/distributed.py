@@ -162,7 +162,8 @@ def setup(device: str = "auto") -> Dist:
 
 def quiet_other_ranks() -> None:
     """Under torchrun, send the stdout of ranks > 0 to /dev/null: rank 0 speaks for the job (errors still reach stderr)."""
-    if int(os.environ.get("RANK", "0")) > 0:
+    rank = os.environ.get("RANK", "0")
+    if rank.isdigit() and int(rank) > 0:  # (another value: setup() names it, if the job is distributed at all)
         import sys
 
         sys.stdout = open(os.devnull, "w")

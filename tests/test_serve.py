@@ -164,6 +164,14 @@ def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/labels").json() == {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
 
 
+def test_a_bundled_model_goes_by_its_name_and_its_preset_is_said_apart():
+    with TestClient(create_app("ferplus-fast", max_upload_bytes=LIMIT)) as c:
+        m = c.get("/version").json()["model"]
+        assert m["name"] == "ferplus-fast" and m["preset"] == "tiny" and m["file"] == "ferplus-fast.int8.onnx"
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        assert c.get("/health").json() == {"status": "ready", "model": "ferplus-fast"}
+
+
 def test_page_and_static_files(client):
     r = client.get("/")
     assert r.status_code == 200 and 'id="canvas"' in r.text and "/static/app.js" in r.text

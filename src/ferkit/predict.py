@@ -179,6 +179,7 @@ class Predictor:
         if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
         name = str(model or DEFAULT_MODEL)
+        self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
         shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()
         if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
             self._open_onnx(int8_file(name) if shipped else model, threads, precision, tta, TTA_GAIN.get(name) if shipped else None)

@@ -362,14 +362,17 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
         info["input"] = {"size": predictor.size, "channels": predictor.channels}
     tta = getattr(predictor, "tta", None)  # whether faces are averaged with their mirror: as set, else the model's default
     info["tta"] = clf.tta if tta is None and clf is not None else tta
-    if clf is not None:
-        return {**clf.training, **info}
     session, training = getattr(predictor, "session", None), {}
-    if session is not None:  # an .onnx file: its training travels in its metadata (older files: none)
+    if clf is not None:
+        training = clf.training
+    elif session is not None:  # an .onnx file: its training travels in its metadata (older files: none)
         from .runtime import onnx_training
 
         training = onnx_training(session)
-    return {"name": Path(str(path)).stem if path else None, **training, **info}
+    model = {"name": Path(str(path)).stem if path else None, **training, **info}
+    bundled = getattr(predictor, "bundled", None)
+    # a bundled model goes by its own name ("ferplus-fast"), not by its preset's ("tiny") or file's
+    return {**model, "name": bundled, "preset": model["name"]} if bundled else model
 
 
 def _warm_up(predictor) -> None:

@@ -120,6 +120,18 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
         TrainConfig.from_file(tmp_path / "null.json")
 
 
+def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path):
+    """json and PyYAML keep the last of a repeated key: a second `lr` would win unseen."""
+    (tmp_path / "twice.json").write_text('{"epochs": 3, "lr": 0.1, "lr": 0.2}')
+    with pytest.raises(ConfigError, match="twice.json: not valid JSON .*'lr' appears twice"):
+        TrainConfig.from_file(tmp_path / "twice.json")
+    (tmp_path / "twice.yaml").write_text("epochs: 3\nlr: 0.1\noverrides:\n  hog: null\n  hog: null\n")
+    with pytest.raises(ConfigError, match="twice.yaml: not valid YAML .line 5, column 3: the key 'hog' appears twice"):
+        TrainConfig.from_file(tmp_path / "twice.yaml")
+    (tmp_path / "once.yaml").write_text("epochs: 3\nlr: 0.1\noverrides: {hog: null}\n")
+    assert TrainConfig.from_file(tmp_path / "once.yaml").lr == 0.1
+
+
 def test_spec_numbers_have_upper_bounds_all_reported_at_once():
     """Oversized numbers are messages naming the field, not allocator tracebacks."""
     with pytest.raises(ConfigError) as e:

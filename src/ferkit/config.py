@@ -20,6 +20,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -538,6 +539,18 @@ class _NoAliasLoader(yaml.SafeLoader):
                                               self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):
+        # PyYAML keeps the last of a repeated key: a config's second `lr:` would silently win
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping; keep one",
+                                                        key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 def load_yaml(text: str):
     """YAML as plain data, refusing aliases; used for config files and --set values alike.
@@ -548,6 +561,16 @@ def load_yaml(text: str):
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise yaml.YAMLError(where + " ".join(x for x in (e.context, e.problem) if x)) from None
+
+
+def _no_repeats(pairs: list) -> dict:
+    """A JSON object, refusing a repeated key (json keeps the last one, silently)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object; keep one")
+        seen.add(key)
+    return dict(pairs)
 
 
 def read_file(path: str | Path) -> dict:
@@ -565,7 +588,7 @@ def read_file(path: str | Path) -> dict:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8); give a JSON or YAML config") from None
     try:
-        d = load_yaml(text) if is_yaml else json.loads(text)
+        d = load_yaml(text) if is_yaml else json.loads(text, object_pairs_hook=_no_repeats)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
         raise ConfigError(f"{p}: not valid {'YAML' if is_yaml else 'JSON'} ({e})") from None
     if not isinstance(d, dict):

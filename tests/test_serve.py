@@ -150,6 +150,13 @@ def test_a_file_part_without_a_filename_is_400_and_the_schema_says_so(client, as
     assert header["required"] is True and "filename" in header["description"]
 
 
+def test_two_photos_in_one_request_are_refused_not_one_of_them_dropped(client, astronaut_png):
+    files = [("file", ("a.png", astronaut_png, "image/png")), ("file", ("b.png", astronaut_png, "image/png"))]
+    r = client.post("/predict", files=files)
+    assert r.status_code == 400 and "one photo per request" in r.json()["error"], r.json()
+    assert post(client, astronaut_png).status_code == 200
+
+
 def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
     r = client.get("/version")

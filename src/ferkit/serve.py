@@ -12,7 +12,7 @@ The model loads once per process, in create_app. Predictions run off the event l
 `max_concurrent` worker threads (default: one per CPU), so requests overlap but memory stays
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
-Every error is JSON {"error": "..."}: 400 no file, 408 upload too slow, 413 too many bytes or
+Every error is JSON {"error": "..."}: 400 no file (or two), 408 upload too slow, 413 too many bytes or
 pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
@@ -344,7 +344,7 @@ class HealthOut(BaseModel):
 
 
 def _errors(*codes: int) -> dict:
-    why = {400: "no `file` field", 408: "the upload did not arrive within --upload-timeout",
+    why = {400: "no `file` field, or two", 408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
            500: "a server bug", 503: "the server is starting, or cannot predict (see /health)"}
@@ -509,13 +509,15 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
                   "headers": {"Content-Disposition": {
                       "required": True, "description": FILENAME_REQUIRED,
                       "schema": {"type": "string", "pattern": "filename="}}}}}}}}})
-    async def predict(file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...), sent as a file: "
-                                                                         + FILENAME_REQUIRED)):
+    async def predict(request: Request, file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...), sent as a file: "
+                                                                                           + FILENAME_REQUIRED)):
         if isinstance(file, str):
             return _error(400, NO_FILENAME)
         if file is None:
             return _error(400, "no file: POST the photo as multipart/form-data field 'file', "
                                "e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
+        if len((await request.form()).getlist("file")) > 1:  # (the form is parsed once: this is FastAPI's)
+            return _error(400, "several 'file' parts: POST one photo per request (one 'file' field)")
         if health["status"] == "failed":
             return _error(503, f"the server cannot predict: {health['error']}")
         # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker

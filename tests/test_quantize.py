@@ -85,6 +85,15 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
         Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=tmp_path / "missing.csv")
 
 
+def test_int8_without_calibration_data_names_the_variable_not_a_missing_flag(tiny_checkpoint, tmp_path, monkeypatch):
+    """ferkit predict and serve have no --data: the default data's "pass --data" sent users to a flag they lack."""
+    monkeypatch.delenv("FERKIT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    with pytest.raises(FerkitError, match="none found; set FERKIT_DATA=PATH") as e:
+        Predictor(tiny_checkpoint, backend="onnx", precision="int8")
+    assert "pass --data" not in str(e.value)
+
+
 def test_default_path_is_torch_for_a_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
     import ferkit.onnx_export
 

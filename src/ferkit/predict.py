@@ -20,6 +20,7 @@ Classifier, --backend torch), and a light install without it says which extra to
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -288,7 +289,11 @@ def _calibration(data, clf) -> np.ndarray:
     try:
         return calibration_faces(data, size=size, channels=channels)
     except FerkitError as e:
-        raise FerkitError(f"int8 needs {what} to calibrate on: {e} Or export the int8 graph once "
+        from .data import DATA_ENV
+
+        # e says "pass --data", which predict and serve do not have: there, the variable is the way
+        why = (f"none found; set {DATA_ENV}=PATH to them." if data is None and not os.environ.get(DATA_ENV) else str(e))
+        raise FerkitError(f"int8 needs {what} to calibrate on: {why} Or export the int8 graph once "
                           "with 'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --data FILE' and run OUT.onnx") from None
 
 

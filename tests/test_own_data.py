@@ -346,3 +346,27 @@ def test_a_search_study_begun_before_the_split_fields_resumes():
     _check_settings(Study(old), now, "sqlite:///search.db")  # the defaults it ran with: the same study
     with pytest.raises(ConfigError, match=r"was started with other settings \(differing: split_seed;"):
         _check_settings(Study(old), _settings(TrainConfig(split_seed=3), [], 0), "sqlite:///search.db")
+
+
+def test_resume_refuses_data_whose_classes_or_training_faces_changed(tmp_path, capsys):
+    """last.pt's head and mean are of the faces it trained on: a class added (or reordered) would
+    shift what each output means, faces added would redraw the split (validation faces training)."""
+    import shutil
+
+    folder = class_folder(tmp_path / "faces", classes=("cat", "dog", "owl"))
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(colour_spec(tmp_path)), "--data", str(folder), "--epochs", "1", "--batch-size", "6",
+                 "--out", str(run), "--quiet", "--threads", "1", "--labels", "data", "--split-seed", "1", *SPLIT]) == 0
+    kept = tmp_path / "kept"
+    shutil.copytree(run, kept)
+    write_images(folder / "dog", "dog", 3, start=6)  # three faces more: the split is drawn anew
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
+    assert "its training faces are not those the run trained on" in capsys.readouterr().err
+    write_images(folder / "ant", "ant", 6)  # a fourth class, first in order
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the data's classes are now ant, cat, dog, owl; the run trained on cat, dog, owl" in err and err.count("\n") == 1
+    shutil.rmtree(folder / "ant")
+    for f in sorted((folder / "dog").glob("dog_*.png"))[6:]:
+        f.unlink()
+    assert main(["train", "--resume", str(kept), "--epochs", "2", "--quiet"]) == 0  # the data as they were: it goes on

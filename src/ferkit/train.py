@@ -43,7 +43,7 @@ from .distill import load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, first_line, is_out_of_memory
 from .files import atomic_write, check_output
 from .finetune import freeze, frozen_norms, init_from, is_head
-from .labels import DATA, LabelSet, describe_mapping, label_set
+from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .preprocess import autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
@@ -129,7 +129,12 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
         rule = (f"; --label-mode {cfg.label_mode} keeps the faces whose votes (single votes ignored) settle on emotions, "
                 "not unknown or not-a-face" if labels.modes else "")
         raise DataError(f"{data.source}: {len(train_x)} training face(s) with a label{subset}; training needs at least 2{rule}")
-    mean = mean if mean is not None else mean_image(train_x)
+    own = mean_image(train_x)
+    if mean is not None and not np.allclose(own, mean, atol=0.01):  # resuming: last.pt's mean is of the faces it trained on
+        raise DataError(f"{data.source}: its training faces are not those the run trained on (their mean image differs from "
+                        "last.pt's): faces were added, removed or moved between splits, or --train-subset changed. Put the "
+                        "data back as they were to resume, or start a new run")
+    mean = mean if mean is not None else own
     train = make_batches(train_x, train_y, mean, spec, flips=cfg.flip, targets=targets)
     val = None
     if data.has("val"):
@@ -474,6 +479,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         cfg = replace(cfg, data=data.source)
     check_input(data, spec)
     labels = label_set(cfg.labels, data.names)
+    if ckpt is not None and labels.emotions != labels_of(ckpt):  # the head's outputs would change meaning
+        raise DataError(f"--resume {out}: the data's classes are now {', '.join(labels.emotions)}; the run trained on "
+                        f"{', '.join(labels_of(ckpt))} (in that order). Put the data (and --label-names) back as they "
+                        "were to resume, or start a new run")
     spec = spec.for_labels(labels)
     cfg = absolute_paths(cfg)
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")

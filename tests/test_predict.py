@@ -133,6 +133,10 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
                  ["report", str(run), "--no-data", "--out", str(run / "best.pt")], ["report", str(run), "--no-data", "--out", str(run / "config.json")]):
         assert main(argv) == 2, argv
         assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
+    last = (run / "last.pt").read_bytes()
+    assert main(["export", str(run), "--pt", str(run / "last.pt")]) == 2  # a slim copy there: the run could not resume
+    assert "last.pt: a run's own checkpoint (last.pt is what --resume continues from)" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == last
     assert main(["export", str(run), "--onnx", str(run / "best.pt")]) == 2  # a graph is named .onnx, a checkpoint never
     assert "best.pt: name the graph NAME.onnx" in capsys.readouterr().err
     data = tmp_path / "fer.csv"

@@ -555,6 +555,9 @@ def cmd_export(args):
 
         out = check_output(args.pt, "--pt")
         check_not_input(out, "--pt", [src])
+        if out.name in (runs.BEST, runs.LAST) and (out.parent / runs.CONFIG).exists():  # a slim copy has no training state
+            raise FerkitError(f"--pt {out}: a run's own checkpoint ({runs.LAST} is what --resume continues from); "
+                              "give another file name")
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         clf = load_checkpoint(args.checkpoint)

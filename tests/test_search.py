@@ -122,7 +122,12 @@ def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):
     assert len(_study(out).trials) == 3
     capsys.readouterr()
     assert main(_argv(files, out, "--trials", "3")) == 2
-    assert "was started with other settings (differing: params" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was started with other settings (differing: params {'lr': 'lr=loguniform:1e-5:1e-2'" in err
+    assert "-> {'lr': 'lr=loguniform:1e-4:1e-2'" in err  # what it was and what it is now
+    # a new study in the same folder: its trial 0 would land in the first study's trials/0
+    assert main(_argv(files, out, "--trials", "1", "--study-name", "other")) == 2
+    assert "trials: holds the trials of an earlier search, and study 'other'" in capsys.readouterr().err
 
 
 def test_cv_score_is_mean_of_folds(files, tmp_path):
@@ -216,6 +221,7 @@ def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys)
     with sqlite3.connect(foreign) as db:
         db.execute("CREATE TABLE studies (x INTEGER)")
     for argv, message in [(["--storage", "sqlite://"], "an in-memory database keeps no study"),
+                          (["--storage", "sqlite:///"], "an in-memory database keeps no study"),
                           (["--heartbeat", "100000000000"], "--heartbeat 100000000000: must be 1..3600 seconds"),
                           (["--storage", f"sqlite:///{foreign}"], "cannot open (")]:
         assert main(_argv(files, tmp_path / "s", "--trials", "0", *argv)) == 2, argv

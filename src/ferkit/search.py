@@ -308,7 +308,7 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     if not 1 <= heartbeat <= MAX_HEARTBEAT:
         raise ConfigError(f"--heartbeat {heartbeat}: must be 1..{MAX_HEARTBEAT} seconds")
     url = storage_url(storage)
-    if url in ("sqlite://", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
+    if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
         raise ConfigError(f"--storage {storage}: an in-memory database keeps no study; give a file, sqlite:///search.db")
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # seconds a worker waits for another's write lock
@@ -358,11 +358,13 @@ def _check_settings(study, settings: dict, storage: str) -> None:
     saved["config"] = {**{k: v for k, v in now["config"].items() if k in NEW_FIELDS_DEFAULTS and v == NEW_FIELDS_DEFAULTS[k]},
                        **saved["config"]}
     if saved != now:
-        diff = [k for k in ("params", "cv", "spec") if saved.get(k) != now.get(k)]
-        diff += [k for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
+        diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in ("params", "cv") if saved.get(k) != now.get(k)]
+        diff += ["the model's layers"] if saved.get("spec") != now.get("spec") else []
+        diff += [f"{k} {saved['config'].get(k)!r} -> {now['config'].get(k)!r}"
+                 for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
         raise ConfigError(
-            f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {', '.join(diff)}; "
-            f"it has {saved['params']}); rerun with the same flags to resume or share it, or pick another --study-name or --out")
+            f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {'; '.join(diff)}); "
+            "rerun with the same flags to resume or share it, or give another --out")
 
 
 def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials: int, cv: int = 0, storage: str | None = None,
@@ -386,6 +388,11 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
     study = open_study(storage, study_name, heartbeat)
     _check_settings(study, _settings(cfg, params, cv), storage)
+    trials = out / "trials"
+    if not study.get_trials(deepcopy=False) and trials.is_dir() and any(trials.iterdir()):  # its trial 0 would be theirs
+        raise FerkitError(f"{trials}: holds the trials of an earlier search, and study {study.study_name!r} in {shown(storage)} "
+                          "has none yet: its trial folders would collide with them. Give another --out, or delete "
+                          f"{trials} to start over")
 
     ran = []  # numbers of the trials this worker ran
 

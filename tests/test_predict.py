@@ -164,6 +164,10 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
         assert "the command's own input" in capsys.readouterr().err
     assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--annotate", str(photos)]) == 2
     assert "is a folder being read, and its copies would take the photos' names" in capsys.readouterr().err  # was "nothing to process"
+    assert main(["predict", str(photos / "a.jpg"), "--model", str(tiny_checkpoint), "--annotate", str(photos)]) == 2
+    assert f"the copy of {photos / 'a.jpg'} would be written over" in capsys.readouterr().err  # was skipped unsaid
+    assert main(["predict", str(photos / "a.jpg"), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path)]) == 0
+    assert (tmp_path / "a.jpg").exists()  # a photo named, inside the copies' folder: predicted (was "nothing to process")
     sample = tmp_path / "astronaut.jpg"  # stands in for ferkit's own sample
     Image.fromarray(astronaut).save(sample)
     monkeypatch.setattr(fp, "DEMO_PHOTO", sample)

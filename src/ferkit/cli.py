@@ -419,12 +419,19 @@ def cmd_predict(args):
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
     check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, True))
     files, problems = collect_inputs(args.paths)
-    if args.annotate:  # its copies, from an earlier run into a folder being read: not inputs (they would nest deeper each run)
+    if args.annotate:
         copies = Path(args.annotate).resolve()
         if any(Path(p).is_dir() and Path(p).resolve() == copies for p in args.paths):
             raise FerkitError(f"--annotate {args.annotate}: is a folder being read, and its copies would take the photos' "
                               "names; give another folder (one inside it is fine)")
-        files = [(f, root) for f, root in files if copies not in f.resolve().parents]
+        # a folder's walk skips the copies an earlier run left inside it (they would nest deeper each run)
+        files = [(f, root) for f, root in files
+                 if root is None or copies not in f.resolve().parents or root.resolve() not in copies.parents]
+        inputs = {f.resolve() for f, _ in files}
+        for f, root in files:
+            if _copy_path(args.annotate, f, root).resolve() in inputs:
+                raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over "
+                                  f"{_copy_path(args.annotate, f, root)}, an input; give another folder")
     for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
         if out:
             check_not_input(Path(out), name, [f for f, _ in files])
@@ -472,6 +479,12 @@ def _write(text: str, file) -> None:
     (tqdm.tqdm.write if tqdm else print)(text, file=file)
 
 
+def _copy_path(annotate: str, path: Path, root: Path | None) -> Path:
+    """Where --annotate puts a file's annotated copy (before its suffix is settled): under the folder's
+    name for a file found in a folder, else by its own name."""
+    return Path(annotate) / (root.name if root is not None else "") / (path.relative_to(root) if root is not None else path.name)
+
+
 def _predict_one(args, predictor, path: Path, root: Path | None, used: set, results: list) -> int:
     """Predict one file into results (its result, or its error) and print it; 1 if it failed."""
     from .jobs import predict_file
@@ -479,8 +492,7 @@ def _predict_one(args, predictor, path: Path, root: Path | None, used: set, resu
 
     out = None
     if args.annotate:
-        rel = path.relative_to(root) if root is not None else Path(path.name)
-        out = Path(args.annotate) / (root.name if root is not None else "") / rel
+        out = _copy_path(args.annotate, path, root)
         while out.with_suffix("").as_posix() in used:  # two inputs with the same name
             out = out.with_name(out.stem + "_" + out.suffix)
         used.add(out.with_suffix("").as_posix())

@@ -29,6 +29,12 @@ def test_read_run_errors(tmp_path):
     (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": "high"}]', "history.json: row 1 is not an epoch's record"),
     (runs.HISTORY_CSV, "epoch,val_acc\n1,abc\n", "history.csv: not a history table of numbers"),
     (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
+     "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
+    ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '
+     '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts)"),
+    ("metrics-test.json", '{"confusion_matrix": [], "n": 2, "accuracy": 1, "per_class_accuracy": {}, "labels": 5}',
+     "(labels: a list of emotion names)"),
 ])
 def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, name, text, message):
     """JSON that parses but is not what train.py writes: `ferkit plot` and `report` name the file, not crash on it."""
@@ -82,7 +88,9 @@ def test_train_writes_the_layout_that_runs_reads(tiny_run):
 def test_checkpoint_falls_back_to_last_and_metrics_by_split(tmp_path):
     (tmp_path / runs.CONFIG).write_text("{}")
     (tmp_path / runs.LAST).write_bytes(b"")
-    m = {"confusion_matrix": [[1]], "split": "val"}
+    from ferkit.metrics import summarize
+
+    m = {**summarize([0], [[1.0]], ["happy"]), "split": "val"}
     (tmp_path / runs.metrics_file("val")).write_text(json.dumps(m))
     (tmp_path / runs.metrics_file("test")).write_text(json.dumps({**m, "split": "test"}))
     run = runs.read_run(tmp_path)

@@ -97,7 +97,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     for f in sorted(p.glob(METRICS_GLOB)):
         m = _read_json(f)
         if isinstance(m, dict) and "confusion_matrix" in m:
-            metrics[m.get("split", f.stem[len("metrics-"):])] = m
+            metrics[m.get("split", f.stem[len("metrics-"):])] = check_metrics(m, str(f))
     return Run(p, name or p.name, config, history, iterations, metrics)
 
 
@@ -122,6 +122,32 @@ def check_history(history, where: str) -> list[dict]:
             raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}); "
                               f"got {str(row)[:80]}; rerun the command that wrote it")
     return history
+
+
+def check_metrics(m: dict, where: str) -> dict:
+    """m if it is as `ferkit evaluate` writes it (metrics.summarize), else a FerkitError naming the first
+    field that is not: plots and the report read each of these fields."""
+    from .labels import labels_of
+
+    def refuse(what: str):
+        raise FerkitError(f"{where}: not the metrics `ferkit evaluate` writes ({what}); rerun ferkit evaluate, or delete the file")
+
+    names = m.get("labels")
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(e, str) for e in names)):
+        refuse("labels: a list of emotion names")
+    labels = labels_of(m)
+    if not is_number(m.get("n")):
+        refuse("n: the number of faces")
+    if not is_number(m.get("accuracy")):
+        refuse("accuracy: a number")
+    pca = m.get("per_class_accuracy")
+    if not (isinstance(pca, dict) and all(pca.get(e) is None or is_number(pca.get(e)) for e in labels)):
+        refuse("per_class_accuracy: a number (or null) for each emotion")
+    cm = m["confusion_matrix"]
+    if not (isinstance(cm, list) and len(cm) == len(labels) and all(
+            isinstance(row, list) and len(row) == len(labels) and all(is_number(v) for v in row) for row in cm)):
+        refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts")
+    return m
 
 
 def is_number(v) -> bool:

@@ -148,3 +148,26 @@ def test_checkpoints_record_the_input_and_old_ones_load_as_48_grey(tiny_checkpoi
     rgb = _variant(tiny_checkpoint, tmp_path, lambda ck: ck["spec"].__setitem__("channels", 3))
     with pytest.raises(FerkitError, match="features.0.0.weight has shape"):
         load_checkpoint(rgb)
+
+
+def test_a_pipe_given_as_weights_is_one_line_not_a_reader_blocked_forever(tmp_path):
+    """zipfile, torch.load and onnxruntime open what they are given: a FIFO with no writer never ends."""
+    import signal
+
+    from ferkit.finetune import read_weights
+    from ferkit.runtime import onnx_session
+
+    def hung(*_):
+        raise RuntimeError("blocked reading a FIFO")  # (not an OSError: zipfile.is_zipfile swallows those)
+
+    old = signal.signal(signal.SIGALRM, hung)
+    try:
+        for name, load in (("w.pt", read_checkpoint), ("w.pth", read_weights), ("w.onnx", onnx_session)):
+            os.mkfifo(tmp_path / name)
+            signal.alarm(10)  # the broken behaviour fails the test instead of hanging the suite
+            with pytest.raises(FerkitError, match=f"{name}: not a regular file .a device, pipe or socket.; give "):
+                load(tmp_path / name)
+            signal.alarm(0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -25,7 +25,7 @@ import torch
 from .config import ModelSpec
 from .errors import ConfigError, FerkitError, first_line
 from .faces import face_batch
-from .files import atomic_write
+from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
@@ -62,6 +62,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
     if path.suffix.lower() == ".onnx":  # (evaluate and predict take graphs; export, visualize and --resume need the weights)
         raise FerkitError(f"{path}: an ONNX graph, not a checkpoint; give the .pt file it was exported from")
+    check_regular_file(path, "a .pt file written by 'ferkit train'")
     damaged = _damaged_member(path)
     if damaged:
         raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")

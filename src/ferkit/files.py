@@ -94,6 +94,14 @@ def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[
     return checked
 
 
+def check_regular_file(path: Path, what: str) -> None:
+    """A FerkitError when an existing path is a pipe, device or socket (a FIFO would block its reader
+    forever) or a folder, where a file is read: `what` says which file to give instead."""
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise FerkitError(f"{path}: {kind}; give {what}")
+
+
 def check_not_input(out: Path, flag: str, inputs) -> None:
     """A FerkitError when the output `out` is one of the command's input files (the checkpoint being
     exported, a file of a run being reported): writing it would replace what the command reads."""

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, FerkitError
+from .files import check_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
     if path.suffix.lower() == ".onnx":
         raise FerkitError(f"--init-from {path}: an ONNX graph, whose weights torch cannot load; give the checkpoint (.pt) "
                           "it was exported from")
+    check_regular_file(path, "a state_dict (.pth) or a ferkit checkpoint (.pt)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FerkitError
+from .files import check_regular_file
 
 # the graph's input, uint8 faces (N, 48, 48) grey or (N, H, W, 3) colour (the model's in_size and
 # channels), and its output, probabilities (N, C)
@@ -41,6 +42,8 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     src = model if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes) and not Path(model).exists():
         raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
+    if not isinstance(model, bytes):
+        check_regular_file(Path(model), "an .onnx file from 'ferkit export'")
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own exception types for bad files

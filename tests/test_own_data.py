@@ -369,4 +369,8 @@ def test_resume_refuses_data_whose_classes_or_training_faces_changed(tmp_path, c
     shutil.rmtree(folder / "ant")
     for f in sorted((folder / "dog").glob("dog_*.png"))[6:]:
         f.unlink()
-    assert main(["train", "--resume", str(kept), "--epochs", "2", "--quiet"]) == 0  # the data as they were: it goes on
+    folder.rename(tmp_path / "moved")  # the data as they were, in another place: --data says where
+    assert main(["train", "--resume", str(kept), "--epochs", "2", "--quiet"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["train", "--resume", str(kept), "--epochs", "2", "--quiet", "--data", str(tmp_path / "moved")]) == 0
+    assert json.loads((kept / "config.json").read_text())["data"] == str(tmp_path / "moved")

@@ -177,7 +177,8 @@ def config_from_args(args):
 def _train_args(p):
     add_train_flags(p)
     p.add_argument("--out", help="run folder (default runs/<model>-<time>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config (and --epochs, if given)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config (and --epochs, "
+                   "and --data where the data moved, if given)")
     p.add_argument("--quiet", action="store_true", help="one log line per epoch, no progress bar")
 
 
@@ -186,8 +187,8 @@ def cmd_train(args):
     from .train import fit, resume_config
 
     if args.resume:
-        cfg, out = resume_config(args.resume, args.epochs), Path(args.resume)
-        ignored = [flag(name) for name in given(args, TrainConfig) if name != "epochs"]
+        cfg, out = resume_config(args.resume, args.epochs, args.data), Path(args.resume)
+        ignored = [flag(name) for name in given(args, TrainConfig) if name not in ("epochs", "data")]
         if ignored or args.config or args.model or args.set or args.out:
             print(f"note: --resume continues with {out / runs.CONFIG}; ignoring "
                   f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")

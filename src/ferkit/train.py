@@ -66,9 +66,10 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     return TrainConfig.from_dict(merged)
 
 
-def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig:
+def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | None = None) -> TrainConfig:
     """The TrainConfig of the interrupted run in run_dir (its config.json), with a new length if
-    epochs is given (the one setting a resumed run may change; the schedule is re-planned)."""
+    epochs is given (the schedule is re-planned) and the data's new place if data is given (fit
+    checks that its classes and training faces are the run's)."""
     run = Path(run_dir)
     if not (run / CONFIG).exists():
         raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
@@ -79,6 +80,8 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
     saved.pop("spec", None)
     if epochs:
         saved["epochs"] = epochs
+    if data:
+        saved["data"] = data
     return resolve_config(base=saved)  # a value deleted or nulled by hand falls back to the preset's
 
 

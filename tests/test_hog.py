@@ -102,3 +102,24 @@ def test_hybrid_trains_and_its_checkpoint_predicts(tmp_path):
     assert (probs.argmax(1) == labels).mean() == pytest.approx(history[best_epoch - 1]["val_acc"], abs=1.5 / 84)
     with pytest.raises(ValueError, match="HOG hybrid"):
         clf.model(torch.zeros(1, 1, 48, 48))
+
+
+def test_the_environment_variables_are_read_as_a_user_means_them(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from ferkit.data import cache_dir
+    from ferkit.errors import FerkitError
+
+    monkeypatch.setenv("FERKIT_CACHE", "")  # set but empty: the default (it was the current folder)
+    assert cache_dir() == Path.home() / ".cache" / "ferkit"
+    monkeypatch.setenv("FERKIT_CACHE", "~/c")  # a literal ./~ folder before
+    assert cache_dir() == Path.home() / "c"
+    for value, jobs in (("3", 3), (" 4 ", 4)):
+        monkeypatch.setenv("FERKIT_JOBS", value)
+        assert hog.default_jobs() == jobs
+    monkeypatch.setenv("FERKIT_JOBS", "")  # unset in effect: one a CPU, at most 8
+    assert 1 <= hog.default_jobs() <= 8
+    for value in ("²", "0", "-1", "100000", "two"):  # "²".isdigit() is True: int() raised; 100000 workers were started
+        monkeypatch.setenv("FERKIT_JOBS", value)
+        with pytest.raises(FerkitError, match=f"FERKIT_JOBS={value!r}: must be a whole number of processes in 1..256"):
+            hog.default_jobs()

@@ -243,7 +243,8 @@ def _too_many_rows(p: Path) -> DataError:
 
 def cache_dir() -> Path:
     """Where parsed data and HOG features are cached: $FERKIT_CACHE, else ~/.cache/ferkit."""
-    return Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
+    given = os.environ.get("FERKIT_CACHE", "").strip()  # set but empty: the default, not the current folder
+    return Path(given).expanduser() if given else Path.home() / ".cache" / "ferkit"
 
 
 def _cache_path(p: Path, skip_bad_rows: bool, reading: tuple, listing=None) -> Path:

@@ -15,10 +15,12 @@ import numpy as np
 
 from .config import HogSpec
 from .data import cache_dir
+from .errors import FerkitError
 from .files import atomic_write
 
 CACHE_MIN = 1000  # smaller sets are cheaper to compute than to hash, save and load
 PARALLEL_MIN = 4000  # below this, starting worker processes costs more than it saves
+MAX_JOBS = 256  # FERKIT_JOBS above this is a typo: each worker holds its share of the faces
 
 
 def _hog_one(img: np.ndarray, spec: HogSpec) -> np.ndarray:
@@ -47,9 +49,13 @@ def hog_dim(spec: HogSpec, size: int = 48) -> int:
 
 
 def default_jobs() -> int:
-    """Worker processes for large sets: $FERKIT_JOBS, else the CPUs this process may use (at most 8)."""
-    if os.environ.get("FERKIT_JOBS", "").isdigit():
-        return max(1, int(os.environ["FERKIT_JOBS"]))
+    """Worker processes for large sets: $FERKIT_JOBS (1..MAX_JOBS), else the CPUs this process may use (at most 8)."""
+    given = os.environ.get("FERKIT_JOBS", "").strip()
+    if given:
+        if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MAX_JOBS):  # ("²".isdigit() is True)
+            raise FerkitError(f"FERKIT_JOBS={given!r}: must be a whole number of processes in 1..{MAX_JOBS}; "
+                              "unset it for one a CPU (at most 8)")
+        return int(given)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cpus, 8))
 

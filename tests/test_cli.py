@@ -102,6 +102,9 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
         (["train", "--model", "shallow", "--out", str(tmp_path / "loop1")], "a symbolic link to nothing (a missing target or a loop"),
         (["train", "--model", "shallow", "--out", str(tmp_path / "dangling")], "a symbolic link to nothing"),
         (["plot", str(tiny_run), "--out", ""], "--out: an empty path; give a folder"),
+        # "-" is stdout to a Unix user: a file named "-" was written, a second flag's over the first's
+        (["evaluate", str(tiny_run), "--json", "-"], "--json -: ferkit writes files, not standard output"),
+        (["predict", str(tmp_path), "--model", str(tiny_run), "--csv", "-"], "--csv -: ferkit writes files"),
         (["train", "--model", "shallow", "--out", str(tmp_path / ("x" * 300))], "cannot use it (File name too long)"),
         (["evaluate", str(tiny_run), "--json", str(tmp_path / ("x" * 300) / "m.json")], "cannot use it (File name too long)"),
         (["evaluate", str(tiny_run), "--json", str(tmp_path / "afile" / "m.json")], "is a file, not a folder"),

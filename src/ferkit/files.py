@@ -42,6 +42,9 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
     a temporary file is written and removed in the nearest folder that exists."""
     if not str(path).strip():  # Path("") is the current folder
         raise FerkitError(f"{flag}: an empty path; give a {'folder' if folder else 'file'}")
+    if str(path) == "-":  # the Unix habit for standard output: ferkit would write a file named "-"
+        raise FerkitError(f"{flag} -: ferkit writes {'folders' if folder else 'files'}, not standard output; give a "
+                          f"{'folder' if folder else 'file'} name (./- for a file of that name)")
     try:
         return _check_output(Path(path), flag, folder)
     except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links

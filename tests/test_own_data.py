@@ -218,6 +218,10 @@ def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_pat
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["split"] == "test" and m["n"] == 4 and sum(m["support"].values()) == 4  # the drawn split, as trained
     assert m["support"]["angry"] == 0 and m["labels"] == list(FER2013)
+    # without --data: the data it trained on (FER2013's default location was read before, and refused)
+    assert main(["evaluate", str(run), "--device", "cpu", "--json", str(tmp_path / "own.json")]) == 0
+    assert json.loads((tmp_path / "own.json").read_text())["confusion_matrix"] == m["confusion_matrix"]
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.int8.onnx"), "--int8"]) == 0  # calibrated on them
 
 
 def test_the_data_own_classes_train_and_evaluate(tmp_path):
@@ -344,7 +348,7 @@ def test_a_search_study_begun_before_the_split_fields_resumes():
     for k in ("label_names", "split_seed", "val_fraction", "test_fraction"):
         del old["config"][k]
     _check_settings(Study(old), now, "sqlite:///search.db")  # the defaults it ran with: the same study
-    with pytest.raises(ConfigError, match=r"was started with other settings \(differing: split_seed;"):
+    with pytest.raises(ConfigError, match=r"was started with other settings \(differing: split_seed None -> 3\)"):
         _check_settings(Study(old), _settings(TrainConfig(split_seed=3), [], 0), "sqlite:///search.db")
 
 

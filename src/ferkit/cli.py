@@ -36,9 +36,10 @@ def command(name: str, help: str, add_arguments=lambda p: None):
     return register
 
 
-def _data_args(p, names_default: str = "labels.txt beside the data, else its class folders' names"):
+def _data_args(p, names_default: str = "labels.txt beside the data, else its class folders' names", data_default: str = ""):
     p.add_argument("--data", help="FER2013 CSV (.csv/.csv.gz), image folder (ROOT/<class>/*, ROOT/{train,val,test}/<class>/*) "
-                                  "or image list (CSV/TSV of path,label[,split]); default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
+                                  f"or image list (CSV/TSV of path,label[,split]); default {data_default}$FERKIT_DATA or "
+                                  "../shared/data/fer2013/fer2013.csv.gz")
     p.add_argument("--skip-bad-rows", action="store_true", default=None, help="skip malformed rows/images and report how many")
     p.add_argument("--label-names", help=f"the data's class names in label order: a file (one a line) or a comma list (default: {names_default})")
 
@@ -218,7 +219,7 @@ def _evaluate_args(p):
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported)")
     p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
-    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders")
+    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders", "the data it trained on, else ")
 
 
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
@@ -249,7 +250,8 @@ def cmd_evaluate(args):
         reading = {"size": clf.size, "channels": clf.channels, **({"names": read_names(args.label_names)} if args.label_names else {})}
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
-    data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
+    data_path = args.data or (None if is_onnx_file(ck) else runs.trained_on(clf.meta.get("config")))
+    data = load_fer(data_path, bool(args.skip_bad_rows), **reading)
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
@@ -541,13 +543,15 @@ def _export_args(p):
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
     p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization), calibrated on training faces of --data")
     p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8 (for a colour or larger "
-                                  "model, its own training image folder); default $FERKIT_DATA or ../shared/data/fer2013/fer2013.csv.gz")
+                                  "model, its own training image folder); default: the data it trained on, else $FERKIT_DATA or "
+                                  "../shared/data/fer2013/fer2013.csv.gz")
 
 
 @command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, or the model's own size and colour "
                    "(N, H, W, 3); probabilities (N, C) out) or to a slim .pt", _export_args)
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
+    from .data import reading_for
     from .files import sha256_of
     from .onnx_export import calibration_faces, export_checked
 
@@ -585,7 +589,8 @@ def cmd_export(args):
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
-    faces = calibration_faces(args.data, size=clf.spec.in_size, channels=clf.spec.channels) if args.int8 else None
+    config = clf.meta.get("config")  # the faces it trained on, read as it read them
+    faces = calibration_faces(args.data or runs.trained_on(config), **reading_for(clf.spec, config)) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta

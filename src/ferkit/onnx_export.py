@@ -204,14 +204,15 @@ def logging_quiet():
         root.setLevel(level)
 
 
-def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0,
-                      size: int = 48, channels: int = 1) -> np.ndarray:
+def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0, **reading) -> np.ndarray:
     """n training faces drawn at random for int8 calibration, read as the model takes them (data.load_fer
-    at its size and channels: FER2013's file, or the model's own image folder or list; --data, else
-    $FERKIT_DATA or the shared FER2013): (n, size, size) grey, or (n, size, size, 3) for a colour model."""
+    with `reading`, data.reading_for's: its size and channels, and the split its training drew; FER2013's
+    file, or the model's own image folder or list; --data, else $FERKIT_DATA or the shared FER2013):
+    (n, size, size) grey, or (n, size, size, 3) for a colour model."""
     from .data import load_fer
 
-    fer = load_fer(data, size=size, channels=channels)
+    channels = reading.get("channels", 1)
+    fer = load_fer(data, **reading)
     if not fer.has("train"):
         raise FerkitError(f"{fer.source}: no training faces to calibrate int8 with; give the model's training data (--data)")
     images, _ = fer.split("train")

@@ -26,7 +26,7 @@ from .errors import FerkitError
 from .files import write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
-from .runs import Run, format_summary, metrics_file, summarize_history
+from .runs import Run, format_summary, metrics_file, summarize_history, trained_on
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ def _data_for(run: Run, data, loaded: dict, notes: list):
         if "no data asked for (--no-data): evaluation skipped" not in notes:
             notes.append("no data asked for (--no-data): evaluation skipped")
         return None
-    path = data
-    if path is None:
-        own = (run.config or {}).get("data")
-        path = own if own and Path(own).exists() else None
+    path = data if data is not None else trained_on(run.config)
     try:
         key = str(find_data(path))
     except DataError as e:

@@ -124,6 +124,13 @@ def check_history(history, where: str) -> list[dict]:
     return history
 
 
+def trained_on(config: dict | None) -> str | None:
+    """The data a run trained on (its config's `data`) where it still exists: what evaluate, export
+    --int8 and report read by default for a run's checkpoint (a colour model's own image folder, say)."""
+    own = (config or {}).get("data")
+    return own if isinstance(own, str) and own and Path(own).exists() else None
+
+
 def check_metrics(m: dict, where: str) -> dict:
     """m if it is as `ferkit evaluate` writes it (metrics.summarize), else a FerkitError naming the first
     field that is not: plots and the report read each of these fields."""

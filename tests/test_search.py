@@ -83,6 +83,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("fcs.0.units=categorical:[256,512]", "choices must be numbers, true/false, null or words"),  # was yaml's traceback
     ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
     ("convs.0.pool=int:0:2", "the value 1 gives an invalid config"),  # valid ends; TPE drew the 1 until 3 trials failed
+    ("convs.-1.filters=int:8:16", "--param convs.-1.filters: no such model spec field"),  # was named --set
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2

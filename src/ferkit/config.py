@@ -504,7 +504,7 @@ def _index(part: str) -> int:
     return int(part)
 
 
-def override_spec(spec: dict, overrides: dict) -> dict:
+def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
     """Apply dotted-path overrides to a spec dict: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}."""
     import copy
 
@@ -523,7 +523,7 @@ def override_spec(spec: dict, overrides: dict) -> dict:
                 raise KeyError(last)
         except (KeyError, IndexError, ValueError, TypeError):
             raise ConfigError(
-                f"--set {key}: no such model spec field; use a dotted path such as convs.0.filters, "
+                f"{flag} {key}: no such model spec field; use a dotted path such as convs.0.filters, "
                 f"fcs.0.units or hog.pixels_per_cell (the spec has {len(spec.get('convs', []))} conv and "
                 f"{len(spec.get('fcs', []))} FC layers)"
             ) from None

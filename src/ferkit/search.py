@@ -196,7 +196,7 @@ def _spec_value(spec: dict, p: Param):
             raise ConfigError(hint) from None
     if isinstance(node, (dict, list)):
         raise ConfigError(hint + f"; {p.name!r} is a whole section, name one of its fields")
-    override_spec(spec, {p.name: node})  # the same path resolution train.fit uses
+    override_spec(spec, {p.name: node}, "--param")  # the same path resolution train.fit uses
     return node
 
 

@@ -448,8 +448,8 @@ def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypa
     assert Settings.from_env(s.to_env()) == s
     with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS must be an integer or null; got 'many'"):
         Settings.from_env({"FERKIT_SERVE_THREADS": "many"})
-    with pytest.raises(FerkitError, match="--upload-timeout 0.0: must be > 0"):
-        Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "0"})
+    with pytest.raises(FerkitError, match=r"^\$FERKIT_SERVE_UPLOAD_TIMEOUT 0.0: must be > 0; \$FERKIT_SERVE_THREADS 0: must be >= 1$"):
+        Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "0", "FERKIT_SERVE_THREADS": "0"})  # named as set (was --threads)
     for k, v in s.to_env().items():
         monkeypatch.setenv(k, v)
     with TestClient(app_from_env()) as c:

@@ -53,17 +53,20 @@ class Settings:
     header_timeout: float = option(DEFAULT_HEADER_TIMEOUT, "seconds a request's headers may take to arrive, and an "
                                                            "idle connection may stay open")
 
-    def check(self) -> None:
-        """FerkitError naming each bad setting (as its flag) and the fix."""
-        bad = [v for v in check_fields(self, lambda name: "--" + name.replace("_", "-")).values()]
+    def check(self, name_of=None) -> None:
+        """FerkitError naming each bad setting (as its flag, or as name_of(field) names it) and the fix."""
+        name_of = name_of or (lambda name: "--" + name.replace("_", "-"))
+        bad = list(check_fields(self, name_of).values())
+        if bad:  # a value of the wrong type: the range checks below cannot compare it
+            raise FerkitError("; ".join(bad))
         for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "header_timeout", "max_connections"):
             if not getattr(self, name) > 0:
-                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be > 0")
+                bad.append(f"{name_of(name)} {getattr(self, name)}: must be > 0")
         for name in ("max_concurrent", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+                bad.append(f"{name_of(name)} {getattr(self, name)}: must be >= 1")
         if self.threads is not None and self.threads > MAX_THREADS:
-            bad.append(f"--threads {self.threads}: must be at most {MAX_THREADS}")
+            bad.append(f"{name_of('threads')} {self.threads}: must be at most {MAX_THREADS}")
         if bad:
             raise FerkitError("; ".join(bad))
 
@@ -77,8 +80,5 @@ class Settings:
         (config.from_text, config.check_fields), so a bad one is reported in the same words."""
         s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
                    for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
-        bad = check_fields(s, lambda name: "$" + ENV_PREFIX + name.upper())
-        if bad:
-            raise FerkitError("; ".join(bad.values()))
-        s.check()
+        s.check(lambda name: "$" + ENV_PREFIX + name.upper())  # each problem named as the variable it came from
         return s

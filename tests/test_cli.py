@@ -327,3 +327,19 @@ def test_every_server_setting_has_a_serve_flag_that_reaches_it(monkeypatch):
     for name, (flags, value) in SERVE_FLAG_VALUES.items():
         assert getattr(got[0], name) != value, f"{flags} gives {name} its default: the test could not see it ignored"
         assert getattr(got[1], name) == value, f"{' '.join(flags)} did not reach Settings.{name}"
+
+
+def test_a_run_folder_without_best_pt_means_its_last_pt_everywhere(tiny_run, tmp_path, capsys):
+    """report fell back to last.pt; export and evaluate said 'best.pt: no such checkpoint'."""
+    import shutil
+
+    from ferkit.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()
+    assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0
+    assert load_checkpoint(run).meta["epoch"] == 3 == load_checkpoint(tmp_path / "slim.pt").meta["epoch"]
+    (run / "last.pt").unlink()
+    assert main(["export", str(run), "--pt", str(tmp_path / "none.pt")]) == 2
+    assert "best.pt: no such checkpoint" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import BEST, Run, check_history, is_number, read_run, run_names
+from .runs import Run, check_history, folder_checkpoint, is_number, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -56,8 +56,8 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     """The checkpoint dict, loaded with weights_only=True and checked (see check_checkpoint);
     with resume=True also the training state that --resume needs. One clear error for a bad file."""
     path = Path(path)
-    if path.is_dir() and not resume:  # a run folder: its best.pt (a last.pt that is a folder is named as given)
-        path = path / BEST
+    if path.is_dir() and not resume:  # a run folder: its best.pt, else last.pt (a last.pt that is a folder is named as given)
+        path = folder_checkpoint(path)
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
     if path.suffix.lower() == ".onnx":  # (evaluate and predict take graphs; export, visualize and --resume need the weights)

@@ -618,9 +618,9 @@ def _checkpoint_path(name: str) -> str | Path:
 
 
 def _checkpoint_file(name: str | Path) -> Path:
-    """The checkpoint file a checkpoint argument reads: a run folder's best.pt, else the file itself."""
+    """The checkpoint file a checkpoint argument reads: a run folder's best.pt (else last.pt), else the file itself."""
     p = Path(_checkpoint_path(name))
-    return p / runs.BEST if p.is_dir() else p
+    return runs.folder_checkpoint(p) if p.is_dir() else p
 
 
 def _files_of(paths: list[str | Path]) -> list[Path]:

@@ -57,9 +57,13 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         """The checkpoint file, else best.pt, else last.pt (which may not exist either)."""
-        if self.file is not None:
-            return self.file
-        return self.path / BEST if (self.path / BEST).exists() else self.path / LAST
+        return self.file if self.file is not None else folder_checkpoint(self.path)
+
+
+def folder_checkpoint(folder: Path) -> Path:
+    """The checkpoint a run folder stands for: its best.pt, else its last.pt (a run that has not
+    validated yet, or whose best.pt is gone); best.pt where neither exists, for the error."""
+    return folder / LAST if not (folder / BEST).exists() and (folder / LAST).exists() else folder / BEST
 
 
 def read_run(run_dir: str | Path, name: str | None = None) -> Run:

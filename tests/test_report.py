@@ -34,7 +34,9 @@ def test_report_with_faces_0_leaves_deepdream_out(tiny_run, tmp_path, capsys):
     page = out.read_text()
     assert len(_images(page)) == 4 and "DeepDream from" not in page  # history, confusion matrices, filters, activation maps
     assert main(["report", str(tiny_run), "--out", str(out), "--faces", "-1"]) == 2
-    assert "--faces -1: must be >= 0 (0: no DeepDream)" in capsys.readouterr().err
+    assert "--faces -1: must be 0..32 (0: no DeepDream)" in capsys.readouterr().err
+    assert main(["report", str(tiny_run), "--out", str(out), "--faces", "100000"]) == 2  # a DeepDream of every face (hours)
+    assert "--faces 100000: must be 0..32" in capsys.readouterr().err
 
 
 def test_report_without_data(tiny_run, tmp_path):

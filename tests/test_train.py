@@ -429,6 +429,8 @@ def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, caps
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
     assert capsys.readouterr().err == (f"error: --epochs 2: the run in {tmp_path / 'run'} has already trained 3 epochs; "
                                        "give --epochs 3 or more, or leave it out\n")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "0", "--quiet"]) == 2  # was taken for "not given"
+    assert "--epochs must be >= 1; got 0" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, tmp_path, capsys):

@@ -729,8 +729,11 @@ def _report_args(p):
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
-    p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4; 0: no DeepDream, the quick report of many runs)")
+    p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4, at most 32; 0: no DeepDream, the quick report of many runs)")
     p.add_argument("--demo-faces", action="store_true", help="draw activations and DeepDream on scikit-image's astronaut, not FER2013 faces (for reports you publish)")
+
+
+MAX_REPORT_FACES = 32  # a page of DeepDreams; --faces 100000 ran one on every validation face (hours)
 
 
 @command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
@@ -739,8 +742,8 @@ def cmd_report(args):
 
     if args.no_data and args.data:
         raise FerkitError("--data and --no-data contradict each other; give one")
-    if args.faces < 0:
-        raise FerkitError(f"--faces {args.faces}: must be >= 0 (0: no DeepDream)")
+    if not 0 <= args.faces <= MAX_REPORT_FACES:  # each face is a DeepDream of every run: seconds each
+        raise FerkitError(f"--faces {args.faces}: must be 0..{MAX_REPORT_FACES} (0: no DeepDream)")
     paths = _run_paths(args.runs)
     check_not_input(check_output(args.out, "--out"), "--out", _files_of(paths))
     res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)

@@ -78,7 +78,7 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
                           f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
     saved = read_file(run / CONFIG)
     saved.pop("spec", None)
-    if epochs:
+    if epochs is not None:  # (0 too: refused as the config is checked, not taken for "not given")
         saved["epochs"] = epochs
     if data:
         saved["data"] = data

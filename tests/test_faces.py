@@ -425,3 +425,12 @@ print(failed)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and int(r.stdout) >= 6, r
     assert r.stderr == ""
+
+
+def test_a_link_loop_is_named_as_one_not_as_a_permission_problem(tmp_path):
+
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    with pytest.raises(ImageError, match="a symbolic link that leads back to itself; fix or remove the link") as e:
+        load_image(tmp_path / "a.jpg")
+    assert "permissions" not in str(e.value)

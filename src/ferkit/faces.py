@@ -23,6 +23,7 @@ With YuNet's eye landmarks the square is first turned so that the eyes are level
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import warnings
@@ -100,7 +101,9 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         except FileNotFoundError:
             raise ImageError(f"{label}: no such file; check the path", "not_found") from None
         except OSError as e:
-            raise ImageError(f"{label}: cannot read the file ({e.strerror or e}); check its permissions", "not_found") from None
+            fix = {errno.ELOOP: "a symbolic link that leads back to itself; fix or remove the link",
+                   errno.EACCES: "check its permissions", errno.EPERM: "check its permissions"}.get(e.errno, "check the path")
+            raise ImageError(f"{label}: cannot read the file ({e.strerror or e}); {fix}", "not_found") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the image"
     elif hasattr(src, "read"):

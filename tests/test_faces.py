@@ -428,7 +428,6 @@ print(failed)
 
 
 def test_a_link_loop_is_named_as_one_not_as_a_permission_problem(tmp_path):
-
     (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
     (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
     with pytest.raises(ImageError, match="a symbolic link that leads back to itself; fix or remove the link") as e:

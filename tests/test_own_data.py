@@ -378,3 +378,16 @@ def test_resume_refuses_data_whose_classes_or_training_faces_changed(tmp_path, c
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["train", "--resume", str(kept), "--epochs", "2", "--quiet", "--data", str(tmp_path / "moved")]) == 0
     assert json.loads((kept / "config.json").read_text())["data"] == str(tmp_path / "moved")
+
+
+def test_class_names_from_a_file_a_list_or_neither(tmp_path):
+    import os
+
+    (tmp_path / "names.txt").write_text("# mine\nCat\n\ndog\n")
+    assert fdata.read_names(str(tmp_path / "names.txt")) == ("cat", "dog")
+    assert fdata.read_names("cat, dog") == ("cat", "dog")
+    with pytest.raises(DataError, match="missing.txt: no such file; give a file of class names"):
+        fdata.read_names(str(tmp_path / "missing.txt"))
+    os.mkfifo(tmp_path / "fifo.txt")  # was "no such file"
+    with pytest.raises(DataError, match=r"fifo.txt: not a regular file \(a folder, pipe or device\)"):
+        fdata.read_names(str(tmp_path / "fifo.txt"))

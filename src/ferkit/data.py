@@ -193,7 +193,8 @@ def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:
             raise DataError(f"{where} {p}: not a text file (byte {e.start} is not UTF-8); give one class name a line") from None
         return _checked_names([t.strip() for t in lines if t.strip() and not t.strip().startswith("#")], f"{where} {p}")
     if "," not in spec and (p.suffix or os.sep in spec):
-        raise DataError(f"{where} {spec}: no such file; give a file of class names (one a line) or a comma list (a,b,c)")
+        what = "not a regular file (a folder, pipe or device)" if p.exists() else "no such file"
+        raise DataError(f"{where} {spec}: {what}; give a file of class names (one a line) or a comma list (a,b,c)")
     return _checked_names(spec.split(","), where)
 
 

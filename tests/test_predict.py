@@ -529,6 +529,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     os.symlink("gone.png", d / "dangling.png")
     other = _photos(tmp_path / "other", 1)
     os.symlink(other, d / "linked.jpg")  # a link to a folder: not followed in a scan
+    os.symlink(other, d / "more")  # the same without a photo's name: it went unsaid
     _photos(d / "album.jpg", 1)  # a real folder named like a photo: searched like any folder
     (d / "notes.txt").write_text("not an image name: ignored")
     os.mkfifo(d / "fifo")  # nor this
@@ -542,10 +543,11 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     text = "\n".join(problems)
     for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
                       ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),
-                      ("linked.jpg", "a link to a folder, which a folder search does not follow")]:
+                      ("linked.jpg", "a link to a folder, which a folder search does not follow"),
+                      ("more", "a link to a folder, which a folder search does not follow")]:
         assert f"{d / name}: {why}" in text, (name, text)
     assert "-: photos are not read from standard input; save the photo to a file" in text  # not "no such file"
-    assert len(problems) == 8  # four found in the scan, four given
+    assert len(problems) == 9  # five found in the scan, four given
 
 
 @pytest.mark.parametrize("backend", [[], ["--backend", "torch"]])  # the default model's shipped graph, and its checkpoint on torch

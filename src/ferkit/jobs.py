@@ -28,7 +28,8 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
         if p.is_dir():
             found, skipped = [], []
             for f in sorted(p.rglob("*")):  # rglob lists links to folders but does not enter them
-                why = _unusable(f) if f.suffix.lower() in exts else None
+                # (a link to a folder, whatever its name, is said: the photos in it would go unseen)
+                why = _unusable(f) if f.suffix.lower() in exts or (f.is_symlink() and f.is_dir()) else None
                 if why:
                     skipped.append(f"{f}: {why}; skipped")
                 elif f.suffix.lower() in exts and f.is_file():

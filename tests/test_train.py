@@ -450,6 +450,21 @@ def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, t
                           "schedule 'none' -> 'onecycle'); put config.json back as the run wrote it") and err.count("\n") == 1, err
 
 
+def test_resume_with_config_json_damaged_or_gone_takes_last_pt_s_config(tiny_run, tmp_path, caplog):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "config.json").write_text('{"model": "tin')  # a full disk's half-written file
+    cfg = train.resume_config(run, epochs=4)
+    assert cfg.epochs == 4 and cfg.lr == json.loads((tiny_run / "config.json").read_text())["lr"]
+    assert "config.json: not valid JSON" in caplog.text and "resuming with the config saved in last.pt" in caplog.text
+    fit(cfg, run, resume=True, progress=False)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4  # written anew
+    (run / "config.json").unlink()
+    assert train.resume_config(run).epochs == 4
+
+
 def test_resume_takes_a_setting_deleted_from_config_json_from_the_recipe(tiny_run, tmp_path):
     import shutil
 

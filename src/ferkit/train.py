@@ -71,12 +71,17 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
     epochs is given (the schedule is re-planned) and the data's new place if data is given (fit
     checks that its classes and training faces are the run's)."""
     run = Path(run_dir)
-    if not (run / CONFIG).exists():
-        raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
     if not (run / LAST).exists():
+        if not (run / CONFIG).exists():
+            raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
         raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
                           f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
-    saved = read_file(run / CONFIG)
+    try:
+        saved = read_file(run / CONFIG)
+    except ConfigError as e:  # deleted or damaged (a full disk, an editor): last.pt holds the config it trained with
+        saved = dict(read_checkpoint(run / LAST, resume=True)["config"])
+        log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
+                    f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
     if epochs is not None:  # (0 too: refused as the config is checked, not taken for "not given")
         saved["epochs"] = epochs

@@ -40,9 +40,9 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     if threads:
         opts.intra_op_num_threads = threads
     src = model if isinstance(model, bytes) else str(model)
-    if not isinstance(model, bytes) and not Path(model).exists():
-        raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
     if not isinstance(model, bytes):
+        if not Path(model).exists():
+            raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
         check_regular_file(Path(model), "an .onnx file from 'ferkit export'")
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)

@@ -56,9 +56,10 @@ class Settings:
     def check(self, name_of=None) -> None:
         """FerkitError naming each bad setting (as its flag, or as name_of(field) names it) and the fix."""
         name_of = name_of or (lambda name: "--" + name.replace("_", "-"))
-        bad = list(check_fields(self, name_of).values())
-        if bad:  # a value of the wrong type: the range checks below cannot compare it
-            raise FerkitError("; ".join(bad))
+        wrong_type = check_fields(self, name_of)
+        if wrong_type:  # the range checks below cannot compare such a value
+            raise FerkitError("; ".join(wrong_type.values()))
+        bad = []
         for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "header_timeout", "max_connections"):
             if not getattr(self, name) > 0:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be > 0")

@@ -149,3 +149,14 @@ def test_a_model_without_conv_layers_is_a_note_in_report_and_one_line_in_visuali
     capsys.readouterr()
     assert main(["visualize", str(run), "--out", str(tmp_path / "v")]) == 2
     assert "its model has no conv layers, so no activation maps, filters or DeepDream to draw" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_a_note_and_the_other_runs_still_get_their_page(tiny_run, tmp_path, capsys):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_run, damaged)
+    (damaged / "best.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "r.html"
+    assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+    assert "damaged: " in capsys.readouterr().out
+    page = out.read_text()
+    assert "<h2>Comparison</h2>" in page and ">damaged</h2>" in page and "only the history and configuration" in page

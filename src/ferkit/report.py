@@ -108,9 +108,14 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
 
     parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.source.resolve()))}</p>"]
     ckpt = run.checkpoint
-    clf = load_checkpoint(ckpt) if ckpt.exists() else None
-    if clf is None:
+    clf = None
+    if not ckpt.exists():
         notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
+    else:
+        try:
+            clf = load_checkpoint(ckpt)
+        except FerkitError as e:  # one damaged file must not cost the page of the other runs
+            notes.append(f"{run.name}: {e}; only the history and configuration are shown")
     cfg = dict(run.config or (clf.meta.get("config") if clf else {}) or {})
     spec = cfg.pop("spec", None) or (clf.spec.to_dict() if clf else None)
     facts = {}

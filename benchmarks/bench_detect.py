@@ -1,6 +1,8 @@
 """Face detection: faces found, false alarms and ms per photo of each detector (yunet, haar, and
 the peer's: `fer`'s Haar cascade with its own parameters, in the same run) on real photos with
-hand-drawn face boxes, upright, rotated (+-15, +-30 degrees) and downscaled (50%, 25%); then the
+hand-drawn face boxes, upright, rotated (+-15, +-30 degrees), downscaled (50%, 25%) and framed
+(the photo in the middle of a canvas 4x its width and height, tiled with scikit-image's coffee and
+cat: its faces keep their pixels in a photo 4x larger, as a group photo's small faces); then the
 YuNet score threshold, and what eye alignment does on rotated faces.
 
     python benchmarks/bench_detect.py [--photos DIR] [--detectors yunet haar peer] [--side N] [--no-align]
@@ -46,7 +48,7 @@ FACES = {
     "cat": [],
 }
 PARTIAL = {"group.jpeg": [(966, 0, 102, 64)]}  # the top right face, cut at the eyes by the photo's edge
-ROTATIONS, SCALES = (15, -15, 30, -30), (0.5, 0.25)
+ROTATIONS, SCALES, FRAME = (15, -15, 30, -30), (0.5, 0.25), 4
 MIN_IOU = 0.3
 
 
@@ -75,7 +77,18 @@ def rotate(rgb, boxes, degrees):
     return np.asarray(im), moved
 
 
-def variants(photos):
+def framed(rgb, boxes, background):
+    """The photo in the middle of a canvas FRAME times its width and height, tiled with `background`
+    (photos without a face), and its boxes moved along."""
+    h, w = rgb.shape[:2]
+    bh, bw = background.shape[:2]
+    canvas = np.tile(background, (-(-FRAME * h // bh), -(-FRAME * w // bw), 1))[: FRAME * h, : FRAME * w].copy()
+    y0, x0 = (FRAME * h - h) // 2, (FRAME * w - w) // 2
+    canvas[y0 : y0 + h, x0 : x0 + w] = rgb
+    return canvas, [(x + x0, y + y0, bw_, bh_) for x, y, bw_, bh_ in boxes]
+
+
+def variants(photos, background):
     """(variant name, photo name, rgb, faces, partial faces) for every photo and variant."""
     for name, (rgb, faces, partial) in photos.items():
         yield "upright", name, rgb, faces, partial
@@ -85,6 +98,8 @@ def variants(photos):
         for k in SCALES:
             small = np.asarray(Image.fromarray(rgb).resize((round(rgb.shape[1] * k), round(rgb.shape[0] * k)), Image.LANCZOS))
             yield f"scaled {k:.0%}", name, small, [tuple(v * k for v in b) for b in faces], [tuple(v * k for v in b) for b in partial]
+        big, f = framed(rgb, faces, background)
+        yield f"framed {FRAME}x", name, big, f, framed(rgb, partial, background)[1]
 
 
 def score(boxes, faces, partial):
@@ -215,9 +230,12 @@ def main():
             photos[f.name] = (load_image(f), FACES[f.name], PARTIAL.get(f.name, []))
     if not photos:
         print(f"note: no photos of {', '.join(n for n in FACES if '.' in n)} in {args.photos}; only the packaged ones")
-    for name, rgb in packaged_photos().items():
+    packaged = packaged_photos()
+    for name, rgb in packaged.items():
         photos[name] = (rgb, FACES[name], PARTIAL.get(name, []))
-    cases = list(variants(photos))
+    coffee, cat = packaged["coffee"], packaged["cat"]
+    background = np.hstack([coffee[: cat.shape[0]], cat])  # both without a face
+    cases = list(variants(photos, background))
     print(cpu_header())
     print(f"{len(photos)} photos x {len(cases) // len(photos)} variants; yunet at {YuNet.side} px, haar at "
           f"{DETECTORS['haar'].side} px (longest side), the peer on the whole photo; correct = IoU >= {MIN_IOU} with a drawn face\n")

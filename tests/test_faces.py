@@ -123,6 +123,28 @@ def test_detects_the_astronaut_and_nothing_in_a_blank_photo(detector):
     assert f.face.shape == (48, 48) and f.face.dtype == np.uint8
 
 
+def test_a_large_photo_with_small_faces_gets_a_second_finer_look_and_a_portrait_does_not(monkeypatch):
+    """A group photo's faces, 10 px once shrunk to 640 px, are found by the look at fine_side; a
+    portrait's large face needs no second look (one pass keeps a photo's time)."""
+    from PIL import Image
+    from skimage import data
+
+    from ferkit.detectors import YuNet
+
+    small = np.asarray(Image.fromarray(data.astronaut()).resize((160, 160), Image.Resampling.BOX))  # a face of ~28 px
+    group = np.full((2048, 2048, 3), 128, np.uint8)
+    group[:160, :160] = group[-160:, -160:] = small
+    found = detect_faces(group)
+    assert len(found) == 2 and all(20 < d.box[3] < 45 for d in found) and found[1].box[0] > 1800
+    looks = []
+    real = YuNet.__call__
+    monkeypatch.setattr(YuNet, "__call__", lambda self, rgb, min_side=0: looks.append(rgb.shape[:2]) or real(self, rgb, min_side))
+    portrait = np.repeat(np.repeat(data.astronaut(), 3, axis=0), 3, axis=1)  # 1536 px, one face of ~300 px
+    assert len(detect_faces(portrait)) == 1 and looks == [(640, 640)]
+    monkeypatch.setattr(YuNet, "fine_side", None)
+    assert detect_faces(group) == []  # at 640 px alone they are too small
+
+
 YUNET_640 = Path(__file__).resolve().parents[1] / "../shared/models/yunet/yunet_s_640_640.onnx"
 
 

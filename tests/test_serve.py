@@ -474,6 +474,9 @@ def test_busy_port_is_a_one_line_error(capsys):
     assert capsys.readouterr().err == f"error: port {port} is in use; pick another with --port\n"
     assert main(["serve", "--port", "0", "--upload-timeout", "0", "--workers", "0"]) == 2
     assert capsys.readouterr().err == "error: --upload-timeout 0.0: must be > 0\n"
+    many = (os.cpu_count() or 1) + 1  # 1000 worker processes, each loading a model, filled the memory
+    assert main(["serve", "--port", "0", "--workers", str(many)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --workers {many}: must be 1..{many - 1} (this machine's CPUs")
 
 
 @pytest.mark.parametrize("port", [70000, -1])

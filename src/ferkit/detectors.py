@@ -44,6 +44,10 @@ class Detector:
     """What faces.detect_faces and faces.find_faces need to know of a detector."""
 
     side = 640  # photos are shrunk to this longest side before detection (boxes are scaled back)
+    # A photo larger than fine_side is looked at a second time at fine_side, for the faces too small
+    # to see at `side` (a group photo's); None: one look
+    fine_side: int | None = None
+    min_face = 1 / 20  # smallest face reported, as a fraction of the photo's shorter side
     box_to_square = 1.0  # the crop's square side, as a multiple of the box's longer side
 
     def __call__(self, rgb: np.ndarray, min_side: int = 0) -> list[Detection]:
@@ -59,6 +63,12 @@ class YuNet(Detector):
 
     # YuNet at 640/800/960 px found 82/81/77 of bench_detect.py's 84 faces (large faces score low at 960)
     side = 640
+    # At 640 px it misses faces under about 20 px there, a group photo's faces; a second look at 1280
+    # finds them (bench_detect.py's "framed 4x" photos), and only its small faces are kept (see faces.detect_faces)
+    fine_side = 1280
+    # The cascade's 1/20 kept its false alarms out; YuNet's score does that (none at 0.7 in
+    # bench_detect.py), so the floor only drops specks a 48x48 crop could not read
+    min_face = 1 / 100
     # YuNet's box is taller than the cascade's square, which faces.MARGIN was tuned on: 0.95 x its
     # longer side is the cascade's side (measured on 7 faces both found: 0.95 +- 0.10)
     box_to_square = 0.95

@@ -38,7 +38,6 @@ from .errors import FerkitError, ImageError
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
-MIN_FACE = 1 / 20  # smallest face reported, as a fraction of the photo's shorter side
 DETECTOR = "yunet"
 REDUCE = 4  # crop_face samples a face at >= 4x the crop's size, from the photo's k x k means when it is larger
 
@@ -247,25 +246,53 @@ def _shrink(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.BOX))
 
 
-def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float = MIN_FACE) -> list[Detection]:
+def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | None = None) -> list[Detection]:
     """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none.
-    Faces smaller than `min_face` x the photo's shorter side are left out."""
+    Faces smaller than `min_face` x the photo's shorter side are left out (None: the detector's
+    own floor, Detector.min_face). A photo larger than the detector's fine_side is looked at twice:
+    shrunk to its working side, then to fine_side for the faces too small to see there."""
     from .detectors import get_detector
 
     find = get_detector(detector)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     h, w = rgb.shape[:2]
-    scale = min(1.0, find.side / max(h, w))
+    min_side = min(h, w) * (find.min_face if min_face is None else min_face)  # in the photo's pixels
+    found = _detect_at(rgb, find, find.side, min_side)
+    small = FINE_ONLY * max(h, w) / find.side  # in the photo's pixels
+    if find.fine_side and max(h, w) > find.fine_side and (not found or min(max(d.box[2:]) for d in found) < 2 * small):
+        # No face, or small ones (a group photo's front row): there may be faces too small to see.
+        # Of the second look, only those: a large face seen up close can score a part of itself
+        # (an eye, a mouth) as one more face.
+        found += [d for d in _detect_at(rgb, find, find.fine_side, min_side)
+                  if max(d.box[2:]) < small and not any(_centre_in(d.box, f.box) for f in found)]
+    return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+# Faces under this many pixels at the detector's working side are what its second look adds; a
+# photo whose faces are all over twice that (a portrait, a selfie) gets no second look
+FINE_ONLY = 24
+
+
+def _centre_in(box, other) -> bool:
+    """Whether box's centre lies in `other` (x, y, w, h): the same face, seen twice."""
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return other[0] <= cx <= other[0] + other[2] and other[1] <= cy <= other[1] + other[3]
+
+
+def _detect_at(rgb: np.ndarray, find, side: int, min_side: float) -> list[Detection]:
+    """The faces `find` sees in the photo shrunk to `side` (longest side; never enlarged), at least
+    min_side pixels of the photo, in the photo's pixels."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, side / max(h, w))
     small = _shrink(rgb, (max(1, round(w * scale)), max(1, round(h * scale)))) if scale < 1 else rgb
-    min_side = min(small.shape[:2]) * min_face
     found = []
-    for d in find(small, int(min_side)):
-        if max(d.box[2], d.box[3]) < min_side:
+    for d in find(small, int(min_side * scale)):
+        if max(d.box[2], d.box[3]) < min_side * scale:
             continue
         lm = None if d.landmarks is None else d.landmarks / scale
         found.append(Detection(tuple(v / scale for v in d.box), d.score, lm))
-    return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+    return found
 
 
 def eye_angle(landmarks: np.ndarray) -> float:
@@ -369,7 +396,7 @@ def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarr
     return _resize(grey[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], size)
 
 
-def find_faces(rgb: np.ndarray, min_face: float = MIN_FACE, margin: float = MARGIN, detector: str = DETECTOR,
+def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = MARGIN, detector: str = DETECTOR,
                align: bool = True, size: int = SIZE, channels: int = 1) -> list[Face]:
     """Every face in the photo as a box and a FER2013-style crop, turned upright by its eye landmarks
     when `align` and the detector gives them; [] when none. The crop is (size, size) grey, or with

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import bundled
 from .errors import FerkitError, needs_extra
-from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, whole_face
+from .faces import DETECTOR, SIZE, face_batch, find_faces, load_image, whole_face
 from .labels import EMOTIONS
 from .schema import Face
 
@@ -256,7 +256,7 @@ class Predictor:
         return np.concatenate([self.predict_faces(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
                               or [np.zeros((0, len(self.labels)), np.float32)])
 
-    def predict(self, image, min_face: float = MIN_FACE, crops: bool = False, align: bool | None = None) -> list[dict]:
+    def predict(self, image, min_face: float | None = None, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
         rgb = image if isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 else load_image(image)

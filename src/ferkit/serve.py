@@ -595,8 +595,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
 
     s = settings or Settings()
     s.check()
-    if workers < 1:
-        raise FerkitError(f"--workers {workers}: must be >= 1")
+    cpus = os.cpu_count() or 1
+    if not 1 <= workers <= cpus:  # each process holds its own model: more than the CPUs add memory, not speed
+        raise FerkitError(f"--workers {workers}: must be 1..{cpus} (this machine's CPUs; each worker process loads "
+                          "its own copy of the model, and more processes than CPUs only add memory)")
     check_port(host, port)  # before the model loads: a busy port fails fast, in one line
     where = f"http://{host}:{port}/ (API docs at /docs); Ctrl+C stops"
     if workers == 1:

@@ -46,18 +46,20 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
         raise FerkitError(f"{flag} -: ferkit writes {'folders' if folder else 'files'}, not standard output; give a "
                           f"{'folder' if folder else 'file'} name (./- for a file of that name)")
     try:
-        return _check_output(Path(path), flag, folder)
+        # a trailing slash names a folder; Path() drops it, and the file would take the folder's name
+        return _check_output(Path(path), flag, folder, str(path).endswith(("/", os.sep)))
     except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links
         raise FerkitError(f"{flag} {path}: cannot use it ({e.strerror or e}); choose another location") from None
 
 
-def _check_output(p: Path, flag: str, folder: bool) -> Path:
+def _check_output(p: Path, flag: str, folder: bool, slash: bool) -> Path:
     if folder and p.is_symlink() and not p.exists():  # the run's mkdir would fail on it, after the data are read
         raise FerkitError(f"{flag} {p}: a symbolic link to nothing (a missing target or a loop of links); "
                           "give another location, or remove or fix the link")
-    if p.is_dir() and not folder:
+    if (p.is_dir() or slash) and not folder:
         ext = {"--json": ".json", "--csv": ".csv", "--onnx": ".onnx", "--pt": ".pt", "--out": ""}.get(flag, "")
-        raise FerkitError(f"{flag} {p}: is a folder; give a file name" + (f", e.g. {p / ('results' + ext)}" if ext else ""))
+        raise FerkitError(f"{flag} {p}{'/' if slash else ''}: {'is' if p.is_dir() else 'names'} a folder; give a file name"
+                          + (f", e.g. {p / ('results' + ext)}" if ext else ""))
     if p.exists() and not p.is_dir() and folder:
         raise FerkitError(f"{flag} {p}: is a file, not a folder; give a folder")
     if p.exists() and not folder and not p.is_file():  # replacing /dev/null or a pipe would be wrong

@@ -51,6 +51,20 @@ def test_load_image_modes(tmp_path):
     assert load_image(np.zeros((3, 3), np.float32) + 1.0)[0, 0, 0] == 255  # floats in 0..1 are scaled
     assert load_image(deep)[0, 1, 0] == 100
     assert load_image(np.zeros((3, 3, 1), np.uint8)).shape == (3, 3, 3)
+    halves = np.array([[0.5, np.inf], [np.nan, 1.0]], np.float32)  # scaled as 0..1 floats: inf and nan do not count
+    assert load_image(halves)[:, :, 0].tolist() == [[128, 255], [0, 255]]
+
+
+def test_an_empty_or_all_nan_array_is_an_image_error_for_the_predictor_too():
+    """(a (0, 0, 3) array reached the detector and divided by zero; an all-nan one passed as black)"""
+    from ferkit import Predictor
+
+    predictor = Predictor()
+    for array in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 100, 3), np.uint8), np.full((50, 50, 3), np.nan, np.float32)):
+        with pytest.raises(ImageError, match="not an image"):
+            predictor.predict(array)
+        with pytest.raises(ImageError, match="not an image"):
+            predictor.predict(array, crops=True)
 
 
 def test_exif_orientation_is_applied(tmp_path):

@@ -201,7 +201,9 @@ def _from_array(a: np.ndarray, label: str) -> np.ndarray:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
         f = a.astype(np.float64)
-        if np.issubdtype(a.dtype, np.floating) and np.nanmax(f) <= 1.0:
+        if not np.isfinite(f).any():
+            raise ImageError(f"{label}: every value of the array is nan or infinite; not an image", "not_image")
+        if np.issubdtype(a.dtype, np.floating) and np.nanmax(f[np.isfinite(f)]) <= 1.0:
             f = f * 255.0
         a = np.clip(np.nan_to_num(f), 0, 255).round().astype(np.uint8)
     else:

@@ -259,7 +259,8 @@ class Predictor:
     def predict(self, image, min_face: float | None = None, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
-        rgb = image if isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 else load_image(image)
+        ready = isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 and image.size
+        rgb = image if ready else load_image(image)  # load_image's ImageError for an empty array
         if crops:
             h, w = rgb.shape[:2]
             return [record((0, 0, w, h), self.predict_faces(whole_face(rgb, self.size, self.channels)[None])[0], self.labels)]

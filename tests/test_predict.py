@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -332,8 +333,37 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
         return []
 
     monkeypatch.setattr(Predictor, "predict", stop_at_the_third_frame)
-    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path / "ann2")]) == 130
+    assert res["complete"] is True
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path / "ann2"), "--json", str(js)]) == 130
     assert list((tmp_path / "ann2").iterdir()) == []
+    # ... and keeps the frames it had done (a long video stopped halfway lost them all)
+    (res,) = json.loads(js.read_text())
+    assert res["complete"] is False and [f["frame"] for f in res["frames"]] == [0, 1]
+    assert "2 frames sampled (every 1 of 2, stopped before the end)" in capsys.readouterr().out
+
+
+def test_predict_stopped_by_sigterm_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """kill, timeout, docker stop and systemd send SIGTERM: it must keep the results as Ctrl-C does."""
+    import signal
+
+    import ferkit.jobs as jobs
+
+    photos = _photos(tmp_path / "photos", 5)
+    js = tmp_path / "out.json"
+    real, calls = jobs.predict_file, []
+
+    def terminated_at_the_fourth(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(jobs, "predict_file", terminated_at_the_fourth)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--json", str(js)]) == 130
+    assert f"interrupted after 3 of 5 files: wrote {js} with those" in capsys.readouterr().err
+    assert len(json.loads(js.read_text())) == 3
+    assert signal.getsignal(signal.SIGTERM) is before  # put back when the command ends
 
 
 def test_a_video_opencv_cannot_encode_is_said_at_its_first_frame(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
@@ -474,7 +504,7 @@ def test_export_slim_half_checkpoint(tiny_checkpoint, tmp_path, capsys):
 def _photos(folder, n: int):
     folder.mkdir()
     for i in range(n):
-        Image.fromarray(np.full((30, 40, 3), 10 * i, np.uint8)).save(folder / f"{i:02d}.png")
+        Image.fromarray(np.full((30, 40, 3), 10 * i % 256, np.uint8)).save(folder / f"{i:02d}.png")
     return folder
 
 

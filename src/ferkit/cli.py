@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 import typing
 from dataclasses import MISSING, fields
@@ -415,7 +417,7 @@ def _predict_args(p):
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
 def cmd_predict(args):
     from .jobs import collect_inputs
-    from .outputs import write_results
+    from .outputs import format_result, write_results
     from .predict import Predictor
 
     if args.every < 1:
@@ -449,8 +451,11 @@ def cmd_predict(args):
     try:
         for path, root in bar:
             failed += _predict_one(args, predictor, path, root, used, results)
-    except KeyboardInterrupt:  # Ctrl-C: what was done so far is kept, not lost with the rest
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what was done so far is kept, not lost with the rest
         bar.close()
+        if getattr(e, "result", None):  # video.Interrupted: the frames of the video it was in
+            results.append(e.result)
+            _write(format_result(e.result), sys.stdout)
         write_results(results, args.json, args.csv, predictor.labels)
         wrote = [f for f in (args.json, args.csv) if f]
         raise KeyboardInterrupt(f"after {len(results)} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
@@ -791,9 +796,17 @@ def setup_logging() -> logging.Handler:
     return handler
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = setup_logging()
+    # SIGTERM (kill, timeout, docker stop, systemd) stops a command as Ctrl-C does, keeping what it
+    # saves then (predict's results so far); serve's uvicorn installs its own handlers while it runs
+    main_thread = threading.current_thread() is threading.main_thread()
+    term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         try:
             COMMANDS[args.command][2](args)
@@ -806,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, term)
         logging.getLogger("ferkit").removeHandler(handler)
         logging.getLogger("ferkit.train").setLevel(logging.NOTSET)
     return 0

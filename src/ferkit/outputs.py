@@ -17,7 +17,8 @@ def format_result(res: FileResult) -> str:
     """A readable block of lines for one result."""
     if res["type"] == "video":
         lines = [f"{res['file']}  video {res['width']}x{res['height']}, {len(res['frames'])} frames sampled "
-                 f"(every {res['every']} of {res['frames_read']}), {len(res['faces'])} face(s)"]
+                 f"(every {res['every']} of {res['frames_read']}{'' if res['complete'] else ', stopped before the end'}), "
+                 f"{len(res['faces'])} face(s)"]
         for t in res["faces"]:
             share = ", ".join(f"{k} {v / t['count']:.0%}" for k, v in sorted(t["labels"].items(), key=lambda kv: -kv[1]))
             lines.append(f"  face {t['face_id']}: frames {t['first_frame']}-{t['last_frame']} ({t['count']} sightings)  "

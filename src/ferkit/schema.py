@@ -68,6 +68,7 @@ class VideoResult(TypedDict):
     every: int  # every Nth frame was sampled
     frames: list[Frame]
     faces: list[Track]
+    complete: bool  # False: stopped (Ctrl-C, SIGTERM) before the video's end; frames holds those done
 
 
 class FileError(TypedDict):

@@ -57,8 +57,17 @@ class FaceTracker:
         return ids
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) in the middle of a video; `result` is the video's result with the frames done."""
+
+    def __init__(self, result: VideoResult):
+        super().__init__()
+        self.result = result
+
+
 def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> VideoResult:
-    """Emotions of every face in every `every`-th frame, with face ids and a per-face summary."""
+    """Emotions of every face in every `every`-th frame, with face ids and a per-face summary.
+    Interrupted after a frame, it raises Interrupted with what it has (the annotated copy is dropped)."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
@@ -74,42 +83,51 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     frames: list[Frame] = []
-    tracker, writer, i = FaceTracker(), None, 0
-    with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
-        stack.callback(cap.release)
-        while True:
-            if i % every:
-                if not cap.grab():
+    tracker, writer, i, w, h = FaceTracker(), None, 0, 0, 0
+    try:
+        with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
+            stack.callback(cap.release)
+            while True:
+                if i % every:
+                    if not cap.grab():
+                        break
+                    i += 1
+                    continue
+                ok, bgr = cap.read()
+                if not ok:
                     break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                h, w = rgb.shape[:2]
+                recs = predictor.predict(rgb)
+                for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
+                    r["face_id"] = fid
+                frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
+                if annotate_to is not None:
+                    if writer is None:
+                        # written under a temporary name (with the .mp4 that OpenCV picks the container by)
+                        # and renamed at the end: an interrupted video never looks finished
+                        stack.enter_context(output_errors(annotate_to))
+                        tmp = stack.enter_context(atomic_path(annotate_to, keep_suffix=True))
+                        out_fps = max(fps / every, 1.0) if fps else 5.0
+                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
+                        stack.callback(writer.release)
+                        if not writer.isOpened():  # said at the first frame, not after every frame went nowhere
+                            raise FerkitError(f"{annotate_to}: OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); "
+                                              "predict this video without --annotate, or scale it down first")
+                    writer.write(np.ascontiguousarray(annotate(rgb, recs)[:, :, ::-1]))  # BGR, as OpenCV writes
                 i += 1
-                continue
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            h, w = rgb.shape[:2]
-            recs = predictor.predict(rgb)
-            for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
-                r["face_id"] = fid
-            frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
-            if annotate_to is not None:
-                if writer is None:
-                    # written under a temporary name (with the .mp4 that OpenCV picks the container by)
-                    # and renamed at the end: an interrupted video never looks finished
-                    stack.enter_context(output_errors(annotate_to))
-                    tmp = stack.enter_context(atomic_path(annotate_to, keep_suffix=True))
-                    out_fps = max(fps / every, 1.0) if fps else 5.0
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
-                    stack.callback(writer.release)
-                    if not writer.isOpened():  # said at the first frame, not after every frame went nowhere
-                        raise FerkitError(f"{annotate_to}: OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); "
-                                          "predict this video without --annotate, or scale it down first")
-                writer.write(np.ascontiguousarray(annotate(rgb, recs)[:, :, ::-1]))  # BGR, as OpenCV writes
-            i += 1
+    except KeyboardInterrupt:
+        if not frames:
+            raise
+        raise Interrupted(_result(path, w, h, fps, i, every, frames, complete=False)) from None
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
-    return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": i,
-            "every": every, "frames": frames, "faces": summarize_tracks(frames)}
+    return _result(path, w, h, fps, i, every, frames, complete=True)
+
+
+def _result(path: Path, w: int, h: int, fps: float, frames_read: int, every: int, frames: list[Frame], complete: bool) -> VideoResult:
+    return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": frames_read,
+            "every": every, "frames": frames, "faces": summarize_tracks(frames), "complete": complete}
 
 
 def summarize_tracks(frames: list[Frame]) -> list[Track]:

@@ -98,3 +98,14 @@ def test_checkpoint_falls_back_to_last_and_metrics_by_split(tmp_path):
     assert list(runs.best_metrics([run])) == [f"{tmp_path.name} test", f"{tmp_path.name} val"]
     (tmp_path / runs.metrics_file("test")).unlink()
     assert list(runs.best_metrics([runs.read_run(tmp_path)])) == [tmp_path.name]
+
+
+def test_run_names_stay_distinct_however_the_runs_clash(tmp_path):
+    """(p1/a/run and p2/a/run, or one run given twice, got one name: plot wrote one's figures over the other's)"""
+    from ferkit.runs import run_names
+
+    for p in ("p1/a/run", "p2/a/run", "p1/b"):
+        (tmp_path / p).mkdir(parents=True)
+    assert run_names([tmp_path / "p1/a/run", tmp_path / "p1/b"]) == ["run", "b"]
+    assert run_names([tmp_path / "p1/a/run", tmp_path / "p2/a/run"]) == ["p1/a/run", "p2/a/run"]
+    assert run_names([tmp_path / "p1/b", tmp_path / "p1/b", tmp_path / "p1/b"]) == ["b", "b-2", "b-3"]

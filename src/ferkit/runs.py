@@ -106,11 +106,16 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
 
 
 def run_names(paths: list[str | Path]) -> list[str]:
-    """Short distinct labels for run folders: the folder name, with its parent's where two clash."""
-    names = [Path(p).resolve().stem if Path(p).is_file() else Path(p).resolve().name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return ["/".join(Path(p).resolve().parts[-2:]) for p in paths]
+    """Short distinct labels for run folders (and checkpoint files): the folder's name, with as many
+    of its parents as it takes where two clash, and -2, -3 after a run given again (plot names its
+    figures by them: a clash wrote one run's over the other's)."""
+    full = [Path(p).resolve() for p in paths]
+    names = [p.stem if p.is_file() else p.name for p in full]
+    depth = 1
+    while len(set(names)) < len(set(full)) and depth < max(len(p.parts) for p in full):  # two runs, one name
+        depth += 1
+        names = ["/".join(p.parts[-depth:]) for p in full]
+    return [n if names[:i].count(n) == 0 else f"{n}-{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
 def check_history(history, where: str) -> list[dict]:

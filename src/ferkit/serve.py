@@ -459,18 +459,23 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
         return _error(422, f"bad request ({where}); POST the photo as multipart/form-data field 'file'")
 
-    @app.api_route("/health", methods=["GET", "HEAD"], summary="readiness: 200 once the model answered a warm-up prediction",
+    @app.get("/health", summary="readiness: 200 once the model answered a warm-up prediction",
              response_model=HealthOut, response_model_exclude_none=True, responses={503: {"model": HealthOut}})
     def get_health():
         return health if health["status"] == "ready" else JSONResponse(health, status_code=503)
 
-    @app.api_route("/version", methods=["GET", "HEAD"], summary="ferkit version, the model in use and the upload limits")
+    @app.get("/version", summary="ferkit version, the model in use and the upload limits")
     def get_version():
         return info
 
-    @app.api_route("/labels", methods=["GET", "HEAD"], summary="the model's emotions and their colours")
+    @app.get("/labels", summary="the model's emotions and their colours")
     def get_labels():
         return {"emotions": list(labels), "colors": dict(zip(labels, colors(labels)))}
+
+    # HEAD answers as GET does (a load balancer's probe), kept out of the schema: one route for both
+    # methods gave both one operationId, which OpenAPI forbids (and client generators trip on)
+    for path, endpoint in (("/health", get_health), ("/version", get_version), ("/labels", get_labels)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     def answer(upload, name: str):
         """Read, decode and predict: (a dict or an error response, whether memory should be released)."""

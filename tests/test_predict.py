@@ -366,6 +366,18 @@ def test_predict_stopped_by_sigterm_writes_what_was_done(tiny_checkpoint, tmp_pa
     assert signal.getsignal(signal.SIGTERM) is before  # put back when the command ends
 
 
+def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(tiny_checkpoint, tmp_path, astronaut, monkeypatch):
+    """(a 9000x9000 video passed where the same picture as a PNG is refused: 1.5 GB for three frames)"""
+    import ferkit.video
+    from ferkit.errors import ImageError
+    from ferkit.video import predict_video
+
+    monkeypatch.setattr(ferkit.video, "MAX_PIXELS", 256 * 256 - 1)
+    with pytest.raises(ImageError, match="frames of 256x256 pixels are too large") as e:
+        predict_video(Predictor(tiny_checkpoint), _clip(tmp_path, astronaut))
+    assert e.value.reason == "too_large"
+
+
 def test_a_video_opencv_cannot_encode_is_said_at_its_first_frame(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     """(e.g. 8200x64 frames: mp4v would not open, every frame was predicted and written nowhere, and the
     error came at the end as a failed rename)"""

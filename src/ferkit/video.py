@@ -12,6 +12,7 @@ import numpy as np
 
 from .draw import annotate
 from .errors import FerkitError, ImageError, needs_extra
+from .faces import MAX_PIXELS
 from .files import atomic_path, output_errors
 from .schema import Frame, Track, VideoResult
 
@@ -82,8 +83,13 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if w * h > MAX_PIXELS:  # the photos' limit, from the header, before a frame is decoded
+        cap.release()
+        raise ImageError(f"{path}: frames of {w}x{h} pixels are too large (limit {MAX_PIXELS / 1e6:.0f} megapixels); "
+                         "scale the video down first", "too_large")
     frames: list[Frame] = []
-    tracker, writer, i, w, h = FaceTracker(), None, 0, 0, 0
+    tracker, writer, i = FaceTracker(), None, 0
     try:
         with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
             stack.callback(cap.release)

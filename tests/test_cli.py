@@ -347,3 +347,13 @@ def test_a_run_folder_without_best_pt_means_its_last_pt_everywhere(tiny_run, tmp
     (run / "last.pt").unlink()
     assert main(["export", str(run), "--pt", str(tmp_path / "none.pt")]) == 2
     assert "best.pt: no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", [",", "a.pt,,b.pt", "a.pt,"])
+def test_an_empty_name_in_a_teacher_list_is_refused(given, capsys):
+    """(`--teacher ,` trained without a teacher, silently)"""
+    from ferkit.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--teacher", given])
+    assert f"--teacher {given!r}: an empty name in the list" in capsys.readouterr().err

@@ -116,7 +116,9 @@ class _Extend(argparse.Action):
     """--flag A --flag B,C gives [A, B, C]: a repeatable flag whose values may also be comma lists."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        items = [v.strip() for v in values.split(",") if v.strip()]
+        items = [v.strip() for v in values.split(",")]
+        if not all(items):  # `--teacher ,` or `a,,b`: an empty name; dropped, it trained without a teacher
+            parser.error(f"{option_string} {values!r}: an empty name in the list; give PATH or PATH,PATH")
         setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + items)
 
 

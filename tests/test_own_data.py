@@ -90,6 +90,9 @@ def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
     for split, n in (("train", 4), ("val", 2), ("test", 1)):
         for c in ("anger", "joy"):
             write_images(root / split / c, c, n, start=10 * n)
+    # hidden folders are no class nor split: a notebook's .ipynb_checkpoints, a Mac zip's __MACOSX
+    write_images(root / "train" / "joy" / ".ipynb_checkpoints", "joy", 1)
+    write_images(root / "__MACOSX" / "train" / "joy", "joy", 1)
     d = load_fer(root, size=20, channels=3)
     assert d.counts() == {"train": 8, "val": 4, "test": 2} and d.names == ("anger", "joy")  # alphabetical: no known set
     (root / "labels.txt").write_text("# in label order\njoy\nanger\n")

@@ -574,6 +574,9 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     os.symlink(other, d / "more")  # the same without a photo's name: it went unsaid
     _photos(d / "album.jpg", 1)  # a real folder named like a photo: searched like any folder
     (d / "notes.txt").write_text("not an image name: ignored")
+    _photos(d / ".ipynb_checkpoints", 1)  # hidden: a notebook's copies, not more photos
+    _photos(d / "__MACOSX", 1)
+    (d / "clip.m4v").write_bytes(b"")  # a video by its name, read as one
     os.mkfifo(d / "fifo")  # nor this
     signal.alarm(20)  # opening a fifo would block: fail instead of hanging
     try:
@@ -581,7 +584,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     finally:
         signal.alarm(0)
     rel = [str(f.relative_to(tmp_path)) for f, _ in files]
-    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/album.jpg/00.png"]
+    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/clip.m4v", "photos/album.jpg/00.png"]
     text = "\n".join(problems)
     for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
                       ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),

@@ -406,7 +406,7 @@ def _detect_args(p):
 
 
 def _predict_args(p):
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv .webm)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .m4v .avi .mov .mkv .webm .mpg .mpeg .3gp)")
     _model_args(p)
     _detect_args(p)
     p.add_argument("--crops", action="store_true", help="each image is one face, already cropped (as in FER data sets): no detection")

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write
+from .files import atomic_write, is_hidden
 from .labels import FER2013, LABEL_SETS, check_names
 
 log = logging.getLogger(__name__)
@@ -464,7 +464,7 @@ class _Listing:
 
 def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
     """ROOT/<class>/* or ROOT/<split>/<class>/*: each image's class (its folder) and split."""
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and not is_hidden(f.relative_to(root)) and f.is_file())
     if not files:
         raise DataError(f"{root}: the folder holds no images; expected ROOT/<class>/*.jpg, or ROOT/train/<class>/*.jpg, "
                         "ROOT/val/<class>/*.jpg and ROOT/test/<class>/*.jpg")

@@ -99,6 +99,12 @@ def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[
     return checked
 
 
+def is_hidden(relative: Path) -> bool:
+    """Whether a path found in a searched folder lies in a hidden part of it: a dot-file or dot-folder
+    (.ipynb_checkpoints, .git) or the __MACOSX folder a zip from a Mac unpacks (copies, not photos)."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+
+
 def check_regular_file(path: Path, what: str) -> None:
     """A FerkitError when an existing path is a pipe, device or socket (a FIFO would block its reader
     forever) or a folder, where a file is read: `what` says which file to give instead."""

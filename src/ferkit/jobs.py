@@ -11,10 +11,11 @@ from .data import IMAGE_EXTS
 from .draw import annotate, save_rgb
 from .errors import ImageError
 from .faces import load_image
+from .files import is_hidden
 from .schema import FileResult
 from .video import predict_video
 
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
 
 
 def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
@@ -27,7 +28,8 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
     for p in map(Path, paths):
         if p.is_dir():
             found, skipped = [], []
-            for f in sorted(p.rglob("*")):  # rglob lists links to folders but does not enter them
+            # rglob lists links to folders but does not enter them
+            for f in sorted(f for f in p.rglob("*") if not is_hidden(f.relative_to(p))):
                 # (a link to a folder, whatever its name, is said: the photos in it would go unseen)
                 why = _unusable(f) if f.suffix.lower() in exts or (f.is_symlink() and f.is_dir()) else None
                 if why:

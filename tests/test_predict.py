@@ -614,3 +614,10 @@ def test_predict_cli_tta_averages_each_face_with_its_mirror(backend, tmp_path):
     assert np.abs(plain["face"] - plain["mirror"]).max() > 0.01
     for p in mirrored.values():
         np.testing.assert_allclose(p, (plain["face"] + plain["mirror"]) / 2, atol=2e-3)
+
+
+def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys):
+    """(onnxruntime runs on the CPU whatever --device says: `--device foo` was ignored without a word)"""
+    with pytest.raises(FerkitError, match="--device must be auto, cpu, cuda, cuda:N or mps; got 'foo'"):
+        Predictor(device="foo")
+    assert Predictor(device="cuda:1").backend == "onnx"  # a real name: onnxruntime runs on the CPU as before

@@ -28,6 +28,7 @@ from .faces import face_batch
 from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
 from .model import FerNet, create_model
+from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
 from .runs import Run, check_history, folder_checkpoint, is_number, read_run, run_names
 
@@ -239,7 +240,7 @@ def device_of(name: str = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise FerkitError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
+        raise FerkitError(f"--device must be {DEVICE_TEXT}; got {name!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FerkitError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -445,8 +445,8 @@ class TrainConfig:
                 p.append(problem(flag(name), what, value))
         if "init_from" not in bad and self.init_from is not None and not self.init_from.strip():
             p.append(problem("--init-from", "a weights file (or left out)", self.init_from))
-        if "device" not in bad and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            p.append(problem("--device", "auto, cpu, cuda, cuda:N or mps", self.device))
+        if "device" not in bad and not re.fullmatch(precisions.DEVICE, self.device):
+            p.append(problem("--device", precisions.DEVICE_TEXT, self.device))
         if "crop_pad" not in bad:
             p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
         if "seed" not in bad:

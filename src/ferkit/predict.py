@@ -21,6 +21,7 @@ Classifier, --backend torch), and a light install without it says which extra to
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from . import bundled
 from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, SIZE, face_batch, find_faces, load_image, whole_face
 from .labels import EMOTIONS
+from .precisions import DEVICE, DEVICE_TEXT
 from .schema import Face
 
 WEIGHTS = bundled.WEIGHTS  # where the bundled models and the face detector ship
@@ -164,6 +166,8 @@ class Predictor:
                  calibration=None):
         from .detectors import get_detector
 
+        if not re.fullmatch(DEVICE, str(device)):  # checked on every backend: onnxruntime's ignored a misspelt one
+            raise FerkitError(f"--device must be {DEVICE_TEXT}; got {device!r}")
         onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)

@@ -819,3 +819,23 @@ def test_the_mirror_setting_reaches_the_model_and_is_reported(env, tta):
 
     with TestClient(app_from_settings(Settings.from_env(env))) as c:
         assert c.get("/version").json()["model"]["tta"] is tta
+
+
+def test_the_banner_names_a_port_0_server_by_its_real_port_and_brackets_an_ipv6_host(monkeypatch, capsys):
+    """(`--port 0` printed http://127.0.0.1:0/, and --host ::1 an address no browser takes)"""
+    import uvicorn
+
+    import ferkit.serve as serve_module
+    from ferkit.errors import FerkitError
+
+    ran = {}
+    monkeypatch.setattr(serve_module, "app_from_settings", lambda s: "app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **k: ran.update(host=host, port=port))
+    serve_module.serve("127.0.0.1", 0)
+    assert ran["port"] > 0 and f"http://127.0.0.1:{ran['port']}/" in capsys.readouterr().out
+    if socket.has_ipv6:
+        try:
+            serve_module.serve("::1", 0)
+        except FerkitError:  # no IPv6 loopback on this machine
+            return
+        assert f"http://[::1]:{ran['port']}/" in capsys.readouterr().out

@@ -564,8 +564,9 @@ def app_from_env() -> FastAPI:
 # ---------------------------------------------------------------- running it
 
 
-def check_port(host: str, port: int) -> None:
-    """FerkitError with the fix when host:port cannot be bound (out of range, in use, privileged,
+def check_port(host: str, port: int) -> int:
+    """The port to serve on: `port`, or for 0 a free one picked now (the banner names it); a
+    FerkitError with the fix when host:port cannot be bound (out of range, in use, privileged,
     not this machine's)."""
     if not 0 <= port <= 65535:  # else bind() raises OverflowError, or a negative port blames the host
         raise FerkitError(f"--port {port}: must be between 1 and 65535 (0: any free port); pick another with --port")
@@ -573,6 +574,12 @@ def check_port(host: str, port: int) -> None:
         addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise FerkitError(f"--host {host}: cannot resolve it ({e.strerror}); use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    if port == 0:
+        family, kind, proto, _, addr = addrs[0]
+        with socket.socket(family, kind, proto) as s:
+            s.bind(addr)
+            port = s.getsockname()[1]
+        addrs = [(f, k, p, c, (a[0], port, *a[2:])) for f, k, p, c, a in addrs]
     for family, kind, proto, _, addr in addrs:
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
@@ -585,6 +592,7 @@ def check_port(host: str, port: int) -> None:
                     raise FerkitError(f"port {port}: permission denied (ports below 1024 need root); pick another with --port") from None
                 raise FerkitError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
                                   "use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    return port
 
 
 def default_share(workers: int) -> int:
@@ -604,8 +612,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     if not 1 <= workers <= cpus:  # each process holds its own model: more than the CPUs add memory, not speed
         raise FerkitError(f"--workers {workers}: must be 1..{cpus} (this machine's CPUs; each worker process loads "
                           "its own copy of the model, and more processes than CPUs only add memory)")
-    check_port(host, port)  # before the model loads: a busy port fails fast, in one line
-    where = f"http://{host}:{port}/ (API docs at /docs); Ctrl+C stops"
+    port = check_port(host, port)  # before the model loads: a busy port fails fast, in one line
+    where = f"http://{f'[{host}]' if ':' in host else host}:{port}/ (API docs at /docs); Ctrl+C stops"  # [::1]: IPv6
     if workers == 1:
         app = app_from_settings(s)
         print(f"ferkit serve: {where}", flush=True)

@@ -120,6 +120,26 @@ def test_a_file_with_no_matching_names_is_an_error(tmp_path):
         init_from(create_model("resnet18"), tmp_path)
 
 
+def test_weights_of_another_width_are_an_error_not_eight_step_counters_loaded(tmp_path):
+    """(--init-from fer2013 into --model tiny: the names fit, no shape did, and it said "loaded 8
+    tensors" (batch norm's counters) and blamed the head's 7 outputs against 7)"""
+    wide = tmp_path / "wide.pth"
+    torch.save(create_model("vgg-wide").state_dict(), wide)
+    with pytest.raises(FerkitError, match=r"the names fit but no weight's shape does \(first: features\.0\.0\.weight .* another network's width"):
+        init_from(create_model("tiny"), wide)
+
+
+def test_a_head_of_another_input_width_is_said_so(tiny_checkpoint, caplog):
+    from dataclasses import replace
+
+    from ferkit.config import FCSpec
+
+    wider = create_model(replace(tiny_spec(), fcs=[FCSpec(64, batch_norm=True)]))  # the convs fit, the FC layer and head do not
+    with caplog.at_level(logging.INFO, "ferkit"):
+        assert init_from(wider, tiny_checkpoint)["head"] == ["classifier.weight"]
+    assert "a new head: classifier (it takes 32 features in the file, 64 here)" in caplog.text  # was "7 outputs in the file, 7 here"
+
+
 def test_a_run_folder_with_only_its_last_pt_initialises(tiny_run, tmp_path):
     """(a run stopped before it wrote best.pt was "no such file")"""
     import shutil

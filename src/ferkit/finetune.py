@@ -111,10 +111,12 @@ def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[
             skipped.append(f"{name} {tuple(t.shape)} (the model's: {tuple(own[name].shape)})")
             continue
         loaded.append(name)
-    if not loaded:
-        mine, theirs = ", ".join(list(own)[:3]), ", ".join(list(source)[:3])
-        raise FerkitError(f"--init-from {path}: none of its {len(source)} tensor names fit this model ({theirs}, ...; the "
-                          f"model has {mine}, ...); give weights of the same network (e.g. torchvision's resnet18 "
+    # batch norm's step counters fit any net, and a head's bias any net of as many outputs: neither is a network's weights
+    if not any(t.numel() > 1 and not name.startswith(head) for name, t in new.items()):
+        mine, names = ", ".join(list(own)[:3]), ", ".join(list(source)[:3])
+        why = (f"the names fit but no weight's shape does (first: {skipped[0]}): another network's width" if loaded
+               else f"none of its {len(source)} tensor names fit this model ({names}, ...; the model has {mine}, ...)")
+        raise FerkitError(f"--init-from {path}: {why}; give weights of the same network (e.g. torchvision's resnet18 "
                           f"weights for --model resnet18) or a ferkit checkpoint of it")
     model.load_state_dict({**own, **new})
     missing = [k for k in own if k not in new and not k.startswith(head)]
@@ -125,7 +127,9 @@ def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[
     if head_kept:
         shape = next((tuple(source[k].shape) for k in head_new if k.endswith("weight")), None)
         why = (f"the file's outputs are {', '.join(theirs)}; this model's {', '.join(emotions)}" if other_emotions
-               else f"{shape[0] if shape else 'no'} outputs in the file, {model.spec.num_classes} here")
+               else f"{shape[0] if shape else 'no'} outputs in the file, {model.spec.num_classes} here"
+               if not shape or shape[0] != model.spec.num_classes
+               else f"it takes {shape[1]} features in the file, {own[f'{head}weight'].shape[1]} here")
         say(f"--init-from: a new head: {model.head} ({why}) is left at its initialisation")
     if converted:
         say(f"--init-from: {first} converted from {converted} input channels"

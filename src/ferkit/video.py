@@ -5,6 +5,8 @@ install leaves out: `pip install 'ferkit[opencv]'` (without it a video is one li
 from __future__ import annotations
 
 import contextlib
+import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from .schema import Frame, Track, VideoResult
 if TYPE_CHECKING:
     from .predict import Predictor
 
+log = logging.getLogger(__name__)
 
 def iou(a, b) -> float:
     ax, ay, aw, ah = a
@@ -88,6 +91,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         cap.release()
         raise ImageError(f"{path}: frames of {w}x{h} pixels are too large (limit {MAX_PIXELS / 1e6:.0f} megapixels); "
                          "scale the video down first", "too_large")
+    if annotate_to is not None and not _can_encode(cv2, w, h):  # known before the first frame: the predictions go on
+        log.warning("%s: OpenCV cannot write a %dx%d video as MPEG-4 (mp4v), so no annotated copy of %s; its faces are "
+                    "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
+        annotate_to = None
     frames: list[Frame] = []
     tracker, writer, i = FaceTracker(), None, 0
     try:
@@ -129,6 +136,19 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
     return _result(path, w, h, fps, i, every, frames, complete=True)
+
+
+def _can_encode(cv2, w: int, h: int) -> bool:
+    """Whether OpenCV opens an MPEG-4 (mp4v) writer for w x h frames (some sizes it cannot; an
+    unknown size, 0x0 in the header, is left to the writer itself)."""
+    if not w or not h:
+        return True
+    with tempfile.TemporaryDirectory(prefix="ferkit-") as tmp:
+        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (w, h))
+        try:
+            return writer.isOpened()
+        finally:
+            writer.release()
 
 
 def _result(path: Path, w: int, h: int, fps: float, frames_read: int, every: int, frames: list[Frame], complete: bool) -> VideoResult:

@@ -209,3 +209,12 @@ def test_row_and_image_limits(tmp_path, monkeypatch):
         Image.fromarray(img).save(folder / f"{k}.png")
     with pytest.raises(DataError, match=r"faces: holds more than 10 rows or images"):
         load_fer(tmp_path / "faces", cache=False)
+
+
+def test_a_missing_split_names_the_fix_that_exists(tmp_path):
+    """(train on data without Training rows said "pick another split", which train cannot)"""
+    d = load_fer(write_fer_csv(tmp_path / "val.csv", usages=("PublicTest",), n=10))
+    with pytest.raises(DataError, match=r"has no 'train' split .*Training needs data with Training rows \(or a train/ folder\)\.$"):
+        d.split("train")
+    with pytest.raises(DataError, match=r"has no 'test' split .*Pick another split \(--split\) or data that have PrivateTest rows"):
+        d.split("test")

@@ -110,7 +110,8 @@ class FerData:
             usage = [u for u, s in USAGE_TO_SPLIT.items() if s == name][0]
             raise DataError(
                 f"{self.source}: has no {name!r} split (no {usage} rows, no {name}/ folder); it holds {have}. "
-                f"Pick another split or data that have {usage} rows."
+                + (f"Training needs data with {usage} rows (or a train/ folder)." if name == "train" else
+                   f"Pick another split (--split) or data that have {usage} rows.")
             )
         return self.images[mask], self.labels[mask]
 

@@ -39,6 +39,9 @@ MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompressi
 SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
 DETECTOR = "yunet"
+# Faces under this many pixels at the detector's working side are what its second, finer look
+# (Detector.fine_side) adds; a photo whose faces are all over twice that (a portrait) gets none
+FINE_ONLY = 24
 REDUCE = 4  # crop_face samples a face at >= 4x the crop's size, from the photo's k x k means when it is larger
 
 
@@ -269,11 +272,6 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | No
         found += [d for d in _detect_at(rgb, find, find.fine_side, min_side)
                   if max(d.box[2:]) < small and not any(_centre_in(d.box, f.box) for f in found)]
     return sorted(found, key=lambda d: (d.box[0], d.box[1]))
-
-
-# Faces under this many pixels at the detector's working side are what its second look adds; a
-# photo whose faces are all over twice that (a portrait, a selfie) gets no second look
-FINE_ONLY = 24
 
 
 def _centre_in(box, other) -> bool:

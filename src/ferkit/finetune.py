@@ -126,10 +126,12 @@ def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[
              + (f"; first skipped: {', '.join(skipped[:3])}" if skipped else ""))
     if head_kept:
         shape = next((tuple(source[k].shape) for k in head_new if k.endswith("weight")), None)
-        why = (f"the file's outputs are {', '.join(theirs)}; this model's {', '.join(emotions)}" if other_emotions
-               else f"{shape[0] if shape else 'no'} outputs in the file, {model.spec.num_classes} here"
-               if not shape or shape[0] != model.spec.num_classes
-               else f"it takes {shape[1]} features in the file, {own[f'{head}weight'].shape[1]} here")
+        if other_emotions:
+            why = f"the file's outputs are {', '.join(theirs)}; this model's {', '.join(emotions)}"
+        elif shape and shape[0] == model.spec.num_classes:  # as many outputs, from another width of features
+            why = f"it takes {shape[1]} features in the file, {own[f'{head}weight'].shape[1]} here"
+        else:
+            why = f"{shape[0] if shape else 'no'} outputs in the file, {model.spec.num_classes} here"
         say(f"--init-from: a new head: {model.head} ({why}) is left at its initialisation")
     if converted:
         say(f"--init-from: {first} converted from {converted} input channels"

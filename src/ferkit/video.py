@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def iou(a, b) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b

@@ -45,6 +45,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError
@@ -443,9 +444,13 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        message, headers = str(exc.detail), exc.headers  # keeps the Allow header of a route's 405
+        message, headers = str(exc.detail), exc.headers
         if exc.status_code == 405:
-            headers = headers or {"Allow": "GET, HEAD"}  # StaticFiles' 405 names none; it serves GET and HEAD
+            # every method of every route at this path (starlette names the first route's: GET
+            # and HEAD are two routes, to keep HEAD out of the schema); StaticFiles' 405 names none
+            methods = {m for r in app.router.routes if getattr(r, "methods", None) and r.matches(request.scope)[0] != Match.NONE
+                       for m in r.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(methods)) if methods else "GET, HEAD"}
             message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
         elif exc.status_code == 404:
             path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole

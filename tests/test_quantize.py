@@ -85,10 +85,15 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
         Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=tmp_path / "missing.csv")
 
 
-def test_int8_without_calibration_data_names_the_variable_not_a_missing_flag(tiny_checkpoint, tmp_path, monkeypatch):
+def test_int8_calibrates_on_the_runs_data_and_without_data_names_the_variable(tiny_checkpoint, tmp_path, monkeypatch):
     """ferkit predict and serve have no --data: the default data's "pass --data" sent users to a flag they lack."""
+    import ferkit.runs
+
     monkeypatch.delenv("FERKIT_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    # the run's own training data, where they still are, as `ferkit export --int8` reads them
+    assert Predictor(tiny_checkpoint, backend="onnx", precision="int8").precision == "int8"
+    monkeypatch.setattr(ferkit.runs, "trained_on", lambda config: None)  # they moved
     with pytest.raises(FerkitError, match="none found; set FERKIT_DATA=PATH") as e:
         Predictor(tiny_checkpoint, backend="onnx", precision="int8")
     assert "pass --data" not in str(e.value)

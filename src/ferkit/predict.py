@@ -286,13 +286,18 @@ def _check_precision(backend: str, precision: str) -> None:
 
 
 def _calibration(data, clf) -> np.ndarray:
-    """int8 calibration faces for the Classifier clf from a data file (None: ferkit.data's default), or one clear error."""
+    """int8 calibration faces for the Classifier clf from a data file (None: the data its run trained
+    on where they still exist, as `ferkit export --int8` reads, else ferkit.data's default), or one clear error."""
+    from .data import reading_for
     from .onnx_export import calibration_faces
+    from .runs import trained_on
 
     size, channels = clf.spec.in_size, clf.spec.channels
     what = "FER2013 training faces" if (size, channels) == (SIZE, 1) else "its own training images (an image folder)"
+    config = clf.meta.get("config")
+    data = data or trained_on(config)
     try:
-        return calibration_faces(data, size=size, channels=channels)
+        return calibration_faces(data, **reading_for(clf.spec, config))
     except FerkitError as e:
         from .data import DATA_ENV
 

@@ -366,6 +366,23 @@ def test_predict_stopped_by_sigterm_writes_what_was_done(tiny_checkpoint, tmp_pa
     assert signal.getsignal(signal.SIGTERM) is before  # put back when the command ends
 
 
+def test_a_video_cut_short_says_so(tiny_checkpoint, tmp_path, astronaut, caplog):
+    """(a damaged or cut video ended early in OpenCV without a word: its results looked whole)"""
+    import logging
+
+    from ferkit.video import predict_video
+
+    video = _clip(tmp_path, astronaut)
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])  # the header still declares 6 frames
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        assert predict_video(Predictor(tiny_checkpoint), video)["frames_read"] == 6
+        assert caplog.text == ""
+        res = predict_video(Predictor(tiny_checkpoint), cut)
+    assert res["frames_read"] < 6 and f"{cut}: the video ended after {res['frames_read']} of the 6 frames its header declares" in caplog.text
+
+
 def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(tiny_checkpoint, tmp_path, astronaut, monkeypatch):
     """(a 9000x9000 video passed where the same picture as a PNG is refused: 1.5 GB for three frames)"""
     import ferkit.video

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A video that ends before this share of the frames its header declares is said to (some containers,
+# MKV and WebM, only estimate the count)
+DECLARED_SHARE = 0.9
+
 
 def iou(a, b) -> float:
     ax, ay, aw, ah = a
@@ -87,6 +91,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # 0 where the container does not say
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if w * h > MAX_PIXELS:  # the photos' limit, from the header, before a frame is decoded
         cap.release()
@@ -136,7 +141,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise Interrupted(_result(path, w, h, fps, i, every, frames, complete=False)) from None
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
+    if i < DECLARED_SHARE * declared:  # a damaged or cut file ends early, silently, in OpenCV
+        log.warning("%s: the video ended after %d of the %d frames its header declares (damaged or cut short?); "
+                    "its results cover those %d", path, i, declared, i)
     return _result(path, w, h, fps, i, every, frames, complete=True)
+
 
 
 def _can_encode(cv2, w: int, h: int) -> bool:

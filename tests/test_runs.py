@@ -28,6 +28,9 @@ def test_read_run_errors(tmp_path):
     (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": 0.5}, {"epoch": "x"}]', "history.json: row 2 is not an epoch's record"),
     (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": "high"}]', "history.json: row 1 is not an epoch's record"),
     (runs.HISTORY_CSV, "epoch,val_acc\n1,abc\n", "history.csv: not a history table of numbers"),
+    # a hand-edited 1e308 overflowed matplotlib's ticks in plot and report (NaN is an epoch without validation)
+    (runs.HISTORY_JSON, '[{"epoch": 1, "train_loss": 1e308, "val_acc": NaN}]', "history.json: row 1 is not an epoch's record"),
+    (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),
     (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'

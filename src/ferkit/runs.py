@@ -95,8 +95,10 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
                 warnings.simplefilter("ignore")
                 table = np.loadtxt(p / ITERATIONS, delimiter=",", skiprows=1, ndmin=2)
             iterations = table[:, 1] if table.size else np.zeros(0)
+            if (np.abs(iterations) > MAX_RECORD).any():
+                raise ValueError(f"a loss over {MAX_RECORD:g}")
         except (ValueError, IndexError) as e:
-            raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e})") from None
+            raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e}); rerun the command that wrote it") from None
     metrics = {}
     for f in sorted(p.glob(METRICS_GLOB)):
         m = _read_json(f)
@@ -126,11 +128,16 @@ def check_history(history, where: str) -> list[dict]:
                           "rerun the command that wrote it")
     for i, row in enumerate(history, 1):
         ok = isinstance(row, dict) and is_number(row.get("epoch")) and all(
-            row.get(k) is None or is_number(row[k]) for k in HISTORY_FIELDS)
+            row.get(k) is None or (is_number(row[k]) and not abs(row[k]) > MAX_RECORD) for k in HISTORY_FIELDS)
         if not ok:
-            raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}); "
-                              f"got {str(row)[:80]}; rerun the command that wrote it")
+            raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}, "
+                              f"at most {MAX_RECORD:g} in size); got {str(row)[:80]}; rerun the command that wrote it")
     return history
+
+
+# No loss, accuracy, rate or time a training writes comes near this; a hand-edited 1e308 broke the
+# plots' axes (matplotlib's ticks overflow). NaN passes: an epoch without validation has none.
+MAX_RECORD = 1e12
 
 
 def trained_on(config: dict | None) -> str | None:

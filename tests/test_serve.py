@@ -138,6 +138,28 @@ def test_missing_file_field_is_400(client):
     assert r.status_code == 400 and "'file'" in r.json()["error"]
 
 
+def test_an_upload_cut_short_is_400_saying_so_not_no_file(client, astronaut_png):
+    """A body that ends before its closing boundary (cut mid-file, or in a part's headers), or
+    before the bytes its Content-Length declares, holds no complete file part: the answer says
+    the upload was cut short, not that no file was sent."""
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    whole = head + astronaut_png + b"\r\n--b--\r\n"
+    mime = {"Content-Type": "multipart/form-data; boundary=b"}
+    for body in (head + astronaut_png[:5000], head + astronaut_png + b"\r\n--b", head[:30]):
+        r = client.post("/predict", content=body, headers=mime)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].startswith(f"upload cut short or malformed: the multipart body ({len(body):,} bytes) "
+                                            "ends before its closing boundary --b--"), r.json()
+    r = client.post("/predict", content=whole, headers={**mime, "Content-Length": str(len(whole) + 1000)})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(f"upload cut short: {len(whole):,} of the {len(whole) + 1000:,} bytes"), r.json()
+    # the whole body, its boundary quoted or not, and a body-less POST (no file) are as before
+    for boundary in ("b", '"b"'):
+        assert client.post("/predict", content=whole, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}).status_code == 200
+    r = client.post("/predict", content=b"", headers=mime)
+    assert r.status_code == 400 and r.json()["error"].startswith("no file"), r.json()
+
+
 def test_a_file_part_without_a_filename_is_400_and_the_schema_says_so(client, astronaut_png):
     """Such a part is a text field to the multipart parser (decoded, capped at 1 MB): its bytes are
     not the photo's, so the filename is required, and the schema says it (schemathesis found it)."""
@@ -590,14 +612,14 @@ def test_real_server_answers_413_before_an_endless_upload_ends(live_server):
 
 
 def test_real_server_answers_408_to_a_stalled_upload(app):
-    """A client that sends part of its body and stalls is answered 408 at the deadline, and the
-    connection is closed with the answer (not held until the 10 s header timeout)."""
+    """A client that sends part of its body and stalls is answered 408 at the deadline, saying how
+    much of it arrived, and the connection is closed with the answer (not held until the 10 s header timeout)."""
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"x" * 1000
     with serving(create_app(app.state.predictor, upload_timeout=1)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-                      b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
-                      b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"x" * 1000)
+                      b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" + part)
             t = time.monotonic()
             answer = s.recv(4096)
             waited = time.monotonic() - t
@@ -605,7 +627,8 @@ def test_real_server_answers_408_to_a_stalled_upload(app):
                 answer += chunk
             closed = time.monotonic() - t
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert b"within 1 s" in answer and b"nosniff" in answer and b"connection: close" in answer.lower()
+    assert f"within 1 s ({len(part):,} of the 100,000 bytes its Content-Length declares arrived)".encode() in answer
+    assert b"nosniff" in answer and b"connection: close" in answer.lower()
     assert 0.5 < waited < 5 and closed < 5
 
 

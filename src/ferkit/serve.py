@@ -12,8 +12,8 @@ The model loads once per process, in create_app. Predictions run off the event l
 `max_concurrent` worker threads (default: one per CPU), so requests overlap but memory stays
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
-Every error is JSON {"error": "..."}: 400 no file (or two), 408 upload too slow, 413 too many bytes or
-pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
+Every error is JSON {"error": "..."}: 400 no file (or two, or a body cut short), 408 upload too slow,
+413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
 next ones get a 503 and are closed), and a request's headers must arrive within --header-timeout
@@ -147,6 +147,54 @@ class _Refused(Exception):
     """Raised from UploadGuard's receive() to stop the app reading a refused body."""
 
 
+class _Body:
+    """What UploadGuard saw of a request's body (scope[BODY_KEY]): the bytes that arrived, the
+    Content-Length declared, and for multipart/form-data whether its closing boundary (--BOUNDARY--)
+    arrived. A body that ends short of either was cut off (a dropped connection, a client or proxy
+    that sent less than it declared): the multipart parser then finds no file, which is the wrong story."""
+
+    def __init__(self, headers: dict):
+        length, self.seen, self.done, self.closed, self.tail = headers.get(b"content-length"), 0, False, False, b""
+        self.declared = int(length) if length is not None and length.isdigit() else None
+        self.delimiter = None  # b"--BOUNDARY--" of a multipart body
+        ctype = headers.get(b"content-type", b"")
+        if ctype.lower().startswith(b"multipart/"):
+            from python_multipart.multipart import parse_options_header
+
+            boundary = parse_options_header(ctype)[1].get(b"boundary")
+            self.delimiter = b"--" + boundary + b"--" if boundary else None
+
+    def add(self, chunk: bytes, last: bool) -> None:
+        self.seen, self.done = self.seen + len(chunk), last
+        if self.delimiter and not self.closed and chunk:  # (a delimiter may straddle two chunks)
+            text = self.tail + chunk
+            self.closed = self.delimiter in text
+            self.tail = text[-(len(self.delimiter) - 1):]
+
+    def cut_short(self) -> str | None:
+        """Why the body is incomplete, as an error message with the fix, or None (also while it is
+        still arriving: a parser that stopped early, at a malformed part, has not read it all)."""
+        if not self.done:
+            return None
+        again = "send the whole photo again, e.g. curl -F file=@photo.jpg http://HOST:PORT/predict"
+        if self.declared is not None and self.seen < self.declared:
+            return (f"upload cut short: {self.seen:,} of the {self.declared:,} bytes its Content-Length declares "
+                    f"arrived; {again}")
+        if self.delimiter and not self.closed and self.seen:  # (no body at all: no file, as the route says)
+            return (f"upload cut short or malformed: the multipart body ({self.seen:,} bytes) ends before its closing "
+                    f"boundary {self.delimiter.decode('latin-1')}; {again}")
+        return None
+
+
+BODY_KEY = "ferkit.body"  # the request scope's _Body, set by UploadGuard
+
+
+def cut_short(request: Request) -> str | None:
+    """_Body.cut_short of the request's body, once it has been read; None without UploadGuard."""
+    body = request.scope.get(BODY_KEY)
+    return body.cut_short() if body is not None else None
+
+
 class UploadGuard:
     """ASGI middleware: refuse a request body over `limit` bytes (413) or that has not fully arrived
     `timeout` seconds after the request started (408), without waiting for the rest of it.
@@ -167,33 +215,35 @@ class UploadGuard:
         return _error(413, f"upload too large: the limit is {_mb(self.upload_limit)}; send a smaller photo "
                            "(or start the server with a larger --max-upload-mb)", self.CLOSE)
 
-    def _too_slow(self):
-        return _error(408, f"upload too slow: the whole photo must arrive within {self.timeout:g} s; "
+    def _too_slow(self, body: _Body):
+        got = (f" ({body.seen:,} of the {body.declared:,} bytes its Content-Length declares arrived)"
+               if body.declared is not None else f" ({body.seen:,} bytes arrived)")
+        return _error(408, f"upload too slow: the whole photo must arrive within {self.timeout:g} s{got}; "
                            "send a smaller photo or use a faster connection (or start the server with "
                            "a longer --upload-timeout)", self.CLOSE)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        body = scope[BODY_KEY] = _Body(dict(scope["headers"]))
+        if body.declared is not None and body.declared > self.limit:
             return await self._too_large()(scope, receive, send)
         deadline = time.monotonic() + self.timeout
-        seen, body_done, refusal, started = 0, False, None, False
+        body_done, refusal, started = False, None, False
 
         async def guarded_receive():
-            nonlocal seen, body_done, refusal
+            nonlocal body_done, refusal
             if body_done:  # later reads wait for a disconnect (e.g. while streaming a response): no deadline
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
             except asyncio.TimeoutError:
-                refusal = self._too_slow()
+                refusal = self._too_slow(body)
                 raise _Refused() from None
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
-                if seen > self.limit:
+                body.add(message.get("body", b""), body_done)
+                if body.seen > self.limit:
                     refusal = self._too_large()
                     raise _Refused()
             return message
@@ -345,7 +395,8 @@ class HealthOut(BaseModel):
 
 
 def _errors(*codes: int) -> dict:
-    why = {400: "no `file` field, or two", 408: "the upload did not arrive within --upload-timeout",
+    why = {400: "no `file` field, or two, or a body cut short (less than its Content-Length, or no closing boundary)",
+           408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
            500: "a server bug", 503: "the server is starting, or cannot predict (see /health)"}
@@ -452,6 +503,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
                        for m in r.methods}
             headers = {**(headers or {}), "Allow": ", ".join(sorted(methods)) if methods else "GET, HEAD"}
             message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
+        elif exc.status_code == 400 and (why := cut_short(request)) is not None:  # FastAPI's "error parsing the body"
+            message = why
         elif exc.status_code == 404:
             path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
             message = f"{path}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
@@ -459,6 +512,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        if (why := cut_short(request)) is not None:
+            return _error(400, why)
         if any(tuple(e.get("loc", ())) == ("body", "file") for e in exc.errors()):  # a text field, not a file
             return _error(400, NO_FILENAME)
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
@@ -521,6 +576,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
                       "schema": {"type": "string", "pattern": "filename="}}}}}}}}})
     async def predict(request: Request, file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...), sent as a file: "
                                                                                            + FILENAME_REQUIRED)):
+        if (why := cut_short(request)) is not None:  # before "no file": a cut-off part is no file to the parser
+            return _error(400, why)
         if isinstance(file, str):
             return _error(400, NO_FILENAME)
         if file is None:

@@ -485,7 +485,30 @@ def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypa
     with pytest.raises(SystemExit) as exit:
         app_from_env()
     assert exit.value.code == STARTUP_FAILURE
-    assert "not a bundled model" in (tmp_path / "error.txt").read_text()
+    assert (tmp_path / "error.txt").read_text().startswith(f"--model {tmp_path / 'missing.pt'}: no such file")  # as typed
+
+
+def test_uvicorn_running_app_from_env_names_the_variables_not_the_flags(monkeypatch, caplog):
+    """Under uvicorn itself (no `ferkit serve`, so no ERROR_FILE_ENV), the settings came from
+    FERKIT_SERVE_* variables: a model that cannot be loaded names its variable, not --model."""
+    from ferkit.serve import ERROR_FILE_ENV, STARTUP_FAILURE, app_from_env
+    from ferkit.settings import flags_as_variables
+
+    monkeypatch.delenv(ERROR_FILE_ENV, raising=False)
+    for k in [k for k in os.environ if k.startswith("FERKIT_SERVE_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("FERKIT_SERVE_MODEL", "no-such-model")
+    with pytest.raises(SystemExit) as exit:
+        app_from_env()
+    assert exit.value.code == STARTUP_FAILURE
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["error: $FERKIT_SERVE_MODEL no-such-model: no such file or folder, and not a bundled model "
+                      "(fer2013, fer2013-fast, ferplus, ferplus-fast)"], errors
+    # every serve flag is renamed (--no-tta as the switch's value); a quoted command's flags and other flags stay
+    assert flags_as_variables("run it with --precision auto, --backend onnx or --no-tta, not --device; "
+                              "'ferkit export X --onnx Y --no-tta'") == (
+        "run it with $FERKIT_SERVE_PRECISION auto, $FERKIT_SERVE_BACKEND onnx or $FERKIT_SERVE_TTA false, not --device; "
+        "'ferkit export X --onnx Y --no-tta'")
 
 
 def test_busy_port_is_a_one_line_error(capsys):

@@ -50,7 +50,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError
 from .labels import EMOTIONS, colors
-from .settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_UPLOAD_TIMEOUT, Settings
+from .settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_UPLOAD_TIMEOUT, Settings, flags_as_variables
 
 log = logging.getLogger(__name__)
 
@@ -613,13 +613,17 @@ def app_from_settings(s: Settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The app factory for uvicorn (`uvicorn --factory ferkit.serve:app_from_env`), which `ferkit
     serve --workers N` runs in each worker process; settings from FERKIT_SERVE_* (Settings.from_env).
-    A bad setting or model ends the process with STARTUP_FAILURE after one `error:` log line."""
+    A bad setting or model ends the process with STARTUP_FAILURE after one `error:` log line, which
+    names each setting as its variable (FERKIT_SERVE_MODEL), or for `ferkit serve` (which leaves
+    ERROR_FILE_ENV for the message) as the flag it was given as."""
     try:
         return app_from_settings(Settings.from_env())
     except FerkitError as e:
-        logging.getLogger("uvicorn.error").error("error: %s", e)
-        if os.environ.get(ERROR_FILE_ENV):
-            Path(os.environ[ERROR_FILE_ENV]).write_text(str(e))
+        error_file = os.environ.get(ERROR_FILE_ENV)
+        message = str(e) if error_file else flags_as_variables(str(e))
+        logging.getLogger("uvicorn.error").error("error: %s", message)
+        if error_file:
+            Path(error_file).write_text(message)
         sys.exit(STARTUP_FAILURE)
 
 

@@ -8,6 +8,7 @@ fields, as it does `ferkit train`'s from TrainConfig's, without loading the serv
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -74,6 +75,11 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
 
+    @staticmethod
+    def env_name(name: str) -> str:
+        """How a message names a field set by its variable (from_env, flags_as_variables): $FERKIT_SERVE_MODEL."""
+        return "$" + ENV_PREFIX + name.upper()
+
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
         """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults.
@@ -81,5 +87,26 @@ class Settings:
         (config.from_text, config.check_fields), so a bad one is reported in the same words."""
         s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
                    for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
-        s.check(lambda name: "$" + ENV_PREFIX + name.upper())  # each problem named as the variable it came from
+        s.check(cls.env_name)  # each problem named as the variable it came from
         return s
+
+
+# a `ferkit serve` flag in a message, not inside a quoted command ('ferkit export ... --int8'): those
+# are other commands' flags, to be typed as they are
+_FLAG = re.compile(r"'ferkit [^']*'|(?<![\w-])--(no-)?([a-z][a-z0-9-]*)(?![\w-])")
+
+
+def flags_as_variables(message: str) -> str:
+    """A message from building the server (a bad model, backend, precision...), which names the
+    `ferkit serve` flags, with each flag named as the FERKIT_SERVE_* variable that sets it instead:
+    for app_from_env run by uvicorn itself, where the settings came from variables, not flags
+    ("--model X: no such file" -> "$FERKIT_SERVE_MODEL X: no such file"; --no-tta -> $FERKIT_SERVE_TTA false)."""
+    names = {f.name.replace("_", "-"): f.name for f in fields(Settings)}
+
+    def rename(m: re.Match) -> str:
+        name = names.get(m[2] or "")
+        if name is None or (m[1] and name != "tta"):  # a quoted command, another flag, or --no-X of a non-switch
+            return m[0]
+        return Settings.env_name(name) + (" false" if m[1] else "")
+
+    return _FLAG.sub(rename, message)

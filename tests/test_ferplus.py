@@ -1,6 +1,7 @@
 """FER+ votes: reading and checking the file, the four label modes, training and evaluation with 8 emotions."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -55,6 +56,15 @@ def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
         ferplus.read_votes(tmp_path / "short.csv", data.splits)
     with pytest.raises(DataError, match="--labels-file"):
         ferplus.find_votes(tmp_path / "elsewhere" / "fer2013.csv")
+    # an empty file or /dev/null is empty, not missing ("no FER+ vote file" sent one looking for a file that was there)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^.*empty.csv: the file is empty; give FER\+'s vote file \(fer2013new.csv from https"):
+        ferplus.read_votes(ferplus.find_votes(fer, tmp_path / "empty.csv"), data.splits)
+    with pytest.raises(DataError, match=r"^/dev/null: empty \(the null device, not a file\); give FER\+'s vote file with --labels-file PATH"):
+        ferplus.find_votes(fer, os.devnull)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(DataError, match=r"folder: a folder; give FER\+'s vote file"):
+        ferplus.find_votes(fer, tmp_path / "folder")
     lines = (tmp_path / "fer2013new.csv").read_text().splitlines()
     for value in ("nan", "inf", "-2"):  # nan made a nan loss blamed on --lr; inf dropped the face unsaid
         row = lines[4].split(",")

@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import check_regular_file
 from .labels import FERPLUS, LABEL_MODES
 
 MODES = LABEL_MODES
 DEFAULT_MODE = "crossentropy"  # with probability, the paper's best (85.0% / 85.0% vs majority 83.9%)
 FILE_NAME = "fer2013new.csv"
+SOURCE = "https://github.com/microsoft/FERPlus"  # where FILE_NAME comes from
 COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 # For each FER+ label of ferkit (angry, disgust, fear, happy, sad, surprise, neutral, contempt, unknown, NF):
 # its column among the file's vote columns.
@@ -44,10 +46,11 @@ _USAGES = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}  # = data.SPLITS in
 def find_votes(data_path: str | Path, labels_file: str | Path | None = None) -> Path:
     """The FER+ vote file: labels_file if given, else fer2013new.csv beside the FER2013 data."""
     p = Path(labels_file) if labels_file else Path(data_path).parent / FILE_NAME
-    if not p.is_file():
+    if not p.exists():
         where = "--labels-file" if labels_file else f"beside {data_path}"
-        raise DataError(f"{p}: no FER+ vote file ({where}). Get fer2013new.csv from https://github.com/microsoft/FERPlus "
+        raise DataError(f"{p}: no FER+ vote file ({where}). Get fer2013new.csv from {SOURCE} "
                         "and put it beside the FER2013 file, or pass --labels-file PATH")
+    check_regular_file(p, f"FER+'s vote file with --labels-file PATH (fer2013new.csv from {SOURCE})", DataError)
     return p
 
 
@@ -59,7 +62,11 @@ def read_votes(path: str | Path, splits: np.ndarray) -> np.ndarray:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: the file is empty; give FER+'s vote file (fer2013new.csv from {SOURCE}, "
+                                f"header 'Usage,Image name,{','.join(COLUMNS)}') with --labels-file PATH")
+            header = [h.strip() for h in header]
             missing = [c for c in ("Usage", *COLUMNS) if c not in header]
             if missing:
                 raise DataError(f"{path}, line 1: missing column(s) {', '.join(missing)}; expected FER+'s header "

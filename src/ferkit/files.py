@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,12 +106,22 @@ def is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
 
 
-def check_regular_file(path: Path, what: str) -> None:
-    """A FerkitError when an existing path is a pipe, device or socket (a FIFO would block its reader
+def is_null_device(path: str | os.PathLike) -> bool:
+    """Whether path is (or links to) /dev/null, the usual stand-in for an empty file."""
+    try:
+        st, null = os.stat(path), os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
+
+
+def check_regular_file(path: Path, what: str, error: type[FerkitError] = FerkitError) -> None:
+    """An `error` when an existing path is a pipe, device or socket (a FIFO would block its reader
     forever) or a folder, where a file is read: `what` says which file to give instead."""
     if path.exists() and not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)"
-        raise FerkitError(f"{path}: {kind}; give {what}")
+        kind = ("a folder" if path.is_dir() else "empty (the null device, not a file)"
+                if is_null_device(path) else "not a regular file (a device, pipe or socket)")
+        raise error(f"{path}: {kind}; give {what}")
 
 
 def check_not_input(out: Path, flag: str, inputs) -> None:

@@ -118,8 +118,14 @@ def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
     a = Predictor(out, backend="onnx").predict(astronaut)
     b = Predictor(tiny_checkpoint, precision="fp32").predict(astronaut)  # the ONNX graph is fp32
     assert a[0]["box"] == b[0]["box"] and abs(a[0]["score"] - b[0]["score"]) < 1e-5
-    with pytest.raises(FerkitError, match=r"bf16 runs on the torch backend: a checkpoint \(.pt\)"):  # not "--backend torch": a graph has no torch
+    # the way to bf16 fits the command: a graph has no torch, and evaluate has no --backend (its hint named one)
+    with pytest.raises(FerkitError, match=r"bf16 runs on the torch backend: run the checkpoint \(.pt\) the .onnx file was exported from"):
         Predictor(out, backend="onnx", precision="bf16")
+    assert main(["evaluate", str(out), "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "run the checkpoint (.pt) the .onnx file was exported from" in err and "--backend" not in err, err
+    with pytest.raises(FerkitError, match=r"bf16 runs on the torch backend: --backend torch\)$"):  # a checkpoint: the flag
+        Predictor(tiny_checkpoint, backend="onnx", precision="bf16")
 
 
 def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, capsys):

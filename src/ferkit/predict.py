@@ -175,7 +175,7 @@ class Predictor:
         backend, precision = backend or ("onnx" if onnx_file else "torch"), precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
-        _check_precision(backend, precision)
+        _check_precision(backend, precision, onnx_file)
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
@@ -274,14 +274,19 @@ class Predictor:
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
 
 
-def _check_precision(backend: str, precision: str) -> None:
+def _check_precision(backend: str, precision: str, onnx_file: bool = False) -> None:
+    """A FerkitError for a precision the backend has not, with the way to the backend that has it.
+    The way fits every command that can get here: an .onnx file runs on onnx only (predict, evaluate,
+    serve), so its way to torch is the checkpoint it came from; otherwise the backend was given
+    (--backend: predict, demo, serve), so the way is the other --backend."""
     from .precisions import ONNX, TORCH
 
     ok = TORCH if backend == "torch" else ONNX
     if precision not in ok:
         other = "onnx" if precision in ONNX else "torch" if precision in TORCH else None
-        how = "a checkpoint (.pt), or a bundled model with --backend torch" if other == "torch" else "--backend onnx"
-        hint = f" ({precision} runs on the {other} backend: {how})" if other else ""  # (an .onnx file runs on onnx only)
+        how = ("run the checkpoint (.pt) the .onnx file was exported from instead" if onnx_file and other == "torch"
+               else f"--backend {other}")
+        hint = f" ({precision} runs on the {other} backend: {how})" if other else ""
         raise FerkitError(f"precision {precision!r} with the {backend} backend: choose {', '.join(ok)}{hint}")
 
 

@@ -226,6 +226,35 @@ def test_annotate_draws_on_a_copy(astronaut):
     assert np.array_equal(annotate(astronaut, []), astronaut)
 
 
+def test_annotate_draws_non_latin_emotion_names_in_a_font_that_has_their_letters(astronaut, monkeypatch):
+    """An image folder's classes named in Cyrillic (or é, Greek) were drawn as boxes: Pillow's built-in
+    font has ASCII only. Such text takes a font found on the machine that has its letters (DejaVu Sans,
+    shipped with matplotlib); where none has them (CJK on most machines), boxes, and no crash."""
+    from ferkit import draw
+
+    assert draw._has(None, "a") and not draw._has(None, "р")  # the built-in font: ASCII, no Cyrillic
+    assert draw._font(30, "happy 0.90") is draw._face(None, 30)  # FER's names keep the built-in font
+    names = ["радость", "грусть", "colère", "λύπη", "a much longer name than surprise"]
+    rec = {"box": [177, 67, 93, 93], "label": names[0], "score": 0.9, "probs": dict.fromkeys(names, 0.2)}
+    if draw._font_file("matplotlib:DejaVuSans.ttf"):  # the training extra (these tests') has it
+        for text in names[:4]:  # (the last is ASCII: the built-in font)
+            font = draw._font(30, text)
+            file = next(f for f in draw._faces() if draw._face(f, 30) is font)
+            assert file is not None and all(draw._has(file, c) for c in text), (text, file)
+    width, name_w, _ = draw._panel_size(tuple(names), 30)
+    assert name_w > draw._panel_size(tuple(EMOTIONS), 30)[1]  # the bars start after the longest name
+    with_fonts = annotate(astronaut, [rec])
+    for cache in (draw._faces, draw._has, draw._panel_size):
+        cache.cache_clear()
+    monkeypatch.setattr(draw, "FALLBACK_FONTS", ())
+    try:  # no font has the letters: boxes, as before, and no crash (CJK too)
+        without = annotate(astronaut, [{**rec, "label": "高兴", "probs": {"高兴": 0.5, "悲伤": 0.5}}, rec])
+    finally:
+        for cache in (draw._faces, draw._has, draw._panel_size):
+            cache.cache_clear()
+    assert without.shape == with_fonts.shape == astronaut.shape
+
+
 def test_save_rgb_writes_the_format_its_extension_names(astronaut, tmp_path):
     for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP"), (".bmp", "BMP"), (".tif", "TIFF")):
         with Image.open(save_rgb(astronaut, tmp_path / f"a{ext}")) as im:

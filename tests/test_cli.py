@@ -101,7 +101,6 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     for argv, message in [
         (["train", "--model", "shallow", "--out", str(tmp_path / "loop1")], "a symbolic link to nothing (a missing target or a loop"),
         (["train", "--model", "shallow", "--out", str(tmp_path / "dangling")], "a symbolic link to nothing"),
-        (["plot", str(tiny_run), "--out", ""], "--out: an empty path; give a folder"),
         # "-" is stdout to a Unix user: a file named "-" was written, a second flag's over the first's
         (["evaluate", str(tiny_run), "--json", "-"], "--json -: ferkit writes files, not standard output"),
         (["predict", str(tmp_path), "--model", str(tiny_run), "--csv", "-"], "--csv -: ferkit writes files"),
@@ -199,6 +198,26 @@ def test_a_bad_choice_is_one_argparse_line_naming_the_flag(argv, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert e.value.code == 2 and errors == [f"ferkit {argv[0]}: error: argument {argv[1]}: invalid choice: {argv[2]!r} "
                                             f"(choose from {', '.join(map(repr, _flag_actions(argv[0])[argv[1]].choices))})"]
+
+
+@pytest.mark.parametrize("argv", [["train", "--resume", ""], ["train", "--out", ""], ["train", "--data", ""], ["train", "--config", ""],
+                                  ["predict", ""], ["predict", "a.jpg", "", "b.jpg"], ["predict", "a.jpg", "--model", ""],
+                                  ["predict", "a.jpg", "--json", ""], ["predict", "a.jpg", "--annotate", ""],
+                                  ["evaluate", "ferplus-fast", "--labels-file", ""], ["evaluate", ""], ["export", "x.pt", "--onnx", ""],
+                                  ["serve", "--host", ""], ["train", "--teacher", ""], ["search", "--out", ""]])
+def test_an_empty_value_is_refused_not_taken_for_a_value_not_given(argv, capsys):
+    """The commands read "" as not given (`args.out or DEFAULT`): `train --resume "$RUN"` with RUN unset
+    started a new 30-epoch run, `--model ""` ran the default model, `predict ""` searched the current
+    folder, `--json ""` wrote nothing. Every text flag and positional refuses it while parsing (parsed
+    only here: without the check, `train --resume ""` would start that run)."""
+    from ferkit.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    name = next((a for a in argv[1:] if a.startswith("--")), None)
+    assert e.value.code == 2 and len(errors) == 1, errors
+    assert f"error: argument {name or 'PATH' if argv[0] == 'predict' else name or 'checkpoint'}: an empty value; give one" in errors[0], errors
 
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):

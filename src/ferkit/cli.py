@@ -772,13 +772,36 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _non_empty(optional: bool):
+    """An argparse type for a text value that refuses an empty one: the commands read "" as a value
+    not given (`args.out or DEFAULT`), so `--resume "$RUN"` with RUN unset started a new 30-epoch run,
+    `--model ""` ran the default model and `predict ""` searched the current folder."""
+    def text(value: str) -> str:
+        if not value.strip():
+            how = "or leave the option out for its default" if optional else "(the shell variable that gave it may be unset)"
+            raise argparse.ArgumentTypeError(f"an empty value; give one {how}")
+        return value
+
+    text.__name__ = "text"  # (argparse names the type in its own messages)
+    return text
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser) -> None:
+    """Every flag and positional of parser that takes text (a path, a name, a list item) refuses an empty value."""
+    for action in parser._actions:
+        if action.nargs != 0 and action.type in (None, str) and not isinstance(action, argparse._SubParsersAction):
+            action.type = _non_empty(bool(action.option_strings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: argparse would otherwise take --epoch for --epochs (and a typo for some other flag)
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos", allow_abbrev=False)
     parser.add_argument("--version", action=_Version, nargs=0, help="ferkit's version, this CPU and the prediction path it gets")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help, description=help, allow_abbrev=False))
+        p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+        add_arguments(p)
+        _refuse_empty_values(p)
     return parser
 
 

@@ -590,6 +590,36 @@ def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json", "photos"]  # no temporary files left
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="limits the file size of a child process (RLIMIT_FSIZE)")
+def test_annotated_copies_that_cannot_be_written_are_warnings_and_the_predictions_stay(tiny_checkpoint, tmp_path, astronaut):
+    """A disk that fills up while --annotate writes: a photo's copy failed as the photo's error (its faces
+    were dropped from --json), and OpenCV's video writer failed without a word (a cut, unplayable copy
+    was renamed into place as finished). Each is now a warning with no copy, and the faces stay.
+    The child process may write files of 8 kB at most (a full disk, as Python sees it: EFBIG)."""
+    import resource
+    import subprocess
+    import sys
+
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.png")
+    video, ann, js = _clip(tmp_path, astronaut), tmp_path / "ann", tmp_path / "out.json"
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "astronaut.png"), str(video), "--model",
+                        str(tiny_checkpoint), "--annotate", str(ann), "--json", str(js)], capture_output=True, text=True,
+                       timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8000, hard)))
+    assert r.returncode == 0, r.stderr
+    assert f"warning: {ann / 'astronaut.png'}: no annotated copy of astronaut.png (cannot write it: File too large)" in r.stdout
+    assert f"warning: {ann / 'clip.mp4'}: no annotated copy of clip.avi (OpenCV wrote 0 of its 6 frames readably" in r.stdout
+    assert "2 file(s) processed, 0 failed" in r.stdout and "Traceback" not in r.stderr
+    results = json.loads(js.read_text())
+    assert [len(x["faces"]) for x in results] == [1, 1] and len(results[1]["frames"]) == 6  # the faces, not an error
+    assert list(ann.iterdir()) == []  # no cut copy, no temporary file
+    # with room, both copies are written, and the video's reads back whole
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "astronaut.png"), str(video), "--model",
+                        str(tiny_checkpoint), "--annotate", str(ann)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "warning" not in r.stdout, r.stdout
+    assert sorted(p.name for p in ann.iterdir()) == ["astronaut.png", "clip.mp4"]
+
+
 def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     import ferkit.jobs as jobs
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import numpy as np
 from .errors import FerkitError
 from .files import write_output
 from .labels import COLOR_OF
+
+log = logging.getLogger(__name__)
 
 TEXT = 30  # font size (pixels) at text scale 1: a face 160 px or more wide
 SAVE_OPTIONS = {"JPEG": {"quality": 95}}  # Pillow's JPEG default (75) shows blocks around thin lines and text
@@ -184,8 +187,8 @@ def _format(suffix: str) -> str | None:
     return fmt if fmt in Image.SAVE else None
 
 
-def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
-    """Write the picture (RGB) in the format its extension names, atomically (files.write_output)."""
+def encode_rgb(rgb: np.ndarray, path: str | Path) -> bytes:
+    """The picture (RGB) encoded in the format path's extension names."""
     from PIL import Image
 
     path = Path(path)
@@ -196,4 +199,16 @@ def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
         Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
     except (KeyError, OSError, ValueError):  # an extension Pillow has no writer for, or one that cannot hold RGB
         raise FerkitError(f"{path}: cannot encode the image as {path.suffix or 'a file without an extension'}; give .png or .jpg") from None
-    return write_output(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write the picture (RGB) in the format its extension names, atomically (files.write_output)."""
+    return write_output(path, encode_rgb(rgb, path))
+
+
+def no_copy(copy: str | Path, source: str | Path, why: str) -> None:
+    """Say that the annotated copy of a photo or video could not be written (a full disk, a folder
+    gone read-only, a size OpenCV cannot encode): a warning, not an error, for the faces were
+    predicted all the same and stay in the results (--json, --csv) instead of being lost with the copy."""
+    log.warning("%s: no annotated copy of %s (%s); its faces are predicted all the same", copy, Path(source).name, why)

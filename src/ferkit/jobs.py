@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data import IMAGE_EXTS
-from .draw import annotate, save_rgb
+from .draw import annotate, encode_rgb, no_copy
 from .errors import ImageError
 from .faces import load_image
-from .files import is_hidden
+from .files import atomic_write, is_hidden
 from .schema import FileResult
 from .video import predict_video
 
@@ -86,5 +86,9 @@ def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None
     recs = predictor.predict(rgb, crops=crops)
     if annotate_to is not None:
         suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
-        save_rgb(annotate(rgb, recs), annotate_to.with_suffix(suffix))
+        copy = annotate_to.with_suffix(suffix)
+        try:
+            atomic_write(copy, encode_rgb(annotate(rgb, recs), copy))
+        except OSError as e:  # a full disk, a folder gone read-only: the predictions stay in the results
+            no_copy(copy, path, f"cannot write it: {e.strerror or e}")
     return {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .draw import annotate
+from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra
 from .faces import MAX_PIXELS
-from .files import atomic_path, output_errors
+from .files import atomic_path
 from .schema import Frame, Track, VideoResult
 
 if TYPE_CHECKING:
@@ -102,10 +103,13 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
         annotate_to = None
     frames: list[Frame] = []
-    tracker, writer, i = FaceTracker(), None, 0
+    tracker, i = FaceTracker(), 0
+    copy = _VideoCopy(cv2, annotate_to, path, max(fps / every, 1.0) if fps else 5.0) if annotate_to is not None else None
     try:
-        with contextlib.ExitStack() as stack:  # closed in reverse: the writer, its rename into place, the reader
+        with contextlib.ExitStack() as stack:  # closed in reverse: the copy (dropped unless finished), the reader
             stack.callback(cap.release)
+            if copy is not None:
+                stack.callback(copy.drop)
             while True:
                 if i % every:
                     if not cap.grab():
@@ -121,20 +125,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                 for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
                     r["face_id"] = fid
                 frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
-                if annotate_to is not None:
-                    if writer is None:
-                        # written under a temporary name (with the .mp4 that OpenCV picks the container by)
-                        # and renamed at the end: an interrupted video never looks finished
-                        stack.enter_context(output_errors(annotate_to))
-                        tmp = stack.enter_context(atomic_path(annotate_to, keep_suffix=True))
-                        out_fps = max(fps / every, 1.0) if fps else 5.0
-                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), out_fps, (bgr.shape[1], bgr.shape[0]))
-                        stack.callback(writer.release)
-                        if not writer.isOpened():  # said at the first frame, not after every frame went nowhere
-                            raise FerkitError(f"{annotate_to}: OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); "
-                                              "predict this video without --annotate, or scale it down first")
-                    writer.write(np.ascontiguousarray(annotate(rgb, recs)[:, :, ::-1]))  # BGR, as OpenCV writes
+                if copy is not None and copy.writing:
+                    copy.write(annotate(rgb, recs))
                 i += 1
+            if copy is not None:
+                copy.finish()
     except KeyboardInterrupt:
         if not frames:
             raise
@@ -146,6 +141,71 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     "its results cover those %d", path, i, declared, i)
     return _result(path, w, h, fps, i, every, frames, complete=True)
 
+
+
+class _Dropped(Exception):
+    """What a dropped video copy's temporary file is closed with (atomic_path then removes it)."""
+
+
+class _VideoCopy:
+    """The annotated copy of a video, written frame by frame under a temporary name (with the .mp4 that
+    OpenCV picks the container by) and renamed into place once finished and read back whole: an
+    interrupted or failed copy never looks finished. A copy that cannot be written (a full disk, a
+    folder gone read-only, a size OpenCV cannot encode) is a warning (draw.no_copy) and no copy, never
+    the loss of the video's predictions. OpenCV's writer says nothing of a failed write (a full disk
+    left a cut, unplayable file that was renamed into place as if whole), hence the reading back."""
+
+    def __init__(self, cv2, path: str | Path, source: Path, fps: float):
+        self.cv2, self.path, self.source, self.fps = cv2, Path(path), source, fps
+        self.writer, self.tmp, self.frames, self.writing = None, None, 0, True
+        self._temp = contextlib.ExitStack()  # the temporary name (files.atomic_path): renamed, or removed
+
+    def write(self, rgb: np.ndarray) -> None:
+        try:
+            if self.writer is None:
+                self.tmp = self._temp.enter_context(atomic_path(self.path, keep_suffix=True))
+                h, w = rgb.shape[:2]
+                self.writer = self.cv2.VideoWriter(str(self.tmp), self.cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                if not self.writer.isOpened():  # said at the first frame, not after every frame went nowhere
+                    return self._fail(f"OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); scale it down for a copy")
+            self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # BGR, as OpenCV writes
+            self.frames += 1
+        except OSError as e:  # the folder or the temporary name could not be made
+            self._fail(f"cannot write it: {e.strerror or e}")
+
+    def finish(self) -> None:
+        """Close the copy and rename it into place if it reads back with every frame written."""
+        if not self.writing or self.writer is None:
+            return
+        self.writer.release()
+        check = self.cv2.VideoCapture(str(self.tmp))
+        try:
+            got = int(check.get(self.cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
+        finally:
+            check.release()
+        if got < self.frames:
+            try:
+                free = f", with {shutil.disk_usage(self.tmp.parent).free / 2**20:.1f} MB free there"
+            except OSError:
+                free = ""
+            return self._fail(f"OpenCV wrote {got} of its {self.frames} frames readably{free}: a full disk or a failed write")
+        try:
+            self._temp.close()  # the rename into place
+        except OSError as e:
+            self._fail(f"cannot write it: {e.strerror or e}")
+        self.writing = False
+
+    def drop(self) -> None:
+        """Remove an unfinished copy (interrupted, failed, or the video ended in an error)."""
+        if self.writer is not None:
+            self.writer.release()
+        self.writing = False
+        dropped = _Dropped()
+        self._temp.__exit__(_Dropped, dropped, None)  # as if the block had raised: atomic_path removes its temporary file
+
+    def _fail(self, why: str) -> None:
+        no_copy(self.path, self.source, why)
+        self.drop()
 
 
 def _can_encode(cv2, w: int, h: int) -> bool:

@@ -1,4 +1,5 @@
 import csv
+import errno
 import json
 import os
 import re
@@ -588,6 +589,13 @@ def test_predict_full_disk_is_one_line_and_keeps_the_earlier_files(tiny_checkpoi
         assert len(err.strip().splitlines()) == 1
     assert js.read_text() == '[{"file": "earlier"}]' and cs.read_text() == "file\nearlier\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json", "photos"]  # no temporary files left
+    # the fix fits the cause: a folder that refuses is no full disk (it said "free some space" for every failure)
+    def refused(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(files, "open", refused, raising=False)
+    assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--json", str(js)]) == 2
+    assert f"error: {js}: cannot write it (Permission denied); make the folder writable or choose another location" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="limits the file size of a child process (RLIMIT_FSIZE)")

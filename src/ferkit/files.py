@@ -19,6 +19,7 @@ that they can be created (a read-only file system, /proc, a file where a folder 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -201,6 +202,18 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     return Path(path)
 
 
+def write_fix(e: OSError) -> str:
+    """What to do about a failed write, by its cause: room for a full disk (or a file-size limit),
+    permission for a folder that refuses (or a read-only file system), else the folder itself."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free some space"
+    if e.errno == errno.EROFS:
+        return "write to a file system that is not read-only"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "make the folder writable"
+    return "fix the folder"
+
+
 @contextlib.contextmanager
 def output_errors(path: str | os.PathLike) -> Iterator[None]:
     """An OSError while writing a command's output (a full disk, a folder made read-only since the
@@ -208,7 +221,7 @@ def output_errors(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space or choose another location "
+        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); {write_fix(e)} or choose another location "
                           "and run again (an earlier file there is left as it was)") from None
 
 

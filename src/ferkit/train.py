@@ -41,7 +41,7 @@ from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, first_line, is_out_of_memory
-from .files import atomic_write, check_output
+from .files import atomic_write, check_output, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
@@ -358,8 +358,7 @@ def _saving(path: Path, out: Path):
     except OSError as e:
         then = (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
                 else "start the run again (it had not saved an epoch to resume from)")
-        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); free some space (or fix the folder), "
-                          f"then {then}") from None
+        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
 
 
 def _check_memory(spec: ModelSpec, batch_size: int) -> None:

@@ -511,6 +511,18 @@ def test_uvicorn_running_app_from_env_names_the_variables_not_the_flags(monkeypa
         "'ferkit export X --onnx Y --no-tta'")
 
 
+def test_an_upload_limit_of_no_bytes_or_beyond_a_tebibyte_is_one_line(capsys):
+    """(--max-upload-mb 1e308 overflowed int() and 1e-9 made 0 bytes, create_app's ValueError: tracebacks both)"""
+    from ferkit.cli import main
+    from ferkit.settings import Settings
+
+    for mb in ("1e308", "1e-9"):
+        assert main(["serve", "--port", "0", "--max-upload-mb", mb]) == 2
+        assert capsys.readouterr().err == (f"error: --max-upload-mb {float(mb):g}: must be at least 0.000001 (a byte) "
+                                           "and at most 1,048,576 (a TiB)\n")
+    assert Settings(max_upload_mb=0.000001).max_upload_bytes == 1 and Settings(max_upload_mb=3).max_upload_bytes == 3 * 2**20
+
+
 def test_busy_port_is_a_one_line_error(capsys):
     from ferkit.cli import main
 

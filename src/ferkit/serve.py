@@ -605,7 +605,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
 
 def app_from_settings(s: Settings) -> FastAPI:
     s.check()
-    return create_app(s.model, int(s.max_upload_mb * 2**20), s.max_concurrent, s.backend,
+    return create_app(s.model, s.max_upload_bytes, s.max_concurrent, s.backend,
                       max_upload_pixels=s.max_upload_pixels, upload_timeout=s.upload_timeout,
                       threads=s.threads, precision=s.precision, tta=s.tta)
 

@@ -22,6 +22,7 @@ DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30
 DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
 ENV_PREFIX = "FERKIT_SERVE_"
+MAX_UPLOAD_MB = 2**20  # a tebibyte: --max-upload-mb beyond it is no limit (1e308 overflowed into a traceback)
 
 MODEL_HELP = (f"a bundled model: {bundled.summary()} (see 'ferkit models'); or a checkpoint .pt or run folder, "
               "or an .onnx file from 'ferkit export'")
@@ -64,6 +65,9 @@ class Settings:
         for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "header_timeout", "max_connections"):
             if not getattr(self, name) > 0:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be > 0")
+        if self.max_upload_mb > 0 and not 1 <= self.max_upload_bytes <= MAX_UPLOAD_MB * 2**20:
+            bad.append(f"{name_of('max_upload_mb')} {self.max_upload_mb:g}: must be at least 0.000001 (a byte) "
+                       f"and at most {MAX_UPLOAD_MB:,} (a TiB)")
         for name in ("max_concurrent", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be >= 1")
@@ -71,6 +75,10 @@ class Settings:
             bad.append(f"{name_of('threads')} {self.threads}: must be at most {MAX_THREADS}")
         if bad:
             raise FerkitError("; ".join(bad))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(min(self.max_upload_mb, MAX_UPLOAD_MB + 1) * 2**20)  # (the min: no overflow before check() says so)
 
     def to_env(self) -> dict[str, str]:
         return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}

@@ -711,3 +711,12 @@ def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys):
     with pytest.raises(FerkitError, match="--device must be auto, cpu, cuda, cuda:N or mps; got 'foo'"):
         Predictor(device="foo")
     assert Predictor(device="cuda:1").backend == "onnx"  # a real name: onnxruntime runs on the CPU as before
+
+
+def test_a_cuda_index_too_large_for_torch_is_said_as_such():
+    """(torch.device cannot hold cuda:99999999999999999999: it was 'must be ... cuda:N', which it is)"""
+    from ferkit.checkpoint import device_of
+
+    why = "this machine has \\d+ CUDA device" if torch.cuda.is_available() else "CUDA is not available on this machine"
+    with pytest.raises(FerkitError, match=f"^--device cuda:99999999999999999999: {why}"):
+        device_of("cuda:99999999999999999999")

@@ -239,6 +239,10 @@ def device_of(name: str = "auto") -> torch.device:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
         dev = None
+        if isinstance(name, str) and re.fullmatch(r"cuda:\d+", name):  # cuda:N with an N too large for torch to hold
+            if not torch.cuda.is_available():
+                raise FerkitError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto") from None
+            raise FerkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)") from None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
         raise FerkitError(f"--device must be {DEVICE_TEXT}; got {name!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -228,6 +228,20 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
     assert "no last.pt there, so nothing to resume" in err and str(tmp_path / "run") in err
 
 
+def test_resume_of_a_file_a_missing_folder_or_an_empty_last_pt_says_which(tmp_path, capsys):
+    """(each said "no config.json there", or for an empty last.pt torch's "EOFError: ")"""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "shallow"}))
+    (run / "last.pt").write_bytes(b"")
+    for given, message in [(run / "last.pt", f"--resume {run / 'last.pt'}: a file, not a run folder; give the --out folder "
+                                             f"of a ferkit train run (here {run})"),
+                           (tmp_path / "nope", f"--resume {tmp_path / 'nope'}: no such folder; give the --out folder"),
+                           (run, f"{run / 'last.pt'}: the file is empty (a copy or a save cut off at its start)")]:
+        assert main(["train", "--resume", str(given)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
 def test_export_writes_into_a_new_folder_and_checks_the_file(tiny_run, tmp_path, capsys):
     assert main(["export", str(tiny_run), "--onnx", str(tmp_path / "new" / "m.onnx")]) == 0
     out = capsys.readouterr().out

@@ -64,6 +64,9 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     if path.suffix.lower() == ".onnx":  # (evaluate and predict take graphs; export, visualize and --resume need the weights)
         raise FerkitError(f"{path}: an ONNX graph, not a checkpoint; give the .pt file it was exported from")
     check_regular_file(path, "a .pt file written by 'ferkit train'")
+    if path.stat().st_size == 0:  # (torch.load's "EOFError: " said nothing)
+        raise FerkitError(f"{path}: the file is empty (a copy or a save cut off at its start); copy it again, or use another "
+                          "checkpoint" + (" (or the run's best.pt, to start a new run from its weights with --init-from)" if resume else ""))
     damaged = _damaged_member(path)
     if damaged:
         raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")

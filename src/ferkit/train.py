@@ -71,6 +71,10 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
     epochs is given (the schedule is re-planned) and the data's new place if data is given (fit
     checks that its classes and training faces are the run's)."""
     run = Path(run_dir)
+    if not run.is_dir():  # (it said "no config.json there" of a file, or of a path that does not exist)
+        what = "a file, not a run folder" if run.is_file() else "not a folder" if run.exists() else "no such folder"
+        hint = f" (here {run.parent})" if run.is_file() and run.name in (LAST, BEST) else ""
+        raise FerkitError(f"--resume {run}: {what}; give the --out folder of a ferkit train run{hint}")
     if not (run / LAST).exists():
         if not (run / CONFIG).exists():
             raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")

@@ -116,8 +116,14 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     bom.write_text('\ufeff{"epochs": 3}', encoding="utf-8")
     assert TrainConfig.from_file(bom).epochs == 3
     (tmp_path / "null.json").symlink_to("/dev/null")
-    with pytest.raises(ConfigError, match="null.json: not a regular file"):
+    with pytest.raises(ConfigError, match=r"null.json: empty \(the null device, not a file\); give a JSON or YAML file"):
         TrainConfig.from_file(tmp_path / "null.json")
+    # an empty file (or one of YAML comments) is said to be empty, not "not valid JSON (Expecting value...)" or
+    # "expected a mapping" of a file that holds none
+    for name, text in (("empty.json", ""), ("empty.yaml", "\n"), ("comments.yaml", "# epochs: 3\n  # lr: 0.1\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=f"{name}: the file is empty; give a (JSON|YAML) mapping of field names to values"):
+            TrainConfig.from_file(tmp_path / name)
 
 
 def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path):

@@ -29,6 +29,7 @@ import yaml
 
 from . import precisions
 from .errors import ConfigError
+from .files import check_regular_file
 from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
@@ -580,7 +581,7 @@ def read_file(path: str | Path) -> dict:
     is_yaml = p.suffix.lower() in (".yaml", ".yml")
     try:
         if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO would wait forever, /dev/zero never end
-            raise ConfigError(f"{p}: not a regular file (a device, pipe or socket); give a JSON or YAML file")
+            check_regular_file(p, "a JSON or YAML file", ConfigError)
         if p.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{p}: {p.stat().st_size:,} bytes is too big for a config (at most {MAX_CONFIG_BYTES:,})")
         text = p.read_text(encoding="utf-8-sig")  # (a byte-order mark, as Windows editors write, is not JSON)
@@ -588,6 +589,8 @@ def read_file(path: str | Path) -> dict:
         raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8); give a JSON or YAML config") from None
+    if not (re.sub(r"(?m)^\s*#.*$", "", text) if is_yaml else text).strip():  # (YAML: or comments only)
+        raise ConfigError(f"{p}: the file is empty; give a {'YAML' if is_yaml else 'JSON'} mapping of field names to values")
     try:
         d = load_yaml(text) if is_yaml else json.loads(text, object_pairs_hook=_no_repeats)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError

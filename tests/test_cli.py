@@ -58,7 +58,7 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     (["train", "--val-fraction", "0.5", "--test-fraction", "0.5"], "--val-fraction plus --test-fraction must be < 1"),
     (["train", "--out", "/proc/ferkit-run", "--model", "shallow"], "--out /proc/ferkit-run: cannot write in /proc"),
     (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
-    (["train", "--resume", "nowhere"], "no config.json there"),
+    (["train", "--resume", "nowhere"], "--resume nowhere: no such folder"),
     (["train", "--data", "nowhere.csv", "--model", "shallow"], "nowhere.csv: no such file"),
 ])
 def test_user_errors_are_one_line_no_traceback(argv, message, capsys, tmp_path, monkeypatch):

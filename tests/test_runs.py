@@ -28,6 +28,10 @@ def test_read_run_errors(tmp_path):
     (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": 0.5}, {"epoch": "x"}]', "history.json: row 2 is not an epoch's record"),
     (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": "high"}]', "history.json: row 1 is not an epoch's record"),
     (runs.HISTORY_CSV, "epoch,val_acc\n1,abc\n", "history.csv: not a history table of numbers"),
+    # another tool's table: epochs and nothing ferkit measures (plot drew four empty figures, report empty charts)
+    (runs.HISTORY_CSV, "epoch,loss\n1,2.0\n2,1.5\n", "history.csv: no train_loss, train_acc, val_loss, val_acc in it, so not a "
+     "ferkit training history (its fields: epoch, loss)"),
+    (runs.HISTORY_JSON, '[{"epoch": 1}]', "history.json: no train_loss, train_acc, val_loss, val_acc in it"),
     # a hand-edited 1e308 overflowed matplotlib's ticks in plot and report (NaN is an epoch without validation)
     (runs.HISTORY_JSON, '[{"epoch": 1, "train_loss": 1e308, "val_acc": NaN}]', "history.json: row 1 is not an epoch's record"),
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),

@@ -132,6 +132,11 @@ def check_history(history, where: str) -> list[dict]:
         if not ok:
             raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}, "
                               f"at most {MAX_RECORD:g} in size); got {str(row)[:80]}; rerun the command that wrote it")
+    measured = HISTORY_FIELDS[1:5]  # (another tool's table passed the rows' check with an epoch alone: plots of nothing)
+    if history and not any(row.get(k) is not None for row in history for k in measured):
+        raise FerkitError(f"{where}: no {', '.join(measured)} in it, so not a ferkit training history (its fields: "
+                          f"{', '.join(sorted({k for row in history for k in row}))[:120]}); give the --out folder of a "
+                          "`ferkit train` run")
     return history
 
 

@@ -142,11 +142,6 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     return _result(path, w, h, fps, i, every, frames, complete=True)
 
 
-
-class _Dropped(Exception):
-    """What a dropped video copy's temporary file is closed with (atomic_path then removes it)."""
-
-
 class _VideoCopy:
     """The annotated copy of a video, written frame by frame under a temporary name (with the .mp4 that
     OpenCV picks the container by) and renamed into place once finished and read back whole: an
@@ -200,8 +195,9 @@ class _VideoCopy:
         if self.writer is not None:
             self.writer.release()
         self.writing = False
-        dropped = _Dropped()
-        self._temp.__exit__(_Dropped, dropped, None)  # as if the block had raised: atomic_path removes its temporary file
+        self._temp.pop_all()  # no rename into place (a second drop finds nothing to forget)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
     def _fail(self, why: str) -> None:
         no_copy(self.path, self.source, why)

@@ -316,6 +316,32 @@ def test_annotated_copies_in_an_input_folder_are_not_read_again(tiny_checkpoint,
     assert (d / "ann" / "ph" / "a.png").exists() and not (d / "ann" / "ph" / "ann").exists()
 
 
+def test_annotate_names_one_copy_for_one_photo_or_video(tiny_checkpoint, tmp_path, capsys, astronaut):
+    """`--annotate out.jpg` wrote a folder named out.jpg; for one input it is now the copy itself, in the
+    format its name gives, and every case it cannot honour is refused before the model loads."""
+    photo = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(photo)
+    model = ["--model", str(tiny_checkpoint)]
+    assert main(["predict", str(photo), *model, "--annotate", str(tmp_path / "out.jpg")]) == 0
+    assert "wrote the annotated copy" in capsys.readouterr().out
+    with Image.open(tmp_path / "out.jpg") as im:
+        assert im.format == "JPEG" and im.size == (512, 512)
+    video = _clip(tmp_path, astronaut)
+    assert main(["predict", str(video), *model, "--annotate", str(tmp_path / "out.mp4")]) == 0
+    assert (tmp_path / "out.mp4").is_file()
+    for inputs, out, message in (([photo, video], "two.jpg", "names one file, but 2 photos or videos"),
+                                 ([photo], "x.gif", r"written as \.jpg, \.jpeg, \.png, \.bmp, \.webp"),
+                                 ([photo], "a.png", "the copy of .*a.png would be written over .*a.png, an input")):
+        assert main(["predict", *map(str, inputs), *model, "--annotate", str(tmp_path / out)]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert main(["predict", str(video), *model, "--annotate", str(tmp_path / "v.png")]) == 2
+    assert "a video's annotated copy is an MPEG-4 video; name it .mp4" in capsys.readouterr().err
+    assert not (tmp_path / "two.jpg").exists() and not (tmp_path / "x.gif").exists()
+    # a trailing slash, or a folder that exists, is still a folder of copies
+    assert main(["predict", str(photo), *model, "--annotate", str(tmp_path / "dir.jpg") + "/"]) == 0
+    assert (tmp_path / "dir.jpg" / "a.png").is_file()
+
+
 def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "a.jpg").write_text("text")
     (tmp_path / "b.mp4").write_text("not a video")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -413,7 +414,8 @@ def _predict_args(p):
     p.add_argument("--every", type=int, default=1, metavar="N", help="videos: use every Nth frame (default 1)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one row per face (per sampled frame for videos; an empty row for none) as CSV")
-    p.add_argument("--annotate", metavar="DIR", help="write copies with boxes, labels and probabilities drawn into DIR")
+    p.add_argument("--annotate", metavar="DIR|FILE", help="write copies with boxes, labels and probabilities drawn into the folder "
+                   "DIR; for one photo or video, FILE names the copy itself (out.jpg, out.png, out.mp4)")
 
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
@@ -424,21 +426,25 @@ def cmd_predict(args):
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
-    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, True))
+    one_copy = _names_a_file(args.annotate)
+    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
     files, problems = collect_inputs(args.paths)
-    if args.annotate:
-        copies = Path(args.annotate).resolve()
-        if any(Path(p).is_dir() and Path(p).resolve() == copies for p in args.paths):
+    if args.annotate and not one_copy:
+        folder = Path(args.annotate).resolve()
+        if any(Path(p).is_dir() and Path(p).resolve() == folder for p in args.paths):
             raise FerkitError(f"--annotate {args.annotate}: is a folder being read, and its copies would take the photos' "
                               "names; give another folder (one inside it is fine)")
         # a folder's walk skips the copies an earlier run left inside it (they would nest deeper each run)
         files = [(f, root) for f, root in files
-                 if root is None or copies not in f.resolve().parents or root.resolve() not in copies.parents]
-        inputs = {f.resolve() for f, _ in files}
-        for f, root in files:
-            if _copy_path(args.annotate, f, root).resolve() in inputs:
-                raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over "
-                                  f"{_copy_path(args.annotate, f, root)}, an input; give another folder")
+                 if root is None or folder not in f.resolve().parents or root.resolve() not in folder.parents]
+    if one_copy and files:
+        _check_one_copy(args.annotate, files)
+    copies = _copy_paths(args.annotate, files)
+    inputs = {f.resolve() for f, _ in files}
+    for f, out in copies.items():
+        if out.resolve() in inputs:
+            raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, an input; "
+                              f"give another {'name' if one_copy else 'folder'}")
     for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
         if out:
             check_not_input(Path(out), name, [f for f, _ in files])
@@ -448,11 +454,11 @@ def cmd_predict(args):
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)
-    results, failed, used = [], len(problems), set()
+    results, failed = [], len(problems)
     bar = _progress(files)
     try:
-        for path, root in bar:
-            failed += _predict_one(args, predictor, path, root, used, results)
+        for path, _ in bar:
+            failed += _predict_one(args, predictor, path, copies.get(path), results)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what was done so far is kept, not lost with the rest
         bar.close()
         if getattr(e, "result", None):  # video.Interrupted: the frames of the video it was in
@@ -463,7 +469,9 @@ def cmd_predict(args):
         raise KeyboardInterrupt(f"after {len(results)} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
     write_results(results, args.json, args.csv, predictor.labels)
     done = sum("error" not in r for r in results)
-    wrote = [f for f in (args.json, args.csv) if f] + ([f"annotated copies in {args.annotate}"] if args.annotate and done else [])
+    wrote = [f for f in (args.json, args.csv) if f]
+    if args.annotate and done:
+        wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"annotated copies in {args.annotate}")
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
         raise FerkitError("none of the inputs could be processed; see the messages above")
@@ -489,23 +497,56 @@ def _write(text: str, file) -> None:
     (tqdm.tqdm.write if tqdm else print)(text, file=file)
 
 
-def _copy_path(annotate: str, path: Path, root: Path | None) -> Path:
-    """Where --annotate puts a file's annotated copy (before its suffix is settled): under the folder's
-    name for a file found in a folder, else by its own name."""
-    return Path(annotate) / (root.name if root is not None else "") / (path.relative_to(root) if root is not None else path.name)
+def _names_a_file(annotate: str | None) -> bool:
+    """--annotate names one photo or video to write (out.jpg, out.mp4), not a folder of copies."""
+    from .jobs import IMAGE_EXTS, VIDEO_EXTS
+
+    return bool(annotate) and Path(annotate).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not Path(annotate).is_dir() \
+        and not annotate.endswith(("/", os.sep))
 
 
-def _predict_one(args, predictor, path: Path, root: Path | None, used: set, results: list) -> int:
-    """Predict one file into results (its result, or its error) and print it; 1 if it failed."""
+def _check_one_copy(annotate: str, files: list) -> None:
+    """A FerkitError unless --annotate FILE can hold the copy: one input, and a format it is written in."""
+    from .jobs import COPY_EXTS, copy_suffix
+
+    if len(files) > 1:
+        raise FerkitError(f"--annotate {annotate}: names one file, but {len(files)} photos or videos were found; "
+                          f"give a folder for their copies, e.g. --annotate {Path(annotate).with_suffix('')}/")
+    want, got = copy_suffix(files[0][0]), Path(annotate).suffix.lower()
+    if want == ".mp4" and got != ".mp4":
+        raise FerkitError(f"--annotate {annotate}: a video's annotated copy is an MPEG-4 video; name it .mp4")
+    if want != ".mp4" and got not in COPY_EXTS:
+        raise FerkitError(f"--annotate {annotate}: a photo's annotated copy is written as {', '.join(COPY_EXTS)}; "
+                          "give one of those")
+
+
+def _copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
+    """Where --annotate writes each input's annotated copy, extension included: the one file it
+    names, or in its folder (a file found in a folder under that folder's name, any other by its
+    own name), each name used once."""
+    from .jobs import copy_suffix
+
+    if not annotate:
+        return {}
+    if _names_a_file(annotate):
+        return {f: Path(annotate) for f, _ in files}
+    copies, used = {}, set()
+    for f, root in files:
+        out = Path(annotate) / (root.name if root is not None else "") / (f.relative_to(root) if root is not None else f.name)
+        out = out.with_suffix(copy_suffix(f))
+        while out in used:  # two inputs with the same name (or a.gif beside a.png)
+            out = out.with_name(out.stem + "_" + out.suffix)
+        used.add(out)
+        copies[f] = out
+    return copies
+
+
+def _predict_one(args, predictor, path: Path, out: Path | None, results: list) -> int:
+    """Predict one file into results (its result, or its error) and print it; 1 if it failed.
+    out: where its annotated copy goes (None: no copy)."""
     from .jobs import predict_file
     from .outputs import format_result
 
-    out = None
-    if args.annotate:
-        out = _copy_path(args.annotate, path, root)
-        while out.with_suffix("").as_posix() in used:  # two inputs with the same name
-            out = out.with_name(out.stem + "_" + out.suffix)
-        used.add(out.with_suffix("").as_posix())
     try:
         res = predict_file(predictor, path, args.every, out, crops=args.crops)
     except FerkitError as e:

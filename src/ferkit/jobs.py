@@ -16,6 +16,15 @@ from .schema import FileResult
 from .video import predict_video
 
 VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
+COPY_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # photos' annotated copies keep these formats (others: .png)
+
+
+def copy_suffix(path: Path) -> str:
+    """The extension of `path`'s annotated copy: MPEG-4 for a video (what video.py writes), the
+    photo's own where it is one of COPY_EXTS, else .png (a GIF or TIFF copy would lose colours)."""
+    if path.suffix.lower() in VIDEO_EXTS:
+        return ".mp4"
+    return path.suffix.lower() if path.suffix.lower() in COPY_EXTS else ".png"
 
 
 def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
@@ -77,18 +86,17 @@ def _unusable(path: Path) -> str | None:
 
 
 def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> FileResult:
-    """One image or video -> its result dict with a Predictor (or anything with .predict(rgb, crops=)); raises ImageError for a bad file."""
+    """One image or video -> its result dict with a Predictor (or anything with .predict(rgb, crops=)); raises ImageError
+    for a bad file. annotate_to: where its annotated copy goes, extension included (copy_suffix: .mp4 for a video)."""
     if path.suffix.lower() in VIDEO_EXTS:
         if crops:
             raise ImageError(f"{path}: a video is not a face crop; run videos without --crops", "not_image")
-        return predict_video(predictor, path, every, annotate_to.with_suffix(".mp4") if annotate_to else None)
+        return predict_video(predictor, path, every, annotate_to)
     rgb = load_image(path)
     recs = predictor.predict(rgb, crops=crops)
     if annotate_to is not None:
-        suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
-        copy = annotate_to.with_suffix(suffix)
         try:
-            atomic_write(copy, encode_rgb(annotate(rgb, recs), copy))
+            atomic_write(annotate_to, encode_rgb(annotate(rgb, recs), annotate_to))
         except OSError as e:  # a full disk, a folder gone read-only: the predictions stay in the results
-            no_copy(copy, path, f"cannot write it: {e.strerror or e}")
+            no_copy(annotate_to, path, f"cannot write it: {e.strerror or e}")
     return {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}

@@ -142,6 +142,9 @@ def test_evaluate_refuses_a_bad_model_before_loading_the_data(tiny_run, tmp_path
     for argv, message in [
         (["evaluate", str(tmp_path / "junk.pt")], "junk.pt: not a readable ferkit checkpoint"),
         (["evaluate", str(tmp_path / "m.onnx"), "--no-tta"], str(tmp_path / "m.onnx") + " has TTA built in at export"),
+        # int8 is a graph: a checkpoint names the export that makes one, a bundled model its shipped graph
+        (["evaluate", str(tiny_run), "--precision", "int8"], f"export one (ferkit export {tiny_run} --onnx model.int8.onnx --int8)"),
+        (["evaluate", "fer2013", "--precision", "int8"], "evaluate its shipped graph: ferkit evaluate "),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -222,7 +222,7 @@ def _evaluate_args(p):
                                                   "for a bundled model, metrics-<file>-<split>.json in the current folder)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
-                                                       "(an .onnx file: as exported)")
+                                                       "(an .onnx file: as exported; int8: evaluate an int8 graph)")
     p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
     _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders", "the data it trained on, else ")
 
@@ -232,7 +232,7 @@ def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer, read_names, reading_for
     from .metrics import evaluate_split, format_report
-    from .predict import WEIGHTS, Predictor, is_onnx_file
+    from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
 
     # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
     if args.json and Path(args.json).suffix.lower() in (".pt", ".pth", ".onnx"):  # another run's checkpoint, say
@@ -240,6 +240,11 @@ def cmd_evaluate(args):
     if args.json:
         check_output(args.json, "--json")
     ck = Path(_checkpoint_path(args.checkpoint))
+    if args.precision == "int8" and not is_onnx_file(ck):  # int8 exists only as an exported graph
+        graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
+        raise FerkitError(f"--precision int8: int8 models are exported ONNX graphs, and {args.checkpoint} is a checkpoint; "
+                          + (f"evaluate its shipped graph: ferkit evaluate {graph}" if graph and graph.exists() else
+                             f"export one (ferkit export {args.checkpoint} --onnx model.int8.onnx --int8) and evaluate that file"))
     if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
         clf = Predictor(ck, backend="onnx", precision=args.precision, tta=args.tta)
     else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -425,13 +424,13 @@ def _predict_args(p):
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
 def cmd_predict(args):
-    from .jobs import collect_inputs
+    from .jobs import check_one_copy, collect_inputs, copy_paths, names_one_copy
     from .outputs import format_result, write_results
     from .predict import Predictor
 
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
-    one_copy = _names_a_file(args.annotate)
+    one_copy = names_one_copy(args.annotate)
     check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
     files, problems = collect_inputs(args.paths)
     if args.annotate and not one_copy:
@@ -443,8 +442,8 @@ def cmd_predict(args):
         files = [(f, root) for f, root in files
                  if root is None or folder not in f.resolve().parents or root.resolve() not in folder.parents]
     if one_copy and files:
-        _check_one_copy(args.annotate, files)
-    copies = _copy_paths(args.annotate, files)
+        check_one_copy(args.annotate, files)
+    copies = copy_paths(args.annotate, files)
     inputs = {f.resolve() for f, _ in files}
     for f, out in copies.items():
         if out.resolve() in inputs:
@@ -500,50 +499,6 @@ def _write(text: str, file) -> None:
     """print, through tqdm where its bar may be on screen (the bar is redrawn below the line)."""
     tqdm = sys.modules.get("tqdm")
     (tqdm.tqdm.write if tqdm else print)(text, file=file)
-
-
-def _names_a_file(annotate: str | None) -> bool:
-    """--annotate names one photo or video to write (out.jpg, out.mp4), not a folder of copies."""
-    from .jobs import IMAGE_EXTS, VIDEO_EXTS
-
-    return bool(annotate) and Path(annotate).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not Path(annotate).is_dir() \
-        and not annotate.endswith(("/", os.sep))
-
-
-def _check_one_copy(annotate: str, files: list) -> None:
-    """A FerkitError unless --annotate FILE can hold the copy: one input, and a format it is written in."""
-    from .jobs import COPY_EXTS, copy_suffix
-
-    if len(files) > 1:
-        raise FerkitError(f"--annotate {annotate}: names one file, but {len(files)} photos or videos were found; "
-                          f"give a folder for their copies, e.g. --annotate {Path(annotate).with_suffix('')}/")
-    want, got = copy_suffix(files[0][0]), Path(annotate).suffix.lower()
-    if want == ".mp4" and got != ".mp4":
-        raise FerkitError(f"--annotate {annotate}: a video's annotated copy is an MPEG-4 video; name it .mp4")
-    if want != ".mp4" and got not in COPY_EXTS:
-        raise FerkitError(f"--annotate {annotate}: a photo's annotated copy is written as {', '.join(COPY_EXTS)}; "
-                          "give one of those")
-
-
-def _copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
-    """Where --annotate writes each input's annotated copy, extension included: the one file it
-    names, or in its folder (a file found in a folder under that folder's name, any other by its
-    own name), each name used once."""
-    from .jobs import copy_suffix
-
-    if not annotate:
-        return {}
-    if _names_a_file(annotate):
-        return {f: Path(annotate) for f, _ in files}
-    copies, used = {}, set()
-    for f, root in files:
-        out = Path(annotate) / (root.name if root is not None else "") / (f.relative_to(root) if root is not None else f.name)
-        out = out.with_suffix(copy_suffix(f))
-        while out in used:  # two inputs with the same name (or a.gif beside a.png)
-            out = out.with_name(out.stem + "_" + out.suffix)
-        used.add(out)
-        copies[f] = out
-    return copies
 
 
 def _predict_one(args, predictor, path: Path, out: Path | None, results: list) -> int:

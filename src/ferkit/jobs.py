@@ -1,15 +1,17 @@
-"""Files to results: which inputs to read (collect_inputs) and one photo or video to its result
-(predict_file), for `ferkit predict`. The Predictor (predict.py) knows nothing of files; videos
-go through video.py, which knows nothing of how the Predictor is made.
+"""Files to results, for `ferkit predict`: which inputs to read (collect_inputs), where their
+annotated copies go (copy_paths) and one photo or video to its result (predict_file). The
+Predictor (predict.py) knows nothing of files; videos go through video.py, which knows nothing of
+how the Predictor is made.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .data import IMAGE_EXTS
 from .draw import annotate, encode_rgb, no_copy
-from .errors import ImageError
+from .errors import FerkitError, ImageError
 from .faces import load_image
 from .files import atomic_write, is_hidden
 from .schema import FileResult
@@ -83,6 +85,44 @@ def _unusable(path: Path) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file (a pipe, socket or device)"
     return None
+
+
+def names_one_copy(annotate: str | None) -> bool:
+    """--annotate names one photo or video to write (out.jpg, out.mp4), not a folder of copies."""
+    return bool(annotate) and Path(annotate).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not Path(annotate).is_dir() \
+        and not annotate.endswith(("/", os.sep))
+
+
+def check_one_copy(annotate: str, files: list) -> None:
+    """A FerkitError unless --annotate FILE can hold the copy: one input, and a format it is written in."""
+    if len(files) > 1:
+        raise FerkitError(f"--annotate {annotate}: names one file, but {len(files)} photos or videos were found; "
+                          f"give a folder for their copies, e.g. --annotate {Path(annotate).with_suffix('')}/")
+    want, got = copy_suffix(files[0][0]), Path(annotate).suffix.lower()
+    if want == ".mp4" and got != ".mp4":
+        raise FerkitError(f"--annotate {annotate}: a video's annotated copy is an MPEG-4 video; name it .mp4")
+    if want != ".mp4" and got not in COPY_EXTS:
+        raise FerkitError(f"--annotate {annotate}: a photo's annotated copy is written as {', '.join(COPY_EXTS)}; "
+                          "give one of those")
+
+
+def copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
+    """Where --annotate writes each input's annotated copy, extension included: the one file it
+    names, or in its folder (a file found in a folder under that folder's name, any other by its
+    own name), each name used once."""
+    if not annotate:
+        return {}
+    if names_one_copy(annotate):
+        return {f: Path(annotate) for f, _ in files}
+    copies, used = {}, set()
+    for f, root in files:
+        out = Path(annotate) / (root.name if root is not None else "") / (f.relative_to(root) if root is not None else f.name)
+        out = out.with_suffix(copy_suffix(f))
+        while out in used:  # two inputs with the same name (or a.gif beside a.png)
+            out = out.with_name(out.stem + "_" + out.suffix)
+        used.add(out)
+        copies[f] = out
+    return copies
 
 
 def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> FileResult:

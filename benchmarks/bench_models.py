@@ -55,12 +55,12 @@ for name, m in bundled.MODELS.items():
     crops, ms = speed(p.predict_faces)
     mirror = "+ mirror" if p.tta else "no mirror"
     rows.append((f"{name}{' (default)' if name == bundled.DEFAULT else ''}", f"{m.net}, int8, {mirror}", acc, bench,
-                 crops, ms, p.path.stat().st_size / 2**20, m.macs))
+                 crops, ms, p.path.stat().st_size / 1e6, m.macs))
 peer = measure_peer() or {}
 probs = peer_probs(faces)
 peer_acc = accuracy(probs, FER2013)[0] if probs is not None else float("nan")
 rows.append(("peer (fer 25.10.3)", "mini-Xception, int8, LiteRT", peer_acc, "FER2013", peer.get("crops_per_s", float("nan")),
-             peer.get("ms_per_face", float("nan")), PEER_MODEL.stat().st_size / 2**20,
+             peer.get("ms_per_face", float("nan")), PEER_MODEL.stat().st_size / 1e6,
              peer_macs()))
 
 print(f"\n| model | path | PublicTest | crops/s at {args.batch} (x peer) | ms one face (x peer) | file MB | MACs/face |")

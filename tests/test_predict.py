@@ -643,15 +643,18 @@ def test_annotated_copies_that_cannot_be_written_are_warnings_and_the_prediction
     assert r.returncode == 0, r.stderr
     assert f"warning: {ann / 'astronaut.png'}: no annotated copy of astronaut.png (cannot write it: File too large)" in r.stdout
     assert f"warning: {ann / 'clip.mp4'}: no annotated copy of clip.avi (OpenCV wrote 0 of its 6 frames readably" in r.stdout
-    assert "2 file(s) processed, 0 failed" in r.stdout and "Traceback" not in r.stderr
+    assert "2 file(s) processed, 0 failed; wrote " + str(js) + "\n" in r.stdout and "Traceback" not in r.stderr  # no copies said
     results = json.loads(js.read_text())
     assert [len(x["faces"]) for x in results] == [1, 1] and len(results[1]["frames"]) == 6  # the faces, not an error
+    assert not any("annotated" in x for x in results)
     assert list(ann.iterdir()) == []  # no cut copy, no temporary file
     # with room, both copies are written, and the video's reads back whole
     r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "astronaut.png"), str(video), "--model",
-                        str(tiny_checkpoint), "--annotate", str(ann)], capture_output=True, text=True, timeout=300)
+                        str(tiny_checkpoint), "--annotate", str(ann), "--json", str(js)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "warning" not in r.stdout, r.stdout
+    assert f"wrote {js}, 2 annotated copies in {ann}" in r.stdout
     assert sorted(p.name for p in ann.iterdir()) == ["astronaut.png", "clip.mp4"]
+    assert [x["annotated"] for x in json.loads(js.read_text())] == [str(ann / "astronaut.png"), str(ann / "clip.mp4")]
 
 
 def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):

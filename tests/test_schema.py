@@ -9,8 +9,9 @@ from ferkit.jobs import predict_file
 from ferkit.predict import record
 
 
-def _keys(td) -> list[str]:
-    return list(get_type_hints(td))
+def _keys(td, optional: tuple = ()) -> list[str]:
+    """The fields of a TypedDict in order: the required ones, then the optional ones named."""
+    return [k for k in get_type_hints(td) if k not in td.__optional_keys__] + list(optional)
 
 
 class _FakePredictor:
@@ -36,6 +37,8 @@ def test_image_result(tmp_path):
     res = predict_file(_FakePredictor(), tmp_path / "a.png")
     assert list(res) == _keys(schema.ImageResult) and res["type"] == "image" and (res["width"], res["height"]) == (40, 30)
     assert all(list(f) == _keys(schema.Face) for f in res["faces"])
+    res = predict_file(_FakePredictor(), tmp_path / "a.png", annotate_to=tmp_path / "copy.jpg")
+    assert list(res) == _keys(schema.ImageResult, ("annotated",)) and res["annotated"] == str(tmp_path / "copy.jpg")
 
 
 def test_video_result(tmp_path):
@@ -51,6 +54,8 @@ def test_video_result(tmp_path):
     assert all(list(fr) == _keys(schema.Frame) for fr in res["frames"]) and len(res["frames"]) == 3
     assert all(sorted(f) == sorted(_keys(schema.VideoFace)) for fr in res["frames"] for f in fr["faces"])
     assert [list(t) for t in res["faces"]] == [_keys(schema.Track)] * 2
+    res = predict_file(_FakePredictor(), video, annotate_to=tmp_path / "copy.mp4")
+    assert list(res) == _keys(schema.VideoResult, ("annotated",)) and res["annotated"] == str(tmp_path / "copy.mp4")
 
 
 def test_server_models_have_the_schema_fields():

@@ -474,8 +474,9 @@ def cmd_predict(args):
     write_results(results, args.json, args.csv, predictor.labels)
     done = sum("error" not in r for r in results)
     wrote = [f for f in (args.json, args.csv) if f]
-    if args.annotate and done:
-        wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"annotated copies in {args.annotate}")
+    copied = sum("annotated" in r for r in results)  # a copy that could not be written was a warning
+    if copied:
+        wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"{copied} annotated copies in {args.annotate}")
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
         raise FerkitError("none of the inputs could be processed; see the messages above")

@@ -14,7 +14,7 @@ from .draw import annotate, encode_rgb, no_copy
 from .errors import FerkitError, ImageError
 from .faces import load_image
 from .files import atomic_write, is_hidden
-from .schema import FileResult
+from .schema import FileResult, ImageResult
 from .video import predict_video
 
 VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
@@ -134,9 +134,11 @@ def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None
         return predict_video(predictor, path, every, annotate_to)
     rgb = load_image(path)
     recs = predictor.predict(rgb, crops=crops)
+    res: ImageResult = {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}
     if annotate_to is not None:
         try:
             atomic_write(annotate_to, encode_rgb(annotate(rgb, recs), annotate_to))
+            res["annotated"] = str(annotate_to)
         except OSError as e:  # a full disk, a folder gone read-only: the predictions stay in the results
             no_copy(annotate_to, path, f"cannot write it: {e.strerror or e}")
-    return {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}
+    return res

@@ -25,7 +25,11 @@ class VideoFace(Face):
     face_id: int
 
 
-class ImageResult(TypedDict):
+class _Copy(TypedDict, total=False):
+    annotated: str  # where --annotate wrote the file's annotated copy (absent: none asked for, or none written)
+
+
+class ImageResult(_Copy):
     """One photo (jobs.predict_file)."""
 
     file: str
@@ -56,7 +60,7 @@ class Track(TypedDict):
     timeline: list[str]  # its label in each frame it was seen in
 
 
-class VideoResult(TypedDict):
+class VideoResult(_Copy):
     """One video (video.predict_video)."""
 
     file: str

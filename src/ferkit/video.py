@@ -139,7 +139,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     if i < DECLARED_SHARE * declared:  # a damaged or cut file ends early, silently, in OpenCV
         log.warning("%s: the video ended after %d of the %d frames its header declares (damaged or cut short?); "
                     "its results cover those %d", path, i, declared, i)
-    return _result(path, w, h, fps, i, every, frames, complete=True)
+    res = _result(path, w, h, fps, i, every, frames, complete=True)
+    if copy is not None and copy.done:
+        res["annotated"] = str(copy.path)
+    return res
 
 
 class _VideoCopy:
@@ -152,7 +155,7 @@ class _VideoCopy:
 
     def __init__(self, cv2, path: str | Path, source: Path, fps: float):
         self.cv2, self.path, self.source, self.fps = cv2, Path(path), source, fps
-        self.writer, self.tmp, self.frames, self.writing = None, None, 0, True
+        self.writer, self.tmp, self.frames, self.writing, self.done = None, None, 0, True, False
         self._temp = contextlib.ExitStack()  # the temporary name (files.atomic_path): renamed, or removed
 
     def write(self, rgb: np.ndarray) -> None:
@@ -186,6 +189,7 @@ class _VideoCopy:
             return self._fail(f"OpenCV wrote {got} of its {self.frames} frames readably{free}: a full disk or a failed write")
         try:
             self._temp.close()  # the rename into place
+            self.done = True
         except OSError as e:
             self._fail(f"cannot write it: {e.strerror or e}")
         self.writing = False

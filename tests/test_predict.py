@@ -342,6 +342,20 @@ def test_annotate_names_one_copy_for_one_photo_or_video(tiny_checkpoint, tmp_pat
     assert (tmp_path / "dir.jpg" / "a.png").is_file()
 
 
+def test_a_damaged_video_gets_ferkits_message_alone(tmp_path):
+    """FFmpeg printed its own line ("moov atom not found") to the terminal beside ferkit's message
+    about the same file; it is silenced unless OPENCV_FFMPEG_LOGLEVEL asks for it. A child process,
+    because FFmpeg reads the variable once, when OpenCV first opens a video."""
+    import subprocess
+    import sys
+
+    (tmp_path / "cut.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "cut.mp4")], capture_output=True,
+                       text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"})
+    assert r.returncode == 2 and "cut.mp4: cannot open as a video" in r.stderr
+    assert [line for line in r.stderr.splitlines() if not line.startswith("error:") and line.strip()] == []
+
+
 def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "a.jpg").write_text("text")
     (tmp_path / "b.mp4").write_text("not a video")

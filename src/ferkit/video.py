@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,6 +84,9 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: no such file; check the path", "not_found")
     if every < 1:
         raise FerkitError(f"--every {every}: must be >= 1")
+    # FFmpeg's own lines ("moov atom not found") would stand beside ferkit's message about the same
+    # file; set OPENCV_FFMPEG_LOGLEVEL (e.g. 32) to see them. Read when OpenCV first opens a video.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2
     except ModuleNotFoundError as e:  # the light install: OpenCV is the [opencv] extra

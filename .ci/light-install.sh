@@ -45,12 +45,13 @@ create_app()
 heavy = {"torch", "sklearn", "skimage", "matplotlib", "optuna", "onnx", "tqdm", "cv2"} & set(sys.modules)
 assert not heavy, f"the light install imported {heavy}"
 first, again = json.load(open("predict.json")), json.load(open("again.json"))
+copies = [r.pop("annotated", None) for r in first]  # where --annotate drew each; the run without it names none
 assert first == again and all("faces" in r for r in first), "predict.json: missing or failed results"
 assert sum(1 for _ in open("predict.csv")) > len(first), "predict.csv: fewer rows than files"
 from pathlib import Path
 from PIL import Image
-drawn = {p.name: Image.open(p).size for p in Path("annotated").rglob("*.*")}  # drawn with Pillow
-assert drawn == {Path(r["file"]).name: (r["width"], r["height"]) for r in first}, drawn
+drawn = {str(p): Image.open(p).size for p in Path("annotated").rglob("*.*")}  # drawn with Pillow
+assert drawn == {c: (r["width"], r["height"]) for c, r in zip(copies, first)}, drawn
 PY
 # a command of an extra: one line naming it, exit status 2, no traceback
 needs() {  # EXTRA COMMAND...

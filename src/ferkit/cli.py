@@ -476,7 +476,7 @@ def cmd_predict(args):
     wrote = [f for f in (args.json, args.csv) if f]
     copied = sum("annotated" in r for r in results)  # a copy that could not be written was a warning
     if copied:
-        wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"{copied} annotated copies in {args.annotate}")
+        wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"{copied} annotated cop{'y' if copied == 1 else 'ies'} in {args.annotate}")
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
         raise FerkitError("none of the inputs could be processed; see the messages above")

@@ -424,7 +424,7 @@ def _predict_args(p):
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
 def cmd_predict(args):
-    from .jobs import check_one_copy, collect_inputs, copy_paths, names_one_copy
+    from .jobs import collect_inputs, copy_paths, names_one_copy
     from .outputs import format_result, write_results
     from .predict import Predictor
 
@@ -441,8 +441,6 @@ def cmd_predict(args):
         # a folder's walk skips the copies an earlier run left inside it (they would nest deeper each run)
         files = [(f, root) for f, root in files
                  if root is None or folder not in f.resolve().parents or root.resolve() not in folder.parents]
-    if one_copy and files:
-        check_one_copy(args.annotate, files)
     copies = copy_paths(args.annotate, files)
     inputs = {f.resolve() for f, _ in files}
     for f, out in copies.items():

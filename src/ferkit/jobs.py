@@ -93,7 +93,7 @@ def names_one_copy(annotate: str | None) -> bool:
         and not annotate.endswith(("/", os.sep))
 
 
-def check_one_copy(annotate: str, files: list) -> None:
+def _check_one_copy(annotate: str, files: list) -> None:
     """A FerkitError unless --annotate FILE can hold the copy: one input, and a format it is written in."""
     if len(files) > 1:
         raise FerkitError(f"--annotate {annotate}: names one file, but {len(files)} photos or videos were found; "
@@ -108,11 +108,13 @@ def check_one_copy(annotate: str, files: list) -> None:
 
 def copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
     """Where --annotate writes each input's annotated copy, extension included: the one file it
-    names, or in its folder (a file found in a folder under that folder's name, any other by its
-    own name), each name used once."""
+    names (a FerkitError unless it can hold the copy), or in its folder (a file found in a folder
+    under that folder's name, any other by its own name), each name used once."""
     if not annotate:
         return {}
     if names_one_copy(annotate):
+        if files:
+            _check_one_copy(annotate, files)
         return {f: Path(annotate) for f, _ in files}
     copies, used = {}, set()
     for f, root in files:

@@ -118,6 +118,9 @@ def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     (tmp_path / "null.json").symlink_to("/dev/null")
     with pytest.raises(ConfigError, match=r"null.json: empty \(the null device, not a file\); give a JSON or YAML file"):
         TrainConfig.from_file(tmp_path / "null.json")
+    (tmp_path / "dir.yaml").mkdir()  # (it said "cannot read (Is a directory)")
+    with pytest.raises(ConfigError, match=r"dir.yaml: a folder; give a JSON or YAML file"):
+        TrainConfig.from_file(tmp_path / "dir.yaml")
     # an empty file (or one of YAML comments) is said to be empty, not "not valid JSON (Expecting value...)" or
     # "expected a mapping" of a file that holds none
     for name, text in (("empty.json", ""), ("empty.yaml", "\n"), ("comments.yaml", "# epochs: 3\n  # lr: 0.1\n")):

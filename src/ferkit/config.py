@@ -580,8 +580,7 @@ def read_file(path: str | Path) -> dict:
     p = Path(path)
     is_yaml = p.suffix.lower() in (".yaml", ".yml")
     try:
-        if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO would wait forever, /dev/zero never end
-            check_regular_file(p, "a JSON or YAML file", ConfigError)
+        check_regular_file(p, "a JSON or YAML file", ConfigError)  # a FIFO would wait forever, /dev/zero never end
         if p.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{p}: {p.stat().st_size:,} bytes is too big for a config (at most {MAX_CONFIG_BYTES:,})")
         text = p.read_text(encoding="utf-8-sig")  # (a byte-order mark, as Windows editors write, is not JSON)

@@ -465,6 +465,29 @@ def test_resume_with_config_json_damaged_or_gone_takes_last_pt_s_config(tiny_run
     assert train.resume_config(run).epochs == 4
 
 
+def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_best_pt(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    whole = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(whole[: len(whole) // 2])  # a copy cut off half-way
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    command = f"ferkit train --config {run / 'config.json'} --init-from {run / 'best.pt'} --out NEW_FOLDER"
+    assert f"{run / 'last.pt'}: not a readable ferkit checkpoint" in err and "Its best.pt is whole (epoch " in err, err
+    assert command in err and err.count("\n") == 1, err
+    # the command runs as given: a run's config.json (its resolved spec included) is a --config
+    new = tmp_path / "new"
+    assert main(command.replace("NEW_FOLDER", str(new)).split()[1:] + ["--epochs", "1", "--quiet"]) == 0
+    assert read_checkpoint(new / "last.pt")["epoch"] == 1
+    (run / "best.pt").write_bytes(b"")  # no whole best.pt either: the plain message
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert "best.pt" not in capsys.readouterr().err
+
+
 def test_resume_takes_a_setting_deleted_from_config_json_from_the_recipe(tiny_run, tmp_path):
     import shutil
 

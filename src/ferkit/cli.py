@@ -170,6 +170,7 @@ def config_from_args(args):
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
+    base.pop("spec", None)  # a run's config.json records the spec its model and overrides resolve to: rebuilt below
     flags = given(args, TrainConfig)
     sets = _parse_set(args.set)
     if sets:

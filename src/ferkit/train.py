@@ -83,7 +83,7 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
     try:
         saved = read_file(run / CONFIG)
     except ConfigError as e:  # deleted or damaged (a full disk, an editor): last.pt holds the config it trained with
-        saved = dict(read_checkpoint(run / LAST, resume=True)["config"])
+        saved = dict(read_last(run)["config"])
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
@@ -92,6 +92,20 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
     if data:
         saved["data"] = data
     return resolve_config(base=saved)  # a value deleted or nulled by hand falls back to the preset's
+
+
+def read_last(run: Path) -> dict:
+    """The run's last.pt for --resume. Damaged (copied in part, edited, a disk failing), the error
+    points at the run's best.pt, whose weights can start a new run: the epochs are not lost."""
+    try:
+        return read_checkpoint(run / LAST, resume=True)
+    except FerkitError as e:
+        try:
+            best = read_checkpoint(run / BEST)
+        except FerkitError:
+            raise e from None
+        raise FerkitError(f"{e}. Its {BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights "
+                          f"with 'ferkit train --config {run / CONFIG} --init-from {run / BEST} --out NEW_FOLDER'") from None
 
 
 @dataclass
@@ -471,7 +485,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")
     info(f"training {cfg.model} for {cfg.epochs} epochs -> {out}")
-    ckpt = read_checkpoint(out / LAST, resume=True) if resume else None
+    ckpt = read_last(out) if resume else None
     if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read
         raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if ckpt is not None:

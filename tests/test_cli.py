@@ -43,6 +43,32 @@ def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     assert m["n"] == 14 and len(m["confusion_matrix"]) == 7
 
 
+def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
+    """--set adds to a config file's overrides: a null one (an empty YAML key) is none, a list is one
+    error naming the file (both were tracebacks); --set reaches the fields a spec file leaves to their
+    defaults; a run's recorded spec in a --config is not used, and a changed one says so."""
+    from ferkit.cli import build_parser, config_from_args
+    from ferkit.config import TrainConfig
+    from ferkit.train import model_spec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "partial.json").write_text('{"convs": [{"pool": 2}], "fcs": [{"batch_norm": true}]}')
+    args = lambda *argv: build_parser().parse_args(["train", *argv])  # noqa: E731
+    (tmp_path / "null.yaml").write_text("model: partial.json\noverrides:\n")
+    cfg = config_from_args(args("--config", "null.yaml", "--set", "fcs.0.units=24", "--set", "convs.0.filters=4"))
+    assert cfg.overrides == {"fcs.0.units": 24, "convs.0.filters": 4}
+    (tmp_path / "list.yaml").write_text("model: partial.json\noverrides: [[fcs.0.units, 8]]\n")
+    assert main(["train", "--config", "list.yaml", "--set", "fcs.0.units=24"]) == 2
+    assert capsys.readouterr().err.startswith("error: list.yaml: overrides must be a mapping of dotted model spec fields")
+    saved = config_from_args(args("--model", "partial.json")).to_dict()  # as a run's config.json holds it
+    (tmp_path / "run.json").write_text(json.dumps({"model": "partial.json", "spec": {"convs": [{"filters": 4}], "fcs": []}}))
+    config_from_args(args("--config", "run.json"))
+    assert "note: run.json: its spec is the record of a run's net, not used" in capsys.readouterr().out
+    (tmp_path / "run.json").write_text(json.dumps({**saved, "spec": model_spec(TrainConfig.from_dict(saved)).to_dict()}))
+    config_from_args(args("--config", "run.json"))
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--model", "resnet"], "--model must be a preset (shallow, deep, "),
     (["train", "--model", "tiny.txt"], "or a JSON/YAML model spec file (.json, .yaml, .yml); got 'tiny.txt'"),

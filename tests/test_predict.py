@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import FullDisk, tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
+from ferkit.config import FCSpec, ModelSpec
 from ferkit.draw import annotate, save_rgb
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
@@ -112,6 +113,17 @@ def test_onnx_graph_has_no_pixel_division_and_leaves_the_model_alone(tiny_checkp
     assert all(torch.equal(before[k], v) for k, v in clf.model.state_dict().items())
 
 
+@pytest.mark.parametrize("fcs", [[FCSpec(16)], []])
+def test_a_net_of_fc_layers_alone_exports_to_onnx(fcs):
+    """Without a conv, the 1/128 of the input goes into the first linear layer (it crashed looking for a conv)."""
+    from ferkit.model import create_model
+
+    torch.manual_seed(0)
+    clf = Classifier(create_model(ModelSpec(convs=[], fcs=fcs)), np.full((48, 48), 120, np.float32))
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    assert np.allclose(Predictor(clf).predict_faces(faces), Predictor(clf, backend="onnx").predict_faces(faces), atol=1e-5)
+
+
 def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
     out = tmp_path / "m.onnx"
     assert main(["export", str(tiny_checkpoint), "--onnx", str(out)]) == 0
@@ -143,8 +155,13 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
         assert "the command's own input; writing it would replace what it reads" in capsys.readouterr().err
     last = (run / "last.pt").read_bytes()
     assert main(["export", str(run), "--pt", str(run / "last.pt")]) == 2  # a slim copy there: the run could not resume
-    assert "last.pt: a run's own checkpoint (last.pt is what --resume continues from)" in capsys.readouterr().err
+    assert f"last.pt: a file of the run in {run}, which 'ferkit train' wrote" in capsys.readouterr().err
     assert (run / "last.pt").read_bytes() == last
+    config = (run / "config.json").read_bytes()
+    for name in ("config.json", "history.json"):  # metrics there: the run could not be resumed or plotted
+        assert main(["evaluate", str(run), "--json", str(run / name)]) == 2
+        assert f"--json {run / name}: a file of the run in {run}" in capsys.readouterr().err
+    assert (run / "config.json").read_bytes() == config
     assert main(["export", str(run), "--onnx", str(run / "best.pt")]) == 2  # a graph is named .onnx, a checkpoint never
     assert "best.pt: name the graph NAME.onnx" in capsys.readouterr().err
     data = tmp_path / "fer.csv"

@@ -57,6 +57,29 @@ def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, 
     assert str(e.value).startswith(str(run)) and message in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("name", [runs.CONFIG, runs.HISTORY_JSON, runs.ITERATIONS, "metrics-val.json"])
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_a_folder_or_pipe_in_place_of_a_run_file_is_one_error(tiny_run, tmp_path, name, kind):
+    """plot and report read a run's files: a folder there was a traceback, a pipe (FIFO) hung them forever."""
+    import os
+    import shutil
+    import signal
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / name).unlink(missing_ok=True)
+    os.mkfifo(run / name) if kind == "pipe" else (run / name).mkdir()
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail(f"reading the run blocked on the {kind} {name}"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(FerkitError) as e:
+            runs.read_run(run)
+    finally:
+        signal.alarm(0)
+    what = "a folder" if kind == "folder" else "not a regular file (a device, pipe or socket)"
+    assert str(e.value).startswith(f"{run / name}: {what}; give the file the run wrote"), str(e.value)
+
+
 def test_an_iterations_table_without_rows_is_no_iterations(tiny_run, tmp_path):
     """A run that trained no step (stopped before it) has only the header: plot and report draw no curve."""
     import shutil

@@ -488,6 +488,27 @@ def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_be
     assert "best.pt" not in capsys.readouterr().err
 
 
+def test_resume_takes_the_machine_settings_and_names_the_file_it_cannot_write(tiny_run, tmp_path, capsys):
+    """A run begun with --device cuda goes on with --resume --device cpu (the flag was ignored, and the
+    error said to use it); a history.json that cannot be written is named (config.json was blamed)."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "device": "cuda", "threads": 1}))
+    (run / "history.json").unlink()
+    (run / "history.json").mkdir()
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--device", "cpu", "--threads", "2", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert "ignoring" not in out and err.startswith(f"error: {run / 'history.json'}: cannot write it ("), err
+    (run / "history.json").rmdir()
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--device", "cpu", "--threads", "2", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["threads"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
 def test_resume_takes_a_setting_deleted_from_config_json_from_the_recipe(tiny_run, tmp_path):
     import shutil
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import FerkitError, needs_extra
+from .errors import ConfigError, FerkitError, needs_extra
 from .files import check_not_input, check_output, check_outputs, output_errors, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
@@ -166,35 +166,47 @@ def add_train_flags(p):
 
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
-    from .config import read_file
+    from .config import problem, read_file
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
-    base.pop("spec", None)  # a run's config.json records the spec its model and overrides resolve to: rebuilt below
+    recorded = base.pop("spec", None)  # a run's config.json records the spec its model and overrides resolve to
     flags = given(args, TrainConfig)
     sets = _parse_set(args.set)
     if sets:
-        flags["overrides"] = {**base.get("overrides", {}), **sets}
+        saved = base.get("overrides") or {}  # (a YAML key with nothing after it is null)
+        if not isinstance(saved, dict):
+            raise ConfigError(problem(f"{args.config}: overrides", "a mapping of dotted model spec fields to values, "
+                                      "such as {fcs.0.units: 1024}, for --set to add to", saved))
+        flags["overrides"] = {**saved, **sets}
     cfg = resolve_config(base=base, **flags)
-    model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
+    spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
+    if isinstance(recorded, dict) and _layers(recorded) != _layers(spec.to_dict()):  # edited, or the spec file since
+        print(f"note: {args.config}: its spec is the record of a run's net, not used: the net is model ({cfg.model}) with "
+              "overrides; to train the recorded net, save its spec as a JSON file and give that as model")
     return cfg
+
+
+def _layers(spec: dict) -> dict:
+    """A spec's layers, without its number of outputs (which --labels data sets from the data)."""
+    return {k: v for k, v in spec.items() if k != "num_classes"}
 
 
 def _train_args(p):
     add_train_flags(p)
     p.add_argument("--out", help="run folder (default runs/<model>-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved config (and --epochs, "
-                   "and --data where the data moved, if given)")
+                   "--data where the data moved, --device and --threads, if given)")
     p.add_argument("--quiet", action="store_true", help="one log line per epoch, no progress bar")
 
 
 @command("train", "train a model on FER2013 or one's own image data; writes checkpoints and history to --out", _train_args)
 def cmd_train(args):
-    from .train import fit, resume_config
+    from .train import RESUME_CHANGES, fit, resume_config
 
     if args.resume:
-        cfg, out = resume_config(args.resume, args.epochs, args.data), Path(args.resume)
-        ignored = [flag(name) for name in given(args, TrainConfig) if name not in ("epochs", "data")]
+        cfg, out = resume_config(args.resume, **{k: getattr(args, k) for k in RESUME_CHANGES}), Path(args.resume)
+        ignored = [flag(name) for name in given(args, TrainConfig) if name not in RESUME_CHANGES]
         if ignored or args.config or args.model or args.set or args.out:
             print(f"note: --resume continues with {out / runs.CONFIG}; ignoring "
                   f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")
@@ -238,7 +250,7 @@ def cmd_evaluate(args):
     if args.json and Path(args.json).suffix.lower() in (".pt", ".pth", ".onnx"):  # another run's checkpoint, say
         raise FerkitError(f"--json {args.json}: names a model file; give the metrics a .json name")
     if args.json:
-        check_output(args.json, "--json")
+        runs.check_not_run_file(check_output(args.json, "--json"), "--json")
     ck = Path(_checkpoint_path(args.checkpoint))
     if args.precision == "int8" and not is_onnx_file(ck):  # int8 exists only as an exported graph
         graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
@@ -580,9 +592,7 @@ def cmd_export(args):
 
         out = check_output(args.pt, "--pt")
         check_not_input(out, "--pt", [src])
-        if out.name in (runs.BEST, runs.LAST) and (out.parent / runs.CONFIG).exists():  # a slim copy has no training state
-            raise FerkitError(f"--pt {out}: a run's own checkpoint ({runs.LAST} is what --resume continues from); "
-                              "give another file name")
+        runs.check_not_run_file(out, "--pt")  # a slim copy has no training state to resume from
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         clf = load_checkpoint(args.checkpoint)

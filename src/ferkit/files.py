@@ -186,9 +186,11 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (e.filename in (None, str(tmp)) or e.filename2 == str(path)):
+            e.filename, e.filename2 = str(path), None  # for messages: the file being written, not its temporary name
         raise
 
 

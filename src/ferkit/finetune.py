@@ -89,7 +89,7 @@ def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[
     emotions: the model's; a ferkit checkpoint whose head names others (or in another order) gives no head."""
     source, what, theirs = read_weights(path)
     own = model.state_dict()
-    head, first = f"{model.head}.", f"{model.first_conv}.weight"  # (is_head's test)
+    head, first = f"{model.head}.", f"{model.first_layer}.weight"  # (is_head's test)
     other_emotions = emotions is not None and theirs is not None and tuple(theirs) != tuple(emotions)
     new, loaded, skipped, head_new, converted = {}, [], [], [], None
     for name, t in source.items():

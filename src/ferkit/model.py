@@ -9,6 +9,7 @@ the loss / the predictor, so the model returns logits.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,6 @@ from .labels import DEFAULT, LabelSet, label_set
 
 class FerNet(nn.Module):
     head = "classifier"  # the output layer (a new one when fine-tuning to another label set)
-    first_conv = "features.0.0"  # the layer that sees the image's channels
 
     def __init__(self, spec: ModelSpec, hog_dim: int = 0):
         super().__init__()
@@ -68,6 +68,8 @@ class FerNet(nn.Module):
             n_in = f.units
         self.fc = nn.Sequential(*fc)
         self.classifier = nn.Linear(n_in, spec.num_classes)
+        # the layer that sees the image's pixels: the first conv, else (a net of FC layers alone) the first linear
+        self.first_layer = "features.0.0" if spec.convs else "fc.0" if spec.fcs else "classifier"
 
     def stages(self) -> list[tuple[str, ...]]:
         """The layers before the head in order, as module-name prefixes (what --freeze N counts):
@@ -128,7 +130,7 @@ class ResNet(nn.Module):
     instead of 12x12 (and 2x2). The pool has no weights: the parameter names are torchvision's either way."""
 
     head = "fc"
-    first_conv = "conv1"
+    first_layer = "conv1"  # the layer that sees the image's pixels
 
     def __init__(self, spec: ModelSpec, hog_dim: int = 0):
         super().__init__()
@@ -209,7 +211,7 @@ class MobileNetV2(nn.Module):
     block at 3x3 instead of 2x2, as a small-input ResNet drops its stem pool."""
 
     head = "classifier.1"
-    first_conv = "features.0.0"
+    first_layer = "features.0.0"  # the layer that sees the image's pixels
 
     def __init__(self, spec: ModelSpec, hog_dim: int = 0):
         super().__init__()
@@ -350,6 +352,9 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
         d = PRESETS[name_or_path].spec.to_dict()
     elif is_spec_file(name_or_path):
         d = read_file(name_or_path)
+        if overrides:  # with the defaults the file leaves out, which --set may change too
+            with contextlib.suppress(ConfigError):  # (the file's own problems are reported below, after the overrides)
+                d = ModelSpec.from_dict(d).to_dict()
     else:
         d = None
     if d is not None:

@@ -65,12 +65,12 @@ class FacesToProbs(nn.Module):
         if clf.model.hog_dim:
             raise FerkitError("HOG hybrid models cannot be exported to ONNX (their HOG features are computed by "
                               "scikit-image outside the network); export a CNN-only model such as vgg, shallow or deep")
-        # The input's 1/PIXEL_SCALE goes into the first conv's weights, which see nothing else:
+        # The input's 1/PIXEL_SCALE goes into the first layer's weights (a conv, or a linear), which see nothing else:
         # conv(w, x / 128) = conv(w / 128, x), exactly (a power of two). The Div over every pixel
         # it saves cost onnxruntime's AVX2 path ~0.35 M instructions a face, 8% of a small net's
         # (benchmarks/bench_avx2.py); int8 graphs keep the same integers, their input scale x128.
         self.model = copy.deepcopy(clf.model).cpu()
-        self.model.get_submodule(self.model.first_conv).weight.data /= PIXEL_SCALE
+        self.model.get_submodule(self.model.first_layer).weight.data /= PIXEL_SCALE
         self.tta = clf.tta if tta is None else bool(tta)
         self.register_buffer("mean", torch.from_numpy(np.asarray(clf.mean, np.float32)))
 

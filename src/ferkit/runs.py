@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FerkitError
+from .files import check_regular_file
 
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
@@ -29,7 +30,16 @@ ITERATIONS = "iterations.csv"
 BEST = "best.pt"
 LAST = "last.pt"
 METRICS_GLOB = "metrics-*.json"
+TRAIN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST, LAST)  # what `ferkit train` writes
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def check_not_run_file(out: Path, flag: str) -> None:
+    """A FerkitError when a command's output would replace a file `ferkit train` wrote in a run folder
+    (plot, report and --resume read them; a metrics JSON over config.json broke the run)."""
+    if out.name in TRAIN_FILES and any((out.parent / f).exists() for f in (CONFIG, LAST)):
+        raise FerkitError(f"{flag} {out}: a file of the run in {out.parent}, which 'ferkit train' wrote and plot, report "
+                          "and --resume read; give another file name")
 
 
 def metrics_file(split: str) -> str:
@@ -81,7 +91,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
         history = check_history(_read_json(p / HISTORY_JSON), str(p / HISTORY_JSON))
     elif (p / HISTORY_CSV).exists():
         try:
-            with open(p / HISTORY_CSV, newline="") as f:
+            with open(_written(p / HISTORY_CSV), newline="") as f:
                 history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
         except (OSError, ValueError, TypeError) as e:
             raise FerkitError(f"{p / HISTORY_CSV}: not a history table of numbers ({e}); rerun the command that wrote it") from None
@@ -93,11 +103,11 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
         try:
             with warnings.catch_warnings():  # numpy's "empty input file": a run stopped before its first step
                 warnings.simplefilter("ignore")
-                table = np.loadtxt(p / ITERATIONS, delimiter=",", skiprows=1, ndmin=2)
+                table = np.loadtxt(_written(p / ITERATIONS), delimiter=",", skiprows=1, ndmin=2)
             iterations = table[:, 1] if table.size else np.zeros(0)
             if (np.abs(iterations) > MAX_RECORD).any():
                 raise ValueError(f"a loss over {MAX_RECORD:g}")
-        except (ValueError, IndexError) as e:
+        except (OSError, ValueError, IndexError) as e:
             raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e}); rerun the command that wrote it") from None
     metrics = {}
     for f in sorted(p.glob(METRICS_GLOB)):
@@ -182,9 +192,16 @@ def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _written(path: Path) -> Path:
+    """path, unless it is a folder, pipe or device where a run's file should be (a FIFO would block
+    its reader forever)."""
+    check_regular_file(path, "the file the run wrote; rerun the command that wrote it")
+    return path
+
+
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
+        return json.loads(_written(path).read_text())
     except (OSError, ValueError) as e:
         raise FerkitError(f"{path}: unreadable JSON ({e}); rerun the command that wrote it") from None
 

@@ -66,10 +66,14 @@ def resolve_config(model: str = "shallow", base: dict | None = None, **overrides
     return TrainConfig.from_dict(merged)
 
 
-def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | None = None) -> TrainConfig:
-    """The TrainConfig of the interrupted run in run_dir (its config.json), with a new length if
-    epochs is given (the schedule is re-planned) and the data's new place if data is given (fit
-    checks that its classes and training faces are the run's)."""
+# What --resume may change: the length (the schedule is re-planned), where the data are now (fit checks
+# that its classes and training faces are the run's) and the machine (a run begun on a GPU goes on on a CPU)
+RESUME_CHANGES = ("epochs", "data", "device", "threads")
+
+
+def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
+    """The TrainConfig of the interrupted run in run_dir (its config.json), with the RESUME_CHANGES
+    given (None: as the run had it)."""
     run = Path(run_dir)
     if not run.is_dir():  # (it said "no config.json there" of a file, or of a path that does not exist)
         what = "a file, not a run folder" if run.is_file() else "not a folder" if run.exists() else "no such folder"
@@ -87,10 +91,9 @@ def resume_config(run_dir: str | Path, epochs: int | None = None, data: str | No
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
-    if epochs is not None:  # (0 too: refused as the config is checked, not taken for "not given")
-        saved["epochs"] = epochs
-    if data:
-        saved["data"] = data
+    if set(changes) - set(RESUME_CHANGES):
+        raise TypeError(f"resume_config: only {', '.join(RESUME_CHANGES)} may change; got {', '.join(changes)}")
+    saved.update({k: v for k, v in changes.items() if v is not None})  # (--epochs 0 too: refused as the config is checked)
     return resolve_config(base=saved)  # a value deleted or nulled by hand falls back to the preset's
 
 
@@ -369,14 +372,14 @@ def _restoring(path: Path, what: str):
 
 @contextmanager
 def _saving(path: Path, out: Path):
-    """One FerkitError naming the file and how to go on when writing it fails (a full disk, an
-    unwritable folder): atomic writes leave the previous file whole, so a last.pt there resumes."""
+    """One FerkitError naming the file (the one the error names, else path) and how to go on when
+    writing it fails (a full disk, an unwritable folder): atomic writes leave the previous file whole, so a last.pt there resumes."""
     try:
         yield
     except OSError as e:
         then = (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
                 else "start the run again (it had not saved an epoch to resume from)")
-        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
+        raise FerkitError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
 
 
 def _check_memory(spec: ModelSpec, batch_size: int) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .config import ModelSpec
-from .errors import ConfigError, FerkitError, first_line
+from .errors import ConfigError, FerkitError, ResumeError, first_line
 from .faces import face_batch
 from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
@@ -66,7 +66,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     check_regular_file(path, "a .pt file written by 'ferkit train'")
     if path.stat().st_size == 0:  # (torch.load's "EOFError: " said nothing)
         raise FerkitError(f"{path}: the file is empty (a copy or a save cut off at its start); copy it again, or use another "
-                          "checkpoint" + (" (or the run's best.pt, to start a new run from its weights with --init-from)" if resume else ""))
+                          "checkpoint")
     damaged = _damaged_member(path)
     if damaged:
         raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
@@ -82,7 +82,7 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     if resume:
         missing = [k for k in RESUME_KEYS if k not in ckpt]
         if missing:
-            raise FerkitError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
+            raise ResumeError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
                               "resume from the last.pt of a ferkit train run)")
         check_resume_state(ckpt, path)
     return ckpt
@@ -168,7 +168,7 @@ def check_resume_state(ckpt: dict, path: str | Path) -> None:
     --resume hands it to the optimizer, schedule and random generators (their errors are tracebacks)."""
     problem = _state_problem(ckpt)
     if problem:
-        raise FerkitError(f"{path}: cannot resume from it: {problem}; {RESUME_FIX}")
+        raise ResumeError(f"{path}: cannot resume from it: {problem}; {RESUME_FIX}")
 
 
 def _damaged_member(path: Path) -> str | None:

@@ -13,6 +13,10 @@ class ConfigError(FerkitError):
     """A model spec or training config has invalid fields."""
 
 
+class ResumeError(FerkitError):
+    """A readable checkpoint whose training state --resume cannot use (not one a damaged file raises)."""
+
+
 class ImageError(FerkitError):
     """A photo or video cannot be used: not an image, corrupt, or too large.
 

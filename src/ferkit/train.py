@@ -40,7 +40,7 @@ from .config import ModelSpec, TrainConfig, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
-from .errors import ConfigError, DataError, FerkitError, first_line, is_out_of_memory
+from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, is_out_of_memory
 from .files import atomic_write, check_output, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
@@ -98,10 +98,12 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
 
 
 def read_last(run: Path) -> dict:
-    """The run's last.pt for --resume. Damaged (copied in part, edited, a disk failing), the error
-    points at the run's best.pt, whose weights can start a new run: the epochs are not lost."""
+    """The run's last.pt for --resume. Unreadable (copied in part, a disk failing), the error points
+    at the run's best.pt, whose weights can start a new run: the epochs are not lost."""
     try:
         return read_checkpoint(run / LAST, resume=True)
+    except ResumeError:  # readable, with its own fix
+        raise
     except FerkitError as e:
         try:
             best = read_checkpoint(run / BEST)
@@ -366,7 +368,7 @@ def _restoring(path: Path, what: str):
         yield
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
         first = first_line(e)
-        raise FerkitError(f"{path}: cannot resume from it: its {what} does not fit this run "
+        raise ResumeError(f"{path}: cannot resume from it: its {what} does not fit this run "
                           f"({type(e).__name__}: {first}); {RESUME_FIX}") from None
 
 

@@ -69,6 +69,23 @@ def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_problems_in_config_and_spec_files_name_the_file_and_key(tmp_path, capsys, monkeypatch):
+    """A bad value from a --config file is named as its key in that file, a flag's as the flag; an
+    unknown key says which field was meant; a spec file's problems name it (they named flags alone)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "y.yaml").write_text('model: shallow\nflip: "true"\nlr: -1\n')
+    assert main(["train", "--config", "y.yaml", "--epochs", "0", "--lr", "2"]) == 2
+    assert capsys.readouterr().err == ("error: invalid training config:\n  - y.yaml: flip must be true or false; got 'true'\n"
+                                       "  - --epochs must be >= 1; got 0\n")
+    (tmp_path / "y.yaml").write_text("model: shallow\nbatch-size: 8\n")
+    assert main(["train", "--config", "y.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("error: y.yaml: unknown field(s) batch-size (did you mean batch_size for "
+                                              "batch-size?); known fields are ")
+    (tmp_path / "spec.json").write_text('{"convs": [{"filters": "8"}]}')
+    assert main(["train", "--model", "spec.json"]) == 2
+    assert capsys.readouterr().err == "error: spec.json: invalid model spec:\n  - convs[0].filters must be an integer; got '8'\n"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--model", "resnet"], "--model must be a preset (shallow, deep, "),
     (["train", "--model", "tiny.txt"], "or a JSON/YAML model spec file (.json, .yaml, .yml); got 'tiny.txt'"),

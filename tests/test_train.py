@@ -509,6 +509,20 @@ def test_resume_takes_the_machine_settings_and_names_the_file_it_cannot_write(ti
     assert json.loads((run / "config.json").read_text())["threads"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
+def test_a_bad_value_edited_into_config_json_is_named_there_on_resume(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "lr": "fast"}))
+    assert main(["train", "--resume", str(run), "--epochs", "0", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: invalid training config:\n  - {run / 'config.json'}: lr must be a finite "
+                                       "number or null; got 'fast'\n  - --epochs must be >= 1; got 0\n")
+
+
 def test_resume_takes_a_setting_deleted_from_config_json_from_the_recipe(tiny_run, tmp_path):
     import shutil
 

@@ -179,7 +179,7 @@ def config_from_args(args):
             raise ConfigError(problem(f"{args.config}: overrides", "a mapping of dotted model spec fields to values, "
                                       "such as {fcs.0.units: 1024}, for --set to add to", saved))
         flags["overrides"] = {**saved, **sets}
-    cfg = resolve_config(base=base, **flags)
+    cfg = resolve_config(base=base, source=args.config, **flags)
     spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
     if isinstance(recorded, dict) and _layers(recorded) != _layers(spec.to_dict()):  # edited, or the spec file since
         print(f"note: {args.config}: its spec is the record of a run's net, not used: the net is model ({cfg.model}) with "

@@ -15,6 +15,7 @@ and help come from its annotation and its `option(default, help)` (cli.add_train
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -354,6 +355,14 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def named_in_file(message: str, source: str, names) -> str:
+    """A TrainConfig problem with the fields `names`, set by the config file `source`, named as its
+    keys rather than as flags: "--flip must be ..." -> "y.yaml: flip must be ..."."""
+    for name in names:
+        message = re.sub(rf"(?<![\w-]){re.escape(flag(name))}(?![\w-])", f"{source}: {name}", message)
+    return message.replace("training config: unknown", f"{source}: unknown", 1)
+
+
 @dataclass
 class TrainConfig:
     model: str = option("shallow", "preset name (see `ferkit models`) or a JSON/YAML model spec file")
@@ -613,7 +622,10 @@ def _unknown(cls, d: dict, where: str) -> str | None:
     known = sorted(f.name for f in fields(cls))
     unknown = sorted(map(str, set(d) - set(known)))
     if unknown:
-        return f"{where}: unknown field(s) {', '.join(unknown)}; known fields are {', '.join(known)}"
+        close = {u: difflib.get_close_matches(u.replace("-", "_"), known, n=1) for u in unknown}  # batch-size, epoch
+        meant = [f"{m[0]} for {u}" for u, m in close.items() if m]
+        return (f"{where}: unknown field(s) {', '.join(unknown)}" + (f" (did you mean {', '.join(meant)}?)" if meant else "")
+                + f"; known fields are {', '.join(known)}")
     return None
 
 

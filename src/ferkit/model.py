@@ -358,7 +358,11 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
     else:
         d = None
     if d is not None:
-        return ModelSpec.from_dict(override_spec(d, overrides or {}))
+        d = override_spec(d, overrides or {})
+        try:
+            return ModelSpec.from_dict(d)
+        except ConfigError as e:  # a spec file's problems name it
+            raise ConfigError(f"{name_or_path}: {e}" if is_spec_file(name_or_path) else str(e)) from None
     raise ConfigError(
         f"unknown model {name_or_path!r}; choose one of {', '.join(PRESETS)} or give a JSON/YAML spec file"
     )

@@ -36,7 +36,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig, read_file
+from .config import ModelSpec, TrainConfig, named_in_file, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
@@ -52,18 +52,24 @@ from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERA
 log = logging.getLogger(__name__)
 
 
-def resolve_config(model: str = "shallow", base: dict | None = None, **overrides) -> TrainConfig:
+def resolve_config(model: str = "shallow", base: dict | None = None, source: str | Path | None = None, **overrides) -> TrainConfig:
     """TrainConfig = preset defaults < base (e.g. a --config file) < overrides (e.g. CLI flags).
 
     epochs, lr and l2 left unset take the preset's values (the paper's: 30/35 epochs,
-    lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's, and an unknown name is an error."""
-    d = dict(base or {})
-    d.update({k: v for k, v in overrides.items() if v is not None})
+    lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's, and an unknown name is an error.
+    source: the file base was read from, which problems with its fields then name."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    d = {**(base or {}), **given}
     name = d["model"] if d.get("model") is not None else model
     d["model"] = name
     merged = recipe("shallow" if is_spec_file(name) else name)
     merged.update({k: v for k, v in d.items() if v is not None})
-    return TrainConfig.from_dict(merged)
+    try:
+        return TrainConfig.from_dict(merged)
+    except ConfigError as e:
+        if source is None:
+            raise
+        raise ConfigError(named_in_file(str(e), str(source), set(base or {}) - set(given))) from None
 
 
 # What --resume may change: the length (the schedule is re-planned), where the data are now (fit checks
@@ -84,17 +90,18 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
             raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
         raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
                           f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
+    source = run / CONFIG
     try:
-        saved = read_file(run / CONFIG)
+        saved = read_file(source)
     except ConfigError as e:  # deleted or damaged (a full disk, an editor): last.pt holds the config it trained with
-        saved = dict(read_last(run)["config"])
+        saved, source = dict(read_last(run)["config"]), run / LAST
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
     if set(changes) - set(RESUME_CHANGES):
         raise TypeError(f"resume_config: only {', '.join(RESUME_CHANGES)} may change; got {', '.join(changes)}")
-    saved.update({k: v for k, v in changes.items() if v is not None})  # (--epochs 0 too: refused as the config is checked)
-    return resolve_config(base=saved)  # a value deleted or nulled by hand falls back to the preset's
+    # (--epochs 0 too: refused as the config is checked); a value deleted or nulled by hand falls back to the preset's
+    return resolve_config(base=saved, source=source, **changes)
 
 
 def read_last(run: Path) -> dict:

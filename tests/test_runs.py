@@ -20,6 +20,8 @@ def test_read_run_errors(tmp_path):
         runs.read_run(tmp_path / "missing")
     with pytest.raises(FerkitError, match="not a run folder"):
         runs.read_run(tmp_path)
+    with pytest.raises(FerkitError, match=r"^/dev/null: empty \(the null device, not a file\); give the --out folder"):
+        runs.read_run("/dev/null")  # (it said "no such run folder" of a path that exists)
 
 
 @pytest.mark.parametrize("name,text,message", [

@@ -79,6 +79,8 @@ def folder_checkpoint(folder: Path) -> Path:
 def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     """A Run from a `ferkit train` folder; a clear error when the folder is missing or holds no run."""
     p = Path(run_dir)
+    if p.exists() and not p.is_dir():  # (read_runs takes a regular file for a checkpoint)
+        check_regular_file(p, "the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
     if not p.is_dir():
         raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
     if not any((p / f).exists() for f in (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST)):

@@ -127,6 +127,11 @@ def test_a_pickled_whole_model_gets_ferkits_own_message(tmp_path, recwarn):
     with pytest.raises(FerkitError, match="junk.pt: not a readable ferkit checkpoint; .*not a PyTorch file") as e:
         read_checkpoint(tmp_path / "junk.pt")
     assert "weights_only" not in str(e.value)
+    for text in (b"abc", b"i"):  # torch's own errors on these were internal: "IndexError: pop from empty list", "KeyError: 105"
+        (tmp_path / "short.pt").write_bytes(text)
+        with pytest.raises(FerkitError) as e:
+            read_checkpoint(tmp_path / "short.pt")
+        assert str(e.value).endswith("the file is damaged or not one (not a PyTorch file)"), str(e.value)
 
 
 def test_a_checkpoint_without_training_state_cannot_resume(tiny_checkpoint, tmp_path):

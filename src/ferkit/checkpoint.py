@@ -75,9 +75,8 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
-        first = load_failure(path, e)
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
-                          f"({type(e).__name__}: {first})") from None
+                          f"({load_failure(path, e)})") from None
     check_checkpoint(ckpt, path)
     if resume:
         missing = [k for k in RESUME_KEYS if k not in ckpt]
@@ -89,15 +88,19 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
 
 
 def load_failure(path: Path, e: Exception) -> str:
-    """What to quote of a torch.load(weights_only=True) of `path` that raised `e`: its first line, or
-    "not a PyTorch file" for junk the unpickler choked on; a file of pickled objects raises ferkit's
-    own message (PyTorch's advice, weights_only=False, would run the file's code)."""
+    """What to quote of a torch.load(weights_only=True) of `path` that raised `e`: its type and first
+    line, or "not a PyTorch file" for junk (torch's own errors on it are internal: "KeyError: 105");
+    a file of pickled objects raises ferkit's own message (PyTorch's advice, weights_only=False,
+    would run the file's code)."""
     text = str(e)
     if "Weights only load failed" in text:
         if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
             raise FerkitError(_pickled_objects(path, text)) from None
-        text = "not a PyTorch file"
-    return first_line(text)
+        return "not a PyTorch file"
+    with open(path, "rb") as f:
+        if not f.read(2).startswith((b"PK", b"\x80")):  # neither a zip (torch.save's format, whole or cut off) nor a pickle
+            return "not a PyTorch file"
+    return f"{type(e).__name__}: {first_line(text)}"
 
 
 def _is_pickle(path: Path) -> bool:

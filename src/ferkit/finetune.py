@@ -52,9 +52,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled objects, junk, truncated files
-        first = load_failure(path, e)
         raise FerkitError(f"--init-from {path}: not a readable weights file (a state_dict saved with torch.save, or a "
-                          f"ferkit checkpoint); {type(e).__name__}: {first}") from None
+                          f"ferkit checkpoint); {load_failure(path, e)}") from None
     if isinstance(obj, dict) and "spec" in obj and "state_dict" in obj:
         ckpt = read_checkpoint(path)  # checked as every checkpoint is
         return ckpt["state_dict"], "ferkit checkpoint", labels_of(ckpt)

@@ -98,9 +98,8 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
-    if set(changes) - set(RESUME_CHANGES):
-        raise TypeError(f"resume_config: only {', '.join(RESUME_CHANGES)} may change; got {', '.join(changes)}")
-    # (--epochs 0 too: refused as the config is checked); a value deleted or nulled by hand falls back to the preset's
+    # a change of None keeps the run's value (--epochs 0 is a value: refused as the config is checked);
+    # a value deleted or nulled by hand in config.json falls back to the preset's
     return resolve_config(base=saved, source=source, **changes)
 
 

@@ -37,6 +37,10 @@ def test_read_run_errors(tmp_path):
     # a hand-edited 1e308 overflowed matplotlib's ticks in plot and report (NaN is an epoch without validation)
     (runs.HISTORY_JSON, '[{"epoch": 1, "train_loss": 1e308, "val_acc": NaN}]', "history.json: row 1 is not an epoch's record"),
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),
+    # the line, not numpy's "row 1" counted from the first number
+    (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,abc\n", "iterations.csv: not an iteration,loss table (line 3: could not convert"),
+    (runs.ITERATIONS, "step,value\n1,0.5\n", "iterations.csv: not an iteration,loss table (no loss field)"),
+    (runs.HISTORY_CSV, "epoch,val_acc\n1,0.5\n\n3,0.6,9\n", "history.csv: not a history table of numbers (line 4: not the 2 fields"),
     (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'

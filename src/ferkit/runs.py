@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,25 +91,18 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     if (p / HISTORY_JSON).exists():
         history = check_history(_read_json(p / HISTORY_JSON), str(p / HISTORY_JSON))
     elif (p / HISTORY_CSV).exists():
-        try:
-            with open(_written(p / HISTORY_CSV), newline="") as f:
-                history = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
-        except (OSError, ValueError, TypeError) as e:
-            raise FerkitError(f"{p / HISTORY_CSV}: not a history table of numbers ({e}); rerun the command that wrote it") from None
-        history = check_history(history, str(p / HISTORY_CSV))
+        history = check_history(_numbers(p / HISTORY_CSV, "a history table of numbers"), str(p / HISTORY_CSV))
     else:
         history = []
     iterations = np.zeros(0)
-    if (p / ITERATIONS).exists():
-        try:
-            with warnings.catch_warnings():  # numpy's "empty input file": a run stopped before its first step
-                warnings.simplefilter("ignore")
-                table = np.loadtxt(_written(p / ITERATIONS), delimiter=",", skiprows=1, ndmin=2)
-            iterations = table[:, 1] if table.size else np.zeros(0)
-            if (np.abs(iterations) > MAX_RECORD).any():
-                raise ValueError(f"a loss over {MAX_RECORD:g}")
-        except (OSError, ValueError, IndexError) as e:
-            raise FerkitError(f"{p / ITERATIONS}: not an iteration,loss table ({e}); rerun the command that wrote it") from None
+    if (p / ITERATIONS).exists():  # only its header: a run stopped before its first step
+        table = "an iteration,loss table"
+        rows = _numbers(p / ITERATIONS, table)
+        if rows and "loss" not in rows[0]:
+            raise FerkitError(f"{p / ITERATIONS}: not {table} (no loss field); rerun the command that wrote it")
+        iterations = np.array([r["loss"] for r in rows], float)
+        if (np.abs(iterations) > MAX_RECORD).any():
+            raise FerkitError(f"{p / ITERATIONS}: not {table} (a loss over {MAX_RECORD:g}); rerun the command that wrote it")
     metrics = {}
     for f in sorted(p.glob(METRICS_GLOB)):
         m = _read_json(f)
@@ -199,6 +191,24 @@ def _written(path: Path) -> Path:
     its reader forever)."""
     check_regular_file(path, "the file the run wrote; rerun the command that wrote it")
     return path
+
+
+def _numbers(path: Path, what: str) -> list[dict[str, float]]:
+    """One of a run's CSV tables (history.csv, iterations.csv) as rows of numbers by field (an empty
+    field: NaN); a row that is not what train.py wrote is named by its line."""
+    reader = None
+    try:
+        with open(_written(path), newline="") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():  # more or fewer fields than the header has
+                    raise ValueError(f"not the {len(reader.fieldnames)} fields of the header")
+                rows.append({k: float(v) if v != "" else float("nan") for k, v in row.items()})
+    except (OSError, ValueError, csv.Error) as e:
+        line = f"line {reader.line_num}: " if reader is not None and reader.line_num else ""
+        raise FerkitError(f"{path}: not {what} ({line}{e}); rerun the command that wrote it") from None
+    return rows
 
 
 def _read_json(path: Path):

@@ -509,6 +509,26 @@ def test_resume_takes_the_machine_settings_and_names_the_file_it_cannot_write(ti
     assert json.loads((run / "config.json").read_text())["threads"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
+def test_resuming_a_folder_it_cannot_write_says_how_to_go_on(tiny_run, tmp_path, monkeypatch, capsys):
+    """A resumed run cannot move: the fix is a writable folder or a copy of the run, not "choose
+    another location". (As root a read-only folder is writable, so the write itself is refused.)"""
+    import shutil
+
+    from ferkit import files
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --resume {run}: cannot write in {run} (Permission denied); make it writable, "
+                                       "or copy the run folder and resume the copy\n")
+
+
 def test_a_bad_value_edited_into_config_json_is_named_there_on_resume(tiny_run, tmp_path, capsys):
     import shutil
 

@@ -37,11 +37,12 @@ from .errors import FerkitError
 TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]+)?")
 
 
-def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
+def check_output(path: str | os.PathLike, flag: str, folder: bool = False, fix: str = "choose another location") -> Path:
     """`path` as a Path if ferkit can write it (a file, or with folder=True a folder), else a
     FerkitError naming the flag, the path, why and what to do. A file's missing parent folders are
     created; a folder (a run's --out) is not, so a command refused later leaves nothing behind:
-    a temporary file is written and removed in the nearest folder that exists."""
+    a temporary file is written and removed in the nearest folder that exists. `fix` ends the
+    message of a location ferkit cannot write (a resumed run cannot move: it is told otherwise)."""
     if not str(path).strip():  # Path("") is the current folder
         raise FerkitError(f"{flag}: an empty path; give a {'folder' if folder else 'file'}")
     if str(path) == "-":  # the Unix habit for standard output: ferkit would write a file named "-"
@@ -49,12 +50,12 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False) -> Pa
                           f"{'folder' if folder else 'file'} name (./- for a file of that name)")
     try:
         # a trailing slash names a folder; Path() drops it, and the file would take the folder's name
-        return _check_output(Path(path), flag, folder, str(path).endswith(("/", os.sep)))
+        return _check_output(Path(path), flag, folder, str(path).endswith(("/", os.sep)), fix)
     except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links
-        raise FerkitError(f"{flag} {path}: cannot use it ({e.strerror or e}); choose another location") from None
+        raise FerkitError(f"{flag} {path}: cannot use it ({e.strerror or e}); {fix}") from None
 
 
-def _check_output(p: Path, flag: str, folder: bool, slash: bool) -> Path:
+def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Path:
     if folder and p.is_symlink() and not p.exists():  # the run's mkdir would fail on it, after the data are read
         raise FerkitError(f"{flag} {p}: a symbolic link to nothing (a missing target or a loop of links); "
                           "give another location, or remove or fix the link")
@@ -75,17 +76,17 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool) -> Path:
     except OSError as e:
         found = next(a for a in (base, *base.parents) if a.exists())  # the folder it failed in, or a file in the way
         if not found.is_dir():
-            raise FerkitError(f"{flag} {p}: {found} is a file, not a folder; choose another location") from None
-        raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); choose another location") from None
+            raise FerkitError(f"{flag} {p}: {found} is a file, not a folder; {fix}") from None
+        raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); {fix}") from None
     if folder:
         base = next(a for a in (base, *base.parents) if a.exists())
         if not base.is_dir():
-            raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; choose another location")
+            raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; {fix}")
     try:  # a real write: os.access says yes to root even on a read-only file system
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as e:
-        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); choose another location") from None
+        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); {fix}") from None
     return p
 
 

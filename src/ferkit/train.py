@@ -476,7 +476,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
 
     With resume=True, continue where the run in out_dir stopped (from its last.pt).
     Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
-    out = check_output(out_dir, "--resume" if resume else "--out", folder=True)
+    if resume:  # a run resumes where it is: another location is no fix
+        out = check_output(out_dir, "--resume", folder=True, fix="make it writable, or copy the run folder and resume the copy")
+    else:
+        out = check_output(out_dir, "--out", folder=True)
     # a bundled model's name: its int8 graph teaches (the fastest teacher, bench_teacher.py), its checkpoint initialises
     cfg = replace(cfg, teacher=[bundled.file_of(t, "int8") for t in cfg.teacher],
                   init_from=cfg.init_from and bundled.file_of(cfg.init_from, "checkpoint"))

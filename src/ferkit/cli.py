@@ -188,7 +188,14 @@ def config_from_args(args):
 
 
 def _layers(spec: dict) -> dict:
-    """A spec's layers, without its number of outputs (which --labels data sets from the data)."""
+    """A spec's layers with the defaults it leaves out (an older ferkit recorded fewer fields), without
+    its number of outputs (which --labels data sets from the data)."""
+    from .model import ModelSpec
+
+    try:
+        spec = ModelSpec.from_dict(spec).to_dict()
+    except ConfigError:  # no spec this ferkit reads: compared as it is, so it differs
+        pass
     return {k: v for k, v in spec.items() if k != "num_classes"}
 
 

@@ -173,7 +173,18 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
         assert main(["evaluate", str(run), "--data", str(data), *argv]) == 2, argv
         assert message in capsys.readouterr().err
     assert (run / "best.pt").read_bytes() == before and data.read_bytes() == data_before
-    assert main(["export", str(run), "--pt", str(tmp_path / "slim.pt")]) == 0  # another file: written
+    # predict's results and report's page over a run's file, a model or a photo the command does not read
+    slim, photo = tmp_path / "slim.pt", tmp_path / "photo.jpg"
+    photo.write_bytes(b"a photo")
+    for argv, message in [(["predict", str(data), "--json", str(run / "best.pt")], "names a model file; give the results a .json name"),
+                          (["predict", str(data), "--csv", str(run / "history.csv")], f"--csv {run / 'history.csv'}: a file of the run"),
+                          (["predict", str(data), "--csv", str(photo)], "names an image file; give the results a .csv name"),
+                          (["report", str(tiny_run), "--no-data", "--out", str(run / "last.pt")], "names a model file"),
+                          (["report", str(tiny_run), "--no-data", "--out", str(photo)], "names an image file; give the report a .html name")]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert (run / "best.pt").read_bytes() == before and photo.read_bytes() == b"a photo"
+    assert main(["export", str(run), "--pt", str(slim)]) == 0  # another file: written
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
 
 

@@ -246,6 +246,23 @@ def _evaluate_args(p):
     _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders", "the data it trained on, else ")
 
 
+MODEL_SUFFIXES = (".pt", ".pth", ".onnx")
+
+
+def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
+    """A FerkitError where a command's text output (metrics JSON, predictions CSV, a report's HTML)
+    would replace a model, a photo, a video or a file of a training run (a mistyped name lost a
+    checkpoint). After check_output, and check_not_input where the command reads such files."""
+    from .data import IMAGE_EXTS
+    from .jobs import VIDEO_EXTS
+
+    kind = {**dict.fromkeys(MODEL_SUFFIXES, "model"), **dict.fromkeys(IMAGE_EXTS, "image"),
+            **dict.fromkeys(VIDEO_EXTS, "video")}.get(out.suffix.lower())
+    if kind:
+        raise FerkitError(f"{flag} {out}: names {'an' if kind == 'image' else 'a'} {kind} file; give {what} a {suffix} name")
+    runs.check_not_run_file(out, flag)
+
+
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
@@ -254,10 +271,8 @@ def cmd_evaluate(args):
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
 
     # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
-    if args.json and Path(args.json).suffix.lower() in (".pt", ".pth", ".onnx"):  # another run's checkpoint, say
-        raise FerkitError(f"--json {args.json}: names a model file; give the metrics a .json name")
     if args.json:
-        runs.check_not_run_file(check_output(args.json, "--json"), "--json")
+        check_text_output(check_output(args.json, "--json"), "--json", "the metrics", ".json")
     ck = Path(_checkpoint_path(args.checkpoint))
     if args.precision == "int8" and not is_onnx_file(ck):  # int8 exists only as an exported graph
         graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
@@ -470,6 +485,7 @@ def cmd_predict(args):
     for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
         if out:
             check_not_input(Path(out), name, [f for f, _ in files])
+            check_text_output(Path(out), name, "the results", name.replace("--", "."))
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
@@ -770,7 +786,9 @@ def cmd_report(args):
     if not 0 <= args.faces <= MAX_REPORT_FACES:  # each face is a DeepDream of every run: seconds each
         raise FerkitError(f"--faces {args.faces}: must be 0..{MAX_REPORT_FACES} (0: no DeepDream)")
     paths = _run_paths(args.runs)
-    check_not_input(check_output(args.out, "--out"), "--out", _files_of(paths))
+    out = check_output(args.out, "--out")
+    check_not_input(out, "--out", _files_of(paths))
+    check_text_output(out, "--out", "the report", ".html")
     res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
     for n in res["notes"]:
         print(f"note: {n}")

@@ -106,6 +106,11 @@ def test_cli_visualize_image(tiny_checkpoint, tmp_path, face, capsys):
         assert (out / f).stat().st_size > 100, f
     with np.load(out / "activations.npz") as z:
         assert z["conv1"].shape == (8, 24, 24) and z["conv2"].shape == (16, 12, 12)
+    before = img.read_bytes()  # --out its own folder: face.png would replace it with its 48x48 crop
+    assert main(["visualize", str(tiny_checkpoint), "--image", str(img), "--out", str(tmp_path), "--what", "filters"]) == 2
+    assert capsys.readouterr().err == (f"error: --out {tmp_path}: visualize writes face.png there, and that is --image "
+                                       f"{img}; give another folder\n")
+    assert img.read_bytes() == before
 
 
 def test_cli_visualize_row(tiny_checkpoint, tmp_path):

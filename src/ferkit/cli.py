@@ -711,6 +711,10 @@ def _visualize_args(p):
     _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders")
 
 
+VISUALIZE_FILES = {"activations": ("activations.png", "activations.npz"), "filters": ("filters.png",),
+                   "dream": ("dream-face.png", "dream.png")}  # what each --what writes into --out, beside face.png
+
+
 @command("visualize", "activation maps, first-layer filters and DeepDream of a checkpoint on a face", _visualize_args)
 def cmd_visualize(args):
     import numpy as np
@@ -729,6 +733,11 @@ def cmd_visualize(args):
     )
 
     out = check_output(args.out, "--out", folder=True)
+    writes = ["face.png", *(name for what in args.what for name in VISUALIZE_FILES[what])]
+    for name in writes:  # a photo in --out named like an output was replaced by its 48x48 crop
+        if args.image and (out / name).is_file() and Path(args.image).is_file() and (out / name).samefile(args.image):
+            raise FerkitError(f"--out {args.out}: visualize writes {name} there, and that is --image {args.image}; "
+                              "give another folder")
     clf = load_checkpoint(_checkpoint_path(args.checkpoint))
     if not len(clf.model.features):  # e.g. a spec of FC layers alone
         raise FerkitError(f"{args.checkpoint}: its model has no conv layers, so no activation maps, filters or DeepDream "

@@ -318,10 +318,13 @@ def cmd_evaluate(args):
 # ---------------------------------------------------------------- sanity
 
 
+MAX_OVERFIT = 1000  # sanity --n: the overfit check trains them as one batch (--n 1000000000 took 23 GB and was killed)
+
+
 def _sanity_args(p):
     p.add_argument("--model", default="shallow", help="preset name or spec file (default shallow)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field")
-    p.add_argument("--n", type=int, default=100, help="training images to overfit (default 100)")
+    p.add_argument("--n", type=int, default=100, help=f"training images to overfit, as one batch (default 100, at most {MAX_OVERFIT})")
     p.add_argument("--steps", type=int, default=300, help="most optimisation steps for the overfit check")
     p.add_argument("--lr", type=float, default=1e-3)
     _data_args(p)
@@ -335,9 +338,9 @@ def cmd_sanity(args):
     from .model import resolve_spec
     from .sanity import data_labels, initial_loss, overfit
 
-    if args.n < 2 or args.steps < 1:
-        raise FerkitError(f"--n {args.n} --steps {args.steps}: need --n >= 2 training images (batch norm needs two) "
-                          "and --steps >= 1")
+    if not 2 <= args.n <= MAX_OVERFIT or args.steps < 1:
+        raise FerkitError(f"--n {args.n} --steps {args.steps}: need --n in 2..{MAX_OVERFIT} training images (batch norm "
+                          "needs two; they train as one batch) and --steps >= 1")
     TrainConfig(lr=args.lr)  # --lr checked as train's is
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out

@@ -228,6 +228,7 @@ def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys)
         assert main(_argv(files, tmp_path / "s", "--trials", "0", *argv)) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+        assert not (tmp_path / "s").exists(), argv  # a refused search leaves no empty folder
 
 
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
@@ -235,3 +236,19 @@ def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
     train_only = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=14)
     assert main(_argv((train_only, spec), tmp_path / "s")) == 2
     assert "no PublicTest rows" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(files, tmp_path, tiny_run, capsys):
+    """A mistyped fixed flag fails every trial; the rerun without it was refused for 'other settings'
+    in that --out for good. A training run's folder is no search's --out."""
+    out = tmp_path / "s"
+    assert main(_argv(files, out, "--trials", "1", "--teacher", str(tmp_path / "none.pt"))) == 2
+    err = capsys.readouterr().err
+    assert "3 trials in a row failed (last: " in err and "a rerun with them corrected goes on in this --out" in err, err
+    assert main(_argv(files, out, "--trials", "1")) == 0
+    states = [t.state for t in _study(out).trials]
+    assert states.count(TrialState.FAIL) == 3 and states.count(TrialState.COMPLETE) == 1
+    assert main(_argv(files, out, "--trials", "2", "--teacher", str(tmp_path / "none.pt"))) == 2  # a trial completed: refused
+    assert "was started with other settings (differing: teacher [] -> [" in capsys.readouterr().err
+    assert main(_argv(files, tiny_run, "--trials", "1")) == 2
+    assert capsys.readouterr().err == f"error: --out {tiny_run}: holds a training run (its last.pt); give the search a folder of its own\n"

@@ -305,8 +305,6 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # run_search logs each trial itself
-    if not 1 <= heartbeat <= MAX_HEARTBEAT:
-        raise ConfigError(f"--heartbeat {heartbeat}: must be 1..{MAX_HEARTBEAT} seconds")
     url = storage_url(storage)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
         raise ConfigError(f"--storage {storage}: an in-memory database keeps no study; give a file, sqlite:///search.db")
@@ -348,6 +346,8 @@ def _settings(cfg: TrainConfig, params: list[Param], cv: int) -> dict:
 
 
 def _check_settings(study, settings: dict, storage: str) -> None:
+    from optuna.trial import TrialState
+
     saved = study.user_attrs.get("settings")
     if saved is None:
         study.set_user_attr("settings", settings)
@@ -357,7 +357,11 @@ def _check_settings(study, settings: dict, storage: str) -> None:
     # a field added to TrainConfig since the study began (split_seed, ...) has its default there
     saved["config"] = {**{k: v for k, v in now["config"].items() if k in NEW_FIELDS_DEFAULTS and v == NEW_FIELDS_DEFAULTS[k]},
                        **saved["config"]}
-    if saved != now:
+    if saved != now and not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING}:
+        # every trial failed (a mistyped --teacher, say) and none runs: the corrected rerun takes the study over
+        log.info(f"study {study.study_name!r}: none of its trials completed; it goes on with the settings given now")
+        study.set_user_attr("settings", settings)
+    elif saved != now:
         diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in ("params", "cv") if saved.get(k) != now.get(k)]
         diff += ["the model's layers"] if saved.get("spec") != now.get("spec") else []
         diff += [f"{k} {saved['config'].get(k)!r} -> {now['config'].get(k)!r}"
@@ -378,6 +382,10 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     from .train import load_data, model_spec
 
     out = Path(out)
+    if not 1 <= heartbeat <= MAX_HEARTBEAT:
+        raise ConfigError(f"--heartbeat {heartbeat}: must be 1..{MAX_HEARTBEAT} seconds")
+    if (out / LAST).exists():  # a training run's folder: the search's files would land among its own
+        raise FerkitError(f"--out {out}: holds a training run (its last.pt); give the search a folder of its own")
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     folds = None
@@ -385,8 +393,14 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
-    study = open_study(storage, study_name, heartbeat)
+    try:
+        study = open_study(storage, study_name, heartbeat)
+    except FerkitError:  # nor one refused for its --storage
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
     _check_settings(study, _settings(cfg, params, cv), storage)
     trials = out / "trials"
     if not study.get_trials(deepcopy=False) and trials.is_dir() and any(trials.iterdir()):  # its trial 0 would be theirs
@@ -449,7 +463,8 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
         if failed_in_row >= 3:
             raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
-                              "check the data and the ranges of the search")
+                              "check the data, the flags given and the ranges of the search; a rerun with them corrected "
+                              "goes on in this --out while no trial has completed")
     return study
 
 

@@ -346,6 +346,13 @@ def test_a_search_study_begun_before_the_split_fields_resumes():
         def __init__(self, settings):
             self.user_attrs = {"settings": settings}
 
+        def get_trials(self, deepcopy=True):  # a trial completed: other settings are refused
+            from types import SimpleNamespace
+
+            from optuna.trial import TrialState
+
+            return [SimpleNamespace(state=TrialState.COMPLETE)]
+
     now = _settings(TrainConfig(), [], 0)
     old = json.loads(json.dumps(now))
     for k in ("label_names", "split_seed", "val_fraction", "test_fraction"):
@@ -394,3 +401,21 @@ def test_class_names_from_a_file_a_list_or_neither(tmp_path):
     os.mkfifo(tmp_path / "fifo.txt")  # was "no such file"
     with pytest.raises(DataError, match=r"fifo.txt: not a regular file \(a folder, pipe or device\)"):
         fdata.read_names(str(tmp_path / "fifo.txt"))
+
+
+def test_a_ferplus_model_is_scored_and_trained_on_a_class_folder_by_name(tmp_path, capsys):
+    """FER+'s votes follow FER2013's CSV rows alone: on one's own folder the default model was refused
+    ('no FER+ vote file beside it'), and a vote file given anyway was matched to the images by row."""
+    folder = class_folder(tmp_path / "faces", size=(48, 48), colour=False)
+    (tmp_path / "fer2013new.csv").write_text("Usage,Image name,neutral\n")  # beside the folder: not its votes
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "ferplus-fast", "--data", str(folder), "--json", str(out), "--split", "all",
+                 "--labels-file", str(tmp_path / "fer2013new.csv")]) == 0
+    assert "are scored on their own classes" in capsys.readouterr().out
+    m = json.loads(out.read_text())  # every image: --split all draws no split (6 a class could not be split in ten)
+    assert m["n"] == 18 and m["split"] == "all" and m["labels"][-1] == "contempt"
+    assert {k: v for k, v in m["support"].items() if v} == {"happy": 6, "sad": 6, "surprise": 6}
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--labels", "ferplus", "--data", str(folder), "--epochs", "1", "--batch-size", "6",
+                 "--out", str(run), "--quiet", "--threads", "1", *SPLIT]) == 0
+    assert load_checkpoint(run).labels[-1] == "contempt"

@@ -235,7 +235,9 @@ def cmd_train(args):
 def _evaluate_args(p):
     p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder, meaning best.pt), an .onnx file from "
                                       "`ferkit export`, or a bundled model's name (see `ferkit models`)")
-    p.add_argument("--split", choices=["train", "val", "test"], help="default: test if the file has PrivateTest rows, else val")
+    p.add_argument("--split", choices=["train", "val", "test", "all"],
+                   help="default: test if the file has PrivateTest rows (a drawn test split for images without one), else "
+                        "val; all: every image, e.g. one's own photos for a model not trained on them")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
     p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint; "
                                                   "for a bundled model, metrics-<file>-<split>.json in the current folder)")
@@ -294,18 +296,25 @@ def cmd_evaluate(args):
         reading = {"size": clf.size, "channels": clf.channels, **({"names": read_names(args.label_names)} if args.label_names else {})}
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
+    if args.split == "all":  # no split drawn (a few images a class could not be split)
+        reading.update(val_fraction=0, test_fraction=0)
     data_path = args.data or (None if is_onnx_file(ck) else runs.trained_on(clf.meta.get("config")))
     data = load_fer(data_path, bool(args.skip_bad_rows), **reading)
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
     out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
-    print(f"evaluating {args.checkpoint} on the {split} faces of {data.source} ({clf.precision}) ...", flush=True)
+    print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
+          f"({clf.precision}) ...", flush=True)
     labels_file = args.labels_file
     recorded = None if is_onnx_file(ck) else (clf.meta.get("config") or {}).get("labels_file")
-    if not labels_file and recorded and Path(recorded).is_file():  # the votes the run trained on, as report takes them
+    if not labels_file and recorded and data.kind == "pixels" and Path(recorded).is_file():  # the votes the run trained on, as report takes them
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
+    if labels_file and data.kind != "pixels":
+        print(f"note: --labels-file {labels_file}: FER+'s votes follow FER2013's CSV rows; the images of {data.source} are "
+              "scored on their own classes")
+        labels_file = None
     check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
     m = evaluate_split(clf, data, split, labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
@@ -347,7 +356,7 @@ def cmd_sanity(args):
     reading = {**reading_for(spec, label_names=args.label_names), "val_fraction": 0, "test_fraction": 0}
     data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
     classes, y = data_labels(data)
-    images, labels = data.images[data.splits == data.split_index("train")], y[data.splits == data.split_index("train")]
+    images, labels = data.images[data.in_split("train")], y[data.in_split("train")]
     labels = classes.targets(labels, "majority", f"{data.source}: its training rows")[0]  # a file without labels: one line
     n = len(images[: args.n])
     if n < 2:  # e.g. a file of PublicTest rows only

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 SIZE = 48  # FER2013 faces are 48x48 grey
 SPLITS = ("train", "val", "test")
+ALL = "all"  # evaluate --split all: every row, whatever its split (one's own photos, scored whole)
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 SHARED_DATA = Path("../shared/data/fer2013/fer2013.csv.gz")  # relative to the project root
 DATA_ENV = "FERKIT_DATA"
@@ -96,15 +97,24 @@ class FerData:
     problems: list[str] = field(default_factory=list)  # what was skipped, first few
     # what each label stands for (FER2013's files: its 7 emotions); None: integer ids of the label set (labels.class_ids)
     names: tuple[str, ...] | None = FER2013
+    # "pixels": FER2013's CSV rows, which FER+'s vote file follows row by row; "folder" or "list": one's
+    # own images, each labelled by its class
+    kind: str = "pixels"
 
     def counts(self) -> dict[str, int]:
         return {s: int((self.splits == i).sum()) for i, s in enumerate(SPLITS)}
 
+    def in_split(self, name: str) -> np.ndarray:
+        """Which rows are in a split (N,) bool: train, val, test, or all (every row, whatever its split)."""
+        if name == ALL:
+            return np.ones(len(self.splits), bool)
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}, or {ALL}")
+        return self.splits == SPLITS.index(name)
+
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of one split; a clear error when the file has none of it."""
-        if name not in SPLITS:
-            raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
-        mask = self.splits == SPLITS.index(name)
+        mask = self.in_split(name)
         if not mask.any():
             have = ", ".join(f"{k} ({v})" for k, v in self.counts().items() if v) or "nothing"
             usage = [u for u, s in USAGE_TO_SPLIT.items() if s == name][0]
@@ -116,12 +126,7 @@ class FerData:
         return self.images[mask], self.labels[mask]
 
     def has(self, name: str) -> bool:
-        return bool((self.splits == SPLITS.index(name)).any())
-
-    @staticmethod
-    def split_index(name: str) -> int:
-        """The value of `splits` for a split name (0 train, 1 val, 2 test)."""
-        return SPLITS.index(name)
+        return bool(self.in_split(name).any())
 
 
 def find_data(path: str | os.PathLike | None = None) -> Path:
@@ -166,7 +171,7 @@ def load_fer(
             data = _read_images(listing or _folder_listing(p, skip_bad_rows), names, size, channels, skip_bad_rows, str(p))
         if cache_file is not None:
             _write_cache(cache_file, data)
-    return _with_splits(data, split_seed, val_fraction, test_fraction)
+    return _with_splits(replace(data, kind=kind), split_seed, val_fraction, test_fraction)
 
 
 def reading_for(spec, config: dict | None = None, label_names: str | None = None) -> dict:
@@ -672,6 +677,8 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     none = data.splits < 0
     if not none.any():
         return data
+    if none.all() and not val_fraction and not test_fraction:  # nothing to draw: every image trains (or, in evaluate --split all, is scored)
+        return replace(data, splits=np.zeros(len(none), np.int8))
     if not none.all():
         k = int(none.sum())
         raise DataError(f"{data.source}: {k} images have no split (right in ROOT/<class>/, or no split in their row) and "

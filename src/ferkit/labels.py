@@ -128,7 +128,8 @@ class DataLabels(PlainLabels):
 
 
 class FerPlus(LabelSet):
-    """FER+'s votes (N, 10), read by ferplus.py; its module docstring explains the label modes."""
+    """FER+'s votes (N, 10), read by ferplus.py; its module docstring explains the label modes. One's
+    own images (a folder, a list) have no votes: each has its class, matched by name as PlainLabels'."""
 
     name, title, emotions = "ferplus", "FER+", FERPLUS
     about = "8 emotions, from the FER+ votes beside the data (fer2013new.csv) or in --labels-file"
@@ -137,6 +138,8 @@ class FerPlus(LabelSet):
     def annotations(self, data, labels_file=None) -> np.ndarray:
         from . import ferplus
 
+        if data.kind != "pixels":  # (N,) class ids, not (N, 10) votes: those follow FER2013's CSV rows alone
+            return PlainLabels.annotations(self, data)
         if data.skipped:  # the votes are matched to the data by row order
             raise DataError(f"{data.source}: {data.skipped} bad rows were skipped, so its rows no longer line up with the "
                             "FER+ votes; fix the file instead of --skip-bad-rows")
@@ -145,6 +148,8 @@ class FerPlus(LabelSet):
     def targets(self, rows, mode, where):
         from . import ferplus
 
+        if rows.ndim == 1:  # one's own images' classes: every mode trains on them
+            return PlainLabels.targets(self, rows, mode, where)
         t, keep = ferplus.targets(rows, mode)
         soft = None if mode == "majority" else t  # majority's targets are one-hot: plain labels
         return t.argmax(1).astype(np.int64), soft, keep
@@ -152,6 +157,8 @@ class FerPlus(LabelSet):
     def eval_labels(self, rows, where):
         from . import ferplus
 
+        if rows.ndim == 1:
+            return PlainLabels.eval_labels(self, rows, where)
         return ferplus.majority_labels(rows), ferplus.top_vote_sets(rows)  # the paper's protocol: the majority emotion
 
 

@@ -89,7 +89,7 @@ def split_labels(emotions, data, split: str, labels_file=None) -> tuple[np.ndarr
     """What the faces of one split are scored against for a model predicting `emotions` (its label
     set's eval_labels): labels (N,), -1 = left out, and the top-vote sets or None."""
     labels = for_emotions(emotions)
-    rows = labels.annotations(data, labels_file)[data.splits == data.split_index(split)]
+    rows = labels.annotations(data, labels_file)[data.in_split(split)]
     return labels.eval_labels(rows, f"{data.source}: the {split} rows")
 
 

@@ -230,12 +230,12 @@ def cv_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray
 
 
 def fold_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, source: str = "",
-              names=FerData.names) -> FerData:
+              names=FerData.names, kind: str = FerData.kind) -> FerData:
     """A FerData whose train split is images[train_idx] and val split images[val_idx] (for train.fit);
-    names: what the labels stand for (the data's FerData.names; default FER2013's)."""
+    names, kind: what the labels stand for and where they came from (the data's own; default FER2013's)."""
     idx = np.concatenate([train_idx, val_idx])
     splits = np.concatenate([np.zeros(len(train_idx), np.int8), np.ones(len(val_idx), np.int8)])
-    return FerData(images[idx], labels[idx], splits, source, names=names)
+    return FerData(images[idx], labels[idx], splits, source, names=names, kind=kind)
 
 
 def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +256,8 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
     else:
         x, y = train_images(data, cfg)
         sub = replace(cfg, train_subset=0)
-        runs = [(Path(run_dir) / f"fold{k}", sub, fold_data(x, y, tr, va, f"{data.source} [fold {k + 1}/{len(folds)}]", data.names))
+        runs = [(Path(run_dir) / f"fold{k}", sub, fold_data(x, y, tr, va, f"{data.source} [fold {k + 1}/{len(folds)}]", data.names,
+                                                           data.kind))
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:

@@ -155,7 +155,7 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     its evaluation labels in validation (faces without one are left out). rows: the label set's
     annotations of every row of data (labels.annotations)."""
     train_x, _ = data.split("train")
-    train_r = rows[data.splits == data.split_index("train")]
+    train_r = rows[data.in_split("train")]
     if cfg.train_subset:
         train_x, train_r = train_x[: cfg.train_subset], train_r[: cfg.train_subset]
     train_y, targets, keep = labels.targets(train_r, cfg.label_mode, f"{data.source}: the training rows")
@@ -176,7 +176,7 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     val = None
     if data.has("val"):
         val_x, _ = data.split("val")
-        val_y, _ = labels.eval_labels(rows[data.splits == data.split_index("val")], f"{data.source}: the val rows")
+        val_y, _ = labels.eval_labels(rows[data.in_split("val")], f"{data.source}: the val rows")
         scored = val_y >= 0
         if scored.any():
             val = make_batches(val_x[scored], val_y[scored], mean, spec, flips=cfg.tta)

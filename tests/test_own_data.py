@@ -99,9 +99,13 @@ def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
     d = load_fer(root, size=20, channels=3)
     assert d.names == ("joy", "anger") and d.split("val")[1].tolist() == [1, 1, 0, 0]
     assert load_fer(root, size=20, channels=3, names=["anger", "joy", "calm"]).names == ("anger", "joy", "calm")
-    with pytest.raises(DataError, match=r"anger_.*\.png: class 'anger' is not one of the class names \(joy, calm\)\. "
-                                        r"Fix or remove the file, or pass --skip-bad-rows"):
+    with pytest.raises(DataError, match=r"anger_.*\.png: class 'anger' is not one of the class names of --label-names "
+                                        r"\(joy, calm\)\. Fix or remove the file, or pass --skip-bad-rows"):
         load_fer(root, size=20, channels=3, names="joy,calm".split(","), cache=False)
+    (root / "labels.txt").write_text("joy\ncalm\n")  # a stray labels.txt is named: nothing else said where the names came from
+    with pytest.raises(DataError, match=r"class 'anger' is not one of the class names of .*faces/labels\.txt \(joy, calm\)"):
+        load_fer(root, size=20, channels=3, cache=False)
+    (root / "labels.txt").write_text("joy\nanger\n")
     (root / "val" / "joy" / "note.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"note.png: cannot identify image file"):
         load_fer(root, size=20, channels=3, cache=False)

@@ -151,15 +151,16 @@ def load_fer(
     p = find_data(path)
     _check_kind(p)
     kind = "folder" if p.is_dir() else _file_kind(p)
+    names_from = None  # where the class names come from, for messages
     names_file = (p if kind == "folder" else p.parent) / NAMES_FILE
     if kind == "pixels":  # FER2013's rows are its 7 emotions, whatever names are given
         if names is not None:
             log.warning(f"{p}: a FER2013 CSV's labels are FER2013's 7 emotions; --label-names is ignored for it")
         names = None
     elif names is not None:
-        names = _checked_names(names, "--label-names")
+        names, names_from = _checked_names(names, "--label-names"), "--label-names"
     elif names_file.is_file():
-        names = read_names(str(names_file), NAMES_FILE)
+        names, names_from = read_names(str(names_file), NAMES_FILE), str(names_file)
     listing = _read_list(p, skip_bad_rows) if kind == "list" else None
     cache_file = _cache_path(p, skip_bad_rows, (size, channels, names), listing) if cache else None
     data = _cached(cache_file, p) if cache_file is not None and cache_file.exists() else None
@@ -168,7 +169,8 @@ def load_fer(
         if kind == "pixels":
             data = _resized(_read_csv(p, skip_bad_rows), size, channels)
         else:
-            data = _read_images(listing or _folder_listing(p, skip_bad_rows), names, size, channels, skip_bad_rows, str(p))
+            data = _read_images(listing or _folder_listing(p, skip_bad_rows), names, size, channels, skip_bad_rows, str(p),
+                                names_from)
         if cache_file is not None:
             _write_cache(cache_file, data)
     return _with_splits(replace(data, kind=kind), split_seed, val_fraction, test_fraction)
@@ -613,11 +615,13 @@ def _class_order(present: set[str]) -> tuple[str, ...]:
     return tuple(sorted(present))
 
 
-def _label_ids(listing: _Listing, names, skip_bad_rows: bool) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def _label_ids(listing: _Listing, names, skip_bad_rows: bool, names_from: str | None = None) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """(labels (N,) int64, names) of a listing: classes looked up in names (ids index them from 0);
     without names, named classes are numbered in _class_order, integer ids kept as they are (names None).
-    An entry whose class is not among the names is a bad row (dropped from the listing with skip_bad_rows)."""
+    An entry whose class is not among the names is a bad row (dropped from the listing with skip_bad_rows);
+    names_from: where given names came from (--label-names, a labels.txt), named in its message."""
     given = names is not None
+    of = f" of {names_from}" if names_from else ""
     if not given:
         named = {c for c in listing.classes if isinstance(c, str)}
         names = _class_order(named) if named else None
@@ -629,10 +633,10 @@ def _label_ids(listing: _Listing, names, skip_bad_rows: bool) -> tuple[np.ndarra
                 ids.append(-1)
             elif isinstance(cls, str):
                 if cls not in index:
-                    raise ValueError(f"class {cls!r} is not one of the class names ({', '.join(names)})")
+                    raise ValueError(f"class {cls!r} is not one of the class names{of} ({', '.join(names)})")
                 ids.append(index[cls])
             elif given and not cls < len(names):
-                raise ValueError(f"label {cls} is not an index of the {len(names)} class names (0 {names[0]} .. "
+                raise ValueError(f"label {cls} is not an index of the {len(names)} class names{of} (0 {names[0]} .. "
                                  f"{len(names) - 1} {names[-1]})")
             else:
                 ids.append(cls)
@@ -645,11 +649,12 @@ def _label_ids(listing: _Listing, names, skip_bad_rows: bool) -> tuple[np.ndarra
     return np.asarray(ids, np.int64), names
 
 
-def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_rows: bool, source: str) -> FerData:
+def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_rows: bool, source: str,
+                 names_from: str | None = None) -> FerData:
     """Decode a listing's images at the model's input (see _fit)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    labels, names = _label_ids(listing, names, skip_bad_rows)
+    labels, names = _label_ids(listing, names, skip_bad_rows, names_from)
     n, shape = len(listing.files), (size, size) + ((channels,) if channels > 1 else ())
     need = n * int(np.prod(shape))
     if need > MAX_BYTES:

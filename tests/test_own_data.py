@@ -394,7 +394,7 @@ def test_resume_refuses_data_whose_classes_or_training_faces_changed(tmp_path, c
     assert json.loads((kept / "config.json").read_text())["data"] == str(tmp_path / "moved")
 
 
-def test_class_names_from_a_file_a_list_or_neither(tmp_path):
+def test_class_names_from_a_file_a_list_or_neither(tmp_path, monkeypatch):
     import os
 
     (tmp_path / "names.txt").write_text("# mine\nCat\n\ndog\n")
@@ -405,6 +405,10 @@ def test_class_names_from_a_file_a_list_or_neither(tmp_path):
     os.mkfifo(tmp_path / "fifo.txt")  # was "no such file"
     with pytest.raises(DataError, match=r"fifo.txt: not a regular file \(a folder, pipe or device\)"):
         fdata.read_names(str(tmp_path / "fifo.txt"))
+    (tmp_path / "faces").mkdir()  # the data folder given by mistake: was one class named "faces" ("needs 2 classes")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"--label-names faces: not a regular file \(a folder, pipe or device\)"):
+        fdata.read_names("faces")
 
 
 def test_a_ferplus_model_is_scored_and_trained_on_a_class_folder_by_name(tmp_path, capsys):

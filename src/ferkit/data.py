@@ -200,7 +200,7 @@ def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:
         except UnicodeDecodeError as e:
             raise DataError(f"{where} {p}: not a text file (byte {e.start} is not UTF-8); give one class name a line") from None
         return _checked_names([t.strip() for t in lines if t.strip() and not t.strip().startswith("#")], f"{where} {p}")
-    if "," not in spec and (p.suffix or os.sep in spec):
+    if "," not in spec and (p.suffix or os.sep in spec or p.is_dir()):  # a folder named like a class: not a name
         what = "not a regular file (a folder, pipe or device)" if p.exists() else "no such file"
         raise DataError(f"{where} {spec}: {what}; give a file of class names (one a line) or a comma list (a,b,c)")
     return _checked_names(spec.split(","), where)

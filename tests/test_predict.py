@@ -777,11 +777,14 @@ def test_predict_cli_tta_averages_each_face_with_its_mirror(backend, tmp_path):
         np.testing.assert_allclose(p, (plain["face"] + plain["mirror"]) / 2, atol=2e-3)
 
 
-def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys):
-    """(onnxruntime runs on the CPU whatever --device says: `--device foo` was ignored without a word)"""
+def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys, caplog):
+    """(onnxruntime runs on the CPU whatever --device says: `--device foo` was ignored without a word,
+    and `--device cuda` is said to run on the CPU)"""
     with pytest.raises(FerkitError, match="--device must be auto, cpu, cuda, cuda:N or mps; got 'foo'"):
         Predictor(device="foo")
-    assert Predictor(device="cuda:1").backend == "onnx"  # a real name: onnxruntime runs on the CPU as before
+    with caplog.at_level("WARNING", logger="ferkit.predict"):
+        assert Predictor(device="cuda:1").backend == "onnx"  # a real name: onnxruntime runs on the CPU as before
+    assert "--device cuda:1: the onnx backend runs on the CPU; for cuda:1, give --backend torch" in caplog.text
 
 
 def test_a_cuda_index_too_large_for_torch_is_said_as_such():

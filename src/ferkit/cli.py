@@ -282,7 +282,7 @@ def cmd_evaluate(args):
                           + (f"evaluate its shipped graph: ferkit evaluate {graph}" if graph and graph.exists() else
                              f"export one (ferkit export {args.checkpoint} --onnx model.int8.onnx --int8) and evaluate that file"))
     if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
-        clf = Predictor(ck, backend="onnx", precision=args.precision, tta=args.tta)
+        clf = Predictor(ck, backend="onnx", device=args.device, precision=args.precision, tta=args.tta)
     else:
         clf = load_checkpoint(ck, args.device, args.precision)
     # Metrics go beside the checkpoint (its run folder), except for the bundled models: ferkit's

@@ -20,6 +20,7 @@ Classifier, --backend torch), and a light install without it says which extra to
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -48,6 +49,8 @@ DEFAULT_MODEL = bundled.DEFAULT
 # A photo that ships inside ferkit, for `ferkit demo` and serve's warm-up (no download, no scikit-image):
 # scikit-image's astronaut (Eileen Collins; NASA, public domain), saved as a JPEG.
 DEMO_PHOTO = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"
+
+log = logging.getLogger(__name__)
 
 
 def model_path(model: str | Path | None = None) -> Path:
@@ -183,6 +186,9 @@ class Predictor:
         self.size, self.channels = SIZE, 1  # the model's input, read from the model below
         if onnx_file and backend != "onnx":
             raise FerkitError(f"{model}: an ONNX model runs with backend='onnx' (--backend onnx)")
+        if backend == "onnx" and device not in ("cpu", "auto"):  # onnxruntime's CPU provider alone (runtime.py)
+            log.warning(f"--device {device}: the onnx backend runs on the CPU; for {device}, "
+                        + ("run the checkpoint (.pt) the .onnx file was exported from" if onnx_file else "give --backend torch"))
         name = str(model or DEFAULT_MODEL)
         self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
         shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()

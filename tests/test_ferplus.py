@@ -194,6 +194,9 @@ def test_evaluate_scores_on_the_votes_the_run_trained_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"FER+ votes: {votes} (the run's --labels-file)" in out
     assert json.loads((run / "metrics-val.json").read_text())["n"] == 21
+    assert main(["evaluate", "fer2013-fast", "--data", str(fer), "--labels-file", str(votes), "--json", str(tmp_path / "m.json")]) == 0
+    assert f"note: --labels-file {votes}: FER+'s votes score a FER+ model on FER2013's CSV rows; fer2013-fast is scored " \
+           f"on the labels of {fer}" in capsys.readouterr().out  # (ignored without a word)
 
 
 def test_vote_flags_without_ferplus_and_votes_without_a_majority_are_said(tmp_path, caplog):

@@ -269,6 +269,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import load_fer, read_names, reading_for
+    from .labels import for_emotions
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
 
@@ -306,15 +307,16 @@ def cmd_evaluate(args):
     out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
+    votes = bool(for_emotions(clf.labels).modes) and data.kind == "pixels"  # FER+'s votes follow FER2013's CSV rows alone
     labels_file = args.labels_file
+    if labels_file and not votes:  # (it was ignored without a word)
+        print(f"note: --labels-file {labels_file}: FER+'s votes score a FER+ model on FER2013's CSV rows; {args.checkpoint} "
+              f"is scored on the labels of {data.source}")
+        labels_file = None
     recorded = None if is_onnx_file(ck) else (clf.meta.get("config") or {}).get("labels_file")
-    if not labels_file and recorded and data.kind == "pixels" and Path(recorded).is_file():  # the votes the run trained on, as report takes them
+    if votes and not labels_file and recorded and Path(recorded).is_file():  # the votes the run trained on, as report takes them
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
-    if labels_file and data.kind != "pixels":
-        print(f"note: --labels-file {labels_file}: FER+'s votes follow FER2013's CSV rows; the images of {data.source} are "
-              "scored on their own classes")
-        labels_file = None
     check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
     m = evaluate_split(clf, data, split, labels_file, args.tta)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)

@@ -427,3 +427,14 @@ def test_a_ferplus_model_is_scored_and_trained_on_a_class_folder_by_name(tmp_pat
     assert main(["train", "--model", "tiny", "--labels", "ferplus", "--data", str(folder), "--epochs", "1", "--batch-size", "6",
                  "--out", str(run), "--quiet", "--threads", "1", *SPLIT]) == 0
     assert load_checkpoint(run).labels[-1] == "contempt"
+
+
+def test_a_photo_or_a_model_given_as_data_says_what_data_are(tmp_path):
+    """(a photo as --data was 'line 1: not UTF-8 text'; a checkpoint 'not a CSV record')"""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "me.jpg")
+    (tmp_path / "m.pt").write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match=r"me\.jpg: is an image, not a data set; --data takes a FER2013 CSV file .* \(to name "
+                                        r"the emotions in a photo: ferkit predict .*me\.jpg\)$"):
+        load_fer(tmp_path / "me.jpg")
+    with pytest.raises(DataError, match=r"m\.pt: is a model, not a data set"):
+        load_fer(tmp_path / "m.pt")

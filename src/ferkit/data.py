@@ -236,6 +236,10 @@ def _write_cache(cache_file: Path, data: FerData) -> None:
 def _check_kind(p: Path) -> None:
     """A DataError unless p is a folder or a regular file: a fifo or a device (/dev/zero) never
     ends, or blocks, and is no FER2013 file."""
+    if p.is_file() and p.suffix.lower() in IMAGE_EXTS | {".pt", ".pth", ".onnx"}:  # (was "line 1: not UTF-8 text")
+        raise DataError(f"{p}: is {'an image' if p.suffix.lower() in IMAGE_EXTS else 'a model'}, not a data set; --data takes "
+                        "a FER2013 CSV file (.csv, .csv.gz), an image list (path,label rows) or an image folder"
+                        + (f" (to name the emotions in a photo: ferkit predict {p})" if p.suffix.lower() in IMAGE_EXTS else ""))
     if p.is_dir() or p.is_file():
         return
     mode = p.stat().st_mode

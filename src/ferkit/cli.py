@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, needs_extra
-from .files import check_not_input, check_output, check_outputs, output_errors, write_output
+from .files import MODEL_SUFFIXES, check_not_input, check_output, check_outputs, output_errors, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -246,9 +246,6 @@ def _evaluate_args(p):
                                                        "(an .onnx file: as exported; int8: evaluate an int8 graph)")
     p.add_argument("--labels-file", help="FER+ vote file for a FER+ model (default: fer2013new.csv beside --data)")
     _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders", "the data it trained on, else ")
-
-
-MODEL_SUFFIXES = (".pt", ".pth", ".onnx")
 
 
 def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write, is_hidden
+from .files import MODEL_SUFFIXES, atomic_write, is_hidden
 from .labels import FER2013, LABEL_SETS, check_names
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def _write_cache(cache_file: Path, data: FerData) -> None:
 def _check_kind(p: Path) -> None:
     """A DataError unless p is a folder or a regular file: a fifo or a device (/dev/zero) never
     ends, or blocks, and is no FER2013 file."""
-    if p.is_file() and p.suffix.lower() in IMAGE_EXTS | {".pt", ".pth", ".onnx"}:  # (was "line 1: not UTF-8 text")
+    if p.is_file() and p.suffix.lower() in IMAGE_EXTS | set(MODEL_SUFFIXES):  # (was "line 1: not UTF-8 text")
         raise DataError(f"{p}: is {'an image' if p.suffix.lower() in IMAGE_EXTS else 'a model'}, not a data set; --data takes "
                         "a FER2013 CSV file (.csv, .csv.gz), an image list (path,label rows) or an image folder"
                         + (f" (to name the emotions in a photo: ferkit predict {p})" if p.suffix.lower() in IMAGE_EXTS else ""))

@@ -32,6 +32,8 @@ from typing import BinaryIO
 
 from .errors import FerkitError
 
+MODEL_SUFFIXES = (".pt", ".pth", ".onnx")  # checkpoints, state dicts and exported graphs: never data, never a text output
+
 # atomic_write's temporary files: .NAME.<pid>-<hex>.tmp, or .NAME.<pid>-<hex>.tmp.EXT where NAME ends
 # in .EXT (atomic_path keeps the extension: OpenCV picks a video's container by it)
 TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]+)?")

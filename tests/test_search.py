@@ -252,3 +252,11 @@ def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(f
     assert "was started with other settings (differing: teacher [] -> [" in capsys.readouterr().err
     assert main(_argv(files, tiny_run, "--trials", "1")) == 2
     assert capsys.readouterr().err == f"error: --out {tiny_run}: holds a training run (its last.pt); give the search a folder of its own\n"
+
+
+def test_cross_validation_of_ferplus_votes_is_refused_up_front(files, tmp_path, capsys):
+    """The folds reorder FER2013's rows, which FER+'s votes follow: every trial failed on a vote file
+    looked for beside 'fer.csv [fold 1/2]'."""
+    assert main(_argv(files, tmp_path / "s", "--labels", "ferplus", "--cv", "2", "--trials", "1")) == 2
+    assert "--cv 2 with --labels ferplus: FER+'s votes follow FER2013's rows" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

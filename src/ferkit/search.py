@@ -380,6 +380,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     import optuna
     from optuna.trial import TrialState
 
+    from .labels import label_set
     from .train import load_data, model_spec
 
     out = Path(out)
@@ -390,6 +391,9 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     folds = None
+    if cv and label_set(cfg.labels, data.names).modes and data.kind == "pixels":  # (each trial failed on the fold's rows)
+        raise ConfigError(f"--cv {cv} with --labels {cfg.labels}: FER+'s votes follow FER2013's rows, which the folds "
+                          "reorder; search on PublicTest (leave out --cv)")
     if cv:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
     elif not data.has("val"):

@@ -719,6 +719,61 @@ def test_idle_and_half_open_connections_are_capped_and_dropped(app):
         assert _wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200, 30)
 
 
+def test_clients_that_stop_reading_their_response_are_dropped(app):
+    """A client that asks for a large file and reads nothing held its socket and the open file for
+    ever (two descriptors each: enough of them starved the server). They are dropped once the
+    response has stalled for --header-timeout; the connection cap is exact (uvicorn's own plain-text
+    503 came one connection early)."""
+    import httpx
+
+    from ferkit.serve import Settings
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    n, timeout = 20, 2
+    with serving(app, Settings(header_timeout=timeout, max_connections=n + 1)) as url:
+        port, socks, before = int(url.rsplit(":", 1)[1]), [], fds()
+        try:
+            for _ in range(n):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(("127.0.0.1", port))
+                socks.append(s)
+            health = httpx.get(url + "/health", timeout=5)  # the (n+1)th connection: within the cap
+            assert health.status_code == 200 and health.json()["status"] == "ready"
+            for s in socks:
+                s.sendall(b"GET /static/swagger/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 8)  # 12 MB unread
+            assert _wait_for(lambda: fds() - before <= n, timeout + 10), f"{fds() - before - n} server descriptors held"
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_a_pipelined_request_is_not_cut_off_by_the_header_deadline():
+    """A second request sent behind the first (pipelined) has its headers in when the first response
+    ends: the header deadline armed then timed out the second's response half way."""
+    import asyncio
+
+    from ferkit.serve import Settings
+
+    async def slow_app(scope, receive, send):  # /slow answers after twice the header deadline
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(2)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with serving(slow_app, Settings(header_timeout=1)) as url:
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as s:
+            s.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while got.count(b"ok") < 2 and (chunk := s.recv(4096)):
+                got += chunk
+    assert got.count(b"HTTP/1.1 200") == 2, got
+
+
 def test_failed_accepts_log_one_line_not_a_traceback_each(caplog):
     """Out of file descriptors, asyncio fails an accept a second: while the app runs, that is one
     warning a minute, not a traceback each time."""

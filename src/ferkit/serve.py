@@ -16,8 +16,9 @@ Every error is JSON {"error": "..."}: 400 no file (or two, or a body cut short),
 413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
-next ones get a 503 and are closed), and a request's headers must arrive within --header-timeout
-seconds, so idle or half-open connections cannot hold the server's file descriptors.
+next ones get a 503 and are closed), a request's headers must arrive within --header-timeout
+seconds, and a client that stops reading its response for as long is dropped, so idle, half-open
+or unread connections cannot hold the server's file descriptors.
 """
 
 from __future__ import annotations
@@ -293,19 +294,23 @@ def _busy_response() -> bytes:
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus the two bounds it lacks (uvicorn 0.54): a connection beyond
-    `limit_concurrency` open ones is answered 503 and closed at once (uvicorn only refuses its
-    requests, and keeps it open), and a request's headers must arrive within `timeout_keep_alive`
-    seconds of the connection opening or of the previous response (uvicorn times out only idle
-    keep-alive connections, never one that is still sending, or has not started, its headers).
-    Both limits are uvicorn's own options (uvicorn_options), so --workers processes get them too."""
+    """uvicorn's h11 protocol plus the three bounds it lacks (uvicorn 0.54): a connection beyond the
+    cap is answered a JSON 503 and closed at once (uvicorn only refuses its requests, and keeps it
+    open); a request's headers must arrive within `timeout_keep_alive` seconds of the connection
+    opening or of the previous response (uvicorn times out only idle keep-alive connections, never one
+    that is still sending, or has not started, its headers); and a client that stops reading its
+    response for as long is dropped (uvicorn waits on it for ever, holding the socket and, for a
+    static file, the file). Both numbers are uvicorn's own options (uvicorn_options), so --workers
+    processes get them too: the cap is `limit_concurrency` less one, so that uvicorn's own check (a
+    plain-text 503 to the request of the cap-th connection) never comes first."""
 
     _header_timer = None
+    _send_timer = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        cap = self.config.limit_concurrency
-        if cap is not None and len(self.connections) > cap:  # the set includes this connection
+        limit = self.config.limit_concurrency  # (None: a uvicorn.Config built without uvicorn_options)
+        if limit is not None and len(self.connections) > (cap := limit - 1):  # the set includes this connection
             _full.warn(f"{cap} connections are open (--max-connections): new ones get a 503 until some close")
             transport.write(_busy_response())
             transport.close()
@@ -313,14 +318,26 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():  # the next request's headers get the same deadline
+        done = self.cycle
+        super().on_response_complete()  # which starts a pipelined request's cycle: its headers are in
+        if self.cycle is done and not self.transport.is_closing():  # the next request's headers get the same deadline
             self._arm_header_timer()
 
     def connection_lost(self, exc) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        for timer in (self._header_timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:  # the client is not taking the response as fast as it is written
+        super().pause_writing()
+        self._send_timer = self.loop.call_later(self.timeout_keep_alive, self._drop)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -329,8 +346,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_late(self, cycle) -> None:
         """Close the connection unless a request's headers arrived since the timer was armed (a new cycle)."""
-        if self.cycle is cycle and not self.transport.is_closing():
-            self.transport.close()
+        if self.cycle is cycle:
+            self._drop()
+
+    def _drop(self) -> None:
+        # abort, not close: close waits to send what is buffered, which a client that reads nothing never takes
+        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            self.transport.abort()
 
 
 def _quiet_accept_errors(loop, context) -> None:
@@ -360,7 +382,7 @@ def connection_cap(max_connections: int) -> int:
 
 def uvicorn_options(s: Settings) -> dict:
     """The uvicorn.Config options that bound connections (see GuardedH11Protocol)."""
-    return {"http": GuardedH11Protocol, "limit_concurrency": connection_cap(s.max_connections),
+    return {"http": GuardedH11Protocol, "limit_concurrency": connection_cap(s.max_connections) + 1,
             "timeout_keep_alive": s.header_timeout}
 
 

@@ -52,8 +52,8 @@ class Settings:
     tta: bool | None = option(None, TTA_HELP)
     max_connections: int = option(DEFAULT_MAX_CONNECTIONS, "open connections per process; more get a 503 and are "
                                                            "closed (at most the open-file limit less 128)")
-    header_timeout: float = option(DEFAULT_HEADER_TIMEOUT, "seconds a request's headers may take to arrive, and an "
-                                                           "idle connection may stay open")
+    header_timeout: float = option(DEFAULT_HEADER_TIMEOUT, "seconds a request's headers may take to arrive, an idle "
+                                                           "connection may stay open, and a response may go unread")
 
     def check(self, name_of=None) -> None:
         """FerkitError naming each bad setting (as its flag, or as name_of(field) names it) and the fix."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import shutil
 import socket
@@ -390,11 +392,21 @@ def test_a_bug_is_a_json_500_with_the_headers(astronaut_png):
                 raise RuntimeError("boom")
             return []
 
-    with TestClient(create_app(Breaks()), raise_server_exceptions=False) as c:
-        assert _wait_for(lambda: c.get("/health").status_code == 200)
-        r = post(c, astronaut_png)
+    from ferkit.cli import setup_logging
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        handler = setup_logging()  # as `ferkit serve` logs: the bug's traceback, as an error (it was a warning, without it)
+    try:
+        with TestClient(create_app(Breaks()), raise_server_exceptions=False) as c:
+            assert _wait_for(lambda: c.get("/health").status_code == 200)
+            r = post(c, astronaut_png)
+    finally:
+        logging.getLogger("ferkit").removeHandler(handler)
     assert r.status_code == 500 and _headers_ok(r)
     assert r.json() == {"error": "internal error (RuntimeError); the server is still running, please report this"}
+    assert "error: POST /predict failed\nTraceback (most recent call last):" in out.getvalue()
+    assert "RuntimeError: boom" in out.getvalue()
 
 
 def test_health_is_503_until_the_warm_up_prediction_passes(astronaut_png):

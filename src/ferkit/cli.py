@@ -862,9 +862,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Plain(logging.Formatter):
+    """A log line as the CLI's own output: the message alone, "warning:" or "error:" before a problem,
+    and the traceback of a logged exception (a server's bug, logged and answered 500) after it."""
+
     def format(self, record):
         msg = record.getMessage()
-        return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        level = "error" if record.levelno >= logging.ERROR else "warning" if record.levelno >= logging.WARNING else None
+        return f"{level}: {msg}" if level else msg
 
 
 def setup_logging() -> logging.Handler:

@@ -786,6 +786,36 @@ def test_a_pipelined_request_is_not_cut_off_by_the_header_deadline():
     assert got.count(b"HTTP/1.1 200") == 2, got
 
 
+def test_the_photos_of_clients_that_hung_up_are_not_predicted(astronaut_png):
+    """Clients that send a photo and hang up before their turn: their predictions ran all the same,
+    one after another, and a client sent behind them waited for all of them (39 s for 150)."""
+    import httpx
+
+    calls = []
+
+    class Slow:
+        def predict(self, rgb):
+            calls.append(1)
+            time.sleep(0.3)
+            return []
+
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+            + astronaut_png + b"\r\n--b--\r\n")
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with serving(create_app(Slow(), max_concurrent=1)) as url:
+        assert _wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200)
+        calls.clear()  # the warm-up's
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as s:
+                s.sendall(head + body)
+                time.sleep(0.05)
+        t0 = time.monotonic()
+        r = httpx.post(url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+        waited = time.monotonic() - t0
+    assert r.status_code == 200 and len(calls) <= 3 and waited < 2.5, (len(calls), waited)
+
+
 def test_failed_accepts_log_one_line_not_a_traceback_each(caplog):
     """Out of file descriptors, asyncio fails an accept a second: while the app runs, that is one
     warning a minute, not a traceback each time."""

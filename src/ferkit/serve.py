@@ -487,7 +487,9 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}
     # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's
     # per-thread memory (oneDNN caches, malloc arenas) is paid for these threads only
-    workers = ThreadPoolExecutor(max_concurrent or os.cpu_count() or 1, thread_name_prefix="ferkit-predict")
+    n_workers = max_concurrent or os.cpu_count() or 1
+    workers = ThreadPoolExecutor(n_workers, thread_name_prefix="ferkit-predict")
+    turns = asyncio.Semaphore(n_workers)  # a request waits here for a free worker, not in the pool's queue (predict)
     health = {"status": "starting", **({"model": model["name"]} if model["name"] else {})}
 
     def warm_up():
@@ -610,7 +612,10 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         if health["status"] == "failed":
             return _error(503, f"the server cannot predict: {health['error']}")
         # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker
-        return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
+        async with turns:
+            if await request.is_disconnected():  # the client hung up while it waited: no work for nobody
+                return _error(400, "the client closed the connection before its turn")
+            return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():

@@ -79,6 +79,9 @@ def test_predictor_precisions_per_backend(tiny_checkpoint, tmp_path, calib, test
     assert Predictor(out, precision="int8").backend == "onnx"  # a precision alone kept an .onnx file on torch (refused)
     with pytest.raises(FerkitError, match=r"'int8' with the torch backend.*--backend onnx"):
         Predictor(tiny_checkpoint, precision="int8")
+    assert Predictor("ferplus", precision="int8").backend == "onnx"  # a bundled model's shipped graph (was refused)
+    # --device names a GPU: the onnx backend exports its graph from the checkpoint on the CPU (it was loaded on the GPU)
+    assert Predictor(tiny_checkpoint, backend="onnx", device="cuda").backend == "onnx"
     with pytest.raises(FerkitError, match=r"'bf16' with the onnx backend.*--backend torch"):
         Predictor(tiny_checkpoint, backend="onnx", precision="bf16")
     with pytest.raises(FerkitError, match="int8 needs FER2013 training faces.*--data FILE"):

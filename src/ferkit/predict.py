@@ -174,8 +174,9 @@ class Predictor:
         onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)
-        # a precision alone: onnxruntime for an .onnx file, else torch
-        backend, precision = backend or ("onnx" if onnx_file else "torch"), precision or "auto"
+        # a precision alone: onnxruntime for an .onnx file or a bundled model's shipped int8 graph, else torch
+        shipped_int8 = precision == "int8" and str(model or DEFAULT_MODEL) in BUNDLED
+        backend, precision = backend or ("onnx" if onnx_file or shipped_int8 else "torch"), precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
         _check_precision(backend, precision, onnx_file)
@@ -201,7 +202,9 @@ class Predictor:
             self.classifier = model
         else:
             self.path = model_path(model)
-            self.classifier = _load_checkpoint(self.path, device, precision if backend == "torch" else "fp32")
+            # (for the onnx backend, on the CPU: the graph is exported from it there, whatever --device says)
+            self.classifier = _load_checkpoint(self.path, device if backend == "torch" else "cpu",
+                                               precision if backend == "torch" else "fp32")
         self.labels, self.precision = self.classifier.labels, self.classifier.precision
         self.size, self.channels = self.classifier.spec.in_size, self.classifier.spec.channels
         if threads:

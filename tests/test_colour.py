@@ -185,6 +185,12 @@ def test_faces_of_another_shape_are_refused(rgb_checkpoint):
     assert p.predict_faces(colour_faces(2).reshape(2, -1)).shape == (2, 7)  # rows of flattened faces still go
     with pytest.raises(FerkitError, match=r"takes uint8 colour faces \(N, 64, 64, 3\)"):
         p.classifier.predict_proba(np.zeros((16, 48, 48), np.uint8))  # the Classifier too (evaluation, export's checks)
+    # values a uint8 cast would change (0..1 floats went black, 300 wrapped to 44): refused; integers in range are taken
+    for faces, got in [(np.random.default_rng(0).random((2, 64, 64, 3)), "got float64 values from 3.25754e-05 to 0.999997;"), (np.full((2, 64, 64, 3), 300),
+                       "got int64 values from 300 to 300"), ([["a"]], "got <U1 values;"), (None, "got object values;")]:
+        with pytest.raises(FerkitError, match=r"takes uint8 faces \(0\.\.255\); " + got):
+            p.predict_faces(faces)
+    assert np.allclose(p.predict_faces(colour_faces(2).astype(np.int64)), p.predict_faces(colour_faces(2)))
 
 
 def test_cli_export_and_predict_with_a_colour_model(rgb_checkpoint, colour_folder, tmp_path, capsys):

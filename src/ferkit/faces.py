@@ -223,7 +223,14 @@ def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
     """uint8 faces as (N, *shape), the input of a model that takes faces of `shape` ((size, size) grey
     or (size, size, 3) colour); one face, or faces flattened to rows, are taken too. Faces of another
     shape are one error naming both, never regrouped (16 grey 48x48 faces hold the pixels of 3 colour 64x64 ones)."""
-    faces = np.asarray(faces, np.uint8)
+    faces = np.asarray(faces)
+    if faces.dtype != np.uint8:  # a cast would wrap 300 to 44 and turn 0..1 floats black, without a word
+        ints = faces.dtype.kind in "iu" and (not faces.size or 0 <= faces.min() and faces.max() <= 255)
+        if not ints:
+            got = f"{faces.dtype} values" + (f" from {faces.min():g} to {faces.max():g}" if faces.dtype.kind in "iuf" and faces.size else "")
+            raise FerkitError(f"{model} takes uint8 faces (0..255); got {got}; convert them, e.g. "
+                              "np.uint8(np.clip(np.round(faces * 255), 0, 255)) for floats in 0..1")
+        faces = faces.astype(np.uint8)
     if faces.shape[-len(shape):] != shape and not (faces.ndim <= 2 and faces.shape[-1:] == (int(np.prod(shape)),)):
         kind, size = "grey" if len(shape) == 2 else "colour", shape[0]
         raise FerkitError(f"{model} takes uint8 {kind} faces (N, {', '.join(map(str, shape))}); got an array of shape "

@@ -777,6 +777,27 @@ def test_predict_cli_tta_averages_each_face_with_its_mirror(backend, tmp_path):
         np.testing.assert_allclose(p, (plain["face"] + plain["mirror"]) / 2, atol=2e-3)
 
 
+def test_a_library_callers_bad_arguments_are_named_not_numpys_or_torchs_errors():
+    """tta="no" (a true string) turned the mirror on, batch_size=0 was range()'s error and -1 returned
+    no probabilities, min_face="0.1" a TypeError from inside the detector, threads="2" onnxruntime's."""
+    for kwargs, message in [(dict(tta="no"), "tta must be True, False or None (as the model says); got 'no'"),
+                            (dict(align="no"), "align must be True or False; got 'no'"),
+                            (dict(threads="2"), "threads must be None (the runtime's default) or 1..1024; got '2'"),
+                            (dict(threads=0, tta=1), "tta must be True, False or None (as the model says); got 1; threads must")]:
+        with pytest.raises(FerkitError, match=re.escape(message)):
+            Predictor(**kwargs)
+    p, faces = Predictor(), np.zeros((3, 48, 48), np.uint8)
+    for batch_size in (0, -1, 1.5):
+        with pytest.raises(FerkitError, match=f"batch_size must be an integer >= 1; got {batch_size}"):
+            p.predict_proba(faces, batch_size=batch_size)
+    assert p.predict_proba(faces, batch_size=np.int64(2)).shape == (3, 8)
+    for min_face in ("0.1", float("nan"), 0, 2):
+        with pytest.raises(FerkitError, match="min_face must be None .* or a fraction of the photo's shorter side in"):
+            p.predict(np.zeros((64, 64, 3), np.uint8), min_face=min_face)
+    with pytest.raises(FerkitError, match="crops must be True or False; got 'yes'"):
+        p.predict(np.zeros((64, 64, 3), np.uint8), crops="yes")
+
+
 def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys, caplog):
     """(onnxruntime runs on the CPU whatever --device says: `--device foo` was ignored without a word,
     and `--device cuda` is said to run on the CPU)"""

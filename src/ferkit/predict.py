@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled
+from .config import MAX_THREADS, problem
 from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, SIZE, face_batch, find_faces, load_image, whole_face
 from .labels import EMOTIONS
@@ -169,6 +170,10 @@ class Predictor:
                  calibration=None):
         from .detectors import get_detector
 
+        _check_args(("tta", tta, "True, False or None (as the model says)", tta is None or isinstance(tta, bool)),
+                    ("align", align, "True or False", isinstance(align, bool)),
+                    ("threads", threads, f"None (the runtime's default) or 1..{MAX_THREADS}",
+                     threads is None or _is_int(threads) and 1 <= threads <= MAX_THREADS))
         if not re.fullmatch(DEVICE, str(device)):  # checked on every backend: onnxruntime's ignored a misspelt one
             raise FerkitError(f"--device must be {DEVICE_TEXT}; got {device!r}")
         onnx_file = is_onnx_file(model)
@@ -263,6 +268,7 @@ class Predictor:
     def predict_proba(self, faces: np.ndarray, tta: bool | None = None, batch_size: int = 256) -> np.ndarray:
         """Many faces in batches: the interface metrics.evaluate_split scores (TTA was set when the
         Predictor was made; an .onnx graph has it built in)."""
+        _check_args(("batch_size", batch_size, "an integer >= 1", _is_int(batch_size) and batch_size >= 1))
         if tta is not None and tta != self.tta:
             raise FerkitError(f"{self.path or 'this model'}: TTA is set when the Predictor is made (tta=...), "
                               "and an .onnx file has it built in at export (ferkit export --tta/--no-tta)")
@@ -272,6 +278,10 @@ class Predictor:
     def predict(self, image, min_face: float | None = None, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
+        _check_args(("min_face", min_face, "None (the detector's floor) or a fraction of the photo's shorter side in (0, 1]",
+                     min_face is None or isinstance(min_face, (int, float)) and not isinstance(min_face, bool) and 0 < min_face <= 1),
+                    ("crops", crops, "True or False", isinstance(crops, bool)),
+                    ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
         ready = isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 and image.size
         rgb = image if ready else load_image(image)  # load_image's ImageError for an empty array
         if crops:
@@ -281,6 +291,18 @@ class Predictor:
                            size=self.size, channels=self.channels)
         probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, *self.face_shape), np.uint8))
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_args(*checks) -> None:
+    """One FerkitError for the (name, value, what it must be, ok) checks that fail: a library caller's
+    "no" (true, as a string) turned the mirror on, a batch size of 0 was range()'s error."""
+    bad = [problem(name, what, value) for name, value, what, ok in checks if not ok]
+    if bad:
+        raise FerkitError("; ".join(bad))
 
 
 def _check_precision(backend: str, precision: str, onnx_file: bool = False) -> None:

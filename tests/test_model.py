@@ -31,6 +31,13 @@ def test_every_preset_builds_and_runs(name):
     assert count_macs(m) > 0 and count_params(m) > 0
 
 
+def test_labels_go_by_name_too():
+    """(create_model("tiny", labels="ferplus") was AttributeError: 'str' object has no attribute 'num_classes')"""
+    assert create_model("tiny", labels="ferplus").eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 8)
+    with pytest.raises(ConfigError, match="labels must be one of fer2013, ferplus"):
+        create_model("tiny", labels="fer+")
+
+
 def test_macs_of_a_known_layer():
     m = create_model(tiny_spec())
     # conv 8 3x3 on 48x48 + conv 16 3x3x8 on 24x24 + fc 16*12*12->32 + fc 32->7

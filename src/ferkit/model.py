@@ -368,10 +368,13 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
     )
 
 
-def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | None = None) -> FerNet | ResNet | MobileNetV2:
+def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | str | None = None) -> FerNet | ResNet | MobileNetV2:
     """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec, with one output
-    per emotion of `labels` (a spec's num_classes must agree). Without labels: the spec's
-    num_classes, else the default label set's (a model built outside training, e.g. in a test)."""
+    per emotion of `labels` (a LabelSet or its name, "ferplus"; a spec's num_classes must agree).
+    Without labels: the spec's num_classes, else the default label set's (a model built outside
+    training, e.g. in a test)."""
+    if isinstance(labels, str):  # (was AttributeError: 'str' object has no attribute 'num_classes')
+        labels = label_set(labels)
     spec = resolve_spec(name_or_spec)
     if labels is not None or spec.num_classes is None:
         spec = spec.for_labels(labels or label_set(DEFAULT))

@@ -209,6 +209,8 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
     monkeypatch.setattr(fp, "DEMO_PHOTO", sample)
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(sample)]) == 2
     assert "the command's own input" in capsys.readouterr().err
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(photos)]) == 2  # a folder: was "cannot encode ... extension"
+    assert capsys.readouterr().err == f"error: --out {photos}: is a folder; give a file name\n"
     assert (photos / "a.jpg").read_bytes() == before and Image.open(sample).size == (512, 512)
 
 

@@ -577,7 +577,9 @@ def cmd_demo(args):
     from .outputs import format_result
     from .predict import DEMO_PHOTO, Predictor
 
-    check_not_input(Path(args.out), "--out", [DEMO_PHOTO])  # every later demo would start from the boxes drawn
+    # a folder as --out was "cannot encode the image as a file without an extension"; the demo photo as --out
+    # would make every later demo start from the boxes drawn
+    check_not_input(check_output(args.out, "--out"), "--out", [DEMO_PHOTO])
     rgb = load_image(DEMO_PHOTO)  # shipped inside ferkit: the demo needs no download
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)

@@ -816,6 +816,23 @@ def test_the_photos_of_clients_that_hung_up_are_not_predicted(astronaut_png):
     assert r.status_code == 200 and len(calls) <= 3 and waited < 2.5, (len(calls), waited)
 
 
+def test_a_request_http_cannot_parse_gets_a_json_400(live_server):
+    """(uvicorn's own answer was plain text "Invalid HTTP request received.", without the security headers)"""
+    import json
+
+    port = int(live_server.rsplit(":", 1)[1])
+    for raw in (b"GET /health\r\n\r\n", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(raw)
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head, got
+        assert b"content-security-policy" in head.lower()
+        assert json.loads(body)["error"].startswith("malformed HTTP request (")
+
+
 def test_failed_accepts_log_one_line_not_a_traceback_each(caplog):
     """Out of file descriptors, asyncio fails an accept a second: while the app runs, that is one
     warning a minute, not a traceback each time."""

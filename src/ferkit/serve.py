@@ -27,6 +27,7 @@ import asyncio
 import ctypes
 import errno
 import functools
+import json
 import logging
 import os
 import socket
@@ -285,12 +286,18 @@ class _Rarely:
 _full, _out_of_fds = _Rarely(), _Rarely()
 
 
-def _busy_response() -> bytes:
-    body = b'{"error": "the server has too many open connections; try again in a few seconds"}'
-    head = [b"HTTP/1.1 503 Service Unavailable", b"content-type: application/json", b"connection: close",
-            b"retry-after: 5", b"content-length: %d" % len(body)]
+def _raw_error(status: str, message: str, *extra: bytes) -> bytes:
+    """A JSON error response as bytes, for the protocol to write where no app runs (a connection over the
+    cap, a request h11 cannot parse); the connection is closed after it."""
+    body = json.dumps({"error": message}).encode()
+    head = [f"HTTP/1.1 {status}".encode(), b"content-type: application/json", b"connection: close", *extra,
+            b"content-length: %d" % len(body)]
     head += [f"{k}: {v}".encode() for k, v in SECURITY_HEADERS.items()]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+BUSY = _raw_error("503 Service Unavailable", "the server has too many open connections; try again in a few seconds",
+                  b"retry-after: 5")
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -312,10 +319,15 @@ class GuardedH11Protocol(H11Protocol):
         limit = self.config.limit_concurrency  # (None: a uvicorn.Config built without uvicorn_options)
         if limit is not None and len(self.connections) > (cap := limit - 1):  # the set includes this connection
             _full.warn(f"{cap} connections are open (--max-connections): new ones get a 503 until some close")
-            transport.write(_busy_response())
+            transport.write(BUSY)
             transport.close()
             return
         self._arm_header_timer()
+
+    def send_400_response(self, msg: str) -> None:  # a request h11 cannot parse: JSON too (uvicorn's is plain text)
+        self.transport.write(_raw_error("400 Bad Request", f"malformed HTTP request ({msg.rstrip('.')}): check its request "
+                                        "line, headers and body framing"))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         done = self.cycle

@@ -389,9 +389,11 @@ def test_a_damaged_video_gets_ferkits_message_alone(tmp_path):
 def test_predict_cli_fails_when_nothing_could_be_processed(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "a.jpg").write_text("text")
     (tmp_path / "b.mp4").write_text("not a video")
-    assert main(["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.mp4"), "--model", str(tiny_checkpoint)]) == 2
+    (tmp_path / "c.avi").touch()  # empty, as an empty photo is said (was "a damaged file")
+    assert main(["predict", *(str(tmp_path / f) for f in ("a.jpg", "b.mp4", "c.avi")), "--model", str(tiny_checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "a.jpg: not an image" in err and "b.mp4: cannot open as a video" in err
+    assert "c.avi: the file is empty; give an MP4, AVI or other video file" in err
     assert "error: none of the inputs could be processed" in err
     empty = tmp_path / "empty"
     empty.mkdir()

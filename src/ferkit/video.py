@@ -82,6 +82,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
+    if path.is_file() and path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
+        raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
     if every < 1:
         raise FerkitError(f"--every {every}: must be >= 1")
     # FFmpeg's own lines ("moov atom not found") would stand beside ferkit's message about the same

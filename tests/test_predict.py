@@ -810,6 +810,9 @@ def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys, caplog):
     with caplog.at_level("WARNING", logger="ferkit.predict"):
         assert Predictor(device="cuda:1").backend == "onnx"  # a real name: onnxruntime runs on the CPU as before
     assert "--device cuda:1: the onnx backend runs on the CPU; for cuda:1, give --backend torch" in caplog.text
+    with caplog.at_level("WARNING", logger="ferkit.predict"):
+        Predictor("ferplus", backend="onnx", precision="int8", calibration="/nope")  # (ignored without a word)
+    assert "calibration /nope: not used; the shipped graph is calibrated already" in caplog.text
 
 
 def test_a_cuda_index_too_large_for_torch_is_said_as_such():

@@ -199,6 +199,9 @@ class Predictor:
         self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
         shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()
         if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
+            if calibration is not None:  # (ignored without a word)
+                log.warning(f"calibration {str(calibration)[:200]}: not used; {'the shipped' if shipped else 'an .onnx'} graph is "
+                            "calibrated already (calibration makes an int8 graph from a checkpoint)")
             self._open_onnx(int8_file(name) if shipped else model, threads, precision, tta, TTA_GAIN.get(name) if shipped else None)
             if shipped:
                 _check_made_from(self.session, int8_file(name), BUNDLED[name])

@@ -343,7 +343,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def pause_writing(self) -> None:  # the client is not taking the response as fast as it is written
         super().pause_writing()
-        self._send_timer = self.loop.call_later(self.timeout_keep_alive, self._drop)
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.timeout_keep_alive, self._drop)
 
     def resume_writing(self) -> None:
         super().resume_writing()

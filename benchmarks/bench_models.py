@@ -31,7 +31,7 @@ ap.add_argument("--data", default=str(ROOT / "../shared/data/fer2013/fer2013.csv
 args = ap.parse_args()
 
 data = load_fer(args.data)
-val = data.splits == data.split_index("val")
+val = data.in_split("val")
 faces = data.images[val]
 random_faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
 

@@ -46,7 +46,7 @@ def zoom(faces, keep=0.92):
 
 
 data = load_fer(args.data)
-val = data.splits == data.split_index("val")
+val = data.in_split("val")
 faces = data.images[val]
 print(cpu_header())
 print(f"{len(faces)} PublicTest faces; accuracy of each set of views, and the passes it costs\n")

@@ -113,6 +113,19 @@ def test_cli_visualize_image(tiny_checkpoint, tmp_path, face, capsys):
     assert img.read_bytes() == before
 
 
+def test_cli_visualize_says_a_dream_has_begun(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """(a large --steps ran for minutes with nothing on the screen: it looked like a hang)"""
+    import ferkit.dream
+    from ferkit.errors import FerkitError
+
+    def stopped(*args, **kwargs):
+        raise FerkitError("stopped")
+
+    monkeypatch.setattr(ferkit.dream, "deep_dream", stopped)
+    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--steps", "100000", "--layer", "2", "--out", str(tmp_path)]) == 2
+    assert "DeepDream from conv layer 2: up to 3 octaves x 100000 steps ..." in capsys.readouterr().out
+
+
 def test_cli_visualize_row(tiny_checkpoint, tmp_path):
     csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=14)
     out = tmp_path / "viz"

@@ -779,9 +779,11 @@ def cmd_visualize(args):
     if "dream" in args.what:
         s = DreamSettings(args.layer, args.octaves, args.octave_scale, args.steps, args.step_size, args.jitter, args.objective)
         layer = check_layer(clf, args.layer)
+        # said before it starts: a large --steps runs for minutes with nothing else on the screen
+        print(f"DeepDream from conv layer {layer}: up to {s.octaves} octaves x {s.steps} steps ...", flush=True)
         dream = deep_dream(clf, face, s)
         before, after = layer_objective(clf, np.stack([face, dream]), layer, args.objective)
-        print(f"DeepDream from conv layer {layer}: {args.objective} objective {before:.4f} -> {after:.4f}")
+        print(f"  {args.objective} objective {before:.4f} -> {after:.4f}")
         files += [save_face(dream, out / "dream-face.png"),
                   plots.save(plots.plot_dreams(face[None], dream[None], [f"conv layer {layer}"]), out / "dream.png")]
     print("wrote " + ", ".join(str(f) for f in files))

@@ -130,6 +130,15 @@ def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
     no_train = write_fer_csv(tmp_path / "val.csv", usages=("PublicTest",))
     assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(no_train)]) == 2
     assert "no training faces to calibrate int8" in capsys.readouterr().err
+    # a folder of a few faces a class, not what the model trained on: all calibrate (drawing a split it does not need
+    # failed, naming --val-fraction, which export has not)
+    from PIL import Image
+
+    for i, cls in enumerate(("happy", "happy", "sad", "sad", "angry")):
+        (tmp_path / "few" / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((48, 48), 40 * i, np.uint8)).save(tmp_path / "few" / cls / f"{i}.png")
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(tmp_path / "few")]) == 0
+    assert "int8, calibrated on 5 training faces" in (printed := capsys.readouterr().out) and "on 5 training faces: max" in printed
 
 
 def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypatch, calib):

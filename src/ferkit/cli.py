@@ -644,13 +644,18 @@ def cmd_export(args):
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
     config = clf.meta.get("config")  # the faces it trained on, read as it read them
-    faces = calibration_faces(args.data or runs.trained_on(config), **reading_for(clf.spec, config)) if args.int8 else None
+    own = runs.trained_on(config)
+    reading = reading_for(clf.spec, config)
+    if args.data and (own is None or Path(args.data).resolve() != Path(own).resolve()):
+        reading.update(val_fraction=0, test_fraction=0)  # other images: all calibrate (a few a class could not be split)
+    faces = calibration_faces(args.data or own, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {'int8, calibrated on ' + str(len(faces)) + ' training faces' if args.int8 else 'fp32'}; "
           f"tta {'on' if tta else 'off'}; faces in: uint8 (N, {', '.join(map(str, clf.face_shape))})); "
-          f"onnxruntime vs torch fp32 on 16 {'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
+          f"onnxruntime vs torch fp32 on {min(16, len(faces)) if args.int8 else 16} {'training' if args.int8 else 'random'} "
+          f"faces: max |diff| {diff:.1e}")
 
 
 # ---------------------------------------------------------------- plot, visualize, report

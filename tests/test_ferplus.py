@@ -215,7 +215,8 @@ def test_vote_flags_without_ferplus_and_votes_without_a_majority_are_said(tmp_pa
                            labels_file=str(tmp_path / "single.csv")), tmp_path / "c", progress=False)
     caplog.set_level("INFO")
     fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, label_mode="majority"), tmp_path / "a", progress=False)
-    assert "--labels-file and --label-mode are for FER+ votes (--labels ferplus); ignored with --labels fer2013" in caplog.text
+    assert f"--labels-file and --label-mode are for FER+ votes of FER2013's rows (--labels ferplus); ignored with --labels " \
+           f"fer2013 on {fer}" in caplog.text
     caplog.clear()
     history = fit(resolve_config(str(tmp_path / "tiny.json"), data=str(fer), epochs=1, labels="ferplus",
                                  labels_file=str(tmp_path / "ties.csv")), tmp_path / "b", progress=False)

@@ -304,7 +304,7 @@ def cmd_evaluate(args):
     out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
-    votes = bool(for_emotions(clf.labels).modes) and data.kind == "pixels"  # FER+'s votes follow FER2013's CSV rows alone
+    votes = for_emotions(clf.labels).reads_votes(data)
     labels_file = args.labels_file
     if labels_file and not votes:  # (it was ignored without a word)
         print(f"note: --labels-file {labels_file}: FER+'s votes score a FER+ model on FER2013's CSV rows; {args.checkpoint} "

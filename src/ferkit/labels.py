@@ -77,6 +77,11 @@ class LabelSet:
         top-vote sets (N, C) bool for the most-voted-emotions measure, or None)."""
         raise NotImplementedError
 
+    def reads_votes(self, data) -> bool:
+        """Whether `data` are labelled by this set's vote file (and --labels-file and --label-mode
+        apply): FER+'s votes follow FER2013's CSV rows alone; one's own images have their classes."""
+        return bool(self.modes) and data.kind == "pixels"
+
 
 def _labelled(labels: np.ndarray, where: str, then: str) -> np.ndarray:
     # A FER2013 file may come without its 'emotion' column (-1): nothing to train on or score against.
@@ -138,7 +143,7 @@ class FerPlus(LabelSet):
     def annotations(self, data, labels_file=None) -> np.ndarray:
         from . import ferplus
 
-        if data.kind != "pixels":  # (N,) class ids, not (N, 10) votes: those follow FER2013's CSV rows alone
+        if not self.reads_votes(data):  # (N,) class ids, not (N, 10) votes
             return PlainLabels.annotations(self, data)
         if data.skipped:  # the votes are matched to the data by row order
             raise DataError(f"{data.source}: {data.skipped} bad rows were skipped, so its rows no longer line up with the "

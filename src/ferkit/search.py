@@ -391,7 +391,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     folds = None
-    if cv and label_set(cfg.labels, data.names).modes and data.kind == "pixels":  # (each trial failed on the fold's rows)
+    if cv and label_set(cfg.labels, data.names).reads_votes(data):  # (each trial failed on the fold's rows)
         raise ConfigError(f"--cv {cv} with --labels {cfg.labels}: FER+'s votes follow FER2013's rows, which the folds "
                           "reorder; search on PublicTest (leave out --cv)")
     if cv:

@@ -164,7 +164,7 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     if len(train_x) < 2:  # batch norm takes the statistics of 2 or more faces
         subset = f" (--train-subset {cfg.train_subset})" if cfg.train_subset else ""
         rule = (f"; --label-mode {cfg.label_mode} keeps the faces whose votes (single votes ignored) settle on emotions, "
-                "not unknown or not-a-face" if labels.modes else "")
+                "not unknown or not-a-face" if labels.reads_votes(data) else "")
         raise DataError(f"{data.source}: {len(train_x)} training face(s) with a label{subset}; training needs at least 2{rule}")
     own = mean_image(train_x)
     if mean is not None and not np.allclose(own, mean, atol=0.01):  # resuming: last.pt's mean is of the faces it trained on
@@ -528,18 +528,20 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if data.skipped:
         info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
     rows = labels.annotations(data, cfg.labels_file)
-    mapping = None if labels.modes else describe_mapping(data.names, labels, data.labels)
+    votes = labels.reads_votes(data)
+    mapping = None if votes else describe_mapping(data.names, labels, data.labels)
     if mapping:
         info(mapping)
     train, val, mean = split_batches(data, cfg, spec, ckpt["mean"].numpy() if ckpt is not None else None, labels, rows)
-    if labels.modes:  # the label mode decides which faces train: say how many
+    if votes:  # the label mode decides which faces train: say how many
         info(f"{labels.title} labels ({cfg.label_mode}): {len(train)} training faces, {len(val) if val is not None else 0} "
              "PublicTest faces with an evaluation label")
     dist.rank0_done()
     if val is None and not data.has("val"):
         info(f"{data.source}: no PublicTest (val) rows or val/ images; the best checkpoint is the last epoch's")
-    if not labels.modes and (cfg.labels_file or cfg.label_mode != TrainConfig.label_mode):
-        log.warning(f"--labels-file and --label-mode are for FER+ votes (--labels ferplus); ignored with --labels {labels.name}")
+    if not votes and (cfg.labels_file or cfg.label_mode != TrainConfig.label_mode):
+        log.warning(f"--labels-file and --label-mode are for FER+ votes of FER2013's rows (--labels ferplus); ignored with "
+                    f"--labels {labels.name} on {data.source}")
     if dist.world > 1:
         info(dist.describe(cfg.batch_size))
 

@@ -190,7 +190,7 @@ def config_from_args(args):
 def _layers(spec: dict) -> dict:
     """A spec's layers with the defaults it leaves out (an older ferkit recorded fewer fields), without
     its number of outputs (which --labels data sets from the data)."""
-    from .model import ModelSpec
+    from .config import ModelSpec
 
     try:
         spec = ModelSpec.from_dict(spec).to_dict()
@@ -271,8 +271,9 @@ def cmd_evaluate(args):
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
 
     # everything about the checkpoint and the outputs is checked before the data (seconds) is loaded
-    if args.json:
-        check_text_output(check_output(args.json, "--json"), "--json", "the metrics", ".json")
+    if args.json:  # the name first: check_output makes missing folders
+        check_text_output(Path(args.json), "--json", "the metrics", ".json")
+        check_output(args.json, "--json")
     ck = Path(_checkpoint_path(args.checkpoint))
     if args.precision == "int8" and not is_onnx_file(ck):  # int8 exists only as an exported graph
         graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
@@ -609,7 +610,7 @@ def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
     from .data import reading_for
     from .files import sha256_of
-    from .onnx_export import calibration_faces, export_checked
+    from .onnx_export import CHECK_FACES, calibration_faces, export_checked
 
     if bool(args.onnx) == bool(args.pt):
         raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)"
@@ -632,10 +633,10 @@ def cmd_export(args):
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         clf = load_checkpoint(args.checkpoint)
-        faces = np.random.default_rng(0).integers(0, 256, (16, *clf.face_shape), dtype=np.uint8)
+        faces = np.random.default_rng(0).integers(0, 256, (CHECK_FACES, *clf.face_shape), dtype=np.uint8)
         diff = np.abs(load_checkpoint(out).predict_proba(faces) - clf.predict_proba(faces)).max()
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{', float16 weights' if args.half else ''}); "
-              f"max |diff| of its probabilities on 16 random faces: {diff:.1e}")
+              f"max |diff| of its probabilities on {CHECK_FACES} random faces: {diff:.1e}")
         return
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
@@ -654,8 +655,8 @@ def cmd_export(args):
     tta = clf.tta if args.tta is None else args.tta
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {'int8, calibrated on ' + str(len(faces)) + ' training faces' if args.int8 else 'fp32'}; "
           f"tta {'on' if tta else 'off'}; faces in: uint8 (N, {', '.join(map(str, clf.face_shape))})); "
-          f"onnxruntime vs torch fp32 on {min(16, len(faces)) if args.int8 else 16} {'training' if args.int8 else 'random'} "
-          f"faces: max |diff| {diff:.1e}")
+          f"onnxruntime vs torch fp32 on {min(CHECK_FACES, len(faces)) if args.int8 else CHECK_FACES} "
+          f"{'training' if args.int8 else 'random'} faces: max |diff| {diff:.1e}")
 
 
 # ---------------------------------------------------------------- plot, visualize, report

@@ -686,7 +686,7 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     none = data.splits < 0
     if not none.any():
         return data
-    if none.all() and not val_fraction and not test_fraction:  # nothing to draw: every image trains (or, in evaluate --split all, is scored)
+    if none.all() and not val_fraction and not test_fraction:  # nothing to draw (and no "drew a stratified one" to log)
         return replace(data, splits=np.zeros(len(none), np.int8))
     if not none.all():
         k = int(none.sum())

@@ -90,7 +90,7 @@ def split_labels(emotions, data, split: str, labels_file=None) -> tuple[np.ndarr
     set's eval_labels): labels (N,), -1 = left out, and the top-vote sets or None."""
     labels = for_emotions(emotions)
     rows = labels.annotations(data, labels_file)[data.in_split(split)]
-    return labels.eval_labels(rows, f"{data.source}: the {split} rows")
+    return labels.eval_labels(rows, f"{data.source}: {'its' if split == 'all' else f'the {split}'} rows")
 
 
 def emotions_of(metrics: dict[str, dict]) -> list[str]:

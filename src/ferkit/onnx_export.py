@@ -51,6 +51,7 @@ from .runtime import INPUT, OUTPUT, onnx_session
 log = logging.getLogger(__name__)
 
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
+CHECK_FACES = 16  # faces an export is checked on against the checkpoint it came from
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
 INT8_OPS = ["Conv", "MatMul", "Gemm", "MaxPool", "Relu", "Flatten"]
@@ -223,7 +224,7 @@ def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES
     return faces
 
 
-def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = 16,
+def export_checked(clf: Classifier, out: str | Path, tta: bool | None = None, n: int = CHECK_FACES,
                    calibration: np.ndarray | None = None, meta: dict | None = None) -> float:
     """Export to out (atomically) and return the largest |onnxruntime - torch| probability difference
     on n faces (random ones; for int8 the first n calibration faces, real faces): the check that the

@@ -21,6 +21,7 @@ Classifier, --backend torch), and a light install without it says which extra to
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 import sys
@@ -179,9 +180,11 @@ class Predictor:
         onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)
+        name = str(model or DEFAULT_MODEL)
+        has_graph = name in BUNDLED and int8_file(name).exists()  # a bundled model's shipped int8 graph
         # a precision alone: onnxruntime for an .onnx file or a bundled model's shipped int8 graph, else torch
-        shipped_int8 = precision == "int8" and str(model or DEFAULT_MODEL) in BUNDLED
-        backend, precision = backend or ("onnx" if onnx_file or shipped_int8 else "torch"), precision or "auto"
+        backend = backend or ("onnx" if onnx_file or precision == "int8" and has_graph else "torch")
+        precision = precision or "auto"
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
         _check_precision(backend, precision, onnx_file)
@@ -195,9 +198,8 @@ class Predictor:
         if backend == "onnx" and device not in ("cpu", "auto"):  # onnxruntime's CPU provider alone (runtime.py)
             log.warning(f"--device {device}: the onnx backend runs on the CPU; for {device}, "
                         + ("run the checkpoint (.pt) the .onnx file was exported from" if onnx_file else "give --backend torch"))
-        name = str(model or DEFAULT_MODEL)
         self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
-        shipped = backend == "onnx" and precision == "int8" and name in BUNDLED and int8_file(name).exists()
+        shipped = backend == "onnx" and precision == "int8" and has_graph
         if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
             if calibration is not None:  # (ignored without a word)
                 log.warning(f"calibration {str(calibration)[:200]}: not used; {'the shipped' if shipped else 'an .onnx'} graph is "
@@ -282,7 +284,7 @@ class Predictor:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
         _check_args(("min_face", min_face, "None (the detector's floor) or a fraction of the photo's shorter side in (0, 1]",
-                     min_face is None or isinstance(min_face, (int, float)) and not isinstance(min_face, bool) and 0 < min_face <= 1),
+                     min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1),
                     ("crops", crops, "True or False", isinstance(crops, bool)),
                     ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
         ready = isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 and image.size

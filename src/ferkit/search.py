@@ -358,8 +358,10 @@ def _check_settings(study, settings: dict, storage: str) -> None:
     # a field added to TrainConfig since the study began (split_seed, ...) has its default there
     saved["config"] = {**{k: v for k, v in now["config"].items() if k in NEW_FIELDS_DEFAULTS and v == NEW_FIELDS_DEFAULTS[k]},
                        **saved["config"]}
-    if saved != now and not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING}:
-        # every trial failed (a mistyped --teacher, say) and none runs: the corrected rerun takes the study over
+    if saved != now and not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING,
+                                                                                        TrialState.WAITING}:
+        # every trial failed (a mistyped --teacher, say), none runs or waits to be retried (a killed one's retry
+        # would resume its run under the new settings): the corrected rerun takes the study over
         log.info(f"study {study.study_name!r}: none of its trials completed; it goes on with the settings given now")
         study.set_user_attr("settings", settings)
     elif saved != now:

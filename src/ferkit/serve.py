@@ -24,6 +24,7 @@ or unread connections cannot hold the server's file descriptors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import functools
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -308,8 +310,9 @@ class GuardedH11Protocol(H11Protocol):
     that is still sending, or has not started, its headers); and a client that stops reading its
     response for as long is dropped (uvicorn waits on it for ever, holding the socket and, for a
     static file, the file). Both numbers are uvicorn's own options (uvicorn_options), so --workers
-    processes get them too: the cap is `limit_concurrency` less one, so that uvicorn's own check (a
-    plain-text 503 to the request of the cap-th connection) never comes first."""
+    processes get them too: the cap is `limit_concurrency` less one, so that uvicorn's own check of
+    connections (a plain-text 503 to the request of the cap-th) never comes first; its check of running
+    requests still answers so when more than the cap run at once."""
 
     _header_timer = None
     _send_timer = None
@@ -325,8 +328,8 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def send_400_response(self, msg: str) -> None:  # a request h11 cannot parse: JSON too (uvicorn's is plain text)
-        self.transport.write(_raw_error("400 Bad Request", f"malformed HTTP request ({msg.rstrip('.')}): check its request "
-                                        "line, headers and body framing"))
+        self.transport.write(_raw_error("400 Bad Request", "malformed HTTP request: check its request line, headers and "
+                                        "body framing (Content-Length, Transfer-Encoding)"))
         self.transport.close()
 
     def on_response_complete(self) -> None:
@@ -344,7 +347,7 @@ class GuardedH11Protocol(H11Protocol):
     def pause_writing(self) -> None:  # the client is not taking the response as fast as it is written
         super().pause_writing()
         if self._send_timer is None:
-            self._send_timer = self.loop.call_later(self.timeout_keep_alive, self._drop)
+            self._arm_send_timer()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -352,20 +355,55 @@ class GuardedH11Protocol(H11Protocol):
             self._send_timer.cancel()
             self._send_timer = None
 
+    def _arm_send_timer(self) -> None:
+        self._unsent = self._unsent_bytes()  # (the app writes nothing more while writing is paused)
+        self._send_timer = self.loop.call_later(self.timeout_keep_alive, self._send_late)
+
+    def _send_late(self) -> None:
+        """Drop the connection if its client took nothing of the response since the timer was armed; a
+        slow reader that still takes some keeps it."""
+        self._send_timer = None
+        unsent = self._unsent_bytes()
+        if not unsent:  # all taken: nothing stalls (the header and keep-alive deadlines see to an idle connection)
+            return
+        if unsent < self._unsent:
+            self._arm_send_timer()
+        else:
+            self._drop()
+
+    def _unsent_bytes(self) -> int:
+        """What the client has not taken yet: the transport's buffer and, where the OS tells (Linux's
+        TIOCOUTQ), the socket's send queue, which a slow reader drains for seconds before the buffer moves."""
+        n = self.transport.get_write_buffer_size()
+        with contextlib.suppress(AttributeError, ImportError, OSError, ValueError):
+            import fcntl
+            import termios
+
+            fd = self.transport.get_extra_info("socket").fileno()
+            n += struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return n
+
     def _arm_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
         self._header_timer = self.loop.call_later(self.timeout_keep_alive, self._headers_late, self.cycle)
 
     def _headers_late(self, cycle) -> None:
-        """Close the connection unless a request's headers arrived since the timer was armed (a new cycle)."""
-        if self.cycle is cycle:
+        """Close the connection unless a request's headers arrived since the timer was armed (a new cycle),
+        or the last response is still on its way (a slow reader): then only once that stops moving."""
+        if self.cycle is not cycle:
+            return
+        if self.transport.get_write_buffer_size():
+            if self._send_timer is None:
+                self._arm_send_timer()
+        else:
             self._drop()
 
     def _drop(self) -> None:
-        # abort, not close: close waits to send what is buffered, which a client that reads nothing never takes
-        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+        if self.transport.get_write_buffer_size():  # close would wait to send it, which a client that reads nothing never takes
             self.transport.abort()
+        elif not self.transport.is_closing():  # the kernel still sends what it holds; the descriptor goes now
+            self.transport.close()
 
 
 def _quiet_accept_errors(loop, context) -> None:

@@ -436,7 +436,7 @@ def test_a_photo_or_a_model_given_as_data_says_what_data_are(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "me.jpg")
     (tmp_path / "m.pt").write_bytes(b"PK\x03\x04")
     with pytest.raises(DataError, match=r"me\.jpg: is an image, not a data set; --data takes a FER2013 CSV file .* \(to name "
-                                        r"the emotions in a photo: ferkit predict .*me\.jpg\)$"):
+                                        r"the emotions in it: ferkit predict .*me\.jpg\)$"):
         load_fer(tmp_path / "me.jpg")
     with pytest.raises(DataError, match=r"m\.pt: is a model, not a data set"):
         load_fer(tmp_path / "m.pt")

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, needs_extra
-from .files import MODEL_SUFFIXES, check_not_input, check_output, check_outputs, output_errors, write_output
+from .files import check_not_input, check_output, check_outputs, kind_of_file, output_errors, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -252,13 +252,8 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
     """A FerkitError where a command's text output (metrics JSON, predictions CSV, a report's HTML)
     would replace a model, a photo, a video or a file of a training run (a mistyped name lost a
     checkpoint). After check_output, and check_not_input where the command reads such files."""
-    from .data import IMAGE_EXTS
-    from .jobs import VIDEO_EXTS
-
-    kind = {**dict.fromkeys(MODEL_SUFFIXES, "model"), **dict.fromkeys(IMAGE_EXTS, "image"),
-            **dict.fromkeys(VIDEO_EXTS, "video")}.get(out.suffix.lower())
-    if kind:
-        raise FerkitError(f"{flag} {out}: names {'an' if kind == 'image' else 'a'} {kind} file; give {what} a {suffix} name")
+    if kind := kind_of_file(out):
+        raise FerkitError(f"{flag} {out}: names {kind} file; give {what} a {suffix} name")
     runs.check_not_run_file(out, flag)
 
 

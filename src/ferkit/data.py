@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import MODEL_SUFFIXES, atomic_write, is_hidden
+from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file
 from .labels import FER2013, LABEL_SETS, check_names
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,6 @@ DOWNLOAD_HINT = (
 MAX_ROWS = 500_000  # rows or images: ~14 times FER2013's 35,887, ~1.2 GB of faces in memory
 MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB (2,304 numbers); a line this long is not one
 MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k faces at 96x96 RGB are ~8 GB
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
 NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
 # Split names of folders and list columns (any case), FER2013's Usage values among them.
@@ -236,10 +235,10 @@ def _write_cache(cache_file: Path, data: FerData) -> None:
 def _check_kind(p: Path) -> None:
     """A DataError unless p is a folder or a regular file: a fifo or a device (/dev/zero) never
     ends, or blocks, and is no FER2013 file."""
-    if p.is_file() and p.suffix.lower() in IMAGE_EXTS | set(MODEL_SUFFIXES):  # (was "line 1: not UTF-8 text")
-        raise DataError(f"{p}: is {'an image' if p.suffix.lower() in IMAGE_EXTS else 'a model'}, not a data set; --data takes "
-                        "a FER2013 CSV file (.csv, .csv.gz), an image list (path,label rows) or an image folder"
-                        + (f" (to name the emotions in a photo: ferkit predict {p})" if p.suffix.lower() in IMAGE_EXTS else ""))
+    if p.is_file() and (kind := kind_of_file(p)):  # (was "line 1: not UTF-8 text")
+        raise DataError(f"{p}: is {kind}, not a data set; --data takes a FER2013 CSV file (.csv, .csv.gz), an image list "
+                        "(path,label rows) or an image folder"
+                        + (f" (to name the emotions in it: ferkit predict {p})" if kind != "a model" else ""))
     if p.is_dir() or p.is_file():
         return
     mode = p.stat().st_mode

@@ -33,6 +33,16 @@ from typing import BinaryIO
 from .errors import FerkitError
 
 MODEL_SUFFIXES = (".pt", ".pth", ".onnx")  # checkpoints, state dicts and exported graphs: never data, never a text output
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
+VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
+
+
+def kind_of_file(path: str | os.PathLike) -> str | None:
+    """ "a model", "an image" or "a video" by the file's extension (None: none of them), for messages
+    that refuse such a file where another is due (--data, a text output)."""
+    suffix = Path(path).suffix.lower()
+    return ("a model" if suffix in MODEL_SUFFIXES else "an image" if suffix in IMAGE_EXTS
+            else "a video" if suffix in VIDEO_EXTS else None)
 
 # atomic_write's temporary files: .NAME.<pid>-<hex>.tmp, or .NAME.<pid>-<hex>.tmp.EXT where NAME ends
 # in .EXT (atomic_path keeps the extension: OpenCV picks a video's container by it)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .data import IMAGE_EXTS
 from .draw import annotate, encode_rgb, no_copy
 from .errors import FerkitError, ImageError
 from .faces import load_image
-from .files import atomic_write, is_hidden
+from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden
 from .schema import FileResult, ImageResult
 from .video import predict_video
 
-VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
 COPY_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # photos' annotated copies keep these formats (others: .png)
 
 

@@ -260,7 +260,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
-    from .data import load_fer, read_names, reading_for
+    from .data import NO_SPLIT, load_fer, read_names, reading_for
     from .labels import for_emotions
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
@@ -291,7 +291,7 @@ def cmd_evaluate(args):
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
     if args.split == "all":  # no split drawn (a few images a class could not be split)
-        reading.update(val_fraction=0, test_fraction=0)
+        reading.update(NO_SPLIT)
     data_path = args.data or (None if is_onnx_file(ck) else runs.trained_on(clf.meta.get("config")))
     data = load_fer(data_path, bool(args.skip_bad_rows), **reading)
     if data.skipped:
@@ -338,7 +338,7 @@ def _sanity_args(p):
 def cmd_sanity(args):
     import math
 
-    from .data import load_fer, reading_for
+    from .data import NO_SPLIT, load_fer, reading_for
     from .model import resolve_spec
     from .sanity import data_labels, initial_loss, overfit
 
@@ -348,7 +348,7 @@ def cmd_sanity(args):
     TrainConfig(lr=args.lr)  # --lr checked as train's is
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out
-    reading = {**reading_for(spec, label_names=args.label_names), "val_fraction": 0, "test_fraction": 0}
+    reading = {**reading_for(spec, label_names=args.label_names), **NO_SPLIT}
     data = load_fer(args.data, bool(args.skip_bad_rows), **reading)
     classes, y = data_labels(data)
     images, labels = data.images[data.in_split("train")], y[data.in_split("train")]
@@ -603,7 +603,7 @@ def _export_args(p):
                    "(N, H, W, 3); probabilities (N, C) out) or to a slim .pt", _export_args)
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
-    from .data import reading_for
+    from .data import NO_SPLIT, reading_for
     from .files import sha256_of
     from .onnx_export import CHECK_FACES, calibration_faces, export_checked
 
@@ -643,7 +643,7 @@ def cmd_export(args):
     own = runs.trained_on(config)
     reading = reading_for(clf.spec, config)
     if args.data and (own is None or Path(args.data).resolve() != Path(own).resolve()):
-        reading.update(val_fraction=0, test_fraction=0)  # other images: all calibrate (a few a class could not be split)
+        reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
     faces = calibration_faces(args.data or own, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})

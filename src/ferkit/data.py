@@ -75,6 +75,7 @@ MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB (2,304 numbers); a line this 
 MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k faces at 96x96 RGB are ~8 GB
 NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
+NO_SPLIT = {"val_fraction": 0, "test_fraction": 0}  # load_fer's reading with no split drawn: every image a training one
 # Split names of folders and list columns (any case), FER2013's Usage values among them.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "publictest": "val", "test": "test", "privatetest": "test"}

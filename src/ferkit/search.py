@@ -358,20 +358,21 @@ def _check_settings(study, settings: dict, storage: str) -> None:
     # a field added to TrainConfig since the study began (split_seed, ...) has its default there
     saved["config"] = {**{k: v for k, v in now["config"].items() if k in NEW_FIELDS_DEFAULTS and v == NEW_FIELDS_DEFAULTS[k]},
                        **saved["config"]}
-    if saved != now and not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING,
-                                                                                        TrialState.WAITING}:
+    if saved == now:
+        return
+    if not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
         # every trial failed (a mistyped --teacher, say), none runs or waits to be retried (a killed one's retry
         # would resume its run under the new settings): the corrected rerun takes the study over
         log.info(f"study {study.study_name!r}: none of its trials completed; it goes on with the settings given now")
         study.set_user_attr("settings", settings)
-    elif saved != now:
-        diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in ("params", "cv") if saved.get(k) != now.get(k)]
-        diff += ["the model's layers"] if saved.get("spec") != now.get("spec") else []
-        diff += [f"{k} {saved['config'].get(k)!r} -> {now['config'].get(k)!r}"
-                 for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
-        raise ConfigError(
-            f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {'; '.join(diff)}); "
-            "rerun with the same flags to resume or share it, or give another --out")
+        return
+    diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in ("params", "cv") if saved.get(k) != now.get(k)]
+    diff += ["the model's layers"] if saved.get("spec") != now.get("spec") else []
+    diff += [f"{k} {saved['config'].get(k)!r} -> {now['config'].get(k)!r}"
+             for k in sorted(set(saved["config"]) | set(now["config"])) if saved["config"].get(k) != now["config"].get(k)]
+    raise ConfigError(
+        f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {'; '.join(diff)}); "
+        "rerun with the same flags to resume or share it, or give another --out")
 
 
 def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials: int, cv: int = 0, storage: str | None = None,

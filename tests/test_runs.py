@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_fer_csv
 from ferkit import runs
 from ferkit.errors import FerkitError
 
@@ -134,6 +135,22 @@ def test_checkpoint_falls_back_to_last_and_metrics_by_split(tmp_path):
     assert list(runs.best_metrics([run])) == [f"{tmp_path.name} test", f"{tmp_path.name} val"]
     (tmp_path / runs.metrics_file("test")).unlink()
     assert list(runs.best_metrics([runs.read_run(tmp_path)])) == [tmp_path.name]
+
+
+def test_a_score_on_other_data_keeps_the_runs_own(tiny_run, tmp_path):
+    """(evaluate --data other.csv wrote the run's metrics-val.json over its score on its own data)"""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert main(["evaluate", str(run), "--split", "val", "--device", "cpu"]) == 0
+    own = json.loads((run / "metrics-val.json").read_text())
+    other = write_fer_csv(tmp_path / "other.csv", n=35)
+    assert main(["evaluate", str(run), "--data", str(other), "--split", "val", "--device", "cpu"]) == 0
+    assert json.loads((run / "metrics-val.json").read_text()) == own
+    assert json.loads((run / "metrics-val-other.json").read_text())["data"] == str(other)
+    assert set(runs.read_run(run).metrics) == {"val", "val-other"}
 
 
 def test_run_names_stay_distinct_however_the_runs_clash(tmp_path):

@@ -239,8 +239,9 @@ def _evaluate_args(p):
                    help="default: test if the file has PrivateTest rows (a drawn test split for images without one), else "
                         "val; all: every image, e.g. one's own photos for a model not trained on them")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
-    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint; "
-                                                  "for a bundled model, metrics-<file>-<split>.json in the current folder)")
+    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint, "
+                                                  "metrics-<split>-<data>.json on data it did not train on; for a bundled model, "
+                                                  "metrics-<file>-<split>.json in the current folder)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported; int8: evaluate an int8 graph)")
@@ -297,7 +298,9 @@ def cmd_evaluate(args):
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split)
+    own = None if is_onnx_file(ck) else (clf.meta.get("config") or {}).get("data")  # None: not recorded, taken as its own
+    other = None if own is None or Path(own).resolve() == Path(data.source).resolve() else data.source
+    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split, other)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
     votes = for_emotions(clf.labels).reads_votes(data)

@@ -4,7 +4,7 @@
     history.json/.csv  one row per epoch (HISTORY_FIELDS)
     iterations.csv     the training loss of every iteration (paper Figures 3, 7)
     best.pt, last.pt   checkpoints (see checkpoint.py)
-    metrics-<split>.json  written by `ferkit evaluate`
+    metrics-<split>.json  written by `ferkit evaluate` (metrics-<split>-<data>.json on other data)
 
 train.py writes these files, `ferkit evaluate` the metrics; plots, the report and the CLI read
 them here, so a renamed file is renamed for all of them at once.
@@ -41,9 +41,11 @@ def check_not_run_file(out: Path, flag: str) -> None:
                           "and --resume read; give another file name")
 
 
-def metrics_file(split: str) -> str:
-    """The name `ferkit evaluate` gives a split's metrics in a run folder."""
-    return f"metrics-{split}.json"
+def metrics_file(split: str, data: str | Path | None = None) -> str:
+    """The name `ferkit evaluate` gives a split's metrics in a run folder: metrics-<split>.json on the
+    run's own data; on other `data`, the data's name follows the split, so that a score on another
+    data set does not replace the run's own (plot and report read both)."""
+    return f"metrics-{split}.json" if data is None else f"metrics-{split}-{Path(data).name.split('.')[0] or 'data'}.json"
 
 
 @dataclass
@@ -107,7 +109,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     for f in sorted(p.glob(METRICS_GLOB)):
         m = _read_json(f)
         if isinstance(m, dict) and "confusion_matrix" in m:
-            metrics[m.get("split", f.stem[len("metrics-"):])] = check_metrics(m, str(f))
+            metrics[f.stem[len("metrics-"):]] = check_metrics(m, str(f))  # by file: two files may hold one split
     return Run(p, name or p.name, config, history, iterations, metrics)
 
 

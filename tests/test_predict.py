@@ -179,11 +179,12 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
     for argv, message in [(["predict", str(data), "--json", str(run / "best.pt")], "names a model file; give the results a .json name"),
                           (["predict", str(data), "--csv", str(run / "history.csv")], f"--csv {run / 'history.csv'}: a file of the run"),
                           (["predict", str(data), "--csv", str(photo)], "names an image file; give the results a .csv name"),
+                          (["predict", str(data), "--json", str(tmp_path / "new" / "m.pt")], "names a model file"),  # makes no folder
                           (["report", str(tiny_run), "--no-data", "--out", str(run / "last.pt")], "names a model file"),
                           (["report", str(tiny_run), "--no-data", "--out", str(photo)], "names an image file; give the report a .html name")]:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
-    assert (run / "best.pt").read_bytes() == before and photo.read_bytes() == b"a photo"
+    assert (run / "best.pt").read_bytes() == before and photo.read_bytes() == b"a photo" and not (tmp_path / "new").exists()
     assert main(["export", str(run), "--pt", str(slim)]) == 0  # another file: written
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
 
@@ -197,7 +198,10 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
     before = (photos / "a.jpg").read_bytes()
     for argv in (["--json", str(photos / "a.jpg")], ["--csv", str(photos / "a.jpg")]):
         assert main(["predict", str(photos), "--model", str(tiny_checkpoint), *argv]) == 2, argv  # a photo in a folder read
-        assert "the command's own input" in capsys.readouterr().err
+        assert "names an image file" in capsys.readouterr().err
+    (photos / "b").write_bytes((photos / "a.jpg").read_bytes())  # a photo by any name, once it is read
+    assert main(["predict", str(photos / "b"), "--model", str(tiny_checkpoint), "--csv", str(photos / "b")]) == 2
+    assert "the command's own input" in capsys.readouterr().err
     assert main(["predict", str(photos), "--model", str(tiny_checkpoint), "--annotate", str(photos)]) == 2
     assert "is a folder being read, and its copies would take the photos' names" in capsys.readouterr().err  # was "nothing to process"
     assert main(["predict", str(photos / "a.jpg"), "--model", str(tiny_checkpoint), "--annotate", str(photos)]) == 2
@@ -211,7 +215,7 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
     assert "the command's own input" in capsys.readouterr().err
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(photos)]) == 2  # a folder: was "cannot encode ... extension"
     assert capsys.readouterr().err == f"error: --out {photos}: is a folder; give a file name\n"
-    assert (photos / "a.jpg").read_bytes() == before and Image.open(sample).size == (512, 512)
+    assert (photos / "a.jpg").read_bytes() == before == (photos / "b").read_bytes() and Image.open(sample).size == (512, 512)
 
 
 def _with_metadata(src, dst, key, value):

@@ -240,7 +240,7 @@ def _evaluate_args(p):
                         "val; all: every image, e.g. one's own photos for a model not trained on them")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
     p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint, "
-                                                  "metrics-<split>-<data>.json on data it did not train on; for a bundled model, "
+                                                  "or metrics-<split>-<data>.json where that holds a score on other data; for a bundled model, "
                                                   "metrics-<file>-<split>.json in the current folder)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
@@ -298,9 +298,7 @@ def cmd_evaluate(args):
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    own = None if is_onnx_file(ck) else (clf.meta.get("config") or {}).get("data")  # None: not recorded, taken as its own
-    other = None if own is None or Path(own).resolve() == Path(data.source).resolve() else data.source
-    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else folder / runs.metrics_file(split, other)
+    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else runs.metrics_path(folder, split, data.source)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
     votes = for_emotions(clf.labels).reads_votes(data)
@@ -476,6 +474,9 @@ def cmd_predict(args):
     if args.every < 1:
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
     one_copy = names_one_copy(args.annotate)
+    texts = [(name, Path(out)) for name, out in (("--json", args.json), ("--csv", args.csv)) if out]
+    for name, out in texts:  # the names first: check_outputs makes missing folders
+        check_text_output(out, name, "the results", name.replace("--", "."))
     check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
     files, problems = collect_inputs(args.paths)
     if args.annotate and not one_copy:
@@ -492,10 +493,8 @@ def cmd_predict(args):
         if out.resolve() in inputs:
             raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, an input; "
                               f"give another {'name' if one_copy else 'folder'}")
-    for name, out in (("--json", args.json), ("--csv", args.csv)):  # never over a photo it reads (a folder's included)
-        if out:
-            check_not_input(Path(out), name, [f for f, _ in files])
-            check_text_output(Path(out), name, "the results", name.replace("--", "."))
+    for name, out in texts:  # never over a photo it reads (a folder's included)
+        check_not_input(out, name, [f for f, _ in files])
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:

@@ -42,10 +42,23 @@ def check_not_run_file(out: Path, flag: str) -> None:
 
 
 def metrics_file(split: str, data: str | Path | None = None) -> str:
-    """The name `ferkit evaluate` gives a split's metrics in a run folder: metrics-<split>.json on the
-    run's own data; on other `data`, the data's name follows the split, so that a score on another
-    data set does not replace the run's own (plot and report read both)."""
+    """The name `ferkit evaluate` gives a split's metrics in a run folder; with `data`, the data's
+    name follows the split (metrics_path)."""
     return f"metrics-{split}.json" if data is None else f"metrics-{split}-{Path(data).name.split('.')[0] or 'data'}.json"
+
+
+def metrics_path(folder: Path, split: str, data: str) -> Path:
+    """Where `ferkit evaluate` writes a split's metrics on `data` in a run folder: metrics-<split>.json,
+    unless that file holds a score on other data, which stays (a score on other data replaced the
+    run's own): then metrics-<split>-<data's name>.json. Plot and report read both."""
+    plain = folder / metrics_file(split)
+    try:
+        earlier = json.loads(plain.read_text()).get("data")
+    except FileNotFoundError:
+        return plain
+    except (OSError, ValueError, AttributeError):  # not metrics (a folder, not JSON, not a dict): kept all the same
+        earlier = None
+    return plain if earlier and Path(earlier).resolve() == Path(data).resolve() else folder / metrics_file(split, data)
 
 
 @dataclass

@@ -4,7 +4,7 @@
     history.json/.csv  one row per epoch (HISTORY_FIELDS)
     iterations.csv     the training loss of every iteration (paper Figures 3, 7)
     best.pt, last.pt   checkpoints (see checkpoint.py)
-    metrics-<split>.json  written by `ferkit evaluate` (metrics-<split>-<data>.json on other data)
+    metrics-<split>.json  written by `ferkit evaluate` (metrics-<split>-<data>.json beside a score on other data)
 
 train.py writes these files, `ferkit evaluate` the metrics; plots, the report and the CLI read
 them here, so a renamed file is renamed for all of them at once.
@@ -41,10 +41,9 @@ def check_not_run_file(out: Path, flag: str) -> None:
                           "and --resume read; give another file name")
 
 
-def metrics_file(split: str, data: str | Path | None = None) -> str:
-    """The name `ferkit evaluate` gives a split's metrics in a run folder; with `data`, the data's
-    name follows the split (metrics_path)."""
-    return f"metrics-{split}.json" if data is None else f"metrics-{split}-{Path(data).name.split('.')[0] or 'data'}.json"
+def metrics_file(split: str) -> str:
+    """The name `ferkit evaluate` gives a split's metrics in a run folder (see metrics_path)."""
+    return f"metrics-{split}.json"
 
 
 def metrics_path(folder: Path, split: str, data: str) -> Path:
@@ -58,7 +57,9 @@ def metrics_path(folder: Path, split: str, data: str) -> Path:
         return plain
     except (OSError, ValueError, AttributeError):  # not metrics (a folder, not JSON, not a dict): kept all the same
         earlier = None
-    return plain if earlier and Path(earlier).resolve() == Path(data).resolve() else folder / metrics_file(split, data)
+    if earlier and Path(earlier).resolve() == Path(data).resolve():
+        return plain
+    return folder / metrics_file(f"{split}-{Path(data).name.split('.')[0] or 'data'}")
 
 
 @dataclass

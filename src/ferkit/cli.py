@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, needs_extra
-from .files import check_not_input, check_output, check_outputs, kind_of_file, output_errors, write_output
+from .files import check_not_input, check_output, check_outputs, kind_of_file, output_errors, same_path, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -644,7 +644,7 @@ def cmd_export(args):
     config = clf.meta.get("config")  # the faces it trained on, read as it read them
     own = runs.trained_on(config)
     reading = reading_for(clf.spec, config)
-    if args.data and (own is None or Path(args.data).resolve() != Path(own).resolve()):
+    if args.data and not same_path(args.data, own):
         reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
     faces = calibration_faces(args.data or own, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays

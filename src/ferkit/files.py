@@ -44,6 +44,12 @@ def kind_of_file(path: str | os.PathLike) -> str | None:
     return ("a model" if suffix in MODEL_SUFFIXES else "an image" if suffix in IMAGE_EXTS
             else "a video" if suffix in VIDEO_EXTS else None)
 
+
+def same_path(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    """Whether two recorded paths name one file (links and relative parts resolved); None is no file:
+    a run's data against the data given now, a metrics file's data against a run's."""
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
 # atomic_write's temporary files: .NAME.<pid>-<hex>.tmp, or .NAME.<pid>-<hex>.tmp.EXT where NAME ends
 # in .EXT (atomic_path keeps the extension: OpenCV picks a video's container by it)
 TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]+)?")

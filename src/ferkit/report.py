@@ -23,7 +23,7 @@ import numpy as np
 
 from . import plots
 from .errors import FerkitError
-from .files import write_output
+from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
 from .runs import Run, format_summary, metrics_file, summarize_history, trained_on
@@ -138,7 +138,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     # evaluation: the best checkpoint on PublicTest now, plus metrics-*.json from `ferkit evaluate`
     metrics, fresh = dict(run.metrics), None
     saved = metrics.get("val")
-    if saved is not None and fer is not None and _same_file(saved.get("data"), fer.source) and _newer(run.path / metrics_file("val"), ckpt):
+    if saved is not None and fer is not None and same_path(saved.get("data"), fer.source) and _newer(run.path / metrics_file("val"), ckpt):
         fresh = saved  # `ferkit evaluate` already scored this checkpoint on this data
     elif clf is not None and fer is not None and fer.has("val"):
         images, labels = fer.split("val")
@@ -149,7 +149,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
             except FerkitError as e:  # this model cannot be scored on these data (other classes, no vote file): the others still are
                 notes.append(f"{run.name}: not evaluated on {fer.source}: {e}")
             else:
-                if saved is not None and not _same_file(saved.get("data"), fer.source):  # keep a score on other data
+                if saved is not None and not same_path(saved.get("data"), fer.source):  # keep a score on other data
                     metrics[f"val ({saved.get('data')})"] = saved
                 metrics["val"] = fresh
     elif clf is not None and fer is not None:
@@ -199,10 +199,6 @@ def _comparison(runs: list[Run], evaluated: dict) -> str:
         parts.append("<h3>Per-class accuracy (best checkpoints)</h3>" + _per_class_html(evaluated))
         parts.append(_img(plots.plot_per_class(evaluated)))
     return "\n".join(parts) + "</section>"
-
-
-def _same_file(a, b) -> bool:
-    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
 
 def _newer(path: Path, than: Path) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FerkitError
-from .files import check_regular_file
+from .files import check_regular_file, same_path
 
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
@@ -57,7 +57,7 @@ def metrics_path(folder: Path, split: str, data: str) -> Path:
         return plain
     except (OSError, ValueError, AttributeError):  # not metrics (a folder, not JSON, not a dict): kept all the same
         earlier = None
-    if earlier and Path(earlier).resolve() == Path(data).resolve():
+    if isinstance(earlier, str) and earlier and same_path(earlier, data):
         return plain
     return folder / metrics_file(f"{split}-{Path(data).name.split('.')[0] or 'data'}")
 

@@ -139,5 +139,9 @@ def test_cli_visualize_bad_inputs(tiny_checkpoint, tmp_path, capsys):
     assert "notes.txt" in capsys.readouterr().err
     assert main(["visualize", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
-    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--layer", "9", "--out", str(tmp_path)]) == 2
+    out = tmp_path / "viz"  # bad DeepDream settings fail before face.png is written
+    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--layer", "9", "--out", str(out)]) == 2
     assert "--layer 9" in capsys.readouterr().err
+    assert main(["visualize", str(tiny_checkpoint), "--octaves", "0", "--out", str(out)]) == 2
+    assert "--octaves >= 1" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

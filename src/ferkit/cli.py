@@ -737,7 +737,7 @@ def cmd_visualize(args):
 
     from . import plots
     from .checkpoint import load_checkpoint
-    from .dream import DreamSettings, check_layer, deep_dream, layer_objective
+    from .dream import DreamSettings, check_settings, deep_dream, layer_objective
     from .visualize import (
         activation_maps,
         demo_face,
@@ -770,6 +770,10 @@ def cmd_visualize(args):
         title = f"{args.split} row {args.row} (label: {name})"
     else:
         face, title = demo_face(clf.spec), "no --image or --row: scikit-image's astronaut face"
+    if "dream" in args.what:  # bad settings fail before anything is written
+        dream_settings = DreamSettings(args.layer, args.octaves, args.octave_scale, args.steps, args.step_size, args.jitter,
+                                       args.objective)
+        layer = check_settings(clf, dream_settings)
     probs = clf.predict_proba(face[None])[0]
     print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]
@@ -780,11 +784,9 @@ def cmd_visualize(args):
     if "filters" in args.what:
         files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
     if "dream" in args.what:
-        s = DreamSettings(args.layer, args.octaves, args.octave_scale, args.steps, args.step_size, args.jitter, args.objective)
-        layer = check_layer(clf, args.layer)
         # said before it starts: a large --steps runs for minutes with nothing else on the screen
-        print(f"DeepDream from conv layer {layer}: up to {s.octaves} octaves x {s.steps} steps ...", flush=True)
-        dream = deep_dream(clf, face, s)
+        print(f"DeepDream from conv layer {layer}: up to {args.octaves} octaves x {args.steps} steps ...", flush=True)
+        dream = deep_dream(clf, face, dream_settings)
         before, after = layer_objective(clf, np.stack([face, dream]), layer, args.objective)
         print(f"  {args.objective} objective {before:.4f} -> {after:.4f}")
         files += [save_face(dream, out / "dream-face.png"),

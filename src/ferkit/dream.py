@@ -61,9 +61,8 @@ def layer_objective(clf: Classifier, faces: np.ndarray, layer: int, kind: str = 
         return _objective(clf.model.features[:layer](x), kind).cpu().numpy()
 
 
-def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None = None) -> np.ndarray:
-    """The dreamed version of a uint8 face, the model's input (H, W) grey or (H, W, 3) colour, in its shape."""
-    s = settings or DreamSettings()
+def check_settings(clf: Classifier, s: DreamSettings) -> int:
+    """The conv layer `s` dreams on, once every setting is checked against the model: a clear error otherwise."""
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
     side = clf.spec.in_size
@@ -71,7 +70,13 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
         raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --steps >= 0, --step-size > 0 and "
                           f"finite, --jitter 0..{side} (the face's side); got {s.octaves}, {s.octave_scale}, {s.steps}, "
                           f"{s.step_size}, {s.jitter}")
-    layer = check_layer(clf, s.layer)
+    return check_layer(clf, s.layer)
+
+
+def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None = None) -> np.ndarray:
+    """The dreamed version of a uint8 face, the model's input (H, W) grey or (H, W, 3) colour, in its shape."""
+    s = settings or DreamSettings()
+    layer = check_settings(clf, s)
     net = clf.model.features[:layer]
     clf.model.eval()
     gen = torch.Generator().manual_seed(s.seed)

@@ -99,6 +99,8 @@ def test_bad_rows_name_file_line_and_field(tmp_path, template, mangle, message):
     assert "bad.csv" in str(e.value) and message in str(e.value) and "--skip-bad-rows" in str(e.value)
     d = load_fer(p, skip_bad_rows=True)
     assert d.skipped == 1 and d.counts()["train"] == 3
+    again = load_fer(p, skip_bad_rows=True)  # from the cache: what was skipped, still said
+    assert again.skipped == 1 and again.problems == d.problems and message in again.problems[0]
 
 
 def test_missing_column_and_empty_inputs(tmp_path):

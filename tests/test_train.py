@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,20 @@ def test_resume_with_a_new_length_replans_the_schedule(tmp_path, caplog):
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
     assert "re-planned for 6 epochs (was 4)" in caplog.text
     assert history[4]["lr"] < cfg.lr  # past the one-cycle peak, annealing towards the new end
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "onecycle"])
+def test_a_lengthened_run_follows_the_longer_schedule(tmp_path, schedule):
+    """2 epochs resumed to 4 train the last two at the rates of a 4-epoch run (cosine and step multiply the
+    current rate: replayed from the old run's last rate, they fell to 0); 43 training faces in batches of 21
+    leave a lone face, dropped, so 2 steps an epoch, not 3."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=43)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=4, batch_size=21, schedule=schedule)
+    straight = fit(cfg, tmp_path / "straight", progress=False)
+    fit(replace(cfg, epochs=2), tmp_path / "run", progress=False)
+    resumed = fit(resolve_config(base=cfg.to_dict(), epochs=4), tmp_path / "run", resume=True, progress=False)
+    assert [h["lr"] for h in resumed[2:]] == pytest.approx([h["lr"] for h in straight[2:]])
+    assert train.batch_starts(21, 10) == range(0, 20, 10) and train.batch_starts(22, 10) == range(0, 22, 10)
 
 
 class _Killed(Exception):

@@ -220,7 +220,8 @@ def _cached(cache_file: Path, p: Path) -> FerData | None:
         with np.load(cache_file) as z:
             # files cached before names were stored are FER2013's; an empty array stands for None (integer ids)
             names = tuple(str(n) for n in z["names"]) or None if "names" in z else FER2013
-            return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]), names=names)
+            problems = [str(m) for m in z["problems"]] if "problems" in z else []  # (older caches kept the count alone)
+            return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]), problems, names)
     except (OSError, ValueError, KeyError):
         return None
 
@@ -228,7 +229,8 @@ def _cached(cache_file: Path, p: Path) -> FerData | None:
 def _write_cache(cache_file: Path, data: FerData) -> None:
     try:
         atomic_write(cache_file, lambda f: np.savez(f, images=data.images, labels=data.labels, splits=data.splits,
-                                                    skipped=data.skipped, names=np.array(data.names or (), dtype=str)))
+                                                    skipped=data.skipped, problems=np.array(data.problems, dtype=str),
+                                                    names=np.array(data.names or (), dtype=str)))
     except OSError as e:  # a read-only or full cache folder costs speed next time, not this run
         log.warning("cannot write the data cache %s (%s); set FERKIT_CACHE to a writable folder", cache_file, e.strerror or e)
 

@@ -261,6 +261,13 @@ def _scheduler(opt, cfg: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
+def batch_starts(n: int, batch_size: int) -> range:
+    """Where each training batch of n faces starts: one a step of the schedule. A lone remainder is dropped
+    (batch norm needs 2+ samples)."""
+    starts = range(0, n, batch_size)
+    return starts[:-1] if n > 1 and n % batch_size == 1 else starts
+
+
 def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: torch.Generator, device, progress=None,
                     teachers: list = (), ema: AveragedModel | None = None):
     """One pass over the shuffled training data; returns (mean loss, accuracy, per-iteration losses).
@@ -271,10 +278,8 @@ def train_one_epoch(model, data: Batches, opt, sched, cfg: TrainConfig, gen: tor
     n = len(data)
     perm = torch.randperm(n, generator=gen)
     total_loss, correct, seen, losses = 0.0, 0, 0, []
-    for start in range(0, n, cfg.batch_size):
+    for start in batch_starts(n, cfg.batch_size):
         idx = perm[start : start + cfg.batch_size]
-        if len(idx) < 2 and n > 1:  # batch norm needs 2+ samples; drop a lone remainder
-            continue
         x, y = data.x[idx], data.y[idx]
         targets = data.targets[idx] if data.targets is not None else None
         hog = data.hog[idx] if data.hog is not None else None
@@ -526,7 +531,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     cfg = absolute_paths(cfg)
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:
-        info(f"skipped {data.skipped} bad rows/images of {data.source} (first: {data.problems[0]})")
+        first = f" (first: {data.problems[0]})" if data.problems else ""  # (a cache written before 2026-12-06 has none)
+        info(f"skipped {data.skipped} bad rows/images of {data.source}{first}")
     rows = labels.annotations(data, cfg.labels_file)
     votes = labels.reads_votes(data)
     mapping = None if votes else describe_mapping(data.names, labels, data.labels)
@@ -554,12 +560,13 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     teachers = [load_teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
     ema = weight_average(model, cfg.ema)
-    steps_per_epoch = len(range(0, dist.shard_size(len(train)), cfg.batch_size))
+    steps_per_epoch = len(batch_starts(dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
     history, iter_loss, best_acc, start_epoch = [], [], None, 1  # best_acc: None until a validation score exists
     if ckpt is not None:
         last = out / LAST
+        start_lrs = sched.get_last_lr()  # the new schedule's first rates, which loading the optimizer replaces
         model.load_state_dict(ckpt["state_dict"])
         with _restoring(last, "optimizer state"):
             opt.load_state_dict(ckpt["optimizer"])
@@ -572,6 +579,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
                 sched.load_state_dict(ckpt["scheduler"])
         else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
             info(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
+            for group, lr in zip(opt.param_groups, start_lrs):  # cosine and step multiply the current rate: replay from the first
+                group["lr"] = lr
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
                 for _ in range(ckpt["epoch"] * steps_per_epoch):

@@ -43,6 +43,13 @@ def _nan_weight(ck):
     (_set("labels", 5), "'labels' must be a list of emotion names; got int 5"),
     (_set("labels", "abcdefg"), "'labels' must be a list of emotion names; got str abcdefg"),
     (_set("labels", list(range(7))), "'labels' must be a list of emotion names; got list [0, 1, 2"),
+    # tensors no float model takes, and config fields its data are read by (tracebacks from deep in torch before)
+    (lambda ck: ck["state_dict"].__setitem__("classifier.weight", ck["state_dict"]["classifier.weight"].to_sparse()),
+     "classifier.weight is sparse (to_dense() it)"),
+    (lambda ck: ck["state_dict"].__setitem__("classifier.weight", torch.quantize_per_tensor(
+        ck["state_dict"]["classifier.weight"].float(), 0.1, 0, torch.qint8)), "classifier.weight is quantized"),
+    (_set("mean", torch.zeros(48, 48, dtype=torch.complex64)), "'mean' must hold pixel values in 0..255"),
+    (lambda ck: ck["config"].__setitem__("label_names", 5), "its config holds label_names 5"),
 ])
 def test_wrong_checkpoints_are_refused_by_name(tiny_checkpoint, tmp_path, change, message):
     path = _variant(tiny_checkpoint, tmp_path, change)

@@ -469,3 +469,32 @@ def test_a_link_loop_is_named_as_one_not_as_a_permission_problem(tmp_path):
     with pytest.raises(ImageError, match="a symbolic link that leads back to itself; fix or remove the link") as e:
         load_image(tmp_path / "a.jpg")
     assert "permissions" not in str(e.value)
+
+
+def test_a_file_too_big_for_a_photo_is_refused_unread(tmp_path):
+    """(a 7 GB file was read whole before any check: a MemoryError traceback lost the run's earlier results)"""
+    from ferkit.faces import MAX_PIXELS, max_file_bytes
+
+    big = tmp_path / "big.tif"
+    with open(big, "wb") as f:  # sparse: no disk used
+        f.truncate(max_file_bytes(MAX_PIXELS) + 1)
+    with pytest.raises(ImageError, match=r"big.tif: [0-9,]+ MiB is too big for a photo of at most 40 megapixels") as e:
+        load_image(big)
+    assert e.value.reason == "too_large"
+
+
+def test_a_name_too_long_is_a_message():
+    from ferkit.jobs import collect_inputs
+
+    name = "a" * 300 + ".jpg"
+    with pytest.raises(ImageError, match=r"cannot read the file \(File name too long\)"):
+        load_image(name)
+    assert collect_inputs([name]) == ([], [f"{name}: cannot use it (File name too long); check the path"])
+
+
+def test_max_upload_pixels_is_held_to_what_pillow_decodes():
+    from ferkit.errors import FerkitError
+    from ferkit.settings import Settings
+
+    with pytest.raises(FerkitError, match=rf"--max-upload-pixels 200000000: must be at most {Image.MAX_IMAGE_PIXELS} \(Pillow"):
+        Settings(max_upload_pixels=200_000_000).check()

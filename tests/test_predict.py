@@ -350,6 +350,39 @@ def test_annotated_copies_in_an_input_folder_are_not_read_again(tiny_checkpoint,
     assert (d / "ann" / "ph" / "a.png").exists() and not (d / "ann" / "ph" / "ann").exists()
 
 
+def test_a_predict_refused_for_its_inputs_makes_no_output_folders(tiny_checkpoint, tmp_path, capsys, astronaut):
+    """(nothing to process, or a copy over an input, left nd/a/b/ and nd/c/ behind)"""
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    nd = tmp_path / "nd"
+    assert main(["predict", str(tmp_path / "none.jpg"), "--json", str(nd / "a" / "b" / "r.json")]) == 2
+    assert "nothing to process" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "a.png"), "--json", str(nd / "c" / "r.json"), "--annotate", str(tmp_path / "a.png"),
+                 "--model", str(tiny_checkpoint)]) == 2
+    assert "would be written over" in capsys.readouterr().err
+    assert not nd.exists()
+
+
+def test_annotated_copies_of_a_parent_folder_stay_under_annotate(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """`predict .. --annotate out/` wrote the copies into out/.., the folder it reads, as out/../a.png."""
+    (tmp_path / "ph" / "work").mkdir(parents=True)
+    Image.fromarray(astronaut).save(tmp_path / "ph" / "a.png")
+    monkeypatch.chdir(tmp_path / "ph" / "work")
+    assert main(["predict", "..", "--model", str(tiny_checkpoint), "--annotate", "out/"]) == 0
+    assert (tmp_path / "ph" / "work" / "out" / "ph" / "a.png").exists() and not (tmp_path / "ph" / "work" / "a.png").exists()
+
+
+def test_a_copy_too_big_for_its_format_is_a_warning_and_the_faces_stay(tiny_checkpoint, tmp_path, capsys, astronaut):
+    wide = np.zeros((64, 17000, 3), np.uint8)  # WebP holds 16,383 pixels a side
+    wide[:, :512] = np.asarray(Image.fromarray(astronaut).resize((512, 64)))
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    js = tmp_path / "r.json"
+    assert main(["predict", str(tmp_path / "wide.png"), "--model", str(tiny_checkpoint), "--annotate", str(tmp_path / "c.webp"),
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "c.webp: no annotated copy of wide.png (cannot encode this 17000x64 image as .webp" in out and "give .png" in out
+    assert "error" not in json.loads(js.read_text())[0]
+
+
 def test_annotate_names_one_copy_for_one_photo_or_video(tiny_checkpoint, tmp_path, capsys, astronaut):
     """`--annotate out.jpg` wrote a folder named out.jpg; for one input it is now the copy itself, in the
     format its name gives, and every case it cannot honour is refused before the model loads."""

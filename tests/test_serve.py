@@ -559,6 +559,18 @@ def test_port_out_of_range_is_a_one_line_error(capsys, port):
                                        "pick another with --port\n")
 
 
+def test_a_host_that_cannot_be_named_or_bound_is_a_one_line_error(capsys):
+    """(an empty label raised UnicodeError from getaddrinfo; --port 0 on another machine's address, OSError)"""
+    from ferkit.cli import main
+
+    assert main(["serve", "--host", "a..b", "--port", "8123"]) == 2
+    assert capsys.readouterr().err == ("error: --host a..b: cannot resolve it (not a valid host name); use 127.0.0.1, "
+                                       "0.0.0.0 or an address of this machine\n")
+    assert main(["serve", "--host", "192.0.2.1", "--port", "0"]) == 2  # TEST-NET-1: never this machine's
+    err = capsys.readouterr().err
+    assert err.startswith("error: --host 192.0.2.1 --port 0: cannot listen there (") and len(err.splitlines()) == 1
+
+
 # ---------------------------------------------------------------- web page in headless Chromium
 
 

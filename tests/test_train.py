@@ -315,6 +315,19 @@ def test_a_killed_writers_temp_files_go_at_the_next_write(tmp_path):
     assert not stale.exists() and not stale_video.exists() and all(f.exists() for f in live) and other.exists()
 
 
+def test_the_longest_file_name_is_written_atomically(tmp_path):
+    """A 245-character name passed check_output, then its temporary name (30 bytes longer) was too long
+    for the file system: the error came after all the work."""
+    from ferkit.files import atomic_path, atomic_write
+
+    path = tmp_path / ("r" * 245 + ".json")
+    assert atomic_write(path, "[]").read_text() == "[]"
+    with atomic_path(path, keep_suffix=True) as tmp:
+        assert tmp.suffix == ".json" and len(tmp.name) < 60
+        tmp.write_text("{}")
+    assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_resume_rebuilds_the_history_from_last_pt(tmp_path):
     """Files lost or behind (e.g. a run of an older ferkit killed between its two writes) are rewritten from last.pt."""
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
@@ -524,6 +537,24 @@ def test_resume_takes_the_machine_settings_and_names_the_file_it_cannot_write(ti
     assert json.loads((run / "config.json").read_text())["threads"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
+def test_resume_takes_where_the_teacher_is_now(tiny_run, tmp_path, capsys):
+    """A teacher moved after the run began: --resume --teacher NEW goes on (the flag was ignored, and the
+    error named the old path)."""
+    import shutil
+
+    from ferkit.cli import main
+
+    config = json.loads((tiny_run / "config.json").read_text())
+    shutil.copy(tiny_run / "best.pt", tmp_path / "teach.pt")
+    run = tmp_path / "run"
+    assert main(["train", "--model", config["model"], "--data", config["data"], "--epochs", "1", "--teacher",
+                 str(tmp_path / "teach.pt"), "--out", str(run), "--quiet"]) == 0
+    (tmp_path / "teach.pt").rename(tmp_path / "moved.pt")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--teacher", str(tmp_path / "moved.pt"), "--quiet"]) == 0
+    assert "ignoring" not in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["teacher"] == [str(tmp_path / "moved.pt")]
+
+
 def test_resuming_a_folder_it_cannot_write_says_how_to_go_on(tiny_run, tmp_path, monkeypatch, capsys):
     """A resumed run cannot move: the fix is a writable folder or a copy of the run, not "choose
     another location". (As root a read-only folder is writable, so the write itself is refused.)"""
@@ -609,6 +640,43 @@ def test_a_fresh_start_into_a_run_folder_is_refused_and_leaves_the_run_whole(tin
                             f"'ferkit train --resume {run}', or give another --out (delete the folder to start it over)\n")
     assert "training" not in captured.out  # a refused start announces no training
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    (run / "last.pt").unlink()  # a finished run whose last.pt was deleted to save space: its best.pt is still the model
+    before.pop("last.pt")
+    assert main(["train", "--model", config["model"], "--data", config["data"], "--epochs", "1", "--out", str(run), "--quiet"]) == 2
+    assert "holds a run's best.pt and history.json and history.csv but no last.pt" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_run_folder_takes_one_training_at_a_time(tiny_run, tmp_path, capsys):
+    """A second training into a folder another one writes (two runs started in the same second share the
+    default --out; a resume of a run still training) is refused, and leaves the run as it was."""
+    import fcntl
+    import os
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    fd = os.open(run, os.O_RDONLY)  # as the training that writes it holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
+        assert "another 'ferkit train' is writing this run now" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    finally:
+        os.close(fd)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0  # the lock went with its holder
+
+
+def test_a_refused_start_leaves_no_folder(tmp_path):
+    from ferkit.cli import main
+
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--model", "fast", "--data", str(tmp_path / "none.csv"), "--out", str(out), "--quiet"]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 def test_mixup_and_cutmix_images_by_hand():

@@ -218,6 +218,9 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
                  if k in state and tuple(state[k].shape) != want[k]]
     if problems:
         raise bad(f"the weights do not fit its model spec ({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
+    odd = [f"{k} is {why}" for k, v in state.items() if (why := tensor_problem(v))]
+    if odd:
+        raise bad(f"{'; '.join(odd[:3])}; save plain float weights")
     nonfinite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     nonfinite += [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
     if nonfinite:
@@ -226,11 +229,27 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != size:
         raise bad(f"'mean' must be a {'x'.join(map(str, size))} image; "
                   f"got {tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__}")
-    if not (torch.isfinite(mean).all() and mean.min() >= 0 and mean.max() <= 255):
+    if tensor_problem(mean) or not (torch.isfinite(mean).all() and mean.min() >= 0 and mean.max() <= 255):
         raise bad("'mean' must hold pixel values in 0..255 (a damaged file?)")
-    if not isinstance(ckpt.get("config", {}), dict):
+    config = ckpt.get("config", {})
+    if not isinstance(config, dict):
         raise bad("'config' is not a mapping")
+    wrong = [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
+    if wrong:  # what reading its data anew (evaluate, visualize, export --int8) takes from it
+        raise bad(f"its config holds {', '.join(wrong)} (a damaged file?)")
     return spec
+
+
+# The fields of a checkpoint's training config that evaluate, visualize and export read its data by
+CONFIG_READ = {"label_names": (str, type(None)), "labels_file": (str, type(None)), "split_seed": int,
+               "val_fraction": (int, float), "test_fraction": (int, float)}
+
+
+def tensor_problem(t: torch.Tensor) -> str | None:
+    """What makes a saved tensor no plain dense weight (load_state_dict cannot copy it into a float model, or
+    the checks cannot read it), or None."""
+    return ("quantized (dequantize() it)" if t.is_quantized else "sparse (to_dense() it)" if t.layout != torch.strided
+            else "on the meta device (it holds no values)" if t.is_meta else "complex" if t.is_complex() else None)
 
 
 def device_of(name: str = "auto") -> torch.device:

@@ -193,12 +193,13 @@ def encode_rgb(rgb: np.ndarray, path: str | Path) -> bytes:
 
     path = Path(path)
     fmt, buf = _format(path.suffix.lower()), io.BytesIO()
+    if fmt is None:  # an extension Pillow has no writer for, or one that cannot hold RGB
+        raise FerkitError(f"{path}: cannot encode the image as {path.suffix or 'a file without an extension'}; give .png or .jpg")
     try:
-        if fmt is None:
-            raise KeyError(path.suffix)
         Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
-    except (KeyError, OSError, ValueError):  # an extension Pillow has no writer for, or one that cannot hold RGB
-        raise FerkitError(f"{path}: cannot encode the image as {path.suffix or 'a file without an extension'}; give .png or .jpg") from None
+    except (OSError, ValueError) as e:  # a size the format cannot hold (WebP 16,383 pixels a side, JPEG 65,500)
+        raise FerkitError(f"{path}: cannot encode this {rgb.shape[1]}x{rgb.shape[0]} image as {path.suffix} ({e}); "
+                          "give .png") from None
     return buf.getvalue()
 
 

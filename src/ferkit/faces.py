@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,18 +95,24 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     if isinstance(src, (str, Path)):
         path = Path(src)
         label = name or str(path)
-        if path.is_dir():
-            raise ImageError(f"{label}: is a folder, not an image; give an image file (JPEG, PNG, ...)", "not_image")
-        if path.exists() and not path.is_file():  # a pipe or a device: reading could block forever
-            raise ImageError(f"{label}: not a regular file (a pipe, socket or device); give an image file", "not_image")
         try:
+            st = path.stat()
+            if stat.S_ISDIR(st.st_mode):
+                raise ImageError(f"{label}: is a folder, not an image; give an image file (JPEG, PNG, ...)", "not_image")
+            if not stat.S_ISREG(st.st_mode):  # a pipe or a device: reading could block forever
+                raise ImageError(f"{label}: not a regular file (a pipe, socket or device); give an image file", "not_image")
+            if st.st_size > max_file_bytes(max_pixels):  # read whole, it could take all the memory first
+                raise ImageError(f"{label}: {st.st_size / 2**20:,.0f} MiB is too big for a photo of at most "
+                                 f"{max_pixels / 1e6:.0f} megapixels; give a smaller image", "too_large")
             data = path.read_bytes()
         except FileNotFoundError:
             raise ImageError(f"{label}: no such file; check the path", "not_found") from None
-        except OSError as e:
+        except OSError as e:  # (a name too long, a loop of links, no permission)
             fix = {errno.ELOOP: "a symbolic link that leads back to itself; fix or remove the link",
                    errno.EACCES: "check its permissions", errno.EPERM: "check its permissions"}.get(e.errno, "check the path")
             raise ImageError(f"{label}: cannot read the file ({e.strerror or e}); {fix}", "not_found") from None
+        except MemoryError:
+            raise ImageError(f"{label}: not enough memory to read it; give a smaller image", "too_large") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the image"
     elif hasattr(src, "read"):
@@ -115,6 +122,12 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     else:
         raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes, a file, a PIL image or an array", "not_image")
     return _decode(bytes(data), str(label), max_pixels)
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file load_image reads: max_pixels uncompressed at 16 bits a channel, RGBA, and room for
+    metadata. A larger file cannot hold an image it accepts, and is not read into memory at all."""
+    return 8 * max_pixels + 2**24
 
 
 def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
@@ -152,7 +165,8 @@ def _guarded(decode, label: str, max_pixels: int) -> np.ndarray:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{label}: too large to decode safely (a decompression bomb, by Pillow's check); shrink it "
-                             f"below {max_pixels / 1e6:.0f} megapixels", "too_large") from None
+                             f"below {min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels) / 1e6:.0f} megapixels",
+                             "too_large") from None
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to decode it; shrink the image", "too_large") from None
         except Exception as e:

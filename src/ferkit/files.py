@@ -50,6 +50,8 @@ def same_path(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
     a run's data against the data given now, a metrics file's data against a run's."""
     return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
+NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems
+
 # atomic_write's temporary files: .NAME.<pid>-<hex>.tmp, or .NAME.<pid>-<hex>.tmp.EXT where NAME ends
 # in .EXT (atomic_path keeps the extension: OpenCV picks a video's container by it)
 TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<ext>\.[^.]+)?")
@@ -201,7 +203,10 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     remove_stale_temps(path.parent)  # a killed writer's leftovers (a 0-byte .last.pt...tmp, say) go now
     # a unique hidden name: several processes may write the same file at once (search workers,
     # caches), and globs such as metrics-*.json never see it
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix if keep_suffix else ''}")
+    name = path.name
+    if len(name.encode()) > NAME_MAX - 40:  # the longest name that passed check_output: its temporary name is ~30 bytes longer
+        name = hashlib.sha256(name.encode()).hexdigest()[:16] + path.suffix
+    tmp = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix if keep_suffix else ''}")
     try:
         yield tmp
         os.replace(tmp, path)

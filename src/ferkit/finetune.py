@@ -32,7 +32,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
     """(state_dict, what the file is, the emotions its head names: a ferkit checkpoint's, else None) of a
     ferkit checkpoint or a plain state_dict file, loaded with weights_only=True. A wrapped state_dict
     ({"state_dict": ...} or {"model": ...}) and DDP's "module." prefixes are unwrapped."""
-    from .checkpoint import load_failure, read_checkpoint
+    from .checkpoint import load_failure, read_checkpoint, tensor_problem
     from .labels import labels_of
 
     path = Path(path)
@@ -63,9 +63,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, tuple[
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise FerkitError(f"--init-from {path}: holds no state_dict (a mapping of parameter names to tensors)")
     for k, v in obj.items():  # what load_state_dict cannot copy into a float model, or should not
-        why = ("quantized (dequantize() it)" if v.is_quantized else "sparse (to_dense() it)" if v.layout != torch.strided
-               else "on the meta device (it holds no values)" if v.is_meta
-               else "not finite (nan or inf)" if v.is_floating_point() and not torch.isfinite(v).all() else None)
+        why = tensor_problem(v) or ("not finite (nan or inf)" if v.is_floating_point() and not torch.isfinite(v).all() else None)
         if why:
             raise FerkitError(f"--init-from {path}: tensor {k!r} is {why}; save plain, finite float weights")
     return {k.removeprefix("module."): v for k, v in obj.items()}, "state_dict", None

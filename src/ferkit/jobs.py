@@ -35,28 +35,36 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
     files, problems = [], []
     exts = IMAGE_EXTS | VIDEO_EXTS
     for p in map(Path, paths):
-        if p.is_dir():
-            found, skipped = [], []
-            # rglob lists links to folders but does not enter them
-            for f in sorted(f for f in p.rglob("*") if not is_hidden(f.relative_to(p))):
-                # (a link to a folder, whatever its name, is said: the photos in it would go unseen)
-                why = _unusable(f) if f.suffix.lower() in exts or (f.is_symlink() and f.is_dir()) else None
-                if why:
-                    skipped.append(f"{f}: {why}; skipped")
-                elif f.suffix.lower() in exts and f.is_file():
-                    found.append(f)
-            if not found and not skipped:
-                problems.append(f"{p}: the folder holds no images or videos ({', '.join(sorted(exts))})")
-            files += [(f, p) for f in found]
-            problems += skipped
-        elif p.is_file():
-            files.append((p, None))
-        elif str(p) == "-":  # the Unix habit for standard input: a pipe, which is never read (see above)
-            problems.append("-: photos are not read from standard input; save the photo to a file and give its path")
-        else:
-            why = _unusable(p)
-            problems.append(f"{p}: {why}; skipped" if why else f"{p}: no such file or folder; check the path")
+        try:
+            _collect(p, exts, files, problems)
+        except OSError as e:  # a name too long, a loop of links
+            problems.append(f"{p}: cannot use it ({e.strerror or e}); check the path")
     return files, problems
+
+
+def _collect(p: Path, exts: set[str], files: list, problems: list[str]) -> None:
+    """collect_inputs for one path given."""
+    if p.is_dir():
+        found, skipped = [], []
+        # rglob lists links to folders but does not enter them
+        for f in sorted(f for f in p.rglob("*") if not is_hidden(f.relative_to(p))):
+            # (a link to a folder, whatever its name, is said: the photos in it would go unseen)
+            why = _unusable(f) if f.suffix.lower() in exts or (f.is_symlink() and f.is_dir()) else None
+            if why:
+                skipped.append(f"{f}: {why}; skipped")
+            elif f.suffix.lower() in exts and f.is_file():
+                found.append(f)
+        if not found and not skipped:
+            problems.append(f"{p}: the folder holds no images or videos ({', '.join(sorted(exts))})")
+        files.extend((f, p) for f in found)
+        problems.extend(skipped)
+    elif p.is_file():
+        files.append((p, None))
+    elif str(p) == "-":  # the Unix habit for standard input: a pipe, which is never read (see above)
+        problems.append("-: photos are not read from standard input; save the photo to a file and give its path")
+    else:
+        why = _unusable(p)
+        problems.append(f"{p}: {why}; skipped" if why else f"{p}: no such file or folder; check the path")
 
 
 def _unusable(path: Path) -> str | None:
@@ -116,7 +124,8 @@ def copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
         return {f: Path(annotate) for f, _ in files}
     copies, used = {}, set()
     for f, root in files:
-        out = Path(annotate) / (root.name if root is not None else "") / (f.relative_to(root) if root is not None else f.name)
+        folder = "" if root is None else root.resolve().name if root.name == ".." else root.name  # (.. would climb out)
+        out = Path(annotate) / folder / (f.relative_to(root) if root is not None else f.name)
         out = out.with_suffix(copy_suffix(f))
         while out in used:  # two inputs with the same name (or a.gif beside a.png)
             out = out.with_name(out.stem + "_" + out.suffix)
@@ -141,4 +150,6 @@ def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None
             res["annotated"] = str(annotate_to)
         except OSError as e:  # a full disk, a folder gone read-only: the predictions stay in the results
             no_copy(annotate_to, path, f"cannot write it: {e.strerror or e}")
+        except FerkitError as e:  # a size its format cannot hold
+            no_copy(annotate_to, path, str(e).removeprefix(f"{annotate_to}: "))
     return res

@@ -716,19 +716,18 @@ def check_port(host: str, port: int) -> int:
         raise FerkitError(f"--port {port}: must be between 1 and 65535 (0: any free port); pick another with --port")
     try:
         addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise FerkitError(f"--host {host}: cannot resolve it ({e.strerror}); use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
-    if port == 0:
-        family, kind, proto, _, addr = addrs[0]
-        with socket.socket(family, kind, proto) as s:
-            s.bind(addr)
-            port = s.getsockname()[1]
-        addrs = [(f, k, p, c, (a[0], port, *a[2:])) for f, k, p, c, a in addrs]
-    for family, kind, proto, _, addr in addrs:
+    except (socket.gaierror, UnicodeError) as e:  # (UnicodeError: a host name with an empty or 64+ letter label)
+        why = e.strerror if isinstance(e, socket.gaierror) else "not a valid host name"
+        raise FerkitError(f"--host {host}: cannot resolve it ({why}); use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    for k in range(len(addrs)):
+        family, kind, proto, _, addr = addrs[k]
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             try:
                 s.bind(addr)
+                if port == 0 and k == 0:  # the free port the first address got: the others are checked with it
+                    port = s.getsockname()[1]
+                    addrs = [(f, t, p, c, (a[0], port, *a[2:])) for f, t, p, c, a in addrs]
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise FerkitError(f"port {port} is in use; pick another with --port") from None

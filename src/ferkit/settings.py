@@ -68,6 +68,11 @@ class Settings:
         if self.max_upload_mb > 0 and not 1 <= self.max_upload_bytes <= MAX_UPLOAD_MB * 2**20:
             bad.append(f"{name_of('max_upload_mb')} {self.max_upload_mb:g}: must be at least 0.000001 (a byte) "
                        f"and at most {MAX_UPLOAD_MB:,} (a TiB)")
+        from PIL import Image
+
+        if Image.MAX_IMAGE_PIXELS and self.max_upload_pixels > Image.MAX_IMAGE_PIXELS:  # Pillow refuses larger ones as bombs
+            bad.append(f"{name_of('max_upload_pixels')} {self.max_upload_pixels}: must be at most "
+                       f"{Image.MAX_IMAGE_PIXELS} (Pillow, which decodes the photos, refuses larger ones)")
         for name in ("max_concurrent", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be >= 1")

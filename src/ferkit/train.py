@@ -22,11 +22,17 @@ import io
 import json
 import logging
 import math
+import os
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+try:
+    import fcntl  # POSIX: the lock that keeps a second training out of a run folder
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -72,9 +78,10 @@ def resolve_config(model: str = "shallow", base: dict | None = None, source: str
         raise ConfigError(named_in_file(str(e), str(source), set(base or {}) - set(given))) from None
 
 
-# What --resume may change: the length (the schedule is re-planned), where the data are now (fit checks
-# that its classes and training faces are the run's) and the machine (a run begun on a GPU goes on on a CPU)
-RESUME_CHANGES = ("epochs", "data", "device", "threads")
+# What --resume may change: the length (the schedule is re-planned), where the data, the teachers and the
+# class names or FER+ votes are now (fit checks that the classes and training faces are the run's) and the
+# machine (a run begun on a GPU goes on on a CPU)
+RESUME_CHANGES = ("epochs", "data", "teacher", "label_names", "labels_file", "device", "threads")
 
 
 def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
@@ -395,6 +402,38 @@ def _saving(path: Path, out: Path):
         raise FerkitError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
 
 
+@contextmanager
+def _sole_writer(out: Path, flag: str):
+    """Create the run folder and hold an exclusive lock on it while the run trains, so a second `ferkit
+    train` into it (two runs started in the same second share the default --out; a resume of a run that
+    still trains) is refused instead of mixing its checkpoints with this run's. The lock goes with the
+    process (flock; none on Windows). A run that fails before writing anything leaves no folder behind."""
+    made = [a for a in (out, *out.parents) if not a.exists()]  # from out up: what this run creates
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        raise FerkitError(f"{flag} {out}: cannot create or open it ({e.strerror or e}); {write_fix(e)}") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # (BlockingIOError: another process holds it)
+                raise FerkitError(f"{flag} {out}: another 'ferkit train' is writing this run now; wait for it to end "
+                                  "(or stop it), or give another --out") from None
+        try:
+            yield
+        except BaseException:
+            for folder in made:  # empty ones only: a refused or failed start leaves nothing behind
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise
+    finally:
+        os.close(fd)
+
+
 def _check_memory(spec: ModelSpec, batch_size: int) -> None:
     """Refuse, before any data are read, a model and batch whose activations alone (a lower bound)
     exceed the memory free now: allocating them would end in the kernel's out-of-memory killer,
@@ -481,6 +520,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
 
     With resume=True, continue where the run in out_dir stopped (from its last.pt).
     Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
+    with ExitStack() as held:  # the run folder's lock, from the checks to the last checkpoint
+        return _fit(cfg, out_dir, resume, data, progress, held)
+
+
+def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | None, progress: bool, held: ExitStack) -> list[dict]:
     if resume:  # a run resumes where it is: another location is no fix
         out = check_output(out_dir, "--resume", folder=True, fix="make it writable, or copy the run folder and resume the copy")
     else:
@@ -503,6 +547,12 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
     if not resume and (out / LAST).exists():  # a fresh start would overwrite that run's checkpoints and history
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")
+    if not resume and (kept := [f for f in (BEST, HISTORY_JSON, HISTORY_CSV) if (out / f).exists()]):  # last.pt deleted
+        raise FerkitError(f"--out {out}: it holds a run's {' and '.join(kept)} but no last.pt (deleted, or the run was "
+                          "killed while saving its first epoch), so it cannot be resumed and a new run would replace them; "
+                          "give another --out (delete the folder to start it over)")
+    if dist.main:  # the one process that writes the folder
+        held.enter_context(_sole_writer(out, "--resume" if resume else "--out"))
     info(f"training {cfg.model} for {cfg.epochs} epochs -> {out}")
     ckpt = read_last(out) if resume else None
     if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read

@@ -418,9 +418,12 @@ def _sole_writer(out: Path, flag: str):
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # (BlockingIOError: another process holds it)
+            except BlockingIOError:  # another process holds it
                 raise FerkitError(f"{flag} {out}: another 'ferkit train' is writing this run now; wait for it to end "
                                   "(or stop it), or give another --out") from None
+            except OSError as e:  # a file system without locks (some network ones): train on, unguarded
+                log.warning(f"{out}: cannot lock the run folder ({e.strerror or e}); a second training into it "
+                            "would not be refused")
         try:
             yield
         except BaseException:

@@ -475,8 +475,9 @@ def cmd_predict(args):
         raise FerkitError(f"--every {args.every}: must be >= 1 (1 = every frame)")
     one_copy = names_one_copy(args.annotate)
     texts = [(name, Path(out)) for name, out in (("--json", args.json), ("--csv", args.csv)) if out]
-    for name, out in texts:
+    for name, out in texts:  # the names first: check_outputs makes missing folders
         check_text_output(out, name, "the results", name.replace("--", "."))
+    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
     files, problems = collect_inputs(args.paths)
     if args.annotate and not one_copy:
         folder = Path(args.annotate).resolve()
@@ -498,9 +499,6 @@ def cmd_predict(args):
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
-    # after the inputs' checks, as it makes the outputs' missing folders (a command refused for its inputs leaves
-    # none behind); before the model loads, so that a bad output is said at once
-    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)
     results, failed = [], len(problems)

@@ -315,6 +315,17 @@ def test_a_killed_writers_temp_files_go_at_the_next_write(tmp_path):
     assert not stale.exists() and not stale_video.exists() and all(f.exists() for f in live) and other.exists()
 
 
+def test_a_folder_is_swept_of_dead_writers_files_once_a_process(tmp_path, monkeypatch):
+    """(every write scanned its whole folder: 20,000 annotated copies, 20,000 scans of up to 20,000 files)"""
+    from ferkit import files
+
+    sweeps = []
+    monkeypatch.setattr(files, "remove_stale_temps", lambda folder: sweeps.append(folder) or [])
+    for k in range(3):
+        files.atomic_write(tmp_path / f"{k}.json", "{}")
+    assert sweeps == [tmp_path]
+
+
 def test_the_longest_file_name_is_written_atomically(tmp_path):
     """A 245-character name passed check_output, then its temporary name (30 bytes longer) was too long
     for the file system: the error came after all the work."""

@@ -7,7 +7,8 @@
     atomic_write(path, data)       a temporary file in the same folder, then os.replace: a kill
                                    mid-write never leaves a half-written file, and readers (other
                                    workers, the web page) never see one; the temporary files that
-                                   killed writers left in that folder are removed (remove_stale_temps)
+                                   killed writers left in that folder are removed at the process's
+                                   first write there (remove_stale_temps)
     atomic_path(path)              the same for writers that take a file name (OpenCV's VideoWriter)
     write_output(path, data)       atomic_write for a command's result: a full disk or a folder
                                    that became unwritable is one FerkitError, and the earlier file stays
@@ -194,13 +195,20 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# The folders this process has swept of dead writers' temporary files: once each, as a folder of 20,000
+# annotated copies took a scan of all of them for every copy written
+_swept: set[Path] = set()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary name in path's folder to write by name; renamed to path when the block ends
     without an error, removed when it raises. keep_suffix: the name ends in path's extension."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)  # a killed writer's leftovers (a 0-byte .last.pt...tmp, say) go now
+    if path.parent not in _swept:  # a killed writer's leftovers (a 0-byte .last.pt...tmp, say) go now
+        remove_stale_temps(path.parent)
+        _swept.add(path.parent)
     # a unique hidden name: several processes may write the same file at once (search workers,
     # caches), and globs such as metrics-*.json never see it
     name = path.name

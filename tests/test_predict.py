@@ -350,6 +350,24 @@ def test_annotated_copies_in_an_input_folder_are_not_read_again(tiny_checkpoint,
     assert (d / "ann" / "ph" / "a.png").exists() and not (d / "ann" / "ph" / "ann").exists()
 
 
+def test_a_refused_predict_takes_back_the_output_folders_it_made(tiny_checkpoint, tmp_path, capsys, astronaut):
+    """(nothing to process, a copy over an input, a --model that is not there: nd/a/b/, nd/c/, nd/d/ stayed)"""
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    nd = tmp_path / "nd"
+    assert main(["predict", str(tmp_path / "none.jpg"), "--json", str(nd / "a" / "b" / "r.json")]) == 2
+    assert "nothing to process" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "a.png"), "--json", str(nd / "c" / "r.json"), "--annotate", str(tmp_path / "a.png"),
+                 "--model", str(tiny_checkpoint)]) == 2
+    assert "would be written over" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(tmp_path / "nope.pt"), "--json", str(nd / "c" / "r.json"),
+                 "--annotate", str(nd / "d" / "x.png")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    assert not nd.exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there stays
+    assert main(["predict", str(tmp_path / "none.jpg"), "--json", str(tmp_path / "kept" / "r.json")]) == 2
+    assert (tmp_path / "kept").is_dir()
+
+
 def test_annotated_copies_of_a_parent_folder_stay_under_annotate(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     """`predict .. --annotate out/` wrote the copies into out/.., the folder it reads, as out/../a.png."""
     (tmp_path / "ph" / "work").mkdir(parents=True)

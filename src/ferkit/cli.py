@@ -467,7 +467,8 @@ def _predict_args(p):
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
 def cmd_predict(args):
-    from .jobs import collect_inputs, copy_paths, names_one_copy
+    from .files import missing_folders, remove_empty
+    from .jobs import names_one_copy
     from .outputs import format_result, write_results
     from .predict import Predictor
 
@@ -477,30 +478,15 @@ def cmd_predict(args):
     texts = [(name, Path(out)) for name, out in (("--json", args.json), ("--csv", args.csv)) if out]
     for name, out in texts:  # the names first: check_outputs makes missing folders
         check_text_output(out, name, "the results", name.replace("--", "."))
-    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
-    files, problems = collect_inputs(args.paths)
-    if args.annotate and not one_copy:
-        folder = Path(args.annotate).resolve()
-        if any(Path(p).is_dir() and Path(p).resolve() == folder for p in args.paths):
-            raise FerkitError(f"--annotate {args.annotate}: is a folder being read, and its copies would take the photos' "
-                              "names; give another folder (one inside it is fine)")
-        # a folder's walk skips the copies an earlier run left inside it (they would nest deeper each run)
-        files = [(f, root) for f, root in files
-                 if root is None or folder not in f.resolve().parents or root.resolve() not in folder.parents]
-    copies = copy_paths(args.annotate, files)
-    inputs = {f.resolve() for f, _ in files}
-    for f, out in copies.items():
-        if out.resolve() in inputs:
-            raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, an input; "
-                              f"give another {'name' if one_copy else 'folder'}")
-    for name, out in texts:  # never over a photo it reads (a folder's included)
-        check_not_input(out, name, [f for f, _ in files])
-    for msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
-    if not files:
-        raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
-                          precision=args.precision, tta=args.tta)
+    made = missing_folders([Path(f).parent for f in (args.json, args.csv) if f] + ([Path(args.annotate).parent] if one_copy else []))
+    try:  # refused for its inputs or its model after check_outputs made the outputs' folders: they go again
+        check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
+        files, problems, copies = _predict_inputs(args, one_copy, texts)
+        predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
+                              precision=args.precision, tta=args.tta)
+    except FerkitError:
+        remove_empty(made)
+        raise
     results, failed = [], len(problems)
     bar = _progress(files)
     try:
@@ -523,6 +509,35 @@ def cmd_predict(args):
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
         raise FerkitError("none of the inputs could be processed; see the messages above")
+
+
+def _predict_inputs(args, one_copy: bool, texts: list) -> tuple[list, list[str], dict]:
+    """predict's inputs (files, problems) and their copies' paths, once checked against its outputs; each
+    problem said on stderr. A FerkitError when nothing is left to process or an output would replace an input."""
+    from .jobs import collect_inputs, copy_paths
+
+    files, problems = collect_inputs(args.paths)
+    if args.annotate and not one_copy:
+        folder = Path(args.annotate).resolve()
+        if any(Path(p).is_dir() and Path(p).resolve() == folder for p in args.paths):
+            raise FerkitError(f"--annotate {args.annotate}: is a folder being read, and its copies would take the photos' "
+                              "names; give another folder (one inside it is fine)")
+        # a folder's walk skips the copies an earlier run left inside it (they would nest deeper each run)
+        files = [(f, root) for f, root in files
+                 if root is None or folder not in f.resolve().parents or root.resolve() not in folder.parents]
+    copies = copy_paths(args.annotate, files)
+    inputs = {f.resolve() for f, _ in files}
+    for f, out in copies.items():
+        if out.resolve() in inputs:
+            raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, an input; "
+                              f"give another {'name' if one_copy else 'folder'}")
+    for name, out in texts:  # never over a photo it reads (a folder's included)
+        check_not_input(out, name, [f for f, _ in files])
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not files:
+        raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
+    return files, problems, copies
 
 
 class _NoBar(list):

@@ -111,6 +111,19 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Pa
     return p
 
 
+def missing_folders(paths: list[Path]) -> list[Path]:
+    """The folders among `paths` and their parents that do not exist now, the deepest first: what a command
+    that then creates them (check_output, a run's mkdir) removes again with remove_empty if it is refused."""
+    return sorted({a for p in paths for a in (p, *p.parents) if not a.exists()}, key=lambda a: len(a.parts), reverse=True)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (missing_folders' list) that are empty: a refused command leaves nothing behind."""
+    for folder in folders:  # one that holds anything stays, and so do its parents
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[Path | None]:
     """check_output for each (flag, path or None, folder) of a command, and no file named twice."""
     checked = [check_output(path, flag, folder) if path else None for flag, path, folder in outputs]

@@ -47,7 +47,7 @@ from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, is_out_of_memory
-from .files import atomic_write, check_output, write_fix
+from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
@@ -408,7 +408,7 @@ def _sole_writer(out: Path, flag: str):
     train` into it (two runs started in the same second share the default --out; a resume of a run that
     still trains) is refused instead of mixing its checkpoints with this run's. The lock goes with the
     process (flock; none on Windows). A run that fails before writing anything leaves no folder behind."""
-    made = [a for a in (out, *out.parents) if not a.exists()]  # from out up: what this run creates
+    made = missing_folders([out])  # what this run creates
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out, os.O_RDONLY)
@@ -426,12 +426,8 @@ def _sole_writer(out: Path, flag: str):
                             "would not be refused")
         try:
             yield
-        except BaseException:
-            for folder in made:  # empty ones only: a refused or failed start leaves nothing behind
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+        except BaseException:  # (only once the lock is held: the folder a run refused here made is the other's)
+            remove_empty(made)
             raise
     finally:
         os.close(fd)

@@ -719,15 +719,12 @@ def check_port(host: str, port: int) -> int:
     except (socket.gaierror, UnicodeError) as e:  # (UnicodeError: a host name with an empty or 64+ letter label)
         why = e.strerror if isinstance(e, socket.gaierror) else "not a valid host name"
         raise FerkitError(f"--host {host}: cannot resolve it ({why}); use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
-    for k in range(len(addrs)):
-        family, kind, proto, _, addr = addrs[k]
+    for family, kind, proto, _, addr in addrs:
+        addr = (addr[0], port, *addr[2:])  # port 0: the free port the first bind got, for the others too
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             try:
                 s.bind(addr)
-                if port == 0 and k == 0:  # the free port the first address got: the others are checked with it
-                    port = s.getsockname()[1]
-                    addrs = [(f, t, p, c, (a[0], port, *a[2:])) for f, t, p, c, a in addrs]
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise FerkitError(f"port {port} is in use; pick another with --port") from None
@@ -735,6 +732,7 @@ def check_port(host: str, port: int) -> int:
                     raise FerkitError(f"port {port}: permission denied (ports below 1024 need root); pick another with --port") from None
                 raise FerkitError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
                                   "use 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+            port = port or s.getsockname()[1]
     return port
 
 

@@ -651,8 +651,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         else:
             info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
     if dist.main:
-        with _saving(out / CONFIG, out):
-            out.mkdir(parents=True, exist_ok=True)
+        with _saving(out / CONFIG, out):  # (the folder is _sole_writer's)
             atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
             if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
                 write_history(history, iter_loss, out)

@@ -191,6 +191,29 @@ def test_resume_after_sigkill(tmp_path, storage):
     assert [r["state"] for r in rows].count("COMPLETE") == 3 and "FAIL" in [r["state"] for r in rows]
 
 
+def test_interrupted_search_goes_on_with_its_trial(tmp_path):
+    write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=280)
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    argv = _cli("search", "--model", "tiny.json", "--data", "fer.csv", "--epochs", "4", "--batch-size", "16", "--threads", "1",
+                "--trials", "1", "--out", "s", "--no-default-params", "--param", "lr=loguniform:1e-3:3e-3")  # paths as typed
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out, deadline = tmp_path / "s", time.time() + 120
+    while time.time() < deadline and not (out / "trials" / "0" / "last.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # as Ctrl-C
+    assert proc.wait(timeout=60) == 130
+    assert "rerun the same command to go on" in proc.stderr.read()
+    assert [r["state"] for r in csv.DictReader(open(out / "search.csv"))] == ["FAIL"]  # the table so far
+
+    r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first, retry = _study(out).trials
+    assert retry.state == TrialState.COMPLETE and retry.params == first.params
+    assert "(retry of trial 0)" in r.stdout and "resuming" in r.stdout  # from the interrupted trial's checkpoint
+    history = json.loads((out / "trials" / "1" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+
 def test_two_workers_share_one_study(files, tmp_path, storage):
     flags, study = storage
     out = tmp_path / "s"

@@ -474,6 +474,16 @@ def test_settings_from_env_are_read_as_training_configs_are():
     # YAML 1.1 leaves "1e-3" a string; the shared coercion makes it a number, as in a config file
     s = Settings.from_env({"FERKIT_SERVE_UPLOAD_TIMEOUT": "1e-3", "FERKIT_SERVE_MODEL": "123", "FERKIT_SERVE_THREADS": "2"})
     assert (s.upload_timeout, s.model, s.threads) == (0.001, "123", 2)  # a model named 123 stays a name
+    with pytest.raises(FerkitError, match=r"^\$FERKIT_SERVE_MAX_UPLOAD: no such setting; the variables are \$FERKIT_SERVE_MODEL, "):
+        Settings.from_env({"FERKIT_SERVE_MAX_UPLOAD": "1"})  # misspelt: it would change nothing
+
+
+def test_serve_workers_take_no_stray_variables_from_the_shell():
+    from ferkit.serve import Settings
+
+    env = {"FERKIT_SERVE_MODEL": "fer2013-fast", "FERKIT_SERVE_TTA": "true", "PATH": "/bin"}  # left in the shell
+    Settings(threads=2).set_env(env)  # as `ferkit serve --workers N` does before starting them
+    assert Settings.from_env(env) == Settings(threads=2) and env["PATH"] == "/bin"
 
 
 def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypatch, tmp_path):
@@ -853,6 +863,37 @@ def test_the_photos_of_clients_that_hung_up_are_not_predicted(astronaut_png):
         r = httpx.post(url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
         waited = time.monotonic() - t0
     assert r.status_code == 200 and len(calls) <= 3 and waited < 2.5, (len(calls), waited)
+
+
+def test_a_photo_waits_for_its_turn_at_most_queue_timeout(astronaut_png):
+    """Behind more photos than the server gets through, a request is answered 503 with Retry-After
+    after --queue-timeout, instead of waiting on behind a queue that only grows."""
+    import httpx
+
+    gate = threading.Event()
+
+    class Stuck:
+        def predict(self, rgb):
+            if warmed.is_set():
+                gate.wait(20)
+            warmed.set()
+            return []
+
+    warmed = threading.Event()
+    with serving(create_app(Stuck(), max_concurrent=1, queue_timeout=0.5)) as url:
+        assert _wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(httpx.post, url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+            time.sleep(0.5)  # the first holds the one prediction thread
+            t0 = time.monotonic()
+            r = httpx.post(url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+            waited = time.monotonic() - t0
+            gate.set()
+            assert first.result().status_code == 200
+        again = httpx.post(url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+        assert again.status_code == 200  # the turn given up on was not lost
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and waited < 5, (r.status_code, waited)
+    assert r.json()["error"].startswith("the server is busy: no prediction was free within 0.5 s (--queue-timeout)")
 
 
 def test_a_request_http_cannot_parse_gets_a_json_400(live_server):

@@ -441,38 +441,48 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
             trial.set_user_attr("error", str(e))
             log.info(f"trial {trial.number}: failed: {e}")
             return float("nan")  # Optuna marks the trial FAIL
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna marks the trial FAIL; queue it again, as a killed one
+            with warnings.catch_warnings():  # is, to go on from its last checkpoint
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(trial.study, frozen)
+            trial.set_user_attr("error", "interrupted; a rerun goes on with it")
+            raise
         info["seconds"] = round(time.time() - t0, 1)
         for k, v in info.items():
             trial.set_user_attr(k, v)
         log.info(f"trial {trial.number}: {'cv' if cv else 'val'} acc {value:.4f} (epoch {info['epoch']}) in {info['seconds']:.0f}s")
         return value
 
-    start, failed_in_row, waiting = time.time(), 0, False
-    while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, and queued again
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
-        if done >= n_trials:
-            break
-        if timeout is not None and time.time() - start > timeout:
-            log.info(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
-            break
-        if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
-            if not waiting:
-                log.info(f"waiting for {running} running trial(s) of other workers")
-            waiting = True
-            time.sleep(poll)
-            continue
-        waiting = False
-        study.optimize(objective, n_trials=1)
-        last = next(t for t in study.get_trials(deepcopy=False) if t.number == ran[-1])
-        failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
-        if failed_in_row >= 3:
-            raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
-                              "check the data, the flags given and the ranges of the search; a rerun with them corrected "
-                              "goes on in this --out while no trial has completed")
+    try:
+        start, failed_in_row, waiting = time.time(), 0, False
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, and queued again
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+            if done >= n_trials:
+                break
+            if timeout is not None and time.time() - start > timeout:
+                log.info(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
+                break
+            if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
+                if not waiting:
+                    log.info(f"waiting for {running} running trial(s) of other workers")
+                waiting = True
+                time.sleep(poll)
+                continue
+            waiting = False
+            study.optimize(objective, n_trials=1)
+            last = next(t for t in study.get_trials(deepcopy=False) if t.number == ran[-1])
+            failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
+            if failed_in_row >= 3:
+                raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
+                                  "check the data, the flags given and the ranges of the search; a rerun with them corrected "
+                                  "goes on in this --out while no trial has completed")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the table of the trials so far is written; a rerun goes on
+        files = write_results(study, cfg, params, out, cv)["files"]
+        raise KeyboardInterrupt(f"wrote {', '.join(map(str, files.values()))}; rerun the same command to go on") from None
     return study
 
 

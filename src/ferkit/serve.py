@@ -30,6 +30,7 @@ import errno
 import functools
 import json
 import logging
+import math
 import os
 import socket
 import struct
@@ -54,7 +55,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError
 from .labels import EMOTIONS, colors
-from .settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_UPLOAD_TIMEOUT, Settings, flags_as_variables
+from .settings import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD,
+    DEFAULT_QUEUE_TIMEOUT,
+    DEFAULT_UPLOAD_TIMEOUT,
+    Settings,
+    flags_as_variables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +480,7 @@ def _errors(*codes: int) -> dict:
            408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
-           500: "a server bug", 503: "the server is starting, or cannot predict (see /health)"}
+           500: "a server bug", 503: "the server is starting, or cannot predict (see /health), or busy (Retry-After)"}
     return {c: {"model": ErrorOut, "description": why[c]} for c in codes}
 
 
@@ -512,15 +520,16 @@ def _warm_up(predictor) -> None:
 def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
                max_concurrent: int | None = None, backend: str | None = None, *,
                max_upload_pixels: int = DEFAULT_MAX_PIXELS, upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
-               threads: int | None = None, precision: str | None = None, tta: bool | None = None) -> FastAPI:
+               threads: int | None = None, precision: str | None = None, tta: bool | None = None,
+               queue_timeout: float = DEFAULT_QUEUE_TIMEOUT) -> FastAPI:
     """The app. `predictor_or_model_path`: a ferkit.predict.Predictor (or anything with .predict),
     a Classifier, a checkpoint (.pt, run folder; .onnx with backend="onnx"), or None for the
     bundled model. At most `max_concurrent` predictions run at once (default: the number of CPUs);
-    the others wait their turn. `threads`: torch's and OpenCV's threads in this process."""
+    the others wait their turn, up to `queue_timeout` seconds (then a 503). `threads`: torch's and OpenCV's threads in this process."""
     from .faces import load_image
 
-    if max_upload_bytes < 1 or max_upload_pixels < 1 or upload_timeout <= 0:
-        raise ValueError("max_upload_bytes, max_upload_pixels and upload_timeout must be > 0")
+    if max_upload_bytes < 1 or max_upload_pixels < 1 or upload_timeout <= 0 or queue_timeout <= 0:
+        raise ValueError("max_upload_bytes, max_upload_pixels, upload_timeout and queue_timeout must be > 0")
     src = predictor_or_model_path
     if not hasattr(src, "predict"):
         from .predict import Predictor
@@ -535,7 +544,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     model = _model_info(predictor, clf, path, getattr(predictor, "backend", backend or "torch"), precision_used)
     labels = tuple(getattr(predictor, "labels", None) or EMOTIONS)  # the model's own emotions
     info = {"ferkit": ferkit_version(), "model": model, "max_upload_bytes": max_upload_bytes,
-            "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout}
+            "max_upload_pixels": max_upload_pixels, "upload_timeout_s": upload_timeout, "queue_timeout_s": queue_timeout}
     # a few fixed inference threads (not the shared threadpool): bounded concurrency, and torch's
     # per-thread memory (oneDNN caches, malloc arenas) is paid for these threads only
     n_workers = max_concurrent or os.cpu_count() or 1
@@ -662,11 +671,20 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             return _error(400, "several 'file' parts: POST one photo per request (one 'file' field)")
         if health["status"] == "failed":
             return _error(503, f"the server cannot predict: {health['error']}")
-        # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker
-        async with turns:
+        # queued requests hold only their spooled upload (on disk beyond 1 MB); decoding happens in a worker.
+        # The wait is bounded: under more photos than the workers get through, a client hears so (503)
+        # instead of waiting on, its upload kept, behind a queue that only grows
+        try:
+            await asyncio.wait_for(turns.acquire(), queue_timeout)
+        except TimeoutError:
+            return _error(503, f"the server is busy: no prediction was free within {queue_timeout:g} s (--queue-timeout); "
+                               "try again later", headers={"Retry-After": str(math.ceil(queue_timeout))})
+        try:
             if await request.is_disconnected():  # the client hung up while it waited: no work for nobody
                 return _error(400, "the client closed the connection before its turn")
             return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
+        finally:
+            turns.release()
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():
@@ -685,7 +703,7 @@ def app_from_settings(s: Settings) -> FastAPI:
     s.check()
     return create_app(s.model, s.max_upload_bytes, s.max_concurrent, s.backend,
                       max_upload_pixels=s.max_upload_pixels, upload_timeout=s.upload_timeout,
-                      threads=s.threads, precision=s.precision, tta=s.tta)
+                      threads=s.threads, precision=s.precision, tta=s.tta, queue_timeout=s.queue_timeout)
 
 
 def app_from_env() -> FastAPI:
@@ -764,7 +782,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     s = replace(s, threads=s.threads or share, max_concurrent=s.max_concurrent or share)
     with tempfile.TemporaryDirectory(prefix="ferkit-serve-") as tmp:
         error_file = Path(tmp) / "error.txt"
-        os.environ.update(s.to_env(), **{ERROR_FILE_ENV: str(error_file)})  # the spawned workers inherit it
+        s.set_env()  # the spawned workers inherit these
+        os.environ[ERROR_FILE_ENV] = str(error_file)
         print(f"ferkit serve: {workers} worker processes, each with {s.max_concurrent} concurrent predictions "
               f"on {s.threads} threads; {where}", flush=True)
         uvicorn.run("ferkit.serve:app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -21,6 +21,7 @@ DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); deco
 DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
 DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
+DEFAULT_QUEUE_TIMEOUT = 30.0  # seconds an uploaded photo may wait for a free prediction thread; then 503
 ENV_PREFIX = "FERKIT_SERVE_"
 MAX_UPLOAD_MB = 2**20  # a tebibyte: --max-upload-mb beyond it is no limit (1e308 overflowed into a traceback)
 
@@ -46,6 +47,8 @@ class Settings:
                                                         "checked before decoding")
     max_concurrent: int | None = option(None, "predictions run at once per process (default: number of CPUs / workers)")
     upload_timeout: float = option(DEFAULT_UPLOAD_TIMEOUT, "seconds a whole upload may take to arrive, else 408")
+    queue_timeout: float = option(DEFAULT_QUEUE_TIMEOUT, "seconds an uploaded photo may wait for a free prediction "
+                                                         "(all --max-concurrent busy), else 503 with Retry-After")
     threads: int | None = option(None, "inference threads per process: torch, onnxruntime and OpenCV "
                                        "(default: theirs with 1 worker, CPUs / workers with more)")
     precision: Literal[precisions.ANY] | None = option(None, PRECISION_HELP)
@@ -62,7 +65,7 @@ class Settings:
         if wrong_type:  # the range checks below cannot compare such a value
             raise FerkitError("; ".join(wrong_type.values()))
         bad = []
-        for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "header_timeout", "max_connections"):
+        for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "queue_timeout", "header_timeout", "max_connections"):
             if not getattr(self, name) > 0:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be > 0")
         if self.max_upload_mb > 0 and not 1 <= self.max_upload_bytes <= MAX_UPLOAD_MB * 2**20:
@@ -88,6 +91,13 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
 
+    def set_env(self, env=os.environ) -> None:
+        """Leave env with these settings' variables and no other FERKIT_SERVE_*: a variable left in the
+        shell (FERKIT_SERVE_MODEL of another day) would reach the workers for a setting left at its default."""
+        for k in [k for k in env if k.startswith(ENV_PREFIX)]:
+            del env[k]
+        env.update(self.to_env())
+
     @staticmethod
     def env_name(name: str) -> str:
         """How a message names a field set by its variable (from_env, flags_as_variables): $FERKIT_SERVE_MODEL."""
@@ -98,8 +108,10 @@ class Settings:
         """Settings from FERKIT_SERVE_MODEL, FERKIT_SERVE_MAX_UPLOAD_MB, ...; unset ones keep their defaults.
         Each value is read and checked against its field's type as a training config's are
         (config.from_text, config.check_fields), so a bad one is reported in the same words."""
-        s = cls(**{f.name: from_text(cls, f.name, env[ENV_PREFIX + f.name.upper()])
-                   for f in fields(cls) if ENV_PREFIX + f.name.upper() in env})
+        names = {ENV_PREFIX + f.name.upper(): f.name for f in fields(cls)}
+        if unknown := sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in names):  # a misspelt one did nothing
+            raise FerkitError(f"${unknown[0]}: no such setting; the variables are {', '.join('$' + k for k in names)}")
+        s = cls(**{name: from_text(cls, name, env[k]) for k, name in names.items() if k in env})
         s.check(cls.env_name)  # each problem named as the variable it came from
         return s
 

@@ -465,8 +465,8 @@ RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_
 
 def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
     """A FerkitError unless last.pt can go on under cfg: the same net and optimizer, and not past --epochs."""
-    was = ckpt["config"]
-    changed = [f"{k} {was[k]!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if k in was and was[k] != getattr(cfg, k)]
+    was, now = ckpt["config"], absolute_paths(cfg)  # last.pt keeps absolute paths (a search's retry gives them as typed)
+    changed = [f"{k} {was[k]!r} -> {getattr(now, k)!r}" for k in RESUME_FIXED if k in was and was[k] != getattr(now, k)]
     if changed:
         raise FerkitError(f"--resume {out}: its {CONFIG} does not match its {LAST} ({'; '.join(changed)}); put "
                           f"{CONFIG} back as the run wrote it (only --epochs may change), or {RESUME_FIX}")

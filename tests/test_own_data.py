@@ -231,6 +231,35 @@ def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_pat
     assert main(["export", str(run), "--onnx", str(tmp_path / "m.int8.onnx"), "--int8"]) == 0  # calibrated on them
 
 
+
+def test_an_exported_graph_is_scored_on_the_split_its_training_drew(colour_run, tmp_path, capsys):
+    """(evaluating the run's .onnx on its own folder drew seed 0's default split: other test faces, training faces among them)"""
+    import onnx
+
+    folder, run = colour_run
+    graph = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--onnx", str(graph)]) == 0
+
+    def score(model):
+        out = tmp_path / "m.json"
+        assert main(["evaluate", str(model), "--data", str(folder), "--split", "test", "--precision", "fp32", "--device", "cpu",
+                     "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    pt, ox = score(run), score(graph)
+    assert ox["n"] == pt["n"] == 4 and ox["confusion_matrix"] == pt["confusion_matrix"]  # the run's 20% test split
+    m = onnx.load(graph)
+    reading = next(p for p in m.metadata_props if p.key == "reading")
+    m.metadata_props.remove(reading)  # a graph exported before the split was recorded: the defaults, as before
+    onnx.save(m, graph)
+    capsys.readouterr()
+    assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
+    assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1" in capsys.readouterr().err
+    m.metadata_props.add(key="reading", value='{"split_seed": "0"}')  # edited by hand: one line naming the key
+    onnx.save(m, graph)
+    assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
+    assert "the ONNX model's metadata 'reading' must be a JSON object of label_names" in capsys.readouterr().err
+
 def test_the_data_own_classes_train_and_evaluate(tmp_path):
     folder = class_folder(tmp_path / "faces", classes=("cat", "dog", "owl"))
     run = tmp_path / "run"

@@ -261,7 +261,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
-    from .data import NO_SPLIT, load_fer, read_names, reading_for
+    from .data import NO_SPLIT, load_fer, reading_for, recorded_reading
     from .labels import for_emotions
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
@@ -287,8 +287,10 @@ def cmd_evaluate(args):
     if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
         check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
     # read as the model's training read it: its input size and channels, class names and drawn split
-    if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the split drawn with the defaults
-        reading = {"size": clf.size, "channels": clf.channels, **({"names": read_names(args.label_names)} if args.label_names else {})}
+    if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the names and split its metadata records
+        from .runtime import onnx_reading
+
+        reading = {"size": clf.size, "channels": clf.channels, **recorded_reading(onnx_reading(clf.session), args.label_names)}
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
     if args.split == "all":  # no split drawn (a few images a class could not be split)

@@ -76,6 +76,7 @@ MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k f
 NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
 NO_SPLIT = {"val_fraction": 0, "test_fraction": 0}  # load_fer's reading with no split drawn: every image a training one
+RECORDED = ("label_names", "split_seed", "val_fraction", "test_fraction")  # the config fields recorded_reading reads
 # Split names of folders and list columns (any case), FER2013's Usage values among them.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "publictest": "val", "test": "test", "privatetest": "test"}
@@ -179,11 +180,17 @@ def load_fer(
 def reading_for(spec, config: dict | None = None, label_names: str | None = None) -> dict:
     """load_fer's keyword arguments to read data as a model's training did: its spec's input size and
     channels, and its training config's class names and drawn split (label_names: given anew)."""
+    return dict(size=spec.in_size, channels=spec.channels, **recorded_reading(config, label_names))
+
+
+def recorded_reading(config: dict | None, label_names: str | None = None) -> dict:
+    """load_fer's class names and drawn split as a training recorded them (config: a checkpoint's
+    training config, or an exported graph's metadata of its RECORDED fields); the defaults where it
+    records none (label_names: given anew)."""
     cfg = config or {}
     names = label_names or cfg.get("label_names")
-    return dict(size=spec.in_size, channels=spec.channels, names=read_names(names) if names else None,
-                split_seed=cfg.get("split_seed", 0), val_fraction=cfg.get("val_fraction", VAL_FRACTION),
-                test_fraction=cfg.get("test_fraction", TEST_FRACTION))
+    return dict(names=read_names(names) if names else None, split_seed=cfg.get("split_seed", 0),
+                val_fraction=cfg.get("val_fraction", VAL_FRACTION), test_fraction=cfg.get("test_fraction", TEST_FRACTION))
 
 
 def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:

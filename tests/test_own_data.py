@@ -21,7 +21,7 @@ from ferkit.cli import main
 from ferkit.data import FerData, load_fer
 from ferkit.dream import DreamSettings
 from ferkit.errors import ConfigError, DataError, FerkitError
-from ferkit.faces import whole_face
+from ferkit.faces import load_image, whole_face
 from ferkit.labels import FER2013, class_ids, for_emotions, label_set
 from ferkit.report import build_report
 from ferkit.train import fit, resolve_config
@@ -155,6 +155,31 @@ def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     # FER2013's rows at a colour model's input: resized, grey repeated over RGB
     fer = load_fer(write_fer_csv(tmp_path / "fer.csv", n=7), size=32, channels=3)
     assert fer.images.shape == (21, 32, 32, 3) and (fer.images[..., 0] == fer.images[..., 2]).all() and fer.names == FER2013
+
+
+def test_images_are_decoded_as_predict_decodes_a_photo(tmp_path, monkeypatch):
+    """(data read a 16-bit grey PNG almost white and a transparent background black, where predict scales
+    the one to 8 bits and flattens the other onto white; a cache of that decoding stayed in use)"""
+    import hashlib
+
+    root = tmp_path / "faces"
+    files = [root / "happy" / "grey16.png", root / "sad" / "cutout.png"]  # (read in this order)
+    for f in files:
+        f.parent.mkdir(parents=True)
+    Image.fromarray(np.linspace(0, 65535, 40 * 40).reshape(40, 40).astype(np.uint16)).save(files[0])  # mode I;16
+    cutout = np.zeros((40, 40, 4), np.uint8)
+    cutout[10:30, 10:30] = (200, 120, 60, 255)  # a face on a transparent ground (stored black)
+    Image.fromarray(cutout).save(files[1])
+    # a cache the earlier decoding wrote (its key: version 1) is not what the images read as now
+    stats = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = hashlib.sha1(repr((str(root.resolve()), stats, False, 1)).encode()).hexdigest()[:16]
+    stale = FerData(np.full((2, 48, 48), 254, np.uint8), np.array([0, 1]), np.full(2, -1, np.int8), str(root), names=("happy", "sad"))
+    fdata._write_cache(fdata.cache_dir() / f"{root.name}-{key}.npz", stale)
+    for channels in (1, 3):
+        data = load_fer(root, channels=channels, **fdata.NO_SPLIT)
+        assert np.array_equal(data.images, np.stack([whole_face(load_image(f), 48, channels) for f in files]))
+    grey = load_fer(root, **fdata.NO_SPLIT).images
+    assert 120 < grey[0].mean() < 135 and grey[1][0, 0] == 255  # not 254 (near white), not 0 (black)
 
 
 # ---------------------------------------------------------------- label sets and splits

@@ -239,9 +239,9 @@ def _evaluate_args(p):
                    help="default: test if the file has PrivateTest rows (a drawn test split for images without one), else "
                         "val; all: every image, e.g. one's own photos for a model not trained on them")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
-    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint, "
-                                                  "or metrics-<split>-<data>.json where that holds a score on other data; for a bundled model, "
-                                                  "metrics-<file>-<split>.json in the current folder)")
+    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside a run's best.pt, "
+                                                  "metrics-<file>-<split>.json beside another file (in the current folder for a "
+                                                  "bundled model), with -<data> added where that holds a score on other data)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported; int8: evaluate an int8 graph)")
@@ -300,7 +300,9 @@ def cmd_evaluate(args):
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else runs.metrics_path(folder, split, data.source)
+    own = not bundled and (ck.is_dir() or ck.name == runs.BEST)  # the run's best.pt; another file's score gets its own name
+    out = Path(args.json) if args.json else runs.metrics_path(Path(".") if bundled else folder, split, data.source,
+                                                              None if own else ck.name)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
     votes = for_emotions(clf.labels).reads_votes(data)

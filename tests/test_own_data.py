@@ -21,7 +21,7 @@ from ferkit.cli import main
 from ferkit.data import FerData, load_fer
 from ferkit.dream import DreamSettings
 from ferkit.errors import ConfigError, DataError, FerkitError
-from ferkit.faces import whole_face
+from ferkit.faces import load_image, whole_face
 from ferkit.labels import FER2013, class_ids, for_emotions, label_set
 from ferkit.report import build_report
 from ferkit.train import fit, resolve_config
@@ -157,6 +157,31 @@ def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     assert fer.images.shape == (21, 32, 32, 3) and (fer.images[..., 0] == fer.images[..., 2]).all() and fer.names == FER2013
 
 
+def test_images_are_decoded_as_predict_decodes_a_photo(tmp_path, monkeypatch):
+    """(data read a 16-bit grey PNG almost white and a transparent background black, where predict scales
+    the one to 8 bits and flattens the other onto white; a cache of that decoding stayed in use)"""
+    import hashlib
+
+    root = tmp_path / "faces"
+    files = [root / "happy" / "grey16.png", root / "sad" / "cutout.png"]  # (read in this order)
+    for f in files:
+        f.parent.mkdir(parents=True)
+    Image.fromarray(np.linspace(0, 65535, 40 * 40).reshape(40, 40).astype(np.uint16)).save(files[0])  # mode I;16
+    cutout = np.zeros((40, 40, 4), np.uint8)
+    cutout[10:30, 10:30] = (200, 120, 60, 255)  # a face on a transparent ground (stored black)
+    Image.fromarray(cutout).save(files[1])
+    # a cache the earlier decoding wrote (its key: version 1) is not what the images read as now
+    stats = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = hashlib.sha1(repr((str(root.resolve()), stats, False, 1)).encode()).hexdigest()[:16]
+    stale = FerData(np.full((2, 48, 48), 254, np.uint8), np.array([0, 1]), np.full(2, -1, np.int8), str(root), names=("happy", "sad"))
+    fdata._write_cache(fdata.cache_dir() / f"{root.name}-{key}.npz", stale)
+    for channels in (1, 3):
+        data = load_fer(root, channels=channels, **fdata.NO_SPLIT)
+        assert np.array_equal(data.images, np.stack([whole_face(load_image(f), 48, channels) for f in files]))
+    grey = load_fer(root, **fdata.NO_SPLIT).images
+    assert 120 < grey[0].mean() < 135 and grey[1][0, 0] == 255  # not 254 (near white), not 0 (black)
+
+
 # ---------------------------------------------------------------- label sets and splits
 
 
@@ -230,6 +255,35 @@ def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_pat
     assert json.loads((tmp_path / "own.json").read_text())["confusion_matrix"] == m["confusion_matrix"]
     assert main(["export", str(run), "--onnx", str(tmp_path / "m.int8.onnx"), "--int8"]) == 0  # calibrated on them
 
+
+
+def test_an_exported_graph_is_scored_on_the_split_its_training_drew(colour_run, tmp_path, capsys):
+    """(evaluating the run's .onnx on its own folder drew seed 0's default split: other test faces, training faces among them)"""
+    import onnx
+
+    folder, run = colour_run
+    graph = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--onnx", str(graph)]) == 0
+
+    def score(model):
+        out = tmp_path / "m.json"
+        assert main(["evaluate", str(model), "--data", str(folder), "--split", "test", "--precision", "fp32", "--device", "cpu",
+                     "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    pt, ox = score(run), score(graph)
+    assert ox["n"] == pt["n"] == 4 and ox["confusion_matrix"] == pt["confusion_matrix"]  # the run's 20% test split
+    m = onnx.load(graph)
+    reading = next(p for p in m.metadata_props if p.key == "reading")
+    m.metadata_props.remove(reading)  # a graph exported before the split was recorded: the defaults, as before
+    onnx.save(m, graph)
+    capsys.readouterr()
+    assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
+    assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1" in capsys.readouterr().err
+    m.metadata_props.add(key="reading", value='{"split_seed": "0"}')  # edited by hand: one line naming the key
+    onnx.save(m, graph)
+    assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
+    assert "the ONNX model's metadata 'reading' must be a JSON object of label_names" in capsys.readouterr().err
 
 def test_the_data_own_classes_train_and_evaluate(tmp_path):
     folder = class_folder(tmp_path / "faces", classes=("cat", "dog", "owl"))

@@ -189,7 +189,7 @@ def test_evaluate_an_onnx_file_as_users_run_it(tiny_checkpoint, tmp_path, capsys
     assert main(["evaluate", str(tiny_checkpoint), "--data", str(csv), "--precision", "fp32", "--json", str(tmp_path / "pt.json")]) == 0
     assert main(["evaluate", str(fp32), "--data", str(csv)]) == 0
     assert "(fp32)" in capsys.readouterr().out
-    pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "metrics-val.json"))
+    pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "metrics-m.onnx-val.json"))
     assert ox["n"] == pt["n"] == 28 and ox["confusion_matrix"] == pt["confusion_matrix"]
     # a graph without the mirror inside gets it from the Predictor: scored as the checkpoint with --tta
     assert main(["evaluate", str(tiny_checkpoint), "--data", str(csv), "--precision", "fp32", "--tta", "--json", str(tmp_path / "pt-tta.json")]) == 0

@@ -153,6 +153,44 @@ def test_a_score_on_other_data_keeps_the_runs_own(tiny_run, tmp_path):
     assert set(runs.read_run(run).metrics) == {"val", "val-other"}
 
 
+def test_a_file_other_than_best_pt_keeps_its_own_metrics(tiny_run, tmp_path, monkeypatch):
+    """(evaluate RUN/last.pt wrote metrics-val.json over best.pt's, which report then showed as best.pt's; an .onnx
+    file in the run folder, and a bundled model scored on two data files, replaced the one before alike)"""
+    import shutil
+
+    import ferkit.predict as fp
+    from ferkit.cli import main
+    from ferkit.dream import DreamSettings
+    from ferkit.report import _run_section
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert main(["export", str(run), "--onnx", str(run / "m.onnx")]) == 0
+    for model in (run, run / "last.pt", run / "m.onnx", run / "best.pt"):
+        assert main(["evaluate", str(model), "--data", str(tiny_run.parent / "fer.csv"), "--split", "val", "--device", "cpu",
+                     "--precision", "fp32"]) == 0
+    scored = {f.name: json.loads(f.read_text())["checkpoint"] for f in run.glob("metrics-*.json")}
+    assert scored == {"metrics-val.json": str(run / "best.pt"), "metrics-last.pt-val.json": str(run / "last.pt"),
+                      "metrics-m.onnx-val.json": str(run / "m.onnx")}
+    assert list(runs.best_metrics([runs.read_run(run)])) == ["run last.pt-val", "run m.onnx-val", "run val"]
+    shown = _run_section(runs.read_run(run), None, 0, DreamSettings(), [])[1]  # the run's score in report's comparison
+    assert shown["checkpoint"] == str(run / "best.pt")
+    for f in ("metrics-val.json", "metrics-m.onnx-val.json"):  # only another file's score: not shown as the run's
+        (run / f).unlink()
+    assert list(runs.best_metrics([runs.read_run(run)])) == ["run last.pt-val"]
+    assert _run_section(runs.read_run(run), None, 0, DreamSettings(), [])[1] is None
+    # a bundled model (here the tiny one) on two data files, in the current folder: both scores stay
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(run / "best.pt", weights / "fer2013.pt")
+    monkeypatch.setattr(fp, "WEIGHTS", weights)
+    monkeypatch.setitem(fp.BUNDLED, "fer2013", weights / "fer2013.pt")
+    monkeypatch.chdir(tmp_path)
+    for n in (35, 42):
+        data = write_fer_csv(tmp_path / f"d{n}.csv", n=n)
+        assert main(["evaluate", "fer2013", "--data", str(data), "--split", "val", "--device", "cpu"]) == 0
+    assert [json.loads((tmp_path / f).read_text())["n"] for f in ("metrics-fer2013.pt-val.json", "metrics-fer2013.pt-val-d42.json")] == [35, 42]
+
+
 def test_run_names_stay_distinct_however_the_runs_clash(tmp_path):
     """(p1/a/run and p2/a/run, or one run given twice, got one name: plot wrote one's figures over the other's)"""
     from ferkit.runs import run_names

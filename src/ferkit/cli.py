@@ -239,9 +239,9 @@ def _evaluate_args(p):
                    help="default: test if the file has PrivateTest rows (a drawn test split for images without one), else "
                         "val; all: every image, e.g. one's own photos for a model not trained on them")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face (default: as trained)")
-    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside the checkpoint, "
-                                                  "or metrics-<split>-<data>.json where that holds a score on other data; for a bundled model, "
-                                                  "metrics-<file>-<split>.json in the current folder)")
+    p.add_argument("--json", metavar="FILE", help="write the metrics here (default: metrics-<split>.json beside a run's best.pt, "
+                                                  "metrics-<file>-<split>.json beside another file (in the current folder for a "
+                                                  "bundled model), with -<data> added where that holds a score on other data)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 (autocast); auto = bf16 where the device runs it fast "
                                                        "(an .onnx file: as exported; int8: evaluate an int8 graph)")
@@ -261,7 +261,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
-    from .data import NO_SPLIT, load_fer, read_names, reading_for
+    from .data import NO_SPLIT, load_fer, reading_for, recorded_reading
     from .labels import for_emotions
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
@@ -287,8 +287,10 @@ def cmd_evaluate(args):
     if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
         check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
     # read as the model's training read it: its input size and channels, class names and drawn split
-    if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the split drawn with the defaults
-        reading = {"size": clf.size, "channels": clf.channels, **({"names": read_names(args.label_names)} if args.label_names else {})}
+    if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the names and split its metadata records
+        from .runtime import onnx_reading
+
+        reading = {"size": clf.size, "channels": clf.channels, **recorded_reading(onnx_reading(clf.session), args.label_names)}
     else:
         reading = reading_for(clf.spec, clf.meta.get("config"), args.label_names)
     if args.split == "all":  # no split drawn (a few images a class could not be split)
@@ -298,7 +300,9 @@ def cmd_evaluate(args):
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
-    out = Path(args.json) if args.json else Path(f"metrics-{ck.name}-{split}.json") if bundled else runs.metrics_path(folder, split, data.source)
+    own = not bundled and (ck.is_dir() or ck.name == runs.BEST)  # the run's best.pt; another file's score gets its own name
+    out = Path(args.json) if args.json else runs.metrics_path(Path(".") if bundled else folder, split, data.source,
+                                                              None if own else ck.name)
     print(f"evaluating {args.checkpoint} on {'all' if split == 'all' else f'the {split}'} faces of {data.source} "
           f"({clf.precision}) ...", flush=True)
     votes = for_emotions(clf.labels).reads_votes(data)

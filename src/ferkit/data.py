@@ -15,7 +15,8 @@ Supported inputs:
     the file-name prefix (Training_, PublicTest_, PrivateTest_) where present, else the top folder;
   * an image list: a CSV or TSV (.tsv, or tabs in its first line) of `path,label[,split]` rows,
     paths relative to the file, labels class names or integer ids, with or without that header.
-Images of any size and mode are read with Pillow (EXIF orientation applied), converted to the
+Images of any size and mode are read with Pillow as photos are (faces.pil_to_rgb: EXIF orientation
+applied, 16-bit scaled to 8 bits, transparency flattened onto white), converted to the
 model's channels (grey as Pillow's 'L', ITU-R 601, as ferkit's photo path; colour as RGB) and
 resized (bilinear) to its in_size; a non-square image is stretched. FER2013's 48x48 grey rows are
 resized and repeated over 3 channels likewise for a larger or colour model.
@@ -76,6 +77,7 @@ MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k f
 NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
 NO_SPLIT = {"val_fraction": 0, "test_fraction": 0}  # load_fer's reading with no split drawn: every image a training one
+RECORDED = ("label_names", "split_seed", "val_fraction", "test_fraction")  # the config fields recorded_reading reads
 # Split names of folders and list columns (any case), FER2013's Usage values among them.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "publictest": "val", "test": "test", "privatetest": "test"}
@@ -179,11 +181,17 @@ def load_fer(
 def reading_for(spec, config: dict | None = None, label_names: str | None = None) -> dict:
     """load_fer's keyword arguments to read data as a model's training did: its spec's input size and
     channels, and its training config's class names and drawn split (label_names: given anew)."""
+    return dict(size=spec.in_size, channels=spec.channels, **recorded_reading(config, label_names))
+
+
+def recorded_reading(config: dict | None, label_names: str | None = None) -> dict:
+    """load_fer's class names and drawn split as a training recorded them (config: a checkpoint's
+    training config, or an exported graph's metadata of its RECORDED fields); the defaults where it
+    records none (label_names: given anew)."""
     cfg = config or {}
     names = label_names or cfg.get("label_names")
-    return dict(size=spec.in_size, channels=spec.channels, names=read_names(names) if names else None,
-                split_seed=cfg.get("split_seed", 0), val_fraction=cfg.get("val_fraction", VAL_FRACTION),
-                test_fraction=cfg.get("test_fraction", TEST_FRACTION))
+    return dict(names=read_names(names) if names else None, split_seed=cfg.get("split_seed", 0),
+                val_fraction=cfg.get("val_fraction", VAL_FRACTION), test_fraction=cfg.get("test_fraction", TEST_FRACTION))
 
 
 def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:
@@ -274,7 +282,9 @@ def _cache_path(p: Path, skip_bad_rows: bool, reading: tuple, listing=None) -> P
         stats.append([_stat(f) for f in listing.files])
     # FER2013 at its own 48x48 grey keeps the key it had before sizes were asked for (no re-parse)
     extra = () if reading == (SIZE, 1, None) else (reading,)
-    key = hashlib.sha1(repr((str(p.resolve()), stats, skip_bad_rows, 1) + extra).encode()).hexdigest()[:16]
+    # 2: images decoded as photos are (faces.pil_to_rgb); 1 made 16-bit greys near white and transparency black
+    version = 2 if p.is_dir() or listing is not None else 1
+    key = hashlib.sha1(repr((str(p.resolve()), stats, skip_bad_rows, version) + extra).encode()).hexdigest()[:16]
     return root / f"{p.name}-{key}.npz"
 
 
@@ -446,11 +456,11 @@ def _resized(data: FerData, size: int, channels: int) -> FerData:
 
 def _fit(im, size: int, channels: int) -> np.ndarray:
     """A PIL image of one face as the model's input: what `ferkit predict --crops` makes of it
-    (faces.whole_face: the centre square, grey or RGB, resized), so training, evaluation, int8
-    calibration and prediction see a face crop alike."""
-    from .faces import whole_face
+    (faces.pil_to_rgb: upright, 16-bit scaled, alpha on white; faces.whole_face: the centre square,
+    grey or RGB, resized), so training, evaluation, int8 calibration and prediction see a face crop alike."""
+    from .faces import pil_to_rgb, whole_face
 
-    return whole_face(np.asarray(im.convert("RGB")), size, channels)
+    return whole_face(pil_to_rgb(im), size, channels)
 
 
 @dataclass
@@ -658,7 +668,7 @@ def _label_ids(listing: _Listing, names, skip_bad_rows: bool, names_from: str | 
 def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_rows: bool, source: str,
                  names_from: str | None = None) -> FerData:
     """Decode a listing's images at the model's input (see _fit)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     labels, names = _label_ids(listing, names, skip_bad_rows, names_from)
     n, shape = len(listing.files), (size, size) + ((channels,) if channels > 1 else ())
@@ -671,7 +681,7 @@ def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_ro
         try:
             with Image.open(f) as im:
                 im.draft(im.mode, (size, size))  # a large JPEG is decoded at a reduced scale, still >= size
-                images[i] = _fit(ImageOps.exif_transpose(im), size, channels)
+                images[i] = _fit(im, size, channels)
         except (ValueError, OSError, SyntaxError, EOFError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             listing.bad(f"{where}: {e}" if where == str(f) else f"{where}: cannot read the image ({e})", skip_bad_rows)
             keep[i] = False

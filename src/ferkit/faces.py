@@ -91,7 +91,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     if isinstance(src, Image.Image):
         label = name or "the image"
         _check_size(src.size, label, max_pixels)
-        return _guarded(lambda: _to_rgb(src, label), label, max_pixels)
+        return _guarded(lambda: pil_to_rgb(src), label, max_pixels)
     if isinstance(src, (str, Path)):
         path = Path(src)
         label = name or str(path)
@@ -146,7 +146,7 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
         _check_size(im.size, label, max_pixels)
         im.load()  # a full decode: truncated or damaged data fails here, not later
-        return _to_rgb(im, label)
+        return pil_to_rgb(im)
 
     return _guarded(decode, label, max_pixels)
 
@@ -181,8 +181,9 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
         raise ImageError(f"{label}: the image has no pixels ({w}x{h})", "corrupt")
 
 
-def _to_rgb(im, label: str) -> np.ndarray:
-    """Any PIL mode -> RGB uint8, upright (EXIF), alpha flattened onto white."""
+def pil_to_rgb(im) -> np.ndarray:
+    """Any PIL mode -> RGB uint8, upright (EXIF), alpha flattened onto white, 16-bit scaled to 8: how
+    every image ferkit reads is decoded (photos here, the images of a data set in data.py)."""
     from PIL import Image, ImageOps
 
     try:

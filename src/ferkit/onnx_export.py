@@ -84,11 +84,14 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
                 calibration: np.ndarray | None = None, meta: dict | None = None) -> None:
     """Write the ONNX graph of `clf` to a path (atomically) or a binary file object, with the model's
     emotion names in its metadata (key "labels", a JSON list), its precision ("fp32" or "int8"), what
-    its training says of it ("training", JSON: Classifier.training), its input ("in_size", "channels")
-    and `meta`. With `calibration` (uint8 training faces (N, *clf.face_shape)) the graph is quantized to int8."""
+    its training says of it ("training", JSON: Classifier.training), its input ("in_size", "channels"),
+    how its training read its data ("reading", JSON: its config's data.RECORDED fields, where it has a
+    config) and `meta`. With `calibration` (uint8 training faces (N, *clf.face_shape)) the graph is quantized to int8."""
     import json
 
     import onnx
+
+    from .data import RECORDED
 
     wrapper = FacesToProbs(clf, tta).eval()
     dummy = torch.zeros(2, *clf.face_shape, dtype=torch.uint8)
@@ -112,6 +115,9 @@ def export_onnx(clf: Classifier, out: str | Path | io.BytesIO, tta: bool | None 
     props = {"labels": json.dumps(list(clf.labels)), "precision": "fp32" if calibration is None else "int8",
              "tta": str(int(wrapper.tta)), "trained_tta": str(int(bool(clf.tta))), "training": json.dumps(clf.training),
              "in_size": str(clf.spec.in_size), "channels": str(clf.spec.channels), **(meta or {})}
+    config = clf.meta.get("config")
+    if isinstance(config, dict):  # so that evaluating the graph on its own images draws its training's split, not seed 0's
+        props["reading"] = json.dumps({k: config[k] for k in RECORDED if k in config})
     for k, v in props.items():
         graph.metadata_props.add(key=k, value=str(v))
     data = graph.SerializeToString()

@@ -26,7 +26,7 @@ from .errors import FerkitError
 from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
-from .runs import Run, format_summary, metrics_file, summarize_history, trained_on
+from .runs import Run, format_summary, metrics_file, of_best, summarize_history, trained_on
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,9 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     search = find_search_csv(run.path)
     if search is not None:
         parts.append(f"<h3>Hyper-parameter search</h3><p class='path'>{_e(str(search))}</p>" + _search_html(search))
-    return "<section>" + "\n".join(parts) + "</section>", fresh or run.metrics.get("val") or next(iter(run.metrics.values()), None)
+    # what the comparison shows as the run's: best.pt's scores, never another file's (runs.of_best)
+    return "<section>" + "\n".join(parts) + "</section>", fresh or run.metrics.get("val") or next(
+        (m for split, m in run.metrics.items() if of_best(split)), None)
 
 
 def _comparison(runs: list[Run], evaluated: dict) -> str:

@@ -4,7 +4,8 @@
     history.json/.csv  one row per epoch (HISTORY_FIELDS)
     iterations.csv     the training loss of every iteration (paper Figures 3, 7)
     best.pt, last.pt   checkpoints (see checkpoint.py)
-    metrics-<split>.json  written by `ferkit evaluate` (metrics-<split>-<data>.json beside a score on other data)
+    metrics-<split>.json  written by `ferkit evaluate` for best.pt (metrics-<split>-<data>.json beside a score on
+                       other data; metrics-<file>-<split>.json for another file: last.pt, an exported graph)
 
 train.py writes these files, `ferkit evaluate` the metrics; plots, the report and the CLI read
 them here, so a renamed file is renamed for all of them at once.
@@ -46,11 +47,14 @@ def metrics_file(split: str) -> str:
     return f"metrics-{split}.json"
 
 
-def metrics_path(folder: Path, split: str, data: str) -> Path:
-    """Where `ferkit evaluate` writes a split's metrics on `data` in a run folder: metrics-<split>.json,
-    unless that file holds a score on other data, which stays (a score on other data replaced the
-    run's own): then metrics-<split>-<data's name>.json. Plot and report read both."""
-    plain = folder / metrics_file(split)
+def metrics_path(folder: Path, split: str, data: str, model: str | None = None) -> Path:
+    """Where `ferkit evaluate` writes a split's metrics on `data` in a run folder: metrics-<split>.json
+    for the run's own checkpoint (best.pt), metrics-<model>-<split>.json for another file (model: its
+    name; last.pt's score replaced best.pt's, which plot and report show as the run's); and where that
+    file holds a score on other data, which stays (it was replaced too), ...-<data's name>.json beside
+    it. Plot and report read them all."""
+    name = f"{model}-{split}" if model else split
+    plain = folder / metrics_file(name)
     try:
         earlier = json.loads(plain.read_text()).get("data")
     except FileNotFoundError:
@@ -59,7 +63,15 @@ def metrics_path(folder: Path, split: str, data: str) -> Path:
         earlier = None
     if isinstance(earlier, str) and earlier and same_path(earlier, data):
         return plain
-    return folder / metrics_file(f"{split}-{Path(data).name.split('.')[0] or 'data'}")
+    return folder / metrics_file(f"{name}-{Path(data).name.split('.')[0] or 'data'}")
+
+
+def of_best(key: str) -> bool:
+    """Whether a run's metrics by key (Run.metrics) score its best.pt: metrics-<split>[-<data>].json,
+    not metrics-<file>-<split>.json of another file (metrics_path)."""
+    from .data import ALL, SPLITS
+
+    return key.partition("-")[0] in (*SPLITS, ALL)
 
 
 @dataclass
@@ -235,12 +247,12 @@ def _read_json(path: Path):
 
 
 def best_metrics(runs: list[Run]) -> dict[str, dict]:
-    """The metrics to compare across runs, by model: each run's only split under its name, or
-    every split as "<run> <split>" when it has several."""
+    """The metrics to compare across runs, by model: each run's only split of its best.pt under its
+    name, or every split as "<run> <split>" when it has several (or its only one is another file's)."""
     best = {}
     for r in runs:
         for split, m in r.metrics.items():
-            best.setdefault(r.name if len(r.metrics) == 1 else f"{r.name} {split}", m)
+            best.setdefault(r.name if len(r.metrics) == 1 and of_best(split) else f"{r.name} {split}", m)
     return best
 
 

@@ -109,6 +109,23 @@ def onnx_training(session) -> dict:
     return _meta_value(session, "training", _mapping, "a JSON object", {})
 
 
+def onnx_reading(session) -> dict:
+    """How the training of an ONNX model from `ferkit export` read its data (its config's label_names,
+    split_seed, val_fraction and test_fraction: data.recorded_reading's config); {} for files without
+    them (older exports, the bundled graphs), which read data with the defaults."""
+    return _meta_value(session, "reading", _reading, "a JSON object of label_names (text or null), split_seed "
+                       "(an integer), val_fraction and test_fraction (numbers)", {})
+
+
+def _reading(text: str) -> dict:
+    d = _mapping(text)
+    numbers = [d.get(k, 0) for k in ("split_seed", "val_fraction", "test_fraction")]
+    if not (isinstance(d.get("label_names"), (str, type(None))) and type(numbers[0]) is int
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)):
+        raise ValueError(text)
+    return d
+
+
 def _mapping(text: str) -> dict:
     d = json.loads(text)
     if not isinstance(d, dict):

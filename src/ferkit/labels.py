@@ -21,6 +21,8 @@ core imports it; FER+'s vote reader (ferplus.py) is imported only when votes are
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from .errors import ConfigError, DataError
@@ -32,6 +34,7 @@ AFFECTNET = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", 
 # Names that mean one emotion, as data sets spell them: each maps to the name ferkit compares by.
 SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprised": "surprise", "fearful": "fear",
             "scared": "fear", "disgusted": "disgust", "contemptuous": "contempt", "neutrality": "neutral"}
+log = logging.getLogger(__name__)
 DATA = "data"  # --labels data: the classes the data declare (DataLabels)
 MAX_CLASSES = 1000  # classes of a data-declared set: ImageNet's count, far above any expression data set
 # --label-mode: how a label set with more than one label per face turns them into targets (see FerPlus).
@@ -85,8 +88,11 @@ class LabelSet:
 
 def _labelled(labels: np.ndarray, where: str, then: str) -> np.ndarray:
     # A FER2013 file may come without its 'emotion' column (-1): nothing to train on or score against.
-    if (labels < 0).any():
+    missing = int((labels < 0).sum())
+    if missing and missing == len(labels):
         raise DataError(f"{where} have no 'emotion' labels{then}")
+    if missing:  # an image list's rows with an empty label among labelled ones
+        raise DataError(f"{where}: {missing} of {len(labels)} have no label; give each a label or leave those rows out")
     return np.asarray(labels, np.int64)
 
 
@@ -100,6 +106,10 @@ class PlainLabels(LabelSet):
         return _labelled(rows, where, "; train on a labelled file"), None, np.ones(len(rows), bool)  # every mode: plain labels
 
     def eval_labels(self, rows, where):
+        missing = int((rows < 0).sum())
+        if 0 < missing < len(rows):  # an image list may leave some labels empty: left out (-1), as FER+'s faces without a majority
+            log.warning(f"{where}: {missing} of {len(rows)} have no label; they are left out of the accuracy")
+            return np.asarray(rows, np.int64), None
         return _labelled(rows, where, ", so accuracy cannot be measured"), None
 
 

@@ -169,6 +169,8 @@ def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
                                         r"affectnet has them all \(--labels affectnet\); rename or leave out those classes, "
                                         r"or train on the data's own classes \(--labels data\)$"):
         class_ids(np.array([0, 2]), names, label_set("fer2013"), "faces")
+    with pytest.raises(DataError, match=r"^faces: its class\(es\) contempt are not emotions of FER2013 \(angry, .*neutral\)$"):
+        class_ids(np.array([0, 2]), names, label_set("fer2013"), "faces", fix="")  # report's: no flag of its own to advise
     with pytest.raises(DataError, match=r"label 8 is not an id of RAF-DB \(1..7: 1 surprise, .*, 7 neutral\)"):
         class_ids(np.array([1, 8]), None, label_set("rafdb"), "x")
     data_set = label_set("data", names)
@@ -178,6 +180,18 @@ def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
         label_set("data", ("happy", "happiness"))
     with pytest.raises(ConfigError, match=r"--labels data: the data's labels are integer ids without names; name the classes"):
         label_set("data", None)
+
+
+def test_evaluate_advises_its_own_flags_for_classes_the_model_lacks(tiny_checkpoint, tmp_path, capsys):
+    # it advised train's --labels affectnet / --labels data, which evaluate does not have
+    folder = class_folder(tmp_path / "faces", n=2, colour=False, classes=("happy", "sad", "contempt"))
+    argv = ["evaluate", str(tiny_checkpoint), "--data", str(folder), "--split", "all", "--json", str(tmp_path / "m.json")]
+    assert main(argv) == 2
+    names = ",".join(FER2013)
+    assert capsys.readouterr().err.endswith("; to score the faces of the model's classes alone, name them "
+                                            f"(--label-names {names}) and leave out the others (--skip-bad-rows)\n")
+    assert main(argv + ["--label-names", names, "--skip-bad-rows"]) == 0  # what it advises works
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
 
 
 def test_a_drawn_split_is_stratified_reproducible_and_logged(tmp_path, caplog):

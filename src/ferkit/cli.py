@@ -313,7 +313,9 @@ def cmd_evaluate(args):
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
     check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
-    m = evaluate_split(clf, data, split, labels_file, args.tta)
+    fix = (f"to score the faces of the model's classes alone, name them (--label-names {','.join(clf.labels)}) "
+           "and leave out the others (--skip-bad-rows)")  # (evaluate has no --labels: the model's are fixed)
+    m = evaluate_split(clf, data, split, labels_file, args.tta, fix)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))

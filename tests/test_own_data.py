@@ -194,6 +194,30 @@ def test_evaluate_advises_its_own_flags_for_classes_the_model_lacks(tiny_checkpo
     assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
 
 
+def test_train_warns_of_split_and_teacher_options_it_ignores(tmp_path, caplog):
+    # accepted and silently ignored: the split options on data with their own split, the teacher's without one
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    fer = write_fer_csv(tmp_path / "fer.csv", n=14)  # its Usage column is its split
+    folder = class_folder(tmp_path / "faces", n=4, colour=False)  # no split of its own
+
+    def warned(data, **options):
+        caplog.clear()
+        cfg = resolve_config(str(spec), data=str(data), epochs=1, batch_size=14, threads=1, **options)
+        with caplog.at_level(logging.WARNING, "ferkit"):
+            fit(cfg, tmp_path / f"run{len(list(tmp_path.glob('run*')))}", progress=False)
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    split = dict(split_seed=9, val_fraction=0.5, test_fraction=0.25)
+    assert warned(fer, **split) == [f"--split-seed, --val-fraction, --test-fraction: ignored; {fer} gives its own split "
+                                    "(they draw one for data that give none)"]
+    assert warned(fer, distill=0.9, teacher_tta=True) == ["--distill, --teacher-tta: ignored without --teacher (they set how a "
+                                                          "teacher's answers are distilled)"]
+    assert warned(fer) == [] and warned(folder, **split) == []  # the defaults; a split drawn with them
+    assert warned(folder, split_seed=9, val_fraction=0, test_fraction=0) == [
+        f"--split-seed: ignored; {folder} gets no split drawn with --val-fraction 0 and --test-fraction 0 (every face trains)"]
+
+
 def test_a_drawn_split_is_stratified_reproducible_and_logged(tmp_path, caplog):
     root = class_folder(tmp_path / "faces", n=10)
     with caplog.at_level(logging.INFO, "ferkit"):

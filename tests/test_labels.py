@@ -2,6 +2,7 @@
 by name and by a model's emotions, num_classes from the label set, and old checkpoints."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,20 @@ def test_fer2013_trains_and_scores_on_the_files_labels_in_every_mode():
     y, top = fer.eval_labels(rows, "rows")
     assert y.tolist() == [0, 3, 6] and top is None
     with pytest.raises(DataError, match="x.csv: the training rows have no 'emotion' labels; train on a labelled file"):
-        fer.targets(np.array([-1, 2]), "majority", "x.csv: the training rows")
+        fer.targets(np.array([-1, -1]), "majority", "x.csv: the training rows")
     with pytest.raises(DataError, match="the val rows have no 'emotion' labels, so accuracy cannot be measured"):
-        fer.eval_labels(np.array([2, -1]), "x.csv: the val rows")
+        fer.eval_labels(np.array([-1, -1]), "x.csv: the val rows")
+
+
+def test_rows_without_a_label_among_labelled_ones_are_counted(caplog):
+    # an image list's row with an empty label: 'the test rows have no 'emotion' labels' where 22 of 23 had one
+    fer = label_set("fer2013")
+    with caplog.at_level(logging.WARNING, logger="ferkit.labels"):
+        y, top = fer.eval_labels(np.array([2, -1, 4]), "x.csv: the test rows")
+    assert y.tolist() == [2, -1, 4] and top is None  # -1: left out of the accuracy (metrics.summarize), as FER+'s no-majority faces
+    assert "x.csv: the test rows: 1 of 3 have no label; they are left out of the accuracy" in caplog.text
+    with pytest.raises(DataError, match="x.csv: the training rows: 1 of 2 have no label; give each a label or leave those rows out"):
+        fer.targets(np.array([-1, 2]), "majority", "x.csv: the training rows")
 
 
 def test_label_sets_by_name_and_by_emotions():

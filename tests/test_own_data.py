@@ -194,6 +194,8 @@ def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
                                         r"affectnet has them all \(--labels affectnet\); rename or leave out those classes, "
                                         r"or train on the data's own classes \(--labels data\)$"):
         class_ids(np.array([0, 2]), names, label_set("fer2013"), "faces")
+    with pytest.raises(DataError, match=r"^faces: its class\(es\) contempt are not emotions of FER2013 \(angry, .*neutral\)$"):
+        class_ids(np.array([0, 2]), names, label_set("fer2013"), "faces", fix="")  # report's: no flag of its own to advise
     with pytest.raises(DataError, match=r"label 8 is not an id of RAF-DB \(1..7: 1 surprise, .*, 7 neutral\)"):
         class_ids(np.array([1, 8]), None, label_set("rafdb"), "x")
     data_set = label_set("data", names)
@@ -203,6 +205,42 @@ def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
         label_set("data", ("happy", "happiness"))
     with pytest.raises(ConfigError, match=r"--labels data: the data's labels are integer ids without names; name the classes"):
         label_set("data", None)
+
+
+def test_evaluate_advises_its_own_flags_for_classes_the_model_lacks(tiny_checkpoint, tmp_path, capsys):
+    # it advised train's --labels affectnet / --labels data, which evaluate does not have
+    folder = class_folder(tmp_path / "faces", n=2, colour=False, classes=("happy", "sad", "contempt"))
+    argv = ["evaluate", str(tiny_checkpoint), "--data", str(folder), "--split", "all", "--json", str(tmp_path / "m.json")]
+    assert main(argv) == 2
+    names = ",".join(FER2013)
+    assert capsys.readouterr().err.endswith("; to score the faces of the model's classes alone, name them "
+                                            f"(--label-names {names}) and leave out the others (--skip-bad-rows)\n")
+    assert main(argv + ["--label-names", names, "--skip-bad-rows"]) == 0  # what it advises works
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
+
+
+def test_train_warns_of_split_and_teacher_options_it_ignores(tmp_path, caplog):
+    # accepted and silently ignored: the split options on data with their own split, the teacher's without one
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    fer = write_fer_csv(tmp_path / "fer.csv", n=14)  # its Usage column is its split
+    folder = class_folder(tmp_path / "faces", n=4, colour=False)  # no split of its own
+
+    def warned(data, **options):
+        caplog.clear()
+        cfg = resolve_config(str(spec), data=str(data), epochs=1, batch_size=14, threads=1, **options)
+        with caplog.at_level(logging.WARNING, "ferkit"):
+            fit(cfg, tmp_path / f"run{len(list(tmp_path.glob('run*')))}", progress=False)
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    split = dict(split_seed=9, val_fraction=0.5, test_fraction=0.25)
+    assert warned(fer, **split) == [f"--split-seed, --val-fraction, --test-fraction: ignored; {fer} gives its own split "
+                                    "(they draw one for data that give none)"]
+    assert warned(fer, distill=0.9, teacher_tta=True) == ["--distill, --teacher-tta: ignored without --teacher (they set how a "
+                                                          "teacher's answers are distilled)"]
+    assert warned(fer) == [] and warned(folder, **split) == []  # the defaults; a split drawn with them
+    assert warned(folder, split_seed=9, val_fraction=0, test_fraction=0) == [
+        f"--split-seed: ignored; {folder} gets no split drawn with --val-fraction 0 and --test-fraction 0 (every face trains)"]
 
 
 def test_a_drawn_split_is_stratified_reproducible_and_logged(tmp_path, caplog):

@@ -22,3 +22,47 @@ def test_overfit_shallow_preset():
     x[:, :4] = (x[:, :4] + (y[:, None, None] * 37)).astype(x.dtype)  # more per-image signal to memorise
     r = overfit(resolve_spec("shallow"), x, y, steps=60)
     assert r["train_acc"] >= 0.99
+
+
+def test_checks_pass_at_most_a_batch_of_faces_through_the_model(monkeypatch):
+    # --n 2 of resnet18 at in_size 224 scored 1000 faces as one batch of 3.2 GB; overfit trained --n as one
+    import torch
+    import torch.nn.functional as F
+
+    import ferkit.sanity as sanity
+    from ferkit.data import mean_image
+    from ferkit.model import create_model
+    from ferkit.train import make_batches
+
+    sizes = []
+
+    def recorded(*args, **kwargs):
+        model = create_model(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inputs: sizes.append(len(inputs[0])))
+        return model
+
+    monkeypatch.setattr(sanity, "create_model", recorded)
+    x, y = synthetic_faces(201)
+    loss = initial_loss(tiny_spec(), x, y)
+    torch.manual_seed(0)  # initial_loss's model
+    model = create_model(tiny_spec(), sanity.FILE_LABELS).eval()
+    b = make_batches(x, y, mean_image(x), tiny_spec())
+    assert abs(loss - F.cross_entropy(model(b.x), b.y).item()) < 1e-4  # the same loss as in one batch
+    assert sizes == [100, 100, 1]  # (in eval mode batch norm takes one face)
+    sizes.clear()
+    overfit(tiny_spec(), x, y, steps=1)
+    assert sizes == [67, 67, 67, 100, 100, 1]  # trained in equal parts (batch norm trains on 2 faces or more), then scored
+
+
+def test_sanity_out_of_memory_is_one_line(fer_csv, monkeypatch, capsys):
+    import ferkit.sanity as sanity
+    from ferkit.cli import main
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 3211264000 bytes. Error code 12")
+
+    monkeypatch.setattr(sanity, "initial_loss", out_of_memory)
+    assert main(["sanity", "--data", str(fer_csv), "--n", "8", "--steps", "1"]) == 2
+    assert capsys.readouterr().err == ("error: out of memory in the sanity checks (DefaultCPUAllocator: can't allocate memory: "
+                                       "you tried to allocate 3211264000 bytes. Error code 12): lower the model's size "
+                                       "(--set in_size=..., filters)\n")

@@ -61,6 +61,13 @@ def test_parse_param_kinds():
     assert parse_param("optimizer=categorical:adam,sgd").args == ("adam", "sgd")
 
 
+def test_number_strings_are_numbers_as_config_files_take_them(files):
+    # YAML 1.1 reads 1e-3 as a string: 'lr takes float values, not '1e-3'' refused what --set and configs take
+    cfg = resolve_config(str(files[1]))
+    assert search_space(cfg, ["lr=categorical:1e-3,1e-4"], defaults=False)[0].args == (0.001, 0.0001)
+    assert search_space(cfg, ["convs.0.dropout=categorical:0,5e-1"], defaults=False)[0].args == (0.0, 0.5)
+
+
 def test_search_space_defaults_are_the_papers(files):
     cfg = resolve_config(str(files[1]))
     names = [p.name for p in search_space(cfg, ["convs.0.dropout=uniform:0:0.5", "lr=loguniform:1e-3:1e-1"])]
@@ -81,6 +88,8 @@ def test_search_space_defaults_are_the_papers(files):
     ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
     ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
     ("fcs.0.units=categorical:[256,512]", "choices must be numbers, true/false, null or words"),  # was yaml's traceback
+    ("fcs.0.units=categorical:" + "[" * 3000, "choices must be numbers, true/false, null or words"),  # was a RecursionError
+    ("lr=categorical:1e-3,abc", "lr takes float values, not 'abc'"),
     ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
     ("convs.0.pool=int:0:2", "the value 1 gives an invalid config"),  # valid ends; TPE drew the 1 until 3 trials failed
     ("convs.-1.filters=int:8:16", "--param convs.-1.filters: no such model spec field"),  # was named --set

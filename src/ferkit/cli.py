@@ -9,6 +9,7 @@ progress lines (logging, INFO) are printed plainly on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import ConfigError, FerkitError, needs_extra
+from .errors import ConfigError, FerkitError, first_line, is_out_of_memory, needs_extra
 from .files import check_not_input, check_output, check_outputs, kind_of_file, output_errors, same_path, write_output
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
@@ -316,7 +317,9 @@ def cmd_evaluate(args):
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
     check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
-    m = evaluate_split(clf, data, split, labels_file, args.tta)
+    fix = (f"to score the faces of the model's classes alone, name them (--label-names {','.join(clf.labels)}) "
+           "and leave out the others (--skip-bad-rows)")  # (evaluate has no --labels: the model's are fixed)
+    m = evaluate_split(clf, data, split, labels_file, args.tta, fix)
     m.update(checkpoint=str(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))
@@ -327,16 +330,29 @@ def cmd_evaluate(args):
 # ---------------------------------------------------------------- sanity
 
 
-MAX_OVERFIT = 1000  # sanity --n: the overfit check trains them as one batch (--n 1000000000 took 23 GB and was killed)
+MAX_OVERFIT = 1000  # sanity --n: each overfit step passes over all of them (--n 1000000000 took 23 GB and was killed)
 
 
 def _sanity_args(p):
     p.add_argument("--model", default="shallow", help="preset name or spec file (default shallow)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field")
-    p.add_argument("--n", type=int, default=100, help=f"training images to overfit, as one batch (default 100, at most {MAX_OVERFIT})")
+    p.add_argument("--n", type=int, default=100, help=f"training images to overfit, each step on all of them (default 100, at most {MAX_OVERFIT})")
     p.add_argument("--steps", type=int, default=300, help="most optimisation steps for the overfit check")
     p.add_argument("--lr", type=float, default=1e-3)
     _data_args(p)
+
+
+@contextlib.contextmanager
+def _enough_memory(more: str = ""):
+    """One line, not a traceback, where the model is too large for this machine's memory; `more`: what
+    else to lower."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        raise FerkitError(f"out of memory in the sanity checks ({first_line(e)}): lower the model's size (--set in_size=..., "
+                          f"filters){more}") from None
 
 
 @command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)
@@ -349,7 +365,7 @@ def cmd_sanity(args):
 
     if not 2 <= args.n <= MAX_OVERFIT or args.steps < 1:
         raise FerkitError(f"--n {args.n} --steps {args.steps}: need --n in 2..{MAX_OVERFIT} training images (batch norm "
-                          "needs two; they train as one batch) and --steps >= 1")
+                          "needs two) and --steps >= 1")
     TrainConfig(lr=args.lr)  # --lr checked as train's is
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out
@@ -362,12 +378,14 @@ def cmd_sanity(args):
     if n < 2:  # e.g. a file of PublicTest rows only
         raise FerkitError(f"{data.source}: {n} training image(s) with a label; the checks need at least 2")
     print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
-    loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
+    with _enough_memory():  # (scored in parts of sanity.BATCH faces: --n makes no difference)
+        loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
     chance = math.log(classes.num_classes)  # the loss of uniform guessing
     ok1 = abs(loss - chance) < 0.25
     print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln {classes.num_classes} = {chance:.4f}")
     print(f"overfitting {n} training images (at most {args.steps} steps) ...", flush=True)
-    r = overfit(spec, images[:n], labels[:n], steps=args.steps, lr=args.lr, classes=classes)
+    with _enough_memory(f" or --n (now {n})"):
+        r = overfit(spec, images[:n], labels[:n], steps=args.steps, lr=args.lr, classes=classes)
     ok2 = r["train_acc"] >= 0.99
     print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")
     if not (ok1 and ok2):

@@ -102,6 +102,9 @@ class FerData:
     # "pixels": FER2013's CSV rows, which FER+'s vote file follows row by row; "folder" or "list": one's
     # own images, each labelled by its class
     kind: str = "pixels"
+    # whether the splits are the data's own (Usage, a split column, train/ val/ test/ folders); False: drawn
+    # with --split-seed, --val-fraction and --test-fraction, or none drawn (both 0: every row a training one)
+    own_split: bool = True
 
     def counts(self) -> dict[str, int]:
         return {s: int((self.splits == i).sum()) for i, s in enumerate(SPLITS)}
@@ -699,7 +702,7 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     if not none.any():
         return data
     if none.all() and not val_fraction and not test_fraction:  # nothing to draw (and no "drew a stratified one" to log)
-        return replace(data, splits=np.zeros(len(none), np.int8))
+        return replace(data, splits=np.zeros(len(none), np.int8), own_split=False)
     if not none.all():
         k = int(none.sum())
         raise DataError(f"{data.source}: {k} images have no split (right in ROOT/<class>/, or no split in their row) and "
@@ -721,7 +724,7 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     splits[val], splits[test] = SPLITS.index("val"), SPLITS.index("test")
     log.info(f"{data.source}: the data give no split; drew a stratified one (--split-seed {seed}): train {len(train)}, "
              f"val {len(val)}, test {len(test)}")
-    return replace(data, splits=splits)
+    return replace(data, splits=splits, own_split=False)
 
 
 def mean_image(images: np.ndarray) -> np.ndarray:

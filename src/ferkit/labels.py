@@ -21,6 +21,8 @@ core imports it; FER+'s vote reader (ferplus.py) is imported only when votes are
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from .errors import ConfigError, DataError
@@ -32,6 +34,7 @@ AFFECTNET = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", 
 # Names that mean one emotion, as data sets spell them: each maps to the name ferkit compares by.
 SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprised": "surprise", "fearful": "fear",
             "scared": "fear", "disgusted": "disgust", "contemptuous": "contempt", "neutrality": "neutral"}
+log = logging.getLogger(__name__)
 DATA = "data"  # --labels data: the classes the data declare (DataLabels)
 MAX_CLASSES = 1000  # classes of a data-declared set: ImageNet's count, far above any expression data set
 # --label-mode: how a label set with more than one label per face turns them into targets (see FerPlus).
@@ -63,8 +66,8 @@ class LabelSet:
         """The model's width: one output per emotion (the one source of ModelSpec.num_classes)."""
         return len(self.emotions)
 
-    def annotations(self, data, labels_file=None) -> np.ndarray:
-        """What this set knows of each row of `data` (N, ...), aligned with data.splits."""
+    def annotations(self, data, labels_file=None, fix: str | None = None) -> np.ndarray:
+        """What this set knows of each row of `data` (N, ...), aligned with data.splits; fix: class_ids'."""
         raise NotImplementedError
 
     def targets(self, rows: np.ndarray, mode: str, where: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -85,21 +88,28 @@ class LabelSet:
 
 def _labelled(labels: np.ndarray, where: str, then: str) -> np.ndarray:
     # A FER2013 file may come without its 'emotion' column (-1): nothing to train on or score against.
-    if (labels < 0).any():
+    missing = int((labels < 0).sum())
+    if missing and missing == len(labels):
         raise DataError(f"{where} have no 'emotion' labels{then}")
+    if missing:  # an image list's rows with an empty label among labelled ones
+        raise DataError(f"{where}: {missing} of {len(labels)} have no label; give each a label or leave those rows out")
     return np.asarray(labels, np.int64)
 
 
 class PlainLabels(LabelSet):
     """One label per face, the data's own: its classes mapped onto this set's emotions by name (class_ids)."""
 
-    def annotations(self, data, labels_file=None) -> np.ndarray:
-        return class_ids(data.labels, data.names, self, data.source)  # labels_file is FER+'s
+    def annotations(self, data, labels_file=None, fix=None) -> np.ndarray:
+        return class_ids(data.labels, data.names, self, data.source, fix)  # labels_file is FER+'s
 
     def targets(self, rows, mode, where):
         return _labelled(rows, where, "; train on a labelled file"), None, np.ones(len(rows), bool)  # every mode: plain labels
 
     def eval_labels(self, rows, where):
+        missing = int((rows < 0).sum())
+        if 0 < missing < len(rows):  # an image list may leave some labels empty: left out (-1), as FER+'s faces without a majority
+            log.warning(f"{where}: {missing} of {len(rows)} have no label; they are left out of the accuracy")
+            return np.asarray(rows, np.int64), None
         return _labelled(rows, where, ", so accuracy cannot be measured"), None
 
 
@@ -140,11 +150,11 @@ class FerPlus(LabelSet):
     about = "8 emotions, from the FER+ votes beside the data (fer2013new.csv) or in --labels-file"
     modes = LABEL_MODES
 
-    def annotations(self, data, labels_file=None) -> np.ndarray:
+    def annotations(self, data, labels_file=None, fix=None) -> np.ndarray:
         from . import ferplus
 
         if not self.reads_votes(data):  # (N,) class ids, not (N, 10) votes
-            return PlainLabels.annotations(self, data)
+            return PlainLabels.annotations(self, data, fix=fix)
         if data.skipped:  # the votes are matched to the data by row order
             raise DataError(f"{data.source}: {data.skipped} bad rows were skipped, so its rows no longer line up with the "
                             "FER+ votes; fix the file instead of --skip-bad-rows")
@@ -223,12 +233,13 @@ def for_emotions(names) -> LabelSet:
     return DataLabels(names)
 
 
-def class_ids(labels: np.ndarray, names, target: LabelSet, where: str) -> np.ndarray:
+def class_ids(labels: np.ndarray, names, target: LabelSet, where: str, fix: str | None = None) -> np.ndarray:
     """A data set's labels (N,) as ids of `target`'s emotions (-1, unlabelled, stays -1).
 
     names: what each data label means (FerData.names); its classes are matched to the target's
     emotions by canonical name, and a class with faces that matches none is a DataError naming
-    every such class. None: the labels are integer ids of `target` itself, counted from its first_id."""
+    every such class. None: the labels are integer ids of `target` itself, counted from its first_id.
+    fix: what that error advises, in the caller's flags ("": nothing); None: training's (--labels)."""
     labels = np.asarray(labels, np.int64)
     has = labels >= 0
     if names is None:
@@ -237,8 +248,8 @@ def class_ids(labels: np.ndarray, names, target: LabelSet, where: str) -> np.nda
         if bad.size:
             first = target.first_id
             raise DataError(f"{where}: label {bad[0]} is not an id of {target.title} ({first}..{first + target.num_classes - 1}: "
-                            + ", ".join(f"{first + i} {e}" for i, e in enumerate(target.emotions)) + "); name the data's "
-                            "classes (--label-names or labels.txt) or pick the label set its ids belong to (--labels)")
+                            + ", ".join(f"{first + i} {e}" for i, e in enumerate(target.emotions)) + ")"
+                            + _advice(fix, "name the data's classes (--label-names or labels.txt) or pick the label set its ids belong to (--labels)"))
         return np.where(has, ids, -1)
     want = {canonical(e): i for i, e in enumerate(target.emotions)}
     table = np.array([want.get(canonical(n), -1) for n in names] + [-1], np.int64)  # [-1]: a safe slot for unlabelled rows
@@ -247,11 +258,17 @@ def class_ids(labels: np.ndarray, names, target: LabelSet, where: str) -> np.nda
     if unmatched:
         mine = {canonical(names[i]) for i in used}
         fits = [s.name for s in LABEL_SETS.values() if isinstance(s, PlainLabels) and mine <= {canonical(e) for e in s.emotions}]
+        train = ((f"{', '.join(fits)} {'has' if len(fits) == 1 else 'have'} them all (--labels {fits[0]}); " if fits else "")
+                 + "rename or leave out those classes, or train on the data's own classes (--labels data)")
         raise DataError(f"{where}: its class(es) {', '.join(unmatched)} are not emotions of {target.title} "
-                        f"({', '.join(target.emotions)})" + (f"; {', '.join(fits)} {'has' if len(fits) == 1 else 'have'} them all "
-                                                             f"(--labels {fits[0]})" if fits else "")
-                        + "; rename or leave out those classes, or train on the data's own classes (--labels data)")
+                        f"({', '.join(target.emotions)})" + _advice(fix, train))
     return np.where(has, table[np.where(has, labels, -1)], -1)
+
+
+def _advice(fix: str | None, train: str) -> str:
+    """The end of a class_ids error: the caller's fix, else training's."""
+    text = train if fix is None else fix
+    return f"; {text}" if text else ""
 
 
 def describe_mapping(names, target: LabelSet, labels: np.ndarray) -> str | None:

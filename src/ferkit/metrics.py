@@ -70,13 +70,13 @@ def format_report(m: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = None) -> dict:
+def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = None, fix: str | None = None) -> dict:
     """summarize() for a Classifier on one split of FerData, scored on what the model's label set
     says (labels.py): a FER2013 model on the file's labels; a FER+ model on each face's FER+ majority
     emotion, read from the vote file (labels_file, default fer2013new.csv beside the data), plus
-    the most-voted-emotions measure."""
+    the most-voted-emotions measure. fix: what to do about data classes the model lacks (labels.class_ids)."""
     images, _ = data.split(split)
-    y, top = split_labels(clf.labels, data, split, labels_file)
+    y, top = split_labels(clf.labels, data, split, labels_file, fix)
     if len(y) and not (y >= 0).any():  # (FER+: every face's votes NF, unknown or tied)
         raise FerkitError(f"{data.source}: none of the {len(y)} {split} faces has a label to score against for the "
                           f"{for_emotions(clf.labels).title} emotions; check the data (and its vote file)")
@@ -85,11 +85,11 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
     return m
 
 
-def split_labels(emotions, data, split: str, labels_file=None) -> tuple[np.ndarray, np.ndarray | None]:
+def split_labels(emotions, data, split: str, labels_file=None, fix: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """What the faces of one split are scored against for a model predicting `emotions` (its label
     set's eval_labels): labels (N,), -1 = left out, and the top-vote sets or None."""
     labels = for_emotions(emotions)
-    rows = labels.annotations(data, labels_file)[data.in_split(split)]
+    rows = labels.annotations(data, labels_file, fix)[data.in_split(split)]
     return labels.eval_labels(rows, f"{data.source}: {'its' if split == 'all' else f'the {split}'} rows")
 
 

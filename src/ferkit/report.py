@@ -145,7 +145,8 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         if (labels >= 0).all():
             log.info(f"  evaluating {ckpt.name} on {len(images)} PublicTest faces")
             try:
-                fresh = evaluate_split(clf, fer, "val", (run.config or {}).get("labels_file"))
+                # fix "": report has no --labels or --label-names to advise
+                fresh = evaluate_split(clf, fer, "val", (run.config or {}).get("labels_file"), fix="")
             except FerkitError as e:  # this model cannot be scored on these data (other classes, no vote file): the others still are
                 notes.append(f"{run.name}: not evaluated on {fer.source}: {e}")
             else:

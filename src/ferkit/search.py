@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, override_spec
+from .config import TrainConfig, _coerce, load_yaml, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
@@ -102,8 +102,8 @@ def parse_param(text: str) -> Param:
     if kind == "categorical":
         choices = f"--param {text!r}: choices must be numbers, true/false, null or words, e.g. categorical:256,512,1024"
         try:
-            values = [yaml.safe_load(v) if v.strip() else "" for v in args.split(",")]
-        except yaml.YAMLError:  # e.g. categorical:[256,512]
+            values = [load_yaml(v) if v.strip() else "" for v in args.split(",")]
+        except (yaml.YAMLError, RecursionError):  # e.g. categorical:[256,512]; 3000 '[' nest past Python's stack
             raise ConfigError(choices) from None
         if any(not (v is None or isinstance(v, (bool, int, float, str))) for v in values):
             raise ConfigError(choices)
@@ -173,8 +173,10 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
             current = getattr(cfg, p.name)
         else:
             current = _spec_value(spec, p)
+        values = []
         for v in p.probes():
-            if not _same_type(current, v):
+            fits, v = _same_type(current, v)
+            if not fits:
                 raise ConfigError(f"--param {p.text}: {p.name} takes {type(current).__name__} values, not {v!r}"
                                   + ("; use int:LO:HI or categorical" if isinstance(current, int) and not isinstance(current, bool) else ""))
             try:
@@ -182,6 +184,9 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
                 model_spec(c)
             except ConfigError as e:
                 raise ConfigError(f"--param {p.text}: the value {v!r} gives an invalid config: {e}") from None
+            values.append(v)
+        if p.kind == "categorical":  # the trials (and best.yaml) get 0.001, not YAML 1.1's string '1e-3'
+            p.args = tuple(values)
 
 
 def _spec_value(spec: dict, p: Param):
@@ -200,16 +205,16 @@ def _spec_value(spec: dict, p: Param):
     return node
 
 
-def _same_type(current, v) -> bool:
+def _same_type(current, v) -> tuple[bool, object]:
+    """(fits, value) for a value of the field whose value is now `current`: numbers as config._coerce
+    takes them (1e-3 is a string to YAML 1.1, as --set and config files give it: it becomes 0.001)."""
     if current is None:
-        return True
+        return True, v
     if isinstance(current, bool) or isinstance(v, bool):
-        return isinstance(current, bool) and isinstance(v, bool)
-    if isinstance(current, int):
-        return isinstance(v, int)
-    if isinstance(current, float):
-        return isinstance(v, (int, float))
-    return isinstance(v, type(current))
+        return isinstance(current, bool) and isinstance(v, bool), v
+    if isinstance(current, (int, float)):
+        return _coerce(v, type(current))
+    return isinstance(v, type(current)), v
 
 
 # ---------------------------------------------------------------- scoring one configuration

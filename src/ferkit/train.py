@@ -42,7 +42,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig, named_in_file, read_file
+from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import load_teacher, with_teacher
@@ -567,6 +567,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
                           f"give 1..{spec.stages()}, or -1 for all")
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
+    read_here = data is None  # (data given are read by the caller, who answers for their split: search's folds)
     if data is None:
         data = load_data(cfg, spec)
         cfg = replace(cfg, data=data.source)
@@ -597,6 +598,17 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if not votes and (cfg.labels_file or cfg.label_mode != TrainConfig.label_mode):
         log.warning(f"--labels-file and --label-mode are for FER+ votes of FER2013's rows (--labels ferplus); ignored with "
                     f"--labels {labels.name} on {data.source}")
+    # options that do nothing here (given, not the defaults): a split is drawn only for data that give none, and
+    # only with some val or test faces to draw (the seed alone is unused with both fractions 0); a teacher's only with one
+    given = [f for f in ("split_seed", "val_fraction", "test_fraction") if getattr(cfg, f) != getattr(TrainConfig, f)]
+    unused = given if data.own_split else [] if cfg.val_fraction or cfg.test_fraction else [f for f in given if f == "split_seed"]
+    if read_here and unused:
+        why = ("gives its own split (they draw one for data that give none)" if data.own_split else
+               "gets no split drawn with --val-fraction 0 and --test-fraction 0 (every face trains)")
+        log.warning(f"{', '.join(map(flag, unused))}: ignored; {data.source} {why}")
+    unused = [f for f in ("distill", "distill_temp", "teacher_tta") if getattr(cfg, f) != getattr(TrainConfig, f)]
+    if unused and not cfg.teacher:
+        log.warning(f"{', '.join(map(flag, unused))}: ignored without --teacher (they set how a teacher's answers are distilled)")
     if dist.world > 1:
         info(dist.describe(cfg.batch_size))
 

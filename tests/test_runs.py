@@ -46,9 +46,17 @@ def test_read_run_errors(tmp_path):
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
     ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '
-     '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts)"),
+     '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts, "),
     ("metrics-test.json", '{"confusion_matrix": [], "n": 2, "accuracy": 1, "per_class_accuracy": {}, "labels": 5}',
      "(labels: a list of emotion names)"),
+    # Infinity, 1e308 and -5 counts (JSON reads them) were an OverflowError in plot and report after some PNGs were written
+    *[("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, ' + v + ']], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
+       '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts, whole numbers from 0 to 1e+12)")
+      for v in ("Infinity", "NaN", "1e308", "-5", "0.5")],
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": Infinity}', "(n: the number of faces)"),
+    # report compared a data of 5 with its data's path: a TypeError in files.same_path
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
+     '"labels": ["a", "b"], "data": 5}', "(data: the path of the data it was scored on)"),
 ])
 def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, name, text, message):
     """JSON that parses but is not what train.py writes: `ferkit plot` and `report` name the file, not crash on it."""

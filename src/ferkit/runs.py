@@ -184,8 +184,10 @@ def check_metrics(m: dict, where: str) -> dict:
     if names is not None and not (isinstance(names, list) and names and all(isinstance(e, str) for e in names)):
         refuse("labels: a list of emotion names")
     labels = labels_of(m)
-    if not is_number(m.get("n")):
+    if not is_count(m.get("n")):
         refuse("n: the number of faces")
+    if m.get("data") is not None and not isinstance(m["data"], str):  # the report compares it with the data's path
+        refuse("data: the path of the data it was scored on")
     if not is_number(m.get("accuracy")):
         refuse("accuracy: a number")
     pca = m.get("per_class_accuracy")
@@ -193,13 +195,18 @@ def check_metrics(m: dict, where: str) -> dict:
         refuse("per_class_accuracy: a number (or null) for each emotion")
     cm = m["confusion_matrix"]
     if not (isinstance(cm, list) and len(cm) == len(labels) and all(
-            isinstance(row, list) and len(row) == len(labels) and all(is_number(v) for v in row) for row in cm)):
-        refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts")
+            isinstance(row, list) and len(row) == len(labels) and all(is_count(v) for v in row) for row in cm)):
+        refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts, whole numbers from 0 to {MAX_RECORD:g}")
     return m
 
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_count(v) -> bool:
+    """A whole number of faces as evaluate writes it: Infinity, 1e308 or -5 (JSON reads them) overflowed the plots."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_RECORD
 
 
 def _written(path: Path) -> Path:

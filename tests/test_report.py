@@ -160,3 +160,23 @@ def test_a_damaged_checkpoint_is_a_note_and_the_other_runs_still_get_their_page(
     assert "damaged: " in capsys.readouterr().out
     page = out.read_text()
     assert "<h2>Comparison</h2>" in page and ">damaged</h2>" in page and "only the history and configuration" in page
+
+
+def test_a_damaged_config_is_one_line_alone_and_a_note_beside_other_runs(tiny_run, tmp_path, capsys):
+    """(a spec of "hello", a conv without filters and a label_names of 5 in config.json were tracebacks)"""
+    import json
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    partial, damaged = shutil.copytree(tiny_run, tmp_path / "partial"), shutil.copytree(tiny_run, tmp_path / "damaged")
+    (partial / "config.json").write_text(json.dumps({**cfg, "spec": {"convs": [{}]}}))
+    (damaged / "config.json").write_text(json.dumps({**cfg, "label_names": 5}))
+    out = tmp_path / "r.html"
+    assert main(["report", str(partial), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+    assert "conv1: 32 filters 3x3" in out.read_text()  # a field left out is its default, as the model reads it
+    assert main(["report", str(damaged), "--out", str(tmp_path / "d.html"), "--no-data", "--faces", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {damaged / 'config.json'}: not the training config `ferkit train` writes (label_names 5)")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "d.html").exists()
+    assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+    page = out.read_text()  # one damaged run must not cost the other its page
+    assert ">run</h2>" in page and ">damaged</h2>" not in page and "(label_names 5)" in page and "left out of the report" in page

@@ -43,6 +43,11 @@ def test_read_run_errors(tmp_path):
     (runs.ITERATIONS, "step,value\n1,0.5\n", "iterations.csv: not an iteration,loss table (no loss field)"),
     (runs.HISTORY_CSV, "epoch,val_acc\n1,0.5\n\n3,0.6,9\n", "history.csv: not a history table of numbers (line 4: not the 2 fields"),
     (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
+    # (report's traceback: an AttributeError in _spec_text, a TypeError in data.read_names)
+    (runs.CONFIG, '{"spec": "hello"}', "config.json: not the training config `ferkit train` writes (spec: model spec must "
+     "be a mapping of field names to values; got 'hello'); restore it, or give the run's best.pt instead"),
+    (runs.CONFIG, '{"spec": {"convs": [{"filters": "x"}]}}', "(spec: invalid model spec: convs[0].filters must be an integer"),
+    (runs.CONFIG, '{"label_names": 5}', "config.json: not the training config `ferkit train` writes (label_names 5)"),
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
     ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '

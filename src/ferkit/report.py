@@ -44,9 +44,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     from .dream import DreamSettings
 
     t0 = time.time()
-    runs = read_runs(run_dirs)
-    dream_settings = dream_settings or DreamSettings()
     notes, loaded = [], {}
+    runs = read_runs(run_dirs, notes)
+    dream_settings = dream_settings or DreamSettings()
     body, evaluated = [], {}
     for run in runs:
         log.info(f"report: {run.source}")

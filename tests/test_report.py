@@ -180,3 +180,21 @@ def test_a_damaged_config_is_one_line_alone_and_a_note_beside_other_runs(tiny_ru
     assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
     page = out.read_text()  # one damaged run must not cost the other its page
     assert ">run</h2>" in page and ">damaged</h2>" not in page and "(label_names 5)" in page and "left out of the report" in page
+
+
+def test_only_a_ferkit_search_table_is_shown_and_a_damaged_one_is_a_note(tiny_run, tmp_path, capsys):
+    """(another tool's search.csv beside a run was shown as its trials; one with a 200 kB field or bytes that
+    are not UTF-8 was a _csv.Error or UnicodeDecodeError traceback)"""
+    search = tmp_path / "search"
+    trial = shutil.copytree(tiny_run, search / "trials" / "1")
+    (trial / "search.csv").write_text("name,email,value\nann,ann@example.com,1\n")
+    assert find_search_csv(trial) is None
+    (search / "search.csv").write_text("trial,value,state,lr\n0,0.41,COMPLETE,0.001\n")
+    assert find_search_csv(trial) == search / "search.csv"  # the search's own, past the other tool's
+    out = tmp_path / "r.html"
+    for row in (b"0,0.41,COMPLETE," + b"x" * 200_000, b"0,\xff\xfe,COMPLETE,0.1"):
+        (search / "search.csv").write_bytes(b"trial,value,state,lr\r\n" + row + b"\r\n")
+        assert main(["report", str(trial), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+        said = capsys.readouterr().out
+        assert f"note: {search / 'search.csv'}: not a readable search table (" in said, said
+        assert "Hyper-parameter search" not in out.read_text() and "What the network sees" in out.read_text()

@@ -103,6 +103,15 @@ def test_cli_plot(tiny_run, tmp_path, capsys):
     assert "overall" in capsys.readouterr().out
 
 
+def test_confusion_figures_of_runs_named_alike_get_files_of_their_own(tmp_path):
+    """(plot col/a-b/r col/a/b-r: run_names' a-b/r and a/b-r both became confusion-a-b-r-val.png, one over the other)"""
+    m = _metrics([0.5] * 7)
+    runs_ = [runs.Run(tmp_path, name, None, [], np.zeros(0), {"val": m}) for name in ("a-b/r", "a/b-r", "A-b/r", "a-b/r-val")]
+    names = [name for name, _ in plots.run_figures(runs_, {})]
+    assert names[4:] == ["confusion-a-b-r-val.png", "confusion-a-b-r-val-2.png", "confusion-A-b-r-val-3.png",
+                         "confusion-a-b-r-val-val.png"]
+
+
 def test_cli_plot_missing_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "no such run folder" in capsys.readouterr().err

@@ -91,6 +91,13 @@ def test_report_bad_inputs(tiny_run, tmp_path, capsys):
     assert main(["report", str(tiny_run), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r.html")]) == 2
     assert "missing.csv" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+    # (the folders its --out check made stayed, empty, as they did for export: predict's cleanup, shared now)
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "nd1" / "a" / "b" / "r.html")]) == 2
+    assert main(["export", str(tmp_path / "nope.pt"), "--onnx", str(tmp_path / "nd2" / "x" / "m.onnx")]) == 2
+    assert main(["export", str(tmp_path / "nope.pt"), "--pt", str(tmp_path / "nd3" / "m.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err and not any(tmp_path.glob("nd*"))
+    assert main(["report", str(tiny_run), "--out", str(tmp_path / ("a" * 300) / "r.html")]) == 2  # (not an OSError in the cleanup)
+    assert "cannot use it (File name too long)" in capsys.readouterr().err
 
 
 def test_report_with_demo_faces_evaluates_but_shows_no_data_face(tiny_run, tmp_path):
@@ -160,3 +167,41 @@ def test_a_damaged_checkpoint_is_a_note_and_the_other_runs_still_get_their_page(
     assert "damaged: " in capsys.readouterr().out
     page = out.read_text()
     assert "<h2>Comparison</h2>" in page and ">damaged</h2>" in page and "only the history and configuration" in page
+
+
+def test_a_damaged_config_is_one_line_alone_and_a_note_beside_other_runs(tiny_run, tmp_path, capsys):
+    """(a spec of "hello", a conv without filters and a label_names of 5 in config.json were tracebacks)"""
+    import json
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    partial, damaged = shutil.copytree(tiny_run, tmp_path / "partial"), shutil.copytree(tiny_run, tmp_path / "damaged")
+    (partial / "config.json").write_text(json.dumps({**cfg, "spec": {"convs": [{}]}}))
+    (damaged / "config.json").write_text(json.dumps({**cfg, "label_names": 5}))
+    out = tmp_path / "r.html"
+    assert main(["report", str(partial), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+    assert "conv1: 32 filters 3x3" in out.read_text()  # a field left out is its default, as the model reads it
+    assert main(["report", str(damaged), "--out", str(tmp_path / "d.html"), "--no-data", "--faces", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {damaged / 'config.json'}: not the training config `ferkit train` writes (label_names 5)")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "d.html").exists()
+    assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+    page = out.read_text()  # one damaged run must not cost the other its page
+    assert ">run</h2>" in page and ">damaged</h2>" not in page and "(label_names 5)" in page and "left out of the report" in page
+
+
+def test_only_a_ferkit_search_table_is_shown_and_a_damaged_one_is_a_note(tiny_run, tmp_path, capsys):
+    """(another tool's search.csv beside a run was shown as its trials; one with a 200 kB field or bytes that
+    are not UTF-8 was a _csv.Error or UnicodeDecodeError traceback)"""
+    search = tmp_path / "search"
+    trial = shutil.copytree(tiny_run, search / "trials" / "1")
+    (trial / "search.csv").write_text("name,email,value\nann,ann@example.com,1\n")
+    assert find_search_csv(trial) is None
+    (search / "search.csv").write_text("trial,value,state,lr\n0,0.41,COMPLETE,0.001\n")
+    assert find_search_csv(trial) == search / "search.csv"  # the search's own, past the other tool's
+    out = tmp_path / "r.html"
+    for row in (b"0,0.41,COMPLETE," + b"x" * 200_000, b"0,\xff\xfe,COMPLETE,0.1"):
+        (search / "search.csv").write_bytes(b"trial,value,state,lr\r\n" + row + b"\r\n")
+        assert main(["report", str(trial), "--out", str(out), "--no-data", "--faces", "0"]) == 0
+        said = capsys.readouterr().out
+        assert f"note: {search / 'search.csv'}: not a readable search table (" in said, said
+        assert "Hyper-parameter search" not in out.read_text() and "What the network sees" in out.read_text()

@@ -43,12 +43,25 @@ def test_read_run_errors(tmp_path):
     (runs.ITERATIONS, "step,value\n1,0.5\n", "iterations.csv: not an iteration,loss table (no loss field)"),
     (runs.HISTORY_CSV, "epoch,val_acc\n1,0.5\n\n3,0.6,9\n", "history.csv: not a history table of numbers (line 4: not the 2 fields"),
     (runs.CONFIG, "[1]", "config.json: not a training config (a JSON object of settings)"),
+    # (report's traceback: an AttributeError in _spec_text, a TypeError in data.read_names)
+    (runs.CONFIG, '{"spec": "hello"}', "config.json: not the training config `ferkit train` writes (spec: model spec must "
+     "be a mapping of field names to values; got 'hello'); restore it, or give the run's best.pt instead"),
+    (runs.CONFIG, '{"spec": {"convs": [{"filters": "x"}]}}', "(spec: invalid model spec: convs[0].filters must be an integer"),
+    (runs.CONFIG, '{"label_names": 5}', "config.json: not the training config `ferkit train` writes (label_names 5)"),
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
     ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '
-     '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts)"),
+     '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts, "),
     ("metrics-test.json", '{"confusion_matrix": [], "n": 2, "accuracy": 1, "per_class_accuracy": {}, "labels": 5}',
      "(labels: a list of emotion names)"),
+    # Infinity, 1e308 and -5 counts (JSON reads them) were an OverflowError in plot and report after some PNGs were written
+    *[("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, ' + v + ']], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
+       '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts, whole numbers from 0 to 1e+12)")
+      for v in ("Infinity", "NaN", "1e308", "-5", "0.5")],
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": Infinity}', "(n: the number of faces)"),
+    # report compared a data of 5 with its data's path: a TypeError in files.same_path
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
+     '"labels": ["a", "b"], "data": 5}', "(data: the path of the data it was scored on)"),
 ])
 def test_a_well_formed_file_of_the_wrong_shape_is_one_error(tiny_run, tmp_path, name, text, message):
     """JSON that parses but is not what train.py writes: `ferkit plot` and `report` name the file, not crash on it."""

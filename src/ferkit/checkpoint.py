@@ -30,7 +30,7 @@ from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import Run, check_history, folder_checkpoint, is_number, read_run, run_names
+from .runs import CONFIG_READ, Run, check_history, folder_checkpoint, is_number, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -240,11 +240,6 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     return spec
 
 
-# The fields of a checkpoint's training config that evaluate, visualize and export read its data by
-CONFIG_READ = {"label_names": (str, type(None)), "labels_file": (str, type(None)), "split_seed": int,
-               "val_fraction": (int, float), "test_fraction": (int, float)}
-
-
 def tensor_problem(t: torch.Tensor) -> str | None:
     """What makes a saved tensor no plain dense weight (load_state_dict cannot copy it into a float model, or
     the checks cannot read it), or None."""
@@ -355,7 +350,21 @@ def checkpoint_run(path: str | Path, name: str) -> Run:
     return Run(path.parent, name, config, check_history(ckpt.get("history") or [], f"{path}: its 'history'"), iterations, file=path)
 
 
-def read_runs(paths: list[str | Path]) -> list[Run]:
+def read_runs(paths: list[str | Path], notes: list[str] | None = None) -> list[Run]:
     """The runs of run folders (runs.read_run) and of checkpoint files alone (checkpoint_run), named
-    by runs.run_names: what `ferkit report` and `ferkit plot` read."""
-    return [checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n) for p, n in zip(paths, run_names(paths))]
+    by runs.run_names: what `ferkit report` and `ferkit plot` read. With `notes` (the report's), a run
+    whose files are damaged is left out and its error noted while another run remains: one damaged
+    file must not cost the page of the other runs."""
+    runs, damaged = [], []
+    for p, n in zip(paths, run_names(paths)):
+        try:
+            runs.append(checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n))
+        except FerkitError as e:
+            if notes is None or not Path(p).exists():  # a path that is not there is a typo: said at once
+                raise
+            damaged.append(e)
+    if damaged and not runs:
+        raise damaged[0]
+    if damaged:
+        notes.extend(f"{e}; left out of the report" for e in damaged)
+    return runs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -23,7 +24,17 @@ from pathlib import Path
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, first_line, is_out_of_memory, needs_extra
-from .files import check_not_input, check_output, check_outputs, kind_of_file, output_errors, same_path, write_output
+from .files import (
+    check_not_input,
+    check_output,
+    check_outputs,
+    kind_of_file,
+    missing_folders,
+    output_errors,
+    remove_empty,
+    same_path,
+    write_output,
+)
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args)); filled by @command
@@ -37,6 +48,27 @@ def command(name: str, help: str, add_arguments=lambda p: None):
         return run
 
     return register
+
+
+def takes_back_folders(*flags: str):
+    """A command's decorator: the folders that check_output makes for its output files (the values of
+    `flags`, e.g. "json") go again, those still empty, when the command is refused (a FerkitError),
+    so that a refused command leaves nothing behind (a report of a run that is not there left the
+    new folders of its --out)."""
+
+    def wrap(run):
+        @functools.wraps(run)
+        def refusable(args):
+            made = missing_folders([Path(f).parent for f in (getattr(args, flag) for flag in flags) if f])
+            try:
+                return run(args)
+            except FerkitError:
+                remove_empty(made)
+                raise
+
+        return refusable
+
+    return wrap
 
 
 def _data_args(p, names_default: str = "labels.txt beside the data, else its class folders' names", data_default: str = ""):
@@ -488,8 +520,8 @@ def _predict_args(p):
 
 
 @command("predict", "find the faces in photos, folders or videos and name the emotion of each", _predict_args)
+@takes_back_folders("json", "csv", "annotate")  # refused for its inputs or its model after check_outputs made them
 def cmd_predict(args):
-    from .files import missing_folders, remove_empty
     from .jobs import names_one_copy
     from .outputs import format_result, write_results
     from .predict import Predictor
@@ -500,15 +532,10 @@ def cmd_predict(args):
     texts = [(name, Path(out)) for name, out in (("--json", args.json), ("--csv", args.csv)) if out]
     for name, out in texts:  # the names first: check_outputs makes missing folders
         check_text_output(out, name, "the results", name.replace("--", "."))
-    made = missing_folders([Path(f).parent for f in (args.json, args.csv) if f] + ([Path(args.annotate).parent] if one_copy else []))
-    try:  # refused for its inputs or its model after check_outputs made the outputs' folders: they go again
-        check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
-        files, problems, copies = _predict_inputs(args, one_copy, texts)
-        predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
-                              precision=args.precision, tta=args.tta)
-    except FerkitError:
-        remove_empty(made)
-        raise
+    check_outputs(("--json", args.json, False), ("--csv", args.csv, False), ("--annotate", args.annotate, not one_copy))
+    files, problems, copies = _predict_inputs(args, one_copy, texts)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
+                          precision=args.precision, tta=args.tta)
     results, failed = [], len(problems)
     bar = _progress(files)
     try:
@@ -640,6 +667,7 @@ def _export_args(p):
 
 @command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, or the model's own size and colour "
                    "(N, H, W, 3); probabilities (N, C) out) or to a slim .pt", _export_args)
+@takes_back_folders("onnx", "pt")
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
     from .data import NO_SPLIT, reading_for
@@ -844,6 +872,7 @@ MAX_REPORT_FACES = 32  # a page of DeepDreams; --faces 100000 ran one on every v
 
 
 @command("report", "one self-contained HTML page: configuration, histories, evaluation, filters, activations, DeepDream", _report_args)
+@takes_back_folders("out")
 def cmd_report(args):
     from .report import build_report
 

@@ -114,7 +114,8 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Pa
 def missing_folders(paths: list[Path]) -> list[Path]:
     """The folders among `paths` and their parents that do not exist now, the deepest first: what a command
     that then creates them (check_output, a run's mkdir) removes again with remove_empty if it is refused."""
-    return sorted({a for p in paths for a in (p, *p.parents) if not a.exists()}, key=lambda a: len(a.parts), reverse=True)
+    # (os.path.exists: a name too long for the file system is missing, for check_output to refuse, not an OSError here)
+    return sorted({a for p in paths for a in (p, *p.parents) if not os.path.exists(a)}, key=lambda a: len(a.parts), reverse=True)
 
 
 def remove_empty(folders: list[Path]) -> None:

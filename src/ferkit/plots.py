@@ -69,10 +69,17 @@ def run_figures(runs: list[Run], metrics: dict[str, dict]) -> list[tuple[str, Fi
             ("loss-iterations.png", plot_iteration_loss({r.name: r.iterations for r in runs})),
             ("loss-epochs.png", plot_epoch_loss({r.name: r.history for r in runs})),
             ("accuracy.png", plot_accuracy({r.name: r.history for r in runs}))]
+    taken = set()
     for r in runs:
         for split, m in r.metrics.items():
-            figs.append((f"confusion-{r.name.replace('/', '-')}-{split}.png",
-                         plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", labels_of(m))))
+            # run_names' names are distinct, but not once '/' is '-': a-b/r and a/b-r wrote one file
+            stem = name = f"confusion-{r.name.replace('/', '-')}-{split}"
+            k = 1
+            while name.lower() in taken:  # (lower: macOS's and Windows' file systems ignore case)
+                k += 1
+                name = f"{stem}-{k}"
+            taken.add(name.lower())
+            figs.append((f"{name}.png", plot_confusion_pair(m["confusion_matrix"], f"{r.name} {split}", labels_of(m))))
     if metrics:
         figs.append(("per-class.png", plot_per_class(metrics)))
     return figs

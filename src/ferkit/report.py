@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .errors import FerkitError
+from .errors import FerkitError, first_line
 from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
@@ -44,9 +44,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     from .dream import DreamSettings
 
     t0 = time.time()
-    runs = read_runs(run_dirs)
-    dream_settings = dream_settings or DreamSettings()
     notes, loaded = [], {}
+    runs = read_runs(run_dirs, notes)
+    dream_settings = dream_settings or DreamSettings()
     body, evaluated = [], {}
     for run in runs:
         log.info(f"report: {run.source}")
@@ -188,9 +188,13 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
             parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} "
                                                 f"objective, {s.octaves} octaves x{s.octave_scale}, {s.steps} steps of {s.step_size})")))
 
-    search = find_search_csv(run.path)
-    if search is not None:
-        parts.append(f"<h3>Hyper-parameter search</h3><p class='path'>{_e(str(search))}</p>" + _search_html(search))
+    try:
+        search = find_search_csv(run.path)
+        if search is not None:
+            parts.append(f"<h3>Hyper-parameter search</h3><p class='path'>{_e(str(search))}</p>" + _search_html(search))
+    except FerkitError as e:  # a damaged table costs its section, not the report
+        if str(e) not in notes:  # (the trials of one search share it)
+            notes.append(str(e))
     # what the comparison shows as the run's: best.pt's scores, never another file's (runs.of_best)
     return "<section>" + "\n".join(parts) + "</section>", fresh or run.metrics.get("val") or next(
         (m for split, m in run.metrics.items() if of_best(split)), None)
@@ -212,18 +216,33 @@ def _newer(path: Path, than: Path) -> bool:
 
 
 def find_search_csv(run_dir: Path) -> Path | None:
-    """search.csv in the run folder, its parent or grandparent (search/trials/<n>/)."""
+    """`ferkit search`'s search.csv in the run folder, its parent or grandparent (search/trials/<n>/): one
+    whose header starts as search.write_results writes it (another tool's search.csv was shown as the
+    trials). Only the first line is read here: another tool's file may be large."""
+    from .search import SEARCH_COLUMNS
+
     for d in (run_dir, run_dir.parent, run_dir.parent.parent):
-        if (d / "search.csv").is_file():
-            return d / "search.csv"
+        path = d / "search.csv"
+        try:
+            if path.is_file():
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    if [c.strip() for c in f.readline(200).split(",")[:len(SEARCH_COLUMNS)]] == list(SEARCH_COLUMNS):
+                        return path
+        except OSError as e:
+            raise FerkitError(f"{path}: cannot read it ({e.strerror or e}); its table of trials is left out of the report") from None
     return None
 
 
 def read_ranked_csv(path: Path) -> tuple[list[str], list[dict]]:
-    """(columns, rows) of a search.csv, ranked by `value` (best first, trials without a value last)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows, cols = list(reader), list(reader.fieldnames or [])
+    """(columns, rows) of a search.csv, ranked by `value` (best first, trials without a value last);
+    a FerkitError when it cannot be read (a field over csv's limit, bytes that are not UTF-8)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows, cols = list(reader), list(reader.fieldnames or [])
+    except (OSError, ValueError, csv.Error) as e:  # (a UnicodeDecodeError is a ValueError)
+        raise FerkitError(f"{path}: not a readable search table ({first_line(e)}); its table of trials is left out of the "
+                          "report") from None
 
     def key(r):
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FerkitError
+from .errors import ConfigError, FerkitError
 from .files import check_regular_file, same_path
 
 CONFIG = "config.json"
@@ -113,9 +113,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     if not any((p / f).exists() for f in (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST)):
         raise FerkitError(f"{p}: not a run folder (no {CONFIG}, {HISTORY_JSON}, {ITERATIONS} or {BEST}); "
                           "give the --out folder of a `ferkit train` run")
-    config = _read_json(p / CONFIG) if (p / CONFIG).exists() else None
-    if config is not None and not isinstance(config, dict):
-        raise FerkitError(f"{p / CONFIG}: not a training config (a JSON object of settings); rerun the command that wrote it")
+    config = check_config(_read_json(p / CONFIG), str(p / CONFIG)) if (p / CONFIG).exists() else None
     if (p / HISTORY_JSON).exists():
         history = check_history(_read_json(p / HISTORY_JSON), str(p / HISTORY_JSON))
     elif (p / HISTORY_CSV).exists():
@@ -177,6 +175,35 @@ def check_history(history, where: str) -> list[dict]:
 MAX_RECORD = 1e12
 
 
+# The fields of a run's training config (config.json, a checkpoint's 'config') that reading its data
+# anew (evaluate, visualize, export --int8, report) takes from it
+CONFIG_READ = {"label_names": (str, type(None)), "labels_file": (str, type(None)), "split_seed": int,
+               "val_fraction": (int, float), "test_fraction": (int, float)}
+
+
+def check_config(config, where: str) -> dict:
+    """config.json's settings, with its model spec as ModelSpec reads it (every field, the defaults
+    filled in), else a FerkitError naming where and the field: the report read a spec of "hello"
+    or a conv without filters, and a label_names of 5, with a traceback."""
+    from .config import ModelSpec
+
+    def refuse(what: str):
+        raise FerkitError(f"{where}: not the training config `ferkit train` writes ({what}); restore it, or give the "
+                          f"run's {BEST} instead, which keeps a copy of it")
+
+    if not isinstance(config, dict):
+        raise FerkitError(f"{where}: not a training config (a JSON object of settings); rerun the command that wrote it")
+    wrong = [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
+    if wrong:
+        refuse(", ".join(wrong)[:200])
+    if config.get("spec") is not None:
+        try:
+            config["spec"] = ModelSpec.from_dict(config["spec"]).to_dict()
+        except ConfigError as e:  # (its problems one a line)
+            refuse("spec: " + str(e).replace(":\n  - ", ": ").replace("\n  - ", "; "))
+    return config
+
+
 def trained_on(config: dict | None) -> str | None:
     """The data a run trained on (its config's `data`) where it still exists: what evaluate, export
     --int8 and report read by default for a run's checkpoint (a colour model's own image folder, say)."""
@@ -196,8 +223,10 @@ def check_metrics(m: dict, where: str) -> dict:
     if names is not None and not (isinstance(names, list) and names and all(isinstance(e, str) for e in names)):
         refuse("labels: a list of emotion names")
     labels = labels_of(m)
-    if not is_number(m.get("n")):
+    if not is_count(m.get("n")):
         refuse("n: the number of faces")
+    if m.get("data") is not None and not isinstance(m["data"], str):  # the report compares it with the data's path
+        refuse("data: the path of the data it was scored on")
     if not is_number(m.get("accuracy")):
         refuse("accuracy: a number")
     pca = m.get("per_class_accuracy")
@@ -205,13 +234,18 @@ def check_metrics(m: dict, where: str) -> dict:
         refuse("per_class_accuracy: a number (or null) for each emotion")
     cm = m["confusion_matrix"]
     if not (isinstance(cm, list) and len(cm) == len(labels) and all(
-            isinstance(row, list) and len(row) == len(labels) and all(is_number(v) for v in row) for row in cm)):
-        refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts")
+            isinstance(row, list) and len(row) == len(labels) and all(is_count(v) for v in row) for row in cm)):
+        refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts, whole numbers from 0 to {MAX_RECORD:g}")
     return m
 
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_count(v) -> bool:
+    """A whole number of faces as evaluate writes it: Infinity, 1e308 or -5 (JSON reads them) overflowed the plots."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_RECORD
 
 
 def _written(path: Path) -> Path:

@@ -53,6 +53,7 @@ NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads
 # Spec fields that decide the faces' shape: the data are read once, at the model's own shape
 DATA_SHAPE_FIELDS = {"in_size", "channels"}
 MAX_INT_PROBES = 64  # an int range this short is checked value by value (each check builds a spec, no net)
+SEARCH_COLUMNS = ("trial", "value", "state")  # search.csv's first columns, the parameters' after them: report knows the table by them
 MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartbeats
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
@@ -558,7 +559,7 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
     metric = f"cv{cv} acc" if cv else "val acc"
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["trial", "value", "state"] + names)
+    w.writerow([*SEARCH_COLUMNS, *names])
     w.writerows([[r["trial"], "" if r["value"] is None else r["value"], r["state"]] + ["" if r[n] is None else r[n] for n in names] for r in rows])
     files = {"csv": out / "search.csv", "json": out / "search.json"}
     write_output(files["csv"], buf.getvalue())

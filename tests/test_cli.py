@@ -393,6 +393,7 @@ SERVE_FLAG_VALUES = {
     "max_upload_pixels": (["--max-upload-pixels", "1000"], 1000),
     "max_concurrent": (["--max-concurrent", "3"], 3),
     "upload_timeout": (["--upload-timeout", "4"], 4.0),
+    "queue_timeout": (["--queue-timeout", "5"], 5.0),
     "threads": (["--threads", "2"], 2),
     "precision": (["--precision", "int8"], "int8"),
     "max_connections": (["--max-connections", "50"], 50),

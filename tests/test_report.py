@@ -95,6 +95,7 @@ def test_report_bad_inputs(tiny_run, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "nd1" / "a" / "b" / "r.html")]) == 2
     assert main(["export", str(tmp_path / "nope.pt"), "--onnx", str(tmp_path / "nd2" / "x" / "m.onnx")]) == 2
     assert main(["export", str(tmp_path / "nope.pt"), "--pt", str(tmp_path / "nd3" / "m.pt")]) == 2
+    assert main(["evaluate", str(tmp_path / "nope.pt"), "--json", str(tmp_path / "nd4" / "m.json")]) == 2
     assert "nope.pt" in capsys.readouterr().err and not any(tmp_path.glob("nd*"))
     assert main(["report", str(tiny_run), "--out", str(tmp_path / ("a" * 300) / "r.html")]) == 2  # (not an OSError in the cleanup)
     assert "cannot use it (File name too long)" in capsys.readouterr().err

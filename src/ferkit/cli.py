@@ -292,6 +292,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 
 
 @command("evaluate", "accuracy, per-class accuracy and confusion matrix of a checkpoint on a split", _evaluate_args)
+@takes_back_folders("json")
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
     from .data import NO_SPLIT, load_fer, reading_for, recorded_reading

@@ -18,7 +18,7 @@ Supported inputs:
 Images of any size and mode are read with Pillow as photos are (faces.pil_to_rgb: EXIF orientation
 applied, 16-bit scaled to 8 bits, transparency flattened onto white), converted to the
 model's channels (grey as Pillow's 'L', ITU-R 601, as ferkit's photo path; colour as RGB) and
-resized (bilinear) to its in_size; a non-square image is stretched. FER2013's 48x48 grey rows are
+resized (bilinear) to its in_size; a non-square image gives its centre square. FER2013's 48x48 grey rows are
 resized and repeated over 3 channels likewise for a larger or colour model.
 
 Class names: `names` (--label-names) or labels.txt (one a line) in the folder or beside the list,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FullDisk, tiny_spec
+from conftest import FullDisk, deep_folder, tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
 from ferkit.config import FCSpec, ModelSpec
@@ -765,6 +765,15 @@ def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, 
     assert f"interrupted after 3 of 5 files: wrote {js}, {cs} with those" in err and "Traceback" not in err
     assert [r["file"].split("/")[-1] for r in json.loads(js.read_text())] == ["00.png", "01.png", "02.png"]
     assert [r["file"].split("/")[-1] for r in csv.DictReader(cs.open())] == ["00.png", "01.png", "02.png"]
+
+
+def test_a_folder_nested_deeper_than_pythons_stack_is_searched(tmp_path):
+    from ferkit.jobs import collect_inputs
+
+    with deep_folder(tmp_path / "d") as deep:  # rglob recursed once a level: a RecursionError
+        _photos(deep / "b", 1)
+        files, problems = collect_inputs([tmp_path / "d"])
+        assert [f for f, _ in files] == [deep / "b" / "00.png"] and problems == []
 
 
 def test_collect_inputs_names_what_it_cannot_read(tmp_path):

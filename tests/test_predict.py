@@ -776,6 +776,16 @@ def test_a_folder_nested_deeper_than_pythons_stack_is_searched(tmp_path):
         assert [f for f, _ in files] == [deep / "b" / "00.png"] and problems == []
 
 
+def test_a_photo_given_twice_or_in_a_folder_given_too_is_predicted_once(tiny_checkpoint, tmp_path, capsys):
+    d = _photos(tmp_path / "photos", 2)
+    js, copies = tmp_path / "r.json", tmp_path / "copies"
+    assert main(["predict", str(d / "00.png"), str(d / "00.png"), str(d), "--model", str(tiny_checkpoint), "--json", str(js),
+                 "--annotate", f"{copies}/"]) == 0
+    assert [r["file"] for r in json.loads(js.read_text())] == [str(d / "00.png"), str(d / "01.png")]
+    assert sorted(str(f.relative_to(copies)) for f in copies.rglob("*.png")) == ["00.png", "photos/01.png"]  # was only 00_.png
+    assert "2 file(s) processed, 0 failed" in capsys.readouterr().out
+
+
 def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     import os
     import signal
@@ -801,7 +811,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     finally:
         signal.alarm(0)
     rel = [str(f.relative_to(tmp_path)) for f, _ in files]
-    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/clip.m4v", "photos/album.jpg/00.png"]
+    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/clip.m4v"]  # album.jpg given again: found once
     text = "\n".join(problems)
     for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
                       ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),

@@ -39,7 +39,12 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
             _collect(p, exts, files, problems)
         except OSError as e:  # a name too long, a loop of links
             problems.append(f"{p}: cannot use it ({e.strerror or e}); check the path")
-    return files, problems
+    # a file given twice, or also inside a folder given, is predicted once: twice, its results counted
+    # twice, and copy_paths gave both the second copy's name, so the first copy was never written
+    unique = {}
+    for f, root in files:
+        unique.setdefault(f.absolute(), (f, root))
+    return list(unique.values()), problems
 
 
 def _collect(p: Path, exts: set[str], files: list, problems: list[str]) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +69,23 @@ class FullDisk:
 
     def __exit__(self, *exc):
         self.f.close()
+
+
+@contextlib.contextmanager
+def deep_folder(root: Path) -> Iterator[Path]:
+    """root/a/a/.../a, nested deeper than Python's stack, removed again level by level afterwards: pathlib's
+    mkdir(parents=True) and shutil.rmtree (pytest's cleanup of old tmp_paths) recurse once a level."""
+    folders = [root]
+    for _ in range(sys.getrecursionlimit() + 50):
+        folders.append(folders[-1] / "a")
+    for f in folders:
+        f.mkdir()
+    try:
+        yield folders[-1]
+    finally:
+        shutil.rmtree(folders[-1])
+        for f in reversed(folders[1:-1]):
+            f.rmdir()
 
 
 def tiny_spec(hog: bool = False) -> ModelSpec:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_spec, write_fer_csv
+from conftest import deep_folder, tiny_spec, write_fer_csv
 from ferkit import augment, plots
 from ferkit import data as fdata
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
@@ -83,6 +83,13 @@ def test_a_class_folder_reads_in_colour_or_grey_at_the_models_size(tmp_path):
     top = (rgb.shape[0] - rgb.shape[1]) // 2  # 24 high, 20 wide: the middle 20 rows
     want = np.asarray(Image.fromarray(rgb[top : top + 20]).convert("L").resize((24, 24), Image.BILINEAR))
     assert np.abs(grey.images[i].astype(int) - want).max() <= 2
+
+
+def test_a_class_folder_nested_deeper_than_pythons_stack_is_one_line(tmp_path):
+    with deep_folder(tmp_path / "faces") as deep:  # rglob recursed once a level: a RecursionError
+        (deep / "notes.txt").write_text("no image")
+        with pytest.raises(DataError, match="the folder holds no images"):
+            load_fer(tmp_path / "faces")
 
 
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FullDisk, tiny_spec
+from conftest import FullDisk, deep_folder, tiny_spec
 from ferkit.checkpoint import Classifier, load_checkpoint
 from ferkit.cli import main
 from ferkit.config import FCSpec, ModelSpec
@@ -767,6 +767,25 @@ def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, 
     assert [r["file"].split("/")[-1] for r in csv.DictReader(cs.open())] == ["00.png", "01.png", "02.png"]
 
 
+def test_a_folder_nested_deeper_than_pythons_stack_is_searched(tmp_path):
+    from ferkit.jobs import collect_inputs
+
+    with deep_folder(tmp_path / "d") as deep:  # rglob recursed once a level: a RecursionError
+        _photos(deep / "b", 1)
+        files, problems = collect_inputs([tmp_path / "d"])
+        assert [f for f, _ in files] == [deep / "b" / "00.png"] and problems == []
+
+
+def test_a_photo_given_twice_or_in_a_folder_given_too_is_predicted_once(tiny_checkpoint, tmp_path, capsys):
+    d = _photos(tmp_path / "photos", 2)
+    js, copies = tmp_path / "r.json", tmp_path / "copies"
+    assert main(["predict", str(d / "00.png"), str(d / "00.png"), str(d), "--model", str(tiny_checkpoint), "--json", str(js),
+                 "--annotate", f"{copies}/"]) == 0
+    assert [r["file"] for r in json.loads(js.read_text())] == [str(d / "00.png"), str(d / "01.png")]
+    assert sorted(str(f.relative_to(copies)) for f in copies.rglob("*.png")) == ["00.png", "photos/01.png"]  # was only 00_.png
+    assert "2 file(s) processed, 0 failed" in capsys.readouterr().out
+
+
 def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     import os
     import signal
@@ -792,7 +811,7 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     finally:
         signal.alarm(0)
     rel = [str(f.relative_to(tmp_path)) for f, _ in files]
-    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/clip.m4v", "photos/album.jpg/00.png"]
+    assert rel == ["photos/00.png", "photos/album.jpg/00.png", "photos/clip.m4v"]  # album.jpg given again: found once
     text = "\n".join(problems)
     for name, why in [("pipe.png", "not a regular file (a pipe, socket or device); skipped"),
                       ("loop.jpg", "a symbolic link loop"), ("dangling.png", "a symbolic link to gone.png, which does not exist"),

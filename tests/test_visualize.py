@@ -70,6 +70,12 @@ def test_dream_settings_are_checked(clf, face):
     assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=0)), face)  # no steps: the face itself
 
 
+def test_dream_octaves_stop_where_the_face_shrinks_no_more(clf, face):
+    # 48 / 1.001 rounds to 48: 200 octaves of 48x48 dreamed the face 200 times over (and 10**8 filled the memory)
+    once = deep_dream(clf, face, DreamSettings(octaves=1, steps=2))
+    assert np.array_equal(deep_dream(clf, face, DreamSettings(octaves=200, octave_scale=1.001, steps=2)), once)
+
+
 def test_face_from_image(tmp_path, face):
     # a 48x48 crop has no detectable face: the whole picture is used, unchanged
     got, how = face_from_image(save_face(face, tmp_path / "face.png"))

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file
+from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file, tree
 from .labels import FER2013, LABEL_SETS, check_names
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def _cache_path(p: Path, skip_bad_rows: bool, reading: tuple, listing=None) -> P
     """The cache file of p read as reading (size, channels, names); a list's key holds its images' stats too."""
     root = cache_dir()
     if p.is_dir():  # folder: key on every file's name, size and mtime
-        stats = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
+        stats = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in tree(p) if f.is_file())
     else:
         st = p.stat()
         stats = [st.st_size, st.st_mtime_ns]
@@ -491,7 +491,7 @@ class _Listing:
 
 def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
     """ROOT/<class>/* or ROOT/<split>/<class>/*: each image's class (its folder) and split."""
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTS and not is_hidden(f.relative_to(root)) and f.is_file())
+    files = sorted(f for f in tree(root) if f.suffix.lower() in IMAGE_EXTS and not is_hidden(f.relative_to(root)) and f.is_file())
     if not files:
         raise DataError(f"{root}: the folder holds no images; expected ROOT/<class>/*.jpg, or ROOT/train/<class>/*.jpg, "
                         "ROOT/val/<class>/*.jpg and ROOT/test/<class>/*.jpg")

@@ -88,8 +88,10 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     size = base.shape[-1]
     min_size = _min_input(clf)
     sizes = [size]
-    while len(sizes) < s.octaves and round(sizes[-1] / s.octave_scale) >= min_size:
-        sizes.append(round(sizes[-1] / s.octave_scale))
+    # a scale near 1 rounds back to the same size: such levels are no smaller, only the last one again
+    # (--octave-scale 1.001 --octaves 100000000 filled the memory with them and never finished)
+    while len(sizes) < s.octaves and min_size <= (smaller := round(sizes[-1] / s.octave_scale)) < sizes[-1]:
+        sizes.append(smaller)
     detail = torch.zeros_like(base)
     x = base
     for n in reversed(sizes):  # smallest first

@@ -143,6 +143,23 @@ def is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
 
 
+def tree(root: Path) -> Iterator[Path]:
+    """Everything under the folder root, as root.rglob("*") lists it (a link to a folder is listed, not
+    entered; an unreadable folder is passed over), but with a stack of its own: rglob recurses once a
+    level, and a tree nested about 1,000 levels deep (a hostile archive) was a RecursionError."""
+    folders = [root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                found = list(entries)
+        except PermissionError:
+            continue
+        for entry in found:
+            yield Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+
+
 def is_null_device(path: str | os.PathLike) -> bool:
     """Whether path is (or links to) /dev/null, the usual stand-in for an empty file."""
     try:

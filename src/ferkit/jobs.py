@@ -12,7 +12,7 @@ from pathlib import Path
 from .draw import annotate, encode_rgb, no_copy
 from .errors import FerkitError, ImageError
 from .faces import load_image
-from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden
+from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden, tree
 from .schema import FileResult, ImageResult
 from .video import predict_video
 
@@ -39,15 +39,20 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
             _collect(p, exts, files, problems)
         except OSError as e:  # a name too long, a loop of links
             problems.append(f"{p}: cannot use it ({e.strerror or e}); check the path")
-    return files, problems
+    # a file given twice, or also inside a folder given, is predicted once: twice, its results counted
+    # twice, and copy_paths gave both the second copy's name, so the first copy was never written
+    unique = {}
+    for f, root in files:
+        unique.setdefault(f.absolute(), (f, root))
+    return list(unique.values()), problems
 
 
 def _collect(p: Path, exts: set[str], files: list, problems: list[str]) -> None:
     """collect_inputs for one path given."""
     if p.is_dir():
         found, skipped = [], []
-        # rglob lists links to folders but does not enter them
-        for f in sorted(f for f in p.rglob("*") if not is_hidden(f.relative_to(p))):
+        # tree lists links to folders but does not enter them
+        for f in sorted(f for f in tree(p) if not is_hidden(f.relative_to(p))):
             # (a link to a folder, whatever its name, is said: the photos in it would go unseen)
             why = _unusable(f) if f.suffix.lower() in exts or (f.is_symlink() and f.is_dir()) else None
             if why:

@@ -294,6 +294,26 @@ def test_a_disk_full_before_the_first_last_pt_says_start_again(tmp_path, monkeyp
     assert not (run / "history.json").exists()  # no history claims an epoch that no last.pt holds
 
 
+def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    import ferkit.train
+    from ferkit.cli import main
+
+    epochs, real = [], ferkit.train.train_one_epoch
+
+    def second_epoch_interrupted(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ferkit.train, "train_one_epoch", second_epoch_interrupted)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(write_fer_csv(tmp_path / "fer.csv", n=42)),
+                 "--epochs", "3", "--batch-size", "21", "--out", str(run), "--quiet"]) == 130
+    assert capsys.readouterr().err == f"interrupted (continue from its last whole epoch with 'ferkit train --resume {run}')\n"
+    assert read_checkpoint(run / "last.pt")["epoch"] == 1
+
+
 def test_a_killed_writers_temp_files_go_at_the_next_write(tmp_path):
     """atomic_write's temporary files whose process is gone (a kill mid-write) are removed by the
     next write to their folder (a new epoch, or the next run's config.json); live writers' stay."""

@@ -253,7 +253,12 @@ def cmd_train(args):
     else:
         cfg = config_from_args(args)
         out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
-    history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
+    try:
+        history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: last.pt still holds the last whole one
+        if (out / runs.LAST).exists():
+            raise KeyboardInterrupt(f"(continue from its last whole epoch with 'ferkit train --resume {out}')") from None
+        raise
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])

@@ -77,7 +77,7 @@ def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint
     with pytest.raises(FerkitError, match="takes 48x48 grey faces, the student 64x64 colour; distil between models of one input size"):
         OnnxTeacher(str(int8_file("fer2013-fast")), np.zeros((64, 64, 3), np.float32), FER2013, CPU, "fp32")
     yunet = str(int8_file("fer2013").parent / "yunet_s.onnx")  # a graph, but of a face detector
-    with pytest.raises(FerkitError, match=f"^--teacher {yunet}: the ONNX model's input .* not uint8 faces"):
+    with pytest.raises(FerkitError, match=rf"^--teacher {yunet}: the ONNX model's inputs are input tensor\(float\) .* not one 'faces' of uint8 faces"):
         load_teacher(yunet, np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
     with pytest.raises(FerkitError, match="no such ONNX file"):
         load_teacher("missing.onnx", np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")

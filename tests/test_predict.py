@@ -243,6 +243,46 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
         onnx_training(onnx_session(_with_metadata(src, tmp_path / "edited.onnx", "training", "[1]")))
 
 
+def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None):
+    """An ONNX graph not from `ferkit export`: uint8 faces in, the softmax of their mean brightness out."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    k = 7
+    nodes = [helper.make_node("Cast", [in_name], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=list(range(1, len(in_shape))), keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]), helper.make_node("Tile", ["m1", "reps"], ["t"]),
+             helper.make_node("Softmax", ["t"], ["probs"], axis=-1)]
+    inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]), helper.make_tensor("reps", TensorProto.INT64, [2], [1, k])]
+    inputs = [helper.make_tensor_value_info(in_name, TensorProto.UINT8, list(in_shape))]
+    inputs += [helper.make_tensor_value_info("other", TensorProto.FLOAT, [1])] if extra_input else []
+    graph = helper.make_model(helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("probs", TensorProto.FLOAT, list(out_shape))],
+                                                inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.helper.set_model_props(graph, meta or {})
+    onnx.save(graph, path)
+    return path
+
+
+def test_an_onnx_graph_of_other_inputs_or_outputs_is_one_error(tmp_path, astronaut):
+    """Graphs ferkit cannot feed faces to or read probabilities from: one error naming the file, where
+    they were an onnxruntime traceback at the first face (another input's name, a second input, a
+    (N, H, W, 1) input, a non-square one), a ZeroDivisionError (in_size 0), a 40 GB allocation, or
+    an IndexError (an output not (N, C))."""
+    assert Predictor(_graph(tmp_path / "ok.onnx", ["N", 48, 48]), backend="onnx").predict(astronaut, crops=True)
+    for name, kwargs, message in [
+            ("input", dict(in_shape=["N", 48, 48], in_name="input"), "inputs are input tensor(uint8)"),
+            ("two", dict(in_shape=["N", 48, 48], extra_input=True), "other tensor(float) of shape [1], not one 'faces'"),
+            ("grey4", dict(in_shape=["N", 48, 48, 1]), "shape ['N', 48, 48, 1] (in_size 48, channels 1), not square"),
+            ("wide", dict(in_shape=["N", 48, 32]), "shape ['N', 48, 32]"),
+            ("zero", dict(in_shape=["N", "H", "W"], meta={"in_size": "0"}), "(in_size 0, channels 1)"),
+            ("huge", dict(in_shape=["N", "H", "W"], meta={"in_size": "100000"}), "(in_size 100000, channels 1)"),
+            ("two-channels", dict(in_shape=["N", "H", "W", "C"], meta={"channels": "2"}), "(in_size 48, channels 2)"),
+            ("rank3", dict(in_shape=["N", 48, 48], out_shape=["N", 1, 7]), "outputs are probs tensor(float) of shape")]:
+        path = _graph(tmp_path / f"{name}.onnx", **kwargs)
+        with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model") + ".*" + re.escape(message)):
+            Predictor(path, backend="onnx").predict(astronaut, crops=True)
+
+
 def test_hog_models_are_refused_for_onnx():
     from ferkit.model import create_model
     from ferkit.onnx_export import export_onnx

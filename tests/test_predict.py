@@ -243,8 +243,9 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
         onnx_training(onnx_session(_with_metadata(src, tmp_path / "edited.onnx", "training", "[1]")))
 
 
-def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None):
-    """An ONNX graph not from `ferkit export`: uint8 faces in, the softmax of their mean brightness out."""
+def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None, logits=False):
+    """An ONNX graph not from `ferkit export`: uint8 faces in, the softmax of their mean brightness out
+    (logits: that brightness less 5, no softmax)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -252,8 +253,9 @@ def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=Fals
     nodes = [helper.make_node("Cast", [in_name], ["f"], to=TensorProto.FLOAT),
              helper.make_node("ReduceMean", ["f"], ["m"], axes=list(range(1, len(in_shape))), keepdims=0),
              helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]), helper.make_node("Tile", ["m1", "reps"], ["t"]),
-             helper.make_node("Softmax", ["t"], ["probs"], axis=-1)]
-    inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]), helper.make_tensor("reps", TensorProto.INT64, [2], [1, k])]
+             helper.make_node("Sub", ["t", "five"], ["probs"]) if logits else helper.make_node("Softmax", ["t"], ["probs"], axis=-1)]
+    inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]), helper.make_tensor("reps", TensorProto.INT64, [2], [1, k]),
+             helper.make_tensor("five", TensorProto.FLOAT, [], [5.0])]
     inputs = [helper.make_tensor_value_info(in_name, TensorProto.UINT8, list(in_shape))]
     inputs += [helper.make_tensor_value_info("other", TensorProto.FLOAT, [1])] if extra_input else []
     graph = helper.make_model(helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("probs", TensorProto.FLOAT, list(out_shape))],
@@ -281,6 +283,15 @@ def test_an_onnx_graph_of_other_inputs_or_outputs_is_one_error(tmp_path, astrona
         path = _graph(tmp_path / f"{name}.onnx", **kwargs)
         with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model") + ".*" + re.escape(message)):
             Predictor(path, backend="onnx").predict(astronaut, crops=True)
+
+
+def test_an_onnx_graph_that_ends_in_logits_is_refused(tmp_path, astronaut):
+    """A graph whose outputs are not probabilities (no softmax at its end) was shown as "angry -5.00"
+    and, as a --teacher, had its log taken: refused when it is opened, on one blank face."""
+    path = _graph(tmp_path / "logits.onnx", ["N", 48, 48], logits=True)
+    with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model's outputs for a blank face are not "
+                                                    "probabilities (from -5 to -5, summing to -35)")):
+        Predictor(path, backend="onnx")
 
 
 def test_hog_models_are_refused_for_onnx():

@@ -76,7 +76,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def onnx_labels(session) -> tuple[str, ...]:
     """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them),
-    as many as its outputs (counted on one blank face where the graph's shape leaves them open)."""
+    as many as its outputs, which must be probabilities (both seen on one blank face)."""
     from .labels import FER2013
 
     labels = _meta_value(session, "labels", _names, "a JSON list of emotion names", FER2013)
@@ -87,11 +87,16 @@ def onnx_labels(session) -> tuple[str, ...]:
         found = ", ".join(f"{o.name} {o.type} of shape {list(o.shape)}" for o in outputs)
         raise FerkitError(f"the ONNX model's outputs are {found}, not one float (N, C) of probabilities; give an .onnx "
                           "file written by 'ferkit export'")
-    n = outputs[0].shape[-1]
-    if not isinstance(n, int):
-        (size, channels), inp = onnx_input(session), session.get_inputs()[0]
-        blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
-        n = session.run(None, {inp.name: blank})[0].shape[-1]
+    (size, channels), inp = onnx_input(session), session.get_inputs()[0]
+    blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
+    probs = session.run(None, {inp.name: blank})[0]
+    # Its outputs are shown as probabilities and a teacher takes their log: a graph that ends in
+    # logits, not a softmax, showed "angry -50.34" and taught a student nothing, unsaid.
+    if not (np.isfinite(probs).all() and probs.min() >= 0 and abs(float(probs.sum()) - 1) < 1e-3):
+        raise FerkitError(f"the ONNX model's outputs for a blank face are not probabilities (from {probs.min():.3g} to "
+                          f"{probs.max():.3g}, summing to {probs.sum():.3g}): its graph does not end in a softmax; give "
+                          "an .onnx file written by 'ferkit export'")
+    n = probs.shape[-1]
     if n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels

@@ -294,6 +294,16 @@ def test_an_onnx_graph_that_ends_in_logits_is_refused(tmp_path, astronaut):
         Predictor(path, backend="onnx")
 
 
+def test_an_onnx_graph_naming_one_emotion_twice_is_refused(tmp_path, astronaut):
+    """Labels metadata with two names of one class: predict's JSON, keyed by name, lost one output's
+    probability (and its top label's score was not the one listed under its name)."""
+    for labels, why in [(["angry", "angry", "fear", "happy", "sad", "surprise", "neutral"], "'angry' and 'angry' name one class"),
+                        (["angry", "disgust", "fear", "happy", "sad", "happiness", "neutral"], "'happy' and 'happiness' name one class")]:
+        path = _graph(tmp_path / "twice.onnx", ["N", 48, 48], meta={"labels": json.dumps(labels)})
+        with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model's metadata 'labels' cannot name its outputs: {why}")):
+            Predictor(path, backend="onnx")
+
+
 def test_hog_models_are_refused_for_onnx():
     from ferkit.model import create_model
     from ferkit.onnx_export import export_onnx

@@ -77,9 +77,15 @@ def _names(text: str) -> tuple[str, ...]:
 def onnx_labels(session) -> tuple[str, ...]:
     """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them),
     as many as its outputs, which must be probabilities (both seen on one blank face)."""
-    from .labels import FER2013
+    from .labels import FER2013, check_names
 
     labels = _meta_value(session, "labels", _names, "a JSON list of emotion names", FER2013)
+    # results are keyed by name: two of one meaning ("angry" twice) lost one's probability in
+    # predict's JSON and serve's answers, while the top label kept the other's score
+    why = check_names(labels)
+    if why:
+        raise FerkitError(f"the ONNX model's metadata 'labels' cannot name its outputs: {why}; re-export the model "
+                          "with 'ferkit export'")
     outputs = session.get_outputs()
     # ferkit's graphs have one output, probabilities (N, C); another graph's first output (a
     # detector's boxes, a (N,) score) was indexed as if it were that, an IndexError mid-prediction

@@ -77,7 +77,7 @@ def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint
     with pytest.raises(FerkitError, match="takes 48x48 grey faces, the student 64x64 colour; distil between models of one input size"):
         OnnxTeacher(str(int8_file("fer2013-fast")), np.zeros((64, 64, 3), np.float32), FER2013, CPU, "fp32")
     yunet = str(int8_file("fer2013").parent / "yunet_s.onnx")  # a graph, but of a face detector
-    with pytest.raises(FerkitError, match=f"^--teacher {yunet}: the ONNX model's input .* not uint8 faces"):
+    with pytest.raises(FerkitError, match=rf"^--teacher {yunet}: the ONNX model's inputs are input tensor\(float\) .* not one 'faces' of uint8 faces"):
         load_teacher(yunet, np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
     with pytest.raises(FerkitError, match="no such ONNX file"):
         load_teacher("missing.onnx", np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
@@ -92,3 +92,21 @@ def test_a_graph_teacher_keeps_to_torchs_threads(graph, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     OnnxTeacher(str(graph), np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
     assert seen == [1]
+
+
+def test_a_run_is_no_teacher_of_itself(tiny_run, tmp_path):
+    """--teacher naming the run's own folder, or a checkpoint in it: refused before anything is read.
+    On --resume the student taught itself from its own best.pt, a file it then rewrote; on a new run
+    it was "no such checkpoint" after the data were read."""
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    csv = json.loads((run / "config.json").read_text())["data"]
+    for teacher, resume in [(run, True), (run / "best.pt", True), (tmp_path / "new", False)]:
+        out = run if resume else tmp_path / "new"
+        cfg = resolve_config(str(tiny_run.parent / "tiny.json"), data=csv, epochs=4, batch_size=32, lr=3e-3,
+                             teacher=[str(teacher)])  # as tiny_run trained, but for --teacher
+        with pytest.raises(FerkitError, match=f"^--teacher {teacher}: is{' in' if teacher.name == 'best.pt' else ''} this "
+                                              f"run's own folder {out}, whose checkpoints are the student being trained"):
+            fit(cfg, out, resume=resume, progress=False)
+    assert (run / "last.pt").read_bytes() == (tiny_run / "last.pt").read_bytes()

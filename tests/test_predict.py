@@ -243,6 +243,67 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
         onnx_training(onnx_session(_with_metadata(src, tmp_path / "edited.onnx", "training", "[1]")))
 
 
+def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None, logits=False):
+    """An ONNX graph not from `ferkit export`: uint8 faces in, the softmax of their mean brightness out
+    (logits: that brightness less 5, no softmax)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    k = 7
+    nodes = [helper.make_node("Cast", [in_name], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=list(range(1, len(in_shape))), keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]), helper.make_node("Tile", ["m1", "reps"], ["t"]),
+             helper.make_node("Sub", ["t", "five"], ["probs"]) if logits else helper.make_node("Softmax", ["t"], ["probs"], axis=-1)]
+    inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]), helper.make_tensor("reps", TensorProto.INT64, [2], [1, k]),
+             helper.make_tensor("five", TensorProto.FLOAT, [], [5.0])]
+    inputs = [helper.make_tensor_value_info(in_name, TensorProto.UINT8, list(in_shape))]
+    inputs += [helper.make_tensor_value_info("other", TensorProto.FLOAT, [1])] if extra_input else []
+    graph = helper.make_model(helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("probs", TensorProto.FLOAT, list(out_shape))],
+                                                inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.helper.set_model_props(graph, meta or {})
+    onnx.save(graph, path)
+    return path
+
+
+def test_an_onnx_graph_of_other_inputs_or_outputs_is_one_error(tmp_path, astronaut):
+    """Graphs ferkit cannot feed faces to or read probabilities from: one error naming the file, where
+    they were an onnxruntime traceback at the first face (another input's name, a second input, a
+    (N, H, W, 1) input, a non-square one), a ZeroDivisionError (in_size 0), a 40 GB allocation, or
+    an IndexError (an output not (N, C))."""
+    assert Predictor(_graph(tmp_path / "ok.onnx", ["N", 48, 48]), backend="onnx").predict(astronaut, crops=True)
+    for name, kwargs, message in [
+            ("input", dict(in_shape=["N", 48, 48], in_name="input"), "inputs are input tensor(uint8)"),
+            ("two", dict(in_shape=["N", 48, 48], extra_input=True), "other tensor(float) of shape [1], not one 'faces'"),
+            ("grey4", dict(in_shape=["N", 48, 48, 1]), "shape ['N', 48, 48, 1] (in_size 48, channels 1), not square"),
+            ("wide", dict(in_shape=["N", 48, 32]), "shape ['N', 48, 32]"),
+            ("zero", dict(in_shape=["N", "H", "W"], meta={"in_size": "0"}), "(in_size 0, channels 1)"),
+            ("huge", dict(in_shape=["N", "H", "W"], meta={"in_size": "100000"}), "(in_size 100000, channels 1)"),
+            ("two-channels", dict(in_shape=["N", "H", "W", "C"], meta={"channels": "2"}), "(in_size 48, channels 2)"),
+            ("rank3", dict(in_shape=["N", 48, 48], out_shape=["N", 1, 7]), "outputs are probs tensor(float) of shape")]:
+        path = _graph(tmp_path / f"{name}.onnx", **kwargs)
+        with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model") + ".*" + re.escape(message)):
+            Predictor(path, backend="onnx").predict(astronaut, crops=True)
+
+
+def test_an_onnx_graph_that_ends_in_logits_is_refused(tmp_path, astronaut):
+    """A graph whose outputs are not probabilities (no softmax at its end) was shown as "angry -5.00"
+    and, as a --teacher, had its log taken: refused when it is opened, on one blank face."""
+    path = _graph(tmp_path / "logits.onnx", ["N", 48, 48], logits=True)
+    with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model's outputs for a blank face are not "
+                                                    "probabilities (from -5 to -5, summing to -35)")):
+        Predictor(path, backend="onnx")
+
+
+def test_an_onnx_graph_naming_one_emotion_twice_is_refused(tmp_path, astronaut):
+    """Labels metadata with two names of one class: predict's JSON, keyed by name, lost one output's
+    probability (and its top label's score was not the one listed under its name)."""
+    for labels, why in [(["angry", "angry", "fear", "happy", "sad", "surprise", "neutral"], "'angry' and 'angry' name one class"),
+                        (["angry", "disgust", "fear", "happy", "sad", "happiness", "neutral"], "'happy' and 'happiness' name one class")]:
+        path = _graph(tmp_path / "twice.onnx", ["N", 48, 48], meta={"labels": json.dumps(labels)})
+        with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model's metadata 'labels' cannot name its outputs: {why}")):
+            Predictor(path, backend="onnx")
+
+
 def test_hog_models_are_refused_for_onnx():
     from ferkit.model import create_model
     from ferkit.onnx_export import export_onnx

@@ -12,6 +12,8 @@ docs/training.md), within 0.2 points of its checkpoint's accuracy.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,18 @@ from .preprocess import PIXEL_SCALE, autocast
 def load_teacher(path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
     """The teacher that --teacher PATH means: an .onnx file on onnxruntime, anything else a checkpoint on torch."""
     return (OnnxTeacher if is_onnx_file(path) else Teacher)(path, student_mean, labels, device, precision)
+
+
+def check_not_student(teachers: list[str], out) -> None:
+    """A FerkitError for a teacher that is the student's own run folder (out) or a file in it: its
+    checkpoints are the student itself, which on --resume taught itself from its own best.pt, a file
+    the run then rewrites (the next resume's teacher another), and on a new run were missing."""
+    out = Path(out).resolve()
+    for t in teachers:
+        if out == Path(t).resolve() or out in Path(t).resolve().parents:
+            raise FerkitError(f"--teacher {t}: is{'' if out == Path(t).resolve() else ' in'} this run's own folder {out}, whose checkpoints are the student being "
+                              "trained; give another run's checkpoint (to distil from this run, train a new one with "
+                              f"--teacher {out})")
 
 
 def _check(path: str, labels: tuple[str, ...], wanted: tuple[str, ...], mean_shape: tuple, student_mean: np.ndarray) -> None:

@@ -235,8 +235,11 @@ class Predictor:
         from .runtime import onnx_input, onnx_labels, onnx_precision, onnx_session, onnx_tta
 
         self.session, self.path = onnx_session(path, threads), Path(path)
-        self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
-        self.size, self.channels = onnx_input(self.session)
+        try:
+            self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
+            self.size, self.channels = onnx_input(self.session)
+        except FerkitError as e:  # a graph not from `ferkit export`, or edited: say which file
+            raise FerkitError(f"{path}: {e}") from None
         inside, trained = onnx_tta(self.session)
         if inside and tta is False:
             raise FerkitError(f"{path} has TTA built in at export; export it again with 'ferkit export CHECKPOINT "

@@ -76,15 +76,33 @@ def _names(text: str) -> tuple[str, ...]:
 
 def onnx_labels(session) -> tuple[str, ...]:
     """The emotion names of an ONNX model from `ferkit export` (FER2013's 7 for files without them),
-    as many as its outputs (counted on one blank face where the graph's shape leaves them open)."""
-    from .labels import FER2013
+    as many as its outputs, which must be probabilities (both seen on one blank face)."""
+    from .labels import FER2013, check_names
 
     labels = _meta_value(session, "labels", _names, "a JSON list of emotion names", FER2013)
-    n = session.get_outputs()[0].shape[-1]
-    if not isinstance(n, int):
-        (size, channels), inp = onnx_input(session), session.get_inputs()[0]
-        blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
-        n = session.run(None, {inp.name: blank})[0].shape[-1]
+    # results are keyed by name: two of one meaning ("angry" twice) lost one's probability in
+    # predict's JSON and serve's answers, while the top label kept the other's score
+    why = check_names(labels)
+    if why:
+        raise FerkitError(f"the ONNX model's metadata 'labels' cannot name its outputs: {why}; re-export the model "
+                          "with 'ferkit export'")
+    outputs = session.get_outputs()
+    # ferkit's graphs have one output, probabilities (N, C); another graph's first output (a
+    # detector's boxes, a (N,) score) was indexed as if it were that, an IndexError mid-prediction
+    if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].type != "tensor(float)":
+        found = ", ".join(f"{o.name} {o.type} of shape {list(o.shape)}" for o in outputs)
+        raise FerkitError(f"the ONNX model's outputs are {found}, not one float (N, C) of probabilities; give an .onnx "
+                          "file written by 'ferkit export'")
+    (size, channels), inp = onnx_input(session), session.get_inputs()[0]
+    blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
+    probs = session.run(None, {inp.name: blank})[0]
+    # Its outputs are shown as probabilities and a teacher takes their log: a graph that ends in
+    # logits, not a softmax, showed "angry -50.34" and taught a student nothing, unsaid.
+    if not (np.isfinite(probs).all() and probs.min() >= 0 and abs(float(probs.sum()) - 1) < 1e-3):
+        raise FerkitError(f"the ONNX model's outputs for a blank face are not probabilities (from {probs.min():.3g} to "
+                          f"{probs.max():.3g}, summing to {probs.sum():.3g}): its graph does not end in a softmax; give "
+                          "an .onnx file written by 'ferkit export'")
+    n = probs.shape[-1]
     if n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
@@ -94,13 +112,27 @@ def onnx_input(session) -> tuple[int, int]:
     """(size, channels) of the faces an ONNX model takes: its input (N, H, W) is grey, channels 1;
     (N, H, W, C) colour. The fixed sizes of the input shape rule; where it has none, the in_size and
     channels keys `ferkit export` writes; FER2013's 48x48 grey where neither says."""
-    inp = session.get_inputs()[0]
+    from .config import MAX_IN_SIZE, MIN_IN_SIZE
+
+    inputs = session.get_inputs()
+    inp = inputs[0]
     shape = list(inp.shape)
-    if len(shape) not in (3, 4) or inp.type != "tensor(uint8)":
-        raise FerkitError(f"the ONNX model's input {inp.name} is {inp.type} of shape {shape}, not uint8 faces (N, H, W) "
-                          "or (N, H, W, C); give an .onnx file written by 'ferkit export'")
-    size = next((d for d in shape[1:3] if isinstance(d, int)), None) or _meta_value(session, "in_size", int, "an integer", FACE_SIZE)
+    # the Predictor and a teacher feed one array by the name ferkit's graphs give it (INPUT): a graph
+    # with another name or more inputs was an onnxruntime traceback at the first face
+    if len(inputs) != 1 or inp.name != INPUT or len(shape) not in (3, 4) or inp.type != "tensor(uint8)":
+        found = ", ".join(f"{i.name} {i.type} of shape {list(i.shape)}" for i in inputs)
+        raise FerkitError(f"the ONNX model's inputs are {found}, not one {INPUT!r} of uint8 faces (N, H, W) or (N, H, W, C); "
+                          "give an .onnx file written by 'ferkit export'")
+    fixed = [d for d in shape[1:3] if isinstance(d, int)]
+    size = fixed[0] if fixed else _meta_value(session, "in_size", int, "an integer", FACE_SIZE)
     channels = 1 if len(shape) == 3 else shape[3] if isinstance(shape[3], int) else _meta_value(session, "channels", int, "an integer", 3)
+    # faces are cropped square, of ferkit's sizes, grey as (N, H, W) and colour as (N, H, W, 3): any
+    # other input was a traceback at the first face (or a division by zero, an allocation of 40 GB)
+    if (len(set(fixed)) > 1 or not MIN_IN_SIZE <= size <= MAX_IN_SIZE
+            or len(shape) == 4 and channels != 3):
+        raise FerkitError(f"the ONNX model takes faces of shape {shape} (in_size {size}, channels {channels}), not square "
+                          f"faces {MIN_IN_SIZE}-{MAX_IN_SIZE} pixels wide, grey (N, H, W) or colour (N, H, W, 3); give an "
+                          ".onnx file written by 'ferkit export'")
     return size, channels
 
 

@@ -45,7 +45,7 @@ from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
-from .distill import load_teacher, with_teacher
+from .distill import check_not_student, load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, is_out_of_memory
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
@@ -531,6 +531,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     # a bundled model's name: its int8 graph teaches (the fastest teacher, bench_teacher.py), its checkpoint initialises
     cfg = replace(cfg, teacher=[bundled.file_of(t, "int8") for t in cfg.teacher],
                   init_from=cfg.init_from and bundled.file_of(cfg.init_from, "checkpoint"))
+    check_not_student(cfg.teacher, out)
     dist = distributed.setup(cfg.device)
     device = dist.device
     info = log.info if dist.main else (lambda *a: None)  # rank 0 speaks for the job

@@ -220,3 +220,12 @@ def test_a_missing_split_names_the_fix_that_exists(tmp_path):
         d.split("train")
     with pytest.raises(DataError, match=r"has no 'test' split .*Pick another split \(--split\) or data that have PrivateTest rows"):
         d.split("test")
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b[:200] + bytes([b[200] ^ 0xFF]) + b[201:]])
+def test_a_damaged_cache_file_is_read_again_from_the_data(tmp_path, damage):
+    p = write_fer_csv(tmp_path / "f.csv", n=7)
+    first = load_fer(p)
+    (cache,) = fdata.cache_dir().glob("f.csv-*.npz")
+    cache.write_bytes(damage(cache.read_bytes()))  # cut short, empty, a bad CRC: not a traceback on every later read
+    np.testing.assert_array_equal(load_fer(p).images, first.images)

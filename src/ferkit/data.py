@@ -48,6 +48,7 @@ import hashlib
 import logging
 import os
 import stat
+import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -233,8 +234,8 @@ def _cached(cache_file: Path, p: Path) -> FerData | None:
             names = tuple(str(n) for n in z["names"]) or None if "names" in z else FER2013
             problems = [str(m) for m in z["problems"]] if "problems" in z else []  # (older caches kept the count alone)
             return FerData(z["images"], z["labels"], z["splits"], str(p), int(z["skipped"]), problems, names)
-    except (OSError, ValueError, KeyError):
-        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged .npz (a bad CRC, cut short, empty):
+        return None  # (BadZipFile and EOFError went out as tracebacks on every later read of that data)
 
 
 def _write_cache(cache_file: Path, data: FerData) -> None:

@@ -84,6 +84,10 @@ BAD_ROWS = [
     ("9,{pix},Training", lambda pix: pix, "line 3: field 'emotion' is '9'; expected an integer 0..6"),
     ("1,{pix},Validation", lambda pix: pix, "line 3: field 'Usage' is 'Validation'"),
     ("1,{pix}", lambda pix: pix, "line 3: expected 3 fields, found 2"),
+    # numbers int() or int32 refuse, though isdigit() passes them (were StopIteration and OverflowError tracebacks)
+    ("1,{pix},Training", lambda pix: "99999999999999999999 " + pix.split(" ", 1)[1], "line 3: field 'pixels' has a value outside 0..255"),
+    ("1,{pix},Training", lambda pix: "\u00b2 " + pix.split(" ", 1)[1], "line 3: field 'pixels' has a non-numeric value '\u00b2'"),
+    ("\u00b2,{pix},Training", lambda pix: pix, "line 3: field 'emotion' is '\u00b2'; expected an integer 0..6"),
 ]
 
 

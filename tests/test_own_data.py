@@ -147,6 +147,16 @@ def test_image_lists_csv_and_tsv_with_names_or_ids(tmp_path):
     assert d.skipped == 3 and len(d.labels) == 1
 
 
+@pytest.mark.parametrize("label,message", [("\u00b2", "is a class name, but line 1's is an integer id"),
+                                           (str(10**30), "is not a class id 0..999"), ("1000", "is not a class id 0..999")])
+def test_an_image_list_id_that_is_no_class_id_is_a_bad_row(tmp_path, label, message):
+    # ('\u00b2' passed isdigit but not int(): "invalid literal for int()"; 10**30 overflowed int64 in a traceback)
+    write_images(tmp_path / "img", "happy", 2)
+    (tmp_path / "ids.csv").write_text(f"img/happy_0.png,1\nimg/happy_1.png,{label}\n")
+    with pytest.raises(DataError, match=rf"ids.csv, line 2: label '{label}' {message}"):
+        load_fer(tmp_path / "ids.csv", cache=False)
+
+
 def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     root = class_folder(tmp_path / "faces", n=3)
     a = load_fer(root, size=24, channels=3, val_fraction=0, test_fraction=0)

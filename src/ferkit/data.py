@@ -57,7 +57,7 @@ import numpy as np
 
 from .errors import DataError
 from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file, tree
-from .labels import FER2013, LABEL_SETS, check_names
+from .labels import FER2013, LABEL_SETS, MAX_CLASSES, check_names
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def _parse_row(row, ncols, i_pix, i_emo, i_use, default_split):
     label = -1
     if i_emo is not None:
         text = row[i_emo].strip()
-        if not text.lstrip("-").isdigit() or not 0 <= int(text) < len(FER2013):
+        if not text.lstrip("-").isdecimal() or not 0 <= int(text) < len(FER2013):  # (isdigit passes '²', which int() refuses)
             raise ValueError(f"field 'emotion' is {text!r}; expected an integer 0..{len(FER2013) - 1} ({', '.join(FER2013)})")
         label = int(text)
     split = default_split
@@ -438,8 +438,10 @@ def _parse_row(row, ncols, i_pix, i_emo, i_use, default_split):
         raise ValueError(f"field 'pixels' has {len(parts)} values; expected {SIZE * SIZE} (48x48)")
     try:
         pix = np.array(parts, dtype=np.int32)
-    except ValueError:
-        bad = next(v for v in parts if not v.lstrip("-").isdigit())
+    except (ValueError, OverflowError):  # OverflowError: a number past int32; both were tracebacks
+        bad = next((v for v in parts if not v.lstrip("-").isdecimal()), None)
+        if bad is None:
+            raise ValueError("field 'pixels' has a value outside 0..255") from None
         raise ValueError(f"field 'pixels' has a non-numeric value {bad!r}") from None
     if pix.min() < 0 or pix.max() > 255:
         raise ValueError("field 'pixels' has a value outside 0..255")
@@ -615,10 +617,11 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
         raise ValueError(f"no such image file {image}" if not image.exists() else f"{image} is not a regular file")
     label = row[cols["label"]].strip() if cols["label"] is not None else ""
     cls = None
-    if label.lstrip("-").isdigit():
+    if label.lstrip("-").isdecimal():  # (isdigit passes '²', which int() refuses)
         cls = int(label)
-        if cls < 0:
-            raise ValueError(f"label {label!r} is negative; give a class name or an id >= 0 (or nothing: unlabelled)")
+        if not 0 <= cls < MAX_CLASSES:  # (a huge id overflowed int64 in a traceback)
+            raise ValueError(f"label {label!r} is not a class id 0..{MAX_CLASSES - 1}; give a class name or an id "
+                             "(or nothing: unlabelled)")
     elif label:
         cls = label.lower()
     split = row[cols["split"]].strip() if cols["split"] is not None else ""

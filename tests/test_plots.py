@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from ferkit import metrics, plots, runs
 from ferkit.cli import main
@@ -61,6 +62,16 @@ def test_confusion_counts_and_normalised():
     fig = plots.plot_confusion(np.eye(8))  # no emotion names given: the class numbers, whatever the label set
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [str(i) for i in range(8)]
     assert len(plots.plot_confusion_pair(cm).axes) == 4  # two matrices + two colour bars
+
+
+def test_names_with_dollar_signs_are_drawn_as_written():
+    # class and run names are the user's: matplotlib read them as mathtext ('$x_$' was a ValueError traceback)
+    names = ["$x_$", "$\\frac$", "$x^2$"]
+    fig = plots.plot_confusion_pair(np.eye(3), "$val", names)
+    assert plots.to_png(fig).startswith(b"\x89PNG")
+    assert all(not t.get_parse_math() for t in fig.findobj(Text))  # '$x^2$' shown as typed, not as a formula
+    hist = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    assert plots.to_png(plots.plot_accuracy({"$run_$": hist})).startswith(b"\x89PNG")
 
 
 def test_per_class_table_and_bars():

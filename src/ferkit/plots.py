@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from .files import write_output
@@ -50,9 +51,13 @@ def _axes(ax, figsize=(6, 4)):
 
 
 def to_png(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes."""
+    """The figure as PNG bytes. Every text is drawn as written: class and run names are the user's,
+    and matplotlib read '$x_$' as mathtext (a ValueError traceback; '$x^2$' came out as a formula)."""
+    for t in fig.findobj(Text):
+        t.set_parse_math(False)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    with matplotlib.rc_context({"text.parse_math": False}):  # (tick labels made while drawing)
+        fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 

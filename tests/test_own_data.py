@@ -157,6 +157,15 @@ def test_an_image_list_id_that_is_no_class_id_is_a_bad_row(tmp_path, label, mess
         load_fer(tmp_path / "ids.csv", cache=False)
 
 
+def test_an_image_listed_twice_is_a_bad_row(tmp_path):
+    # it was read twice: in train and test, the model was scored on a face it trained on
+    write_images(tmp_path / "img", "happy", 2)
+    (tmp_path / "l.csv").write_text("img/happy_0.png,happy,train\nimg/happy_1.png,happy,train\n./img/happy_0.png,happy,test\n")
+    with pytest.raises(DataError, match="l.csv, line 3: ./img/happy_0.png is listed on line 1 too; list each image once"):
+        load_fer(tmp_path / "l.csv", cache=False)
+    assert load_fer(tmp_path / "l.csv", cache=False, skip_bad_rows=True).counts() == {"train": 2, "val": 0, "test": 0}
+
+
 def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     root = class_folder(tmp_path / "faces", n=3)
     a = load_fer(root, size=24, channels=3, val_fraction=0, test_fraction=0)

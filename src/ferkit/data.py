@@ -558,6 +558,7 @@ def _read_list(p: Path, skip_bad_rows: bool) -> _Listing:
     delimiter = _delimiter(p, _first_line(p))
     out = _Listing(fix="Fix or delete the row, or pass --skip-bad-rows to skip bad rows.")
     kinds = {}  # the kind of label (str or int) the first labelled row has, and that row's line
+    seen = {}  # each image (resolved: ./a.png and a.png are one) -> the line that lists it
     try:
         with _open_binary(p) as f:
             cols = None
@@ -575,6 +576,9 @@ def _read_list(p: Path, skip_bad_rows: bool) -> _Listing:
                     if problem:
                         raise ValueError(problem)
                     image, cls, split = _list_row(row, cols, p.parent)
+                    # an image listed twice was read twice: in two splits, scored on a face it trained on
+                    if (twice := seen.setdefault(image.resolve(), lineno)) != lineno:
+                        raise ValueError(f"{row[cols['path']].strip()} is listed on line {twice} too; list each image once")
                     kind, first = kinds.setdefault("first", (type(cls), lineno)) if cls is not None else (None, 0)
                     if kind is not None and kind is not type(cls):
                         what = {str: "a class name", int: "an integer id"}

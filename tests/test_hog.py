@@ -55,9 +55,10 @@ def test_hog_cache_is_used_on_second_call(monkeypatch):
         hog.hog_features(faces, HogSpec(pixels_per_cell=16))
     with pytest.raises(AssertionError):
         hog.hog_features(faces[:, :, ::-1].copy(), spec)
-    hog.cache_path(faces, spec).write_bytes(b"broken")  # a broken cache file is recomputed, not trusted
     monkeypatch.setattr(hog, "compute_hog", compute)
-    assert np.array_equal(hog.hog_features(faces, spec), first)
+    for broken in (b"broken", b""):  # a broken or empty cache file is recomputed, not trusted
+        hog.cache_path(faces, spec).write_bytes(broken)
+        assert np.array_equal(hog.hog_features(faces, spec), first)
 
 
 def test_flipped_samples_get_the_hog_of_the_flipped_face():

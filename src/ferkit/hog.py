@@ -89,7 +89,7 @@ def hog_features(images: np.ndarray, spec: HogSpec, cache: bool = True, n_jobs: 
             out = np.load(path)
             if out.shape[0] == len(images):
                 return out
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # (EOFError: an empty file)
             pass  # a broken cache file is rebuilt below
     out = compute_hog(images, spec, n_jobs)
     if path is not None:

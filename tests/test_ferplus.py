@@ -66,10 +66,11 @@ def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
     with pytest.raises(DataError, match=r"folder: a folder; give FER\+'s vote file"):
         ferplus.find_votes(fer, tmp_path / "folder")
     lines = (tmp_path / "fer2013new.csv").read_text().splitlines()
-    for value in ("nan", "inf", "-2"):  # nan made a nan loss blamed on --lr; inf dropped the face unsaid
+    # nan made a nan loss blamed on --lr; inf dropped the face unsaid; shares (0.8) dropped every face
+    for value in ("nan", "inf", "-2", "0.8"):
         row = lines[4].split(",")
         (tmp_path / "odd.csv").write_text("\n".join(lines[:4] + [",".join(row[:3] + [value] + row[4:])] + lines[5:]) + "\n")
-        with pytest.raises(DataError, match=f"line 5: a vote count is negative or not a finite number \\({value}\\)"):
+        with pytest.raises(DataError, match=f"line 5: a vote count is not a whole number >= 0 \\({value}\\); FER"):
             ferplus.read_votes(tmp_path / "odd.csv", data.splits)
 
 

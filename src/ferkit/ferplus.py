@@ -96,11 +96,13 @@ def read_votes(path: str | Path, splits: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}, line {i + 2}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
                         f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
     votes = np.array([v for _, v in rows], np.float32)[:, _ORDER]
-    bad = ~np.isfinite(votes) | (votes < 0)  # nan made the loss nan (blamed on --lr), inf dropped the face
+    # nan made the loss nan (blamed on --lr), inf dropped the face; fractions (shares, not counts) fell
+    # under the single-vote cut of _process and every face was dropped ("0 training faces")
+    bad = ~np.isfinite(votes) | (votes < 0) | (votes != np.round(votes))
     if bad.any():
         i = int(np.flatnonzero(bad.any(1))[0])
-        raise DataError(f"{path}, line {i + 2}: a vote count is negative or not a finite number "
-                        f"({', '.join(f'{v:g}' for v in votes[i][bad[i]])})")
+        raise DataError(f"{path}, line {i + 2}: a vote count is not a whole number >= 0 "
+                        f"({', '.join(f'{v:g}' for v in votes[i][bad[i]])}); FER+'s file counts each emotion's votes of 10 annotators")
     return votes
 
 

@@ -253,12 +253,21 @@ def cmd_train(args):
     else:
         cfg = config_from_args(args)
         out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
+    go_on = f"continue from its last whole epoch with 'ferkit train --resume {out}'"
     try:
         history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: last.pt still holds the last whole one
         if (out / runs.LAST).exists():
-            raise KeyboardInterrupt(f"(continue from its last whole epoch with 'ferkit train --resume {out}')") from None
+            raise KeyboardInterrupt(f"({go_on})") from None
         raise
+    except RuntimeError as e:  # under torchrun: another rank died, and this one's collective failed (a gloo traceback)
+        from .distributed import lost_peer
+
+        if not lost_peer(e):
+            raise
+        raise FerkitError("another process of this distributed job stopped (killed, crashed or out of memory; its own "
+                          "error, if it printed one, is above), so this one cannot go on; "
+                          + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])

@@ -158,3 +158,16 @@ def test_a_rank_that_dies_leaves_one_error_line_on_the_others(tmp_path):
                    f"if it printed one, is above), so this one cannot go on; continue from its last whole epoch with "
                    f"'ferkit train --resume {out}'\nrc=2\n")
     assert read_checkpoint(out / "last.pt")["epoch"] == 1  # what --resume goes on from
+
+
+@pytest.mark.parametrize("entry", [["-m", "ferkit"], ["-m", "ferkit.cli"]])
+def test_ranks_after_the_first_are_quiet_by_either_entry(tmp_path, entry):
+    """(`torchrun -m ferkit.cli train` let rank 1 print too, and it said "done: no validation split", wrongly:
+    only rank 0 validates)"""
+    env = {**os.environ, "RANK": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout == ""
+    r = subprocess.run([sys.executable, *entry, "demo", "--out", "-"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error: --out -:")  # errors still reach stderr
+    r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env={**env, "RANK": "0"}, timeout=120)
+    assert r.stdout  # rank 0 speaks

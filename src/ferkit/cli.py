@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -978,8 +979,13 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "RANK" in os.environ:  # under torchrun, by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
+        from .distributed import quiet_other_ranks
+
+        # only rank 0 prints (ranks > 0 said "done: no validation split": they do not validate); errors reach stderr
+        quiet_other_ranks()
     args = build_parser().parse_args(argv)
-    handler = setup_logging()
+    handler = setup_logging()  # (on the stdout just chosen)
     # SIGTERM (kill, timeout, docker stop, systemd) stops a command as Ctrl-C does, keeping what it
     # saves then (predict's results so far); serve's uvicorn installs its own handlers while it runs
     main_thread = threading.current_thread() is threading.main_thread()

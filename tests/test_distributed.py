@@ -115,3 +115,59 @@ def test_a_rank_that_is_no_number_does_not_stop_python_m_ferkit(monkeypatch, cap
     quiet_other_ranks()
     print("still speaking")
     assert "still speaking" in capsys.readouterr().out
+
+
+def _dying_rank(rank: int, port: int, argv: list, result: str):
+    """One rank of `ferkit train` under a 2-process job; rank 1 dies (as if killed) in its second epoch."""
+    import ferkit.train as train
+    from ferkit.cli import main
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    epochs, one_epoch = [], train.train_one_epoch
+
+    def train_one_epoch(*a, **k):
+        epochs.append(1)
+        if rank == 1 and len(epochs) == 2:
+            os._exit(9)
+        return one_epoch(*a, **k)
+
+    train.train_one_epoch = train_one_epoch
+    sys.stderr = open(result.format(rank=rank), "w", buffering=1)  # (a traceback lands there too)
+    print(f"rc={main(argv)}", file=sys.stderr)
+    os._exit(0)  # (not destroy_process_group's wait on the dead rank)
+
+
+def test_a_rank_that_dies_leaves_one_error_line_on_the_others(tmp_path):
+    """(rank 0 printed gloo's 'Connection closed by peer' RuntimeError as a 30-line traceback)"""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=28)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    out, result = tmp_path / "run", str(tmp_path / "rank{rank}.txt")
+    argv = ["train", "--model", str(spec), "--data", str(csv), "--epochs", "3", "--batch-size", "7", "--device", "cpu",
+            "--threads", "1", "--out", str(out), "--quiet"]
+    ctx, port = mp.get_context("spawn"), _free_port()
+    ranks = [ctx.Process(target=_dying_rank, args=(r, port, argv, result)) for r in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(120)
+    assert [p.exitcode for p in ranks] == [0, 9]
+    err = open(result.format(rank=0)).read()
+    assert err == ("error: another process of this distributed job stopped (killed, crashed or out of memory; its own error, "
+                   f"if it printed one, is above), so this one cannot go on; continue from its last whole epoch with "
+                   f"'ferkit train --resume {out}'\nrc=2\n")
+    assert read_checkpoint(out / "last.pt")["epoch"] == 1  # what --resume goes on from
+
+
+@pytest.mark.parametrize("entry", [["-m", "ferkit"], ["-m", "ferkit.cli"]])
+def test_ranks_after_the_first_are_quiet_by_either_entry(tmp_path, entry):
+    """(`torchrun -m ferkit.cli train` let rank 1 print too, and it said "done: no validation split", wrongly:
+    only rank 0 validates)"""
+    env = {**os.environ, "RANK": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout == ""
+    r = subprocess.run([sys.executable, *entry, "demo", "--out", "-"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error: --out -:")  # errors still reach stderr
+    r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env={**env, "RANK": "0"}, timeout=120)
+    assert r.stdout  # rank 0 speaks

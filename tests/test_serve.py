@@ -1091,3 +1091,14 @@ def test_the_banner_names_a_port_0_server_by_its_real_port_and_brackets_an_ipv6_
         except FerkitError:  # no IPv6 loopback on this machine
             return
         assert f"http://[::1]:{ran['port']}/" in capsys.readouterr().out
+
+
+def test_an_uploads_file_name_is_quoted_printable_and_short(client):
+    """(a file name came back whole in the error: any length, with its newlines and terminal escapes)"""
+    name = "a\x1b[31m\n\u202e" + "x" * 1000 + ".jpg"
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() +
+            b'"\r\nContent-Type: image/jpeg\r\n\r\nnot an image\r\n--b--\r\n')
+    r = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 415
+    assert r.json()["error"] == "a?[31m??" + "x" * 192 + "...: not an image, or a format ferkit does not read; give a JPEG, PNG, WebP, BMP, GIF or TIFF file"
+    assert client.get("/%1b[2J").json()["error"].startswith("/?[2J: not found")  # a path, as the 404 quotes it

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -253,12 +254,21 @@ def cmd_train(args):
     else:
         cfg = config_from_args(args)
         out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
+    go_on = f"continue from its last whole epoch with 'ferkit train --resume {out}'"
     try:
         history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: last.pt still holds the last whole one
         if (out / runs.LAST).exists():
-            raise KeyboardInterrupt(f"(continue from its last whole epoch with 'ferkit train --resume {out}')") from None
+            raise KeyboardInterrupt(f"({go_on})") from None
         raise
+    except RuntimeError as e:  # under torchrun: another rank died, and this one's collective failed (a gloo traceback)
+        from .distributed import lost_peer
+
+        if not lost_peer(e):
+            raise
+        raise FerkitError("another process of this distributed job stopped (killed, crashed or out of memory; its own "
+                          "error, if it printed one, is above), so this one cannot go on; "
+                          + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])
@@ -969,8 +979,13 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "RANK" in os.environ:  # under torchrun, by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
+        from .distributed import quiet_other_ranks
+
+        # only rank 0 prints (ranks > 0 said "done: no validation split": they do not validate); errors reach stderr
+        quiet_other_ranks()
     args = build_parser().parse_args(argv)
-    handler = setup_logging()
+    handler = setup_logging()  # (on the stdout just chosen)
     # SIGTERM (kill, timeout, docker stop, systemd) stops a command as Ctrl-C does, keeping what it
     # saves then (predict's results so far); serve's uvicorn installs its own handlers while it runs
     main_thread = threading.current_thread() is threading.main_thread()

@@ -117,6 +117,14 @@ class Dist:
         return tuple([next(means) for _ in v] if isinstance(v, list) else next(means) for v in values)
 
 
+def lost_peer(e: BaseException) -> bool:
+    """Whether an exception from training means another process of the job is gone (killed, crashed,
+    out of memory): its collective (DDP's gradient average, `average`, a barrier) then fails on the
+    processes left. gloo raises a plain RuntimeError naming its TCP transport ("Connection closed by
+    peer"), NCCL a DistError."""
+    return isinstance(e, tdist.DistError) or isinstance(e, RuntimeError) and "gloo/transport" in str(e)
+
+
 def _env_int(name: str, default: int) -> int:
     """An integer that torchrun sets in the environment; a FerkitError for one set otherwise by hand."""
     value = os.environ.get(name, str(default))

@@ -105,6 +105,14 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
+def _quoted(text: str, limit: int = 200) -> str:
+    """A client's text (an upload's file name, a path) as an error message quotes it: control and other
+    unprintable characters (newlines, terminal escapes, bidi overrides) as "?", and at most `limit` of them.
+    Error messages are one line that clients print and log; a file name came back whole, escapes and all."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -590,8 +598,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         elif exc.status_code == 400 and (why := cut_short(request)) is not None:  # FastAPI's "error parsing the body"
             message = why
         elif exc.status_code == 404:
-            path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
-            message = f"{path}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
+            message = f"{_quoted(request.url.path)}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
         return _error(exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -682,7 +689,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         try:
             if await request.is_disconnected():  # the client hung up while it waited: no work for nobody
                 return _error(400, "the client closed the connection before its turn")
-            return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, file.filename or "upload")
+            return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, _quoted(file.filename or "upload"))
         finally:
             turns.release()
 

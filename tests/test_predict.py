@@ -215,6 +215,9 @@ def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tm
     assert "the command's own input" in capsys.readouterr().err
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(photos)]) == 2  # a folder: was "cannot encode ... extension"
     assert capsys.readouterr().err == f"error: --out {photos}: is a folder; give a file name\n"
+    monkeypatch.setattr(fp, "Predictor", None)  # said before the model loads (it was said after the prediction)
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "d.xyz")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'd.xyz'}: cannot encode the image as .xyz; give .png or .jpg\n"
     assert (photos / "a.jpg").read_bytes() == before == (photos / "b").read_bytes() and Image.open(sample).size == (512, 512)
 
 

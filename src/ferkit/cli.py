@@ -650,14 +650,16 @@ def _demo_args(p):
 
 @command("demo", "run the bundled model on a sample photo (an astronaut, shipped with ferkit) and save the annotated picture", _demo_args)
 def cmd_demo(args):
-    from .draw import annotate, save_rgb
+    from .draw import annotate, check_encodable, save_rgb
     from .faces import load_image
     from .outputs import format_result
     from .predict import DEMO_PHOTO, Predictor
 
     # a folder as --out was "cannot encode the image as a file without an extension"; the demo photo as --out
-    # would make every later demo start from the boxes drawn
+    # would make every later demo start from the boxes drawn; an extension with no image writer, said
+    # after the model had loaded and predicted
     check_not_input(check_output(args.out, "--out"), "--out", [DEMO_PHOTO])
+    check_encodable(args.out, "--out")
     rgb = load_image(DEMO_PHOTO)  # shipped inside ferkit: the demo needs no download
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)

@@ -187,14 +187,23 @@ def _format(suffix: str) -> str | None:
     return fmt if fmt in Image.SAVE else None
 
 
+def check_encodable(path: str | Path, flag: str = "") -> str:
+    """The Pillow format path's extension names, or a FerkitError (flag: the option that gave path) when
+    Pillow has no writer for it or it cannot hold RGB: said before any work, where a command can."""
+    path = Path(path)
+    fmt = _format(path.suffix.lower())
+    if fmt is None:
+        raise FerkitError(f"{f'{flag} ' if flag else ''}{path}: cannot encode the image as "
+                          f"{path.suffix or 'a file without an extension'}; give .png or .jpg")
+    return fmt
+
+
 def encode_rgb(rgb: np.ndarray, path: str | Path) -> bytes:
     """The picture (RGB) encoded in the format path's extension names."""
     from PIL import Image
 
     path = Path(path)
-    fmt, buf = _format(path.suffix.lower()), io.BytesIO()
-    if fmt is None:  # an extension Pillow has no writer for, or one that cannot hold RGB
-        raise FerkitError(f"{path}: cannot encode the image as {path.suffix or 'a file without an extension'}; give .png or .jpg")
+    fmt, buf = check_encodable(path), io.BytesIO()
     try:
         Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
     except (OSError, ValueError) as e:  # a size the format cannot hold (WebP 16,383 pixels a side, JPEG 65,500)

@@ -111,6 +111,10 @@ def test_missing_column_and_empty_inputs(tmp_path):
     (tmp_path / "nocol.csv").write_text("emotion,Usage\n1,Training\n")
     with pytest.raises(DataError, match="line 1: missing column 'pixels'"):
         load_fer(tmp_path / "nocol.csv")
+    face = " ".join(["9"] * 2304)
+    (tmp_path / "twice.csv").write_text(f"emotion,pixels,Pixels,Usage\n1,{face},{face},Training\n")  # was: the first, unsaid
+    with pytest.raises(DataError, match=r"twice.csv, line 1: column\(s\) pixels appear more than once"):
+        load_fer(tmp_path / "twice.csv")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no images"):
         load_fer(tmp_path / "empty")

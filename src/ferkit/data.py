@@ -383,6 +383,9 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
                     f"{p}, line 1: missing column 'pixels' (header is {','.join(header)!r}); "
                     "expected FER2013's 'emotion,pixels,Usage' header, or an image list's 'path,label[,split]'"
                 )
+            if twice := sorted({c for c in ("emotion", "pixels", "usage") if cols.count(c) > 1}):  # which one is meant?
+                raise DataError(f"{p}, line 1: column(s) {', '.join(twice)} appear more than once (header is "
+                                f"{','.join(header)!r}); keep one of each")
             i_pix = cols.index("pixels")
             i_emo = cols.index("emotion") if "emotion" in cols else None
             i_use = cols.index("usage") if "usage" in cols else None

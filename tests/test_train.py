@@ -522,6 +522,9 @@ def test_resume_with_config_json_damaged_or_gone_takes_last_pt_s_config(tiny_run
     assert json.loads((run / "config.json").read_text())["epochs"] == 4  # written anew
     (run / "config.json").unlink()
     assert train.resume_config(run).epochs == 4
+    (run / "config.json").mkdir()  # it could not be written anew: said at once (it was, after the data load)
+    with pytest.raises(FerkitError, match=rf"^--resume {run}: {run / 'config.json'} is not a file; remove it \(last.pt"):
+        train.resume_config(run)
 
 
 def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_best_pt(tiny_run, tmp_path, capsys):

@@ -101,6 +101,9 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     try:
         saved = read_file(source)
     except ConfigError as e:  # deleted or damaged (a full disk, an editor): last.pt holds the config it trained with
+        if (run / CONFIG).exists() and not (run / CONFIG).is_file():  # nor could it be written anew, after the data load
+            raise FerkitError(f"--resume {run}: {run / CONFIG} is not a file; remove it ({LAST} holds the run's config), "
+                              "then resume") from None
         saved, source = dict(read_last(run)["config"]), run / LAST
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")

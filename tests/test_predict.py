@@ -237,7 +237,10 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
     assert main(["export", str(tiny_checkpoint), "--onnx", str(src), "--tta"]) == 0
     for key, value, message in [("labels", "{garbage", "metadata 'labels' must be a JSON list of emotion names; got '{garbage'"),
                                 ("labels", "[1, 2]", "metadata 'labels' must be a JSON list of emotion names"),
-                                ("labels", '["a", "b"]', "the ONNX model has 7 outputs but names 2 emotions")]:
+                                ("labels", '["a", "b"]', "the ONNX model has 7 outputs but names 2 emotions"),
+                                # (tta=yes was read as no and precision=int4 reported as such)
+                                ("tta", "yes", "metadata 'tta' must be 0 or 1; got 'yes'"),
+                                ("precision", "int4", "metadata 'precision' must be fp32 or int8; got 'int4'")]:
         with pytest.raises(FerkitError, match=re.escape(message)):
             Predictor(_with_metadata(src, tmp_path / "edited.onnx", key, value), backend="onnx").predict(astronaut)
     from ferkit.runtime import onnx_session, onnx_training  # what serve's /version reports

@@ -165,14 +165,24 @@ def _mapping(text: str) -> dict:
     return d
 
 
+def _one_of(*values: str):
+    """A _meta_value parser taking one of values as it is (tta=yes was read as no, precision=int4 shown as such)."""
+
+    def parse(text: str) -> str:
+        if text not in values:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
 def onnx_tta(session) -> tuple[bool, bool]:
     """(the mirror average is inside the graph, the model was trained for it) of an ONNX model from
     `ferkit export`; files from before trained_tta was recorded: trained as they were exported."""
-    meta = _meta(session)
-    inside = meta.get("tta", "0") == "1"
-    return inside, meta.get("trained_tta", "1" if inside else "0") == "1"
+    inside = _meta_value(session, "tta", _one_of("0", "1"), "0 or 1", "0") == "1"
+    return inside, _meta_value(session, "trained_tta", _one_of("0", "1"), "0 or 1", "1" if inside else "0") == "1"
 
 
 def onnx_precision(session) -> str:
     """'int8' or 'fp32': how an ONNX model from `ferkit export` computes (files without the key are fp32)."""
-    return _meta(session).get("precision", "fp32")
+    return _meta_value(session, "precision", _one_of("fp32", "int8"), "fp32 or int8", "fp32")

@@ -9,7 +9,6 @@ progress lines (logging, INFO) are printed plainly on stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import ConfigError, FerkitError, first_line, is_out_of_memory, needs_extra
+from .errors import ConfigError, FerkitError, needs_extra, out_of_memory_said
 from .files import (
     check_not_input,
     check_output,
@@ -390,19 +389,6 @@ def _sanity_args(p):
     _data_args(p)
 
 
-@contextlib.contextmanager
-def _enough_memory(more: str = ""):
-    """One line, not a traceback, where the model is too large for this machine's memory; `more`: what
-    else to lower."""
-    try:
-        yield
-    except (MemoryError, RuntimeError) as e:
-        if not is_out_of_memory(e):
-            raise
-        raise FerkitError(f"out of memory in the sanity checks ({first_line(e)}): lower the model's size (--set in_size=..., "
-                          f"filters){more}") from None
-
-
 @command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)
 def cmd_sanity(args):
     import math
@@ -426,13 +412,14 @@ def cmd_sanity(args):
     if n < 2:  # e.g. a file of PublicTest rows only
         raise FerkitError(f"{data.source}: {n} training image(s) with a label; the checks need at least 2")
     print(f"initial loss of a fresh model on {len(images[:1000])} training images ...", flush=True)
-    with _enough_memory():  # (scored in parts of sanity.BATCH faces: --n makes no difference)
+    too_large = "lower the model's size (--set in_size=..., filters)"
+    with out_of_memory_said("in the sanity checks", too_large):  # (scored in parts of sanity.BATCH faces: not --n)
         loss = initial_loss(spec, images[:1000], labels[:1000], classes=classes)
     chance = math.log(classes.num_classes)  # the loss of uniform guessing
     ok1 = abs(loss - chance) < 0.25
     print(f"[{'PASS' if ok1 else 'FAIL'}] initial loss {loss:.4f} with regularisation off; ln {classes.num_classes} = {chance:.4f}")
     print(f"overfitting {n} training images (at most {args.steps} steps) ...", flush=True)
-    with _enough_memory(f" or --n (now {n})"):
+    with out_of_memory_said("in the sanity checks", f"{too_large} or --n (now {n})"):
         r = overfit(spec, images[:n], labels[:n], steps=args.steps, lr=args.lr, classes=classes)
     ok2 = r["train_acc"] >= 0.99
     print(f"[{'PASS' if ok2 else 'FAIL'}] overfit {n} training images: accuracy {r['train_acc']:.4f}, loss {r['loss']:.4f} after {r['steps']} steps")

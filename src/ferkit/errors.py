@@ -1,5 +1,7 @@
 """User-facing errors. The CLI prints these as one clear message, never a traceback."""
 
+from contextlib import contextmanager
+
 
 class FerkitError(Exception):
     """Base class for every error caused by user input (files, flags, configs)."""
@@ -43,6 +45,18 @@ def is_out_of_memory(e: BaseException) -> bool:
     OutOfMemoryError (a GPU's "out of memory"), which are RuntimeErrors."""
     text = str(e).lower()
     return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
+@contextmanager
+def out_of_memory_said(where: str, fix: str):
+    """An allocation that fails inside (a model or batch too large for this machine's memory) as one
+    FerkitError, "out of memory <where> (<the library's words>): <fix>", not a traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        raise FerkitError(f"out of memory {where} ({first_line(e)}): {fix}") from None
 
 
 # The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the

@@ -46,7 +46,7 @@ from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for
 from .distill import check_not_student, load_teacher, with_teacher
-from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, is_out_of_memory
+from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, out_of_memory_said
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
@@ -447,20 +447,6 @@ def _check_memory(spec: ModelSpec, batch_size: int) -> None:
                           "(in_size, filters, or pool earlier)")
 
 
-@contextmanager
-def _enough_memory(cfg: TrainConfig, out: Path, epoch: int):
-    """One FerkitError saying what to lower when an allocation fails in an epoch (a spec or batch too
-    large for this machine's memory), and how to go on from the last epoch saved."""
-    try:
-        yield
-    except (MemoryError, RuntimeError) as e:
-        if not is_out_of_memory(e):
-            raise
-        then = f"; then continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else ""
-        raise FerkitError(f"out of memory in epoch {epoch} ({first_line(e)}): lower --batch-size (now {cfg.batch_size}) "
-                          f"or the model's size (in_size, filters){then}") from None
-
-
 # What a resumed run keeps from its start: last.pt's weights, optimizer and schedule state are of these
 # (--epochs may change: the schedule is re-planned; data, threads, device and the rest may too)
 RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze")
@@ -686,7 +672,9 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
         validate = val is not None and dist.main
-        with _enough_memory(cfg, out, epoch):
+        then = f"; then continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else ""
+        with out_of_memory_said(f"in epoch {epoch}", f"lower --batch-size (now {cfg.batch_size}) or the model's size "
+                                                     f"(in_size, filters){then}"):
             tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers, ema))
             if bar is not None and val is not None:
                 bar.set_description(f"epoch {epoch}/{cfg.epochs} validating")

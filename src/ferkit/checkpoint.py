@@ -30,7 +30,7 @@ from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import CONFIG_READ, Run, check_history, folder_checkpoint, is_number, read_run, run_names
+from .runs import Run, check_history, folder_checkpoint, is_number, misread_fields, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -234,8 +234,7 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     config = ckpt.get("config", {})
     if not isinstance(config, dict):
         raise bad("'config' is not a mapping")
-    wrong = [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
-    if wrong:  # what reading its data anew (evaluate, visualize, export --int8) takes from it
+    if wrong := misread_fields(config):  # what reading its data anew (evaluate, visualize, export --int8) takes from it
         raise bad(f"its config holds {', '.join(wrong)} (a damaged file?)")
     return spec
 

@@ -181,6 +181,11 @@ CONFIG_READ = {"label_names": (str, type(None)), "labels_file": (str, type(None)
                "val_fraction": (int, float), "test_fraction": (int, float)}
 
 
+def misread_fields(config: dict) -> list[str]:
+    """config's CONFIG_READ fields of another type, as "name value"."""
+    return [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
+
+
 def check_config(config, where: str) -> dict:
     """config.json's settings, with its model spec as ModelSpec reads it (every field, the defaults
     filled in), else a FerkitError naming where and the field: the report read a spec of "hello"
@@ -193,8 +198,7 @@ def check_config(config, where: str) -> dict:
 
     if not isinstance(config, dict):
         raise FerkitError(f"{where}: not a training config (a JSON object of settings); rerun the command that wrote it")
-    wrong = [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
-    if wrong:
+    if wrong := misread_fields(config):
         refuse(", ".join(wrong)[:200])
     if config.get("spec") is not None:
         try:

@@ -150,10 +150,10 @@ def onnx_reading(session) -> dict:
 
 
 def _reading(text: str) -> dict:
+    from .runs import misread_fields  # the types a run's config.json must give them
+
     d = _mapping(text)
-    numbers = [d.get(k, 0) for k in ("split_seed", "val_fraction", "test_fraction")]
-    if not (isinstance(d.get("label_names"), (str, type(None))) and type(numbers[0]) is int
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)):
+    if misread_fields(d):
         raise ValueError(text)
     return d
 

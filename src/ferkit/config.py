@@ -651,7 +651,7 @@ def check_fields(obj, name=str) -> dict[str, str]:
     hints = typing.get_type_hints(type(obj))
     bad = {}
     for f in fields(obj):
-        ok, value = _coerce(getattr(obj, f.name), hints[f.name])
+        ok, value = coerce(getattr(obj, f.name), hints[f.name])
         if ok:
             setattr(obj, f.name, value)
         else:
@@ -664,7 +664,7 @@ def from_text(cls, name: str, text: str):
     where that fits the field's annotation ("8" -> 8, "1e-3" -> 0.001, "null" -> None), else the
     text itself, for check_fields to accept (a string field) or report in its usual words."""
     try:
-        ok, value = _coerce(load_yaml(text), typing.get_type_hints(cls)[name])
+        ok, value = coerce(load_yaml(text), typing.get_type_hints(cls)[name])
     except yaml.YAMLError:
         return text
     return value if ok else text
@@ -692,7 +692,7 @@ def _union(tp) -> tuple | None:
     return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else None
 
 
-def _coerce(value, tp) -> tuple[bool, object]:
+def coerce(value, tp) -> tuple[bool, object]:
     """(fits, value): ints become floats where a float is wanted, and so do numeric strings
     such as "1e-3" (YAML 1.1 reads those as strings); floats must be finite; bools are not numbers."""
     args = _union(tp)
@@ -701,7 +701,7 @@ def _coerce(value, tp) -> tuple[bool, object]:
             return type(None) in args, value
         for a in args:
             if a is not type(None):
-                ok, v = _coerce(value, a)
+                ok, v = coerce(value, a)
                 if ok:
                     return True, v
         return False, value

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, _coerce, load_yaml, override_spec
+from .config import TrainConfig, coerce, load_yaml, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
@@ -207,14 +207,14 @@ def _spec_value(spec: dict, p: Param):
 
 
 def _same_type(current, v) -> tuple[bool, object]:
-    """(fits, value) for a value of the field whose value is now `current`: numbers as config._coerce
+    """(fits, value) for a value of the field whose value is now `current`: numbers as config.coerce
     takes them (1e-3 is a string to YAML 1.1, as --set and config files give it: it becomes 0.001)."""
     if current is None:
         return True, v
     if isinstance(current, bool) or isinstance(v, bool):
         return isinstance(current, bool) and isinstance(v, bool), v
     if isinstance(current, (int, float)):
-        return _coerce(v, type(current))
+        return coerce(v, type(current))
     return isinstance(v, type(current)), v
 
 
@@ -460,36 +460,45 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         return value
 
     try:
-        start, failed_in_row, waiting = time.time(), 0, False
-        while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, and queued again
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
-            if done >= n_trials:
-                break
-            if timeout is not None and time.time() - start > timeout:
-                log.info(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
-                break
-            if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
-                if not waiting:
-                    log.info(f"waiting for {running} running trial(s) of other workers")
-                waiting = True
-                time.sleep(poll)
-                continue
-            waiting = False
-            study.optimize(objective, n_trials=1)
-            last = next(t for t in study.get_trials(deepcopy=False) if t.number == ran[-1])
-            failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
-            if failed_in_row >= 3:
-                raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
-                                  "check the data, the flags given and the ranges of the search; a rerun with them corrected "
-                                  "goes on in this --out while no trial has completed")
+        _trials_until_done(study, objective, ran, n_trials, timeout, poll)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the table of the trials so far is written; a rerun goes on
         files = write_results(study, cfg, params, out, cv)["files"]
         raise KeyboardInterrupt(f"wrote {', '.join(map(str, files.values()))}; rerun the same command to go on") from None
     return study
+
+
+def _trials_until_done(study, objective, ran: list[int], n_trials: int, timeout: float | None, poll: float) -> None:
+    """run_search's loop: one trial at a time until the study has n_trials completed (or timeout
+    seconds passed), retrying killed workers' trials and waiting for the last ones others run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    start, failed_in_row, waiting = time.time(), 0, False
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, and queued again
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+        if done >= n_trials:
+            break
+        if timeout is not None and time.time() - start > timeout:
+            log.info(f"timeout: {timeout:g}s passed; {done} of {n_trials} trials completed (rerun to go on)")
+            break
+        if done + running >= n_trials:  # the last trials run elsewhere (or in a killed worker, until its heartbeat goes stale)
+            if not waiting:
+                log.info(f"waiting for {running} running trial(s) of other workers")
+            waiting = True
+            time.sleep(poll)
+            continue
+        waiting = False
+        study.optimize(objective, n_trials=1)
+        last = next(t for t in study.get_trials(deepcopy=False) if t.number == ran[-1])
+        failed_in_row = failed_in_row + 1 if last.state == TrialState.FAIL else 0
+        if failed_in_row >= 3:
+            raise FerkitError(f"{failed_in_row} trials in a row failed (last: {last.user_attrs.get('error', '?')}); "
+                              "check the data, the flags given and the ranges of the search; a rerun with them corrected "
+                              "goes on in this --out while no trial has completed")
 
 
 # ---------------------------------------------------------------- results

@@ -209,3 +209,15 @@ def test_threads_lr_and_l2_have_upper_bounds():
     with pytest.raises(ConfigError) as e:  # a one-face batch is skipped: batch size 1 trained nothing, silently
         TrainConfig(batch_size=1, flip_consistency=1e9)
     assert "--batch-size must be >= 2" in str(e.value) and "--flip-consistency must be >= 0 and at most 100" in str(e.value)
+
+
+def test_epochs_have_an_upper_bound():
+    """--epochs 10**12 trained (at an honest, absurd ETA), but past ~1e308 steps the one-cycle and cosine
+    schedules' float arithmetic was an OverflowError traceback; a million epochs is far past any use."""
+    with pytest.raises(ConfigError, match="--epochs must be at most 1,000,000; got 1000001$"):
+        TrainConfig(epochs=1_000_001)
+    with pytest.raises(ConfigError, match="--epochs must be at most 1,000,000; got 1000000"):
+        TrainConfig(epochs=10**400, schedule="onecycle")
+    with pytest.raises(ConfigError, match="--epochs must be >= 1; got 0"):
+        TrainConfig(epochs=0)
+    assert TrainConfig(epochs=1_000_000).epochs == 1_000_000 and TrainConfig().epochs is None  # (None: the preset's)

@@ -237,3 +237,19 @@ def test_a_damaged_cache_file_is_read_again_from_the_data(tmp_path, damage):
     (cache,) = fdata.cache_dir().glob("f.csv-*.npz")
     cache.write_bytes(damage(cache.read_bytes()))  # cut short, empty, a bad CRC: not a traceback on every later read
     np.testing.assert_array_equal(load_fer(p).images, first.images)
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n"])
+def test_old_mac_and_windows_line_endings_are_read(tmp_path, newline):
+    """A CSV saved with an old Mac's bare "\r" line endings was one line to the reader, which csv refused
+    ("new-line character seen in unquoted field"); it reads as the same rows, and so does an image list."""
+    p = write_fer_csv(tmp_path / "mac.csv", n=7)
+    p.write_bytes(p.read_bytes().replace(b"\n", newline))
+    d = load_fer(p, cache=False)
+    assert d.counts() == {"train": 7, "val": 7, "test": 7}
+    assert (d.images == load_fer(write_fer_csv(tmp_path / "unix.csv", n=7), cache=False).images).all()
+    images, _ = synthetic_faces(2)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    (tmp_path / "list.csv").write_bytes(newline.join([b"path,label", b"0.png,happy", b"1.png,sad", b""]))
+    assert load_fer(tmp_path / "list.csv", cache=False, val_fraction=0, test_fraction=0).names == ("happy", "sad")

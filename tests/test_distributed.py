@@ -171,3 +171,62 @@ def test_ranks_after_the_first_are_quiet_by_either_entry(tmp_path, entry):
     assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error: --out -:")  # errors still reach stderr
     r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env={**env, "RANK": "0"}, timeout=120)
     assert r.stdout  # rank 0 speaks
+
+
+def _refusing_rank(rank: int, port: int, argv: list, cwd: str, result: str):
+    """One rank of `ferkit train` without --out under a 2-process job; rank 1's clock reads a second later."""
+    import time
+
+    from ferkit.cli import main
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.chdir(cwd)
+    torch.set_num_threads(1)
+    strftime = time.strftime
+    time.strftime = lambda fmt, *t: f"20250101-00000{rank}" if fmt == "%Y%m%d-%H%M%S" else strftime(fmt, *t)
+    sys.stderr = open(result.format(rank=rank), "w", buffering=1)
+    print(f"rc={main(argv)}", file=sys.stderr)
+    os._exit(0)  # (not destroy_process_group's wait on the other rank)
+
+
+def test_ranks_take_rank_0s_default_out_and_say_its_refusal_once(tmp_path):
+    """Each rank named the default --out by its own clock, so ranks a second apart trained into two folders
+    (here rank 1 trained into a new one while rank 0 refused); and each rank printed the same refusal."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=14)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    held = tmp_path / "runs" / "tiny-20250101-000000"  # rank 0's name: a run is there already
+    held.mkdir(parents=True)
+    (held / "last.pt").write_bytes(b"")
+    argv = ["train", "--model", str(spec), "--data", str(csv), "--epochs", "1", "--batch-size", "7", "--device", "cpu",
+            "--threads", "1", "--quiet"]
+    result, ctx, port = str(tmp_path / "rank{rank}.txt"), mp.get_context("spawn"), _free_port()
+    ranks = [ctx.Process(target=_refusing_rank, args=(r, port, argv, str(tmp_path), result)) for r in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(120)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    errors = [open(result.format(rank=r)).read() for r in (0, 1)]
+    assert errors[0] == (f"error: --out {held.relative_to(tmp_path)}: it holds a run already (its last.pt); continue it with "
+                         f"'ferkit train --resume {held.relative_to(tmp_path)}', or give another --out (delete the folder "
+                         "to start it over)\nrc=2\n")
+    assert errors[1] == "rc=2\n"  # rank 1 refused alike, and left the saying to rank 0
+    assert os.listdir(tmp_path / "runs") == [held.name]
+
+
+def test_an_error_of_one_rank_alone_is_said_by_it(monkeypatch):
+    """Ranks > 0 leave to rank 0 only what every rank meets alike: the checks before the job's work."""
+    from ferkit import distributed
+    from ferkit.distributed import RankError, said_elsewhere
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "_working", False)  # (a training in this test process began work)
+    assert said_elsewhere(FerkitError("--out run: it holds a run already"))
+    assert not said_elsewhere(RankError("LOCAL_RANK 1, but this machine has 1 GPU(s)"))
+    monkeypatch.setattr(distributed, "_working", True)  # e.g. out of memory on this rank's GPU alone
+    assert not said_elsewhere(FerkitError("out of memory"))
+    monkeypatch.setattr(distributed, "_working", False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not said_elsewhere(FerkitError("--out run: it holds a run already"))

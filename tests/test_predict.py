@@ -648,6 +648,25 @@ def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     assert Image.open(out).size == (512, 512)
 
 
+def test_an_output_that_is_a_symbolic_link_writes_the_file_it_points_to(tiny_checkpoint, tmp_path, capsys):
+    """The atomic write's os.replace replaced a link given as --out with a file, cutting it from what it named;
+    a link whose target's folder is missing was replaced too, and is refused before the work, naming that folder."""
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "demo.png").write_text("old")
+    link, dangling = tmp_path / "demo.png", tmp_path / "lost.png"
+    link.symlink_to("kept/demo.png")
+    dangling.symlink_to("nowhere/demo.png")
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(link)]) == 0
+    assert link.is_symlink() and Image.open(tmp_path / "kept" / "demo.png").size == (512, 512)
+    assert os.listdir(tmp_path / "kept") == ["demo.png"]  # no temporary file left beside it
+    capsys.readouterr()
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(dangling)]) == 2
+    err = capsys.readouterr().err
+    assert (f"--out {dangling}: cannot use it (a symbolic link to {tmp_path / 'nowhere' / 'demo.png'}, whose folder "
+            f"{tmp_path / 'nowhere'} does not exist; create that folder or fix the link)") in err, err
+    assert dangling.is_symlink() and not (tmp_path / "nowhere").exists()
+
+
 def test_bundled_model_sees_a_smile(astronaut):
     """The shipped weights (src/ferkit/weights/fer2013.pt): the astronaut smiles broadly."""
     (r,) = Predictor().predict(astronaut)

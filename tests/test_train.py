@@ -1,5 +1,6 @@
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -357,6 +358,23 @@ def test_the_longest_file_name_is_written_atomically(tmp_path):
         assert tmp.suffix == ".json" and len(tmp.name) < 60
         tmp.write_text("{}")
     assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_an_atomic_write_through_links_updates_the_file_they_point_to(tmp_path):
+    """Every writer (checkpoints, history, --json) goes through atomic_path: a link to a link is followed
+    to the file, which is replaced beside itself; a link to a file not there yet creates it."""
+    from ferkit.files import atomic_write
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "m.json").write_text("old")
+    (tmp_path / "m.json").symlink_to("real/m.json")
+    (tmp_path / "chain.json").symlink_to("m.json")
+    (tmp_path / "new.json").symlink_to(tmp_path / "real" / "new.json")
+    atomic_write(tmp_path / "chain.json", "new")
+    atomic_write(tmp_path / "new.json", "created")
+    assert all((tmp_path / n).is_symlink() for n in ("m.json", "chain.json", "new.json"))
+    assert (tmp_path / "real" / "m.json").read_text() == "new" and (tmp_path / "real" / "new.json").read_text() == "created"
+    assert sorted(os.listdir(tmp_path / "real")) == ["m.json", "new.json"]
 
 
 def test_resume_rebuilds_the_history_from_last_pt(tmp_path):

@@ -252,7 +252,7 @@ def cmd_train(args):
                   f"{', '.join(ignored + (['--out'] if args.out else [])) or 'the other training flags'}")
     else:
         cfg = config_from_args(args)
-        out = check_output(args.out or f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
+        out = check_output(args.out or _default_out(cfg), "--out", folder=True)
     go_on = f"continue from its last whole epoch with 'ferkit train --resume {out}'"
     try:
         history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
@@ -261,19 +261,27 @@ def cmd_train(args):
             raise KeyboardInterrupt(f"({go_on})") from None
         raise
     except RuntimeError as e:  # under torchrun: another rank died, and this one's collective failed (a gloo traceback)
-        from .distributed import lost_peer
+        from .distributed import RankError, lost_peer
 
         if not lost_peer(e):
             raise
-        raise FerkitError("another process of this distributed job stopped (killed, crashed or out of memory; its own "
-                          "error, if it printed one, is above), so this one cannot go on; "
-                          + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
+        raise RankError("another process of this distributed job stopped (killed, crashed or out of memory; its own "
+                        "error, if it printed one, is above), so this one cannot go on; "
+                        + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])
         print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
     elif history:
         print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
+
+
+def _default_out(cfg) -> str:
+    """runs/<model>-<time>. Under torchrun every rank takes rank 0's name: each one's own clock may read a
+    second later, and the ranks then wrote to two folders."""
+    from .distributed import setup
+
+    return setup(cfg.device).rank0s(f"runs/{Path(cfg.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -967,6 +975,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _said_elsewhere(e: FerkitError) -> bool:
+    """Under torchrun, whether another process prints this refusal (distributed.said_elsewhere): each
+    process ran the same checks, and the job said each refusal once per process."""
+    if "RANK" not in os.environ:  # (as main's quiet_other_ranks: distributed.py needs torch)
+        return False
+    from .distributed import said_elsewhere
+
+    return said_elsewhere(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     if "RANK" in os.environ:  # under torchrun, by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
         from .distributed import quiet_other_ranks
@@ -985,7 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as e:  # a light install (no extras) running a command that needs one
             raise needs_extra(e, f"ferkit {args.command}") from None
     except FerkitError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not _said_elsewhere(e):
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # a command may say what it saved before stopping
         print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)

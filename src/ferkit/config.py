@@ -54,6 +54,9 @@ MAX_SEED = 2**63 - 1  # torch's and numpy's generators take a 64-bit seed
 MAX_SPLIT_SEED = 2**32 - 1  # scikit-learn's random_state (a legacy numpy RandomState) takes 32 bits
 MAX_CROP_PAD = FACE_SIZE // 2  # padding a face by more than half its side crops mostly padding
 MAX_THREADS = 1024  # far above any CPU's cores; torch's thread pool crashes (SIGSEGV) at 100,000
+# Epochs: far above any useful run (a million passes over even a 64-face subset take days); the one-cycle
+# and cosine schedules compute their steps as floats, and past ~1e308 steps crashed with an OverflowError
+MAX_EPOCHS = 1_000_000
 MAX_RATE = 100.0  # lr, l2 and --flip-consistency's weight: far above any useful value (lr 1e308 overflows the optimizer)
 
 
@@ -457,6 +460,8 @@ class TrainConfig:
             p.append(problem("--init-from", "a weights file (or left out)", self.init_from))
         if "device" not in bad and not re.fullmatch(precisions.DEVICE, self.device):
             p.append(problem("--device", precisions.DEVICE_TEXT, self.device))
+        if "epochs" not in bad and self.epochs is not None:  # (None: the preset's)
+            p += bounded("--epochs", self.epochs, 1, MAX_EPOCHS)
         if "crop_pad" not in bad:
             p += bounded("--crop-pad", self.crop_pad, 0, MAX_CROP_PAD)
         if "seed" not in bad:
@@ -485,7 +490,6 @@ class TrainConfig:
 # TrainConfig field -> (fits(value), what it must be); a None value (the preset's) is not checked.
 TRAIN_RANGES = {
     "batch_size": (lambda v: v >= 2, ">= 2 (training skips one-face batches: batch norm needs two)"),
-    "epochs": (lambda v: v >= 1, ">= 1"),
     "lr": (lambda v: 0 < v <= MAX_RATE, f"> 0 and at most {MAX_RATE:g}"),
     "l2": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g}"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),

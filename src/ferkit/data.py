@@ -41,10 +41,10 @@ at the model's input at most MAX_BYTES bytes.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import hashlib
+import io
 import logging
 import os
 import stat
@@ -318,10 +318,30 @@ class _Damaged(Exception):
         self.lineno = lineno
 
 
-def _skip_rest_of_line(f) -> None:
+def _text_lines(f) -> io.TextIOWrapper:
+    """A binary file as text with universal newlines: "\n", "\r\n" and an old Mac's bare "\r" each end a
+    line (split at "\n" alone, a bare-"\r" file was one line, which csv refused: "new-line character seen
+    in unquoted field"). Bytes that are not UTF-8 stay as surrogates (surrogateescape), for the reader to
+    name with their line; readline(n) reads at most n characters, so an overlong line is never held whole."""
+    return io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=None)
+
+
+def _skip_rest_of_line(text) -> None:
     """Read on to the end of an overlong line, a bounded chunk at a time."""
-    while (chunk := f.readline(MAX_LINE_BYTES)) and not chunk.endswith(b"\n"):
+    while (chunk := text.readline(MAX_LINE_BYTES)) and not chunk.endswith("\n"):
         pass
+
+
+def _undecodable(line: str) -> str | None:
+    """What is wrong with a line of _text_lines that held bytes that are not UTF-8 (None: nothing)."""
+    if line.isascii():  # nearly every line, at once
+        return None
+    try:
+        line.encode("utf-8")  # the surrogates that stand for bad bytes cannot be encoded
+    except UnicodeEncodeError as e:
+        byte, column = ord(line[e.start]) - 0xDC00, len(line[:e.start].encode("utf-8")) + 1
+        return f"not UTF-8 text (byte 0x{byte:02x} at column {column})"
+    return None
 
 
 def _csv_records(f, delimiter: str = ","):
@@ -329,25 +349,25 @@ def _csv_records(f, delimiter: str = ","):
     puts a line number on every problem: a line that is not UTF-8, one over MAX_LINE_BYTES (read
     past in bounded chunks, never held whole), a field over csv's size limit (problem is then a
     string) or, raised as _Damaged, a damaged or truncated compressed file.
-    A UTF-8 byte-order mark (Excel, Notepad) is dropped."""
+    Lines may end in "\n", "\r\n" or a bare "\r" (_text_lines); a UTF-8 byte-order mark (Excel,
+    Notepad) is dropped."""
     bad_lines = {}
 
     def lines():
-        n = 0
-        while raw := f.readline(MAX_LINE_BYTES + 1):
+        n, text = 0, _text_lines(f)
+        while line := text.readline(MAX_LINE_BYTES + 1):
             n += 1
-            if len(raw) > MAX_LINE_BYTES:
-                _skip_rest_of_line(f)
+            if len(line) > MAX_LINE_BYTES:  # characters: at least as many bytes
+                _skip_rest_of_line(text)
                 bad_lines[n] = f"the line is longer than {MAX_LINE_BYTES:,} bytes (a FER2013 row has ~9,000)"
                 yield "\n"
                 continue
-            if n == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad_lines[n] = f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-                yield raw.decode("utf-8", "replace")
+            if n == 1:
+                line = line.removeprefix("\ufeff")
+            if problem := _undecodable(line):
+                bad_lines[n] = problem
+                line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield line
 
     reader, last = csv.reader(lines(), delimiter=delimiter), 0
     while True:
@@ -532,7 +552,8 @@ def _split_of(filename: str, top: str) -> int:
 def _first_line(p: Path) -> str:
     with _open_binary(p) as f:
         try:
-            return f.readline(MAX_LINE_BYTES).decode("utf-8", "replace").removeprefix("\ufeff")
+            line = _text_lines(f).readline(MAX_LINE_BYTES)
+            return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace").removeprefix("\ufeff")
         except (EOFError, OSError, zlib.error):
             return ""  # a damaged file: the FER2013 reader names the problem and its line
 

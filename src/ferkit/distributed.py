@@ -12,7 +12,9 @@ identity, so a plain run is unchanged. Under torchrun each process:
 - is one replica of the model: DDP averages the gradients, so the weights stay identical;
   batch-norm running statistics are rank 0's (DDP broadcasts its buffers at every forward);
 - leaves validation, checkpoints, history and config.json to rank 0, and all ranks resume
-  from the same last.pt.
+  from the same last.pt;
+- trains into rank 0's default run folder (Dist.rank0s), and leaves the refusals that every
+  process meets alike to the first process of its machine (said_elsewhere).
 
 --batch-size is per process: the global batch is N x --batch-size, and an epoch has N times
 fewer steps. The learning rate is not scaled; see the README (distributed training).
@@ -41,6 +43,16 @@ log = logging.getLogger(__name__)
 # here leaves the last reference, and the freeing, to the main thread.
 _last_work: list = []
 
+# Whether this process has begun the job's work (Dist.rank0_first, which train.fit calls after its checks).
+# Until then every process runs the same checks on the same flags and files, so a refusal (the --out
+# folder holds a run, a bad --lr) is the same on all of them: said_elsewhere.
+_working = False
+
+
+class RankError(FerkitError):
+    """An error that one process of a torchrun job may meet alone (its RANK or LOCAL_RANK, a process of the
+    job gone): every process that meets it says so, even before the job's work begins."""
+
 
 @dataclass
 class Dist:
@@ -64,7 +76,10 @@ class Dist:
             tdist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def rank0_first(self) -> None:
-        """Ranks > 0 wait here until rank 0 calls rank0_done() (e.g. so only rank 0 fills the disk caches)."""
+        """Ranks > 0 wait here until rank 0 calls rank0_done() (e.g. so only rank 0 fills the disk caches).
+        The job's work begins: from here a process may fail alone (see _working)."""
+        global _working
+        _working = True
         if not self.main:
             self.barrier()
 
@@ -105,6 +120,21 @@ class Dist:
         shard = replace(data, **{f.name: v[idx] for f in fields(data) if isinstance(v := getattr(data, f.name), torch.Tensor)})
         return shard, torch.Generator().manual_seed(aug_seed + self.rank)
 
+    def rank0s(self, value):
+        """`value` as rank 0 has it, on every rank (in one process, `value`): for what each rank would
+        compute apart, such as the default run folder's name from its own clock."""
+        if self.world == 1:
+            return value
+        box = [value]
+        try:
+            tdist.broadcast_object_list(box, src=0, device=self.device)
+        except RuntimeError as e:
+            if not lost_peer(e):
+                raise
+            raise RankError("another process of this distributed job stopped before training began (its own error, "
+                            "if it printed one, is above); start the run again") from None
+        return box[0]
+
     def average(self, *values):
         """The mean over the ranks of each float, or of each element of a list of floats (same length on every rank)."""
         if self.world == 1:
@@ -126,13 +156,13 @@ def lost_peer(e: BaseException) -> bool:
 
 
 def _env_int(name: str, default: int) -> int:
-    """An integer that torchrun sets in the environment; a FerkitError for one set otherwise by hand."""
+    """An integer that torchrun sets in the environment; a RankError for one set otherwise by hand (each process its own)."""
     value = os.environ.get(name, str(default))
     try:
         return int(value)
     except ValueError:
-        raise FerkitError(f"{name}={value!r}: must be an integer (torchrun sets it); unset it to train in one "
-                          "process") from None
+        raise RankError(f"{name}={value!r}: must be an integer (torchrun sets it); unset it to train in one "
+                        "process") from None
 
 
 def setup(device: str = "auto") -> Dist:
@@ -144,12 +174,12 @@ def setup(device: str = "auto") -> Dist:
         return Dist(device=device_of(device))
     rank = _env_int("RANK", 0)
     if not 0 <= rank < world:
-        raise FerkitError(f"RANK={rank} with WORLD_SIZE={world}: a rank is 0..{world - 1}; start ferkit with torchrun")
+        raise RankError(f"RANK={rank} with WORLD_SIZE={world}: a rank is 0..{world - 1}; start ferkit with torchrun")
     dev = device_of(device)
     if dev.type == "cuda":
         local = _env_int("LOCAL_RANK", 0)
         if local >= torch.cuda.device_count():
-            raise FerkitError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s); "
+            raise RankError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s); "
                               "give torchrun --nproc-per-node at most the number of GPUs")
         dev = torch.device("cuda", local)  # one GPU per process
         torch.cuda.set_device(dev)
@@ -175,3 +205,13 @@ def quiet_other_ranks() -> None:
         import sys
 
         sys.stdout = open(os.devnull, "w")
+
+
+def said_elsewhere(e: FerkitError) -> bool:
+    """Whether another process of this torchrun job on this machine prints the error `e` too, so this one need
+    not: true on LOCAL_RANK > 0 for an error met before the job's work began (_working), except a RankError.
+    LOCAL_RANK, not RANK: on a job of several machines each one's first process speaks, as each may see
+    different files."""
+    local, world = os.environ.get("LOCAL_RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    return (local.isdigit() and int(local) > 0 and world.isdigit() and int(world) > 1
+            and not _working and not isinstance(e, RankError))

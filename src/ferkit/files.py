@@ -13,6 +13,9 @@
     write_output(path, data)       atomic_write for a command's result: a full disk or a folder
                                    that became unwritable is one FerkitError, and the earlier file stays
 
+A path that is a symbolic link writes the file it points to (write_target), as a shell's `>` does: the
+link stays a link, and a link whose target's folder is missing is refused by the check, naming it.
+
 The check creates missing parent folders (as the README says): creating them is the only test
 that they can be created (a read-only file system, /proc, a file where a folder should be).
 """
@@ -90,7 +93,7 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Pa
         raise FerkitError(f"{flag} {p}: not a regular file (a device, pipe or socket); give a file name")
     if p.is_file() and not os.access(p, os.W_OK):  # os.replace would overwrite it all the same
         raise FerkitError(f"{flag} {p}: the file is read-only; make it writable or write elsewhere")
-    base = p if folder else p.parent
+    base = p if folder else write_target(p).parent  # where atomic_path's temporary file will be written
     try:
         if not folder:
             base.mkdir(parents=True, exist_ok=True)
@@ -231,11 +234,28 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
 _swept: set[Path] = set()
 
 
+def write_target(path: Path) -> Path:
+    """The file that writing `path` updates: path itself, or, where path is a symbolic link, the file it
+    points to (through links to links), as a shell's `>` does. os.replace on the link would replace the
+    link itself with a file, cutting it from what it named. An OSError where the link leads nowhere a
+    file can be written: a loop of links, or a target whose folder does not exist (not ours to create)."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # realpath stops inside a loop of links
+        raise OSError(errno.ELOOP, "a loop of symbolic links; remove or fix the link", str(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"a symbolic link to {target}, whose folder {target.parent} does not exist; "
+                                "create that folder or fix the link", str(path))
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary name in path's folder to write by name; renamed to path when the block ends
-    without an error, removed when it raises. keep_suffix: the name ends in path's extension."""
-    path = Path(path)
+    without an error, removed when it raises. keep_suffix: the name ends in path's extension.
+    A symbolic link at path is followed (write_target): the file it points to is replaced, the link stays."""
+    path = write_target(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.parent not in _swept:  # a killed writer's leftovers (a 0-byte .last.pt...tmp, say) go now
         remove_stale_temps(path.parent)

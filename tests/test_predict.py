@@ -379,6 +379,15 @@ def test_tracker_keeps_ids_by_overlap():
     assert t.assign([(2, 1, 10, 10), (101, 0, 10, 10)]) == [1, 2]
 
 
+def test_tracker_forgets_faces_gone_for_good_and_never_gives_an_id_twice():
+    """(a long video's tracker kept every id it had ever given)"""
+    t = FaceTracker(patience=2)
+    assert t.assign([(0, 0, 10, 10)]) == [1]
+    for _ in range(3):
+        t.assign([])
+    assert t.tracks == {} and t.assign([(0, 0, 10, 10)]) == [2]
+
+
 def test_predict_cli_folder_with_good_and_bad_files(tiny_checkpoint, tmp_path, capsys, astronaut):
     d = tmp_path / "photos"
     (d / "sub").mkdir(parents=True)
@@ -558,6 +567,91 @@ def test_predict_cli_video_timeline(tiny_checkpoint, tmp_path, capsys, astronaut
     (res,) = json.loads(js.read_text())
     assert res["complete"] is False and [f["frame"] for f in res["frames"]] == [0, 1]
     assert "2 frames sampled (every 1 of 2, stopped before the end)" in capsys.readouterr().out
+
+
+def test_predict_writes_a_videos_frames_as_they_come_and_keeps_none(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """A long video's frames were all kept until its end (a 10-hour video took gigabytes): each now goes to
+    the files' writer once done, and nothing holds it after."""
+    import gc
+    import weakref
+
+    import ferkit.outputs as outputs
+
+    video = _clip(tmp_path, astronaut)
+    events, refs = [], []
+    real_predict, real_append = Predictor.predict, outputs.FrameSpool.append
+
+    class Faces(list):  # a list that can be referred to weakly
+        pass
+
+    def predict(self, *a, **k):
+        gc.collect()
+        events.append(("predict", sum(r() is not None for r in refs)))  # how many earlier frames' faces are still held
+        faces = Faces(real_predict(self, *a, **k))
+        refs.append(weakref.ref(faces))
+        return faces
+
+    monkeypatch.setattr(Predictor, "predict", predict)
+    monkeypatch.setattr(outputs.FrameSpool, "append", lambda self, frame: events.append(("wrote", frame["frame"])) or real_append(self, frame))
+    js, cs = tmp_path / "v.json", tmp_path / "v.csv"
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 0
+    # one by one, and at most the frame before still held (the loop's last frame)
+    assert events == [("predict", 0)] + [e for i in range(1, 6) for e in (("wrote", i - 1), ("predict", 1))] + [("wrote", 5)]
+    (res,) = json.loads(js.read_text())
+    assert [f["frame"] for f in res["frames"]] == list(range(6)) and res["faces"][0]["count"] == 6
+    assert [r["frame"] for r in csv.DictReader(cs.open())] == [str(i) for i in range(6)]
+
+
+def test_predict_ctrl_c_in_a_video_writes_the_files_done_and_its_frames(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """The same bytes as the results kept whole gave: a photo, then the video's first 3 frames (complete: false)."""
+    from ferkit.jobs import predict_file
+    from ferkit.outputs import _csv_text, csv_rows
+    from ferkit.video import Interrupted, predict_video
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    video = _clip(tmp_path, astronaut)
+    real, calls = Predictor.predict, []
+
+    def stop_at_the_videos_fourth_frame(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Predictor, "predict", stop_at_the_videos_fourth_frame)
+    js, cs = tmp_path / "out.json", tmp_path / "out.csv"
+    assert main(["predict", str(tmp_path / "a.png"), str(video), "--model", str(tiny_checkpoint), "--json", str(js), "--csv", str(cs)]) == 130
+    out, err = capsys.readouterr()
+    assert f"interrupted after 2 of 2 files: wrote {js}, {cs} with those" in err and "Traceback" not in err
+    assert "3 frames sampled (every 1 of 3, stopped before the end)" in out
+    calls.clear()
+    p = Predictor(tiny_checkpoint)
+    results = [predict_file(p, tmp_path / "a.png")]
+    with pytest.raises(Interrupted) as e:
+        predict_video(p, video)
+    results.append(e.value.result)
+    assert [f["frame"] for f in results[1]["frames"]] == [0, 1, 2] and results[1]["complete"] is False
+    assert js.read_bytes() == json.dumps(results, indent=1).encode()
+    assert cs.read_bytes() == _csv_text(csv_rows(results, p.labels)).encode()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "clip.avi", "out.csv", "out.json"]  # no temporary file
+
+
+def test_predict_full_disk_in_a_video_stops_the_command_and_keeps_the_earlier_file(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """A video's rows go to the CSV as its frames are done: a full disk then is the command's one error (not
+    the video's, with the other files carrying on), and the earlier file stays."""
+    import ferkit.files as files
+
+    video = _clip(tmp_path, astronaut)
+    photos = _photos(tmp_path / "photos", 2)
+    cs = tmp_path / "out.csv"
+    cs.write_text("file\nearlier\n")
+    monkeypatch.setattr(files, "open", lambda *a, **k: FullDisk(open(*a, **k), room=700), raising=False)  # the header, 2 rows
+    assert main(["predict", str(video), str(photos), "--model", str(tiny_checkpoint), "--csv", str(cs)]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"error: {cs}: cannot write it (No space left on device); free some space or choose another location and run again (an earlier file there is left as it was)\n"
+    assert "processed" not in out and "00.png" not in out  # stopped in the video
+    assert cs.read_text() == "file\nearlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "out.csv", "photos"]  # no temporary files left
 
 
 def test_predict_stopped_by_sigterm_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):

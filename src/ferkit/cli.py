@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import ConfigError, FerkitError, needs_extra, out_of_memory_said
+from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said
 from .files import (
     check_not_input,
     check_output,
@@ -534,7 +534,7 @@ def _predict_args(p):
 @takes_back_folders("json", "csv", "annotate")  # refused for its inputs or its model after check_outputs made them
 def cmd_predict(args):
     from .jobs import names_one_copy
-    from .outputs import format_result, write_results
+    from .outputs import ResultsWriter, format_result
     from .predict import Predictor
 
     if args.every < 1:
@@ -547,24 +547,24 @@ def cmd_predict(args):
     files, problems, copies = _predict_inputs(args, one_copy, texts)
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)
-    results, failed = [], len(problems)
+    done, failed, copied = 0, len(problems), 0  # the results themselves go to the files as they come, not kept
     bar = _progress(files)
-    try:
-        for path, _ in bar:
-            failed += _predict_one(args, predictor, path, copies.get(path), results)
-    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what was done so far is kept, not lost with the rest
-        bar.close()
-        if getattr(e, "result", None):  # video.Interrupted: the frames of the video it was in
-            results.append(e.result)
-            _write(format_result(e.result), sys.stdout)
-        write_results(results, args.json, args.csv, predictor.labels)
-        wrote = [f for f in (args.json, args.csv) if f]
-        raise KeyboardInterrupt(f"after {len(results)} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
-    write_results(results, args.json, args.csv, predictor.labels)
-    done = sum("error" not in r for r in results)
+    # the files are renamed into place at the end and at Ctrl-C (what was done so far is kept, not lost with
+    # the rest); any other error leaves the earlier files as they were
+    with ResultsWriter(args.json, args.csv, predictor.labels) as results:
+        try:
+            for path, _ in bar:
+                res = _predict_one(args, predictor, path, copies.get(path), results)
+                done, failed, copied = done + ("error" not in res), failed + ("error" in res), copied + ("annotated" in res)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+            bar.close()
+            if getattr(e, "result", None):  # video.Interrupted: the frames of the video it was in
+                results.add(e.result)
+                _write(format_result(e.result), sys.stdout)
+            wrote = [f for f in (args.json, args.csv) if f]
+            raise KeyboardInterrupt(f"after {results.count} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
     wrote = [f for f in (args.json, args.csv) if f]
-    copied = sum("annotated" in r for r in results)  # a copy that could not be written was a warning
-    if copied:
+    if copied:  # (a copy that could not be written was a warning)
         wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"{copied} annotated cop{'y' if copied == 1 else 'ies'} in {args.annotate}")
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     if done == 0:
@@ -620,21 +620,23 @@ def _write(text: str, file) -> None:
     (tqdm.tqdm.write if tqdm else print)(text, file=file)
 
 
-def _predict_one(args, predictor, path: Path, out: Path | None, results: list) -> int:
-    """Predict one file into results (its result, or its error) and print it; 1 if it failed.
-    out: where its annotated copy goes (None: no copy)."""
+def _predict_one(args, predictor, path: Path, copy: Path | None, results) -> dict:
+    """Predict one file, print its result (or its error) and add it to results (outputs.ResultsWriter); returns it.
+    copy: where its annotated copy goes (None: no copy)."""
     from .jobs import predict_file
     from .outputs import format_result
 
     try:
-        res = predict_file(predictor, path, args.every, out, crops=args.crops)
+        res = predict_file(predictor, path, args.every, copy, crops=args.crops, frames=results.frames(path))
+    except OutputError:  # --json or --csv cannot be written (a full disk): the command stops, not this file
+        raise
     except FerkitError as e:
         _write(f"error: {e}", sys.stderr)
-        results.append({"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")})
-        return 1
-    results.append(res)
-    _write(format_result(res), sys.stdout)
-    return 0
+        res = {"file": str(path), "error": str(e), "reason": getattr(e, "reason", "error")}
+    else:
+        _write(format_result(res), sys.stdout)
+    results.add(res)
+    return res
 
 
 def _demo_args(p):

@@ -19,6 +19,11 @@ class ResumeError(FerkitError):
     """A readable checkpoint whose training state --resume cannot use (not one a damaged file raises)."""
 
 
+class OutputError(FerkitError):
+    """A command's output file cannot be written (a full disk, a folder turned read-only): the command
+    stops; never counted as the failure of the one input being read when it happened."""
+
+
 class ImageError(FerkitError):
     """A photo or video cannot be used: not an image, corrupt, or too large.
 

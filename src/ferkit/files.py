@@ -10,8 +10,9 @@
                                    killed writers left in that folder are removed at the process's
                                    first write there (remove_stale_temps)
     atomic_path(path)              the same for writers that take a file name (OpenCV's VideoWriter)
+    atomic_file(path)              the same for writers that write in pieces (predict's results as they come)
     write_output(path, data)       atomic_write for a command's result: a full disk or a folder
-                                   that became unwritable is one FerkitError, and the earlier file stays
+                                   that became unwritable is one OutputError, and the earlier file stays
 
 A path that is a symbolic link writes the file it points to (write_target), as a shell's `>` does: the
 link stays a link, and a link whose target's folder is missing is refused by the check, naming it.
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import FerkitError
+from .errors import FerkitError, OutputError
 
 MODEL_SUFFIXES = (".pt", ".pth", ".onnx")  # checkpoints, state dicts and exported graphs: never data, never a text output
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
@@ -277,9 +278,17 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
         raise
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A new file under a temporary name in path's folder, open for writing (atomic_path): closed and
+    renamed to path when the block ends without an error, removed when it raises."""
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:  # "xb" keeps the umask's permissions
+        yield f
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO], object]) -> Path:
     """Write bytes, UTF-8 text, or whatever data(file) writes, to path atomically; returns path."""
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:  # "xb" keeps the umask's permissions
+    with atomic_file(path) as f:
         if callable(data):
             data(f)
         else:
@@ -302,11 +311,11 @@ def write_fix(e: OSError) -> str:
 @contextlib.contextmanager
 def output_errors(path: str | os.PathLike) -> Iterator[None]:
     """An OSError while writing a command's output (a full disk, a folder made read-only since the
-    check) as one FerkitError; the writes are atomic, so an earlier file at path is left whole."""
+    check) as one OutputError; the writes are atomic, so an earlier file at path is left whole."""
     try:
         yield
     except OSError as e:
-        raise FerkitError(f"{path}: cannot write it ({e.strerror or e}); {write_fix(e)} or choose another location "
+        raise OutputError(f"{path}: cannot write it ({e.strerror or e}); {write_fix(e)} or choose another location "
                           "and run again (an earlier file there is left as it was)") from None
 
 

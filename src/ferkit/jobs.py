@@ -14,7 +14,7 @@ from .errors import FerkitError, ImageError
 from .faces import load_image
 from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden, tree
 from .schema import FileResult, ImageResult
-from .video import predict_video
+from .video import Frames, predict_video
 
 COPY_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # photos' annotated copies keep these formats (others: .png)
 
@@ -139,13 +139,15 @@ def copy_paths(annotate: str | None, files: list) -> dict[Path, Path]:
     return copies
 
 
-def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False) -> FileResult:
+def predict_file(predictor, path: Path, every: int = 1, annotate_to: Path | None = None, crops: bool = False,
+                 frames: Frames | None = None) -> FileResult:
     """One image or video -> its result dict with a Predictor (or anything with .predict(rgb, crops=)); raises ImageError
-    for a bad file. annotate_to: where its annotated copy goes, extension included (copy_suffix: .mp4 for a video)."""
+    for a bad file. annotate_to: where its annotated copy goes, extension included (copy_suffix: .mp4 for a video).
+    frames: where a video's frames go as they are done (video.predict_video; default: kept in its result)."""
     if path.suffix.lower() in VIDEO_EXTS:
         if crops:
             raise ImageError(f"{path}: a video is not a face crop; run videos without --crops", "not_image")
-        return predict_video(predictor, path, every, annotate_to)
+        return predict_video(predictor, path, every, annotate_to, frames)
     rgb = load_image(path)
     recs = predictor.predict(rgb, crops=crops)
     res: ImageResult = {"file": str(path), "type": "image", "width": rgb.shape[1], "height": rgb.shape[0], "faces": recs}

@@ -1,16 +1,20 @@
-"""What predict writes: readable lines per result, the CSV rows, the JSON and CSV files (files.write_output).
-The results are schema.py's."""
+"""What predict writes: readable lines per result, the CSV rows, and the JSON and CSV files, written
+as the results come (ResultsWriter). The results are schema.py's."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from .files import write_output
+from .files import atomic_file, output_errors
 from .labels import EMOTIONS
-from .schema import FileError, FileResult
+from .schema import FileError, FileResult, Frame
 
 
 def format_result(res: FileResult) -> str:
@@ -35,30 +39,251 @@ def format_result(res: FileResult) -> str:
     return "\n".join(lines)
 
 
-def csv_rows(results: list[FileResult | FileError], labels=EMOTIONS):
+CSV_HEADER = ["file", "frame", "time", "face_id", "x", "y", "w", "h", "label", "score"]  # then the model's emotions
+
+
+def csv_rows(results: Iterable[FileResult | FileError], labels=EMOTIONS):
     """One row per face (per sampled frame for videos): file, frame, time, face_id, box, label, score,
     the probability of each of the model's emotions (`labels`); a photo or sampled frame without a face gets one row with the face fields empty, so
     every processed input shows in the file."""
-    yield ["file", "frame", "time", "face_id", "x", "y", "w", "h", "label", "score", *labels]
+    yield CSV_HEADER + list(labels)
     for res in results:
-        if "error" in res:
-            continue
-        groups = res["frames"] if res["type"] == "video" else [{"frame": "", "time": "", "faces": res["faces"]}]
-        for fr in groups:
-            if not fr["faces"]:
-                yield [res["file"], fr["frame"], fr["time"]] + [""] * (7 + len(labels))  # face_id, x, y, w, h, label, score, probs
-            for k, r in enumerate(fr["faces"], 1):
-                yield [res["file"], fr["frame"], fr["time"], r.get("face_id", k), *r["box"], r["label"],
-                       f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]
+        yield from _result_rows(res, labels)
 
 
-def write_results(results: list[FileResult | FileError], json_path: str | Path | None = None, csv_path: str | Path | None = None,
-                  labels=EMOTIONS) -> None:
-    """The JSON and CSV files, each written atomically: a full disk is one FerkitError, and an
-    earlier file of that name stays whole instead of being replaced by a truncated one."""
-    if json_path:
-        write_output(json_path, json.dumps(results, indent=1))
-    if csv_path:
-        buf = io.StringIO(newline="")
-        csv.writer(buf).writerows(csv_rows(results, labels))
-        write_output(csv_path, buf.getvalue())
+def _result_rows(res: FileResult | FileError, labels):
+    """csv_rows for one result (none for a file that failed)."""
+    if "error" in res:
+        return
+    if res["type"] == "video":
+        for fr in res["frames"]:
+            yield from _frame_rows(res["file"], fr, labels)
+    else:
+        yield from _frame_rows(res["file"], {"frame": "", "time": "", "faces": res["faces"]}, labels)
+
+
+def _frame_rows(file: str, fr, labels):
+    """The rows of one photo or sampled frame."""
+    if not fr["faces"]:
+        yield [file, fr["frame"], fr["time"]] + [""] * (7 + len(labels))  # face_id, x, y, w, h, label, score, probs
+    for k, r in enumerate(fr["faces"], 1):
+        yield [file, fr["frame"], fr["time"], r.get("face_id", k), *r["box"], r["label"],
+               f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]
+
+
+def _csv_text(rows) -> str:
+    """Rows as the csv module writes them (Excel's dialect: \r\n line ends)."""
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
+def _json_at(value, level: int) -> str:
+    """json.dumps(value, indent=1) as it reads `level` deep inside a larger document: its lines after the
+    first indented by `level` (JSON strings hold no line breaks: json escapes them)."""
+    if not isinstance(value, (dict, list, tuple)):  # a number, string or null: one line (and json's fast path)
+        return json.dumps(value)
+    return json.dumps(value, indent=1).replace("\n", "\n" + " " * level)
+
+
+def _json_pieces(value, level: int, depth: int = 4) -> Iterator[str]:
+    """_json_at(value, level) in pieces: dicts field by field and lists item by item, `depth` levels down
+    (a result, its fields, their items, and theirs: a face's timeline in a video's summary) and deeper
+    values whole, so that a video's long lists never stand whole in memory as text; a FrameSpool's
+    frames are read back from its file. (Dicts have str keys, as results do.)"""
+    if isinstance(value, FrameSpool):
+        yield from value.json_pieces(level)
+    elif depth == 0 or not value or not isinstance(value, (dict, list)):
+        yield _json_at(value, level)
+    else:
+        pad, is_dict = "\n" + " " * (level + 1), isinstance(value, dict)
+        for n, (k, v) in enumerate(value.items() if is_dict else enumerate(value)):
+            yield ("," if n else "{" if is_dict else "[") + pad + (json.dumps(k) + ": " if is_dict else "")
+            yield from _json_pieces(v, level + 1, depth - 1)
+        yield "\n" + " " * level + ("}" if is_dict else "]")
+
+
+class _Part:
+    """One of the files of a ResultsWriter, under its temporary name (files.atomic_file) until finished.
+    `kept` is where its last whole result ends: what follows (a write that Ctrl-C cut in two, the rows of
+    a video that then failed) is cut off again by rewind. An OSError is files.output_errors' OutputError."""
+
+    def __init__(self, path: str | Path, start: str):
+        self.path, self._file = Path(path), contextlib.ExitStack()
+        try:
+            with output_errors(self.path):
+                self.f: BinaryIO = self._file.enter_context(atomic_file(self.path))
+                self.f.write(start.encode())
+        except BaseException:
+            self.drop()
+            raise
+        self.kept = len(start.encode())
+
+    def write(self, text: str) -> None:
+        with output_errors(self.path):
+            self.f.write(text.encode())
+
+    def tell(self) -> int:
+        with output_errors(self.path):
+            return self.f.tell()
+
+    def keep(self, end: int | None = None) -> None:
+        """What is written up to `end` (default: all of it) is whole results, and stays; the rest goes."""
+        if end is not None:
+            self.rewind(end)
+        self.kept = self.tell()
+
+    def rewind(self, end: int | None = None) -> None:
+        end = self.kept if end is None else end
+        if self.tell() != end:
+            with output_errors(self.path):
+                self.f.seek(end)
+                self.f.truncate()
+
+    def finish(self, end: str = "") -> None:
+        """Cut off what is not whole, write `end`, and rename the file into place."""
+        self.rewind()
+        self.write(end)
+        with output_errors(self.path):
+            self._file.close()
+
+    def drop(self) -> None:
+        """Remove the temporary file (an earlier file at path stays as it was); after finish, nothing."""
+        with contextlib.suppress(OSError):  # (closing flushes, which fails on a full disk: the file goes all the same)
+            self._file.__exit__(_Dropped, _Dropped(), None)  # atomic_path removes it on an exception
+
+
+class _Dropped(Exception):
+    """The exception that a dropped _Part's files.atomic_file ends with: its temporary file is removed."""
+
+
+class ResultsWriter:
+    """predict's --json and --csv (either or both, or neither: then it only counts), written as the results
+    come (add), so that the memory they take stays the same however many files or frames there are; a
+    video's frames come one by one through its frames() spool. The files stay under temporary names
+    beside their own (files.atomic_file) until close() ends them with the results added so far and
+    renames them into place, so an earlier file of that name stays whole until then; drop() removes
+    them instead. The JSON and CSV are byte for byte json.dumps(results, indent=1) and csv_rows. A
+    write that fails (a full disk) is one OutputError naming the file."""
+
+    def __init__(self, json_path: str | Path | None = None, csv_path: str | Path | None = None, labels=EMOTIONS):
+        self.labels, self.count = list(labels), 0  # count: the results added
+        self.json = self.csv = None
+        self._spool: FrameSpool | None = None
+        try:
+            self.json = _Part(json_path, "[") if json_path else None
+            self.csv = _Part(csv_path, _csv_text([CSV_HEADER + self.labels])) if csv_path else None
+        except BaseException:
+            self.drop()
+            raise
+
+    def frames(self, file: str | Path) -> FrameSpool:
+        """Where the video `file`'s frames go as they are done (video.predict_video's `frames`), before its result is added."""
+        self._end_spool()
+        if self.csv:
+            self.csv.rewind()  # its rows start after the last whole result
+        self._spool = FrameSpool(self, str(file))
+        return self._spool
+
+    def add(self, res: FileResult | FileError) -> None:
+        """Append one result (a file's, or its error); a video's frames are in its spool (frames()), or a list."""
+        spool = self._spool if res.get("type") == "video" and res["frames"] is self._spool else None
+        if self.json:
+            self.json.rewind()
+            self.json.write(",\n " if self.count else "\n ")
+            with output_errors(self.json.path):  # (a video's frames read back from their temporary file included)
+                for piece in _json_pieces(res, 1):
+                    self.json.write(piece)
+        if self.csv:
+            if spool is None:
+                self.csv.rewind()  # (the rows of a video that failed after some frames)
+                self.csv.write(_csv_text(_result_rows(res, self.labels)))
+            self.csv.keep(None if spool is None else spool.csv_end)
+        if self.json:
+            self.json.keep()
+        self.count += 1
+        self._end_spool()
+
+    def close(self) -> None:
+        """End the files with the results added so far and rename them into place."""
+        self._end_spool()
+        try:
+            for part, end in ((self.json, "\n]" if self.count else "]"), (self.csv, "")):
+                if part:
+                    part.finish(end)
+        except BaseException:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Remove the files not yet renamed into place: earlier files of those names stay as they were."""
+        self._end_spool()
+        for part in (self.json, self.csv):
+            if part:
+                part.drop()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, kind, e, tb) -> None:
+        """Closed with what was done at the end, and at Ctrl-C (or SIGTERM); dropped on any other error."""
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            self.close()
+        else:
+            self.drop()
+
+    def _end_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+FRAMES_LEVEL = 2  # the depth of a video's frames in predict's JSON: a list of results, each with its "frames"
+
+
+class FrameSpool:
+    """One video's frames as predict_video gives them (ResultsWriter.frames): each frame's CSV rows go into
+    the CSV file at once (kept once the video's result is added, cut off if it fails), its JSON into a
+    temporary file beside the JSON until the video's result is written (whose fields before "frames" are
+    known only at its end). Only how many frames is kept in memory."""
+
+    def __init__(self, writer: ResultsWriter, file: str):
+        self.writer, self.file, self._file, self.count = writer, file, None, 0  # file: the video's, as its result names it
+        self.json_end = 0  # where the last whole frame ends in the temporary file
+        self.csv_end = writer.csv.tell() if writer.csv else 0  # ... and in the CSV file
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, frame: Frame) -> None:
+        json_end = csv_end = 0
+        if self.writer.json:
+            with output_errors(self.writer.json.path):
+                if self._file is None:  # beside the JSON: the system's temporary folder may be memory (tmpfs)
+                    self._file = tempfile.TemporaryFile(dir=self.writer.json.path.parent, prefix=".ferkit-frames-")
+                pad = "\n" + " " * (FRAMES_LEVEL + 1)
+                self._file.write((("," if self.count else "") + pad + _json_at(frame, FRAMES_LEVEL + 1)).encode())
+                json_end = self._file.tell()
+        if self.writer.csv:
+            self.writer.csv.write(_csv_text(_frame_rows(self.file, frame, self.writer.labels)))
+            csv_end = self.writer.csv.tell()
+        # the frame counts once all of it is written: a Ctrl-C in between leaves the last whole frame the end
+        self.count, self.json_end, self.csv_end = self.count + 1, json_end, csv_end
+
+    def json_pieces(self, level: int) -> Iterator[str]:
+        """The frames' list, as _json_pieces writes it `level` deep: FRAMES_LEVEL, a result's fields in predict's list."""
+        assert level == FRAMES_LEVEL, level  # (the frames' text was written for that depth)
+        if not self.count:
+            yield "[]"
+            return
+        self._file.truncate(self.json_end)  # (a frame that Ctrl-C cut in two)
+        self._file.seek(0)
+        yield "["
+        while block := self._file.read(1 << 20):
+            yield block.decode()  # (json's text is ASCII: a block never ends inside a character)
+        yield "\n" + " " * level + "]"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

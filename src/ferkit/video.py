@@ -9,8 +9,9 @@ import logging
 import os
 import shutil
 import tempfile
+from array import array
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -45,11 +46,14 @@ class FaceTracker:
 
     def __init__(self, min_iou: float = 0.3, patience: int = 5):
         self.min_iou, self.patience = min_iou, patience
-        self.tracks: dict[int, tuple[list[int], int]] = {}  # id -> (last box, last step)
-        self.step = 0
+        # live id -> (last box, last step); one unseen for longer than patience is never matched again, and
+        # is dropped (a long video's tracker kept every id it ever gave)
+        self.tracks: dict[int, tuple[list[int], int]] = {}
+        self.ids = self.step = 0  # ids given so far, sampled frames seen
 
     def assign(self, boxes: list) -> list[int]:
-        live = {t: b for t, (b, s) in self.tracks.items() if self.step - s <= self.patience}
+        self.tracks = {t: (b, s) for t, (b, s) in self.tracks.items() if self.step - s <= self.patience}
+        live = {t: b for t, (b, _) in self.tracks.items()}
         pairs = sorted(((iou(b, tb), i, t) for i, b in enumerate(boxes) for t, tb in live.items()), reverse=True)
         ids: list[int | None] = [None] * len(boxes)
         used = set()
@@ -61,8 +65,8 @@ class FaceTracker:
                 used.add(t)
         for i, b in enumerate(boxes):
             if ids[i] is None:
-                ids[i] = len(self.tracks) + 1
-                self.tracks[ids[i]] = (b, self.step)
+                self.ids += 1
+                ids[i] = self.ids
             self.tracks[ids[i]] = (list(b), self.step)
         self.step += 1
         return ids
@@ -76,9 +80,21 @@ class Interrupted(KeyboardInterrupt):
         self.result = result
 
 
-def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None) -> VideoResult:
+class Frames(Protocol):
+    """Where predict_video puts each sampled frame once done: a list (the default) keeps them; the CLI's
+    outputs.FrameSpool writes them out instead, so that a video of any length takes the same memory."""
+
+    def append(self, frame: Frame) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annotate_to: str | Path | None = None,
+                  frames: Frames | None = None) -> VideoResult:
     """Emotions of every face in every `every`-th frame, with face ids and a per-face summary.
-    Interrupted after a frame, it raises Interrupted with what it has (the annotated copy is dropped)."""
+    Interrupted after a frame, it raises Interrupted with what it has (the annotated copy is dropped).
+    frames: where each frame goes once done, the result's "frames" (default: a new list, which keeps them all;
+    `ferkit predict` gives outputs.FrameSpool, which writes them out)."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
@@ -108,8 +124,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         log.warning("%s: OpenCV cannot write a %dx%d video as MPEG-4 (mp4v), so no annotated copy of %s; its faces are "
                     "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
         annotate_to = None
-    frames: list[Frame] = []
-    tracker, i = FaceTracker(), 0
+    frames = [] if frames is None else frames
+    tracker, summary, i = FaceTracker(), TrackSummary(), 0
     copy = _VideoCopy(cv2, annotate_to, path, max(fps / every, 1.0) if fps else 5.0) if annotate_to is not None else None
     try:
         with contextlib.ExitStack() as stack:  # closed in reverse: the copy (dropped unless finished), the reader
@@ -130,7 +146,9 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                 recs = predictor.predict(rgb)
                 for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
                     r["face_id"] = fid
-                frames.append({"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs})
+                frame: Frame = {"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs}
+                frames.append(frame)
+                summary.add(frame)  # the frames themselves may not be kept
                 if copy is not None and copy.writing:
                     copy.write(annotate(rgb, recs))
                 i += 1
@@ -139,13 +157,13 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     except KeyboardInterrupt:
         if not frames:
             raise
-        raise Interrupted(_result(path, w, h, fps, i, every, frames, complete=False)) from None
+        raise Interrupted(_result(path, w, h, fps, i, every, frames, summary, complete=False)) from None
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
     if i < DECLARED_SHARE * declared:  # a damaged or cut file ends early, silently, in OpenCV
         log.warning("%s: the video ended after %d of the %d frames its header declares (damaged or cut short?); "
                     "its results cover those %d", path, i, declared, i)
-    res = _result(path, w, h, fps, i, every, frames, complete=True)
+    res = _result(path, w, h, fps, i, every, frames, summary, complete=True)
     if copy is not None and copy.done:
         res["annotated"] = str(copy.path)
     return res
@@ -227,25 +245,60 @@ def _can_encode(cv2, w: int, h: int) -> bool:
             writer.release()
 
 
-def _result(path: Path, w: int, h: int, fps: float, frames_read: int, every: int, frames: list[Frame], complete: bool) -> VideoResult:
+def _result(path: Path, w: int, h: int, fps: float, frames_read: int, every: int, frames: Frames, summary: TrackSummary,
+            complete: bool) -> VideoResult:
     return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": frames_read,
-            "every": every, "frames": frames, "faces": summarize_tracks(frames), "complete": complete}
+            "every": every, "frames": frames, "faces": summary.tracks(), "complete": complete}
+
+
+class TrackSummary:
+    """Per face id: first/last frame, how often seen, the label counts, the mean probabilities and the
+    label of each sighting, kept up frame by frame (add) so that the frames need not be kept. A
+    sighting costs 2 bytes (its label's number in the timeline); the mean is the probabilities' sum
+    in frame order over the count, as numpy's mean over the frames gave it, to the last bit."""
+
+    def __init__(self):
+        self._faces: dict[int, _Sightings] = {}
+
+    def add(self, frame: Frame) -> None:
+        for r in frame["faces"]:
+            seen = self._faces.get(r["face_id"])
+            if seen is None:
+                seen = self._faces[r["face_id"]] = _Sightings(frame["frame"], list(r["probs"]))  # the model's own emotions
+            seen.add(frame["frame"], r)
+
+    def tracks(self) -> list[Track]:
+        return [seen.track(fid) for fid, seen in sorted(self._faces.items())]
+
+
+class _Sightings:
+    """One face id's part of TrackSummary."""
+
+    def __init__(self, first: int, emotions: list[str]):
+        self.first = self.last = first
+        self.emotions, self.sums = emotions, [0.0] * len(emotions)
+        self.labels: dict[str, int] = {}  # label -> sightings, in the order first seen
+        self.numbers: dict[str, int] = {}  # label -> its number in the timeline
+        self.timeline = array("H")
+
+    def add(self, frame: int, r) -> None:
+        self.last = frame
+        self.labels[r["label"]] = self.labels.get(r["label"], 0) + 1
+        self.timeline.append(self.numbers.setdefault(r["label"], len(self.numbers)))
+        for k, e in enumerate(self.emotions):
+            self.sums[k] += r["probs"][e]
+
+    def track(self, fid: int) -> Track:
+        count, names = len(self.timeline), list(self.numbers)
+        mean = [s / count for s in self.sums]
+        return {"face_id": fid, "first_frame": self.first, "last_frame": self.last, "count": count,
+                "labels": dict(self.labels), "mean_probs": dict(zip(self.emotions, mean)),
+                "label": self.emotions[int(np.argmax(mean))], "timeline": [names[n] for n in self.timeline]}
 
 
 def summarize_tracks(frames: list[Frame]) -> list[Track]:
-    """Per face id: first/last frame, how often seen, the label counts and the mean probabilities."""
-    by_id: dict[int, list] = {}
+    """Per face id: first/last frame, how often seen, the label counts and the mean probabilities (TrackSummary)."""
+    summary = TrackSummary()
     for fr in frames:
-        for r in fr["faces"]:
-            by_id.setdefault(r["face_id"], []).append((fr["frame"], r))
-    out = []
-    for fid, seen in sorted(by_id.items()):
-        emotions = list(seen[0][1]["probs"])  # the model's own emotions
-        mean = np.mean([[r["probs"][e] for e in emotions] for _, r in seen], axis=0)
-        labels = {}
-        for _, r in seen:
-            labels[r["label"]] = labels.get(r["label"], 0) + 1
-        out.append({"face_id": fid, "first_frame": seen[0][0], "last_frame": seen[-1][0], "count": len(seen),
-                    "labels": labels, "mean_probs": {e: float(p) for e, p in zip(emotions, mean)},
-                    "label": emotions[int(np.argmax(mean))], "timeline": [r["label"] for _, r in seen]})
-    return out
+        summary.add(fr)
+    return summary.tracks()

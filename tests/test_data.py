@@ -143,7 +143,9 @@ def test_real_fer2013(monkeypatch):
 def test_utf8_bom_is_accepted(tmp_path):
     p = write_fer_csv(tmp_path / "bom.csv", n=7)
     p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())  # Excel and Notepad write one
-    assert load_fer(p, cache=False).counts() == {"train": 7, "val": 7, "test": 7}
+    d = load_fer(p, cache=False)
+    assert d.counts() == {"train": 7, "val": 7, "test": 7}
+    assert (d.split("train")[1] >= 0).all()  # the header's first column, 'emotion', is read (not '\ufeffemotion')
 
 
 @pytest.mark.parametrize("bad,message", [

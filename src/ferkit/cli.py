@@ -548,7 +548,7 @@ def cmd_predict(args):
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)
     done, failed, copied = 0, len(problems), 0  # the results themselves go to the files as they come, not kept
-    bar = _progress(files)
+    bar, wrote = _progress(files), [f for f in (args.json, args.csv) if f]
     # the files are renamed into place at the end and at Ctrl-C (what was done so far is kept, not lost with
     # the rest); any other error leaves the earlier files as they were
     with ResultsWriter(args.json, args.csv, predictor.labels) as results:
@@ -561,9 +561,7 @@ def cmd_predict(args):
             if getattr(e, "result", None):  # video.Interrupted: the frames of the video it was in
                 results.add(e.result)
                 _write(format_result(e.result), sys.stdout)
-            wrote = [f for f in (args.json, args.csv) if f]
             raise KeyboardInterrupt(f"after {results.count} of {len(files)} files" + (f": wrote {', '.join(wrote)} with those" if wrote else "")) from None
-    wrote = [f for f in (args.json, args.csv) if f]
     if copied:  # (a copy that could not be written was a warning)
         wrote.append(f"the annotated copy {args.annotate}" if one_copy else f"{copied} annotated cop{'y' if copied == 1 else 'ies'} in {args.annotate}")
     print(f"\n{done} file(s) processed, {failed} failed" + (f"; wrote {', '.join(wrote)}" if wrote else ""))

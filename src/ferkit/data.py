@@ -322,8 +322,9 @@ def _text_lines(f) -> io.TextIOWrapper:
     """A binary file as text with universal newlines: "\n", "\r\n" and an old Mac's bare "\r" each end a
     line (split at "\n" alone, a bare-"\r" file was one line, which csv refused: "new-line character seen
     in unquoted field"). Bytes that are not UTF-8 stay as surrogates (surrogateescape), for the reader to
-    name with their line; readline(n) reads at most n characters, so an overlong line is never held whole."""
-    return io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=None)
+    name with their line (_undecodable, _replaced); readline(n) reads at most n characters, so an overlong
+    line is never held whole. A UTF-8 byte-order mark (Excel, Notepad) is dropped (utf-8-sig)."""
+    return io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline=None)
 
 
 def _skip_rest_of_line(text) -> None:
@@ -344,13 +345,17 @@ def _undecodable(line: str) -> str | None:
     return None
 
 
+def _replaced(line: str) -> str:
+    """A line of _text_lines with each byte that is not UTF-8 as U+FFFD (the surrogates cannot be printed)."""
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _csv_records(f, delimiter: str = ","):
     """(line number, fields, problem) of each CSV record of a binary file. Decoding line by line
     puts a line number on every problem: a line that is not UTF-8, one over MAX_LINE_BYTES (read
     past in bounded chunks, never held whole), a field over csv's size limit (problem is then a
     string) or, raised as _Damaged, a damaged or truncated compressed file.
-    Lines may end in "\n", "\r\n" or a bare "\r" (_text_lines); a UTF-8 byte-order mark (Excel,
-    Notepad) is dropped."""
+    Lines may end in "\n", "\r\n" or a bare "\r", and a UTF-8 byte-order mark is dropped (_text_lines)."""
     bad_lines = {}
 
     def lines():
@@ -362,11 +367,9 @@ def _csv_records(f, delimiter: str = ","):
                 bad_lines[n] = f"the line is longer than {MAX_LINE_BYTES:,} bytes (a FER2013 row has ~9,000)"
                 yield "\n"
                 continue
-            if n == 1:
-                line = line.removeprefix("\ufeff")
             if problem := _undecodable(line):
                 bad_lines[n] = problem
-                line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                line = _replaced(line)
             yield line
 
     reader, last = csv.reader(lines(), delimiter=delimiter), 0
@@ -552,8 +555,7 @@ def _split_of(filename: str, top: str) -> int:
 def _first_line(p: Path) -> str:
     with _open_binary(p) as f:
         try:
-            line = _text_lines(f).readline(MAX_LINE_BYTES)
-            return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace").removeprefix("\ufeff")
+            return _replaced(_text_lines(f).readline(MAX_LINE_BYTES))
         except (EOFError, OSError, zlib.error):
             return ""  # a damaged file: the FER2013 reader names the problem and its line
 

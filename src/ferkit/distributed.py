@@ -180,7 +180,7 @@ def setup(device: str = "auto") -> Dist:
         local = _env_int("LOCAL_RANK", 0)
         if local >= torch.cuda.device_count():
             raise RankError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s); "
-                              "give torchrun --nproc-per-node at most the number of GPUs")
+                            "give torchrun --nproc-per-node at most the number of GPUs")
         dev = torch.device("cuda", local)  # one GPU per process
         torch.cuda.set_device(dev)
     elif dev.type != "cpu":

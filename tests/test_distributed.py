@@ -164,13 +164,22 @@ def test_a_rank_that_dies_leaves_one_error_line_on_the_others(tmp_path):
 def test_ranks_after_the_first_are_quiet_by_either_entry(tmp_path, entry):
     """(`torchrun -m ferkit.cli train` let rank 1 print too, and it said "done: no validation split", wrongly:
     only rank 0 validates)"""
-    env = {**os.environ, "RANK": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
     r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout == ""
     r = subprocess.run([sys.executable, *entry, "demo", "--out", "-"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error: --out -:")  # errors still reach stderr
     r = subprocess.run([sys.executable, *entry, "models"], capture_output=True, text=True, env={**env, "RANK": "0"}, timeout=120)
     assert r.stdout  # rank 0 speaks
+
+
+def test_a_rank_outside_a_job_still_speaks():
+    """(a RANK left in the environment by a cluster or a shell, with no WORLD_SIZE, silenced every command's
+    output: `RANK=1 ferkit predict photo.jpg` printed nothing and exited 0)"""
+    env = {**os.environ, "RANK": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("WORLD_SIZE", None)
+    r = subprocess.run([sys.executable, "-m", "ferkit", "models"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "ferplus-fast" in r.stdout
 
 
 def _refusing_rank(rank: int, port: int, argv: list, cwd: str, result: str):

@@ -3,6 +3,8 @@ import errno
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -414,6 +416,23 @@ def test_predict_cli_folder_with_good_and_bad_files(tiny_checkpoint, tmp_path, c
     assert [r["file"].split("/")[-1] for r in rows] == ["astronaut.png", "blank.jpg"]
     assert rows[0]["label"] in EMOTIONS and rows[1]["label"] == rows[1]["x"] == rows[1]["angry"] == ""
     assert (ann / "photos" / "astronaut.png").exists() and (ann / "photos" / "sub" / "blank.jpg").exists()
+
+
+def test_a_closed_stdout_stops_quietly_and_keeps_the_results_file(tmp_path):
+    """`ferkit models | head -3` and `ferkit predict DIR --json out.json | head`: the reader gone, a command
+    stopped with a BrokenPipeError traceback (and predict dropped its --json file); now it stops as tools
+    stopped by SIGPIPE do, with 141, keeping the file with what was done (here nothing: the first line failed)."""
+    from ferkit.predict import DEMO_PHOTO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    js = tmp_path / "out.json"
+    for argv in (["models"], ["predict", str(DEMO_PHOTO), "--json", str(js)]):
+        proc = subprocess.Popen([sys.executable, "-m", "ferkit", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        proc.stdout.close()  # the reader gone before the first line
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141 and err == "", err
+    assert json.loads(js.read_text()) == []
 
 
 def test_annotated_copies_in_an_input_folder_are_not_read_again(tiny_checkpoint, tmp_path, capsys, astronaut):

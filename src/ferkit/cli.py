@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -975,10 +976,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _under_torchrun() -> bool:
+    """Whether this process is one of a torchrun job of several processes, which sets WORLD_SIZE (RANK alone
+    may be a cluster's or a shell's, and then ferkit must still speak), with torch to join it: distributed.py
+    needs torch, which a light install has not."""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and importlib.util.find_spec("torch") is not None
+
+
 def _said_elsewhere(e: FerkitError) -> bool:
     """Under torchrun, whether another process prints this refusal (distributed.said_elsewhere): each
     process ran the same checks, and the job said each refusal once per process."""
-    if "RANK" not in os.environ:  # (as main's quiet_other_ranks: distributed.py needs torch)
+    if not _under_torchrun():
         return False
     from .distributed import said_elsewhere
 
@@ -986,7 +994,7 @@ def _said_elsewhere(e: FerkitError) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if "RANK" in os.environ:  # under torchrun, by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
+    if _under_torchrun():  # by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
         from .distributed import quiet_other_ranks
 
         # only rank 0 prints (ranks > 0 said "done: no validation split": they do not validate); errors reach stderr
@@ -1009,6 +1017,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # a command may say what it saved before stopping
         print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader went away (`ferkit models | head -3`): stop quietly, as tools stopped by SIGPIPE do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else Python's flush at exit raises it again)
+        return 141  # 128 + SIGPIPE, the status a shell reports for such a tool
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, term)

@@ -226,8 +226,9 @@ class ResultsWriter:
         return self
 
     def __exit__(self, kind, e, tb) -> None:
-        """Closed with what was done at the end, and at Ctrl-C (or SIGTERM); dropped on any other error."""
-        if kind is None or issubclass(kind, KeyboardInterrupt):
+        """Closed with what was done at the end, at Ctrl-C (or SIGTERM) and when the reader of the printed results
+        went away (`ferkit predict DIR --json out.json | head`); dropped on any other error."""
+        if kind is None or issubclass(kind, (KeyboardInterrupt, BrokenPipeError)):
             self.close()
         else:
             self.drop()

@@ -96,6 +96,16 @@ def _without(module: str) -> str:
             "sys.meta_path.insert(0, Missing())\n")
 
 
+def test_a_torchrun_environment_on_the_light_install_is_no_traceback(tmp_path, monkeypatch):
+    """(RANK and WORLD_SIZE set, as torchrun or a cluster sets them: the light install died importing
+    distributed.py, which needs torch; there is no job to join without torch, so the command just runs)"""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    r = imports_nothing_heavy(_without("torch") + "from ferkit.cli import main\nfrom ferkit.predict import DEMO_PHOTO\n"
+                              "assert main(['predict', str(DEMO_PHOTO)]) == 0\n", tmp_path)
+    assert "1 face" in r.stdout and "1 file(s) processed, 0 failed" in r.stdout
+
+
 def test_without_opencv_photos_work_and_videos_and_haar_name_the_extra(tmp_path):
     """The light install has no OpenCV: photos (detection, alignment, crops, the annotated copies) run
     on Pillow and numpy; a video and --detector haar each say in one line to install [opencv]."""

@@ -980,7 +980,12 @@ def _under_torchrun() -> bool:
     """Whether this process is one of a torchrun job of several processes, which sets WORLD_SIZE (RANK alone
     may be a cluster's or a shell's, and then ferkit must still speak), with torch to join it: distributed.py
     needs torch, which a light install has not."""
-    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and importlib.util.find_spec("torch") is not None
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        return False
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # (an import hook may refuse a module rather than not find it)
+        return False
 
 
 def _said_elsewhere(e: FerkitError) -> bool:

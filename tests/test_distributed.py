@@ -173,6 +173,16 @@ def test_ranks_after_the_first_are_quiet_by_either_entry(tmp_path, entry):
     assert r.stdout  # rank 0 speaks
 
 
+def test_a_usage_error_is_printed_once_per_machine():
+    """(`torchrun --nproc-per-node 4 -m ferkit train --epoch 3` printed argparse's usage and error four times)"""
+    env = {**os.environ, "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "ferkit", "train", "--epoch", "3"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr == ""
+    r = subprocess.run(argv, capture_output=True, text=True, env={**env, "RANK": "0", "LOCAL_RANK": "0"}, timeout=120)
+    assert r.returncode == 2 and "unrecognized arguments: --epoch 3" in r.stderr  # the machine's first process says it
+
+
 def test_a_rank_outside_a_job_still_speaks():
     """(a RANK left in the environment by a cluster or a shell, with no WORLD_SIZE, silenced every command's
     output: `RANK=1 ferkit predict photo.jpg` printed nothing and exited 0)"""

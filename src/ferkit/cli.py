@@ -938,9 +938,19 @@ def _refuse_empty_values(parser: argparse.ArgumentParser) -> None:
             action.type = _non_empty(bool(action.option_strings))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its sub-commands' too) whose usage errors a torchrun job prints once per
+    machine, as it does its other refusals: every process parsed the same command line."""
+
+    def error(self, message):
+        if _said_elsewhere(FerkitError(message)):
+            self.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: argparse would otherwise take --epoch for --epochs (and a typo for some other flag)
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition on FER2013 and photos", allow_abbrev=False)
+    parser = _Parser(prog="ferkit", description="Facial expression recognition on FER2013 and photos", allow_abbrev=False)
     parser.add_argument("--version", action=_Version, nargs=0, help="ferkit's version, this CPU and the prediction path it gets")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, add_arguments, _) in COMMANDS.items():

@@ -61,8 +61,12 @@ MAX_RATE = 100.0  # lr, l2 and --flip-consistency's weight: far above any useful
 
 
 def problem(name: str, what: str, value) -> str:
-    """The one template for a bad value (scikit-learn style)."""
-    return f"{name} must be {what}; got {value!r}"
+    """The one template for a bad value (scikit-learn style). A value too long to read (--epochs 10**400, a
+    pasted file) is shown by its start and its length."""
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = f"{shown[:40]}... ({len(shown):,} characters)"
+    return f"{name} must be {what}; got {shown}"
 
 
 def bounded(name: str, value: int, low: int, high: int, low_what: str | None = None) -> list[str]:

@@ -136,6 +136,11 @@ def test_calibration_from_fer2013_grey_faces(tmp_path, caplog):
     assert faces.shape == (14, SIZE, SIZE, 3) and (faces[..., 0] == faces[..., 2]).all()
     assert np.abs(faces[..., 0].astype(int) - np.stack([whole_face(g, SIZE) for g in grey])).max() == 0
     assert "grey faces" in caplog.text and "--data FOLDER" in caplog.text
+    assert "int8 ranges from 14 training face(s) of" in caplog.text  # too few for ranges to trust: said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        assert calibration_faces(fer, n=10).shape == (10, 48, 48)  # as many as asked for: nothing to say
+    assert caplog.text == ""
     assert calibration_faces(fer, size=SIZE).shape == (14, SIZE, SIZE)  # a larger grey model
     with pytest.raises(FerkitError, match="the folder holds no images"):
         (tmp_path / "empty").mkdir()

@@ -51,6 +51,7 @@ from .runtime import INPUT, OUTPUT, onnx_session
 log = logging.getLogger(__name__)
 
 CALIBRATION_FACES = 512  # training faces for int8 calibration: enough for stable ranges, a few seconds
+FEW_CALIBRATION_FACES = 64  # under this, the ranges may miss other faces' activations: said, not refused
 CHECK_FACES = 16  # faces an export is checked on against the checkpoint it came from
 # What is quantized: the ops onnxruntime runs fast in int8. Everything else (Cast, Sub, Div, Concat,
 # Slice, Softmax, ReduceMean, ...) stays fp32 between Dequantize/Quantize nodes.
@@ -224,6 +225,10 @@ def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES
         raise FerkitError(f"{fer.source}: no training faces to calibrate int8 with; give the model's training data (--data)")
     images, _ = fer.split("train")
     faces = images[np.sort(np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False))]
+    if len(faces) < min(n, FEW_CALIBRATION_FACES):
+        log.warning("int8 ranges from %d training face(s) of %s may clip other faces' activations (accuracy lost); "
+                    "give more of the model's training images with --data (%d are drawn where there are as many)",
+                    len(faces), fer.source, n)
     if channels != 1 and (faces == faces[..., :1]).all():
         log.warning("calibrating a colour model's int8 ranges on grey faces of %s (grey in all 3 channels); give its "
                     "own colour training images with --data FOLDER for ranges of its colours", fer.source)

@@ -358,6 +358,12 @@ def test_the_longest_file_name_is_written_atomically(tmp_path):
         assert tmp.suffix == ".json" and len(tmp.name) < 60
         tmp.write_text("{}")
     assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    long_ext = tmp_path / ("x." + "j" * 245)  # (a 247-character name, all but 2 of it its extension, was too long still)
+    for keep in (False, True):
+        with atomic_path(long_ext, keep_suffix=keep) as tmp:
+            assert len(tmp.name) < 60
+            tmp.write_text(str(keep))
+        assert long_ext.read_text() == str(keep)
 
 
 def test_an_atomic_write_through_links_updates_the_file_they_point_to(tmp_path):

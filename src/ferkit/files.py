@@ -264,9 +264,10 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     # a unique hidden name: several processes may write the same file at once (search workers,
     # caches), and globs such as metrics-*.json never see it
     name = path.name
-    if len(name.encode()) > NAME_MAX - 40:  # the longest name that passed check_output: its temporary name is ~30 bytes longer
-        name = hashlib.sha256(name.encode()).hexdigest()[:16] + path.suffix
-    tmp = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix if keep_suffix else ''}")
+    suffix = path.suffix if len(path.suffix.encode()) <= 16 else ""  # (an extension that long names no format)
+    if len(name.encode()) > NAME_MAX - 40 - len(suffix.encode()):  # its temporary name is ~30 bytes and the suffix longer
+        name = hashlib.sha256(name.encode()).hexdigest()[:16] + suffix
+    tmp = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix if keep_suffix else ''}")
     try:
         yield tmp
         os.replace(tmp, path)

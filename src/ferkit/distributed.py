@@ -199,10 +199,10 @@ def setup(device: str = "auto") -> Dist:
 
 
 def quiet_other_ranks() -> None:
-    """Under torchrun (WORLD_SIZE > 1), send the stdout of ranks > 0 to /dev/null: rank 0 speaks for the job (errors
-    still reach stderr). A RANK without WORLD_SIZE is not a job: that process speaks."""
-    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-    if rank.isdigit() and int(rank) > 0 and world.isdigit() and int(world) > 1:  # (another value: setup() names it, if the job is distributed at all)
+    """Under torchrun, send the stdout of ranks > 0 to /dev/null: rank 0 speaks for the job (errors still reach stderr).
+    (main calls it only under torchrun: cli._under_torchrun, for a RANK alone may be a cluster's or a shell's.)"""
+    rank = os.environ.get("RANK", "0")
+    if rank.isdigit() and int(rank) > 0:  # (another value: setup() names it, if the job is distributed at all)
         import sys
 
         sys.stdout = open(os.devnull, "w")

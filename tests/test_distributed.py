@@ -235,7 +235,7 @@ def test_ranks_take_rank_0s_default_out_and_say_its_refusal_once(tmp_path):
 
 
 def test_an_error_of_one_rank_alone_is_said_by_it(monkeypatch):
-    """Ranks > 0 leave to rank 0 only what every rank meets alike: the checks before the job's work."""
+    """Ranks > 0 leave to rank 0 only what every rank meets alike: the checks before the job's work, and an interrupt."""
     from ferkit import distributed
     from ferkit.distributed import RankError, said_elsewhere
 
@@ -246,6 +246,26 @@ def test_an_error_of_one_rank_alone_is_said_by_it(monkeypatch):
     assert not said_elsewhere(RankError("LOCAL_RANK 1, but this machine has 1 GPU(s)"))
     monkeypatch.setattr(distributed, "_working", True)  # e.g. out of memory on this rank's GPU alone
     assert not said_elsewhere(FerkitError("out of memory"))
+    assert said_elsewhere(KeyboardInterrupt("(continue ...)"))  # Ctrl-C mid-epoch reaches every rank
     monkeypatch.setattr(distributed, "_working", False)
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert not said_elsewhere(FerkitError("--out run: it holds a run already"))
+    assert not said_elsewhere(KeyboardInterrupt())
+
+
+@pytest.mark.parametrize("local_rank, said", [("1", ""), ("0", "interrupted (continue ...)\n")])
+def test_an_interrupt_is_said_by_the_first_process_of_a_machine(local_rank, said, monkeypatch, capsys):
+    """(Ctrl-C under `torchrun --nproc-per-node 8` printed "interrupted (continue ...)" eight times)"""
+    from ferkit.cli import COMMANDS, main
+
+    def run(args):
+        raise KeyboardInterrupt("(continue ...)")
+
+    help, add_arguments, _ = COMMANDS["models"]
+    monkeypatch.setitem(COMMANDS, "models", (help, add_arguments, run))
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # (main sends the stdout of ranks > 0 to /dev/null)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", local_rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == said

@@ -998,9 +998,9 @@ def _under_torchrun() -> bool:
         return False
 
 
-def _said_elsewhere(e: FerkitError) -> bool:
-    """Under torchrun, whether another process prints this refusal (distributed.said_elsewhere): each
-    process ran the same checks, and the job said each refusal once per process."""
+def _said_elsewhere(e: FerkitError | KeyboardInterrupt) -> bool:
+    """Under torchrun, whether another process prints this refusal or interrupt (distributed.said_elsewhere):
+    each process met it alike, and the job said it once per process."""
     if not _under_torchrun():
         return False
     from .distributed import said_elsewhere
@@ -1030,7 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # a command may say what it saved before stopping
-        print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)
+        if not _said_elsewhere(e):
+            print(f"interrupted {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout's reader went away (`ferkit models | head -3`): stop quietly, as tools stopped by SIGPIPE do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else Python's flush at exit raises it again)

@@ -14,7 +14,7 @@ identity, so a plain run is unchanged. Under torchrun each process:
 - leaves validation, checkpoints, history and config.json to rank 0, and all ranks resume
   from the same last.pt;
 - trains into rank 0's default run folder (Dist.rank0s), and leaves the refusals that every
-  process meets alike to the first process of its machine (said_elsewhere).
+  process meets alike, and an interrupt, to the first process of its machine (said_elsewhere).
 
 --batch-size is per process: the global batch is N x --batch-size, and an epoch has N times
 fewer steps. The learning rate is not scaled; see the README (distributed training).
@@ -208,11 +208,13 @@ def quiet_other_ranks() -> None:
         sys.stdout = open(os.devnull, "w")
 
 
-def said_elsewhere(e: FerkitError) -> bool:
+def said_elsewhere(e: FerkitError | KeyboardInterrupt) -> bool:
     """Whether another process of this torchrun job on this machine prints the error `e` too, so this one need
-    not: true on LOCAL_RANK > 0 for an error met before the job's work began (_working), except a RankError.
-    LOCAL_RANK, not RANK: on a job of several machines each one's first process speaks, as each may see
-    different files."""
+    not: true on LOCAL_RANK > 0 for an error met before the job's work began (_working), except a RankError,
+    and for an interrupt at any time (Ctrl-C reaches every process, and torchrun passes its SIGTERM on to
+    each; a process killed alone leaves the others a RankError that says so). LOCAL_RANK, not RANK: on a
+    job of several machines each one's first process speaks, as each may see different files."""
     local, world = os.environ.get("LOCAL_RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-    return (local.isdigit() and int(local) > 0 and world.isdigit() and int(world) > 1
-            and not _working and not isinstance(e, RankError))
+    if not (local.isdigit() and int(local) > 0 and world.isdigit() and int(world) > 1):
+        return False
+    return isinstance(e, KeyboardInterrupt) or not (_working or isinstance(e, RankError))

@@ -67,6 +67,27 @@ def test_an_empty_or_all_nan_array_is_an_image_error_for_the_predictor_too():
             predictor.predict(array, crops=True)
 
 
+def test_an_array_over_the_pixel_limit_is_refused_before_it_is_copied():
+    """(a np.broadcast_to view of 10**10 pixels, which holds none of them, was numpy's MemoryError from
+    the conversion or the detector; max_pixels="x" a TypeError from inside load_image)"""
+    from ferkit import Predictor
+    from ferkit.errors import FerkitError
+
+    predictor = Predictor()
+    for value in (np.uint8(128), np.float32(0.5)):
+        huge = np.broadcast_to(value, (100_000, 100_000, 3))
+        for read in (load_image, predictor.predict):
+            with pytest.raises(ImageError, match="100000x100000 pixels is too large") as e:
+                read(huge)
+            assert e.value.reason == "too_large"
+    with pytest.raises(ImageError, match="10x10 pixels is too large"):
+        load_image(np.zeros((10, 10), np.uint8), max_pixels=99)
+    assert load_image(np.zeros((10, 10), np.uint8), max_pixels=100).shape == (10, 10, 3)
+    for max_pixels in ("x", None, 0, True):
+        with pytest.raises(FerkitError, match=f"max_pixels must be a number of pixels >= 1; got {max_pixels!r}"):
+            load_image(np.zeros((10, 10), np.uint8), max_pixels=max_pixels)
+
+
 def test_exif_orientation_is_applied(tmp_path):
     a = np.zeros((16, 32, 3), np.uint8)  # 32 wide, 16 high, red top-left corner
     a[:8, :8] = (255, 0, 0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import numbers
 import stat
 import warnings
 from dataclasses import dataclass
@@ -86,8 +87,12 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     `name` labels the image in error messages (default: the path, or "the image")."""
     from PIL import Image
 
+    if not (isinstance(max_pixels, numbers.Real) and not isinstance(max_pixels, bool) and max_pixels >= 1):
+        from .config import problem
+
+        raise FerkitError(problem("max_pixels", "a number of pixels >= 1", max_pixels))
     if isinstance(src, np.ndarray):
-        return _from_array(src, name or "the image")
+        return _from_array(src, name or "the image", max_pixels)
     if isinstance(src, Image.Image):
         label = name or "the image"
         _check_size(src.size, label, max_pixels)
@@ -205,12 +210,15 @@ def pil_to_rgb(im) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
 
 
-def _from_array(a: np.ndarray, label: str) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8; floats in 0..1 are scaled."""
+def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8; floats in 0..1 are scaled.
+    Held to max_pixels as a decoded file is: the conversion and the detector copy it (a np.broadcast_to
+    view of 10**10 pixels holds none of them until then)."""
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
         raise ImageError(f"{label}: an array of shape {a.shape} is not an image; expected (H, W), (H, W, 3) or (H, W, 4)", "not_image")
+    _check_size((a.shape[1], a.shape[0]), label, max_pixels)
     if a.dtype == np.uint8:
         pass
     elif a.dtype == np.uint16:

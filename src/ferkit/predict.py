@@ -290,8 +290,12 @@ class Predictor:
                      min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1),
                     ("crops", crops, "True or False", isinstance(crops, bool)),
                     ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
-        ready = isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3 and image.size
-        rgb = image if ready else load_image(image)  # load_image's ImageError for an empty array
+        # An RGB uint8 array in memory is used as it is, whatever its size (serve's uploads, decoded under their
+        # own limit); any other goes through load_image: its ImageError for an empty array, or one over its
+        # pixel limit (a np.broadcast_to view of 10**10 pixels holds none of them until the detector copies it)
+        ready = (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3
+                 and image.size and image.flags.c_contiguous)
+        rgb = image if ready else load_image(image)
         if crops:
             h, w = rgb.shape[:2]
             return [record((0, 0, w, h), self.predict_faces(whole_face(rgb, self.size, self.channels)[None])[0], self.labels)]

@@ -55,6 +55,19 @@ def test_load_image_modes(tmp_path):
     assert load_image(halves)[:, :, 0].tolist() == [[128, 255], [0, 255]]
 
 
+def test_an_array_reads_as_the_pil_image_of_it_does():
+    """(16-bit values in an int32 array, as np.asarray of a PIL "I" image gives them, or in a float one,
+    were clipped to 255, a white photo, where the PIL image itself was scaled; timedelta64 passed as integers)"""
+    deep = np.array([[0, 257 * 100], [65535, 257]], np.int32)
+    for array in (deep, deep.astype(np.int64), deep.astype(np.uint32), deep.astype(np.float32)):
+        out = load_image(array)
+        assert out[:, :, 0].tolist() == [[0, 100], [255, 1]]
+        assert np.array_equal(out, load_image(Image.fromarray(array if array.dtype == np.float32 else deep)))
+    assert load_image(np.array([[0, 200]], np.int64))[0, :, 0].tolist() == [0, 200]  # 8-bit values in an int array
+    with pytest.raises(ImageError, match="arrays of dtype timedelta64"):
+        load_image(np.zeros((4, 4), "timedelta64[s]"))
+
+
 def test_an_empty_or_all_nan_array_is_an_image_error_for_the_predictor_too():
     """(a (0, 0, 3) array reached the detector and divided by zero; an all-nan one passed as black)"""
     from ferkit import Predictor

@@ -211,7 +211,8 @@ def pil_to_rgb(im) -> np.ndarray:
 
 
 def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8; floats in 0..1 are scaled.
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8; floats in 0..1 are scaled, and
+    uint16 values, or any over 255 (16-bit ones in int32 or float), are scaled by 1/257 as pil_to_rgb does.
     Held to max_pixels as a decoded file is: the conversion and the detector copy it (a np.broadcast_to
     view of 10**10 pixels holds none of them until then)."""
     if a.ndim == 3 and a.shape[2] == 1:
@@ -225,12 +226,16 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
         a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
-    elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
+    elif a.dtype.kind in "iuf":  # (by kind: numpy's issubdtype counts timedelta64 as an integer)
         f = a.astype(np.float64)
-        if not np.isfinite(f).any():
+        finite = np.isfinite(f)
+        if not finite.any():
             raise ImageError(f"{label}: every value of the array is nan or infinite; not an image", "not_image")
-        if np.issubdtype(a.dtype, np.floating) and np.nanmax(f[np.isfinite(f)]) <= 1.0:
-            f = f * 255.0
+        top = f[finite].max()
+        if top > 255:  # 16-bit values in a wider type (np.asarray of a PIL "I" image is int32): scaled as pil_to_rgb does
+            f /= 257.0
+        elif a.dtype.kind == "f" and top <= 1.0:
+            f *= 255.0
         a = np.clip(np.nan_to_num(f), 0, 255).round().astype(np.uint8)
     else:
         raise ImageError(f"{label}: arrays of dtype {a.dtype} are not images", "not_image")

@@ -68,6 +68,15 @@ def test_an_array_reads_as_the_pil_image_of_it_does():
         load_image(np.zeros((4, 4), "timedelta64[s]"))
 
 
+def test_premultiplied_alpha_is_flattened_onto_white_as_alpha_is():
+    """(a PIL image in mode La was 'corrupt or truncated': Pillow converts La to LA alone; RGBa's
+    transparent pixels came out black where RGBA's are white)"""
+    la = Image.fromarray(np.array([[[200, 255], [0, 0]]], np.uint8), "LA")
+    rgba = la.convert("RGBA")
+    for straight, premultiplied in ((la, la.convert("La")), (rgba, rgba.convert("RGBa"))):
+        assert load_image(premultiplied).tolist() == load_image(straight).tolist() == [[[200] * 3, [255] * 3]]
+
+
 def test_an_empty_or_all_nan_array_is_an_image_error_for_the_predictor_too():
     """(a (0, 0, 3) array reached the detector and divided by zero; an all-nan one passed as black)"""
     from ferkit import Predictor

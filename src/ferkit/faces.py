@@ -203,6 +203,8 @@ def pil_to_rgb(im) -> np.ndarray:
             a *= 255.0
         np.clip(np.rint(np.nan_to_num(a, copy=False), out=a), 0, 255, out=a)
         return np.repeat(a.astype(np.uint8)[:, :, None], 3, axis=2)
+    if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts La to nothing but LA
+        im = im.convert(im.mode.upper())
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))

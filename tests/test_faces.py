@@ -514,6 +514,31 @@ def test_a_link_loop_is_named_as_one_not_as_a_permission_problem(tmp_path):
     assert "permissions" not in str(e.value)
 
 
+def test_paths_and_file_objects_that_cannot_be_read_are_image_errors(tmp_path):
+    """(an os.PathLike other than Path was 'cannot read an image from a ...'; "" read the current folder;
+    a NUL in a path, a closed file or one open for writing were Python's bare ValueError; a file object
+    on an endless stream was read into memory without a bound)"""
+    photo = _png(tmp_path / "a.png", Image.new("RGB", (4, 3)))
+
+    class PathLike:
+        def __fspath__(self):
+            return str(photo)
+
+    assert load_image(PathLike()).shape == (3, 4, 3)
+    closed = open(photo, "rb")
+    closed.close()
+    with open(tmp_path / "w", "wb") as for_writing:
+        for src, reason, message in [("", "not_found", "the path: empty"), ("a\0b", "not_found", "not a path .embedded null byte"),
+                                     (closed, "not_found", "cannot read the file .ValueError"),
+                                     (for_writing, "not_found", "cannot read the file .UnsupportedOperation")]:
+            with pytest.raises(ImageError, match=message) as e:
+                load_image(src)
+            assert e.value.reason == reason
+    with open("/dev/zero", "rb") as endless, pytest.raises(ImageError, match="/dev/zero: over 17 MiB is too big") as e:
+        load_image(endless, max_pixels=100_000)
+    assert e.value.reason == "too_large"
+
+
 def test_a_file_too_big_for_a_photo_is_refused_unread(tmp_path):
     """(a 7 GB file was read whole before any check: a MemoryError traceback lost the run's earlier results)"""
     from ferkit.faces import MAX_PIXELS, max_file_bytes

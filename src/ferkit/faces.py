@@ -27,6 +27,7 @@ import errno
 import functools
 import io
 import numbers
+import os
 import stat
 import warnings
 from dataclasses import dataclass
@@ -97,9 +98,12 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         label = name or "the image"
         _check_size(src.size, label, max_pixels)
         return _guarded(lambda: pil_to_rgb(src), label, max_pixels)
-    if isinstance(src, (str, Path)):
-        path = Path(src)
-        label = name or str(path)
+    if isinstance(src, (str, os.PathLike)):
+        text = os.fsdecode(src)
+        label = name or text  # as given (Path("http://x") would print http:/x)
+        if not text:  # (Path("") is the current folder)
+            raise ImageError(f"{name or 'the path'}: empty; give an image file", "not_found")
+        path = Path(text)
         try:
             st = path.stat()
             if stat.S_ISDIR(st.st_mode):
@@ -118,12 +122,13 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
             raise ImageError(f"{label}: cannot read the file ({e.strerror or e}); {fix}", "not_found") from None
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to read it; give a smaller image", "too_large") from None
+        except ValueError as e:  # a NUL character, or a lone surrogate the file system's encoding has no bytes for
+            raise ImageError(f"{name or repr(text)}: not a path ({e}); check the path", "not_found") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the image"
     elif hasattr(src, "read"):
-        data, label = src.read(), name or getattr(src, "name", None) or "the image"
-        if not isinstance(data, (bytes, bytearray)):
-            raise ImageError(f"{label}: open the file in binary mode ('rb')", "not_image")
+        label = name or getattr(src, "name", None) or "the image"
+        data = _read_file(src, label, max_pixels)
     else:
         raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes, a file, a PIL image or an array", "not_image")
     return _decode(bytes(data), str(label), max_pixels)
@@ -133,6 +138,30 @@ def max_file_bytes(max_pixels: int) -> int:
     """The largest image file load_image reads: max_pixels uncompressed at 16 bits a channel, RGBA, and room for
     metadata. A larger file cannot hold an image it accepts, and is not read into memory at all."""
     return 8 * max_pixels + 2**24
+
+
+def _read_file(f, label, max_pixels: int) -> bytes:
+    """A file object's bytes from where it stands, or one ImageError: held to max_file_bytes as a path's
+    file is (a stream such as /dev/zero or a pipe has no end to read to), in reads of at most 16 MiB."""
+    limit, parts, n = max_file_bytes(max_pixels), [], 0
+    try:
+        while n <= limit:
+            part = f.read(int(min(limit + 1 - n, 2**24)))  # (a raw file or a pipe may return less than asked)
+            if not isinstance(part, (bytes, bytearray)):
+                raise ImageError(f"{label}: open the file in binary mode ('rb')", "not_image")
+            if not part:
+                break
+            parts.append(part)
+            n += len(part)
+    except UnicodeDecodeError:  # a file opened in text mode
+        raise ImageError(f"{label}: open the file in binary mode ('rb')", "not_image") from None
+    except (OSError, ValueError) as e:  # a closed file, one opened for writing, a read that failed
+        raise ImageError(f"{label}: cannot read the file ({type(e).__name__}: {e}); give a file open for reading ('rb')",
+                         "not_found") from None
+    if n > limit:
+        raise ImageError(f"{label}: over {limit / 2**20:,.0f} MiB is too big for a photo of at most "
+                         f"{max_pixels / 1e6:.0f} megapixels; give a smaller image", "too_large")
+    return b"".join(parts)
 
 
 def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:

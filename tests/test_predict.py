@@ -1063,6 +1063,21 @@ def test_a_library_callers_bad_arguments_are_named_not_numpys_or_torchs_errors()
         p.predict(np.zeros((64, 64, 3), np.uint8), crops="yes")
 
 
+def test_a_false_model_backend_or_precision_is_refused_not_taken_for_the_default():
+    """(model=0, False or "" ran the bundled default model, backend="" the torch backend and precision=""
+    auto, all without a word; a detector given as a list was dict's TypeError 'unhashable type: list')"""
+    from ferkit.predict import load_model
+
+    for kwargs, message in [(dict(model=0), "--model 0: no such file or folder"), (dict(model=False), "--model False: no such file"),
+                            (dict(model=""), "--model '': no such file or folder"), (dict(backend=""), "backend '': choose torch or onnx"),
+                            (dict(precision=""), "precision '' with the torch backend: choose auto, fp32, bf16"),
+                            (dict(detector=["yunet"]), re.escape("detector ['yunet']: choose one of yunet, haar"))]:
+        with pytest.raises(FerkitError, match=message):
+            Predictor(**kwargs)
+    with pytest.raises(FerkitError, match="--model '': no such file or folder"):
+        load_model("")
+
+
 def test_a_misspelt_device_is_refused_on_the_onnx_backend_too(capsys, caplog):
     """(onnxruntime runs on the CPU whatever --device says: `--device foo` was ignored without a word,
     and `--device cuda` is said to run on the CPU)"""

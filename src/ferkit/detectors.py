@@ -201,7 +201,7 @@ _made_lock = threading.Lock()
 
 def get_detector(name: str) -> Detector:
     """The detector called `name` (made once per process)."""
-    if name not in DETECTORS:
+    if not isinstance(name, str) or name not in DETECTORS:  # (a list was dict's TypeError: unhashable type)
         raise FerkitError(f"detector {name!r}: choose one of {', '.join(DETECTORS)}")
     with _made_lock:
         if name not in _made:

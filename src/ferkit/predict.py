@@ -63,8 +63,8 @@ def model_path(model: str | Path | None = None) -> Path:
             raise FerkitError(f"the bundled model {name!r} is not in this install ({BUNDLED[name]} is missing); "
                               "pass a checkpoint written by 'ferkit train' with --model PATH")
         return BUNDLED[name]
-    if not Path(name).exists():
-        raise FerkitError(f"--model {name}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")
+    if not name or not Path(name).exists():  # (Path("") is the current folder)
+        raise FerkitError(f"--model {name or repr(name)}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")
     return Path(name)
 
 
@@ -107,7 +107,7 @@ def default_path(model=None) -> tuple[str, str]:
     """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
     model whose int8 graph ships, onnx's auto for an .onnx file (the precision it was exported in),
     else torch's auto."""
-    name = str(model or DEFAULT_MODEL)
+    name = str(DEFAULT_MODEL if model is None else model)
     if name in BUNDLED and int8_file(name).exists():
         return DEFAULT_PATH
     if is_onnx_file(model):
@@ -180,11 +180,12 @@ class Predictor:
         onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)
-        name = str(model or DEFAULT_MODEL)
+        name = str(DEFAULT_MODEL if model is None else model)  # (None alone: model=0 or "" ran the default model)
         has_graph = name in BUNDLED and int8_file(name).exists()  # a bundled model's shipped int8 graph
         # a precision alone: onnxruntime for an .onnx file or a bundled model's shipped int8 graph, else torch
-        backend = backend or ("onnx" if onnx_file or precision == "int8" and has_graph else "torch")
-        precision = precision or "auto"
+        if backend is None:
+            backend = "onnx" if onnx_file or precision == "int8" and has_graph else "torch"
+        precision = "auto" if precision is None else precision
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
         _check_precision(backend, precision, onnx_file)

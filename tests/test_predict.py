@@ -1056,6 +1056,12 @@ def test_a_library_callers_bad_arguments_are_named_not_numpys_or_torchs_errors()
         with pytest.raises(FerkitError, match=f"batch_size must be an integer >= 1; got {batch_size}"):
             p.predict_proba(faces, batch_size=batch_size)
     assert p.predict_proba(faces, batch_size=np.int64(2)).shape == (3, 8)
+    # taken as predict_faces takes them (one face flattened was cut into rows of batch_size pixels; a scalar or
+    # a generator was len()'s TypeError)
+    assert p.predict_proba(faces[0].ravel()).shape == p.predict_proba(faces[0]).shape == (1, 8)
+    for bad, got in ((np.uint8(3), "got an array of shape \\(\\)"), ((f for f in faces), "got object values")):
+        with pytest.raises(FerkitError, match=got):
+            p.predict_proba(bad)
     for min_face in ("0.1", float("nan"), 0, 2):
         with pytest.raises(FerkitError, match="min_face must be None .* or a fraction of the photo's shorter side in"):
             p.predict(np.zeros((64, 64, 3), np.uint8), min_face=min_face)

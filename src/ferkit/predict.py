@@ -281,6 +281,9 @@ class Predictor:
         if tta is not None and tta != self.tta:
             raise FerkitError(f"{self.path or 'this model'}: TTA is set when the Predictor is made (tta=...), "
                               "and an .onnx file has it built in at export (ferkit export --tta/--no-tta)")
+        # as predict_faces takes them (one face, rows, a list) before they are cut: one flattened face was cut into
+        # rows of batch_size pixels ("got an array of shape (256,)"), a scalar or a generator was len()'s TypeError
+        faces = face_batch(faces, self.face_shape, self.path or "this model")
         return np.concatenate([self.predict_faces(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
                               or [np.zeros((0, len(self.labels)), np.float32)])
 

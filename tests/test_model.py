@@ -1,3 +1,5 @@
+import json
+import re
 
 import pytest
 import torch
@@ -36,6 +38,20 @@ def test_labels_go_by_name_too():
     assert create_model("tiny", labels="ferplus").eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 8)
     with pytest.raises(ConfigError, match="labels must be one of fer2013, ferplus"):
         create_model("tiny", labels="fer+")
+
+
+def test_create_model_names_a_bad_argument_and_takes_a_spec_file_as_a_path(tmp_path):
+    """(labels=5 or a list of names was AttributeError: 'int' object has no attribute 'num_classes'; a list for
+    the model dict's TypeError 'unhashable type'; a spec file given as a Path was 'unknown model PosixPath(...)')"""
+    for labels in (5, ["happy", "sad"]):
+        with pytest.raises(ConfigError, match=re.escape(f"labels must be None, a label set's name (fer2013, ferplus, "
+                                                        f"rafdb, affectnet, data) or a LabelSet; got {labels!r}")):
+            create_model("tiny", labels=labels)
+    with pytest.raises(ConfigError, match=re.escape("unknown model ['tiny']; choose one of")):
+        create_model(["tiny"])
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    assert count_params(create_model(spec)) == count_params(create_model(str(spec)))
 
 
 def test_macs_of_a_known_layer():

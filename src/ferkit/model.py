@@ -10,6 +10,7 @@ the loss / the predictor, so the model returns logits.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,12 @@ from .config import (
     ModelSpec,
     mobilenet_stem_stride,
     override_spec,
+    problem,
     read_file,
     resnet_maxpool,
 )
 from .errors import ConfigError
-from .labels import DEFAULT, LabelSet, label_set
+from .labels import DEFAULT, LABEL_CHOICES, LabelSet, label_set
 
 
 class FerNet(nn.Module):
@@ -346,9 +348,11 @@ def is_spec_file(name) -> bool:
 def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -> ModelSpec:
     """A ModelSpec from a preset name, a JSON/YAML spec file or a ModelSpec, with dotted-path
     overrides applied (e.g. {"fcs.0.units": 1024})."""
+    if isinstance(name_or_path, os.PathLike):  # a spec file as a Path
+        name_or_path = os.fspath(name_or_path)
     if isinstance(name_or_path, ModelSpec):
         d = name_or_path.to_dict()
-    elif name_or_path in PRESETS:
+    elif isinstance(name_or_path, str) and name_or_path in PRESETS:  # (a list was dict's TypeError: unhashable type)
         d = PRESETS[name_or_path].spec.to_dict()
     elif is_spec_file(name_or_path):
         d = read_file(name_or_path)
@@ -375,6 +379,8 @@ def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | str | None = 
     training, e.g. in a test)."""
     if isinstance(labels, str):  # (was AttributeError: 'str' object has no attribute 'num_classes')
         labels = label_set(labels)
+    elif labels is not None and not isinstance(labels, LabelSet):  # (an int or a list of names: the same AttributeError)
+        raise ConfigError(problem("labels", f"None, a label set's name ({', '.join(LABEL_CHOICES)}) or a LabelSet", labels))
     spec = resolve_spec(name_or_spec)
     if labels is not None or spec.num_classes is None:
         spec = spec.for_labels(labels or label_set(DEFAULT))

@@ -64,6 +64,8 @@ def test_an_array_reads_as_the_pil_image_of_it_does():
         assert out[:, :, 0].tolist() == [[0, 100], [255, 1]]
         assert np.array_equal(out, load_image(Image.fromarray(array if array.dtype == np.float32 else deep)))
     assert load_image(np.array([[0, 200]], np.int64))[0, :, 0].tolist() == [0, 200]  # 8-bit values in an int array
+    low = np.array([[0, 200]], np.uint16)  # uint16 is 16-bit whatever its values, in either byte order (">u2" was not)
+    assert load_image(low.astype(">u2")).tolist() == load_image(low).tolist() == [[[0] * 3, [1] * 3]]
     with pytest.raises(ImageError, match="arrays of dtype timedelta64"):
         load_image(np.zeros((4, 4), "timedelta64[s]"))
 

@@ -253,7 +253,7 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
     _check_size((a.shape[1], a.shape[0]), label, max_pixels)
     if a.dtype == np.uint8:
         pass
-    elif a.dtype == np.uint16:
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 2:  # uint16 in either byte order (a big-endian one is not == np.uint16)
         a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255

@@ -258,16 +258,18 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
     elif a.dtype.kind in "iuf":  # (by kind: numpy's issubdtype counts timedelta64 as an integer)
-        f = a.astype(np.float64)
+        f = a.astype(np.float64)  # one copy, worked on in place: each float64 temporary costs 24 bytes a pixel
         finite = np.isfinite(f)
         if not finite.any():
             raise ImageError(f"{label}: every value of the array is nan or infinite; not an image", "not_image")
-        top = f[finite].max()
+        top = np.max(f, where=finite, initial=-np.inf)
+        del finite
         if top > 255:  # 16-bit values in a wider type (np.asarray of a PIL "I" image is int32): scaled as pil_to_rgb does
             f /= 257.0
         elif a.dtype.kind == "f" and top <= 1.0:
             f *= 255.0
-        a = np.clip(np.nan_to_num(f), 0, 255).round().astype(np.uint8)
+        np.clip(np.rint(np.nan_to_num(f, copy=False), out=f), 0, 255, out=f)
+        a = f.astype(np.uint8)
     else:
         raise ImageError(f"{label}: arrays of dtype {a.dtype} are not images", "not_image")
     if a.ndim == 2:

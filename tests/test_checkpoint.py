@@ -50,6 +50,9 @@ def _nan_weight(ck):
         ck["state_dict"]["classifier.weight"].float(), 0.1, 0, torch.qint8)), "classifier.weight is quantized"),
     (_set("mean", torch.zeros(48, 48, dtype=torch.complex64)), "'mean' must hold pixel values in 0..255"),
     (lambda ck: ck["config"].__setitem__("label_names", 5), "its config holds label_names 5"),
+    # integer weights were copied into the float model, cut to whole numbers (mostly 0): silently wrong predictions
+    (lambda ck: ck["state_dict"].__setitem__("classifier.weight", ck["state_dict"]["classifier.weight"].long()),
+     "classifier.weight holds torch.int64 values, the spec needs floating-point weights"),
 ])
 def test_wrong_checkpoints_are_refused_by_name(tiny_checkpoint, tmp_path, change, message):
     path = _variant(tiny_checkpoint, tmp_path, change)

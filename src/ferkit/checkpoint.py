@@ -211,11 +211,16 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise bad("'state_dict' is not a non-empty mapping of tensors")
     with torch.device("meta"):  # the shapes of the model the spec builds, without allocating its weights
-        want = {k: tuple(v.shape) for k, v in create_model(spec).state_dict().items()}
+        model_state = create_model(spec).state_dict()
+    want = {k: tuple(v.shape) for k, v in model_state.items()}
     problems = [f"missing {k}" for k in want if k not in state]
     problems += [f"unexpected {k}" for k in state if k not in want]
     problems += [f"{k} has shape {tuple(state[k].shape)}, the spec needs {want[k]}" for k in want
                  if k in state and tuple(state[k].shape) != want[k]]
+    # (load_state_dict copies integers into float weights: the net ran on its weights cut to whole numbers)
+    problems += [f"{k} holds {state[k].dtype} values, the spec needs floating-point weights" for k, v in model_state.items()
+                 if k in state and v.is_floating_point() and not state[k].is_floating_point()
+                 and not tensor_problem(state[k])]  # (a quantized or complex tensor is named below)
     if problems:
         raise bad(f"the weights do not fit its model spec ({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
     odd = [f"{k} is {why}" for k, v in state.items() if (why := tensor_problem(v))]

@@ -479,6 +479,11 @@ def _drop_a_param_group(ck):
     (lambda ck: ck.update(epoch=5), "'epoch' must be an integer in 1..3 (the epochs its config asks for); got 5"),
     (lambda ck: ck.update(epoch=0), "'epoch' must be an integer in 1..3"),
     (lambda ck: ck.update(history="1,2,3"), "'history' must be a list of per-epoch rows; got str"),
+    # resumed, the run wrote on and saved the bad row into best.pt, last.pt and history.json, then a traceback
+    (lambda ck: ck.update(history=[{"epoch": "x"}]), "'history' row 1 is not an epoch's record (numbers for epoch, train_loss"),
+    # no later epoch beat NaN or 2.0: best.pt stayed an old epoch's while the run said "best ... at epoch N"
+    (lambda ck: ck.update(best_acc=float("nan")), "'best_acc' must be a validation accuracy in 0..1 or None; got nan"),
+    (lambda ck: ck.update(best_acc=2.0), "'best_acc' must be a validation accuracy in 0..1 or None; got 2.0"),
     (lambda ck: ck.update(iter_loss={"a": 1}), "'iter_loss' must be a list of numbers; got dict"),
     (lambda ck: ck.update(rng=[1, 2]), "'rng' must be a random generator's state (a (5056,) uint8 tensor); got list"),
     (lambda ck: ck.update(rng_states={"torch": 3}), "'rng_states' must map 'torch' to a random generator's state"),

@@ -30,7 +30,7 @@ from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import Run, check_history, folder_checkpoint, is_number, misread_fields, read_run, run_names
+from .runs import HISTORY_FIELDS, Run, check_history, folder_checkpoint, is_number, is_record, misread_fields, read_run, run_names
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -143,13 +143,17 @@ def _state_problem(ckpt: dict) -> str | None:
     if not _is_int(epoch) or not 1 <= epoch <= cfg["epochs"]:
         return f"'epoch' must be an integer in 1..{cfg['epochs']} (the epochs its config asks for); got {epoch!r}"
     hist = ckpt["history"]
-    if not (isinstance(hist, list) and all(isinstance(r, dict) for r in hist)):
+    if not isinstance(hist, list):
         return f"'history' must be a list of per-epoch rows; got {type(hist).__name__}"
+    bad_row = next((i for i, r in enumerate(hist, 1) if not is_record(r)), None)  # (resumed, it was written on, then
+    if bad_row:  # the summary's r["val_acc"] was a KeyError)
+        return f"'history' row {bad_row} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}); got {str(hist[bad_row - 1])[:80]}"
     losses = ckpt["iter_loss"]
     if not (isinstance(losses, list) and all(is_number(v) for v in losses)):
         return f"'iter_loss' must be a list of numbers; got {type(losses).__name__}"
-    if ckpt["best_acc"] is not None and not is_number(ckpt["best_acc"]):
-        return f"'best_acc' must be a number or None; got {type(ckpt['best_acc']).__name__}"
+    acc = ckpt["best_acc"]  # NaN or over 1: no later epoch beat it, and best.pt stayed an old epoch's while the run said otherwise
+    if acc is not None and not (_is_int(acc) and acc >= 0 or is_number(acc) and 0 <= acc <= 1):  # (an int: an older ferkit's epoch number)
+        return f"'best_acc' must be a validation accuracy in 0..1 or None; got {acc!r}"
     want = torch.Generator().get_state()
     rng = ckpt["rng"]
     if not (isinstance(rng, torch.Tensor) and rng.dtype == want.dtype and rng.shape == want.shape):

@@ -157,9 +157,7 @@ def check_history(history, where: str) -> list[dict]:
         raise FerkitError(f"{where}: not a training history (a list of per-epoch rows); got {type(history).__name__}; "
                           "rerun the command that wrote it")
     for i, row in enumerate(history, 1):
-        ok = isinstance(row, dict) and is_number(row.get("epoch")) and all(
-            row.get(k) is None or (is_number(row[k]) and not abs(row[k]) > MAX_RECORD) for k in HISTORY_FIELDS)
-        if not ok:
+        if not is_record(row):
             raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}, "
                               f"at most {MAX_RECORD:g} in size); got {str(row)[:80]}; rerun the command that wrote it")
     measured = HISTORY_FIELDS[1:5]  # (another tool's table passed the rows' check with an epoch alone: plots of nothing)
@@ -168,6 +166,13 @@ def check_history(history, where: str) -> list[dict]:
                           f"{', '.join(sorted({k for row in history for k in row}))[:120]}); give the --out folder of a "
                           "`ferkit train` run")
     return history
+
+
+def is_record(row) -> bool:
+    """Whether row is one epoch's record as train.py writes it: a number for the epoch, numbers (at most
+    MAX_RECORD in size) or null for the other HISTORY_FIELDS."""
+    return isinstance(row, dict) and is_number(row.get("epoch")) and all(
+        row.get(k) is None or (is_number(row[k]) and not abs(row[k]) > MAX_RECORD) for k in HISTORY_FIELDS)
 
 
 # No loss, accuracy, rate or time a training writes comes near this; a hand-edited 1e308 broke the

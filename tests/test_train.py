@@ -470,6 +470,13 @@ def test_a_config_with_one_teacher_or_none_still_loads(tmp_path):
         TrainConfig(teacher=["a.pt", 3])
 
 
+def _optimizer_state(key, change):
+    def mutate(ck):
+        first = ck["optimizer"]["state"][0]
+        first[key] = change(first[key])
+    return mutate
+
+
 def _drop_a_param_group(ck):
     ck["optimizer"]["param_groups"] = ck["optimizer"]["param_groups"][:1]  # an optimizer of another model
 
@@ -489,6 +496,9 @@ def _drop_a_param_group(ck):
     (lambda ck: ck.update(rng_states={"torch": 3}), "'rng_states' must map 'torch' to a random generator's state"),
     (lambda ck: ck.update(scheduler=[1]), "'scheduler' must be a mapping; got list"),
     (_drop_a_param_group, "its optimizer state does not fit this run (ValueError: loaded state dict has a different number"),
+    # torch loads any tensors as Adam's moments: a traceback at the first step, or a NaN loss ("lower --lr")
+    (_optimizer_state("exp_avg", lambda t: t[:1]), "its optimizer state does not fit this run (ValueError: exp_avg of weight 0 has shape"),
+    (_optimizer_state("exp_avg_sq", lambda t: t * float("nan")), "its optimizer state does not fit this run (ValueError: exp_avg_sq of weight 0 holds NaN or infinite values)"),
 ])
 def test_resume_from_a_wrong_last_pt_is_one_line(tiny_run, tmp_path, capsys, mutate, message):
     """A readable last.pt that training did not write as it is: one error line naming it, what is

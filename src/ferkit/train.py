@@ -393,6 +393,18 @@ def _restoring(path: Path, what: str):
                           f"({type(e).__name__}: {first}); {RESUME_FIX}") from None
 
 
+def _check_optimizer_state(opt: torch.optim.Optimizer) -> None:
+    """A ValueError (for _restoring) where a loaded optimizer's per-weight state (Adam's moments, SGD's momentum)
+    does not fit its weight or is not finite: torch's load_state_dict takes any tensors there, and the first step
+    then failed with a traceback, or made the loss NaN ("lower --lr")."""
+    for i, w in enumerate(w for group in opt.param_groups for w in group["params"]):
+        for name, v in opt.state.get(w, {}).items():
+            if isinstance(v, torch.Tensor) and v.ndim and v.shape != w.shape:
+                raise ValueError(f"{name} of weight {i} has shape {tuple(v.shape)}, the weight's is {tuple(w.shape)}")
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+                raise ValueError(f"{name} of weight {i} holds NaN or infinite values")
+
+
 @contextmanager
 def _saving(path: Path, out: Path):
     """One FerkitError naming the file (the one the error names, else path) and how to go on when
@@ -621,6 +633,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         model.load_state_dict(ckpt["state_dict"])
         with _restoring(last, "optimizer state"):
             opt.load_state_dict(ckpt["optimizer"])
+            _check_optimizer_state(opt)
         if ema is not None:
             with _restoring(last, "weight average (--ema)"):
                 ema.load_state_dict(ckpt["ema"])

@@ -100,6 +100,21 @@ def test_a_folder_or_pipe_in_place_of_a_run_file_is_one_error(tiny_run, tmp_path
     assert str(e.value).startswith(f"{run / name}: {what}; give the file the run wrote"), str(e.value)
 
 
+def test_a_run_folder_that_is_a_loop_of_links_is_one_line(tmp_path, capsys):
+    """plot and report named their runs with Path.resolve, which raised on a loop of links: a traceback."""
+    import os
+
+    from ferkit.cli import main
+
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    for command in (["plot", str(tmp_path / "loop"), "--out", str(tmp_path / "plots")],
+                    ["report", str(tmp_path / "loop"), "--out", str(tmp_path / "r.html"), "--no-data"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {tmp_path / 'loop'}: a symbolic link to nothing (a missing target or a loop of links); fix or "
+                       "remove the link, or give the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)\n")
+
+
 def test_an_iterations_table_without_rows_is_no_iterations(tiny_run, tmp_path):
     """A run that trained no step (stopped before it) has only the header: plot and report draw no curve."""
     import shutil

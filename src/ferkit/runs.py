@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
     p = Path(run_dir)
     if p.exists() and not p.is_dir():  # (read_runs takes a regular file for a checkpoint)
         check_regular_file(p, "the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
+    if p.is_symlink() and not p.exists():
+        raise FerkitError(f"{p}: a symbolic link to nothing (a missing target or a loop of links); fix or remove the link, "
+                          "or give the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
     if not p.is_dir():
         raise FerkitError(f"{p}: no such run folder; give the --out folder of a `ferkit train` run (or its checkpoint, a .pt file)")
     if not any((p / f).exists() for f in (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST)):
@@ -141,7 +145,7 @@ def run_names(paths: list[str | Path]) -> list[str]:
     """Short distinct labels for run folders (and checkpoint files): the folder's name, with as many
     of its parents as it takes where two clash, and -2, -3 after a run given again (plot names its
     figures by them: a clash wrote one run's over the other's)."""
-    full = [Path(p).resolve() for p in paths]
+    full = [Path(os.path.realpath(p)) for p in paths]  # (Path.resolve raised on a loop of links: a traceback)
     names = [p.stem if p.is_file() else p.name for p in full]
     depth = 1
     while len(set(names)) < len(set(full)) and depth < max(len(p.parts) for p in full):  # two runs, one name

@@ -59,6 +59,11 @@ def test_read_run_errors(tmp_path):
        '"labels": ["a", "b"]}', "(confusion_matrix: 2 rows of 2 counts, whole numbers from 0 to 1e+12)")
       for v in ("Infinity", "NaN", "1e308", "-5", "0.5")],
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": Infinity}', "(n: the number of faces)"),
+    # NaN, Infinity or 5 as a score: plot drew them (numpy's warnings) and tabled "inf" as a class's accuracy
+    *[("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": ' + v + ', "per_class_accuracy": {}, '
+       '"labels": ["a", "b"]}', "(accuracy: a number from 0 to 1)") for v in ("NaN", "Infinity", "5", "-0.5")],
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {"a": Infinity}, '
+     '"labels": ["a", "b"]}', "(per_class_accuracy: a number from 0 to 1 (or null) for each emotion)"),
     # report compared a data of 5 with its data's path: a TypeError in files.same_path
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
      '"labels": ["a", "b"], "data": 5}', "(data: the path of the data it was scored on)"),

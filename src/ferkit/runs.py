@@ -240,11 +240,11 @@ def check_metrics(m: dict, where: str) -> dict:
         refuse("n: the number of faces")
     if m.get("data") is not None and not isinstance(m["data"], str):  # the report compares it with the data's path
         refuse("data: the path of the data it was scored on")
-    if not is_number(m.get("accuracy")):
-        refuse("accuracy: a number")
+    if not is_fraction(m.get("accuracy")):  # (NaN, Infinity or 5 were drawn and tabled as scores)
+        refuse("accuracy: a number from 0 to 1")
     pca = m.get("per_class_accuracy")
-    if not (isinstance(pca, dict) and all(pca.get(e) is None or is_number(pca.get(e)) for e in labels)):
-        refuse("per_class_accuracy: a number (or null) for each emotion")
+    if not (isinstance(pca, dict) and all(pca.get(e) is None or is_fraction(pca.get(e)) for e in labels)):
+        refuse("per_class_accuracy: a number from 0 to 1 (or null) for each emotion")
     cm = m["confusion_matrix"]
     if not (isinstance(cm, list) and len(cm) == len(labels) and all(
             isinstance(row, list) and len(row) == len(labels) and all(is_count(v) for v in row) for row in cm)):
@@ -254,6 +254,11 @@ def check_metrics(m: dict, where: str) -> dict:
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_fraction(v) -> bool:
+    """An accuracy as evaluate writes it: a number from 0 to 1 (not NaN)."""
+    return is_number(v) and 0 <= v <= 1
 
 
 def is_count(v) -> bool:

@@ -105,6 +105,23 @@ def test_a_folder_or_pipe_in_place_of_a_run_file_is_one_error(tiny_run, tmp_path
     assert str(e.value).startswith(f"{run / name}: {what}; give the file the run wrote"), str(e.value)
 
 
+def test_run_files_with_a_byte_order_mark_are_read(tiny_run, tmp_path):
+    """A run's JSON and CSV files saved again by a Windows editor start with a BOM: `train --config` reads such a
+    config.json; plot and report said "unreadable JSON ...; rerun the command that wrote it" (the training) and
+    took history.csv's first field for "\ufeffepoch"."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    for name in (runs.CONFIG, runs.HISTORY_JSON, runs.ITERATIONS):
+        (run / name).write_bytes(b"\xef\xbb\xbf" + (run / name).read_bytes())
+    read = runs.read_run(run)
+    assert read.config["spec"] and len(read.history) == 3 and len(read.iterations) > 3
+    (run / runs.HISTORY_JSON).unlink()
+    (run / runs.HISTORY_CSV).write_bytes(b"\xef\xbb\xbf" + (run / runs.HISTORY_CSV).read_bytes())
+    assert runs.read_run(run).history == read.history
+
+
 def test_a_run_folder_that_is_a_loop_of_links_is_one_line(tmp_path, capsys):
     """plot and report named their runs with Path.resolve, which raised on a loop of links: a traceback."""
     import os

@@ -57,7 +57,7 @@ def metrics_path(folder: Path, split: str, data: str, model: str | None = None) 
     name = f"{model}-{split}" if model else split
     plain = folder / metrics_file(name)
     try:
-        earlier = json.loads(plain.read_text()).get("data")
+        earlier = json.loads(plain.read_text(encoding="utf-8-sig")).get("data")
     except FileNotFoundError:
         return plain
     except (OSError, ValueError, AttributeError):  # not metrics (a folder, not JSON, not a dict): kept all the same
@@ -278,7 +278,7 @@ def _numbers(path: Path, what: str) -> list[dict[str, float]]:
     field: NaN); a row that is not what train.py wrote is named by its line."""
     reader = None
     try:
-        with open(_written(path), newline="") as f:
+        with open(_written(path), newline="", encoding="utf-8-sig") as f:  # (a byte-order mark, as Windows editors write, is no field)
             reader = csv.DictReader(f)
             rows = []
             for row in reader:
@@ -293,7 +293,7 @@ def _numbers(path: Path, what: str) -> list[dict[str, float]]:
 
 def _read_json(path: Path):
     try:
-        return json.loads(_written(path).read_text())
+        return json.loads(_written(path).read_text(encoding="utf-8-sig"))  # (as config.read_file reads --config)
     except (OSError, ValueError) as e:
         raise FerkitError(f"{path}: unreadable JSON ({e}); rerun the command that wrote it") from None
 

@@ -292,3 +292,21 @@ def test_cross_validation_of_ferplus_votes_is_refused_up_front(files, tmp_path, 
     assert main(_argv(files, tmp_path / "s", "--labels", "ferplus", "--cv", "2", "--trials", "1")) == 2
     assert "--cv 2 with --labels ferplus: FER+'s votes follow FER2013's rows" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("value_json", ['"x"', "[1", '{"params": {}}'])
+def test_a_study_whose_recorded_settings_are_damaged_is_one_error(tmp_path, value_json):
+    """A search resumed on a study whose settings attribute was edited: a TypeError in the comparison (a string),
+    or optuna's JSONDecodeError (not JSON), as a traceback."""
+    import sqlite3
+
+    from ferkit.errors import ConfigError
+    from ferkit.search import _check_settings, open_study
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    open_study(storage, "ferkit").set_user_attr("settings", {"config": {}})
+    with sqlite3.connect(tmp_path / "search.db") as db:
+        db.execute("update study_user_attributes set value_json = ? where key = 'settings'", (value_json,))
+    with pytest.raises(ConfigError, match=r"study 'ferkit' in sqlite:///.*search.db: its recorded settings are not what "
+                                          "ferkit writes"):
+        _check_settings(open_study(storage, "ferkit"), {"params": {}, "cv": 0, "spec": {}, "config": {}}, storage)

@@ -355,7 +355,13 @@ def _settings(cfg: TrainConfig, params: list[Param], cv: int) -> dict:
 def _check_settings(study, settings: dict, storage: str) -> None:
     from optuna.trial import TrialState
 
-    saved = study.user_attrs.get("settings")
+    try:
+        saved = study.user_attrs.get("settings")
+    except ValueError:  # json's error on an attribute that is not JSON (optuna stores each as JSON text)
+        saved = False
+    if saved is not None and not (isinstance(saved, dict) and isinstance(saved.get("config"), dict)):  # (a TypeError below)
+        raise ConfigError(f"study {study.study_name!r} in {shown(storage)}: its recorded settings are not what ferkit "
+                          "writes (the database was edited, or written by another tool); give another --out or --study-name")
     if saved is None:
         study.set_user_attr("settings", settings)
         return

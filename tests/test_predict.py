@@ -754,6 +754,23 @@ def test_a_video_opencv_cannot_encode_is_said_before_its_first_frame_and_still_p
     assert calls == [1] * 6 and not ann.exists() and len(json.loads(js.read_text())[0]["frames"]) == 6
 
 
+def test_a_video_whose_name_is_not_utf8_is_one_error_not_a_crash(tiny_checkpoint, tmp_path, astronaut):
+    """(OpenCV's binding segfaulted on such a name: the whole run died, with no --json; an --annotate
+    folder of such a name did the same at the first frame's copy). A child process: the crash was one."""
+    if sys.platform != "linux":
+        pytest.skip("file names of any bytes")
+    bad = _clip(tmp_path, astronaut).rename(tmp_path / os.fsdecode(b"x\xff.avi"))
+    good = _clip(tmp_path, astronaut)
+    js, ann = tmp_path / "out.json", tmp_path / os.fsdecode(b"ann\xff")
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(bad), str(good), "--model", str(tiny_checkpoint),
+                        "--json", str(js), "--annotate", str(ann)], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert b"x\\udcff.avi: the file name is not valid UTF-8, which OpenCV cannot open; rename the file" in r.stderr
+    assert b"its name is not valid UTF-8, which OpenCV cannot write; give --annotate another name" in r.stdout + r.stderr
+    bad_res, good_res = json.loads(js.read_text())
+    assert bad_res["reason"] == "not_image" and len(good_res["frames"]) == 6 and "annotated" not in good_res
+
+
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0

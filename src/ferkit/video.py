@@ -109,6 +109,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         import cv2
     except ModuleNotFoundError as e:  # the light install: OpenCV is the [opencv] extra
         raise needs_extra(e, f"{path}: reading videos") from None
+    if not _opencv_can_name(path):  # OpenCV's Python binding crashes the process on such a name (a segfault)
+        raise ImageError(f"{path}: the file name is not valid UTF-8, which OpenCV cannot open; rename the file", "not_image")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
@@ -120,6 +122,9 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         cap.release()
         raise ImageError(f"{path}: frames of {w}x{h} pixels are too large (limit {MAX_PIXELS / 1e6:.0f} megapixels); "
                          "scale the video down first", "too_large")
+    if annotate_to is not None and not _opencv_can_name(annotate_to):
+        no_copy(annotate_to, path, "its name is not valid UTF-8, which OpenCV cannot write; give --annotate another name")
+        annotate_to = None
     if annotate_to is not None and not _can_encode(cv2, w, h):  # known before the first frame: the predictions go on
         log.warning("%s: OpenCV cannot write a %dx%d video as MPEG-4 (mp4v), so no annotated copy of %s; its faces are "
                     "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
@@ -230,6 +235,16 @@ class _VideoCopy:
     def _fail(self, why: str) -> None:
         no_copy(self.path, self.source, why)
         self.drop()
+
+
+def _opencv_can_name(path: str | Path) -> bool:
+    """Whether OpenCV can be given this path: its Python binding takes text as UTF-8, and a file name
+    that is not (bytes Python keeps as lone surrogates) crashed the whole process, results and all."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _can_encode(cv2, w: int, h: int) -> bool:

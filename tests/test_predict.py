@@ -771,6 +771,39 @@ def test_a_video_whose_name_is_not_utf8_is_one_error_not_a_crash(tiny_checkpoint
     assert bad_res["reason"] == "not_image" and len(good_res["frames"]) == 6 and "annotated" not in good_res
 
 
+def test_predict_video_refuses_a_pipe_and_a_folder_without_opening_them(tmp_path):
+    """(predict_video gave a pipe to FFmpeg, which waited forever for a writer; a folder was "cannot open as
+    a video (not a video, an unsupported codec or a damaged file)"). The CLI never passed either."""
+    import threading
+
+    from ferkit.errors import ImageError
+    from ferkit.video import predict_video
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes")
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)
+
+    done = threading.Event()
+
+    def writer_hangs_up():  # were the pipe opened (OpenCV tries it more than once), each open gets an end of file
+        while not done.wait(0.5):
+            try:
+                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader: nothing waits
+                pass
+
+    threading.Thread(target=writer_hangs_up, daemon=True).start()
+    try:
+        with pytest.raises(ImageError, match=r"pipe.mp4: not a regular file \(a pipe, socket or device\); give a video file"):
+            predict_video(None, pipe)
+    finally:
+        done.set()
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(ImageError, match=r"dir.mp4: is a folder, not a video; give a video file"):
+        predict_video(None, tmp_path / "dir.mp4")
+
+
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0

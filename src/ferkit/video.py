@@ -98,7 +98,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
-    if path.is_file() and path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not a video; give a video file (MP4, AVI, ...)", "not_image")
+    if not path.is_file():  # a pipe or a device: FFmpeg waited forever on a pipe with no writer (as load_image says it)
+        raise ImageError(f"{path}: not a regular file (a pipe, socket or device); give a video file", "not_image")
+    if path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
         raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
     if every < 1:
         raise FerkitError(f"--every {every}: must be >= 1")

@@ -804,6 +804,15 @@ def test_predict_video_refuses_a_pipe_and_a_folder_without_opening_them(tmp_path
         predict_video(None, tmp_path / "dir.mp4")
 
 
+@pytest.mark.parametrize("every", [0, 2.5, "2", True])
+def test_predict_video_takes_every_as_a_whole_number_only(tmp_path, astronaut, every):
+    """(every=2.5 sampled frames 0, 5, 10 without a word; "2" was a TypeError)"""
+    from ferkit.video import predict_video
+
+    with pytest.raises(FerkitError, match=r"must be a whole number >= 1"):
+        predict_video(None, _clip(tmp_path, astronaut), every=every)
+
+
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 import os
 import shutil
 import tempfile
@@ -104,8 +105,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: not a regular file (a pipe, socket or device); give a video file", "not_image")
     if path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
         raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
-    if every < 1:
-        raise FerkitError(f"--every {every}: must be >= 1")
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:  # 2.5 sampled frames 0, 5, 10
+        raise FerkitError(f"--every {every!r}: must be a whole number >= 1")
     # FFmpeg's own lines ("moov atom not found") would stand beside ferkit's message about the same
     # file; set OPENCV_FFMPEG_LOGLEVEL (e.g. 32) to see them. Read when OpenCV first opens a video.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET

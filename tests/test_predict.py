@@ -813,6 +813,33 @@ def test_predict_video_takes_every_as_a_whole_number_only(tmp_path, astronaut, e
         predict_video(None, _clip(tmp_path, astronaut), every=every)
 
 
+@pytest.mark.parametrize("scale, rate", [(1, 4_000_000_000), (4_000_000_000, 1)])
+def test_a_video_whose_header_gives_no_real_frame_rate_has_no_times(tmp_path, astronaut, caplog, scale, rate):
+    """(FFmpeg read these AVI headers as 2147483647 and 4.7e-10 frames per second: every frame's time was 0.0,
+    or 68 years apart, without a word, and the annotated copy failed as if the frames were too large)"""
+    import logging
+    import struct
+
+    import cv2
+
+    from ferkit.video import predict_video
+
+    data = bytearray(_clip(tmp_path, astronaut).read_bytes())
+    struct.pack_into("<II", data, data.find(b"strh") + 28, scale, rate)  # the stream's dwScale, dwRate
+    video, ann = tmp_path / "odd.avi", tmp_path / "odd.mp4"
+    video.write_bytes(data)
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        res = predict_video(NoFaces(), video, annotate_to=ann)
+    assert "frames per second, which no video has (damaged?); its frames' times are left out (null)" in caplog.text
+    assert res["fps"] == 0.0 and [f["time"] for f in res["frames"]] == [None] * 6
+    assert res["annotated"] == str(ann) and cv2.VideoCapture(str(ann)).get(cv2.CAP_PROP_FRAME_COUNT) == 6
+
+
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0

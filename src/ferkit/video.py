@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # A video that ends before this share of the frames its header declares is said to (some containers,
 # MKV and WebM, only estimate the count)
 DECLARED_SHARE = 0.9
+# The frame rates a header is believed within: outside them (a damaged AVI's 2147483647, or 4.7e-10) the
+# frames' times were nonsense, all 0.0 or decades apart, and the annotated copy could not be written
+FPS_RANGE = (1e-3, 1e4)
 
 
 def iou(a, b) -> float:
@@ -121,6 +124,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if fps and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:  # (NaN included) taken as unknown, as a header without one
+        log.warning("%s: its header gives %g frames per second, which no video has (damaged?); its frames' times "
+                    "are left out (null)", path, fps)
+        fps = 0.0
     declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # 0 where the container does not say
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if w * h > MAX_PIXELS:  # the photos' limit, from the header, before a frame is decoded

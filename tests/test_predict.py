@@ -708,10 +708,12 @@ def test_a_video_cut_short_says_so(tiny_checkpoint, tmp_path, astronaut, caplog)
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])  # the header still declares 6 frames
     with caplog.at_level(logging.WARNING, "ferkit"):
-        assert predict_video(Predictor(tiny_checkpoint), video)["frames_read"] == 6
+        whole = predict_video(Predictor(tiny_checkpoint), video)
+        assert whole["frames_read"] == 6 and whole["complete"] is True
         assert caplog.text == ""
         res = predict_video(Predictor(tiny_checkpoint), cut)
     assert res["frames_read"] < 6 and f"{cut}: the video ended after {res['frames_read']} of the 6 frames its header declares" in caplog.text
+    assert res["complete"] is False  # (was True: the JSON said a cut video was whole; only the terminal heard otherwise)
 
 
 def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(tiny_checkpoint, tmp_path, astronaut, monkeypatch):

@@ -72,7 +72,8 @@ class VideoResult(_Copy):
     every: int  # every Nth frame was sampled
     frames: list[Frame]
     faces: list[Track]
-    complete: bool  # False: stopped (Ctrl-C, SIGTERM) before the video's end; frames holds those done
+    complete: bool  # False: stopped (Ctrl-C, SIGTERM) before the video's end, or it ended before 90% of the frames
+    # its header declares (damaged or cut short); frames holds those done
 
 
 class FileError(TypedDict):

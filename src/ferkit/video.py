@@ -177,10 +177,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise Interrupted(_result(path, w, h, fps, i, every, frames, summary, complete=False)) from None
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
-    if i < DECLARED_SHARE * declared:  # a damaged or cut file ends early, silently, in OpenCV
+    cut = i < DECLARED_SHARE * declared  # a damaged or cut file ends early, silently, in OpenCV
+    if cut:
         log.warning("%s: the video ended after %d of the %d frames its header declares (damaged or cut short?); "
-                    "its results cover those %d", path, i, declared, i)
-    res = _result(path, w, h, fps, i, every, frames, summary, complete=True)
+                    "its results cover those %d, marked incomplete", path, i, declared, i)
+    res = _result(path, w, h, fps, i, every, frames, summary, complete=not cut)  # (a JSON reader sees no warning)
     if copy is not None and copy.done:
         res["annotated"] = str(copy.path)
     return res

@@ -842,6 +842,21 @@ def test_a_video_whose_header_gives_no_real_frame_rate_has_no_times(tmp_path, as
     assert res["annotated"] == str(ann) and cv2.VideoCapture(str(ann)).get(cv2.CAP_PROP_FRAME_COUNT) == 6
 
 
+def test_a_video_named_as_a_photo_is_said_to_be_a_video(tmp_path, astronaut):
+    """(a clip.avi renamed .jpg was "not an image ... give a JPEG, PNG, ..." with no word that it is a video)"""
+    from ferkit.errors import ImageError
+    from ferkit.faces import load_image
+
+    data = _clip(tmp_path, astronaut).read_bytes()
+    with pytest.raises(ImageError, match=r"clip.jpg: an AVI video, not an image; name it .avi for `ferkit predict` to read it as a video"):
+        load_image(data, name="clip.jpg")
+    mp4 = b"\x00\x00\x00\x18ftypmp42" + bytes(3000)
+    with pytest.raises(ImageError, match=r"an MP4 video, not an image; name it .mp4"):
+        load_image(mp4, name="clip.png")
+    with pytest.raises(ImageError, match=r"not an image, or a format ferkit does not read"):  # an HEIF photo's box is no video
+        load_image(b"\x00\x00\x00\x18ftypheic" + bytes(3000), name="x.heic")
+
+
 def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0

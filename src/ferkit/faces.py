@@ -82,6 +82,25 @@ def formats() -> tuple[str, ...]:
 NOT_IMAGE = "not an image, or a format ferkit does not read; give a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 
 
+# ISO base media (MP4, QuickTime, 3GP) brands of videos; AVIF and HEIF photos have the same box, with their own brands
+VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"M4VH", b"M4VP",
+                b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"mmp4", b"MSNV", b"f4v "}
+
+
+def video_container(data: bytes) -> tuple[str, str] | None:
+    """("an MP4", ".mp4"), ("an AVI", ".avi"), ("a Matroska", ".mkv") or ("an MPEG", ".mpg") where the bytes
+    begin as a video file of that kind, else None."""
+    if data[4:8] == b"ftyp" and data[8:12] in VIDEO_BRANDS:
+        return "an MP4", ".mp4"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "an AVI", ".avi"
+    if data[:4] == b"\x1a\x45\xdf\xa3":  # (WebM too: .mkv reads both)
+        return "a Matroska", ".mkv"
+    if data[:4] == b"\x00\x00\x01\xba":
+        return "an MPEG", ".mpg"
+    return None
+
+
 def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a path, bytes, a binary file object, a PIL image or an array.
 
@@ -177,6 +196,10 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         try:
             im = Image.open(io.BytesIO(data), formats=formats())
         except UnidentifiedImageError:
+            video = video_container(data)
+            if video:  # (a video named .jpg was "not an image ... give a JPEG", with no word of what it is)
+                raise ImageError(f"{label}: {video[0]} video, not an image; name it {video[1]} for `ferkit predict` "
+                                 "to read it as a video", "not_image") from None
             raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
         _check_size(im.size, label, max_pixels)
         im.load()  # a full decode: truncated or damaged data fails here, not later

@@ -797,12 +797,12 @@ def test_predict_video_refuses_a_pipe_and_a_folder_without_opening_them(tmp_path
 
     threading.Thread(target=writer_hangs_up, daemon=True).start()
     try:
-        with pytest.raises(ImageError, match=r"pipe.mp4: not a regular file \(a pipe, socket or device\); give a video file"):
+        with pytest.raises(ImageError, match=r"pipe.mp4: not a regular file \(a device, pipe or socket\); give a video file"):
             predict_video(None, pipe)
     finally:
         done.set()
     (tmp_path / "dir.mp4").mkdir()
-    with pytest.raises(ImageError, match=r"dir.mp4: is a folder, not a video; give a video file"):
+    with pytest.raises(ImageError, match=r"dir.mp4: a folder; give a video file"):
         predict_video(None, tmp_path / "dir.mp4")
 
 

@@ -173,9 +173,10 @@ def is_null_device(path: str | os.PathLike) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
 
 
-def check_regular_file(path: Path, what: str, error: type[FerkitError] = FerkitError) -> None:
-    """An `error` when an existing path is a pipe, device or socket (a FIFO would block its reader
-    forever) or a folder, where a file is read: `what` says which file to give instead."""
+def check_regular_file(path: Path, what: str, error: Callable[[str], FerkitError] = FerkitError) -> None:
+    """An `error` (an error class, or a function of the message that makes one) when an existing path is
+    a pipe, device or socket (a FIFO would block its reader forever) or a folder, where a file is read:
+    `what` says which file to give instead."""
     if path.exists() and not path.is_file():
         kind = ("a folder" if path.is_dir() else "empty (the null device, not a file)"
                 if is_null_device(path) else "not a regular file (a device, pipe or socket)")

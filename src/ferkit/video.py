@@ -19,7 +19,7 @@ import numpy as np
 from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra
 from .faces import MAX_PIXELS
-from .files import atomic_path
+from .files import atomic_path, check_regular_file
 from .schema import Frame, Track, VideoResult
 
 if TYPE_CHECKING:
@@ -102,10 +102,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path", "not_found")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not a video; give a video file (MP4, AVI, ...)", "not_image")
-    if not path.is_file():  # a pipe or a device: FFmpeg waited forever on a pipe with no writer (as load_image says it)
-        raise ImageError(f"{path}: not a regular file (a pipe, socket or device); give a video file", "not_image")
+    # a pipe or a device is never opened (FFmpeg waited forever on a pipe with no writer), a folder is said to be one
+    check_regular_file(path, "a video file (MP4, AVI, ...)", lambda message: ImageError(message, "not_image"))
     if path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
         raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:  # 2.5 sampled frames 0, 5, 10

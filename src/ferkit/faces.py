@@ -130,8 +130,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
             if not stat.S_ISREG(st.st_mode):  # a pipe or a device: reading could block forever
                 raise ImageError(f"{label}: not a regular file (a pipe, socket or device); give an image file", "not_image")
             if st.st_size > max_file_bytes(max_pixels):  # read whole, it could take all the memory first
-                raise ImageError(f"{label}: {st.st_size / 2**20:,.0f} MiB is too big for a photo of at most "
-                                 f"{max_pixels / 1e6:.0f} megapixels; give a smaller image", "too_large")
+                raise _file_too_big(label, f"{st.st_size / 2**20:,.0f}", max_pixels)
             data = path.read_bytes()
         except FileNotFoundError:
             raise ImageError(f"{label}: no such file; check the path", "not_found") from None
@@ -178,9 +177,13 @@ def _read_file(f, label, max_pixels: int) -> bytes:
         raise ImageError(f"{label}: cannot read the file ({type(e).__name__}: {e}); give a file open for reading ('rb')",
                          "not_found") from None
     if n > limit:
-        raise ImageError(f"{label}: over {limit / 2**20:,.0f} MiB is too big for a photo of at most "
-                         f"{max_pixels / 1e6:.0f} megapixels; give a smaller image", "too_large")
+        raise _file_too_big(label, f"over {limit / 2**20:,.0f}", max_pixels)
     return b"".join(parts)
+
+
+def _file_too_big(label: str, mib: str, max_pixels: int) -> ImageError:
+    return ImageError(f"{label}: {mib} MiB is too big for a photo of at most {max_pixels / 1e6:.0f} megapixels; "
+                      "give a smaller image", "too_large")
 
 
 def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:

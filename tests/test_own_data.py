@@ -92,6 +92,38 @@ def test_a_class_folder_nested_deeper_than_pythons_stack_is_one_line(tmp_path):
             load_fer(tmp_path / "faces")
 
 
+def test_what_a_class_folder_leaves_out_is_said(tmp_path, caplog):
+    root = class_folder(tmp_path / "faces", n=2, classes=("happy", "sad"))
+    (root / "calm").mkdir()  # a class of photos ferkit does not read, and an empty one: no class, said
+    (root / "calm" / "a.heic").write_bytes(b"x")
+    (root / "contempt").mkdir()
+    (root / "happy" / "Thumbs.db").write_bytes(b"x")  # Windows' litter, as dot-files: unsaid
+    with caplog.at_level(logging.WARNING):
+        assert load_fer(root, val_fraction=0, test_fraction=0).names == ("happy", "sad")
+    assert "left out 2 folder(s) holding no image, so no class (calm, contempt); 1 file(s) that are not images " \
+           "ferkit reads (.heic 1)" in caplog.text
+    (tmp_path / "elsewhere").mkdir()
+    (root / "surprise").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # was a class silently missing
+    with pytest.raises(DataError, match=r"faces/surprise: a link to a folder, which ferkit does not follow"):
+        load_fer(root, val_fraction=0, test_fraction=0)
+    (root / "surprise").unlink()
+    (root / "sad" / "gone.png").symlink_to(tmp_path / "nothing.png")
+    with pytest.raises(DataError, match=r"sad/gone.png: a link to nothing"):
+        load_fer(root, val_fraction=0, test_fraction=0)
+    assert load_fer(root, val_fraction=0, test_fraction=0, skip_bad_rows=True).skipped == 1
+
+
+def test_an_image_deeper_than_split_and_class_folders_is_a_bad_entry(tmp_path):
+    root = tmp_path / "faces"
+    for split in ("train", "val"):
+        class_folder(root / split, n=2, classes=("happy", "sad"))
+    write_images(root / "train" / "happy" / "sad", "sad", 2)  # was trained as 'sad', its innermost folder
+    with pytest.raises(DataError, match=r"train/happy/sad/sad_0.png: is 3 folders deep; expected ROOT/<class>/<image> or "
+                                        r"ROOT/<split>/<class>/<image>"):
+        load_fer(root)
+    assert load_fer(root, skip_bad_rows=True).counts() == {"train": 4, "val": 4, "test": 0}
+
+
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
     root = tmp_path / "faces"
     for split, n in (("train", 4), ("val", 2), ("test", 1)):

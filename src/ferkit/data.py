@@ -76,6 +76,8 @@ MAX_ROWS = 500_000  # rows or images: ~14 times FER2013's 35,887, ~1.2 GB of fac
 MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB (2,304 numbers); a line this long is not one
 MAX_BYTES = 8 << 30  # images in memory at the model's input: AffectNet's 290k faces at 96x96 RGB are ~8 GB
 NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an image folder or beside a list
+# files of a folder that are no images and left out unsaid, as dot-files are (files.is_hidden): Windows' and the names
+OS_FILES = {"thumbs.db", "desktop.ini", NAMES_FILE}
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
 NO_SPLIT = {"val_fraction": 0, "test_fraction": 0}  # load_fer's reading with no split drawn: every image a training one
 RECORDED = ("label_names", "split_seed", "val_fraction", "test_fraction")  # the config fields recorded_reading reads
@@ -167,15 +169,16 @@ def load_fer(
         names, names_from = _checked_names(names, "--label-names"), "--label-names"
     elif names_file.is_file():
         names, names_from = read_names(str(names_file), NAMES_FILE), str(names_file)
-    listing = _read_list(p, skip_bad_rows) if kind == "list" else None
-    cache_file = _cache_path(p, skip_bad_rows, (size, channels, names), listing) if cache else None
+    # (a folder's listing too, before the cache: what it leaves out is said on every read, not the first alone)
+    listing = _read_list(p, skip_bad_rows) if kind == "list" else _folder_listing(p, skip_bad_rows) if kind == "folder" else None
+    cache_file = _cache_path(p, skip_bad_rows, (size, channels, names), listing if kind == "list" else None) if cache else None
     data = _cached(cache_file, p) if cache_file is not None and cache_file.exists() else None
     if data is None:
         log.info(f"reading {p}" + (" (parsed once, then cached)" if cache_file is not None else ""))
         if kind == "pixels":
             data = _resized(_read_csv(p, skip_bad_rows), size, channels)
         else:
-            data = _read_images(listing or _folder_listing(p, skip_bad_rows), names, size, channels, skip_bad_rows, str(p),
+            data = _read_images(listing, names, size, channels, skip_bad_rows, str(p),
                                 names_from)
         if cache_file is not None:
             _write_cache(cache_file, data)
@@ -519,19 +522,48 @@ class _Listing:
 
 
 def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
-    """ROOT/<class>/* or ROOT/<split>/<class>/*: each image's class (its folder) and split."""
-    files = sorted(f for f in tree(root) if f.suffix.lower() in IMAGE_EXTS and not is_hidden(f.relative_to(root)) and f.is_file())
+    """ROOT/<class>/* or ROOT/<split>/<class>/*: each image's class (its folder) and split. An image
+    file that cannot be read as one (a dangling link, a pipe), a link to a folder (not followed) and an
+    image nested deeper than ROOT/<split>/<class>/ are bad entries; other files and folders with no
+    image are left out with a warning (a class of .heic photos, an empty class folder, went unsaid)."""
+    out, files, others, folders = _Listing(), [], {}, []
+    for f in sorted(f for f in tree(root) if not is_hidden(f.relative_to(root))):
+        if f.is_symlink() and f.is_dir():  # tree does not enter it: its images would go unseen
+            out.bad(f"{f}: a link to a folder, which ferkit does not follow in --data; put the folder itself there "
+                    "(or copies of its images)", skip_bad_rows)
+        elif f.is_dir():
+            folders.append(f)
+        elif f.suffix.lower() not in IMAGE_EXTS:
+            if (f.is_file() or f.is_symlink()) and f.name.lower() not in OS_FILES:
+                others[f.suffix.lower() or "no extension"] = others.get(f.suffix.lower() or "no extension", 0) + 1
+        elif f.is_file():
+            files.append(f)
+        else:
+            what = ("a link to nothing (it is dangling, or a loop)" if not f.exists() else
+                    "not a regular file (a pipe, socket or device)")
+            out.bad(f"{f}: {what}", skip_bad_rows)
     if not files:
         raise DataError(f"{root}: the folder holds no images; expected ROOT/<class>/*.jpg, or ROOT/train/<class>/*.jpg, "
                         "ROOT/val/<class>/*.jpg and ROOT/test/<class>/*.jpg")
     if len(files) > MAX_ROWS:
         raise _too_many_rows(root)
-    out = _Listing()
+    full = {d for f in files for d in f.parents}
+    empty = [str(d.relative_to(root)) for d in folders if d not in full]
+    if empty or others:
+        log.warning(f"{root}: left out " + "; ".join(
+            ([f"{len(empty)} folder(s) holding no image, so no class ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})"] if empty else [])
+            + ([f"{sum(others.values())} file(s) that are not images ferkit reads ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:10]) + ")"] if others else []))
+            + f"; images are {', '.join(sorted(IMAGE_EXTS))}")
     for f in files:
         rel = f.relative_to(root)
         try:
             if len(rel.parts) < 2:
                 raise ValueError("not in a class folder; put each image in ROOT/<class>/ (or ROOT/<split>/<class>/)")
+            if len(rel.parts) > 3:  # its class would be its innermost folder's name (train/happy/2019/: a class '2019')
+                raise ValueError(f"is {len(rel.parts) - 1} folders deep; expected ROOT/<class>/<image> or "
+                                 "ROOT/<split>/<class>/<image>: move it up, or give --data the folder that holds the class "
+                                 "(or split) folders")
             out.add(f, f.parent.name.strip().lower(), _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else ""), str(f))
         except ValueError as e:
             out.bad(f"{f}: {e}", skip_bad_rows)

@@ -18,13 +18,14 @@ from ferkit import augment, plots
 from ferkit import data as fdata
 from ferkit.checkpoint import load_checkpoint, read_checkpoint
 from ferkit.cli import main
+from ferkit.config import TrainConfig
 from ferkit.data import FerData, load_fer
 from ferkit.dream import DreamSettings
 from ferkit.errors import ConfigError, DataError, FerkitError
 from ferkit.faces import load_image, whole_face
 from ferkit.labels import FER2013, class_ids, for_emotions, label_set
 from ferkit.report import build_report
-from ferkit.train import fit, resolve_config
+from ferkit.train import fit, resolve_config, split_batches
 from ferkit.visualize import activation_maps, demo_face, first_layer_filters
 
 CLASSES = ("sad", "happy", "surprise")  # FER2013 names, out of its order: read in FER2013's (happy, sad, surprise)
@@ -333,6 +334,21 @@ def colour_run(tmp_path_factory):
             "--photo-aug", "0.5", "--mixup", "0.2", "--cutmix", "1", "--tta", *SPLIT]
     assert main(argv) == 0
     return folder, run
+
+
+def test_classes_with_faces_but_no_training_faces_are_named(tmp_path, caplog):
+    # split folders with fear in val/ alone, and --train-subset cutting a folder's classes (listed one after
+    # another): outputs that never learn, trained unsaid
+    labels = label_set("data", ("angry", "fear", "happy"))
+    data = FerData(np.zeros((8, 48, 48), np.uint8), np.array([0, 0, 2, 2, 2, 2, 0, 1]), np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int8),
+                   "faces", names=labels.emotions, kind="folder")
+    spec = tiny_spec().for_labels(labels)
+    with caplog.at_level(logging.WARNING):
+        split_batches(data, TrainConfig(), spec, None, labels, labels.annotations(data))
+        assert "faces: no training faces of fear, only val/test ones: the model cannot learn it" in caplog.text
+        assert "--train-subset" not in caplog.text
+        split_batches(data, TrainConfig(train_subset=2), spec, None, labels, labels.annotations(data))
+    assert "no training faces of happy in the first 2 (--train-subset; an image folder or list holds its classes" in caplog.text
 
 
 def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_path, capsys):

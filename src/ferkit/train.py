@@ -171,6 +171,8 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     train_y, targets, keep = labels.targets(train_r, cfg.label_mode, f"{data.source}: the training rows")
     train_x, train_y = train_x[keep], train_y[keep]
     targets = targets[keep] if targets is not None else None
+    if rows.ndim == 1:  # (FER+ votes are (N, 10)): a class with faces, but none training, is never learnt; was unsaid
+        _say_untrained(data, cfg, labels, rows, train_y)
     if len(train_x) < 2:  # batch norm takes the statistics of 2 or more faces
         subset = f" (--train-subset {cfg.train_subset})" if cfg.train_subset else ""
         rule = (f"; --label-mode {cfg.label_mode} keeps the faces whose votes (single votes ignored) settle on emotions, "
@@ -194,6 +196,24 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
             log.warning(f"{data.source}: none of its {len(scored)} PublicTest faces has a {labels.title} label to score; "
                         "the best checkpoint is the last epoch's")
     return train, val, mean
+
+
+def _say_untrained(data: FerData, cfg: TrainConfig, labels: LabelSet, rows: np.ndarray, train_y: np.ndarray) -> None:
+    """A warning naming the classes the data hold faces of but the training faces lack: all in val/test
+    (a split of one's own), or past --train-subset (an image folder lists its images class by class)."""
+    untrained = np.setdiff1d(np.unique(rows[rows >= 0]), train_y)
+    if not untrained.size:
+        return
+    in_train = set(np.unique(rows[data.in_split("train")]).tolist())
+    cut = [labels.emotions[i] for i in untrained if i in in_train]
+    held = [labels.emotions[i] for i in untrained if i not in in_train]
+    if held:
+        log.warning(f"{data.source}: no training faces of {', '.join(held)}, only val/test ones: the model cannot learn "
+                    f"{'them' if len(held) > 1 else 'it'}; move some of those faces to the training split")
+    if cut:
+        order = "; an image folder or list holds its classes one after another" if data.kind != "pixels" else ""
+        log.warning(f"{data.source}: no training faces of {', '.join(cut)} in the first {cfg.train_subset} (--train-subset"
+                    f"{order}): the model cannot learn {'them' if len(cut) > 1 else 'it'}; give a larger --train-subset, or none")
 
 
 def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, cfg: TrainConfig, gen: torch.Generator):

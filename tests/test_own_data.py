@@ -190,6 +190,14 @@ def test_an_image_list_id_that_is_no_class_id_is_a_bad_row(tmp_path, label, mess
         load_fer(tmp_path / "ids.csv", cache=False)
 
 
+@pytest.mark.parametrize("label", ["1.0", "nan", "2e0"])
+def test_an_image_list_label_that_is_a_number_but_no_id_is_a_bad_row(tmp_path, label):
+    write_images(tmp_path / "img", "happy", 3)  # was trained as a class named '1.0' (or 'nan') beside 'happy'
+    (tmp_path / "list.csv").write_text(f"path,label\nimg/happy_0.png,{label}\nimg/happy_1.png,happy\nimg/happy_2.png,happy\n")
+    with pytest.raises(DataError, match=rf"list.csv, line 2: label '{label}' is a number but no integer id; write ids as 0, 1, 2"):
+        load_fer(tmp_path / "list.csv", cache=False)
+
+
 def test_an_image_listed_twice_is_a_bad_row(tmp_path):
     # it was read twice: in train and test, the model was scored on a face it trained on
     write_images(tmp_path / "img", "happy", 2)

@@ -684,12 +684,23 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
         if not 0 <= cls < MAX_CLASSES:  # (a huge id overflowed int64 in a traceback)
             raise ValueError(f"label {label!r} is not a class id 0..{MAX_CLASSES - 1}; give a class name or an id "
                              "(or nothing: unlabelled)")
+    elif _is_number(label):  # "3.0" (pandas's ids in a column with an empty cell) or "nan" was trained as a class so named
+        raise ValueError(f"label {label!r} is a number but no integer id; write ids as 0, 1, 2 (pandas writes 3.0 for 3 "
+                         "in a column with an empty cell), or give class names")
     elif label:
         cls = label.lower()
     split = row[cols["split"]].strip() if cols["split"] is not None else ""
     if split and split.lower() not in SPLIT_NAMES:
         raise ValueError(f"split {split!r} is not train, val or test (nor Training, PublicTest, PrivateTest)")
     return image, cls, SPLITS.index(SPLIT_NAMES[split.lower()]) if split else -1
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _class_order(present: set[str]) -> tuple[str, ...]:

@@ -123,6 +123,12 @@ def test_an_image_deeper_than_split_and_class_folders_is_a_bad_entry(tmp_path):
                                         r"ROOT/<split>/<class>/<image>"):
         load_fer(root)
     assert load_fer(root, skip_bad_rows=True).counts() == {"train": 4, "val": 4, "test": 0}
+    split_only = tmp_path / "split-only"  # images right in train/ and val/: was a class 'train' against a class 'val'
+    write_images(split_only / "train", "happy", 2)
+    write_images(split_only / "val", "sad", 2)
+    with pytest.raises(DataError, match=r"happy_0.png: is right in the split folder 'train', in no class folder; put it in "
+                                        r"ROOT/train/<class>/"):
+        load_fer(split_only)
 
 
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):

@@ -560,6 +560,9 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
         try:
             if len(rel.parts) < 2:
                 raise ValueError("not in a class folder; put each image in ROOT/<class>/ (or ROOT/<split>/<class>/)")
+            if len(rel.parts) == 2 and rel.parts[0].lower() in SPLIT_NAMES:  # trained as a class 'train' against 'val'
+                raise ValueError(f"is right in the split folder {rel.parts[0]!r}, in no class folder; put it in "
+                                 f"ROOT/{rel.parts[0]}/<class>/")
             if len(rel.parts) > 3:  # its class would be its innermost folder's name (train/happy/2019/: a class '2019')
                 raise ValueError(f"is {len(rel.parts) - 1} folders deep; expected ROOT/<class>/<image> or "
                                  "ROOT/<split>/<class>/<image>: move it up, or give --data the folder that holds the class "

@@ -131,6 +131,18 @@ def test_an_image_deeper_than_split_and_class_folders_is_a_bad_entry(tmp_path):
         load_fer(split_only)
 
 
+def test_a_class_name_with_a_line_break_is_a_bad_entry(tmp_path):
+    # it broke evaluate's table and every one-line message naming the class
+    root = class_folder(tmp_path / "faces", n=2, classes=("happy", "sad"))
+    (root / "sad").rename(root / "s\nad")
+    with pytest.raises(DataError, match=r"sad_0.png: the class folder's name 's\\nad' holds a line break or other control "
+                                        r"character; rename it"):
+        load_fer(root)
+    (tmp_path / "list.csv").write_text('path,label\nfaces/happy/happy_0.png,"ha\nppy"\nfaces/happy/happy_1.png,happy\n')
+    with pytest.raises(DataError, match=r"list.csv, line 2: the label 'ha\\nppy' holds a line break"):
+        load_fer(tmp_path / "list.csv")
+
+
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
     root = tmp_path / "faces"
     for split, n in (("train", 4), ("val", 2), ("test", 1)):

@@ -48,6 +48,7 @@ import io
 import logging
 import os
 import stat
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
@@ -567,7 +568,8 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
                 raise ValueError(f"is {len(rel.parts) - 1} folders deep; expected ROOT/<class>/<image> or "
                                  "ROOT/<split>/<class>/<image>: move it up, or give --data the folder that holds the class "
                                  "(or split) folders")
-            out.add(f, f.parent.name.strip().lower(), _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else ""), str(f))
+            out.add(f, _class_name(f.parent.name, "class folder's name"), _split_of(f.name, rel.parts[0] if len(rel.parts) > 2 else ""),
+                    str(f))
         except ValueError as e:
             out.bad(f"{f}: {e}", skip_bad_rows)
     return out
@@ -691,11 +693,19 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
         raise ValueError(f"label {label!r} is a number but no integer id; write ids as 0, 1, 2 (pandas writes 3.0 for 3 "
                          "in a column with an empty cell), or give class names")
     elif label:
-        cls = label.lower()
+        cls = _class_name(label, "label")
     split = row[cols["split"]].strip() if cols["split"] is not None else ""
     if split and split.lower() not in SPLIT_NAMES:
         raise ValueError(f"split {split!r} is not train, val or test (nor Training, PublicTest, PrivateTest)")
     return image, cls, SPLITS.index(SPLIT_NAMES[split.lower()]) if split else -1
+
+
+def _class_name(text: str, what: str) -> str:
+    """A class name as ferkit compares it (stripped, lower case); a ValueError for one holding a line break or
+    other control character, which split every table and one-line message that names the class."""
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValueError(f"the {what} {text!r} holds a line break or other control character; rename it")
+    return text.strip().lower()
 
 
 def _is_number(text: str) -> bool:

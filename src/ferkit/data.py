@@ -527,11 +527,13 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
     file that cannot be read as one (a dangling link, a pipe), a link to a folder (not followed) and an
     image nested deeper than ROOT/<split>/<class>/ are bad entries; other files and folders with no
     image are left out with a warning (a class of .heic photos, an empty class folder, went unsaid)."""
-    out, files, others, folders = _Listing(), [], {}, []
-    for f in sorted(f for f in tree(root) if not is_hidden(f.relative_to(root))):
+    out, files, others, folders, bad = _Listing(), [], {}, [], []
+    for f in tree(root):  # (not sorted whole: a wrong --data, a home folder, holds millions of other files)
+        if is_hidden(f.relative_to(root)):
+            continue
         if f.is_symlink() and f.is_dir():  # tree does not enter it: its images would go unseen
-            out.bad(f"{f}: a link to a folder, which ferkit does not follow in --data; put the folder itself there "
-                    "(or copies of its images)", skip_bad_rows)
+            bad.append(f"{f}: a link to a folder, which ferkit does not follow in --data; put the folder itself there "
+                       "(or copies of its images)")
         elif f.is_dir():
             folders.append(f)
         elif f.suffix.lower() not in IMAGE_EXTS:
@@ -539,17 +541,19 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
                 others[f.suffix.lower() or "no extension"] = others.get(f.suffix.lower() or "no extension", 0) + 1
         elif f.is_file():
             files.append(f)
+            if len(files) > MAX_ROWS:
+                raise _too_many_rows(root)
         else:
-            what = ("a link to nothing (it is dangling, or a loop)" if not f.exists() else
-                    "not a regular file (a pipe, socket or device)")
-            out.bad(f"{f}: {what}", skip_bad_rows)
+            bad.append(f"{f}: " + ("a link to nothing (it is dangling, or a loop)" if not f.exists() else
+                                   "not a regular file (a pipe, socket or device)"))
     if not files:
         raise DataError(f"{root}: the folder holds no images; expected ROOT/<class>/*.jpg, or ROOT/train/<class>/*.jpg, "
                         "ROOT/val/<class>/*.jpg and ROOT/test/<class>/*.jpg")
-    if len(files) > MAX_ROWS:
-        raise _too_many_rows(root)
+    for msg in sorted(bad):
+        out.bad(msg, skip_bad_rows)
+    files.sort()
     full = {d for f in files for d in f.parents}
-    empty = [str(d.relative_to(root)) for d in folders if d not in full]
+    empty = sorted(str(d.relative_to(root)) for d in folders if d not in full)
     if empty or others:
         log.warning(f"{root}: left out " + "; ".join(
             ([f"{len(empty)} folder(s) holding no image, so no class ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})"] if empty else [])

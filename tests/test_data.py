@@ -115,6 +115,10 @@ def test_missing_column_and_empty_inputs(tmp_path):
     (tmp_path / "twice.csv").write_text(f"emotion,pixels,Pixels,Usage\n1,{face},{face},Training\n")  # was: the first, unsaid
     with pytest.raises(DataError, match=r"twice.csv, line 1: column\(s\) pixels appear more than once"):
         load_fer(tmp_path / "twice.csv")
+    (tmp_path / "label.csv").write_text(f"label,pixels,Usage\n1,{face},Training\n")  # read unlabelled: "train on a labelled file"
+    with pytest.raises(DataError, match=r"label.csv, line 1: no column 'emotion', but a column 'label' .*: if 'label' holds "
+                                        r"those ids, rename it 'emotion'"):
+        load_fer(tmp_path / "label.csv")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no images"):
         load_fer(tmp_path / "empty")

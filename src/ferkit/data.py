@@ -416,6 +416,11 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
             i_pix = cols.index("pixels")
             i_emo = cols.index("emotion") if "emotion" in cols else None
             i_use = cols.index("usage") if "usage" in cols else None
+            other = next((header[i].strip() for i, c in enumerate(cols) if c in LIST_COLUMNS["label"]), None)
+            if i_emo is None and other:  # its rows were read unlabelled: "train on a labelled file", of a labelled file
+                raise DataError(f"{p}, line 1: no column 'emotion', but a column {other!r} (header is {','.join(header)!r}); "
+                                f"FER2013's labels are its 'emotion' column, ids 0..{len(FER2013) - 1} ({', '.join(FER2013)}): "
+                                f"if {other!r} holds those ids, rename it 'emotion'")
             for lineno, row, problem in records:
                 if lineno > MAX_ROWS + 1:  # the header, then rows; skipped and blank ones count too
                     raise _too_many_rows(p)

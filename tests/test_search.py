@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -140,12 +141,15 @@ def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):
     assert "trials: holds the trials of an earlier search, and study 'other'" in capsys.readouterr().err
 
 
-def test_cv_score_is_mean_of_folds(files, tmp_path):
+def test_cv_score_is_mean_of_folds(files, tmp_path, caplog):
     csv_file, spec = files
     cfg = resolve_config(str(spec), data=str(csv_file), epochs=2, batch_size=14, threads=1)
     folds = cv_folds(np.arange(42) % 7, 3)
     assert [len(va) for _, va in folds] == [14, 14, 14]
     assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(42))
+    with caplog.at_level(logging.WARNING):  # a class with fewer images than folds: folds without it, said
+        cv_folds(np.array([0] * 6 + [1] * 2), 3, names=("happy", "fear"))
+    assert "--cv 3: fear (2) has fewer than 3 training images, so some folds train without them" in caplog.text
     images = np.arange(42 * 48 * 48, dtype=np.uint8).reshape(42, 48, 48)
     fd = fold_data(images, np.arange(42) % 7, *folds[0])
     assert fd.counts() == {"train": 28, "val": 14, "test": 0} and np.array_equal(fd.split("val")[0], images[folds[0][1]])

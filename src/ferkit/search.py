@@ -221,8 +221,9 @@ def _same_type(current, v) -> tuple[bool, object]:
 # ---------------------------------------------------------------- scoring one configuration
 
 
-def cv_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified k-fold (train index, validation index) pairs, the same for every trial."""
+def cv_folds(labels: np.ndarray, k: int, seed: int = 0, names=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold (train index, validation index) pairs, the same for every trial; names: what the
+    labels stand for, for the warning on classes with fewer images than folds."""
     from sklearn.model_selection import StratifiedKFold
 
     if k < 2:
@@ -230,6 +231,9 @@ def cv_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray
     counts = np.bincount(labels[labels >= 0])
     if counts.max(initial=0) < k:
         raise ConfigError(f"--cv {k}: every class has fewer than {k} training images; use fewer folds")
+    if rare := [f"{names[c] if names else c} ({n})" for c, n in enumerate(counts) if 0 < n < k]:  # (sklearn's warning, silenced)
+        log.warning(f"--cv {k}: {', '.join(rare)} ha{'ve' if len(rare) > 1 else 's'} fewer than {k} training images, so some "
+                    "folds train without them and score them as wrong answers; use fewer folds, or give them more images")
     with warnings.catch_warnings():  # sklearn warns when a rare class has fewer members than folds
         warnings.simplefilter("ignore", UserWarning)
         return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
@@ -410,7 +414,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         raise ConfigError(f"--cv {cv} with --labels {cfg.labels}: FER+'s votes follow FER2013's rows, which the folds "
                           "reorder; search on PublicTest (leave out --cv)")
     if cv:
-        folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed)
+        folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed, data.names)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
     made = not out.exists()

@@ -23,7 +23,7 @@ from ferkit.data import FerData, load_fer
 from ferkit.dream import DreamSettings
 from ferkit.errors import ConfigError, DataError, FerkitError
 from ferkit.faces import load_image, whole_face
-from ferkit.labels import FER2013, class_ids, for_emotions, label_set
+from ferkit.labels import FER2013, class_ids, describe_mapping, for_emotions, label_set
 from ferkit.report import build_report
 from ferkit.train import fit, resolve_config, split_batches
 from ferkit.visualize import activation_maps, demo_face, first_layer_filters
@@ -290,6 +290,9 @@ def test_class_names_map_onto_a_known_set_by_meaning_and_say_which_do_not():
         label_set("data", ("happy", "happiness"))
     with pytest.raises(ConfigError, match=r"--labels data: the data's labels are integer ids without names; name the classes"):
         label_set("data", None)
+    # a file with no labels (a CSV without 'emotion') is not "no faces of angry, disgust, ..., neutral" before its error
+    assert describe_mapping(FER2013, label_set("fer2013"), np.full(3, -1)) is None
+    assert describe_mapping(("happy",), label_set("fer2013"), np.zeros(3, np.int64)).startswith("labels (fer2013): no faces of angry")
 
 
 def test_evaluate_advises_its_own_flags_for_classes_the_model_lacks(tiny_checkpoint, tmp_path, capsys):

@@ -274,9 +274,9 @@ def _advice(fix: str | None, train: str) -> str:
 def describe_mapping(names, target: LabelSet, labels: np.ndarray) -> str | None:
     """One line on how a data set's classes become target's outputs, where that is not plain: the
     names matched through a synonym, and the outputs no face trains (None when neither)."""
-    if names is None:
-        return None
     has = np.unique(np.asarray(labels)[np.asarray(labels) >= 0])
+    if names is None or not has.size:  # no labels at all (a CSV without 'emotion'): training says so, not "no faces of" all
+        return None
     renamed = [f"{names[i]} -> {e}" for i in has for e in target.emotions if canonical(e) == canonical(names[i]) and e != names[i]]
     covered = {canonical(names[i]) for i in has}
     empty = [e for e in target.emotions if canonical(e) not in covered]

@@ -143,6 +143,17 @@ def test_a_class_name_with_a_line_break_is_a_bad_entry(tmp_path):
         load_fer(tmp_path / "list.csv")
 
 
+def test_a_class_name_matches_its_labels_txt_in_either_unicode_form(tmp_path):
+    # a Mac writes folder names decomposed (NFD): 'class 'überrascht' is not one of the class names (happy, überrascht)'
+    import unicodedata
+
+    root = class_folder(tmp_path / "faces", n=2, classes=("happy", "sad"))
+    (root / "sad").rename(root / unicodedata.normalize("NFD", "überrascht"))
+    (root / "labels.txt").write_text(unicodedata.normalize("NFC", "Überrascht\nhappy\n"))
+    d = load_fer(root, val_fraction=0, test_fraction=0)
+    assert d.names == (unicodedata.normalize("NFC", "überrascht"), "happy") and d.labels.tolist() == [1, 1, 0, 0]
+
+
 def test_split_folders_labels_txt_and_the_fer2013_release_layout(tmp_path):
     root = tmp_path / "faces"
     for split, n in (("train", 4), ("val", 2), ("test", 1)):

@@ -223,7 +223,7 @@ def read_names(spec: str, where: str = "--label-names") -> tuple[str, ...]:
 
 
 def _checked_names(names, where: str) -> tuple[str, ...]:
-    names = tuple(str(n).strip().lower() for n in names)
+    names = tuple(_nfc(str(n)) for n in names)
     problem = check_names(names)
     if problem:
         raise DataError(f"{where}: {problem} ({', '.join(names) or 'none'})")
@@ -714,7 +714,13 @@ def _class_name(text: str, what: str) -> str:
     other control character, which split every table and one-line message that names the class."""
     if any(unicodedata.category(c) == "Cc" for c in text):
         raise ValueError(f"the {what} {text!r} holds a line break or other control character; rename it")
-    return text.strip().lower()
+    return _nfc(text)
+
+
+def _nfc(name: str) -> str:
+    """A class name as compared: stripped, lower case, in Unicode's composed form (NFC): a Mac writes a
+    folder 'überrascht' decomposed (NFD), which did not match the same name in labels.txt, and said so bafflingly."""
+    return unicodedata.normalize("NFC", name.strip().lower())
 
 
 def _is_number(text: str) -> bool:

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,7 +94,7 @@ def test_a_class_folder_nested_deeper_than_pythons_stack_is_one_line(tmp_path):
             load_fer(tmp_path / "faces")
 
 
-def test_what_a_class_folder_leaves_out_is_said(tmp_path, caplog):
+def test_what_a_class_folder_leaves_out_is_said(tmp_path, caplog, monkeypatch):
     root = class_folder(tmp_path / "faces", n=2, classes=("happy", "sad"))
     (root / "calm").mkdir()  # a class of photos ferkit does not read, and an empty one: no class, said
     (root / "calm" / "a.heic").write_bytes(b"x")
@@ -112,6 +113,11 @@ def test_what_a_class_folder_leaves_out_is_said(tmp_path, caplog):
     with pytest.raises(DataError, match=r"sad/gone.png: a link to nothing"):
         load_fer(root, val_fraction=0, test_fraction=0)
     assert load_fer(root, val_fraction=0, test_fraction=0, skip_bad_rows=True).skipped == 1
+    (root / "sad" / "gone.png").unlink()
+    real = fdata.os.access  # a folder ferkit's user cannot read (as root, every folder is readable: the check is faked)
+    monkeypatch.setattr(fdata.os, "access", lambda f, mode: Path(f).name != "sad" and real(f, mode))
+    with pytest.raises(DataError, match=r"faces/sad: the folder cannot be read \(permission denied\)"):
+        load_fer(root, val_fraction=0, test_fraction=0)
 
 
 def test_an_image_deeper_than_split_and_class_folders_is_a_bad_entry(tmp_path):

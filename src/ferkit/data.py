@@ -541,6 +541,8 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
                        "(or copies of its images)")
         elif f.is_dir():
             folders.append(f)
+            if not os.access(f, os.R_OK | os.X_OK):  # tree passes over it: a class missing, unsaid
+                bad.append(f"{f}: the folder cannot be read (permission denied); give ferkit's user read access to it")
         elif f.suffix.lower() not in IMAGE_EXTS:
             if (f.is_file() or f.is_symlink()) and f.name.lower() not in OS_FILES:
                 others[f.suffix.lower() or "no extension"] = others.get(f.suffix.lower() or "no extension", 0) + 1

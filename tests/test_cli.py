@@ -135,7 +135,7 @@ def test_sanity_checks_its_flags_and_labels_as_train_does(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     unlabelled = tmp_path / "unlabelled.csv"
-    unlabelled.write_text(p.read_text().replace("emotion,pixels,Usage", "label,pixels,Usage"))
+    unlabelled.write_text(p.read_text().replace("emotion,pixels,Usage", "id,pixels,Usage"))  # (a "label" column is refused)
     assert main(["sanity", "--data", str(unlabelled)]) == 2  # was torch's "Target -1 is out of bounds"
     assert "its training rows have no 'emotion' labels" in capsys.readouterr().err
     for n, usages in [(0, ("PublicTest",)), (1, ("Training", "PublicTest"))]:  # was nan or batch norm's traceback

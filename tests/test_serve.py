@@ -174,6 +174,25 @@ def test_a_file_part_without_a_filename_is_400_and_the_schema_says_so(client, as
     assert header["required"] is True and "filename" in header["description"]
 
 
+def test_a_malformed_multipart_body_says_what_is_wrong_not_invalid_multipart_data(client, astronaut_png):
+    """python-multipart's parse errors reached the client as Starlette's "Invalid multipart data.":
+    a 5,000-letter file name (a header line over the parser's 4,224 bytes), too many part headers,
+    a header line without a colon. The answer now names the problem and the fix."""
+    mime = {"Content-Type": "multipart/form-data; boundary=b"}
+
+    def body(headers: bytes) -> bytes:
+        return b"--b\r\n" + headers + b"\r\n\r\n" + astronaut_png[:100] + b"\r\n--b--\r\n"
+
+    disposition = b'Content-Disposition: form-data; name="file"; filename="%s.png"'
+    cases = {body(disposition % (b"a" * 5000)): "a part's header line is over 4,224 bytes",
+             body(disposition % b"a" + b"\r\nX: y" * 20): "a part has over 8 header lines",
+             body(b"no colon here"): "malformed multipart body (Found invalid character"}
+    for data, why in cases.items():
+        r = client.post("/predict", content=data, headers=mime)
+        assert r.status_code == 400 and r.json()["error"].startswith(why), r.json()
+        assert "curl -F file=@photo.jpg" in r.json()["error"]
+
+
 def test_two_photos_in_one_request_are_refused_not_one_of_them_dropped(client, astronaut_png):
     files = [("file", ("a.png", astronaut_png, "image/png")), ("file", ("b.png", astronaut_png, "image/png"))]
     r = client.post("/predict", files=files)

@@ -50,6 +50,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -111,6 +112,25 @@ def _quoted(text: str, limit: int = 200) -> str:
     Error messages are one line that clients print and log; a file name came back whole, escapes and all."""
     text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _multipart_error(e: MultiPartException) -> str:
+    """A multipart body the parser refused, as an error message with the fix. Starlette words every
+    parse error of python-multipart as "Invalid multipart data." (its cause says which); its own
+    refusals (no boundary, no name, too many fields) say what is wrong already."""
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
+
+    cause, why = e.__cause__, e.message.rstrip(".")
+    if isinstance(cause, FormParserError):
+        why = f"malformed multipart body ({cause})"
+        if str(cause).startswith("Maximum header size"):
+            why = (f"a part's header line is over {DEFAULT_MAX_HEADER_SIZE:,} bytes (the multipart parser's limit), "
+                   "e.g. a file name thousands of characters long: shorten it")
+        elif str(cause).startswith("Maximum header count"):
+            why = (f"a part has over {DEFAULT_MAX_HEADER_COUNT} header lines (the multipart parser's limit); "
+                   "send only its Content-Disposition and Content-Type")
+    return f"{why}; POST the photo as multipart/form-data field 'file', e.g. curl -F file=@photo.jpg http://HOST:PORT/predict"
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -597,6 +617,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
         elif exc.status_code == 400 and (why := cut_short(request)) is not None:  # FastAPI's "error parsing the body"
             message = why
+        elif exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):  # the form could not be parsed
+            message = _multipart_error(exc.__context__)
         elif exc.status_code == 404:
             message = f"{_quoted(request.url.path)}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
         return _error(exc.status_code, message, headers)

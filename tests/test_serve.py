@@ -193,6 +193,16 @@ def test_a_malformed_multipart_body_says_what_is_wrong_not_invalid_multipart_dat
         assert "curl -F file=@photo.jpg" in r.json()["error"]
 
 
+def test_a_chunked_upload_with_a_content_length_is_framed_by_its_chunks(client, astronaut_png):
+    """Transfer-Encoding overrides Content-Length (RFC 9112, as uvicorn's h11 reads the body): the
+    whole chunked photo was answered 'upload cut short: N of the M bytes its Content-Length declares'."""
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    whole = head + astronaut_png + b"\r\n--b--\r\n"
+    r = client.post("/predict", content=iter([whole]), headers={
+        "Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked", "Content-Length": str(len(whole) + 1000)})
+    assert r.status_code == 200, r.text
+
+
 def test_two_photos_in_one_request_are_refused_not_one_of_them_dropped(client, astronaut_png):
     files = [("file", ("a.png", astronaut_png, "image/png")), ("file", ("b.png", astronaut_png, "image/png"))]
     r = client.post("/predict", files=files)

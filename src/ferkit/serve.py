@@ -195,7 +195,8 @@ class _Body:
 
     def __init__(self, headers: dict):
         length, self.seen, self.done, self.closed, self.tail = headers.get(b"content-length"), 0, False, False, b""
-        self.declared = int(length) if length is not None and length.isdigit() else None
+        chunked = b"transfer-encoding" in headers  # its chunks frame the body; a Content-Length beside it is ignored (RFC 9112)
+        self.declared = int(length) if length is not None and length.isdigit() and not chunked else None
         self.delimiter = None  # b"--BOUNDARY--" of a multipart body
         ctype = headers.get(b"content-type", b"")
         if ctype.lower().startswith(b"multipart/"):

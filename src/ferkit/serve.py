@@ -118,11 +118,13 @@ def _multipart_error(e: MultiPartException) -> str:
     """A multipart body the parser refused, as an error message with the fix. Starlette words every
     parse error of python-multipart as "Invalid multipart data." (its cause says which); its own
     refusals (no boundary, no name, too many fields) say what is wrong already."""
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
-
     cause, why = e.__cause__, e.message.rstrip(".")
-    if isinstance(cause, FormParserError):
+    try:  # (python-multipart before 0.0.13 is the module `multipart`, and has no header limits)
+        from python_multipart.exceptions import FormParserError
+        from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
+    except ImportError:
+        FormParserError = DEFAULT_MAX_HEADER_COUNT = DEFAULT_MAX_HEADER_SIZE = None
+    if FormParserError is not None and isinstance(cause, FormParserError):
         why = f"malformed multipart body ({cause})"
         if str(cause).startswith("Maximum header size"):
             why = (f"a part's header line is over {DEFAULT_MAX_HEADER_SIZE:,} bytes (the multipart parser's limit), "

@@ -221,3 +221,13 @@ def test_epochs_have_an_upper_bound():
     with pytest.raises(ConfigError, match="--epochs must be >= 1; got 0"):
         TrainConfig(epochs=0)
     assert TrainConfig(epochs=1_000_000).epochs == 1_000_000 and TrainConfig().epochs is None  # (None: the preset's)
+
+
+def test_config_keys_that_are_not_strings_are_unknown_fields(tmp_path):
+    """YAML's `1:` or `null:` keys: naming them for the file crashed in flag() (an AttributeError traceback)."""
+    from ferkit.config import read_file
+    from ferkit.train import resolve_config
+
+    (tmp_path / "keys.yaml").write_text("epochs: 1\n1: 2\nnull: 3\n")
+    with pytest.raises(ConfigError, match=r"keys.yaml: unknown field\(s\) 1, None"):
+        resolve_config(base=read_file(tmp_path / "keys.yaml"), source=tmp_path / "keys.yaml")

@@ -364,8 +364,9 @@ def flag(name: str) -> str:
 
 def named_in_file(message: str, source: str, names) -> str:
     """A TrainConfig problem with the fields `names`, set by the config file `source`, named as its
-    keys rather than as flags: "--flip must be ..." -> "y.yaml: flip must be ..."."""
-    for name in names:
+    keys rather than as flags: "--flip must be ..." -> "y.yaml: flip must be ..."; a key that is no
+    string (YAML's `1:`, `null:`) is an unknown field, named as it is."""
+    for name in map(str, names):
         message = re.sub(rf"(?<![\w-]){re.escape(flag(name))}(?![\w-])", f"{source}: {name}", message)
     return message.replace("training config: unknown", f"{source}: unknown", 1)
 

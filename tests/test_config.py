@@ -231,3 +231,13 @@ def test_config_keys_that_are_not_strings_are_unknown_fields(tmp_path):
     (tmp_path / "keys.yaml").write_text("epochs: 1\n1: 2\nnull: 3\n")
     with pytest.raises(ConfigError, match=r"keys.yaml: unknown field\(s\) 1, None"):
         resolve_config(base=read_file(tmp_path / "keys.yaml"), source=tmp_path / "keys.yaml")
+
+
+def test_deeply_nested_spec_file_is_refused_not_a_recursion_error(tmp_path):
+    """JSON reads ~1000 levels of '['; copying such a spec (override_spec's deepcopy) was a RecursionError."""
+    from ferkit.model import resolve_spec
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"convs": ' + "[" * 900 + "]" * 900 + "}")
+    with pytest.raises(ConfigError, match="deep.json: nested more than 32 levels deep"):
+        resolve_spec(str(deep))

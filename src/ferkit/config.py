@@ -35,6 +35,9 @@ from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
 MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
+# Nesting of a config or spec file: a spec is 3 deep (convs, a layer, a field); JSON reads ~1000 levels,
+# past what copying the spec (copy.deepcopy, override_spec) can recurse through
+MAX_DEPTH = 32
 # Upper bounds on a spec's numbers, far above any useful FER model (the presets: at most 512
 # filters, 512 units, 8 conv layers, 9 orientations, 19 M parameters), so that a typo is a message
 # rather than an allocator's traceback or a machine out of memory.
@@ -614,7 +617,22 @@ def read_file(path: str | Path) -> dict:
         raise ConfigError(f"{p}: not valid {'YAML' if is_yaml else 'JSON'} ({e})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of field names to values at the top level")
+    if _depth(d) > MAX_DEPTH:
+        raise ConfigError(f"{p}: nested more than {MAX_DEPTH} levels deep; a config or spec is a mapping of fields "
+                          "to values, lists of layers and their fields")
     return d
+
+
+def _depth(value) -> int:
+    """How deeply lists and mappings nest in value (a scalar: 0), counted without recursion."""
+    most, todo = 0, [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (dict, list)):
+            most = max(most, d + 1)
+            if d + 1 <= MAX_DEPTH:  # (deeper is refused anyway)
+                todo += [(x, d + 1) for x in (v.values() if isinstance(v, dict) else v)]
+    return most
 
 
 def _build(cls, d, where):

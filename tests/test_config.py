@@ -241,3 +241,10 @@ def test_deeply_nested_spec_file_is_refused_not_a_recursion_error(tmp_path):
     deep.write_text('{"convs": ' + "[" * 900 + "]" * 900 + "}")
     with pytest.raises(ConfigError, match="deep.json: nested more than 32 levels deep"):
         resolve_spec(str(deep))
+
+
+def test_text_values_nested_past_yamls_recursion_are_text():
+    """from_text (the server's $FERKIT_SERVE_* variables): thousands of '[' were a RecursionError traceback."""
+    from ferkit.config import from_text
+
+    assert from_text(TrainConfig, "epochs", "[" * 5000) == "[" * 5000

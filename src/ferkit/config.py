@@ -692,7 +692,7 @@ def from_text(cls, name: str, text: str):
     text itself, for check_fields to accept (a string field) or report in its usual words."""
     try:
         ok, value = coerce(load_yaml(text), typing.get_type_hints(cls)[name])
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # (RecursionError: thousands of '[', past PyYAML's recursion)
         return text
     return value if ok else text
 

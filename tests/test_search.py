@@ -86,6 +86,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("nonsense=uniform:0:1", "neither a training field"),
     ("batch_size=uniform:8:64", "batch_size takes int values"),
     ("model=categorical:shallow,deep", "model cannot be tuned"),
+    ("overrides=categorical:1,2", "set it with --set FIELD=VALUE instead"),  # said --overrides, no such flag
     ("convs.0.dropout=uniform:0:1.5", "the value 1.5 gives an invalid config"),
     ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
     ("fcs.0.units=categorical:[256,512]", "choices must be numbers, true/false, null or words"),  # was yaml's traceback

@@ -166,7 +166,8 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
     spec = resolve_spec(cfg.model, cfg.overrides).to_dict()
     for p in params:
         if p.name in NOT_TUNABLE:
-            raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned; set it with --{p.name.replace('_', '-')} instead")
+            how = "--set FIELD=VALUE" if p.name == "overrides" else "--" + p.name.replace("_", "-")  # (no --overrides flag)
+            raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned; set it with {how} instead")
         if p.name in DATA_SHAPE_FIELDS:
             raise ConfigError(f"--param {p.text}: {p.name} cannot be tuned (the faces are read once, at the model's input "
                               f"shape); run one search for each, with --set {p.name}=VALUE")

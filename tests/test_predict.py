@@ -143,6 +143,24 @@ def test_export_cli_and_onnx_file(tiny_checkpoint, tmp_path, capsys, astronaut):
         Predictor(tiny_checkpoint, backend="onnx", precision="bf16")
 
 
+def test_export_never_writes_through_a_link_into_its_input_or_run(tiny_run, tmp_path, capsys):
+    """`--onnx g.onnx`, g.onnx a link to the checkpoint (or a link NAME.pt/.onnx to the run's last.pt or
+    config.json): the write went through the link, the run's best.pt became a graph, last.pt a slim copy."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt", "config.json")}
+    for link, target, flag, message in (("g.onnx", "best.pt", "--onnx", "the command's own input"),
+                                        ("s.pt", "last.pt", "--pt", "a file of the run in"),
+                                        ("c.onnx", "config.json", "--onnx", "a file of the run in")):
+        (tmp_path / link).symlink_to(run / target)
+        assert main(["export", str(run), flag, str(tmp_path / link)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} {tmp_path / link}: is ") and message in err, err
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
 def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, capsys):
     """`export RUN --onnx RUN/best.pt` wrote the graph over the checkpoint it read, `--pt X --half` over
     X its float32 weights, `report RUN --out RUN/best.pt` its page: each is refused, the file left whole."""

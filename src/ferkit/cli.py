@@ -716,7 +716,9 @@ def cmd_export(args):
         return
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
-    out = check_output(args.onnx, "--onnx")  # missing folders are created (never the input: that is no .onnx)
+    out = check_output(args.onnx, "--onnx")  # missing folders are created
+    check_not_input(out, "--onnx", [src])  # a NAME.onnx may be a link to the checkpoint: the write goes through it
+    runs.check_not_run_file(out, "--onnx")  # or to a run's last.pt or config.json
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)

@@ -37,10 +37,12 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 def check_not_run_file(out: Path, flag: str) -> None:
     """A FerkitError when a command's output would replace a file `ferkit train` wrote in a run folder
-    (plot, report and --resume read them; a metrics JSON over config.json broke the run)."""
-    if out.name in TRAIN_FILES and any((out.parent / f).exists() for f in (CONFIG, LAST)):
-        raise FerkitError(f"{flag} {out}: a file of the run in {out.parent}, which 'ferkit train' wrote and plot, report "
-                          "and --resume read; give another file name")
+    (plot, report and --resume read them; a metrics JSON over config.json broke the run). A link is
+    judged by what it points to too: the writes go through it (a.pt -> RUN/last.pt replaced last.pt)."""
+    for p in dict.fromkeys((out, out.resolve())):
+        if p.name in TRAIN_FILES and any((p.parent / f).exists() for f in (CONFIG, LAST)):
+            raise FerkitError(f"{flag} {out}: {'' if p == out else f'is {p}, '}a file of the run in {p.parent}, which "
+                              "'ferkit train' wrote and plot, report and --resume read; give another file name")
 
 
 def metrics_file(split: str) -> str:

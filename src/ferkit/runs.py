@@ -39,7 +39,7 @@ def check_not_run_file(out: Path, flag: str) -> None:
     """A FerkitError when a command's output would replace a file `ferkit train` wrote in a run folder
     (plot, report and --resume read them; a metrics JSON over config.json broke the run). A link is
     judged by what it points to too: the writes go through it (a.pt -> RUN/last.pt replaced last.pt)."""
-    for p in dict.fromkeys((out, out.resolve())):
+    for p in dict.fromkeys((out, Path(os.path.realpath(out)))):  # (realpath: a loop of links is no traceback)
         if p.name in TRAIN_FILES and any((p.parent / f).exists() for f in (CONFIG, LAST)):
             raise FerkitError(f"{flag} {out}: {'' if p == out else f'is {p}, '}a file of the run in {p.parent}, which "
                               "'ferkit train' wrote and plot, report and --resume read; give another file name")

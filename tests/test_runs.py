@@ -250,3 +250,12 @@ def test_run_names_stay_distinct_however_the_runs_clash(tmp_path):
     assert run_names([tmp_path / "p1/a/run", tmp_path / "p1/b"]) == ["run", "b"]
     assert run_names([tmp_path / "p1/a/run", tmp_path / "p2/a/run"]) == ["p1/a/run", "p2/a/run"]
     assert run_names([tmp_path / "p1/b", tmp_path / "p1/b", tmp_path / "p1/b"]) == ["b", "b-2", "b-3"]
+
+
+def test_the_run_file_check_takes_a_loop_of_links(tmp_path):
+    """(Path.resolve raised RuntimeError on a loop of links: where a link points is os.path.realpath's)"""
+    from ferkit.runs import check_not_run_file
+
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    check_not_run_file(tmp_path / "a.json", "--json")  # no run's file: the output check says what is wrong with it

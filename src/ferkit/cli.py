@@ -679,6 +679,15 @@ def _export_args(p):
                                   "../shared/data/fer2013/fer2013.csv.gz")
 
 
+def _export_target(name: str, flag: str, src: Path) -> Path:
+    """export's output file, its missing folders created: never the checkpoint it reads, nor a file of a run
+    (a slim copy over last.pt has no training state to resume from), not even through a link to them."""
+    out = check_output(name, flag)
+    check_not_input(out, flag, [src])
+    runs.check_not_run_file(out, flag)
+    return out
+
+
 @command("export", "export a checkpoint to ONNX (uint8 faces (N, 48, 48) in, or the model's own size and colour "
                    "(N, H, W, 3); probabilities (N, C) out) or to a slim .pt", _export_args)
 @takes_back_folders("onnx", "pt")
@@ -703,9 +712,7 @@ def cmd_export(args):
             raise FerkitError("--int8, --data and --tta are for --onnx; --pt copies the checkpoint (with --half in float16)")
         import numpy as np
 
-        out = check_output(args.pt, "--pt")
-        check_not_input(out, "--pt", [src])
-        runs.check_not_run_file(out, "--pt")  # a slim copy has no training state to resume from
+        out = _export_target(args.pt, "--pt", src)
         with output_errors(out):
             save_checkpoint(inference_copy(read_checkpoint(args.checkpoint), args.half), out)
         clf = load_checkpoint(args.checkpoint)
@@ -716,9 +723,7 @@ def cmd_export(args):
         return
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
-    out = check_output(args.onnx, "--onnx")  # missing folders are created
-    check_not_input(out, "--onnx", [src])  # a NAME.onnx may be a link to the checkpoint: the write goes through it
-    runs.check_not_run_file(out, "--onnx")  # or to a run's last.pt or config.json
+    out = _export_target(args.onnx, "--onnx", src)
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)

@@ -545,7 +545,8 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
                 bad.append(f"{f}: the folder cannot be read (permission denied); give ferkit's user read access to it")
         elif f.suffix.lower() not in IMAGE_EXTS:
             if (f.is_file() or f.is_symlink()) and f.name.lower() not in OS_FILES:
-                others[f.suffix.lower() or "no extension"] = others.get(f.suffix.lower() or "no extension", 0) + 1
+                kind = f.suffix.lower() or "no extension"
+                others[kind] = others.get(kind, 0) + 1
         elif f.is_file():
             files.append(f)
             if len(files) > MAX_ROWS:
@@ -561,12 +562,14 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
     files.sort()
     full = {d for f in files for d in f.parents}
     empty = sorted(str(d.relative_to(root)) for d in folders if d not in full)
-    if empty or others:
-        log.warning(f"{root}: left out " + "; ".join(
-            ([f"{len(empty)} folder(s) holding no image, so no class ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})"] if empty else [])
-            + ([f"{sum(others.values())} file(s) that are not images ferkit reads ("
-                + ", ".join(f"{k} {v}" for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:10]) + ")"] if others else []))
-            + f"; images are {', '.join(sorted(IMAGE_EXTS))}")
+    left_out = []
+    if empty:
+        left_out.append(f"{len(empty)} folder(s) holding no image, so no class ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})")
+    if others:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:10])
+        left_out.append(f"{sum(others.values())} file(s) that are not images ferkit reads ({kinds})")
+    if left_out:
+        log.warning(f"{root}: left out {'; '.join(left_out)}; images are {', '.join(sorted(IMAGE_EXTS))}")
     for f in files:
         rel = f.relative_to(root)
         try:

@@ -252,12 +252,8 @@ def pil_to_rgb(im) -> np.ndarray:
         pass
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.array(im, np.float32)  # one copy, worked on in place: float64 temporaries cost ~40 bytes a pixel
-        if im.mode.startswith("I;16") or np.nanmax(a, initial=0) > 255:
-            a /= 257.0  # 16-bit 0..65535 -> 0..255
-        elif im.mode == "F" and np.nanmax(a, initial=0) <= 1.0:
-            a *= 255.0
-        np.clip(np.rint(np.nan_to_num(a, copy=False), out=a), 0, 255, out=a)
-        return np.repeat(a.astype(np.uint8)[:, :, None], 3, axis=2)
+        a = _to_uint8(a, np.nanmax(a, initial=0), sixteen=im.mode.startswith("I;16"), floats=im.mode == "F")
+        return np.repeat(a[:, :, None], 3, axis=2)
     if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts La to nothing but LA
         im = im.convert(im.mode.upper())
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -267,9 +263,20 @@ def pil_to_rgb(im) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
 
 
+def _to_uint8(f: np.ndarray, top: float, sixteen: bool, floats: bool) -> np.ndarray:
+    """Pixel values in a float array (worked on in place) as uint8, the one rule for arrays and PIL's
+    16-bit and float modes: 16-bit values (`sixteen`, or a `top` value over 255) scaled by 1/257, floats
+    of at most 1 by 255; NaN as 0, then rounded and clipped to 0..255."""
+    if sixteen or top > 255:
+        f /= 257.0
+    elif floats and top <= 1.0:
+        f *= 255.0
+    np.clip(np.rint(np.nan_to_num(f, copy=False), out=f), 0, 255, out=f)
+    return f.astype(np.uint8)
+
+
 def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8; floats in 0..1 are scaled, and
-    uint16 values, or any over 255 (16-bit ones in int32 or float), are scaled by 1/257 as pil_to_rgb does.
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array -> RGB uint8, scaled by _to_uint8 as pil_to_rgb scales.
     Held to max_pixels as a decoded file is: the conversion and the detector copy it (a np.broadcast_to
     view of 10**10 pixels holds none of them until then)."""
     if a.ndim == 3 and a.shape[2] == 1:
@@ -279,8 +286,6 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
     _check_size((a.shape[1], a.shape[0]), label, max_pixels)
     if a.dtype == np.uint8:
         pass
-    elif a.dtype.kind == "u" and a.dtype.itemsize == 2:  # uint16 in either byte order (a big-endian one is not == np.uint16)
-        a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
     elif a.dtype.kind in "iuf":  # (by kind: numpy's issubdtype counts timedelta64 as an integer)
@@ -290,12 +295,9 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
             raise ImageError(f"{label}: every value of the array is nan or infinite; not an image", "not_image")
         top = np.max(f, where=finite, initial=-np.inf)
         del finite
-        if top > 255:  # 16-bit values in a wider type (np.asarray of a PIL "I" image is int32): scaled as pil_to_rgb does
-            f /= 257.0
-        elif a.dtype.kind == "f" and top <= 1.0:
-            f *= 255.0
-        np.clip(np.rint(np.nan_to_num(f, copy=False), out=f), 0, 255, out=f)
-        a = f.astype(np.uint8)
+        # uint16 in either byte order (a big-endian one is not == np.uint16); values over 255 in a wider type are
+        # 16-bit ones too (np.asarray of a PIL "I" image is int32)
+        a = _to_uint8(f, top, sixteen=a.dtype.kind == "u" and a.dtype.itemsize == 2, floats=a.dtype.kind == "f")
     else:
         raise ImageError(f"{label}: arrays of dtype {a.dtype} are not images", "not_image")
     if a.ndim == 2:

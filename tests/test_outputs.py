@@ -2,13 +2,15 @@
 whole list written at once (what predict wrote until its results stopped being kept in memory), and
 only whole results in the files whatever cuts a write short. No model: a stand-in predictor."""
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ferkit.jobs import predict_file
-from ferkit.outputs import ResultsWriter, _csv_text, _json_at, _json_pieces, csv_rows
+from ferkit.outputs import ResultsWriter, _json_at, _json_pieces, csv_cell, csv_rows, csv_text
 from ferkit.predict import record
 from ferkit.video import TrackSummary, predict_video, summarize_tracks
 
@@ -48,7 +50,7 @@ def _photo(path):
 
 def _at_once(results, labels=LABELS) -> tuple[bytes, bytes]:
     """The JSON and CSV of a whole list of results, as predict wrote them at its end while it kept them all."""
-    return json.dumps(results, indent=1).encode(), _csv_text(csv_rows(results, labels)).encode()
+    return json.dumps(results, indent=1).encode(), csv_text(csv_rows(results, labels)).encode()
 
 
 def _files(js, cs) -> tuple[bytes, bytes]:
@@ -216,3 +218,34 @@ def test_track_summary_kept_frame_by_frame_is_numpys_to_the_last_bit():
         summary.add(fr)
     assert summary.tracks() == summarize_tracks(frames) == _summaries_as_numpy_gave_them(frames)
     assert json.dumps(summary.tracks()) == json.dumps(_summaries_as_numpy_gave_them(frames))  # (== is no bit test for floats' repr)
+
+
+class _Signed(_Faces):
+    """_Faces whose labels start as formulas do and whose boxes start left of the picture (x = -3)."""
+
+    labels = ("happy", "-sad", "=fear")
+
+    def predict(self, rgb, crops=False):
+        return [record((-3, 5, 20, 20), np.array([0.5, 0.3, 0.2]), self.labels)]
+
+
+FORMULAS = ['=HYPERLINK("evil.example","y")', "+cmd|' -C calc'!A0", "-2+3", "@SUM(1)", "\tx", "\rx"]
+
+
+def test_csv_text_cells_a_spreadsheet_would_run_get_a_quote_and_numbers_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the file cell is the path as given: `ferkit predict '=HYPERLINK(...).png'`
+    names = [_photo(tmp_path / f"{f}.png").name for f in FORMULAS + ["plain"]]
+    cs, p = tmp_path / "out.csv", _Signed()
+    with ResultsWriter(None, cs, p.labels) as w:
+        for name in names:
+            w.add(predict_file(p, Path(name)))
+    header, *rows = list(csv.reader(open(cs, newline="")))
+    assert header[-3:] == ["happy", "'-sad", "'=fear"]
+    assert [r[0] for r in rows] == [f"'{f}.png" for f in FORMULAS] + ["plain.png"]
+    assert {r[4] for r in rows} == {"-3"} and {r[8] for r in rows} == {"happy"}  # x stays a number
+
+
+def test_csv_cell_quotes_text_only():
+    assert [csv_cell(v) for v in (-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b")] == \
+        [-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b"]  # numbers, and text that is one number, stay
+    assert [csv_cell(f) for f in FORMULAS] == ["'" + f for f in FORMULAS]

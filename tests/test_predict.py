@@ -642,7 +642,7 @@ def test_predict_writes_a_videos_frames_as_they_come_and_keeps_none(tiny_checkpo
 def test_predict_ctrl_c_in_a_video_writes_the_files_done_and_its_frames(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     """The same bytes as the results kept whole gave: a photo, then the video's first 3 frames (complete: false)."""
     from ferkit.jobs import predict_file
-    from ferkit.outputs import _csv_text, csv_rows
+    from ferkit.outputs import csv_rows, csv_text
     from ferkit.video import Interrupted, predict_video
 
     Image.fromarray(astronaut).save(tmp_path / "a.png")
@@ -669,7 +669,7 @@ def test_predict_ctrl_c_in_a_video_writes_the_files_done_and_its_frames(tiny_che
     results.append(e.value.result)
     assert [f["frame"] for f in results[1]["frames"]] == [0, 1, 2] and results[1]["complete"] is False
     assert js.read_bytes() == json.dumps(results, indent=1).encode()
-    assert cs.read_bytes() == _csv_text(csv_rows(results, p.labels)).encode()
+    assert cs.read_bytes() == csv_text(csv_rows(results, p.labels)).encode()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "clip.avi", "out.csv", "out.json"]  # no temporary file
 
 

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -71,10 +72,25 @@ def _frame_rows(file: str, fr, labels):
                f"{r['score']:.6f}", *(f"{r['probs'][e]:.6f}" for e in labels)]
 
 
-def _csv_text(rows) -> str:
-    """Rows as the csv module writes them (Excel's dialect: \r\n line ends)."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # (text as ferkit formats a number: "-0.5", "1e-05")
+
+
+def csv_cell(value):
+    """`value` as a CSV cell that a spreadsheet shows but never runs: text starting with = + - @, a tab or
+    a carriage return (a file named `=HYPERLINK(...).jpg`, an own-data class folder, a search's word)
+    gets a leading ' (OWASP's advice on CSV injection), so Excel, LibreOffice and Sheets show it as
+    text. Numbers stay as they are, and so does text that is one number: a negative number stays a number."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_text(rows, lineterminator: str = "\r\n") -> str:
+    """Rows as the csv module writes them (Excel's dialect: \r\n line ends unless told), every cell
+    through csv_cell: every CSV file ferkit writes for people to open (predict's, search.csv, history.csv)."""
     buf = io.StringIO(newline="")
-    csv.writer(buf).writerows(rows)
+    csv.writer(buf, lineterminator=lineterminator).writerows([csv_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 
@@ -172,7 +188,7 @@ class ResultsWriter:
         self._spool: FrameSpool | None = None
         try:
             self.json = _Part(json_path, "[") if json_path else None
-            self.csv = _Part(csv_path, _csv_text([CSV_HEADER + self.labels])) if csv_path else None
+            self.csv = _Part(csv_path, csv_text([CSV_HEADER + self.labels])) if csv_path else None
         except BaseException:
             self.drop()
             raise
@@ -197,7 +213,7 @@ class ResultsWriter:
         if self.csv:
             if spool is None:
                 self.csv.rewind()  # (the rows of a video that failed after some frames)
-                self.csv.write(_csv_text(_result_rows(res, self.labels)))
+                self.csv.write(csv_text(_result_rows(res, self.labels)))
             self.csv.keep(None if spool is None else spool.csv_end)
         if self.json:
             self.json.keep()
@@ -266,7 +282,7 @@ class FrameSpool:
                 self._file.write((("," if self.count else "") + pad + _json_at(frame, FRAMES_LEVEL + 1)).encode())
                 json_end = self._file.tell()
         if self.writer.csv:
-            self.writer.csv.write(_csv_text(_frame_rows(self.file, frame, self.writer.labels)))
+            self.writer.csv.write(csv_text(_frame_rows(self.file, frame, self.writer.labels)))
             csv_end = self.writer.csv.tell()
         # the frame counts once all of it is written: a Ctrl-C in between leaves the last whole frame the end
         self.count, self.json_end, self.csv_end = self.count + 1, json_end, csv_end

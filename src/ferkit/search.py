@@ -25,8 +25,6 @@ marked FAIL and retried with the same parameters, continuing from its last check
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -42,6 +40,7 @@ from .config import TrainConfig, coerce, load_yaml, override_spec
 from .data import FerData
 from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
+from .outputs import csv_text
 from .runs import LAST
 
 log = logging.getLogger(__name__)
@@ -577,12 +576,10 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
     names = param_names(study, params)
     rows = trial_rows(study, names)
     metric = f"cv{cv} acc" if cv else "val acc"
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([*SEARCH_COLUMNS, *names])
-    w.writerows([[r["trial"], "" if r["value"] is None else r["value"], r["state"]] + ["" if r[n] is None else r[n] for n in names] for r in rows])
+    table = [[*SEARCH_COLUMNS, *names]] + [[r["trial"], "" if r["value"] is None else r["value"], r["state"]]
+                                           + ["" if r[n] is None else r[n] for n in names] for r in rows]
     files = {"csv": out / "search.csv", "json": out / "search.json"}
-    write_output(files["csv"], buf.getvalue())
+    write_output(files["csv"], csv_text(table))  # (a categorical word such as '-x' is written as text)
     write_output(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
     best = best_config(study, cfg)
     if best is not None:

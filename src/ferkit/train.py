@@ -17,8 +17,6 @@ one that was never interrupted. A write that fails (a full disk) is one line say
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -51,6 +49,7 @@ from .files import atomic_write, check_output, missing_folders, remove_empty, wr
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
+from .outputs import csv_text
 from .preprocess import autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
 from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST
@@ -379,11 +378,8 @@ def evaluate(model, data: Batches, device, batch_size: int = 512, tta: bool = Fa
 def write_history(history: list[dict], iter_loss: list[float], out: Path) -> None:
     """history.json, history.csv (one row per epoch) and iterations.csv (loss per iteration), each atomically."""
     atomic_write(out / HISTORY_JSON, json.dumps(history, indent=1))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(history)
-    atomic_write(out / HISTORY_CSV, buf.getvalue())
+    table = [HISTORY_FIELDS] + [[row.get(k) for k in HISTORY_FIELDS] for row in history]
+    atomic_write(out / HISTORY_CSV, csv_text(table, lineterminator="\n"))
     atomic_write(out / ITERATIONS, "iteration,loss\n" + "".join(f"{i + 1},{v:.5f}\n" for i, v in enumerate(iter_loss)))
 
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import SHARED, synthetic_faces, write_fer_csv
 from ferkit import data as fdata
-from ferkit.data import load_fer, mean_image
+from ferkit.data import load_fer, mean_image, subset_rows
 from ferkit.errors import DataError
 
 
@@ -259,3 +259,20 @@ def test_old_mac_and_windows_line_endings_are_read(tmp_path, newline):
         Image.fromarray(img).save(tmp_path / f"{i}.png")
     (tmp_path / "list.csv").write_bytes(newline.join([b"path,label", b"0.png,happy", b"1.png,sad", b""]))
     assert load_fer(tmp_path / "list.csv", cache=False, val_fraction=0, test_fraction=0).names == ("happy", "sad")
+
+
+def test_subset_rows_is_a_seeded_stratified_sample():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])  # class by class, as an image folder lists them
+    rows = subset_rows(labels, 10, seed=7)
+    assert np.bincount(labels[rows]).tolist() == [5, 3, 2] and (np.diff(rows) > 0).all()  # each class's share, in order
+    assert (subset_rows(labels, 10, seed=7) == rows).all() and not (subset_rows(labels, 10, seed=8) == rows).all()
+    assert (subset_rows(labels, 10, seed=2**63 - 1) >= 0).all()  # any --seed (sklearn's own takes 32 bits)
+    for n in (0, 100, 500):  # 0, or as many as there are or more: all
+        assert (subset_rows(labels, n, seed=7) == np.arange(100)).all()
+
+
+@pytest.mark.parametrize("labels,n", [(np.array([0] * 9 + [1]), 5),  # a class of one image
+                                      (np.repeat([0, 1, 2], 4), 2)])  # fewer drawn than classes
+def test_subset_rows_too_small_to_stratify_is_a_plain_seeded_sample(labels, n):
+    rows = subset_rows(labels, n, seed=1)
+    assert len(set(rows.tolist())) == n and (subset_rows(labels, n, seed=1) == rows).all()

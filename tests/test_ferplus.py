@@ -223,3 +223,22 @@ def test_vote_flags_without_ferplus_and_votes_without_a_majority_are_said(tmp_pa
                                  labels_file=str(tmp_path / "ties.csv")), tmp_path / "b", progress=False)
     assert "none of its 14 PublicTest faces has a FER+ label to score; the best checkpoint is the last epoch's" in caplog.text
     assert "no PublicTest (val) rows" not in caplog.text and len(history) == 1
+
+
+def test_train_subset_of_ferplus_votes_is_stratified_by_the_most_voted_emotion(tmp_path):
+    """FER+'s targets are the votes, not the CSV's FER2013 emotions: --train-subset keeps each most-voted emotion's share."""
+    from ferkit.config import TrainConfig
+    from ferkit.labels import label_set
+    from ferkit.train import split_batches
+
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=70)
+    lines = [HEADER]
+    for i, usage in enumerate(["Training"] * 70 + ["PublicTest"] * 70):
+        votes = [0] * 10
+        votes[i % 70 // 10] = 10  # the training rows 10 by 10 for 7 emotions, whatever their FER2013 label
+        lines.append(f"{usage},fer{i:07d}.png," + ",".join(map(str, votes)))
+    (tmp_path / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+    data, labels = load_fer(fer), label_set("ferplus")
+    cfg = TrainConfig(labels="ferplus", label_mode="majority", train_subset=35)
+    train, _, _ = split_batches(data, cfg, tiny_spec().for_labels(labels), None, labels, labels.annotations(data))
+    assert np.bincount(train.y.numpy(), minlength=8).tolist() == [5] * 7 + [0]

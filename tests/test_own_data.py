@@ -383,10 +383,10 @@ def colour_run(tmp_path_factory):
 
 
 def test_classes_with_faces_but_no_training_faces_are_named(tmp_path, caplog):
-    # split folders with fear in val/ alone, and --train-subset cutting a folder's classes (listed one after
-    # another): outputs that never learn, trained unsaid
-    labels = label_set("data", ("angry", "fear", "happy"))
-    data = FerData(np.zeros((8, 48, 48), np.uint8), np.array([0, 0, 2, 2, 2, 2, 0, 1]), np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int8),
+    # split folders with fear in val/ alone, and --train-subset drawing fewer faces than classes: outputs
+    # that never learn, trained unsaid
+    labels = label_set("data", ("angry", "fear", "happy", "sad"))
+    data = FerData(np.zeros((9, 48, 48), np.uint8), np.array([0, 0, 2, 2, 2, 2, 3, 0, 1]), np.array([0] * 7 + [1, 1], np.int8),
                    "faces", names=labels.emotions, kind="folder")
     spec = tiny_spec().for_labels(labels)
     with caplog.at_level(logging.WARNING):
@@ -394,7 +394,28 @@ def test_classes_with_faces_but_no_training_faces_are_named(tmp_path, caplog):
         assert "faces: no training faces of fear, only val/test ones: the model cannot learn it" in caplog.text
         assert "--train-subset" not in caplog.text
         split_batches(data, TrainConfig(train_subset=2), spec, None, labels, labels.annotations(data))
-    assert "no training faces of happy in the first 2 (--train-subset; an image folder or list holds its classes" in caplog.text
+    assert "among the 2 drawn (--train-subset): the model cannot learn it; give a larger --train-subset, or none" in caplog.text
+
+
+def test_train_subset_of_a_class_folder_draws_every_class_as_search_does(caplog):
+    """A folder lists its images class by class: --train-subset took the first N, one class alone (unsaid
+    where that class filled N); now a stratified sample drawn with --seed, the same images in search's --cv."""
+    from ferkit.search import train_images
+
+    labels = label_set("data", ("angry", "happy", "sad"))
+    y = np.repeat([0, 1, 2], [40, 30, 20])  # in the folder's order
+    images = np.arange(len(y), dtype=np.uint8)[:, None, None] * np.ones((1, 48, 48), np.uint8)  # each face its own grey
+    data = FerData(images, y, np.zeros(len(y), np.int8), "faces", names=labels.emotions, kind="folder")
+    spec = tiny_spec().for_labels(labels)
+    cfg = TrainConfig(train_subset=18, seed=3)
+    with caplog.at_level(logging.WARNING):
+        train, _, mean = split_batches(data, cfg, spec, None, labels, labels.annotations(data))
+    assert np.bincount(train.y.numpy()).tolist() == [8, 6, 4] and "--train-subset" not in caplog.text  # each class its share
+    x, sub_y = train_images(data, cfg)
+    assert np.bincount(sub_y).tolist() == [8, 6, 4] and np.allclose(mean, x.mean(0))  # search's folds: the same faces
+    again, _, _ = split_batches(data, cfg, spec, None, labels, labels.annotations(data))
+    other, _, _ = split_batches(data, replace(cfg, seed=4), spec, None, labels, labels.annotations(data))
+    assert torch.equal(again.x, train.x) and not torch.equal(other.x, train.x)  # the seed's draw, the same each time
 
 
 def test_train_and_evaluate_a_colour_model_on_a_class_folder(colour_run, tmp_path, capsys):

@@ -417,7 +417,8 @@ class TrainConfig:
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
     precision: TorchPrecision = option("auto", "fp32, or bf16 autocast; auto = bf16 where the device runs it fast")
     threads: int = option(0, "CPU threads for torch; 0 = torch's default")
-    train_subset: int = option(0, "train on the first N training images only; 0 = all (quick runs)")
+    train_subset: int = option(0, "train on a random sample of N training images, stratified by class and drawn with "
+                                  "--seed; 0 = all (quick runs)")
     labels: LabelSetName = option(DEFAULT, "label set (the model's outputs): " + "; ".join(
         f"{s.name}: {s.about}" for s in LABEL_SETS.values()) + "; data: the data's own classes (folder names, or "
         "labels.txt / --label-names, in that order)")

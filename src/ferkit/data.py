@@ -837,6 +837,26 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     return replace(data, splits=splits, own_split=False)
 
 
+def subset_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """--train-subset N's rows of a training split: the indices (in the split's order) of N of them drawn
+    with `seed`, stratified by `labels` so that each class keeps its share (an image folder lists its
+    classes one after another: its first N images were one class). All rows when N is 0 or at least their
+    number. Where sklearn cannot stratify (a class of one image, fewer images drawn, or left, than
+    classes), a plain random sample with the same seed. train.fit and search's folds both cut with it."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(labels))
+    if not n or n >= len(rows):
+        return rows
+    # sklearn takes a 32-bit seed, --seed one of up to 63 bits: its two 32-bit words seed the generator
+    state = np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32])
+    try:
+        pick, _ = train_test_split(rows, train_size=n, stratify=labels, random_state=state)
+    except ValueError:
+        pick = state.permutation(rows)[:n]
+    return np.sort(pick)
+
+
 def mean_image(images: np.ndarray) -> np.ndarray:
     """Per-pixel mean of uint8 images (N, H, W[, C]) as float32 (H, W[, C]) in 0..255 (paper, Section 4)."""
     return images.astype(np.float64).mean(axis=0).astype(np.float32)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec
-from .data import FerData
+from .data import FerData, subset_rows
 from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
 from .outputs import csv_text
@@ -249,9 +249,12 @@ def fold_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val
 
 
 def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The training split, cut to cfg.train_subset as train.fit does."""
+    """The training split, cut to cfg.train_subset as train.fit does (data.subset_rows)."""
     x, y = data.split("train")
-    return (x[: cfg.train_subset], y[: cfg.train_subset]) if cfg.train_subset else (x, y)
+    if not cfg.train_subset:  # (no copy of every image)
+        return x, y
+    pick = subset_rows(y, cfg.train_subset, cfg.seed)
+    return x[pick], y[pick]
 
 
 def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False) -> tuple[float, dict]:

@@ -42,7 +42,7 @@ from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
-from .data import FerData, load_fer, mean_image, reading_for
+from .data import FerData, load_fer, mean_image, reading_for, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, out_of_memory_said
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
@@ -163,10 +163,12 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     """(train, val, mean) Batches for cfg: the label set's targets for cfg.label_mode in training and
     its evaluation labels in validation (faces without one are left out). rows: the label set's
     annotations of every row of data (labels.annotations)."""
-    train_x, _ = data.split("train")
+    train_x, own = data.split("train")
     train_r = rows[data.in_split("train")]
     if cfg.train_subset:
-        train_x, train_r = train_x[: cfg.train_subset], train_r[: cfg.train_subset]
+        # by the data's own classes, as search.train_images cuts them for --cv (FER+ votes: their most-voted emotion)
+        pick = subset_rows(train_r.argmax(1) if train_r.ndim > 1 else own, cfg.train_subset, cfg.seed)
+        train_x, train_r = train_x[pick], train_r[pick]
     train_y, targets, keep = labels.targets(train_r, cfg.label_mode, f"{data.source}: the training rows")
     train_x, train_y = train_x[keep], train_y[keep]
     targets = targets[keep] if targets is not None else None
@@ -199,7 +201,7 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
 
 def _say_untrained(data: FerData, cfg: TrainConfig, labels: LabelSet, rows: np.ndarray, train_y: np.ndarray) -> None:
     """A warning naming the classes the data hold faces of but the training faces lack: all in val/test
-    (a split of one's own), or past --train-subset (an image folder lists its images class by class)."""
+    (a split of one's own), or not drawn by --train-subset (fewer images than classes, or a class of one)."""
     untrained = np.setdiff1d(np.unique(rows[rows >= 0]), train_y)
     if not untrained.size:
         return
@@ -210,9 +212,8 @@ def _say_untrained(data: FerData, cfg: TrainConfig, labels: LabelSet, rows: np.n
         log.warning(f"{data.source}: no training faces of {', '.join(held)}, only val/test ones: the model cannot learn "
                     f"{'them' if len(held) > 1 else 'it'}; move some of those faces to the training split")
     if cut:
-        order = "; an image folder or list holds its classes one after another" if data.kind != "pixels" else ""
-        log.warning(f"{data.source}: no training faces of {', '.join(cut)} in the first {cfg.train_subset} (--train-subset"
-                    f"{order}): the model cannot learn {'them' if len(cut) > 1 else 'it'}; give a larger --train-subset, or none")
+        log.warning(f"{data.source}: no training faces of {', '.join(cut)} among the {cfg.train_subset} drawn (--train-subset): "
+                    f"the model cannot learn {'them' if len(cut) > 1 else 'it'}; give a larger --train-subset, or none")
 
 
 def task_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, cfg: TrainConfig, gen: torch.Generator):

@@ -23,6 +23,10 @@ def _set(key, value):
     return lambda ck: ck.__setitem__(key, value)
 
 
+def _set_tta(value):
+    return lambda ck: ck["config"].__setitem__("tta", value)
+
+
 def _nan_weight(ck):
     k = next(k for k in ck["state_dict"] if k.endswith("weight"))
     ck["state_dict"][k][0] = float("nan")
@@ -49,7 +53,9 @@ def _nan_weight(ck):
     (lambda ck: ck["state_dict"].__setitem__("classifier.weight", torch.quantize_per_tensor(
         ck["state_dict"]["classifier.weight"].float(), 0.1, 0, torch.qint8)), "classifier.weight is quantized"),
     (_set("mean", torch.zeros(48, 48, dtype=torch.complex64)), "'mean' must hold pixel values in 0..255"),
-    (lambda ck: ck["config"].__setitem__("label_names", 5), "its config holds label_names 5"),
+    (lambda ck: ck["config"].__setitem__("label_names", 5), "config.label_names must be a text or null; got 5 (a damaged file?)"),
+    # a tta that is not a bool: "no" and 0.5 were read as true, and the model predicted with the mirror
+    *[(_set_tta(v), f"config.tta must be true or false; got {v!r}") for v in ("no", 0.5, 1, None)],
     # integer weights were copied into the float model, cut to whole numbers (mostly 0): silently wrong predictions
     (lambda ck: ck["state_dict"].__setitem__("classifier.weight", ck["state_dict"]["classifier.weight"].long()),
      "classifier.weight holds torch.int64 values, the spec needs floating-point weights"),
@@ -186,3 +192,14 @@ def test_a_pipe_given_as_weights_is_one_line_not_a_reader_blocked_forever(tmp_pa
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_a_checkpoints_tta_is_its_configs_bool_and_false_without_one(tiny_checkpoint, tmp_path):
+    from ferkit.checkpoint import Classifier
+
+    for value in (True, False):
+        assert load_checkpoint(_variant(tiny_checkpoint, tmp_path, _set_tta(value))).tta is value
+    assert load_checkpoint(_variant(tiny_checkpoint, tmp_path, lambda ck: ck["config"].pop("tta", None))).tta is False
+    clf = load_checkpoint(tiny_checkpoint)
+    with pytest.raises(FerkitError, match=r"^the checkpoint's config.tta must be true or false; got 'no'$"):
+        Classifier(clf.model, clf.mean, {"config": {"tta": "no"}})  # a meta of one's own, not read from a file

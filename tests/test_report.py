@@ -183,11 +183,11 @@ def test_a_damaged_config_is_one_line_alone_and_a_note_beside_other_runs(tiny_ru
     assert "conv1: 32 filters 3x3" in out.read_text()  # a field left out is its default, as the model reads it
     assert main(["report", str(damaged), "--out", str(tmp_path / "d.html"), "--no-data", "--faces", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {damaged / 'config.json'}: not the training config `ferkit train` writes (label_names 5)")
+    assert err.startswith(f"error: {damaged / 'config.json'}: not the training config `ferkit train` writes (label_names must be a text or null; got 5)")
     assert len(err.splitlines()) == 1 and not (tmp_path / "d.html").exists()
     assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
     page = out.read_text()  # one damaged run must not cost the other its page
-    assert ">run</h2>" in page and ">damaged</h2>" not in page and "(label_names 5)" in page and "left out of the report" in page
+    assert ">run</h2>" in page and ">damaged</h2>" not in page and "(label_names must be a text or null; got 5)" in page and "left out of the report" in page
 
 
 def test_only_a_ferkit_search_table_is_shown_and_a_damaged_one_is_a_note(tiny_run, tmp_path, capsys):

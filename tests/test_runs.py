@@ -47,7 +47,9 @@ def test_read_run_errors(tmp_path):
     (runs.CONFIG, '{"spec": "hello"}', "config.json: not the training config `ferkit train` writes (spec: model spec must "
      "be a mapping of field names to values; got 'hello'); restore it, or give the run's best.pt instead"),
     (runs.CONFIG, '{"spec": {"convs": [{"filters": "x"}]}}', "(spec: invalid model spec: convs[0].filters must be an integer"),
-    (runs.CONFIG, '{"label_names": 5}', "config.json: not the training config `ferkit train` writes (label_names 5)"),
+    (runs.CONFIG, '{"label_names": 5}', "config.json: not the training config `ferkit train` writes (label_names must be a text or "
+     "null; got 5)"),
+    (runs.CONFIG, '{"tta": "no"}', "config.json: not the training config `ferkit train` writes (tta must be true or false; got 'no')"),
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
     ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '

@@ -243,8 +243,8 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     config = ckpt.get("config", {})
     if not isinstance(config, dict):
         raise bad("'config' is not a mapping")
-    if wrong := misread_fields(config):  # what reading its data anew (evaluate, visualize, export --int8) takes from it
-        raise bad(f"its config holds {', '.join(wrong)} (a damaged file?)")
+    if wrong := misread_fields(config, "config."):  # what reading its data anew (evaluate, visualize, export --int8) and tta take
+        raise bad(f"{'; '.join(wrong)} (a damaged file?)")
     return spec
 
 
@@ -295,7 +295,10 @@ class Classifier:
         self.meta = meta or {}
         self.labels = tuple(labels)
         self.precision = resolve_precision(precision, self.device)
-        self.tta = bool((self.meta.get("config") or {}).get("tta", False))
+        config = self.meta.get("config") or {}
+        if wrong := misread_fields(config, "config."):  # (a meta not from load_checkpoint, whose check named the file)
+            raise FerkitError(f"the checkpoint's {'; '.join(wrong)}")
+        self.tta = config.get("tta", False)  # (missing: an older checkpoint, which predicts without the mirror)
 
     @property
     def spec(self) -> ModelSpec:

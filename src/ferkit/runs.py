@@ -187,14 +187,19 @@ MAX_RECORD = 1e12
 
 
 # The fields of a run's training config (config.json, a checkpoint's 'config') that reading its data
-# anew (evaluate, visualize, export --int8, report) takes from it
-CONFIG_READ = {"label_names": (str, type(None)), "labels_file": (str, type(None)), "split_seed": int,
-               "val_fraction": (int, float), "test_fraction": (int, float)}
+# anew (evaluate, visualize, export --int8, report) takes from it, and tta, which its Classifier predicts
+# by (a hand-edited tta: "no" was read as true): name -> (the types it takes, what it must be)
+CONFIG_READ = {"label_names": ((str, type(None)), "a text or null"), "labels_file": ((str, type(None)), "a path or null"),
+               "split_seed": (int, "an integer"), "val_fraction": ((int, float), "a number"),
+               "test_fraction": ((int, float), "a number"), "tta": (bool, "true or false")}
 
 
-def misread_fields(config: dict) -> list[str]:
-    """config's CONFIG_READ fields of another type, as "name value"."""
-    return [f"{k} {config[k]!r}" for k, kinds in CONFIG_READ.items() if k in config and not isinstance(config[k], kinds)]
+def misread_fields(config: dict, where: str = "") -> list[str]:
+    """config's CONFIG_READ fields of another type, each as config.problem words it: "<where><name> must be ...; got ..."."""
+    from .config import problem
+
+    return [problem(where + k, what, config[k]) for k, (kinds, what) in CONFIG_READ.items()
+            if k in config and not isinstance(config[k], kinds)]
 
 
 def check_config(config, where: str) -> dict:
@@ -210,7 +215,7 @@ def check_config(config, where: str) -> dict:
     if not isinstance(config, dict):
         raise FerkitError(f"{where}: not a training config (a JSON object of settings); rerun the command that wrote it")
     if wrong := misread_fields(config):
-        refuse(", ".join(wrong)[:200])
+        refuse("; ".join(wrong)[:200])
     if config.get("spec") is not None:
         try:
             config["spec"] = ModelSpec.from_dict(config["spec"]).to_dict()

@@ -942,6 +942,28 @@ def test_a_request_http_cannot_parse_gets_a_json_400(live_server):
         assert json.loads(body)["error"].startswith("malformed HTTP request: check its request line")
 
 
+def test_a_post_without_content_length_is_411_even_when_the_client_closes_its_side(live_server, astronaut_png):
+    """An HTTP/1.0 POST whose photo ends where the client shuts its side (no Content-Length): h11 read its
+    body as empty and the shutdown dropped the answer, so the client got nothing at all. Now a JSON 411
+    naming the header and the fix, after a small photo and a big one (whose rest arrives after the answer)."""
+    import json
+
+    port = int(live_server.rsplit(":", 1)[1])
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    for version, photo in ((b"1.0", astronaut_png), (b"1.1", astronaut_png), (b"1.0", astronaut_png * 4)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /predict HTTP/" + version + b"\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
+                      + head + photo + b"\r\n--b--\r\n")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        head_, _, body = got.partition(b"\r\n\r\n")
+        assert head_.startswith(b"HTTP/1.1 411 Length Required") and b"nosniff" in head_, (version, len(photo), got[:300])
+        error = json.loads(body)["error"]
+        assert error.startswith("POST without a Content-Length header") and "send the photo's size in Content-Length" in error
+
+
 def test_failed_accepts_log_one_line_not_a_traceback_each(caplog):
     """Out of file descriptors, asyncio fails an accept a second: while the app runs, that is one
     warning a minute, not a traceback each time."""

@@ -13,6 +13,7 @@ The model loads once per process, in create_app. Predictions run off the event l
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
 Every error is JSON {"error": "..."}: 400 no file (or two, or a body cut short), 408 upload too slow,
+411 a POST without Content-Length (or Transfer-Encoding),
 413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
@@ -44,6 +45,7 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
+import h11
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -339,6 +341,26 @@ def _raw_error(status: str, message: str, *extra: bytes) -> bytes:
 
 BUSY = _raw_error("503 Service Unavailable", "the server has too many open connections; try again in a few seconds",
                   b"retry-after: 5")
+LENGTH_REQUIRED = _raw_error(
+    "411 Length Required", "POST without a Content-Length header: a body that ends where the client closes the "
+    "connection cannot be told from one cut short, so it is not read; send the photo's size in Content-Length "
+    "(or the body with Transfer-Encoding: chunked), e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
+
+
+class _FramedConnection(h11.Connection):
+    """h11's server side, which also refuses a POST whose body has no framing (no Content-Length, no
+    Transfer-Encoding). h11 reads such a body as empty (RFC 9112), so the photo of an HTTP/1.0 client that
+    ends it by closing its side was parsed as a request without a file, and the close dropped the answer."""
+
+    length_required = False
+
+    def next_event(self):
+        event = super().next_event()
+        if isinstance(event, h11.Request) and event.method == b"POST" and not any(
+                name in (b"content-length", b"transfer-encoding") for name, _ in event.headers):
+            self.length_required = True
+            raise h11.RemoteProtocolError("POST without Content-Length or Transfer-Encoding", error_status_hint=411)
+        return event
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -351,10 +373,17 @@ class GuardedH11Protocol(H11Protocol):
     static file, the file). Both numbers are uvicorn's own options (uvicorn_options), so --workers
     processes get them too: the cap is `limit_concurrency` less one, so that uvicorn's own check of
     connections (a plain-text 503 to the request of the cap-th) never comes first; its check of running
-    requests still answers so when more than the cap run at once."""
+    requests still answers so when more than the cap run at once. A POST whose body has no framing is
+    answered 411 (_FramedConnection)."""
 
     _header_timer = None
     _send_timer = None
+    _draining = False  # a refused request's body may still be arriving: read and dropped (_refuse_unframed)
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        size = config.h11_max_incomplete_event_size  # (None: h11's default, as uvicorn builds it)
+        self.conn = _FramedConnection(h11.SERVER, *([] if size is None else [size]))
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -367,9 +396,25 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def send_400_response(self, msg: str) -> None:  # a request h11 cannot parse: JSON too (uvicorn's is plain text)
+        if self.conn.length_required:
+            return self._refuse_unframed()
         self.transport.write(_raw_error("400 Bad Request", "malformed HTTP request: check its request line, headers and "
                                         "body framing (Content-Length, Transfer-Encoding)"))
         self.transport.close()
+
+    def _refuse_unframed(self) -> None:
+        """Answer 411 and end our side, but read the body on until the client ends its own (or the header
+        deadline passes): closing with its bytes unread would reset the connection, and a reset can
+        discard the answer before the client reads it."""
+        self.transport.write(LENGTH_REQUIRED)
+        if not self.transport.can_write_eof():  # (TLS)
+            return self.transport.close()
+        self.transport.write_eof()
+        self._draining = True
+
+    def data_received(self, data: bytes) -> None:
+        if not self._draining:
+            super().data_received(data)
 
     def on_response_complete(self) -> None:
         done = self.cycle

@@ -1153,3 +1153,22 @@ def test_an_uploads_file_name_is_quoted_printable_and_short(client):
     assert r.status_code == 415
     assert r.json()["error"] == "a?[31m??" + "x" * 192 + "...: not an image, or a format ferkit does not read; give a JPEG, PNG, WebP, BMP, GIF or TIFF file"
     assert client.get("/%1b[2J").json()["error"].startswith("/?[2J: not found")  # a path, as the 404 quotes it
+
+
+def test_an_rfc_5987_file_name_is_not_read_as_percent_codes_and_a_plain_utf8_one_is(client):
+    """RFC 7578 (4.2) forbids filename*= (RFC 5987/6266) in multipart/form-data, and python-multipart
+    ignores it: beside a plain filename, that one is the name; alone, the part is a text field (400, no
+    filename). Either way no percent codes are quoted back; a plain filename in UTF-8 comes back decoded."""
+    def error(disposition: bytes) -> tuple[int, str]:
+        body = (b'--b\r\nContent-Disposition: form-data; name="file"; ' + disposition +
+                b'\r\nContent-Type: image/jpeg\r\n\r\nnot an image\r\n--b--\r\n')
+        r = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+        return r.status_code, r.json()["error"]
+
+    status, text = error(b"filename=\"naive.jpg\"; filename*=UTF-8''na%C3%AFve.jpg")
+    assert status == 415 and text.startswith("naive.jpg: not an image"), text
+    status, text = error('filename="naïve.jpg"'.encode())
+    assert status == 415 and text.startswith("naïve.jpg: not an image"), text
+    for disposition in (b"filename*=UTF-8''na%C3%AFve.jpg", b"filename*=UTF-8''%ZZ.jpg", b"filename*=bogus''x.jpg"):
+        status, text = error(disposition)
+        assert status == 400 and text.startswith("the 'file' part has no filename") and "%" not in text, text

@@ -1225,3 +1225,18 @@ def test_a_cuda_index_too_large_for_torch_is_said_as_such():
     why = "this machine has \\d+ CUDA device" if torch.cuda.is_available() else "CUDA is not available on this machine"
     with pytest.raises(FerkitError, match=f"^--device cuda:99999999999999999999: {why}"):
         device_of("cuda:99999999999999999999")
+
+
+def test_a_path_of_100000_characters_is_quoted_by_its_start_and_length(tiny_checkpoint, tmp_path, capsys):
+    """(predict's messages and the --json error quoted a path given of any length whole: 100 KB lines)"""
+    long = "p" * 100_000
+    assert main(["predict", long, "--model", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    start = f"{'p' * 200}... (100,000 characters)"
+    assert err == (f"error: {start}: cannot use it (File name too long); check the path\n"
+                   f"error: nothing to process in {start}; give image files, folders of images or videos\n"), err[:500]
+    assert main(["predict", str(tmp_path), "--model", str(tiny_checkpoint), "--json", str(tmp_path / long)]) == 2
+    given = str(tmp_path / long)
+    err = capsys.readouterr().err
+    assert err == (f"error: --json {given[:200]}... ({len(given):,} characters): cannot use it (File name too long); "
+                   "choose another location\n"), err[:500]

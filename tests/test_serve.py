@@ -407,8 +407,12 @@ def test_405_names_the_allowed_methods(client):
     for url in ("/", "/health", "/version", "/labels", "/docs"):  # monitors and curl -I ask with HEAD (was 405)
         assert client.head(url).status_code == 200, url
     long = "/" + "x" * 60_000  # a 404 does not echo a path of any length (a 100 KB one was a 100 KB reply)
-    assert client.get(long).json() == {"error": f"/{'x' * 199}...: not found; the API is POST /predict, GET /health, "
-                                                "/version, /labels (docs at /docs)"}
+    assert client.get(long).json() == {"error": f"/{'x' * 199}... (60,001 characters): not found; the API is POST /predict, "
+                                                "GET /health, /version, /labels (docs at /docs)"}
+    long = "/static/" + "x" * 60_000  # nor a 405 (it came back whole)
+    r = client.post(long)
+    assert r.status_code == 405 and r.json() == {"error": f"POST /static/{'x' * 192}... (60,008 characters): method not allowed; "
+                                                          f"use {r.headers['allow']}"}
 
 
 def test_a_bug_is_a_json_500_with_the_headers(astronaut_png):
@@ -1151,7 +1155,8 @@ def test_an_uploads_file_name_is_quoted_printable_and_short(client):
             b'"\r\nContent-Type: image/jpeg\r\n\r\nnot an image\r\n--b--\r\n')
     r = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
     assert r.status_code == 415
-    assert r.json()["error"] == "a?[31m??" + "x" * 192 + "...: not an image, or a format ferkit does not read; give a JPEG, PNG, WebP, BMP, GIF or TIFF file"
+    assert r.json()["error"] == ("a?[31m??" + "x" * 192 + "... (1,012 characters): not an image, or a format ferkit does not read; "
+                                 "give a JPEG, PNG, WebP, BMP, GIF or TIFF file")
     assert client.get("/%1b[2J").json()["error"].startswith("/?[2J: not found")  # a path, as the 404 quotes it
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
-from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said
+from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_not_input,
     check_output,
@@ -595,7 +595,7 @@ def _predict_inputs(args, one_copy: bool, texts: list) -> tuple[list, list[str],
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
-        raise FerkitError(f"nothing to process in {', '.join(args.paths)}; give image files, folders of images or videos")
+        raise FerkitError(f"nothing to process in {', '.join(map(quoted, args.paths))}; give image files, folders of images or videos")
     return files, problems, copies
 
 

@@ -29,7 +29,7 @@ from typing import Literal
 import yaml
 
 from . import precisions
-from .errors import ConfigError
+from .errors import ConfigError, quoted
 from .files import check_regular_file
 from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 
@@ -67,9 +67,7 @@ def problem(name: str, what: str, value) -> str:
     """The one template for a bad value (scikit-learn style). A value too long to read (--epochs 10**400, a
     pasted file) is shown by its start and its length."""
     shown = repr(value)
-    if len(shown) > 60:
-        shown = f"{shown[:40]}... ({len(shown):,} characters)"
-    return f"{name} must be {what}; got {shown}"
+    return f"{name} must be {what}; got {shown if len(shown) <= 60 else quoted(shown, 40)}"
 
 
 def bounded(name: str, value: int, low: int, high: int, low_what: str | None = None) -> list[str]:

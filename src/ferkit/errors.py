@@ -34,6 +34,18 @@ class ImageError(FerkitError):
         self.reason = reason
 
 
+ECHO_LIMIT = 200  # characters of a user's text that an error message quotes
+
+
+def quoted(text, limit: int = ECHO_LIMIT) -> str:
+    """User text (a path, an upload's file name, a URL's path, a setting's value) as an error message
+    quotes it: control and other unprintable characters (newlines, terminal escapes, bidi overrides) as
+    "?", and beyond `limit` characters its start, an ellipsis and its length. Error messages are one
+    line that clients print and log; a name of 100,000 characters came back whole, escapes and all."""
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def first_line(message, limit: int = 200) -> str:
     """The first line of a library's error message, for quoting in a FerkitError: cut at a sentence's
     end within `limit` characters where there is one, else at `limit` with an ellipsis."""

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .detectors import Detection
-from .errors import FerkitError, ImageError
+from .errors import FerkitError, ImageError, quoted
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -119,7 +119,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         return _guarded(lambda: pil_to_rgb(src), label, max_pixels)
     if isinstance(src, (str, os.PathLike)):
         text = os.fsdecode(src)
-        label = name or text  # as given (Path("http://x") would print http:/x)
+        label = name or quoted(text)  # as given (Path("http://x") would print http:/x), up to a length
         if not text:  # (Path("") is the current folder)
             raise ImageError(f"{name or 'the path'}: empty; give an image file", "not_found")
         path = Path(text)
@@ -141,7 +141,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to read it; give a smaller image", "too_large") from None
         except ValueError as e:  # a NUL character, or a lone surrogate the file system's encoding has no bytes for
-            raise ImageError(f"{name or repr(text)}: not a path ({e}); check the path", "not_found") from None
+            raise ImageError(f"{name or quoted(repr(text))}: not a path ({e}); check the path", "not_found") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the image"
     elif hasattr(src, "read"):

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import FerkitError, OutputError
+from .errors import FerkitError, OutputError, quoted
 
 MODEL_SUFFIXES = (".pt", ".pth", ".onnx")  # checkpoints, state dicts and exported graphs: never data, never a text output
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
@@ -77,7 +77,7 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False, fix: 
         # a trailing slash names a folder; Path() drops it, and the file would take the folder's name
         return _check_output(Path(path), flag, folder, str(path).endswith(("/", os.sep)), fix)
     except OSError as e:  # what the checks' own stat calls raise: a name too long, a loop of links
-        raise FerkitError(f"{flag} {path}: cannot use it ({e.strerror or e}); {fix}") from None
+        raise FerkitError(f"{flag} {quoted(path)}: cannot use it ({e.strerror or e}); {fix}") from None
 
 
 def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Path:

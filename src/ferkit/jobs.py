@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .draw import annotate, encode_rgb, no_copy
-from .errors import FerkitError, ImageError
+from .errors import FerkitError, ImageError, quoted
 from .faces import load_image
 from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden, tree
 from .schema import FileResult, ImageResult
@@ -38,7 +38,7 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
         try:
             _collect(p, exts, files, problems)
         except OSError as e:  # a name too long, a loop of links
-            problems.append(f"{p}: cannot use it ({e.strerror or e}); check the path")
+            problems.append(f"{quoted(p)}: cannot use it ({e.strerror or e}); check the path")
     # a file given twice, or also inside a folder given, is predicted once: twice, its results counted
     # twice, and copy_paths gave both the second copy's name, so the first copy was never written
     unique = {}
@@ -69,7 +69,7 @@ def _collect(p: Path, exts: set[str], files: list, problems: list[str]) -> None:
         problems.append("-: photos are not read from standard input; save the photo to a file and give its path")
     else:
         why = _unusable(p)
-        problems.append(f"{p}: {why}; skipped" if why else f"{p}: no such file or folder; check the path")
+        problems.append(f"{quoted(p)}: {why}; skipped" if why else f"{quoted(p)}: no such file or folder; check the path")
 
 
 def _unusable(path: Path) -> str | None:

@@ -56,7 +56,7 @@ from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .errors import FerkitError, ImageError
+from .errors import FerkitError, ImageError, quoted
 from .labels import EMOTIONS, colors
 from .settings import (
     DEFAULT_MAX_PIXELS,
@@ -106,14 +106,6 @@ def ferkit_version() -> str:
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
-
-
-def _quoted(text: str, limit: int = 200) -> str:
-    """A client's text (an upload's file name, a path) as an error message quotes it: control and other
-    unprintable characters (newlines, terminal escapes, bidi overrides) as "?", and at most `limit` of them.
-    Error messages are one line that clients print and log; a file name came back whole, escapes and all."""
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _multipart_error(e: MultiPartException) -> str:
@@ -181,7 +173,7 @@ class SecurityHeaders:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as e:
-            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            log.exception("%s %s failed", quoted(scope.get("method")), quoted(scope.get("path")))
             if not started:  # else the client sees the connection drop: the response was half sent
                 await _error(500, f"internal error ({type(e).__name__}); the server is still running, "
                                   "please report this")(scope, receive, send_with_headers)
@@ -662,13 +654,13 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             methods = {m for r in app.router.routes if getattr(r, "methods", None) and r.matches(request.scope)[0] != Match.NONE
                        for m in r.methods}
             headers = {**(headers or {}), "Allow": ", ".join(sorted(methods)) if methods else "GET, HEAD"}
-            message = f"{request.method} {request.url.path}: method not allowed; use {headers['Allow']}"
+            message = f"{quoted(request.method)} {quoted(request.url.path)}: method not allowed; use {headers['Allow']}"
         elif exc.status_code == 400 and (why := cut_short(request)) is not None:  # FastAPI's "error parsing the body"
             message = why
         elif exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):  # the form could not be parsed
             message = _multipart_error(exc.__context__)
         elif exc.status_code == 404:
-            message = f"{_quoted(request.url.path)}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
+            message = f"{quoted(request.url.path)}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
         return _error(exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -759,7 +751,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         try:
             if await request.is_disconnected():  # the client hung up while it waited: no work for nobody
                 return _error(400, "the client closed the connection before its turn")
-            return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, _quoted(file.filename or "upload"))
+            return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, quoted(file.filename or "upload"))
         finally:
             turns.release()
 

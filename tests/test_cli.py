@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -435,6 +436,22 @@ def test_a_run_folder_without_best_pt_means_its_last_pt_everywhere(tiny_run, tmp
     (run / "last.pt").unlink()
     assert main(["export", str(run), "--pt", str(tmp_path / "none.pt")]) == 2
     assert "best.pt: no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link, why", [("best.pt", "a loop of symbolic links (it leads back to itself)"),
+                                       ("gone.pt", "a symbolic link to {run}/gone.pt, which does not exist")])
+def test_a_best_pt_that_links_to_no_file_is_an_error_not_last_pt(tiny_run, tmp_path, capsys, link, why):
+    """(evaluate RUN scored last.pt in its place, silently, and wrote its metrics as best.pt's)"""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()
+    (run / "best.pt").symlink_to(link)  # ln -s best.pt best.pt: a loop; ln -s gone.pt best.pt: dangling
+    assert main(["evaluate", str(run), "--data", str(tiny_run.parent / "fer.csv")]) == 2
+    assert capsys.readouterr().err == (f"error: {run / 'best.pt'}: {why.format(run=os.path.realpath(run))}; fix the link, "
+                                       "or remove it to use the run's last.pt\n")
+    assert not list(run.glob("metrics-*.json"))
 
 
 @pytest.mark.parametrize("given", [",", "a.pt,,b.pt", "a.pt,"])

@@ -56,6 +56,18 @@ def test_report_run_without_checkpoint(tiny_run, tmp_path):
     assert "no best.pt or last.pt" in page and len(_images(page)) == 1 and "conv1: 8 filters 3x3" in page
 
 
+def test_report_of_a_run_whose_best_pt_is_a_loop_of_links_says_so_not_last_pt(tiny_run, tmp_path):
+    """(its last.pt was shown as the run's best checkpoint, silently)"""
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in ("config.json", "history.json", "iterations.csv", "last.pt"):
+        shutil.copy(tiny_run / f, run / f)
+    (run / "best.pt").symlink_to("best.pt")
+    page = build_report([run], tmp_path / "r.html", data=False)["path"].read_text()
+    assert "best.pt: a loop of symbolic links (it leads back to itself); fix the link, or remove it to use the run" in page
+    assert "only the history and configuration are shown" in page and "last.pt (epoch" not in page
+
+
 def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

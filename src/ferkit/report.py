@@ -26,7 +26,7 @@ from .errors import FerkitError, first_line
 from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
-from .runs import Run, format_summary, metrics_file, of_best, summarize_history, trained_on
+from .runs import BEST, Run, format_summary, metrics_file, of_best, summarize_history, trained_on
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +107,15 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
 
     parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.source.resolve()))}</p>"]
-    ckpt = run.checkpoint
-    clf = None
-    if not ckpt.exists():
-        notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
-    else:
-        try:
+    ckpt, clf = run.path / BEST, None
+    try:  # one damaged file (or a best.pt that links to none) must not cost the page of the other runs
+        ckpt = run.checkpoint
+        if not ckpt.exists():
+            notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
+        else:
             clf = load_checkpoint(ckpt)
-        except FerkitError as e:  # one damaged file must not cost the page of the other runs
-            notes.append(f"{run.name}: {e}; only the history and configuration are shown")
+    except FerkitError as e:
+        notes.append(f"{run.name}: {e}; only the history and configuration are shown")
     cfg = dict(run.config or (clf.meta.get("config") if clf else {}) or {})
     spec = cfg.pop("spec", None) or (clf.spec.to_dict() if clf else None)
     facts = {}

@@ -102,8 +102,21 @@ class Run:
 
 def folder_checkpoint(folder: Path) -> Path:
     """The checkpoint a run folder stands for: its best.pt, else its last.pt (a run that has not
-    validated yet, or whose best.pt is gone); best.pt where neither exists, for the error."""
-    return folder / LAST if not (folder / BEST).exists() and (folder / LAST).exists() else folder / BEST
+    validated yet, or whose best.pt is gone); best.pt where neither exists, for the error. A best.pt
+    that is a link to no file is a FerkitError: last.pt in its place was scored (and its metrics
+    written) as the run's best, silently."""
+    best = folder / BEST
+    if os.path.islink(best) and not os.path.exists(best):
+        raise FerkitError(f"{best}: {_broken_link(best)}; fix the link, or remove it to use the run's {LAST}")
+    return folder / LAST if not best.exists() and (folder / LAST).exists() else best
+
+
+def _broken_link(link: Path) -> str:
+    """What a symbolic link that leads to no file is: a loop of links, or a link to a missing file."""
+    target = os.path.realpath(link)  # (Path.resolve raises on a loop in some Pythons)
+    if os.path.islink(target):  # realpath stops inside a loop of links
+        return "a loop of symbolic links (it leads back to itself)"
+    return f"a symbolic link to {target}, which does not exist"
 
 
 def read_run(run_dir: str | Path, name: str | None = None) -> Run:

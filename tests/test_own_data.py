@@ -242,6 +242,48 @@ def test_an_image_listed_twice_is_a_bad_row(tmp_path):
     assert load_fer(tmp_path / "l.csv", cache=False, skip_bad_rows=True).counts() == {"train": 2, "val": 0, "test": 0}
 
 
+
+def leak_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "same as training images" in r.getMessage()]
+
+
+def test_an_image_both_in_training_and_test_is_named_when_training(tmp_path, caplog):
+    # a photo copied into test/ under another name: the model was scored on a face it trained on, unsaid
+    root = tmp_path / "faces"
+    for c in ("happy", "sad"):
+        write_images(root / "train" / c, c, 3)
+        write_images(root / "test" / c, c, 2, start=10)
+    copy = root / "test" / "happy" / "copy.png"
+    copy.write_bytes((root / "train" / "happy" / "happy_1.png").read_bytes())
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    cfg = resolve_config(str(spec), data=str(root), epochs=1, batch_size=6, threads=1)
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        fit(cfg, tmp_path / "run", progress=False)
+    assert leak_warnings(caplog) == [
+        f"{root}: 1 val/test image(s) (1 test) are the same as training images (e.g. {root / 'train' / 'happy' / 'happy_1.png'} "
+        f"= {copy}): the model is scored on faces it trained on, so its val/test accuracy is inflated; move each copy into "
+        "the split of its original, or remove it"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "ferkit"):  # read from the cache, which keeps no paths: the listing's
+        fdata.say_leaked(load_fer(root))
+    assert len(leak_warnings(caplog)) == 1 and f"= {copy})" in caplog.text
+
+
+def test_no_leak_warning_without_copies_nor_for_fer2013s_own_duplicates(tmp_path, caplog):
+    root = tmp_path / "faces"
+    for split, start in (("train", 0), ("val", 10), ("test", 20)):
+        for c in ("happy", "sad"):
+            write_images(root / split / c, c, 3, start=start)
+    fer = write_fer_csv(tmp_path / "fer.csv", n=4)
+    lines = fer.read_text().splitlines()
+    fer.write_text("\n".join(lines + [lines[1].replace("Training", "PublicTest")]) + "\n")  # a training face in val too
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        fdata.say_leaked(load_fer(root))
+        fdata.say_leaked(load_fer(fer))  # FER2013's known duplicates are part of its benchmarks: left alone
+        fdata.say_leaked(load_fer(root / "train", val_fraction=0.5, test_fraction=0))  # a drawn split of distinct images
+    assert leak_warnings(caplog) == []
+
 def test_limits_and_the_cache_keyed_by_size_and_channels(tmp_path, monkeypatch):
     root = class_folder(tmp_path / "faces", n=3)
     a = load_fer(root, size=24, channels=3, val_fraction=0, test_fraction=0)

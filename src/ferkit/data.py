@@ -109,6 +109,9 @@ class FerData:
     # whether the splits are the data's own (Usage, a split column, train/ val/ test/ folders); False: drawn
     # with --split-seed, --val-fraction and --test-fraction, or none drawn (both 0: every row a training one)
     own_split: bool = True
+    # each row's image file (one's own images, for messages); None: FER2013's rows, or not known (a cached reading
+    # that skipped bad images: the cache keeps no paths)
+    files: list[Path] | None = None
 
     def counts(self) -> dict[str, int]:
         return {s: int((self.splits == i).sum()) for i, s in enumerate(SPLITS)}
@@ -183,6 +186,8 @@ def load_fer(
                                 names_from)
         if cache_file is not None:
             _write_cache(cache_file, data)
+    elif listing is not None and len(listing.files) == len(data.labels):  # cached: the listing's files, none skipped
+        data = replace(data, files=listing.files)
     return _with_splits(replace(data, kind=kind), split_seed, val_fraction, test_fraction)
 
 
@@ -802,7 +807,7 @@ def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_ro
         raise DataError(f"{source}: no readable images ({len(listing.problems)} bad files skipped)")
     pick = (lambda a: a) if keep.all() else (lambda a: a[keep])
     return FerData(pick(images), pick(labels), pick(np.asarray(listing.splits, np.int8)), source, len(listing.problems),
-                   listing.problems[:20], names)
+                   listing.problems[:20], names, files=[f for f, k in zip(listing.files, keep) if k])
 
 
 def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: float) -> FerData:
@@ -835,6 +840,29 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     log.info(f"{data.source}: the data give no split; drew a stratified one (--split-seed {seed}): train {len(train)}, "
              f"val {len(val)}, test {len(test)}")
     return replace(data, splits=splits, own_split=False)
+
+
+def say_leaked(data: FerData) -> None:
+    """A warning when one's own images hold the same face (the same pixels, as read) in the training split
+    and in val or test: copied files, or one photo under two names, score the model on faces it trained on.
+    FER2013's rows (kind "pixels") are left alone: its duplicates are part of the benchmarks defined on it."""
+    train = data.in_split("train")
+    if data.kind == "pixels" or train.all() or not train.any():
+        return
+    digests = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in data.images]
+    first = {}
+    for i in np.flatnonzero(train):
+        first.setdefault(digests[i], i)
+    pairs = [(first[digests[i]], i) for i in np.flatnonzero(~train) if digests[i] in first]
+    if not pairs:
+        return
+    n = np.bincount(data.splits[[i for _, i in pairs]], minlength=len(SPLITS))
+    held = ", ".join(f"{n[k]} {s}" for k, s in enumerate(SPLITS) if k and n[k])
+    eg = f" (e.g. {'; '.join(f'{data.files[a]} = {data.files[b]}' for a, b in pairs[:3])})" if data.files is not None else ""
+    fix = ("move each copy into the split of its original, or remove it" if data.own_split else
+           "remove the copies (the split is drawn: a copy may land in any split)")
+    log.warning(f"{data.source}: {len(pairs)} val/test image(s) ({held}) are the same as training images{eg}: the model is "
+                f"scored on faces it trained on, so its val/test accuracy is inflated; {fix}")
 
 
 def subset_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

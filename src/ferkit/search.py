@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec
-from .data import FerData, subset_rows
+from .data import FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, first_line
 from .files import write_output
 from .outputs import csv_text
@@ -412,6 +412,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         raise FerkitError(f"--out {out}: holds a training run (its last.pt); give the search a folder of its own")
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
+    say_leaked(data)  # (fit checks only the data it reads itself)
     folds = None
     if cv and label_set(cfg.labels, data.names).reads_votes(data):  # (each trial failed on the fold's rows)
         raise ConfigError(f"--cv {cv} with --labels {cfg.labels}: FER+'s votes follow FER2013's rows, which the folds "

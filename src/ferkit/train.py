@@ -42,7 +42,7 @@ from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
-from .data import FerData, load_fer, mean_image, reading_for, subset_rows
+from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, out_of_memory_said
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
@@ -602,6 +602,8 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if data.skipped:
         first = f" (first: {data.problems[0]})" if data.problems else ""  # (a cache written before 2026-12-06 has none)
         info(f"skipped {data.skipped} bad rows/images of {data.source}{first}")
+    if read_here and dist.main:  # (data given are the caller's to check: search's folds are cut from the training split)
+        say_leaked(data)
     rows = labels.annotations(data, cfg.labels_file)
     votes = labels.reads_votes(data)
     mapping = None if votes else describe_mapping(data.names, labels, data.labels)

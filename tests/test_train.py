@@ -145,6 +145,25 @@ def test_a_lengthened_run_follows_the_longer_schedule(tmp_path, schedule):
     assert train.batch_starts(21, 10) == range(0, 20, 10) and train.batch_starts(22, 10) == range(0, 22, 10)
 
 
+@pytest.mark.parametrize("epochs, n", [(5, 14), (1, 70)])
+def test_a_one_cycle_of_five_steps_trains(tmp_path, epochs, n):
+    """5 steps in all (5 epochs of one batch, 1 epoch of 5) leave torch's OneCycleLR a warm-up of zero steps, by
+    whose width it divided: `ferkit train --epochs 5` on a small data set (and `ferkit search`'s every trial) was
+    a ZeroDivisionError traceback. The schedule is the one it tends to: its peak first, then annealing."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=n)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=epochs, batch_size=14, schedule="onecycle")
+    history = fit(cfg, tmp_path / "run", progress=False)
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    opt = train._optimizer(torch.nn.Linear(2, 2), cfg)
+    sched = train._scheduler(opt, cfg, 5)
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(4):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(cfg.lr, rel=1e-3) and lrs == sorted(lrs, reverse=True), lrs
+
+
 class _Killed(Exception):
     pass
 

@@ -280,10 +280,20 @@ def _optimizer(model: FerNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
+ONECYCLE_WARMUP = 0.2  # the share of the steps in which the one-cycle schedule warms up to its peak rate
+
+
 def _scheduler(opt, cfg: TrainConfig, total_steps: int):
     """Stepped once per iteration."""
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps, pct_start=0.2)
+        warmup = ONECYCLE_WARMUP
+        # torch's warm-up ends at step warmup * total_steps - 1 and it divides by that width: 0 at 5 steps in all (1
+        # epoch of 5 batches, 5 epochs of 1: a ZeroDivisionError traceback as training started). A hair less is the
+        # same schedule, its peak at step 0 and the rest annealing, which torch computes
+        if warmup * total_steps == 1:
+            warmup *= 0.999
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps,
+                                                   pct_start=warmup)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     if cfg.schedule == "step":

@@ -37,6 +37,9 @@ def test_read_run_errors(tmp_path):
     (runs.HISTORY_JSON, '[{"epoch": 1}]', "history.json: no train_loss, train_acc, val_loss, val_acc in it"),
     # a hand-edited 1e308 overflowed matplotlib's ticks in plot and report (NaN is an epoch without validation)
     (runs.HISTORY_JSON, '[{"epoch": 1, "train_loss": 1e308, "val_acc": NaN}]', "history.json: row 1 is not an epoch's record"),
+    # a NaN epoch (an empty field of history.csv) passed, and the summary's int() of the best epoch was a ValueError
+    (runs.HISTORY_JSON, '[{"epoch": NaN, "train_loss": 1, "val_acc": 0.5}]', "history.json: row 1 is not an epoch's record"),
+    (runs.HISTORY_CSV, "epoch,train_loss,val_acc\n1,1,0.5\n,1,0.6\n", "history.csv: row 2 is not an epoch's record"),
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),
     # the line, not numpy's "row 1" counted from the first number
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,abc\n", "iterations.csv: not an iteration,loss table (line 3: could not convert"),

@@ -188,9 +188,10 @@ def check_history(history, where: str) -> list[dict]:
 
 
 def is_record(row) -> bool:
-    """Whether row is one epoch's record as train.py writes it: a number for the epoch, numbers (at most
-    MAX_RECORD in size) or null for the other HISTORY_FIELDS."""
-    return isinstance(row, dict) and is_number(row.get("epoch")) and all(
+    """Whether row is one epoch's record as train.py writes it: a number for the epoch (not NaN: the summary's
+    int() of the best epoch was a ValueError traceback in plot and report), numbers (at most MAX_RECORD in size)
+    or null for the other HISTORY_FIELDS."""
+    return isinstance(row, dict) and is_number(row.get("epoch")) and abs(row["epoch"]) <= MAX_RECORD and all(
         row.get(k) is None or (is_number(row[k]) and not abs(row[k]) > MAX_RECORD) for k in HISTORY_FIELDS)
 
 

@@ -74,6 +74,25 @@ def test_report_and_plot_refuse_a_checkpoint_history_of_the_wrong_shape(tiny_che
     path = _variant(tiny_checkpoint, tmp_path, _set("history", "x"))
     with pytest.raises(FerkitError, match=r"changed.pt: its 'history': not a training history .* got str"):
         checkpoint_run(path, "run")
+    path = _variant(tiny_checkpoint, tmp_path, _set("history", torch.ones(3)))  # (its truth was a RuntimeError)
+    with pytest.raises(FerkitError, match=r"changed.pt: its 'history': not a training history .* got Tensor"):
+        checkpoint_run(path, "run")
+
+
+@pytest.mark.parametrize("losses, message", [
+    (["a", "b"], "(a loss that is no number: a)"), ([[1.0, 2.0], [3.0]], "(a loss that is no number: [1.0, 2.0])"),
+    ({"a": 1.0}, "(a list of numbers); got dict"), ([0.5, 1e308], "(a loss over 1e+12)"),
+    (torch.ones(3), "(a list of numbers); got Tensor")])
+def test_report_and_plot_refuse_a_checkpoint_iter_loss_of_the_wrong_shape(tiny_checkpoint, tmp_path, losses, message):
+    """A last.pt's iter_loss of words or lists was a ValueError traceback in `ferkit plot` and `report` (numpy's
+    float conversion), and 1e308 passed where iterations.csv refuses it (matplotlib's ticks overflow)."""
+    from ferkit.checkpoint import checkpoint_run
+
+    path = _variant(tiny_checkpoint, tmp_path, _set("iter_loss", losses))
+    with pytest.raises(FerkitError) as e:
+        checkpoint_run(path, "run")
+    assert str(e.value).startswith(f"{path}: its 'iter_loss': not the training loss of each iteration ") and message in str(e.value)
+    assert len(checkpoint_run(_variant(tiny_checkpoint, tmp_path, _set("iter_loss", [0.5, float("nan")])), "run").iterations) == 2
 
 
 def test_quoted_library_messages_are_cut_at_a_sentence():

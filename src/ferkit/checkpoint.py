@@ -30,7 +30,18 @@ from .labels import FER2013, labels_of
 from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
-from .runs import HISTORY_FIELDS, Run, check_history, folder_checkpoint, is_number, is_record, misread_fields, read_run, run_names
+from .runs import (
+    HISTORY_FIELDS,
+    Run,
+    check_history,
+    check_iterations,
+    folder_checkpoint,
+    is_number,
+    is_record,
+    misread_fields,
+    read_run,
+    run_names,
+)
 
 RESUME_KEYS = ("epoch", "config", "optimizer", "scheduler", "best_acc", "history", "iter_loss", "rng")  # what last.pt adds
 
@@ -357,8 +368,12 @@ def checkpoint_run(path: str | Path, name: str) -> Run:
     path = Path(path)
     ckpt = read_checkpoint(path)
     config = {**ckpt["config"], "spec": ckpt["spec"]} if ckpt.get("config") else None
-    iterations = np.asarray(ckpt.get("iter_loss") or [], float)  # a last.pt's; best.pt and exports keep none
-    return Run(path.parent, name, config, check_history(ckpt.get("history") or [], f"{path}: its 'history'"), iterations, file=path)
+    def kept(key: str):  # (not `or []`: the truth of a tensor of several values is a RuntimeError)
+        return [] if ckpt.get(key) is None else ckpt[key]
+
+    # a last.pt's; best.pt and exports keep none
+    iterations = check_iterations(kept("iter_loss"), f"{path}: its 'iter_loss'", "the training loss of each iteration")
+    return Run(path.parent, name, config, check_history(kept("history"), f"{path}: its 'history'"), iterations, file=path)
 
 
 def read_runs(paths: list[str | Path], notes: list[str] | None = None) -> list[Run]:

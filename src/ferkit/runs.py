@@ -145,9 +145,7 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
         rows = _numbers(p / ITERATIONS, table)
         if rows and "loss" not in rows[0]:
             raise FerkitError(f"{p / ITERATIONS}: not {table} (no loss field); rerun the command that wrote it")
-        iterations = np.array([r["loss"] for r in rows], float)
-        if (np.abs(iterations) > MAX_RECORD).any():
-            raise FerkitError(f"{p / ITERATIONS}: not {table} (a loss over {MAX_RECORD:g}); rerun the command that wrote it")
+        iterations = check_iterations([r["loss"] for r in rows], str(p / ITERATIONS), table)
     metrics = {}
     for f in sorted(p.glob(METRICS_GLOB)):
         m = _read_json(f)
@@ -185,6 +183,21 @@ def check_history(history, where: str) -> list[dict]:
                           f"{', '.join(sorted({k for row in history for k in row}))[:120]}); give the --out folder of a "
                           "`ferkit train` run")
     return history
+
+
+def check_iterations(losses, where: str, what: str) -> np.ndarray:
+    """The training loss of every iteration (iterations.csv's, a last.pt's iter_loss) as floats, if it is a list
+    of numbers at most MAX_RECORD in size (NaN passes, as in the history), else a FerkitError "<where>: not <what>
+    (...)": a checkpoint's list of words or lists was a ValueError traceback in plot and report."""
+    if not isinstance(losses, list):
+        raise FerkitError(f"{where}: not {what} (a list of numbers); got {type(losses).__name__}; rerun the command that wrote it")
+    bad = next((v for v in losses if not is_number(v)), None)
+    if bad is not None:
+        raise FerkitError(f"{where}: not {what} (a loss that is no number: {str(bad)[:40]}); rerun the command that wrote it")
+    iterations = np.array(losses, float)
+    if (np.abs(iterations) > MAX_RECORD).any():
+        raise FerkitError(f"{where}: not {what} (a loss over {MAX_RECORD:g}); rerun the command that wrote it")
+    return iterations
 
 
 def is_record(row) -> bool:

@@ -291,6 +291,39 @@ def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(f
     assert capsys.readouterr().err == f"error: --out {tiny_run}: holds a training run (its last.pt); give the search a folder of its own\n"
 
 
+def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files, tmp_path, monkeypatch, capsys, caplog):
+    """A trial that could not save its last.pt (a full disk) failed, its epochs lost for good, and the search went
+    on to trial after trial, each to fail after its first epoch's work; and the message said to resume it with
+    `ferkit train --resume`, which a search never reads. Now the search stops, and its rerun goes on with the trial."""
+    import errno
+
+    import ferkit.train
+
+    real, full = ferkit.train.save_checkpoint, []
+
+    def save(ckpt, path):
+        if path.name == "last.pt" and ckpt["epoch"] == 2 and not full:
+            full.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(ckpt, path)
+
+    monkeypatch.setattr(ferkit.train, "save_checkpoint", save)
+    out, argv = tmp_path / "s", _argv(files, tmp_path / "s", "--trials", "1", "--epochs", "3")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'trials' / '0' / 'last.pt'}: cannot write it (No space left on device); "
+                                       "free some space, then rerun the same ferkit search command: it goes on with trial 0 "
+                                       "(from its last whole epoch, where it saved one)\n")
+    first, queued = _study(out).trials
+    assert first.state == TrialState.FAIL and queued.state == TrialState.WAITING and queued.params == first.params
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, "ferkit.search"):
+        assert main(argv) == 0
+    assert "trial 1: lr=" in caplog.text and "(retry of trial 0)" in caplog.text, caplog.text
+    # in trial 0's folder, from the epoch its last.pt held
+    assert not (out / "trials" / "0").exists() and read_file(out / "trials" / "1" / "config.json")["epochs"] == 3
+    assert [h["epoch"] for h in json.loads((out / "trials" / "1" / "history.json").read_text())] == [1, 2, 3]
+
+
 def test_cross_validation_of_ferplus_votes_is_refused_up_front(files, tmp_path, capsys):
     """The folds reorder FER2013's rows, which FER+'s votes follow: every trial failed on a vote file
     looked for beside 'fer.csv [fold 1/2]'."""

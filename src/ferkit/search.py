@@ -38,7 +38,7 @@ import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec
 from .data import FerData, say_leaked, subset_rows
-from .errors import ConfigError, FerkitError, first_line
+from .errors import ConfigError, FerkitError, OutputError, first_line
 from .files import write_output
 from .outputs import csv_text
 from .runs import LAST
@@ -257,7 +257,8 @@ def train_images(data: FerData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarra
     return x[pick], y[pick]
 
 
-def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False) -> tuple[float, dict]:
+def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bool = False,
+          go_on: str | None = None) -> tuple[float, dict]:
     """Validation accuracy of cfg at its best epoch: on data's val split, or averaged over the folds.
 
     With folds, each fold trains in run_dir/fold<k>; the fold curves are averaged per epoch and
@@ -274,7 +275,7 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:
-        history = fit(c, d, resume=resume and (d / LAST).exists(), data=fd, progress=False)
+        history = fit(c, d, resume=resume and (d / LAST).exists(), data=fd, progress=False, go_on=go_on)
         curves.append([r["val_acc"] for r in history])
     mean = np.mean(np.asarray(curves, np.float64), axis=0)
     best = int(np.nanargmax(mean))
@@ -455,17 +456,18 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         trial.set_user_attr("run_dir", str(run_dir))
         log.info(f"trial {trial.number}: {format_values(values)}" + (f"  (retry of trial {origin})" if origin is not None else ""))
         t0 = time.time()
+        go_on = f"rerun the same ferkit search command: it goes on with trial {trial.number} (from its last whole epoch, where it saved one)"
         try:
-            value, info = score(apply(cfg, values), data, run_dir, folds, resume=origin is not None)
+            value, info = score(apply(cfg, values), data, run_dir, folds, resume=origin is not None, go_on=go_on)
+        except OutputError as e:  # a full disk: every next trial would fail alike, each after an epoch's work; and this
+            _queue_again(trial, frozen, f"stopped: {e}")  # trial's epochs so far were lost to a FAIL: the search stops,
+            raise  # and its rerun goes on with this trial
         except FerkitError as e:  # e.g. the loss diverged at this learning rate: the trial fails, the search goes on
             trial.set_user_attr("error", str(e))
             log.info(f"trial {trial.number}: failed: {e}")
             return float("nan")  # Optuna marks the trial FAIL
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna marks the trial FAIL; queue it again, as a killed one
-            with warnings.catch_warnings():  # is, to go on from its last checkpoint
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(trial.study, frozen)
-            trial.set_user_attr("error", "interrupted; a rerun goes on with it")
+            _queue_again(trial, frozen, "interrupted; a rerun goes on with it")  # is, to go on from its last checkpoint
             raise
         info["seconds"] = round(time.time() - t0, 1)
         for k, v in info.items():
@@ -479,6 +481,17 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         files = write_results(study, cfg, params, out, cv)["files"]
         raise KeyboardInterrupt(f"wrote {', '.join(map(str, files.values()))}; rerun the same command to go on") from None
     return study
+
+
+def _queue_again(trial, frozen, error: str) -> None:
+    """A trial that stops without its own fault (Ctrl-C, a full disk): Optuna marks it FAIL, and it is queued
+    again as a killed one is, with its parameters, for the next run to go on from its last checkpoint."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(trial.study, frozen)
+    trial.set_user_attr("error", error)
 
 
 def _trials_until_done(study, objective, ran: list[int], n_trials: int, timeout: float | None, poll: float) -> None:

@@ -44,7 +44,7 @@ from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
-from .errors import ConfigError, DataError, FerkitError, ResumeError, first_line, out_of_memory_said
+from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeError, first_line, out_of_memory_said
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
@@ -433,15 +433,16 @@ def _check_optimizer_state(opt: torch.optim.Optimizer) -> None:
 
 
 @contextmanager
-def _saving(path: Path, out: Path):
-    """One FerkitError naming the file (the one the error names, else path) and how to go on when
-    writing it fails (a full disk, an unwritable folder): atomic writes leave the previous file whole, so a last.pt there resumes."""
+def _saving(path: Path, out: Path, go_on: str | None = None):
+    """One OutputError naming the file (the one the error names, else path) and how to go on when writing
+    it fails (a full disk, an unwritable folder): atomic writes leave the previous file whole, so a last.pt
+    there resumes. go_on: how, where another command than `ferkit train` runs the training (a search)."""
     try:
         yield
     except OSError as e:
-        then = (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
-                else "start the run again (it had not saved an epoch to resume from)")
-        raise FerkitError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
+        then = go_on or (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
+                         else "start the run again (it had not saved an epoch to resume from)")
+        raise OutputError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
 
 
 @contextmanager
@@ -542,16 +543,20 @@ def check_input(data: FerData, spec: ModelSpec) -> None:
                           "the data for the model (train.load_data) or change the spec")
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True) -> list[dict]:
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerData | None = None, progress: bool = True,
+        go_on: str | None = None) -> list[dict]:
     """Train cfg.model on cfg.data; write the run folder; return the history (list of per-epoch dicts).
 
     With resume=True, continue where the run in out_dir stopped (from its last.pt).
+    A file of the run that cannot be written (a full disk) is an OutputError saying what to do, then
+    go_on (default: `ferkit train --resume`, or start again).
     Under torchrun, each process trains on its shard of every epoch (see distributed.py)."""
     with ExitStack() as held:  # the run folder's lock, from the checks to the last checkpoint
-        return _fit(cfg, out_dir, resume, data, progress, held)
+        return _fit(cfg, out_dir, resume, data, progress, held, go_on)
 
 
-def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | None, progress: bool, held: ExitStack) -> list[dict]:
+def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | None, progress: bool, held: ExitStack,
+         go_on: str | None = None) -> list[dict]:
     if resume:  # a run resumes where it is: another location is no fix
         out = check_output(out_dir, "--resume", folder=True, fix="make it writable, or copy the run folder and resume the copy")
     else:
@@ -695,7 +700,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         else:
             info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
     if dist.main:
-        with _saving(out / CONFIG, out):  # (the folder is _sole_writer's)
+        with _saving(out / CONFIG, out, go_on):  # (the folder is _sole_writer's)
             atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
             if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
                 write_history(history, iter_loss, out)
@@ -740,11 +745,11 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
             # best.pt is for inference: no optimizer or scheduler state (a third of last.pt's size with Adam)
             if improved:
                 best = {k: v for k, v in ckpt.items() if k != "ema"}
-                with _saving(out / BEST, out):
+                with _saving(out / BEST, out, go_on):
                     save_checkpoint({**best, "state_dict": validated.state_dict(), "optimizer": {}, "scheduler": {}}, out / BEST)
-            with _saving(out / LAST, out):
+            with _saving(out / LAST, out, go_on):
                 save_checkpoint(ckpt, out / LAST)
-            with _saving(out / HISTORY_JSON, out):
+            with _saving(out / HISTORY_JSON, out, go_on):
                 write_history(history, iter_loss, out)  # after the checkpoint that holds this epoch
         msg = (f"epoch {epoch}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f}  "
                f"val loss {ev['loss']:.4f} acc {ev['acc']:.4f}  lr {lr:.2e}  {row['seconds']:.0f}s")

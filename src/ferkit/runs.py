@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, FerkitError
+from .errors import ConfigError, FerkitError, quoted
 from .files import check_regular_file, same_path
 
 CONFIG = "config.json"
@@ -193,7 +193,7 @@ def check_iterations(losses, where: str, what: str) -> np.ndarray:
         raise FerkitError(f"{where}: not {what} (a list of numbers); got {type(losses).__name__}; rerun the command that wrote it")
     bad = next((v for v in losses if not is_number(v)), None)
     if bad is not None:
-        raise FerkitError(f"{where}: not {what} (a loss that is no number: {str(bad)[:40]}); rerun the command that wrote it")
+        raise FerkitError(f"{where}: not {what} (a loss that is no number: {quoted(bad, 40)}); rerun the command that wrote it")
     iterations = np.array(losses, float)
     if (np.abs(iterations) > MAX_RECORD).any():
         raise FerkitError(f"{where}: not {what} (a loss over {MAX_RECORD:g}); rerun the command that wrote it")

@@ -41,3 +41,18 @@ def test_flags_are_the_ones_this_process_sees():
     assert not emulated.int8_dot and not emulated.amx and not emulated.native_bf16 and "avx2" in emulated.flags
     native = combine(host, {"AVX2": True, "AVX512F": True, "AVX512VNNI": True, "AVX512BF16": True})
     assert native.int8_dot and native.amx and native.native_bf16
+
+
+def zen(family: int, model: int, flags: str = "sse2 avx avx2 fma", vendor: str = "AuthenticAMD"):
+    return parse_cpuinfo(f"vendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: AMD EPYC\n"
+                         f"flags\t\t: {flags}\n")
+
+
+def test_avx2_on_128_bit_units_is_zen_and_zen_plus_alone():
+    first = zen(23, 1)  # the first EPYC (Naples), where the fp32 graph beats int8 (docs/speed.md)
+    assert (first.vendor, first.family, first.model_number) == ("AuthenticAMD", 23, 1) and first.narrow_avx2
+    assert zen(23, 0x18).narrow_avx2 and zen(24, 0, vendor="HygonGenuine").narrow_avx2
+    assert not zen(23, 0x31).narrow_avx2  # Zen 2 (Rome): 256-bit units
+    assert not zen(25, 1).narrow_avx2 and not parse_cpuinfo(HASWELL).narrow_avx2 and not parse_cpuinfo(ZEN4).narrow_avx2
+    assert not zen(23, 1, flags="avx2 avx_vnni").narrow_avx2  # (with int8 dot products int8 pays)
+    assert combine(first, {"AVX2": True}).narrow_avx2  # numpy's flags keep the numbers

@@ -168,6 +168,25 @@ def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypat
         Predictor("fer2013-fast", backend="onnx", precision="int8")
 
 
+def test_on_zen_the_default_runs_its_shipped_fp32_graph(monkeypatch, calib):
+    """AVX2 on 128-bit units (cpu.narrow_avx2): the default model's fp32 graph, the checkpoint's own numbers,
+    with no export at load (no torch); elsewhere, and for a model without one, the int8 graph."""
+    import ferkit.onnx_export
+    import ferkit.predict as fp
+    from ferkit.cpu import parse_cpuinfo
+
+    zen = parse_cpuinfo("vendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\nflags\t\t: avx2 fma\n")
+    rome = parse_cpuinfo("vendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nflags\t\t: avx2 fma\n")
+    assert fp.default_path("ferplus-fast", cpu=zen) == ("onnx", "fp32") == fp.NARROW_PATH
+    assert fp.default_path("ferplus-fast", cpu=rome) == fp.default_path("fer2013-fast", cpu=zen) == fp.DEFAULT_PATH
+    assert "onnx fp32" in fp.describe_default(zen) and "onnx int8" in fp.describe_default(rome)
+    monkeypatch.setattr(ferkit.onnx_export, "session_from_classifier", lambda *a: pytest.fail("the graph ships: no export"))
+    p = Predictor("ferplus-fast", backend="onnx", precision="fp32")
+    assert (p.path, p.precision, p.tta) == (fp.shipped_graph("ferplus-fast", "fp32"), "fp32", False)
+    clf = load_checkpoint(fp.BUNDLED["ferplus-fast"], precision="fp32")
+    np.testing.assert_allclose(p.predict_faces(calib[:16]), clf.predict_proba(calib[:16], tta=False), atol=1e-5)
+
+
 def test_serve_reports_int8(tiny_checkpoint, tmp_path, calib):
     from fastapi.testclient import TestClient
 

@@ -24,6 +24,7 @@ from .labels import LABEL_SETS
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS / "manifest.json"
 FILES = ("checkpoint", "int8")  # the files every bundled model ships: NAME.pt and NAME.int8.onnx
+OPTIONAL_FILES = ("fp32",)  # and one some ship: NAME.fp32.onnx, for CPUs where int8 does not pay (predict.default_path)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Bundled:
     macs: int
     accuracy: dict  # {"float16": %, "int8": %} on PublicTest, with the label set's own labels
     tta_gain: float
-    files: dict  # {"checkpoint": {"file": NAME.pt, "sha256": hex}, "int8": {...}}
+    files: dict  # {"checkpoint": {"file": NAME.pt, "sha256": hex}, "int8": {...}[, "fp32": {...}]}
     made_by: tuple[str, ...]
 
     @property
@@ -43,7 +44,7 @@ class Bundled:
         return LABEL_SETS[self.labels].emotions
 
     def path(self, kind: str) -> Path:
-        """Where the file of `kind` (checkpoint | int8) ships."""
+        """Where the file of `kind` (checkpoint | int8 | fp32) ships."""
         return WEIGHTS / self.files[kind]["file"]
 
 
@@ -70,7 +71,7 @@ def _entry(e, where: str) -> Bundled:
     for k in ("float16", "int8"):
         _get(acc, k, (int, float), f"{where}.accuracy")
     files = _get(e, "files", dict, where)
-    for k in FILES:
+    for k in FILES + tuple(k for k in OPTIONAL_FILES if k in files):
         f = _get(files, k, dict, f"{where}.files")
         file = _get(f, "file", str, f"{where}.files.{k}")
         if Path(file).name != file:  # the files live in weights/, nowhere else

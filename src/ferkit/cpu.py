@@ -7,14 +7,16 @@
 The flags that matter here: int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX) decide how fast
 int8 inference is (without them onnxruntime adds int8 products in 16 bits: slower, and the
 reason ferkit's int8 weights are 7-bit, onnx_export.SAFE_INT8); native bf16 (AVX-512 BF16 or
-AMX) decides whether bf16 training is ~2x faster than fp32 or emulated and slower.
+AMX) decides whether bf16 training is ~2x faster than fp32 or emulated and slower. And one CPU
+family: the first AMD EPYCs (Zen and Zen+) run AVX2 on 128-bit units, where int8 without dot
+products is slower than fp32 (narrow_avx2).
 """
 
 from __future__ import annotations
 
 import functools
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # /proc/cpuinfo flag names, and numpy's names for the same features (numpy has no AMX)
@@ -29,6 +31,9 @@ class CpuInfo:
     model: str  # the CPU's name as the OS reports it ("" when it does not)
     flags: frozenset[str]  # lower-case feature flags, as Linux names them in /proc/cpuinfo
     machine: str = "x86_64"  # platform.machine(): the flags above are x86's
+    vendor: str = ""  # /proc/cpuinfo's vendor_id ("AuthenticAMD", "GenuineIntel"; "" when unknown)
+    family: int = -1  # its "cpu family" and "model" numbers (-1 when unknown)
+    model_number: int = -1
 
     @property
     def x86(self) -> bool:
@@ -39,6 +44,14 @@ class CpuInfo:
         """Int8 dot-product instructions: int8 inference at full speed and full range. Non-x86 CPUs
         (ARM's sdot/udot) have no 16-bit intermediate either."""
         return not self.x86 or any(f in self.flags for f in VNNI)
+
+    @property
+    def narrow_avx2(self) -> bool:
+        """AVX2 run on 128-bit units: AMD's Zen and Zen+ (family 23 below model 0x30, Hygon's family 24),
+        where the default's fp32 graph beats its int8 one on every figure (docs/speed.md: one face 0.65
+        against 0.77 ms on an EPYC of family 23 model 1). Zen 2 onwards (model 0x30 up) is 256 bits wide."""
+        return (self.vendor == "AuthenticAMD" and self.family == 23 and 0 <= self.model_number < 0x30
+                or self.vendor == "HygonGenuine" and self.family == 24) and not self.int8_dot
 
     @property
     def native_bf16(self) -> bool:
@@ -58,16 +71,19 @@ class CpuInfo:
 
 
 def parse_cpuinfo(text: str, machine: str = "x86_64") -> CpuInfo:
-    """CpuInfo from the text of /proc/cpuinfo (its first processor's model name and flags)."""
-    model, flags = "", ""
+    """CpuInfo from the text of /proc/cpuinfo (its first processor's model name, flags, vendor and numbers)."""
+    fields = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = value
-    return CpuInfo(model, frozenset(flags.lower().split()), machine)
+        fields.setdefault(key.strip().lower(), value.strip())  # (the first processor's)
+
+    def number(key: str) -> int:
+        value = fields.get(key, "")
+        return int(value) if value.isdigit() else -1
+
+    flags = fields.get("flags", fields.get("features", ""))
+    return CpuInfo(fields.get("model name", ""), frozenset(flags.lower().split()), machine, fields.get("vendor_id", ""),
+                   number("cpu family"), number("model"))
 
 
 def combine(proc: CpuInfo, features: dict) -> CpuInfo:
@@ -79,7 +95,7 @@ def combine(proc: CpuInfo, features: dict) -> CpuInfo:
     ours = {name for theirs, name in NUMPY_NAMES.items() if features.get(theirs)}
     if ("avx512f" in proc.flags) == bool(features.get("AVX512F")):
         ours |= {f for f in proc.flags if f.startswith("amx") or f == "avx_vnni"}
-    return CpuInfo(proc.model, frozenset(ours), proc.machine)
+    return replace(proc, flags=frozenset(ours))
 
 
 def numpy_features() -> dict:

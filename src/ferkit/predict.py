@@ -101,15 +101,21 @@ def record(box, probs: np.ndarray, labels=EMOTIONS) -> Face:
 # are 7-bit (onnx_export.SAFE_INT8). Every other model runs on torch with its automatic precision:
 # int8 from a checkpoint would first need calibration faces.
 DEFAULT_PATH = ("onnx", "int8")
+# On AMD's Zen and Zen+ (cpu.narrow_avx2) int8 does not pay: a model's shipped fp32 graph, where it has
+# one, is faster there on every figure and as accurate as its checkpoint (docs/speed.md)
+NARROW_PATH = ("onnx", "fp32")
 
 
-def default_path(model=None) -> tuple[str, str]:
+def default_path(model=None, cpu=None) -> tuple[str, str]:
     """The (backend, precision) Predictor takes when given neither: DEFAULT_PATH for a bundled
-    model whose int8 graph ships, onnx's auto for an .onnx file (the precision it was exported in),
-    else torch's auto."""
+    model whose int8 graph ships (NARROW_PATH where the CPU runs AVX2 on 128-bit units and the model
+    ships an fp32 graph too), onnx's auto for an .onnx file (the precision it was exported in),
+    else torch's auto. cpu: a cpu.CpuInfo (default: this machine's)."""
+    from .cpu import cpu_info
+
     name = str(DEFAULT_MODEL if model is None else model)
     if name in BUNDLED and int8_file(name).exists():
-        return DEFAULT_PATH
+        return NARROW_PATH if (cpu or cpu_info()).narrow_avx2 and shipped_graph(name, "fp32") else DEFAULT_PATH
     if is_onnx_file(model):
         return "onnx", "auto"
     return "torch", "auto"
@@ -138,17 +144,29 @@ def describe_default(cpu=None) -> str:
     from .cpu import cpu_info
 
     cpu = cpu or cpu_info()
-    backend, precision = default_path()
+    backend, precision = default_path(cpu=cpu)
     tta, why = default_tta(True, TTA_GAIN.get(DEFAULT_MODEL))
-    speed = ("int8 dot products: int8 runs at full speed" if cpu.int8_dot else
-             "no int8 dot products (VNNI/AMX): int8 runs at about half speed, still faster than fp32")
-    return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision} ({speed}; 7-bit weights, right "
-            f"on every x86 CPU), flip TTA {'on' if tta else 'off'} ({why})")
+    if precision == "fp32":
+        speed = "AVX2 on 128-bit units (AMD Zen, Zen+) and no int8 dot products: its fp32 graph is faster than int8 here"
+    elif cpu.int8_dot:
+        speed = "int8 dot products: int8 runs at full speed; 7-bit weights, right on every x86 CPU"
+    else:
+        speed = "no int8 dot products (VNNI/AMX): int8 runs at about half speed, still faster than fp32; 7-bit weights, right on every x86 CPU"
+    return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision} ({speed}), "
+            f"flip TTA {'on' if tta else 'off'} ({why})")
 
 
 def is_onnx_file(model) -> bool:
     """Whether a model argument names an .onnx file (from `ferkit export`)."""
     return isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
+
+
+def shipped_graph(name: str, precision: str) -> Path | None:
+    """A bundled model's shipped ONNX graph of `precision` (int8 | fp32, the manifest's file kinds),
+    None where it ships none (or a light install lacks it)."""
+    files = bundled.MODELS[name].files if name in BUNDLED else {}
+    path = BUNDLED[name].with_name(files[precision]["file"]) if precision in ("int8", "fp32") and precision in files else None
+    return path if path is not None and path.exists() else None
 
 
 def int8_file(name: str) -> Path:
@@ -200,14 +218,16 @@ class Predictor:
             log.warning(f"--device {device}: the onnx backend runs on the CPU; for {device}, "
                         + ("run the checkpoint (.pt) the .onnx file was exported from" if onnx_file else "give --backend torch"))
         self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
-        shipped = backend == "onnx" and precision == "int8" and has_graph
-        if onnx_file or shipped:  # shipped: a bundled model's int8 graph, made for it, no calibration needed
+        # a bundled model's shipped graph of this precision (int8, or fp32 for some), made for it: no calibration,
+        # no export at load (the fp32 one's mirror gain is taken as its int8 graph's: both under MIN_TTA_GAIN)
+        shipped = shipped_graph(name, precision) if backend == "onnx" and not onnx_file else None
+        if onnx_file or shipped:
             if calibration is not None:  # (ignored without a word)
                 log.warning(f"calibration {str(calibration)[:200]}: not used; {'the shipped' if shipped else 'an .onnx'} graph is "
                             "calibrated already (calibration makes an int8 graph from a checkpoint)")
-            self._open_onnx(int8_file(name) if shipped else model, threads, precision, tta, TTA_GAIN.get(name) if shipped else None)
+            self._open_onnx(shipped or model, threads, precision, tta, TTA_GAIN.get(name) if shipped else None)
             if shipped:
-                _check_made_from(self.session, int8_file(name), BUNDLED[name])
+                _check_made_from(self.session, shipped, BUNDLED[name], precision)
             return
         if _is_classifier(model):
             self.classifier = model
@@ -359,10 +379,10 @@ def _calibration(data, clf) -> np.ndarray:
                           "with 'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --data FILE' and run OUT.onnx") from None
 
 
-def _check_made_from(session, path: Path, checkpoint: Path) -> None:
-    """Refuse a shipped int8 graph exported from other weights than the bundled checkpoint's."""
+def _check_made_from(session, path: Path, checkpoint: Path, precision: str) -> None:
+    """Refuse a shipped graph (int8 or fp32) exported from other weights than the bundled checkpoint's."""
     from .files import sha256_of
 
     if session.get_modelmeta().custom_metadata_map.get("checkpoint_sha256") != sha256_of(checkpoint):
         raise FerkitError(f"{path} was exported from other weights than {checkpoint}; re-export it with "
-                          f"'ferkit export {checkpoint} --onnx {path} --int8'")
+                          f"'ferkit export {checkpoint} --onnx {path}{' --int8' if precision == 'int8' else ''} --no-tta'")

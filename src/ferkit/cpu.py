@@ -79,7 +79,7 @@ def parse_cpuinfo(text: str, machine: str = "x86_64") -> CpuInfo:
 
     def number(key: str) -> int:
         value = fields.get(key, "")
-        return int(value) if value.isdigit() else -1
+        return int(value) if value.isdecimal() else -1
 
     flags = fields.get("flags", fields.get("features", ""))
     return CpuInfo(fields.get("model name", ""), frozenset(flags.lower().split()), machine, fields.get("vendor_id", ""),

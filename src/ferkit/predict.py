@@ -114,7 +114,7 @@ def default_path(model=None, cpu=None) -> tuple[str, str]:
     from .cpu import cpu_info
 
     name = str(DEFAULT_MODEL if model is None else model)
-    if name in BUNDLED and int8_file(name).exists():
+    if shipped_graph(name, "int8"):
         return NARROW_PATH if (cpu or cpu_info()).narrow_avx2 and shipped_graph(name, "fp32") else DEFAULT_PATH
     if is_onnx_file(model):
         return "onnx", "auto"
@@ -148,10 +148,9 @@ def describe_default(cpu=None) -> str:
     tta, why = default_tta(True, TTA_GAIN.get(DEFAULT_MODEL))
     if precision == "fp32":
         speed = "AVX2 on 128-bit units (AMD Zen, Zen+) and no int8 dot products: its fp32 graph is faster than int8 here"
-    elif cpu.int8_dot:
-        speed = "int8 dot products: int8 runs at full speed; 7-bit weights, right on every x86 CPU"
     else:
-        speed = "no int8 dot products (VNNI/AMX): int8 runs at about half speed, still faster than fp32; 7-bit weights, right on every x86 CPU"
+        speed = ("int8 dot products: int8 runs at full speed" if cpu.int8_dot else "no int8 dot products (VNNI/AMX): int8 "
+                 "runs at about half speed, still faster than fp32") + "; 7-bit weights, right on every x86 CPU"
     return (f"CPU {cpu.summary()}\ndefault path: {DEFAULT_MODEL}, {backend} {precision} ({speed}), "
             f"flip TTA {'on' if tta else 'off'} ({why})")
 
@@ -165,8 +164,10 @@ def shipped_graph(name: str, precision: str) -> Path | None:
     """A bundled model's shipped ONNX graph of `precision` (int8 | fp32, the manifest's file kinds),
     None where it ships none (or a light install lacks it)."""
     files = bundled.MODELS[name].files if name in BUNDLED else {}
-    path = BUNDLED[name].with_name(files[precision]["file"]) if precision in ("int8", "fp32") and precision in files else None
-    return path if path is not None and path.exists() else None
+    if precision not in ("int8", "fp32") or precision not in files:
+        return None
+    path = BUNDLED[name].with_name(files[precision]["file"])
+    return path if path.exists() else None
 
 
 def int8_file(name: str) -> Path:
@@ -199,10 +200,9 @@ class Predictor:
         if backend is None and precision is None:
             backend, precision = default_path(model)
         name = str(DEFAULT_MODEL if model is None else model)  # (None alone: model=0 or "" ran the default model)
-        has_graph = name in BUNDLED and int8_file(name).exists()  # a bundled model's shipped int8 graph
         # a precision alone: onnxruntime for an .onnx file or a bundled model's shipped int8 graph, else torch
         if backend is None:
-            backend = "onnx" if onnx_file or precision == "int8" and has_graph else "torch"
+            backend = "onnx" if onnx_file or precision == "int8" and shipped_graph(name, "int8") else "torch"
         precision = "auto" if precision is None else precision
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")

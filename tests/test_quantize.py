@@ -178,7 +178,8 @@ def test_on_zen_the_default_runs_its_shipped_fp32_graph(monkeypatch, calib):
     zen = parse_cpuinfo("vendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\nflags\t\t: avx2 fma\n")
     rome = parse_cpuinfo("vendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nflags\t\t: avx2 fma\n")
     assert fp.default_path("ferplus-fast", cpu=zen) == ("onnx", "fp32") == fp.NARROW_PATH
-    assert fp.default_path("ferplus-fast", cpu=rome) == fp.default_path("fer2013-fast", cpu=zen) == fp.DEFAULT_PATH
+    assert fp.default_path("fer2013-fast", cpu=zen) == fp.NARROW_PATH
+    assert fp.default_path("ferplus-fast", cpu=rome) == fp.default_path("fer2013", cpu=zen) == fp.DEFAULT_PATH
     assert "onnx fp32" in fp.describe_default(zen) and "onnx int8" in fp.describe_default(rome)
     monkeypatch.setattr(ferkit.onnx_export, "session_from_classifier", lambda *a: pytest.fail("the graph ships: no export"))
     p = Predictor("ferplus-fast", backend="onnx", precision="fp32")

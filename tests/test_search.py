@@ -289,6 +289,10 @@ def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(f
     assert "was started with other settings (differing: teacher [] -> [" in capsys.readouterr().err
     assert main(_argv(files, tiny_run, "--trials", "1")) == 2
     assert capsys.readouterr().err == f"error: --out {tiny_run}: holds a training run (its last.pt); give the search a folder of its own\n"
+    (tmp_path / "s2" / "best.yaml").mkdir(parents=True)  # refused before the first trial, not after the last
+    assert main(_argv(files, tmp_path / "s2", "--trials", "1")) == 2
+    assert "s2: its best.yaml is a folder, and the search writes its results there" in capsys.readouterr().err
+    assert not (tmp_path / "s2" / "trials").exists()
 
 
 def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files, tmp_path, monkeypatch, capsys, caplog):

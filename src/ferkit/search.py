@@ -52,6 +52,7 @@ NOT_TUNABLE = {"model", "data", "skip_bad_rows", "overrides", "device", "threads
 # Spec fields that decide the faces' shape: the data are read once, at the model's own shape
 DATA_SHAPE_FIELDS = {"in_size", "channels"}
 MAX_INT_PROBES = 64  # an int range this short is checked value by value (each check builds a spec, no net)
+RESULTS = {"csv": "search.csv", "json": "search.json", "best": "best.yaml"}  # what write_results writes in --out
 SEARCH_COLUMNS = ("trial", "value", "state")  # search.csv's first columns, the parameters' after them: report knows the table by them
 MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartbeats
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
@@ -411,6 +412,11 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         raise ConfigError(f"--heartbeat {heartbeat}: must be 1..{MAX_HEARTBEAT} seconds")
     if (out / LAST).exists():  # a training run's folder: the search's files would land among its own
         raise FerkitError(f"--out {out}: holds a training run (its last.pt); give the search a folder of its own")
+    for name in RESULTS.values():  # found only after the last trial, it would cost the results of them all
+        if os.path.lexists(out / name) and not (out / name).is_file():
+            what = "a folder" if (out / name).is_dir() else "not a regular file"
+            raise FerkitError(f"--out {out}: its {name} is {what}, and the search writes its results there; move it away "
+                              "or give another --out")
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     say_leaked(data)  # (fit checks only the data it reads itself)
@@ -595,7 +601,7 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
     metric = f"cv{cv} acc" if cv else "val acc"
     table = [[*SEARCH_COLUMNS, *names]] + [[r["trial"], "" if r["value"] is None else r["value"], r["state"]]
                                            + ["" if r[n] is None else r[n] for n in names] for r in rows]
-    files = {"csv": out / "search.csv", "json": out / "search.json"}
+    files = {kind: out / RESULTS[kind] for kind in ("csv", "json")}
     write_output(files["csv"], csv_text(table))  # (a categorical word such as '-x' is written as text)
     write_output(files["json"], json.dumps({"study": study.study_name, "metric": metric, "params": {p.name: p.text for p in params}, "trials": rows}, indent=1))
     best = best_config(study, cfg)
@@ -603,8 +609,8 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
         t = study.best_trial
         head = (f"# ferkit search: best of {sum(r['value'] is not None for r in rows)} completed trials of study {study.study_name!r}: "
                 f"trial {t.number}, {metric} {t.value:.4f}\n"
-                f"# train it: ferkit train --config {out / 'best.yaml'}  (epochs: the preset's; flags override, e.g. --epochs 30)\n")
-        files["best"] = out / "best.yaml"
+                f"# train it: ferkit train --config {out / RESULTS['best']}  (epochs: the preset's; flags override, e.g. --epochs 30)\n")
+        files["best"] = out / RESULTS["best"]
         # a full run trains on every image for the preset's (or the user's) epochs, not the trials' quick settings
         full = {k: v for k, v in best.to_dict().items() if k not in ("train_subset", "epochs") or k in t.params}
         write_output(files["best"], head + yaml.safe_dump(full, sort_keys=False))

@@ -82,10 +82,11 @@ def test_report_comparison_and_search_table(tiny_run, tmp_path):
     (search / "trials").mkdir(parents=True)
     trial = search / "trials" / "1"
     shutil.copytree(tiny_run, trial)
-    (search / "search.csv").write_text("trial,value,state,lr\n0,0.41,COMPLETE,0.001\n2,,FAIL,0.1\n1,0.52,COMPLETE,0.003\n")
+    (search / "search.csv").write_text("trial,value,state,lr,act\n0,0.41,COMPLETE,0.001,'-x\n2,,FAIL,0.1,'x\n1,0.52,COMPLETE,0.003,-1\n")
     assert find_search_csv(trial) == search / "search.csv" and find_search_csv(tiny_run) is None
     cols, rows = read_ranked_csv(search / "search.csv")
-    assert cols == ["trial", "value", "state", "lr"] and [r["trial"] for r in rows] == ["1", "0", "2"]
+    assert cols == ["trial", "value", "state", "lr", "act"] and [r["trial"] for r in rows] == ["1", "0", "2"]
+    assert [r["act"] for r in rows] == ["-1", "-x", "'x"]  # as the search had them: csv_cell's quote taken off
     res = build_report([tiny_run, trial], tmp_path / "cmp.html", data=str(tiny_run.parent / "fer.csv"), n_faces=2)
     page = res["path"].read_text()
     assert "<h2>Comparison</h2>" in page and "Hyper-parameter search" in page

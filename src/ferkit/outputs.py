@@ -86,6 +86,14 @@ def csv_cell(value):
     return value
 
 
+def csv_value(cell: str) -> str:
+    """A cell ferkit wrote through csv_cell as it was before: its leading ' taken off again, for ferkit's
+    own readers of its files (report's table of a search.csv). (Text that began with ' itself, then
+    a formula start, reads back without it: that is all the quoting loses.)"""
+    rest = cell[1:]
+    return rest if cell.startswith("'") and rest.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(rest) else cell
+
+
 def csv_text(rows, lineterminator: str = "\r\n") -> str:
     """Rows as the csv module writes them (Excel's dialect: \r\n line ends unless told), every cell
     through csv_cell: every CSV file ferkit writes for people to open (predict's, search.csv, history.csv)."""

@@ -26,6 +26,7 @@ from .errors import FerkitError, first_line
 from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
+from .outputs import csv_value
 from .runs import BEST, Run, format_summary, metrics_file, of_best, summarize_history, trained_on
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ def read_ranked_csv(path: Path) -> tuple[list[str], list[dict]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            rows, cols = list(reader), list(reader.fieldnames or [])
+            rows, cols = [{k: csv_value(v) if isinstance(v, str) else v for k, v in r.items()} for r in reader], list(reader.fieldnames or [])
     except (OSError, ValueError, csv.Error) as e:  # (a UnicodeDecodeError is a ValueError)
         raise FerkitError(f"{path}: not a readable search table ({first_line(e)}); its table of trials is left out of the "
                           "report") from None

@@ -860,6 +860,34 @@ def test_a_video_whose_header_gives_no_real_frame_rate_has_no_times(tmp_path, as
     assert res["annotated"] == str(ann) and cv2.VideoCapture(str(ann)).get(cv2.CAP_PROP_FRAME_COUNT) == 6
 
 
+@pytest.mark.parametrize("scale, rate, period, times", [(1, 0, 0, None), (0, 10, 0, None), (1, 0, 100_000, [0.0, 0.2, 0.4])])
+def test_an_avi_whose_header_gives_no_frame_rate_has_no_times(tmp_path, astronaut, caplog, scale, rate, period, times):
+    """(FFmpeg reads an AVI with dwRate or dwScale 0 at 25 frames per second, a guess said only in its silenced
+    log: a 10-frame-a-second video's times were 0.04 s apart, without a word). With dwMicroSecPerFrame it is right."""
+    import logging
+    import struct
+
+    from ferkit.video import predict_video
+
+    data = bytearray(_clip(tmp_path, astronaut).read_bytes())
+    struct.pack_into("<II", data, data.find(b"strh") + 28, scale, rate)  # the stream's dwScale, dwRate
+    struct.pack_into("<I", data, data.find(b"avih") + 8, period)  # dwMicroSecPerFrame
+    video = tmp_path / "norate.avi"
+    video.write_bytes(data)
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        res = predict_video(NoFaces(), video, every=2)
+    if times is None:
+        assert f"{video}: its header gives no frame rate (FFmpeg guesses 25 frames per second); its frames' times are left out (null)" in caplog.text
+        assert res["fps"] == 0.0 and [f["time"] for f in res["frames"]] == [None] * 3
+    else:
+        assert caplog.text == "" and res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == times
+
+
 def test_a_video_named_as_a_photo_is_said_to_be_a_video(tmp_path, astronaut):
     """(a clip.avi renamed .jpg was "not an image ... give a JPEG, PNG, ..." with no word that it is a video)"""
     from ferkit.errors import ImageError

@@ -33,6 +33,9 @@ DECLARED_SHARE = 0.9
 # The frame rates a header is believed within: outside them (a damaged AVI's 2147483647, or 4.7e-10) the
 # frames' times were nonsense, all 0.0 or decades apart, and the annotated copy could not be written
 FPS_RANGE = (1e-3, 1e4)
+# What FFmpeg reads an AVI at whose header gives no rate (dwRate or dwScale 0, no dwMicroSecPerFrame either):
+# said in its log alone, which is silenced, and OpenCV passes it on as the header's; every time was a guess
+FFMPEG_GUESS = 25.0
 
 
 def iou(a, b) -> float:
@@ -125,6 +128,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     if fps and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:  # (NaN included) taken as unknown, as a header without one
         log.warning("%s: its header gives %g frames per second, which no video has (damaged?); its frames' times "
                     "are left out (null)", path, fps)
+        fps = 0.0
+    if fps == FFMPEG_GUESS and _avi_gives_no_rate(path):
+        log.warning("%s: its header gives no frame rate (FFmpeg guesses %g frames per second); its frames' times are left "
+                    "out (null)", path, FFMPEG_GUESS)
         fps = 0.0
     declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # 0 where the container does not say
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -256,6 +263,32 @@ def _opencv_can_name(path: str | Path) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _avi_gives_no_rate(path: Path) -> bool:
+    """Whether path is an AVI whose header gives no frame rate: its first video stream's dwScale or dwRate
+    is 0 and its dwMicroSecPerFrame too (FFmpeg goes by that where it is there, rightly)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)  # the header comes first, a few KB (the frames come after it)
+    except OSError:
+        return False
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return False
+    period, pos = 0, 12
+    while pos + 8 <= len(head):
+        fourcc, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if fourcc == b"LIST" and head[pos + 8:pos + 12] in (b"hdrl", b"strl"):
+            pos += 12  # into the list: its chunks follow
+            continue
+        body = head[pos + 8:pos + 8 + size]
+        if fourcc == b"avih" and len(body) >= 4:
+            period = int.from_bytes(body[:4], "little")
+        elif fourcc == b"strh" and body[:4] == b"vids" and len(body) >= 28:
+            scale, rate = int.from_bytes(body[20:24], "little"), int.from_bytes(body[24:28], "little")
+            return not (scale and rate) and not period
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
 
 
 def _can_encode(cv2, w: int, h: int) -> bool:

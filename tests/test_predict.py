@@ -490,6 +490,24 @@ def test_annotated_copies_of_a_parent_folder_stay_under_annotate(tiny_checkpoint
     assert (tmp_path / "ph" / "work" / "out" / "ph" / "a.png").exists() and not (tmp_path / "ph" / "work" / "a.png").exists()
 
 
+def test_a_copy_beside_its_input_never_replaces_a_file_there(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
+    """`predict talk.mov --annotate .` wrote its copy over the user's own talk.mp4 beside it, without a word
+    (a.gif's copy over a.png the same); a copy in another folder replaces an earlier run's, as it did."""
+    video = _clip(tmp_path, astronaut)
+    (tmp_path / "clip.mp4").write_bytes(b"the user's own recording")
+    Image.fromarray(astronaut).save(tmp_path / "a.gif")
+    (tmp_path / "a.png").write_bytes(b"the user's own photo")
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", str(tiny_checkpoint)]
+    for name, beside in ((video.name, "clip.mp4"), ("a.gif", "a.png")):
+        assert main(["predict", name, *model, "--annotate", "."]) == 2
+        assert f"--annotate .: the copy of {name} would be written over {beside}, a file beside it; give another folder" in capsys.readouterr().err
+    assert (tmp_path / "clip.mp4").read_bytes() == b"the user's own recording" and (tmp_path / "a.png").read_bytes() == b"the user's own photo"
+    for _ in range(2):  # into another folder: the second run replaces the first's copies
+        assert main(["predict", "a.gif", video.name, *model, "--annotate", "out"]) == 0
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "clip.mp4").is_file()
+
+
 def test_a_copy_too_big_for_its_format_is_a_warning_and_the_faces_stay(tiny_checkpoint, tmp_path, capsys, astronaut):
     wide = np.zeros((64, 17000, 3), np.uint8)  # WebP holds 16,383 pixels a side
     wide[:, :512] = np.asarray(Image.fromarray(astronaut).resize((512, 64)))

@@ -590,6 +590,11 @@ def _predict_inputs(args, one_copy: bool, texts: list) -> tuple[list, list[str],
         if out.resolve() in inputs:
             raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, an input; "
                               f"give another {'name' if one_copy else 'folder'}")
+        # a name made from its input's, in the input's own folder: a file there under it is the user's (talk.mp4
+        # beside talk.mov, a.png beside a.gif), which the copy replaced without a word
+        if not one_copy and out.parent.resolve() == f.parent.resolve() and os.path.lexists(out):
+            raise FerkitError(f"--annotate {args.annotate}: the copy of {f} would be written over {out}, a file beside it; "
+                              "give another folder")
     for name, out in texts:  # never over a photo it reads (a folder's included)
         check_not_input(out, name, [f for f, _ in files])
     for msg in problems:

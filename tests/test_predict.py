@@ -914,6 +914,10 @@ def test_a_video_named_as_a_photo_is_said_to_be_a_video(tmp_path, astronaut):
     data = _clip(tmp_path, astronaut).read_bytes()
     with pytest.raises(ImageError, match=r"clip.jpg: an AVI video, not an image; name it .avi for `ferkit predict` to read it as a video"):
         load_image(data, name="clip.jpg")
+    for name in ("clip.avi", "clip.MP4"):  # a video's name already: renaming it was no fix (Predictor.predict("clip.avi"))
+        with pytest.raises(ImageError, match=rf"^{name}: an AVI video, not an image; `ferkit predict` reads videos \(from Python: "
+                                             r"ferkit.video.predict_video\(predictor, path\)\)$"):
+            load_image(data, name=name)
     mp4 = b"\x00\x00\x00\x18ftypmp42" + bytes(3000)
     with pytest.raises(ImageError, match=r"an MP4 video, not an image; name it .mp4"):
         load_image(mp4, name="clip.png")

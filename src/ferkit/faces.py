@@ -37,6 +37,7 @@ import numpy as np
 
 from .detectors import Detection
 from .errors import FerkitError, ImageError, quoted
+from .files import VIDEO_EXTS
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -201,14 +202,21 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         except UnidentifiedImageError:
             video = video_container(data)
             if video:  # (a video named .jpg was "not an image ... give a JPEG", with no word of what it is)
-                raise ImageError(f"{label}: {video[0]} video, not an image; name it {video[1]} for `ferkit predict` "
-                                 "to read it as a video", "not_image") from None
+                raise ImageError(f"{label}: {video[0]} video, not an image; {_video_fix(label, video[1])}", "not_image") from None
             raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
         _check_size(im.size, label, max_pixels)
         im.load()  # a full decode: truncated or damaged data fails here, not later
         return pil_to_rgb(im)
 
     return _guarded(decode, label, max_pixels)
+
+
+def _video_fix(label: str, suffix: str) -> str:
+    """What to do with a video given where a photo is read: a video's name already (Predictor.predict("clip.mp4"))
+    is read as one by `ferkit predict`, so renaming it (what was said) changes nothing."""
+    if Path(label).suffix.lower() in VIDEO_EXTS:
+        return "`ferkit predict` reads videos (from Python: ferkit.video.predict_video(predictor, path))"
+    return f"name it {suffix} for `ferkit predict` to read it as a video"
 
 
 def _guarded(decode, label: str, max_pixels: int) -> np.ndarray:

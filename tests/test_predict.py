@@ -906,6 +906,48 @@ def test_an_avi_whose_header_gives_no_frame_rate_has_no_times(tmp_path, astronau
         assert caplog.text == "" and res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == times
 
 
+def test_a_videos_times_are_its_frames_own(tmp_path):
+    """A variable-rate MP4 (a phone's): frames 0.05 s apart, then 0.2 s apart. Its times were frame / fps by the
+    header's 10 a second, 0.0, 0.1, ..., 0.5, which no frame of it has; they are the container's own."""
+    import struct
+
+    import cv2
+
+    from ferkit.video import predict_video
+
+    video = tmp_path / "vfr.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(6):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+    data = bytearray(video.read_bytes())
+    assert data.find(b"moov") > data.find(b"mdat")  # the index after the frames: growing it moves no frame
+    k = data.find(b"stts") - 4
+    assert struct.unpack_from(">III", data, k + 12) == (1, 6, 1024)  # one run: 6 frames, 1024 ticks each
+    data[k:k + 24] = struct.pack(">I4sIIIIII", 32, b"stts", 0, 2, 4, 512, 2, 2048)  # 4 frames of 512 ticks, 2 of 2048
+    for box in (b"stbl", b"minf", b"mdia", b"trak", b"moov"):  # each holds the stts, 8 bytes longer
+        j = data.find(box) - 4
+        struct.pack_into(">I", data, j, struct.unpack_from(">I", data, j)[0] + 8)
+    video.write_bytes(data)
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    res = predict_video(NoFaces(), video)
+    assert res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.4]
+    assert [f["time"] for f in predict_video(NoFaces(), video, every=2)["frames"]] == [0.0, 0.1, 0.2]
+
+
+def test_a_frame_without_a_believable_timestamp_gets_frame_over_fps():
+    from ferkit.video import _Clock
+
+    clock = _Clock(10.0)
+    assert [clock.time(0, 0.0), clock.time(1, 0.0), clock.time(2, 250.0), clock.time(3, 9.2e17), clock.time(4, float("nan"))] == \
+        [0.0, 0.1, 0.25, 0.3, 0.4]  # none (0), its own, OpenCV's arithmetic on a stream with no start time, NaN
+    assert _Clock(0.0).time(0, 0.0) is None  # the header's rate unknown: no times
+
+
 def test_a_video_named_as_a_photo_is_said_to_be_a_video(tmp_path, astronaut):
     """(a clip.avi renamed .jpg was "not an image ... give a JPEG, PNG, ..." with no word that it is a video)"""
     from ferkit.errors import ImageError

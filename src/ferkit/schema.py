@@ -43,7 +43,7 @@ class Frame(TypedDict):
     """One sampled video frame."""
 
     frame: int  # its index in the video
-    time: float | None  # seconds from the start; None when the video gives no frame rate
+    time: float | None  # seconds from the start, the container's own for the frame; None when the video gives no frame rate
     faces: list[VideoFace]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import numbers
 import os
 import shutil
@@ -147,7 +148,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
         annotate_to = None
     frames = [] if frames is None else frames
-    tracker, summary, i = FaceTracker(), TrackSummary(), 0
+    tracker, summary, clock, i = FaceTracker(), TrackSummary(), _Clock(fps), 0
     copy = _VideoCopy(cv2, annotate_to, path, max(fps / every, 1.0) if fps else 5.0) if annotate_to is not None else None
     try:
         with contextlib.ExitStack() as stack:  # closed in reverse: the copy (dropped unless finished), the reader
@@ -168,7 +169,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                 recs = predictor.predict(rgb)
                 for r, fid in zip(recs, tracker.assign([r["box"] for r in recs])):
                     r["face_id"] = fid
-                frame: Frame = {"frame": i, "time": round(i / fps, 3) if fps else None, "faces": recs}
+                time = clock.time(i, cap.get(cv2.CAP_PROP_POS_MSEC))
+                frame: Frame = {"frame": i, "time": time, "faces": recs}
                 frames.append(frame)
                 summary.add(frame)  # the frames themselves may not be kept
                 if copy is not None and copy.writing:
@@ -190,6 +192,29 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     if copy is not None and copy.done:
         res["annotated"] = str(copy.path)
     return res
+
+
+class _Clock:
+    """Each sampled frame's time in seconds: the container's own for that frame (its timestamp) where it gives
+    one that goes forward, else frame / fps. The header's rate alone was wrong for a variable-rate video
+    (a phone's) and for a raw stream, which FFmpeg reads at 25 a second whatever its frames' own times say.
+    None for every frame where the header's rate is unknown: the timestamps were made with the same nonsense."""
+
+    # a timestamp this many times frame / fps (or more) is not believed: OpenCV's arithmetic on a stream with no
+    # start time gives ~1e14 s
+    BELIEVED = 100
+
+    def __init__(self, fps: float):
+        self.fps, self.last = fps, -1.0
+
+    def time(self, i: int, msec: float) -> float | None:
+        if not self.fps:
+            return None
+        t = msec / 1000
+        if not (math.isfinite(t) and self.last < t <= self.BELIEVED * (i + 1) / self.fps):  # (0 for a frame without one)
+            t = i / self.fps
+        self.last = t
+        return round(t, 3)
 
 
 class _VideoCopy:

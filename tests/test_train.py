@@ -303,15 +303,30 @@ def test_a_full_disk_is_one_line_and_the_run_stays_resumable(tmp_path, monkeypat
 
 
 def test_a_disk_full_before_the_first_last_pt_says_start_again(tmp_path, monkeypatch, capsys):
+    """The first epoch's best.pt is written, its last.pt is not: every way on that the errors name works (they said
+    "start the run again" and, on --resume, 'ferkit train --out RUN', both refused for the best.pt in the folder)."""
     from ferkit.cli import main
 
     csv = write_fer_csv(tmp_path / "fer.csv", n=42)
     run = tmp_path / "run"
+    start = ["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "2", "--batch-size", "21",
+             "--out", str(run), "--quiet"]
     _disk_full_at(monkeypatch, "last.pt", 1)
-    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--epochs", "2", "--batch-size", "21",
-                 "--out", str(run), "--quiet"]) == 2
-    assert capsys.readouterr().err.endswith("then start the run again (it had not saved an epoch to resume from)\n")
+    assert main(start) == 2
+    command = (f"its best.pt is whole (epoch 1): start a new run from its weights with 'ferkit train --config "
+               f"{run / 'config.json'} --init-from {run / 'best.pt'} --out NEW_FOLDER'")
+    assert capsys.readouterr().err.endswith("then start the run again with another --out (it had not saved an epoch to "
+                                            f"resume from); {command}\n")
     assert not (run / "history.json").exists()  # no history claims an epoch that no last.pt holds
+    monkeypatch.undo()
+    assert main(start) == 2  # the same --out again: refused, it would replace that best.pt
+    assert capsys.readouterr().err.endswith(f"(delete the folder to start it over); {command}\n")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --resume {run}: no last.pt there (deleted, or the run stopped while saving "
+                                       f"it), so nothing to resume; {command}\n")
+    new = tmp_path / "new"
+    assert main(command.split("'")[1].replace("NEW_FOLDER", str(new)).split()[1:] + ["--quiet"]) == 0
+    assert read_checkpoint(new / "last.pt")["epoch"] == 2
 
 
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):

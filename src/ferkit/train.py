@@ -94,6 +94,9 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     if not (run / LAST).exists():
         if not (run / CONFIG).exists():
             raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
+        if best := from_best(run):  # (starting it again there is refused: it would replace that best.pt)
+            raise FerkitError(f"--resume {run}: no last.pt there (deleted, or the run stopped while saving it), so nothing "
+                              f"to resume; its {best}")
         raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
                           f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
     source = run / CONFIG
@@ -120,12 +123,22 @@ def read_last(run: Path) -> dict:
     except ResumeError:  # readable, with its own fix
         raise
     except FerkitError as e:
-        try:
-            best = read_checkpoint(run / BEST)
-        except FerkitError:
+        best = from_best(run)
+        if best is None:
             raise e from None
-        raise FerkitError(f"{e}. Its {BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights "
-                          f"with 'ferkit train --config {run / CONFIG} --init-from {run / BEST} --out NEW_FOLDER'") from None
+        raise FerkitError(f"{e}. Its {best}") from None
+
+
+def from_best(run: Path) -> str | None:
+    """How to go on from a run's best.pt where its last.pt cannot resume (unreadable, deleted, never written: a
+    full disk or a kill in the first epoch, between the two): "best.pt is whole (epoch N): start a new run from
+    its weights with '...'", the epochs it holds are not lost; None without a whole best.pt."""
+    try:
+        best = read_checkpoint(run / BEST)
+    except FerkitError:
+        return None
+    return (f"{BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights with "
+            f"'ferkit train --config {run / CONFIG} --init-from {run / BEST} --out NEW_FOLDER'")
 
 
 @dataclass
@@ -440,9 +453,17 @@ def _saving(path: Path, out: Path, go_on: str | None = None):
     try:
         yield
     except OSError as e:
-        then = go_on or (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists()
-                         else "start the run again (it had not saved an epoch to resume from)")
+        then = go_on or (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else _start_again(out))
         raise OutputError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
+
+
+def _start_again(out: Path) -> str:
+    """How to go on from a run that stopped before it saved an epoch to resume from: start it again, where the
+    best.pt of its first epoch (written before last.pt) is not in the way of a new run into the folder."""
+    best = from_best(out)
+    if best is None:
+        return "start the run again (it had not saved an epoch to resume from)"
+    return f"start the run again with another --out (it had not saved an epoch to resume from); its {best}"
 
 
 @contextmanager
@@ -581,9 +602,10 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")
     if not resume and (kept := [f for f in (BEST, HISTORY_JSON, HISTORY_CSV) if (out / f).exists()]):  # last.pt deleted
+        best = from_best(out)
         raise FerkitError(f"--out {out}: it holds a run's {' and '.join(kept)} but no last.pt (deleted, or the run was "
                           "killed while saving its first epoch), so it cannot be resumed and a new run would replace them; "
-                          "give another --out (delete the folder to start it over)")
+                          "give another --out (delete the folder to start it over)" + (f"; its {best}" if best else ""))
     if dist.main:  # the one process that writes the folder
         held.enter_context(_sole_writer(out, "--resume" if resume else "--out"))
     info(f"training {cfg.model} for {cfg.epochs} epochs -> {out}")

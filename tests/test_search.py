@@ -295,10 +295,13 @@ def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(f
     assert not (tmp_path / "s2" / "trials").exists()
 
 
-def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files, tmp_path, monkeypatch, capsys, caplog):
+@pytest.mark.parametrize("epoch", [2, 1])
+def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files, tmp_path, monkeypatch, capsys, caplog, epoch):
     """A trial that could not save its last.pt (a full disk) failed, its epochs lost for good, and the search went
     on to trial after trial, each to fail after its first epoch's work; and the message said to resume it with
-    `ferkit train --resume`, which a search never reads. Now the search stops, and its rerun goes on with the trial."""
+    `ferkit train --resume`, which a search never reads. Now the search stops, and its rerun goes on with the trial.
+    In its first epoch (a best.pt saved, no last.pt) the retry starts the trial over: it failed, refused a new run
+    over that best.pt."""
     import errno
 
     import ferkit.train
@@ -306,7 +309,7 @@ def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files
     real, full = ferkit.train.save_checkpoint, []
 
     def save(ckpt, path):
-        if path.name == "last.pt" and ckpt["epoch"] == 2 and not full:
+        if path.name == "last.pt" and ckpt["epoch"] == epoch and not full:
             full.append(path)
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(ckpt, path)
@@ -322,9 +325,10 @@ def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files
     monkeypatch.undo()
     with caplog.at_level(logging.INFO, "ferkit.search"):
         assert main(argv) == 0
-    assert "trial 1: lr=" in caplog.text and "(retry of trial 0)" in caplog.text, caplog.text
+    assert "trial 1: lr=" in caplog.text and "(retry of trial 0)" in caplog.text and "failed" not in caplog.text, caplog.text
     # in trial 0's folder, from the epoch its last.pt held
     assert not (out / "trials" / "0").exists() and read_file(out / "trials" / "1" / "config.json")["epochs"] == 3
+    assert _study(out).trials[1].state == TrialState.COMPLETE
     assert [h["epoch"] for h in json.loads((out / "trials" / "1" / "history.json").read_text())] == [1, 2, 3]
 
 

@@ -41,7 +41,7 @@ from .data import FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, OutputError, first_line
 from .files import write_output
 from .outputs import csv_text
-from .runs import LAST
+from .runs import LAST, TRAIN_FILES
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,8 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
                 for k, (tr, va) in enumerate(folds)]
     curves = []
     for d, c, fd in runs:
+        if resume and not (d / LAST).exists():
+            _start_over(d)
         history = fit(c, d, resume=resume and (d / LAST).exists(), data=fd, progress=False, go_on=go_on)
         curves.append([r["val_acc"] for r in history])
     mean = np.mean(np.asarray(curves, np.float64), axis=0)
@@ -284,6 +286,15 @@ def score(cfg: TrainConfig, data: FerData, run_dir: Path, folds=None, resume: bo
     if folds is not None:
         info["fold_acc"] = [round(float(c[best]), 5) for c in curves]
     return float(mean[best]), info
+
+
+def _start_over(run_dir: Path) -> None:
+    """Clear a retried trial's folder that holds no last.pt to go on from: a full disk or a kill between its first
+    epoch's best.pt and last.pt left that best.pt, and fit refuses a new run over it (the retry failed the trial).
+    The folder is the search's own, and the trial trains from its first epoch again."""
+    for name in TRAIN_FILES:
+        if (run_dir / name).is_file():
+            (run_dir / name).unlink()
 
 
 # ---------------------------------------------------------------- the study

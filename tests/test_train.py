@@ -210,6 +210,27 @@ def test_resume_is_exact(tmp_path, monkeypatch, ema):
     assert ("ema" in a) == bool(ema)
 
 
+def test_a_learning_rate_and_l2_edited_into_config_json_are_what_the_resumed_run_trains_with(tmp_path, monkeypatch, caplog):
+    """--resume continues with config.json: an lr edited there was recorded but replaced by last.pt's schedule (unless
+    --epochs re-planned it), and an l2 was recorded and never applied (last.pt's optimizer state kept the old one)."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=2, batch_size=21, schedule="cosine", lr=3e-3)
+    straight = fit(replace(cfg, lr=1e-3), tmp_path / "straight", progress=False)
+    _kill_after_checkpoint(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        fit(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**config, "lr": 1e-3, "l2": 0.01}))
+    with caplog.at_level(logging.INFO, "ferkit"):
+        resumed = fit(train.resume_config(tmp_path / "run"), tmp_path / "run", resume=True, progress=False)
+    assert "schedule re-planned for lr 0.001 (was 0.003)" in caplog.text
+    assert resumed[1]["lr"] == pytest.approx(straight[1]["lr"])  # the cosine of a run at 1e-3, where it stopped
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert [g["weight_decay"] for g in last["optimizer"]["param_groups"]] == [0.01, 0.0]  # (biases and batch norm: none)
+    assert last["config"]["l2"] == 0.01 and last["config"]["lr"] == 1e-3
+
+
 def test_weight_average_moves_by_one_minus_decay_weights_and_batch_norm_statistics_alike():
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     ema = train.weight_average(net, 0.9)

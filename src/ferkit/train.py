@@ -421,6 +421,17 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _replan(ckpt: dict, cfg: TrainConfig, world: int) -> str | None:
+    """What in cfg makes a resumed run's schedule other than last.pt's, in words (None: nothing): its length, its
+    steps per epoch (another number of processes), or a learning rate edited into config.json, which last.pt's
+    schedule and optimizer state replaced unsaid unless the schedule was re-planned for another reason."""
+    was, world_was = ckpt["config"], ckpt.get("world_size", 1)
+    why = [] if (was["epochs"], world_was) == (cfg.epochs, world) else [
+        f"{cfg.epochs} epochs (was {was['epochs']}) on {world} process(es) (was {world_was})"]
+    return "; ".join(why + [f"{k} {getattr(cfg, k)} (was {was.get(k)})" for k in ("lr", "backbone_lr")
+                            if was.get(k) != getattr(cfg, k)]) or None
+
+
 @contextmanager
 def _restoring(path: Path, what: str):
     """Turn torch's error on a training state that passed check_resume_state but still does not fit
@@ -686,19 +697,22 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if ckpt is not None:
         last = out / LAST
         start_lrs = sched.get_last_lr()  # the new schedule's first rates, which loading the optimizer replaces
+        decays = [group["weight_decay"] for group in opt.param_groups]  # cfg's l2, which it replaces too
         model.load_state_dict(ckpt["state_dict"])
         with _restoring(last, "optimizer state"):
             opt.load_state_dict(ckpt["optimizer"])
             _check_optimizer_state(opt)
+        for group, decay in zip(opt.param_groups, decays):  # (an l2 edited into config.json was recorded, never applied)
+            group["weight_decay"] = decay
         if ema is not None:
             with _restoring(last, "weight average (--ema)"):
                 ema.load_state_dict(ckpt["ema"])
-        was = (ckpt["config"]["epochs"], ckpt.get("world_size", 1))
-        if was == (cfg.epochs, dist.world):
+        replan = _replan(ckpt, cfg, dist.world)
+        if replan is None:
             with _restoring(last, "schedule state"):
                 sched.load_state_dict(ckpt["scheduler"])
-        else:  # lengthened, shortened, or other steps per epoch (another number of processes): replay the new schedule up to where it stopped
-            info(f"schedule re-planned for {cfg.epochs} epochs (was {was[0]}) on {dist.world} process(es) (was {was[1]})")
+        else:  # replay the new schedule up to where it stopped
+            info(f"schedule re-planned for {replan}")
             for group, lr in zip(opt.param_groups, start_lrs):  # cosine and step multiply the current rate: replay from the first
                 group["lr"] = lr
             with warnings.catch_warnings():

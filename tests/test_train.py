@@ -681,6 +681,17 @@ def test_resume_takes_where_the_teacher_is_now(tiny_run, tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--epochs", "2", "--teacher", str(tmp_path / "moved.pt"), "--quiet"]) == 0
     assert "ignoring" not in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["teacher"] == [str(tmp_path / "moved.pt")]
+    # a teacher more is no move: it distilled the rest of the run, and config.json said the run was distilled throughout
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--teacher", f"{tmp_path / 'moved.pt'},{tiny_run}",
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --teacher: the run in {run} trained with 1 teacher ({tmp_path / 'moved.pt'}); "
+                                       "--resume takes --teacher for where the run's teachers are now (moved), not to add or "
+                                       "remove any; leave it out to resume, or start a new run with the teachers you want\n")
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_run, plain)
+    assert main(["train", "--resume", str(plain), "--epochs", "4", "--teacher", str(tmp_path / "moved.pt"), "--quiet"]) == 2
+    assert f"the run in {plain} trained with no teacher; " in capsys.readouterr().err
+    assert read_checkpoint(plain / "last.pt")["epoch"] == 3
 
 
 def test_resuming_a_folder_it_cannot_write_says_how_to_go_on(tiny_run, tmp_path, monkeypatch, capsys):

@@ -534,6 +534,13 @@ def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
                           f"give --epochs {ckpt['epoch']} or more, or leave it out")
+    taught = was.get("teacher") or []
+    taught = [taught] if isinstance(taught, str) else taught  # (an older config's one teacher)
+    if len(taught) != len(cfg.teacher):  # (one added distilled the rest of the run, its config saying all of it)
+        what = f"{len(taught)} teacher{'s' if len(taught) > 1 else ''} ({', '.join(map(str, taught))})" if taught else "no teacher"
+        raise FerkitError(f"--teacher: the run in {out} trained with {what}; --resume takes --teacher for where the "
+                          "run's teachers are now (moved), not to add or remove any; leave it out to resume, or start a "
+                          "new run with the teachers you want")
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:

@@ -437,6 +437,11 @@ def test_classes_with_faces_but_no_training_faces_are_named(tmp_path, caplog):
         assert "--train-subset" not in caplog.text
         split_batches(data, TrainConfig(train_subset=2), spec, None, labels, labels.annotations(data))
     assert "among the 2 drawn (--train-subset): the model cannot learn it; give a larger --train-subset, or none" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # one too large trained on them all, as its config did not say
+        train, _, _ = split_batches(data, TrainConfig(train_subset=7), spec, None, labels, labels.annotations(data))
+    assert "faces: --train-subset 7 is not under its 7 training faces: training on all of them" in caplog.text
+    assert len(train.x) == 7
 
 
 def test_train_subset_of_a_class_folder_draws_every_class_as_search_does(caplog):

@@ -178,7 +178,10 @@ def split_batches(data: FerData, cfg: TrainConfig, spec: ModelSpec, mean: np.nda
     annotations of every row of data (labels.annotations)."""
     train_x, own = data.split("train")
     train_r = rows[data.in_split("train")]
-    if cfg.train_subset:
+    if cfg.train_subset >= len(train_x) > 0:  # (it trained on them all, which the run's config did not say)
+        log.warning(f"{data.source}: --train-subset {cfg.train_subset} is not under its {len(train_x)} training faces: "
+                    "training on all of them")
+    elif cfg.train_subset:
         # by the data's own classes, as search.train_images cuts them for --cv (FER+ votes: their most-voted emotion)
         pick = subset_rows(train_r.argmax(1) if train_r.ndim > 1 else own, cfg.train_subset, cfg.seed)
         train_x, train_r = train_x[pick], train_r[pick]

@@ -350,6 +350,37 @@ def test_a_disk_full_before_the_first_last_pt_says_start_again(tmp_path, monkeyp
     assert read_checkpoint(new / "last.pt")["epoch"] == 2
 
 
+def test_a_last_pt_linked_to_nothing_is_named_not_called_a_first_epoch(tiny_run, tmp_path, capsys):
+    """A run of 3 epochs whose last.pt is a link to a moved file (and whose best.pt is gone): --resume said the run
+    "stopped before its first epoch ended" and to start it again with --out RUN, which was refused for its history,
+    and where none was left trained an epoch into the folder, then failed to save last.pt through the link."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()
+    (run / "last.pt").unlink()
+    (run / "last.pt").symlink_to(tmp_path / "moved" / "last.pt")
+    broken = f"its last.pt is a symbolic link to {tmp_path / 'moved' / 'last.pt'}, which does not exist"
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: --resume {run}: {broken}; point the link at the run's last.pt to resume, "
+                                       "or start a new run with --out NEW_FOLDER\n")
+    config = (run / "config.json").read_text()
+    for f in ("history.json", "history.csv"):
+        (run / f).unlink()
+    start = ["train", "--model", str(_spec_file(tmp_path)), "--data", str(write_fer_csv(tmp_path / "fer.csv")),
+             "--epochs", "1", "--out", str(run), "--quiet"]
+    assert main(start) == 2  # refused before an epoch is trained and config.json written anew
+    assert capsys.readouterr().err.startswith(f"error: --out {run}: {broken}; point the link")
+    assert (run / "config.json").read_text() == config and not (run / "best.pt").exists()
+    (run / "last.pt").unlink()
+    (run / "history.json").write_text("[]")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2  # no link, no best.pt, a history: not a first epoch
+    assert capsys.readouterr().err.endswith("start a new run with --out NEW_FOLDER (one there would replace its history.json)\n")
+
+
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):
     import ferkit.train
     from ferkit.cli import main

@@ -107,11 +107,11 @@ def folder_checkpoint(folder: Path) -> Path:
     written) as the run's best, silently."""
     best = folder / BEST
     if os.path.islink(best) and not os.path.exists(best):
-        raise FerkitError(f"{best}: {_broken_link(best)}; fix the link, or remove it to use the run's {LAST}")
+        raise FerkitError(f"{best}: {broken_link(best)}; fix the link, or remove it to use the run's {LAST}")
     return folder / LAST if not best.exists() and (folder / LAST).exists() else best
 
 
-def _broken_link(link: Path) -> str:
+def broken_link(link: Path) -> str:
     """What a symbolic link that leads to no file is: a loop of links, or a link to a missing file."""
     target = os.path.realpath(link)  # (Path.resolve raises on a loop in some Pythons)
     if os.path.islink(target):  # realpath stops inside a loop of links

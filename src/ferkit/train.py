@@ -52,7 +52,7 @@ from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
 from .outputs import csv_text
 from .preprocess import autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe
-from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST
+from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERATIONS, LAST, broken_link
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,7 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     if not (run / LAST).exists():
         if not (run / CONFIG).exists():
             raise FerkitError(f"--resume {run}: no config.json there; give the --out folder of a ferkit train run")
-        if best := from_best(run):  # (starting it again there is refused: it would replace that best.pt)
-            raise FerkitError(f"--resume {run}: no last.pt there (deleted, or the run stopped while saving it), so nothing "
-                              f"to resume; its {best}")
-        raise FerkitError(f"--resume {run}: no last.pt there, so nothing to resume (the run stopped before its first "
-                          f"epoch ended); start it again with 'ferkit train --out {run}' and the flags you want")
+        raise FerkitError(f"--resume {run}: {_no_last(run)}")
     source = run / CONFIG
     try:
         saved = read_file(source)
@@ -113,6 +109,33 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     # a change of None keeps the run's value (--epochs 0 is a value: refused as the config is checked);
     # a value deleted or nulled by hand in config.json falls back to the preset's
     return resolve_config(base=saved, source=source, **changes)
+
+
+def _no_last(run: Path) -> str:
+    """Why a run folder without a readable last.pt cannot resume, and the way on that works. A last.pt that is a
+    link to nothing is the run's own (its file moved: the run may hold many epochs), and `--out RUN` through it
+    trained an epoch, then failed to save it; a history or best.pt left is refused by `--out RUN` (see _fit)."""
+    if broken := _broken_last(run):
+        return f"{broken}; point the link at the run's {LAST} to resume, or start a new run with --out NEW_FOLDER"
+    if best := from_best(run):  # (starting it again there is refused: it would replace that best.pt)
+        return f"no last.pt there (deleted, or the run stopped while saving it), so nothing to resume; its {best}"
+    if kept := _kept(run):
+        return (f"no last.pt there (deleted, or the run stopped while saving it) and no readable {BEST}, so nothing to "
+                f"resume; start a new run with --out NEW_FOLDER (one there would replace its {' and '.join(kept)})")
+    return (f"no last.pt there, so nothing to resume (the run stopped before its first epoch ended); start it again "
+            f"with 'ferkit train --out {run}' and the flags you want")
+
+
+def _broken_last(run: Path) -> str | None:
+    """"<run>/last.pt: its last.pt is a symbolic link to ..." where it leads to no file, else None."""
+    last = run / LAST
+    return f"its {LAST} is {broken_link(last)}" if os.path.islink(last) and not last.exists() else None
+
+
+def _kept(run: Path) -> list[str]:
+    """The files of an epoch in a run folder without a last.pt, which a new run into it would replace;
+    a link to nothing among them is kept too (the new run's write through it failed after an epoch)."""
+    return [f for f in (BEST, HISTORY_JSON, HISTORY_CSV) if os.path.lexists(run / f)]
 
 
 def read_last(run: Path) -> dict:
@@ -622,7 +645,10 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if not resume and (out / LAST).exists():  # a fresh start would overwrite that run's checkpoints and history
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")
-    if not resume and (kept := [f for f in (BEST, HISTORY_JSON, HISTORY_CSV) if (out / f).exists()]):  # last.pt deleted
+    if not resume and (broken := _broken_last(out)):  # checked now, not an epoch later when last.pt is saved through it
+        raise FerkitError(f"--out {out}: {broken}; point the link at the run's {LAST} and continue it with 'ferkit train "
+                          f"--resume {out}', or give another --out")
+    if not resume and (kept := _kept(out)):  # last.pt deleted
         best = from_best(out)
         raise FerkitError(f"--out {out}: it holds a run's {' and '.join(kept)} but no last.pt (deleted, or the run was "
                           "killed while saving its first epoch), so it cannot be resumed and a new run would replace them; "

@@ -208,6 +208,29 @@ def test_a_score_on_other_data_keeps_the_runs_own(tiny_run, tmp_path):
     assert set(runs.read_run(run).metrics) == {"val", "val-other"}
 
 
+def test_metrics_name_their_data_by_an_absolute_path(tiny_run, tmp_path, monkeypatch):
+    """(evaluate --data fer.csv recorded "data": "fer.csv", relative to the folder it ran in: the same data scored
+    from another folder were taken for other data and written to metrics-val-fer.json beside it, and report,
+    run elsewhere, scored the run again and showed that file's score once more as one on other data)"""
+    import shutil
+
+    from ferkit.cli import main
+    from ferkit.dream import DreamSettings
+    from ferkit.report import _data_for, _run_section
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    csv = tiny_run.parent / "fer.csv"
+    monkeypatch.chdir(csv.parent)
+    assert main(["evaluate", str(run), "--data", csv.name, "--split", "val", "--device", "cpu"]) == 0
+    assert json.loads((run / "metrics-val.json").read_text())["data"] == str(csv)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(run), "--data", str(csv), "--split", "val", "--device", "cpu"]) == 0
+    assert [f.name for f in run.glob("metrics-*.json")] == ["metrics-val.json"]
+    read = runs.read_run(run)
+    page = _run_section(read, _data_for(read, str(csv), {}, []), 0, DreamSettings(), [])[0]
+    assert page.count("<h4>val") == 1 and "(from metrics-*.json)" in page
+
+
 def test_a_file_other_than_best_pt_keeps_its_own_metrics(tiny_run, tmp_path, monkeypatch):
     """(evaluate RUN/last.pt wrote metrics-val.json over best.pt's, which report then showed as best.pt's; an .onnx
     file in the run folder, and a bundled model scored on two data files, replaced the one before alike)"""

@@ -8,6 +8,8 @@ its faces are scored against.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from sklearn.metrics import confusion_matrix as _confusion_matrix
 
@@ -81,7 +83,9 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
         raise FerkitError(f"{data.source}: none of the {len(y)} {split} faces has a label to score against for the "
                           f"{for_emotions(clf.labels).title} emotions; check the data (and its vote file)")
     m = summarize(y, clf.predict_proba(images, tta=tta), for_emotions(clf.labels).emotions, top)
-    m.update(data=data.source, split=split)
+    # absolute: report and evaluate compare it with the data they read, from whatever folder they run in (a path
+    # relative to evaluate's folder named other data there: one file's score shown twice, once as other data's)
+    m.update(data=os.path.abspath(data.source), split=split)
     return m
 
 

@@ -112,6 +112,8 @@ def test_num_classes_comes_from_the_label_set_and_a_mismatch_is_reported(tmp_pat
 class FixedModel:
     """A stand-in Classifier that predicts, for each face of a split, the emotion given for it."""
 
+    tta = False  # (as a Classifier trained without the mirror)
+
     def __init__(self, labels, predictions):
         self.labels, self.predictions = tuple(labels), np.asarray(predictions)
 

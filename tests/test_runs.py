@@ -231,6 +231,29 @@ def test_metrics_name_their_data_by_an_absolute_path(tiny_run, tmp_path, monkeyp
     assert page.count("<h4>val") == 1 and "(from metrics-*.json)" in page
 
 
+def test_metrics_say_whether_the_mirror_was_averaged_in(tiny_run, tmp_path, capsys):
+    """(evaluate --tta of a run trained without the mirror wrote metrics-val.json with nothing to tell it from the
+    model's own score, and report showed it as the run's best checkpoint's)"""
+    import shutil
+
+    from ferkit.cli import main
+    from ferkit.dream import DreamSettings
+    from ferkit.report import _data_for, _run_section
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    csv = str(tiny_run.parent / "fer.csv")
+    assert main(["evaluate", str(run), "--data", csv, "--split", "val", "--device", "cpu", "--tta"]) == 0
+    assert "averaged with its mirror image (tta)" in capsys.readouterr().out
+    assert json.loads((run / "metrics-val.json").read_text())["tta"] is True
+    read = runs.read_run(run)
+    shown = _run_section(read, _data_for(read, csv, {}, []), 0, DreamSettings(), [])[1]
+    assert shown["tta"] is False  # the run's score is the model's own, scored now; the file's is kept beside it
+    assert "<h4>val (tta on)" in _run_section(read, _data_for(read, csv, {}, []), 0, DreamSettings(), [])[0]
+    (run / "metrics-val.json").write_text(json.dumps({**shown, "tta": "no"}))
+    with pytest.raises(FerkitError, match="metrics-val.json: not the metrics .* \\(tta: true or false\\)"):
+        runs.read_run(run)
+
+
 def test_a_file_other_than_best_pt_keeps_its_own_metrics(tiny_run, tmp_path, monkeypatch):
     """(evaluate RUN/last.pt wrote metrics-val.json over best.pt's, which report then showed as best.pt's; an .onnx
     file in the run folder, and a bundled model scored on two data files, replaced the one before alike)"""

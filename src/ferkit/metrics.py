@@ -59,7 +59,7 @@ def summarize(y_true, probs, labels, top_sets: np.ndarray | None = None) -> dict
 def format_report(m: dict) -> str:
     """The per-class table and the confusion matrix as text."""
     labels = labels_of(m)
-    lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images"]
+    lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images" + (", each averaged with its mirror image (tta)" if m.get("tta") else "")]
     if "top_vote_accuracy" in m:
         lines.append(f"prediction among the most-voted emotions: {m['top_vote_accuracy']:.4f} on {m['top_vote_n']} images")
     lines += ["", f"{'emotion':<10}{'accuracy':>10}{'support':>9}"]
@@ -86,6 +86,7 @@ def evaluate_split(clf, data, split: str, labels_file=None, tta: bool | None = N
     # absolute: report and evaluate compare it with the data they read, from whatever folder they run in (a path
     # relative to evaluate's folder named other data there: one file's score shown twice, once as other data's)
     m.update(data=os.path.abspath(data.source), split=split)
+    m["tta"] = bool(clf.tta if tta is None else tta)  # a score with the mirror is not one without: said, not silent
     return m
 
 

@@ -139,7 +139,10 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     # evaluation: the best checkpoint on PublicTest now, plus metrics-*.json from `ferkit evaluate`
     metrics, fresh = dict(run.metrics), None
     saved = metrics.get("val")
-    if saved is not None and fer is not None and same_path(saved.get("data"), fer.source) and _newer(run.path / metrics_file("val"), ckpt):
+    # a score with the mirror (evaluate --tta) of a model that predicts without it is not the model's: scored anew
+    own_tta = clf is None or saved is None or saved.get("tta", clf.tta) == clf.tta  # (older files: not recorded)
+    if saved is not None and fer is not None and same_path(saved.get("data"), fer.source) and _newer(run.path / metrics_file("val"), ckpt) \
+            and own_tta:
         fresh = saved  # `ferkit evaluate` already scored this checkpoint on this data
     elif clf is not None and fer is not None and fer.has("val"):
         images, labels = fer.split("val")
@@ -153,6 +156,8 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
             else:
                 if saved is not None and not same_path(saved.get("data"), fer.source):  # keep a score on other data
                     metrics[f"val ({saved.get('data')})"] = saved
+                elif not own_tta:  # and one with the mirror set otherwise
+                    metrics[f"val (tta {'on' if saved['tta'] else 'off'})"] = saved
                 metrics["val"] = fresh
     elif clf is not None and fer is not None:
         notes.append(f"{run.name}: {fer.source} has no PublicTest rows; no evaluation")

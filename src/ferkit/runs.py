@@ -274,6 +274,8 @@ def check_metrics(m: dict, where: str) -> dict:
         refuse("n: the number of faces")
     if m.get("data") is not None and not isinstance(m["data"], str):  # the report compares it with the data's path
         refuse("data: the path of the data it was scored on")
+    if m.get("tta") is not None and not isinstance(m["tta"], bool):  # (report compares it with the model's own)
+        refuse("tta: true or false")
     if not is_fraction(m.get("accuracy")):  # (NaN, Infinity or 5 were drawn and tabled as scores)
         refuse("accuracy: a number from 0 to 1")
     pca = m.get("per_class_accuracy")

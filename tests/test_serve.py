@@ -211,6 +211,22 @@ def test_two_photos_in_one_request_are_refused_not_one_of_them_dropped(client, a
     assert post(client, astronaut_png).status_code == 200
 
 
+def test_a_second_file_of_any_name_is_refused_and_connections_fit_two_descriptors_each(client, astronaut_png, monkeypatch):
+    """Each file part over 1 MB spooled to a temporary file of its own, held until the answer, and any
+    name but 'file' was read and ignored: nine such parts made a request hold ten descriptors, and 30 of
+    them used up `ulimit -n 256`. Now a request's second file is refused as it starts, and the connection
+    cap counts two descriptors a connection (its socket and its upload's temporary file)."""
+    import resource
+
+    from ferkit.serve import FD_RESERVE, connection_cap
+
+    files = [("file", ("a.png", astronaut_png, "image/png")), ("extra", ("b.bin", b"x" * 1000, "application/octet-stream"))]
+    r = client.post("/predict", files=files)
+    assert r.status_code == 400 and r.json()["error"].startswith("several files in one request: send one photo per request")
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (256, 4096))
+    assert connection_cap(1000) == (256 - FD_RESERVE) // 2 and connection_cap(10) == 10
+
+
 def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
     r = client.get("/version")

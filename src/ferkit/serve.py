@@ -12,7 +12,7 @@ The model loads once per process, in create_app. Predictions run off the event l
 `max_concurrent` worker threads (default: one per CPU), so requests overlap but memory stays
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
-Every error is JSON {"error": "..."}: 400 no file (or two, or a body cut short), 408 upload too slow,
+Every error is JSON {"error": "..."}: 400 no file (or two, or a second file of any name, or a body cut short), 408 upload too slow,
 411 a POST without Content-Length (or Transfer-Encoding),
 413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
@@ -49,6 +49,7 @@ import h11
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -71,7 +72,8 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 SWAGGER_UI = files("fastapi_offline") / "static"  # swagger-ui-bundle.js and .css, shipped in the wheel
-FD_RESERVE = 128  # file descriptors kept for the model, spooled uploads, logs and the listening socket
+FD_RESERVE = 128  # file descriptors kept for the model, logs and the listening socket
+FDS_PER_CONNECTION = 2  # its socket, and the temporary file of an upload over 1 MB (or of a static file sent)
 WARN_EVERY = 60.0  # seconds between two warnings about the same overload (full, out of descriptors)
 TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
 FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-data; name=\"file\"; "
@@ -113,6 +115,8 @@ def _multipart_error(e: MultiPartException) -> str:
     parse error of python-multipart as "Invalid multipart data." (its cause says which); its own
     refusals (no boundary, no name, too many fields) say what is wrong already."""
     cause, why = e.__cause__, e.message.rstrip(".")
+    if why.startswith("Too many files"):  # (_OnePhotoRequest's limit)
+        why = "several files in one request: send one photo per request"
     try:  # (python-multipart before 0.0.13 is the module `multipart`, and has no header limits)
         from python_multipart.exceptions import FormParserError
         from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
@@ -494,16 +498,17 @@ def _quiet_accept_errors(loop, context) -> None:
 
 
 def connection_cap(max_connections: int) -> int:
-    """max_connections, lowered to fit the process's open-file limit (less FD_RESERVE): a cap above
-    it would let the connections exhaust the descriptors that the cap exists to protect."""
+    """max_connections, lowered to fit the process's open-file limit (less FD_RESERVE) at
+    FDS_PER_CONNECTION each: a cap above it would let the connections exhaust the descriptors that the
+    cap exists to protect (at one each, 125 uploads of 1.1 MB under `ulimit -n 256` did: accepts failed)."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or max_connections <= soft - FD_RESERVE:
+    if soft == resource.RLIM_INFINITY or max_connections * FDS_PER_CONNECTION <= soft - FD_RESERVE:
         return max_connections
-    cap = max(1, soft - FD_RESERVE)
-    log.warning("--max-connections %d: lowered to %d, to fit the open-file limit of %d (ulimit -n)",
-                max_connections, cap, soft)
+    cap = max(1, (soft - FD_RESERVE) // FDS_PER_CONNECTION)
+    log.warning("--max-connections %d: lowered to %d, to fit the open-file limit of %d (ulimit -n; a connection "
+                "may hold %d: its socket and its upload's temporary file)", max_connections, cap, soft, FDS_PER_CONNECTION)
     return cap
 
 
@@ -544,7 +549,7 @@ class HealthOut(BaseModel):
 
 
 def _errors(*codes: int) -> dict:
-    why = {400: "no `file` field, or two, or a body cut short (less than its Content-Length, or no closing boundary)",
+    why = {400: "no `file` field, or two, or a second file of any name, or a body cut short (less than its Content-Length, or no closing boundary)",
            408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
@@ -553,6 +558,28 @@ def _errors(*codes: int) -> dict:
 
 
 # ---------------------------------------------------------------- the app
+
+
+class _OnePhotoRequest(Request):
+    """A request whose form may hold one file. Each file part over 1 MB spools to a temporary file of
+    its own, held until the answer, and starlette allows 1000 of them: nine 1.1 MB parts made a request
+    hold ten descriptors, and 30 such uploads used up the 256 of `ulimit -n 256` (a connection counts
+    FDS_PER_CONNECTION). The second file is refused as it starts, before a byte of it is stored."""
+
+    def form(self, **limits):
+        return super().form(**{**limits, "max_files": 1})
+
+
+class _OnePhotoRoute(APIRoute):
+    """A route whose endpoint sees an _OnePhotoRequest (FastAPI parses its form before the endpoint runs)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def one_photo(request: Request):
+            return await handler(_OnePhotoRequest(request.scope, request.receive))
+
+        return one_photo
 
 
 def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
@@ -719,14 +746,6 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
     # Latin-1, which of the two cannot be told afterwards) and capped at 1 MB, so its bytes cannot
     # be trusted to be the photo's. The schema therefore requires the filename that browsers, curl
     # -F file=@photo.jpg, requests and httpx all send, and such a part gets a 400 that says so.
-    @app.post("/predict", summary="faces and emotions in an uploaded photo", response_model=None,
-              responses={200: {"model": PredictOut, "description": "the faces found (maybe none)"},
-                         **_errors(400, 408, 413, 415, 422, 500, 503)},
-              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {"file": {
-                  "contentType": "image/*, application/octet-stream",
-                  "headers": {"Content-Disposition": {
-                      "required": True, "description": FILENAME_REQUIRED,
-                      "schema": {"type": "string", "pattern": "filename="}}}}}}}}})
     async def predict(request: Request, file: UploadFile | None = File(None, description="a photo (JPEG, PNG, ...), sent as a file: "
                                                                                            + FILENAME_REQUIRED)):
         if (why := cut_short(request)) is not None:  # before "no file": a cut-off part is no file to the parser
@@ -754,6 +773,17 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             return await asyncio.get_running_loop().run_in_executor(workers, run, file.file, quoted(file.filename or "upload"))
         finally:
             turns.release()
+
+    app.router.add_api_route(
+        "/predict", predict, methods=["POST"], route_class_override=_OnePhotoRoute,
+        summary="faces and emotions in an uploaded photo", response_model=None,
+        responses={200: {"model": PredictOut, "description": "the faces found (maybe none)"},
+                   **_errors(400, 408, 413, 415, 422, 500, 503)},
+        openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {"file": {
+            "contentType": "image/*, application/octet-stream",
+            "headers": {"Content-Disposition": {
+                "required": True, "description": FILENAME_REQUIRED,
+                "schema": {"type": "string", "pattern": "filename="}}}}}}}}})
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():

@@ -964,6 +964,30 @@ def test_a_request_http_cannot_parse_gets_a_json_400(live_server):
         assert json.loads(body)["error"].startswith("malformed HTTP request: check its request line")
 
 
+def test_headers_over_the_limit_get_a_json_431_not_a_400(live_server):
+    """h11 refuses a request whose line and headers outgrow its 16 KB buffer and suggests 431; uvicorn
+    answered 400 "malformed HTTP request", which blamed the request's syntax for its size."""
+    import json
+
+    import httpx
+
+    port = int(live_server.rsplit(":", 1)[1])
+    start, cookie = b"GET /health HTTP/1.1\r\nHost: x\r\nCookie: ", b"a" * 100_000
+    # headers still arriving (h11's own check), and whole in one read (which h11 let through: a 200)
+    for parts in ((start + cookie[:20_000],), (start + cookie + b"\r\n\r\n",)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            for part in parts:
+                s.sendall(part)
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), got[:300]
+        assert b"content-type: application/json" in head and b"nosniff" in head
+        assert json.loads(body)["error"].startswith("the request line and headers are over 16 KB (the server's limit)")
+    assert _wait_for(lambda: httpx.get(live_server + "/health", headers={"Cookie": "a" * 15_000}).status_code == 200, 60)
+
+
 def test_a_post_without_content_length_is_411_even_when_the_client_closes_its_side(live_server, astronaut_png):
     """An HTTP/1.0 POST whose photo ends where the client shuts its side (no Content-Length): h11 read its
     body as empty and the shutdown dropped the answer, so the client got nothing at all. Now a JSON 411

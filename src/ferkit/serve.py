@@ -13,7 +13,7 @@ The model loads once per process, in create_app. Predictions run off the event l
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
 Every error is JSON {"error": "..."}: 400 no file (or two, or a second file of any name, or a body cut short), 408 upload too slow,
-411 a POST without Content-Length (or Transfer-Encoding),
+411 a POST without Content-Length (or Transfer-Encoding), 431 a request line and headers over 16 KB,
 413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
@@ -51,6 +51,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # (uvicorn imports it from there too)
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -343,18 +344,42 @@ LENGTH_REQUIRED = _raw_error(
     "(or the body with Transfer-Encoding: chunked), e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
 
 
+def _headers_too_large(size: int) -> bytes:
+    return _raw_error("431 Request Header Fields Too Large", f"the request line and headers are over {size / 2**10:g} KB "
+                      "(the server's limit); send fewer or shorter headers (e.g. cookies) or a shorter URL")
+
+
+def _head_size(request: h11.Request) -> int:
+    """The bytes of a request's line and headers, about as sent."""
+    return len(request.method) + len(request.target) + 12 + sum(len(k) + len(v) + 4 for k, v in request.headers)
+
+
 class _FramedConnection(h11.Connection):
     """h11's server side, which also refuses a POST whose body has no framing (no Content-Length, no
     Transfer-Encoding). h11 reads such a body as empty (RFC 9112), so the photo of an HTTP/1.0 client that
-    ends it by closing its side was parsed as a request without a file, and the close dropped the answer."""
+    ends it by closing its side was parsed as a request without a file, and the close dropped the answer.
+    It keeps the status h11 suggests for a request it refuses (`refused`), which uvicorn drops: all were 400.
+    h11 checks its limit on a request's line and headers only while they are incomplete, so headers that
+    arrived in one read (up to 256 KB: asyncio's) passed; they are measured here too."""
 
-    length_required = False
+    refused = 0  # the error_status_hint of the request h11 could not take: 400, 411 (no framing), 431 (headers too large)
+
+    def __init__(self, max_head: int):
+        super().__init__(h11.SERVER, max_head)
+        self.max_head = max_head
 
     def next_event(self):
-        event = super().next_event()
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as e:
+            self.refused = e.error_status_hint
+            raise
+        if isinstance(event, h11.Request) and _head_size(event) > self.max_head:
+            self.refused = 431
+            raise h11.RemoteProtocolError("request line and headers too long", error_status_hint=431)
         if isinstance(event, h11.Request) and event.method == b"POST" and not any(
                 name in (b"content-length", b"transfer-encoding") for name, _ in event.headers):
-            self.length_required = True
+            self.refused = 411
             raise h11.RemoteProtocolError("POST without Content-Length or Transfer-Encoding", error_status_hint=411)
         return event
 
@@ -370,16 +395,17 @@ class GuardedH11Protocol(H11Protocol):
     processes get them too: the cap is `limit_concurrency` less one, so that uvicorn's own check of
     connections (a plain-text 503 to the request of the cap-th) never comes first; its check of running
     requests still answers so when more than the cap run at once. A POST whose body has no framing is
-    answered 411 (_FramedConnection)."""
+    answered 411, and a request line and headers over h11's buffer (16 KB) 431 (_FramedConnection)."""
 
     _header_timer = None
     _send_timer = None
-    _draining = False  # a refused request's body may still be arriving: read and dropped (_refuse_unframed)
+    _draining = False  # a refused request's body may still be arriving: read and dropped (_refuse_unread)
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
-        size = config.h11_max_incomplete_event_size  # (None: h11's default, as uvicorn builds it)
-        self.conn = _FramedConnection(h11.SERVER, *([] if size is None else [size]))
+        size = config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # (None: h11's, as uvicorn builds it)
+        self.conn = _FramedConnection(size)
+        self._too_large = _headers_too_large(size)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -392,17 +418,19 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def send_400_response(self, msg: str) -> None:  # a request h11 cannot parse: JSON too (uvicorn's is plain text)
-        if self.conn.length_required:
-            return self._refuse_unframed()
+        if self.conn.refused == 411:
+            return self._refuse_unread(LENGTH_REQUIRED)
+        if self.conn.refused == 431:  # (h11's buffer for one request's line and headers overflowed; uvicorn said 400)
+            return self._refuse_unread(self._too_large)
         self.transport.write(_raw_error("400 Bad Request", "malformed HTTP request: check its request line, headers and "
                                         "body framing (Content-Length, Transfer-Encoding)"))
         self.transport.close()
 
-    def _refuse_unframed(self) -> None:
-        """Answer 411 and end our side, but read the body on until the client ends its own (or the header
+    def _refuse_unread(self, answer: bytes) -> None:
+        """Answer and end our side, but read the request on until the client ends its own (or the header
         deadline passes): closing with its bytes unread would reset the connection, and a reset can
         discard the answer before the client reads it."""
-        self.transport.write(LENGTH_REQUIRED)
+        self.transport.write(answer)
         if not self.transport.can_write_eof():  # (TLS)
             return self.transport.close()
         self.transport.write_eof()

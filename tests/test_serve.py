@@ -227,6 +227,27 @@ def test_a_second_file_of_any_name_is_refused_and_connections_fit_two_descriptor
     assert connection_cap(1000) == (256 - FD_RESERVE) // 2 and connection_cap(10) == 10
 
 
+def test_an_upload_the_server_cannot_store_is_its_503_not_the_clients_400(client, astronaut_png, monkeypatch, caplog):
+    """An upload over 1 MB spools to a temporary file; a full disk (or a file-size or descriptor limit) made
+    FastAPI answer 400 "There was an error parsing the body", blaming the client, with nothing in the log."""
+    import errno
+    import tempfile
+
+    from ferkit import serve
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    monkeypatch.setattr(serve._cannot_store, "last", -serve.WARN_EVERY)  # as if nothing was logged yet
+    with caplog.at_level("WARNING"):
+        r = post(client, b"\0" * 1_500_000, name="big.png")
+    assert r.status_code == 503 and r.headers["retry-after"] == "60", r.text
+    assert r.json()["error"] == "the server cannot store the upload (No space left on device); try again later"
+    assert "cannot store uploads over 1 MB in" in caplog.text and caplog.records[-1].exc_info is None
+    assert post(client, astronaut_png).status_code == 200  # under 1 MB: kept in memory, answered
+
+
 def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
     r = client.get("/version")

@@ -14,7 +14,7 @@ bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
 Every error is JSON {"error": "..."}: 400 no file (or two, or a second file of any name, or a body cut short), 408 upload too slow,
 411 a POST without Content-Length (or Transfer-Encoding), 431 a request line and headers over 16 KB,
-413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, 500 a bug.
+413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, busy or unable to store the upload, 500 a bug.
 Every response carries security headers (SECURITY_HEADERS): the pages run only their own files.
 Connections are bounded (GuardedH11Protocol): at most --max-connections open per process (the
 next ones get a 503 and are closed), a request's headers must arrive within --header-timeout
@@ -136,6 +136,16 @@ def _multipart_error(e: MultiPartException) -> str:
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _cannot_store_upload(e: OSError) -> JSONResponse:
+    """The server could not spool an upload to its temporary file (a full disk, out of descriptors, a file
+    size limit): its fault, not the request's, so a 503 and a warning, not FastAPI's 400 "There was an
+    error parsing the body" with nothing in the log."""
+    _cannot_store.warn(f"cannot store uploads over 1 MB in {tempfile.gettempdir()} ({e.strerror or e}): they get a 503; "
+                       "free space there (or set TMPDIR), or raise the open-file or file-size limit (ulimit -n, -f)")
+    return _error(503, f"the server cannot store the upload ({e.strerror or e}); try again later",
+                  {"Retry-After": "60", "Connection": "close"})
 
 
 @functools.cache
@@ -323,7 +333,7 @@ class _Rarely:
             log.warning(message)
 
 
-_full, _out_of_fds = _Rarely(), _Rarely()
+_full, _out_of_fds, _cannot_store = _Rarely(), _Rarely(), _Rarely()
 
 
 def _raw_error(status: str, message: str, *extra: bytes) -> bytes:
@@ -581,7 +591,8 @@ def _errors(*codes: int) -> dict:
            408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",
-           500: "a server bug", 503: "the server is starting, or cannot predict (see /health), or busy (Retry-After)"}
+           500: "a server bug", 503: "the server is starting, or cannot predict (see /health), or busy, or cannot store "
+                "the upload (Retry-After)"}
     return {c: {"model": ErrorOut, "description": why[c]} for c in codes}
 
 
@@ -714,6 +725,8 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             message = why
         elif exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):  # the form could not be parsed
             message = _multipart_error(exc.__context__)
+        elif exc.status_code == 400 and isinstance(exc.__context__, OSError):  # FastAPI's 400 for any failure of the form
+            return _cannot_store_upload(exc.__context__)
         elif exc.status_code == 404:
             message = f"{quoted(request.url.path)}: not found; the API is POST /predict, GET /health, /version, /labels (docs at /docs)"
         return _error(exc.status_code, message, headers)

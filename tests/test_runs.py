@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +222,9 @@ def test_metrics_name_their_data_by_an_absolute_path(tiny_run, tmp_path, monkeyp
     run = shutil.copytree(tiny_run, tmp_path / "run")
     csv = tiny_run.parent / "fer.csv"
     monkeypatch.chdir(csv.parent)
-    assert main(["evaluate", str(run), "--data", csv.name, "--split", "val", "--device", "cpu"]) == 0
-    assert json.loads((run / "metrics-val.json").read_text())["data"] == str(csv)
+    assert main(["evaluate", os.path.relpath(run), "--data", csv.name, "--split", "val", "--device", "cpu"]) == 0
+    saved = json.loads((run / "metrics-val.json").read_text())
+    assert (saved["data"], saved["checkpoint"]) == (str(csv), str(run))  # the model too, from anywhere
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(run), "--data", str(csv), "--split", "val", "--device", "cpu"]) == 0
     assert [f.name for f in run.glob("metrics-*.json")] == ["metrics-val.json"]

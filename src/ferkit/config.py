@@ -358,6 +358,13 @@ def option(default=None, help: str = "", factory=None):
     return field(default=default, metadata={"help": help})
 
 
+def teacher_list(value):
+    """A config's teacher field as a list: an older config's one path (or null) means [path] (or [])."""
+    if value is None or isinstance(value, str):
+        return [value] if value else []
+    return value
+
+
 def flag(name: str) -> str:
     """The flag of a TrainConfig field: batch_size -> --batch-size. Problems name fields by it."""
     return "--" + name.replace("_", "-")
@@ -451,8 +458,7 @@ class TrainConfig:
                                              "default: the head's")
 
     def __post_init__(self):
-        if self.teacher is None or isinstance(self.teacher, str):  # an older config's one teacher (or none)
-            self.teacher = [self.teacher] if self.teacher else []
+        self.teacher = teacher_list(self.teacher)
         bad = check_fields(self, flag)
         if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):
             bad["teacher"] = problem("--teacher", "a list of checkpoint or .onnx paths", self.teacher)

@@ -40,7 +40,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
-from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file
+from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file, teacher_list
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
@@ -117,11 +117,12 @@ def _no_last(run: Path) -> str:
     trained an epoch, then failed to save it; a history or best.pt left is refused by `--out RUN` (see _fit)."""
     if broken := _broken_last(run):
         return f"{broken}; point the link at the run's {LAST} to resume, or start a new run with --out NEW_FOLDER"
+    gone = f"no {LAST} there (deleted, or the run stopped while saving it)"
     if best := from_best(run):  # (starting it again there is refused: it would replace that best.pt)
-        return f"no last.pt there (deleted, or the run stopped while saving it), so nothing to resume; its {best}"
+        return f"{gone}, so nothing to resume; its {best}"
     if kept := _kept(run):
-        return (f"no last.pt there (deleted, or the run stopped while saving it) and no readable {BEST}, so nothing to "
-                f"resume; start a new run with --out NEW_FOLDER (one there would replace its {' and '.join(kept)})")
+        return (f"{gone} and no readable {BEST}, so nothing to resume; start a new run with --out NEW_FOLDER (one there "
+                f"would replace its {' and '.join(kept)})")
     return (f"no last.pt there, so nothing to resume (the run stopped before its first epoch ended); start it again "
             f"with 'ferkit train --out {run}' and the flags you want")
 
@@ -560,8 +561,7 @@ def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
                           f"give --epochs {ckpt['epoch']} or more, or leave it out")
-    taught = was.get("teacher") or []
-    taught = [taught] if isinstance(taught, str) else taught  # (an older config's one teacher)
+    taught = teacher_list(was.get("teacher"))
     if len(taught) != len(cfg.teacher):  # (one added distilled the rest of the run, its config saying all of it)
         what = f"{len(taught)} teacher{'s' if len(taught) > 1 else ''} ({', '.join(map(str, taught))})" if taught else "no teacher"
         raise FerkitError(f"--teacher: the run in {out} trained with {what}; --resume takes --teacher for where the "

@@ -249,3 +249,18 @@ def test_csv_cell_quotes_text_only():
     assert [csv_cell(v) for v in (-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b")] == \
         [-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b"]  # numbers, and text that is one number, stay
     assert [csv_cell(f) for f in FORMULAS] == ["'" + f for f in FORMULAS]
+
+
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "free some space"), ("EDQUOT", "free some space"),
+                                       ("EFBIG", "raise the file-size limit (ulimit -f)"),
+                                       ("EACCES", "make the folder writable"), ("EROFS", "write to a file system that is not read-only")])
+def test_a_failed_write_is_told_the_fix_for_its_cause(tmp_path, code, fix):
+    """A file-size limit (EFBIG) was told to free some space, which frees nothing a limit counts."""
+    import errno
+
+    from ferkit.errors import OutputError
+    from ferkit.files import output_errors
+
+    with pytest.raises(OutputError) as e, output_errors(tmp_path / "out.json"):
+        raise OSError(getattr(errno, code), "cannot")
+    assert f"cannot write it (cannot); {fix}" in str(e.value)

@@ -299,10 +299,13 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
 
 
 def write_fix(e: OSError) -> str:
-    """What to do about a failed write, by its cause: room for a full disk (or a file-size limit),
-    permission for a folder that refuses (or a read-only file system), else the folder itself."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    """What to do about a failed write, by its cause: room for a full disk, a higher limit for a
+    file-size limit (EFBIG, which frees no space would cure), permission for a folder that refuses
+    (or a read-only file system), else the folder itself."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return "free some space"
+    if e.errno == errno.EFBIG:
+        return "raise the file-size limit (ulimit -f) or the file system's"
     if e.errno == errno.EROFS:
         return "write to a file system that is not read-only"
     if e.errno in (errno.EACCES, errno.EPERM):

@@ -227,6 +227,19 @@ def test_a_second_file_of_any_name_is_refused_and_connections_fit_two_descriptor
     assert connection_cap(1000) == (256 - FD_RESERVE) // 2 and connection_cap(10) == 10
 
 
+def test_text_fields_beside_the_photo_are_bounded_in_number(client, astronaut_png):
+    """Text fields stay in memory (up to 1 MB each) and 1000 were allowed: a request held as many
+    megabytes as --max-upload-mb let through. A few (a page's token) still pass beside the photo."""
+    from ferkit.serve import MAX_FIELDS
+
+    photo = {"file": ("a.png", astronaut_png, "image/png")}
+    r = client.post("/predict", files=photo, data={f"f{i}": "x" * 1000 for i in range(MAX_FIELDS + 1)})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(f"over {MAX_FIELDS} text fields in one request: /predict reads only the photo")
+    r = client.post("/predict", files=photo, data={f"f{i}": "x" for i in range(MAX_FIELDS)})
+    assert r.status_code == 200, r.text
+
+
 def test_an_upload_the_server_cannot_store_is_its_503_not_the_clients_400(client, astronaut_png, monkeypatch, caplog):
     """An upload over 1 MB spools to a temporary file; a full disk (or a file-size or descriptor limit) made
     FastAPI answer 400 "There was an error parsing the body", blaming the client, with nothing in the log."""

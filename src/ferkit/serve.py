@@ -81,6 +81,7 @@ FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-
                      "filename=\"photo.jpg\"); without one it is a text field, not a file")
 NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, not as a photo; send it as a file, "
                "e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
+MAX_FIELDS = 4  # text fields a /predict form may carry (none is read; a page's form may add a token or two)
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
 STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
@@ -118,6 +119,8 @@ def _multipart_error(e: MultiPartException) -> str:
     cause, why = e.__cause__, e.message.rstrip(".")
     if why.startswith("Too many files"):  # (_OnePhotoRequest's limit)
         why = "several files in one request: send one photo per request"
+    elif why.startswith("Too many fields"):
+        why = f"over {MAX_FIELDS} text fields in one request: /predict reads only the photo; send it alone"
     try:  # (python-multipart before 0.0.13 is the module `multipart`, and has no header limits)
         from python_multipart.exceptions import FormParserError
         from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
@@ -603,10 +606,12 @@ class _OnePhotoRequest(Request):
     """A request whose form may hold one file. Each file part over 1 MB spools to a temporary file of
     its own, held until the answer, and starlette allows 1000 of them: nine 1.1 MB parts made a request
     hold ten descriptors, and 30 such uploads used up the 256 of `ulimit -n 256` (a connection counts
-    FDS_PER_CONNECTION). The second file is refused as it starts, before a byte of it is stored."""
+    FDS_PER_CONNECTION). The second file is refused as it starts, before a byte of it is stored.
+    Text fields stay in memory, up to 1 MB each, and starlette allows 1000 of them: a request held as many
+    megabytes as --max-upload-mb allowed, at every connection the cap lets in; MAX_FIELDS bounds it."""
 
     def form(self, **limits):
-        return super().form(**{**limits, "max_files": 1})
+        return super().form(**{**limits, "max_files": 1, "max_fields": MAX_FIELDS})
 
 
 class _OnePhotoRoute(APIRoute):

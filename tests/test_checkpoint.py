@@ -222,3 +222,54 @@ def test_a_checkpoints_tta_is_its_configs_bool_and_false_without_one(tiny_checkp
     clf = load_checkpoint(tiny_checkpoint)
     with pytest.raises(FerkitError, match=r"^the checkpoint's config.tta must be true or false; got 'no'$"):
         Classifier(clf.model, clf.mean, {"config": {"tta": "no"}})  # a meta of one's own, not read from a file
+
+
+def _last_epoch_worse(ck):
+    """A last.pt whose last epoch scored less than the run's best (best_acc: best.pt's)."""
+    ck["history"][-1]["val_acc"], ck["best_acc"] = 0.5, 0.75
+
+
+def test_exports_of_a_last_pt_report_its_epochs_accuracy_not_the_runs_best(tiny_run, tmp_path):
+    """export carried best_acc, best.pt's, into the slim .pt and the ONNX metadata (serve's /version) of last.pt's weights."""
+    from ferkit.runtime import onnx_session, onnx_training
+
+    last = _variant(tiny_run / "last.pt", tmp_path, _last_epoch_worse)
+    assert load_checkpoint(last).training["val_acc"] == 0.5  # served as it is
+    assert main(["export", last, "--pt", str(tmp_path / "slim.pt")]) == 0
+    assert torch.load(tmp_path / "slim.pt", weights_only=True)["val_acc"] == 0.5  # said, as the copy cannot tell last from best
+    assert load_checkpoint(tmp_path / "slim.pt").training["val_acc"] == 0.5
+    assert main(["export", last, "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert onnx_training(onnx_session(tmp_path / "m.onnx"))["val_acc"] == 0.5
+    best = torch.load(tiny_run / "best.pt", weights_only=True)["best_acc"]
+    assert isinstance(best, float) and load_checkpoint(tiny_run / "best.pt").training["val_acc"] == best
+
+
+def _row(epoch, acc):
+    return {"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": acc, "lr": 0.1, "seconds": 1.0}
+
+
+LAST = {"epoch": 2, "config": {}, "optimizer": {"state": {}}, "best_acc": 0.75, "history": [_row(1, 0.75), _row(2, 0.5)]}
+
+
+@pytest.mark.parametrize("ckpt,acc", [
+    (LAST, 0.5),
+    ({**LAST, "history": [_row(1, 0.5), _row(2, 0.75)]}, 0.75),  # its last epoch was the best
+    ({**LAST, "optimizer": {}, "epoch": 1, "history": LAST["history"][:1]}, 0.75),  # best.pt
+    ({**LAST, "config": {"ema": 0.99}}, None),  # --ema: the average was validated, last.pt's weights never were
+    ({**LAST, "optimizer": {}, "config": {"ema": 0.99}}, 0.75),  # best.pt holds the average
+    ({k: v for k, v in LAST.items() if k != "optimizer"}, 0.5),  # an older ferkit's slim copy of last.pt
+    ({**LAST, "best_acc": None, "history": [_row(1, float("nan")), _row(2, float("nan"))]}, None),  # no validation split
+    ({**LAST, "optimizer": {}, "best_acc": 2}, None),  # an older ferkit's epoch number, not an accuracy
+    ({**LAST, "val_acc": None}, None),  # a slim copy's own word
+])
+def test_a_checkpoint_reports_what_its_own_weights_scored(ckpt, acc):
+    from ferkit.checkpoint import weights_acc
+
+    assert weights_acc(ckpt) == acc
+
+
+def test_a_slim_copys_accuracy_is_checked(tiny_checkpoint, tmp_path):
+    path = _variant(tiny_checkpoint, tmp_path, _set("val_acc", float("nan")))
+    with pytest.raises(FerkitError, match=r"changed.pt: not a usable ferkit checkpoint: 'val_acc' must be a validation "
+                                          r"accuracy in 0..1 or None; got nan \(a damaged file\? export it again\)"):
+        load_checkpoint(path)

@@ -4,6 +4,8 @@ A checkpoint is a dict of plain data and tensors:
     {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states[, ema]}
 best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume,
 and with --ema the weight average's state (best.pt's state_dict is then the average itself).
+best_acc is the run's best validation accuracy, best.pt's; what its weights scored is `weights_acc`,
+which a slim copy (`ferkit export --pt`) records as val_acc.
 `read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
 verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
 image), so a damaged file is refused with one message naming it.
@@ -36,6 +38,7 @@ from .runs import (
     check_history,
     check_iterations,
     folder_checkpoint,
+    is_fraction,
     is_number,
     is_record,
     misread_fields,
@@ -57,11 +60,37 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> None:
 
 def inference_copy(ckpt: dict, half: bool = False) -> dict:
     """What prediction needs of a checkpoint, for sharing: no optimizer, schedule, random state or weight average;
-    with half=True the weights in float16 (half the size; load_checkpoint restores float32)."""
+    with half=True the weights in float16 (half the size; load_checkpoint restores float32). It records what its
+    weights scored (val_acc): without the optimizer and weight average, a copy of last.pt looks like one of best.pt."""
     keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "iter_loss", "rng", "rng_states", "ema")}
+    keep["val_acc"] = weights_acc(ckpt)
     if half:
         keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     return keep
+
+
+def weights_acc(ckpt: dict) -> float | None:
+    """The validation accuracy of the weights a checkpoint holds, or None where it cannot be known (no validation
+    split; last.pt's weights with --ema, which were not the ones validated). best_acc is the run's best, and a
+    last.pt holds its last epoch's weights, which may have scored less."""
+    if "val_acc" in ckpt:  # a slim copy's (inference_copy): what tells below is not in it
+        return ckpt["val_acc"]
+    best = ckpt.get("best_acc")
+    best = best if isinstance(best, float) and is_fraction(best) else None  # (an int: an older ferkit's epoch number)
+    if ckpt.get("optimizer") == {}:  # best.pt: its weights are the ones that scored best_acc (with --ema, the average)
+        return best
+    if (ckpt.get("config") or {}).get("ema"):  # --ema validated the average: last.pt's own weights were never scored
+        return None  # (and an older ferkit's slim copy may hold either)
+    acc = _epoch_acc(ckpt)
+    return best if best is not None and acc == round(best, 5) else acc  # its epoch was the best: best_acc, unrounded
+
+
+def _epoch_acc(ckpt: dict) -> float | None:
+    """The validation accuracy in the history row of the checkpoint's epoch, or None (no such row, NaN: no validation)."""
+    history = ckpt.get("history")
+    rows = [r for r in history if is_record(r)] if isinstance(history, list) else []
+    row = next((r for r in reversed(rows) if r["epoch"] == ckpt.get("epoch")), None)
+    return row["val_acc"] if row is not None and is_fraction(row["val_acc"]) else None
 
 
 def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dict:
@@ -254,6 +283,9 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     config = ckpt.get("config", {})
     if not isinstance(config, dict):
         raise bad("'config' is not a mapping")
+    acc = ckpt.get("val_acc")  # what serve's /version and an ONNX export report of the weights
+    if acc is not None and not is_fraction(acc):
+        raise bad(f"'val_acc' must be a validation accuracy in 0..1 or None; got {str(acc)[:60]} (a damaged file? export it again)")
     if wrong := misread_fields(config, "config."):  # what reading its data anew (evaluate, visualize, export --int8) and tta take
         raise bad(f"{'; '.join(wrong)} (a damaged file?)")
     return spec
@@ -327,7 +359,7 @@ class Classifier:
         return {"name": Path(str(cfg.get("model", "unknown"))).stem,  # the preset, or the spec file's name
                 "epoch": self.meta.get("epoch"),  # the epoch these weights come from
                 "epochs": cfg.get("epochs"),  # the epochs the training was set to run
-                "val_acc": self.meta.get("best_acc")}  # best validation accuracy of that training
+                "val_acc": self.meta.get("val_acc")}  # the validation accuracy of these weights (weights_acc)
 
     def inputs(self, faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model inputs for uint8 faces (N, *face_shape): mean-subtracted images and, for hybrids, HOG."""
@@ -358,7 +390,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu", precision: str = "fp3
     ckpt = read_checkpoint(path, "cpu")
     model = create_model(ModelSpec.from_dict(ckpt["spec"]))
     model.load_state_dict(ckpt["state_dict"])  # read_checkpoint checked that it fits
-    meta = {k: ckpt.get(k) for k in ("epoch", "config", "best_acc", "history")}
+    meta = {**{k: ckpt.get(k) for k in ("epoch", "config", "history")}, "val_acc": weights_acc(ckpt)}  # (not best_acc: the run's)
     return Classifier(model, ckpt["mean"].float().numpy(), meta, device_of(device), labels_of(ckpt), precision)
 
 

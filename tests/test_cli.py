@@ -316,7 +316,11 @@ def test_evaluate_a_bundled_model_by_name_writes_metrics_here(tiny_run, tmp_path
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", "fer2013", "--data", str(tiny_run.parent / "fer.csv"), "--split", "val"]) == 0
     assert "fer2013 on" in capsys.readouterr().out
-    assert json.loads((tmp_path / "metrics-fer2013.pt-val.json").read_text())["n"] > 0
+    metrics = json.loads((tmp_path / "metrics-fer2013.pt-val.json").read_text())
+    assert metrics["n"] > 0 and metrics["checkpoint"] == "fer2013"
+    # by a path into ferkit's folder: here too, named by its absolute path (it was the relative one typed)
+    assert main(["evaluate", "weights/fer2013.pt", "--data", str(tiny_run.parent / "fer.csv"), "--split", "val"]) == 0
+    assert json.loads((tmp_path / "metrics-fer2013.pt-val.json").read_text())["checkpoint"] == str(weights / "fer2013.pt")
     assert list(weights.iterdir()) == [weights / "fer2013.pt"]
 
 

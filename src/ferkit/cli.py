@@ -376,7 +376,8 @@ def cmd_evaluate(args):
     fix = (f"to score the faces of the model's classes alone, name them (--label-names {','.join(clf.labels)}) "
            "and leave out the others (--skip-bad-rows)")  # (evaluate has no --labels: the model's are fixed)
     m = evaluate_split(clf, data, split, labels_file, args.tta, fix)
-    m.update(checkpoint=str(args.checkpoint) if bundled else os.path.abspath(args.checkpoint), precision=clf.precision)
+    # a bundled model by its name; any path absolute (one into ferkit's folder too), as relative it told nothing elsewhere
+    m.update(checkpoint=args.checkpoint if args.checkpoint in BUNDLED else os.path.abspath(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))
     write_output(out, json.dumps(m, indent=1))

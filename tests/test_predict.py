@@ -874,7 +874,7 @@ def test_a_video_whose_header_gives_no_real_frame_rate_has_no_times(tmp_path, as
     with caplog.at_level(logging.WARNING, "ferkit"):
         res = predict_video(NoFaces(), video, annotate_to=ann)
     assert "frames per second, which no video has (damaged?); its frames' times are left out (null)" in caplog.text
-    assert res["fps"] == 0.0 and [f["time"] for f in res["frames"]] == [None] * 6
+    assert res["fps"] is None and [f["time"] for f in res["frames"]] == [None] * 6
     assert res["annotated"] == str(ann) and cv2.VideoCapture(str(ann)).get(cv2.CAP_PROP_FRAME_COUNT) == 6
 
 
@@ -901,7 +901,7 @@ def test_an_avi_whose_header_gives_no_frame_rate_has_no_times(tmp_path, astronau
         res = predict_video(NoFaces(), video, every=2)
     if times is None:
         assert f"{video}: its header gives no frame rate (FFmpeg guesses 25 frames per second); its frames' times are left out (null)" in caplog.text
-        assert res["fps"] == 0.0 and [f["time"] for f in res["frames"]] == [None] * 3
+        assert res["fps"] is None and [f["time"] for f in res["frames"]] == [None] * 3
     else:
         assert caplog.text == "" and res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == times
 
@@ -937,6 +937,156 @@ def test_a_videos_times_are_its_frames_own(tmp_path):
     res = predict_video(NoFaces(), video)
     assert res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.4]
     assert [f["time"] for f in predict_video(NoFaces(), video, every=2)["frames"]] == [0.0, 0.1, 0.2]
+
+
+def _raw_h264(frames) -> bytes:
+    """Raw H.264 (Annex B: no container, no timing) of grey frames whose sides are multiples of 16: a sequence and
+    a picture parameter set, then each frame an IDR slice of I_PCM macroblocks (its samples as they are). Made by
+    hand: the FFmpeg in OpenCV's wheel has no H.264 encoder (its 'avc1' and 'H264' writers do not open)."""
+    def ue(v):  # Exp-Golomb
+        return f"{v + 1:b}".zfill(2 * (v + 1).bit_length() - 1)
+
+    def nal(header, bits):
+        bits += "1" + "0" * (-(len(bits) + 1) % 8)  # the stop bit, then zeros to a byte
+        data = int(bits, 2).to_bytes(len(bits) // 8, "big")
+        return b"\0\0\0\1" + bytes([header]) + re.sub(rb"\0\0(?=[\0-\3])", b"\0\0\3", data)  # no start code inside
+
+    h, w = frames[0].shape
+    # Baseline, level 3; ids 0, frame_num in 4 bits, picture order = decoding order, 1 reference frame; frames only
+    sps = f"{66:08b}{0:08b}{30:08b}" + ue(0) + ue(0) + ue(2) + ue(1) + "0" + ue(w // 16 - 1) + ue(h // 16 - 1) + "1100"
+    pps = ue(0) + ue(0) + "00" + ue(0) + ue(0) + ue(0) + "000" + ue(0) * 3 + "000"  # CAVLC, qp 26, offsets 0
+    out = nal(0x67, sps) + nal(0x68, pps)
+    for i, grey in enumerate(frames):
+        bits = ue(0) + ue(7) + ue(0) + "0000" + ue(i % 2) + "00" + ue(0)  # an I slice from macroblock 0, frame_num 0, idr_pic_id
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                bits += ue(25)  # I_PCM, then its samples from a byte boundary: 256 luma, 128 chroma
+                bits += "0" * (-len(bits) % 8) + "".join(f"{v:08b}" for v in grey[y:y + 16, x:x + 16].flat) + f"{128:08b}" * 128
+        out += nal(0x65, bits)
+    return out
+
+
+@pytest.mark.parametrize("name", ["clip.h264", "clip.264"])
+def test_a_raw_h264_stream_has_no_times(tmp_path, caplog, name):
+    """(FFmpeg reads a raw stream at 25 frames per second, said in its silenced log alone, and gives H.264's frames no
+    timestamps: every time was frame / 25 without a word, whatever the video's real rate)"""
+    import logging
+
+    from ferkit.video import predict_video
+
+    video = tmp_path / name
+    video.write_bytes(_raw_h264([np.full((32, 48), 40 + 20 * i, np.uint8) for i in range(6)]))
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        res = predict_video(NoFaces(), video, every=2)
+    assert res["frames_read"] == 6  # read, and read whole
+    assert caplog.text.count("\n") == 1 and (
+        f"{video}: a raw video stream, which gives no frame rate (FFmpeg guesses 25 frames per second); its frames' times are "
+        "left out (null). For times, put it in a container at its rate, e.g. for 30 frames per second: "
+        "ffmpeg -r 30 -i in.h264 -c copy out.mp4") in caplog.text
+    assert res["fps"] is None and [f["time"] for f in res["frames"]] == [None] * 3
+
+
+def _raw_m4v(folder, fps):
+    """A raw MPEG-4 part 2 stream (.m4v, no container) of 12 frames at `fps`: OpenCV writes it in an AVI, whose
+    frames' chunks, one after another, are the stream (a .m4v OpenCV writes is an MP4, its 'M4V ' brand)."""
+    import struct
+
+    import cv2
+
+    avi = folder / "mp4v.avi"
+    w = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(12):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    data, chunks = avi.read_bytes(), []
+    pos = data.find(b"movi") + 4
+    while data[pos:pos + 4] != b"idx1":
+        size = struct.unpack_from("<I", data, pos + 4)[0]
+        chunks.append(data[pos + 8:pos + 8 + size])
+        pos += 8 + size + (size & 1)
+    video = folder / "clip.m4v"
+    video.write_bytes(b"".join(chunks))
+    assert video.read_bytes()[:4] == b"\0\0\1\xb0"  # the stream's first start code: no container
+    return video
+
+
+def test_a_raw_stream_with_its_own_times_gives_their_rate(tiny_checkpoint, tmp_path, caplog):
+    """A raw .m4v at 10 frames per second: FFmpeg reads it at 25, as any raw stream, and its frames' times are
+    their own, 0.1 s apart; the result said "fps": 25 beside them (and the annotated copy ran 2.5 times fast).
+    So does raw MPEG-2 video (.m2v), its own rate in every frame too."""
+    import logging
+
+    import cv2
+
+    from ferkit.video import predict_video
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    m2v = tmp_path / "clip.m2v"
+    w = cv2.VideoWriter(str(m2v), cv2.VideoWriter_fourcc(*"MPEG"), 10, (64, 48))
+    for i in range(12):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    assert m2v.read_bytes()[:4] == b"\0\0\1\xb3"  # a sequence header: no container
+    for video in (_raw_m4v(tmp_path, 10), m2v):
+        assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == 25.0  # what OpenCV says
+        ann = tmp_path / f"{video.stem}-ann.mp4"
+        with caplog.at_level(logging.WARNING, "ferkit"):
+            res = predict_video(NoFaces(), video, every=2, annotate_to=ann)
+        times = [f["time"] for f in res["frames"]]
+        assert caplog.text == "" and res["fps"] == 10.0 and np.allclose(np.diff(times), 0.2), (video, times)
+        assert cv2.VideoCapture(str(ann)).get(cv2.CAP_PROP_FPS) == 5.0  # the copy at the same pace: 10 / 2
+    assert times[0] == 0.1  # (FFmpeg's own for MPEG-2's first frame)
+    js = tmp_path / "out.json"  # the reported result, the same
+    assert main(["predict", str(tmp_path / "clip.m4v"), "--model", str(tiny_checkpoint), "--json", str(js)]) == 0
+    (res,) = json.loads(js.read_text())
+    assert res["fps"] == 10.0 and [f["time"] for f in res["frames"]] == [round(0.1 * i, 1) for i in range(12)]
+
+
+@pytest.mark.parametrize("ext, fourcc", [("mp4", "mp4v"), ("mkv", "mp4v"), ("avi", "MJPG"), ("webm", "VP80"), ("mpg", "MPEG")])
+def test_a_video_at_25_frames_per_second_in_a_container_keeps_its_rate_and_times(tmp_path, caplog, ext, fourcc):
+    """25 a second is also FFmpeg's guess for a raw stream: a container's own is kept, without a word (an MPEG
+    program stream starts with a start code too, its pack header's)."""
+    import logging
+
+    import cv2
+
+    from ferkit.video import predict_video
+
+    video = tmp_path / f"clip.{ext}"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*fourcc), 25, (64, 48))
+    assert w.isOpened()
+    for i in range(6):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        res = predict_video(NoFaces(), video)
+    assert caplog.text == "" and res["fps"] == 25.0 and [f["time"] for f in res["frames"]] == [0.0, 0.04, 0.08, 0.12, 0.16, 0.2]
+
+
+def test_a_raw_stream_is_known_by_its_first_bytes(tmp_path):
+    from ferkit.video import _raw_stream
+
+    heads = {b"\0\0\0\1\x67\x42\xc0\x1e": True, b"\0\0\0\1\x09\xf0\0\0": True,  # H.264: its sequence parameter set, a delimiter
+             b"\0\0\0\1\x40\x01\x0c\x01": True, b"\0\0\1\xb0\x01\0\0\1": True,  # HEVC's video parameter set; MPEG-4 part 2
+             b"\0\0\1\xb3\x04\0\x30\x23": True, b"\0\0\1\xba\x21\0\1\0": False,  # MPEG-1/2 video; a program stream's pack
+             b"\0\0\0\1ftypisom": False, b"\0\0\0\x1cftyp": False,  # MP4, its first box's size 64 bits long or 32
+             b"\x1a\x45\xdf\xa3\x9f": False, b"RIFF\0\0\0\0AVI ": False, b"\0\0\1": False, b"": False}
+    for k, (head, raw) in enumerate(heads.items()):
+        (tmp_path / f"{k}.bin").write_bytes(head)
+        assert _raw_stream(tmp_path / f"{k}.bin") is raw, head
 
 
 def test_a_frame_without_a_believable_timestamp_gets_frame_over_fps():

@@ -67,7 +67,7 @@ class VideoResult(_Copy):
     type: Literal["video"]
     width: int
     height: int
-    fps: float
+    fps: float | None  # the rate its frames' times are made with; None (every time null too): unknown
     frames_read: int
     every: int  # every Nth frame was sampled
     frames: list[Frame]

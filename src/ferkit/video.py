@@ -34,8 +34,9 @@ DECLARED_SHARE = 0.9
 # The frame rates a header is believed within: outside them (a damaged AVI's 2147483647, or 4.7e-10) the
 # frames' times were nonsense, all 0.0 or decades apart, and the annotated copy could not be written
 FPS_RANGE = (1e-3, 1e4)
-# What FFmpeg reads an AVI at whose header gives no rate (dwRate or dwScale 0, no dwMicroSecPerFrame either):
-# said in its log alone, which is silenced, and OpenCV passes it on as the header's; every time was a guess
+# What FFmpeg reads an AVI at whose header gives no rate (dwRate or dwScale 0, no dwMicroSecPerFrame either),
+# and a raw stream (H.264, MPEG-4 part 2, ...) whatever it holds: said in its log alone, which is silenced, and
+# OpenCV passes it on as the header's; every time was a guess
 FFMPEG_GUESS = 25.0
 
 
@@ -125,15 +126,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
                          "convert it to MP4 (H.264) or pass the frames as images", "not_image")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if fps and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:  # (NaN included) taken as unknown, as a header without one
-        log.warning("%s: its header gives %g frames per second, which no video has (damaged?); its frames' times "
-                    "are left out (null)", path, fps)
-        fps = 0.0
-    if fps == FFMPEG_GUESS and _avi_gives_no_rate(path):
-        log.warning("%s: its header gives no frame rate (FFmpeg guesses %g frames per second); its frames' times are left "
-                    "out (null)", path, FFMPEG_GUESS)
-        fps = 0.0
+    fps = _frame_rate(cv2, cap, path)  # the result's and the frames' times' (None: both unknown)
     declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # 0 where the container does not say
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if w * h > MAX_PIXELS:  # the photos' limit, from the header, before a frame is decoded
@@ -194,6 +187,36 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     return res
 
 
+def _frame_rate(cv2, cap, path: Path) -> float | None:
+    """The video's frames per second, the one its result gives and its frames' times are made with: None
+    where it is unknown (said in a warning), and every time is null then. OpenCV's is the header's, or
+    FFmpeg's guess where there is no header to give one."""
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if fps and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:  # (NaN included) taken as unknown, as a header without one
+        log.warning("%s: its header gives %g frames per second, which no video has (damaged?); its frames' times "
+                    "are left out (null)", path, fps)
+        return None
+    if fps != FFMPEG_GUESS:
+        return fps or None
+    if _avi_gives_no_rate(path):
+        log.warning("%s: its header gives no frame rate (FFmpeg guesses %g frames per second); its frames' times are left "
+                    "out (null)", path, FFMPEG_GUESS)
+        return None
+    if not _raw_stream(path):
+        return fps
+    # A raw stream is read at 25 a second whatever it holds, and OpenCV gives that: its frames' own times, where
+    # they have them (MPEG-4 part 2 and MPEG-1/2 video do), tell the rate (a 10-a-second .m4v was "fps": 25 beside
+    # times 0.1 s apart). H.264 gets none from FFmpeg, even with a rate in its SPS (and HEVC, by the same raw
+    # reader, is taken to get none): every time was frame / 25, a guess
+    step = _first_step(cv2, path)
+    if step and FPS_RANGE[0] <= 1 / step <= FPS_RANGE[1]:
+        return round(1 / step, 3)
+    log.warning("%s: a raw video stream, which gives no frame rate (FFmpeg guesses %g frames per second); its frames' "
+                "times are left out (null). For times, put it in a container at its rate, e.g. for 30 frames per second: "
+                "ffmpeg -r 30 -i in.h264 -c copy out.mp4", path, FFMPEG_GUESS)
+    return None
+
+
 class _Clock:
     """Each sampled frame's time in seconds: the container's own for that frame (its timestamp) where it gives
     one that goes forward, else frame / fps. The header's rate alone was wrong for a variable-rate video
@@ -204,7 +227,7 @@ class _Clock:
     # start time gives ~1e14 s
     BELIEVED = 100
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float | None):
         self.fps, self.last = fps, -1.0
 
     def time(self, i: int, msec: float) -> float | None:
@@ -316,6 +339,33 @@ def _avi_gives_no_rate(path: Path) -> bool:
     return False
 
 
+def _raw_stream(path: Path) -> bool:
+    """Whether path is a raw video stream, in no container (H.264 or HEVC as .h264/.264/.hevc, MPEG-4 part 2 as
+    .m4v, MPEG-1/2 video): it starts with a start code (00 00 01, or 00 00 00 01) and a byte of the stream's own
+    (under 0xB9), not an MPEG program stream's (0xBA, its pack header), nor an MP4's first box with a 64-bit
+    size (00 00 00 01, then its name: "ftyp")."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    start = 3 if head[:3] == b"\0\0\1" else 4 if head[:4] == b"\0\0\0\1" and not head[4:8].isalpha() else 0
+    return 0 < start < len(head) and head[start] < 0xB9
+
+
+def _first_step(cv2, path: Path) -> float:
+    """Seconds between the video's first two frames by their own timestamps; 0.0 where it has no two frames
+    or they have none (OpenCV gives 0.0 for a frame without one). Read by a capture of its own: the one
+    predict_video reads with starts at the first frame."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        times = [cap.get(cv2.CAP_PROP_POS_MSEC) for _ in range(2) if cap.grab()]
+    finally:
+        cap.release()
+    step = (times[1] - times[0]) / 1000 if len(times) == 2 else 0.0
+    return step if math.isfinite(step) and step > 0 else 0.0
+
+
 def _can_encode(cv2, w: int, h: int) -> bool:
     """Whether OpenCV opens an MPEG-4 (mp4v) writer for w x h frames (some sizes it cannot; an
     unknown size, 0x0 in the header, is left to the writer itself)."""
@@ -329,7 +379,7 @@ def _can_encode(cv2, w: int, h: int) -> bool:
             writer.release()
 
 
-def _result(path: Path, w: int, h: int, fps: float, frames_read: int, every: int, frames: Frames, summary: TrackSummary,
+def _result(path: Path, w: int, h: int, fps: float | None, frames_read: int, every: int, frames: Frames, summary: TrackSummary,
             complete: bool) -> VideoResult:
     return {"file": str(path), "type": "video", "width": w, "height": h, "fps": fps, "frames_read": frames_read,
             "every": every, "frames": frames, "faces": summary.tracks(), "complete": complete}

@@ -989,6 +989,11 @@ def test_a_raw_h264_stream_has_no_times(tmp_path, caplog, name):
         "left out (null). For times, put it in a container at its rate, e.g. for 30 frames per second: "
         "ffmpeg -r 30 -i in.h264 -c copy out.mp4") in caplog.text
     assert res["fps"] is None and [f["time"] for f in res["frames"]] == [None] * 3
+    # and `ferkit predict` reads it as a video (it said "not an image" of a .h264 file)
+    js = tmp_path / "out.json"
+    assert main(["predict", str(video), "--json", str(js)]) == 0
+    [res] = json.loads(js.read_text())
+    assert res["type"] == "video" and res["fps"] is None and res["frames_read"] == 6
 
 
 def _raw_m4v(folder, fps):

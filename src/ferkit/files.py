@@ -39,7 +39,9 @@ from .errors import FerkitError, OutputError, quoted
 
 MODEL_SUFFIXES = (".pt", ".pth", ".onnx")  # checkpoints, state dicts and exported graphs: never data, never a text output
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}  # what PIL reads
-VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}  # what OpenCV's FFmpeg reads
+# what OpenCV's FFmpeg reads: containers, camcorders' MPEG transport streams (.mts) and raw streams (.h264 ...)
+VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".mts", ".m2ts",
+              ".h264", ".264", ".h265", ".265", ".hevc", ".m2v"}
 
 
 def kind_of_file(path: str | os.PathLike) -> str | None:

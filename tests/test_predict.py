@@ -257,6 +257,8 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
     assert main(["export", str(tiny_checkpoint), "--onnx", str(src), "--tta"]) == 0
     for key, value, message in [("labels", "{garbage", "metadata 'labels' must be a JSON list of emotion names; got '{garbage'"),
                                 ("labels", "[1, 2]", "metadata 'labels' must be a JSON list of emotion names"),
+                                # (json recursed through it: a RecursionError traceback in predict, evaluate and serve)
+                                ("labels", "[" * 100_000, "metadata 'labels' must be a JSON list of emotion names; got '[[["),
                                 ("labels", '["a", "b"]', "the ONNX model has 7 outputs but names 2 emotions"),
                                 # (tta=yes was read as no and precision=int4 reported as such)
                                 ("tta", "yes", "metadata 'tta' must be 0 or 1; got 'yes'"),

@@ -128,6 +128,24 @@ def test_run_files_with_a_byte_order_mark_are_read(tiny_run, tmp_path):
     assert runs.read_run(run).history == read.history
 
 
+def test_json_nested_past_pythons_stack_is_one_error(tiny_run, tmp_path):
+    """json's parser recurses once a level: a run's JSON of thousands of '[' was a RecursionError traceback in plot
+    and report, and in evaluate, whose look at an earlier metrics file decides the new one's name."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    deep = "[" * 100_000
+    (run / "metrics-val.json").write_text(deep)  # not metrics: kept, the new score beside it
+    assert runs.metrics_path(run, "val", str(tmp_path / "other.csv")) == run / "metrics-val-other.json"
+    for name in (runs.CONFIG, runs.HISTORY_JSON, "metrics-val.json"):
+        kept = (run / name).read_text()
+        (run / name).write_text(deep)
+        with pytest.raises(FerkitError, match=f"^{run / name}: unreadable JSON \\(maximum recursion depth"):
+            runs.read_run(run)
+        (run / name).write_text(kept)
+
+
 def test_a_run_folder_that_is_a_loop_of_links_is_one_line(tmp_path, capsys):
     """plot and report named their runs with Path.resolve, which raised on a loop of links: a traceback."""
     import os

@@ -62,8 +62,8 @@ def metrics_path(folder: Path, split: str, data: str, model: str | None = None) 
         earlier = json.loads(plain.read_text(encoding="utf-8-sig")).get("data")
     except FileNotFoundError:
         return plain
-    except (OSError, ValueError, AttributeError):  # not metrics (a folder, not JSON, not a dict): kept all the same
-        earlier = None
+    except (OSError, ValueError, AttributeError, RecursionError):  # not metrics (a folder, not JSON, not a dict, nested
+        earlier = None  # past Python's stack): kept all the same
     if isinstance(earlier, str) and earlier and same_path(earlier, data):
         return plain
     return folder / metrics_file(f"{name}-{Path(data).name.split('.')[0] or 'data'}")
@@ -330,7 +330,7 @@ def _numbers(path: Path, what: str) -> list[dict[str, float]]:
 def _read_json(path: Path):
     try:
         return json.loads(_written(path).read_text(encoding="utf-8-sig"))  # (as config.read_file reads --config)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # (RecursionError: thousands of '[', json recursing once a level)
         raise FerkitError(f"{path}: unreadable JSON ({e}); rerun the command that wrote it") from None
 
 

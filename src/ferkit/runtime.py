@@ -56,13 +56,14 @@ def _meta(session) -> dict:
 
 def _meta_value(session, key: str, parse, what: str, default):
     """A metadata value of an ONNX model parsed (`parse` raises ValueError/TypeError on a bad one: a
-    file edited by hand), `default` where the key is missing; else one FerkitError naming it."""
+    file edited by hand; json's RecursionError on one nested past Python's stack), `default` where the key is
+    missing; else one FerkitError naming it."""
     meta = _meta(session)
     if key not in meta:
         return default
     try:
         return parse(meta[key])
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise FerkitError(f"the ONNX model's metadata {key!r} must be {what}; got {meta[key][:60]!r}; re-export the "
                           "model with 'ferkit export'") from None
 

@@ -163,12 +163,12 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
         # a trailing slash names a folder that is not there yet: a file took the folder's name
         (["evaluate", str(tiny_run), "--json", str(tmp_path / "new") + "/"], "new/: names a folder; give a file name, e.g."),
         (["report", str(tiny_run), "--out", str(tmp_path / "new") + "/"], "new/: names a folder; give a file name"),
-        (["export", str(tiny_run), "--pt", str(tmp_path / "new") + "/"], "new/: names a folder"),
         (["export", str(tiny_run), "--onnx", "/proc/x/m.onnx"], "--onnx /proc/x/m.onnx: cannot write in /proc"),
         # a graph named otherwise (or a folder: the slash is dropped) is then taken for a checkpoint
         (["export", str(tiny_run), "--onnx", str(tmp_path / "m.pt")], "m.pt: name the graph NAME.onnx"),
         (["export", str(tiny_run), "--onnx", str(tmp_path / "graphs") + "/"], "graphs/: name the graph NAME.onnx"),
         (["export", str(tiny_run), "--pt", str(tmp_path / "m.onnx")], "m.onnx: name the checkpoint NAME.pt"),
+        (["export", str(tiny_run), "--pt", str(tmp_path / "new") + "/"], "new/: name the checkpoint NAME.pt (or .pth)"),
         (["export", str(tiny_run), "--pt", str(tmp_path / "m.pt"), "--onnx", str(tmp_path / "m.onnx")], ", not both"),
         (["plot", str(tiny_run), "--out", str(tmp_path / "afile")], "is a file, not a folder"),
         (["visualize", str(tiny_run), "--out", str(tmp_path / "afile" / "v")], "is a file, not a folder"),

@@ -205,6 +205,15 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert (run / "best.pt").read_bytes() == before and photo.read_bytes() == b"a photo" and not (tmp_path / "new").exists()
+    # a slim copy under another name than .pt replaced that file: the run's training data, a photo, a spec
+    spec = tmp_path / "spec.json"
+    spec.write_text("{}")
+    for other in (data, photo, spec):
+        kept = other.read_bytes()
+        assert main(["export", str(run), "--pt", str(other)]) == 2
+        assert f"--pt {other}: name the checkpoint NAME.pt (or .pth)" in capsys.readouterr().err
+        assert other.read_bytes() == kept
+    assert main(["export", str(run), "--pt", str(tmp_path / "slim.pth")]) == 0
     assert main(["export", str(run), "--pt", str(slim)]) == 0  # another file: written
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
 

@@ -676,7 +676,7 @@ def cmd_demo(args):
 def _export_args(p):
     p.add_argument("checkpoint", help="a .pt file from `ferkit train` (or its run folder)")
     p.add_argument("--onnx", metavar="OUT", help="the .onnx file to write")
-    p.add_argument("--pt", metavar="OUT", help="an inference-only checkpoint to write (no optimizer or training state)")
+    p.add_argument("--pt", metavar="OUT", help="an inference-only checkpoint to write, NAME.pt or NAME.pth (no optimizer or training state)")
     p.add_argument("--half", action="store_true", help="with --pt: weights in float16 (half the size; loaded back as float32)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average with the mirrored face inside the graph (default: as trained)")
     p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization), calibrated on training faces of --data")
@@ -706,11 +706,12 @@ def cmd_export(args):
     if bool(args.onnx) == bool(args.pt):
         raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)"
                           + (", not both (run export twice for both)" if args.onnx else ""))
-    # evaluate, predict and serve tell a graph from a checkpoint by its .onnx
-    if args.onnx and Path(args.onnx).suffix.lower() != ".onnx" or args.pt and Path(args.pt).suffix.lower() == ".onnx":
+    # evaluate, predict and serve tell a graph from a checkpoint by its .onnx; a slim copy named fer2013.csv, a.jpg or
+    # spec.json replaced the user's data, photo or spec
+    if args.onnx and Path(args.onnx).suffix.lower() != ".onnx" or args.pt and Path(args.pt).suffix.lower() not in (".pt", ".pth"):
         flag, name = ("--onnx", args.onnx) if args.onnx else ("--pt", args.pt)
-        raise FerkitError(f"{flag} {name}: name {'the graph' if args.onnx else 'the checkpoint'} "
-                          f"{'NAME.onnx' if args.onnx else 'NAME.pt'} (ferkit knows a graph by its .onnx)")
+        raise FerkitError(f"{flag} {name}: name {'the graph NAME.onnx' if args.onnx else 'the checkpoint NAME.pt (or .pth)'} "
+                          "(ferkit knows a graph by its .onnx, a checkpoint by its .pt)")
     args.checkpoint = _checkpoint_path(args.checkpoint)
     src = _checkpoint_file(args.checkpoint)
     if args.pt:

@@ -248,3 +248,27 @@ def test_text_values_nested_past_yamls_recursion_are_text():
     from ferkit.config import from_text
 
     assert from_text(TrainConfig, "epochs", "[" * 5000) == "[" * 5000
+
+
+
+def test_yaml_numbers_and_dates_python_cannot_hold_are_one_error(tmp_path):
+    """PyYAML reads 5,000 digits as an int and 2001-13-01 as a date, and Python refuses both with a ValueError, which
+    went past the callers that catch YAMLError: the $FERKIT_SERVE_* variables (from_text) and search --param."""
+    import re
+
+    import yaml
+
+    from ferkit.config import from_text, load_yaml, read_file
+    from ferkit.errors import FerkitError
+    from ferkit.settings import Settings
+
+    for text, why in [("1" * 5000, "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits)"),
+                      ("2001-13-01", "month must be in 1..12)")]:
+        with pytest.raises(yaml.YAMLError, match=f"^a number or date Python cannot hold \\({re.escape(why)}$"):
+            load_yaml(text)
+        assert from_text(TrainConfig, "data", text) == text  # text, for check_fields to take or name
+        (tmp_path / "c.yaml").write_text(f"epochs: {text}\n")
+        with pytest.raises(ConfigError, match="c.yaml: not valid YAML \\(a number or date Python cannot hold"):
+            read_file(tmp_path / "c.yaml")
+    with pytest.raises(FerkitError, match="^\\$FERKIT_SERVE_MAX_UPLOAD_MB must be a finite number; got inf$"):
+        Settings.from_env({"FERKIT_SERVE_MAX_UPLOAD_MB": "1" * 5000})

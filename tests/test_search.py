@@ -91,6 +91,9 @@ def test_search_space_defaults_are_the_papers(files):
     ("optimizer=categorical:adam,lbfgs", "--optimizer must be one of adam, adamw, sgd; got 'lbfgs'"),
     ("fcs.0.units=categorical:[256,512]", "choices must be numbers, true/false, null or words"),  # was yaml's traceback
     ("fcs.0.units=categorical:" + "[" * 3000, "choices must be numbers, true/false, null or words"),  # was a RecursionError
+    # numbers and dates PyYAML reads but Python cannot hold: ValueError tracebacks
+    ("fcs.0.units=categorical:256," + "1" * 5000, "choices must be numbers, true/false, null or words"),
+    ("fcs.0.units=categorical:256,2001-13-01", "choices must be numbers, true/false, null or words"),
     ("lr=categorical:1e-3,abc", "lr takes float values, not 'abc'"),
     ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
     ("convs.0.pool=int:0:2", "the value 1 gives an invalid config"),  # valid ends; TPE drew the 1 until 3 trials failed

@@ -582,13 +582,17 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def load_yaml(text: str):
     """YAML as plain data, refusing aliases; used for config files and --set values alike.
-    A YAMLError comes back as one line: 'line L, column C: problem'."""
+    A YAMLError comes back as one line: 'line L, column C: problem'; so does a scalar that PyYAML reads
+    as a number or date Python cannot hold, whose ValueError went past its callers (search --param's
+    categorical:2001-13-01, a FERKIT_SERVE_* variable of 5,000 digits: tracebacks)."""
     try:
         return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise yaml.YAMLError(where + " ".join(x for x in (e.context, e.problem) if x)) from None
+    except ValueError as e:  # (an integer over 4,300 digits: its advice after ';' is for programmers)
+        raise yaml.YAMLError(f"a number or date Python cannot hold ({str(e).split(';')[0]})") from None
 
 
 def _no_repeats(pairs: list) -> dict:

@@ -116,6 +116,36 @@ def test_default_path_is_torch_for_a_checkpoint(tiny_checkpoint, tmp_path, monke
         Predictor(fp32, backend="torch")
 
 
+def test_a_temporary_folder_without_room_for_int8_is_named(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """int8 quantization writes copies of the graph to the temporary folder: where it had too little room,
+    onnxruntime's shape inference wrote a cut-off copy and read it back (a protobuf DecodeError traceback), and
+    a failed write of ours was said of the --onnx file, whose folder had room."""
+    import errno
+    import tempfile
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=21)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    out = tmp_path / "m.onnx"
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'tmp'}: 0.1 MB free for the int8 quantization's temporary files, which need "
+                          "about ") and err.endswith("; free some space there, or set TMPDIR to a folder with room, and run again\n")
+    monkeypatch.setattr(shutil, "disk_usage", real)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full)
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(csv)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'tmp'}: cannot write the int8 quantization's temporary files there "
+                                       "(No space left on device); free some space there, or set TMPDIR to another folder, "
+                                       "and run again\n")
+    assert not out.exists() and not list((tmp_path / "tmp").iterdir())
+
+
 def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
     csv = write_fer_csv(tmp_path / "fer.csv", n=21)
     out = tmp_path / "m.onnx"

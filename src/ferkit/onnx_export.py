@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from .checkpoint import Classifier
-from .errors import FerkitError
-from .files import atomic_write
+from .errors import FerkitError, OutputError
+from .files import atomic_write, write_fix
 from .preprocess import PIXEL_SCALE, probabilities, standardize
 from .runtime import INPUT, OUTPUT, onnx_session
 
@@ -151,17 +151,41 @@ def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
             b = next(self.batches, None)
             return None if b is None else {INPUT: b}
 
-    with tempfile.TemporaryDirectory() as tmp, logging_quiet():
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(graph, src)
-        quantize_static(src, dst, Faces(), quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt], per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                        op_types_to_quantize=INT8_OPS, nodes_to_exclude=fp32_stem(graph))
-        out = onnx.load(dst)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, logging_quiet():
+            _check_room(Path(tmp), graph.ByteSize())
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(graph, src)
+            quantize_static(src, dst, Faces(), quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt],
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+                            op_types_to_quantize=INT8_OPS, nodes_to_exclude=fp32_stem(graph))
+            out = onnx.load(dst)
+    except OSError as e:  # (it was said of the --onnx file, which is written later and elsewhere)
+        where = tempfile.tempdir or "the temporary folder"  # (None: no folder could be used at all, TMPDIR's nor /tmp)
+        raise OutputError(f"{where}: cannot write the int8 quantization's temporary files there "
+                          f"({e.strerror or e}); {write_fix(e)} there, or set TMPDIR to another folder, and run again") from None
     problems = int8_problems(out)
     if problems:  # onnxruntime changed what reduce_range means: refuse rather than ship a graph wrong on AVX2
         raise FerkitError("the int8 graph could saturate on CPUs without VNNI: " + "; ".join(problems[:3]))
     return out
+
+
+# The room int8 quantization's temporary files take, in copies of the graph (ours and onnxruntime's shape-inferred
+# one; measured: a 0.31 MB graph needed 0.60-0.64 MB free, a 1.18 MB one 2.30-2.45 MB)
+TEMP_COPIES = 2.2
+
+
+def _check_room(folder: Path, graph_bytes: int) -> None:
+    """An OutputError, before quantizing, where the temporary folder has no room for TEMP_COPIES of the graph:
+    onnxruntime's shape inference wrote a cut-off copy there without a word and read it back as a protobuf
+    DecodeError (a traceback); a failed write of ours was said of the --onnx file, whose folder had room."""
+    import shutil
+
+    need, free = int(TEMP_COPIES * graph_bytes), shutil.disk_usage(folder).free
+    if free < need:
+        raise OutputError(f"{folder.parent}: {free / 1e6:.1f} MB free for the int8 quantization's temporary files, which "
+                          f"need about {need / 1e6:.1f} MB; free some space there, or set TMPDIR to a folder with room, "
+                          "and run again")
 
 
 def fp32_stem(graph) -> list[str]:

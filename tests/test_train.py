@@ -1068,6 +1068,36 @@ def test_a_model_and_batch_whose_activations_cannot_fit_are_refused_before_the_d
     fit(resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=7), tmp_path / "ok", progress=False)
 
 
+def test_a_model_whose_weights_cannot_fit_is_refused_and_one_the_allocator_refuses_is_one_line(tmp_path, monkeypatch, capsys):
+    """A spec within ferkit's bounds (~184 M weights) on a machine without the memory for them and their training
+    state: only the activations were checked, and the run went on to the kernel's out-of-memory killer; under a
+    memory limit (ulimit -v) building the model was the allocator's RuntimeError, a traceback."""
+    from ferkit.cli import main
+
+    big = tmp_path / "big.json"
+    big.write_text('{"convs": [{"filters": 1}], "fcs": [{"units": 65536}, {"units": 500}]}')
+    monkeypatch.setattr(train, "available_memory", lambda: 2**30)
+    args = ["train", "--model", str(big), "--data", str(tmp_path / "none.csv"), "--batch-size", "8", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == ("error: this model's ~183,898,534 weights need at least 2.7 GiB in training (with their "
+                                       "gradients and adam's state), over the 1.0 GiB of memory free; use fewer filters, "
+                                       "units or layers, or pool more before the FC layers\n")  # before the (missing) data
+    assert main(args + ["--freeze", "-1"]) == 2  # frozen weights have no gradients or optimizer state: they fit
+    assert "none.csv: no such file" in capsys.readouterr().err
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training",), n=14)
+    monkeypatch.setattr(train, "available_memory", lambda: None)
+
+    def refused(spec):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 603979776 bytes. Error code 12")
+
+    monkeypatch.setattr(train, "create_model", refused)
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--data", str(csv), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith("error: out of memory building the model (DefaultCPUAllocator: can't allocate "
+                                              "memory: you tried to allocate 603979776 bytes. Error code 12): use fewer "
+                                              "filters, units or layers (it has ~")
+    assert not (tmp_path / "run").exists()
+
+
 def test_available_memory_reads_meminfo(tmp_path):
     from ferkit.cpu import available_memory
 

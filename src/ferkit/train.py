@@ -535,13 +535,26 @@ def _sole_writer(out: Path, flag: str):
         os.close(fd)
 
 
-def _check_memory(spec: ModelSpec, batch_size: int) -> None:
-    """Refuse, before any data are read, a model and batch whose activations alone (a lower bound)
-    exceed the memory free now: allocating them would end in the kernel's out-of-memory killer,
-    which names nothing (and may take another process with it)."""
-    need, free = spec.activations() * 4 * batch_size, available_memory()
-    if free is not None and need > free:
-        raise ConfigError(f"this model's activations at --batch-size {batch_size} need at least {need / 2**30:.1f} GiB, "
+def _check_memory(spec: ModelSpec, cfg: TrainConfig) -> None:
+    """Refuse, before any data are read, a model whose weights and training state, or whose activations at the
+    batch size, alone (lower bounds) exceed the memory free now: allocating them would end in the kernel's
+    out-of-memory killer, which names nothing (and may take another process with it)."""
+    free = available_memory()
+    if free is None:
+        return
+    # float32 weights and --ema's copy of them, and (at each step, none counted where --freeze keeps some fixed) their
+    # gradients and the optimizer's state: Adam's two moments, SGD's momentum
+    copies = 1 + bool(cfg.ema) + (0 if cfg.freeze else 1 + (1 if cfg.optimizer == "sgd" else 2))
+    n = spec.parameters()
+    if n * 4 * copies > free:
+        held = [] if cfg.freeze else [f"their gradients and {cfg.optimizer}'s state"]
+        held += ["--ema's copy"] if cfg.ema else []
+        raise ConfigError(f"this model's ~{n:,} weights need at least {n * 4 * copies / 2**30:.1f} GiB in training"
+                          f"{' (with ' + ' and '.join(held) + ')' if held else ''}, over the {free / 2**30:.1f} GiB of memory "
+                          "free; use fewer filters, units or layers, or pool more before the FC layers")
+    need = spec.activations() * 4 * cfg.batch_size
+    if need > free:
+        raise ConfigError(f"this model's activations at --batch-size {cfg.batch_size} need at least {need / 2**30:.1f} GiB, "
                           f"over the {free / 2**30:.1f} GiB of memory free; lower --batch-size or the model's size "
                           "(in_size, filters, or pool earlier)")
 
@@ -664,7 +677,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
     if device.type == "cpu":
-        _check_memory(spec, cfg.batch_size)
+        _check_memory(spec, cfg)
     if cfg.freeze > spec.stages():
         raise ConfigError(f"--freeze {cfg.freeze}: {cfg.model} has {spec.stages()} layers before its head to freeze; "
                           f"give 1..{spec.stages()}, or -1 for all")
@@ -718,14 +731,18 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         info(dist.describe(cfg.batch_size))
 
     torch.manual_seed(cfg.seed)
-    model = create_model(spec)
+    # (under a memory limit the allocator refuses what MemAvailable promised _check_memory: a traceback)
+    building = f"use fewer filters, units or layers (it has ~{spec.parameters():,} weights)"
+    with out_of_memory_said("building the model", building):
+        model = create_model(spec)
     if cfg.init_from and ckpt is None:  # a resumed run has its own weights in last.pt
         init_from(model, cfg.init_from, info, labels.emotions)
     freeze(model, cfg.freeze, info)  # resumed too: the optimizer's groups must be the ones last.pt holds
     model = prepare(model, device)
     teachers = [load_teacher(t, mean, labels.emotions, device, cfg.precision) for t in cfg.teacher]
     opt = _optimizer(model, cfg)
-    ema = weight_average(model, cfg.ema)
+    with out_of_memory_said("copying the model for --ema", building):
+        ema = weight_average(model, cfg.ema)
     steps_per_epoch = len(batch_starts(dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation

@@ -381,6 +381,39 @@ def test_a_last_pt_linked_to_nothing_is_named_not_called_a_first_epoch(tiny_run,
     assert capsys.readouterr().err.endswith("start a new run with --out NEW_FOLDER (one there would replace its history.json)\n")
 
 
+def test_a_best_pt_that_cannot_be_written_is_refused_before_resume_trains(tiny_run, tmp_path, capsys):
+    """A folder (or a link to one) in place of a run's best.pt, or a link to it that leads nowhere a file can be
+    written: --resume trained an epoch, then failed to save it as best.pt, and that epoch was lost."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    last = (run / "last.pt").read_bytes()
+    (run / "best.pt").unlink()
+    (tmp_path / "folder").mkdir()
+    cases = [(lambda b: b.mkdir(), "a folder, where the run saves its best.pt; move it out of the way, then resume"),
+             (lambda b: b.symlink_to(tmp_path / "folder"),
+              f"a symbolic link to the folder {tmp_path / 'folder'}, where the run saves its best.pt; move it out of the way"),
+             (lambda b: b.symlink_to(tmp_path / "moved" / "best.pt"),
+              f"a symbolic link to {tmp_path / 'moved' / 'best.pt'}, whose folder {tmp_path / 'moved'} does not exist; "
+              "create that folder or fix the link, then resume (the run writes its best.pt through it)"),
+             (lambda b: b.symlink_to("best.pt"), "a loop of symbolic links; remove or fix the link, then resume")]
+    for make, message in cases:
+        make(run / "best.pt")
+        assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"error: --resume {run}: {run / 'best.pt'}: {message}"), captured.err
+        assert captured.err.count("\n") == 1 and "training" not in captured.out  # refused before the data are read
+        assert (run / "last.pt").read_bytes() == last  # no epoch trained
+        shutil.rmtree(run / "best.pt") if (run / "best.pt").is_dir() and not (run / "best.pt").is_symlink() else (run / "best.pt").unlink()
+    (tmp_path / "moved").mkdir()  # a link to a missing file in a folder that exists is written through, as before
+    (run / "best.pt").symlink_to(tmp_path / "moved" / "best.pt")
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 0
+    assert read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):
     import ferkit.train
     from ferkit.cli import main

@@ -45,7 +45,7 @@ from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
 from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeError, first_line, out_of_memory_said
-from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix
+from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix, write_target
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
 from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
@@ -131,6 +131,22 @@ def _broken_last(run: Path) -> str | None:
     """"<run>/last.pt: its last.pt is a symbolic link to ..." where it leads to no file, else None."""
     last = run / LAST
     return f"its {LAST} is {broken_link(last)}" if os.path.islink(last) and not last.exists() else None
+
+
+def _best_in_the_way(run: Path) -> str | None:
+    """Why a resumed run could not save its best.pt (a folder in its place, a link to a folder, a loop of links, a
+    link into a folder that does not exist) and what to do, else None. Checked before --resume trains: the write
+    failed an epoch later, when the first epoch that improved on the run's best was saved, and that epoch was lost.
+    A link to a missing file whose folder exists is written through, as every write of a run's files is."""
+    best = run / BEST
+    try:
+        target = write_target(best)
+    except OSError as e:  # its reason ends with the fix: "...; create that folder or fix the link"
+        return f"{best}: {e.strerror}, then resume (the run writes its {BEST} through it)"
+    if target.is_dir():
+        what = "a folder" if target == best else f"a symbolic link to the folder {target}"
+        return f"{best}: {what}, where the run saves its {BEST}; move it out of the way, then resume"
+    return None
 
 
 def _kept(run: Path) -> list[str]:
@@ -655,6 +671,8 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         torch.set_num_threads(cfg.threads)
     if resume and not (out / LAST).exists():
         raise FerkitError(f"--resume {out}: no last.pt there, so nothing to resume; start a new run instead")
+    if resume and (in_the_way := _best_in_the_way(out)):  # now, not when an epoch that improves is saved
+        raise FerkitError(f"--resume {out}: {in_the_way}")
     if not resume and (out / LAST).exists():  # a fresh start would overwrite that run's checkpoints and history
         raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
                           "or give another --out (delete the folder to start it over)")

@@ -77,6 +77,19 @@ def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_model_overrides_a_config_file_s_model_as_other_flags_do(tmp_path, monkeypatch):
+    """--model with --config was dropped for the file's model (taken for resolve_config's default), while
+    every other flag overrides the file: 'train --config run.json --model deep' trained run.json's net."""
+    from ferkit.cli import build_parser, config_from_args
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"model": "shallow", "epochs": 3}))
+    args = lambda *argv: build_parser().parse_args(["train", "--config", "run.json", *argv])  # noqa: E731
+    assert config_from_args(args()).model == "shallow"
+    cfg = config_from_args(args("--model", "deep"))
+    assert (cfg.model, cfg.epochs, cfg.lr) == ("deep", 3, 1e-2)  # the file's epochs, the deep recipe's lr
+
+
 def test_problems_in_config_and_spec_files_name_the_file_and_key(tmp_path, capsys, monkeypatch):
     """A bad value from a --config file is named as its key in that file, a flag's as the flag; an
     unknown key says which field was meant; a spec file's problems name it (they named flags alone)."""

@@ -23,6 +23,8 @@ def test_resolve_config_layers_preset_file_and_flags():
     assert (cfg.epochs, cfg.lr, cfg.l2, cfg.batch_size) == (35, 1e-2, 1e-7, 128)
     cfg = resolve_config(base={"model": "shallow", "epochs": 3, "lr": 0.5}, lr=0.1)
     assert (cfg.epochs, cfg.lr, cfg.l2) == (3, 0.1, 1e-6)
+    cfg = resolve_config("deep", base={"model": "shallow", "epochs": 3})  # a model given wins over base's, as a flag does
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.l2) == ("deep", 3, 1e-2, 1e-7)
 
 
 def test_a_spec_file_gets_the_shallow_recipe_and_an_unknown_preset_none():

@@ -57,15 +57,17 @@ from .runs import BEST, CONFIG, HISTORY_CSV, HISTORY_FIELDS, HISTORY_JSON, ITERA
 log = logging.getLogger(__name__)
 
 
-def resolve_config(model: str = "shallow", base: dict | None = None, source: str | Path | None = None, **overrides) -> TrainConfig:
-    """TrainConfig = preset defaults < base (e.g. a --config file) < overrides (e.g. CLI flags).
+def resolve_config(model: str | None = None, base: dict | None = None, source: str | Path | None = None, **overrides) -> TrainConfig:
+    """TrainConfig = preset defaults < base (e.g. a --config file) < model and overrides (e.g. CLI flags).
 
+    model: the preset or spec file (default: base's, else shallow), which wins over base's as the other
+    overrides do (`--config run.json --model deep` trained run.json's model: --model was taken for a default).
     epochs, lr and l2 left unset take the preset's values (the paper's: 30/35 epochs,
     lr 1e-3/1e-2, L2 1e-6/1e-7); a spec file gets the shallow preset's, and an unknown name is an error.
     source: the file base was read from, which problems with its fields then name."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in {**overrides, "model": model}.items() if v is not None}
     d = {**(base or {}), **given}
-    name = d["model"] if d.get("model") is not None else model
+    name = d["model"] if d.get("model") is not None else "shallow"
     d["model"] = name
     merged = recipe("shallow" if is_spec_file(name) else name)
     merged.update({k: v for k, v in d.items() if v is not None})

@@ -710,6 +710,37 @@ def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_be
     assert "best.pt" not in capsys.readouterr().err
 
 
+def test_the_command_from_best_pt_of_a_run_whose_spec_file_is_gone_names_the_recorded_spec(tiny_run, tmp_path, capsys):
+    """A run trained from a spec file that has since moved: the command that starts again from its best.pt failed
+    with "spec.json: cannot read", though the run's config.json records the net; it now says how to use that."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    gone = tmp_path / "moved" / "tiny.json"
+    (run / "config.json").write_text(json.dumps({**config, "model": str(gone)}))  # as the run wrote it, from there
+    (run / "last.pt").unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    command = f"ferkit train --config {run / 'config.json'} --init-from {run / 'best.pt'} --out NEW_FOLDER"
+    assert command in capsys.readouterr().err
+    new = tmp_path / "new"
+    argv = command.replace("NEW_FOLDER", str(new)).split()[1:] + ["--epochs", "1", "--quiet"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"error: --config {run / 'config.json'}: its model {gone}: cannot read (No such file or "
+                                       f"directory); the net the run trained is recorded there as its \"spec\": save that as "
+                                       "a JSON file and give it with --model FILE (or put the spec file back)\n")
+    assert not new.exists()
+    (tmp_path / "spec.json").write_text(json.dumps(config["spec"]))  # the way it names works
+    assert main(argv + ["--model", str(tmp_path / "spec.json")]) == 0
+    assert "note:" not in capsys.readouterr().out  # the same net as recorded
+    assert read_checkpoint(new / "best.pt")["spec"] == config["spec"]
+    assert main(["train", "--config", str(run / "config.json"), "--model", str(gone), "--out", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err == f"error: {gone}: cannot read (No such file or directory)\n"  # a --model given: its own
+
+
 def test_resume_takes_the_machine_settings_and_names_the_file_it_cannot_write(tiny_run, tmp_path, capsys):
     """A run begun with --device cuda goes on with --resume --device cpu (the flag was ignored, and the
     error said to use it); a history.json that cannot be written is named (config.json was blamed)."""

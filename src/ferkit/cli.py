@@ -201,6 +201,7 @@ def add_train_flags(p):
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
     from .config import problem, read_file
+    from .model import is_spec_file
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
@@ -214,7 +215,13 @@ def config_from_args(args):
                                       "such as {fcs.0.units: 1024}, for --set to add to", saved))
         flags["overrides"] = {**saved, **sets}
     cfg = resolve_config(base=base, source=args.config, **flags)
-    spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
+    try:
+        spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
+    except ConfigError as e:  # a run's spec file moved or deleted since (the command from_best suggests then failed)
+        if not (isinstance(recorded, dict) and "model" not in flags and is_spec_file(cfg.model) and not Path(cfg.model).is_file()):
+            raise
+        raise ConfigError(f"--config {args.config}: its model {e}; the net the run trained is recorded there as "
+                          "its \"spec\": save that as a JSON file and give it with --model FILE (or put the spec file back)") from None
     if isinstance(recorded, dict) and _layers(recorded) != _layers(spec.to_dict()):  # edited, or the spec file since
         print(f"note: {args.config}: its spec is the record of a run's net, not used: the net is model ({cfg.model}) with "
               "overrides; to train the recorded net, save its spec as a JSON file and give that as model")

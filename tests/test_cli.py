@@ -158,6 +158,31 @@ def test_sanity_checks_its_flags_and_labels_as_train_does(tmp_path, capsys):
         assert f"{n} training image(s) with a label; the checks need at least 2" in capsys.readouterr().err
 
 
+def test_evaluate_of_a_run_folder_it_cannot_write_says_to_give_json(tiny_run, tmp_path, monkeypatch, capsys):
+    """The default metrics file beside a run's best.pt, in a folder that refuses writes: the message was
+    "--json RUN/metrics.json: cannot write in RUN", of a flag not given and a file it would not have written.
+    (As root a read-only folder is writable, so the write itself is refused.)"""
+    import shutil
+
+    from ferkit import files
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
+    for checkpoint in (run, run / "best.pt"):
+        assert main(["evaluate", str(checkpoint)]) == 2
+        out = capsys.readouterr()
+        assert out.err == (f"error: {run}: cannot write the metrics in this folder (Permission denied); make the folder "
+                           "writable, or choose another place with --json FILE\n")
+        assert "evaluating" not in out.out  # before the data are read
+    assert main(["evaluate", str(run), "--json", str(run / "m.json")]) == 2  # given: named as given
+    assert capsys.readouterr().err == f"error: --json {run / 'm.json'}: cannot write in {run} (Permission denied); choose another location\n"
+
+
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")

@@ -26,6 +26,7 @@ from . import __version__, precisions, runs
 from .config import TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
+    check_default_folder,
     check_not_input,
     check_output,
     check_outputs,
@@ -348,8 +349,8 @@ def cmd_evaluate(args):
     # own folder is not the user's, so theirs go to the current folder.
     folder = ck if ck.is_dir() else ck.parent
     bundled = folder.resolve() == WEIGHTS
-    if not args.json:  # the default place, in the folder it will be written to (its name needs the split)
-        check_output((Path(".") if bundled else folder) / "metrics.json", "--json")
+    if not args.json:  # the default place: the folder it will be written to (its name needs the split)
+        check_default_folder(Path(".") if bundled else folder, "the metrics", "--json")
     # read as the model's training read it: its input size and channels, class names and drawn split
     if is_onnx_file(ck):  # an exported graph: its own input (size, channels); the names and split its metadata records
         from .runtime import onnx_reading

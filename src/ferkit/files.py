@@ -131,6 +131,19 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def check_default_folder(folder: Path, what: str, flag: str) -> None:
+    """A FerkitError where `what` (e.g. "the metrics") cannot be written in `folder`, the place a command writes
+    it when its `flag` (e.g. "--json") was not given: the message names the folder and says to choose another
+    place with that flag; check_output's begin with a flag and its value, as if the user had given them."""
+    try:  # a real write, as check_output's: os.access says yes to root even on a read-only file system
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        name = Path.cwd() if folder == Path(".") else folder
+        raise FerkitError(f"{name}: cannot write {what} in this folder ({e.strerror or e}); {write_fix(e)}, or choose "
+                          f"another place with {flag} FILE") from None
+
+
 def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[Path | None]:
     """check_output for each (flag, path or None, folder) of a command, and no file named twice."""
     checked = [check_output(path, flag, folder) if path else None for flag, path, folder in outputs]

@@ -123,6 +123,27 @@ def test_confusion_figures_of_runs_named_alike_get_files_of_their_own(tmp_path):
                          "confusion-a-b-r-val-val.png"]
 
 
+def test_cli_plot_on_a_full_disk_leaves_no_empty_folder(tiny_run, tmp_path, capsys, monkeypatch):
+    """The first figure's write makes --out (and its missing parents): a full disk failed it, and plot left
+    the new folders behind, empty. A folder that was there already stays."""
+    import errno
+
+    from ferkit import files
+
+    def full(path, data):  # a full disk: the folder and the temporary file are made, the bytes cannot be written
+        with files.atomic_file(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    out = tmp_path / "new" / "png"
+    assert main(["plot", str(tiny_run), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'history.png'}: cannot write it (No space left on device); free some "
+                                       "space or choose another location and run again (an earlier file there is left as it was)\n")
+    assert list(tmp_path.iterdir()) == []
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path)]) == 2
+    assert tmp_path.is_dir()
+
+
 def test_cli_plot_missing_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "no such run folder" in capsys.readouterr().err

@@ -139,6 +139,23 @@ def test_cli_visualize_row(tiny_checkpoint, tmp_path):
     assert {p.name for p in out.iterdir()} == {"face.png", "filters.png"}
 
 
+def test_cli_visualize_on_a_full_disk_leaves_no_empty_folder(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """(as plot's: face.png's write made --out, and a full disk left it empty)"""
+    import errno
+
+    from ferkit import files
+
+    def full(path, data):
+        with files.atomic_file(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    out = tmp_path / "new" / "viz"
+    assert main(["visualize", str(tiny_checkpoint), "--what", "filters", "--out", str(out)]) == 2
+    assert f"error: {out / 'face.png'}: cannot write it (No space left on device)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_visualize_bad_inputs(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["visualize", str(tiny_checkpoint), "--image", str(tmp_path / "notes.txt"), "--out", str(tmp_path)]) == 2

@@ -53,15 +53,17 @@ def command(name: str, help: str, add_arguments=lambda p: None):
 
 
 def takes_back_folders(*flags: str):
-    """A command's decorator: the folders that check_output makes for its output files (the values of
-    `flags`, e.g. "json") go again, those still empty, when the command is refused (a FerkitError),
-    so that a refused command leaves nothing behind (a report of a run that is not there left the
-    new folders of its --out)."""
+    """A command's decorator: the folders that it makes for its outputs (the values of `flags`, e.g.
+    "json": a file's missing parent folders, which check_output makes; a folder's too, with the folder
+    itself, which its first write makes) go again, those still empty, when the command is refused or
+    its writes fail (a FerkitError), so that it leaves nothing behind (a report of a run that is not
+    there left the new folders of its --out; a plot on a full disk, its empty --out)."""
 
     def wrap(run):
         @functools.wraps(run)
         def refusable(args):
-            made = missing_folders([Path(f).parent for f in (getattr(args, flag) for flag in flags) if f])
+            # (a file's own path is never a folder to remove: rmdir leaves a file alone)
+            made = missing_folders([Path(f) for f in (getattr(args, flag) for flag in flags) if f])
             try:
                 return run(args)
             except FerkitError:
@@ -792,6 +794,7 @@ def _plot_args(p):
 
 
 @command("plot", "PNG figures of run folders: loss and accuracy histories, confusion matrices, per-class accuracy", _plot_args)
+@takes_back_folders("out")  # its first figure's write makes --out: a failed one (a full disk) left it empty
 def cmd_plot(args):
     from .checkpoint import read_runs
     from .metrics import format_per_class
@@ -833,6 +836,7 @@ VISUALIZE_FILES = {"activations": ("activations.png", "activations.npz"), "filte
 
 
 @command("visualize", "activation maps, first-layer filters and DeepDream of a checkpoint on a face", _visualize_args)
+@takes_back_folders("out")  # (as plot's)
 def cmd_visualize(args):
     import numpy as np
 

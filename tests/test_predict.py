@@ -803,6 +803,50 @@ def test_a_video_opencv_cannot_encode_is_said_before_its_first_frame_and_still_p
     assert calls == [1] * 6 and not ann.exists() and len(json.loads(js.read_text())[0]["frames"]) == 6
 
 
+def test_a_temporary_folder_that_cannot_be_written_is_not_said_as_a_size_opencv_cannot_encode(tiny_checkpoint, tmp_path, capsys,
+                                                                                                astronaut, monkeypatch):
+    """The frame size is tried in the temporary folder (TMPDIR) before a video's first frame. There, a full
+    folder kept OpenCV's writer from opening, said as "OpenCV cannot write a 256x256 video as MPEG-4 (mp4v)",
+    with no copy; a folder gone (or none usable: the whole disk full) was an OSError traceback that lost
+    every prediction of the run. Neither tells of the size: the copy is written in its own folder."""
+    import tempfile
+
+    import cv2
+
+    video, temp = _clip(tmp_path, astronaut), tmp_path / "tmp"
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # gone since tempfile found it
+    ann, js = tmp_path / "ann", tmp_path / "v.json"
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(ann), "--json", str(js)]) == 0
+    assert "warning" not in capsys.readouterr().out and json.loads(js.read_text())[0]["annotated"] == str(ann / "clip.mp4")
+    temp.mkdir()  # ... and full: no file there takes a byte, and OpenCV's writer does not open
+    real_file, real_writer = tempfile.TemporaryFile, cv2.VideoWriter
+
+    def full(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).is_relative_to(temp):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_file(*args, dir=dir, **kwargs)
+
+    def writer(name, *args):
+        return _Closed() if Path(name).is_relative_to(temp) else real_writer(name, *args)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    monkeypatch.setattr(cv2, "VideoWriter", writer)
+    (ann / "clip.mp4").unlink()
+    assert main(["predict", str(video), "--model", str(tiny_checkpoint), "--annotate", str(ann), "--json", str(js)]) == 0
+    assert "warning" not in capsys.readouterr().out and (ann / "clip.mp4").stat().st_size > 1000
+    assert list(temp.iterdir()) == []
+
+
+class _Closed:
+    """What cv2.VideoWriter gives where it cannot write: a writer that never opened."""
+
+    def isOpened(self):
+        return False
+
+    def release(self):
+        pass
+
+
 def test_a_video_whose_name_is_not_utf8_is_one_error_not_a_crash(tiny_checkpoint, tmp_path, astronaut):
     """(OpenCV's binding segfaulted on such a name: the whole run died, with no --json; an --annotate
     folder of such a name did the same at the first frame's copy). A child process: the crash was one."""

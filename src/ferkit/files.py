@@ -313,6 +313,21 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     return Path(path)
 
 
+def write_error(folder: str | os.PathLike) -> OSError | None:
+    """The OSError that writing a few kB into `folder` raises now (a full disk, a folder gone or made
+    read-only), or None where it can: whether the folder is why a library that says only that it failed
+    (OpenCV's video writer, which opens no file on a full disk) failed. A temporary file, removed again.
+    (check_output's test writes no byte: an empty file takes no room, and a full disk passes it.)"""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(bytes(4096))  # a block: a disk with none free refuses it
+            f.flush()
+            os.fsync(f.fileno())  # (a file system that allocates late says so only here)
+    except OSError as e:
+        return e
+    return None
+
+
 def write_fix(e: OSError) -> str:
     """What to do about a failed write, by its cause: room for a full disk, a higher limit for a
     file-size limit (EFBIG, which frees no space would cure), permission for a folder that refuses

@@ -20,7 +20,7 @@ import numpy as np
 from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra
 from .faces import MAX_PIXELS
-from .files import atomic_path, check_regular_file
+from .files import atomic_path, check_regular_file, write_error
 from .schema import Frame, Track, VideoResult
 
 if TYPE_CHECKING:
@@ -368,15 +368,21 @@ def _first_step(cv2, path: Path) -> float:
 
 def _can_encode(cv2, w: int, h: int) -> bool:
     """Whether OpenCV opens an MPEG-4 (mp4v) writer for w x h frames (some sizes it cannot; an
-    unknown size, 0x0 in the header, is left to the writer itself)."""
+    unknown size, 0x0 in the header, is left to the writer itself). Tried in the temporary folder
+    (TMPDIR): one that is full or gone tells nothing of the size, which is left to the writer too, in
+    the copy's own folder (it said a size to scale down, and a folder gone was an OSError traceback
+    that lost every prediction of the run)."""
     if not w or not h:
         return True
-    with tempfile.TemporaryDirectory(prefix="ferkit-") as tmp:
-        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (w, h))
-        try:
-            return writer.isOpened()
-        finally:
-            writer.release()
+    try:
+        with tempfile.TemporaryDirectory(prefix="ferkit-") as tmp:
+            writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (w, h))
+            try:
+                return writer.isOpened() or write_error(tmp) is not None
+            finally:
+                writer.release()
+    except OSError:  # (no temporary folder: none could be made, or it went)
+        return True
 
 
 def _result(path: Path, w: int, h: int, fps: float | None, frames_read: int, every: int, frames: Frames, summary: TrackSummary,

@@ -1368,6 +1368,25 @@ def test_annotated_copies_that_cannot_be_written_are_warnings_and_the_prediction
     assert [x["annotated"] for x in json.loads(js.read_text())] == [str(ann / "astronaut.png"), str(ann / "clip.mp4")]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="limits the file size of a child process (RLIMIT_FSIZE)")
+def test_a_video_copy_into_a_folder_that_takes_no_byte_says_so_not_a_size(tiny_checkpoint, tmp_path, astronaut):
+    """On a disk with no room at all, OpenCV's writer does not open (its header cannot be written), and that
+    was said as "OpenCV cannot write a 256x256 video as MPEG-4 (mp4v); scale it down for a copy". The child
+    process may write no byte anywhere (EFBIG, as Python sees it: the --annotate folder and TMPDIR alike)."""
+    import resource
+
+    video, ann = _clip(tmp_path, astronaut), tmp_path / "ann"
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(video), "--model", str(tiny_checkpoint), "--annotate",
+                        str(ann)], capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard)))
+    assert r.returncode == 0, r.stderr
+    assert (f"warning: {ann / 'clip.mp4'}: no annotated copy of clip.avi (cannot write it: File too large); its faces are "
+            "predicted all the same\n") in r.stdout
+    assert "6 frames sampled" in r.stdout and "1 file(s) processed, 0 failed" in r.stdout and "Traceback" not in r.stderr
+    assert not ann.exists() or list(ann.iterdir()) == []
+
+
 def test_predict_ctrl_c_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     import ferkit.jobs as jobs
 

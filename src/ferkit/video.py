@@ -260,6 +260,10 @@ class _VideoCopy:
                 h, w = rgb.shape[:2]
                 self.writer = self.cv2.VideoWriter(str(self.tmp), self.cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
                 if not self.writer.isOpened():  # said at the first frame, not after every frame went nowhere
+                    # (a full folder too: OpenCV's writer does not open where its header cannot be written, which
+                    # was said as a size to scale down)
+                    if (e := write_error(self.tmp.parent)) is not None:
+                        return self._fail(f"cannot write it: {e.strerror or e}")
                     return self._fail(f"OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); scale it down for a copy")
             self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # BGR, as OpenCV writes
             self.frames += 1

@@ -261,6 +261,31 @@ def test_an_upload_the_server_cannot_store_is_its_503_not_the_clients_400(client
     assert post(client, astronaut_png).status_code == 200  # under 1 MB: kept in memory, answered
 
 
+def test_an_upload_with_no_temporary_folder_at_all_is_its_503_not_a_500(client, astronaut_png, monkeypatch, caplog):
+    """Where no folder takes a file (TMPDIR's, /tmp, /var/tmp, the current folder: the whole disk full), tempfile
+    finds none for an upload over 1 MB, and the 503's warning, which asked it for the folder's name again, was a
+    traceback in the log and a 500 "please report this". The client is not told the server's folders."""
+    import errno
+    import tempfile
+
+    from ferkit import serve
+
+    def none_usable():  # what tempfile raises then (it tries each folder afresh: none was found before)
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp', '/srv']")
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    monkeypatch.setattr(serve._cannot_store, "last", -serve.WARN_EVERY)
+    with caplog.at_level("WARNING"):
+        r = post(client, b"\0" * 1_500_000, name="big.png")
+    assert r.status_code == 503 and r.headers["retry-after"] == "60", r.text
+    assert r.json()["error"] == "the server cannot store the upload (no temporary folder takes a file); try again later"
+    assert ("cannot store uploads over 1 MB: no temporary folder takes a file (No usable temporary directory found in "
+            "['/tmp', '/var/tmp', '/srv']): they get a 503; free space in one of those folders, or set TMPDIR") in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    assert post(client, astronaut_png).status_code == 200
+
+
 def test_health_version_labels(client, tiny_checkpoint):
     assert client.get("/health").json() == {"status": "ready", "model": "tiny"}
     r = client.get("/version")

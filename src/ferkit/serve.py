@@ -145,10 +145,18 @@ def _cannot_store_upload(e: OSError) -> JSONResponse:
     """The server could not spool an upload to its temporary file (a full disk, out of descriptors, a file
     size limit): its fault, not the request's, so a 503 and a warning, not FastAPI's 400 "There was an
     error parsing the body" with nothing in the log."""
-    _cannot_store.warn(f"cannot store uploads over 1 MB in {tempfile.gettempdir()} ({e.strerror or e}): they get a 503; "
-                       "free space there (or set TMPDIR), or raise the open-file or file-size limit (ulimit -n, -f)")
-    return _error(503, f"the server cannot store the upload ({e.strerror or e}); try again later",
-                  {"Retry-After": "60", "Connection": "close"})
+    try:
+        where = tempfile.gettempdir()
+    except OSError:  # none takes a file (TMPDIR's, /tmp, /var/tmp, /usr/tmp, the current folder: the whole disk full),
+        where = None  # which e says, naming them (asked again here, it was a traceback and a 500 "please report this")
+    if where is None:
+        _cannot_store.warn(f"cannot store uploads over 1 MB: no temporary folder takes a file ({e.strerror or e}): they get "
+                           "a 503; free space in one of those folders, or set TMPDIR to a folder with room")
+    else:
+        _cannot_store.warn(f"cannot store uploads over 1 MB in {where} ({e.strerror or e}): they get a 503; free space "
+                           "there (or set TMPDIR), or raise the open-file or file-size limit (ulimit -n, -f)")
+    why = "no temporary folder takes a file" if where is None else e.strerror or e  # (the folders are the server's own)
+    return _error(503, f"the server cannot store the upload ({why}); try again later", {"Retry-After": "60", "Connection": "close"})
 
 
 @functools.cache

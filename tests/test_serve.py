@@ -670,6 +670,33 @@ def test_busy_port_is_a_one_line_error(capsys):
     assert capsys.readouterr().err.startswith(f"error: --workers {many}: must be 1..{many - 1} (this machine's CPUs")
 
 
+def test_workers_without_a_temporary_folder_are_a_one_line_error(capsys, monkeypatch, tmp_path):
+    """`ferkit serve --workers N` makes a temporary folder for its workers' start-up errors: with none that takes
+    a file (the whole disk full), or TMPDIR's folder gone since tempfile found it, that was a traceback."""
+    import errno
+    import tempfile
+
+    from ferkit.cli import main
+
+    def none_usable():  # what tempfile raises then
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    real = tempfile.gettempdir
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    assert main(["serve", "--port", "0", "--workers", "2"]) == 2
+    assert capsys.readouterr().err == ("error: --workers 2: cannot make a temporary folder for the workers' start-up errors (No "
+                                       "usable temporary directory found in ['/tmp', '/var/tmp']); free some space in one of "
+                                       "those folders, or set TMPDIR to a folder with room\n")
+    monkeypatch.setattr(tempfile, "gettempdir", real)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    assert main(["serve", "--port", "0", "--workers", "2"]) == 2
+    assert capsys.readouterr().err == (f"error: --workers 2: cannot make a temporary folder for the workers' start-up errors in "
+                                       f"{tmp_path / 'gone'} (No such file or directory); fix the folder, or set TMPDIR to a "
+                                       "folder with room\n")
+
+
 @pytest.mark.parametrize("port", [70000, -1])
 def test_port_out_of_range_is_a_one_line_error(capsys, port):
     from ferkit.cli import main

@@ -59,6 +59,7 @@ from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError, quoted
+from .files import write_fix
 from .labels import EMOTIONS, colors
 from .settings import (
     DEFAULT_MAX_PIXELS,
@@ -933,7 +934,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
         return
     share = default_share(workers)
     s = replace(s, threads=s.threads or share, max_concurrent=s.max_concurrent or share)
-    with tempfile.TemporaryDirectory(prefix="ferkit-serve-") as tmp:
+    try:  # where a worker that cannot start leaves its error for this process to say
+        errors = tempfile.TemporaryDirectory(prefix="ferkit-serve-")
+    except OSError as e:  # a temporary folder gone, or none that takes a file (the whole disk full): was a traceback
+        where = tempfile.tempdir  # (None: tempfile found none; e names those it tried)
+        raise FerkitError(f"--workers {workers}: cannot make a temporary folder for the workers' start-up errors "
+                          f"{f'in {where} ' if where else ''}({e.strerror or e}); "
+                          f"{write_fix(e) if where else 'free some space in one of those folders'}, or set TMPDIR to a folder "
+                          "with room") from None
+    with errors as tmp:
         error_file = Path(tmp) / "error.txt"
         s.set_env()  # the spawned workers inherit these
         os.environ[ERROR_FILE_ENV] = str(error_file)

@@ -55,9 +55,11 @@ def command(name: str, help: str, add_arguments=lambda p: None):
 def takes_back_folders(*flags: str):
     """A command's decorator: the folders that it makes for its outputs (the values of `flags`, e.g.
     "json": a file's missing parent folders, which check_output makes; a folder's too, with the folder
-    itself, which its first write makes) go again, those still empty, when the command is refused or
-    its writes fail (a FerkitError), so that it leaves nothing behind (a report of a run that is not
-    there left the new folders of its --out; a plot on a full disk, its empty --out)."""
+    itself, which its first write makes) go again, those still empty, when the command ends: refused,
+    its writes failed, stopped (Ctrl-C), or done with nothing written there, so that it leaves no
+    empty folder behind (a report of a run that is not there left the new folders of its --out; a
+    plot on a full disk, its empty --out; a predict whose every annotated copy failed, a warning
+    each, its empty --annotate)."""
 
     def wrap(run):
         @functools.wraps(run)
@@ -65,10 +67,12 @@ def takes_back_folders(*flags: str):
             # (a file's own path is never a folder to remove: rmdir leaves a file alone)
             made = missing_folders([Path(f) for f in (getattr(args, flag) for flag in flags) if f])
             try:
-                return run(args)
-            except FerkitError:
+                done = run(args)
+            except (FerkitError, KeyboardInterrupt):  # (a bug's traceback leaves them, as they were when it struck)
                 remove_empty(made)
                 raise
+            remove_empty(made)
+            return done
 
         return refusable
 

@@ -720,6 +720,25 @@ def test_predict_full_disk_in_a_video_stops_the_command_and_keeps_the_earlier_fi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "out.csv", "photos"]  # no temporary files left
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="limits the file size of a child process (RLIMIT_FSIZE)")
+def test_a_full_disk_under_a_videos_frames_is_one_error_not_a_traceback(tiny_checkpoint, tmp_path, astronaut):
+    """A video's frames wait for its result in a temporary file beside --json. On a full disk, reading them back
+    failed (the OutputError naming --json), and then closing that file flushed it again and failed once more: an
+    OSError traceback in its place, and --json's new folder left behind. The child process may write files of
+    1,000 bytes at most (a full disk, as Python sees it: EFBIG)."""
+    import resource
+
+    video, js = _clip(tmp_path, astronaut), tmp_path / "new" / "out.json"
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(video), "--model", str(tiny_checkpoint), "--json", str(js)],
+                       capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard)))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"error: {js}: cannot write it (File too large); raise the file-size limit (ulimit -f) or the file "
+                        "system's or choose another location and run again (an earlier file there is left as it was)\n")
+    assert not js.parent.exists()  # no temporary file, no empty folder
+
+
 def test_predict_stopped_by_sigterm_writes_what_was_done(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     """kill, timeout, docker stop and systemd send SIGTERM: it must keep the results as Ctrl-C does."""
     import signal

@@ -309,6 +309,10 @@ class FrameSpool:
         yield "\n" + " " * level + "]"
 
     def close(self) -> None:
+        """Remove the temporary file: its frames were read back into the JSON, or are dropped with it."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            # (closing flushes, which fails on a full disk: the file, which has no name, goes all the same. Raised
+            # here, that OSError was a traceback in place of the OutputError the same write had raised first)
+            with contextlib.suppress(OSError):
+                file.close()

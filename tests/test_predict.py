@@ -1203,6 +1203,22 @@ def test_demo_writes_the_annotated_astronaut(tiny_checkpoint, tmp_path, capsys):
     assert Image.open(out).size == (512, 512)
 
 
+def test_demo_on_a_full_disk_leaves_no_empty_folder(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """(check_output made --out's missing folders, and a write that failed there left them behind, empty)"""
+    from ferkit import files
+
+    def full(path, data):  # a full disk: the temporary file is made, its bytes cannot be written
+        with files.atomic_file(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    out = tmp_path / "new" / "demo.png"
+    assert main(["demo", "--model", str(tiny_checkpoint), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"error: {out}: cannot write it (No space left on device); free some space or choose "
+                                       "another location and run again (an earlier file there is left as it was)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_that_is_a_symbolic_link_writes_the_file_it_points_to(tiny_checkpoint, tmp_path, capsys):
     """The atomic write's os.replace replaced a link given as --out with a file, cutting it from what it named;
     a link whose target's folder is missing was replaced too, and is refused before the work, naming that folder."""

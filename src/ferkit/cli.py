@@ -665,6 +665,7 @@ def _demo_args(p):
 
 
 @command("demo", "run the bundled model on a sample photo (an astronaut, shipped with ferkit) and save the annotated picture", _demo_args)
+@takes_back_folders("out")  # check_output makes --out's folder: a failed write (a full disk) left it empty
 def cmd_demo(args):
     from .draw import annotate, check_encodable, save_rgb
     from .faces import load_image

@@ -70,6 +70,19 @@ def test_an_array_reads_as_the_pil_image_of_it_does():
         load_image(np.zeros((4, 4), "timedelta64[s]"))
 
 
+def test_an_array_normalized_for_a_network_is_refused_not_read_as_a_dark_photo():
+    """(an ImageNet-normalized photo, -2.1..2.6, was clipped to 0 and read as 0..255: a black photo, no face
+    found; a crop of it 'neutral'; x / 127.5 - 1 lost every value under mid-grey)"""
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.float32)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for array in ((rgb / 255 - mean) / std, rgb / 127.5 - 1, (rgb - 128).astype(np.int16)):
+        with pytest.raises(ImageError, match=r"the image: values from -[\d.]+ to [\d.]+ are not pixels, .*undo the normalization"):
+            load_image(array)
+    # a resampler's small overshoot below 0 is clipped, as before
+    assert load_image(np.array([[-0.02, 0.5], [1.0, 0.0]]))[:, :, 0].tolist() == [[0, 128], [255, 0]]
+    assert load_image(np.array([[-9.0, 100.0], [255.0, 0.0]]))[:, :, 0].tolist() == [[0, 100], [255, 0]]
+
+
 def test_premultiplied_alpha_is_flattened_onto_white_as_alpha_is():
     """(a PIL image in mode La was 'corrupt or truncated': Pillow converts La to LA alone; RGBa's
     transparent pixels came out black where RGBA's are white)"""

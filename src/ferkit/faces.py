@@ -301,8 +301,13 @@ def _from_array(a: np.ndarray, label: str, max_pixels: int = MAX_PIXELS) -> np.n
         finite = np.isfinite(f)
         if not finite.any():
             raise ImageError(f"{label}: every value of the array is nan or infinite; not an image", "not_image")
-        top = np.max(f, where=finite, initial=-np.inf)
+        top, low = np.max(f, where=finite, initial=-np.inf), np.min(f, where=finite, initial=np.inf)
         del finite
+        if low < 0 and -low > (top - low) / 10:  # (a resampler's overshoot below 0 is clipped, as values over the top are)
+            # a tensor normalized for a network (x / 127.5 - 1, ImageNet's mean and std): clipped to 0 and read as
+            # 0..255 it was a black photo, no face found or every face neutral, without a word
+            raise ImageError(f"{label}: values from {low:.4g} to {top:.4g} are not pixels, which run from 0 (black) to "
+                             "1 or 255 (white); undo the normalization first (e.g. x * std + mean)", "not_image")
         # uint16 in either byte order (a big-endian one is not == np.uint16); values over 255 in a wider type are
         # 16-bit ones too (np.asarray of a PIL "I" image is int32)
         a = _to_uint8(f, top, sixteen=a.dtype.kind == "u" and a.dtype.itemsize == 2, floats=a.dtype.kind == "f")

@@ -1546,6 +1546,18 @@ def test_a_library_callers_bad_arguments_are_named_not_numpys_or_torchs_errors()
         p.predict(np.zeros((64, 64, 3), np.uint8), crops="yes")
 
 
+def test_faces_of_different_sizes_in_a_list_are_named_not_numpys_error():
+    """(predict_faces and predict_proba of a list of a 48x48 face and a 64x64 one were numpy's 'setting an
+    array element with a sequence. The requested array has an inhomogeneous shape ...' ValueError)"""
+    p = Predictor()
+    ragged = [np.zeros((48, 48), np.uint8), np.zeros((64, 64), np.uint8)]
+    for call in (p.predict_faces, p.predict_proba):
+        with pytest.raises(FerkitError, match=r"takes uint8 faces as one array \(N, 48, 48\); got a list numpy cannot make one "
+                                              r"array of \(setting an array element with a sequence\): faces of different sizes\?"):
+            call(ragged)
+    assert p.predict_faces(ragged[:1]).shape == (1, 8)
+
+
 def test_a_false_model_backend_or_precision_is_refused_not_taken_for_the_default():
     """(model=0, False or "" ran the bundled default model, backend="" the torch backend and precision=""
     auto, all without a word; a detector given as a list was dict's TypeError 'unhashable type: list')"""

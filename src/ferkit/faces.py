@@ -325,7 +325,12 @@ def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
     """uint8 faces as (N, *shape), the input of a model that takes faces of `shape` ((size, size) grey
     or (size, size, 3) colour); one face, or faces flattened to rows, are taken too. Faces of another
     shape are one error naming both, never regrouped (16 grey 48x48 faces hold the pixels of 3 colour 64x64 ones)."""
-    faces = np.asarray(faces)
+    try:
+        faces = np.asarray(faces)
+    except ValueError as e:  # faces of different sizes in a list: numpy's 'inhomogeneous shape' error was the message
+        raise FerkitError(f"{model} takes uint8 faces as one array (N, {', '.join(map(str, shape))}); got a "
+                          f"{type(faces).__name__} numpy cannot make one array of ({str(e).split('. ')[0]}): "
+                          "faces of different sizes?") from None
     if faces.dtype != np.uint8:  # a cast would wrap 300 to 44 and turn 0..1 floats black, without a word
         ints = faces.dtype.kind in "iu" and (not faces.size or 0 <= faces.min() and faces.max() <= 255)
         if not ints:

@@ -43,6 +43,19 @@ def test_from_file_json_and_yaml(tmp_path):
         TrainConfig.from_file(tmp_path / "bad.yaml")
 
 
+def test_from_file_of_no_path_is_a_config_error_naming_path(tmp_path):
+    """(TrainConfig.from_file(None) or of an open file was Path's 'expected str, bytes or os.PathLike object'
+    TypeError, a bytes path 'argument should be a str object', a NUL in the name stat's bare 'embedded null byte')"""
+    (tmp_path / "c.yaml").write_text("epochs: 3\n")
+    with open(tmp_path / "c.yaml") as f:
+        for value, got in ((None, "got None$"), (f, r"got <_io.TextIOWrapper .*; give its name \(f.name\)$")):
+            with pytest.raises(ConfigError, match=r"^path must be the path \(str or Path\) of a JSON or YAML file; " + got):
+                TrainConfig.from_file(value)
+    assert TrainConfig.from_file(str(tmp_path / "c.yaml").encode()).epochs == 3
+    with pytest.raises(ConfigError, match=r"^'c\\x00.yaml': not a path \(embedded null byte\); check the path$"):
+        TrainConfig.from_file("c\0.yaml")
+
+
 def test_spec_round_trip_and_overrides():
     spec = ModelSpec(convs=[ConvSpec(8)], fcs=[{"units": 16}])
     d = override_spec(spec.to_dict(), {"fcs.0.units": 64, "convs.0.dropout": 0.3})

@@ -607,7 +607,12 @@ def _no_repeats(pairs: list) -> dict:
 
 def read_file(path: str | Path) -> dict:
     """Read a JSON or YAML mapping, with a clear error naming the file."""
-    p = Path(path)
+    import os
+
+    if not isinstance(path, (str, bytes, os.PathLike)):  # (TrainConfig.from_file(None) or of an open file was Path's TypeError)
+        fix = "; give its name (f.name)" if hasattr(path, "read") else ""
+        raise ConfigError(problem("path", "the path (str or Path) of a JSON or YAML file", path) + fix)
+    p = Path(os.fsdecode(path))
     is_yaml = p.suffix.lower() in (".yaml", ".yml")
     try:
         check_regular_file(p, "a JSON or YAML file", ConfigError)  # a FIFO would wait forever, /dev/zero never end
@@ -616,8 +621,10 @@ def read_file(path: str | Path) -> dict:
         text = p.read_text(encoding="utf-8-sig")  # (a byte-order mark, as Windows editors write, is not JSON)
     except OSError as e:
         raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # (a ValueError: before the ValueError below)
         raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8); give a JSON or YAML config") from None
+    except ValueError as e:  # a NUL character in the name: stat's bare 'embedded null byte'
+        raise ConfigError(f"{quoted(repr(str(p)))}: not a path ({e}); check the path") from None
     if not (re.sub(r"(?m)^\s*#.*$", "", text) if is_yaml else text).strip():  # (YAML: or comments only)
         raise ConfigError(f"{p}: the file is empty; give a {'YAML' if is_yaml else 'JSON'} mapping of field names to values")
     try:

@@ -83,6 +83,19 @@ def test_an_array_normalized_for_a_network_is_refused_not_read_as_a_dark_photo()
     assert load_image(np.array([[-9.0, 100.0], [255.0, 0.0]]))[:, :, 0].tolist() == [[0, 100], [255, 0]]
 
 
+def test_a_url_is_said_to_be_one_not_a_missing_file(tmp_path):
+    """(Predictor.predict("https://.../photo.jpg") and predict_video of a URL were 'no such file; check the path',
+    and the video's named as https:/...)"""
+    from ferkit.video import predict_video
+
+    for call, url in ((load_image, "https://example.com/a.jpg"), (lambda u: predict_video(None, u), "http://example.com/clip.mp4")):
+        with pytest.raises(ImageError, match=f"^{url}: a URL; ferkit reads local files, not URLs: download it and give the file's path") as e:
+            call(url)
+        assert e.value.reason == "not_found"
+    with pytest.raises(ImageError, match="^.*nope.jpg: no such file; check the path$"):  # a missing file as before
+        load_image(str(tmp_path / "nope.jpg"))
+
+
 def test_premultiplied_alpha_is_flattened_onto_white_as_alpha_is():
     """(a PIL image in mode La was 'corrupt or truncated': Pillow converts La to LA alone; RGBa's
     transparent pixels came out black where RGBA's are white)"""

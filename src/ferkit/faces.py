@@ -28,6 +28,7 @@ import functools
 import io
 import numbers
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
                 raise _file_too_big(label, f"{st.st_size / 2**20:,.0f}", max_pixels)
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ImageError(f"{label}: no such file; check the path", "not_found") from None
+            raise no_such_file(label, text) from None
         except OSError as e:  # (a name too long, a loop of links, no permission)
             fix = {errno.ELOOP: "a symbolic link that leads back to itself; fix or remove the link",
                    errno.EACCES: "check its permissions", errno.EPERM: "check its permissions"}.get(e.errno, "check the path")
@@ -151,6 +152,15 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     else:
         raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes, a file, a PIL image or an array", "not_image")
     return _decode(bytes(data), str(label), max_pixels)
+
+
+def no_such_file(label: str, text: str) -> ImageError:
+    """The error for a photo or video path `text` with no file: a URL is said to be one (ferkit reads no URLs, and
+    'no such file; check the path' of https://... named no fix)."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        return ImageError(f"{label}: a URL; ferkit reads local files, not URLs: download it and give the file's path "
+                          "(from Python, its bytes do too)", "not_found")
+    return ImageError(f"{label}: no such file; check the path", "not_found")
 
 
 def max_file_bytes(max_pixels: int) -> int:

@@ -68,6 +68,8 @@ def test_an_array_reads_as_the_pil_image_of_it_does():
     assert load_image(low.astype(">u2")).tolist() == load_image(low).tolist() == [[[0] * 3, [1] * 3]]
     with pytest.raises(ImageError, match="arrays of dtype timedelta64"):
         load_image(np.zeros((4, 4), "timedelta64[s]"))
+    # an ndarray subclass reads as its plain array (np.matrix was its max()'s TypeError 'unexpected keyword argument initial')
+    assert load_image(np.matrix([[0.0, 0.5]]))[0, :, 0].tolist() == [0, 128]
 
 
 def test_an_array_normalized_for_a_network_is_refused_not_read_as_a_dark_photo():

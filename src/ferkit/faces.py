@@ -113,8 +113,8 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         from .config import problem
 
         raise FerkitError(problem("max_pixels", "a number of pixels >= 1", max_pixels))
-    if isinstance(src, np.ndarray):
-        return _from_array(src, name or "the image", max_pixels)
+    if isinstance(src, np.ndarray):  # a subclass as its plain array (np.matrix's max() takes no initial=: a TypeError)
+        return _from_array(np.asarray(src), name or "the image", max_pixels)
     if isinstance(src, Image.Image):
         label = name or "the image"
         _check_size(src.size, label, max_pixels)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -607,8 +608,6 @@ def _no_repeats(pairs: list) -> dict:
 
 def read_file(path: str | Path) -> dict:
     """Read a JSON or YAML mapping, with a clear error naming the file."""
-    import os
-
     if not isinstance(path, (str, bytes, os.PathLike)):  # (TrainConfig.from_file(None) or of an open file was Path's TypeError)
         fix = "; give its name (f.name)" if hasattr(path, "read") else ""
         raise ConfigError(problem("path", "the path (str or Path) of a JSON or YAML file", path) + fix)

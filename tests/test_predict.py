@@ -1483,7 +1483,8 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
     os.mkfifo(d / "fifo")  # nor this
     signal.alarm(20)  # opening a fifo would block: fail instead of hanging
     try:
-        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg", "-"])
+        files, problems = collect_inputs([d, d / "pipe.png", d / "loop.jpg", d / "dangling.png", d / "album.jpg", "-",
+                                          "https://example.com/a.jpg"])
     finally:
         signal.alarm(0)
     rel = [str(f.relative_to(tmp_path)) for f, _ in files]
@@ -1495,7 +1496,9 @@ def test_collect_inputs_names_what_it_cannot_read(tmp_path):
                       ("more", "a link to a folder, which a folder search does not follow")]:
         assert f"{d / name}: {why}" in text, (name, text)
     assert "-: photos are not read from standard input; save the photo to a file" in text  # not "no such file"
-    assert len(problems) == 9  # five found in the scan, four given
+    # a URL said to be one, as given ("https:/example.com/a.jpg: no such file or folder")
+    assert "https://example.com/a.jpg: a URL; ferkit reads local files, not URLs: download it and give the file's path" in text
+    assert len(problems) == 10  # five found in the scan, five given
 
 
 @pytest.mark.parametrize("backend", [[], ["--backend", "torch"]])  # the default model's shipped graph, and its checkpoint on torch

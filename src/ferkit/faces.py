@@ -154,12 +154,19 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
     return _decode(bytes(data), str(label), max_pixels)
 
 
+NOT_URLS = "a URL; ferkit reads local files, not URLs: download it and give the file's path"
+
+
+def is_url(text: str) -> bool:
+    """Whether a photo or video 'path' is a URL (scheme://...), which ferkit does not read."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
+
+
 def no_such_file(label: str, text: str) -> ImageError:
     """The error for a photo or video path `text` with no file: a URL is said to be one (ferkit reads no URLs, and
     'no such file; check the path' of https://... named no fix)."""
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
-        return ImageError(f"{label}: a URL; ferkit reads local files, not URLs: download it and give the file's path "
-                          "(from Python, its bytes do too)", "not_found")
+    if is_url(text):
+        return ImageError(f"{label}: {NOT_URLS} (from Python, its bytes do too)", "not_found")
     return ImageError(f"{label}: no such file; check the path", "not_found")
 
 

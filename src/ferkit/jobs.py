@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .draw import annotate, encode_rgb, no_copy
 from .errors import FerkitError, ImageError, quoted
-from .faces import load_image
+from .faces import NOT_URLS, is_url, load_image
 from .files import IMAGE_EXTS, VIDEO_EXTS, atomic_write, is_hidden, tree
 from .schema import FileResult, ImageResult
 from .video import Frames, predict_video
@@ -34,7 +34,11 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | Non
     under an image or video name, it gets a message saying what it is (_unusable)."""
     files, problems = [], []
     exts = IMAGE_EXTS | VIDEO_EXTS
-    for p in map(Path, paths):
+    for given in paths:
+        p = Path(given)
+        if isinstance(given, str) and is_url(given) and not p.exists():  # (as a Path, https://x is https:/x)
+            problems.append(f"{quoted(given)}: {NOT_URLS}")
+            continue
         try:
             _collect(p, exts, files, problems)
         except OSError as e:  # a name too long, a loop of links

@@ -1559,6 +1559,8 @@ def test_faces_of_different_sizes_in_a_list_are_named_not_numpys_error():
                                               r"array of \(setting an array element with a sequence\): faces of different sizes\?"):
             call(ragged)
     assert p.predict_faces(ragged[:1]).shape == (1, 8)
+    for call in (p.predict_faces, p.predict_proba):  # no faces: no probabilities (it was "got float64 values")
+        assert call([]).shape == call(()).shape == (0, 8)
 
 
 def test_a_false_model_backend_or_precision_is_refused_not_taken_for_the_default():

@@ -342,6 +342,8 @@ def face_batch(faces, shape: tuple[int, ...], model="this model") -> np.ndarray:
     """uint8 faces as (N, *shape), the input of a model that takes faces of `shape` ((size, size) grey
     or (size, size, 3) colour); one face, or faces flattened to rows, are taken too. Faces of another
     shape are one error naming both, never regrouped (16 grey 48x48 faces hold the pixels of 3 colour 64x64 ones)."""
+    if isinstance(faces, (list, tuple)) and not faces:  # no faces (numpy makes [] float64: "got float64 values")
+        return np.zeros((0, *shape), np.uint8)
     try:
         faces = np.asarray(faces)
     except ValueError as e:  # faces of different sizes in a list: numpy's 'inhomogeneous shape' error was the message

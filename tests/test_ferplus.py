@@ -242,3 +242,14 @@ def test_train_subset_of_ferplus_votes_is_stratified_by_the_most_voted_emotion(t
     cfg = TrainConfig(labels="ferplus", label_mode="majority", train_subset=35)
     train, _, _ = split_batches(data, cfg, tiny_spec().for_labels(labels), None, labels, labels.annotations(data))
     assert np.bincount(train.y.numpy(), minlength=8).tolist() == [5] * 7 + [0]
+
+
+def test_a_row_with_a_field_too_many_is_refused(tmp_path):
+    """(a row 'Training,fer0000000.png,0,4,...' with a field inserted before the votes was read with every vote
+    a column to the right: another emotion's labels, without a word)"""
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    lines = write_votes(tmp_path / "fer2013new.csv", fer, mix=False).read_text().splitlines()
+    row = lines[3].split(",")
+    (tmp_path / "shifted.csv").write_text("\n".join(lines[:3] + [",".join(row[:2] + ["0"] + row[2:])] + lines[4:]) + "\n")
+    with pytest.raises(DataError, match=r"shifted.csv, line 4: 13 fields, more than the header's 12; got 'Training,fer0000002.png,0,"):
+        ferplus.read_votes(tmp_path / "shifted.csv", load_fer(fer).splits)

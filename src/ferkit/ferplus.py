@@ -75,6 +75,10 @@ def read_votes(path: str | Path, splits: np.ndarray) -> np.ndarray:
             for lineno, row in enumerate(reader, start=2):
                 if not row:
                     continue
+                if len(row) > len(header):  # a field too many before the votes shifted them a column unsaid
+                    raise DataError(f"{path}, line {lineno}: {len(row)} fields, more than the header's {len(header)}; "
+                                    f"got {','.join(row)[:120]!r}; each row holds Usage, Image name and the 10 vote "
+                                    "counts under the header's columns (an Image name with a comma must be quoted)")
                 try:
                     usage = _USAGES[row[i_use].strip()]
                     votes = [float(row[c]) for c in cols]

@@ -232,6 +232,8 @@ def test_train_subset_of_ferplus_votes_is_stratified_by_the_most_voted_emotion(t
     from ferkit.train import split_batches
 
     fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=70)
+    # without its emotion column: FER2013's emotions would be out of line with these votes (check_aligned)
+    fer.write_text("".join(line.split(",", 1)[1] for line in fer.read_text().splitlines(keepends=True)))
     lines = [HEADER]
     for i, usage in enumerate(["Training"] * 70 + ["PublicTest"] * 70):
         votes = [0] * 10
@@ -253,3 +255,20 @@ def test_a_row_with_a_field_too_many_is_refused(tmp_path):
     (tmp_path / "shifted.csv").write_text("\n".join(lines[:3] + [",".join(row[:2] + ["0"] + row[2:])] + lines[4:]) + "\n")
     with pytest.raises(DataError, match=r"shifted.csv, line 4: 13 fields, more than the header's 12; got 'Training,fer0000002.png,0,"):
         ferplus.read_votes(tmp_path / "shifted.csv", load_fer(fer).splits)
+
+
+def test_votes_out_of_line_with_the_fer2013_rows_are_refused(tmp_path):
+    """(rows reordered within their split keep every Usage: each face trained on another face's votes, without a word)"""
+    from ferkit.labels import label_set
+
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=60)
+    lines = write_votes(tmp_path / "fer2013new.csv", fer, mix=False).read_text().splitlines()
+    data = load_fer(fer)
+    assert label_set("ferplus").annotations(data).shape == (120, 10)
+    rng = np.random.default_rng(0)
+    rows = [lines[1 + i] for i in np.concatenate([rng.permutation(60), 60 + rng.permutation(60)])]
+    (tmp_path / "fer2013new.csv").write_text("\n".join([lines[0], *rows]) + "\n")  # sorted by anything, as by chance
+    with pytest.raises(DataError, match=r"fer2013new.csv, lines 2-121: the votes' majority emotion is the FER2013 file's "
+                                        r"emotion for \d+% of these 120 faces, as by chance .* original row order"):
+        label_set("ferplus").annotations(data)
+    assert ferplus.read_votes(tmp_path / "fer2013new.csv", data.splits).shape == (120, 10)  # (the Usage check alone)

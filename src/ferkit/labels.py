@@ -158,7 +158,7 @@ class FerPlus(LabelSet):
         if data.skipped:  # the votes are matched to the data by row order
             raise DataError(f"{data.source}: {data.skipped} bad rows were skipped, so its rows no longer line up with the "
                             "FER+ votes; fix the file instead of --skip-bad-rows")
-        return ferplus.read_votes(ferplus.find_votes(data.source, labels_file), data.splits)
+        return ferplus.read_votes(ferplus.find_votes(data.source, labels_file), data.splits, data.labels)
 
     def targets(self, rows, mode, where):
         from . import ferplus

@@ -72,6 +72,13 @@ def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
         (tmp_path / "odd.csv").write_text("\n".join(lines[:4] + [",".join(row[:3] + [value] + row[4:])] + lines[5:]) + "\n")
         with pytest.raises(DataError, match=f"line 5: a vote count is not a whole number >= 0 \\({value}\\); FER"):
             ferplus.read_votes(tmp_path / "odd.csv", data.splits)
+    # 1e40 was float32's inf and said as '(inf)', after numpy's overflow warning; 1e30 was a count
+    for value, said in (("1e40", "1e\\+40"), ("1e30", "1e\\+30"), ("16777217", "16777217")):
+        row = lines[4].split(",")
+        (tmp_path / "odd.csv").write_text("\n".join(lines[:4] + [",".join(row[:3] + [value] + row[4:])] + lines[5:]) + "\n")
+        with pytest.raises(DataError, match=f"line 5: a vote count is over 16,777,216 \\({said}\\); FER"):
+            ferplus.read_votes(tmp_path / "odd.csv", data.splits)
+    assert ferplus.read_votes(tmp_path / "fer2013new.csv", data.splits).dtype == np.float32
 
 
 def test_label_modes_follow_the_ferplus_rules():

@@ -57,6 +57,7 @@ def find_votes(data_path: str | Path, labels_file: str | Path | None = None) -> 
 # FER+'s majority emotion is FER2013's emotion on 68% of the faces of FER+'s own two files (59% in the
 # worst block of 200 rows); rows out of line agree on 18%, as chance does (FER2013's classes' shares).
 AGREEMENT, BLOCK, MIN_FACES = 0.4, 500, 100
+MAX_VOTES = 2**24  # float32 counts whole numbers exactly up to here
 
 
 def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -106,7 +107,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
         names = list(_USAGES)
         raise DataError(f"{path}, line {i + 2}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
                         f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
-    votes = np.array([v for _, v in rows], np.float32)[:, _ORDER]
+    votes = np.array([v for _, v in rows], np.float64)[:, _ORDER]  # float32 once checked: 1e40 is its inf
     # nan made the loss nan (blamed on --lr), inf dropped the face; fractions (shares, not counts) fell
     # under the single-vote cut of _process and every face was dropped ("0 training faces")
     bad = ~np.isfinite(votes) | (votes < 0) | (votes != np.round(votes))
@@ -114,6 +115,12 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
         i = int(np.flatnonzero(bad.any(1))[0])
         raise DataError(f"{path}, line {i + 2}: a vote count is not a whole number >= 0 "
                         f"({', '.join(f'{v:g}' for v in votes[i][bad[i]])}); FER+'s file counts each emotion's votes of 10 annotators")
+    bad = votes > MAX_VOTES
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(1))[0])
+        raise DataError(f"{path}, line {i + 2}: a vote count is over {MAX_VOTES:,} ({', '.join(f'{v:.10g}' for v in votes[i][bad[i]])}); "
+                        "FER+'s file counts each emotion's votes of 10 annotators")
+    votes = votes.astype(np.float32)
     if labels is not None:
         check_aligned(path, votes, labels)
     return votes

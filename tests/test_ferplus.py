@@ -279,3 +279,17 @@ def test_votes_out_of_line_with_the_fer2013_rows_are_refused(tmp_path):
                                         r"emotion for \d+% of these 120 faces, as by chance .* original row order"):
         label_set("ferplus").annotations(data)
     assert ferplus.read_votes(tmp_path / "fer2013new.csv", data.splits).shape == (120, 10)  # (the Usage check alone)
+
+
+def test_messages_name_the_line_of_the_file_past_blank_lines(tmp_path):
+    """(a row's line was its row number + 2: past a blank line or a quoted line break, the line before the row's)"""
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    lines = write_votes(tmp_path / "fer2013new.csv", fer, mix=False).read_text().splitlines()
+    splits = load_fer(fer).splits
+    top = [lines[0], lines[1].replace("fer0000000.png", '"fer00\n00000.png"'), "", lines[2], ""]  # rows on lines 2-3 and 5
+    for row, said in ((lines[3].replace("Training", "PublicTest"), "line 7: Usage is PublicTest but row 2"),
+                      (lines[3].replace(",0,", ",-1,", 1), r"line 7: a vote count is not a whole number >= 0 \(-1\)"),
+                      (lines[3].replace(",0,", ",1e40,", 1), r"line 7: a vote count is over 16,777,216 \(1e\+40\)")):
+        (tmp_path / "odd.csv").write_text("\n".join(top + [row] + lines[4:]) + "\n")
+        with pytest.raises(DataError, match=said):
+            ferplus.read_votes(tmp_path / "odd.csv", splits)

@@ -66,7 +66,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
     With the FER2013 rows' emotions (labels, -1 = none), each block of rows is checked to agree with the
     votes as FER+'s file does (check_aligned): rows reordered within a split keep every Usage."""
     path = Path(path)
-    rows = []
+    rows, lines = [], []  # lines: each row's first line in the file (blank lines and quoted line breaks counted)
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
@@ -80,7 +80,9 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
                 raise DataError(f"{path}, line 1: missing column(s) {', '.join(missing)}; expected FER+'s header "
                                 f"'Usage,Image name,{','.join(COLUMNS)}'")
             i_use, cols = header.index("Usage"), [header.index(c) for c in COLUMNS]
-            for lineno, row in enumerate(reader, start=2):
+            end = reader.line_num  # the header's last line
+            for row in reader:
+                lineno, end = end + 1, reader.line_num
                 if not row:
                     continue
                 if len(row) > len(header):  # a field too many before the votes shifted them a column unsaid
@@ -94,6 +96,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
                     raise DataError(f"{path}, line {lineno}: expected a Usage (Training/PublicTest/PrivateTest) and 10 vote "
                                     f"counts; got {','.join(row)[:120]!r}") from None
                 rows.append((usage, votes))
+                lines.append(lineno)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read as a FER+ vote file ({e})") from None
     if len(rows) != len(splits):
@@ -105,7 +108,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
     if len(bad):
         i = int(bad[0])
         names = list(_USAGES)
-        raise DataError(f"{path}, line {i + 2}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
+        raise DataError(f"{path}, line {lines[i]}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
                         f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
     votes = np.array([v for _, v in rows], np.float64)[:, _ORDER]  # float32 once checked: 1e40 is its inf
     # nan made the loss nan (blamed on --lr), inf dropped the face; fractions (shares, not counts) fell
@@ -113,24 +116,26 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
     bad = ~np.isfinite(votes) | (votes < 0) | (votes != np.round(votes))
     if bad.any():
         i = int(np.flatnonzero(bad.any(1))[0])
-        raise DataError(f"{path}, line {i + 2}: a vote count is not a whole number >= 0 "
+        raise DataError(f"{path}, line {lines[i]}: a vote count is not a whole number >= 0 "
                         f"({', '.join(f'{v:g}' for v in votes[i][bad[i]])}); FER+'s file counts each emotion's votes of 10 annotators")
     bad = votes > MAX_VOTES
     if bad.any():
         i = int(np.flatnonzero(bad.any(1))[0])
-        raise DataError(f"{path}, line {i + 2}: a vote count is over {MAX_VOTES:,} ({', '.join(f'{v:.10g}' for v in votes[i][bad[i]])}); "
+        raise DataError(f"{path}, line {lines[i]}: a vote count is over {MAX_VOTES:,} ({', '.join(f'{v:.10g}' for v in votes[i][bad[i]])}); "
                         "FER+'s file counts each emotion's votes of 10 annotators")
     votes = votes.astype(np.float32)
     if labels is not None:
-        check_aligned(path, votes, labels)
+        check_aligned(path, votes, labels, lines)
     return votes
 
 
-def check_aligned(path: Path, votes: np.ndarray, labels: np.ndarray) -> None:
+def check_aligned(path: Path, votes: np.ndarray, labels: np.ndarray, lines: list[int] | None = None) -> None:
     """Refuse votes whose majority emotion agrees with the FER2013 rows' emotion (labels, -1 = none) no more
     than chance does in a block of BLOCK rows (the last block takes the rest) with MIN_FACES faces to compare:
     such rows are out of line (reordered or sorted within a split, a row dropped here and one added there),
-    which the Usage check cannot see, and every face would train on another face's votes."""
+    which the Usage check cannot see, and every face would train on another face's votes. lines: each row's
+    line in the file (default: row i on line i + 2)."""
+    lines = lines or [i + 2 for i in range(len(votes))]
     majority = majority_labels(votes)
     both = (labels >= 0) & (majority >= 0) & (majority < len(FERPLUS) - 1)  # FER2013 has no contempt
     starts = list(range(0, max(len(votes) - BLOCK, 0) + 1, BLOCK)) if len(votes) >= BLOCK else [0]
@@ -141,7 +146,7 @@ def check_aligned(path: Path, votes: np.ndarray, labels: np.ndarray) -> None:
             continue
         share = float((majority[a:b] == labels[a:b])[both[a:b]].mean())
         if share < AGREEMENT:
-            raise DataError(f"{path}, lines {a + 2}-{b + 1}: the votes' majority emotion is the FER2013 file's emotion for "
+            raise DataError(f"{path}, lines {lines[a]}-{lines[b - 1]}: the votes' majority emotion is the FER2013 file's emotion for "
                             f"{share:.0%} of these {n} faces, as by chance (FER+'s own files: 68%); the rows are out of line "
                             "with the FER2013 data (reordered, sorted, or rows dropped and added); give both files in "
                             "their original row order (an emotion column that is not the faces' own: leave it out)")

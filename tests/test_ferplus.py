@@ -293,3 +293,26 @@ def test_messages_name_the_line_of_the_file_past_blank_lines(tmp_path):
         (tmp_path / "odd.csv").write_text("\n".join(top + [row] + lines[4:]) + "\n")
         with pytest.raises(DataError, match=said):
             ferplus.read_votes(tmp_path / "odd.csv", splits)
+
+
+def test_a_gzipped_vote_file_is_read(tmp_path):
+    """(a gzipped copy, as FER2013's file may be, was 'cannot read as a FER+ vote file ('utf-8' codec can't decode
+    byte 0x8b in position 1 ...)', and fer2013new.csv.gz beside the data was 'no FER+ vote file')"""
+    import gzip
+
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    plain = write_votes(tmp_path / "plain.csv", fer, mix=False)
+    splits = load_fer(fer).splits
+    expected = ferplus.read_votes(plain, splits)
+    packed = gzip.compress(plain.read_bytes())
+    (tmp_path / "fer2013new.csv.gz").write_bytes(packed)
+    assert ferplus.find_votes(fer) == tmp_path / "fer2013new.csv.gz"
+    (tmp_path / "votes.csv").write_bytes(packed)  # whatever its name
+    for path in (ferplus.find_votes(fer), ferplus.find_votes(fer, tmp_path / "votes.csv")):
+        np.testing.assert_array_equal(ferplus.read_votes(path, splits), expected)
+    (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match=r"cut.csv.gz: a cut or damaged gzip file \(.*\); get FER\+'s vote file again$"):
+        ferplus.read_votes(tmp_path / "cut.csv.gz", splits)
+    (tmp_path / "utf16.csv").write_bytes(plain.read_text().encode("utf-16"))  # a spreadsheet's 'Unicode text'
+    with pytest.raises(DataError, match=r"utf16.csv: not UTF-8 text \(.*\); save FER\+'s vote file as a UTF-8 CSV$"):
+        ferplus.read_votes(tmp_path / "utf16.csv", splits)

@@ -23,6 +23,9 @@ their majority emotion (the paper's protocol), see `majority_labels`.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +47,10 @@ _USAGES = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}  # = data.SPLITS in
 
 
 def find_votes(data_path: str | Path, labels_file: str | Path | None = None) -> Path:
-    """The FER+ vote file: labels_file if given, else fer2013new.csv beside the FER2013 data."""
+    """The FER+ vote file: labels_file if given, else fer2013new.csv (or .csv.gz) beside the FER2013 data."""
     p = Path(labels_file) if labels_file else Path(data_path).parent / FILE_NAME
+    if not labels_file and not p.exists() and p.with_name(FILE_NAME + ".gz").exists():
+        p = p.with_name(FILE_NAME + ".gz")  # gzipped as FER2013's file may be
     if not p.exists():
         where = "--labels-file" if labels_file else f"beside {data_path}"
         raise DataError(f"{p}: no FER+ vote file ({where}). Get fer2013new.csv from {SOURCE} "
@@ -60,6 +65,15 @@ AGREEMENT, BLOCK, MIN_FACES = 0.4, 500, 100
 MAX_VOTES = 2**24  # float32 counts whole numbers exactly up to here
 
 
+def _open_text(path: Path):
+    """The vote file as text, gunzipped where it is a gzip file (whatever its name), as FER2013's CSV may be."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if gz:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
 def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Votes (N, 10) float32 in ferkit's FER+ order, checked row by row against the FER2013 rows'
     splits (0 Training, 1 PublicTest, 2 PrivateTest): the two files must hold the same rows in the same order.
@@ -68,7 +82,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
     path = Path(path)
     rows, lines = [], []  # lines: each row's first line in the file (blank lines and quoted line breaks counted)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with _open_text(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -97,7 +111,11 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
                                     f"counts; got {','.join(row)[:120]!r}") from None
                 rows.append((usage, votes))
                 lines.append(lineno)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e}); save FER+'s vote file as a UTF-8 CSV") from None
+    except (EOFError, zlib.error) as e:
+        raise DataError(f"{path}: a cut or damaged gzip file ({e}); get FER+'s vote file again") from None
+    except (OSError, csv.Error) as e:
         raise DataError(f"{path}: cannot read as a FER+ vote file ({e})") from None
     if len(rows) != len(splits):
         raise DataError(f"{path} has {len(rows)} rows but the FER2013 data has {len(splits)}: FER+ votes are aligned "

@@ -316,3 +316,13 @@ def test_a_gzipped_vote_file_is_read(tmp_path):
     (tmp_path / "utf16.csv").write_bytes(plain.read_text().encode("utf-16"))  # a spreadsheet's 'Unicode text'
     with pytest.raises(DataError, match=r"utf16.csv: not UTF-8 text \(.*\); save FER\+'s vote file as a UTF-8 CSV$"):
         ferplus.read_votes(tmp_path / "utf16.csv", splits)
+
+
+def test_a_vote_column_given_twice_is_refused(tmp_path):
+    """(the first of two 'neutral' columns was read, the other left out unsaid; FER2013's CSV refuses the same)"""
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    lines = write_votes(tmp_path / "fer2013new.csv", fer, mix=False).read_text().splitlines()
+    (tmp_path / "twice.csv").write_text("\n".join([lines[0] + ",neutral"] + [line + ",9" for line in lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"twice.csv, line 1: column\(s\) neutral appear more than once \(header is "
+                                        r"'Usage,Image name,neutral,.*,NF,neutral'\); keep one of each"):
+        ferplus.read_votes(tmp_path / "twice.csv", load_fer(fer).splits)

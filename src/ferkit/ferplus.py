@@ -93,6 +93,10 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
             if missing:
                 raise DataError(f"{path}, line 1: missing column(s) {', '.join(missing)}; expected FER+'s header "
                                 f"'Usage,Image name,{','.join(COLUMNS)}'")
+            twice = [c for c in ("Usage", *COLUMNS) if header.count(c) > 1]  # which one holds the votes?
+            if twice:
+                raise DataError(f"{path}, line 1: column(s) {', '.join(twice)} appear more than once (header is "
+                                f"{','.join(header)[:200]!r}); keep one of each")
             i_use, cols = header.index("Usage"), [header.index(c) for c in COLUMNS]
             end = reader.line_num  # the header's last line
             for row in reader:

@@ -143,8 +143,10 @@ def test_bad_row_from_cli_names_line_and_skip_flag(tmp_path, capsys):
 def test_sanity_checks_its_flags_and_labels_as_train_does(tmp_path, capsys):
     p = write_fer_csv(tmp_path / "fer.csv", usages=("Training",), n=14)
     for argv, message in [(["--lr", "-1"], "--lr must be > 0 and at most 100; got -1.0"), (["--lr", "nan"], "--lr must be a finite number"),
-                          (["--n", "0"], "--n 0 --steps 300: need --n in 2..1000"), (["--n", "1001"], "--n 1001 --steps 300: need --n in 2..1000"),
-                          (["--steps", "0"], "need --n in 2..1000 training images (batch norm needs two) and --steps >= 1")]:
+                          (["--n", "0"], "--n 0: need --n in 2..1000"), (["--n", "1001"], "--n 1001: need --n in 2..1000"),
+                          (["--steps", "0"], "error: --steps must be >= 1; got 0\n"),
+                          # (a huge --steps was taken, after the data were read, and ran for years)
+                          (["--steps", "10001"], "error: --steps must be at most 10,000; got 10001\n")]:
         assert main(["sanity", "--data", str(p), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err

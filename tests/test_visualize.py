@@ -68,6 +68,10 @@ def test_dream_settings_are_checked(clf, face):
         with pytest.raises(FerkitError, match="DeepDream settings: need"):  # NaN passed the comparisons; jitter overflowed torch
             deep_dream(clf, face, DreamSettings(**bad))
     assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=0)), face)  # no steps: the face itself
+    # --steps at most config.MAX_STEPS, as sanity's (10**9 steps an octave were taken: years on a CPU)
+    for steps, said in [(10_001, "--steps must be at most 10,000; got 10001"), (-1, "--steps must be >= 0; got -1")]:
+        with pytest.raises(FerkitError, match=f"^{said}$"):
+            deep_dream(clf, face, DreamSettings(steps=steps))
 
 
 def test_dream_octaves_stop_where_the_face_shrinks_no_more(clf, face):
@@ -128,8 +132,8 @@ def test_cli_visualize_says_a_dream_has_begun(tiny_checkpoint, tmp_path, capsys,
         raise FerkitError("stopped")
 
     monkeypatch.setattr(ferkit.dream, "deep_dream", stopped)
-    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--steps", "100000", "--layer", "2", "--out", str(tmp_path)]) == 2
-    assert "DeepDream from conv layer 2: up to 3 octaves x 100000 steps ..." in capsys.readouterr().out
+    assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--steps", "10000", "--layer", "2", "--out", str(tmp_path)]) == 2
+    assert "DeepDream from conv layer 2: up to 3 octaves x 10000 steps ..." in capsys.readouterr().out
 
 
 def test_cli_visualize_row(tiny_checkpoint, tmp_path):

@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__, precisions, runs
-from .config import TrainConfig, base_type, choices, flag
+from .config import MAX_STEPS, TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_default_folder,
@@ -408,7 +408,7 @@ def _sanity_args(p):
     p.add_argument("--model", default="shallow", help="preset name or spec file (default shallow)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field")
     p.add_argument("--n", type=int, default=100, help=f"training images to overfit, each step on all of them (default 100, at most {MAX_OVERFIT})")
-    p.add_argument("--steps", type=int, default=300, help="most optimisation steps for the overfit check")
+    p.add_argument("--steps", type=int, default=300, help=f"most optimisation steps for the overfit check (default 300, at most {MAX_STEPS:,})")
     p.add_argument("--lr", type=float, default=1e-3)
     _data_args(p)
 
@@ -419,11 +419,11 @@ def cmd_sanity(args):
 
     from .data import NO_SPLIT, load_fer, reading_for
     from .model import resolve_spec
-    from .sanity import data_labels, initial_loss, overfit
+    from .sanity import check_steps, data_labels, initial_loss, overfit
 
-    if not 2 <= args.n <= MAX_OVERFIT or args.steps < 1:
-        raise FerkitError(f"--n {args.n} --steps {args.steps}: need --n in 2..{MAX_OVERFIT} training images (batch norm "
-                          "needs two) and --steps >= 1")
+    if not 2 <= args.n <= MAX_OVERFIT:
+        raise FerkitError(f"--n {args.n}: need --n in 2..{MAX_OVERFIT} training images (batch norm needs two)")
+    check_steps(args.steps)
     TrainConfig(lr=args.lr)  # --lr checked as train's is
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out
@@ -828,7 +828,7 @@ def _visualize_args(p):
     p.add_argument("--layer", type=int, help="DeepDream: conv layer, 1-based (default: the middle one)")
     p.add_argument("--octaves", type=int, default=3, help="DeepDream: pyramid levels (default 3)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="DeepDream: size ratio between levels (default 1.4)")
-    p.add_argument("--steps", type=int, default=20, help="DeepDream: gradient steps per octave (default 20)")
+    p.add_argument("--steps", type=int, default=20, help=f"DeepDream: gradient steps per octave (default 20, at most {MAX_STEPS:,})")
     p.add_argument("--step-size", type=float, default=0.01, help="DeepDream: step length relative to the mean gradient (default 0.01)")
     p.add_argument("--jitter", type=int, default=2, help="DeepDream: random shift in pixels before each step (default 2)")
     p.add_argument("--objective", choices=["l2", "mean"], default="l2", help="DeepDream: maximise the L2 norm or the mean of the layer's output")

@@ -61,6 +61,9 @@ MAX_THREADS = 1024  # far above any CPU's cores; torch's thread pool crashes (SI
 # Epochs: far above any useful run (a million passes over even a 64-face subset take days); the one-cycle
 # and cosine schedules compute their steps as floats, and past ~1e308 steps crashed with an OverflowError
 MAX_EPOCHS = 1_000_000
+# Optimisation steps of sanity's overfit check and of each DeepDream octave (defaults 300 and 20): each is
+# a forward and backward pass, up to seconds on a CPU, so 10,000 is hours; --steps 10**9 would run for years
+MAX_STEPS = 10_000
 MAX_RATE = 100.0  # lr, l2 and --flip-consistency's weight: far above any useful value (lr 1e308 overflows the optimizer)
 
 

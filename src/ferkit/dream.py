@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
+from .config import MAX_STEPS, bounded
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
 
@@ -65,10 +66,12 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
     """The conv layer `s` dreams on, once every setting is checked against the model: a clear error otherwise."""
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    for steps in bounded("--steps", s.steps, 0, MAX_STEPS):  # (steps of each octave; 0: the face itself)
+        raise FerkitError(steps)
     side = clf.spec.in_size
-    if not (s.octaves >= 1 and s.octave_scale > 1 and s.steps >= 0 and 0 < s.step_size < math.inf and 0 <= s.jitter <= side):
-        raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --steps >= 0, --step-size > 0 and "
-                          f"finite, --jitter 0..{side} (the face's side); got {s.octaves}, {s.octave_scale}, {s.steps}, "
+    if not (s.octaves >= 1 and s.octave_scale > 1 and 0 < s.step_size < math.inf and 0 <= s.jitter <= side):
+        raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --step-size > 0 and "
+                          f"finite, --jitter 0..{side} (the face's side); got {s.octaves}, {s.octave_scale}, "
                           f"{s.step_size}, {s.jitter}")
     return check_layer(clf, s.layer)
 

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ModelSpec
+from .config import MAX_STEPS, ModelSpec, bounded
 from .data import mean_image
+from .errors import FerkitError
 from .labels import LabelSet, for_emotions, label_set
 from .model import create_model
 from .train import evaluate, make_batches
@@ -31,6 +32,12 @@ def data_labels(data) -> tuple[LabelSet, np.ndarray]:
     return classes, classes.annotations(data)
 
 
+def check_steps(steps: int) -> None:
+    """The overfit check's steps: 1..config.MAX_STEPS (as DeepDream's), else the error naming --steps."""
+    for p in bounded("--steps", steps, 1, MAX_STEPS):
+        raise FerkitError(p)
+
+
 def initial_loss(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, seed: int = 0, classes: LabelSet = FILE_LABELS) -> float:
     """Cross-entropy of a freshly initialised model (one output per class of `classes`) with
     regularisation off (dropout off, no L2); about ln of the class count."""
@@ -43,6 +50,7 @@ def overfit(spec: ModelSpec, images: np.ndarray, labels: np.ndarray, steps: int 
             seed: int = 0, target: float = 0.99, classes: LabelSet = FILE_LABELS) -> dict:
     """Train on a small subset (no regularisation, no augmentation) until training accuracy
     reaches target; returns {"train_acc", "loss", "steps"}."""
+    check_steps(steps)
     torch.manual_seed(seed)
     model = create_model(spec, classes)
     for m in model.modules():  # regularisation off: the point is to memorise

@@ -1,5 +1,7 @@
 """Activation maps, filters, faces from photos/rows (visualize.py) and DeepDream (dream.py)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,22 @@ def test_dream_changes_face_and_raises_objective(clf, face):
         assert after > before * 1.1
         assert np.array_equal(dream, deep_dream(clf, face, s))  # same seed, same dream
     assert not clf.model.training and all(p.grad is None for p in clf.model.parameters())
+
+
+def test_faces_not_the_models_input_are_named(clf, face):
+    """activation_maps, deep_dream and layer_objective take the model's faces as predict_proba does: a face of
+    another size was torch's 'The size of tensor a (64) must match ...', 0..1 floats were cast to a black face"""
+    for bad, said in [(np.zeros((64, 64), np.uint8), "takes uint8 grey faces (N, 48, 48); got an array of shape (64, 64)"),
+                      (np.zeros((48, 48, 3), np.uint8), "got an array of shape (48, 48, 3)"),
+                      (face / 255.0, "takes uint8 faces (0..255); got float64 values")]:
+        for fn, more in [(activation_maps, ()), (deep_dream, (DreamSettings(steps=1),)), (layer_objective, (1,))]:
+            with pytest.raises(FerkitError, match=re.escape(said)):
+                fn(clf, bad, *more)
+    with pytest.raises(FerkitError, match="one face"):
+        activation_maps(clf, np.stack([face, face]))
+    with pytest.raises(FerkitError, match=re.escape("--layer 3: this model has conv layers 1..2")):
+        layer_objective(clf, face[None], 3)  # (was the last layer's objective)
+    assert len(activation_maps(clf, face.ravel())) == 2  # a face as one row of pixels, as predict_proba takes it
 
 
 def test_dream_settings_are_checked(clf, face):

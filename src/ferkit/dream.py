@@ -22,6 +22,7 @@ from .checkpoint import Classifier
 from .config import MAX_STEPS, bounded
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
+from .visualize import one_face
 
 OBJECTIVES = ("l2", "mean")
 
@@ -57,7 +58,12 @@ def _objective(acts: torch.Tensor, kind: str) -> torch.Tensor:
 
 def layer_objective(clf: Classifier, faces: np.ndarray, layer: int, kind: str = "l2") -> np.ndarray:
     """The dream objective of conv layer `layer` (1-based) for uint8 faces (N, H, W[, C]), the model's input -> (N,)."""
-    x, _ = clf.inputs(np.asarray(faces, np.uint8).reshape(-1, *clf.spec.face_shape))
+    from .faces import face_batch
+
+    if kind not in OBJECTIVES:
+        raise FerkitError(f"objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")
+    layer = check_layer(clf, layer)  # (features[:99] of 8 layers was the last one's objective, unsaid)
+    x, _ = clf.inputs(face_batch(faces, clf.face_shape))
     with torch.no_grad():
         return _objective(clf.model.features[:layer](x), kind).cpu().numpy()
 
@@ -83,7 +89,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     net = clf.model.features[:layer]
     clf.model.eval()
     gen = torch.Generator().manual_seed(s.seed)
-    base, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, C, H, W), mean-subtracted, /128
+    base, _ = clf.inputs(one_face(clf, face)[None])  # (1, C, H, W), mean-subtracted, /128
     mean = torch.as_tensor(clf.mean, device=base.device)
     mean = mean.permute(2, 0, 1) if mean.dim() == 3 else mean[None]  # (C, H, W), as the inputs
     lo, hi = (0 - mean) / PIXEL_SCALE, (255 - mean) / PIXEL_SCALE  # valid pixel range in model units, per pixel

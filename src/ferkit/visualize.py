@@ -26,10 +26,23 @@ def layer_names(model) -> list[str]:
     return names
 
 
+def one_face(clf: Classifier, face) -> np.ndarray:
+    """The one uint8 face of the model's input shape that `face` is, else an error naming the shape (as
+    predict_proba's faces.face_batch names it): a cast turned 0..1 floats black without a word, and a face of
+    another size (a whole photo, a grey face for a colour model) was torch's 'The size of tensor a ...'."""
+    from .faces import face_batch
+
+    faces = face_batch(face, clf.face_shape)
+    if len(faces) != 1:
+        raise FerkitError(f"this model's visualisations take one face ({', '.join(map(str, clf.face_shape))}); "
+                          f"got {len(faces)} faces; give them one at a time")
+    return faces[0]
+
+
 @torch.no_grad()
 def activation_maps(clf: Classifier, face: np.ndarray) -> list[np.ndarray]:
     """The output of each conv layer (after ReLU[, pool]) for one uint8 face (the model's input): [(C_k, H_k, W_k)] float32."""
-    x, _ = clf.inputs(np.asarray(face, np.uint8)[None])  # (1, C, H, W)
+    x, _ = clf.inputs(one_face(clf, face)[None])  # (1, C, H, W)
     maps = []
     for block in clf.model.features:  # one Sequential per conv layer
         x = block(x)

@@ -86,6 +86,13 @@ def test_dream_settings_are_checked(clf, face):
         with pytest.raises(FerkitError, match="DeepDream settings: need"):  # NaN passed the comparisons; jitter overflowed torch
             deep_dream(clf, face, DreamSettings(**bad))
     assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=0)), face)  # no steps: the face itself
+    # (TypeErrors of range, torch.randint and a slice; layer=True dreamed on layer 1)
+    for field, value in [("steps", 2.5), ("jitter", 1.5), ("layer", 2.0), ("layer", "2"), ("layer", True), ("octaves", "3")]:
+        with pytest.raises(FerkitError, match=re.escape(f"--{field} must be a whole number; got {value!r}")):
+            deep_dream(clf, face, DreamSettings(**{field: value}))
+    with pytest.raises(FerkitError, match=re.escape("--step-size must be a number; got '0.1'")):
+        deep_dream(clf, face, DreamSettings(step_size="0.1"))
+    assert deep_dream(clf, face, DreamSettings(steps=np.int64(1), layer=np.int32(2), jitter=np.uint8(1))).shape == face.shape
     # --steps at most config.MAX_STEPS, as sanity's (10**9 steps an octave were taken: years on a CPU)
     for steps, said in [(10_001, "--steps must be at most 10,000; got 10001"), (-1, "--steps must be >= 0; got -1")]:
         with pytest.raises(FerkitError, match=f"^{said}$"):

@@ -12,6 +12,7 @@ and its weights are not changed. Pixels stay in the valid 0..255 range.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
-from .config import MAX_STEPS, bounded
+from .config import MAX_STEPS, bounded, problem
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
 from .visualize import one_face
@@ -46,7 +47,7 @@ def check_layer(clf: Classifier, layer: int | None) -> int:
         return (n + 1) // 2
     if not 1 <= layer <= n:
         raise FerkitError(f"--layer {layer}: this model has conv layers 1..{n}")
-    return layer
+    return int(layer)
 
 
 def _objective(acts: torch.Tensor, kind: str) -> torch.Tensor:
@@ -72,6 +73,13 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
     """The conv layer `s` dreams on, once every setting is checked against the model: a clear error otherwise."""
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    # counts are whole numbers and sizes real ones (steps=2.5, jitter=1.5, layer=2.0 or '2' were TypeErrors of
+    # range, torch.randint and a slice; layer=True dreamed on layer 1); numpy's are taken as Python's
+    for name, value, kind in [("--layer", s.layer, numbers.Integral), ("--octaves", s.octaves, numbers.Integral),
+                              ("--steps", s.steps, numbers.Integral), ("--jitter", s.jitter, numbers.Integral),
+                              ("--octave-scale", s.octave_scale, numbers.Real), ("--step-size", s.step_size, numbers.Real)]:
+        if (value is not None or name != "--layer") and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise FerkitError(problem(name, "a whole number" if kind is numbers.Integral else "a number", value))
     for steps in bounded("--steps", s.steps, 0, MAX_STEPS):  # (steps of each octave; 0: the face itself)
         raise FerkitError(steps)
     side = clf.spec.in_size
@@ -86,6 +94,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     """The dreamed version of a uint8 face, the model's input (H, W) grey or (H, W, 3) colour, in its shape."""
     s = settings or DreamSettings()
     layer = check_settings(clf, s)
+    jitter = int(s.jitter)  # (numpy's uint8 1 negated overflowed to 255)
     net = clf.model.features[:layer]
     clf.model.eval()
     gen = torch.Generator().manual_seed(s.seed)
@@ -109,7 +118,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
         x = (octave + detail).detach()
         lo_n, hi_n = (F.interpolate(b[None], size=(n, n), mode="bilinear", align_corners=False) for b in (lo, hi))
         for _ in range(s.steps):
-            dx, dy = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen)) if s.jitter else (0, 0)
+            dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen)) if jitter else (0, 0)
             xj = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
             (g,) = torch.autograd.grad(_objective(net(xj), s.objective).sum(), xj)
             g = torch.roll(g, (-dy, -dx), (2, 3))

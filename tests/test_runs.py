@@ -183,6 +183,8 @@ def test_summarize_history():
     assert runs.summarize_history([]) is None
     no_val = runs.summarize_history([{**r, "val_acc": float("nan")} for r in rows])
     assert no_val["best_epoch"] == 3  # without validation the last epoch is the best, as in training
+    row = runs.format_summary([runs.Run(Path("c"), "c", None, [{**r, "val_acc": float("nan")} for r in rows], np.zeros(0))]).splitlines()[1]
+    assert row.split()[:5] == ["c", "3", "no", "validation", "-"] and "nan" not in row  # (was 'nan (  3)  nan')
     text = runs.format_summary([runs.Run(Path("a"), "a", None, rows, np.zeros(0)), runs.Run(Path("b"), "b", None, [], np.zeros(0))])
     assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
 

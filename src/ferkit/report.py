@@ -16,6 +16,7 @@ import csv
 import html
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -126,8 +127,12 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     s = summarize_history(run.history)
     if s is not None:
         facts["epochs run"] = str(s["epochs"])
-        facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
-        facts["last epoch's accuracy"] = f"validation {s['last_val_acc']:.4f}, training {s['last_train_acc']:.4f}"
+        if math.isfinite(s["best_val_acc"]):
+            facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
+        else:  # (was 'nan (epoch 3)')
+            facts["best validation accuracy"] = f"none: no validation split; best.pt is the last epoch, {s['best_epoch']}"
+        val = f"validation {s['last_val_acc']:.4f}, " if math.isfinite(s["last_val_acc"]) else ""
+        facts["last epoch's accuracy"] = f"{val}training {s['last_train_acc']:.4f}"
         facts["training time"] = (f"{s['wall_clock_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
                                   f"the median epoch; the epochs' sum {s['total_seconds'] / 60:.1f} min)")
     parts.append("<h3>Configuration</h3><div class='cols'>" + _kv_table(facts) + _kv_table(cfg) +

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,7 +375,10 @@ def format_summary(runs: list[Run]) -> str:
         if s is None:
             lines.append(f"{r.name:<{w}}{'no history':>7}")
             continue
-        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3}){s['last_val_acc']:>14.4f}"
+        # a run without validation (no val split) keeps its last epoch as best: said, not 'nan (  3)'
+        best = f"{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3})" if math.isfinite(s["best_val_acc"]) else f"{'no validation':>22}"
+        last = f"{s['last_val_acc']:>14.4f}" if math.isfinite(s["last_val_acc"]) else f"{'-':>14}"
+        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{best}{last}"
                      f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
                      f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
     return "\n".join(lines)

@@ -148,6 +148,18 @@ def test_cli_visualize_image(tiny_checkpoint, tmp_path, face, capsys):
     assert img.read_bytes() == before
 
 
+def test_cli_visualize_refuses_an_output_name_taken_by_a_folder(tiny_checkpoint, tmp_path, capsys):
+    """(found when written: dream.png after the dream had run, face.png and the activations written)"""
+    out = tmp_path / "viz"
+    (out / "dream.png").mkdir(parents=True)
+    assert main(["visualize", str(tiny_checkpoint), "--steps", "1", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --out {out}: its dream.png is a folder, and visualize writes dream.png there; move it "
+                            "away or give another --out\n")
+    assert "DeepDream" not in captured.out and sorted(p.name for p in out.iterdir()) == ["dream.png"]
+    assert main(["visualize", str(tiny_checkpoint), "--what", "filters", "--out", str(out)]) == 0  # not written: no matter
+
+
 def test_cli_visualize_says_a_dream_has_begun(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     """(a large --steps ran for minutes with nothing on the screen: it looked like a hang)"""
     import ferkit.dream

@@ -861,6 +861,10 @@ def cmd_visualize(args):
     out = check_output(args.out, "--out", folder=True)
     writes = ["face.png", *(name for what in args.what for name in VISUALIZE_FILES[what])]
     for name in writes:  # a photo in --out named like an output was replaced by its 48x48 crop
+        if os.path.lexists(out / name) and not (out / name).is_file():  # (found when written: dream.png after the dream)
+            what = "a folder" if (out / name).is_dir() else "not a regular file"
+            raise FerkitError(f"--out {args.out}: its {name} is {what}, and visualize writes {name} there; move it away "
+                              "or give another --out")
         if args.image and (out / name).is_file() and Path(args.image).is_file() and (out / name).samefile(args.image):
             raise FerkitError(f"--out {args.out}: visualize writes {name} there, and that is --image {args.image}; "
                               "give another folder")

@@ -121,6 +121,20 @@ def test_face_from_image(tmp_path, face):
         face_from_image(tmp_path / "notes.txt")
 
 
+def test_a_video_for_visualize_is_told_to_save_a_frame(tmp_path, monkeypatch):
+    """(`visualize --image clip.mp4` said "`ferkit predict` reads videos", no fix for visualize, which draws one face)"""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))
+    with pytest.raises(ImageError, match=r"an MP4 video, not an image; visualize reads one face image: save a frame of it "
+                                         rf"as an image \(e\.g\. `ffmpeg -i {re.escape(str(clip))} -frames:v 1 frame\.png`\)") as e:
+        face_from_image(clip)
+    assert "ferkit predict" not in str(e.value)
+    monkeypatch.chdir(tmp_path)
+    clip.rename("-my clip.mp4")  # quoted for the shell, and not taken by ffmpeg for an option
+    with pytest.raises(ImageError, match=re.escape("`ffmpeg -i './-my clip.mp4' -frames:v 1 frame.png`")):
+        face_from_image("-my clip.mp4")
+
+
 def test_face_from_data(fer_csv):
     data = load_fer(fer_csv)
     f, label = face_from_data(data, "val", 3)

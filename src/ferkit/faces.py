@@ -103,10 +103,12 @@ def video_container(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS, *, video_fix: str | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a path, bytes, a binary file object, a PIL image or an array.
 
-    `name` labels the image in error messages (default: the path, or "the image")."""
+    `name` labels the image in error messages (default: the path, or "the image"). `video_fix` is what the
+    message of a video given here says to do (default: how `ferkit predict` reads it as a video), for a
+    caller that wants one image and nothing else (visualize: save a frame)."""
     from PIL import Image
 
     if not (isinstance(max_pixels, numbers.Real) and not isinstance(max_pixels, bool) and max_pixels >= 1):
@@ -151,7 +153,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np
         data = _read_file(src, label, max_pixels)
     else:
         raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes, a file, a PIL image or an array", "not_image")
-    return _decode(bytes(data), str(label), max_pixels)
+    return _decode(bytes(data), str(label), max_pixels, video_fix)
 
 
 NOT_URLS = "a URL; ferkit reads local files, not URLs: download it and give the file's path"
@@ -204,7 +206,7 @@ def _file_too_big(label: str, mib: str, max_pixels: int) -> ImageError:
                       "give a smaller image", "too_large")
 
 
-def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
+def _decode(data: bytes, label: str, max_pixels: int, video_fix: str | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     from .tiff import silence_tiff_messages
@@ -219,7 +221,8 @@ def _decode(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         except UnidentifiedImageError:
             video = video_container(data)
             if video:  # (a video named .jpg was "not an image ... give a JPEG", with no word of what it is)
-                raise ImageError(f"{label}: {video[0]} video, not an image; {_video_fix(label, video[1])}", "not_image") from None
+                raise ImageError(f"{label}: {video[0]} video, not an image; {video_fix or _video_fix(label, video[1])}",
+                                 "not_image") from None
             raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
         _check_size(im.size, label, max_pixels)
         im.load()  # a full decode: truncated or damaged data fails here, not later

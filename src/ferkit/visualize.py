@@ -8,6 +8,8 @@ a data set's row (`face_from_data`), always as the model's input: uint8 (in_size
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,11 @@ def face_from_image(src, spec=None) -> tuple[np.ndarray, str]:
     spec (a ModelSpec: its in_size and channels; None: 48x48 grey), framed as ferkit frames faces."""
     from .faces import find_faces, load_image
 
-    rgb = load_image(src)
+    # a video here is one face too many: `ferkit predict` reads videos (what load_image says of one), visualize does not
+    clip = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else "clip.mp4"
+    clip = shlex.quote("./" + clip if clip.startswith("-") else clip)  # (a name in -... is an option to ffmpeg)
+    rgb = load_image(src, video_fix=f"visualize reads one face image: save a frame of it as an image "
+                                    f"(e.g. `ffmpeg -i {clip} -frames:v 1 frame.png`) and give that")
     faces = find_faces(rgb)
     if faces:
         f = max(faces, key=lambda f: f.box[2] * f.box[3])

@@ -93,6 +93,11 @@ def test_dream_settings_are_checked(clf, face):
     with pytest.raises(FerkitError, match=re.escape("--step-size must be a number; got '0.1'")):
         deep_dream(clf, face, DreamSettings(step_size="0.1"))
     assert deep_dream(clf, face, DreamSettings(steps=np.int64(1), layer=np.int32(2), jitter=np.uint8(1))).shape == face.shape
+    # --octave-scale at most the face's side (inf and 1e308 were taken, and dreamed one octave)
+    for scale in (float("inf"), 1e308, 10**400, 49.0):
+        with pytest.raises(FerkitError, match=r"^--octave-scale must be at most 48, the face's side in pixels .*; got "):
+            deep_dream(clf, face, DreamSettings(octave_scale=scale))
+    assert deep_dream(clf, face, DreamSettings(octave_scale=48, steps=1)).shape == face.shape
     # --steps at most config.MAX_STEPS, as sanity's (10**9 steps an octave were taken: years on a CPU)
     for steps, said in [(10_001, "--steps must be at most 10,000; got 10001"), (-1, "--steps must be >= 0; got -1")]:
         with pytest.raises(FerkitError, match=f"^{said}$"):
@@ -222,4 +227,6 @@ def test_cli_visualize_bad_inputs(tiny_checkpoint, tmp_path, capsys):
     assert "--layer 9" in capsys.readouterr().err
     assert main(["visualize", str(tiny_checkpoint), "--octaves", "0", "--out", str(out)]) == 2
     assert "--octaves >= 1" in capsys.readouterr().err
+    assert main(["visualize", str(tiny_checkpoint), "--octave-scale", "inf", "--out", str(out)]) == 2
+    assert "--octave-scale must be at most 48" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())

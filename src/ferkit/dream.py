@@ -87,6 +87,11 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
         raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --step-size > 0 and "
                           f"finite, --jitter 0..{side} (the face's side); got {s.octaves}, {s.octave_scale}, "
                           f"{s.step_size}, {s.jitter}")
+    # at most the face's side in pixels: past it the first octave shrinks the face to under a pixel, so only the
+    # face itself is dreamed, whatever --octaves says (inf and 1e308 were taken and dreamed one octave, silently)
+    if s.octave_scale > side:
+        raise FerkitError(problem("--octave-scale", f"at most {side}, the face's side in pixels (a larger ratio shrinks "
+                                  "it under a pixel: no octave but the face itself)", s.octave_scale))
     return check_layer(clf, s.layer)
 
 

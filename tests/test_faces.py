@@ -29,6 +29,25 @@ def test_load_image_sources_agree(tmp_path):
         assert np.array_equal(load_image(f), rgb)
 
 
+
+def test_a_bytes_path_is_told_to_be_given_as_a_str(tmp_path):
+    """(load_image(b"/path/to/photo.jpg") read the path's bytes as the image: "not an image", no word of why)"""
+    import os
+
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    p = _png(tmp_path / "a.png", Image.fromarray(rgb))
+    with pytest.raises(ImageError, match=r"^the image: not an image, .*; these bytes are the path of a file, .*a\.png: give it as a "
+                                         r"str, os\.fsdecode\(path\) \(bytes are read as the image itself\)$") as e:
+        load_image(os.fsencode(p))
+    assert e.value.reason == "not_image"
+    assert np.array_equal(load_image(os.fsdecode(os.fsencode(p))), rgb)  # the fix it names
+    assert np.array_equal(load_image(bytearray(p.read_bytes())), rgb)  # an image's bytes are read as before
+    for data in (os.fsencode(tmp_path / "none.png"), os.fsencode(tmp_path), b"not an image"):  # no file of that name
+        with pytest.raises(ImageError) as e:
+            load_image(data)
+        assert "path of a file" not in str(e.value)
+
+
 def test_load_image_modes(tmp_path):
     grey = load_image(_png(tmp_path / "l.png", Image.fromarray(np.full((5, 6), 77, np.uint8))))
     assert grey.shape == (5, 6, 3) and (grey == 77).all()

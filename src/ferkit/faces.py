@@ -148,12 +148,25 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS, *, vi
             raise ImageError(f"{name or quoted(repr(text))}: not a path ({e}); check the path", "not_found") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the image"
+        try:
+            return _decode(data, str(label), max_pixels, video_fix)
+        except ImageError as e:
+            if e.reason == "not_image" and _names_a_file(data):  # load_image(b"/path/to/photo.jpg"): "not an image"
+                raise ImageError(f"{e}; these bytes are the path of a file, {quoted(os.fsdecode(data))}: give it as a str, "
+                                 "os.fsdecode(path) (bytes are read as the image itself)", e.reason) from None
+            raise
     elif hasattr(src, "read"):
         label = name or getattr(src, "name", None) or "the image"
         data = _read_file(src, label, max_pixels)
     else:
         raise ImageError(f"cannot read an image from a {type(src).__name__}; give a path, bytes, a file, a PIL image or an array", "not_image")
     return _decode(bytes(data), str(label), max_pixels, video_fix)
+
+
+def _names_a_file(data: bytes) -> bool:
+    """Whether bytes given as an image's contents are rather the path of an existing file: short (a path's
+    length, PATH_MAX on Linux), with no NUL (which no path holds, and most image files do)."""
+    return 0 < len(data) <= 4096 and b"\0" not in data and os.path.isfile(data)
 
 
 NOT_URLS = "a URL; ferkit reads local files, not URLs: download it and give the file's path"

@@ -416,6 +416,21 @@ def test_a_best_pt_that_cannot_be_written_is_refused_before_resume_trains(tiny_r
     assert read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
+def test_a_resume_without_its_best_pt_says_the_best_weights_are_gone(tiny_run, tmp_path, caplog):
+    """A deleted best.pt was resumed without a word, and a run whose later epochs scored less ended with none."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()
+    with caplog.at_level("WARNING", "ferkit"):
+        assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 0
+    assert f"{run / 'best.pt'}: missing, so the weights that scored " in caplog.text
+    assert "a resumed epoch that scores higher writes a new best.pt" in caplog.text
+
+
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):
     import ferkit.train
     from ferkit.cli import main

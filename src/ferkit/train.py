@@ -808,6 +808,10 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
                  "resume it with a larger --epochs")
         else:
             info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
+        if best_acc is not None and not os.path.lexists(out / BEST):  # (deleted: only a later, better epoch writes one)
+            log.warning(f"{out / BEST}: missing, so the weights that scored {best_acc:.4f} are gone; a resumed epoch "
+                        f"that scores higher writes a new {BEST}, and until one does the run has none (its {LAST} is "
+                        "the last epoch's)")
     if dist.main:
         with _saving(out / CONFIG, out, go_on):  # (the folder is _sole_writer's)
             atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))

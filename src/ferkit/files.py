@@ -109,11 +109,8 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Pa
         base = next(a for a in (base, *base.parents) if a.exists())
         if not base.is_dir():
             raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; {fix}")
-    try:  # a real write: os.access says yes to root even on a read-only file system
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as e:
-        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); {fix}") from None
+    if (e := write_error(base, room=0)) is not None:
+        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); {fix}")
     return p
 
 
@@ -135,13 +132,10 @@ def check_default_folder(folder: Path, what: str, flag: str) -> None:
     """A FerkitError where `what` (e.g. "the metrics") cannot be written in `folder`, the place a command writes
     it when its `flag` (e.g. "--json") was not given: the message names the folder and says to choose another
     place with that flag; check_output's begin with a flag and its value, as if the user had given them."""
-    try:  # a real write, as check_output's: os.access says yes to root even on a read-only file system
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
+    if (e := write_error(folder, room=0)) is not None:
         name = Path.cwd() if folder == Path(".") else folder
         raise FerkitError(f"{name}: cannot write {what} in this folder ({e.strerror or e}); {write_fix(e)}, or choose "
-                          f"another place with {flag} FILE") from None
+                          f"another place with {flag} FILE")
 
 
 def check_outputs(*outputs: tuple[str, str | os.PathLike | None, bool]) -> list[Path | None]:
@@ -313,19 +307,30 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     return Path(path)
 
 
-def write_error(folder: str | os.PathLike) -> OSError | None:
-    """The OSError that writing a few kB into `folder` raises now (a full disk, a folder gone or made
-    read-only), or None where it can: whether the folder is why a library that says only that it failed
-    (OpenCV's video writer, which opens no file on a full disk) failed. A temporary file, removed again.
-    (check_output's test writes no byte: an empty file takes no room, and a full disk passes it.)"""
+def write_error(folder: str | os.PathLike, room: int = 4096) -> OSError | None:
+    """The OSError that creating a file in `folder` and writing `room` bytes into it raises now (a full disk,
+    a folder gone or made read-only), or None where it can; a temporary file, removed again. A real write:
+    os.access says yes to root even on a read-only file system. room=0 (check_output's test) asks only for a
+    file, which a full disk still gives; a block tells whether the folder is why a library that says only that
+    it failed (OpenCV's video writer, which opens no file on a full disk) failed."""
     try:
         with tempfile.TemporaryFile(dir=folder) as f:
-            f.write(bytes(4096))  # a block: a disk with none free refuses it
-            f.flush()
-            os.fsync(f.fileno())  # (a file system that allocates late says so only here)
+            if room:
+                f.write(bytes(room))
+                f.flush()
+                os.fsync(f.fileno())  # (a file system that allocates late says so only here)
     except OSError as e:
         return e
     return None
+
+
+def temp_folder() -> str | None:
+    """The folder temporary files go to (TMPDIR's, else /tmp ...), or None where none takes a file (the whole
+    disk full): for messages that name it, which asking tempfile again would turn into its own error."""
+    try:
+        return tempfile.gettempdir()
+    except OSError:
+        return None
 
 
 def write_fix(e: OSError) -> str:

@@ -44,7 +44,7 @@ from torch import nn
 
 from .checkpoint import Classifier
 from .errors import FerkitError, OutputError
-from .files import atomic_write, write_fix
+from .files import atomic_write, temp_folder, write_fix
 from .preprocess import PIXEL_SCALE, probabilities, standardize
 from .runtime import INPUT, OUTPUT, onnx_session
 
@@ -161,7 +161,7 @@ def quantize_int8(graph, faces: np.ndarray, batch: int = 64, fmt: str = "qdq"):
                             op_types_to_quantize=INT8_OPS, nodes_to_exclude=fp32_stem(graph))
             out = onnx.load(dst)
     except OSError as e:  # (it was said of the --onnx file, which is written later and elsewhere)
-        where = tempfile.tempdir or "the temporary folder"  # (None: no folder could be used at all, TMPDIR's nor /tmp)
+        where = temp_folder() or "the temporary folder"  # (None: no folder could be used at all, TMPDIR's nor /tmp)
         raise OutputError(f"{where}: cannot write the int8 quantization's temporary files there "
                           f"({e.strerror or e}); {write_fix(e)} there, or set TMPDIR to another folder, and run again") from None
     problems = int8_problems(out)

@@ -59,7 +59,7 @@ from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import FerkitError, ImageError, quoted
-from .files import write_fix
+from .files import temp_folder, write_fix
 from .labels import EMOTIONS, colors
 from .settings import (
     DEFAULT_MAX_PIXELS,
@@ -146,10 +146,7 @@ def _cannot_store_upload(e: OSError) -> JSONResponse:
     """The server could not spool an upload to its temporary file (a full disk, out of descriptors, a file
     size limit): its fault, not the request's, so a 503 and a warning, not FastAPI's 400 "There was an
     error parsing the body" with nothing in the log."""
-    try:
-        where = tempfile.gettempdir()
-    except OSError:  # none takes a file (TMPDIR's, /tmp, /var/tmp, /usr/tmp, the current folder: the whole disk full),
-        where = None  # which e says, naming them (asked again here, it was a traceback and a 500 "please report this")
+    where = temp_folder()  # None: none takes a file, which e says, naming those tried (asked of tempfile, a 500)
     if where is None:
         _cannot_store.warn(f"cannot store uploads over 1 MB: no temporary folder takes a file ({e.strerror or e}): they get "
                            "a 503; free space in one of those folders, or set TMPDIR to a folder with room")
@@ -937,7 +934,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     try:  # where a worker that cannot start leaves its error for this process to say
         errors = tempfile.TemporaryDirectory(prefix="ferkit-serve-")
     except OSError as e:  # a temporary folder gone, or none that takes a file (the whole disk full): was a traceback
-        where = tempfile.tempdir  # (None: tempfile found none; e names those it tried)
+        where = temp_folder()  # (None: tempfile found none; e names those it tried)
         raise FerkitError(f"--workers {workers}: cannot make a temporary folder for the workers' start-up errors "
                           f"{f'in {where} ' if where else ''}({e.strerror or e}); "
                           f"{write_fix(e) if where else 'free some space in one of those folders'}, or set TMPDIR to a folder "

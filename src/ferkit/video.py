@@ -19,7 +19,7 @@ import numpy as np
 
 from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra, quoted
-from .faces import MAX_PIXELS, no_such_file
+from .faces import MAX_PIXELS, is_url, no_such_file
 from .files import atomic_path, check_regular_file, write_error
 from .schema import Frame, Track, VideoResult
 
@@ -104,9 +104,9 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     Interrupted after a frame, it raises Interrupted with what it has (the annotated copy is dropped).
     frames: where each frame goes once done, the result's "frames" (default: a new list, which keeps them all;
     `ferkit predict` gives outputs.FrameSpool, which writes them out)."""
-    text, path = os.fspath(path), Path(path)
+    text, path = os.fsdecode(path), Path(path)
     if not path.exists():  # (a URL named as given: Path("https://x") prints https:/x)
-        raise no_such_file(quoted(text) if isinstance(text, str) and "://" in text else str(path), str(text))
+        raise no_such_file(quoted(text) if is_url(text) else str(path), text)
     # a pipe or a device is never opened (FFmpeg waited forever on a pipe with no writer), a folder is said to be one
     check_regular_file(path, "a video file (MP4, AVI, ...)", lambda message: ImageError(message, "not_image"))
     if path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")

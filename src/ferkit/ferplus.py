@@ -130,7 +130,7 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
     if len(bad):
         i = int(bad[0])
         names = list(_USAGES)
-        raise DataError(f"{path}, line {lines[i]}: Usage is {names[usages[i]]} but row {i} of the FER2013 data is "
+        raise DataError(f"{path}, line {lines[i]}: Usage is {names[usages[i]]} but row {i + 1} of the FER2013 data is "
                         f"{names[splits[i]]}; the files are not row-aligned ({len(bad)} rows disagree)")
     votes = np.array([v for _, v in rows], np.float64)[:, _ORDER]  # float32 once checked: 1e40 is its inf
     # nan made the loss nan (blamed on --lr), inf dropped the face; fractions (shares, not counts) fell
@@ -234,8 +234,12 @@ def targets(votes: np.ndarray, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np
 def majority_labels(votes: np.ndarray) -> np.ndarray:
     """Each face's majority emotion (N,) int64 in ferkit's FER+ order, -1 where FER+'s test protocol
     has none (no emotion with more than half of the non-single votes, or unknown/not a face)."""
-    t, keep = targets(votes, "majority")
-    return np.where(keep, t.argmax(1), -1).astype(np.int64)
+    # _process's majority rule over the whole array at once: face by face it cost check_aligned ~1 s on
+    # every load of FER+'s 32,298 rows. More than half of the votes is one column, so argmax has no tie.
+    raw = np.where(votes <= 1, 0, votes).astype(np.float64)  # single votes are outliers
+    top = raw.argmax(1)
+    has = (raw.max(1) > 0.5 * raw.sum(1)) & (top < N_EMOTIONS)
+    return np.where(has, top, -1).astype(np.int64)
 
 
 def top_vote_sets(votes: np.ndarray) -> np.ndarray:

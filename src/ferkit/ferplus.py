@@ -181,12 +181,7 @@ def _process(raw: np.ndarray, mode: str) -> np.ndarray:
     raw = np.where(raw <= 1, 0, raw).astype(np.float64)  # single votes are outliers
     total = raw.sum()
     out = np.zeros(10)
-    if mode == "majority":
-        if raw.max() > 0.5 * total:
-            out[raw.argmax()] = raw.max()
-        else:
-            return unknown
-    elif mode in ("probability", "crossentropy"):
+    if mode in ("probability", "crossentropy"):
         # Take the most-voted emotions (ties together) until 75% of the votes or 3 emotions are in;
         # stop at a tie with unknown/NF, keeping the emotions already taken.
         taken, count, valid = 0.0, 0, True
@@ -221,6 +216,10 @@ def targets(votes: np.ndarray, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np
     multi_target: 1 for each accepted emotion, 0 elsewhere. Dropped faces get all zeros."""
     if mode not in MODES:
         raise ValueError(f"label mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if mode == "majority":  # one-hot: the rule is majority_labels', for all faces at once
+        labels = majority_labels(votes)
+        keep = labels >= 0
+        return np.eye(N_EMOTIONS, dtype=np.float32)[np.maximum(labels, 0)] * keep[:, None], keep
     w = np.stack([_process(v, mode) for v in votes]) if len(votes) else np.zeros((0, 10))
     keep = w.argmax(1) < N_EMOTIONS
     t = np.where(keep[:, None], w[:, :N_EMOTIONS], 0)

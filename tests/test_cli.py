@@ -182,7 +182,40 @@ def test_evaluate_of_a_run_folder_it_cannot_write_says_to_give_json(tiny_run, tm
                            "writable, or choose another place with --json FILE\n")
         assert "evaluating" not in out.out  # before the data are read
     assert main(["evaluate", str(run), "--json", str(run / "m.json")]) == 2  # given: named as given
-    assert capsys.readouterr().err == f"error: --json {run / 'm.json'}: cannot write in {run} (Permission denied); choose another location\n"
+    assert capsys.readouterr().err == (f"error: --json {run / 'm.json'}: cannot write in {run} (Permission denied); make the "
+                                       "folder writable, or choose another location\n")
+
+
+def test_a_full_disk_is_refused_before_the_work(tiny_run, tmp_path, monkeypatch, capsys):
+    """The check made an empty temporary file, which a full disk still gives: evaluate (an export, a search) did all
+    its work, then failed to write. It writes a block now, and says to free some space. A file-size limit under a
+    block (ulimit -f, EFBIG) is no full disk: the command's files may fit, and it goes on."""
+    import errno
+    import shutil
+
+    from conftest import FullDisk
+    from ferkit import files
+    from ferkit.files import check_output
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    real = files.tempfile.TemporaryFile
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", lambda *a, **k: FullDisk(real(*a, **k), room=0))
+    assert main(["evaluate", str(run), "--json", str(tmp_path / "new" / "m.json")]) == 2
+    out = capsys.readouterr()
+    assert out.err == (f"error: --json {tmp_path / 'new' / 'm.json'}: cannot write in {tmp_path / 'new'} (No space left on "
+                       "device); free some space, or choose another location\n")
+    assert "evaluating" not in out.out and not (tmp_path / "new").exists()  # before the data are read; no folder left
+    assert main(["evaluate", str(run)]) == 2  # the metrics' default place, beside the checkpoint
+    assert capsys.readouterr().err == (f"error: {run}: cannot write the metrics in this folder (No space left on device); "
+                                       "free some space, or choose another place with --json FILE\n")
+
+    class Limited(FullDisk):  # ulimit -f under a block
+        def write(self, data):
+            raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", lambda *a, **k: Limited(real(*a, **k)))
+    assert check_output(tmp_path / "m.json", "--json") == tmp_path / "m.json"
 
 
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):

@@ -822,7 +822,7 @@ def test_resuming_a_folder_it_cannot_write_says_how_to_go_on(tiny_run, tmp_path,
 
     monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
     assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
-    assert capsys.readouterr().err == (f"error: --resume {run}: cannot write in {run} (Permission denied); make it writable, "
+    assert capsys.readouterr().err == (f"error: --resume {run}: cannot write in {run} (Permission denied); make the folder writable, "
                                        "or copy the run folder and resume the copy\n")
 
 

@@ -1,9 +1,9 @@
 """Writing outputs: check a destination before the work starts, then write it atomically.
 
     check_output(path, "--json")   at the start of a command, the one check every command uses:
-                                   the folder is created and a file really written there, so a
-                                   bad --out/--json/--onnx fails in a second with a clear message,
-                                   not after an hour of work
+                                   the folder is created and a block really written there, so a
+                                   bad --out/--json/--onnx or a full disk fails in a second with a
+                                   clear message, not after an hour of work
     atomic_write(path, data)       a temporary file in the same folder, then os.replace: a kill
                                    mid-write never leaves a half-written file, and readers (other
                                    workers, the web page) never see one; the temporary files that
@@ -68,8 +68,9 @@ def check_output(path: str | os.PathLike, flag: str, folder: bool = False, fix: 
     """`path` as a Path if ferkit can write it (a file, or with folder=True a folder), else a
     FerkitError naming the flag, the path, why and what to do. A file's missing parent folders are
     created; a folder (a run's --out) is not, so a command refused later leaves nothing behind:
-    a temporary file is written and removed in the nearest folder that exists. `fix` ends the
-    message of a location ferkit cannot write (a resumed run cannot move: it is told otherwise)."""
+    a temporary file is written and removed in the nearest folder that exists (room_error). `fix`, the
+    way out of a location ferkit cannot write (another one; a resumed run cannot move: it is told otherwise),
+    ends the message, after the fix for the cause (write_fix: free some space, make the folder writable)."""
     if not str(path).strip():  # Path("") is the current folder
         raise FerkitError(f"{flag}: an empty path; give a {'folder' if folder else 'file'}")
     if str(path) == "-":  # the Unix habit for standard output: ferkit would write a file named "-"
@@ -104,13 +105,13 @@ def _check_output(p: Path, flag: str, folder: bool, slash: bool, fix: str) -> Pa
         found = next(a for a in (base, *base.parents) if a.exists())  # the folder it failed in, or a file in the way
         if not found.is_dir():
             raise FerkitError(f"{flag} {p}: {found} is a file, not a folder; {fix}") from None
-        raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); {fix}") from None
+        raise FerkitError(f"{flag} {p}: cannot write in {found} ({e.strerror or e}); {write_fix(e)}, or {fix}") from None
     if folder:
         base = next(a for a in (base, *base.parents) if a.exists())
         if not base.is_dir():
             raise FerkitError(f"{flag} {p}: {base} is a file, not a folder; {fix}")
-    if (e := write_error(base, room=0)) is not None:
-        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); {fix}")
+    if (e := room_error(base)) is not None:
+        raise FerkitError(f"{flag} {p}: cannot write in {base} ({e.strerror or e}); {write_fix(e)}, or {fix}")
     return p
 
 
@@ -132,7 +133,7 @@ def check_default_folder(folder: Path, what: str, flag: str) -> None:
     """A FerkitError where `what` (e.g. "the metrics") cannot be written in `folder`, the place a command writes
     it when its `flag` (e.g. "--json") was not given: the message names the folder and says to choose another
     place with that flag; check_output's begin with a flag and its value, as if the user had given them."""
-    if (e := write_error(folder, room=0)) is not None:
+    if (e := room_error(folder)) is not None:
         name = Path.cwd() if folder == Path(".") else folder
         raise FerkitError(f"{name}: cannot write {what} in this folder ({e.strerror or e}); {write_fix(e)}, or choose "
                           f"another place with {flag} FILE")
@@ -307,21 +308,32 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     return Path(path)
 
 
-def write_error(folder: str | os.PathLike, room: int = 4096) -> OSError | None:
+def write_error(folder: str | os.PathLike, room: int = 4096, sync: bool = True) -> OSError | None:
     """The OSError that creating a file in `folder` and writing `room` bytes into it raises now (a full disk,
     a folder gone or made read-only), or None where it can; a temporary file, removed again. A real write:
-    os.access says yes to root even on a read-only file system. room=0 (check_output's test) asks only for a
-    file, which a full disk still gives; a block tells whether the folder is why a library that says only that
-    it failed (OpenCV's video writer, which opens no file on a full disk) failed."""
+    os.access says yes to root even on a read-only file system. room=0 asks only for a file, which a full
+    disk still gives; a block tells whether the folder is why a library that says only that it failed
+    (OpenCV's video writer, which opens no file on a full disk) failed. sync=False leaves out the fsync."""
     try:
         with tempfile.TemporaryFile(dir=folder) as f:
             if room:
                 f.write(bytes(room))
                 f.flush()
-                os.fsync(f.fileno())  # (a file system that allocates late says so only here)
+                if sync:
+                    os.fsync(f.fileno())  # (a file system that allocates late says so only here)
     except OSError as e:
         return e
     return None
+
+
+def room_error(folder: str | os.PathLike) -> OSError | None:
+    """write_error for the checks before a command's work (check_output, check_default_folder): a block, not an
+    empty file, which a full disk still gives (the check passed, and the command failed at its write, after all
+    its work). No fsync: ext4 and tmpfs refuse the write itself when full (tried on full ones), a network file
+    system the close, and the fsync cost each check 6-12 ms on ext4. A file-size limit under a block (EFBIG:
+    ulimit -f) passes: it limits each file, not the room, and the command's files may fit."""
+    e = write_error(folder, sync=False)
+    return None if e is not None and e.errno == errno.EFBIG else e
 
 
 def temp_folder() -> str | None:

@@ -654,7 +654,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, data: FerDa
 def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | None, progress: bool, held: ExitStack,
          go_on: str | None = None) -> list[dict]:
     if resume:  # a run resumes where it is: another location is no fix
-        out = check_output(out_dir, "--resume", folder=True, fix="make it writable, or copy the run folder and resume the copy")
+        out = check_output(out_dir, "--resume", folder=True, fix="copy the run folder and resume the copy")
     else:
         out = check_output(out_dir, "--out", folder=True)
     # a bundled model's name: its int8 graph teaches (the fastest teacher, bench_teacher.py), its checkpoint initialises

@@ -271,48 +271,6 @@ def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys)
         assert not (tmp_path / "s").exists(), argv  # a refused search leaves no empty folder
 
 
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="limits the file size of a child process (RLIMIT_FSIZE)")
-def test_a_database_a_full_disk_cut_short_is_removed_and_an_earlier_one_stays(files, tmp_path):
-    """On a disk with room for check_output's block but not for the study's tables, the refused search ('cannot
-    open (... disk I/O error)') left its half-made search.db, in the --out and parent folders it made. A database
-    that was there before stays: it is an earlier run's, or another worker's. The child process may write files
-    of 8 kB at most (a full disk, as Python sees it: EFBIG)."""
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-
-    def search(out):
-        return subprocess.run([sys.executable, "-m", "ferkit", *_argv(files, out, "--trials", "0")], capture_output=True,
-                              text=True, timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8000, hard)))
-
-    r = search(tmp_path / "new" / "s")
-    assert r.returncode == 2 and f"--storage sqlite:///{tmp_path / 'new' / 's' / 'search.db'}: cannot open (" in r.stderr, r.stderr
-    assert not (tmp_path / "new").exists()
-    (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "search.db").touch()
-    r = search(tmp_path / "s")
-    assert r.returncode == 2 and "cannot open (" in r.stderr, r.stderr
-    assert (tmp_path / "s" / "search.db").is_file()
-
-
-def test_a_database_another_worker_made_meanwhile_stays(files, tmp_path, monkeypatch, capsys):
-    """A worker refused for its --storage removes the database it began (a full disk cut it short), but not one
-    that a worker started with it made, with its study, in the meantime: that worker is using it."""
-    import ferkit.search
-    from ferkit.errors import FerkitError
-
-    real = ferkit.search.open_study
-
-    def raced(storage, name, heartbeat):
-        real(storage, name, heartbeat)  # the other worker's study
-        raise FerkitError(f"--storage {storage}: cannot open (OperationalError: database is locked)")
-
-    monkeypatch.setattr(ferkit.search, "open_study", raced)
-    assert main(_argv(files, tmp_path / "s", "--trials", "0")) == 2
-    assert "database is locked" in capsys.readouterr().err
-    assert _study(tmp_path / "s").study_name == "ferkit"
-
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
     csv_file, spec = files
     train_only = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=14)

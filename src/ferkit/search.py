@@ -25,7 +25,6 @@ marked FAIL and retried with the same parameters, continuing from its last check
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ import numpy as np
 from .config import TrainConfig, coerce, load_yaml, override_spec
 from .data import FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, OutputError, first_line
-from .files import missing_folders, remove_empty, write_output
+from .files import write_output
 from .outputs import csv_text
 from .runs import LAST, TRAIN_FILES
 
@@ -328,30 +327,6 @@ def shown(storage: str) -> str:
         return storage
 
 
-def sqlite_file(storage: str) -> Path | None:
-    """The database file of a SQLite storage URL; None for a server's (or one in memory)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(storage)
-    except Exception:  # not a URL: open_study says so
-        return None
-    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
-
-
-def holds_a_study(db: Path) -> bool:
-    """Whether the SQLite file db holds an Optuna study, or is being written (locked) and may soon."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=0)) as c:  # (never creates it)
-            return c.execute("SELECT count(*) FROM studies").fetchone()[0] > 0
-    except sqlite3.OperationalError as e:  # "no such table" (0 bytes, the schema cut short), "database is locked", gone
-        return "locked" in str(e)
-    except sqlite3.DatabaseError:  # "file is not a database", "malformed": cut short
-        return False
-
-
 def open_study(storage: str, study_name: str, heartbeat: int = 30):
     """Create or load the study (direction maximize) on an RDB storage with heartbeats and retries."""
     import optuna
@@ -464,19 +439,13 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed, data.names)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
-    made = missing_folders([out])
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
-    db = sqlite_file(storage)
-    fresh = db is not None and not os.path.lexists(db)
     try:
         study = open_study(storage, study_name, heartbeat)
     except FerkitError:  # nor one refused for its --storage
-        # A database this worker began and could not finish (a full disk leaves it 0 bytes or half made) goes too.
-        # One that was there stays, and so does one that holds a study: another worker, started with this one, made it.
-        if fresh and db.is_file() and not holds_a_study(db):
-            with contextlib.suppress(OSError):
-                db.unlink()
-        remove_empty(made)
+        if made and not any(out.iterdir()):
+            out.rmdir()
         raise
     _check_settings(study, _settings(cfg, params, cv), storage)
     trials = out / "trials"

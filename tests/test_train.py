@@ -89,6 +89,12 @@ def test_fit_without_val_split_keeps_last_as_best(tmp_path, caplog):
     with caplog.at_level(logging.INFO, "ferkit"):
         fit(resolve_config(base=cfg.to_dict(), epochs=3), tmp_path / "run", resume=True, progress=False)
     assert "(no validation split)" in caplog.text and read_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 3
+    (tmp_path / "run" / "best.pt").unlink()  # a resume that trains no more epochs ended with none
+    with caplog.at_level(logging.INFO, "ferkit"):
+        fit(resolve_config(base=cfg.to_dict(), epochs=3), tmp_path / "run", resume=True, progress=False)
+    assert f"{tmp_path / 'run' / 'best.pt'}: missing; written again from last.pt, epoch 3 (without validation" in caplog.text
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 3 and best["best_acc"] is None and best["optimizer"] == {}
 
 
 def _spec_file(tmp_path):
@@ -416,19 +422,43 @@ def test_a_best_pt_that_cannot_be_written_is_refused_before_resume_trains(tiny_r
     assert read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
-def test_a_resume_without_its_best_pt_says_the_best_weights_are_gone(tiny_run, tmp_path, caplog):
-    """A deleted best.pt was resumed without a word, and a run whose later epochs scored less ended with none."""
-    import shutil
-
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_a_resume_without_its_best_pt_writes_it_from_the_epochs_whose_weights_remain(tmp_path, capsys, caplog, ema):
+    """A deleted best.pt was written again only by a resumed epoch that beat the run's recorded best: a run whose
+    later epochs scored less (or that trained none) ended with no best.pt, and last.pt's best_acc, the done line and
+    every later resume still claimed the score of weights that were gone."""
+    from conftest import synthetic_faces
+    from ferkit.checkpoint import save_checkpoint, weights_acc
     from ferkit.cli import main
 
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    csv, run = write_fer_csv(tmp_path / "fer.csv", n=42), tmp_path / "run"
+    fit(resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=2, batch_size=16, lr=1e-5, ema=ema, precision="fp32"),
+        run, progress=False)  # (a rate too low to learn the faces: no epoch scores 1.0)
+    last = read_checkpoint(run / "last.pt")
+    last["history"][0]["val_acc"] = last["best_acc"] = 1.0  # epoch 1 scored what no later epoch can beat
+    save_checkpoint(last, run / "last.pt")
     (run / "best.pt").unlink()
     with caplog.at_level("WARNING", "ferkit"):
-        assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 0
-    assert f"{run / 'best.pt'}: missing, so the weights that scored " in caplog.text
-    assert "a resumed epoch that scores higher writes a new best.pt" in caplog.text
+        assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its epochs: it trains none
+    scored = f"{last['history'][1]['val_acc']:.4f}"
+    assert (f"{run / 'best.pt'}: missing, so the weights that scored 1.0000 are gone; written again from last.pt, epoch 2 "
+            f"({scored}), the best of the epochs whose weights remain; a resumed epoch that scores higher replaces it") in caplog.text
+    best = read_checkpoint(run / "best.pt")
+    assert best["epoch"] == 2 and best["best_acc"] == weights_acc(best) == read_checkpoint(run / "last.pt")["best_acc"]
+    clf = load_checkpoint(run / "best.pt")  # with --ema the average, which is what scored
+    faces, labels = synthetic_faces(42, seed=1)  # write_fer_csv's PublicTest rows
+    assert round(evaluate(clf.model, make_batches(faces, labels.astype("int64"), clf.mean, clf.spec), clf.device)["acc"], 5) == (
+        round(best["best_acc"], 5))
+    assert f"done: best val acc {scored} at epoch 2 (epoch 1 scored 1.0000; its best.pt was deleted); " in capsys.readouterr().out
+
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0  # then the usual rule: a higher score
+    history = json.loads((run / "history.json").read_text())
+    assert [r["val_acc"] for r in history[:2]] == [1.0, last["history"][1]["val_acc"]]  # every epoch as it was
+    kept = max(history[1:], key=lambda r: r["val_acc"])  # epoch 2's best.pt, or epoch 3's where it scored higher
+    best = read_checkpoint(run / "best.pt")
+    assert best["epoch"] == kept["epoch"] and round(best["best_acc"], 5) == kept["val_acc"]
+    assert read_checkpoint(run / "last.pt")["best_acc"] == best["best_acc"]
+    assert f"done: best val acc {kept['val_acc']:.4f} at epoch {kept['epoch']} (epoch 1 " in capsys.readouterr().out
 
 
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):

@@ -4,8 +4,9 @@ A checkpoint is a dict of plain data and tensors:
     {epoch, config, spec, labels, state_dict, optimizer, scheduler, best_acc, mean, history, iter_loss, rng, rng_states[, ema]}
 best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume,
 and with --ema the weight average's state (best.pt's state_dict is then the average itself).
-best_acc is the run's best validation accuracy, best.pt's; what its weights scored is `weights_acc`,
-which a slim copy (`ferkit export --pt`) records as val_acc.
+best_acc is best.pt's validation accuracy: the run's best (of the epochs whose weights remain, where a
+resume found best.pt deleted); what a checkpoint's own weights scored is `weights_acc`, which a slim copy
+(`ferkit export --pt`) records as val_acc.
 `read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
 verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
 image), so a damaged file is refused with one message naming it.
@@ -75,14 +76,23 @@ def weights_acc(ckpt: dict) -> float | None:
     last.pt holds its last epoch's weights, which may have scored less."""
     if "val_acc" in ckpt:  # a slim copy's (inference_copy): what tells below is not in it
         return ckpt["val_acc"]
-    best = ckpt.get("best_acc")
-    best = best if isinstance(best, float) and is_fraction(best) else None  # (an int: an older ferkit's epoch number)
     if ckpt.get("optimizer") == {}:  # best.pt: its weights are the ones that scored best_acc (with --ema, the average)
-        return best
+        return _best_acc(ckpt)
     if (ckpt.get("config") or {}).get("ema"):  # --ema validated the average: last.pt's own weights were never scored
         return None  # (and an older ferkit's slim copy may hold either)
-    acc = _epoch_acc(ckpt)
+    return validated_acc(ckpt)
+
+
+def validated_acc(ckpt: dict) -> float | None:
+    """What the weights validated in the checkpoint's epoch scored (with --ema the average, which a last.pt keeps
+    beside its own weights), or None (no validation, no such history row)."""
+    best, acc = _best_acc(ckpt), _epoch_acc(ckpt)
     return best if best is not None and acc == round(best, 5) else acc  # its epoch was the best: best_acc, unrounded
+
+
+def _best_acc(ckpt: dict) -> float | None:
+    best = ckpt.get("best_acc")
+    return best if isinstance(best, float) and is_fraction(best) else None  # (an int: an older ferkit's epoch number)
 
 
 def _epoch_acc(ckpt: dict) -> float | None:

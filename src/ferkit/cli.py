@@ -284,9 +284,13 @@ def cmd_train(args):
                         "error, if it printed one, is above), so this one cannot go on; "
                         + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
-    if scored:
-        best = max(scored, key=lambda r: r["val_acc"])
-        print(f"done: best val acc {best['val_acc']:.4f} at epoch {best['epoch']}; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
+    if scored:  # best.pt's epoch, not the history's best: a resume that found best.pt deleted wrote it from a later one
+        from .checkpoint import read_checkpoint, weights_acc
+
+        best, top = read_checkpoint(out / runs.BEST), max(scored, key=lambda r: r["val_acc"])
+        acc = "?" if weights_acc(best) is None else f"{weights_acc(best):.4f}"
+        gone = f" (epoch {top['epoch']} scored {top['val_acc']:.4f}; its best.pt was deleted)" if top["epoch"] != best["epoch"] else ""
+        print(f"done: best val acc {acc} at epoch {best['epoch']}{gone}; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
     elif history:
         print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
 

@@ -39,7 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import augment as aug
 from . import bundled, distributed
-from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint
+from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint, validated_acc
 from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file, teacher_list
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
@@ -149,6 +149,32 @@ def _best_in_the_way(run: Path) -> str | None:
         what = "a folder" if target == best else f"a symbolic link to the folder {target}"
         return f"{best}: {what}, where the run saves its {BEST}; move it out of the way, then resume"
     return None
+
+
+def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, out: Path, go_on: str | None) -> float | None:
+    """Write a resumed run's best.pt again where it is gone (deleted), from last.pt's epoch (`weights`: the validated
+    ones, with --ema the average): the best of the epochs whose weights remain, and without validation (best_acc None)
+    what best.pt always is. The resumed epochs then replace it as usual, when they score higher; a run that trains no
+    more epochs still ends with one. Returns the run's best_acc now: that epoch's score.
+    last.pt is rewritten with it first: a kill in between leaves best.pt missing, and the next resume does this again."""
+    acc = validated_acc(ckpt) if best_acc is not None else None
+    if acc != ckpt["best_acc"]:  # (last.pt must not claim the score of weights that are gone)
+        with _saving(out / LAST, out, go_on):
+            save_checkpoint({**ckpt, "best_acc": acc}, out / LAST)
+    best = {k: v for k, v in ckpt.items() if k != "ema"}
+    with _saving(out / BEST, out, go_on):
+        save_checkpoint({**best, "best_acc": acc, "state_dict": weights.state_dict(), "optimizer": {}, "scheduler": {}}, out / BEST)
+    epoch = ckpt["epoch"]
+    if best_acc is None:
+        log.info(f"{out / BEST}: missing; written again from {LAST}, epoch {epoch} (without validation the last epoch's)")
+    elif acc == best_acc:
+        log.warning(f"{out / BEST}: missing; written again from {LAST}, whose epoch {epoch} scored the run's best, {acc:.4f}")
+    else:
+        scored = f"{acc:.4f}" if acc is not None else "no score in the history"
+        log.warning(f"{out / BEST}: missing, so the weights that scored {best_acc:.4f} are gone; written again from {LAST}, "
+                    f"epoch {epoch} ({scored}), the best of the epochs whose weights remain; a resumed epoch that scores higher "
+                    f"replaces it")
+    return acc
 
 
 def _kept(run: Path) -> list[str]:
@@ -763,6 +789,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     opt = _optimizer(model, cfg)
     with out_of_memory_said("copying the model for --ema", building):
         ema = weight_average(model, cfg.ema)
+    validated = ema.module if ema is not None else model  # evaluated, and saved as best.pt
     steps_per_epoch = len(batch_starts(dist.shard_size(len(train)), cfg.batch_size))
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation
@@ -801,6 +828,8 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
                      "differ from an uninterrupted run's")
         history, iter_loss = list(ckpt["history"]), list(ckpt["iter_loss"])
         best_acc = ckpt["best_acc"] if val is not None else None  # (old checkpoints stored an epoch number without validation)
+        if dist.main and not (out / BEST).exists():  # deleted (or a link to a file that is gone)
+            best_acc = _best_again(ckpt, best_acc, validated, out, go_on)
         start_epoch = ckpt["epoch"] + 1
         so_far = f"best val acc so far {best_acc:.4f}" if best_acc is not None else "no validation split"
         if start_epoch > cfg.epochs:
@@ -808,17 +837,12 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
                  "resume it with a larger --epochs")
         else:
             info(f"resuming {out} at epoch {start_epoch}/{cfg.epochs} ({so_far})")
-        if best_acc is not None and not os.path.lexists(out / BEST):  # (deleted: only a later, better epoch writes one)
-            log.warning(f"{out / BEST}: missing, so the weights that scored {best_acc:.4f} are gone; a resumed epoch "
-                        f"that scores higher writes a new {BEST}, and until one does the run has none (its {LAST} is "
-                        "the last epoch's)")
     if dist.main:
         with _saving(out / CONFIG, out, go_on):  # (the folder is _sole_writer's)
             atomic_write(out / CONFIG, json.dumps({**cfg.to_dict(), "spec": spec.to_dict()}, indent=1))
             if ckpt is not None:  # the history as last.pt has it (a kill between the two writes leaves them apart)
                 write_history(history, iter_loss, out)
     net = dist.wrap(model)  # trains; `model` (the same weights) is saved to resume from
-    validated = ema.module if ema is not None else model  # evaluated, and saved as best.pt
 
     bar = None
     if progress and start_epoch <= cfg.epochs:

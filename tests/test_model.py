@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,6 +53,21 @@ def test_create_model_names_a_bad_argument_and_takes_a_spec_file_as_a_path(tmp_p
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(tiny_spec().to_dict()))
     assert count_params(create_model(spec)) == count_params(create_model(str(spec)))
+
+
+def test_a_path_is_always_a_spec_file(tmp_path, monkeypatch):
+    """(create_model(Path("lite")) built the lite preset: the Path was read as its str, a preset's name)"""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as missing:  # `train --model missing.json`'s error
+        create_model("missing.json")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(missing.value))}$"):
+        create_model(Path("missing.json"))
+    with pytest.raises(ConfigError, match=re.escape("lite: cannot read (No such file or directory); a Path names a spec "
+                                                    "file: give the preset as a str, 'lite'")):
+        create_model(Path("lite"))
+    (tmp_path / "lite").write_text(json.dumps(tiny_spec().to_dict()))  # a spec file named like a preset, no suffix
+    assert count_params(create_model(Path("lite"))) == count_params(create_model(tiny_spec()))
+    assert count_params(create_model("lite")) == count_params(create_model(PRESETS["lite"].spec))  # a str: the preset
 
 
 def test_macs_of_a_known_layer():

@@ -341,21 +341,28 @@ def list_models() -> list[str]:
 
 
 def is_spec_file(name) -> bool:
-    """Whether a --model value names a JSON/YAML model spec file (by its suffix) rather than a preset."""
-    return isinstance(name, str) and Path(name).suffix.lower() in (".json", ".yaml", ".yml")
+    """Whether a --model value names a JSON/YAML model spec file (a str by its suffix) rather than a preset.
+    A Path always names a file, whatever its suffix: Path("lite") is a file called lite, not the preset."""
+    return isinstance(name, os.PathLike) or isinstance(name, str) and Path(name).suffix.lower() in (".json", ".yaml", ".yml")
 
 
-def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -> ModelSpec:
-    """A ModelSpec from a preset name, a JSON/YAML spec file or a ModelSpec, with dotted-path
-    overrides applied (e.g. {"fcs.0.units": 1024})."""
-    if isinstance(name_or_path, os.PathLike):  # a spec file as a Path
+def resolve_spec(name_or_path: str | os.PathLike | ModelSpec, overrides: dict | None = None) -> ModelSpec:
+    """A ModelSpec from a preset name, a JSON/YAML spec file (a str by its suffix, or any Path) or a
+    ModelSpec, with dotted-path overrides applied (e.g. {"fcs.0.units": 1024})."""
+    is_file = is_spec_file(name_or_path)  # (asked of the Path itself: as a str, Path("lite") was read as the preset)
+    if isinstance(name_or_path, os.PathLike):
         name_or_path = os.fspath(name_or_path)
     if isinstance(name_or_path, ModelSpec):
         d = name_or_path.to_dict()
-    elif isinstance(name_or_path, str) and name_or_path in PRESETS:  # (a list was dict's TypeError: unhashable type)
+    elif not is_file and isinstance(name_or_path, str) and name_or_path in PRESETS:  # (a list was dict's TypeError: unhashable type)
         d = PRESETS[name_or_path].spec.to_dict()
-    elif is_spec_file(name_or_path):
-        d = read_file(name_or_path)
+    elif is_file:
+        try:
+            d = read_file(name_or_path)
+        except ConfigError as e:  # read_file's error, as `train --model missing.json` gets; Path("lite") most likely meant the preset
+            if name_or_path in PRESETS and not Path(name_or_path).is_file():
+                raise ConfigError(f"{e}; a Path names a spec file: give the preset as a str, {name_or_path!r}") from None
+            raise
         if overrides:  # with the defaults the file leaves out, which --set may change too
             with contextlib.suppress(ConfigError):  # (the file's own problems are reported below, after the overrides)
                 d = ModelSpec.from_dict(d).to_dict()
@@ -366,14 +373,15 @@ def resolve_spec(name_or_path: str | ModelSpec, overrides: dict | None = None) -
         try:
             return ModelSpec.from_dict(d)
         except ConfigError as e:  # a spec file's problems name it
-            raise ConfigError(f"{name_or_path}: {e}" if is_spec_file(name_or_path) else str(e)) from None
+            raise ConfigError(f"{name_or_path}: {e}" if is_file else str(e)) from None
     raise ConfigError(
         f"unknown model {name_or_path!r}; choose one of {', '.join(PRESETS)} or give a JSON/YAML spec file"
     )
 
 
-def create_model(name_or_spec: str | ModelSpec, labels: LabelSet | str | None = None) -> FerNet | ResNet | MobileNetV2:
-    """Build a model by preset name (`create_model("deep")`), spec file or ModelSpec, with one output
+def create_model(name_or_spec: str | os.PathLike | ModelSpec, labels: LabelSet | str | None = None) -> FerNet | ResNet | MobileNetV2:
+    """Build a model by preset name (`create_model("deep")`), spec file (a str ending .json/.yaml/.yml,
+    or a Path, which is always a file) or ModelSpec, with one output
     per emotion of `labels` (a LabelSet or its name, "ferplus"; a spec's num_classes must agree).
     Without labels: the spec's num_classes, else the default label set's (a model built outside
     training, e.g. in a test)."""

@@ -43,6 +43,22 @@ def test_history_plots(tiny_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_diverged_run_s_loss_panels_say_so(tiny_run, tmp_path):
+    """(a run whose losses are all NaN drew empty loss panels, with no word of why)"""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((tiny_run / "config.json").read_bytes())
+    (run / "history.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+                                     "1,nan,0.1,nan,0.1,0.01,1.0\n2,nan,0.1,nan,0.1,0.01,1.0\n")
+    (run / "iterations.csv").write_text("iteration,loss\n1,nan\n2,nan\n")
+    fig = plots.plot_histories([runs.read_run(run)])
+    said = "all losses NaN:\nthe run diverged; lower --lr"
+    assert [[t.get_text() for t in ax.texts] for ax in fig.axes] == [[said], [said], []]  # not accuracy's: it has numbers
+    both = plots.plot_epoch_loss({"ok": runs.read_run(tiny_run).history, "nan": runs.read_run(run).history})
+    assert [t.get_text() for t in both.axes[0].texts] == ["nan: " + said]
+    assert not plots.plot_histories([runs.read_run(tiny_run)]).axes[0].texts
+
+
 def test_plot_into_given_axes():
     import matplotlib.pyplot as plt
 

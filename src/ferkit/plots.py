@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from .files import write_output
 from .labels import colors, labels_of
 from .metrics import emotions_of
-from .runs import Run, column
+from .runs import Run, column, diverged
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -48,6 +48,19 @@ def _subplots(rows: int = 1, cols: int = 1, figsize=(6, 4), squeeze: bool = True
 
 def _axes(ax, figsize=(6, 4)):
     return _subplots(figsize=figsize) if ax is None else (ax.figure, ax)
+
+
+def _note(ax, text: str) -> None:
+    """A grey note in the middle of the panel, for what it cannot draw."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _note_diverged(ax, losses: dict[str, np.ndarray]) -> None:
+    """Name the runs whose losses are all NaN (runs.diverged) in the panel: their curves are empty."""
+    names = [name for name, y in losses.items() if diverged(y)]
+    if names:
+        who = "" if len(losses) == 1 else f"{', '.join(names)}: "
+        _note(ax, f"{who}all losses NaN:\nthe run{'s' if len(names) > 1 else ''} diverged; lower --lr")
 
 
 def to_png(fig, dpi: int = 100) -> bytes:
@@ -110,13 +123,17 @@ def plot_iteration_loss(losses: dict[str, np.ndarray], ax=None, smooth: int | No
     if ax.lines:
         ax.legend(fontsize=8)
     else:  # a run folder without iterations.csv, or a checkpoint exported for inference (best.pt keeps none)
-        ax.text(0.5, 0.5, "no per-iteration losses kept", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        _note(ax, "no per-iteration losses kept")
+    _note_diverged(ax, losses)
     return fig
 
 
 def plot_epoch_loss(histories: dict[str, list[dict]], ax=None):
     """Train (solid) and validation (dashed) loss per epoch, one colour per run."""
-    return _per_epoch(histories, "loss", "Loss per epoch", ax)
+    fig, ax = _axes(ax)
+    _per_epoch(histories, "loss", "Loss per epoch", ax)
+    _note_diverged(ax, {name: column(h, "train_loss") for name, h in histories.items()})
+    return fig
 
 
 def plot_accuracy(histories: dict[str, list[dict]], ax=None):

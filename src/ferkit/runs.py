@@ -350,6 +350,13 @@ def column(history: list[dict], key: str) -> np.ndarray:
     return np.array([float(r.get(key, np.nan)) if r.get(key) is not None else np.nan for r in history])
 
 
+def diverged(losses) -> bool:
+    """Whether a run's losses (iterations, or a history column such as train_loss) are there and all
+    NaN: a run that diverged, whose loss curves draw nothing."""
+    y = np.asarray(losses, float)
+    return y.size > 0 and bool(np.isnan(y).all())
+
+
 def summarize_history(history: list[dict]) -> dict | None:
     """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
     the last epoch's validation and training accuracy, and time: the median epoch's seconds, that

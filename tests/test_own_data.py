@@ -586,7 +586,7 @@ def test_sanity_visualize_and_report_on_a_colour_net(colour_run, tmp_path, capsy
     assert main(["visualize", str(run), "--out", str(tmp_path / "viz"), "--row", "0", "--data", str(folder),
                  "--octaves", "2", "--steps", "3"]) == 0
     out = capsys.readouterr().out
-    assert "val row 0 (label: " in out and "DeepDream from conv layer 1" in out
+    assert "val row 0 (label: " in out and "DeepDream from conv1 (--layer 1)" in out
     assert Image.open(tmp_path / "viz" / "face.png").size == (32, 32) and Image.open(tmp_path / "viz" / "face.png").mode == "RGB"
     assert Image.open(tmp_path / "viz" / "dream-face.png").mode == "RGB"
     clf = load_checkpoint(run)

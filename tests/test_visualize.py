@@ -43,6 +43,22 @@ def test_activation_maps(clf, face):
     assert layer_names(clf.model)[0] == "conv1 8@3x3 pool2"
 
 
+def test_a_backbone_s_layers_go_by_its_module_names():
+    """(a ResNet's stem and layer1-4 were named conv1-conv5, though conv2 is a conv in each of its blocks and
+    --layer 3 dreamed on layer2; --layer 6 said 'this model has conv layers 1..5' of a net of 20 convs)"""
+    from ferkit.checkpoint import Classifier
+    from ferkit.model import create_model
+
+    resnet = Classifier(create_model("resnet18"), np.full((48, 48), 120, np.float32))
+    assert layer_names(resnet.model) == ["conv1 (stem)", "layer1", "layer2", "layer3", "layer4"]
+    assert [m.shape[0] for m in activation_maps(resnet, synthetic_faces(1)[0][0])] == [64, 64, 128, 256, 512]
+    with pytest.raises(FerkitError, match=re.escape("--layer 6: this model has layers 1..5 (1 conv1, 2 layer1, 3 layer2, "
+                                                    "4 layer3, 5 layer4); give one of those numbers")):
+        check_layer(resnet, 6)
+    mobilenet = create_model("mobilenet_v2")
+    assert layer_names(mobilenet) == [f"features.{i}" for i in range(19)] and len(mobilenet.features) == 19
+
+
 def test_first_layer_filters(clf):
     w = first_layer_filters(clf.model)
     assert w.shape == (8, 1, 3, 3) and np.allclose(w, clf.model.features[0][0].weight.detach().numpy())
@@ -71,14 +87,15 @@ def test_faces_not_the_models_input_are_named(clf, face):
                 fn(clf, bad, *more)
     with pytest.raises(FerkitError, match="one face"):
         activation_maps(clf, np.stack([face, face]))
-    with pytest.raises(FerkitError, match=re.escape("--layer 3: this model has conv layers 1..2")):
+    with pytest.raises(FerkitError, match=re.escape("--layer 3: this model has layers 1..2 (1 conv1, 2 conv2)")):
         layer_objective(clf, face[None], 3)  # (was the last layer's objective)
     assert len(activation_maps(clf, face.ravel())) == 2  # a face as one row of pixels, as predict_proba takes it
 
 
 def test_dream_settings_are_checked(clf, face):
     assert check_layer(clf, None) == 1
-    with pytest.raises(FerkitError, match="conv layers 1..2"):
+    with pytest.raises(FerkitError, match=re.escape("--layer 3: this model has layers 1..2 (1 conv1, 2 conv2); give one of "
+                                                    "those numbers")):
         deep_dream(clf, face, DreamSettings(layer=3))
     with pytest.raises(FerkitError, match="octave-scale"):
         deep_dream(clf, face, DreamSettings(octave_scale=1.0))
@@ -155,7 +172,7 @@ def test_cli_visualize_image(tiny_checkpoint, tmp_path, face, capsys):
     out = tmp_path / "viz"
     assert main(["visualize", str(tiny_checkpoint), "--image", str(img), "--out", str(out), "--steps", "3", "--layer", "2"]) == 0
     text = capsys.readouterr().out
-    assert "conv layer 2" in text and "objective" in text
+    assert "DeepDream from conv2 (--layer 2)" in text and "objective" in text
     for f in ("face.png", "activations.png", "activations.npz", "filters.png", "dream.png", "dream-face.png"):
         assert (out / f).stat().st_size > 100, f
     with np.load(out / "activations.npz") as z:
@@ -189,7 +206,7 @@ def test_cli_visualize_says_a_dream_has_begun(tiny_checkpoint, tmp_path, capsys,
 
     monkeypatch.setattr(ferkit.dream, "deep_dream", stopped)
     assert main(["visualize", str(tiny_checkpoint), "--what", "dream", "--steps", "10000", "--layer", "2", "--out", str(tmp_path)]) == 2
-    assert "DeepDream from conv layer 2: up to 3 octaves x 10000 steps ..." in capsys.readouterr().out
+    assert "DeepDream from conv2 (--layer 2): up to 3 octaves x 10000 steps ..." in capsys.readouterr().out
 
 
 def test_cli_visualize_row(tiny_checkpoint, tmp_path):

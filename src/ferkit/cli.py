@@ -829,7 +829,8 @@ def _visualize_args(p):
     p.add_argument("--split", choices=["train", "val", "test"], default="val", help="split for --row (default val = PublicTest)")
     p.add_argument("--what", nargs="+", choices=["activations", "filters", "dream"], default=["activations", "filters", "dream"],
                    help="what to draw (default all three)")
-    p.add_argument("--layer", type=int, help="DeepDream: conv layer, 1-based (default: the middle one)")
+    p.add_argument("--layer", type=int, help="DeepDream: conv layer, 1-based (a ResNet's 1 conv1, its stem, 2-5 layer1-4; "
+                   "MobileNetV2's 1-19 features.0-18) (default: the middle one)")
     p.add_argument("--octaves", type=int, default=3, help="DeepDream: pyramid levels (default 3)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="DeepDream: size ratio between levels (default 1.4)")
     p.add_argument("--steps", type=int, default=20, help=f"DeepDream: gradient steps per octave (default 20, at most {MAX_STEPS:,})")
@@ -858,6 +859,7 @@ def cmd_visualize(args):
         face_from_data,
         face_from_image,
         first_layer_filters,
+        layer_name,
         layer_names,
         save_face,
     )
@@ -897,18 +899,18 @@ def cmd_visualize(args):
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
         maps = activation_maps(clf, face)
-        write_output(out / "activations.npz", lambda f: np.savez_compressed(f, **{f"conv{k + 1}": m for k, m in enumerate(maps)}))
+        write_output(out / "activations.npz", lambda f: np.savez_compressed(f, **{layer_name(clf.model, k + 1): m for k, m in enumerate(maps)}))
         files += [plots.save(plots.plot_activations(face, maps, layer_names(clf.model)), out / "activations.png"), out / "activations.npz"]
     if "filters" in args.what:
         files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
     if "dream" in args.what:
         # said before it starts: a large --steps runs for minutes with nothing else on the screen
-        print(f"DeepDream from conv layer {layer}: up to {args.octaves} octaves x {args.steps} steps ...", flush=True)
+        print(f"DeepDream from {layer_name(clf.model, layer)} (--layer {layer}): up to {args.octaves} octaves x {args.steps} steps ...", flush=True)
         dream = deep_dream(clf, face, dream_settings)
         before, after = layer_objective(clf, np.stack([face, dream]), layer, args.objective)
         print(f"  {args.objective} objective {before:.4f} -> {after:.4f}")
         files += [save_face(dream, out / "dream-face.png"),
-                  plots.save(plots.plot_dreams(face[None], dream[None], [f"conv layer {layer}"]), out / "dream.png")]
+                  plots.save(plots.plot_dreams(face[None], dream[None], [layer_name(clf.model, layer)]), out / "dream.png")]
     print("wrote " + ", ".join(str(f) for f in files))
 
 

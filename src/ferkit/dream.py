@@ -23,14 +23,14 @@ from .checkpoint import Classifier
 from .config import MAX_STEPS, bounded, problem
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
-from .visualize import one_face
+from .visualize import layer_name, one_face
 
 OBJECTIVES = ("l2", "mean")
 
 
 @dataclass
 class DreamSettings:
-    layer: int | None = None  # conv layer, 1-based; None = the middle one
+    layer: int | None = None  # block of model.features (a conv layer; a ResNet's stem or stage), 1-based; None = the middle one
     octaves: int = 3  # pyramid levels (1 = no pyramid)
     octave_scale: float = 1.4  # size ratio between levels
     steps: int = 20  # gradient steps per octave
@@ -41,12 +41,13 @@ class DreamSettings:
 
 
 def check_layer(clf: Classifier, layer: int | None) -> int:
-    """The 1-based conv layer (default: the middle one); a clear error when out of range."""
+    """The 1-based layer (default: the middle one); a clear error, naming each, when out of range."""
     n = len(clf.model.features)
     if layer is None:
         return (n + 1) // 2
-    if not 1 <= layer <= n:
-        raise FerkitError(f"--layer {layer}: this model has conv layers 1..{n}")
+    if not 1 <= layer <= n:  # (a ResNet's 1..5 were 'conv layers', though it has 20 convs: its stem and 4 stages)
+        names = ", ".join(f"{k} {layer_name(clf.model, k)}" for k in range(1, n + 1))
+        raise FerkitError(f"--layer {layer}: this model has layers 1..{n} ({names}); give one of those numbers")
     return int(layer)
 
 

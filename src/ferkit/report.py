@@ -106,7 +106,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     from .dream import check_layer, deep_dream
     from .metrics import evaluate_split
     from .model import count_macs, count_params
-    from .visualize import activation_maps, demo_face, first_layer_filters, layer_names, sample_faces
+    from .visualize import activation_maps, demo_face, first_layer_filters, layer_name, layer_names, sample_faces
 
     parts = [f"<h2 id='{_id(run.name)}'>{_e(run.name)}</h2><p class='path'>{_e(str(run.source.resolve()))}</p>"]
     ckpt, clf = run.path / BEST, None
@@ -196,7 +196,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
             log.info(f"  DeepDream on {len(faces)} face(s)")
             dreams = np.stack([deep_dream(clf, f, dream_settings) for f in faces])
             s = dream_settings
-            parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from conv layer {layer} ({s.objective} "
+            parts.append(_img(plots.plot_dreams(faces, dreams, names, f"DeepDream from {layer_name(clf.model, layer)} ({s.objective} "
                                                 f"objective, {s.octaves} octaves x{s.octave_scale}, {s.steps} steps of {s.step_size})")))
 
     try:

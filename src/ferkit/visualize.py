@@ -21,11 +21,23 @@ from .files import write_output
 
 
 def layer_names(model) -> list[str]:
-    """'conv1 32@3x3 pool2' etc., one per conv layer (one per Sequential in model.features)."""
+    """One name per block of model.features (a row of the activation maps; DeepDream's --layer counts them), its
+    first word the block's own: 'conv1 32@3x3 pool2' etc. for the paper's CNN, a ResNet's stem and stages by
+    their module names (conv1, layer1-4) and MobileNetV2's blocks by theirs (features.0-18). A ResNet's were
+    called conv1-conv5, and conv2 is the name of a conv in each of its blocks, not of layer1."""
+    if model.spec.backbone == "mobilenet_v2":
+        return [f"features.{i}" for i in range(len(model.features))]
+    if model.spec.backbone is not None:  # a ResNet: model.ResNet.features is the stem and layer1-4
+        return ["conv1 (stem)"] + [f"layer{i}" for i in range(1, len(model.features))]
     names = []
     for k, c in enumerate(model.spec.convs, 1):
         names.append(f"conv{k} {c.filters}@{c.kernel}x{c.kernel}" + (f" pool{c.pool}" if c.pool else ""))
     return names
+
+
+def layer_name(model, layer: int) -> str:
+    """The short name of block `layer` (1-based) of model.features: conv3, layer2, features.7."""
+    return layer_names(model)[layer - 1].split(" ", 1)[0]
 
 
 def one_face(clf: Classifier, face) -> np.ndarray:

@@ -87,6 +87,21 @@ def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
         Predictor(backend="tf")
 
 
+def test_a_path_is_a_file_never_a_bundled_model(tiny_checkpoint, tmp_path, monkeypatch):
+    """(load_model(Path("ferplus-fast")) and Predictor(Path(...)) ran the bundled model, not the file ./ferplus-fast)"""
+    import ferkit.predict as fp
+
+    monkeypatch.chdir(tmp_path)
+    name = fp.DEFAULT_MODEL
+    with pytest.raises(FerkitError, match=re.escape(f"--model {name}: no such file or folder (a Path names one); give the "
+                                                    f"bundled model as a str, {name!r}")):
+        fp.load_model(Path(name))
+    (tmp_path / name).write_bytes(tiny_checkpoint.read_bytes())  # a checkpoint named like the bundled model
+    assert fp.model_path(Path(name)) == Path(name) and fp.model_path(name) == fp.BUNDLED[name]
+    p = Predictor(Path(name))
+    assert (p.bundled, p.backend, p.path) == (None, "torch", Path(name))
+
+
 @pytest.mark.parametrize("tta", [False, True])
 def test_onnx_agrees_with_torch(tiny_checkpoint, tta):
     clf = load_checkpoint(tiny_checkpoint)

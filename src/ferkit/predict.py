@@ -55,17 +55,29 @@ DEMO_PHOTO = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"
 log = logging.getLogger(__name__)
 
 
+def bundled_name(model) -> str | None:
+    """The bundled model a model argument names (None: the default one), else None. A Path always names a
+    file or folder, whatever its name: Path("ferplus-fast") ran the bundled model, not ./ferplus-fast."""
+    if isinstance(model, os.PathLike):
+        return None
+    name = str(DEFAULT_MODEL if model is None else model)  # (None alone: model=0 or "" ran the default model)
+    return name if name in BUNDLED else None
+
+
 def model_path(model: str | Path | None = None) -> Path:
     """The checkpoint a model argument means: a bundled model's name (None = the default one) or a path."""
-    name = DEFAULT_MODEL if model is None else str(model)
-    if name in BUNDLED:
+    name = bundled_name(model)
+    if name is not None:
         if not BUNDLED[name].exists():
             raise FerkitError(f"the bundled model {name!r} is not in this install ({BUNDLED[name]} is missing); "
                               "pass a checkpoint written by 'ferkit train' with --model PATH")
         return BUNDLED[name]
-    if not name or not Path(name).exists():  # (Path("") is the current folder)
-        raise FerkitError(f"--model {name or repr(name)}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")
-    return Path(name)
+    path = os.fsdecode(model) if isinstance(model, os.PathLike) else str(model)
+    if not path or not Path(path).exists():  # (Path("") is the current folder)
+        if path in BUNDLED:  # a Path named like a bundled model
+            raise FerkitError(f"--model {path}: no such file or folder (a Path names one); give the bundled model as a str, {path!r}")
+        raise FerkitError(f"--model {path or repr(path)}: no such file or folder, and not a bundled model ({', '.join(BUNDLED)})")
+    return Path(path)
 
 
 def load_model(model: str | Path | None = None, device: str = "cpu", precision: str = "fp32"):
@@ -113,7 +125,7 @@ def default_path(model=None, cpu=None) -> tuple[str, str]:
     else torch's auto. cpu: a cpu.CpuInfo (default: this machine's)."""
     from .cpu import cpu_info
 
-    name = str(DEFAULT_MODEL if model is None else model)
+    name = bundled_name(model)
     if shipped_graph(name, "int8"):
         return NARROW_PATH if (cpu or cpu_info()).narrow_avx2 and shipped_graph(name, "fp32") else DEFAULT_PATH
     if is_onnx_file(model):
@@ -160,7 +172,7 @@ def is_onnx_file(model) -> bool:
     return isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
 
 
-def shipped_graph(name: str, precision: str) -> Path | None:
+def shipped_graph(name: str | None, precision: str) -> Path | None:
     """A bundled model's shipped ONNX graph of `precision` (int8 | fp32, the manifest's file kinds),
     None where it ships none (or a light install lacks it)."""
     files = bundled.MODELS[name].files if name in BUNDLED else {}
@@ -199,7 +211,7 @@ class Predictor:
         onnx_file = is_onnx_file(model)
         if backend is None and precision is None:
             backend, precision = default_path(model)
-        name = str(DEFAULT_MODEL if model is None else model)  # (None alone: model=0 or "" ran the default model)
+        name = bundled_name(model)  # (None where the model is no bundled one's name)
         # a precision alone: onnxruntime for an .onnx file or a bundled model's shipped int8 graph, else torch
         if backend is None:
             backend = "onnx" if onnx_file or precision == "int8" and shipped_graph(name, "int8") else "torch"
@@ -217,7 +229,7 @@ class Predictor:
         if backend == "onnx" and device not in ("cpu", "auto"):  # onnxruntime's CPU provider alone (runtime.py)
             log.warning(f"--device {device}: the onnx backend runs on the CPU; for {device}, "
                         + ("run the checkpoint (.pt) the .onnx file was exported from" if onnx_file else "give --backend torch"))
-        self.bundled = name if name in BUNDLED else None  # the bundled model's name (serve's /health and /version say it)
+        self.bundled = name  # the bundled model's name (serve's /health and /version say it)
         # a bundled model's shipped graph of this precision (int8, or fp32 for some), made for it: no calibration,
         # no export at load (the fp32 one's mirror gain is taken as its int8 graph's: both under MIN_TTA_GAIN)
         shipped = shipped_graph(name, precision) if backend == "onnx" and not onnx_file else None

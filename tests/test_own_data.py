@@ -149,6 +149,20 @@ def test_a_class_name_with_a_line_break_is_a_bad_entry(tmp_path):
         load_fer(tmp_path / "list.csv")
 
 
+def test_a_class_folder_named_in_latin1_is_a_bad_entry(tmp_path):
+    # 'café' in Latin-1 (an old zip's names) was read as the class 'caf\udce9' and trained into the model's
+    # labels, which predict --csv, plot and report then failed to write (UnicodeEncodeError tracebacks)
+    import os
+
+    root = class_folder(tmp_path / "faces", n=2, classes=CLASSES)
+    os.rename(os.fsencode(root / "surprise"), os.fsencode(root) + b"/caf\xe9")
+    with pytest.raises(DataError, match=r"surprise_0.png: the class folder's name 'caf\ufffd' is not UTF-8 text \(byte 0xe9 "
+                                        r"at column 4\); rename it in UTF-8 \(convmv"):
+        load_fer(root)
+    d = load_fer(root, skip_bad_rows=True, val_fraction=0, test_fraction=0)  # its images left out, the rest read
+    assert d.names == ("happy", "sad") and d.skipped == 2
+
+
 def test_a_class_name_matches_its_labels_txt_in_either_unicode_form(tmp_path):
     # a Mac writes folder names decomposed (NFD): 'class 'überrascht' is not one of the class names (happy, überrascht)'
     import unicodedata

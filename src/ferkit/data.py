@@ -721,9 +721,14 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
 
 def _class_name(text: str, what: str) -> str:
     """A class name as ferkit compares it (stripped, lower case); a ValueError for one holding a line break or
-    other control character, which split every table and one-line message that names the class."""
+    other control character, which split every table and one-line message that names the class, or bytes
+    that are not UTF-8 (a folder named in Latin-1, which Python keeps as lone surrogates): such a name
+    trained into the model's labels and then failed every writer of them (predict --csv, plot, report)."""
     if any(unicodedata.category(c) == "Cc" for c in text):
         raise ValueError(f"the {what} {text!r} holds a line break or other control character; rename it")
+    if problem := _undecodable(text):
+        raise ValueError(f"the {what} {_replaced(text)!r} is {problem}; rename it in UTF-8 (convmv -f latin1 -t utf-8 "
+                         "--notest -r FOLDER renames a tree named in Latin-1)")
     return _nfc(text)
 
 

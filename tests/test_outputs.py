@@ -245,6 +245,19 @@ def test_csv_text_cells_a_spreadsheet_would_run_get_a_quote_and_numbers_stay(tmp
     assert {r[4] for r in rows} == {"-3"} and {r[8] for r in rows} == {"happy"}  # x stays a number
 
 
+def test_a_photo_named_in_latin1_is_written_as_the_json_escapes_it(tmp_path):
+    # bytes that are not UTF-8 in a file name: the CSV row was a UnicodeEncodeError traceback (the results lost)
+    import os
+
+    photo = _photo(Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")))
+    js, cs = tmp_path / "out.json", tmp_path / "out.csv"
+    with ResultsWriter(js, cs, LABELS) as w:
+        w.add(predict_file(_Faces(), photo))
+    assert json.loads(js.read_text(encoding="utf-8"))[0]["file"] == str(photo)  # (json escapes it: '\udce9')
+    rows = list(csv.reader(open(cs, newline="", encoding="utf-8")))  # the CSV is UTF-8 text still
+    assert rows[1][0] == str(tmp_path / "caf\\udce9.png") and len(rows) == 2
+
+
 def test_csv_cell_quotes_text_only():
     assert [csv_cell(v) for v in (-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b")] == \
         [-3, -0.5, None, "-0.5", "+1e-05", "", "happy", "a=b"]  # numbers, and text that is one number, stay

@@ -539,3 +539,20 @@ def test_an_empty_name_in_a_teacher_list_is_refused(given, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--teacher", given])
     assert f"--teacher {given!r}: an empty name in the list" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_prints_on_a_strict_stdout(tiny_checkpoint, tmp_path, monkeypatch):
+    """Under en_US.UTF-8 (any locale but C and POSIX) Python's stdout is strict: predict's line naming a photo
+    named in Latin-1 ('caf\\xe9.png', a lone surrogate to Python) was a UnicodeEncodeError traceback."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    photo = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(photo)
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr("sys.stdout", out)
+    assert main(["predict", photo, "--crops", "--model", str(tiny_checkpoint)]) == 0
+    out.seek(0)
+    assert out.read().startswith(str(tmp_path / "caf\\udce9.png") + "  48x48, 1 face")  # as stderr's messages say it

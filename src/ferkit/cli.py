@@ -1023,6 +1023,16 @@ def setup_logging() -> logging.Handler:
     return handler
 
 
+def _escape_unencodable_output() -> None:
+    """Let stdout write what its encoding cannot as a backslash escape, as Python's stderr does: under a
+    locale other than C or POSIX (en_US.UTF-8, a desktop's), Python's stdout is strict, and a file name
+    whose bytes are not UTF-8 (Latin-1 'caf\\xe9.jpg', kept by Python as a lone surrogate) printed in a
+    result or a log line was a UnicodeEncodeError traceback; now 'caf\\udce9.jpg', as error messages say it.
+    (Under C or POSIX Python's stdout writes such a name's own bytes back: left as it is.)"""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -1056,6 +1066,7 @@ def main(argv: list[str] | None = None) -> int:
         # only rank 0 prints (ranks > 0 said "done: no validation split": they do not validate); errors reach stderr
         quiet_other_ranks()
     args = build_parser().parse_args(argv)
+    _escape_unencodable_output()
     handler = setup_logging()  # (on the stdout just chosen)
     # SIGTERM (kill, timeout, docker stop, systemd) stops a command as Ctrl-C does, keeping what it
     # saves then (predict's results so far); serve's uvicorn installs its own handlers while it runs

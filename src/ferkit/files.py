@@ -186,11 +186,19 @@ def is_null_device(path: str | os.PathLike) -> bool:
 def check_regular_file(path: Path, what: str, error: Callable[[str], FerkitError] = FerkitError) -> None:
     """An `error` (an error class, or a function of the message that makes one) when an existing path is
     a pipe, device or socket (a FIFO would block its reader forever) or a folder, where a file is read:
-    `what` says which file to give instead."""
+    `what` says which file to give instead; or a file ferkit's user may not read (another user's, chmod 000),
+    which torch, zipfile and json readers each reported their own way (a PermissionError traceback, "damaged")."""
     if path.exists() and not path.is_file():
         kind = ("a folder" if path.is_dir() else "empty (the null device, not a file)"
                 if is_null_device(path) else "not a regular file (a device, pipe or socket)")
         raise error(f"{path}: {kind}; give {what}")
+    try:
+        with open(path, "rb"):  # (a regular file: opening it does not block)
+            pass
+    except PermissionError as e:
+        raise error(f"{path}: cannot read it ({e.strerror}); give ferkit's user read access to it (chmod a+r)") from None
+    except OSError:  # missing, or a name too long: each reader's own message says so
+        pass
 
 
 def check_not_input(out: Path, flag: str, inputs) -> None:

@@ -126,3 +126,18 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_run) -> Path:
     return tiny_run / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_hog_run(tmp_path_factory) -> Path:
+    """A run folder of a tiny CNN+HOG hybrid trained 1 epoch on synthetic data (what no ONNX graph can hold)."""
+    import json
+
+    from ferkit.train import fit, resolve_config
+
+    root = tmp_path_factory.mktemp("tiny_hog_run")
+    csv = write_fer_csv(root / "fer.csv", n=42)
+    spec_file = root / "tiny-hog.json"
+    spec_file.write_text(json.dumps(tiny_spec(hog=True).to_dict()))
+    fit(resolve_config(str(spec_file), data=str(csv), epochs=1, batch_size=42, threads=1), root / "run", progress=False)
+    return root / "run"

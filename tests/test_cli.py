@@ -276,6 +276,32 @@ def test_evaluate_refuses_a_bad_model_before_loading_the_data(tiny_run, tmp_path
         assert message in err and "Traceback" not in err, err
 
 
+def test_a_hog_model_is_refused_for_onnx_and_int8_with_a_way_that_works(tiny_hog_run, tmp_path, capsys, monkeypatch):
+    """evaluate --precision int8 advised an export that refuses HOG hybrids; export --int8 read (and warned about)
+    its calibration faces before refusing the model."""
+    import numpy as np
+    from PIL import Image
+
+    import ferkit.data
+    import ferkit.onnx_export
+
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
+    monkeypatch.setattr(ferkit.data, "load_fer", lambda *a, **k: pytest.fail("the data was read before the model was refused"))
+    monkeypatch.setattr(ferkit.onnx_export, "calibration_faces", lambda *a, **k: pytest.fail("calibration faces read for a HOG model"))
+    hog = f"{tiny_hog_run} is a HOG hybrid model, whose HOG features scikit-image computes outside the network: no ONNX graph can hold it"
+    for argv, message in [
+        (["evaluate", str(tiny_hog_run), "--precision", "int8"],
+         f"int8 models are exported ONNX graphs, and {hog}; evaluate it on torch with --precision fp32 or bf16 (or leave --precision out)"),
+        (["export", str(tiny_hog_run), "--onnx", str(tmp_path / "m.onnx"), "--int8"], f"{hog}; run it on torch as it is (fp32 or bf16)"),
+        (["predict", str(tmp_path / "face.png"), "--crops", "--model", str(tiny_hog_run), "--backend", "onnx"],
+         f"{hog}, and the onnx backend runs ONNX graphs; run it on torch: backend='torch' (--backend torch, or leave --backend onnx out)"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "ferkit export" not in err and "warning" not in err, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_flags_are_never_abbreviated_and_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--epoch", "1"])

@@ -365,6 +365,22 @@ def test_hog_models_are_refused_for_onnx():
         export_onnx(clf, "unused.onnx")
 
 
+def test_a_hog_model_on_the_onnx_backend_is_told_to_run_on_torch(tiny_hog_run, monkeypatch):
+    """The onnx backend answered a HOG hybrid with export's message (export a CNN-only model), not the backend
+    it runs on; for int8 it first read the calibration faces."""
+    import ferkit.predict
+
+    monkeypatch.setattr(ferkit.predict, "_calibration", lambda *a, **k: pytest.fail("calibration faces read for a HOG model"))
+    for precision, fix in [(None, "(--backend torch, or leave --backend onnx out)"),
+                           ("int8", "(--backend torch, or leave --backend onnx out, and --precision int8: torch runs fp32 or bf16)")]:
+        with pytest.raises(FerkitError) as e:
+            Predictor(tiny_hog_run, backend="onnx", precision=precision)
+        assert str(e.value) == (f"{tiny_hog_run} is a HOG hybrid model, whose HOG features scikit-image computes outside the "
+                                f"network: no ONNX graph can hold it, and the onnx backend runs ONNX graphs; run it on torch: "
+                                f"backend='torch' {fix}")
+    assert Predictor(tiny_hog_run, backend="torch", precision="fp32").predict_faces(np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)
+
+
 def test_annotate_draws_on_a_copy(astronaut):
     rec = {"box": [177, 67, 93, 93], "label": "happy", "score": 0.9,
            "probs": dict(zip(EMOTIONS, [0.02, 0.01, 0.01, 0.9, 0.02, 0.02, 0.02]))}

@@ -549,6 +549,15 @@ def test_health_is_503_when_the_warm_up_fails(astronaut_png):
         assert r.status_code == 503 and "cascade file missing" in r.json()["error"]
 
 
+def test_a_hog_model_on_the_onnx_backend_is_told_to_run_on_torch(tiny_hog_run, capsys):
+    """It was export's message (export a CNN-only model), which is no way to serve it."""
+    from ferkit.cli import main
+
+    assert main(["serve", "--model", str(tiny_hog_run), "--backend", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "is a HOG hybrid model" in err and "run it on torch: backend='torch' (--backend torch, or leave --backend onnx out)" in err, err
+
+
 def test_precision_reaches_the_model_and_version(tiny_checkpoint):
     for asked, used in (("fp32", "fp32"), ("bf16", "bf16")):
         with TestClient(create_app(str(tiny_checkpoint), precision=asked)) as c:

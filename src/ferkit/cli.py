@@ -347,10 +347,16 @@ def cmd_evaluate(args):
         check_output(args.json, "--json")
     ck = Path(_checkpoint_path(args.checkpoint))
     if args.precision == "int8" and not is_onnx_file(ck):  # int8 exists only as an exported graph
+        from .onnx_export import onnx_refusal
+
         graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
-        raise FerkitError(f"--precision int8: int8 models are exported ONNX graphs, and {args.checkpoint} is a checkpoint; "
-                          + (f"evaluate its shipped graph: ferkit evaluate {graph}" if graph and graph.exists() else
-                             f"export one (ferkit export {args.checkpoint} --onnx model.int8.onnx --int8) and evaluate that file"))
+        if graph and graph.exists():
+            way = f"is a checkpoint; evaluate its shipped graph: ferkit evaluate {graph}"
+        elif why := onnx_refusal(load_checkpoint(ck)):  # (the export below refuses it: that advice led nowhere)
+            way = f"{why}; evaluate it on torch with --precision fp32 or bf16 (or leave --precision out)"
+        else:
+            way = f"is a checkpoint; export one (ferkit export {args.checkpoint} --onnx model.int8.onnx --int8) and evaluate that file"
+        raise FerkitError(f"--precision int8: int8 models are exported ONNX graphs, and {args.checkpoint} {way}")
     if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
         clf = Predictor(ck, backend="onnx", device=args.device, precision=args.precision, tta=args.tta)
     else:
@@ -720,7 +726,7 @@ def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
     from .data import NO_SPLIT, reading_for
     from .files import sha256_of
-    from .onnx_export import CHECK_FACES, calibration_faces, export_checked
+    from .onnx_export import CHECK_FACES, calibration_faces, check_exportable, export_checked
 
     if bool(args.onnx) == bool(args.pt):
         raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)"
@@ -753,6 +759,7 @@ def cmd_export(args):
     if args.data and not args.int8:
         raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
     clf = load_checkpoint(args.checkpoint)
+    check_exportable(clf, args.checkpoint)  # before --int8's calibration faces are read (seconds, and their warnings)
     config = clf.meta.get("config")  # the faces it trained on, read as it read them
     own = runs.trained_on(config)
     reading = reading_for(clf.spec, config)

@@ -59,14 +59,29 @@ INT8_OPS = ["Conv", "MatMul", "Gemm", "MaxPool", "Relu", "Flatten"]
 SAFE_INT8 = 64  # largest int8 weight magnitude that cannot saturate on AVX2 (see the module docstring)
 
 
+def onnx_refusal(clf: Classifier) -> str | None:
+    """Why clf cannot become an ONNX graph ("is ...", said of the model's name), else None: the one answer for
+    export, the onnx backend and int8 (evaluate, predict, serve), asked before anything is read for one (int8's
+    calibration faces). Each caller adds the way on from its own flags: export's led predict's --backend onnx nowhere."""
+    if clf.model.hog_dim:
+        return ("is a HOG hybrid model, whose HOG features scikit-image computes outside the network: no ONNX graph "
+                "can hold it")
+    return None
+
+
+def check_exportable(clf: Classifier, name: str | Path | None = None) -> None:
+    """export's refusal of a model no ONNX graph can hold (onnx_refusal), naming its checkpoint where given."""
+    if why := onnx_refusal(clf):
+        raise FerkitError(f"{name or 'the model'} {why}; run it on torch as it is (fp32 or bf16), "
+                          "or export a CNN-only model such as vgg, shallow or deep")
+
+
 class FacesToProbs(nn.Module):
     """uint8 faces (N, *clf.face_shape) -> probabilities (N, C), exactly as Classifier.predict_proba."""
 
     def __init__(self, clf: Classifier, tta: bool | None = None):
         super().__init__()
-        if clf.model.hog_dim:
-            raise FerkitError("HOG hybrid models cannot be exported to ONNX (their HOG features are computed by "
-                              "scikit-image outside the network); export a CNN-only model such as vgg, shallow or deep")
+        check_exportable(clf)
         # The input's 1/PIXEL_SCALE goes into the first layer's weights (a conv, or a linear), which see nothing else:
         # conv(w, x / 128) = conv(w / 128, x), exactly (a power of two). The Div over every pixel
         # it saves cost onnxruntime's AVX2 path ~0.35 M instructions a face, 8% of a small net's

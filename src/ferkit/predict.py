@@ -255,9 +255,13 @@ class Predictor:
 
             torch.set_num_threads(threads)
         if backend == "onnx":
-            from .onnx_export import session_from_classifier
+            from .onnx_export import onnx_refusal, session_from_classifier
             from .runtime import onnx_precision
 
+            if why := onnx_refusal(self.classifier):  # before int8's calibration faces are read; export's advice led nowhere
+                raise FerkitError(f"{self.path or 'this model'} {why}, and the onnx backend runs ONNX graphs; run it on "
+                                  "torch: backend='torch' (--backend torch, or leave --backend onnx out"
+                                  + (", and --precision int8: torch runs fp32 or bf16)" if precision == "int8" else ")"))
             faces = None
             if precision == "int8":
                 faces = calibration if isinstance(calibration, np.ndarray) else _calibration(calibration, self.classifier)

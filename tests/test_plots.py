@@ -174,3 +174,17 @@ def test_import_leaves_the_backend_and_pyplot_alone():
             "assert 'matplotlib.pyplot' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_plot_and_report_of_a_run_folder_named_in_latin1_show_its_byte_escaped(tiny_run, tmp_path, capsys):
+    """A run folder whose name is not UTF-8 ('caf\\xe9', a lone surrogate to Python) was a matplotlib TypeError
+    traceback in plot and report (the name is chart text); it is shown as the error messages say it, caf\\udce9."""
+    import os
+    import shutil
+
+    run = tmp_path / os.fsdecode(b"caf\xe9")
+    shutil.copytree(tiny_run, run)
+    assert main(["plot", str(run), "--out", str(tmp_path / "figs")]) == 0
+    assert "caf\\udce9" in capsys.readouterr().out
+    assert main(["report", str(run), "--no-data", "--faces", "0", "--out", str(tmp_path / "r.html")]) == 0
+    assert "caf\\udce9" in (tmp_path / "r.html").read_text(encoding="utf-8")

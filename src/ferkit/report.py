@@ -28,7 +28,7 @@ from .files import same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
 from .outputs import csv_value
-from .runs import BEST, Run, format_summary, metrics_file, of_best, summarize_history, trained_on
+from .runs import BEST, Run, format_summary, metrics_file, of_best, shown_name, summarize_history, trained_on
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,8 @@ def _short(v: str) -> str:
 
 
 def _e(s) -> str:
-    return html.escape(str(s))
+    """Text for the page, HTML-escaped; a path's bytes that are not UTF-8 escaped too (the page is UTF-8)."""
+    return html.escape(shown_name(str(s)))
 
 
 def _id(s: str) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import ConfigError, FerkitError, quoted
 from .files import check_regular_file, same_path
+from .outputs import _utf8
 
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
@@ -152,20 +153,28 @@ def read_run(run_dir: str | Path, name: str | None = None) -> Run:
         m = _read_json(f)
         if isinstance(m, dict) and "confusion_matrix" in m:
             metrics[f.stem[len("metrics-"):]] = check_metrics(m, str(f))  # by file: two files may hold one split
-    return Run(p, name or p.name, config, history, iterations, metrics)
+    return Run(p, name or shown_name(p.name), config, history, iterations, metrics)
 
 
 def run_names(paths: list[str | Path]) -> list[str]:
     """Short distinct labels for run folders (and checkpoint files): the folder's name, with as many
     of its parents as it takes where two clash, and -2, -3 after a run given again (plot names its
-    figures by them: a clash wrote one run's over the other's)."""
+    figures by them: a clash wrote one run's over the other's). Bytes that are not UTF-8 are escaped (shown_name)."""
     full = [Path(os.path.realpath(p)) for p in paths]  # (Path.resolve raised on a loop of links: a traceback)
     names = [p.stem if p.is_file() else p.name for p in full]
     depth = 1
     while len(set(names)) < len(set(full)) and depth < max(len(p.parts) for p in full):  # two runs, one name
         depth += 1
         names = ["/".join(p.parts[-depth:]) for p in full]
-    return [n if names[:i].count(n) == 0 else f"{n}-{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+    return [shown_name(n if names[:i].count(n) == 0 else f"{n}-{names[:i].count(n) + 1}") for i, n in enumerate(names)]
+
+
+def shown_name(name: str) -> str:
+    """A folder's name (or path) as text to show: its bytes that are not UTF-8 (a Latin-1 'caf\\xe9', a lone
+    surrogate to Python) escaped as the error messages say them, caf\\udce9. As chart text the surrogate was
+    matplotlib's TypeError traceback (plot, report), in the report's page a UnicodeEncodeError; escaped, two
+    such names stay distinct (U+FFFD would make them one)."""
+    return _utf8(name).decode("utf-8")
 
 
 def check_history(history, where: str) -> list[dict]:

@@ -216,6 +216,16 @@ def test_cli_visualize_row(tiny_checkpoint, tmp_path):
     assert {p.name for p in out.iterdir()} == {"face.png", "filters.png"}
 
 
+def test_cli_visualize_row_without_data_reads_the_data_the_run_trained_on(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """(as evaluate does, and its --help said: it looked for $FERKIT_DATA or the shared FER2013 alone, and a run
+    trained on other data, a FER+ run's say, was 'no FER2013 data found')"""
+    monkeypatch.delenv("FERKIT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    out = tmp_path / "viz"
+    assert main(["visualize", str(tiny_checkpoint), "--row", "2", "--what", "filters", "--out", str(out)]) == 0
+    assert "val row 2 (label: " in capsys.readouterr().out and (out / "filters.png").exists()
+
+
 def test_cli_visualize_on_a_full_disk_leaves_no_empty_folder(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     """(as plot's: face.png's write made --out, and a full disk left it empty)"""
     import errno

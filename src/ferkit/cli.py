@@ -845,7 +845,7 @@ def _visualize_args(p):
     p.add_argument("--jitter", type=int, default=2, help="DeepDream: random shift in pixels before each step (default 2)")
     p.add_argument("--objective", choices=["l2", "mean"], default="l2", help="DeepDream: maximise the L2 norm or the mean of the layer's output")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
-    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders")
+    _data_args(p, "as the checkpoint was trained, else labels.txt or the class folders", "the data it trained on, else ")
 
 
 VISUALIZE_FILES = {"activations": ("activations.png", "activations.npz"), "filters": ("filters.png",),
@@ -891,7 +891,9 @@ def cmd_visualize(args):
     elif args.row is not None:
         from .data import load_fer, reading_for
 
-        data = load_fer(args.data, bool(args.skip_bad_rows), **reading_for(clf.spec, clf.meta.get("config"), args.label_names))
+        config = clf.meta.get("config")  # --data, else the run's own data (as evaluate reads it), else the default
+        data = load_fer(args.data or runs.trained_on(config), bool(args.skip_bad_rows),
+                        **reading_for(clf.spec, config, args.label_names))
         face, label = face_from_data(data, args.split, args.row)
         name = "none" if label < 0 else data.names[label] if data.names else f"id {label}"
         title = f"{args.split} row {args.row} (label: {name})"

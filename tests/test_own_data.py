@@ -380,6 +380,26 @@ def test_evaluate_advises_its_own_flags_for_classes_the_model_lacks(tiny_checkpo
     assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
 
 
+def test_evaluate_on_a_fer2013_csv_advises_what_works_for_it(tmp_path, capsys):
+    """A run of one's own classes scored on a FER2013 CSV was told to name them (--label-names happy,sad), which
+    is ignored for a FER2013 CSV (its rows are FER2013's 7 emotions): the same error again."""
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_spec().to_dict()))
+    folder = class_folder(tmp_path / "faces", n=6, colour=False, classes=("happy", "sad"))
+    run, fer = tmp_path / "run", write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=14)
+    assert main(["train", "--model", str(tmp_path / "tiny.json"), "--data", str(folder), "--labels", "data", "--epochs", "1",
+                 "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(fer), "--json", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("evaluate a copy of the file that keeps its header and only the rows of emotion 3 (happy) or 4 (sad)\n")
+    assert "(--label-names happy,sad)" not in err
+    lines = fer.read_text().splitlines()
+    kept = tmp_path / "fer-happy-sad.csv"
+    kept.write_text("\n".join([lines[0]] + [r for r in lines[1:] if r.split(",")[0] in ("3", "4")]) + "\n")
+    assert main(["evaluate", str(run), "--data", str(kept), "--json", str(tmp_path / "m.json")]) == 0  # what it advises works
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
+
+
 def test_train_warns_of_split_and_teacher_options_it_ignores(tmp_path, caplog):
     # accepted and silently ignored: the split options on data with their own split, the teacher's without one
     spec = tmp_path / "tiny.json"

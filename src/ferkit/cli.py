@@ -397,15 +397,32 @@ def cmd_evaluate(args):
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
     check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
-    fix = (f"to score the faces of the model's classes alone, name them (--label-names {','.join(clf.labels)}) "
-           "and leave out the others (--skip-bad-rows)")  # (evaluate has no --labels: the model's are fixed)
-    m = evaluate_split(clf, data, split, labels_file, args.tta, fix)
+    m = evaluate_split(clf, data, split, labels_file, args.tta, _classes_alone(clf.labels, data))
     # a bundled model by its name; any path absolute (one into ferkit's folder too), as relative it told nothing elsewhere
     m.update(checkpoint=args.checkpoint if args.checkpoint in BUNDLED else os.path.abspath(args.checkpoint), precision=clf.precision)
     print(f"{args.checkpoint} on {data.source} [{split}]")
     print(format_report(m))
     write_output(out, json.dumps(m, indent=1))
     print(f"\nwrote {out}")
+
+
+def _classes_alone(model_labels, data) -> str:
+    """evaluate's advice where the data hold classes the model lacks (evaluate has no --labels: the model's are
+    fixed), one that works for the data's kind: a folder's or list's classes are named and the others left out;
+    a FER2013 CSV's rows are its 7 emotions whatever --label-names says (it is ignored there: advised, it changed
+    nothing), so a copy keeps the rows of the model's classes, by their FER2013 ids (labels.class_ids' match)."""
+    from .labels import FER2013, canonical
+
+    if data.kind != "pixels":
+        return (f"to score the faces of the model's classes alone, name them (--label-names {','.join(model_labels)}) "
+                "and leave out the others (--skip-bad-rows)")
+    mine = {canonical(n) for n in model_labels}
+    ids = [f"{i} ({e})" for i, e in enumerate(FER2013) if canonical(e) in mine]
+    if not ids:
+        return "none of the model's classes is a FER2013 emotion; give data of its classes (--data)"
+    return ("a FER2013 CSV's rows are FER2013's 7 emotions (--label-names is ignored for it); to score the faces of the "
+            f"model's classes alone, evaluate a copy of the file that keeps its header and only the rows of emotion "
+            f"{', '.join(ids[:-1]) + ' or ' + ids[-1] if len(ids) > 1 else ids[0]}")
 
 
 # ---------------------------------------------------------------- sanity

@@ -67,6 +67,22 @@ def test_spec_round_trip_and_overrides():
         override_spec(spec.to_dict(), {"convs.-1.filters": 4})
 
 
+def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
+    """(--set hog.pixels_per_cell=12 on a spec without HOG was refused with a hint of paths such as
+    hog.pixels_per_cell: the very path refused; the section given whole works)"""
+    from ferkit.cli import _parse_set
+
+    spec = ModelSpec(convs=[ConvSpec(8)], fcs=[{"units": 16}]).to_dict()
+    with pytest.raises(ConfigError) as e:
+        override_spec(spec, _parse_set(["hog.pixels_per_cell=12"]))
+    assert "hog.pixels_per_cell (" not in str(e.value) and str(e.value).endswith("--set 'hog={pixels_per_cell: 12}'")
+    advised = str(e.value).rpartition("--set ")[2].strip("'")
+    assert ModelSpec.from_dict(override_spec(spec, _parse_set([advised]))).hog.pixels_per_cell == 12  # it works
+    with pytest.raises(ConfigError) as e:  # another bad path on such a spec: the hint names no hog path either
+        override_spec(spec, {"convs.3.filters": 4})
+    assert "hog.pixels_per_cell" not in str(e.value) and "--set 'hog={pixels_per_cell: 8}' adds one" in str(e.value)
+
+
 @pytest.mark.parametrize("spec,message", [
     ({"convs": [{"batch_norm": "no"}]}, "convs[0].batch_norm must be true or false; got 'no'"),
     ({"convs": [{"filters": 32.5}]}, "convs[0].filters must be an integer; got 32.5"),

@@ -553,12 +553,23 @@ def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
             else:
                 raise KeyError(last)
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ConfigError(
-                f"{flag} {key}: no such model spec field; use a dotted path such as convs.0.filters, "
-                f"fcs.0.units or hog.pixels_per_cell (the spec has {len(spec.get('convs', []))} conv and "
-                f"{len(spec.get('fcs', []))} FC layers)"
-            ) from None
+            raise ConfigError(_no_field(spec, str(key), value, flag)) from None
     return spec
+
+
+def _no_field(spec: dict, key: str, value, flag: str) -> str:
+    """override_spec's error for a path that names no field. Where the spec has no HOG section (hog: null), a
+    path into it is told the form that works, the section whole: the hint of dotted paths such as
+    hog.pixels_per_cell sent the user back to the very path just refused."""
+    section, _, name = key.partition(".")
+    has_hog = spec.get("hog") is not None
+    if section == "hog" and not has_hog and name and "." not in name:
+        return (f"{flag} {key}: the spec has no hog section to set a field of; give the section whole with the fields "
+                f"to change (the others keep their defaults): {flag} 'hog={{{name}: {json.dumps(value)}}}'")
+    layers = f"{len(spec.get('convs', []))} conv and {len(spec.get('fcs', []))} FC layers"
+    return (f"{flag} {key}: no such model spec field; use a dotted path such as convs.0.filters, fcs.0.units"
+            + (f" or hog.pixels_per_cell (the spec has {layers})" if has_hog else
+               f" (the spec has {layers}, and no hog section: {flag} 'hog={{pixels_per_cell: 8}}' adds one)"))
 
 
 class _NoAliasLoader(yaml.SafeLoader):

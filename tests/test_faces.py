@@ -354,6 +354,24 @@ def test_whole_face_is_the_centre_square():
     assert face.shape == (48, 48) and face.min() == 255
 
 
+
+def test_the_face_functions_take_any_image_load_image_reads(tmp_path):
+    # an RGBA PNG's array, floats, a PIL image, a path: as Predictor.predict takes them (were numpy's
+    # "could not broadcast", Pillow's "Cannot handle this data type", "'str' object has no attribute 'ndim'")
+    img = np.zeros((60, 100, 3), np.uint8)
+    img[:, 20:80] = 255
+    rgba = np.concatenate([img, np.full((60, 100, 1), 255, np.uint8)], axis=2)
+    path = _png(tmp_path / "a.png", Image.fromarray(rgba))
+    for src in (rgba, img / 255.0, img.astype(bool), Image.fromarray(rgba), path, str(path)):
+        assert whole_face(src).min() == 255 and whole_face(src, 112, 3).shape == (112, 112, 3)
+        assert detect_faces(src) == [] and find_faces(src) == [] and find_faces(src, channels=3) == []
+    for bad, why in ((np.zeros(10, np.uint8), r"shape \(10,\) is not an image"), (np.zeros((0, 0, 3), np.uint8), "shape"),
+                     (np.zeros((9, 9, 5), np.uint8), "shape"), (None, "cannot read an image from a NoneType")):
+        for f in (whole_face, detect_faces, find_faces):
+            with pytest.raises(ImageError, match=why):
+                f(bad)
+
+
 def test_crop_is_square_and_pads_at_the_edge():
     grey = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
     c = crop_face(grey, (0, 0, 40, 40))

@@ -401,13 +401,15 @@ def _shrink(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | None = None) -> list[Detection]:
-    """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none.
+    """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none. The photo is a
+    uint8 array (H, W, 3) or (H, W); any other image (an RGBA or float array, a PIL image, a path) is read by load_image.
     Faces smaller than `min_face` x the photo's shorter side are left out (None: the detector's
     own floor, Detector.min_face). A photo larger than the detector's fine_side is looked at twice:
     shrunk to its working side, then to fine_side for the faces too small to see there."""
     from .detectors import get_detector
 
     find = get_detector(detector)
+    rgb = _photo(rgb)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     h, w = rgb.shape[:2]
@@ -538,7 +540,8 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
 
 def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarray:
     """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
-    centre square, grey, resized; with channels=3 the square in colour, (size, size, 3)."""
+    centre square, grey, resized; with channels=3 the square in colour, (size, size, 3). The photo: as detect_faces takes it."""
+    rgb = _photo(rgb)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)
     h, w = grey.shape[:2]
     s = min(h, w)
@@ -549,11 +552,13 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
                align: bool = True, size: int = SIZE, channels: int = 1) -> list[Face]:
     """Every face in the photo as a box and a FER2013-style crop, turned upright by its eye landmarks
     when `align` and the detector gives them; [] when none. The crop is (size, size) grey, or with
-    channels=3 (size, size, 3) RGB: the model's input (a colour model is cropped from the colour photo)."""
+    channels=3 (size, size, 3) RGB: the model's input (a colour model is cropped from the colour photo).
+    The photo: as detect_faces takes it."""
     from .detectors import get_detector
 
-    grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from
     box_to_square = get_detector(detector).box_to_square
+    rgb = _photo(rgb)  # (once, before the crops' source and the detector are made of it)
+    grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from
     faces = []
     for d in detect_faces(rgb, detector, min_face):
         x, y, w, h = d.box
@@ -563,6 +568,18 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
         box = tuple(int(round(v)) for v in d.box)
         faces.append(Face(box, crop_face(grey, square, margin, size, angle), d.score, d.landmarks, angle))
     return faces
+
+
+def _photo(image) -> np.ndarray:
+    """The photo detect_faces, find_faces and whole_face work on: a uint8 grey (H, W) or RGB (H, W, 3)
+    array as it is, anything else as load_image reads it (an RGBA PNG's array, floats, a PIL image, a
+    path), or its ImageError. These were numpy's and Pillow's errors ("could not broadcast input array
+    from shape (4,60,60)", "Cannot handle this data type", "'str' object has no attribute 'ndim'"), or a
+    4-channel crop for a colour model. A view (np.broadcast_to) goes through load_image's pixel limit, as in Predictor.predict."""
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size and image.flags.c_contiguous
+            and (image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3)):
+        return image
+    return load_image(image)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

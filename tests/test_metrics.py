@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from ferkit.errors import FerkitError
 from ferkit.labels import FER2013
 from ferkit.metrics import confusion_matrix, format_report, per_class_accuracy, summarize
 
@@ -19,3 +21,23 @@ def test_summarize_counts_and_per_class():
 def test_per_class_accuracy_is_recall():
     cm = confusion_matrix([0, 1, 1], [0, 1, 0], 2)
     assert per_class_accuracy(cm)[1] == 0.5
+
+
+def test_summarize_refuses_arguments_that_do_not_fit_each_other():
+    # lengths that differ were numpy's "cannot reshape array of size 14 into shape (3,newaxis)"; the rest gave a report
+    # without a word (labels="fer2013" scored the letters f, e, r, ...; a class 9 of 7 counted in no confusion row)
+    y, probs = np.array([0, 1, 3]), np.eye(7)[[0, 1, 3]]
+    for args, why in [((y, probs[:2], FER2013), r"^probs must be .* = \(3, 7\); got an array of shape \(2, 7\)"),
+                      ((y, probs[:, :5], FER2013), r"got an array of shape \(3, 5\)"),
+                      ((y, probs.ravel(), FER2013), r"got an array of shape \(21,\)"),
+                      ((y, probs, "fer2013"), r"^labels must be the model's emotion names in order .*; got 'fer2013'$"),
+                      (([0, 1, 9], probs, FER2013), r"^y_true must hold class numbers 0\.\.6 .*; got values from 0 to 9$"),
+                      (([0.5, 1, 3], probs, FER2013), r"^y_true must be one class number per face .*not all of them whole"),
+                      ((["angry", "sad", "happy"], probs, FER2013), r"^y_true must be .*dtype <U5$")]:
+        with pytest.raises(FerkitError, match=why):
+            summarize(*args)
+    with pytest.raises(FerkitError, match=r"^top_sets must be None or bool of the shape of probs, \(3, 7\)"):
+        summarize(y, probs, FER2013, np.ones((2, 7), bool))
+    assert summarize([0.0, 1.0, 3.0], probs, FER2013)["accuracy"] == 1.0  # whole numbers as floats (np.loadtxt's)
+    for no_faces in (summarize([], [], FER2013), summarize([-1, -1], np.eye(7)[:2], FER2013)):  # were scikit-learn's errors
+        assert no_faces["n"] == 0 and np.isnan(no_faces["accuracy"]) and no_faces["support"]["angry"] == 0

@@ -13,12 +13,15 @@ import os
 import numpy as np
 from sklearn.metrics import confusion_matrix as _confusion_matrix
 
+from .config import problem
 from .errors import FerkitError
 from .labels import for_emotions, labels_of
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts: rows are true emotions, columns predicted."""
+    if not len(y_true):  # (no face scored: scikit-learn's "Found empty input array")
+        return np.zeros((n_classes, n_classes), np.int64)
     return _confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
@@ -34,9 +37,8 @@ def summarize(y_true, probs, labels, top_sets: np.ndarray | None = None) -> dict
     y_true (N,): the true label of each face, -1 for a face without one (left out of the accuracy;
     FER+: no majority emotion). top_sets (N, C) bool, for FER+: the emotions that share the most
     votes of each face; adds how often the prediction is among them (faces with none left out)."""
-    labels = list(labels)
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(probs).reshape(len(y_true), -1).argmax(1)
+    labels, y_true, probs, top_sets = _checked(y_true, probs, labels, top_sets)
+    y_pred = probs.argmax(1)
     scored = y_true >= 0
     yt, yp = y_true[scored], y_pred[scored]
     cm = confusion_matrix(yt, yp, len(labels))
@@ -54,6 +56,38 @@ def summarize(y_true, probs, labels, top_sets: np.ndarray | None = None) -> dict
         m["top_vote_accuracy"] = float(top_sets[has, y_pred[has]].mean()) if has.any() else float("nan")
         m["top_vote_n"] = int(has.sum())
     return m
+
+
+def _checked(y_true, probs, labels, top_sets) -> tuple[list, np.ndarray, np.ndarray, np.ndarray | None]:
+    """summarize's arguments as arrays, or one FerkitError naming the one that does not fit the others.
+    Without it, lengths that differ were numpy's "cannot reshape array of size 14 into shape (3,newaxis)",
+    and other mistakes gave a report without a word: labels="fer2013" scored the letters f, e, r, ...,
+    probabilities over 5 emotions were scored against 7 names, and a class number past the names counted
+    in the accuracy but in no row of the confusion matrix."""
+    if isinstance(labels, str) or not hasattr(labels, "__len__"):
+        raise FerkitError(problem("labels", "the model's emotion names in order (a list such as ferkit.EMOTIONS, "
+                                  "or Predictor.labels)", labels))
+    labels, y, p = list(labels), np.asarray(y_true), np.asarray(probs)
+    if y.ndim != 1 or not (y.dtype.kind in "iu" or y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
+        fraction = y.dtype.kind == "f" and y.ndim == 1  # (NaN is no whole number either)
+        raise FerkitError(f"y_true must be one class number per face (a 1-d array of integers, -1 for a face "
+                          f"without a label); got an array of shape {y.shape} and dtype {y.dtype}"
+                          + (", not all of them whole numbers" if fraction else ""))
+    y = y.astype(np.int64)
+    if y.size and not (-1 <= y.min() and y.max() < len(labels)):
+        raise FerkitError(f"y_true must hold class numbers 0..{len(labels) - 1} of the {len(labels)} labels, or -1 "
+                          f"for a face without one; got values from {y.min()} to {y.max()}")
+    if not len(y) and not p.size:  # no faces ([] is numpy's (0,))
+        p = np.zeros((0, len(labels)))
+    if p.shape != (len(y), len(labels)) or p.dtype.kind not in "iuf":
+        raise FerkitError(f"probs must be one row of probabilities per face, (len(y_true), len(labels)) = "
+                          f"({len(y)}, {len(labels)}); got an array of shape {p.shape} and dtype {p.dtype}")
+    if top_sets is not None:
+        top_sets = np.asarray(top_sets)
+        if top_sets.shape != p.shape or top_sets.dtype != bool:
+            raise FerkitError(f"top_sets must be None or bool of the shape of probs, {p.shape}; got an array of "
+                              f"shape {top_sets.shape} and dtype {top_sets.dtype}")
+    return labels, y, p, top_sets
 
 
 def format_report(m: dict) -> str:

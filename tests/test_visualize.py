@@ -64,6 +64,20 @@ def test_first_layer_filters(clf):
     assert w.shape == (8, 1, 3, 3) and np.allclose(w, clf.model.features[0][0].weight.detach().numpy())
 
 
+def test_the_layer_functions_take_a_classifier_as_activation_maps_does(clf):
+    """(first_layer_filters(ferkit.load_model()) was "'Classifier' object has no attribute 'features'", as
+    layer_names(clf) was for a ResNet; anything else says what they take)"""
+    from ferkit.checkpoint import Classifier
+    from ferkit.model import create_model
+
+    assert np.array_equal(first_layer_filters(clf), first_layer_filters(clf.model))
+    resnet = Classifier(create_model("resnet18"), np.full((48, 48), 120, np.float32))
+    assert layer_names(resnet) == layer_names(resnet.model) and first_layer_filters(resnet).shape == (64, 1, 7, 7)
+    for f in (first_layer_filters, layer_names):
+        with pytest.raises(FerkitError, match=r"^model must be a Classifier \(ferkit.load_model\) or its network .*; got ndarray$"):
+            f(np.zeros((8, 1, 3, 3)))
+
+
 def test_dream_changes_face_and_raises_objective(clf, face):
     for objective in ("l2", "mean"):
         s = DreamSettings(layer=2, octaves=2, steps=5, objective=objective)

@@ -16,15 +16,29 @@ import numpy as np
 import torch
 
 from .checkpoint import Classifier
-from .errors import FerkitError
+from .errors import FerkitError, quoted
 from .files import write_output
+
+
+def _network(model):
+    """The network of a Classifier (what ferkit.load_model returns and activation_maps takes), or a network
+    itself (Classifier.model, ferkit.create_model's); else a FerkitError. first_layer_filters(clf) was
+    "'Classifier' object has no attribute 'features'", as layer_names(clf) was for a ResNet."""
+    if isinstance(model, Classifier):
+        return model.model
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "features") and hasattr(model, "spec")):
+        raise FerkitError(f"model must be a Classifier (ferkit.load_model) or its network (Classifier.model, "
+                          f"ferkit.create_model); got {quoted(type(model).__name__)}")
+    return model
 
 
 def layer_names(model) -> list[str]:
     """One name per block of model.features (a row of the activation maps; DeepDream's --layer counts them), its
     first word the block's own: 'conv1 32@3x3 pool2' etc. for the paper's CNN, a ResNet's stem and stages by
     their module names (conv1, layer1-4) and MobileNetV2's blocks by theirs (features.0-18). A ResNet's were
-    called conv1-conv5, and conv2 is the name of a conv in each of its blocks, not of layer1."""
+    called conv1-conv5, and conv2 is the name of a conv in each of its blocks, not of layer1. model: a
+    Classifier or its network."""
+    model = _network(model)
     if model.spec.backbone == "mobilenet_v2":
         return [f"features.{i}" for i in range(len(model.features))]
     if model.spec.backbone is not None:  # a ResNet: model.ResNet.features is the stem and layer1-4
@@ -65,8 +79,9 @@ def activation_maps(clf: Classifier, face: np.ndarray) -> list[np.ndarray]:
 
 
 def first_layer_filters(model) -> np.ndarray:
-    """The first conv layer's weights (C, channels, k, k) float32 (before batch norm, as the paper shows them)."""
-    conv = model.features[0][0]
+    """The first conv layer's weights (C, channels, k, k) float32 (before batch norm, as the paper shows them) of a
+    Classifier or its network."""
+    conv = _network(model).features[0][0]
     return conv.weight.detach().float().cpu().numpy()
 
 

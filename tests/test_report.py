@@ -68,6 +68,26 @@ def test_report_of_a_run_whose_best_pt_is_a_loop_of_links_says_so_not_last_pt(ti
     assert "only the history and configuration are shown" in page and "last.pt (epoch" not in page
 
 
+def test_report_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_gone(tiny_run, tmp_path):
+    """After a resume that found best.pt deleted (and wrote it from last.pt's epoch), the page's "best validation
+    accuracy" was the history's best epoch, whose weights were gone, while best.pt held another."""
+    import json
+
+    from ferkit.checkpoint import read_checkpoint, save_checkpoint, weights_acc
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    best = read_checkpoint(run / "best.pt")
+    best["best_acc"] = 0.5  # (the tiny run scores 1.0 in every epoch: best.pt's is made lower than another's)
+    save_checkpoint(best, run / "best.pt")
+    history = json.loads((run / "history.json").read_text())
+    next(r for r in history if r["epoch"] == best["epoch"])["val_acc"] = 0.5
+    (run / "history.json").write_text(json.dumps(history))
+    gone = max(history, key=lambda r: r["val_acc"])
+    page = build_report([run], tmp_path / "r.html", data=False)["path"].read_text()
+    assert re.search(rf"{weights_acc(best):.4f} \(epoch {best['epoch']}, best\.pt(&#x27;|')s; epoch {gone['epoch']} scored 1\.0000; "
+                     r"its best\.pt was deleted or damaged\)", page)
+
+
 def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

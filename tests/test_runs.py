@@ -189,6 +189,28 @@ def test_summarize_history():
     assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
 
 
+def test_the_summary_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_gone(tiny_run, tmp_path):
+    """After a resume that found best.pt deleted (and wrote it from last.pt's epoch), the table of plot and report gave
+    the history's best epoch as the run's best, whose weights were gone, while best.pt held another."""
+    import shutil
+
+    from ferkit.checkpoint import read_checkpoint, read_runs, save_checkpoint, weights_acc
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    best = read_checkpoint(run / runs.BEST)
+    best["best_acc"] = 0.5  # (the tiny run scores 1.0 in every epoch: best.pt's is made lower than another's)
+    save_checkpoint(best, run / runs.BEST)
+    history = json.loads((run / runs.HISTORY_JSON).read_text())
+    next(r for r in history if r["epoch"] == best["epoch"])["val_acc"] = 0.5
+    (run / runs.HISTORY_JSON).write_text(json.dumps(history))
+    gone = max(history, key=lambda r: r["val_acc"])
+    text = runs.format_summary(read_runs([run]))
+    assert f"{weights_acc(best):>16.4f} ({best['epoch']:>3})" in text.splitlines()[1]
+    assert text.splitlines()[2] == (f"run: best val acc is best.pt's, epoch {best['epoch']}; epoch {gone['epoch']} scored 1.0000; "
+                                    "its best.pt was deleted or damaged")
+    assert len(runs.format_summary(read_runs([tiny_run])).splitlines()) == 2  # best.pt holds the history's best: no note
+
+
 def test_train_writes_the_layout_that_runs_reads(tiny_run):
     """train.py names its files by runs.py: every file of the layout is there after a run."""
     for name in (runs.CONFIG, runs.HISTORY_JSON, runs.HISTORY_CSV, runs.ITERATIONS, runs.BEST, runs.LAST):

@@ -449,7 +449,7 @@ def test_a_resume_without_its_best_pt_writes_it_from_the_epochs_whose_weights_re
     faces, labels = synthetic_faces(42, seed=1)  # write_fer_csv's PublicTest rows
     assert round(evaluate(clf.model, make_batches(faces, labels.astype("int64"), clf.mean, clf.spec), clf.device)["acc"], 5) == (
         round(best["best_acc"], 5))
-    assert f"done: best val acc {scored} at epoch 2 (epoch 1 scored 1.0000; its best.pt was deleted); " in capsys.readouterr().out
+    assert f"done: best val acc {scored} at epoch 2 (epoch 1 scored 1.0000; its best.pt was deleted or damaged); " in capsys.readouterr().out
 
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0  # then the usual rule: a higher score
     history = json.loads((run / "history.json").read_text())
@@ -459,6 +459,56 @@ def test_a_resume_without_its_best_pt_writes_it_from_the_epochs_whose_weights_re
     assert best["epoch"] == kept["epoch"] and round(best["best_acc"], 5) == kept["val_acc"]
     assert read_checkpoint(run / "last.pt")["best_acc"] == best["best_acc"]
     assert f"done: best val acc {kept['val_acc']:.4f} at epoch {kept['epoch']} (epoch 1 " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["cut off", "not a checkpoint"])
+def test_a_resume_with_a_damaged_best_pt_writes_it_again_as_a_missing_one(tiny_run, tmp_path, capsys, caplog, damage):
+    """A best.pt that read_checkpoint refuses was kept as it was: a run whose resumed epochs scored less than the
+    recorded best (here: none left to train) did all its work, then its done line raised the "damaged" error (exit 2),
+    and the run still had no usable best.pt."""
+    import shutil
+
+    from ferkit.checkpoint import save_checkpoint, weights_acc
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    last = read_checkpoint(run / "last.pt")
+    last["history"][0]["val_acc"] = last["best_acc"] = 1.0  # epoch 1 scored what no later epoch can beat
+    last["history"][2]["val_acc"] = 0.5  # (the tiny run scores 1.0 in every epoch)
+    save_checkpoint(last, run / "last.pt")
+    whole = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(whole[: len(whole) // 2] if damage == "cut off" else b'{"not": "a checkpoint"}')
+    with caplog.at_level("WARNING", "ferkit"):
+        assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
+    scored = "0.5000"
+    assert f"{run / 'best.pt'}: damaged (" in caplog.text
+    assert (f"), so the weights that scored 1.0000 are gone; replaced from last.pt, epoch 3 ({scored}), the best of the "
+            "epochs whose weights remain") in caplog.text
+    best = read_checkpoint(run / "best.pt")
+    assert best["epoch"] == 3 and best["best_acc"] == weights_acc(best) == read_checkpoint(run / "last.pt")["best_acc"]
+    assert f"done: best val acc {scored} at epoch 3 (epoch 1 scored 1.0000; its best.pt was deleted or damaged); " in (
+        capsys.readouterr().out)
+
+
+def test_the_done_line_says_a_best_pt_it_cannot_read_rather_than_fail_after_training(tiny_run, tmp_path, capsys, monkeypatch):
+    """The done line read best.pt with read_checkpoint, whose error made a run that had trained every epoch exit 2."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    history = json.loads((run / "history.json").read_text())
+
+    def trained(cfg, out, resume, progress):  # its best.pt damaged by the time the line is written (a full disk, another process)
+        (out / "best.pt").write_bytes(b"junk")
+        return history
+
+    monkeypatch.setattr(train, "fit", trained)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    top = max(history, key=lambda r: r["val_acc"])
+    assert (f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {run / 'best.pt'}: not a "
+            f"readable ferkit checkpoint; the file is damaged or not one (not a PyTorch file) (a damaged one is written again "
+            f"from last.pt by 'ferkit train --resume {run}'); the last epoch is in {run / 'last.pt'}") in capsys.readouterr().out
 
 
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):

@@ -5,7 +5,7 @@ A checkpoint is a dict of plain data and tensors:
 best.pt has empty optimizer/scheduler states (it is for inference); last.pt keeps them for --resume,
 and with --ema the weight average's state (best.pt's state_dict is then the average itself).
 best_acc is best.pt's validation accuracy: the run's best (of the epochs whose weights remain, where a
-resume found best.pt deleted); what a checkpoint's own weights scored is `weights_acc`, which a slim copy
+resume found best.pt deleted or damaged); what a checkpoint's own weights scored is `weights_acc`, which a slim copy
 (`ferkit export --pt`) records as val_acc.
 `read_checkpoint` checks what it loads (the zip checksums torch.save writes but torch.load does not
 verify, keys, the spec, weight shapes against the model the spec builds, finite weights and mean
@@ -34,6 +34,7 @@ from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
 from .runs import (
+    BEST,
     HISTORY_FIELDS,
     Run,
     check_history,
@@ -418,6 +419,19 @@ def checkpoint_run(path: str | Path, name: str) -> Run:
     return Run(path.parent, name, config, check_history(kept("history"), f"{path}: its 'history'"), iterations, file=path)
 
 
+def _with_best(run: Run) -> Run:
+    """A run folder's Run with its best.pt's epoch and score (Run.best), which a resume that found best.pt deleted or
+    damaged wrote from a later epoch than the history's best; without a best.pt that reads, or a score, none (the
+    history's best is shown, and the report says why best.pt cannot be loaded)."""
+    try:
+        ckpt = read_checkpoint(run.path / BEST)
+    except (FerkitError, OSError):
+        return run
+    epoch, acc = ckpt.get("epoch"), weights_acc(ckpt)
+    run.best = (epoch, acc) if isinstance(epoch, int) and acc is not None else None
+    return run
+
+
 def read_runs(paths: list[str | Path], notes: list[str] | None = None) -> list[Run]:
     """The runs of run folders (runs.read_run) and of checkpoint files alone (checkpoint_run), named
     by runs.run_names: what `ferkit report` and `ferkit plot` read. With `notes` (the report's), a run
@@ -426,7 +440,7 @@ def read_runs(paths: list[str | Path], notes: list[str] | None = None) -> list[R
     runs, damaged = [], []
     for p, n in zip(paths, run_names(paths)):
         try:
-            runs.append(checkpoint_run(p, n) if Path(p).is_file() else read_run(p, n))
+            runs.append(checkpoint_run(p, n) if Path(p).is_file() else _with_best(read_run(p, n)))
         except FerkitError as e:
             if notes is None or not Path(p).exists():  # a path that is not there is a typo: said at once
                 raise

@@ -284,13 +284,20 @@ def cmd_train(args):
                         "error, if it printed one, is above), so this one cannot go on; "
                         + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
     scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
-    if scored:  # best.pt's epoch, not the history's best: a resume that found best.pt deleted wrote it from a later one
+    if scored:  # best.pt's epoch, not the history's best: a resume that found best.pt deleted or damaged wrote it from a later one
         from .checkpoint import read_checkpoint, weights_acc
 
-        best, top = read_checkpoint(out / runs.BEST), max(scored, key=lambda r: r["val_acc"])
+        top = max(scored, key=lambda r: r["val_acc"])
+        try:
+            best = read_checkpoint(out / runs.BEST)
+        except (FerkitError, OSError) as e:  # (the run's work is done and its last.pt whole: said, not exit 2)
+            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {e} (a damaged "
+                  f"one is written again from {runs.LAST} by 'ferkit train --resume {out}'); the last epoch is in {out / runs.LAST}")
+            return
         acc = "?" if weights_acc(best) is None else f"{weights_acc(best):.4f}"
-        gone = f" (epoch {top['epoch']} scored {top['val_acc']:.4f}; its best.pt was deleted)" if top["epoch"] != best["epoch"] else ""
-        print(f"done: best val acc {acc} at epoch {best['epoch']}{gone}; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
+        gone = runs.lost_best(history, best.get("epoch"), weights_acc(best))
+        print(f"done: best val acc {acc} at epoch {best.get('epoch', '?')}{f' ({gone})' if gone else ''}; checkpoints in "
+              f"{out / runs.BEST} and {out / runs.LAST}")
     elif history:
         print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")
 

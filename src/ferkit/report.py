@@ -124,11 +124,12 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     if clf is not None:
         facts.update({"checkpoint": f"{ckpt.name} (epoch {clf.meta.get('epoch')})", "parameters": f"{count_params(clf.model):,}",
                       "multiply-adds per image": f"{count_macs(clf.model):,}"})
-    s = summarize_history(run.history)
+    s = summarize_history(run.history, run.best)  # best.pt's, which a resume may have written from a later epoch
     if s is not None:
         facts["epochs run"] = str(s["epochs"])
         if math.isfinite(s["best_val_acc"]):
-            facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']})"
+            lost = f", {BEST}'s; {s['lost']}" if s["lost"] else ""
+            facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']}{lost})"
         else:  # (was 'nan (epoch 3)')
             facts["best validation accuracy"] = f"none: no validation split; best.pt is the last epoch, {s['best_epoch']}"
         val = f"validation {s['last_val_acc']:.4f}, " if math.isfinite(s["last_val_acc"]) else ""

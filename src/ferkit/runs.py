@@ -90,6 +90,7 @@ class Run:
     iterations: np.ndarray  # (T,) training loss of every iteration
     metrics: dict[str, dict] = field(default_factory=dict)  # metrics-<split>.json from `ferkit evaluate`, by split
     file: Path | None = None  # a run read from a checkpoint file (a bundled model, a best.pt kept alone): that file
+    best: tuple[int, float] | None = None  # a run folder's best.pt: its epoch and score (checkpoint.weights_acc), where it reads
 
     @property
     def source(self) -> Path:
@@ -366,28 +367,47 @@ def diverged(losses) -> bool:
     return y.size > 0 and bool(np.isnan(y).all())
 
 
-def summarize_history(history: list[dict]) -> dict | None:
+def summarize_history(history: list[dict], best: tuple[int, float] | None = None) -> dict | None:
     """A history in numbers (None when empty): epochs run, the best validation accuracy and its epoch,
     the last epoch's validation and training accuracy, and time: the median epoch's seconds, that
     times the epochs (the run's wall-clock on a quiet machine) and the epochs' sum (which also
-    counts whatever slowed some epochs: other work beside it, a paused process)."""
+    counts whatever slowed some epochs: other work beside it, a paused process). With `best` (Run.best) the best
+    is best.pt's, and `lost` says the history's where it scored higher (lost_best), else None."""
     if not history:
         return None
     val, secs = column(history, "val_acc"), column(history, "seconds")
-    best = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
+    top = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
     median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
-    return dict(epochs=len(history), best_epoch=int(history[best]["epoch"]), best_val_acc=float(val[best]),
+    best_epoch, best_acc, lost = int(history[top]["epoch"]), float(val[top]), None
+    if best is not None and math.isfinite(best_acc):  # (without validation best.pt is the last epoch's: as the history says)
+        (best_epoch, best_acc), lost = best, lost_best(history, *best)
+    return dict(epochs=len(history), best_epoch=best_epoch, best_val_acc=best_acc, lost=lost,
                 last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
                 median_epoch_seconds=median, wall_clock_seconds=median * len(history), total_seconds=float(np.nansum(secs)))
 
 
+def lost_best(history: list[dict], epoch, acc: float | None) -> str | None:
+    """"epoch N scored X; its best.pt was deleted or damaged" where the history's best epoch scored higher than
+    best.pt (its `epoch` and score `acc`: checkpoint.weights_acc): a resume that found best.pt gone wrote it again from
+    last.pt's epoch, and the weights that scored best are gone. Else None (a tie at the history's 5 places is none)."""
+    val = column(history, "val_acc")
+    if not np.isfinite(val).any():
+        return None
+    top = int(np.nanargmax(val))
+    if history[top]["epoch"] == epoch or (acc is not None and val[top] <= round(acc, 5)):
+        return None
+    return f"epoch {history[top]['epoch']} scored {val[top]:.4f}; its {BEST} was deleted or damaged"
+
+
 def format_summary(runs: list[Run]) -> str:
-    """summarize_history of each run as a text table, one row per run."""
+    """summarize_history of each run as a text table, one row per run; below it a line for each run whose best.pt is
+    not the history's best epoch (lost_best)."""
     w = max([4] + [len(r.name) for r in runs]) + 2
     lines = [f"{'run':<{w}}{'epochs':>7}{'best val acc (epoch)':>22}{'last val acc':>14}{'last train acc':>16}"
              f"{'median epoch':>14}{'epochs x median':>17}{'sum':>10}"]
+    lost = []  # (below the table: a note does not fit its column)
     for r in runs:
-        s = summarize_history(r.history)
+        s = summarize_history(r.history, r.best)
         if s is None:
             lines.append(f"{r.name:<{w}}{'no history':>7}")
             continue
@@ -397,4 +417,6 @@ def format_summary(runs: list[Run]) -> str:
         lines.append(f"{r.name:<{w}}{s['epochs']:>7}{best}{last}"
                      f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
                      f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
-    return "\n".join(lines)
+        if s["lost"]:
+            lost.append(f"{r.name}: best val acc is {BEST}'s, epoch {s['best_epoch']}; {s['lost']}")
+    return "\n".join(lines + lost)

@@ -151,12 +151,28 @@ def _best_in_the_way(run: Path) -> str | None:
     return None
 
 
-def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, out: Path, go_on: str | None) -> float | None:
-    """Write a resumed run's best.pt again where it is gone (deleted), from last.pt's epoch (`weights`: the validated
-    ones, with --ema the average): the best of the epochs whose weights remain, and without validation (best_acc None)
-    what best.pt always is. The resumed epochs then replace it as usual, when they score higher; a run that trains no
-    more epochs still ends with one. Returns the run's best_acc now: that epoch's score.
-    last.pt is rewritten with it first: a kill in between leaves best.pt missing, and the next resume does this again."""
+def _best_gone(run: Path) -> str | None:
+    """Why a resumed run's best.pt is written again: "missing" (deleted, or a link to a file that is gone), or "damaged
+    (...)" where read_checkpoint refuses it (cut off, flipped bytes, not a checkpoint): the run would end with no usable
+    best.pt where no resumed epoch beats best_acc. None where it reads, or where ferkit's user may not read it (its
+    weights may be whole: they are not replaced unseen, and the done line says it cannot be read)."""
+    best = run / BEST
+    if not best.exists():
+        return "missing"
+    try:
+        read_checkpoint(best)
+    except FerkitError as e:
+        return f"damaged ({str(e).removeprefix(f'{best}: ')})" if os.access(best, os.R_OK) else None
+    return None
+
+
+def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, out: Path, go_on: str | None,
+                why: str) -> float | None:
+    """Write a resumed run's best.pt again where it is gone (`why`: _best_gone's), from last.pt's epoch (`weights`: the
+    validated ones, with --ema the average): the best of the epochs whose weights remain, and without validation
+    (best_acc None) what best.pt always is. The resumed epochs then replace it as usual, when they score higher; a run
+    that trains no more epochs still ends with one. Returns the run's best_acc now: that epoch's score.
+    last.pt is rewritten with it first: a kill in between leaves best.pt as it was, and the next resume does this again."""
     acc = validated_acc(ckpt) if best_acc is not None else None
     if acc != ckpt["best_acc"]:  # (last.pt must not claim the score of weights that are gone)
         with _saving(out / LAST, out, go_on):
@@ -164,14 +180,15 @@ def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, ou
     best = {k: v for k, v in ckpt.items() if k != "ema"}
     with _saving(out / BEST, out, go_on):
         save_checkpoint({**best, "best_acc": acc, "state_dict": weights.state_dict(), "optimizer": {}, "scheduler": {}}, out / BEST)
-    epoch = ckpt["epoch"]
-    if best_acc is None:
-        log.info(f"{out / BEST}: missing; written again from {LAST}, epoch {epoch} (without validation the last epoch's)")
+    epoch, again = ckpt["epoch"], "written again" if why == "missing" else "replaced"
+    if best_acc is None:  # (a damaged file is worth a warning; a deleted one without validation is no loss)
+        (log.info if why == "missing" else log.warning)(
+            f"{out / BEST}: {why}; {again} from {LAST}, epoch {epoch} (without validation the last epoch's)")
     elif acc == best_acc:
-        log.warning(f"{out / BEST}: missing; written again from {LAST}, whose epoch {epoch} scored the run's best, {acc:.4f}")
+        log.warning(f"{out / BEST}: {why}; {again} from {LAST}, whose epoch {epoch} scored the run's best, {acc:.4f}")
     else:
         scored = f"{acc:.4f}" if acc is not None else "no score in the history"
-        log.warning(f"{out / BEST}: missing, so the weights that scored {best_acc:.4f} are gone; written again from {LAST}, "
+        log.warning(f"{out / BEST}: {why}, so the weights that scored {best_acc:.4f} are gone; {again} from {LAST}, "
                     f"epoch {epoch} ({scored}), the best of the epochs whose weights remain; a resumed epoch that scores higher "
                     f"replaces it")
     return acc
@@ -828,8 +845,8 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
                      "differ from an uninterrupted run's")
         history, iter_loss = list(ckpt["history"]), list(ckpt["iter_loss"])
         best_acc = ckpt["best_acc"] if val is not None else None  # (old checkpoints stored an epoch number without validation)
-        if dist.main and not (out / BEST).exists():  # deleted (or a link to a file that is gone)
-            best_acc = _best_again(ckpt, best_acc, validated, out, go_on)
+        if dist.main and (why := _best_gone(out)):  # deleted or damaged: else the run may end with no usable best.pt
+            best_acc = _best_again(ckpt, best_acc, validated, out, go_on, why)
         start_epoch = ckpt["epoch"] + 1
         so_far = f"best val acc so far {best_acc:.4f}" if best_acc is not None else "no validation split"
         if start_epoch > cfg.epochs:

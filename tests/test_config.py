@@ -125,6 +125,19 @@ def test_train_config_types_coerce_numbers_and_refuse_the_rest():
         assert message in str(e.value)
 
 
+def test_path_fields_take_a_pathlib_path_stored_as_its_string(tmp_path):
+    # (each was "--data must be a string or null; got PosixPath(...)")
+    given = {"model": tmp_path / "spec.yaml", "data": tmp_path / "fer.csv", "label_names": tmp_path / "names.txt",
+             "labels_file": tmp_path / "new.csv", "init_from": tmp_path / "w.pth"}
+    cfg = TrainConfig(**given, teacher=[tmp_path / "t.pt", str(tmp_path / "u.pt")])
+    assert cfg.to_dict() == TrainConfig(**{k: str(v) for k, v in given.items()},
+                                        teacher=[str(tmp_path / "t.pt"), str(tmp_path / "u.pt")]).to_dict()
+    assert json.loads(json.dumps(cfg.to_dict()))["data"] == str(tmp_path / "fer.csv")
+    assert TrainConfig(teacher=tmp_path / "t.pt").teacher == [str(tmp_path / "t.pt")]  # one path, as a string is
+    with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint or \.onnx paths; got \[3\]"):
+        TrainConfig(teacher=[3])
+
+
 def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text('a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'

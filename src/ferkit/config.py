@@ -362,11 +362,24 @@ def option(default=None, help: str = "", factory=None):
     return field(default=default, metadata={"help": help})
 
 
+# TrainConfig's fields that name files: model (a spec file), data, label_names (a names file), labels_file,
+# init_from and each teacher (see path_text)
+PATH_FIELDS = ("model", "data", "label_names", "labels_file", "init_from")
+
+
+def path_text(value):
+    """A file given as an os.PathLike (a pathlib.Path, what Python code hands) as its string, as a flag or config
+    file gives it, so config.json stays the same; anything else as it is, for the field's own check.
+    (TrainConfig(data=Path(...)) was "--data must be a string or null; got PosixPath(...)".)"""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def teacher_list(value):
     """A config's teacher field as a list: an older config's one path (or null) means [path] (or [])."""
+    value = path_text(value)
     if value is None or isinstance(value, str):
         return [value] if value else []
-    return value
+    return [path_text(t) for t in value] if isinstance(value, list) else value
 
 
 def flag(name: str) -> str:
@@ -462,6 +475,8 @@ class TrainConfig:
                                              "default: the head's")
 
     def __post_init__(self):
+        for name in PATH_FIELDS:
+            setattr(self, name, path_text(getattr(self, name)))
         self.teacher = teacher_list(self.teacher)
         bad = check_fields(self, flag)
         if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):

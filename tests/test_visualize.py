@@ -134,6 +134,15 @@ def test_dream_settings_are_checked(clf, face):
         with pytest.raises(FerkitError, match=f"^{said}$"):
             deep_dream(clf, face, DreamSettings(steps=steps))
 
+    # the seed with them (torch's "manual_seed expected a long" and OverflowError); numpy's ints are taken
+    for seed, said in [("x", "seed must be a whole number; got 'x'"), (1.5, "seed must be a whole number; got 1.5"),
+                       (None, "seed must be a whole number; got None"), (True, "seed must be a whole number; got True"),
+                       (2**70, f"seed must be at most {2**63 - 1:,}; got {2**70}"), (-1, "seed must be >= 0; got -1")]:
+        with pytest.raises(FerkitError, match=f"^{re.escape(said)}$"):
+            deep_dream(clf, face, DreamSettings(seed=seed))
+    assert np.array_equal(deep_dream(clf, face, DreamSettings(steps=1, seed=np.int64(3))),
+                          deep_dream(clf, face, DreamSettings(steps=1, seed=3)))
+
 
 def test_dream_octaves_stop_where_the_face_shrinks_no_more(clf, face):
     # 48 / 1.001 rounds to 48: 200 octaves of 48x48 dreamed the face 200 times over (and 10**8 filled the memory)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Classifier
-from .config import MAX_STEPS, bounded, problem
+from .config import MAX_SEED, MAX_STEPS, bounded, problem
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
 from .visualize import layer_name, one_face
@@ -78,11 +78,14 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
     # range, torch.randint and a slice; layer=True dreamed on layer 1); numpy's are taken as Python's
     for name, value, kind in [("--layer", s.layer, numbers.Integral), ("--octaves", s.octaves, numbers.Integral),
                               ("--steps", s.steps, numbers.Integral), ("--jitter", s.jitter, numbers.Integral),
-                              ("--octave-scale", s.octave_scale, numbers.Real), ("--step-size", s.step_size, numbers.Real)]:
+                              ("--octave-scale", s.octave_scale, numbers.Real), ("--step-size", s.step_size, numbers.Real),
+                              ("seed", s.seed, numbers.Integral)]:  # (seed: no flag; 'x', 1.5 were torch's RuntimeError)
         if (value is not None or name != "--layer") and (isinstance(value, bool) or not isinstance(value, kind)):
             raise FerkitError(problem(name, "a whole number" if kind is numbers.Integral else "a number", value))
     for steps in bounded("--steps", s.steps, 0, MAX_STEPS):  # (steps of each octave; 0: the face itself)
         raise FerkitError(steps)
+    for seed in bounded("seed", s.seed, 0, MAX_SEED):  # as TrainConfig's (2**70 was torch's OverflowError)
+        raise FerkitError(seed)
     side = clf.spec.in_size
     if not (s.octaves >= 1 and s.octave_scale > 1 and 0 < s.step_size < math.inf and 0 <= s.jitter <= side):
         raise FerkitError(f"DeepDream settings: need --octaves >= 1, --octave-scale > 1, --step-size > 0 and "
@@ -103,7 +106,7 @@ def deep_dream(clf: Classifier, face: np.ndarray, settings: DreamSettings | None
     jitter = int(s.jitter)  # (numpy's uint8 1 negated overflowed to 255)
     net = clf.model.features[:layer]
     clf.model.eval()
-    gen = torch.Generator().manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(int(s.seed))  # (numpy's int64 is no long to torch)
     base, _ = clf.inputs(one_face(clf, face)[None])  # (1, C, H, W), mean-subtracted, /128
     mean = torch.as_tensor(clf.mean, device=base.device)
     mean = mean.permute(2, 0, 1) if mean.dim() == 3 else mean[None]  # (C, H, W), as the inputs

@@ -59,6 +59,23 @@ def test_a_backbone_s_layers_go_by_its_module_names():
     assert layer_names(mobilenet) == [f"features.{i}" for i in range(19)] and len(mobilenet.features) == 19
 
 
+def test_a_layer_number_is_checked_alike_everywhere(clf, face):
+    """(layer_objective(clf, face, '1') was a TypeError in check_layer, layer_name(model, 0) silently the last layer,
+    layer_name(model, 99) an IndexError; DreamSettings(layer='2') was refused)"""
+    from ferkit.visualize import layer_name
+
+    out_of_range = "this model has layers 1..2 (1 conv1, 2 conv2); give one of those numbers"
+    for fn in (lambda k: layer_name(clf.model, k), lambda k: layer_name(clf, k), lambda k: check_layer(clf, k),
+               lambda k: layer_objective(clf, face[None], k), lambda k: deep_dream(clf, face, DreamSettings(layer=k))):
+        for bad in ("1", 1.0, True):
+            with pytest.raises(FerkitError, match=f"^{re.escape(f'--layer must be a whole number; got {bad!r}')}$"):
+                fn(bad)
+        for bad in (0, -1, 3, 99):
+            with pytest.raises(FerkitError, match=f"^{re.escape(f'--layer {bad}: {out_of_range}')}$"):
+                fn(bad)
+    assert [layer_name(clf.model, k) for k in (1, np.int64(2))] == ["conv1", "conv2"]
+
+
 def test_first_layer_filters(clf):
     w = first_layer_filters(clf.model)
     assert w.shape == (8, 1, 3, 3) and np.allclose(w, clf.model.features[0][0].weight.detach().numpy())

@@ -23,7 +23,7 @@ from .checkpoint import Classifier
 from .config import MAX_SEED, MAX_STEPS, bounded, problem
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
-from .visualize import layer_name, one_face
+from .visualize import check_layer_number, one_face
 
 OBJECTIVES = ("l2", "mean")
 
@@ -42,13 +42,9 @@ class DreamSettings:
 
 def check_layer(clf: Classifier, layer: int | None) -> int:
     """The 1-based layer (default: the middle one); a clear error, naming each, when out of range."""
-    n = len(clf.model.features)
     if layer is None:
-        return (n + 1) // 2
-    if not 1 <= layer <= n:  # (a ResNet's 1..5 were 'conv layers', though it has 20 convs: its stem and 4 stages)
-        names = ", ".join(f"{k} {layer_name(clf.model, k)}" for k in range(1, n + 1))
-        raise FerkitError(f"--layer {layer}: this model has layers 1..{n} ({names}); give one of those numbers")
-    return int(layer)
+        return (len(clf.model.features) + 1) // 2
+    return check_layer_number(clf, layer)
 
 
 def _objective(acts: torch.Tensor, kind: str) -> torch.Tensor:
@@ -74,13 +70,13 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
     """The conv layer `s` dreams on, once every setting is checked against the model: a clear error otherwise."""
     if s.objective not in OBJECTIVES:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    # counts are whole numbers and sizes real ones (steps=2.5, jitter=1.5, layer=2.0 or '2' were TypeErrors of
-    # range, torch.randint and a slice; layer=True dreamed on layer 1); numpy's are taken as Python's
-    for name, value, kind in [("--layer", s.layer, numbers.Integral), ("--octaves", s.octaves, numbers.Integral),
+    # counts are whole numbers and sizes real ones (steps=2.5, jitter=1.5 were TypeErrors of range and
+    # torch.randint); numpy's are taken as Python's. The layer is check_layer's, last.
+    for name, value, kind in [("--octaves", s.octaves, numbers.Integral),
                               ("--steps", s.steps, numbers.Integral), ("--jitter", s.jitter, numbers.Integral),
                               ("--octave-scale", s.octave_scale, numbers.Real), ("--step-size", s.step_size, numbers.Real),
                               ("seed", s.seed, numbers.Integral)]:  # (seed: no flag; 'x', 1.5 were torch's RuntimeError)
-        if (value is not None or name != "--layer") and (isinstance(value, bool) or not isinstance(value, kind)):
+        if isinstance(value, bool) or not isinstance(value, kind):
             raise FerkitError(problem(name, "a whole number" if kind is numbers.Integral else "a number", value))
     for steps in bounded("--steps", s.steps, 0, MAX_STEPS):  # (steps of each octave; 0: the face itself)
         raise FerkitError(steps)

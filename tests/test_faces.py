@@ -1,4 +1,5 @@
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -370,6 +371,28 @@ def test_the_face_functions_take_any_image_load_image_reads(tmp_path):
         for f in (whole_face, detect_faces, find_faces):
             with pytest.raises(ImageError, match=why):
                 f(bad)
+
+
+def test_min_face_size_and_channels_are_checked_as_predict_checks_them():
+    """(detect_faces(min_face='a') was a TypeError and min_face=2 silently []; size=0 a ZeroDivisionError,
+    whole_face(size=-5) a (0, 0) array, channels=2 silently an RGB crop)"""
+    from ferkit.errors import FerkitError
+
+    img = np.zeros((60, 100, 3), np.uint8)
+    for min_face in ("a", "0.1", 2, 0, float("nan"), True):
+        for f in (detect_faces, find_faces):
+            with pytest.raises(FerkitError, match=f"^min_face must be None .* in \\(0, 1\\]; got {re.escape(repr(min_face))}$"):
+                f(img, min_face=min_face)
+    for kwargs, said in [(dict(size=0), "size must be a whole number >= 1 (the crop's side in pixels); got 0"),
+                         (dict(size=-5), "got -5"), (dict(size=4.0), "got 4.0"), (dict(size=True), "got True"),
+                         (dict(channels=2), "channels must be 1 (a grey crop) or 3 (RGB); got 2"),
+                         (dict(channels=True), "got True"), (dict(channels="3"), "got '3'"),
+                         (dict(size=0, channels=2), "size must be a whole number >= 1 (the crop's side in pixels); got 0; "
+                                                    "channels must be 1 (a grey crop) or 3 (RGB); got 2")]:
+        for f in (whole_face, find_faces):
+            with pytest.raises(FerkitError, match=re.escape(said)):
+                f(img, **kwargs)
+    assert detect_faces(img, min_face=np.float32(1)) == [] and whole_face(img, np.int64(8), np.int64(3)).shape == (8, 8, 3)
 
 
 def test_crop_is_square_and_pads_at_the_edge():

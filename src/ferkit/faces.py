@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import problem
 from .detectors import Detection
 from .errors import FerkitError, ImageError, quoted
 from .files import VIDEO_EXTS
@@ -400,6 +401,26 @@ def _shrink(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.BOX))
 
 
+MIN_FACE = "None (the detector's floor) or a fraction of the photo's shorter side in (0, 1]"  # what min_face must be
+
+
+def min_face_fits(min_face) -> bool:
+    """Whether min_face is one that detect_faces (and Predictor.predict) takes: MIN_FACE."""
+    return min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1
+
+
+def _check_crop(size, channels) -> None:
+    """The crop's size and channels of find_faces and whole_face, else one FerkitError naming each bad one:
+    size=0 was a ZeroDivisionError, -5 a (0, 0) array, channels=2 silently an RGB crop."""
+    bad = []
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        bad.append(problem("size", "a whole number >= 1 (the crop's side in pixels)", size))
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
+        bad.append(problem("channels", "1 (a grey crop) or 3 (RGB)", channels))
+    if bad:
+        raise FerkitError("; ".join(bad))
+
+
 def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | None = None) -> list[Detection]:
     """The faces in an RGB (or grey) photo, left to right, in its pixels; [] when none. The photo is a
     uint8 array (H, W, 3) or (H, W); any other image (an RGBA or float array, a PIL image, a path) is read by load_image.
@@ -408,6 +429,8 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | No
     shrunk to its working side, then to fine_side for the faces too small to see there."""
     from .detectors import get_detector
 
+    if not min_face_fits(min_face):  # ('a' was a TypeError inside the detector, 2 silently no face)
+        raise FerkitError(problem("min_face", MIN_FACE, min_face))
     find = get_detector(detector)
     rgb = _photo(rgb)
     if rgb.ndim == 2:
@@ -541,6 +564,7 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
 def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarray:
     """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
     centre square, grey, resized; with channels=3 the square in colour, (size, size, 3). The photo: as detect_faces takes it."""
+    _check_crop(size, channels)
     rgb = _photo(rgb)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)
     h, w = grey.shape[:2]
@@ -556,6 +580,7 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
     The photo: as detect_faces takes it."""
     from .detectors import get_detector
 
+    _check_crop(size, channels)  # (min_face: detect_faces checks it)
     box_to_square = get_detector(detector).box_to_square
     rgb = _photo(rgb)  # (once, before the crops' source and the detector are made of it)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from

@@ -21,7 +21,6 @@ Classifier, --backend torch), and a light install without it says which extra to
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import re
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 from . import bundled
 from .config import MAX_THREADS, problem
 from .errors import FerkitError, needs_extra
-from .faces import DETECTOR, SIZE, face_batch, find_faces, load_image, whole_face
+from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, min_face_fits, whole_face
 from .labels import EMOTIONS
 from .precisions import DEVICE, DEVICE_TEXT
 from .schema import Face
@@ -326,8 +325,7 @@ class Predictor:
     def predict(self, image, min_face: float | None = None, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
-        _check_args(("min_face", min_face, "None (the detector's floor) or a fraction of the photo's shorter side in (0, 1]",
-                     min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1),
+        _check_args(("min_face", min_face, MIN_FACE, min_face_fits(min_face)),
                     ("crops", crops, "True or False", isinstance(crops, bool)),
                     ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
         # An RGB uint8 array in memory is used as it is, whatever its size (serve's uploads, decoded under their

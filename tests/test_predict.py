@@ -956,6 +956,18 @@ def test_predict_video_takes_every_as_a_whole_number_only(tmp_path, astronaut, e
         predict_video(None, _clip(tmp_path, astronaut), every=every)
 
 
+def test_predict_video_names_a_bad_predictor_or_path(tmp_path, astronaut):
+    """(predict_video(None, path) was an AttributeError at the first frame; a None or int path os.fsdecode's TypeError)"""
+    from ferkit.video import predict_video
+
+    for bad in (None, 3, b"clip.mp4"):
+        with pytest.raises(FerkitError, match=f"^path must be a video file's path \\(a str or pathlib.Path\\); got {re.escape(repr(bad))}$"):
+            predict_video(None, bad)
+    for bad in (None, "model.pt"):
+        with pytest.raises(FerkitError, match=f"^predictor must be a ferkit Predictor \\(.*\\); got {re.escape(repr(bad))}$"):
+            predict_video(bad, _clip(tmp_path, astronaut))
+
+
 @pytest.mark.parametrize("scale, rate", [(1, 4_000_000_000), (4_000_000_000, 1)])
 def test_a_video_whose_header_gives_no_real_frame_rate_has_no_times(tmp_path, astronaut, caplog, scale, rate):
     """(FFmpeg read these AVI headers as 2147483647 and 4.7e-10 frames per second: every frame's time was 0.0,

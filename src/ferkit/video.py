@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .config import problem
 from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra, quoted
 from .faces import MAX_PIXELS, is_url, no_such_file
@@ -104,6 +105,8 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     Interrupted after a frame, it raises Interrupted with what it has (the annotated copy is dropped).
     frames: where each frame goes once done, the result's "frames" (default: a new list, which keeps them all;
     `ferkit predict` gives outputs.FrameSpool, which writes them out)."""
+    if not isinstance(path, (str, os.PathLike)):  # (None or 3 was os.fsdecode's TypeError)
+        raise FerkitError(problem("path", "a video file's path (a str or pathlib.Path)", path))
     text, path = os.fsdecode(path), Path(path)
     if not path.exists():  # (a URL named as given: Path("https://x") prints https:/x)
         raise no_such_file(quoted(text) if is_url(text) else str(path), text)
@@ -113,6 +116,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:  # 2.5 sampled frames 0, 5, 10
         raise FerkitError(f"--every {every!r}: must be a whole number >= 1")
+    # after the file's checks, which take any predictor; before the video is opened (None was an AttributeError at
+    # the first frame). Anything with Predictor's predict(rgb) does.
+    if not callable(getattr(predictor, "predict", None)):
+        raise FerkitError(problem("predictor", "a ferkit Predictor (or anything with its predict(rgb) method)", predictor))
     # FFmpeg's own lines ("moov atom not found") would stand beside ferkit's message about the same
     # file; set OPENCV_FFMPEG_LOGLEVEL (e.g. 32) to see them. Read when OpenCV first opens a video.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET

@@ -34,6 +34,25 @@ def test_unknown_field_lists_known_ones():
         ModelSpec.from_dict({"convs": [{"filterz": 3}]})
 
 
+def test_a_spec_given_as_a_config_or_a_config_as_a_spec_says_which_flag_takes_it(tmp_path):
+    """A model spec given to --config (or a search's best.yaml, a run's config.json given to --model) was
+    'unknown field(s)' and the other kind's 43 or 8 field names, never that the file went to the wrong flag."""
+    from ferkit.model import resolve_spec
+    from ferkit.train import resolve_config
+
+    (tmp_path / "spec.yaml").write_text("convs:\n- filters: 8\nfcs: []\n")
+    with pytest.raises(ConfigError, match=r"spec.yaml: unknown field\(s\) convs, fcs; those are a model spec's fields: "
+                                          r"give the file with --model \(a --config file holds"):
+        resolve_config(base={"convs": [{"filters": 8}], "fcs": []}, source=tmp_path / "spec.yaml")
+    (tmp_path / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), "spec": {}}))
+    with pytest.raises(ConfigError, match=r"config.json: model spec: unknown field\(s\) backbone_lr, batch_size, crop_pad, "
+                                          r"cutmix, data and \d+ more; those are a training config's fields: give the "
+                                          r"file with --config \(a model spec holds the net's layers: backbone, channels"):
+        resolve_spec(tmp_path / "config.json")
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) conv, epochs \(did you mean convs for conv\?\); known fields are backbone"):  # a mix: a typo
+        ModelSpec.from_dict({"conv": [], "epochs": 3})
+
+
 def test_from_file_json_and_yaml(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"model": "deep", "epochs": 3}))
     (tmp_path / "c.yaml").write_text("model: deep\nepochs: 3\n")

@@ -692,11 +692,28 @@ def _build(cls, d, where):
 def _unknown(cls, d: dict, where: str) -> str | None:
     known = sorted(f.name for f in fields(cls))
     unknown = sorted(map(str, set(d) - set(known)))
+    if unknown and (other := _other_kind(cls, unknown)):
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        return f"{where}: unknown field(s) {shown}; {other}"
     if unknown:
         close = {u: difflib.get_close_matches(u.replace("-", "_"), known, n=1) for u in unknown}  # batch-size, epoch
         meant = [f"{m[0]} for {u}" for u, m in close.items() if m]
         return (f"{where}: unknown field(s) {', '.join(unknown)}" + (f" (did you mean {', '.join(meant)}?)" if meant else "")
                 + f"; known fields are {', '.join(known)}")
+    return None
+
+
+def _other_kind(cls, unknown: list[str]) -> str | None:
+    """Where the fields `unknown` of a file read as cls are all the other kind of file's (a model spec given to
+    --config, a training config such as a search's best.yaml or a run's config.json given to --model), the flag
+    that takes it; else None. The list of known fields alone did not say the file went to the wrong flag."""
+    spec, train = {f.name for f in fields(ModelSpec)}, {f.name for f in fields(TrainConfig)} | {"spec"}  # (a run's record)
+    if cls is TrainConfig and set(unknown) <= spec:
+        return ("those are a model spec's fields: give the file with --model (a --config file holds training settings "
+                "such as epochs and lr, and its model: a preset or the path of a spec file)")
+    if cls is ModelSpec and set(unknown) <= train:
+        return ("those are a training config's fields: give the file with --config (a model spec holds the net's "
+                f"layers: {', '.join(sorted(spec))})")
     return None
 
 

@@ -77,6 +77,29 @@ def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_a_config_s_path_found_beside_it_and_not_here_says_paths_are_read_from_here(tmp_path, capsys, monkeypatch):
+    """A config's paths are read from the current folder (as configs/example-train.yaml's model is), so
+    `model: spec.json` beside configs/c.yaml was "spec.json: cannot read (No such file or directory)" and a
+    `data: faces.csv` beside it FER2013's download advice, neither naming the config nor what to write."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "spec.json").write_text(json.dumps(tiny_spec().to_dict()))
+    write_fer_csv(tmp_path / "configs" / "faces.csv", n=2)
+    (tmp_path / "configs" / "c.yaml").write_text("model: spec.json\ndata: faces.csv\nepochs: 1\n")
+    assert main(["train", "--config", "configs/c.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: configs/c.yaml: model spec.json: not found from the current folder ({tmp_path}), but there is "
+        "configs/spec.json beside the config; a config's paths are read from the current folder, as the flags' are: "
+        "write model: configs/spec.json in it, or give --model configs/spec.json\n")
+    assert main(["train", "--config", "configs/c.yaml", "--model", "configs/spec.json"]) == 2  # a flag replaces it
+    assert "error: configs/c.yaml: data faces.csv: not found from the current folder" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "configs")  # from the config's folder, the same paths are found
+    from ferkit.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["train", "--config", "c.yaml"]))
+    assert (cfg.model, cfg.data) == ("spec.json", "faces.csv")
+
+
 def test_model_overrides_a_config_file_s_model_as_other_flags_do(tmp_path, monkeypatch):
     """--model with --config was dropped for the file's model (taken for resolve_config's default), while
     every other flag overrides the file: 'train --config run.json --model deep' trained run.json's net."""

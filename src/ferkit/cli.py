@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__, precisions, runs
-from .config import MAX_STEPS, TrainConfig, base_type, choices, flag
+from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_default_folder,
@@ -214,6 +214,8 @@ def config_from_args(args):
     base = read_file(args.config) if args.config else {}
     recorded = base.pop("spec", None)  # a run's config.json records the spec its model and overrides resolve to
     flags = given(args, TrainConfig)
+    if args.config:
+        _check_paths_beside(args.config, base, flags)
     sets = _parse_set(args.set)
     if sets:
         saved = base.get("overrides") or {}  # (a YAML key with nothing after it is null)
@@ -233,6 +235,28 @@ def config_from_args(args):
         print(f"note: {args.config}: its spec is the record of a run's net, not used: the net is model ({cfg.model}) with "
               "overrides; to train the recorded net, save its spec as a JSON file and give that as model")
     return cfg
+
+
+CONFIG_PATHS = (*PATH_FIELDS, "teacher")  # the TrainConfig fields that name files or folders (teacher: a list of them)
+
+
+def _check_paths_beside(config: str, base: dict, flags: dict) -> None:
+    """A ConfigError where a relative path of the --config file (one no flag replaces) names nothing here but a file
+    or folder beside the config. Its paths are read from the current folder, as the flags' are (configs/example-train.yaml
+    names configs/example-spec.yaml), and `model: spec.yaml` beside it was "spec.yaml: cannot read (No such file or
+    directory)", a `data: fer.csv` beside it FER2013's download advice; neither named the config."""
+    from .model import is_spec_file
+
+    folder = Path(config).parent
+    for name in (n for n in CONFIG_PATHS if n not in flags):
+        for value in base.get(name) if isinstance(base.get(name), list) else [base.get(name)]:
+            if not isinstance(value, str) or not value.strip() or (name == "model" and not is_spec_file(value)):
+                continue  # (a preset's name; a wrong type is the config's check's to report)
+            if os.path.isabs(value) or os.path.exists(value) or not os.path.exists(folder / value):
+                continue
+            raise ConfigError(f"{config}: {name} {value}: not found from the current folder ({Path.cwd()}), but there is "
+                              f"{folder / value} beside the config; a config's paths are read from the current folder, as "
+                              f"the flags' are: write {name}: {folder / value} in it, or give {flag(name)} {folder / value}")
 
 
 def _layers(spec: dict) -> dict:

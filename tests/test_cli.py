@@ -100,6 +100,25 @@ def test_a_config_s_path_found_beside_it_and_not_here_says_paths_are_read_from_h
     assert (cfg.model, cfg.data) == ("spec.json", "faces.csv")
 
 
+def test_a_config_s_paths_from_the_home_folder_are_read_there(tmp_path, monkeypatch):
+    """A shell makes ~ the home folder in a flag, nothing did in a config file: `data: ~/faces.csv` was
+    "~/faces.csv: no such file or folder" and FER2013's download advice. A path that exists as written stays."""
+    from ferkit.cli import build_parser, config_from_args
+
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir(), here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    (home / "spec.json").write_text(json.dumps(tiny_spec().to_dict()))
+    (tmp_path / "c.yaml").write_text("model: ~/spec.json\ndata: ~/faces.csv\nteacher: [~/a.pt, b.pt]\nlabels_file: ~/v.csv\n")
+    cfg = config_from_args(build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml")]))
+    assert (cfg.model, cfg.data, cfg.teacher, cfg.labels_file) == (
+        str(home / "spec.json"), str(home / "faces.csv"), [str(home / "a.pt"), "b.pt"], str(home / "v.csv"))
+    (here / "~").mkdir()  # a folder named ~ here: the path names it, as it would in a flag
+    (here / "~" / "spec.json").write_text(json.dumps(tiny_spec().to_dict()))
+    assert config_from_args(build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml")])).model == "~/spec.json"
+
+
 def test_model_overrides_a_config_file_s_model_as_other_flags_do(tmp_path, monkeypatch):
     """--model with --config was dropped for the file's model (taken for resolve_config's default), while
     every other flag overrides the file: 'train --config run.json --model deep' trained run.json's net."""

@@ -217,20 +217,19 @@ def test_a_pipe_given_as_weights_is_one_line_not_a_reader_blocked_forever(tmp_pa
 def test_a_file_ferkits_user_may_not_read_is_one_line(tiny_run, tmp_path, monkeypatch, capsys):
     """A checkpoint or run file of another user's (chmod 000) was a PermissionError traceback (evaluate, export,
     visualize, predict, report, --init-from) or 'unreadable JSON; rerun the command that wrote it'. Tests run as
-    root, whom chmod does not stop: open refuses the files as it would another user."""
-    import builtins
+    root, whom chmod does not stop: os.open refuses the files as it would another user."""
     import shutil
 
     run = shutil.copytree(tiny_run, tmp_path / "run")
     locked = {run / "best.pt", run / "config.json"}
-    real_open = builtins.open
+    real_open = os.open
 
     def refusing(file, *args, **kwargs):
         if isinstance(file, (str, os.PathLike)) and Path(file) in locked:
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", refusing)
+    monkeypatch.setattr(os, "open", refusing)
     with pytest.raises(FerkitError, match=r"best.pt: cannot read it \(Permission denied\); give ferkit's user read access to it"):
         read_checkpoint(run / "best.pt")
     assert main(["export", str(run / "best.pt"), "--onnx", str(tmp_path / "m.onnx")]) == 2

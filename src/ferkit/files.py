@@ -193,8 +193,7 @@ def check_regular_file(path: Path, what: str, error: Callable[[str], FerkitError
                 if is_null_device(path) else "not a regular file (a device, pipe or socket)")
         raise error(f"{path}: {kind}; give {what}")
     try:
-        with open(path, "rb"):  # (a regular file: opening it does not block)
-            pass
+        os.close(os.open(path, os.O_RDONLY))  # (a regular file: opening it does not block)
     except PermissionError as e:
         raise error(f"{path}: cannot read it ({e.strerror}); give ferkit's user read access to it (chmod a+r)") from None
     except OSError:  # missing, or a name too long: each reader's own message says so

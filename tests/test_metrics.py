@@ -41,3 +41,15 @@ def test_summarize_refuses_arguments_that_do_not_fit_each_other():
     assert summarize([0.0, 1.0, 3.0], probs, FER2013)["accuracy"] == 1.0  # whole numbers as floats (np.loadtxt's)
     for no_faces in (summarize([], [], FER2013), summarize([-1, -1], np.eye(7)[:2], FER2013)):  # were scikit-learn's errors
         assert no_faces["n"] == 0 and np.isnan(no_faces["accuracy"]) and no_faces["support"]["angry"] == 0
+
+
+def test_helpers_refuse_what_they_cannot_measure():
+    # were scikit-learn's ValueErrors, numpy's AttributeError/IndexError and format_report's KeyError
+    for call, why in [(lambda: confusion_matrix([0, 1], [0], 7), r"^y_true and y_pred must be .*; got arrays of shape \(2,\) and \(1,\)$"),
+                      (lambda: confusion_matrix([0], [0], 0), r"^n_classes must be the number of classes, an integer >= 1; got 0$"),
+                      (lambda: per_class_accuracy(np.zeros((0, 0))), r"^cm must be a square \(C, C\) matrix .*; got an array of shape \(0, 0\)"),
+                      (lambda: per_class_accuracy(np.ones((2, 3))), r"got an array of shape \(2, 3\) and dtype float64$"),
+                      (lambda: format_report({}), r"^m must be the dict of metrics\.summarize .*; got a dict without accuracy, n, ")]:
+        with pytest.raises(FerkitError, match=why):
+            call()
+    assert per_class_accuracy([[1, 1], [0, 2]]).tolist() == [0.5, 1.0]  # a list of rows, as a metrics JSON holds it

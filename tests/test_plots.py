@@ -188,3 +188,51 @@ def test_plot_and_report_of_a_run_folder_named_in_latin1_show_its_byte_escaped(t
     assert "caf\\udce9" in capsys.readouterr().out
     assert main(["report", str(run), "--no-data", "--faces", "0", "--out", str(tmp_path / "r.html")]) == 0
     assert "caf\\udce9" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+
+def _refused(cases):
+    import pytest
+
+    from ferkit.errors import FerkitError
+
+    for call, why in cases:
+        with pytest.raises(FerkitError, match=why):
+            call()
+
+
+FACE, MAPS = np.zeros((48, 48), np.uint8), [np.ones((4, 6, 6))]
+
+
+def test_confusion_refuses_a_matrix_that_is_not_square_or_names_that_do_not_fit():
+    # an empty cm was "zero-size array to reduction operation maximum", a 1-d one matplotlib's "Invalid shape";
+    # a non-square one, or FER+'s 8x8 with FER2013's 7 names, was drawn without a word
+    _refused([(lambda: plots.plot_confusion([]), r"^cm must be a square \(C, C\) matrix .*; got an array of shape \(0,\)"),
+              (lambda: plots.plot_confusion(np.ones(7)), r"got an array of shape \(7,\)"),
+              (lambda: plots.plot_confusion(np.ones((7, 8))), r"got an array of shape \(7, 8\)"),
+              (lambda: plots.plot_confusion_pair(np.eye(8), labels=EMOTIONS),
+               r"^labels must be 8 names in a list, one per row of the 8x8 cm; got \('angry', .* \(7 names\)$")])
+
+
+def test_filters_refuse_an_array_that_is_no_conv_layer_s_weights():
+    # empty filters were a ZeroDivisionError, 1-d/2-d/5-d ones reshape errors
+    _refused([(lambda: plots.plot_filters(np.zeros((0, 1, 3, 3))), r"^filters must be .*; got an array of shape \(0, 1, 3, 3\)$"),
+              (lambda: plots.plot_filters(np.ones(3)), r"got an array of shape \(3,\)$"),
+              (lambda: plots.plot_filters(np.ones((3, 3))), r"got an array of shape \(3, 3\)$"),
+              (lambda: plots.plot_filters(np.ones((2, 2, 1, 3, 3))), r"got an array of shape \(2, 2, 1, 3, 3\)$")])
+    assert len(plots.plot_filters(np.ones((4, 3, 3))).axes[0].images) == 1  # (C, k, k) as before
+
+
+def test_dreams_refuse_faces_dreams_and_labels_that_do_not_pair():
+    # none was "Number of columns must be a positive integer", a length that differs an IndexError
+    faces = np.stack([FACE] * 2)
+    _refused([(lambda: plots.plot_dreams(faces[:0], faces[:0]), r"^faces and dreams must be .*; got 0 faces and 0 dreams$"),
+              (lambda: plots.plot_dreams(faces, faces[:1]), r"got 2 faces and 1 dreams$"),
+              (lambda: plots.plot_dreams(faces, faces, ["a"]), r"^labels must be 2 names .*\(1 names\)$")])
+
+
+def test_activations_refuse_no_maps_too_few_names_and_no_channels():
+    # maps=[] was "Number of rows must be a positive integer", too few names or per_layer 0 an IndexError
+    _refused([(lambda: plots.plot_activations(FACE, []), r"^maps must be a list of one \(C_k, H_k, W_k\) array .*; got none$"),
+              (lambda: plots.plot_activations(FACE, MAPS * 2, ["conv1"]), r"^names must be 2 names .*\(1 names\)$"),
+              (lambda: plots.plot_activations(FACE, MAPS, per_layer=0), r"^per_layer must be .* an integer >= 1; got 0$")])

@@ -20,6 +20,14 @@ from .labels import for_emotions, labels_of
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts: rows are true emotions, columns predicted."""
+    # (lengths that differ were scikit-learn's "inconsistent numbers of samples", n_classes 0 its "'labels' should
+    # contain at least one label"; a class past n_classes is summarize's to refuse: it knows the names)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise FerkitError(problem("n_classes", "the number of classes, an integer >= 1", n_classes))
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim != 1 or y_pred.shape != y_true.shape:
+        raise FerkitError(f"y_true and y_pred must be one class number per face each, two 1-d arrays of one length; "
+                          f"got arrays of shape {y_true.shape} and {y_pred.shape}")
     if not len(y_true):  # (no face scored: scikit-learn's "Found empty input array")
         return np.zeros((n_classes, n_classes), np.int64)
     return _confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
@@ -27,8 +35,33 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
 
 def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
     """Recall of each class (paper Table 3); NaN for a class with no samples."""
+    cm = square_matrix(cm)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.diag(cm) / cm.sum(axis=1)
+
+
+def square_matrix(cm, labels=None, name: str = "cm") -> np.ndarray:
+    """cm as a (C, C) array of numbers (C >= 1; a list of rows too), or one FerkitError naming it; labels, unless
+    None, must be C names. For per_class_accuracy and plots.plot_confusion: an empty or 1-d matrix was numpy's or
+    matplotlib's traceback, and a matrix that is not square, or an 8x8 FER+ one with FER2013's 7 names, was
+    drawn without a word."""
+    try:
+        a = np.asarray(cm)
+    except ValueError:  # rows of different lengths
+        a = np.asarray(cm, object)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or not a.size or a.dtype.kind not in "iuf":
+        raise FerkitError(f"{name} must be a square (C, C) matrix of counts (rows true, columns predicted), C >= 1; "
+                          f"got an array of shape {a.shape} and dtype {a.dtype}")
+    if labels is not None:
+        check_names("labels", labels, len(a), f"row of the {len(a)}x{len(a)} {name}")
+    return a
+
+
+def check_names(name: str, names, n: int, of: str) -> None:
+    """One FerkitError unless names is n names (a list or tuple; a string is its letters), one per `of`."""
+    if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != n:
+        count = f" ({len(names)} names)" if hasattr(names, "__len__") and not isinstance(names, str) else ""
+        raise FerkitError(problem(name, f"{n} names in a list, one per {of}", names) + count)
 
 
 def summarize(y_true, probs, labels, top_sets: np.ndarray | None = None) -> dict:
@@ -92,6 +125,12 @@ def _checked(y_true, probs, labels, top_sets) -> tuple[list, np.ndarray, np.ndar
 
 def format_report(m: dict) -> str:
     """The per-class table and the confusion matrix as text."""
+    missing = [k for k in ("accuracy", "n", "per_class_accuracy", "support", "confusion_matrix")
+               if not isinstance(m, dict) or k not in m]
+    if missing:  # (was a KeyError naming one of them)
+        got = f"a {type(m).__name__}" if not isinstance(m, dict) else f"a dict without {', '.join(missing)}"
+        raise FerkitError(f"m must be the dict of metrics.summarize (or evaluate_split, or a run's "
+                          f"metrics-<split>.json); got {got}")
     labels = labels_of(m)
     lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images" + (", each averaged with its mirror image (tta)" if m.get("tta") else "")]
     if "top_vote_accuracy" in m:

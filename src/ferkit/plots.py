@@ -19,9 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
+from .config import problem
+from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
-from .metrics import emotions_of
+from .metrics import check_names, emotions_of, square_matrix
 from .runs import Run, column, diverged
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
@@ -175,7 +177,7 @@ def plot_histories(runs: list[Run]):
 def plot_confusion(cm, normalize: bool = False, ax=None, title: str | None = None, labels=None):
     """The (C, C) confusion matrix (rows true, columns predicted) over `labels` (the model's emotion
     names; None: the class numbers) as counts or row-normalised fractions."""
-    cm = np.asarray(cm, float)
+    cm = square_matrix(cm, labels).astype(float)
     labels = [str(i) for i in range(len(cm))] if labels is None else labels
     fig, ax = _axes(ax, (5.2, 4.6))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -227,6 +229,7 @@ def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] 
     """Figure 9: the face, then one row per conv layer with its `per_layer` most active channels.
 
     face (H, W) grey or (H, W, 3) RGB uint8; maps[k] (C_k, H_k, W_k) float."""
+    _check_activations(maps, names, per_layer)
     rows = len(maps)
     fig, axes = _subplots(rows, per_layer + 1, figsize=(1.3 * (per_layer + 1), 1.35 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
@@ -248,11 +251,28 @@ def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] 
     return fig
 
 
+def _check_activations(maps, names, per_layer) -> None:
+    """One FerkitError naming the argument of plot_activations that does not fit (maps=[] was matplotlib's
+    "Number of rows must be a positive integer"; too few names or per_layer 0 an IndexError)."""
+    if isinstance(per_layer, bool) or not isinstance(per_layer, (int, np.integer)) or per_layer < 1:
+        raise FerkitError(problem("per_layer", "the number of channels to show of each layer, an integer >= 1", per_layer))
+    shapes = [np.shape(a) for a in maps] if isinstance(maps, (list, tuple)) else None
+    if not shapes or any(len(s) != 3 or 0 in s for s in shapes):
+        got = f"a {type(maps).__name__}" if shapes is None else f"arrays of shapes {shapes}" if shapes else "none"
+        raise FerkitError(f"maps must be a list of one (C_k, H_k, W_k) array per conv layer, at least one "
+                          f"(visualize.activation_maps); got {got}")
+    if names is not None:
+        check_names("names", names, len(maps), "layer of maps (or None: conv1, conv2, ...)")
+
+
 def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
     """Figure 10: filters (C, 1, k, k) (or (C, k, k)) as a grid of grey images, those of a colour net
     (C, 3, k, k) as RGB images; each scaled to its own range (over its 3 channels together, so the
     colour a filter responds to shows)."""
     f = np.asarray(filters, float)
+    if not (f.ndim == 3 or f.ndim == 4 and f.shape[1] in (1, 3)) or not f.size:  # (were reshape errors, empty a ZeroDivisionError)
+        raise FerkitError(f"filters must be the first conv layer's weights, (C, 1, k, k), (C, 3, k, k) or (C, k, k) "
+                          f"with C >= 1 (visualize.first_layer_filters); got an array of shape {f.shape}")
     colour = f.ndim == 4 and f.shape[1] == 3
     w = f.transpose(0, 2, 3, 1) if colour else f.reshape(len(f), *f.shape[-2:])  # (C, k, k[, 3])
     cols = int(np.ceil(np.sqrt(len(w) * 2)))
@@ -271,7 +291,7 @@ def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
 
 def plot_dreams(faces: np.ndarray, dreams: np.ndarray, labels: list[str] | None = None, title: str = "DeepDream"):
     """Figure 11: originals (top row) and their dreams (bottom row); uint8 (N, H, W) grey or (N, H, W, 3) RGB each."""
-    n = len(faces)
+    n = _check_dreams(faces, dreams, labels)
     fig, axes = _subplots(2, n, figsize=(1.6 * n + 0.4, 3.6), squeeze=False)
     for i in range(n):
         for r, img in enumerate((faces[i], dreams[i])):
@@ -282,3 +302,15 @@ def plot_dreams(faces: np.ndarray, dreams: np.ndarray, labels: list[str] | None 
     axes[1, 0].set_ylabel("dream", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _check_dreams(faces, dreams, labels) -> int:
+    """The number of faces of plot_dreams, or one FerkitError naming the argument that does not fit (none was
+    matplotlib's "Number of columns must be a positive integer"; fewer dreams or labels than faces an IndexError)."""
+    n, m = len(faces), len(dreams)
+    if not n or m != n:
+        raise FerkitError(f"faces and dreams must be one image each per face, at least one, as many dreams as faces; "
+                          f"got {n} faces and {m} dreams")
+    if labels is not None:
+        check_names("labels", labels, n, "face (or None: face 1, face 2, ...)")
+    return n

@@ -215,7 +215,6 @@ def config_from_args(args):
     recorded = base.pop("spec", None)  # a run's config.json records the spec its model and overrides resolve to
     flags = given(args, TrainConfig)
     if args.config:
-        base = _expand_home(base)
         _check_paths_beside(args.config, base, flags)
     sets = _parse_set(args.set)
     if sets:
@@ -239,17 +238,6 @@ def config_from_args(args):
 
 
 CONFIG_PATHS = (*PATH_FIELDS, "teacher")  # the TrainConfig fields that name files or folders (teacher: a list of them)
-
-
-def _expand_home(base: dict) -> dict:
-    """A --config file's paths with ~ (~user) made the home folder, as a shell makes the flags'. `data: ~/fer2013.csv`
-    was "~/fer2013.csv: no such file or folder" and FER2013's download advice. A path that exists as written (a
-    folder named ~ here) stays."""
-    def home(value):
-        return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") and not os.path.exists(value) else value
-
-    return {k: ([home(v) for v in value] if isinstance(value, list) else home(value)) if k in CONFIG_PATHS else value
-            for k, value in base.items()}
 
 
 def _check_paths_beside(config: str, base: dict, flags: dict) -> None:

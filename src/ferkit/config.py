@@ -369,9 +369,14 @@ PATH_FIELDS = ("model", "data", "label_names", "labels_file", "init_from")
 
 def path_text(value):
     """A file given as an os.PathLike (a pathlib.Path, what Python code hands) as its string, as a flag or config
-    file gives it, so config.json stays the same; anything else as it is, for the field's own check.
+    file gives it, so config.json stays the same; one under ~ (~user) in the home folder, as a shell makes a flag's
+    (a config file's `data: ~/fer2013.csv` was "no such file or folder" and FER2013's download advice), unless it
+    exists as written (a folder named ~ here); anything else as it is, for the field's own check.
     (TrainConfig(data=Path(...)) was "--data must be a string or null; got PosixPath(...)".)"""
-    return os.fspath(value) if isinstance(value, os.PathLike) else value
+    value = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if isinstance(value, str) and value.startswith("~") and not os.path.exists(value):
+        return os.path.expanduser(value)
+    return value
 
 
 def teacher_list(value):

@@ -127,7 +127,7 @@ def _json_pieces(value, level: int, depth: int = 4) -> Iterator[str]:
         yield "\n" + " " * level + ("}" if is_dict else "]")
 
 
-def _utf8(text: str) -> bytes:
+def escaped_utf8(text: str) -> bytes:
     """Text as UTF-8, a file name's bytes that are not UTF-8 (kept by Python as lone surrogates: a photo named
     in Latin-1) written as the JSON escapes them, \\udce9: the CSV stays UTF-8 text. (Encoded strictly, the
     CSV row of such a photo was a UnicodeEncodeError traceback, and the results so far were lost.)"""
@@ -144,15 +144,15 @@ class _Part:
         try:
             with output_errors(self.path):
                 self.f: BinaryIO = self._file.enter_context(atomic_file(self.path))
-                self.f.write(_utf8(start))
+                self.f.write(escaped_utf8(start))
         except BaseException:
             self.drop()
             raise
-        self.kept = len(_utf8(start))
+        self.kept = len(escaped_utf8(start))
 
     def write(self, text: str) -> None:
         with output_errors(self.path):
-            self.f.write(_utf8(text))
+            self.f.write(escaped_utf8(text))
 
     def tell(self) -> int:
         with output_errors(self.path):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ConfigError, FerkitError, quoted
 from .files import check_regular_file, same_path
-from .outputs import _utf8
+from .outputs import escaped_utf8
 
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
@@ -175,7 +175,7 @@ def shown_name(name: str) -> str:
     surrogate to Python) escaped as the error messages say them, caf\\udce9. As chart text the surrogate was
     matplotlib's TypeError traceback (plot, report), in the report's page a UnicodeEncodeError; escaped, two
     such names stay distinct (U+FFFD would make them one)."""
-    return _utf8(name).decode("utf-8")
+    return escaped_utf8(name).decode("utf-8")
 
 
 def check_history(history, where: str) -> list[dict]:

@@ -395,6 +395,32 @@ def test_min_face_size_and_channels_are_checked_as_predict_checks_them():
     assert detect_faces(img, min_face=np.float32(1)) == [] and whole_face(img, np.int64(8), np.int64(3)).shape == (8, 8, 3)
 
 
+def test_crop_face_checks_its_arguments():
+    """(size=0 was a ZeroDivisionError, 4.0 a TypeError, a NaN margin or a box of 3 numbers a ValueError; a NaN box
+    or angle, margin=-0.5 or a box of no width silently a crop of something else)"""
+    from ferkit.errors import FerkitError
+
+    grey, box = np.zeros((60, 100), np.uint8), (10, 10, 30, 30)
+    nan = float("nan")
+    for args, kwargs, said in [
+            ((box,), dict(size=0), "size must be a whole number >= 1 (the crop's side in pixels); got 0"),
+            ((box,), dict(size=-5), "got -5"), ((box,), dict(size=4.0), "got 4.0"), ((box,), dict(size=True), "got True"),
+            ((box,), dict(margin=-0.5), "margin must be a finite number > -0.5 (the widening of each side, a fraction "
+                                        "of the box's side); got -0.5"),
+            ((box,), dict(margin=nan), "got nan"), ((box,), dict(margin="0.1"), "got '0.1'"),
+            ((box,), dict(angle=float("inf")), "angle must be a finite number of degrees; got inf"),
+            (((10, 10, 30),), {}, "box must be 4 finite numbers (x, y, w, h) with w and h > 0; got (10, 10, 30)"),
+            (((10, 10, 0, 30),), {}, "got (10, 10, 0, 30)"), (((10, nan, 30, 30),), {}, "got (10, nan, 30, 30)"),
+            ((None,), {}, "got None"), (("10,10,30,30",), {}, "got '10,10,30,30'"),
+            (((10, 10, 0, 30),), dict(size=0, angle=nan), "size must be a whole number >= 1 (the crop's side in pixels); "
+                                                          "got 0; angle must be a finite number of degrees; got nan; box must")]:
+        with pytest.raises(FerkitError, match=re.escape(said)):
+            crop_face(grey, *args, **kwargs)
+    with pytest.raises(FerkitError, match=r"^margin must be a finite number > -0\.5 .*; got nan$"):
+        find_faces(grey, margin=nan)  # at entry, before a face is looked for
+    assert crop_face(grey, np.array([10.0, 10, 30, 30], np.float32), np.float32(0), np.int64(8), np.float64(5)).shape == (8, 8)
+
+
 def test_crop_is_square_and_pads_at_the_edge():
     grey = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
     c = crop_face(grey, (0, 0, 40, 40))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import math
 import numbers
 import os
 import re
@@ -409,14 +410,28 @@ def min_face_fits(min_face) -> bool:
     return min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1
 
 
-def _check_crop(size, channels) -> None:
-    """The crop's size and channels of find_faces and whole_face, else one FerkitError naming each bad one:
-    size=0 was a ZeroDivisionError, -5 a (0, 0) array, channels=2 silently an RGB crop."""
+def _finite(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_crop(size, channels=1, margin=MARGIN, angle=0.0, boxes=()) -> None:
+    """The crop's arguments of find_faces, whole_face and crop_face (boxes: its one box), else one
+    FerkitError naming each bad one: size=0 was a ZeroDivisionError, -5 a (0, 0) array, channels=2 silently an RGB
+    crop; a NaN margin a ValueError, a box of 3 numbers an unpacking one; a NaN or infinite angle or box, a margin of
+    -0.5 or less (a square of no side) or a box of no width silently a crop of something else."""
     bad = []
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         bad.append(problem("size", "a whole number >= 1 (the crop's side in pixels)", size))
     if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
         bad.append(problem("channels", "1 (a grey crop) or 3 (RGB)", channels))
+    if not (_finite(margin) and margin > -0.5):
+        bad.append(problem("margin", "a finite number > -0.5 (the widening of each side, a fraction of the box's side)", margin))
+    if not _finite(angle):
+        bad.append(problem("angle", "a finite number of degrees", angle))
+    for box in boxes:
+        if not ((isinstance(box, (tuple, list)) or isinstance(box, np.ndarray) and box.ndim == 1)
+                and len(box) == 4 and all(map(_finite, box)) and box[2] > 0 and box[3] > 0):
+            bad.append(problem("box", "4 finite numbers (x, y, w, h) with w and h > 0", box))
     if bad:
         raise FerkitError("; ".join(bad))
 
@@ -529,6 +544,7 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     face costs about what a small one does."""
     from PIL import Image
 
+    _check_crop(size, margin=margin, angle=angle, boxes=(box,))
     image = grey  # grey (H, W) or RGB (H, W, 3)
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
@@ -580,7 +596,7 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
     The photo: as detect_faces takes it."""
     from .detectors import get_detector
 
-    _check_crop(size, channels)  # (min_face: detect_faces checks it)
+    _check_crop(size, channels, margin)  # (min_face: detect_faces checks it)
     box_to_square = get_detector(detector).box_to_square
     rgb = _photo(rgb)  # (once, before the crops' source and the detector are made of it)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from

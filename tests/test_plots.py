@@ -236,3 +236,51 @@ def test_activations_refuse_no_maps_too_few_names_and_no_channels():
     _refused([(lambda: plots.plot_activations(FACE, []), r"^maps must be a list of one \(C_k, H_k, W_k\) array .*; got none$"),
               (lambda: plots.plot_activations(FACE, MAPS * 2, ["conv1"]), r"^names must be 2 names .*\(1 names\)$"),
               (lambda: plots.plot_activations(FACE, MAPS, per_layer=0), r"^per_layer must be .* an integer >= 1; got 0$")])
+
+
+def test_history_plots_refuse_what_is_no_run_s_losses_or_history(tiny_run):
+    # a list was an AttributeError ('list' object has no attribute 'items'), words numpy's "could not convert string to
+    # float", a 2-d array silently a curve for each column, a row that is no epoch's record an AttributeError or numpy's "truth
+    # value of an array ... is ambiguous", {} an empty figure
+    hist = runs.read_run(tiny_run).history
+    _refused([(lambda: plots.plot_iteration_loss([1.0, 2.0]), r"^losses must be a dict of run name -> its training loss "
+                                                               r"of each iteration \(Run\.iterations\), at least one; got \[1\.0, 2\.0\]$"),
+              (lambda: plots.plot_iteration_loss({}), r"^losses must be .*; got \{\}$"),
+              (lambda: plots.plot_iteration_loss({"a": ["x"]}), r"^losses\['a'\] must be a 1-d array of numbers, one per "
+                                                                 r"iteration; got \['x'\]$"),
+              (lambda: plots.plot_iteration_loss({"a": np.ones((3, 2))}), r"^losses\['a'\] must be a 1-d array .*; got array"),
+              (lambda: plots.plot_accuracy(hist), r"^histories must be a dict of run name -> its list of per-epoch "
+                                                  r"records \(Run\.history\), at least one; got \[\{'epoch'"),
+              (lambda: plots.plot_epoch_loss({}), r"^histories must be .*; got \{\}$"),
+              (lambda: plots.plot_accuracy({"a": hist[0]}), r"^histories\['a'\] must be a list of per-epoch records "
+                                                            r"\(Run\.history\); got \{'epoch'"),
+              (lambda: plots.plot_epoch_loss({"a": np.ones(3)}), r"^histories\['a'\] must be a list .*; got array"),
+              (lambda: plots.plot_accuracy({"a": [*hist, {"epoch": 3, "val_acc": "0.5"}]}),
+               rf"^histories\['a'\]\[{len(hist)}\] must be an epoch's record: a dict of a number for epoch and numbers "
+               r"\(or None\) for train_loss, .*; got \{'epoch': 3, 'val_acc': '0\.5'\}$"),
+              (lambda: plots.plot_histories([]), r"^runs must be a list of at least one Run \(runs\.read_run\); got \[\]$")])
+    assert len(plots.plot_iteration_loss({"a": np.array([1.0, np.nan, 2.0])}).axes[0].lines) == 2  # NaN: as before
+    assert len(plots.plot_accuracy({"a": tuple(hist), "b": []}).axes[0].lines) == 2  # a run without epochs: no line
+
+
+def test_per_class_refuses_what_is_no_model_s_metrics():
+    # a list, or one model's metrics not wrapped, was an AttributeError, metrics without per_class_accuracy a
+    # KeyError, a score of 5 a bar past the chart's top, {} an empty chart
+    m = _metrics([0.5] * 7)
+    _refused([(lambda: plots.plot_per_class([m]), r"^metrics must be a dict of model name -> its metrics "
+                                                  r"\(metrics\.summarize's dict\), at least one; got \[\{"),
+              (lambda: plots.plot_per_class({}), r"^metrics must be .*; got \{\}$"),
+              (lambda: plots.plot_per_class(m), r"^metrics must be a dict of model name -> .*; got one model's metrics: "
+                                                r"give \{'its name': metrics\}$"),
+              (lambda: plots.plot_per_class({"a": 0.5}), r"^metrics\['a'\] must be the dict of metrics\.summarize \(or "
+                                                         r"evaluate_split, or a run's metrics-<split>\.json\); got 0\.5$"),
+              (lambda: plots.plot_per_class({"a": {"accuracy": 0.5}}),
+               r"^metrics\['a'\]\['per_class_accuracy'\] must be a dict of emotion -> a number from 0 to 1 \(None: no "
+               r"face of it\); got None$"),
+              (lambda: plots.plot_per_class({"a": {**m, "accuracy": 5}}), r"^metrics\['a'\]\['accuracy'\] must be a number "
+                                                                          r"from 0 to 1 \(NaN: no face scored\); got 5$"),
+              (lambda: plots.plot_per_class({"a": {**m, "per_class_accuracy": {"angry": "0.5"}}}), r"got \{'angry': '0\.5'\}$"),
+              (lambda: plots.plot_per_class({"a": {**m, "labels": "angry"}}), r"^metrics\['a'\]\['labels'\] must be a list "
+                                                                              r"of emotion names .*; got 'angry'$")])
+    empty = {"accuracy": float("nan"), "per_class_accuracy": {e: None for e in EMOTIONS}}  # summarize of no face
+    assert len(plots.plot_per_class({"a": empty}).axes[0].patches) == 7

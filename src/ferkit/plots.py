@@ -11,6 +11,7 @@ are rendered by Agg whatever the backend.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +25,7 @@ from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
 from .metrics import check_names, emotions_of, square_matrix
-from .runs import Run, column, diverged
+from .runs import HISTORY_FIELDS, Run, column, diverged, is_fraction, is_number, is_record
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -110,6 +111,7 @@ def run_figures(runs: list[Run], metrics: dict[str, dict]) -> list[tuple[str, Fi
 
 def plot_iteration_loss(losses: dict[str, np.ndarray], ax=None, smooth: int | None = None):
     """Training loss of every iteration (Figures 3, 7), one colour per run: raw (faint) and a moving average."""
+    _check_losses(losses)
     fig, ax = _axes(ax)
     for i, (name, y) in enumerate(losses.items()):
         y = np.asarray(y, float)
@@ -132,6 +134,7 @@ def plot_iteration_loss(losses: dict[str, np.ndarray], ax=None, smooth: int | No
 
 def plot_epoch_loss(histories: dict[str, list[dict]], ax=None):
     """Train (solid) and validation (dashed) loss per epoch, one colour per run."""
+    _check_histories(histories)
     fig, ax = _axes(ax)
     _per_epoch(histories, "loss", "Loss per epoch", ax)
     _note_diverged(ax, {name: column(h, "train_loss") for name, h in histories.items()})
@@ -140,7 +143,41 @@ def plot_epoch_loss(histories: dict[str, list[dict]], ax=None):
 
 def plot_accuracy(histories: dict[str, list[dict]], ax=None):
     """Train (solid) and validation (dashed) accuracy per epoch (Figures 4, 8), one colour per run."""
+    _check_histories(histories)
     return _per_epoch(histories, "acc", "Accuracy", ax)
+
+
+def _check_by_run(values, name: str, what: str) -> None:
+    """One FerkitError unless values is a dict of at least one run (or model) name -> `what` (a list was an
+    AttributeError, {} an empty figure)."""
+    if not isinstance(values, dict) or not values:
+        raise FerkitError(problem(name, f"a dict of {what}, at least one", values))
+
+
+def _check_losses(losses) -> None:
+    """One FerkitError naming what of plot_iteration_loss's losses does not fit: words were numpy's "could not
+    convert string to float", a 2-d array silently one run's curve for each column."""
+    _check_by_run(losses, "losses", "run name -> its training loss of each iteration (Run.iterations)")
+    for name, y in losses.items():
+        try:
+            a = np.asarray(y, float)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.ndim != 1:
+            raise FerkitError(problem(f"losses[{name!r}]", "a 1-d array of numbers, one per iteration", y))
+
+
+def _check_histories(histories) -> None:
+    """One FerkitError naming what of plot_epoch_loss's or plot_accuracy's histories does not fit (a list, or a
+    run's row that is no epoch's record, was an AttributeError or numpy's "truth value ... is ambiguous")."""
+    _check_by_run(histories, "histories", "run name -> its list of per-epoch records (Run.history)")
+    for name, h in histories.items():
+        if not isinstance(h, (list, tuple)):
+            raise FerkitError(problem(f"histories[{name!r}]", "a list of per-epoch records (Run.history)", h))
+        bad = next((i for i, row in enumerate(h) if not is_record(row)), None)
+        if bad is not None:
+            raise FerkitError(problem(f"histories[{name!r}][{bad}]", f"an epoch's record: a dict of a number for epoch "
+                                      f"and numbers (or None) for {', '.join(HISTORY_FIELDS[1:])}", h[bad]))
 
 
 def _per_epoch(histories, what, title, ax):
@@ -164,6 +201,8 @@ def _per_epoch(histories, what, title, ax):
 
 def plot_histories(runs: list[Run]):
     """Three panels side by side: loss per iteration, loss per epoch, accuracy per epoch; runs overlaid."""
+    if not (isinstance(runs, (list, tuple)) and runs and all(isinstance(r, Run) for r in runs)):  # ([]: 3 empty panels)
+        raise FerkitError(problem("runs", "a list of at least one Run (runs.read_run)", runs))
     fig, axes = _subplots(1, 3, figsize=(16, 4.2))
     plot_iteration_loss({r.name: r.iterations for r in runs}, axes[0])
     plot_epoch_loss({r.name: r.history for r in runs}, axes[1])
@@ -205,6 +244,7 @@ def plot_confusion_pair(cm, title: str = "", labels=None):
 
 def plot_per_class(metrics: dict[str, dict], ax=None):
     """Per-class accuracy (Table 3) as grouped bars: one group per emotion, one bar per model."""
+    _check_per_class(metrics)
     fig, ax = _axes(ax, (8, 4))
     names = list(metrics)
     width = 0.8 / max(1, len(names))
@@ -220,6 +260,29 @@ def plot_per_class(metrics: dict[str, dict], ax=None):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _check_per_class(metrics) -> None:
+    """One FerkitError naming what of plot_per_class's metrics does not fit: a list, or one model's metrics not
+    wrapped in a dict, was an AttributeError, metrics without per_class_accuracy a KeyError, a score over 1 a bar
+    past the chart's top, {} an empty chart."""
+    what = "model name -> its metrics (metrics.summarize's dict)"
+    if isinstance(metrics, dict) and "per_class_accuracy" in metrics:
+        raise FerkitError(f"metrics must be a dict of {what}; got one model's metrics: give {{'its name': metrics}}")
+    _check_by_run(metrics, "metrics", what)
+    for name, m in metrics.items():
+        where = f"metrics[{name!r}]"
+        if not isinstance(m, dict):
+            raise FerkitError(problem(where, "the dict of metrics.summarize (or evaluate_split, or a run's "
+                                      "metrics-<split>.json)", m))
+        names, acc, pca = m.get("labels"), m.get("accuracy"), m.get("per_class_accuracy")
+        if names is not None and not (isinstance(names, (list, tuple)) and names and all(isinstance(e, str) for e in names)):
+            raise FerkitError(problem(f"{where}['labels']", "a list of emotion names (or left out: FER2013's)", names))
+        if not (is_fraction(acc) or is_number(acc) and math.isnan(acc)):
+            raise FerkitError(problem(f"{where}['accuracy']", "a number from 0 to 1 (NaN: no face scored)", acc))
+        if not (isinstance(pca, dict) and all(a is None or is_fraction(a) for a in pca.values())):
+            raise FerkitError(problem(f"{where}['per_class_accuracy']", "a dict of emotion -> a number from 0 to 1 "
+                                      "(None: no face of it)", pca))
 
 
 # ---------------------------------------------------------------- activation maps, filters, DeepDream (Figures 9-11)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -146,6 +147,7 @@ def test_train_config_types_coerce_numbers_and_refuse_the_rest():
 
 def test_path_fields_take_a_pathlib_path_stored_as_its_string(tmp_path):
     # (each was "--data must be a string or null; got PosixPath(...)")
+    (tmp_path / "spec.yaml").write_text("fcs: []\n")  # (a Path of the model must name a file: the test below)
     given = {"model": tmp_path / "spec.yaml", "data": tmp_path / "fer.csv", "label_names": tmp_path / "names.txt",
              "labels_file": tmp_path / "new.csv", "init_from": tmp_path / "w.pth"}
     cfg = TrainConfig(**given, teacher=[tmp_path / "t.pt", str(tmp_path / "u.pt")])
@@ -155,6 +157,31 @@ def test_path_fields_take_a_pathlib_path_stored_as_its_string(tmp_path):
     assert TrainConfig(teacher=tmp_path / "t.pt").teacher == [str(tmp_path / "t.pt")]  # one path, as a string is
     with pytest.raises(ConfigError, match=r"--teacher must be a list of checkpoint or \.onnx paths; got \[3\]"):
         TrainConfig(teacher=[3])
+
+
+def test_a_path_of_the_model_is_a_spec_file_never_a_preset(tmp_path, monkeypatch):
+    """(TrainConfig(model=Path("lite")) trained the lite preset, as its str names it, file or no file; create_model,
+    load_model and Predictor take a Path for a file always)"""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    for model, said in [(Path("lite"), "--model lite: no such file; a Path is taken as a file path, a JSON or YAML model "
+                                       "spec: check the path, or pass the preset as a str, 'lite'"),
+                        (tmp_path / "spec.json", f"--model {tmp_path / 'spec.json'}: no such file; a Path is taken as a "
+                                                 "file path, a JSON or YAML model spec: check the path, or pass a "
+                                                 "preset's name as a str (shallow, deep, "),
+                        (tmp_path, f"--model {tmp_path}: a folder; a Path")]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            TrainConfig(model=model)
+    Path("lite").write_text('{"fcs": []}')  # a spec file called lite: the str would read the preset
+    with pytest.raises(ConfigError, match=re.escape("--model lite: a Path is taken as a file path, but a model spec "
+                                                    "file's name must end .json, .yaml, .yml (the config keeps model as a "
+                                                    "str, and one without names a preset): rename the file, or pass the "
+                                                    "preset as a str, 'lite'")):
+        TrainConfig(model=Path("lite"))
+    Path("lite.json").write_text('{"fcs": []}')
+    assert TrainConfig(model=Path("lite.json")).model == "lite.json" and TrainConfig(model="lite").model == "lite"
+    assert TrainConfig(model="missing.yaml").model == "missing.yaml"  # a str: as before (read when training starts)
 
 
 def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):

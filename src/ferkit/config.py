@@ -33,6 +33,7 @@ from . import precisions
 from .errors import ConfigError, quoted
 from .files import check_regular_file
 from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
+from .recipes import RECIPES
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
 MAX_CONFIG_BYTES = 1 << 20  # a config or spec file is a few hundred bytes; refuse anything over 1 MB
@@ -379,6 +380,29 @@ def path_text(value):
     return value
 
 
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")  # a --model str that ends so names a spec file, any other a preset
+
+
+def model_path_problem(model) -> str | None:
+    """None unless TrainConfig's model is a Path (an os.PathLike) that names no spec file the field's str reads as
+    one, else its problem. A Path always names a file (create_model, load_model, Predictor: predict.bundled_name), but the
+    field keeps path_text's str, which names a preset unless it ends in SPEC_SUFFIXES: TrainConfig(model=Path("lite"))
+    trained the lite preset, whether or not ./lite was a spec file."""
+    text = path_text(model) if isinstance(model, os.PathLike) else None
+    if not isinstance(text, str):  # (not a Path; a Path of bytes is check_fields' to refuse)
+        return None
+    preset = f"pass the preset as a str, {text!r}" if text in RECIPES else f"pass a preset's name as a str ({', '.join(RECIPES)})"
+    if not os.path.isfile(text):
+        what = "a folder" if os.path.isdir(text) else "no such file"
+        return (f"--model {quoted(text)}: {what}; a Path is taken as a file path, a JSON or YAML model spec: check the "
+                f"path, or {preset}")
+    if Path(text).suffix.lower() not in SPEC_SUFFIXES:
+        return (f"--model {quoted(text)}: a Path is taken as a file path, but a model spec file's name must end "
+                f"{', '.join(SPEC_SUFFIXES)} (the config keeps model as a str, and one without names a preset): rename "
+                f"the file, or {preset}")
+    return None
+
+
 def teacher_list(value):
     """A config's teacher field as a list: an older config's one path (or null) means [path] (or [])."""
     value = path_text(value)
@@ -480,10 +504,13 @@ class TrainConfig:
                                              "default: the head's")
 
     def __post_init__(self):
+        model = model_path_problem(self.model)  # (of the Path itself: as path_text's str, Path("lite") is the preset)
         for name in PATH_FIELDS:
             setattr(self, name, path_text(getattr(self, name)))
         self.teacher = teacher_list(self.teacher)
         bad = check_fields(self, flag)
+        if model and "model" not in bad:
+            bad["model"] = model
         if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):
             bad["teacher"] = problem("--teacher", "a list of checkpoint or .onnx paths", self.teacher)
         p = list(bad.values())

@@ -284,3 +284,5 @@ def test_per_class_refuses_what_is_no_model_s_metrics():
                                                                               r"of emotion names .*; got 'angry'$")])
     empty = {"accuracy": float("nan"), "per_class_accuracy": {e: None for e in EMOTIONS}}  # summarize of no face
     assert len(plots.plot_per_class({"a": empty}).axes[0].patches) == 7
+    ours = {"accuracy": np.float32(0.5), "per_class_accuracy": {e: np.float32(0.5) for e in EMOTIONS}}  # numpy's own
+    assert len(plots.plot_per_class({"a": ours}).axes[0].patches) == 7

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,7 +301,8 @@ def check_metrics(m: dict, where: str) -> dict:
 
 
 def is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A real number, numpy's included (a float32 of one's own metrics plots as a float does); not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def is_fraction(v) -> bool:

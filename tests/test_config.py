@@ -145,6 +145,50 @@ def test_train_config_types_coerce_numbers_and_refuse_the_rest():
         assert message in str(e.value)
 
 
+def test_label_names_in_another_form_are_told_the_text_that_works(tmp_path):
+    """A YAML config's natural list (or mapping of label to name) for label_names was "label_names must be a
+    string or null; got ['calm', 'excited']": the field is one text, a comma list or a file, and the message
+    now shows those names in that form."""
+    from ferkit.config import read_file
+    from ferkit.data import read_names
+    from ferkit.train import resolve_config
+
+    works = "the class names in label order as a comma list (\"calm,excited\" for those names) or the path of a text file"
+    for text, shown in [("[calm, excited]", "['calm', 'excited']"), ("{1: excited, 0: calm}", "{1: 'excited', 0: 'calm'}")]:
+        (tmp_path / "c.yaml").write_text(f"label_names: {text}\n")
+        with pytest.raises(ConfigError) as e:
+            resolve_config(base=read_file(tmp_path / "c.yaml"), source=tmp_path / "c.yaml")
+        assert str(e.value) == (f"invalid training config:\n  - {tmp_path / 'c.yaml'}: label_names must be one string, {works} "
+                                f"of them, one a line; got {shown}")
+    (tmp_path / "c.yaml").write_text('label_names: "calm,excited"\n')  # as told
+    cfg = resolve_config(base=read_file(tmp_path / "c.yaml"), source=tmp_path / "c.yaml")
+    assert read_names(cfg.label_names) == ("calm", "excited")
+    with pytest.raises(ConfigError, match=r'--label-names must be one string, .* comma list \(e.g. "angry,happy,sad"\) .*; got 3$'):
+        TrainConfig(label_names=3)
+
+
+def test_a_global_average_pool_without_conv_layers_is_refused():
+    """gap averages the last conv layer's map: a spec without conv layers trained silently on one number a face
+    (its mean brightness), and HOG beside it. The nets without conv layers that make sense still build."""
+    for spec in ({"gap": True}, {"gap": True, "fcs": [{"units": 16}]}, {"gap": True, "hog": {}}):
+        with pytest.raises(ConfigError, match=r"^invalid model spec:\n  - gap must be false in a spec without conv layers "
+                                              r"\(.*\): add conv layers, or leave gap out; got True$"):
+            ModelSpec.from_dict(spec)
+    # a linear classifier of the pixels (and of HOG), FC layers alone, a backbone (which pools anyway), a VGG-style head
+    for spec in ({}, {"hog": {}}, {"fcs": [{"units": 16}]}, {"backbone": "resnet18", "gap": True}, {"convs": [{}], "gap": True}):
+        ModelSpec.from_dict(spec)
+
+
+def test_a_num_classes_that_disagrees_with_the_datas_classes_names_them():
+    from ferkit.labels import for_emotions
+
+    spec = ModelSpec(convs=[ConvSpec(8)], num_classes=2)
+    with pytest.raises(ConfigError, match=r"^invalid model spec:\n  - num_classes must be 3 \(the data's classes, calm, "
+                                          r"excited, bored\) or left out; got 2$"):
+        spec.for_labels(for_emotions(["calm", "excited", "bored"]))
+    assert spec.for_labels(for_emotions(["calm", "excited"])) is spec
+
+
 def test_path_fields_take_a_pathlib_path_stored_as_its_string(tmp_path):
     # (each was "--data must be a string or null; got PosixPath(...)")
     (tmp_path / "spec.yaml").write_text("fcs: []\n")  # (a Path of the model must name a file: the test below)

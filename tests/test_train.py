@@ -103,6 +103,25 @@ def _spec_file(tmp_path):
     return p
 
 
+def test_a_num_classes_that_disagrees_with_the_label_set_names_the_spec_file_or_set(tmp_path, capsys):
+    """A spec file's num_classes that is not the label set's, or (--labels data) the data's class count, was
+    "invalid model spec: num_classes must be 7 ..." naming neither the spec file nor --set."""
+    from ferkit.cli import main
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=42)
+    five = tmp_path / "five.json"
+    five.write_text(json.dumps({**tiny_spec().to_dict(), "num_classes": 5}))
+    wrong = "num_classes must be 7 (the emotions of label set fer2013) or left out; got 5\n"
+    for labels in ([], ["--labels", "data"]):  # before the data are read, and after (their classes decide)
+        assert main(["train", "--model", str(five), "--data", str(csv), "--epochs", "1", "--out", str(tmp_path / "run"),
+                     "--quiet", *labels]) == 2
+        assert capsys.readouterr().err == f"error: {five}: invalid model spec:\n  - {wrong}"
+        assert not (tmp_path / "run").exists()
+    assert main(["train", "--model", str(_spec_file(tmp_path)), "--set", "num_classes=5", "--data", str(csv), "--epochs",
+                 "1", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: invalid model spec:\n  - --set {wrong}"
+
+
 def test_augmentations_keep_shape_and_change_pixels():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(8, 1, 48, 48)
@@ -747,9 +766,11 @@ def test_resume_with_fewer_epochs_than_done_is_one_line(tiny_run, tmp_path, caps
     assert "--epochs must be >= 1; got 0" in capsys.readouterr().err
 
 
-def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, tmp_path, capsys):
-    """last.pt's weights and optimizer state are of the net and optimizer it was trained with: a
-    config.json edited (or a last.pt copied from another run) is one line naming each difference."""
+def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, tmp_path, capsys, monkeypatch):
+    """last.pt's weights and optimizer state are of the net, optimizer, seed and faces it was trained with: a
+    config.json edited (or a last.pt copied from another run) is one error naming each field, its value in
+    config.json and the run's, and the fix, before any data are read. An edit of the seed, of the spec recorded
+    there or of init_from was ignored unsaid; one of the split was refused after the data were read, naming none."""
     import shutil
 
     from ferkit.cli import main
@@ -757,11 +778,61 @@ def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, t
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     saved = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**saved, "optimizer": "sgd", "schedule": "onecycle"}))
-    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: --resume {run}: its config.json does not match its last.pt (optimizer 'adam' -> 'sgd'; "
-                          "schedule 'none' -> 'onecycle'); put config.json back as the run wrote it") and err.count("\n") == 1, err
+    spec = json.loads(json.dumps(saved["spec"]))
+    spec["convs"][0]["filters"], spec["gap"], spec["fcs"] = 12, True, spec["fcs"] * 2
+    (run / "config.json").write_text(json.dumps({**saved, "optimizer": "sgd", "schedule": "onecycle", "seed": 3,
+                                                 "val_fraction": 0.2, "init_from": "other.pt", "spec": spec}))
+    with monkeypatch.context() as m:
+        m.setattr(train, "load_data", lambda *a: pytest.fail("the data were read before the check"))
+        assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume {run}: {run / 'config.json'} was edited in fields a resumed run cannot change (last.pt holds "
+        "the weights and state they made):\n"
+        "  - optimizer is 'sgd' in config.json; the run trained with 'adam'\n"
+        "  - schedule is 'onecycle' in config.json; the run trained with 'none'\n"
+        "  - seed is 3 in config.json; the run trained with 0\n"
+        "  - init_from is 'other.pt' in config.json; the run trained with None\n"
+        "  - val_fraction is 0.2 in config.json; the run trained with 0.1\n"
+        "  - spec.convs.0.filters is 12 in config.json; the run trained with 8\n"
+        "  - spec.fcs has 2 layers in config.json; the run trained with 1\n"
+        "  - spec.gap is True in config.json; the run trained with False\n"
+        "put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
+        f"'ferkit train --config {run / 'config.json'} --out NEW_FOLDER' (the edited spec saved as a JSON file and "
+        "given with --model FILE)\n")
+    assert read_checkpoint(run / "last.pt")["epoch"] == 3
+    # what a resume may change goes on: more epochs, another lr (re-planned), where the data are now
+    shutil.copy(saved["data"], tmp_path / "moved.csv")
+    (run / "config.json").write_text(json.dumps({**saved, "lr": 1e-3, "data": str(tmp_path / "moved.csv")}))
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 0
+    assert read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_resume_says_the_spec_file_changed_since_the_run_began(tiny_run, tmp_path, caplog):
+    """The resumed run builds the net last.pt holds: a spec file edited since (to train another net) went unsaid."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    spec = tmp_path / "tiny.json"
+    shutil.copy(tiny_run.parent / "tiny.json", spec)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "model": str(spec)}))
+    ck = torch.load(run / "last.pt", weights_only=True)
+    ck["config"]["model"] = str(spec)  # as if it trained from this copy
+    torch.save(ck, run / "last.pt")
+    fit(train.resume_config(run, epochs=4), run, resume=True, progress=False)
+    assert "changed since" not in caplog.text  # as it was (without num_classes: the run's, 7)
+    edited = json.loads(spec.read_text())
+    edited["convs"][1]["filters"] = 12
+    spec.write_text(json.dumps(edited))
+    fit(train.resume_config(run, epochs=5), run, resume=True, progress=False)
+    assert (f"{spec}: changed since the run began (spec.convs.1.filters); the resumed run goes on with the net it trained, "
+            "recorded in last.pt; to train the changed net, start a new run with --out NEW_FOLDER") in caplog.text
+    assert read_checkpoint(run / "last.pt")["spec"]["convs"][1]["filters"] == 16
+    caplog.clear()
+    spec.unlink()  # gone: last.pt holds the net
+    fit(train.resume_config(run, epochs=6), run, resume=True, progress=False)
+    assert "changed since" not in caplog.text and read_checkpoint(run / "last.pt")["epoch"] == 6
 
 
 def test_resume_with_config_json_damaged_or_gone_takes_last_pt_s_config(tiny_run, tmp_path, caplog):

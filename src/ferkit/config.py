@@ -32,7 +32,7 @@ import yaml
 from . import precisions
 from .errors import ConfigError, quoted
 from .files import check_regular_file
-from .labels import DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
+from .labels import DATA, DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 from .recipes import RECIPES
 
 FACE_SIZE = 48  # FER2013 faces, and the faces ferkit crops from photos, are 48x48
@@ -190,6 +190,10 @@ class ModelSpec:
                 if self.hog is not None:
                     p.append(problem("hog", f"null with backbone {self.backbone} (HOG hybrids are of the CNN family)",
                                      self.hog))
+            if self.gap and not self.convs and self.backbone is None:  # (it trained, on the face's mean brightness)
+                p.append(problem("gap", "false in a spec without conv layers (it averages the last conv layer's map; "
+                                 "with none, each channel of the face itself to one number): add conv layers, or leave "
+                                 "gap out", self.gap))
             if self.num_classes is not None:  # whether it fits the label set is for_labels' question
                 p += bounded("num_classes", self.num_classes, 2, MAX_CLASSES, "null (the label set's count) or >= 2")
         if not p:
@@ -221,14 +225,16 @@ class ModelSpec:
         """The shape of one uint8 face this model takes: (in_size, in_size) grey, (in_size, in_size, 3) colour."""
         return (self.in_size, self.in_size) + ((self.channels,) if self.channels > 1 else ())
 
-    def for_labels(self, labels) -> ModelSpec:
+    def for_labels(self, labels, name: str = "num_classes") -> ModelSpec:
         """This spec with one output per emotion of a LabelSet. The label set decides the width; a
-        spec that states num_classes too must agree, else the ConfigError names the mismatch."""
+        spec that states num_classes too must agree, else the ConfigError names the mismatch (the
+        field as `name`: where it was given, "--set num_classes")."""
         if self.num_classes is None:
             return replace(self, num_classes=labels.num_classes)
         if self.num_classes != labels.num_classes:
-            _raise([problem("num_classes", f"{labels.num_classes} (the emotions of label set {labels.name}) or left out",
-                            self.num_classes)], "model spec")
+            whose = (f"the data's classes, {quoted(', '.join(labels.emotions), 80)}" if labels.name == DATA else
+                     f"the emotions of label set {labels.name}")
+            _raise([problem(name, f"{labels.num_classes} ({whose}) or left out", self.num_classes)], "model spec")
         return self
 
     def parameters(self) -> int:
@@ -511,6 +517,8 @@ class TrainConfig:
         bad = check_fields(self, flag)
         if model and "model" not in bad:
             bad["model"] = model
+        if "label_names" in bad:  # a YAML config's list or mapping of names: show it as the text that works
+            bad["label_names"] = problem("--label-names", names_text(self.label_names), self.label_names)
         if "teacher" not in bad and not all(isinstance(t, str) and t for t in self.teacher):
             bad["teacher"] = problem("--teacher", "a list of checkpoint or .onnx paths", self.teacher)
         p = list(bad.values())
@@ -549,6 +557,21 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(read_file(path))
+
+
+def names_text(value) -> str:
+    """What --label-names must be, with value (a list of names, or a mapping of label to name, as a YAML or
+    JSON config writes them naturally) as that text where it holds names: "got ['calm', 'excited']" alone
+    did not say that the field is one string."""
+    names = value
+    if isinstance(value, dict):  # {0: calm, 1: excited}: in label order where the labels sort
+        try:
+            names = [name for _, name in sorted(value.items())]
+        except TypeError:
+            names = list(value.values())
+    given = isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n.strip() for n in names)
+    example = quoted(json.dumps(",".join(names)), 80) + " for those names" if given else 'e.g. "angry,happy,sad"'
+    return f"one string, the class names in label order as a comma list ({example}) or the path of a text file of them, one a line"
 
 
 # TrainConfig field -> (fits(value), what it must be); a None value (the preset's) is not checked.

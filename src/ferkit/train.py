@@ -44,7 +44,7 @@ from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file, teac
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
-from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeError, first_line, out_of_memory_said
+from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeError, first_line, out_of_memory_said, quoted
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix, write_target
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
@@ -620,18 +620,29 @@ def _check_memory(spec: ModelSpec, cfg: TrainConfig) -> None:
                           "(in_size, filters, or pool earlier)")
 
 
-# What a resumed run keeps from its start: last.pt's weights, optimizer and schedule state are of these
-# (--epochs may change: the schedule is re-planned; data, threads, device and the rest may too)
-RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze")
+# What a resumed run keeps from its start, which config.json cannot change: last.pt's weights, optimizer and schedule
+# state are of the net, optimizer and batches these made; the seed, init_from and its spec (config.json's record) made
+# its first weights; the split fields, --train-subset and the seed chose the faces it trains and validates on (refused
+# before only once the data were read, as a mean image that differs, naming none of them). --epochs may change (the
+# schedule is re-planned), and so may what applies from the next step on (lr, l2, the augmentations), and RESUME_CHANGES
+RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze", "seed", "init_from",
+                "train_subset", "split_seed", "val_fraction", "test_fraction")
 
 
 def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
-    """A FerkitError unless last.pt can go on under cfg: the same net and optimizer, and not past --epochs."""
+    """A FerkitError unless last.pt can go on under cfg: the same net and optimizer, and not past --epochs. Every field
+    of RESUME_FIXED (and of the spec config.json records) that differs from last.pt's is one line of one error, before
+    any data are read: an edit of the seed, the spec or init_from was ignored unsaid, one of the others refused one by one."""
     was, now = ckpt["config"], absolute_paths(cfg)  # last.pt keeps absolute paths (a search's retry gives them as typed)
-    changed = [f"{k} {was[k]!r} -> {getattr(now, k)!r}" for k in RESUME_FIXED if k in was and was[k] != getattr(now, k)]
+    changed = [_disagrees(k, getattr(now, k), was[k]) for k in RESUME_FIXED if k in was and was[k] != getattr(now, k)]
+    spec = _spec_changes(out, ckpt["spec"])
+    changed += spec
     if changed:
-        raise FerkitError(f"--resume {out}: its {CONFIG} does not match its {LAST} ({'; '.join(changed)}); put "
-                          f"{CONFIG} back as the run wrote it (only --epochs may change), or {RESUME_FIX}")
+        new_net = " (the edited spec saved as a JSON file and given with --model FILE)" if spec else ""
+        raise FerkitError(f"--resume {out}: {out / CONFIG} was edited in fields a resumed run cannot change ({LAST} holds "
+                          "the weights and state they made):\n  - " + "\n  - ".join(changed) + "\nput them back as the run "
+                          f"wrote them to resume it (--epochs may grow), or train them in a new run: 'ferkit train --config "
+                          f"{out / CONFIG} --out NEW_FOLDER'{new_net}")
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
                           f"give --epochs {ckpt['epoch']} or more, or leave it out")
@@ -641,6 +652,64 @@ def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
         raise FerkitError(f"--teacher: the run in {out} trained with {what}; --resume takes --teacher for where the "
                           "run's teachers are now (moved), not to add or remove any; leave it out to resume, or start a "
                           "new run with the teachers you want")
+
+
+def _disagrees(name: str, now, was) -> str:
+    """One line of _check_resume's error: a field, its value in config.json and the value the run trained with."""
+    return f"{name} is {quoted(repr(now), 60)} in {CONFIG}; the run trained with {quoted(repr(was), 60)}"
+
+
+def _spec_changes(out: Path, spec: dict) -> list[str]:
+    """Where the spec recorded in the run's config.json differs from last.pt's `spec`, field by field as --set names
+    them (spec.convs.0.filters): a resumed run builds last.pt's net, and an edit of the record went unsaid. None where
+    config.json cannot be read or records no spec: last.pt's config is resumed then (resume_config), and written there."""
+    try:
+        written = read_file(out / CONFIG).get("spec")
+    except ConfigError:
+        return []
+    if written is None:
+        return []
+    return [f"{name} has {len(a)} layers in {CONFIG}; the run trained with {len(b)}" if isinstance(a, list) and
+            isinstance(b, list) else _disagrees(name, a, b)
+            for name, a, b in _differences(_full_spec(written), _full_spec(spec), "spec")]
+
+
+def _say_spec_file_changed(ckpt: dict, cfg: TrainConfig) -> None:
+    """A warning where the spec file the run was trained from holds another net now: the resumed run builds last.pt's,
+    and an edit made to train another net went unsaid. Not an error: the file may be edited for a new run while this
+    one goes on, and a file gone or unreadable is no matter (last.pt holds the net)."""
+    if not is_spec_file(cfg.model):
+        return
+    try:
+        now = resolve_spec(cfg.model, cfg.overrides).to_dict()
+    except ConfigError:
+        return
+    was = _full_spec(ckpt["spec"])
+    if now["num_classes"] is None and isinstance(was, dict):  # (the label set's, as the run resolved it)
+        now["num_classes"] = was.get("num_classes")
+    changed = [name for name, _, _ in _differences(now, was, "spec")]
+    if changed:
+        log.warning(f"{cfg.model}: changed since the run began ({', '.join(changed)}); the resumed run goes on with the "
+                    f"net it trained, recorded in {LAST}; to train the changed net, start a new run with --out NEW_FOLDER")
+
+
+def _full_spec(spec):
+    """A recorded spec with the defaults it leaves out (a ferkit before a field recorded none), to compare; one this
+    ferkit cannot read as it is."""
+    try:
+        return ModelSpec.from_dict(spec).to_dict()
+    except (ConfigError, TypeError):
+        return spec
+
+
+def _differences(now, was, path: str) -> list[tuple[str, object, object]]:
+    """(dotted path, now, was) of each value that differs between two specs' dicts and lists; a list of layers
+    of another length, as one."""
+    if isinstance(now, dict) and isinstance(was, dict):
+        return [d for k in sorted(set(now) | set(was), key=str) for d in _differences(now.get(k), was.get(k), f"{path}.{k}")]
+    if isinstance(now, list) and isinstance(was, list) and len(now) == len(was):
+        return [d for i, (a, b) in enumerate(zip(now, was)) for d in _differences(a, b, f"{path}.{i}")]
+    return [] if now == was else [(path, now, was)]
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -666,7 +735,20 @@ def model_spec(cfg: TrainConfig, labels: LabelSet | None = None) -> ModelSpec:
     spec = resolve_spec(cfg.model, cfg.overrides)
     if labels is None and cfg.labels == DATA:
         return spec
-    return spec.for_labels(labels or label_set(cfg.labels))
+    return _for_labels(spec, labels or label_set(cfg.labels), cfg)
+
+
+def _for_labels(spec: ModelSpec, labels: LabelSet, cfg: TrainConfig) -> ModelSpec:
+    """spec.for_labels(labels), a num_classes that disagrees named where cfg gave it, as a spec file's other problems
+    are (resolve_spec): "num_classes must be 5 ..." named neither the spec file nor --set."""
+    if "num_classes" in cfg.overrides:
+        return spec.for_labels(labels, "--set num_classes")
+    try:
+        return spec.for_labels(labels)
+    except ConfigError as e:
+        if not is_spec_file(cfg.model):
+            raise
+        raise ConfigError(f"{cfg.model}: {e}") from None
 
 
 def load_data(cfg: TrainConfig, spec: ModelSpec) -> FerData:
@@ -737,6 +819,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
     if ckpt is not None:
         _check_resume(ckpt, cfg, out)
+        _say_spec_file_changed(ckpt, cfg)
     # the spec before the data (a bad one is refused before any is read); with --labels data its width comes after
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
     if device.type == "cpu":
@@ -756,7 +839,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         raise DataError(f"--resume {out}: the data's classes are now {', '.join(labels.emotions)}; the run trained on "
                         f"{', '.join(labels_of(ckpt))} (in that order). Put the data (and --label-names) back as they "
                         "were to resume, or start a new run")
-    spec = spec.for_labels(labels)
+    spec = _for_labels(spec, labels, cfg)
     cfg = absolute_paths(cfg)
     info(f"data: {data.source} (" + ", ".join(f"{k} {v}" for k, v in data.counts().items()) + ")")
     if data.skipped:

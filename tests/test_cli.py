@@ -77,6 +77,21 @@ def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_set_applies_left_to_right_after_the_config_file_s_overrides(tmp_path, monkeypatch):
+    """train --set 'hog={}' --set hog.orientations=12 was refused (hog.orientations no key of the {} just set);
+    a --set of a path the config file's overrides set too took the file's place, before the file's later paths."""
+    from ferkit.cli import build_parser, config_from_args
+    from ferkit.train import model_spec
+
+    monkeypatch.chdir(tmp_path)
+    args = lambda *argv: build_parser().parse_args(["train", *argv])  # noqa: E731
+    cfg = config_from_args(args("--model", "shallow", "--set", "hog={}", "--set", "hog.orientations=12"))
+    assert model_spec(cfg).hog.orientations == 12
+    (tmp_path / "c.yaml").write_text("model: shallow-hog\noverrides: {hog: {orientations: 4}, hog.orientations: 5}\n")
+    cfg = config_from_args(args("--config", "c.yaml", "--set", "hog={pixels_per_cell: 6}"))  # the file's, then the flag's
+    assert list(cfg.overrides) == ["hog.orientations", "hog"] and model_spec(cfg).hog.orientations == 9
+
+
 def test_a_config_s_path_found_beside_it_and_not_here_says_paths_are_read_from_here(tmp_path, capsys, monkeypatch):
     """A config's paths are read from the current folder (as configs/example-train.yaml's model is), so
     `model: spec.json` beside configs/c.yaml was "spec.json: cannot read (No such file or directory)" and a
@@ -337,6 +352,9 @@ def test_a_hog_model_is_refused_for_onnx_and_int8_with_a_way_that_works(tiny_hog
         (["export", str(tiny_hog_run), "--onnx", str(tmp_path / "m.onnx"), "--int8"], f"{hog}; run it on torch as it is (fp32 or bf16)"),
         (["predict", str(tmp_path / "face.png"), "--crops", "--model", str(tiny_hog_run), "--backend", "onnx"],
          f"{hog}, and the onnx backend runs ONNX graphs; run it on torch: backend='torch' (--backend torch, or leave --backend onnx out)"),
+        (["predict", str(tmp_path / "face.png"), "--crops", "--model", str(tiny_hog_run), "--precision", "int8"],  # was: --backend onnx
+         f"{hog}, and int8 models are ONNX graphs; run it on torch in fp32 or bf16: precision='fp32' (--precision fp32 or bf16, "
+         "or leave --precision out)"),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

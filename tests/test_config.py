@@ -83,8 +83,46 @@ def test_spec_round_trip_and_overrides():
     assert again.fcs[0].units == 64 and again.convs[0].dropout == 0.3
     with pytest.raises(ConfigError, match="--set fcs.3.units"):
         override_spec(spec.to_dict(), {"fcs.3.units": 1})
-    with pytest.raises(ConfigError, match="--set convs.-1.filters: no such model spec field"):  # was the last layer
-        override_spec(spec.to_dict(), {"convs.-1.filters": 4})
+
+
+def test_set_applies_left_to_right_into_sections_earlier_ones_made():
+    """(--set 'hog={}' --set hog.orientations=12 was refused: hog.orientations was no key of the {} just set;
+    a path set twice kept its first place, so --set hog.orientations=5 --set 'hog={}' --set hog.orientations=7
+    set 7, then the section whole, and trained 9 orientations)"""
+    from ferkit.cli import _parse_set
+
+    spec = ModelSpec(convs=[ConvSpec(8)], fcs=[{"units": 16}]).to_dict()
+    sets = ["hog={}", "hog.orientations=12", "fcs=[{}]", "fcs.0.dropout=0.25", "convs.0={filters: 4}", "convs.0.pool=2"]
+    got = ModelSpec.from_dict(override_spec(spec, _parse_set(sets)))
+    assert (got.hog.orientations, got.hog.pixels_per_cell, got.fcs[0].dropout, got.fcs[0].units) == (12, 8, 0.25, 512)
+    assert (got.convs[0].filters, got.convs[0].pool) == (4, 2)
+    hybrid = {**spec, "hog": {"orientations": 4}}
+    assert override_spec(hybrid, _parse_set(["hog.orientations=5", "hog={}", "hog.orientations=7"]))["hog"] == {"orientations": 7}
+    with pytest.raises(ConfigError, match="^--set hog.orientatons: no such model spec field"):  # a typo is still one
+        override_spec(spec, _parse_set(["hog={}", "hog.orientatons=12"]))
+
+
+@pytest.mark.parametrize("key,message", [
+    ("convs.-1.filters", "--set convs.-1.filters: layers count from the first, not from the end; convs has 2 layer(s), "
+                         "numbered from 0: convs.0 to convs.1 (the last)"),
+    ("fcs.-1", "--set fcs.-1: layers count from the first, not from the end; fcs has 1 layer(s), numbered from 0: fcs.0"),
+    ("convs.2.filters", "--set convs.2.filters: no layer 2; convs has 2 layer(s), numbered from 0: convs.0 to convs.1 (the "
+                        "last); to add or remove layers, give the list whole: --set 'convs=[...]'"),
+    ("fcs.last.units", "--set fcs.last.units: 'last' is no layer number; fcs has 1 layer(s), numbered from 0: fcs.0; to add "
+                       "or remove layers, give the list whole: --set 'fcs=[...]'"),
+])
+def test_a_layer_number_out_of_the_list_is_told_its_length(key, message):
+    """(convs.-1 and convs.5 were 'no such model spec field', with a hint of paths such as convs.0.filters that
+    did not say why; -1 is refused, not taken as Python's last: a second name for a layer)"""
+    spec = ModelSpec(convs=[ConvSpec(8), ConvSpec(8)], fcs=[{"units": 16}]).to_dict()
+    with pytest.raises(ConfigError) as e:
+        override_spec(spec, {key: 4})
+    assert str(e.value) == message
+    with pytest.raises(ConfigError, match=r"^--set convs.0.filters: convs has no layers; to add some, give the list whole: "
+                                          r"--set 'convs=\[{}\]'$"):
+        override_spec({**spec, "convs": []}, {"convs.0.filters": 4})
+    with pytest.raises(ConfigError, match=r"^--set convs.0.filters: convs has no layers: backbone resnet18's layers are fixed$"):
+        override_spec(ModelSpec(backbone="resnet18").to_dict(), {"convs.0.filters": 4})
 
 
 def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
@@ -99,7 +137,7 @@ def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
     advised = str(e.value).rpartition("--set ")[2].strip("'")
     assert ModelSpec.from_dict(override_spec(spec, _parse_set([advised]))).hog.pixels_per_cell == 12  # it works
     with pytest.raises(ConfigError) as e:  # another bad path on such a spec: the hint names no hog path either
-        override_spec(spec, {"convs.3.filters": 4})
+        override_spec(spec, {"conv.0.filters": 4})
     assert "hog.pixels_per_cell" not in str(e.value) and "--set 'hog={pixels_per_cell: 8}' adds one" in str(e.value)
 
 

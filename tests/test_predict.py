@@ -381,6 +381,19 @@ def test_a_hog_model_on_the_onnx_backend_is_told_to_run_on_torch(tiny_hog_run, m
     assert Predictor(tiny_hog_run, backend="torch", precision="fp32").predict_faces(np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)
 
 
+def test_int8_of_a_hog_model_is_told_the_way_that_works(tiny_hog_run, tiny_checkpoint):
+    """--precision int8 advised --backend onnx, which then refused the HOG hybrid: two errors to learn that int8
+    is not to be had for it. Other models keep the way to the onnx backend."""
+    for backend in (None, "torch"):
+        with pytest.raises(FerkitError) as e:
+            Predictor(tiny_hog_run, backend=backend, precision="int8")
+        assert str(e.value) == (f"{tiny_hog_run} is a HOG hybrid model, whose HOG features scikit-image computes outside the "
+                                "network: no ONNX graph can hold it, and int8 models are ONNX graphs; run it on torch in fp32 "
+                                "or bf16: precision='fp32' (--precision fp32 or bf16, or leave --precision out)")
+    with pytest.raises(FerkitError, match=r"\(int8 runs on the onnx backend: --backend onnx\)$"):
+        Predictor(tiny_checkpoint, backend="torch", precision="int8")
+
+
 def test_annotate_draws_on_a_copy(astronaut):
     rec = {"box": [177, 67, 93, 93], "label": "happy", "score": 0.9,
            "probs": dict(zip(EMOTIONS, [0.02, 0.01, 0.01, 0.9, 0.02, 0.02, 0.02]))}

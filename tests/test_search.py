@@ -69,6 +69,24 @@ def test_number_strings_are_numbers_as_config_files_take_them(files):
     assert search_space(cfg, ["convs.0.dropout=categorical:0,5e-1"], defaults=False)[0].args == (0.0, 0.5)
 
 
+def test_an_unknown_param_s_hint_names_paths_of_this_model_only():
+    """The hint suggested hog.orientations for every model: on one without HOG that --param was refused in turn
+    (and fcs.0.units for a backbone, which has no FC layers of its own)."""
+    from ferkit.errors import ConfigError
+
+    for model, paths, has in [
+        ("shallow", "such as convs.0.dropout or fcs.0.units", "2 conv and 1 FC layers, and no hog section"),
+        ("shallow-hog", "such as convs.0.dropout, fcs.0.units or hog.orientations", "2 conv and 1 FC layers, and HOG features"),
+        ("resnet18", "", "resnet18's fixed layers (a backbone)"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            search_space(resolve_config(model), ["nonsense=uniform:0:1"], defaults=False)
+        assert str(e.value).endswith(f"nor a model spec path{' ' * bool(paths)}{paths} (this model has {has})"), str(e.value)
+    cfg = resolve_config("shallow", overrides={"hog": {}})  # a section --set adds is one of the model's
+    with pytest.raises(ConfigError, match=r"or hog.orientations \(this model has 2 conv and 1 FC layers, and HOG features\)$"):
+        search_space(cfg, ["nonsense=uniform:0:1"], defaults=False)
+
+
 def test_search_space_defaults_are_the_papers(files):
     cfg = resolve_config(str(files[1]))
     names = [p.name for p in search_space(cfg, ["convs.0.dropout=uniform:0:0.5", "lr=loguniform:1e-3:1e-1"])]
@@ -82,7 +100,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("lr=loguniform:0:1", "loguniform needs LO > 0"),
     ("lr=uniform:0.1:0.01", "LO (0.1) must be below HI (0.01)"),
     ("lr=uniform:a:b", "uniform takes two numbers LO:HI"),
-    ("fcs.3.units=categorical:256,512", "nor a model spec path"),
+    ("fcs.3.units=categorical:256,512", "--param fcs.3.units: no layer 3; fcs has 1 layer(s), numbered from 0: fcs.0;"),
     ("nonsense=uniform:0:1", "neither a training field"),
     ("batch_size=uniform:8:64", "batch_size takes int values"),
     ("model=categorical:shallow,deep", "model cannot be tuned"),
@@ -97,7 +115,7 @@ def test_search_space_defaults_are_the_papers(files):
     ("lr=categorical:1e-3,abc", "lr takes float values, not 'abc'"),
     ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
     ("convs.0.pool=int:0:2", "the value 1 gives an invalid config"),  # valid ends; TPE drew the 1 until 3 trials failed
-    ("convs.-1.filters=int:8:16", "--param convs.-1.filters: no such model spec field"),  # was named --set
+    ("convs.-1.filters=int:8:16", "--param convs.-1.filters: layers count from the first, not from the end; convs has 2"),  # named --param, not --set
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2

@@ -556,6 +556,10 @@ def test_a_hog_model_on_the_onnx_backend_is_told_to_run_on_torch(tiny_hog_run, c
     assert main(["serve", "--model", str(tiny_hog_run), "--backend", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "is a HOG hybrid model" in err and "run it on torch: backend='torch' (--backend torch, or leave --backend onnx out)" in err, err
+    assert main(["serve", "--model", str(tiny_hog_run), "--precision", "int8"]) == 2  # (was: use --backend onnx)
+    err = capsys.readouterr().err
+    assert "is a HOG hybrid model" in err and "(--precision fp32 or bf16, or leave --precision out)" in err, err
+    assert "--backend onnx" not in err, err
 
 
 def test_precision_reaches_the_model_and_version(tiny_checkpoint):

@@ -95,6 +95,7 @@ def _parse_set(items: list[str] | None) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise FerkitError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set fcs.0.units=1024")
+        out.pop(key.strip(), None)  # a field set again moves to its last place: the --sets apply left to right
         try:
             out[key.strip()] = load_yaml(value)
         except Exception as e:  # yaml.YAMLError
@@ -201,7 +202,8 @@ def add_train_flags(p):
     from .recipes import RECIPES
 
     p.add_argument("--config", help="JSON/YAML training config (e.g. best.yaml from `ferkit search`); flags override it")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a model spec field, e.g. --set fcs.0.units=1024 (repeatable, applied left to right; layers count from 0)")
     add_field_flags(p, TrainConfig, set().union(*RECIPES.values()), skip=("overrides",))
 
 
@@ -222,7 +224,7 @@ def config_from_args(args):
         if not isinstance(saved, dict):
             raise ConfigError(problem(f"{args.config}: overrides", "a mapping of dotted model spec fields to values, "
                                       "such as {fcs.0.units: 1024}, for --set to add to", saved))
-        flags["overrides"] = {**saved, **sets}
+        flags["overrides"] = {**{k: v for k, v in saved.items() if k not in sets}, **sets}  # the file's, then the flags'
     cfg = resolve_config(base=base, source=args.config, **flags)
     try:
         spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work

@@ -598,27 +598,49 @@ TRAIN_RANGES = {
 }
 
 
-def _index(part: str) -> int:
-    """A layer's number in a dotted path: 0, 1, ... (Python's -1 for the last would be a second name for it)."""
-    if not part.isdigit():
-        raise ValueError(part)
-    return int(part)
+def _index(part: str, node: list, path: str, spec: dict, flag: str, key: str) -> int:
+    """A layer's number in a dotted path, counted from 0, as the layers of node (the list at path) go.
+    Python's -1 for the last is refused: a second name for a layer, which a run's overrides would record
+    as given. A bad number is told the list's length (the hint of paths such as convs.0.filters did not
+    say why convs.-1 or convs.5 named no field)."""
+    if part.isascii() and part.isdigit() and int(part) < len(node):
+        return int(part)
+    where = f"{flag} {key}"
+    if not node and spec.get("backbone") is not None:
+        raise ConfigError(f"{where}: {path} has no layers: backbone {spec['backbone']}'s layers are fixed")
+    if not node:
+        raise ConfigError(f"{where}: {path} has no layers; to add some, give the list whole: {flag} '{path}=[{{}}]'")
+    last = len(node) - 1
+    has = f"{path} has {len(node)} layer(s), numbered from 0: {path}.0" + (f" to {path}.{last} (the last)" if last else "")
+    if part.startswith("-"):
+        raise ConfigError(f"{where}: layers count from the first, not from the end; {has}")
+    why = f"no layer {part}" if part.isdigit() else f"{part!r} is no layer number"
+    raise ConfigError(f"{where}: {why}; {has}; to add or remove layers, give the list whole: {flag} '{path}=[...]'")
+
+
+def _fields(parts: list[str]) -> set[str]:
+    """The field names of the section a spec path leads to (hog, convs.N, fcs.N), whatever that section's
+    mapping holds now: one an earlier --set gave (hog={}) leaves out the fields it keeps at their defaults."""
+    kind = HogSpec if parts == ["hog"] else {"convs": ConvSpec, "fcs": FCSpec}.get(parts[0]) if len(parts) == 2 else None
+    return {f.name for f in fields(kind)} if kind else set()
 
 
 def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
-    """Apply dotted-path overrides to a spec dict: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}."""
+    """Apply dotted-path overrides to a spec dict, in their order (left to right, as --set gives them): a later
+    path may go into a section an earlier one set, {"hog": {}, "hog.orientations": 12}. Layers are numbered
+    from 0: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}."""
     import copy
 
     spec = copy.deepcopy(spec)
     for key, value in overrides.items():
         node, parts = spec, str(key).split(".")
         try:
-            for part in parts[:-1]:
-                node = node[_index(part)] if isinstance(node, list) else node[part]
+            for i, part in enumerate(parts[:-1]):
+                node = node[_index(part, node, ".".join(parts[:i]), spec, flag, key)] if isinstance(node, list) else node[part]
             last = parts[-1]
             if isinstance(node, list):
-                node[_index(last)] = value
-            elif last in node or node is spec:
+                node[_index(last, node, ".".join(parts[:-1]), spec, flag, key)] = value
+            elif last in node or node is spec or last in _fields(parts[:-1]):
                 node[last] = value
             else:
                 raise KeyError(last)
@@ -627,19 +649,39 @@ def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
     return spec
 
 
+def spec_paths(spec: dict, conv: str = "filters", fc: str = "units", hog: str = "pixels_per_cell") -> str:
+    """Dotted paths for a hint, one into each kind of section the spec dict has (its first conv and FC layer,
+    its HOG section), "convs.0.filters, fcs.0.units or hog.pixels_per_cell"; "" for none: a path into a section
+    it lacks (hog.orientations without HOG) would be refused in turn."""
+    has = {name: isinstance(spec.get(name), list) and len(spec[name]) > 0 for name in ("convs", "fcs")}
+    paths = ([f"convs.0.{conv}"] if has["convs"] else []) + ([f"fcs.0.{fc}"] if has["fcs"] else []) + (
+        [f"hog.{hog}"] if isinstance(spec.get("hog"), dict) else [])
+    return " or ".join(filter(None, (", ".join(paths[:-1]), *paths[-1:])))
+
+
+def spec_layers(spec: dict) -> str:
+    """What a spec dict has, for a hint: "2 conv and 1 FC layers, and HOG features", "resnet18's fixed layers (a backbone)"."""
+    if spec.get("backbone") is not None:
+        return f"{spec['backbone']}'s fixed layers (a backbone)"
+    count = {name: len(spec[name]) if isinstance(spec.get(name), list) else 0 for name in ("convs", "fcs")}
+    return (f"{count['convs']} conv and {count['fcs']} FC layers, and "
+            + ("HOG features" if isinstance(spec.get("hog"), dict) else "no hog section"))
+
+
 def _no_field(spec: dict, key: str, value, flag: str) -> str:
     """override_spec's error for a path that names no field. Where the spec has no HOG section (hog: null), a
     path into it is told the form that works, the section whole: the hint of dotted paths such as
     hog.pixels_per_cell sent the user back to the very path just refused."""
     section, _, name = key.partition(".")
-    has_hog = spec.get("hog") is not None
+    has_hog = isinstance(spec.get("hog"), dict)
     if section == "hog" and not has_hog and name and "." not in name:
         return (f"{flag} {key}: the spec has no hog section to set a field of; give the section whole with the fields "
                 f"to change (the others keep their defaults): {flag} 'hog={{{name}: {json.dumps(value)}}}'")
-    layers = f"{len(spec.get('convs', []))} conv and {len(spec.get('fcs', []))} FC layers"
-    return (f"{flag} {key}: no such model spec field; use a dotted path such as convs.0.filters, fcs.0.units"
-            + (f" or hog.pixels_per_cell (the spec has {layers})" if has_hog else
-               f" (the spec has {layers}, and no hog section: {flag} 'hog={{pixels_per_cell: 8}}' adds one)"))
+    paths = spec_paths(spec)
+    adds = "" if has_hog or spec.get("backbone") is not None else f": {flag} 'hog={{pixels_per_cell: 8}}' adds one"
+    return (f"{flag} {key}: no such model spec field"
+            + (f"; use a dotted path such as {paths}" if paths else "")
+            + f" (the spec has {spec_layers(spec)}{adds})")
 
 
 class _NoAliasLoader(yaml.SafeLoader):

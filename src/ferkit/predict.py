@@ -217,7 +217,12 @@ class Predictor:
         precision = "auto" if precision is None else precision
         if backend not in ("torch", "onnx"):
             raise FerkitError(f"backend {backend!r}: choose torch or onnx")
-        _check_precision(backend, precision, onnx_file)
+        try:
+            _check_precision(backend, precision, onnx_file)
+        except FerkitError:
+            if precision == "int8" and not onnx_file:  # (its way, --backend onnx, is refused in turn for a HOG hybrid)
+                _no_int8(model)
+            raise
         get_detector(detector)  # an unknown name or a missing package fails here, not on the first photo
         self.detector, self.align = detector, align
         self.backend, self.tta, self.session, self.classifier, self.path = backend, tta, None, None, None
@@ -369,6 +374,22 @@ def _check_precision(backend: str, precision: str, onnx_file: bool = False) -> N
                else f"--backend {other}")
         hint = f" ({precision} runs on the {other} backend: {how})" if other else ""
         raise FerkitError(f"precision {precision!r} with the {backend} backend: choose {', '.join(ok)}{hint}")
+
+
+def _no_int8(model) -> None:
+    """A FerkitError for int8 asked of a checkpoint no ONNX graph can hold (a HOG hybrid), with the way that works:
+    _check_precision's way, --backend onnx, led to a second refusal. Else nothing, as for a model that cannot be
+    read (which is told so where it is read)."""
+    try:
+        path = None if _is_classifier(model) else model_path(model)
+        clf = model if path is None else _load_checkpoint(path, "cpu", "fp32")
+    except FerkitError:
+        return
+    from .onnx_export import onnx_refusal
+
+    if why := onnx_refusal(clf):
+        raise FerkitError(f"{path or 'this model'} {why}, and int8 models are ONNX graphs; run it on torch in fp32 or bf16: "
+                          "precision='fp32' (--precision fp32 or bf16, or leave --precision out)")
 
 
 def _calibration(data, clf) -> np.ndarray:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, coerce, load_yaml, override_spec
+from .config import TrainConfig, coerce, load_yaml, override_spec, spec_layers, spec_paths
 from .data import FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, OutputError, first_line
 from .files import write_output
@@ -192,14 +192,19 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
 
 
 def _spec_value(spec: dict, p: Param):
+    # (the examples are of this model's sections: hog.orientations was suggested for a model without HOG, whose
+    # --param for it was then refused in turn)
+    paths = spec_paths(spec, conv="dropout", hog="orientations")
+    such = f" such as {paths}" if paths else ""
     hint = (f"--param {p.text}: {p.name!r} is neither a training field ({', '.join(sorted(set(TRAIN_FIELDS) - NOT_TUNABLE))}) "
-            f"nor a model spec path such as fcs.0.units, convs.1.dropout or hog.orientations "
-            f"(this model has {len(spec['convs'])} conv and {len(spec['fcs'])} FC layers)")
+            f"nor a model spec path{such} (this model has {spec_layers(spec)})")
     node = spec
     for part in p.name.split("."):
         try:
             node = node[int(part)] if isinstance(node, list) else node[part]
         except (KeyError, IndexError, ValueError, TypeError):
+            if isinstance(node, list):  # a layer number the list has not: override_spec's error says its length
+                override_spec(spec, {p.name: None}, "--param")
             raise ConfigError(hint) from None
     if isinstance(node, (dict, list)):
         raise ConfigError(hint + f"; {p.name!r} is a whole section, name one of its fields")

@@ -41,6 +41,7 @@ from .config import problem
 from .detectors import Detection
 from .errors import FerkitError, ImageError, quoted
 from .files import VIDEO_EXTS
+from .runs import is_number
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -113,7 +114,7 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS, *, vi
     caller that wants one image and nothing else (visualize: save a frame)."""
     from PIL import Image
 
-    if not (isinstance(max_pixels, numbers.Real) and not isinstance(max_pixels, bool) and max_pixels >= 1):
+    if not (is_number(max_pixels) and max_pixels >= 1):
         from .config import problem
 
         raise FerkitError(problem("max_pixels", "a number of pixels >= 1", max_pixels))
@@ -407,11 +408,11 @@ MIN_FACE = "None (the detector's floor) or a fraction of the photo's shorter sid
 
 def min_face_fits(min_face) -> bool:
     """Whether min_face is one that detect_faces (and Predictor.predict) takes: MIN_FACE."""
-    return min_face is None or isinstance(min_face, numbers.Real) and not isinstance(min_face, bool) and 0 < min_face <= 1
+    return min_face is None or is_number(min_face) and 0 < min_face <= 1
 
 
 def _finite(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+    return is_number(x) and math.isfinite(x)
 
 
 def _check_crop(size, channels=1, margin=MARGIN, angle=0.0, boxes=()) -> None:

@@ -27,7 +27,6 @@ import errno
 import functools
 import io
 import math
-import numbers
 import os
 import re
 import stat
@@ -41,7 +40,7 @@ from .config import problem
 from .detectors import Detection
 from .errors import FerkitError, ImageError, quoted
 from .files import VIDEO_EXTS
-from .runs import is_number
+from .runs import is_number, is_whole
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
@@ -421,9 +420,9 @@ def _check_crop(size, channels=1, margin=MARGIN, angle=0.0, boxes=()) -> None:
     crop; a NaN margin a ValueError, a box of 3 numbers an unpacking one; a NaN or infinite angle or box, a margin of
     -0.5 or less (a square of no side) or a box of no width silently a crop of something else."""
     bad = []
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+    if not (is_whole(size) and size >= 1):
         bad.append(problem("size", "a whole number >= 1 (the crop's side in pixels)", size))
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
+    if not (is_whole(channels) and channels in (1, 3)):
         bad.append(problem("channels", "1 (a grey crop) or 3 (RGB)", channels))
     if not (_finite(margin) and margin > -0.5):
         bad.append(problem("margin", "a finite number > -0.5 (the widening of each side, a fraction of the box's side)", margin))

@@ -16,13 +16,14 @@ from sklearn.metrics import confusion_matrix as _confusion_matrix
 from .config import problem
 from .errors import FerkitError
 from .labels import for_emotions, labels_of
+from .runs import is_whole
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts: rows are true emotions, columns predicted."""
     # (lengths that differ were scikit-learn's "inconsistent numbers of samples", n_classes 0 its "'labels' should
     # contain at least one label"; a class past n_classes is summarize's to refuse: it knows the names)
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+    if not (is_whole(n_classes) and n_classes >= 1):
         raise FerkitError(problem("n_classes", "the number of classes, an integer >= 1", n_classes))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 1 or y_pred.shape != y_true.shape:

@@ -25,7 +25,7 @@ from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
 from .metrics import check_names, emotions_of, square_matrix
-from .runs import HISTORY_FIELDS, Run, column, diverged, is_fraction, is_number, is_record
+from .runs import HISTORY_FIELDS, Run, column, diverged, is_fraction, is_number, is_record, is_whole
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -317,7 +317,7 @@ def plot_activations(face: np.ndarray, maps: list[np.ndarray], names: list[str] 
 def _check_activations(maps, names, per_layer) -> None:
     """One FerkitError naming the argument of plot_activations that does not fit (maps=[] was matplotlib's
     "Number of rows must be a positive integer"; too few names or per_layer 0 an IndexError)."""
-    if isinstance(per_layer, bool) or not isinstance(per_layer, (int, np.integer)) or per_layer < 1:
+    if not (is_whole(per_layer) and per_layer >= 1):
         raise FerkitError(problem("per_layer", "the number of channels to show of each layer, an integer >= 1", per_layer))
     shapes = [np.shape(a) for a in maps] if isinstance(maps, (list, tuple)) else None
     if not shapes or any(len(s) != 3 or 0 in s for s in shapes):

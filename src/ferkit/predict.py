@@ -34,6 +34,7 @@ from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, min_face_fits, whole_face
 from .labels import EMOTIONS
 from .precisions import DEVICE, DEVICE_TEXT
+from .runs import is_whole
 from .schema import Face
 
 WEIGHTS = bundled.WEIGHTS  # where the bundled models and the face detector ship
@@ -204,7 +205,7 @@ class Predictor:
         _check_args(("tta", tta, "True, False or None (as the model says)", tta is None or isinstance(tta, bool)),
                     ("align", align, "True or False", isinstance(align, bool)),
                     ("threads", threads, f"None (the runtime's default) or 1..{MAX_THREADS}",
-                     threads is None or _is_int(threads) and 1 <= threads <= MAX_THREADS))
+                     threads is None or is_whole(threads) and 1 <= threads <= MAX_THREADS))
         if not re.fullmatch(DEVICE, str(device)):  # checked on every backend: onnxruntime's ignored a misspelt one
             raise FerkitError(f"--device must be {DEVICE_TEXT}; got {device!r}")
         onnx_file = is_onnx_file(model)
@@ -317,7 +318,7 @@ class Predictor:
     def predict_proba(self, faces: np.ndarray, tta: bool | None = None, batch_size: int = 256) -> np.ndarray:
         """Many faces in batches: the interface metrics.evaluate_split scores (TTA was set when the
         Predictor was made; an .onnx graph has it built in)."""
-        _check_args(("batch_size", batch_size, "an integer >= 1", _is_int(batch_size) and batch_size >= 1))
+        _check_args(("batch_size", batch_size, "an integer >= 1", is_whole(batch_size) and batch_size >= 1))
         if tta is not None and tta != self.tta:
             raise FerkitError(f"{self.path or 'this model'}: TTA is set when the Predictor is made (tta=...), "
                               "and an .onnx file has it built in at export (ferkit export --tta/--no-tta)")
@@ -346,10 +347,6 @@ class Predictor:
                            size=self.size, channels=self.channels)
         probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, *self.face_shape), np.uint8))
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_args(*checks) -> None:

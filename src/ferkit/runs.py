@@ -305,6 +305,11 @@ def is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def is_whole(v) -> bool:
+    """A whole number, numpy's included (an np.int64 taken from an array); not a bool (True is no count)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def is_fraction(v) -> bool:
     """An accuracy as evaluate writes it: a number from 0 to 1 (not NaN)."""
     return is_number(v) and 0 <= v <= 1

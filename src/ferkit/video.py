@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import numbers
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra, quoted
 from .faces import MAX_PIXELS, is_url, no_such_file
 from .files import atomic_path, check_regular_file, write_error
+from .runs import is_whole
 from .schema import Frame, Track, VideoResult
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     check_regular_file(path, "a video file (MP4, AVI, ...)", lambda message: ImageError(message, "not_image"))
     if path.stat().st_size == 0:  # as an empty photo is said (was "a damaged file")
         raise ImageError(f"{path}: the file is empty; give an MP4, AVI or other video file", "not_image")
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:  # 2.5 sampled frames 0, 5, 10
+    if not (is_whole(every) and every >= 1):  # 2.5 sampled frames 0, 5, 10
         raise FerkitError(f"--every {every!r}: must be a whole number >= 1")
     # after the file's checks, which take any predictor; before the video is opened (None was an AttributeError at
     # the first frame). Anything with Predictor's predict(rgb) does.

@@ -8,7 +8,6 @@ a data set's row (`face_from_data`), always as the model's input: uint8 (in_size
 
 from __future__ import annotations
 
-import numbers
 import os
 import shlex
 from pathlib import Path
@@ -20,6 +19,7 @@ from .checkpoint import Classifier
 from .config import problem
 from .errors import FerkitError, quoted
 from .files import write_output
+from .runs import is_whole
 
 
 def _network(model):
@@ -60,7 +60,7 @@ def check_layer_number(model, layer) -> int:
     """Block `layer` (1-based) of model.features (a Classifier's or its network's) as an int, else a FerkitError naming
     each block. The one check of a layer number (layer_name, dream.check_layer): layer_name(model, 0) was the last
     layer's name, unsaid, 99 an IndexError, and layer_objective(clf, face, '1') a TypeError."""
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):  # (True was layer 1; numpy's ints are taken)
+    if not is_whole(layer):  # (True was layer 1; numpy's ints are taken)
         raise FerkitError(problem("--layer", "a whole number", layer))
     names = [name.split(" ", 1)[0] for name in layer_names(model)]
     if not 1 <= layer <= len(names):  # (a ResNet's 1..5 were 'conv layers', though it has 20 convs: its stem and 4 stages)

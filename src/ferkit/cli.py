@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__, precisions, runs
-from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag
+from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag, is_spec_file
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_default_folder,
@@ -210,7 +210,6 @@ def add_train_flags(p):
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
     from .config import problem, read_file
-    from .model import is_spec_file
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
@@ -247,8 +246,6 @@ def _check_paths_beside(config: str, base: dict, flags: dict) -> None:
     or folder beside the config. Its paths are read from the current folder, as the flags' are (configs/example-train.yaml
     names configs/example-spec.yaml), and `model: spec.yaml` beside it was "spec.yaml: cannot read (No such file or
     directory)", a `data: fer.csv` beside it FER2013's download advice; neither named the config."""
-    from .model import is_spec_file
-
     folder = Path(config).parent
     for name in (n for n in CONFIG_PATHS if n not in flags):
         for value in base.get(name) if isinstance(base.get(name), list) else [base.get(name)]:

@@ -389,6 +389,12 @@ def path_text(value):
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")  # a --model str that ends so names a spec file, any other a preset
 
 
+def is_spec_file(name) -> bool:
+    """Whether a --model value names a JSON/YAML model spec file (a str by its suffix) rather than a preset.
+    A Path always names a file, whatever its suffix: Path("lite") is a file called lite, not the preset."""
+    return isinstance(name, os.PathLike) or isinstance(name, str) and Path(name).suffix.lower() in SPEC_SUFFIXES
+
+
 def model_path_problem(model) -> str | None:
     """None unless TrainConfig's model is a Path (an os.PathLike) that names no spec file the field's str reads as
     one, else its problem. A Path always names a file (create_model, load_model, Predictor: predict.bundled_name), but the
@@ -402,7 +408,7 @@ def model_path_problem(model) -> str | None:
         what = "a folder" if os.path.isdir(text) else "no such file"
         return (f"--model {quoted(text)}: {what}; a Path is taken as a file path, a JSON or YAML model spec: check the "
                 f"path, or {preset}")
-    if Path(text).suffix.lower() not in SPEC_SUFFIXES:
+    if not is_spec_file(text):
         return (f"--model {quoted(text)}: a Path is taken as a file path, but a model spec file's name must end "
                 f"{', '.join(SPEC_SUFFIXES)} (the config keeps model as a str, and one without names a preset): rename "
                 f"the file, or {preset}")

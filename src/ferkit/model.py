@@ -22,11 +22,11 @@ from .config import (
     MOBILENET_SETTINGS,
     MOBILENET_STEM,
     RESNET_BLOCKS,
-    SPEC_SUFFIXES,
     ConvSpec,
     FCSpec,
     HogSpec,
     ModelSpec,
+    is_spec_file,
     mobilenet_stem_stride,
     override_spec,
     problem,
@@ -339,12 +339,6 @@ PRESETS: dict[str, Preset] = {
 
 def list_models() -> list[str]:
     return list(PRESETS)
-
-
-def is_spec_file(name) -> bool:
-    """Whether a --model value names a JSON/YAML model spec file (a str by its suffix) rather than a preset.
-    A Path always names a file, whatever its suffix: Path("lite") is a file called lite, not the preset."""
-    return isinstance(name, os.PathLike) or isinstance(name, str) and Path(name).suffix.lower() in SPEC_SUFFIXES
 
 
 def resolve_spec(name_or_path: str | os.PathLike | ModelSpec, overrides: dict | None = None) -> ModelSpec:

@@ -40,7 +40,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint, validated_acc
-from .config import ModelSpec, TrainConfig, flag, named_in_file, read_file, teacher_list
+from .config import ModelSpec, TrainConfig, flag, is_spec_file, named_in_file, read_file, teacher_list
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
@@ -48,7 +48,7 @@ from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeErro
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix, write_target
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
-from .model import PRESETS, FerNet, create_model, is_spec_file, resolve_spec
+from .model import PRESETS, FerNet, create_model, resolve_spec
 from .outputs import csv_text
 from .preprocess import autocast, fast_bf16, prepare, probabilities, resolve_precision, to_tensor
 from .recipes import recipe

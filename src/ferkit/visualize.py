@@ -51,9 +51,14 @@ def layer_names(model) -> list[str]:
     return names
 
 
+def _short_names(model) -> list[str]:
+    """layer_names' first words, the blocks' own names: conv3, layer2, features.7."""
+    return [name.split(" ", 1)[0] for name in layer_names(model)]
+
+
 def layer_name(model, layer: int) -> str:
     """The short name of block `layer` (1-based) of model.features: conv3, layer2, features.7."""
-    return layer_names(model)[check_layer_number(model, layer) - 1].split(" ", 1)[0]
+    return _short_names(model)[check_layer_number(model, layer) - 1]
 
 
 def check_layer_number(model, layer) -> int:
@@ -62,7 +67,7 @@ def check_layer_number(model, layer) -> int:
     layer's name, unsaid, 99 an IndexError, and layer_objective(clf, face, '1') a TypeError."""
     if not is_whole(layer):  # (True was layer 1; numpy's ints are taken)
         raise FerkitError(problem("--layer", "a whole number", layer))
-    names = [name.split(" ", 1)[0] for name in layer_names(model)]
+    names = _short_names(model)
     if not 1 <= layer <= len(names):  # (a ResNet's 1..5 were 'conv layers', though it has 20 convs: its stem and 4 stages)
         listed = ", ".join(f"{k} {name}" for k, name in enumerate(names, 1))
         raise FerkitError(f"--layer {layer}: this model has layers 1..{len(names)} ({listed}); give one of those numbers")

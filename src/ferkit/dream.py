@@ -12,7 +12,6 @@ and its weights are not changed. Pixels stay in the valid 0..255 range.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ from .checkpoint import Classifier
 from .config import MAX_SEED, MAX_STEPS, bounded, problem
 from .errors import FerkitError
 from .preprocess import PIXEL_SCALE
+from .runs import is_number, is_whole
 from .visualize import check_layer_number, one_face
 
 OBJECTIVES = ("l2", "mean")
@@ -72,12 +72,11 @@ def check_settings(clf: Classifier, s: DreamSettings) -> int:
         raise FerkitError(f"objective {s.objective!r}: choose one of {', '.join(OBJECTIVES)}")
     # counts are whole numbers and sizes real ones (steps=2.5, jitter=1.5 were TypeErrors of range and
     # torch.randint); numpy's are taken as Python's. The layer is check_layer's, last.
-    for name, value, kind in [("--octaves", s.octaves, numbers.Integral),
-                              ("--steps", s.steps, numbers.Integral), ("--jitter", s.jitter, numbers.Integral),
-                              ("--octave-scale", s.octave_scale, numbers.Real), ("--step-size", s.step_size, numbers.Real),
-                              ("seed", s.seed, numbers.Integral)]:  # (seed: no flag; 'x', 1.5 were torch's RuntimeError)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise FerkitError(problem(name, "a whole number" if kind is numbers.Integral else "a number", value))
+    for name, value, fits in [("--octaves", s.octaves, is_whole), ("--steps", s.steps, is_whole), ("--jitter", s.jitter, is_whole),
+                              ("--octave-scale", s.octave_scale, is_number), ("--step-size", s.step_size, is_number),
+                              ("seed", s.seed, is_whole)]:  # (seed: no flag; 'x', 1.5 were torch's RuntimeError)
+        if not fits(value):
+            raise FerkitError(problem(name, "a whole number" if fits is is_whole else "a number", value))
     for steps in bounded("--steps", s.steps, 0, MAX_STEPS):  # (steps of each octave; 0: the face itself)
         raise FerkitError(steps)
     for seed in bounded("seed", s.seed, 0, MAX_SEED):  # as TrainConfig's (2**70 was torch's OverflowError)

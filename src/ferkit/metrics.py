@@ -18,6 +18,8 @@ from .errors import FerkitError
 from .labels import for_emotions, labels_of
 from .runs import is_whole
 
+SUMMARY = "the dict of metrics.summarize (or evaluate_split, or a run's metrics-<split>.json)"  # what a metrics argument is
+
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts: rows are true emotions, columns predicted."""
@@ -130,8 +132,7 @@ def format_report(m: dict) -> str:
                if not isinstance(m, dict) or k not in m]
     if missing:  # (was a KeyError naming one of them)
         got = f"a {type(m).__name__}" if not isinstance(m, dict) else f"a dict without {', '.join(missing)}"
-        raise FerkitError(f"m must be the dict of metrics.summarize (or evaluate_split, or a run's "
-                          f"metrics-<split>.json); got {got}")
+        raise FerkitError(f"m must be {SUMMARY}; got {got}")
     labels = labels_of(m)
     lines = [f"accuracy {m['accuracy']:.4f} on {m['n']} images" + (", each averaged with its mirror image (tta)" if m.get("tta") else "")]
     if "top_vote_accuracy" in m:

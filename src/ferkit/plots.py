@@ -24,7 +24,7 @@ from .config import problem
 from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
-from .metrics import check_names, emotions_of, square_matrix
+from .metrics import SUMMARY, check_names, emotions_of, square_matrix
 from .runs import HISTORY_FIELDS, Run, column, diverged, is_fraction, is_number, is_record, is_whole
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
@@ -273,8 +273,7 @@ def _check_per_class(metrics) -> None:
     for name, m in metrics.items():
         where = f"metrics[{name!r}]"
         if not isinstance(m, dict):
-            raise FerkitError(problem(where, "the dict of metrics.summarize (or evaluate_split, or a run's "
-                                      "metrics-<split>.json)", m))
+            raise FerkitError(problem(where, SUMMARY, m))
         names, acc, pca = m.get("labels"), m.get("accuracy"), m.get("per_class_accuracy")
         if names is not None and not (isinstance(names, (list, tuple)) and names and all(isinstance(e, str) for e in names)):
             raise FerkitError(problem(f"{where}['labels']", "a list of emotion names (or left out: FER2013's)", names))

@@ -317,9 +317,9 @@ def cmd_train(args):
             print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {e} (a damaged "
                   f"one is written again from {runs.LAST} by 'ferkit train --resume {out}'); the last epoch is in {out / runs.LAST}")
             return
-        acc = "?" if weights_acc(best) is None else f"{weights_acc(best):.4f}"
-        gone = runs.lost_best(history, best.get("epoch"), weights_acc(best))
-        print(f"done: best val acc {acc} at epoch {best.get('epoch', '?')}{f' ({gone})' if gone else ''}; checkpoints in "
+        score = weights_acc(best)
+        gone = runs.lost_best(history, best.get("epoch"), score)
+        print(f"done: best val acc {'?' if score is None else f'{score:.4f}'} at epoch {best.get('epoch', '?')}{f' ({gone})' if gone else ''}; checkpoints in "
               f"{out / runs.BEST} and {out / runs.LAST}")
     elif history:
         print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")

@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__, precisions, runs
-from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag, is_spec_file
+from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag, full_spec, is_spec_file
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_default_folder,
@@ -261,13 +261,7 @@ def _check_paths_beside(config: str, base: dict, flags: dict) -> None:
 def _layers(spec: dict) -> dict:
     """A spec's layers with the defaults it leaves out (an older ferkit recorded fewer fields), without
     its number of outputs (which --labels data sets from the data)."""
-    from .config import ModelSpec
-
-    try:
-        spec = ModelSpec.from_dict(spec).to_dict()
-    except ConfigError:  # no spec this ferkit reads: compared as it is, so it differs
-        pass
-    return {k: v for k, v in spec.items() if k != "num_classes"}
+    return {k: v for k, v in full_spec(spec).items() if k != "num_classes"}
 
 
 def _train_args(p):

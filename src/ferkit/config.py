@@ -305,6 +305,15 @@ class ModelSpec:
         return _build(cls, d, "model spec")
 
 
+def full_spec(spec):
+    """A recorded spec dict (a run's config.json, a checkpoint's) with the defaults it leaves out (a ferkit before a
+    field recorded none), to compare; one this ferkit cannot read, as it is (so it differs)."""
+    try:
+        return ModelSpec.from_dict(spec).to_dict()
+    except (ConfigError, TypeError):
+        return spec
+
+
 RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}  # basic blocks per stage
 
 

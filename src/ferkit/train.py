@@ -40,7 +40,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint, validated_acc
-from .config import ModelSpec, TrainConfig, flag, is_spec_file, named_in_file, read_file, teacher_list
+from .config import ModelSpec, TrainConfig, flag, full_spec, is_spec_file, named_in_file, read_file, teacher_list
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
@@ -671,7 +671,7 @@ def _spec_changes(out: Path, spec: dict) -> list[str]:
         return []
     return [f"{name} has {len(a)} layers in {CONFIG}; the run trained with {len(b)}" if isinstance(a, list) and
             isinstance(b, list) else _disagrees(name, a, b)
-            for name, a, b in _differences(_full_spec(written), _full_spec(spec), "spec")]
+            for name, a, b in _differences(full_spec(written), full_spec(spec), "spec")]
 
 
 def _say_spec_file_changed(ckpt: dict, cfg: TrainConfig) -> None:
@@ -684,22 +684,13 @@ def _say_spec_file_changed(ckpt: dict, cfg: TrainConfig) -> None:
         now = resolve_spec(cfg.model, cfg.overrides).to_dict()
     except ConfigError:
         return
-    was = _full_spec(ckpt["spec"])
+    was = full_spec(ckpt["spec"])
     if now["num_classes"] is None and isinstance(was, dict):  # (the label set's, as the run resolved it)
         now["num_classes"] = was.get("num_classes")
     changed = [name for name, _, _ in _differences(now, was, "spec")]
     if changed:
         log.warning(f"{cfg.model}: changed since the run began ({', '.join(changed)}); the resumed run goes on with the "
                     f"net it trained, recorded in {LAST}; to train the changed net, start a new run with --out NEW_FOLDER")
-
-
-def _full_spec(spec):
-    """A recorded spec with the defaults it leaves out (a ferkit before a field recorded none), to compare; one this
-    ferkit cannot read as it is."""
-    try:
-        return ModelSpec.from_dict(spec).to_dict()
-    except (ConfigError, TypeError):
-        return spec
 
 
 def _differences(now, was, path: str) -> list[tuple[str, object, object]]:

@@ -30,7 +30,7 @@ from typing import Literal
 import yaml
 
 from . import precisions
-from .errors import ConfigError, quoted
+from .errors import ConfigError, FerkitError, quoted
 from .files import check_regular_file
 from .labels import DATA, DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 from .recipes import RECIPES
@@ -82,6 +82,14 @@ def bounded(name: str, value: int, low: int, high: int, low_what: str | None = N
     if value > high:
         return [problem(name, f"at most {high:,}", value)]
     return []
+
+
+def check_args(*checks) -> None:
+    """One FerkitError for the (name, value, what it must be, ok) checks of a library call's arguments that fail:
+    a library caller's "no" (true, as a string) turned the mirror on, a batch size of 0 was range()'s error."""
+    bad = [problem(name, what, value) for name, value, what, ok in checks if not ok]
+    if bad:
+        raise FerkitError("; ".join(bad))
 
 
 @dataclass

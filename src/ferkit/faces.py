@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import problem
+from .config import check_args, problem
 from .detectors import Detection
 from .errors import FerkitError, ImageError, quoted
 from .files import VIDEO_EXTS
@@ -419,21 +419,18 @@ def _check_crop(size, channels=1, margin=MARGIN, angle=0.0, boxes=()) -> None:
     FerkitError naming each bad one: size=0 was a ZeroDivisionError, -5 a (0, 0) array, channels=2 silently an RGB
     crop; a NaN margin a ValueError, a box of 3 numbers an unpacking one; a NaN or infinite angle or box, a margin of
     -0.5 or less (a square of no side) or a box of no width silently a crop of something else."""
-    bad = []
-    if not (is_whole(size) and size >= 1):
-        bad.append(problem("size", "a whole number >= 1 (the crop's side in pixels)", size))
-    if not (is_whole(channels) and channels in (1, 3)):
-        bad.append(problem("channels", "1 (a grey crop) or 3 (RGB)", channels))
-    if not (_finite(margin) and margin > -0.5):
-        bad.append(problem("margin", "a finite number > -0.5 (the widening of each side, a fraction of the box's side)", margin))
-    if not _finite(angle):
-        bad.append(problem("angle", "a finite number of degrees", angle))
-    for box in boxes:
-        if not ((isinstance(box, (tuple, list)) or isinstance(box, np.ndarray) and box.ndim == 1)
-                and len(box) == 4 and all(map(_finite, box)) and box[2] > 0 and box[3] > 0):
-            bad.append(problem("box", "4 finite numbers (x, y, w, h) with w and h > 0", box))
-    if bad:
-        raise FerkitError("; ".join(bad))
+    check_args(("size", size, "a whole number >= 1 (the crop's side in pixels)", is_whole(size) and size >= 1),
+               ("channels", channels, "1 (a grey crop) or 3 (RGB)", is_whole(channels) and channels in (1, 3)),
+               ("margin", margin, "a finite number > -0.5 (the widening of each side, a fraction of the box's side)",
+                _finite(margin) and margin > -0.5),
+               ("angle", angle, "a finite number of degrees", _finite(angle)),
+               *[("box", box, "4 finite numbers (x, y, w, h) with w and h > 0", _is_box(box)) for box in boxes])
+
+
+def _is_box(box) -> bool:
+    """(x, y, w, h): 4 finite numbers in a tuple, list or 1-d array, w and h > 0."""
+    return ((isinstance(box, (tuple, list)) or isinstance(box, np.ndarray) and box.ndim == 1)
+            and len(box) == 4 and all(map(_finite, box)) and box[2] > 0 and box[3] > 0)
 
 
 def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | None = None) -> list[Detection]:

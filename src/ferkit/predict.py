@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled
-from .config import MAX_THREADS, problem
+from .config import MAX_THREADS, check_args
 from .errors import FerkitError, needs_extra
 from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, min_face_fits, whole_face
 from .labels import EMOTIONS
@@ -202,7 +202,7 @@ class Predictor:
                  calibration=None):
         from .detectors import get_detector
 
-        _check_args(("tta", tta, "True, False or None (as the model says)", tta is None or isinstance(tta, bool)),
+        check_args(("tta", tta, "True, False or None (as the model says)", tta is None or isinstance(tta, bool)),
                     ("align", align, "True or False", isinstance(align, bool)),
                     ("threads", threads, f"None (the runtime's default) or 1..{MAX_THREADS}",
                      threads is None or is_whole(threads) and 1 <= threads <= MAX_THREADS))
@@ -318,7 +318,7 @@ class Predictor:
     def predict_proba(self, faces: np.ndarray, tta: bool | None = None, batch_size: int = 256) -> np.ndarray:
         """Many faces in batches: the interface metrics.evaluate_split scores (TTA was set when the
         Predictor was made; an .onnx graph has it built in)."""
-        _check_args(("batch_size", batch_size, "an integer >= 1", is_whole(batch_size) and batch_size >= 1))
+        check_args(("batch_size", batch_size, "an integer >= 1", is_whole(batch_size) and batch_size >= 1))
         if tta is not None and tta != self.tta:
             raise FerkitError(f"{self.path or 'this model'}: TTA is set when the Predictor is made (tta=...), "
                               "and an .onnx file has it built in at export (ferkit export --tta/--no-tta)")
@@ -331,7 +331,7 @@ class Predictor:
     def predict(self, image, min_face: float | None = None, crops: bool = False, align: bool | None = None) -> list[dict]:
         """Every face in a photo (RGB array, or anything load_image reads) with its emotion; [] if none.
         crops=True: the photo is one face already cropped (its box is the whole photo)."""
-        _check_args(("min_face", min_face, MIN_FACE, min_face_fits(min_face)),
+        check_args(("min_face", min_face, MIN_FACE, min_face_fits(min_face)),
                     ("crops", crops, "True or False", isinstance(crops, bool)),
                     ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
         # An RGB uint8 array in memory is used as it is, whatever its size (serve's uploads, decoded under their
@@ -347,14 +347,6 @@ class Predictor:
                            size=self.size, channels=self.channels)
         probs = self.predict_faces(np.stack([f.face for f in faces]) if faces else np.zeros((0, *self.face_shape), np.uint8))
         return [record(f.box, p, self.labels) for f, p in zip(faces, probs)]
-
-
-def _check_args(*checks) -> None:
-    """One FerkitError for the (name, value, what it must be, ok) checks that fail: a library caller's
-    "no" (true, as a string) turned the mirror on, a batch size of 0 was range()'s error."""
-    bad = [problem(name, what, value) for name, value, what, ok in checks if not ok]
-    if bad:
-        raise FerkitError("; ".join(bad))
 
 
 def _check_precision(backend: str, precision: str, onnx_file: bool = False) -> None:

@@ -114,8 +114,6 @@ def load_image(src, name: str | None = None, max_pixels: int = MAX_PIXELS, *, vi
     from PIL import Image
 
     if not (is_number(max_pixels) and max_pixels >= 1):
-        from .config import problem
-
         raise FerkitError(problem("max_pixels", "a number of pixels >= 1", max_pixels))
     if isinstance(src, np.ndarray):  # a subclass as its plain array (np.matrix's max() takes no initial=: a TypeError)
         return _from_array(np.asarray(src), name or "the image", max_pixels)

@@ -174,11 +174,16 @@ def check_aligned(path: Path, votes: np.ndarray, labels: np.ndarray, lines: list
                             "their original row order (an emotion column that is not the faces' own: leave it out)")
 
 
+def _counted(votes: np.ndarray) -> np.ndarray:
+    """The votes that count, float64: FER+'s reference algorithm drops single votes as outliers."""
+    return np.where(votes <= 1, 0, votes).astype(np.float64)
+
+
 def _process(raw: np.ndarray, mode: str) -> np.ndarray:
     """One face's votes (10,) -> weights over the 10 columns (FER+ reference algorithm); all-unknown = dropped."""
     unknown = np.zeros(10, np.float32)
     unknown[8] = 1
-    raw = np.where(raw <= 1, 0, raw).astype(np.float64)  # single votes are outliers
+    raw = _counted(raw)
     total = raw.sum()
     out = np.zeros(10)
     if mode in ("probability", "crossentropy"):
@@ -235,7 +240,7 @@ def majority_labels(votes: np.ndarray) -> np.ndarray:
     has none (no emotion with more than half of the non-single votes, or unknown/not a face)."""
     # _process's majority rule over the whole array at once: face by face it cost check_aligned ~1 s on
     # every load of FER+'s 32,298 rows. More than half of the votes is one column, so argmax has no tie.
-    raw = np.where(votes <= 1, 0, votes).astype(np.float64)  # single votes are outliers
+    raw = _counted(votes)
     top = raw.argmax(1)
     has = (raw.max(1) > 0.5 * raw.sum(1)) & (top < N_EMOTIONS)
     return np.where(has, top, -1).astype(np.int64)

@@ -81,7 +81,6 @@ def _unusable(path: Path) -> str | None:
     a link to a folder inside a scanned folder), or None for a regular file or a real folder.
     Only stat/lstat: nothing is opened."""
     import errno
-    import os
     import stat
 
     try:

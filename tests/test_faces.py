@@ -405,8 +405,9 @@ def test_crop_face_checks_its_arguments():
     for args, kwargs, said in [
             ((box,), dict(size=0), "size must be a whole number >= 1 (the crop's side in pixels); got 0"),
             ((box,), dict(size=-5), "got -5"), ((box,), dict(size=4.0), "got 4.0"), ((box,), dict(size=True), "got True"),
-            ((box,), dict(margin=-0.5), "margin must be a finite number > -0.5 (the widening of each side, a fraction "
+            ((box,), dict(margin=-0.5), "margin must be a number > -0.5 and <= 2 (the widening of each side, a fraction "
                                         "of the box's side); got -0.5"),
+            ((box,), dict(margin=1e308), "got 1e+308"), ((box,), dict(margin=50), "got 50"),
             ((box,), dict(margin=nan), "got nan"), ((box,), dict(margin="0.1"), "got '0.1'"),
             ((box,), dict(angle=float("inf")), "angle must be a finite number of degrees; got inf"),
             (((10, 10, 30),), {}, "box must be 4 finite numbers (x, y, w, h) with w and h > 0; got (10, 10, 30)"),
@@ -416,7 +417,7 @@ def test_crop_face_checks_its_arguments():
                                                           "got 0; angle must be a finite number of degrees; got nan; box must")]:
         with pytest.raises(FerkitError, match=re.escape(said)):
             crop_face(grey, *args, **kwargs)
-    with pytest.raises(FerkitError, match=r"^margin must be a finite number > -0\.5 .*; got nan$"):
+    with pytest.raises(FerkitError, match=r"^margin must be a number > -0\.5 and <= 2 .*; got nan$"):
         find_faces(grey, margin=nan)  # at entry, before a face is looked for
     assert crop_face(grey, np.array([10.0, 10, 30, 30], np.float32), np.float32(0), np.int64(8), np.float64(5)).shape == (8, 8)
 
@@ -437,6 +438,33 @@ def test_crop_is_square_and_pads_at_the_edge():
         assert above.min() == above.max() == 40
     half = crop_face(ramp, (0, 80, 120, 40), margin=0)  # half inside: the photo's bottom rows, then row 99 repeated
     assert (np.diff(half[:, 24].astype(int)) >= 0).all() and half[-12:].min() == 200 and half[0, 0] < 200
+
+
+def test_crop_far_past_the_photo_pads_in_bounded_memory():
+    """A square far past the photo is the crop of the photo padded by its edges, without that padding: a 7200-pixel
+    square padded the photo to 7200x7200 (margin=50 on a 500-pixel box: 50,500x50,500). One over 48x the photo's
+    longer side (the photo under a pixel of the crop) is refused: w=1e300 was an OverflowError."""
+    import tracemalloc
+
+    from ferkit.errors import FerkitError
+
+    rng = np.random.default_rng(3)
+    for shape in ((60, 80), (60, 80, 3)):
+        photo = rng.integers(0, 256, shape, dtype=np.uint8)
+        for box, angle in (((-900, 30, 1500, 1400), 20.0), ((70, -1200, 1000, 1000), 0.0), ((2000, 2000, 300, 300), -35.0)):
+            padded = np.pad(photo, ((2000, 2000), (2000, 2000)) + ((0, 0),) * (photo.ndim - 2), mode="edge")
+            moved = (box[0] + 2000, box[1] + 2000) + box[2:]
+            assert np.array_equal(crop_face(photo, box, 0.3, 64, angle), crop_face(padded, moved, 0.3, 64, angle))
+    tracemalloc.start()
+    crop_face(np.zeros((200, 200), np.uint8), (-3000, -3000, 6000, 6000), angle=10.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000, peak
+    for box in ((10, 10, 1e300, 1e300), (10, 10, 9000, 100)):
+        with pytest.raises(FerkitError, match=r"^box \(10, 10, .*\) with margin 0\.1 frames a square over 48 x the photo's "
+                                              r"longer side \(200 pixels\): the whole photo would fill under one pixel"):
+            crop_face(np.zeros((200, 100), np.uint8), box)
+    assert crop_face(np.zeros((200, 100), np.uint8), (10, 10, 7000, 100)).shape == (48, 48)
 
 
 DEMO = Path(__file__).resolve().parents[1] / "src/ferkit/samples/astronaut.jpg"

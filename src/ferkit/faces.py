@@ -45,6 +45,9 @@ from .runs import is_number, is_whole
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
 SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
+# The widest margin taken: a square 5x the box's side, the face a fifth of the crop (10 of 48 pixels). Framings
+# that work lie near MARGIN (docs/models.md compares 0 to 0.3); 50 was a 100x wider square to sample.
+MAX_MARGIN = 2
 DETECTOR = "yunet"
 # Faces under this many pixels at the detector's working side are what its second, finer look
 # (Detector.fine_side) adds; a photo whose faces are all over twice that (a portrait) gets none
@@ -415,12 +418,13 @@ def _finite(x) -> bool:
 def _check_crop(size, channels=1, margin=MARGIN, angle=0.0, boxes=()) -> None:
     """The crop's arguments of find_faces, whole_face and crop_face (boxes: its one box), else one
     FerkitError naming each bad one: size=0 was a ZeroDivisionError, -5 a (0, 0) array, channels=2 silently an RGB
-    crop; a NaN margin a ValueError, a box of 3 numbers an unpacking one; a NaN or infinite angle or box, a margin of
-    -0.5 or less (a square of no side) or a box of no width silently a crop of something else."""
+    crop; a NaN margin a ValueError, a box of 3 numbers an unpacking one, margin=1e308 an OverflowError; a NaN or
+    infinite angle or box, a margin of -0.5 or less (a square of no side) or a box of no width silently a crop of
+    something else."""
     check_args(("size", size, "a whole number >= 1 (the crop's side in pixels)", is_whole(size) and size >= 1),
                ("channels", channels, "1 (a grey crop) or 3 (RGB)", is_whole(channels) and channels in (1, 3)),
-               ("margin", margin, "a finite number > -0.5 (the widening of each side, a fraction of the box's side)",
-                _finite(margin) and margin > -0.5),
+               ("margin", margin, f"a number > -0.5 and <= {MAX_MARGIN} (the widening of each side, a fraction of the "
+                "box's side)", _finite(margin) and -0.5 < margin <= MAX_MARGIN),
                ("angle", angle, "a finite number of degrees", _finite(angle)),
                *[("box", box, "4 finite numbers (x, y, w, h) with w and h > 0", _is_box(box)) for box in boxes])
 
@@ -527,6 +531,22 @@ def _inside(lo: int, hi: int, n: int) -> tuple[int, int]:
     return a, max(min(hi, n), a + 1)
 
 
+def _pads(lo: int, a: int, b: int, hi: int, k: int) -> tuple[int, int, int, int]:
+    """Along one axis, the photo's pixels a..b edge-padded to lo..hi and cut in k-pixel blocks from lo: the
+    pixels to pad a..b by before (left, right), and the blocks of means to pad its k x k means by after (left,
+    right). Past the block a photo edge falls in and one whole block of edge pixels, each block's mean repeats
+    that one's, so the rest is padded after: the same means, from at most 2k pixels of padding a side."""
+    left = min(a - lo, (a - lo) % k + k)
+    right = min(hi - b, -(b - lo) % k + k)  # to the end of the last photo pixel's block, and one block more
+    start = lo + (a - lo - left)  # of the padded part: whole blocks from lo
+    return left, right, (start - lo) // k, -(-(hi - lo) // k) - (start - lo) // k - -(-(b + right - start) // k)
+
+
+def _edge_pad(a: np.ndarray, pad) -> np.ndarray:
+    """The picture (grey or with channels) padded by ((top, bottom), (left, right)) of its edge pixels."""
+    return np.pad(a, tuple(pad) + ((0, 0),) * (a.ndim - 2), mode="edge")
+
+
 def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, angle: float = 0.0) -> np.ndarray:
     """The square around `box` (side = its longer side) widened by `margin` per side, turned by
     `angle` degrees about its centre, resized to (size, size) uint8; parts outside the photo repeat
@@ -536,13 +556,20 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     The square is sampled bilinearly (Pillow's affine transform) at the photo's resolution, or for a
     face over REDUCE x the crop's size at 1/k of it (Pillow's exact k x k means first, k as large as
     keeps >= REDUCE x the crop's size), then shrunk by area (_resize): never aliased, and a large
-    face costs about what a small one does."""
+    face costs about what a small one does. A square far past the photo costs at most a few times the
+    photo's memory (_pads); one over `size` x the photo's longer side (the photo under a pixel of the crop;
+    w=1e300 was an OverflowError, a 50,000-pixel square a 2.5 GB padding) is a FerkitError."""
     from PIL import Image
 
     _check_crop(size, margin=margin, angle=angle, boxes=(box,))
     image = grey  # grey (H, W) or RGB (H, W, 3)
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
+    longest = max(image.shape[:2])
+    if not max(w, h) * (1 + 2 * margin) <= size * longest:
+        raise FerkitError(f"box {tuple(box)} with margin {margin} frames a square over {size} x the photo's longer side "
+                          f"({longest} pixels): the whole photo would fill under one pixel of the {size}x{size} crop; "
+                          "give the box of a face in this photo, in its pixels")
     side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
     k = max(1, side // (REDUCE * size))
     out = side if k == 1 else round(side / k)  # the square is sampled out x out
@@ -557,10 +584,15 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     (xa, xb), (ya, yb) = _inside(x0, x1, image.shape[1]), _inside(y0, y1, image.shape[0])
     part = image[ya:yb, xa:xb]
     x0, y0 = min(x0, xa), min(y0, ya)  # the part's corner in the photo
-    pad = ((ya - y0, max(y1, yb) - yb), (xa - x0, max(x1, xb) - xb)) + ((0, 0),) * (image.ndim - 2)
-    part = Image.fromarray(np.pad(part, pad, mode="edge") if any(map(any, pad)) else np.ascontiguousarray(part))
+    # the photo is padded by at most two blocks a side, its k x k means by the rest (the same means: bounded memory
+    # however far the square reaches past the photo)
+    (left, right, *more_x), (top, bottom, *more_y) = _pads(x0, xa, xb, max(x1, xb), k), _pads(y0, ya, yb, max(y1, yb), k)
+    pad, more = ((top, bottom), (left, right)), (tuple(more_y), tuple(more_x))
+    part = Image.fromarray(_edge_pad(part, pad) if any(map(any, pad)) else np.ascontiguousarray(part))
     if k > 1:
         part = part.reduce(k)
+    if any(map(any, more)):
+        part = Image.fromarray(_edge_pad(np.asarray(part), more))
     # Pillow's affine data maps an output point to a point of `part` (pixel i spans [i, i + 1]):
     # output pixel (u, v) of the full-resolution square, centre (u + 0.5, v + 0.5), to the photo's
     # point c + R (u - side/2, v - side/2) + 0.5, then to part's pixels (1/k, from its corner)

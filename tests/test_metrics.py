@@ -3,7 +3,7 @@ import pytest
 
 from ferkit.errors import FerkitError
 from ferkit.labels import FER2013
-from ferkit.metrics import confusion_matrix, format_report, per_class_accuracy, summarize
+from ferkit.metrics import confusion_matrix, format_per_class, format_report, per_class_accuracy, per_class_rows, summarize
 
 
 def test_summarize_counts_and_per_class():
@@ -53,3 +53,21 @@ def test_helpers_refuse_what_they_cannot_measure():
         with pytest.raises(FerkitError, match=why):
             call()
     assert per_class_accuracy([[1, 1], [0, 2]]).tolist() == [0.5, 1.0]  # a list of rows, as a metrics JSON holds it
+
+
+def test_per_class_table_refuses_what_is_no_model_s_metrics():
+    # (as plots.plot_per_class: a list of metrics was an AttributeError, one model's metrics not wrapped in a dict
+    # or metrics without per_class_accuracy a KeyError, {} a table of "overall" alone)
+    m = summarize([0, 1, 3], np.eye(7)[[0, 1, 0]], FER2013)
+    for table in (per_class_rows, format_per_class):
+        for metrics, why in [([m], r"^metrics must be a dict of model name -> its metrics \(metrics\.summarize's dict\), "
+                                   r"at least one; got \[\{"),
+                             ({}, r"^metrics must be .*; got \{\}$"),
+                             (m, r"^metrics must be a dict of model name -> .*; got one model's metrics: give \{'its name': "
+                                 r"metrics\}$"),
+                             ({"a": {"accuracy": 0.5}}, r"^metrics\['a'\]\['per_class_accuracy'\] must be a dict of emotion "
+                                                        r"-> a number from 0 to 1 \(None: no face of it\); got None$"),
+                             ({"a": {**m, "labels": "angry"}}, r"^metrics\['a'\]\['labels'\] must be a list of emotion names")]:
+            with pytest.raises(FerkitError, match=why):
+                table(metrics)
+    assert per_class_rows({"a": m})[-1] == ["overall", 2 / 3] and "0.6667" in format_per_class({7: m})

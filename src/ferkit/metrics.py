@@ -8,6 +8,7 @@ its faces are scored against.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.metrics import confusion_matrix as _confusion_matrix
 from .config import problem
 from .errors import FerkitError
 from .labels import for_emotions, labels_of
-from .runs import is_whole
+from .runs import is_fraction, is_number, is_whole
 
 SUMMARY = "the dict of metrics.summarize (or evaluate_split, or a run's metrics-<split>.json)"  # what a metrics argument is
 
@@ -181,16 +182,42 @@ def emotions_of(metrics: dict[str, dict]) -> list[str]:
     return out
 
 
+def check_per_class(metrics) -> None:
+    """One FerkitError naming what of the per-class table's metrics (model name -> its metrics) does not fit, for
+    per_class_rows, format_per_class and plots.plot_per_class: a list, or one model's metrics not wrapped in a
+    dict, was an AttributeError, metrics without per_class_accuracy a KeyError, a score over 1 a bar past the
+    chart's top, {} an empty table or chart."""
+    what = "model name -> its metrics (metrics.summarize's dict)"
+    if isinstance(metrics, dict) and "per_class_accuracy" in metrics:
+        raise FerkitError(f"metrics must be a dict of {what}; got one model's metrics: give {{'its name': metrics}}")
+    if not isinstance(metrics, dict) or not metrics:
+        raise FerkitError(problem("metrics", f"a dict of {what}, at least one", metrics))
+    for name, m in metrics.items():
+        where = f"metrics[{name!r}]"
+        if not isinstance(m, dict):
+            raise FerkitError(problem(where, SUMMARY, m))
+        names, acc, pca = m.get("labels"), m.get("accuracy"), m.get("per_class_accuracy")
+        if names is not None and not (isinstance(names, (list, tuple)) and names and all(isinstance(e, str) for e in names)):
+            raise FerkitError(problem(f"{where}['labels']", "a list of emotion names (or left out: FER2013's)", names))
+        if not (is_fraction(acc) or is_number(acc) and math.isnan(acc)):
+            raise FerkitError(problem(f"{where}['accuracy']", "a number from 0 to 1 (NaN: no face scored)", acc))
+        if not (isinstance(pca, dict) and all(a is None or is_fraction(a) for a in pca.values())):
+            raise FerkitError(problem(f"{where}['per_class_accuracy']", "a dict of emotion -> a number from 0 to 1 "
+                                      "(None: no face of it)", pca))
+
+
 def per_class_rows(metrics: dict[str, dict]) -> list[list]:
     """Table 3 as rows: [emotion, accuracy of each model...] then ["overall", ...]; None where undefined."""
+    check_per_class(metrics)
     rows = [[e] + [m["per_class_accuracy"].get(e) for m in metrics.values()] for e in emotions_of(metrics)]
     return rows + [["overall"] + [m["accuracy"] for m in metrics.values()]]
 
 
 def format_per_class(metrics: dict[str, dict]) -> str:
     """The per-class table as text, one column per model."""
+    check_per_class(metrics)  # (before the names' widths: a list's items have none)
     names = list(metrics)
-    w = max([10] + [len(n) + 2 for n in names])
+    w = max([10] + [len(str(n)) + 2 for n in names])
     lines = [f"{'emotion':<10}" + "".join(f"{n:>{w}}" for n in names)]
     for row in per_class_rows(metrics):
         lines.append(f"{row[0]:<10}" + "".join(f"{'-' if v is None else f'{v:.4f}':>{w}}" for v in row[1:]))

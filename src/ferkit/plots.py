@@ -11,7 +11,6 @@ are rendered by Agg whatever the backend.
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import matplotlib
@@ -24,8 +23,8 @@ from .config import problem
 from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
-from .metrics import SUMMARY, check_names, emotions_of, square_matrix
-from .runs import HISTORY_FIELDS, Run, column, diverged, is_fraction, is_number, is_record, is_whole
+from .metrics import check_names, check_per_class, emotions_of, square_matrix
+from .runs import HISTORY_FIELDS, Run, column, diverged, is_record, is_whole
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
 
@@ -244,7 +243,7 @@ def plot_confusion_pair(cm, title: str = "", labels=None):
 
 def plot_per_class(metrics: dict[str, dict], ax=None):
     """Per-class accuracy (Table 3) as grouped bars: one group per emotion, one bar per model."""
-    _check_per_class(metrics)
+    check_per_class(metrics)
     fig, ax = _axes(ax, (8, 4))
     names = list(metrics)
     width = 0.8 / max(1, len(names))
@@ -260,28 +259,6 @@ def plot_per_class(metrics: dict[str, dict], ax=None):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
-
-
-def _check_per_class(metrics) -> None:
-    """One FerkitError naming what of plot_per_class's metrics does not fit: a list, or one model's metrics not
-    wrapped in a dict, was an AttributeError, metrics without per_class_accuracy a KeyError, a score over 1 a bar
-    past the chart's top, {} an empty chart."""
-    what = "model name -> its metrics (metrics.summarize's dict)"
-    if isinstance(metrics, dict) and "per_class_accuracy" in metrics:
-        raise FerkitError(f"metrics must be a dict of {what}; got one model's metrics: give {{'its name': metrics}}")
-    _check_by_run(metrics, "metrics", what)
-    for name, m in metrics.items():
-        where = f"metrics[{name!r}]"
-        if not isinstance(m, dict):
-            raise FerkitError(problem(where, SUMMARY, m))
-        names, acc, pca = m.get("labels"), m.get("accuracy"), m.get("per_class_accuracy")
-        if names is not None and not (isinstance(names, (list, tuple)) and names and all(isinstance(e, str) for e in names)):
-            raise FerkitError(problem(f"{where}['labels']", "a list of emotion names (or left out: FER2013's)", names))
-        if not (is_fraction(acc) or is_number(acc) and math.isnan(acc)):
-            raise FerkitError(problem(f"{where}['accuracy']", "a number from 0 to 1 (NaN: no face scored)", acc))
-        if not (isinstance(pca, dict) and all(a is None or is_fraction(a) for a in pca.values())):
-            raise FerkitError(problem(f"{where}['per_class_accuracy']", "a dict of emotion -> a number from 0 to 1 "
-                                      "(None: no face of it)", pca))
 
 
 # ---------------------------------------------------------------- activation maps, filters, DeepDream (Figures 9-11)

@@ -807,6 +807,34 @@ def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, t
     assert read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
+def test_resume_names_every_problem_in_one_error(tiny_run, tmp_path, capsys, monkeypatch):
+    """label_mode edited in config.json is refused by name: with FER+ votes it changes which faces train (majority
+    keeps only those with one), which was refused only after the data were read, as a mean image naming no field. An
+    --epochs below those done and a --teacher more are lines of the same error (each was an error of its own, one
+    after the other fixed)."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "label_mode": "majority"}))
+    with monkeypatch.context() as m:
+        m.setattr(train, "load_data", lambda *a: pytest.fail("the data were read before the check"))
+        assert main(["train", "--resume", str(run), "--epochs", "2", "--teacher", str(tiny_run), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume {run}: {run / 'config.json'} was edited in fields a resumed run cannot change (last.pt holds "
+        "the weights and state they made):\n"
+        "  - label_mode is 'majority' in config.json; the run trained with 'crossentropy'\n"
+        "put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
+        f"'ferkit train --config {run / 'config.json'} --out NEW_FOLDER'\n"
+        f"--epochs 2: the run in {run} has already trained 3 epochs; give --epochs 3 or more, or leave it out\n"
+        f"--teacher: the run in {run} trained with no teacher; --resume takes --teacher for where the run's teachers are "
+        "now (moved), not to add or remove any; leave it out to resume, or start a new run with the teachers you want\n")
+    assert read_checkpoint(run / "last.pt")["epoch"] == 3
+
+
 def test_resume_says_the_spec_file_changed_since_the_run_began(tiny_run, tmp_path, caplog):
     """The resumed run builds the net last.pt holds: a spec file edited since (to train another net) went unsaid."""
     import shutil

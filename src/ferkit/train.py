@@ -622,36 +622,42 @@ def _check_memory(spec: ModelSpec, cfg: TrainConfig) -> None:
 
 # What a resumed run keeps from its start, which config.json cannot change: last.pt's weights, optimizer and schedule
 # state are of the net, optimizer and batches these made; the seed, init_from and its spec (config.json's record) made
-# its first weights; the split fields, --train-subset and the seed chose the faces it trains and validates on (refused
-# before only once the data were read, as a mean image that differs, naming none of them). --epochs may change (the
-# schedule is re-planned), and so may what applies from the next step on (lr, l2, the augmentations), and RESUME_CHANGES
+# its first weights; the split fields, --train-subset and the seed chose the faces it trains and validates on, and so,
+# with FER+ votes, does label_mode (each mode keeps the faces its own rule settles, ferplus.targets: majority drops those
+# without a majority): these were refused only once the data were read, as a mean image that differs, naming none of
+# them. --epochs may change (the schedule is re-planned), and so may what applies from the next step on (lr, l2, the
+# augmentations), and RESUME_CHANGES
 RESUME_FIXED = ("model", "overrides", "labels", "optimizer", "schedule", "batch_size", "ema", "freeze", "seed", "init_from",
-                "train_subset", "split_seed", "val_fraction", "test_fraction")
+                "train_subset", "split_seed", "val_fraction", "test_fraction", "label_mode")
 
 
 def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
     """A FerkitError unless last.pt can go on under cfg: the same net and optimizer, and not past --epochs. Every field
     of RESUME_FIXED (and of the spec config.json records) that differs from last.pt's is one line of one error, before
-    any data are read: an edit of the seed, the spec or init_from was ignored unsaid, one of the others refused one by one."""
+    any data are read, and --epochs below those done and a --teacher count not the run's are lines of it too: an edit
+    of the seed, the spec or init_from was ignored unsaid, one of the others refused one by one."""
     was, now = ckpt["config"], absolute_paths(cfg)  # last.pt keeps absolute paths (a search's retry gives them as typed)
     changed = [_disagrees(k, getattr(now, k), was[k]) for k in RESUME_FIXED if k in was and was[k] != getattr(now, k)]
     spec = _spec_changes(out, ckpt["spec"])
     changed += spec
+    problems = []
     if changed:
         new_net = " (the edited spec saved as a JSON file and given with --model FILE)" if spec else ""
-        raise FerkitError(f"--resume {out}: {out / CONFIG} was edited in fields a resumed run cannot change ({LAST} holds "
-                          "the weights and state they made):\n  - " + "\n  - ".join(changed) + "\nput them back as the run "
-                          f"wrote them to resume it (--epochs may grow), or train them in a new run: 'ferkit train --config "
-                          f"{out / CONFIG} --out NEW_FOLDER'{new_net}")
+        problems.append(f"--resume {out}: {out / CONFIG} was edited in fields a resumed run cannot change ({LAST} holds "
+                        "the weights and state they made):\n  - " + "\n  - ".join(changed) + "\nput them back as the run "
+                        f"wrote them to resume it (--epochs may grow), or train them in a new run: 'ferkit train --config "
+                        f"{out / CONFIG} --out NEW_FOLDER'{new_net}")
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
-        raise FerkitError(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
-                          f"give --epochs {ckpt['epoch']} or more, or leave it out")
+        problems.append(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
+                        f"give --epochs {ckpt['epoch']} or more, or leave it out")
     taught = teacher_list(was.get("teacher"))
     if len(taught) != len(cfg.teacher):  # (one added distilled the rest of the run, its config saying all of it)
         what = f"{len(taught)} teacher{'s' if len(taught) > 1 else ''} ({', '.join(map(str, taught))})" if taught else "no teacher"
-        raise FerkitError(f"--teacher: the run in {out} trained with {what}; --resume takes --teacher for where the "
-                          "run's teachers are now (moved), not to add or remove any; leave it out to resume, or start a "
-                          "new run with the teachers you want")
+        problems.append(f"--teacher: the run in {out} trained with {what}; --resume takes --teacher for where the "
+                        "run's teachers are now (moved), not to add or remove any; leave it out to resume, or start a "
+                        "new run with the teachers you want")
+    if problems:  # one error for all: each fixed in turn was one more refused resume
+        raise FerkitError("\n".join(problems))
 
 
 def _disagrees(name: str, now, was) -> str:

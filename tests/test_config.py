@@ -125,6 +125,27 @@ def test_a_layer_number_out_of_the_list_is_told_its_length(key, message):
         override_spec(ModelSpec(backbone="resnet18").to_dict(), {"convs.0.filters": 4})
 
 
+def test_a_path_into_what_is_no_list_or_section_says_so_and_every_bad_path_is_told():
+    """(--set convs=5 --set convs.0.filters=1 was 'no such model spec field ... (the spec has 0 conv ... layers)';
+    of several bad paths only the first was told, the next once that one was fixed)"""
+    from ferkit.cli import _parse_set
+
+    spec = ModelSpec(convs=[ConvSpec(8), ConvSpec(8)], fcs=[{"units": 16}]).to_dict()
+    with pytest.raises(ConfigError) as e:
+        override_spec(spec, _parse_set(["convs=5", "convs.0.filters=1"]))
+    assert str(e.value) == "--set convs.0.filters: convs is not a list of layers (got 5); give the layers as a list: --set 'convs=[...]'"
+    with pytest.raises(ConfigError) as e:
+        override_spec(spec, _parse_set(["fcs=[5]", "fcs.0.units=3", "hog=8", "hog.orientations=3", "convs.7.filters=2", "convs.0.filterz=2"]))
+    assert str(e.value).split("\n") == [
+        "--set fcs.0.units: fcs.0 is not a section of fields (got 5); give its fields as a mapping: --set 'fcs.0={...}'",
+        "--set hog.orientations: hog is not a section of fields (got 8); give its fields as a mapping: --set 'hog={...}'",
+        "--set convs.7.filters: no layer 7; convs has 2 layer(s), numbered from 0: convs.0 to convs.1 (the last); to add or "
+        "remove layers, give the list whole: --set 'convs=[...]'",
+        "--set convs.0.filterz: no such model spec field; use a dotted path such as convs.0.filters or fcs.0.units (the "
+        "spec has 2 conv and 1 FC layers, and no hog section: --set 'hog={pixels_per_cell: 8}' adds one)"]
+    assert override_spec(spec, _parse_set(["convs=[{}]", "convs.0.filters=3"]))["convs"] == [{"filters": 3}]
+
+
 def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
     """(--set hog.pixels_per_cell=12 on a spec without HOG was refused with a hint of paths such as
     hog.pixels_per_cell: the very path refused; the section given whole works)"""

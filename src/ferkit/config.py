@@ -651,25 +651,53 @@ def _fields(parts: list[str]) -> set[str]:
 def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
     """Apply dotted-path overrides to a spec dict, in their order (left to right, as --set gives them): a later
     path may go into a section an earlier one set, {"hog": {}, "hog.orientations": 12}. Layers are numbered
-    from 0: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}."""
+    from 0: {"convs.1.dropout": 0.3, "hog": None, "fcs.0.units": 1024}. Every path that names no field is one
+    line of one error (it was the first alone, the next told only once that one was fixed)."""
     import copy
 
     spec = copy.deepcopy(spec)
+    bad = []
     for key, value in overrides.items():
-        node, parts = spec, str(key).split(".")
         try:
-            for i, part in enumerate(parts[:-1]):
-                node = node[_index(part, node, ".".join(parts[:i]), spec, flag, key)] if isinstance(node, list) else node[part]
-            last = parts[-1]
-            if isinstance(node, list):
-                node[_index(last, node, ".".join(parts[:-1]), spec, flag, key)] = value
-            elif last in node or node is spec or last in _fields(parts[:-1]):
-                node[last] = value
-            else:
-                raise KeyError(last)
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ConfigError(_no_field(spec, str(key), value, flag)) from None
+            _set_path(spec, str(key), value, flag)
+        except ConfigError as e:
+            bad.append(str(e))
+    if bad:
+        raise ConfigError("\n".join(bad))
     return spec
+
+
+def _set_path(spec: dict, key: str, value, flag: str) -> None:
+    """override_spec's one path, set in spec, or its ConfigError."""
+    node, parts = spec, key.split(".")
+    try:
+        for i, part in enumerate(parts[:-1]):
+            _check_section(node, parts[:i], key, flag)
+            node = node[_index(part, node, ".".join(parts[:i]), spec, flag, key)] if isinstance(node, list) else node[part]
+        _check_section(node, parts[:-1], key, flag)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(last, node, ".".join(parts[:-1]), spec, flag, key)] = value
+        elif last in node or node is spec or last in _fields(parts[:-1]):
+            node[last] = value
+        else:
+            raise KeyError(last)
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise ConfigError(_no_field(spec, key, value, flag)) from None
+
+
+def _check_section(node, parts: list[str], key: str, flag: str) -> None:
+    """A ConfigError where a path goes into what is no list of layers or mapping of fields (an earlier --set convs=5):
+    convs.0.filters was told "no such model spec field", and that the spec had 0 conv layers. (hog: null is
+    _no_field's, which says how to give the section.)"""
+    if isinstance(node, (dict, list)) or node is None and parts == ["hog"]:
+        return
+    path = ".".join(parts)
+    if parts in (["convs"], ["fcs"]):
+        raise ConfigError(f"{flag} {key}: {path} is not a list of layers (got {quoted(repr(node), 60)}); give the layers "
+                          f"as a list: {flag} '{path}=[...]'")
+    raise ConfigError(f"{flag} {key}: {path} is not a section of fields (got {quoted(repr(node), 60)}); give its fields "
+                      f"as a mapping: {flag} '{path}={{...}}'")
 
 
 def spec_paths(spec: dict, conv: str = "filters", fc: str = "units", hog: str = "pixels_per_cell") -> str:

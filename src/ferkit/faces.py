@@ -557,18 +557,18 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     face over REDUCE x the crop's size at 1/k of it (Pillow's exact k x k means first, k as large as
     keeps >= REDUCE x the crop's size), then shrunk by area (_resize): never aliased, and a large
     face costs about what a small one does. A square far past the photo costs at most a few times the
-    photo's memory (_pads); one over `size` x the photo's longer side (the photo under a pixel of the crop;
-    w=1e300 was an OverflowError, a 50,000-pixel square a 2.5 GB padding) is a FerkitError."""
+    photo's memory (_pads); one over `size` x the photo's shorter side (the photo under a pixel of the crop
+    across; w=1e300 was an OverflowError, a 50,000-pixel square a 2.5 GB padding) is a FerkitError."""
     from PIL import Image
 
     _check_crop(size, margin=margin, angle=angle, boxes=(box,))
     image = grey  # grey (H, W) or RGB (H, W, 3)
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
-    longest = max(image.shape[:2])
-    if not max(w, h) * (1 + 2 * margin) <= size * longest:
-        raise FerkitError(f"box {tuple(box)} with margin {margin} frames a square over {size} x the photo's longer side "
-                          f"({longest} pixels): the whole photo would fill under one pixel of the {size}x{size} crop; "
+    shortest = min(image.shape[:2])  # (k <= shortest / REDUCE, so _pads pads by at most about the photo's shorter side)
+    if not max(w, h) * (1 + 2 * margin) <= size * shortest:
+        raise FerkitError(f"box {tuple(box)} with margin {margin} frames a square over {size} x the photo's shorter side "
+                          f"({shortest} pixels): the photo would fill under one pixel of the {size}x{size} crop across; "
                           "give the box of a face in this photo, in its pixels")
     side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
     k = max(1, side // (REDUCE * size))

@@ -601,6 +601,21 @@ def test_the_longest_file_name_is_written_atomically(tmp_path):
         assert long_ext.read_text() == str(keep)
 
 
+def test_a_file_name_that_is_not_utf8_is_written_atomically(tmp_path):
+    """A name whose bytes are not UTF-8 (Latin-1 'caf\\xe9', a lone surrogate to Python) was a UnicodeEncodeError
+    traceback in atomic_path (str.encode of the name): export --pt/--onnx, evaluate --json, report --out, and the
+    data cache of such a --data file (evaluate, sanity, report, export --int8) all stopped there."""
+    from ferkit.files import atomic_path, atomic_write
+
+    path = tmp_path / os.fsdecode(b"caf\xe9.json")
+    assert atomic_write(path, "[]").read_text() == "[]"
+    long = tmp_path / os.fsdecode(b"\xe9" * 240 + b".mp4")  # (hashed: its temporary name would be too long)
+    with atomic_path(long, keep_suffix=True) as tmp:
+        tmp.write_text("v")
+    assert long.read_text() == "v"
+    assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"caf\xe9.json", b"\xe9" * 240 + b".mp4"]  # no temporary file left
+
+
 def test_an_atomic_write_through_links_updates_the_file_they_point_to(tmp_path):
     """Every writer (checkpoints, history, --json) goes through atomic_path: a link to a link is followed
     to the file, which is replaced beside itself; a link to a file not there yet creates it."""

@@ -281,10 +281,12 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
         _swept.add(path.parent)
     # a unique hidden name: several processes may write the same file at once (search workers,
     # caches), and globs such as metrics-*.json never see it
+    # counted in the file system's bytes (os.fsencode): a name that is not UTF-8 (Latin-1 'caf\xe9.json', a lone
+    # surrogate to Python) was a UnicodeEncodeError traceback of str.encode, for every output and data cache
     name = path.name
-    suffix = path.suffix if len(path.suffix.encode()) <= 16 else ""  # (an extension that long names no format)
-    if len(name.encode()) > NAME_MAX - 40 - len(suffix.encode()):  # its temporary name is ~30 bytes and the suffix longer
-        name = hashlib.sha256(name.encode()).hexdigest()[:16] + suffix
+    suffix = path.suffix if len(os.fsencode(path.suffix)) <= 16 else ""  # (an extension that long names no format)
+    if len(os.fsencode(name)) > NAME_MAX - 40 - len(os.fsencode(suffix)):  # its temporary name is ~30 bytes and the suffix longer
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16] + suffix
     tmp = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix if keep_suffix else ''}")
     try:
         yield tmp

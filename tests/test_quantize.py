@@ -171,6 +171,23 @@ def test_export_cli_int8(tiny_checkpoint, tmp_path, capsys):
     assert "int8, calibrated on 5 training faces" in (printed := capsys.readouterr().out) and "on 5 training faces: max" in printed
 
 
+def test_export_int8_skips_bad_rows_as_its_message_says(tiny_checkpoint, tmp_path, capsys):
+    """A bad row of the calibration data said 'pass --skip-bad-rows', which export had not: a run trained with it
+    on data with a bad image could not be exported to int8 ('unrecognized arguments: --skip-bad-rows')."""
+    csv = write_fer_csv(tmp_path / "fer.csv", n=21)
+    with open(csv, "a") as f:
+        f.write("3,1 2 3,Training\n")  # 3 pixels, not 48x48
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(csv)]) == 2
+    assert "--skip-bad-rows" in capsys.readouterr().err and not out.exists()
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(csv), "--skip-bad-rows"]) == 0
+    assert "int8, calibrated on 21 training faces" in capsys.readouterr().out
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--skip-bad-rows"]) == 2  # no calibration to skip in
+    assert "--skip-bad-rows is for the faces that calibrate --int8" in capsys.readouterr().err
+    assert main(["export", str(tiny_checkpoint), "--pt", str(tmp_path / "m.pt"), "--skip-bad-rows"]) == 2
+    assert "--skip-bad-rows and --tta are for --onnx" in capsys.readouterr().err
+
+
 def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypatch, calib):
     import ferkit.onnx_export
     import ferkit.predict as fp

@@ -88,6 +88,21 @@ def test_report_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_
                      r"its best\.pt was deleted or damaged\)", page)
 
 
+def test_report_skips_bad_rows_as_its_message_says(tiny_run, tmp_path, capsys):
+    """A bad row said 'pass --skip-bad-rows', which report had not: a run trained with it on data with a bad
+    image could not be reported ('unrecognized arguments: --skip-bad-rows')."""
+    from conftest import write_fer_csv
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=21)
+    with open(csv, "a") as f:
+        f.write("3,1 2 3,PublicTest\n")  # 3 pixels, not 48x48
+    out = tmp_path / "r.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(csv), "--faces", "0"]) == 2
+    assert "--skip-bad-rows" in capsys.readouterr().err and not out.exists()
+    assert main(["report", str(tiny_run), "--out", str(out), "--data", str(csv), "--faces", "0", "--skip-bad-rows"]) == 0
+    assert f"note: skipped 1 bad rows of {csv}" in capsys.readouterr().out and "evaluated now" in out.read_text()
+
+
 def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

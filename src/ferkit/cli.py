@@ -749,6 +749,8 @@ def _export_args(p):
     p.add_argument("--data", help="FER2013 CSV or image folder whose training faces calibrate --int8 (for a colour or larger "
                                   "model, its own training image folder); default: the data it trained on, else $FERKIT_DATA or "
                                   "../shared/data/fer2013/fer2013.csv.gz")
+    p.add_argument("--skip-bad-rows", action="store_true", help="with --int8: skip malformed rows/images of the calibration "
+                                                                 "data (a run trained with --skip-bad-rows needs it too)")
 
 
 def _export_target(name: str, flag: str, src: Path) -> Path:
@@ -781,8 +783,9 @@ def cmd_export(args):
     args.checkpoint = _checkpoint_path(args.checkpoint)
     src = _checkpoint_file(args.checkpoint)
     if args.pt:
-        if args.int8 or args.data or args.tta is not None:
-            raise FerkitError("--int8, --data and --tta are for --onnx; --pt copies the checkpoint (with --half in float16)")
+        if args.int8 or args.data or args.skip_bad_rows or args.tta is not None:
+            raise FerkitError("--int8, --data, --skip-bad-rows and --tta are for --onnx; --pt copies the checkpoint (with "
+                              "--half in float16)")
         import numpy as np
 
         out = _export_target(args.pt, "--pt", src)
@@ -797,8 +800,9 @@ def cmd_export(args):
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
     out = _export_target(args.onnx, "--onnx", src)
-    if args.data and not args.int8:
-        raise FerkitError("--data gives the faces that calibrate --int8; add --int8, or leave --data out")
+    if (args.data or args.skip_bad_rows) and not args.int8:
+        flag = "--data" if args.data else "--skip-bad-rows"
+        raise FerkitError(f"{flag} is for the faces that calibrate --int8; add --int8, or leave {flag} out")
     clf = load_checkpoint(args.checkpoint)
     check_exportable(clf, args.checkpoint)  # before --int8's calibration faces are read (seconds, and their warnings)
     config = clf.meta.get("config")  # the faces it trained on, read as it read them
@@ -806,7 +810,8 @@ def cmd_export(args):
     reading = reading_for(clf.spec, config)
     if args.data and not same_path(args.data, own):
         reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
-    faces = calibration_faces(args.data or own, **reading) if args.int8 else None
+    # (a bad row's message says to pass --skip-bad-rows: a run trained with it read its data so, and export lacked it)
+    faces = calibration_faces(args.data or own, skip_bad_rows=args.skip_bad_rows, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta
@@ -969,6 +974,7 @@ def _report_args(p):
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--data", help="FER2013 file to evaluate on (PublicTest rows); default: each run's training data, else the default location")
     p.add_argument("--no-data", action="store_true", help="evaluate nothing; show only what needs no data")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows/images of the data and report how many")
     p.add_argument("--faces", type=int, default=4, help="faces shown with DeepDream (default 4, at most 32; 0: no DeepDream, the quick report of many runs)")
     p.add_argument("--demo-faces", action="store_true", help="draw activations and DeepDream on scikit-image's astronaut, not FER2013 faces (for reports you publish)")
 
@@ -989,7 +995,8 @@ def cmd_report(args):
     out = check_output(args.out, "--out")
     check_not_input(out, "--out", _files_of(paths))
     check_text_output(out, "--out", "the report", ".html")
-    res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces)
+    res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces,
+                       skip_bad_rows=args.skip_bad_rows)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB) in {res['seconds']:.0f}s")

@@ -36,12 +36,13 @@ N_FACES = 4  # faces shown with DeepDream (a handful keeps the page small)
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None | bool = None, n_faces: int = N_FACES,
-                 dream_settings=None, data_faces: bool = True) -> dict:
+                 dream_settings=None, data_faces: bool = True, skip_bad_rows: bool = False) -> dict:
     """Write the report to `out`; returns {"path", "bytes", "seconds", "notes"}.
 
     data: a FER2013 path; None = each run's own training data, else the default location; False = use no data.
     data_faces: draw activations and DeepDream on FER2013 faces; False = on the astronaut face, so
-    that a report to publish holds no FER2013 image (the evaluation still uses the data)."""
+    that a report to publish holds no FER2013 image (the evaluation still uses the data).
+    skip_bad_rows: skip the data's malformed rows or images (a note says how many), as a run trained with it did."""
     from .checkpoint import read_runs
     from .dream import DreamSettings
 
@@ -52,7 +53,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     body, evaluated = [], {}
     for run in runs:
         log.info(f"report: {run.source}")
-        fer = _data_for(run, data, loaded, notes)
+        fer = _data_for(run, data, loaded, notes, skip_bad_rows)
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
         if metrics is not None:
@@ -68,7 +69,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
 # ---------------------------------------------------------------- data
 
 
-def _data_for(run: Run, data, loaded: dict, notes: list):
+def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = False):
     """The FerData to evaluate a run on, read as its training read it (input size and channels,
     class names, drawn split), or None (with a note saying why)."""
     from .config import ModelSpec
@@ -93,7 +94,9 @@ def _data_for(run: Run, data, loaded: dict, notes: list):
     reading = reading_for(ModelSpec.from_dict(config.pop("spec")), config) if config.get("spec") else {}
     key = (key, repr(sorted(reading.items())))
     if key not in loaded:
-        loaded[key] = load_fer(key[0], **reading)
+        loaded[key] = load_fer(key[0], skip_bad_rows, **reading)
+        if loaded[key].skipped:
+            notes.append(f"skipped {loaded[key].skipped} bad rows of {loaded[key].source}")
     return loaded[key]
 
 

@@ -66,3 +66,22 @@ def test_sanity_out_of_memory_is_one_line(fer_csv, monkeypatch, capsys):
     assert capsys.readouterr().err == ("error: out of memory in the sanity checks (DefaultCPUAllocator: can't allocate memory: "
                                        "you tried to allocate 3211264000 bytes. Error code 12): lower the model's size "
                                        "(--set in_size=..., filters)\n")
+
+
+def test_sanity_overfits_faces_of_every_class_of_a_folder(tmp_path, monkeypatch):
+    """A folder's images are read class by class, and the overfit check took the first --n: --n 100 of a folder of
+    thousands a class were all one class, learnt in a step, and the check passed whatever the model (PASS, accuracy 1.0)."""
+    import numpy as np
+    from PIL import Image
+
+    import ferkit.sanity as sanity
+    from ferkit.cli import main
+
+    for cls in ("angry", "happy", "sad"):
+        (tmp_path / "faces" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((48, 48), 40 * i, np.uint8)).save(tmp_path / "faces" / cls / f"{i}.png")
+    seen = []
+    monkeypatch.setattr(sanity, "overfit", lambda spec, x, y, **kw: seen.append(y) or {"train_acc": 1.0, "loss": 0.0, "steps": 1})
+    assert main(["sanity", "--model", "tiny", "--data", str(tmp_path / "faces"), "--n", "6", "--steps", "1"]) == 0
+    assert len(seen[0]) == 6 and len(set(seen[0].tolist())) > 1  # not the first class's 6

@@ -468,6 +468,8 @@ def _sanity_args(p):
 def cmd_sanity(args):
     import math
 
+    import numpy as np
+
     from .data import NO_SPLIT, load_fer, reading_for
     from .model import resolve_spec
     from .sanity import check_steps, data_labels, initial_loss, overfit
@@ -483,6 +485,9 @@ def cmd_sanity(args):
     classes, y = data_labels(data)
     images, labels = data.images[data.in_split("train")], y[data.in_split("train")]
     labels = classes.targets(labels, "majority", f"{data.source}: its training rows")[0]  # a file without labels: one line
+    if data.kind != "pixels":  # a folder's images come class by class: its first --n were one class, "overfit" at once
+        order = np.random.default_rng(0).permutation(len(images))  # (FER2013's rows are in no class order: kept)
+        images, labels = images[order], labels[order]
     n = len(images[: args.n])
     if n < 2:  # e.g. a file of PublicTest rows only
         raise FerkitError(f"{data.source}: {n} training image(s) with a label; the checks need at least 2")

@@ -103,6 +103,24 @@ def test_report_skips_bad_rows_as_its_message_says(tiny_run, tmp_path, capsys):
     assert f"note: skipped 1 bad rows of {csv}" in capsys.readouterr().out and "evaluated now" in out.read_text()
 
 
+def test_report_never_writes_over_the_data_it_reads(tiny_run, tmp_path, capsys):
+    """--out naming the data (--data's, or the run's own that report reads by default) replaced that FER2013
+    file with the HTML page: the data were lost."""
+    import json
+
+    csv = tmp_path / "fer.csv"
+    shutil.copy(tiny_run.parent / "fer.csv", csv)
+    before = csv.read_bytes()
+    assert main(["report", str(tiny_run), "--data", str(csv), "--out", str(csv), "--faces", "0"]) == 2
+    assert "is the command's own input" in capsys.readouterr().err and csv.read_bytes() == before
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data": str(csv)}))
+    assert main(["report", str(run), "--out", str(csv), "--faces", "0"]) == 2  # found and read as the work went
+    assert "is the command's own input" in capsys.readouterr().err and csv.read_bytes() == before
+
+
 def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

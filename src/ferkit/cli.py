@@ -998,7 +998,7 @@ def cmd_report(args):
         raise FerkitError(f"--faces {args.faces}: must be 0..{MAX_REPORT_FACES} (0: no DeepDream)")
     paths = _run_paths(args.runs)
     out = check_output(args.out, "--out")
-    check_not_input(out, "--out", _files_of(paths))
+    check_not_input(out, "--out", _files_of(paths) + ([args.data] if args.data and not args.no_data else []))
     check_text_output(out, "--out", "the report", ".html")
     res = build_report(paths, args.out, False if args.no_data else args.data, args.faces, data_faces=not args.demo_faces,
                        skip_bad_rows=args.skip_bad_rows)

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import plots
 from .errors import FerkitError, first_line
-from .files import same_path, write_output
+from .files import check_not_input, same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
 from .outputs import csv_value
@@ -62,6 +62,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     if len(runs) > 1:
         head.append(_comparison(runs, evaluated))
     page = _page(runs, notes, head + body)
+    # (the CLI refuses --data as --out before the work; a run's own data, found here, replaced by the page, was lost)
+    check_not_input(Path(out), "--out", [path for path, _ in loaded])
     out = write_output(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
 

@@ -539,7 +539,9 @@ def test_an_exported_graph_is_scored_on_the_split_its_training_drew(colour_run, 
     onnx.save(m, graph)
     capsys.readouterr()
     assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
-    assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1" in capsys.readouterr().err
+    err = capsys.readouterr().err  # (evaluate's own way out: it has no --val-fraction)
+    assert "cannot draw the stratified split the model's training drew (val fraction 0.1, test fraction 0.1)" in err
+    assert "score every image with --split all" in err
     m.metadata_props.add(key="reading", value='{"split_seed": "0"}')  # edited by hand: one line naming the key
     onnx.save(m, graph)
     assert main(["evaluate", str(graph), "--data", str(folder), "--split", "test", "--json", str(tmp_path / "x.json")]) == 2
@@ -754,3 +756,32 @@ def test_a_photo_or_a_model_given_as_data_says_what_data_are(tmp_path):
         load_fer(tmp_path / "me.jpg")
     with pytest.raises(DataError, match=r"m\.pt: is a model, not a data set"):
         load_fer(tmp_path / "m.pt")
+
+
+def test_a_few_images_a_class_evaluate_visualize_and_report_advise_or_read_them(tiny_checkpoint, tmp_path, capsys):
+    """A folder of 7 images a class cannot hold the 10% val and test split a model's training drew: evaluate, visualize
+    and report said "cannot draw a stratified split with --val-fraction 0.1 ...", train's flags, which they lack."""
+    folder = class_folder(tmp_path / "faces", n=7, colour=False)
+    run = tiny_checkpoint.parent
+    drawn = f"error: {folder}: cannot draw the stratified split the model's training drew (val fraction 0.1, test fraction 0.1) ("
+    own = "or give data with splits of their own (train/ val/ test/ folders, or a split column)\n"
+    evaluate = ["evaluate", str(run), "--data", str(folder), "--json", str(tmp_path / "m.json")]
+    assert main(evaluate) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(drawn) and err.endswith(f"; score every image with --split all (no split drawn), {own}")
+    assert main(evaluate + ["--split", "all"]) == 0 and json.loads((tmp_path / "m.json").read_text())["n"] == 21  # what it advises
+    visualize = ["visualize", str(run), "--data", str(folder), "--row", "20", "--what", "filters", "--out", str(tmp_path / "viz")]
+    assert main(visualize) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(drawn) and err.endswith(f"; take row 20 of every image with --split all (no split drawn), {own}")
+    assert main(visualize + ["--split", "all"]) == 0 and "all row 20 (label: surprise)" in capsys.readouterr().out
+    # report: no evaluation (it has no split to choose), a note why, and the network shown on the folder's faces
+    assert main(["report", str(run), "--data", str(folder), "--faces", "0", "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {drawn[7:]}" in out and f"not evaluated, its faces drawn from all its images; score every image with " \
+                                          f"ferkit evaluate RUN_DIR --data {folder} --split all, {own}" in out
+    page = (tmp_path / "r.html").read_text()
+    assert "Activation maps of happy -&gt; " in page and "astronaut" not in page
+    # train keeps its own flags in the message
+    assert main(["train", "--model", "tiny", "--data", str(folder), "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1 (" in capsys.readouterr().err

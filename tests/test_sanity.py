@@ -85,3 +85,18 @@ def test_sanity_overfits_faces_of_every_class_of_a_folder(tmp_path, monkeypatch)
     monkeypatch.setattr(sanity, "overfit", lambda spec, x, y, **kw: seen.append(y) or {"train_acc": 1.0, "loss": 0.0, "steps": 1})
     assert main(["sanity", "--model", "tiny", "--data", str(tmp_path / "faces"), "--n", "6", "--steps", "1"]) == 0
     assert len(seen[0]) == 6 and len(set(seen[0].tolist())) > 1  # not the first class's 6
+
+
+def test_sanity_given_a_run_folder_or_a_checkpoint_says_what_model_takes(tiny_run, tmp_path, capsys):
+    """sanity --model RUN_DIR (or its best.pt, or any folder) said only "unknown model 'runs/x'; choose one of ...":
+    not what it was given, nor that sanity checks an untrained model."""
+    from ferkit.cli import main
+
+    takes = "sanity checks an untrained model, so --model takes a preset name (shallow, "
+    for model, what in ((tiny_run, "a run folder"), (tiny_run / "best.pt", "a checkpoint"), (tmp_path, "a folder")):
+        assert main(["sanity", "--model", str(model), "--steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --model {model}: is {what}; {takes}") and "or a JSON/YAML spec file" in err
+        assert ("ferkit evaluate" in err) == (what != "a folder")  # a trained model: where it is scored
+    assert main(["sanity", "--model", "nosuch", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown model 'nosuch'; choose one of shallow")  # (as it was)

@@ -360,7 +360,7 @@ def check_text_output(out: Path, flag: str, what: str, suffix: str) -> None:
 @takes_back_folders("json")
 def cmd_evaluate(args):
     from .checkpoint import load_checkpoint
-    from .data import NO_SPLIT, load_fer, reading_for, recorded_reading
+    from .data import NO_SPLIT, OWN_SPLITS, load_fer, reading_for, recorded_reading
     from .labels import for_emotions
     from .metrics import evaluate_split, format_report
     from .predict import BUNDLED, WEIGHTS, Predictor, int8_file, is_onnx_file
@@ -401,7 +401,8 @@ def cmd_evaluate(args):
     if args.split == "all":  # no split drawn (a few images a class could not be split)
         reading.update(NO_SPLIT)
     data_path = args.data or (None if is_onnx_file(ck) else runs.trained_on(clf.meta.get("config")))
-    data = load_fer(data_path, bool(args.skip_bad_rows), **reading)
+    data = load_fer(data_path, bool(args.skip_bad_rows), **reading,
+                    split_fix=f"score every image with --split all (no split drawn), or {OWN_SPLITS}")
     if data.skipped:
         print(f"skipped {data.skipped} bad rows of {data.source}")
     split = args.split or ("test" if data.has("test") else "val")
@@ -464,6 +465,27 @@ def _sanity_args(p):
     _data_args(p)
 
 
+def _check_sanity_model(model: str) -> None:
+    """A FerkitError where --model names a folder or a trained model: sanity builds a fresh model from a preset or
+    spec file (the initial loss of an untrained one), and resolve_spec's "unknown model" said neither what was given
+    nor why it is not one."""
+    from .model import PRESETS
+
+    if model in PRESETS or is_spec_file(model):
+        return
+    p = Path(model)
+    if p.is_dir():
+        has_run = (p / runs.BEST).exists() or (p / runs.LAST).exists()
+        what, trained = ("a run folder", True) if has_run else ("a folder", False)
+    elif kind_of_file(p) == "a model":
+        what, trained = "an exported ONNX model" if p.suffix.lower() == ".onnx" else "a checkpoint", True
+    else:
+        return  # resolve_spec's message: no such preset or spec file
+    raise FerkitError(f"--model {model}: is {what}; sanity checks an untrained model, so --model takes a preset name "
+                      f"({', '.join(PRESETS)}) or a JSON/YAML spec file" +
+                      (f" (to score a trained one: ferkit evaluate {model})" if trained else ""))
+
+
 @command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)
 def cmd_sanity(args):
     import math
@@ -478,6 +500,7 @@ def cmd_sanity(args):
         raise FerkitError(f"--n {args.n}: need --n in 2..{MAX_OVERFIT} training images (batch norm needs two)")
     check_steps(args.steps)
     TrainConfig(lr=args.lr)  # --lr checked as train's is
+    _check_sanity_model(args.model)
     spec = resolve_spec(args.model, _parse_set(args.set))
     # data without a split of their own are all training faces here: the checks train, nothing is held out
     reading = {**reading_for(spec, label_names=args.label_names), **NO_SPLIT}
@@ -884,7 +907,8 @@ def _visualize_args(p):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="PATH", help="a photo: its largest detected face is used (else the whole picture)")
     src.add_argument("--row", type=int, metavar="N", help="row N (0-based) of --split of the data (--data)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="val", help="split for --row (default val = PublicTest)")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="val",
+                   help="split for --row (default val = PublicTest); all: every image, no split drawn (e.g. a few photos a class)")
     p.add_argument("--what", nargs="+", choices=["activations", "filters", "dream"], default=["activations", "filters", "dream"],
                    help="what to draw (default all three)")
     p.add_argument("--layer", type=int, help="DeepDream: conv layer, 1-based (a ResNet's 1 conv1, its stem, 2-5 layer1-4; "
@@ -940,11 +964,14 @@ def cmd_visualize(args):
         face, how = face_from_image(args.image, clf.spec)
         title = f"{args.image}: {how}"
     elif args.row is not None:
-        from .data import load_fer, reading_for
+        from .data import NO_SPLIT, OWN_SPLITS, load_fer, reading_for
 
         config = clf.meta.get("config")  # --data, else the run's own data (as evaluate reads it), else the default
-        data = load_fer(args.data or runs.trained_on(config), bool(args.skip_bad_rows),
-                        **reading_for(clf.spec, config, args.label_names))
+        reading = reading_for(clf.spec, config, args.label_names)
+        if args.split == "all":  # no split drawn (a few images a class could not be split)
+            reading.update(NO_SPLIT)
+        data = load_fer(args.data or runs.trained_on(config), bool(args.skip_bad_rows), **reading,
+                        split_fix=f"take row {args.row} of every image with --split all (no split drawn), or {OWN_SPLITS}")
         face, label = face_from_data(data, args.split, args.row)
         name = "none" if label < 0 else data.names[label] if data.names else f"id {label}"
         title = f"{args.split} row {args.row} (label: {name})"

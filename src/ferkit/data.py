@@ -81,6 +81,7 @@ NAMES_FILE = "labels.txt"  # the class names, one a line in label order, in an i
 OS_FILES = {"thumbs.db", "desktop.ini", NAMES_FILE}
 VAL_FRACTION = TEST_FRACTION = 0.1  # the drawn split's shares (TrainConfig's defaults)
 NO_SPLIT = {"val_fraction": 0, "test_fraction": 0}  # load_fer's reading with no split drawn: every image a training one
+OWN_SPLITS = "give data with splits of their own (train/ val/ test/ folders, or a split column)"  # the other way out of a split not drawn
 RECORDED = ("label_names", "split_seed", "val_fraction", "test_fraction")  # the config fields recorded_reading reads
 # Split names of folders and list columns (any case), FER2013's Usage values among them.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -155,11 +156,12 @@ def find_data(path: str | os.PathLike | None = None) -> Path:
 def load_fer(
     path: str | os.PathLike | None = None, skip_bad_rows: bool = False, cache: bool = True, size: int = SIZE,
     channels: int = 1, names=None, split_seed: int = 0, val_fraction: float = VAL_FRACTION,
-    test_fraction: float = TEST_FRACTION,
+    test_fraction: float = TEST_FRACTION, split_fix: str | None = None,
 ) -> FerData:
     """Read a data set (FER2013's CSVs, an image folder or an image list: see the module's notes) at
     size x size with `channels`, using the .npz cache. names: the classes' names in label order
-    (--label-names), else labels.txt or the data's own; split_*: the split drawn for data without one."""
+    (--label-names), else labels.txt or the data's own; split_*: the split drawn for data without one;
+    split_fix: a command's advice where that split cannot be drawn (None: train's, its fraction flags)."""
     p = find_data(path)
     _check_kind(p)
     kind = "folder" if p.is_dir() else _file_kind(p)
@@ -188,7 +190,7 @@ def load_fer(
             _write_cache(cache_file, data)
     elif listing is not None and len(listing.files) == len(data.labels):  # cached: the listing's files, none skipped
         data = replace(data, files=listing.files)
-    return _with_splits(replace(data, kind=kind), split_seed, val_fraction, test_fraction)
+    return _with_splits(replace(data, kind=kind), split_seed, val_fraction, test_fraction, split_fix)
 
 
 def reading_for(spec, config: dict | None = None, label_names: str | None = None) -> dict:
@@ -815,9 +817,15 @@ def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_ro
                    listing.problems[:20], names, files=[f for f, k in zip(listing.files, keep) if k])
 
 
-def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: float) -> FerData:
+class SplitError(DataError):
+    """Data without a split of their own that are too few (a class of a few images) for the split asked for."""
+
+
+def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: float, fix: str | None = None) -> FerData:
     """data with every row in a split: as the data give them, or, where they give none, a stratified
-    split drawn with `seed` (the log says so). Some rows with a split and some without is an error."""
+    split drawn with `seed` (the log says so). Some rows with a split and some without is an error.
+    fix: what a command other than train advises where the split cannot be drawn (its fractions are then
+    a training's, recorded in its checkpoint, not flags of that command)."""
     none = data.splits < 0
     if not none.any():
         return data
@@ -837,9 +845,12 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
             rest, test_size=val_fraction / (1 - test_fraction), stratify=y[rest], random_state=seed)
     except ValueError as e:
         counts = ", ".join(f"{data.names[c] if data.names and c >= 0 else c}: {k}" for c, k in zip(*np.unique(y, return_counts=True)))
-        raise DataError(f"{data.source}: cannot draw a stratified split with --val-fraction {val_fraction} and --test-fraction "
-                        f"{test_fraction} ({e}; images per class: {counts}); give each class more images, smaller or zero "
-                        "fractions, or splits in the data (train/ val/ test/ folders, or a split column)") from None
+        if fix is None:  # train: its own flags
+            what = f"a stratified split with --val-fraction {val_fraction} and --test-fraction {test_fraction}"
+            fix = "give each class more images, smaller or zero fractions, or splits in the data (train/ val/ test/ folders, or a split column)"
+        else:
+            what = f"the stratified split the model's training drew (val fraction {val_fraction}, test fraction {test_fraction})"
+        raise SplitError(f"{data.source}: cannot draw {what} ({e}; images per class: {counts}); {fix}") from None
     splits = np.zeros(len(idx), np.int8)
     splits[val], splits[test] = SPLITS.index("val"), SPLITS.index("test")
     log.info(f"{data.source}: the data give no split; drew a stratified one (--split-seed {seed}): train {len(train)}, "

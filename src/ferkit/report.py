@@ -75,7 +75,7 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
     """The FerData to evaluate a run on, read as its training read it (input size and channels,
     class names, drawn split), or None (with a note saying why)."""
     from .config import ModelSpec
-    from .data import find_data, load_fer, reading_for
+    from .data import NO_SPLIT, OWN_SPLITS, SplitError, find_data, load_fer, reading_for
     from .errors import DataError
 
     if data is False:
@@ -96,7 +96,13 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
     reading = reading_for(ModelSpec.from_dict(config.pop("spec")), config) if config.get("spec") else {}
     key = (key, repr(sorted(reading.items())))
     if key not in loaded:
-        loaded[key] = load_fer(key[0], skip_bad_rows, **reading)
+        try:
+            loaded[key] = load_fer(key[0], skip_bad_rows, **reading,
+                                   split_fix=f"not evaluated, its faces drawn from all its images; score every image with "
+                                             f"ferkit evaluate RUN_DIR --data {key[0]} --split all, or {OWN_SPLITS}")
+        except SplitError as e:  # a few images a class: its faces still show what the network sees
+            notes.append(str(e))
+            loaded[key] = load_fer(key[0], skip_bad_rows, **{**reading, **NO_SPLIT})
         if loaded[key].skipped:
             notes.append(f"skipped {loaded[key].skipped} bad rows of {loaded[key].source}")
     return loaded[key]
@@ -186,8 +192,10 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
     if clf is not None and not len(clf.model.features):
         parts.append("<h3>What the network sees</h3><p>No conv layers: no filters, activation maps or DeepDream.</p>")
     elif clf is not None:
-        if fer is not None and fer.has("val") and data_faces:
-            faces, labels = sample_faces(fer, "val", max(n_faces, 1))  # (0: one face for the activation maps)
+        # the val faces; where no split was drawn (too few images, or a training with none), any of them
+        split = "val" if fer is not None and fer.has("val") else "all" if fer is not None and not fer.own_split else None
+        if split and data_faces:
+            faces, labels = sample_faces(fer, split, max(n_faces, 1))  # (0: one face for the activation maps)
             names = [("?" if y < 0 else f"{fer.names[y]}" if fer.names else f"label {y}") for y in labels]  # the data's own labels
             names = [f"FER2013 {n}" if fer.names == FER2013 else n for n in names]
         else:

@@ -157,7 +157,8 @@ def face_from_data(data, split: str, row: int) -> tuple[np.ndarray, int]:
     """(uint8 face, label) of row `row` (0-based) of a split of a FerData."""
     images, labels = data.split(split)
     if not 0 <= row < len(images):
-        raise FerkitError(f"--row {row}: out of range; the {split} split of {data.source} has rows 0..{len(images) - 1}")
+        rows = f"the {split} split of {data.source} has" if split != "all" else f"{data.source} has"
+        raise FerkitError(f"--row {row}: out of range; {rows} rows 0..{len(images) - 1}")
     return images[row], int(labels[row])
 
 

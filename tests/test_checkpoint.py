@@ -129,6 +129,44 @@ def test_flipped_bytes_are_refused(tiny_checkpoint, tmp_path, capsys):
     assert "damaged (the checksum of" in err and "Traceback" not in err and not (tmp_path / "x.onnx").exists()
 
 
+def test_a_run_whose_best_pt_is_damaged_offers_its_last_pt(tiny_run, tmp_path, capsys):
+    """Commands given a run folder said its best.pt was damaged, not that its whole last.pt could stand in, nor that
+    a resume writes best.pt again from it."""
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    whole = (run / "best.pt").read_bytes()
+    way = f"; or give {run / 'last.pt'} (epoch 3's weights), or write best.pt again from it with 'ferkit train --resume {run}'"
+    for damage in (whole[: len(whole) // 2], b"garbage", b""):  # cut off, not a checkpoint, empty
+        (run / "best.pt").write_bytes(damage)
+        with pytest.raises(FerkitError) as e:
+            read_checkpoint(run)
+        assert str(e.value).startswith(f"{run / 'best.pt'}: ") and str(e.value).endswith(way), str(e.value)
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(way)
+    with pytest.raises(FerkitError) as e:  # the file given itself (train's own reads of it): no run to speak of
+        read_checkpoint(run / "best.pt")
+    assert "last.pt" not in str(e.value)
+    (run / "last.pt").write_bytes(b"garbage")  # no way on where last.pt does not read either
+    with pytest.raises(FerkitError) as e:
+        read_checkpoint(run)
+    assert "last.pt" not in str(e.value)
+
+
+def test_a_best_pt_that_is_a_folder_is_named_once(tiny_run, tmp_path):
+    """A run's best.pt given (report gives it so) that is a folder was taken for a run folder: "RUN/best.pt/best.pt:
+    no such checkpoint"."""
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "best.pt").unlink()
+    (run / "best.pt").mkdir()
+    for given in (run, run / "best.pt"):
+        with pytest.raises(FerkitError) as e:
+            read_checkpoint(given)
+        assert str(e.value) == f"{run / 'best.pt'}: a folder; give a .pt file written by 'ferkit train'"
+
+
 def test_unsafe_pickle_is_refused_without_pytorchs_advice(tmp_path):
     class Evil:
         def __reduce__(self):

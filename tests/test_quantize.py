@@ -188,6 +188,29 @@ def test_export_int8_skips_bad_rows_as_its_message_says(tiny_checkpoint, tmp_pat
     assert "--skip-bad-rows and --tta are for --onnx" in capsys.readouterr().err
 
 
+def test_predict_int8_on_bad_rows_points_to_export_not_a_flag_it_lacks(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """predict and serve calibrating int8 on data with a bad row said 'pass --skip-bad-rows', a flag they do not
+    have: the way is an int8 graph made by export, which has it, given as the model."""
+    import ferkit.runs
+    from ferkit.predict import DEMO_PHOTO
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=21)
+    with open(csv, "a") as f:
+        f.write("3,1 2 3,Training\n")  # 3 pixels, not 48x48
+    monkeypatch.setattr(ferkit.runs, "trained_on", lambda config: str(csv))  # the data the run trained on
+    args = ["--model", str(tiny_checkpoint), "--backend", "onnx", "--precision", "int8"]
+    assert main(["predict", str(DEMO_PHOTO), *args]) == 2
+    err = capsys.readouterr().err
+    assert "line 65: field 'pixels' has 3 values" in err and "Fix or delete the row. Or export the int8 graph once with " \
+        "'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --skip-bad-rows' and run OUT.onnx (--model OUT.onnx)" in err, err
+    assert "pass --skip-bad-rows" not in err
+    out = tmp_path / "m.onnx"  # the way it gives works
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--skip-bad-rows"]) == 0
+    assert main(["predict", str(DEMO_PHOTO), "--model", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    with pytest.raises(FerkitError, match=r"--int8 --data FILE --skip-bad-rows'"):  # data given: export needs them too
+        Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=csv)
+
+
 def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypatch, calib):
     import ferkit.onnx_export
     import ferkit.predict as fp

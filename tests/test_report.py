@@ -68,6 +68,16 @@ def test_report_of_a_run_whose_best_pt_is_a_loop_of_links_says_so_not_last_pt(ti
     assert "only the history and configuration are shown" in page and "last.pt (epoch" not in page
 
 
+def test_report_of_a_run_whose_best_pt_is_a_folder_names_it_once(tiny_run, tmp_path):
+    """(the note read "RUN/best.pt/best.pt: no such checkpoint": the run's best.pt was taken for a run folder again)"""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "best.pt").unlink()
+    (run / "best.pt").mkdir()
+    page = build_report([run], tmp_path / "r.html", data=False)["path"].read_text()
+    assert f"{run / 'best.pt'}: a folder; give a .pt file" in page and "best.pt/best.pt" not in page
+    assert "only the history and configuration are shown" in page
+
+
 def test_report_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_gone(tiny_run, tmp_path):
     """After a resume that found best.pt deleted (and wrote it from last.pt's epoch), the page's "best validation
     accuracy" was the history's best epoch, whose weights were gone, while best.pt held another."""
@@ -231,7 +241,9 @@ def test_a_damaged_checkpoint_is_a_note_and_the_other_runs_still_get_their_page(
     (damaged / "best.pt").write_bytes(b"not a checkpoint")
     out = tmp_path / "r.html"
     assert main(["report", str(tiny_run), str(damaged), "--out", str(out), "--no-data", "--faces", "0"]) == 0
-    assert "damaged: " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "damaged: " in printed  # the run's last.pt reads: it and the resume that writes best.pt again are the way on
+    assert f"; or give {damaged / 'last.pt'} (epoch 3's weights), or write best.pt again from it with 'ferkit train --resume {damaged}'" in printed
     page = out.read_text()
     assert "<h2>Comparison</h2>" in page and ">damaged</h2>" in page and "only the history and configuration" in page
 

@@ -36,6 +36,7 @@ from .preprocess import prepare, probabilities, resolve_precision, to_tensor
 from .runs import (
     BEST,
     HISTORY_FIELDS,
+    LAST,
     Run,
     check_history,
     check_iterations,
@@ -108,13 +109,31 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     """The checkpoint dict, loaded with weights_only=True and checked (see check_checkpoint);
     with resume=True also the training state that --resume needs. One clear error for a bad file."""
     path = Path(path)
-    if path.is_dir() and not resume:  # a run folder: its best.pt, else last.pt (a last.pt that is a folder is named as given)
-        path = folder_checkpoint(path)
+    run = None  # the run folder given, whose last.pt a damaged best.pt's message offers
+    # a run folder: its best.pt, else last.pt; not a best.pt or last.pt that is a folder (report gives the run's
+    # checkpoint path: taken for a run folder, it read RUN/best.pt/best.pt), which check_regular_file names below
+    if path.is_dir() and not resume and path.name not in (BEST, LAST):
+        run, path = path, folder_checkpoint(path)
     if not path.exists():
         raise FerkitError(f"{path}: no such checkpoint; give a .pt file written by 'ferkit train' or its run folder")
     if path.suffix.lower() == ".onnx":  # (evaluate and predict take graphs; export, visualize and --resume need the weights)
         raise FerkitError(f"{path}: an ONNX graph, not a checkpoint; give the .pt file it was exported from")
     check_regular_file(path, "a .pt file written by 'ferkit train'")
+    try:
+        ckpt = _load_checked(path, device)
+    except FerkitError as e:
+        raise type(e)(f"{e}{_last_instead(run, path)}") from None
+    if resume:
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:
+            raise ResumeError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
+                              "resume from the last.pt of a ferkit train run)")
+        check_resume_state(ckpt, path)
+    return ckpt
+
+
+def _load_checked(path: Path, device) -> dict:
+    """read_checkpoint's load of a regular file, checked (check_checkpoint): a FerkitError for a damaged one."""
     if path.stat().st_size == 0:  # (torch.load's "EOFError: " said nothing)
         raise FerkitError(f"{path}: the file is empty (a copy or a save cut off at its start); copy it again, or use another "
                           "checkpoint")
@@ -129,13 +148,26 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
         raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
                           f"({load_failure(path, e)})") from None
     check_checkpoint(ckpt, path)
-    if resume:
-        missing = [k for k in RESUME_KEYS if k not in ckpt]
-        if missing:
-            raise ResumeError(f"{path}: cannot resume from it: no {', '.join(missing)} (best.pt files hold none; "
-                              "resume from the last.pt of a ferkit train run)")
-        check_resume_state(ckpt, path)
     return ckpt
+
+
+def _last_instead(run: Path | None, path: Path) -> str:
+    """The way on where a run folder's best.pt is damaged and its last.pt reads: giving last.pt, and the resume that
+    writes best.pt again from it (train._best_gone); "" for any other file. Only last.pt's record is read (memory-mapped,
+    as _with_best reads best.pt's): its weights are read where it is given."""
+    last = path.with_name(LAST)
+    if run is None or path.name != BEST or not last.is_file():
+        return ""
+    try:  # (unreadable, damaged or not a checkpoint's dict: no way to offer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+        epoch, resumable = ckpt.get("epoch"), all(k in ckpt for k in RESUME_KEYS) and ckpt["optimizer"] != {}
+    except Exception:
+        return ""
+    weights = f" (epoch {epoch}'s weights)" if _is_int(epoch) else ""
+    again = f", or write {BEST} again from it with 'ferkit train --resume {run}'" if resumable else ""
+    return f"; or give {last}{weights}{again}"
 
 
 def load_failure(path: Path, e: Exception) -> str:

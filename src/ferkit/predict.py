@@ -391,7 +391,7 @@ def _calibration(data, clf) -> np.ndarray:
     size, channels = clf.spec.in_size, clf.spec.channels
     what = "FER2013 training faces" if (size, channels) == (SIZE, 1) else "its own training images (an image folder)"
     config = clf.meta.get("config")
-    data = data or trained_on(config)
+    given, data = data, data or trained_on(config)
     try:
         return calibration_faces(data, **reading_for(clf.spec, config))
     except FerkitError as e:
@@ -399,8 +399,13 @@ def _calibration(data, clf) -> np.ndarray:
 
         # e says "pass --data", which predict and serve do not have: there, the variable is the way
         why = (f"none found; set {DATA_ENV}=PATH to them." if data is None and not os.environ.get(DATA_ENV) else str(e))
+        export = "--int8 --data FILE"
+        skip = re.compile(r",? or pass --skip-bad-rows[^.]*\.")  # a bad row's way, a flag predict and serve lack
+        if skip.search(why):  # export --int8 has it (and reads the data its run trained on, as here, by default)
+            why = skip.sub(".", why)
+            export = f"--int8{' --data FILE' if given else ''} --skip-bad-rows"
         raise FerkitError(f"int8 needs {what} to calibrate on: {why} Or export the int8 graph once "
-                          "with 'ferkit export CHECKPOINT --onnx OUT.onnx --int8 --data FILE' and run OUT.onnx") from None
+                          f"with 'ferkit export CHECKPOINT --onnx OUT.onnx {export}' and run OUT.onnx (--model OUT.onnx)") from None
 
 
 def _check_made_from(session, path: Path, checkpoint: Path, precision: str) -> None:

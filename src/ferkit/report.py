@@ -126,7 +126,7 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
         if not ckpt.exists():
             notes.append(f"{run.name}: no best.pt or last.pt; only the history and configuration are shown")
         else:
-            clf = load_checkpoint(ckpt)
+            clf = load_checkpoint(run.source)  # (a run's folder: a damaged best.pt's message offers its last.pt)
     except FerkitError as e:
         notes.append(f"{run.name}: {e}; only the history and configuration are shown")
     cfg = dict(run.config or (clf.meta.get("config") if clf else {}) or {})

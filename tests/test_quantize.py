@@ -211,6 +211,28 @@ def test_predict_int8_on_bad_rows_points_to_export_not_a_flag_it_lacks(tiny_chec
         Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=csv)
 
 
+def test_int8_calibration_skips_the_bad_rows_its_run_skipped(tiny_checkpoint, tmp_path, monkeypatch):
+    """A run trained with --skip-bad-rows: its own data, read again to calibrate int8, stopped at the bad row
+    training skipped (predict and serve have no such flag; export needed it given again)."""
+    import torch
+
+    import ferkit.runs
+    from ferkit.predict import DEMO_PHOTO
+
+    csv = write_fer_csv(tmp_path / "fer.csv", n=21)
+    with open(csv, "a") as f:
+        f.write("3,1 2 3,Training\n")  # 3 pixels, not 48x48
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["config"] = {**ckpt["config"], "skip_bad_rows": True}
+    skipped = tmp_path / "skipped.pt"
+    torch.save(ckpt, skipped)
+    monkeypatch.setattr(ferkit.runs, "trained_on", lambda config: str(csv))  # the data the run trained on
+    assert Predictor(skipped, backend="onnx", precision="int8").predict(str(DEMO_PHOTO)) is not None
+    assert main(["export", str(skipped), "--onnx", str(tmp_path / "m.onnx"), "--int8"]) == 0
+    with pytest.raises(FerkitError, match="line 65"):  # a run that did not skip them: as before
+        Predictor(tiny_checkpoint, backend="onnx", precision="int8")
+
+
 def test_bundled_model_uses_its_shipped_int8_graph(tiny_run, tmp_path, monkeypatch, calib):
     import ferkit.onnx_export
     import ferkit.predict as fp

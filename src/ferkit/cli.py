@@ -838,8 +838,9 @@ def cmd_export(args):
     reading = reading_for(clf.spec, config)
     if args.data and not same_path(args.data, own):
         reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
-    # (a bad row's message says to pass --skip-bad-rows: a run trained with it read its data so, and export lacked it)
-    faces = calibration_faces(args.data or own, skip_bad_rows=args.skip_bad_rows, **reading) if args.int8 else None
+    # the run's own data are read as it read them, bad rows skipped where it skipped them
+    skip = args.skip_bad_rows or bool(own) and runs.skipped_bad_rows(config) and (not args.data or same_path(args.data, own))
+    faces = calibration_faces(args.data or own, skip_bad_rows=skip, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta

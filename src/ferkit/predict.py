@@ -386,14 +386,14 @@ def _calibration(data, clf) -> np.ndarray:
     on where they still exist, as `ferkit export --int8` reads, else ferkit.data's default), or one clear error."""
     from .data import reading_for
     from .onnx_export import calibration_faces
-    from .runs import trained_on
+    from .runs import skipped_bad_rows, trained_on
 
     size, channels = clf.spec.in_size, clf.spec.channels
     what = "FER2013 training faces" if (size, channels) == (SIZE, 1) else "its own training images (an image folder)"
     config = clf.meta.get("config")
     given, data = data, data or trained_on(config)
     try:
-        return calibration_faces(data, **reading_for(clf.spec, config))
+        return calibration_faces(data, skip_bad_rows=not given and data is not None and skipped_bad_rows(config), **reading_for(clf.spec, config))
     except FerkitError as e:
         from .data import DATA_ENV
 

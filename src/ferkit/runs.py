@@ -270,6 +270,12 @@ def trained_on(config: dict | None) -> str | None:
     return own if isinstance(own, str) and own and Path(own).exists() else None
 
 
+def skipped_bad_rows(config: dict | None) -> bool:
+    """Whether a run read its data with --skip-bad-rows: its own data are read so again where a command reads them
+    without a --skip-bad-rows of its own (predict and serve calibrating int8 stopped at the bad row training skipped)."""
+    return (config or {}).get("skip_bad_rows") is True
+
+
 def check_metrics(m: dict, where: str) -> dict:
     """m if it is as `ferkit evaluate` writes it (metrics.summarize), else a FerkitError naming the first
     field that is not: plots and the report read each of these fields."""

@@ -1,7 +1,11 @@
 import base64
+import json
 import re
 import shutil
 
+from PIL import Image
+
+from conftest import synthetic_faces
 from ferkit.checkpoint import read_runs
 from ferkit.cli import main
 from ferkit.report import build_report, find_search_csv, read_ranked_csv
@@ -284,3 +288,37 @@ def test_only_a_ferkit_search_table_is_shown_and_a_damaged_one_is_a_note(tiny_ru
         said = capsys.readouterr().out
         assert f"note: {search / 'search.csv'}: not a readable search table (" in said, said
         assert "Hyper-parameter search" not in out.read_text() and "What the network sees" in out.read_text()
+
+
+def _faces_folder(root, n: int):
+    """root/<FER2013 emotion>/*.png: n synthetic faces of each of 3 classes."""
+    from ferkit.labels import FER2013
+
+    faces, labels = synthetic_faces(7 * n)
+    for i, (face, y) in enumerate(zip(faces, labels)):
+        if y < 3:
+            (root / FER2013[y]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(face).save(root / FER2013[y] / f"{i}.png")
+    return root
+
+
+def test_report_on_data_without_val_faces_says_what_they_lack_in_their_own_terms_once(tiny_run, tmp_path, capsys):
+    """report --data FOLDER noted "FOLDER has no PublicTest rows; no evaluation", FER2013's words, of an image folder
+    without val/, of one a run trained with --val-fraction 0 drew no val split from, and (again) of one whose split
+    could not be drawn, which _data_for's note had said already."""
+    def notes(run, data):
+        assert main(["report", str(run), "--data", str(data), "--faces", "0", "--out", str(tmp_path / "r.html")]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+
+    own = _faces_folder(tmp_path / "own" / "train", 4).parent  # train/ alone: its own split, no val/
+    assert notes(tiny_run, own) == [f"note: run: {own} has no val/ folder; no evaluation"]
+    none = tmp_path / "none-drawn"  # a run trained with --val-fraction 0 on a folder without a split
+    shutil.copytree(tiny_run, none)
+    config = json.loads((none / "config.json").read_text())
+    (none / "config.json").write_text(json.dumps({**config, "val_fraction": 0}))
+    folder = _faces_folder(tmp_path / "faces", 10)
+    assert notes(none, folder) == [f"note: none-drawn: {folder} gives no split of its own (no train/ val/ test/ folders) "
+                                   "and the run's training drew none (--val-fraction 0); no evaluation"]
+    few = _faces_folder(tmp_path / "few", 2)  # too few to draw the run's val and test split: one note says so
+    said = notes(tiny_run, few)
+    assert len(said) == 1 and said[0].startswith(f"note: {few}: cannot draw the stratified split") and "not evaluated" in said[0]

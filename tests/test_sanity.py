@@ -92,8 +92,10 @@ def test_sanity_given_a_run_folder_or_a_checkpoint_says_what_model_takes(tiny_ru
     not what it was given, nor that sanity checks an untrained model."""
     from ferkit.cli import main
 
-    takes = "sanity checks an untrained model, so --model takes a preset name (shallow, "
-    for model, what in ((tiny_run, "a run folder"), (tiny_run / "best.pt", "a checkpoint"), (tmp_path, "a folder")):
+    takes = "sanity checks an untrained model, built from a preset name (shallow, "
+    (tmp_path / "m.onnx").write_bytes(b"")
+    for model, what in ((tiny_run, "a run folder"), (tiny_run / "best.pt", "a checkpoint"), (tmp_path / "m.onnx", "an ONNX graph"),
+                        (tmp_path, "a folder")):
         assert main(["sanity", "--model", str(model), "--steps", "1"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: --model {model}: is {what}; {takes}") and "or a JSON/YAML spec file" in err

@@ -1379,3 +1379,34 @@ def test_available_memory_reads_meminfo(tmp_path):
     (tmp_path / "meminfo").write_text("MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n")
     assert available_memory(tmp_path / "meminfo") == 20000000 * 1024
     assert available_memory(tmp_path / "nothing") is None
+
+
+def test_train_given_a_run_a_checkpoint_or_an_onnx_graph_as_model_says_how_to_go_on_from_it(tiny_run, tmp_path, capsys):
+    """train --model RUN_DIR (its best.pt, an exported .onnx: what a user who means to continue or fine-tune gives)
+    said "--model must be a preset (...) or a JSON/YAML model spec file; got 'runs/x'", and TrainConfig(model="runs/x")
+    was taken until fit's "unknown model": neither what it was nor --resume / --init-from."""
+    from ferkit.cli import main
+    from ferkit.config import TrainConfig
+    from ferkit.errors import ConfigError
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    takes = "train builds a new model from a preset name (shallow, "
+    resume = f"to continue that run: ferkit train --resume {tiny_run}; "
+    init = (f"to start a new run from its weights: ferkit train --config {tiny_run / 'config.json'} --init-from "
+            f"{tiny_run / 'best.pt'} --out NEW_FOLDER")
+    for model, what, advice in ((tiny_run, "a run folder", resume + init),
+                                (tiny_run / "best.pt", "a checkpoint", resume.replace("that", "its") + init),
+                                (onnx, "an ONNX graph", "--init-from CHECKPOINT --out NEW_FOLDER, with the checkpoint (.pt) "
+                                                        "it was exported from"),
+                                (tmp_path, "a folder", "")):
+        # (the data, missing, are not looked for: the model is refused first)
+        assert main(["train", "--model", str(model), "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert f"--model {model}: is {what}; {takes}" in err and "or a JSON/YAML spec file" in err and advice in err
+        assert ("--resume" in err) == (what in ("a run folder", "a checkpoint")), err  # (no last.pt beside the .onnx)
+        with pytest.raises(ConfigError, match=f"--model {model}: is {what}; "):  # the Python API, before fit
+            TrainConfig(model=str(model))
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--model", "nosuch", "--out", str(tmp_path / "run")]) == 2
+    assert "--model must be a preset (shallow, " in capsys.readouterr().err  # (as it was)

@@ -23,7 +23,18 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__, precisions, runs
-from .config import MAX_STEPS, PATH_FIELDS, TrainConfig, base_type, choices, flag, full_spec, is_spec_file
+from .config import (
+    MAX_STEPS,
+    PATH_FIELDS,
+    TrainConfig,
+    base_type,
+    choices,
+    flag,
+    full_spec,
+    is_spec_file,
+    not_a_spec,
+    trained_model_kind,
+)
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
     check_default_folder,
@@ -469,21 +480,11 @@ def _check_sanity_model(model: str) -> None:
     """A FerkitError where --model names a folder or a trained model: sanity builds a fresh model from a preset or
     spec file (the initial loss of an untrained one), and resolve_spec's "unknown model" said neither what was given
     nor why it is not one."""
-    from .model import PRESETS
-
-    if model in PRESETS or is_spec_file(model):
-        return
-    p = Path(model)
-    if p.is_dir():
-        has_run = (p / runs.BEST).exists() or (p / runs.LAST).exists()
-        what, trained = ("a run folder", True) if has_run else ("a folder", False)
-    elif kind_of_file(p) == "a model":
-        what, trained = "an exported ONNX model" if p.suffix.lower() == ".onnx" else "a checkpoint", True
-    else:
-        return  # resolve_spec's message: no such preset or spec file
-    raise FerkitError(f"--model {model}: is {what}; sanity checks an untrained model, so --model takes a preset name "
-                      f"({', '.join(PRESETS)}) or a JSON/YAML spec file" +
-                      (f" (to score a trained one: ferkit evaluate {model})" if trained else ""))
+    what = trained_model_kind(model)
+    if what is None:
+        return  # a preset or spec file, or resolve_spec's message: no such preset or spec file
+    raise FerkitError(not_a_spec(model, what, "sanity checks an untrained model, built") +
+                      (f" (to score a trained one: ferkit evaluate {model})" if what != "a folder" else ""))
 
 
 @command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)

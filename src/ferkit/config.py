@@ -29,9 +29,9 @@ from typing import Literal
 
 import yaml
 
-from . import precisions
+from . import precisions, runs
 from .errors import ConfigError, FerkitError, quoted
-from .files import check_regular_file
+from .files import check_regular_file, kind_of_file
 from .labels import DATA, DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 from .recipes import RECIPES
 
@@ -432,6 +432,51 @@ def model_path_problem(model) -> str | None:
     return None
 
 
+def trained_model_kind(model) -> str | None:
+    """What a --model str names where it is neither a preset nor a spec file but a folder or a trained model: "a run
+    folder" (best.pt or last.pt in it), "a folder", "a checkpoint" (.pt, .pth) or "an ONNX graph"; else None (no such
+    name or file: resolve_spec's or recipe's "unknown model" says so). A run's models are what a user who wants to
+    go on with one gives, and "unknown model 'runs/x'" said neither what it was nor what works."""
+    if not isinstance(model, str) or model in RECIPES or is_spec_file(model):
+        return None
+    path = Path(model)
+    if path.is_dir():
+        return "a run folder" if (path / runs.BEST).exists() or (path / runs.LAST).exists() else "a folder"
+    if kind_of_file(path) == "a model":
+        return "an ONNX graph" if path.suffix.lower() == ".onnx" else "a checkpoint"
+    return None
+
+
+def not_a_spec(model: str, what: str, why: str) -> str:
+    """The start of the problem of a --model that names `what` (trained_model_kind) where a command builds a new model
+    (`why`); each command adds its own way to use a trained one. (--model is named once: a config file's problems
+    name its key in place of the flag, named_in_file.)"""
+    return f"--model {model}: is {what}; {why} from a preset name ({', '.join(RECIPES)}) or a JSON/YAML spec file"
+
+
+def train_model_problem(model) -> str | None:
+    """None unless TrainConfig's model names a folder or a trained model (trained_model_kind), else its problem with
+    train's ways to go on from one: --resume its run (where it has last.pt), or a new run --init-from its weights."""
+    what = trained_model_kind(model)
+    if what is None:
+        return None
+    if what == "a folder":
+        return not_a_spec(model, what, "train builds a new model")
+    path = Path(model)
+    run = path if what == "a run folder" else path.parent
+    ways = []
+    if (run / runs.LAST).exists() and (run / runs.CONFIG).exists():  # (what --resume needs)
+        ways.append(f"to continue {'that' if run == path else 'its'} run: ferkit train --resume {run}")
+    net = f"--config {run / runs.CONFIG}" if (run / runs.CONFIG).exists() else "--model (the preset or spec it trained)"
+    if what == "an ONNX graph":  # (finetune.py: torch cannot load an ONNX graph's weights)
+        ways.append(f"to start a new run from its weights: ferkit train {net} --init-from CHECKPOINT --out NEW_FOLDER, "
+                    "with the checkpoint (.pt) it was exported from")
+    else:
+        weights = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST)
+        ways.append(f"to start a new run from its weights: ferkit train {net} --init-from {weights} --out NEW_FOLDER")
+    return f"{not_a_spec(model, what, 'train builds a new model')}; {'; '.join(ways)}"
+
+
 def teacher_list(value):
     """A config's teacher field as a list: an older config's one path (or null) means [path] (or [])."""
     value = path_text(value)
@@ -538,6 +583,11 @@ class TrainConfig:
             setattr(self, name, path_text(getattr(self, name)))
         self.teacher = teacher_list(self.teacher)
         bad = check_fields(self, flag)
+        # a run, checkpoint or ONNX graph given as the net to build: train's ways on from it, over a Path's problem
+        # (which has a checkpoint renamed .json); a Path to another folder keeps its own
+        trained = train_model_problem(self.model)
+        if trained and (model is None or trained_model_kind(self.model) != "a folder"):
+            model = trained
         if model and "model" not in bad:
             bad["model"] = model
         if "label_names" in bad:  # a YAML config's list or mapping of names: show it as the text that works

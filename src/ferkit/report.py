@@ -74,8 +74,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
 def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = False):
     """The FerData to evaluate a run on, read as its training read it (input size and channels,
     class names, drawn split), or None (with a note saying why)."""
-    from .config import ModelSpec
-    from .data import NO_SPLIT, OWN_SPLITS, SplitError, find_data, load_fer, reading_for
+    from .data import NO_SPLIT, OWN_SPLITS, SplitError, find_data, load_fer
     from .errors import DataError
 
     if data is False:
@@ -92,8 +91,7 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
         if msg not in notes:
             notes.append(msg)
         return None
-    config = dict(run.config or {})
-    reading = reading_for(ModelSpec.from_dict(config.pop("spec")), config) if config.get("spec") else {}
+    reading = _reading(run)
     key = (key, repr(sorted(reading.items())))
     if key not in loaded:
         try:
@@ -106,6 +104,31 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
         if loaded[key].skipped:
             notes.append(f"skipped {loaded[key].skipped} bad rows of {loaded[key].source}")
     return loaded[key]
+
+
+def _reading(run: Run) -> dict:
+    """load_fer's keyword arguments to read data as the run's training did (reading_for; {}: load_fer's defaults)."""
+    from .config import ModelSpec
+    from .data import reading_for
+
+    config = dict(run.config or {})
+    return reading_for(ModelSpec.from_dict(config.pop("spec")), config) if config.get("spec") else {}
+
+
+def _no_val(run: Run, fer) -> str | None:
+    """Why fer holds no val faces to score run on, in the terms of the data's kind ("no PublicTest rows" was said
+    of an image folder too, and of a run trained with --val-fraction 0); None where _data_for's note said it: a
+    val fraction over 0 draws some val faces or is refused (SplitError), and the refusal is a note already."""
+    from .data import VAL_FRACTION
+
+    if fer.kind == "pixels":
+        return f"{fer.source} has no PublicTest rows"
+    if fer.own_split:
+        return f"{fer.source} has no val/ folder" if fer.kind == "folder" else f"{fer.source} has no val rows in its split column"
+    if _reading(run).get("val_fraction", VAL_FRACTION):
+        return None
+    own = "no train/ val/ test/ folders" if fer.kind == "folder" else "no split column"
+    return f"{fer.source} gives no split of its own ({own}) and the run's training drew none (--val-fraction 0)"
 
 
 # ---------------------------------------------------------------- one run
@@ -176,8 +199,8 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
                 elif not own_tta:  # and one with the mirror set otherwise
                     metrics[f"val (tta {'on' if saved['tta'] else 'off'})"] = saved
                 metrics["val"] = fresh
-    elif clf is not None and fer is not None:
-        notes.append(f"{run.name}: {fer.source} has no PublicTest rows; no evaluation")
+    elif clf is not None and fer is not None and (why := _no_val(run, fer)):
+        notes.append(f"{run.name}: {why}; no evaluation")
     if metrics:
         parts.append("<h3>Evaluation</h3>")
         for split, m in metrics.items():

@@ -40,7 +40,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import augment as aug
 from . import bundled, distributed
 from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint, validated_acc
-from .config import ModelSpec, TrainConfig, flag, full_spec, is_spec_file, named_in_file, read_file, teacher_list
+from .config import (
+    ModelSpec,
+    TrainConfig,
+    flag,
+    full_spec,
+    is_spec_file,
+    named_in_file,
+    read_file,
+    teacher_list,
+    trained_model_kind,
+)
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
@@ -69,7 +79,9 @@ def resolve_config(model: str | None = None, base: dict | None = None, source: s
     d = {**(base or {}), **given}
     name = d["model"] if d.get("model") is not None else "shallow"
     d["model"] = name
-    merged = recipe("shallow" if is_spec_file(name) else name)
+    # a spec file trains with the shallow net's recipe; a run folder or checkpoint gets it too, for TrainConfig to
+    # refuse with train's ways to go on from one (config.train_model_problem), not recipe's "must be a preset"
+    merged = recipe("shallow" if is_spec_file(name) or trained_model_kind(name) else name)
     merged.update({k: v for k, v in d.items() if v is not None})
     try:
         return TrainConfig.from_dict(merged)

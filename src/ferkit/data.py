@@ -440,7 +440,7 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
                 except ValueError as e:
                     msg = f"{p}, line {lineno}: {e}"
                     if not skip_bad_rows:
-                        raise DataError(f"{msg}. Fix or delete the row, or pass --skip-bad-rows to skip bad rows.") from None
+                        raise bad_row(msg, "Fix or delete the row", "to skip bad rows") from None
                     problems.append(msg)
                     continue
                 images.append(img)
@@ -449,7 +449,7 @@ def _read_csv(p: Path, skip_bad_rows: bool) -> FerData:
     except _Damaged as e:
         msg = f"{p}, line {e.lineno}: {e}"
         if not skip_bad_rows or not images:
-            raise DataError(f"{msg}. Download the file again, or pass --skip-bad-rows to use the {len(images)} rows before it.") from None
+            raise bad_row(msg, "Download the file again", f"to use the {len(images)} rows before it") from None
         problems.append(msg)
     except OSError as e:
         raise DataError(f"{p}: cannot read as a FER2013 CSV ({e})") from None
@@ -520,7 +520,7 @@ class _Listing:
     splits: list[int] = field(default_factory=list)  # index into SPLITS; -1: the data give none
     where: list[str] = field(default_factory=list)  # how problems name it: the file, or the list's line
     problems: list[str] = field(default_factory=list)  # entries skipped with skip_bad_rows
-    fix: str = "Fix or remove the file, or pass --skip-bad-rows to skip bad images."
+    fix: tuple[str, str] = ("Fix or remove the file", "to skip bad images")  # bad_row's fix and skip
 
     def add(self, f: Path, cls, split: int, where: str) -> None:
         self.files.append(f)
@@ -530,7 +530,7 @@ class _Listing:
 
     def bad(self, msg: str, skip_bad_rows: bool) -> None:
         if not skip_bad_rows:
-            raise DataError(f"{msg}. {self.fix}")
+            raise bad_row(msg, *self.fix)
         self.problems.append(msg)
 
 
@@ -640,7 +640,7 @@ def _file_kind(p: Path) -> str:
 def _read_list(p: Path, skip_bad_rows: bool) -> _Listing:
     """An image list's rows: path,label[,split], by header names or (without a header) by position."""
     delimiter = _delimiter(p, _first_line(p))
-    out = _Listing(fix="Fix or delete the row, or pass --skip-bad-rows to skip bad rows.")
+    out = _Listing(fix=("Fix or delete the row", "to skip bad rows"))
     kinds = {}  # the kind of label (str or int) the first labelled row has, and that row's line
     seen = {}  # each image (resolved: ./a.png and a.png are one) -> the line that lists it
     try:
@@ -815,6 +815,20 @@ def _read_images(listing: _Listing, names, size: int, channels: int, skip_bad_ro
     pick = (lambda a: a) if keep.all() else (lambda a: a[keep])
     return FerData(pick(images), pick(labels), pick(np.asarray(listing.splits, np.int8)), source, len(listing.problems),
                    listing.problems[:20], names, files=[f for f, k in zip(listing.files, keep) if k])
+
+
+class BadRowError(DataError):
+    """A bad row or image that --skip-bad-rows would skip (bad_row makes it): `unskipped` is its message without
+    that way, for a command that has no such flag (predict and serve calibrating int8)."""
+
+    def __init__(self, message: str, unskipped: str | None = None):
+        super().__init__(message)
+        self.unskipped = unskipped or message
+
+
+def bad_row(problem: str, fix: str, skip: str) -> BadRowError:
+    """The error of a bad row or image: its problem, the fix, and what --skip-bad-rows does instead."""
+    return BadRowError(f"{problem}. {fix}, or pass --skip-bad-rows {skip}.", unskipped=f"{problem}. {fix}.")
 
 
 class SplitError(DataError):

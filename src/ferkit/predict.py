@@ -395,14 +395,13 @@ def _calibration(data, clf) -> np.ndarray:
     try:
         return calibration_faces(data, skip_bad_rows=not given and data is not None and skipped_bad_rows(config), **reading_for(clf.spec, config))
     except FerkitError as e:
-        from .data import DATA_ENV
+        from .data import DATA_ENV, BadRowError
 
         # e says "pass --data", which predict and serve do not have: there, the variable is the way
         why = (f"none found; set {DATA_ENV}=PATH to them." if data is None and not os.environ.get(DATA_ENV) else str(e))
         export = "--int8 --data FILE"
-        skip = re.compile(r",? or pass --skip-bad-rows[^.]*\.")  # a bad row's way, a flag predict and serve lack
-        if skip.search(why):  # export --int8 has it (and reads the data its run trained on, as here, by default)
-            why = skip.sub(".", why)
+        if isinstance(e, BadRowError):  # its way, --skip-bad-rows, is a flag predict and serve lack, and export has
+            why = e.unskipped
             export = f"--int8{' --data FILE' if given else ''} --skip-bad-rows"
         raise FerkitError(f"int8 needs {what} to calibrate on: {why} Or export the int8 graph once "
                           f"with 'ferkit export CHECKPOINT --onnx OUT.onnx {export}' and run OUT.onnx (--model OUT.onnx)") from None

@@ -477,6 +477,17 @@ def train_model_problem(model) -> str | None:
     return f"{not_a_spec(model, what, 'train builds a new model')}; {'; '.join(ways)}"
 
 
+def model_problem(model) -> str | None:
+    """TrainConfig's model's problem, or None: a run, checkpoint or ONNX graph given as the net to build gets train's
+    ways on from it (train_model_problem), over a Path's problem (which has a checkpoint renamed .json); a Path to
+    another folder keeps its own (model_path_problem)."""
+    text = path_text(model)
+    trained = train_model_problem(text)
+    if trained and trained_model_kind(text) != "a folder":
+        return trained
+    return model_path_problem(model) or trained
+
+
 def teacher_list(value):
     """A config's teacher field as a list: an older config's one path (or null) means [path] (or [])."""
     value = path_text(value)
@@ -578,16 +589,11 @@ class TrainConfig:
                                              "default: the head's")
 
     def __post_init__(self):
-        model = model_path_problem(self.model)  # (of the Path itself: as path_text's str, Path("lite") is the preset)
+        model = model_problem(self.model)  # (of the Path itself: as path_text's str, Path("lite") is the preset)
         for name in PATH_FIELDS:
             setattr(self, name, path_text(getattr(self, name)))
         self.teacher = teacher_list(self.teacher)
         bad = check_fields(self, flag)
-        # a run, checkpoint or ONNX graph given as the net to build: train's ways on from it, over a Path's problem
-        # (which has a checkpoint renamed .json); a Path to another folder keeps its own
-        trained = train_model_problem(self.model)
-        if trained and (model is None or trained_model_kind(self.model) != "a folder"):
-            model = trained
         if model and "model" not in bad:
             bad["model"] = model
         if "label_names" in bad:  # a YAML config's list or mapping of names: show it as the text that works

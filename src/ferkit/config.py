@@ -437,8 +437,8 @@ def trained_model_kind(model) -> str | None:
     folder" (best.pt or last.pt in it), "a folder", "a checkpoint" (.pt, .pth) or "an ONNX graph"; else None (no such
     name or file: resolve_spec's or recipe's "unknown model" says so). A run's models are what a user who wants to
     go on with one gives, and "unknown model 'runs/x'" said neither what it was nor what works."""
-    if not isinstance(model, str) or model in RECIPES or is_spec_file(model):
-        return None
+    if not isinstance(model, str) or not model.strip() or model in RECIPES or is_spec_file(model):
+        return None  # ("" is no folder: Path("") is the current one)
     path = Path(model)
     if path.is_dir():
         return "a run folder" if (path / runs.BEST).exists() or (path / runs.LAST).exists() else "a folder"

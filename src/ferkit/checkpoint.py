@@ -158,16 +158,25 @@ def _last_instead(run: Path | None, path: Path) -> str:
     last = path.with_name(LAST)
     if run is None or path.name != BEST or not last.is_file():
         return ""
-    try:  # (unreadable, damaged or not a checkpoint's dict: no way to offer)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-        epoch, resumable = ckpt.get("epoch"), all(k in ckpt for k in RESUME_KEYS) and ckpt["optimizer"] != {}
-    except Exception:
+    ckpt = _record(last)
+    if ckpt is None:  # (unreadable, damaged or not a checkpoint's dict: no way to offer)
         return ""
+    epoch, resumable = ckpt.get("epoch"), all(k in ckpt for k in RESUME_KEYS) and ckpt["optimizer"] != {}
     weights = f" (epoch {epoch}'s weights)" if _is_int(epoch) else ""
     again = f", or write {BEST} again from it with 'ferkit train --resume {run}'" if resumable else ""
     return f"; or give {last}{weights}{again}"
+
+
+def _record(path: Path) -> dict | None:
+    """A checkpoint's dict, its tensors memory-mapped (weights_only): for a figure or two of its record without
+    read_checkpoint's checks (the zip's checksums, the model built); None where it cannot be read as a dict."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return ckpt if isinstance(ckpt, dict) else None
 
 
 def load_failure(path: Path, e: Exception) -> str:
@@ -456,12 +465,14 @@ def _with_best(run: Run) -> Run:
     damaged wrote from a later epoch than the history's best; without a best.pt that reads, or a score, none (the
     history's best is shown, and the report says why best.pt cannot be loaded). Only its record is read: read_checkpoint's
     checks (the zip's checksums, the model built) cost ~0.5 s a vgg-wide run, for two numbers, and report loads it again."""
-    try:  # (missing, unreadable, damaged or not a checkpoint's dict: no best.pt's figures to give)
-        ckpt = torch.load(run.path / BEST, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = _record(run.path / BEST)
+    if ckpt is None:  # (missing, unreadable, damaged or not a checkpoint's dict: no best.pt's figures to give)
+        return run
+    try:
         epoch, acc = ckpt.get("epoch"), weights_acc(ckpt)
     except Exception:
         return run
-    run.best = (epoch, acc) if isinstance(epoch, int) and acc is not None else None
+    run.best = (epoch, acc) if _is_int(epoch) and acc is not None else None
     return run
 
 

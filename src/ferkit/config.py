@@ -454,14 +454,9 @@ def not_a_spec(model: str, what: str, why: str) -> str:
     return f"--model {model}: is {what}; {why} from a preset name ({', '.join(RECIPES)}) or a JSON/YAML spec file"
 
 
-def train_model_problem(model) -> str | None:
-    """None unless TrainConfig's model names a folder or a trained model (trained_model_kind), else its problem with
-    train's ways to go on from one: --resume its run (where it has last.pt), or a new run --init-from its weights."""
-    what = trained_model_kind(model)
-    if what is None:
-        return None
-    if what == "a folder":
-        return not_a_spec(model, what, "train builds a new model")
+def _trained_model_problem(model: str, what: str) -> str:
+    """The problem of a TrainConfig model that names a trained model (`what`, trained_model_kind's, not "a folder"),
+    with train's ways to go on from one: --resume its run (where it has last.pt), or a new run --init-from its weights."""
     path = Path(model)
     run = path if what == "a run folder" else path.parent
     ways = []
@@ -479,13 +474,13 @@ def train_model_problem(model) -> str | None:
 
 def model_problem(model) -> str | None:
     """TrainConfig's model's problem, or None: a run, checkpoint or ONNX graph given as the net to build gets train's
-    ways on from it (train_model_problem), over a Path's problem (which has a checkpoint renamed .json); a Path to
+    ways on from it (_trained_model_problem), over a Path's problem (which has a checkpoint renamed .json); a Path to
     another folder keeps its own (model_path_problem)."""
     text = path_text(model)
-    trained = train_model_problem(text)
-    if trained and trained_model_kind(text) != "a folder":
-        return trained
-    return model_path_problem(model) or trained
+    what = trained_model_kind(text)
+    if what and what != "a folder":
+        return _trained_model_problem(text, what)
+    return model_path_problem(model) or (not_a_spec(text, what, "train builds a new model") if what else None)
 
 
 def teacher_list(value):

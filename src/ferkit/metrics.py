@@ -57,11 +57,11 @@ def square_matrix(cm, labels=None, name: str = "cm") -> np.ndarray:
         raise FerkitError(f"{name} must be a square (C, C) matrix of counts (rows true, columns predicted), C >= 1; "
                           f"got an array of shape {a.shape} and dtype {a.dtype}")
     if labels is not None:
-        check_names("labels", labels, len(a), f"row of the {len(a)}x{len(a)} {name}")
+        check_name_count("labels", labels, len(a), f"row of the {len(a)}x{len(a)} {name}")
     return a
 
 
-def check_names(name: str, names, n: int, of: str) -> None:
+def check_name_count(name: str, names, n: int, of: str) -> None:
     """One FerkitError unless names is n names (a list or tuple; a string is its letters), one per `of`."""
     if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != n:
         count = f" ({len(names)} names)" if hasattr(names, "__len__") and not isinstance(names, str) else ""
@@ -215,10 +215,10 @@ def per_class_rows(metrics: dict[str, dict]) -> list[list]:
 
 def format_per_class(metrics: dict[str, dict]) -> str:
     """The per-class table as text, one column per model."""
-    check_per_class(metrics)  # (before the names' widths: a list's items have none)
+    rows = per_class_rows(metrics)  # (its check before the names' widths: a list's items have none)
     names = list(metrics)
     w = max([10] + [len(str(n)) + 2 for n in names])
     lines = [f"{'emotion':<10}" + "".join(f"{n:>{w}}" for n in names)]
-    for row in per_class_rows(metrics):
+    for row in rows:
         lines.append(f"{row[0]:<10}" + "".join(f"{'-' if v is None else f'{v:.4f}':>{w}}" for v in row[1:]))
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from .config import problem
 from .errors import FerkitError
 from .files import write_output
 from .labels import colors, labels_of
-from .metrics import check_names, check_per_class, emotions_of, square_matrix
+from .metrics import check_name_count, check_per_class, emotions_of, square_matrix
 from .runs import HISTORY_FIELDS, Run, column, diverged, is_record, is_whole
 
 RUN_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per run in comparisons
@@ -301,7 +301,7 @@ def _check_activations(maps, names, per_layer) -> None:
         raise FerkitError(f"maps must be a list of one (C_k, H_k, W_k) array per conv layer, at least one "
                           f"(visualize.activation_maps); got {got}")
     if names is not None:
-        check_names("names", names, len(maps), "layer of maps (or None: conv1, conv2, ...)")
+        check_name_count("names", names, len(maps), "layer of maps (or None: conv1, conv2, ...)")
 
 
 def plot_filters(filters: np.ndarray, title: str = "First-layer filters"):
@@ -351,5 +351,5 @@ def _check_dreams(faces, dreams, labels) -> int:
         raise FerkitError(f"faces and dreams must be one image each per face, at least one, as many dreams as faces; "
                           f"got {n} faces and {m} dreams")
     if labels is not None:
-        check_names("labels", labels, n, "face (or None: face 1, face 2, ...)")
+        check_name_count("labels", labels, n, "face (or None: face 1, face 2, ...)")
     return n

@@ -54,6 +54,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     for run in runs:
         log.info(f"report: {run.source}")
         fer = _data_for(run, data, loaded, notes, skip_bad_rows)
+        # (the CLI refuses --data as --out before the work; a run's own data, found here, replaced by the page, was lost)
+        check_not_input(Path(out), "--out", [path for path, _ in loaded])
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
         if metrics is not None:
@@ -62,8 +64,6 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     if len(runs) > 1:
         head.append(_comparison(runs, evaluated))
     page = _page(runs, notes, head + body)
-    # (the CLI refuses --data as --out before the work; a run's own data, found here, replaced by the page, was lost)
-    check_not_input(Path(out), "--out", [path for path, _ in loaded])
     out = write_output(out, page)
     return {"path": out, "bytes": out.stat().st_size, "seconds": time.time() - t0, "notes": notes}
 

@@ -80,7 +80,7 @@ def resolve_config(model: str | None = None, base: dict | None = None, source: s
     name = d["model"] if d.get("model") is not None else "shallow"
     d["model"] = name
     # a spec file trains with the shallow net's recipe; a run folder or checkpoint gets it too, for TrainConfig to
-    # refuse with train's ways to go on from one (config.train_model_problem), not recipe's "must be a preset"
+    # refuse with train's ways to go on from one (config.model_problem), not recipe's "must be a preset"
     merged = recipe("shallow" if is_spec_file(name) or trained_model_kind(name) else name)
     merged.update({k: v for k, v in d.items() if v is not None})
     try:

@@ -77,6 +77,16 @@ def test_config_overrides_and_set_meet_cleanly(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_a_refusal_of_several_lines_prints_as_one_block_under_its_error(tmp_path, capsys):
+    """Two bad --set paths are one error of two lines, and the second was printed flush left, without "error:", as if
+    a message of its own; a line that starts flush left is indented (a list's "  - " lines stay as they are)."""
+    assert main(["train", "--model", "shallow", "--set", "convs.9.filters=3", "--set", "fcs.0.unitz=4",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set convs.9.filters: no layer 9; ") and "\n  --set fcs.0.unitz: no such model spec field" in err
+    assert err.count("\n") == 2, err
+
+
 def test_set_applies_left_to_right_after_the_config_file_s_overrides(tmp_path, monkeypatch):
     """train --set 'hog={}' --set hog.orientations=12 was refused (hog.orientations no key of the {} just set);
     a --set of a path the config file's overrides set too took the file's place, before the file's later paths."""

@@ -785,3 +785,18 @@ def test_a_few_images_a_class_evaluate_visualize_and_report_advise_or_read_them(
     # train keeps its own flags in the message
     assert main(["train", "--model", "tiny", "--data", str(folder), "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
     assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1 (" in capsys.readouterr().err
+
+
+def test_looks_like_image_folder_finds_class_folders_of_images_without_reading_them(tmp_path):
+    """The cheap guess that a folder given as --model is image data (ROOT/<class>/*, ROOT/<split>/<class>/*), by the
+    names of its entries alone; a folder of other files, or of images right in it, is not."""
+    flat, split, other, loose = (tmp_path / n for n in ("flat", "split", "other", "loose"))
+    for folder in (flat / "happy", split / "Train" / "sad", other / "notes", loose, tmp_path / "deep" / "a" / "b"):
+        folder.mkdir(parents=True)
+    (flat / "happy" / "1.JPG").write_bytes(b"")  # (not read: its suffix is enough)
+    (split / "Train" / "sad" / "2.png").write_bytes(b"")
+    (other / "notes" / "a.txt").write_bytes(b"")
+    (loose / "3.png").write_bytes(b"")
+    (tmp_path / "deep" / "a" / "b" / "4.png").write_bytes(b"")  # a/ is no split's name
+    assert fdata.looks_like_image_folder(flat) and fdata.looks_like_image_folder(split)
+    assert not any(fdata.looks_like_image_folder(f) for f in (other, loose, tmp_path / "deep", tmp_path / "nosuch"))

@@ -102,3 +102,33 @@ def test_sanity_given_a_run_folder_or_a_checkpoint_says_what_model_takes(tiny_ru
         assert ("ferkit evaluate" in err) == (what != "a folder")  # a trained model: where it is scored
     assert main(["sanity", "--model", "nosuch", "--steps", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown model 'nosuch'; choose one of shallow")  # (as it was)
+
+
+def test_sanity_given_image_data_as_model_says_to_give_it_with_data(tmp_path, capsys):
+    """sanity --model FACES (a folder of class folders of images: the data, given to the wrong flag) said only that it
+    is a folder, not that --data takes it."""
+    from ferkit.cli import main
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / "happy" / "1.png").write_bytes(b"")
+    assert main(["sanity", "--model", str(tmp_path / "faces"), "--steps", "1"]) == 2
+    assert capsys.readouterr().err.endswith(f"or a JSON/YAML spec file; it holds images in class folders, as image data "
+                                            f"do: give it with --data {tmp_path / 'faces'}\n")
+
+
+def test_sanity_given_ids_beyond_fer2013s_advises_naming_the_classes_not_labels(tmp_path, capsys):
+    """An image list of integer labels beyond FER2013's 0..6 advised "... or pick the label set its ids belong to
+    (--labels)", training's way: sanity has no --labels (it checks on the data's own classes), and naming them works."""
+    from PIL import Image
+
+    from ferkit.cli import main
+
+    rows = []
+    for i in range(8):
+        Image.new("L", (48, 48), 30 * i).save(tmp_path / f"{i}.png")
+        rows.append(f"{tmp_path / f'{i}.png'},{9 if i == 0 else i % 3}")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    assert main(["sanity", "--model", "tiny", "--data", str(tmp_path / "list.csv"), "--n", "4", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "label 9 is not an id of FER2013" in err and "--labels" not in err, err
+    assert err.endswith("; name the data's classes (--label-names, or a labels.txt beside the data, one name a line)\n")

@@ -62,6 +62,26 @@ def test_parse_param_kinds():
     assert parse_param("optimizer=categorical:adam,sgd").args == ("adam", "sgd")
 
 
+def test_search_given_a_run_or_a_checkpoint_as_model_gives_search_s_ways_on(files, tiny_run, tmp_path, capsys):
+    """search --model RUN_DIR (or its best.pt, or a config file's model naming one) gave train's advice as if train had
+    been run ("train builds a new model ...; to continue that run: ferkit train --resume ..."): what search takes, and
+    what it can do with the weights (--init-from each trial), come first, training on only as what to do instead."""
+    csv_file, _ = files
+    takes = "search builds each trial's model from a preset name (shallow, "
+    way = (f"to search with every trial starting from its weights: ferkit search --config {tiny_run / 'config.json'} "
+           f"--init-from {tiny_run / 'best.pt'} (a layer whose size a trial changes starts new)")
+    (tmp_path / "c.yaml").write_text(f"model: {tiny_run}\n")
+    for argv, named, what in ((["--model", str(tiny_run)], f"--model {tiny_run}", "a run folder"),
+                              (["--model", str(tiny_run / "best.pt")], f"--model {tiny_run / 'best.pt'}", "a checkpoint"),
+                              (["--config", str(tmp_path / "c.yaml")], f"{tmp_path / 'c.yaml'}: model {tiny_run}", "a run folder")):
+        assert main(["search", *argv, "--data", str(csv_file), "--out", str(tmp_path / "s")]) == 2
+        err = capsys.readouterr().err
+        run = "that" if what == "a run folder" else "its"
+        assert err.startswith(f"error: {named}: is {what}; {takes}") and "train builds" not in err, err
+        assert err.endswith(f"or a JSON/YAML spec file; {way}; to continue {run} run instead: ferkit train --resume {tiny_run}\n")
+    assert not (tmp_path / "s").exists()
+
+
 def test_number_strings_are_numbers_as_config_files_take_them(files):
     # YAML 1.1 reads 1e-3 as a string: 'lr takes float values, not '1e-3'' refused what --set and configs take
     cfg = resolve_config(str(files[1]))

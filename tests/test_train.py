@@ -811,7 +811,7 @@ def test_resume_refuses_a_config_json_that_no_longer_matches_last_pt(tiny_run, t
         "  - spec.convs.0.filters is 12 in config.json; the run trained with 8\n"
         "  - spec.fcs has 2 layers in config.json; the run trained with 1\n"
         "  - spec.gap is True in config.json; the run trained with False\n"
-        "put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
+        "  put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
         f"'ferkit train --config {run / 'config.json'} --out NEW_FOLDER' (the edited spec saved as a JSON file and "
         "given with --model FILE)\n")
     assert read_checkpoint(run / "last.pt")["epoch"] == 3
@@ -842,10 +842,10 @@ def test_resume_names_every_problem_in_one_error(tiny_run, tmp_path, capsys, mon
         f"error: --resume {run}: {run / 'config.json'} was edited in fields a resumed run cannot change (last.pt holds "
         "the weights and state they made):\n"
         "  - label_mode is 'majority' in config.json; the run trained with 'crossentropy'\n"
-        "put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
+        "  put them back as the run wrote them to resume it (--epochs may grow), or train them in a new run: "
         f"'ferkit train --config {run / 'config.json'} --out NEW_FOLDER'\n"
-        f"--epochs 2: the run in {run} has already trained 3 epochs; give --epochs 3 or more, or leave it out\n"
-        f"--teacher: the run in {run} trained with no teacher; --resume takes --teacher for where the run's teachers are "
+        f"  --epochs 2: the run in {run} has already trained 3 epochs; give --epochs 3 or more, or leave it out\n"
+        f"  --teacher: the run in {run} trained with no teacher; --resume takes --teacher for where the run's teachers are "
         "now (moved), not to add or remove any; leave it out to resume, or start a new run with the teachers you want\n")
     assert read_checkpoint(run / "last.pt")["epoch"] == 3
 
@@ -1410,3 +1410,28 @@ def test_train_given_a_run_a_checkpoint_or_an_onnx_graph_as_model_says_how_to_go
     assert not (tmp_path / "run").exists()
     assert main(["train", "--model", "nosuch", "--out", str(tmp_path / "run")]) == 2
     assert "--model must be a preset (shallow, " in capsys.readouterr().err  # (as it was)
+
+
+def test_train_given_image_data_or_a_config_file_s_checkpoint_as_model_gives_ways_that_work(tiny_run, tmp_path, capsys):
+    """train --model FACES (class folders of images: the data, given to the wrong flag) said only "is a folder", not
+    that --data takes it; a config file's model naming a checkpoint with no config.json beside it advised
+    "ferkit train c.yaml: model (the preset or spec it trained) --init-from ...": the file's key in place of the
+    flag inside the command, not only where the problem names its field."""
+    from ferkit.cli import main
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / "happy" / "1.png").write_bytes(b"")
+    assert main(["train", "--model", str(tmp_path / "faces"), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.endswith(f"or a JSON/YAML spec file; it holds images in class folders, as image data "
+                                            f"do: give it with --data {tmp_path / 'faces'}\n")
+    assert main(["train", "--model", str(tmp_path), "--out", str(tmp_path / "run")]) == 2  # no images in class folders
+    assert capsys.readouterr().err.endswith("or a JSON/YAML spec file\n")  # (as it was)
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "best.pt").write_bytes((tiny_run / "best.pt").read_bytes())
+    (tmp_path / "c.yaml").write_text(f"model: {tmp_path / 'bare' / 'best.pt'}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"  - {tmp_path / 'c.yaml'}: model {tmp_path / 'bare' / 'best.pt'}: is a checkpoint; " in err
+    assert err.endswith(f"; to start a new run from its weights: ferkit train --model (the preset or spec it trained) "
+                        f"--init-from {tmp_path / 'bare' / 'best.pt'} --out NEW_FOLDER\n"), err
+    assert not (tmp_path / "run").exists()

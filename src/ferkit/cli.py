@@ -1,9 +1,9 @@
 """The `ferkit` command: thin sub-commands that parse flags, call the library and print.
 
-User errors (FerkitError) print one line `error: ...` and exit 2, never a traceback. Outputs
-(--out, --json, --csv, --annotate, --onnx, --pt) are checked before the work starts (files.check_output) and
-written atomically (files.write_output: a full disk is one line). The library's
-progress lines (logging, INFO) are printed plainly on stdout.
+User errors (FerkitError) print `error: ...` (one line, or one block: its further lines indented) and exit 2,
+never a traceback. Outputs (--out, --json, --csv, --annotate, --onnx, --pt) are checked before the work starts
+(files.check_output) and written atomically (files.write_output: a full disk is one line). The library's progress
+lines (logging, INFO) are printed plainly on stdout.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -220,7 +221,7 @@ def add_train_flags(p):
 
 def config_from_args(args):
     """TrainConfig from --config file and flags (flags win); preset defaults fill the rest."""
-    from .config import problem, read_file
+    from .config import model_problem, named_in_file, problem, read_file
     from .train import model_spec, resolve_config
 
     base = read_file(args.config) if args.config else {}
@@ -235,6 +236,10 @@ def config_from_args(args):
             raise ConfigError(problem(f"{args.config}: overrides", "a mapping of dotted model spec fields to values, "
                                       "such as {fcs.0.units: 1024}, for --set to add to", saved))
         flags["overrides"] = {**{k: v for k, v in saved.items() if k not in sets}, **sets}  # the file's, then the flags'
+    if args.command == "search":  # (TrainConfig's own problem with a trained model gives train's ways on from it)
+        model = flags.get("model", base.get("model"))
+        if why := model_problem(model, "search"):
+            raise ConfigError(why if "model" in flags else named_in_file(why, args.config, ["model"]))
     cfg = resolve_config(base=base, source=args.config, **flags)
     try:
         spec = model_spec(cfg)  # a bad --set, or a num_classes that disagrees with --labels, is reported now, before any work
@@ -1150,6 +1155,13 @@ def _said_elsewhere(e: FerkitError | KeyboardInterrupt) -> bool:
     return said_elsewhere(e)
 
 
+def _block(message: str) -> str:
+    """A refusal of several lines as one block under its "error:": a line that starts flush left (each of several
+    problems joined by a newline: bad --set paths, a resume's edits and then its way on) is indented two spaces, as
+    the lines of a list ("  - ...") already are; flush left, each read as a message of its own without "error:"."""
+    return re.sub(r"\n(?=\S)", "\n  ", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     if _under_torchrun():  # by whichever entry (-m ferkit, -m ferkit.cli, --no-python ferkit)
         from .distributed import quiet_other_ranks
@@ -1170,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
             raise needs_extra(e, f"ferkit {args.command}") from None
     except FerkitError as e:
         if not _said_elsewhere(e):
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_block(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # a command may say what it saved before stopping
         if not _said_elsewhere(e):

@@ -30,6 +30,7 @@ from typing import Literal
 import yaml
 
 from . import precisions, runs
+from .data import looks_like_image_folder
 from .errors import ConfigError, FerkitError, quoted
 from .files import check_regular_file, kind_of_file
 from .labels import DATA, DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
@@ -449,38 +450,51 @@ def trained_model_kind(model) -> str | None:
 
 def not_a_spec(model: str, what: str, why: str) -> str:
     """The start of the problem of a --model that names `what` (trained_model_kind) where a command builds a new model
-    (`why`); each command adds its own way to use a trained one. (--model is named once: a config file's problems
-    name its key in place of the flag, named_in_file.)"""
-    return f"--model {model}: is {what}; {why} from a preset name ({', '.join(RECIPES)}) or a JSON/YAML spec file"
+    (`why`); each command adds its own way to use a trained one. A folder of images in class folders is likely the
+    data, given to the wrong flag (train, sanity and search all take --data). (--model is named once: a config
+    file's problems name its key in place of the flag, named_in_file.)"""
+    data = (f"; it holds images in class folders, as image data do: give it with --data {model}"
+            if what == "a folder" and looks_like_image_folder(model) else "")
+    return f"--model {model}: is {what}; {why} from a preset name ({', '.join(RECIPES)}) or a JSON/YAML spec file{data}"
 
 
-def _trained_model_problem(model: str, what: str) -> str:
+BUILDS = {"train": "train builds a new model", "search": "search builds each trial's model"}  # model_problem's commands
+
+
+def _trained_model_problem(model: str, what: str, command: str) -> str:
     """The problem of a TrainConfig model that names a trained model (`what`, trained_model_kind's, not "a folder"),
-    with train's ways to go on from one: --resume its run (where it has last.pt), or a new run --init-from its weights."""
+    with the ways to go on from one that fit `command`: train's, --resume its run (where it has last.pt) or a new run
+    --init-from its weights; search's (which has no --resume), trials --init-from its weights, else train's way
+    instead. (search was told train's ways alone, as if it had been train.)"""
     path = Path(model)
     run = path if what == "a run folder" else path.parent
-    ways = []
-    if (run / runs.LAST).exists() and (run / runs.CONFIG).exists():  # (what --resume needs)
-        ways.append(f"to continue {'that' if run == path else 'its'} run: ferkit train --resume {run}")
+    its = "that" if run == path else "its"
+    resume = (f"ferkit train --resume {run}"  # (what --resume needs)
+              if (run / runs.LAST).exists() and (run / runs.CONFIG).exists() else None)
     net = f"--config {run / runs.CONFIG}" if (run / runs.CONFIG).exists() else "--model (the preset or spec it trained)"
     if what == "an ONNX graph":  # (finetune.py: torch cannot load an ONNX graph's weights)
-        ways.append(f"to start a new run from its weights: ferkit train {net} --init-from CHECKPOINT --out NEW_FOLDER, "
-                    "with the checkpoint (.pt) it was exported from")
+        weights, exported = "CHECKPOINT", ", with the checkpoint (.pt) it was exported from"
     else:
-        weights = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST)
-        ways.append(f"to start a new run from its weights: ferkit train {net} --init-from {weights} --out NEW_FOLDER")
-    return f"{not_a_spec(model, what, 'train builds a new model')}; {'; '.join(ways)}"
+        weights, exported = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST), ""
+    new_run = f"ferkit train {net} --init-from {weights} --out NEW_FOLDER{exported}"
+    if command == "search":
+        ways = [f"to search with every trial starting from its weights: ferkit search {net} --init-from {weights}{exported} "
+                "(a layer whose size a trial changes starts new)",
+                f"to continue {its} run instead: {resume}" if resume else f"to train a new run from them instead: {new_run}"]
+    else:
+        ways = ([f"to continue {its} run: {resume}"] if resume else []) + [f"to start a new run from its weights: {new_run}"]
+    return f"{not_a_spec(model, what, BUILDS[command])}; {'; '.join(ways)}"
 
 
-def model_problem(model) -> str | None:
-    """TrainConfig's model's problem, or None: a run, checkpoint or ONNX graph given as the net to build gets train's
-    ways on from it (_trained_model_problem), over a Path's problem (which has a checkpoint renamed .json); a Path to
-    another folder keeps its own (model_path_problem)."""
+def model_problem(model, command: str = "train") -> str | None:
+    """The problem of TrainConfig's model as `command` (train or search) builds it, or None: a run, checkpoint or ONNX
+    graph given as the net to build gets the command's ways on from it (_trained_model_problem), over a Path's problem
+    (which has a checkpoint renamed .json); a Path to another folder keeps its own (model_path_problem)."""
     text = path_text(model)
     what = trained_model_kind(text)
     if what and what != "a folder":
-        return _trained_model_problem(text, what)
-    return model_path_problem(model) or (not_a_spec(text, what, "train builds a new model") if what else None)
+        return _trained_model_problem(text, what, command)
+    return model_path_problem(model) or (not_a_spec(text, what, BUILDS[command]) if what else None)
 
 
 def teacher_list(value):
@@ -499,9 +513,17 @@ def flag(name: str) -> str:
 def named_in_file(message: str, source: str, names) -> str:
     """A TrainConfig problem with the fields `names`, set by the config file `source`, named as its
     keys rather than as flags: "--flip must be ..." -> "y.yaml: flip must be ..."; a key that is no
-    string (YAML's `1:`, `null:`) is an unknown field, named as it is."""
-    for name in map(str, names):
-        message = re.sub(rf"(?<![\w-]){re.escape(flag(name))}(?![\w-])", f"{source}: {name}", message)
+    string (YAML's `1:`, `null:`) is an unknown field, named as it is. Only each problem's subject, the start of
+    its line up to its first ": " or " must ", is renamed: the flags of a way on that it gives are typed as flags
+    (train's "ferkit train --model (the preset or spec it trained) --init-from ..." read "ferkit train y.yaml: model
+    (the preset ...)" where the file set model)."""
+    def rename(subject: re.Match) -> str:
+        text = subject.group()
+        for name in map(str, names):
+            text = re.sub(rf"(?<![\w-]){re.escape(flag(name))}(?![\w-])", f"{source}: {name}", text)
+        return text
+
+    message = re.sub(r"^.*?(?=: | must |$)", rename, message, flags=re.MULTILINE)
     return message.replace("training config: unknown", f"{source}: unknown", 1)
 
 

@@ -596,6 +596,25 @@ def _folder_listing(root: Path, skip_bad_rows: bool) -> _Listing:
     return out
 
 
+def looks_like_image_folder(root: str | os.PathLike, limit: int = 100) -> bool:
+    """Whether folder root looks like image-folder data, ROOT/<class>/*.jpg or ROOT/<split>/<class>/*.jpg: an image in
+    one of its subfolders (or in a subfolder of one named as a split), among the first `limit` entries of each folder
+    looked into. A cheap guess for advice (image data given to --model), not _folder_listing's walk of the whole tree."""
+    def entries(folder) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as found:
+                return [e for _, e in zip(range(limit), found) if not is_hidden(Path(e.name))]
+        except OSError:  # (unreadable: no guess)
+            return []
+
+    def has_image(folder) -> bool:
+        return any(Path(e.name).suffix.lower() in IMAGE_EXTS and e.is_file() for e in entries(folder))
+
+    return any(e.is_dir() and (has_image(e.path) or e.name.lower() in SPLIT_NAMES and any(s.is_dir() and has_image(s.path)
+                                                                                           for s in entries(e.path)))
+               for e in entries(root))
+
+
 def _split_of(filename: str, top: str) -> int:
     """The split (index into SPLITS) of an image: its FER2013 prefix, else its top folder; -1 for an
     image right in its class folder (ROOT/<class>/*), which has none."""

@@ -27,9 +27,11 @@ LN7 = math.log(FILE_LABELS.num_classes)  # the loss of uniform guessing over the
 
 def data_labels(data) -> tuple[LabelSet, np.ndarray]:
     """The label set of the data's own classes and every row's label in it (FER2013's files: FER2013's
-    7; integer ids without names: FER2013's, as its files number them)."""
+    7; integer ids without names: FER2013's, as its files number them). Ids beyond FER2013's get sanity's way on:
+    naming the classes (it has no --labels, which training's advice names)."""
     classes = for_emotions(data.names) if data.names is not None else FILE_LABELS
-    return classes, classes.annotations(data)
+    return classes, classes.annotations(data, fix="name the data's classes (--label-names, or a labels.txt beside the "
+                                                  "data, one name a line)")
 
 
 def check_steps(steps: int) -> None:

@@ -225,6 +225,34 @@ def test_bad_images_have_a_reason_and_name_the_file(tmp_path, monkeypatch):
     assert e.value.reason == "too_large"
 
 
+def test_a_jpeg_of_too_many_scans_is_refused_before_its_decode(tmp_path):
+    """Each scan of a progressive JPEG is a pass over the whole image's coefficients, and one over a blank image
+    is a few bytes: 1,000 repeats of its last scan (125 KB) made a 16 MP photo decode for 45 s, and a 10 MB upload
+    held a serve worker for hours. Such a file is refused from its markers, before the decode; real ones load,
+    and scans inside an EXIF thumbnail or an MPO's later images are not counted."""
+    from ferkit.faces import MAX_JPEG_SCANS, jpeg_scans
+
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (40, 90, 160)).save(buf, format="JPEG", progressive=True)
+    jpg = buf.getvalue()
+    last, end = jpg.rindex(b"\xff\xda"), jpg.rindex(b"\xff\xd9")
+    assert jpeg_scans(jpg, MAX_JPEG_SCANS) == 10  # libjpeg's progressive script
+
+    def repeated(scans: int) -> bytes:  # the last scan (a refinement: nothing new) repeated
+        return jpg[:end] + jpg[last:end] * (scans - 10) + jpg[end:]
+
+    assert load_image(repeated(MAX_JPEG_SCANS)).shape == (256, 256, 3)
+    (tmp_path / "scans.jpg").write_bytes(repeated(MAX_JPEG_SCANS + 1))
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / "scans.jpg")
+    assert e.value.reason == "corrupt"
+    assert str(e.value).startswith(f"{tmp_path / 'scans.jpg'}: a JPEG of over {MAX_JPEG_SCANS} scans, which no camera")
+    thumb = b"Exif\0\0" + repeated(MAX_JPEG_SCANS + 1)[:60_000]  # an APP1 segment's bytes are skipped
+    app1 = jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(thumb) + 2) + thumb + jpg[2:]
+    assert jpeg_scans(app1, MAX_JPEG_SCANS) == 10 and load_image(app1).shape == (256, 256, 3)
+    assert jpeg_scans(jpg + repeated(MAX_JPEG_SCANS + 1), MAX_JPEG_SCANS) == 10  # the first image ends at its EOI
+
+
 @pytest.mark.parametrize("detector", ["yunet", "haar"])
 def test_detects_the_astronaut_and_nothing_in_a_blank_photo(detector):
     from skimage import data

@@ -43,6 +43,11 @@ from .files import VIDEO_EXTS
 from .runs import is_number, is_whole
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger images are refused (decompression bombs)
+# Scans a JPEG may hold. Each is a pass over all of the image's coefficients, and a scan of a blank
+# one is a few bytes: 1,000 repeats of one (125 KB) made a 16 MP photo decode for 45 s, and a 10 MB
+# upload of them held a worker for hours. Encoders write at most a few dozen (libjpeg's progressive
+# script: 10); 256 is the limit NVIDIA's nvImageCodec sets against the same attack.
+MAX_JPEG_SCANS = 256
 SIZE = 48  # FER2013 faces are 48x48
 MARGIN = 0.1  # widen the detected box by 10% of its width on each side (FER2013-like framing)
 # The widest margin taken: a square 5x the box's side, the face a fifth of the crop (10 of 48 pixels). Framings
@@ -241,10 +246,34 @@ def _decode(data: bytes, label: str, max_pixels: int, video_fix: str | None = No
                                  "not_image") from None
             raise ImageError(f"{label}: {NOT_IMAGE}", "not_image") from None
         _check_size(im.size, label, max_pixels)
+        if im.format in ("JPEG", "MPO") and jpeg_scans(data, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:  # before the decode
+            raise ImageError(f"{label}: a JPEG of over {MAX_JPEG_SCANS} scans, which no camera or editor writes (a few "
+                             "dozen at most) and which would take minutes to decode (each is a pass over the whole "
+                             "image); re-save it, e.g. as PNG", "corrupt")
         im.load()  # a full decode: truncated or damaged data fails here, not later
         return pil_to_rgb(im)
 
     return _guarded(decode, label, max_pixels)
+
+
+# A marker in a JPEG's entropy-coded data: FF and a byte that is not 00 (a stuffed FF), FF (fill) or D0-D7 (a restart)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+
+
+def jpeg_scans(data: bytes, limit: int) -> int:
+    """The scans (SOS segments) of the first image in JPEG data, counted up to limit + 1, from its markers
+    alone: segments are skipped by their length (an EXIF thumbnail's scans are not counted), the image ends
+    at its EOI (an MPO's other images follow), and a damaged file is counted as far as it goes."""
+    scans, pos = 0, 2  # after SOI
+    while scans <= limit and (m := _JPEG_MARKER.search(data, pos)) is not None:
+        marker, pos = data[m.start() + 1], m.end()
+        if marker == 0xD9:  # EOI
+            break
+        if marker in (0x01, 0xD8):  # TEM, SOI: no length follows
+            continue
+        scans += marker == 0xDA  # SOS: its entropy-coded data follows its header, up to the next marker
+        pos += int.from_bytes(data[pos:pos + 2], "big")
+    return scans
 
 
 def _video_fix(label: str, suffix: str) -> str:

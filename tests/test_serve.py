@@ -240,6 +240,23 @@ def test_text_fields_beside_the_photo_are_bounded_in_number(client, astronaut_pn
     assert r.status_code == 200, r.text
 
 
+def test_text_fields_beside_the_photo_are_bounded_in_size(client, astronaut_png):
+    """Each text field could hold 1 MB (starlette's limit), kept in memory while its request waited for a
+    prediction thread: 100 requests of four such fields and a small photo, queued, held 500 MB (5 GB at the
+    1000 connections let in). A field is now held to MAX_FIELD_BYTES (100 such requests: 12 MB), and one over
+    it is a 400 saying so, in a multipart form or an urlencoded one."""
+    from ferkit.serve import MAX_FIELD_BYTES
+
+    photo = {"file": ("a.png", astronaut_png, "image/png")}
+    why = f"a text field over {MAX_FIELD_BYTES // 2**10} KB: /predict reads only the photo, sent as a file"
+    r = client.post("/predict", files=photo, data={"token": "x" * (MAX_FIELD_BYTES + 1)})
+    assert r.status_code == 400 and r.json()["error"].startswith(why), r.text
+    r = client.post("/predict", data={"file": "x" * (MAX_FIELD_BYTES + 1)})
+    assert r.status_code == 400 and r.json()["error"].startswith(why), r.text
+    r = client.post("/predict", files=photo, data={"token": "x" * MAX_FIELD_BYTES})
+    assert r.status_code == 200, r.text
+
+
 def test_an_upload_the_server_cannot_store_is_its_503_not_the_clients_400(client, astronaut_png, monkeypatch, caplog):
     """An upload over 1 MB spools to a temporary file; a full disk (or a file-size or descriptor limit) made
     FastAPI answer 400 "There was an error parsing the body", blaming the client, with nothing in the log."""

@@ -83,6 +83,7 @@ FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-
 NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, not as a photo; send it as a file, "
                "e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
 MAX_FIELDS = 4  # text fields a /predict form may carry (none is read; a page's form may add a token or two)
+MAX_FIELD_BYTES = 16 * 2**10  # the bytes of each (kept in memory while the request waits its turn: starlette's 1 MB allowed 4 MB)
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers around the file in the request body
 STATUS = {"not_image": 415, "corrupt": 422, "too_large": 413, "not_found": 422}  # ImageError.reason -> HTTP
 STARTUP_FAILURE = 3  # a worker's exit code when it cannot build the app: uvicorn's supervisor then stops
@@ -122,6 +123,9 @@ def _multipart_error(e: MultiPartException) -> str:
         why = "several files in one request: send one photo per request"
     elif why.startswith("Too many fields"):
         why = f"over {MAX_FIELDS} text fields in one request: /predict reads only the photo; send it alone"
+    elif why.startswith(("Part exceeded maximum size", "Field exceeded maximum size")):  # (multipart, urlencoded)
+        why = (f"a text field over {MAX_FIELD_BYTES // 2**10} KB: /predict reads only the photo, sent as a file (a part "
+               "without a filename is a text field)")
     try:  # (python-multipart before 0.0.13 is the module `multipart`, and has no header limits)
         from python_multipart.exceptions import FormParserError
         from python_multipart.multipart import DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE
@@ -613,11 +617,12 @@ class _OnePhotoRequest(Request):
     its own, held until the answer, and starlette allows 1000 of them: nine 1.1 MB parts made a request
     hold ten descriptors, and 30 such uploads used up the 256 of `ulimit -n 256` (a connection counts
     FDS_PER_CONNECTION). The second file is refused as it starts, before a byte of it is stored.
-    Text fields stay in memory, up to 1 MB each, and starlette allows 1000 of them: a request held as many
-    megabytes as --max-upload-mb allowed, at every connection the cap lets in; MAX_FIELDS bounds it."""
+    Text fields stay in memory, and starlette allows 1000 of them of up to 1 MB each: a request held as many
+    megabytes as --max-upload-mb allowed, at every connection the cap lets in; MAX_FIELDS bounds their number
+    and MAX_FIELD_BYTES their size (four of 1 MB made each request waiting its turn hold 5 MB: 100 held 500 MB)."""
 
     def form(self, **limits):
-        return super().form(**{**limits, "max_files": 1, "max_fields": MAX_FIELDS})
+        return super().form(**{**limits, "max_files": 1, "max_fields": MAX_FIELDS, "max_part_size": MAX_FIELD_BYTES})
 
 
 class _OnePhotoRoute(APIRoute):

@@ -601,17 +601,21 @@ def test_annotate_names_one_copy_for_one_photo_or_video(tiny_checkpoint, tmp_pat
     assert (tmp_path / "dir.jpg" / "a.png").is_file()
 
 
-def test_a_damaged_video_gets_ferkits_message_alone(tmp_path):
+def test_a_damaged_video_gets_ferkits_message_alone(tmp_path, astronaut):
     """FFmpeg printed its own line ("moov atom not found") to the terminal beside ferkit's message
-    about the same file; it is silenced unless OPENCV_FFMPEG_LOGLEVEL asks for it. A child process,
-    because FFmpeg reads the variable once, when OpenCV first opens a video."""
+    about the same file; it is silenced unless OPENCV_FFMPEG_LOGLEVEL asks for it. An AVI cut short in
+    its header got OpenCV's own reader's "Unexpected element. Expected: LIST. Got: " and four bytes of
+    garbage; that reader is off unless OPENCV_VIDEOIO_PRIORITY_CV_MJPEG asks for it. A child process,
+    because OpenCV and FFmpeg read the variables once, when OpenCV first opens a video."""
     import subprocess
     import sys
 
     (tmp_path / "cut.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))
-    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "cut.mp4")], capture_output=True,
-                       text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"})
-    assert r.returncode == 2 and "cut.mp4: cannot open as a video" in r.stderr
+    (tmp_path / "cut.avi").write_bytes(_clip(tmp_path, astronaut).read_bytes()[:300])  # in its hdrl list
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(tmp_path / "cut.mp4"), str(tmp_path / "cut.avi")],
+                       capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("OPENCV_FFMPEG", "OPENCV_VIDEOIO"))})
+    assert r.returncode == 2 and "cut.mp4: cannot open as a video" in r.stderr and "cut.avi: cannot open as a video" in r.stderr
     assert [line for line in r.stderr.splitlines() if not line.startswith("error:") and line.strip()] == []
 
 

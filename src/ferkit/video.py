@@ -123,6 +123,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
     # FFmpeg's own lines ("moov atom not found") would stand beside ferkit's message about the same
     # file; set OPENCV_FFMPEG_LOGLEVEL (e.g. 32) to see them. Read when OpenCV first opens a video.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    # Where FFmpeg cannot open a file, OpenCV tried its own MJPEG/AVI reader, which wrote "Unexpected element.
+    # Expected: LIST. Got: ..." to stderr for an AVI cut short in its header, with 4 bytes of uninitialized
+    # memory (garbage, on a terminal) and nothing to add: the FFmpeg that OpenCV's wheels ship reads every
+    # MJPEG AVI. Read when OpenCV first opens a video, as above; OPENCV_VIDEOIO_PRIORITY_CV_MJPEG=1 has it back (last).
+    os.environ.setdefault("OPENCV_VIDEOIO_PRIORITY_CV_MJPEG", "0")
     try:
         import cv2
     except ModuleNotFoundError as e:  # the light install: OpenCV is the [opencv] extra

@@ -46,6 +46,18 @@ def write_fer_csv(path: Path, usages=("Training", "PublicTest", "PrivateTest"), 
     return path
 
 
+def write_image_folder(root: Path, classes=("happy", "sad"), n: int = 4) -> Path:
+    """An image-folder data set ROOT/<class>/*.png of n synthetic 48x48 grey faces a class."""
+    from PIL import Image
+
+    faces, _ = synthetic_faces(n * len(classes))
+    for k, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(faces[k * n + i]).save(root / cls / f"{cls}_{i}.png")
+    return root
+
+
 class FullDisk:
     """A file on a disk with room for `room` more bytes: each write stops where the room ends and
     raises ENOSPC, as a real full disk (torch.save's zip writer then raises a RuntimeError of its own)."""

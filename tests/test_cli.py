@@ -325,6 +325,50 @@ def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     assert json.loads((tmp_path / "new" / "dir" / "m.json").read_text())["split"] == "test"
 
 
+def test_no_output_goes_into_the_image_folder_a_command_reads(tiny_run, tmp_path, capsys, monkeypatch):
+    """An output inside an image-folder data set was written among its faces: a run (train, search) or a metrics
+    file (evaluate --json), a graph (export --onnx --int8, calibrated on the folder) put files there that each
+    later reading left out with a warning, and a run's folder there became a class once plot or visualize wrote
+    into it. Each is refused before the work, with the same message; outside the folder all is as ever."""
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "faces")
+    faces = sorted(data.rglob("*"))
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec().to_dict()))
+    monkeypatch.setenv("FERKIT_DATA", str(data))  # the default data: read where --data is not given
+    for argv, flag, out in [(["train", "--model", str(spec), "--data", str(data)], "--out", data / "run"),
+                            (["train", "--model", str(spec), "--epochs", "1"], "--out", data),
+                            (["evaluate", str(tiny_run), "--data", str(data), "--split", "all"], "--json", data / "happy" / "m.json"),
+                            (["export", str(tiny_run), "--int8", "--data", str(data)], "--onnx", data / "m.onnx")]:
+        assert main([*argv, flag, str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} {out}: {'is' if out == data else 'lies inside'} the data folder {data}, and what "
+                              f"it writes there would be read with the data (an image as a face); choose another {flag} "
+                              "outside it"), err
+        assert sorted(data.rglob("*")) == faces, argv
+    assert main(["export", str(tiny_run), "--onnx", str(data / "m.onnx")]) == 0  # no --int8: the folder is not read
+
+
+def test_evaluate_never_writes_over_the_data_its_run_trained_on(tiny_run, tmp_path, capsys):
+    """Scored on other data, --json naming the run's own FER2013 file (a .csv name, which is no model, photo or
+    video) replaced it with the metrics."""
+    import shutil
+
+    from ferkit.checkpoint import read_checkpoint, save_checkpoint
+
+    own, other = tmp_path / "own.csv", tmp_path / "other.csv"
+    shutil.copy(tiny_run.parent / "fer.csv", own)
+    shutil.copy(tiny_run.parent / "fer.csv", other)
+    before = own.read_bytes()
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    best = read_checkpoint(run / "best.pt")
+    best["config"]["data"] = str(own)
+    save_checkpoint(best, run / "best.pt")
+    assert main(["evaluate", str(run), "--data", str(other), "--json", str(own)]) == 2
+    assert f"error: --json {own}: is the command's own input" in capsys.readouterr().err and own.read_bytes() == before
+
+
 def test_evaluate_refuses_a_bad_model_before_loading_the_data(tiny_run, tmp_path, capsys, monkeypatch):
     import ferkit.data
 

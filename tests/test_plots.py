@@ -130,6 +130,23 @@ def test_cli_plot(tiny_run, tmp_path, capsys):
     assert "overall" in capsys.readouterr().out
 
 
+def test_cli_plot_never_writes_into_the_image_folder_a_run_trained_on(tiny_run, tmp_path, capsys):
+    """(as visualize's: --out DATA/figures made the figures a class of the next training, --out DATA bad entries)"""
+    import shutil
+
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "faces")
+    faces = sorted(data.rglob("*"))
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()), "data": str(data)}))
+    for out in (data / "figures", data):
+        assert main(["plot", str(run), "--out", str(out)]) == 2
+        assert f"error: --out {out}: {'is' if out == data else 'lies inside'} the data folder {data}, " in capsys.readouterr().err
+    assert sorted(data.rglob("*")) == faces
+    assert main(["plot", str(run), "--out", str(run)]) == 0  # beside the run's files: none of them is a figure's name
+
+
 def test_confusion_figures_of_runs_named_alike_get_files_of_their_own(tmp_path):
     """(plot col/a-b/r col/a/b-r: run_names' a-b/r and a/b-r both became confusion-a-b-r-val.png, one over the other)"""
     m = _metrics([0.5] * 7)

@@ -233,6 +233,29 @@ def test_export_and_report_never_write_over_their_input(tiny_run, tmp_path, caps
     assert main(["export", "ferplus-fast", "--pt", str(tmp_path / "bundled.pt")]) == 0  # a bundled model by name, as evaluate takes
 
 
+def test_predict_never_writes_over_or_into_the_data_its_checkpoint_trained_on(tiny_run, tmp_path, capsys, astronaut):
+    """--csv naming the data file the model trained on (which --precision int8 calibrates on) replaced it with the
+    results; --annotate in its image folder put the annotated copies among its faces."""
+    import shutil
+
+    from conftest import write_image_folder
+    from ferkit.checkpoint import read_checkpoint, save_checkpoint
+
+    photo, own, folder = tmp_path / "a.jpg", tmp_path / "own.csv", write_image_folder(tmp_path / "faces")
+    Image.fromarray(astronaut).save(photo)
+    shutil.copy(tiny_run.parent / "fer.csv", own)
+    before, faces = own.read_bytes(), sorted(folder.rglob("*"))
+    best = read_checkpoint(tiny_run / "best.pt")
+    for data, flag, out, message in [(own, "--csv", own, "is the command's own input"),
+                                     (folder, "--annotate", folder / "happy", "lies inside the data folder"),
+                                     (folder, "--annotate", folder / "a.png", "lies inside the data folder")]:
+        save_checkpoint({**best, "config": {**best["config"], "data": str(data)}}, tmp_path / "m.pt")
+        assert main(["predict", str(photo), "--model", str(tmp_path / "m.pt"), flag, str(out)]) == 2, out
+        err = capsys.readouterr().err
+        assert f"error: {flag} {out}: " in err and message in err, err
+    assert own.read_bytes() == before and sorted(folder.rglob("*")) == faces
+
+
 def test_predict_and_demo_never_write_over_a_photo_they_read(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     import ferkit.predict as fp
 

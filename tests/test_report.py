@@ -135,6 +135,28 @@ def test_report_never_writes_over_the_data_it_reads(tiny_run, tmp_path, capsys):
     assert "is the command's own input" in capsys.readouterr().err and csv.read_bytes() == before
 
 
+def test_report_with_no_data_never_writes_over_or_into_a_run_s_own_data(tiny_run, tmp_path, capsys):
+    """--no-data read no data, so the check of the data it reads passed: --out naming the run's own FER2013 file
+    replaced it with the page, and --out in its own image folder put the page among its faces."""
+    import json
+
+    from conftest import write_image_folder
+
+    csv, folder = tmp_path / "fer.csv", write_image_folder(tmp_path / "faces")
+    shutil.copy(tiny_run.parent / "fer.csv", csv)
+    before, faces = csv.read_bytes(), sorted(folder.rglob("*"))
+    for data, out, message in [(csv, csv, "is the command's own input"),
+                               (folder, folder / "happy" / "r.html", "lies inside the data folder")]:
+        run = tmp_path / f"run-{data.name}"
+        shutil.copytree(tiny_run, run)
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "data": str(data)}))
+        assert main(["report", str(run), "--no-data", "--out", str(out), "--faces", "0"]) == 2, out
+        err = capsys.readouterr().err
+        assert f"--out {out}: " in err and message in err, err
+    assert csv.read_bytes() == before and sorted(folder.rglob("*")) == faces
+
+
 def test_report_reuses_evaluate_metrics(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -316,6 +316,19 @@ def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
     assert "no PublicTest rows" in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 
+def test_a_search_inside_the_image_folder_it_reads_is_refused_before_a_trial(files, tmp_path, capsys):
+    """(as train's --out: its trials' run folders, and their figures later, were written among the faces)"""
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "faces")
+    faces = sorted(data.rglob("*"))
+    argv = _argv(files, data / "s", "--trials", "0")
+    argv[argv.index("--data") + 1] = str(data)
+    assert main(argv) == 2
+    assert f"error: --out {data / 's'}: lies inside the data folder {data}, " in capsys.readouterr().err
+    assert sorted(data.rglob("*")) == faces
+
+
 def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(files, tmp_path, tiny_run, capsys):
     """A mistyped fixed flag fails every trial; the rerun without it was refused for 'other settings'
     in that --out for good. A training run's folder is no search's --out."""

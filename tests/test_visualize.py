@@ -266,6 +266,32 @@ def test_cli_visualize_row_without_data_reads_the_data_the_run_trained_on(tiny_c
     assert "val row 2 (label: " in capsys.readouterr().out and (out / "filters.png").exists()
 
 
+def test_cli_visualize_never_writes_into_an_image_folder_it_reads_or_the_run_trained_on(tiny_run, tmp_path, capsys):
+    """--out in an image-folder data set put face.png, filters.png ... among its faces: the next training read
+    them as a class of their own (--out DATA/viz), as faces of a class (DATA/happy) or failed (DATA itself)."""
+    import shutil
+
+    from conftest import write_image_folder
+    from ferkit.checkpoint import read_checkpoint, save_checkpoint
+
+    data = write_image_folder(tmp_path / "faces")
+    faces = sorted(data.rglob("*"))
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # one that trained on the folder: its own data, read or not
+    best = read_checkpoint(run / "best.pt")
+    best["config"]["data"] = str(data)
+    save_checkpoint(best, run / "best.pt")
+    for extra, out, how in [(["--row", "0", "--split", "all", "--data", str(data)], data / "viz", "lies inside"),
+                            (["--row", "0", "--split", "all", "--data", str(data)], data, "is"),
+                            ([], data / "happy", "lies inside")]:
+        argv = ["visualize", str(tiny_run if extra else run), "--what", "filters", "--out", str(out), *extra]
+        assert main(argv) == 2, argv
+        assert f"error: --out {out}: {how} the data folder {data}, " in capsys.readouterr().err, argv
+        assert sorted(data.rglob("*")) == faces, argv
+    out = tmp_path / "viz"  # outside it, as ever
+    assert main(["visualize", str(run), "--what", "filters", "--row", "0", "--split", "all", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"face.png", "filters.png"}
+
+
 def test_cli_visualize_on_a_full_disk_leaves_no_empty_folder(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     """(as plot's: face.png's write made --out, and a full disk left it empty)"""
     import errno

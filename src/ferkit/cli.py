@@ -301,6 +301,7 @@ def cmd_train(args):
     else:
         cfg = config_from_args(args)
         out = check_output(args.out or _default_out(cfg), "--out", folder=True)
+        check_not_input(out, "--out", [_data_read(cfg.data)])  # a run inside an image folder is read with it
     go_on = f"continue from its last whole epoch with 'ferkit train --resume {out}'"
     try:
         history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
@@ -437,7 +438,8 @@ def cmd_evaluate(args):
     if votes and not labels_file and recorded and Path(recorded).is_file():  # the votes the run trained on, as report takes them
         labels_file = recorded
         print(f"FER+ votes: {recorded} (the run's --labels-file)")
-    check_not_input(out, "--json", [_checkpoint_file(ck), data.source] + ([labels_file] if labels_file else []))
+    check_not_input(out, "--json", [_checkpoint_file(ck), data.source, labels_file,
+                                    None if is_onnx_file(ck) else runs.trained_on(clf.meta.get("config"))])
     m = evaluate_split(clf, data, split, labels_file, args.tta, _classes_alone(clf.labels, data))
     # a bundled model by its name; any path absolute (one into ferkit's folder too), as relative it told nothing elsewhere
     m.update(checkpoint=args.checkpoint if args.checkpoint in BUNDLED else os.path.abspath(args.checkpoint), precision=clf.precision)
@@ -568,6 +570,7 @@ def cmd_search(args):
     cfg = config_from_args(args)
     params = search_space(cfg, args.param, defaults=not args.no_default_params)
     out = check_output(args.out or f"runs/search-{Path(cfg.model).stem}", "--out", folder=True)
+    check_not_input(out, "--out", [_data_read(cfg.data)])  # (as train's: its trials' runs are inside it)
     cv = args.cv or 0
     length = "epochs searched" if any(p.name == "epochs" for p in params) else f"{cfg.epochs} epoch(s) per trial"
     print(f"searching {', '.join(p.text for p in params)}\n{cfg.model}, {length}, scored by "
@@ -648,6 +651,11 @@ def cmd_predict(args):
     files, problems, copies = _predict_inputs(args, one_copy, texts)
     predictor = Predictor(args.model, backend=args.backend, device=args.device, detector=args.detector, align=args.align,
                           precision=args.precision, tta=args.tta)
+    # a checkpoint's own data (which int8 calibrates on): results over its CSV, copies among its faces
+    own = runs.trained_on(predictor.classifier.meta.get("config")) if predictor.classifier is not None else None
+    for name, out in (("--json", args.json), ("--csv", args.csv), ("--annotate", args.annotate)):
+        if out:
+            check_not_input(Path(out), name, [own])
     done, failed, copied = 0, len(problems), 0  # the results themselves go to the files as they come, not kept
     bar, wrote = _progress(files), [f for f in (args.json, args.csv) if f]
     # the files are renamed into place at the end and at Ctrl-C (what was done so far is kept, not lost with
@@ -787,11 +795,12 @@ def _export_args(p):
                                                                  "data (a run trained with --skip-bad-rows needs it too)")
 
 
-def _export_target(name: str, flag: str, src: Path) -> Path:
+def _export_target(name: str, flag: str, src: Path, data: Path | None = None) -> Path:
     """export's output file, its missing folders created: never the checkpoint it reads, nor a file of a run
-    (a slim copy over last.pt has no training state to resume from), not even through a link to them."""
+    (a slim copy over last.pt has no training state to resume from), not even through a link to them, nor a
+    file in the image folder that calibrates --int8 (`data`)."""
     out = check_output(name, flag)
-    check_not_input(out, flag, [src])
+    check_not_input(out, flag, [src, data])
     runs.check_not_run_file(out, flag)
     return out
 
@@ -833,7 +842,6 @@ def cmd_export(args):
         return
     if args.half:
         raise FerkitError("--half is for --pt; for a smaller, faster ONNX graph use --int8")
-    out = _export_target(args.onnx, "--onnx", src)
     if (args.data or args.skip_bad_rows) and not args.int8:
         flag = "--data" if args.data else "--skip-bad-rows"
         raise FerkitError(f"{flag} is for the faces that calibrate --int8; add --int8, or leave {flag} out")
@@ -846,6 +854,8 @@ def cmd_export(args):
         reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
     # the run's own data are read as it read them, bad rows skipped where it skipped them
     skip = args.skip_bad_rows or bool(own) and runs.skipped_bad_rows(config) and (not args.data or same_path(args.data, own))
+    # (once the data --int8 reads is known: the run's own, recorded in the checkpoint, where no --data is given)
+    out = _export_target(args.onnx, "--onnx", src, _data_read(args.data or own) if args.int8 else None)
     faces = calibration_faces(args.data or own, skip_bad_rows=skip, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
@@ -880,6 +890,18 @@ def _checkpoint_file(name: str | Path) -> Path:
     return runs.folder_checkpoint(p) if p.is_dir() else p
 
 
+def _data_read(path: str | None) -> Path | None:
+    """The data that load_fer reads for --data `path` (None: $FERKIT_DATA's, else the shared copy), or None where
+    there is none (load_fer says so when it reads): what a command's outputs are checked against (check_not_input)."""
+    from .data import find_data
+    from .errors import DataError
+
+    try:
+        return find_data(path)
+    except DataError:
+        return None
+
+
 def _files_of(paths: list[str | Path]) -> list[Path]:
     """The files that run arguments name: a checkpoint, or every file of a run folder."""
     return [f for p in map(Path, paths) for f in ([p] if p.is_file() else sorted(p.glob("*")) if p.is_dir() else [])]
@@ -899,6 +921,7 @@ def cmd_plot(args):
 
     out = check_output(args.out, "--out", folder=True)
     folders = read_runs(_run_paths(args.runs))
+    check_not_input(out, "--out", [runs.trained_on(run.config) for run in folders])  # (as visualize's: PNGs are faces there)
     metrics = runs.best_metrics(folders)
     files = [save(fig, out / name) for name, fig in run_figures(folders, metrics)]
     print(runs.format_summary(folders) + "\n")
@@ -967,13 +990,16 @@ def cmd_visualize(args):
     if not len(clf.model.features):  # e.g. a spec of FC layers alone
         raise FerkitError(f"{args.checkpoint}: its model has no conv layers, so no activation maps, filters or DeepDream "
                           "to draw")
+    config = clf.meta.get("config")  # --data, else the run's own data (as evaluate reads it), else the default
+    # the PNGs in an image folder would be faces of its next reading: refused for the data --row reads and the
+    # run's own, whether read now or not
+    check_not_input(out, "--out", [runs.trained_on(config), _data_read(args.data or runs.trained_on(config))])
     if args.image:
         face, how = face_from_image(args.image, clf.spec)
         title = f"{args.image}: {how}"
     elif args.row is not None:
         from .data import NO_SPLIT, OWN_SPLITS, load_fer, reading_for
 
-        config = clf.meta.get("config")  # --data, else the run's own data (as evaluate reads it), else the default
         reading = reading_for(clf.spec, config, args.label_names)
         if args.split == "all":  # no split drawn (a few images a class could not be split)
             reading.update(NO_SPLIT)

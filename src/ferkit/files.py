@@ -201,19 +201,29 @@ def check_regular_file(path: Path, what: str, error: Callable[[str], FerkitError
 
 
 def check_not_input(out: Path, flag: str, inputs) -> None:
-    """A FerkitError when the output `out` is one of the command's input files (the checkpoint being
-    exported, a file of a run being reported): writing it would replace what the command reads."""
-    if not out.is_file():
-        return
-    target = out.stat()
+    """A FerkitError when the output `out` (a file, or the folder a command writes into) is one of the command's
+    input files (the checkpoint being exported, a file of a run being reported), or is or lies inside an input
+    folder, an image-folder data set: its next reading took a figure written there for a face (of a class named
+    after its folder) or a bad entry, and left a page or a run's files out with a warning. The one check of an
+    output against what its command reads (or, a run's own data, would read); None: no input."""
+    target = out.stat() if out.is_file() else None
+    where = None  # out resolved, found for the first input folder
     for i in inputs:  # one stat an input (predict gives every photo of its folders)
+        if i is None:
+            continue
         try:
             st = os.stat(i)
         except OSError:
             continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):  # os.path.samefile's test
+        if target is not None and (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):  # os.path.samefile's test
             raise FerkitError(f"{flag} {out}: is {'' if Path(i) == out else f'{i}, '}the command's own input; writing it "
                               "would replace what it reads; give another file name")
+        if stat.S_ISDIR(st.st_mode):
+            where, folder = where or out.resolve(), Path(i).resolve()
+            if where == folder or folder in where.parents:
+                raise FerkitError(f"{flag} {out}: {'is' if where == folder else 'lies inside'} the data folder {i}, and what "
+                                  f"it writes there would be read with the data (an image as a face); choose another {flag} "
+                                  "outside it")
 
 
 def _alive(pid: int) -> bool:

@@ -346,3 +346,61 @@ def test_a_vote_column_given_twice_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"twice.csv, line 1: column\(s\) neutral appear more than once \(header is "
                                         r"'Usage,Image name,neutral,.*,NF,neutral'\); keep one of each"):
         ferplus.read_votes(tmp_path / "twice.csv", load_fer(fer).splits)
+
+
+def _targets_face_by_face(votes, mode):
+    """ferplus.targets as it was, one face at a time (FER+'s reference code): the rule the whole-array one keeps."""
+    def one(raw):
+        raw = np.where(raw <= 1, 0, raw).astype(np.float64)
+        total, out = raw.sum(), np.zeros(10)
+        unknown = np.zeros(10)
+        unknown[8] = 1
+        if mode == "multi_target":
+            out = np.where(raw >= 0.3 * total, raw, 0)
+            return unknown if out.sum() <= 0.5 * total else out / out.sum()
+        taken, count, valid = 0.0, 0, True
+        while taken < 0.75 * total and count < 3 and valid:
+            top = raw.max()
+            for i in range(10):
+                if raw[i] == top:
+                    out[i], raw[i] = top, 0
+                    taken += top
+                    count += 1
+                    if i >= 8:
+                        valid = False
+                        if out.sum() > top:
+                            out[i] = 0
+                            count -= 1
+                        break
+        return unknown if out.sum() <= 0.5 * total or count > 3 else out / out.sum()
+
+    w = np.stack([one(v) for v in votes])
+    keep = w.argmax(1) < 8
+    t = np.where(keep[:, None], w[:, :8], 0)
+    t = (t > 0).astype(np.float32) if mode == "multi_target" else t / np.maximum(t.sum(1, keepdims=True), 1e-12)
+    return t.astype(np.float32), keep
+
+
+def test_targets_follow_the_ferplus_rules_for_all_faces_at_once(monkeypatch):
+    """(targets ran _process face by face in Python for the probability, crossentropy and multi_target modes)"""
+    rng = np.random.default_rng(1)
+    votes = np.concatenate([  # 10 annotators as FER+ has them; small counts in every column (ties of all kinds)
+        np.stack([rng.multinomial(10, rng.dirichlet(np.full(10, 0.3))) for _ in range(2000)]),
+        rng.integers(0, 5, (2000, 10)), rng.integers(0, 3, (1000, 10)) * 2,
+        np.pad(rng.integers(0, 4, (500, 4)), ((0, 0), (0, 6)))[:, [0, 1, 8, 9, 2, 3, 4, 5, 6, 7]],  # with unknown/NF
+    ]).astype(np.float32)
+    votes[:12] = [[4, 0, 0, 0, 0, 0, 0, 0, 4, 2], [0] * 8 + [5, 5], [3, 3, 0, 0, 0, 0, 0, 0, 3, 1],  # ties with unknown/NF
+                  [5, 3, 0, 0, 0, 0, 0, 0, 0, 3], [4, 2, 2, 2, 0, 0, 0, 0, 0, 0], [2, 2, 2, 2, 2, 0, 0, 0, 0, 0],
+                  [1] * 10, [0] * 10, [0, 0, 0, 0, 0, 0, 0, 0, 6, 4], [7, 0, 0, 0, 0, 0, 0, 0, 3, 0],
+                  [300, 200, 0, 0, 0, 0, 0, 0, 200, 0], [2, 0, 0, 0, 0, 0, 0, 0, 0, 8]]
+    calls = []
+    process = ferplus._process
+    monkeypatch.setattr(ferplus, "_process", lambda v, mode: calls.append(len(v)) or process(v, mode))
+    for mode in ("probability", "crossentropy", "multi_target"):
+        t, keep = ferplus.targets(votes, mode)
+        want_t, want_keep = _targets_face_by_face(votes, mode)
+        assert t.dtype == np.float32 and np.array_equal(keep, want_keep) and np.array_equal(t, want_t), mode
+        assert 0 < keep.sum() < len(votes) and (t[~keep] == 0).all()
+        t, keep = ferplus.targets(votes[:0], mode)
+        assert t.shape == (0, 8) and t.dtype == np.float32 and keep.shape == (0,)
+    assert calls == [len(votes)] * 3, "face by face"

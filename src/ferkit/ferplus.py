@@ -179,39 +179,38 @@ def _counted(votes: np.ndarray) -> np.ndarray:
     return np.where(votes <= 1, 0, votes).astype(np.float64)
 
 
-def _process(raw: np.ndarray, mode: str) -> np.ndarray:
-    """One face's votes (10,) -> weights over the 10 columns (FER+ reference algorithm); all-unknown = dropped."""
-    unknown = np.zeros(10, np.float32)
-    unknown[8] = 1
-    raw = _counted(raw)
-    total = raw.sum()
-    out = np.zeros(10)
+def _process(votes: np.ndarray, mode: str) -> np.ndarray:
+    """Votes (N, 10) -> weights (N, 10) over the 10 columns (FER+ reference algorithm), all faces at once; a
+    dropped face's weight is all on unknown. Face by face in Python it cost ~3.5 s a mode on FER+'s 32,298 rows."""
+    raw = _counted(votes)  # (a copy: taken votes are zeroed in it)
+    total = raw.sum(1)
     if mode in ("probability", "crossentropy"):
         # Take the most-voted emotions (ties together) until 75% of the votes or 3 emotions are in;
-        # stop at a tie with unknown/NF, keeping the emotions already taken.
-        taken, count, valid = 0.0, 0, True
-        while taken < 0.75 * total and count < 3 and valid:
-            top = raw.max()
-            for i in range(10):
-                if raw[i] == top:
-                    out[i], raw[i] = top, 0
-                    taken += top
-                    count += 1
-                    if i >= N_EMOTIONS:
-                        valid = False
-                        if out.sum() > top:
-                            out[i] = 0
-                            count -= 1
-                        break
-        if out.sum() <= 0.5 * total or count > 3:
-            return unknown
+        # stop at a tie with unknown/NF, keeping the emotions already taken. Each pass is one round of
+        # the reference's loop for the faces still in it (a few passes: each takes an emotion or stops).
+        out = np.zeros_like(raw)
+        taken, count = np.zeros(len(raw)), np.zeros(len(raw), np.int64)
+        valid, dropped = np.ones(len(raw), bool), np.zeros(len(raw), bool)
+        while (going := (taken < 0.75 * total) & (count < 3) & valid).any():
+            top = raw.max(1)
+            tied = (raw == top[:, None]) & going[:, None]
+            emotions = tied[:, :N_EMOTIONS]  # before unknown/NF in the reference's column order: all taken
+            out[:, :N_EMOTIONS][emotions] = raw[:, :N_EMOTIONS][emotions]
+            raw[:, :N_EMOTIONS][emotions] = 0
+            taken += top * emotions.sum(1)
+            count += emotions.sum(1)
+            stop = tied[:, N_EMOTIONS:].any(1)  # unknown or NF among the most voted
+            dropped |= stop & ~(out[:, :N_EMOTIONS] > 0).any(1)  # ... before any emotion: the face is theirs
+            valid &= ~stop
+        dropped |= (out.sum(1) <= 0.5 * total) | (count > 3)
     elif mode == "multi_target":
-        out = np.where(raw >= 0.3 * total, raw, 0)
-        if out.sum() <= 0.5 * total:
-            return unknown
+        out = np.where(raw >= 0.3 * total[:, None], raw, 0)
+        dropped = out.sum(1) <= 0.5 * total
     else:
         raise ValueError(f"label mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return out / out.sum()
+    unknown = np.zeros(10)
+    unknown[8] = 1
+    return np.where(dropped[:, None], unknown, out / np.where(dropped, 1, out.sum(1))[:, None])
 
 
 def targets(votes: np.ndarray, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +224,7 @@ def targets(votes: np.ndarray, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np
         labels = majority_labels(votes)
         keep = labels >= 0
         return np.eye(N_EMOTIONS, dtype=np.float32)[np.maximum(labels, 0)] * keep[:, None], keep
-    w = np.stack([_process(v, mode) for v in votes]) if len(votes) else np.zeros((0, 10))
+    w = _process(votes, mode) if len(votes) else np.zeros((0, 10))
     keep = w.argmax(1) < N_EMOTIONS
     t = np.where(keep[:, None], w[:, :N_EMOTIONS], 0)
     if mode == "multi_target":

@@ -450,6 +450,29 @@ def test_crop_face_checks_its_arguments():
     assert crop_face(grey, np.array([10.0, 10, 30, 30], np.float32), np.float32(0), np.int64(8), np.float64(5)).shape == (8, 8)
 
 
+
+def test_find_faces_checks_the_crop_once_a_photo(monkeypatch):
+    """(each face's crop_face checked the size and margin find_faces had checked for the photo: once a face)"""
+    from skimage import data
+
+    import ferkit.faces
+    from ferkit.detectors import get_detector
+
+    rgb = data.astronaut()
+    two = np.concatenate([rgb, rgb[:, ::-1]], 1)  # two faces, one turned to each side
+    checks, check = [], ferkit.faces._check_crop
+    monkeypatch.setattr(ferkit.faces, "_check_crop", lambda *a, **k: checks.append(a) or check(*a, **k))
+    for channels in (1, 3):
+        checks.clear()
+        faces = find_faces(two, margin=0.2, size=40, channels=channels)
+        assert len(faces) == 2 and len(checks) == 1
+        image = to_grey(two) if channels == 1 else two
+        to_square = get_detector("yunet").box_to_square
+        for f, d in zip(faces, detect_faces(two)):  # each crop still crop_face's, framed as the detector's box says
+            x, y, w, h = d.box
+            s = max(w, h) * to_square
+            assert np.array_equal(f.face, crop_face(image, (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s), 0.2, 40, f.angle))
+
 def test_crop_is_square_and_pads_at_the_edge():
     grey = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
     c = crop_face(grey, (0, 0, 40, 40))

@@ -588,10 +588,16 @@ def crop_face(grey: np.ndarray, box, margin: float = MARGIN, size: int = SIZE, a
     face costs about what a small one does. A square far past the photo costs at most a few times the
     photo's memory (_pads); one over `size` x the photo's shorter side (the photo under a pixel of the crop
     across; w=1e300 was an OverflowError, a 50,000-pixel square a 2.5 GB padding) is a FerkitError."""
+    _check_crop(size, margin=margin, angle=angle, boxes=(box,))
+    return _crop(grey, box, margin, size, angle)
+
+
+def _crop(image: np.ndarray, box, margin: float, size: int, angle: float) -> np.ndarray:
+    """crop_face once its arguments are checked: find_faces checks size and margin once for all the faces of a photo
+    and crops each here, its square and angle made of the detector's box and landmarks (the square's side > 0: the
+    box's longer side is past _detect_at's floor; a NaN or inf box stops at find_faces' rounding)."""
     from PIL import Image
 
-    _check_crop(size, margin=margin, angle=angle, boxes=(box,))
-    image = grey  # grey (H, W) or RGB (H, W, 3)
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
     shortest = min(image.shape[:2])  # (k <= shortest / REDUCE, so _pads pads by at most about the photo's shorter side)
@@ -652,7 +658,7 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
     The photo: as detect_faces takes it."""
     from .detectors import get_detector
 
-    _check_crop(size, channels, margin)  # (min_face: detect_faces checks it)
+    _check_crop(size, channels, margin)  # once for the photo's faces (min_face: detect_faces checks it)
     box_to_square = get_detector(detector).box_to_square
     rgb = _photo(rgb)  # (once, before the crops' source and the detector are made of it)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from
@@ -663,7 +669,7 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
         square = (x + w / 2 - s / 2, y + h / 2 - s / 2, s, s)
         angle = eye_angle(d.landmarks) if align and d.landmarks is not None else 0.0
         box = tuple(int(round(v)) for v in d.box)
-        faces.append(Face(box, crop_face(grey, square, margin, size, angle), d.score, d.landmarks, angle))
+        faces.append(Face(box, _crop(grey, square, margin, size, angle), d.score, d.landmarks, angle))
     return faces
 
 

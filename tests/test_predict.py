@@ -1346,6 +1346,30 @@ def test_detector_choice_and_crops(tiny_checkpoint, astronaut, tmp_path):
     assert len(p.predict(np.full((30, 30, 3), 255, np.uint8), crops=True)) == 1
 
 
+
+def test_predict_takes_a_photo_as_find_faces_takes_it(tiny_checkpoint, two_faces, monkeypatch):
+    """(Predictor.predict had its own check of a photo ready to use beside faces.as_photo's, one that sent a grey uint8
+    array through load_image to be copied to RGB, which find_faces and whole_face then turned grey again)"""
+    import ferkit.faces
+
+    p = Predictor(tiny_checkpoint)
+    grey = ferkit.faces.to_grey(two_faces)
+    as_rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    faces, crop = p.predict(as_rgb), p.predict(as_rgb, crops=True)
+
+    def copied(*args):
+        raise AssertionError("a photo ready to use was copied by load_image")
+
+    monkeypatch.setattr(ferkit.faces, "_from_array", copied)
+    assert len(faces) == 2 and p.predict(grey) == faces and p.predict(grey, crops=True) == crop
+    assert len(p.predict(two_faces)) == 2
+    monkeypatch.undo()  # any other array is still load_image's: a view or an RGBA one
+    view = np.broadcast_to(as_rgb[:1, :1], (100_000, 100_000, 3))
+    with pytest.raises(FerkitError, match=r"100000x100000 pixels is too large"):
+        p.predict(view)
+    rgba = np.concatenate([as_rgb, np.full(grey.shape + (1,), 255, np.uint8)], axis=2)
+    assert p.predict(rgba) == faces
+
 def test_predict_cli_crops(tiny_checkpoint, tmp_path, capsys):
     from conftest import synthetic_faces
 

@@ -475,7 +475,7 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR, min_face: float | No
     if not min_face_fits(min_face):  # ('a' was a TypeError inside the detector, 2 silently no face)
         raise FerkitError(problem("min_face", MIN_FACE, min_face))
     find = get_detector(detector)
-    rgb = _photo(rgb)
+    rgb = as_photo(rgb)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     h, w = rgb.shape[:2]
@@ -643,7 +643,7 @@ def whole_face(rgb: np.ndarray, size: int = SIZE, channels: int = 1) -> np.ndarr
     """A photo that is already a face crop (as in most FER data sets) -> uint8 (size, size): its
     centre square, grey, resized; with channels=3 the square in colour, (size, size, 3). The photo: as detect_faces takes it."""
     _check_crop(size, channels)
-    rgb = _photo(rgb)
+    rgb = as_photo(rgb)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)
     h, w = grey.shape[:2]
     s = min(h, w)
@@ -660,7 +660,7 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
 
     _check_crop(size, channels, margin)  # once for the photo's faces (min_face: detect_faces checks it)
     box_to_square = get_detector(detector).box_to_square
-    rgb = _photo(rgb)  # (once, before the crops' source and the detector are made of it)
+    rgb = as_photo(rgb)  # (once, before the crops' source and the detector are made of it)
     grey = to_grey(rgb) if channels == 1 else _rgb(rgb)  # named grey for the usual case: the image the crops come from
     faces = []
     for d in detect_faces(rgb, detector, min_face):
@@ -673,12 +673,13 @@ def find_faces(rgb: np.ndarray, min_face: float | None = None, margin: float = M
     return faces
 
 
-def _photo(image) -> np.ndarray:
+def as_photo(image) -> np.ndarray:
     """The photo detect_faces, find_faces and whole_face work on: a uint8 grey (H, W) or RGB (H, W, 3)
     array as it is, anything else as load_image reads it (an RGBA PNG's array, floats, a PIL image, a
     path), or its ImageError. These were numpy's and Pillow's errors ("could not broadcast input array
     from shape (4,60,60)", "Cannot handle this data type", "'str' object has no attribute 'ndim'"), or a
-    4-channel crop for a colour model. A view (np.broadcast_to) goes through load_image's pixel limit, as in Predictor.predict."""
+    4-channel crop for a colour model. A view (np.broadcast_to) goes through load_image's pixel limit. The one check
+    of a photo ready to use: Predictor.predict's too (it had its own, which sent a grey array through load_image)."""
     if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size and image.flags.c_contiguous
             and (image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3)):
         return image

@@ -31,7 +31,7 @@ import numpy as np
 from . import bundled
 from .config import MAX_THREADS, check_args
 from .errors import FerkitError, needs_extra
-from .faces import DETECTOR, MIN_FACE, SIZE, face_batch, find_faces, load_image, min_face_fits, whole_face
+from .faces import DETECTOR, MIN_FACE, SIZE, as_photo, face_batch, find_faces, min_face_fits, whole_face
 from .labels import EMOTIONS
 from .precisions import DEVICE, DEVICE_TEXT
 from .runs import is_whole
@@ -334,12 +334,10 @@ class Predictor:
         check_args(("min_face", min_face, MIN_FACE, min_face_fits(min_face)),
                     ("crops", crops, "True or False", isinstance(crops, bool)),
                     ("align", align, "True, False or None (as the Predictor was made)", align is None or isinstance(align, bool)))
-        # An RGB uint8 array in memory is used as it is, whatever its size (serve's uploads, decoded under their
-        # own limit); any other goes through load_image: its ImageError for an empty array, or one over its
+        # A uint8 RGB (or grey) array in memory is used as it is, whatever its size (serve's uploads, decoded under
+        # their own limit); any other goes through load_image: its ImageError for an empty array, or one over its
         # pixel limit (a np.broadcast_to view of 10**10 pixels holds none of them until the detector copies it)
-        ready = (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and image.shape[2] == 3
-                 and image.size and image.flags.c_contiguous)
-        rgb = image if ready else load_image(image)
+        rgb = as_photo(image)
         if crops:
             h, w = rgb.shape[:2]
             return [record((0, 0, w, h), self.predict_faces(whole_face(rgb, self.size, self.channels)[None])[0], self.labels)]

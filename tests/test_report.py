@@ -344,3 +344,17 @@ def test_report_on_data_without_val_faces_says_what_they_lack_in_their_own_terms
     few = _faces_folder(tmp_path / "few", 2)  # too few to draw the run's val and test split: one note says so
     said = notes(tiny_run, few)
     assert len(said) == 1 and said[0].startswith(f"note: {few}: cannot draw the stratified split") and "not evaluated" in said[0]
+
+
+def test_a_folder_too_small_to_split_is_read_once(tiny_run, tmp_path, capsys, monkeypatch):
+    """(report read such a folder twice: for the run's split, then again, whole, with no split drawn)"""
+    import ferkit.data
+
+    read, load_fer = [], ferkit.data.load_fer
+    monkeypatch.setattr(ferkit.data, "load_fer", lambda path, *a, **k: read.append(path) or load_fer(path, *a, **k))
+    few = _faces_folder(tmp_path / "few", 2)
+    assert main(["report", str(tiny_run), "--data", str(few), "--faces", "1", "--out", str(tmp_path / "r.html")]) == 0
+    assert read == [str(few)]
+    assert f"note: {few}: cannot draw the stratified split" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text()  # its faces, all 6 of them training ones, still show what the network sees
+    assert "Activation maps of angry -&gt; " in page and "astronaut" not in page

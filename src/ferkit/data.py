@@ -851,7 +851,12 @@ def bad_row(problem: str, fix: str, skip: str) -> BadRowError:
 
 
 class SplitError(DataError):
-    """Data without a split of their own that are too few (a class of a few images) for the split asked for."""
+    """Data without a split of their own that are too few (a class of a few images) for the split asked for.
+    unsplit: the data as read, with no split drawn (as NO_SPLIT reads them), for a command that goes on without one."""
+
+    def __init__(self, message: str, unsplit: FerData | None = None):
+        super().__init__(message)
+        self.unsplit = unsplit
 
 
 def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: float, fix: str | None = None) -> FerData:
@@ -862,8 +867,9 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
     none = data.splits < 0
     if not none.any():
         return data
+    unsplit = replace(data, splits=np.zeros(len(none), np.int8), own_split=False)  # every image a training one
     if none.all() and not val_fraction and not test_fraction:  # nothing to draw (and no "drew a stratified one" to log)
-        return replace(data, splits=np.zeros(len(none), np.int8), own_split=False)
+        return unsplit
     if not none.all():
         k = int(none.sum())
         raise DataError(f"{data.source}: {k} images have no split (right in ROOT/<class>/, or no split in their row) and "
@@ -883,7 +889,7 @@ def _with_splits(data: FerData, seed: int, val_fraction: float, test_fraction: f
             fix = "give each class more images, smaller or zero fractions, or splits in the data (train/ val/ test/ folders, or a split column)"
         else:
             what = f"the stratified split the model's training drew (val fraction {val_fraction}, test fraction {test_fraction})"
-        raise SplitError(f"{data.source}: cannot draw {what} ({e}; images per class: {counts}); {fix}") from None
+        raise SplitError(f"{data.source}: cannot draw {what} ({e}; images per class: {counts}); {fix}", unsplit) from None
     splits = np.zeros(len(idx), np.int8)
     splits[val], splits[test] = SPLITS.index("val"), SPLITS.index("test")
     log.info(f"{data.source}: the data give no split; drew a stratified one (--split-seed {seed}): train {len(train)}, "

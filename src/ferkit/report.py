@@ -75,7 +75,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
 def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = False):
     """The FerData to evaluate a run on, read as its training read it (input size and channels,
     class names, drawn split), or None (with a note saying why)."""
-    from .data import NO_SPLIT, OWN_SPLITS, SplitError, find_data, load_fer
+    from .data import OWN_SPLITS, SplitError, find_data, load_fer
     from .errors import DataError
 
     if data is False:
@@ -101,7 +101,7 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
                                              f"ferkit evaluate RUN_DIR --data {key[0]} --split all, or {OWN_SPLITS}")
         except SplitError as e:  # a few images a class: its faces still show what the network sees
             notes.append(str(e))
-            loaded[key] = load_fer(key[0], skip_bad_rows, **{**reading, **NO_SPLIT})
+            loaded[key] = e.unsplit  # (the data as read, not read again with NO_SPLIT)
         if loaded[key].skipped:
             notes.append(f"skipped {loaded[key].skipped} bad rows of {loaded[key].source}")
     return loaded[key]

@@ -76,6 +76,23 @@ def test_a_layer_number_is_checked_alike_everywhere(clf, face):
     assert [layer_name(clf.model, k) for k in (1, np.int64(2))] == ["conv1", "conv2"]
 
 
+
+def test_a_model_s_layer_names_are_built_once(clf, face, tiny_checkpoint, tmp_path, monkeypatch):
+    """(layer_name built the model's names twice a call, its check once more, and visualize named each layer's
+    activation maps by it: twice a layer)"""
+    import ferkit.visualize
+
+    built, names = [], ferkit.visualize.layer_names
+    monkeypatch.setattr(ferkit.visualize, "layer_names", lambda model: built.append(1) or names(model))
+    assert ferkit.visualize.layer_name(clf.model, 2) == "conv2" and len(built) == 1
+    built.clear()
+    img = save_face(face, tmp_path / "face.png")
+    assert main(["visualize", str(tiny_checkpoint), "--image", str(img), "--out", str(tmp_path / "viz"), "--what",
+                 "activations"]) == 0
+    assert len(built) == 2  # the plot's names and the .npz's, whatever the number of layers
+    with np.load(tmp_path / "viz" / "activations.npz") as z:
+        assert list(z) == ["conv1", "conv2"]
+
 def test_first_layer_filters(clf):
     w = first_layer_filters(clf.model)
     assert w.shape == (8, 1, 3, 3) and np.allclose(w, clf.model.features[0][0].weight.detach().numpy())

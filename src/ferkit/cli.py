@@ -974,6 +974,7 @@ def cmd_visualize(args):
         layer_name,
         layer_names,
         save_face,
+        short_names,
     )
 
     out = check_output(args.out, "--out", folder=True)
@@ -1018,19 +1019,20 @@ def cmd_visualize(args):
     print(f"{title}; predicted {clf.labels[int(probs.argmax())]} ({probs.max():.2f})")
     files = [save_face(face, out / "face.png")]
     if "activations" in args.what:
-        maps = activation_maps(clf, face)
-        write_output(out / "activations.npz", lambda f: np.savez_compressed(f, **{layer_name(clf.model, k + 1): m for k, m in enumerate(maps)}))
+        maps, names = activation_maps(clf, face), short_names(clf.model)  # (names once, not layer_name's once a layer)
+        write_output(out / "activations.npz", lambda f: np.savez_compressed(f, **dict(zip(names, maps))))
         files += [plots.save(plots.plot_activations(face, maps, layer_names(clf.model)), out / "activations.png"), out / "activations.npz"]
     if "filters" in args.what:
         files.append(plots.save(plots.plot_filters(first_layer_filters(clf.model)), out / "filters.png"))
     if "dream" in args.what:
         # said before it starts: a large --steps runs for minutes with nothing else on the screen
-        print(f"DeepDream from {layer_name(clf.model, layer)} (--layer {layer}): up to {args.octaves} octaves x {args.steps} steps ...", flush=True)
+        from_layer = layer_name(clf.model, layer)
+        print(f"DeepDream from {from_layer} (--layer {layer}): up to {args.octaves} octaves x {args.steps} steps ...", flush=True)
         dream = deep_dream(clf, face, dream_settings)
         before, after = layer_objective(clf, np.stack([face, dream]), layer, args.objective)
         print(f"  {args.objective} objective {before:.4f} -> {after:.4f}")
         files += [save_face(dream, out / "dream-face.png"),
-                  plots.save(plots.plot_dreams(face[None], dream[None], [layer_name(clf.model, layer)]), out / "dream.png")]
+                  plots.save(plots.plot_dreams(face[None], dream[None], [from_layer]), out / "dream.png")]
     print("wrote " + ", ".join(str(f) for f in files))
 
 

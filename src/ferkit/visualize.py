@@ -51,23 +51,26 @@ def layer_names(model) -> list[str]:
     return names
 
 
-def _short_names(model) -> list[str]:
-    """layer_names' first words, the blocks' own names: conv3, layer2, features.7."""
+def short_names(model) -> list[str]:
+    """layer_names' first words, the blocks' own names: conv3, layer2, features.7 (for each layer of a model at
+    once: layer_name builds them all for one)."""
     return [name.split(" ", 1)[0] for name in layer_names(model)]
 
 
 def layer_name(model, layer: int) -> str:
     """The short name of block `layer` (1-based) of model.features: conv3, layer2, features.7."""
-    return _short_names(model)[check_layer_number(model, layer) - 1]
+    names = short_names(model)  # (once: the check had them built again)
+    return names[check_layer_number(model, layer, names) - 1]
 
 
-def check_layer_number(model, layer) -> int:
+def check_layer_number(model, layer, names: list[str] | None = None) -> int:
     """Block `layer` (1-based) of model.features (a Classifier's or its network's) as an int, else a FerkitError naming
     each block. The one check of a layer number (layer_name, dream.check_layer): layer_name(model, 0) was the last
-    layer's name, unsaid, 99 an IndexError, and layer_objective(clf, face, '1') a TypeError."""
+    layer's name, unsaid, 99 an IndexError, and layer_objective(clf, face, '1') a TypeError. names: the model's
+    short_names, where the caller has them."""
     if not is_whole(layer):  # (True was layer 1; numpy's ints are taken)
         raise FerkitError(problem("--layer", "a whole number", layer))
-    names = _short_names(model)
+    names = short_names(model) if names is None else names
     if not 1 <= layer <= len(names):  # (a ResNet's 1..5 were 'conv layers', though it has 20 convs: its stem and 4 stages)
         listed = ", ".join(f"{k} {name}" for k, name in enumerate(names, 1))
         raise FerkitError(f"--layer {layer}: this model has layers 1..{len(names)} ({listed}); give one of those numbers")

@@ -530,6 +530,28 @@ def test_the_done_line_says_a_best_pt_it_cannot_read_rather_than_fail_after_trai
             f"from last.pt by 'ferkit train --resume {run}'); the last epoch is in {run / 'last.pt'}") in capsys.readouterr().out
 
 
+def test_a_resume_leaves_a_best_pt_ferkits_user_may_not_read(tiny_run, tmp_path, capsys, monkeypatch):
+    """Whether a resume's best.pt was damaged (replaced) or unreadable (kept: its weights may be whole) was asked of
+    os.access after read_checkpoint refused it, not told by the read: where the two disagree (root, whom os.access
+    always answers yes), a best.pt whose read was refused was replaced. os.open refuses it here as another user's."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    whole, real_open = (run / "best.pt").read_bytes(), os.open
+
+    def refusing(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == run / "best.pt":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
+    assert (run / "best.pt").read_bytes() == whole
+    assert f"but {run / 'best.pt'}: cannot read it (Permission denied)" in capsys.readouterr().out
+
+
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):
     import ferkit.train
     from ferkit.cli import main

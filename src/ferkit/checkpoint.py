@@ -20,13 +20,14 @@ import io
 import re
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import ModelSpec
-from .errors import ConfigError, FerkitError, ResumeError, first_line
+from .errors import CheckpointError, ConfigError, FerkitError, ResumeError, first_line
 from .faces import face_batch
 from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
@@ -44,6 +45,7 @@ from .runs import (
     is_fraction,
     is_number,
     is_record,
+    is_whole,
     misread_fields,
     read_run,
     run_names,
@@ -121,8 +123,8 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
     check_regular_file(path, "a .pt file written by 'ferkit train'")
     try:
         ckpt = _load_checked(path, device)
-    except FerkitError as e:
-        raise type(e)(f"{e}{_last_instead(run, path)}") from None
+    except CheckpointError as e:
+        raise CheckpointError(path, f"{e.problem}{_last_instead(run, path)}") from None
     if resume:
         missing = [k for k in RESUME_KEYS if k not in ckpt]
         if missing:
@@ -133,50 +135,84 @@ def read_checkpoint(path: str | Path, device="cpu", resume: bool = False) -> dic
 
 
 def _load_checked(path: Path, device) -> dict:
-    """read_checkpoint's load of a regular file, checked (check_checkpoint): a FerkitError for a damaged one."""
+    """read_checkpoint's load of a regular file, checked (check_checkpoint): a CheckpointError for a damaged one."""
     if path.stat().st_size == 0:  # (torch.load's "EOFError: " said nothing)
-        raise FerkitError(f"{path}: the file is empty (a copy or a save cut off at its start); copy it again, or use another "
-                          "checkpoint")
+        raise CheckpointError(path, "the file is empty (a copy or a save cut off at its start); copy it again, or use another "
+                              "checkpoint")
     damaged = _damaged_member(path)
     if damaged:
-        raise FerkitError(f"{path}: the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
+        raise CheckpointError(path, f"the file is damaged ({damaged}); copy or download it again, or use another checkpoint")
     try:
         with warnings.catch_warnings():  # torch's notes on the pickle protocol: the error below says it all
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # pickle errors, truncated files, zip errors
-        raise FerkitError(f"{path}: not a readable ferkit checkpoint; the file is damaged or not one "
-                          f"({load_failure(path, e)})") from None
+        raise CheckpointError(path, f"not a readable ferkit checkpoint; the file is damaged or not one "
+                              f"({load_failure(path, e)})") from None
     check_checkpoint(ckpt, path)
     return ckpt
 
 
 def _last_instead(run: Path | None, path: Path) -> str:
     """The way on where a run folder's best.pt is damaged and its last.pt reads: giving last.pt, and the resume that
-    writes best.pt again from it (train._best_gone); "" for any other file. Only last.pt's record is read (memory-mapped,
-    as _with_best reads best.pt's): its weights are read where it is given."""
+    writes best.pt again from it (train._best_gone); "" for any other file. Only last.pt's record is read (quick, as
+    _with_best reads best.pt's): its weights are read where it is given."""
     last = path.with_name(LAST)
     if run is None or path.name != BEST or not last.is_file():
         return ""
-    ckpt = _record(last)
-    if ckpt is None:  # (unreadable, damaged or not a checkpoint's dict: no way to offer)
+    record = read_record(last, quick=True)
+    if record.ckpt is None:  # (unreadable, damaged or not a checkpoint's dict: no way to offer)
         return ""
-    epoch, resumable = ckpt.get("epoch"), all(k in ckpt for k in RESUME_KEYS) and ckpt["optimizer"] != {}
-    weights = f" (epoch {epoch}'s weights)" if _is_int(epoch) else ""
+    resumable = all(k in record.ckpt for k in RESUME_KEYS) and record.ckpt["optimizer"] != {}
+    weights = f" (epoch {record.epoch}'s weights)" if record.epoch is not None else ""
     again = f", or write {BEST} again from it with 'ferkit train --resume {run}'" if resumable else ""
     return f"; or give {last}{weights}{again}"
 
 
-def _record(path: Path) -> dict | None:
-    """A checkpoint's dict, its tensors memory-mapped (weights_only): for a figure or two of its record without
-    read_checkpoint's checks (the zip's checksums, the model built); None where it cannot be read as a dict."""
+@dataclass
+class Record:
+    """A checkpoint file as read_record found it: its dict, or why there is none (`trouble`: "missing", a link to no
+    file included; "unreadable": ferkit's user may not read it; "damaged": no regular file, or it loads as no usable
+    checkpoint, or a quick read's as no dict) and the error that says so."""
+
+    ckpt: dict | None = None
+    trouble: str | None = None
+    error: Exception | None = None
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch its weights come from, where it records one."""
+        epoch = (self.ckpt or {}).get("epoch")
+        return epoch if is_whole(epoch) else None
+
+    @property
+    def acc(self) -> float | None:
+        """What its weights scored (weights_acc), where that can be known."""
+        try:
+            return weights_acc(self.ckpt) if self.ckpt is not None else None
+        except Exception:  # (a quick read's dict is unchecked)
+            return None
+
+
+def read_record(path: Path, quick: bool = False) -> Record:
+    """A checkpoint file's record (its dict: epoch, score, config) or why there is none, told by the read's own error
+    (not its words): what the resume, its done line and the report read of a run's best.pt and last.pt. read_checkpoint
+    reads it, checks and all; quick=True loads only its dict, tensors memory-mapped, for a figure or two: without the
+    checks (the zip's checksums, the model built: ~0.5 s a vgg-wide run), a file it reads may yet be damaged."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    return ckpt if isinstance(ckpt, dict) else None
+        if quick:
+            with warnings.catch_warnings():  # (torch's notes on the pickle protocol)
+                warnings.simplefilter("ignore")
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        return Record(trouble="damaged", error=e)
+    except (FerkitError, OSError) as e:  # refused before it was loaded: not there, not to be read, or no regular file
+        return Record(trouble="unreadable" if path.is_file() else "damaged" if path.exists() else "missing", error=e)
+    except Exception as e:  # (quick: torch's own errors on a damaged file)
+        return Record(trouble="damaged", error=e)
+    return Record(ckpt) if isinstance(ckpt, dict) else Record(trouble="damaged")
 
 
 def load_failure(path: Path, e: Exception) -> str:
@@ -187,7 +223,7 @@ def load_failure(path: Path, e: Exception) -> str:
     text = str(e)
     if "Weights only load failed" in text:
         if re.search(r"GLOBAL \S+", text) or _is_pickle(path):
-            raise FerkitError(_pickled_objects(path, text)) from None
+            raise CheckpointError(path, _pickled_objects(text)) from None
         return "not a PyTorch file"
     with open(path, "rb") as f:
         if not f.read(2).startswith((b"PK", b"\x80")):  # neither a zip (torch.save's format, whole or cut off) nor a pickle
@@ -203,11 +239,11 @@ def _is_pickle(path: Path) -> bool:
     return (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or zipfile.is_zipfile(path)
 
 
-def _pickled_objects(path: Path, torch_message: str) -> str:
-    """ferkit's message for a file of pickled Python objects (torch.save of a whole model, a plain
+def _pickled_objects(torch_message: str) -> str:
+    """ferkit's words on a file of pickled Python objects (torch.save of a whole model, a plain
     pickle): what it is, why it is refused and how to convert it, never PyTorch's advice."""
     what = re.search(r"GLOBAL (\S+)", torch_message)
-    return (f"{path}: holds pickled Python objects{f' ({what.group(1)})' if what else ''}, not a ferkit checkpoint of "
+    return (f"holds pickled Python objects{f' ({what.group(1)})' if what else ''}, not a ferkit checkpoint of "
             "plain tensors and data; ferkit loads only weights, because unpickling objects can run any code. Only load "
             "checkpoints you trust; to convert one you trust, load it in your own Python session and torch.save a dict "
             "of plain tensors and data with the keys 'ferkit train' writes (spec, state_dict, mean, labels), or train "
@@ -215,10 +251,6 @@ def _pickled_objects(path: Path, torch_message: str) -> str:
 
 
 RESUME_FIX = "restore the last.pt that training wrote, or start a new run with 'ferkit train --out NEW_FOLDER'"
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _state_problem(ckpt: dict) -> str | None:
@@ -230,9 +262,9 @@ def _state_problem(ckpt: dict) -> str | None:
         return "'optimizer' is not an optimizer state (param_groups and state)"
     if not isinstance(ckpt["scheduler"], dict):
         return f"'scheduler' must be a mapping; got {type(ckpt['scheduler']).__name__}"
-    if not (isinstance(cfg, dict) and _is_int(cfg.get("epochs")) and cfg["epochs"] >= 1):
+    if not (isinstance(cfg, dict) and is_whole(cfg.get("epochs")) and cfg["epochs"] >= 1):
         return "its 'config' has no epochs count (a positive integer)"
-    if not _is_int(epoch) or not 1 <= epoch <= cfg["epochs"]:
+    if not is_whole(epoch) or not 1 <= epoch <= cfg["epochs"]:
         return f"'epoch' must be an integer in 1..{cfg['epochs']} (the epochs its config asks for); got {epoch!r}"
     hist = ckpt["history"]
     if not isinstance(hist, list):
@@ -244,7 +276,7 @@ def _state_problem(ckpt: dict) -> str | None:
     if not (isinstance(losses, list) and all(is_number(v) for v in losses)):
         return f"'iter_loss' must be a list of numbers; got {type(losses).__name__}"
     acc = ckpt["best_acc"]  # NaN or over 1: no later epoch beat it, and best.pt stayed an old epoch's while the run said otherwise
-    if acc is not None and not (_is_int(acc) and acc >= 0 or is_number(acc) and 0 <= acc <= 1):  # (an int: an older ferkit's epoch number)
+    if acc is not None and not (is_whole(acc) and acc >= 0 or is_number(acc) and 0 <= acc <= 1):  # (an int: an older ferkit's epoch number)
         return f"'best_acc' must be a validation accuracy in 0..1 or None; got {acc!r}"
     want = torch.Generator().get_state()
     rng = ckpt["rng"]
@@ -253,7 +285,7 @@ def _state_problem(ckpt: dict) -> str | None:
     states = ckpt.get("rng_states", {"torch": want})
     if not (isinstance(states, dict) and isinstance(states.get("torch"), torch.Tensor) and states["torch"].dtype == want.dtype):
         return f"'rng_states' must map 'torch' to a random generator's state; got {_describe(states)}"
-    if not _is_int(ckpt.get("world_size", 1)) or ckpt.get("world_size", 1) < 1:
+    if not is_whole(ckpt.get("world_size", 1)) or ckpt.get("world_size", 1) < 1:
         return f"'world_size' must be a positive integer; got {ckpt.get('world_size')!r}"
     return None
 
@@ -287,10 +319,10 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     an invalid spec, weights that do not fit the model the spec builds, non-finite weights, a bad mean image."""
 
     def bad(problem: str):
-        return FerkitError(f"{path}: not a usable ferkit checkpoint: {problem}")
+        return CheckpointError(path, f"not a usable ferkit checkpoint: {problem}")
 
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "spec" not in ckpt:
-        raise FerkitError(f"{path}: not a ferkit checkpoint (no 'spec'/'state_dict'); train one with 'ferkit train'")
+        raise CheckpointError(path, "not a ferkit checkpoint (no 'spec'/'state_dict'); train one with 'ferkit train'")
     if "mean" not in ckpt:
         raise bad("no 'mean' (the mean image of the training faces, needed to preprocess faces)")
     try:
@@ -465,14 +497,8 @@ def _with_best(run: Run) -> Run:
     damaged wrote from a later epoch than the history's best; without a best.pt that reads, or a score, none (the
     history's best is shown, and the report says why best.pt cannot be loaded). Only its record is read: read_checkpoint's
     checks (the zip's checksums, the model built) cost ~0.5 s a vgg-wide run, for two numbers, and report loads it again."""
-    ckpt = _record(run.path / BEST)
-    if ckpt is None:  # (missing, unreadable, damaged or not a checkpoint's dict: no best.pt's figures to give)
-        return run
-    try:
-        epoch, acc = ckpt.get("epoch"), weights_acc(ckpt)
-    except Exception:
-        return run
-    run.best = (epoch, acc) if _is_int(epoch) and acc is not None else None
+    best = read_record(run.path / BEST, quick=True)  # (missing, unreadable or damaged: no best.pt's figures to give)
+    run.best = (best.epoch, best.acc) if best.epoch is not None and best.acc is not None else None
     return run
 
 

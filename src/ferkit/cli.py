@@ -317,20 +317,18 @@ def cmd_train(args):
         raise RankError("another process of this distributed job stopped (killed, crashed or out of memory; its own "
                         "error, if it printed one, is above), so this one cannot go on; "
                         + (go_on if (out / runs.LAST).exists() else "start the run again")) from None
-    scored = [r for r in history if r["val_acc"] == r["val_acc"]]  # NaN without a validation split
-    if scored:  # best.pt's epoch, not the history's best: a resume that found best.pt deleted or damaged wrote it from a later one
-        from .checkpoint import read_checkpoint, weights_acc
+    top = runs.best_row(history)  # None without a validation split
+    if top:  # best.pt's epoch, not the history's best: a resume that found best.pt deleted or damaged wrote it from a later one
+        from .checkpoint import read_record
 
-        top = max(scored, key=lambda r: r["val_acc"])
-        try:
-            best = read_checkpoint(out / runs.BEST)
-        except (FerkitError, OSError) as e:  # (the run's work is done and its last.pt whole: said, not exit 2)
-            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {e} (a damaged "
+        best = read_record(out / runs.BEST)
+        if best.ckpt is None:  # (the run's work is done and its last.pt whole: said, not exit 2)
+            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {best.error} (a damaged "
                   f"one is written again from {runs.LAST} by 'ferkit train --resume {out}'); the last epoch is in {out / runs.LAST}")
             return
-        score = weights_acc(best)
-        gone = runs.lost_best(history, best.get("epoch"), score)
-        print(f"done: best val acc {'?' if score is None else f'{score:.4f}'} at epoch {best.get('epoch', '?')}{f' ({gone})' if gone else ''}; checkpoints in "
+        epoch, score = best.ckpt.get("epoch", "?"), best.acc
+        gone = runs.lost_best(top, epoch, score)
+        print(f"done: best val acc {'?' if score is None else f'{score:.4f}'} at epoch {epoch}{f' ({gone})' if gone else ''}; checkpoints in "
               f"{out / runs.BEST} and {out / runs.LAST}")
     elif history:
         print(f"done: no validation split, so best.pt is the last epoch's; checkpoints in {out / runs.BEST} and {out / runs.LAST}")

@@ -19,6 +19,15 @@ class ResumeError(FerkitError):
     """A readable checkpoint whose training state --resume cannot use (not one a damaged file raises)."""
 
 
+class CheckpointError(FerkitError):
+    """A checkpoint file that loads as no usable one (cut off, damaged, not a ferkit checkpoint): `problem` says what is
+    wrong without the file's name, which the message starts with (a resume names a damaged best.pt its own way)."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.problem = problem
+
+
 class OutputError(FerkitError):
     """A command's output file cannot be written (a full disk, a folder turned read-only): the command
     stops; never counted as the failure of the one input being read when it happened."""

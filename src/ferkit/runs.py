@@ -388,28 +388,29 @@ def summarize_history(history: list[dict], best: tuple[int, float] | None = None
     is best.pt's, and `lost` says the history's where it scored higher (lost_best), else None."""
     if not history:
         return None
-    val, secs = column(history, "val_acc"), column(history, "seconds")
-    top = int(np.nanargmax(val)) if np.isfinite(val).any() else len(history) - 1
+    secs, top = column(history, "seconds"), best_row(history)
     median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
-    best_epoch, best_acc, lost = int(history[top]["epoch"]), float(val[top]), None
-    if best is not None and math.isfinite(best_acc):  # (without validation best.pt is the last epoch's: as the history says)
-        (best_epoch, best_acc), lost = best, lost_best(history, *best)
+    best_epoch, best_acc, lost = int((top or history[-1])["epoch"]), float(top["val_acc"]) if top else float("nan"), None
+    if best is not None and top:  # (without validation best.pt is the last epoch's: as the history says)
+        (best_epoch, best_acc), lost = best, lost_best(top, *best)
     return dict(epochs=len(history), best_epoch=best_epoch, best_val_acc=best_acc, lost=lost,
-                last_val_acc=float(val[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
+                last_val_acc=float(column(history, "val_acc")[-1]), last_train_acc=float(column(history, "train_acc")[-1]),
                 median_epoch_seconds=median, wall_clock_seconds=median * len(history), total_seconds=float(np.nansum(secs)))
 
 
-def lost_best(history: list[dict], epoch, acc: float | None) -> str | None:
-    """"epoch N scored X; its best.pt was deleted or damaged" where the history's best epoch scored higher than
-    best.pt (its `epoch` and score `acc`: checkpoint.weights_acc): a resume that found best.pt gone wrote it again from
-    last.pt's epoch, and the weights that scored best are gone. Else None (a tie at the history's 5 places is none)."""
+def best_row(history: list[dict]) -> dict | None:
+    """The history's row of its best validation accuracy (the first of a tie), or None without validation."""
     val = column(history, "val_acc")
-    if not np.isfinite(val).any():
+    return history[int(np.nanargmax(val))] if np.isfinite(val).any() else None
+
+
+def lost_best(top: dict, epoch, acc: float | None) -> str | None:
+    """"epoch N scored X; its best.pt was deleted or damaged" where the history's best epoch (`top`: best_row's) scored
+    higher than best.pt (its `epoch` and score `acc`: checkpoint.weights_acc): a resume that found best.pt gone wrote it
+    again from last.pt's epoch, and the weights that scored best are gone. Else None (a tie at the history's 5 places is none)."""
+    if top["epoch"] == epoch or (acc is not None and top["val_acc"] <= round(acc, 5)):
         return None
-    top = int(np.nanargmax(val))
-    if history[top]["epoch"] == epoch or (acc is not None and val[top] <= round(acc, 5)):
-        return None
-    return f"epoch {history[top]['epoch']} scored {val[top]:.4f}; its {BEST} was deleted or damaged"
+    return f"epoch {top['epoch']} scored {top['val_acc']:.4f}; its {BEST} was deleted or damaged"
 
 
 def format_summary(runs: list[Run]) -> str:

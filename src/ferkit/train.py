@@ -39,7 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import augment as aug
 from . import bundled, distributed
-from .checkpoint import RESUME_FIX, read_checkpoint, save_checkpoint, validated_acc
+from .checkpoint import RESUME_FIX, read_checkpoint, read_record, save_checkpoint, validated_acc
 from .config import (
     ModelSpec,
     TrainConfig,
@@ -168,14 +168,10 @@ def _best_gone(run: Path) -> str | None:
     (...)" where read_checkpoint refuses it (cut off, flipped bytes, not a checkpoint): the run would end with no usable
     best.pt where no resumed epoch beats best_acc. None where it reads, or where ferkit's user may not read it (its
     weights may be whole: they are not replaced unseen, and the done line says it cannot be read)."""
-    best = run / BEST
-    if not best.exists():
-        return "missing"
-    try:
-        read_checkpoint(best)
-    except FerkitError as e:
-        return f"damaged ({str(e).removeprefix(f'{best}: ')})" if os.access(best, os.R_OK) else None
-    return None
+    best = read_record(run / BEST)
+    if best.trouble != "damaged":
+        return "missing" if best.trouble == "missing" else None
+    return f"damaged ({getattr(best.error, 'problem', 'not a regular file')})"  # (a CheckpointError's, or a pipe's, a device's)
 
 
 def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, out: Path, go_on: str | None,
@@ -230,9 +226,8 @@ def from_best(run: Path) -> str | None:
     """How to go on from a run's best.pt where its last.pt cannot resume (unreadable, deleted, never written: a
     full disk or a kill in the first epoch, between the two): "best.pt is whole (epoch N): start a new run from
     its weights with '...'", the epochs it holds are not lost; None without a whole best.pt."""
-    try:
-        best = read_checkpoint(run / BEST)
-    except FerkitError:
+    best = read_record(run / BEST).ckpt
+    if best is None:
         return None
     return (f"{BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights with "
             f"'ferkit train --config {run / CONFIG} --init-from {run / BEST} --out NEW_FOLDER'")

@@ -787,6 +787,33 @@ def test_a_few_images_a_class_evaluate_visualize_and_report_advise_or_read_them(
     assert "cannot draw a stratified split with --val-fraction 0.1 and --test-fraction 0.1 (" in capsys.readouterr().err
 
 
+def test_int8_calibration_on_the_runs_changed_data_advises_export_and_predict_their_own_ways(tiny_checkpoint, tmp_path,
+                                                                                             monkeypatch, capsys):
+    """The run's own data, now a few images a class, cannot hold the split its training drew: export --int8, predict
+    and serve said "cannot draw a stratified split with --val-fraction 0.1 ...", train's flags, which they lack."""
+    import ferkit.runs
+    from ferkit.predict import DEMO_PHOTO, Predictor
+
+    folder = class_folder(tmp_path / "faces", n=7, colour=False)
+    monkeypatch.setattr(ferkit.runs, "trained_on", lambda config: str(folder))  # the data the run trained on, since cut
+    drawn = f"{folder}: cannot draw the stratified split the model's training drew (val fraction 0.1, test fraction 0.1) ("
+    own = "give data with splits of their own (train/ val/ test/ folders, or a split column)"
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {drawn}") and err.endswith(
+        f"; the data have changed since it trained; calibrate on all the images of other data with --data PATH, or {own}\n")
+    other = class_folder(tmp_path / "other", n=7, colour=False)  # the way it gives works
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8", "--data", str(other)]) == 0
+    assert "int8, calibrated on 21 training faces" in capsys.readouterr().out
+    assert main(["predict", str(DEMO_PHOTO), "--model", str(tiny_checkpoint), "--backend", "onnx", "--precision", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert drawn in err and "; the data have changed since it trained. Or export the int8 graph once with 'ferkit export " \
+        "CHECKPOINT --onnx OUT.onnx --int8 --data FILE'" in err and "fraction" not in err.split(drawn)[1]
+    # other data given to calibrate on (the API's calibration=): all of them calibrate, as export's --data
+    assert Predictor(tiny_checkpoint, backend="onnx", precision="int8", calibration=other).precision == "int8"
+
+
 def test_looks_like_image_folder_finds_class_folders_of_images_without_reading_them(tmp_path):
     """The cheap guess that a folder given as --model is image data (ROOT/<class>/*, ROOT/<split>/<class>/*), by the
     names of its entries alone; a folder of other files, or of images right in it, is not."""

@@ -808,7 +808,7 @@ def _export_target(name: str, flag: str, src: Path, data: Path | None = None) ->
 @takes_back_folders("onnx", "pt")
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
-    from .data import NO_SPLIT, reading_for
+    from .data import NO_SPLIT, OWN_SPLITS, reading_for
     from .files import sha256_of
     from .onnx_export import CHECK_FACES, calibration_faces, check_exportable, export_checked
 
@@ -854,7 +854,10 @@ def cmd_export(args):
     skip = args.skip_bad_rows or bool(own) and runs.skipped_bad_rows(config) and (not args.data or same_path(args.data, own))
     # (once the data --int8 reads is known: the run's own, recorded in the checkpoint, where no --data is given)
     out = _export_target(args.onnx, "--onnx", src, _data_read(args.data or own) if args.int8 else None)
-    faces = calibration_faces(args.data or own, skip_bad_rows=skip, **reading) if args.int8 else None
+    # data that cannot hold the split the run drew (its own, since cut): export's ways, not train's fraction flags
+    fix = (("the data have changed since it trained; " if own else "") +
+           f"calibrate on all the images of other data with --data PATH, or {OWN_SPLITS}")
+    faces = calibration_faces(args.data or own, skip_bad_rows=skip, split_fix=fix, **reading) if args.int8 else None
     with output_errors(out):  # a full disk: one line, and an earlier file there stays
         diff = export_checked(clf, out, args.tta, calibration=faces, meta={"checkpoint_sha256": sha256_of(src)})
     tta = clf.tta if args.tta is None else args.tta

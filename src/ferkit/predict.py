@@ -382,16 +382,24 @@ def _no_int8(model) -> None:
 def _calibration(data, clf) -> np.ndarray:
     """int8 calibration faces for the Classifier clf from a data file (None: the data its run trained
     on where they still exist, as `ferkit export --int8` reads, else ferkit.data's default), or one clear error."""
-    from .data import reading_for
+    from .data import NO_SPLIT, reading_for
+    from .files import same_path
     from .onnx_export import calibration_faces
     from .runs import skipped_bad_rows, trained_on
 
     size, channels = clf.spec.in_size, clf.spec.channels
     what = "FER2013 training faces" if (size, channels) == (SIZE, 1) else "its own training images (an image folder)"
     config = clf.meta.get("config")
-    given, data = data, data or trained_on(config)
+    own = trained_on(config)
+    given, data = data, data or own
+    reading = reading_for(clf.spec, config)
+    if given and not same_path(given, own):
+        reading.update(NO_SPLIT)  # other images: all calibrate, as export's --data (a few a class could not be split)
     try:
-        return calibration_faces(data, skip_bad_rows=not given and data is not None and skipped_bad_rows(config), **reading_for(clf.spec, config))
+        # data that cannot hold the split the run drew: predict and serve have no flag for it (the export below is the way)
+        changed = "the data have changed since it trained." if own else "they are not the data it trained on."
+        return calibration_faces(data, skip_bad_rows=not given and data is not None and skipped_bad_rows(config),
+                                 split_fix=changed, **reading)
     except FerkitError as e:
         from .data import DATA_ENV, BadRowError
 

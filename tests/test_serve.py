@@ -194,6 +194,16 @@ def test_a_malformed_multipart_body_says_what_is_wrong_not_invalid_multipart_dat
         assert "curl -F file=@photo.jpg" in r.json()["error"]
 
 
+def test_a_malformed_multipart_body_is_answered_not_logged_by_the_parser(client, astronaut_png, caplog):
+    """python-multipart logged a warning ("Expected boundary character ...") for each malformed body, besides the
+    400 that says it: a client could have the server write a line for every bad request it sent, without limit."""
+    body = b"--c\r\n" + b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + astronaut_png[:100]
+    with caplog.at_level("DEBUG"):
+        r = client.post("/predict", content=body + b"\r\n--b--\r\n", headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400 and r.json()["error"].startswith("malformed multipart body (Expected boundary character"), r.json()
+    assert not [m.getMessage() for m in caplog.records if m.name.startswith(("python_multipart", "multipart"))]
+
+
 def test_a_chunked_upload_with_a_content_length_is_framed_by_its_chunks(client, astronaut_png):
     """Transfer-Encoding overrides Content-Length (RFC 9112, as uvicorn's h11 reads the body): the
     whole chunked photo was answered 'upload cut short: N of the M bytes its Content-Length declares'."""

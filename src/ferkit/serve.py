@@ -680,6 +680,11 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
 
     if max_upload_bytes < 1 or max_upload_pixels < 1 or upload_timeout <= 0 or queue_timeout <= 0:
         raise ValueError("max_upload_bytes, max_upload_pixels, upload_timeout and queue_timeout must be > 0")
+    # python-multipart logs a warning for each malformed body it refuses ("Expected boundary character ..."), which
+    # the 400 (_multipart_error) tells the client: a log line per bad request, as many as a client sends. Its errors
+    # (a temporary file it cannot open: the server's trouble) are still logged.
+    for name in ("python_multipart", "multipart"):  # (the module's name before python-multipart 0.0.13)
+        logging.getLogger(name).setLevel(logging.ERROR)
     src = predictor_or_model_path
     if not hasattr(src, "predict"):
         from .predict import Predictor

@@ -317,10 +317,11 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
 def pil_to_rgb(im) -> np.ndarray:
     """Any PIL mode -> RGB uint8, upright (EXIF), alpha flattened onto white, 16-bit scaled to 8: how
     every image ferkit reads is decoded (photos here, the images of a data set in data.py)."""
-    from PIL import Image, ImageOps
+    from PIL import ExifTags, Image, ImageOps
 
-    try:
-        im = ImageOps.exif_transpose(im)
+    try:  # (exif_transpose copies an upright image too, 4 bytes a pixel: called for a turned one alone)
+        if im.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block: keep the pixels as stored
         pass
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -330,10 +331,23 @@ def pil_to_rgb(im) -> np.ndarray:
     if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts La to nothing but LA
         im = im.convert(im.mode.upper())
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, im)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
+        im = Image.alpha_composite(white, im if im.mode == "RGBA" else im.convert("RGBA"))
+        del white  # (each image here is 4 bytes a pixel: one fewer held while it converts)
+    if im.mode != "RGB":  # (convert copies an RGB image too; named im, the image it was made from is let go)
+        im = im.convert("RGB")
+    return _rgb_array(im)
+
+
+def _rgb_array(im) -> np.ndarray:
+    """An RGB PIL image as an (H, W, 3) uint8 array, filled a strip of rows at a time: np.asarray(im)
+    goes through im.tobytes(), which joins its chunks into a second copy (6 bytes a pixel at once)."""
+    w, h = im.size
+    out = np.empty((h, w, 3), np.uint8)
+    rows = max(1, 2**20 // (3 * w))  # strips of about 1 MB
+    for y in range(0, h, rows):
+        out[y:y + rows] = np.asarray(im.crop((0, y, w, min(h, y + rows))))
+    return out
 
 
 def _to_uint8(f: np.ndarray, top: float, sixteen: bool, floats: bool) -> np.ndarray:

@@ -17,7 +17,7 @@ from .config import MAX_THREADS, check_fields, from_text, option
 from .errors import FerkitError
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20  # bytes
-DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding costs ~17 bytes a pixel
+DEFAULT_MAX_PIXELS = 16_000_000  # decoded pixels of an upload (4000x4000); decoding and detection cost ~11-16 bytes a pixel
 DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30 s needs ~2.8 Mbit/s)
 DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)

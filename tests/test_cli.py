@@ -26,6 +26,24 @@ def test_model_help_names_every_bundled_model_from_the_manifest(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert all(name in text for name in MODELS) and f"{DEFAULT} (the default)" in text
 
+
+def test_predict_help_names_every_video_extension_predict_reads(capsys):
+    from ferkit.files import VIDEO_EXTS
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    words = capsys.readouterr().out.replace("(", " ").replace(")", " ").split()
+    assert not VIDEO_EXTS - set(words)  # (.mts, .m2ts and the raw .h264 ... streams were left out)
+
+
+def test_backend_help_names_both_default_graphs_of_a_bundled_model():
+    from ferkit.predict import DEFAULT_PATH, NARROW_PATH
+    from ferkit.settings import BACKEND_HELP
+
+    # NARROW_PATH's fp32 graph runs on AMD's Zen and Zen+: the help said int8 alone
+    assert all(f"{precision} ONNX graph" in BACKEND_HELP or f"{precision} graph" in BACKEND_HELP
+               for _, precision in (DEFAULT_PATH, NARROW_PATH))
+
 def test_train_then_evaluate_on_private_test_only(tmp_path, capsys):
     csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training", "PublicTest"), n=42)
     spec = tmp_path / "tiny.json"

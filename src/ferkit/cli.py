@@ -38,6 +38,7 @@ from .config import (
 )
 from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
 from .files import (
+    VIDEO_EXTS,
     check_default_folder,
     check_not_input,
     check_output,
@@ -621,7 +622,9 @@ def _detect_args(p):
 
 
 def _predict_args(p):
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or videos (.mp4 .m4v .avi .mov .mkv .webm .mpg .mpeg .3gp)")
+    # the extensions from files.VIDEO_EXTS, what predict reads as videos (a list written here fell behind it)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help=f"image files, folders (searched recursively) or videos ({' '.join(sorted(VIDEO_EXTS))})")
     _model_args(p)
     _detect_args(p)
     p.add_argument("--crops", action="store_true", help="each image is one face, already cropped (as in FER data sets): no detection")

@@ -27,8 +27,8 @@ MAX_UPLOAD_MB = 2**20  # a tebibyte: --max-upload-mb beyond it is no limit (1e30
 
 MODEL_HELP = (f"a bundled model: {bundled.summary()} (see 'ferkit models'); or a checkpoint .pt or run folder, "
               "or an .onnx file from 'ferkit export'")
-BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph, "
-                "onnx for an .onnx file, else torch")
+BACKEND_HELP = ("inference engine: torch | onnx (onnxruntime); default: a bundled model's shipped int8 ONNX graph (on AMD's "
+                "Zen and Zen+, where int8 does not pay, its shipped fp32 graph if it has one), onnx for an .onnx file, else torch")
 TTA_HELP = ("average each face with its mirror image (twice a face's work); default: as the model was trained, "
             "except where its measured gain is under 0.2 points (the default model)")
 PRECISION_HELP = ("torch backend: auto | fp32 | bf16 (auto = bf16 where the device runs it fast); onnx backend: auto | fp32 | "

@@ -207,8 +207,11 @@ def test_cv_score_is_mean_of_folds(files, tmp_path, caplog):
 
 
 def test_cv_needs_two_folds(files, tmp_path, capsys):
-    assert main(_argv(files, tmp_path / "s", "--cv", "1", "--trials", "1")) == 2
-    assert "--cv 1: needs at least 2 folds" in capsys.readouterr().err
+    """--cv 0 was a hold-out search on PublicTest, said as nothing but the table's 'val acc'."""
+    for k in ("1", "0", "-3"):
+        assert main(_argv(files, tmp_path / "s", "--cv", k, "--trials", "1")) == 2, k
+        assert f"--cv {k}: needs at least 2 folds" in capsys.readouterr().err, k
+        assert not (tmp_path / "s").exists(), k
 
 
 def _cli(*argv):

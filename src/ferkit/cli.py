@@ -566,6 +566,8 @@ def cmd_search(args):
         raise FerkitError(f"--trials {args.trials}: must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
         raise FerkitError(f"--timeout {args.timeout:g}: must be > 0 seconds (or left out: no time limit)")
+    if args.cv is not None and args.cv < 2:  # (--cv 0 was the hold-out search, unsaid: `args.cv or 0` below)
+        raise ConfigError(f"--cv {args.cv}: needs at least 2 folds (e.g. --cv 5); leave it out to score on PublicTest")
     cfg = config_from_args(args)
     params = search_space(cfg, args.param, defaults=not args.no_default_params)
     out = check_output(args.out or f"runs/search-{Path(cfg.model).stem}", "--out", folder=True)

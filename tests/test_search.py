@@ -302,14 +302,24 @@ def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys)
     foreign = tmp_path / "foreign.db"  # a SQLite file of another program, with a table of optuna's name
     with sqlite3.connect(foreign) as db:
         db.execute("CREATE TABLE studies (x INTEGER)")
+    other = tmp_path / "other.db"  # one whose tables Optuna's do not clash with: it added its dozen to them
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (x INTEGER)")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
     for argv, message in [(["--storage", "sqlite://"], "an in-memory database keeps no study"),
                           (["--storage", "sqlite:///"], "an in-memory database keeps no study"),
                           (["--heartbeat", "100000000000"], "--heartbeat 100000000000: must be 1..3600 seconds"),
-                          (["--storage", f"sqlite:///{foreign}"], "cannot open (")]:
+                          (["--storage", f"sqlite:///{foreign}"], f"{foreign} is an SQLite database of another program (its tables: studies)"),
+                          (["--storage", f"sqlite:///{other}"], f"{other} is an SQLite database of another program (its tables: notes)"),
+                          (["--storage", f"sqlite:///{junk}"], "cannot open (")]:
         assert main(_argv(files, tmp_path / "s", "--trials", "0", *argv)) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
         assert not (tmp_path / "s").exists(), argv  # a refused search leaves no empty folder
+    for db in (foreign, other):  # left as they were
+        with sqlite3.connect(db) as con:
+            assert len(con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()) == 1, db
 
 
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):

@@ -341,6 +341,7 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
         raise ConfigError(f"--storage {storage}: an in-memory database keeps no study; give a file, sqlite:///search.db")
     if url.startswith("sqlite"):
+        _refuse_foreign_sqlite(url, storage)
         engine = {"connect_args": {"timeout": 60}}  # seconds a worker waits for another's write lock
     else:  # a server: drop dead pooled connections; give up on an unreachable host after 10 s
         engine = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10} if url.startswith("postgresql+psycopg") else {}}
@@ -367,6 +368,36 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
             why = f"{type(e).__name__}: {first_line(e)}" + (f"; {first_line(cause)}" if cause is not None else "")
             raise FerkitError(f"--storage {shown(storage)}: cannot open ({why})") from None
         raise
+
+
+OPTUNA_TABLES = {"studies", "trials", "version_info"}  # (some of) the tables of an Optuna RDB storage
+
+
+def _refuse_foreign_sqlite(url: str, storage: str) -> None:
+    """A ConfigError for an SQLite file that holds tables, but not an Optuna storage's: Optuna added its dozen
+    tables to another program's database (a search.db of another tool in --out, a --storage given the wrong
+    file) and ran the search in it. An empty or missing file is a new storage; junk is RDBStorage's to refuse."""
+    import sqlite3
+    from contextlib import closing
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        db = make_url(url).database
+    except Exception:  # not a URL: RDBStorage says so
+        return
+    if not db or not os.path.isfile(db) or not os.path.getsize(db):
+        return
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as con:  # (reads only: the file is left as it is)
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return
+    if tables and not OPTUNA_TABLES <= tables:
+        shown_tables = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(f"--storage {shown(storage)}: {db} is an SQLite database of another program (its tables: "
+                          f"{shown_tables}), not a search's; the search would add its own tables to it. Give the search "
+                          "a folder of its own (--out), or --storage a new file")
 
 
 def _settings(cfg: TrainConfig, params: list[Param], cv: int) -> dict:

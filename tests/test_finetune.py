@@ -163,6 +163,7 @@ def test_a_run_folder_with_only_its_last_pt_initialises(tiny_run, tmp_path):
     (lambda w: w.to_sparse(), "is sparse (to_dense() it)"),
     (lambda w: w.to("meta"), "is on the meta device"),
     (lambda w: torch.full_like(w, float("nan")), "is not finite (nan or inf)"),  # trained as a nan loss blamed on --lr
+    (lambda w: (w * 100).to(torch.int8), "is int8 (whole numbers) where the model has float weights"),  # loaded as they were
 ])
 def test_weights_load_state_dict_cannot_copy_or_should_not_are_one_line(tmp_path, tensor, why):
     model = create_model("resnet18")

@@ -93,6 +93,9 @@ def init_from(model: nn.Module, path: str | Path, say=log.info, emotions: tuple[
         if name not in own:
             skipped.append(name)
             continue
+        if own[name].is_floating_point() and not t.is_floating_point():  # (.to() made int8 codes weights: silently wrong)
+            raise FerkitError(f"--init-from {path}: tensor {name!r} is {str(t.dtype).removeprefix('torch.')} (whole numbers) "
+                              "where the model has float weights (quantized values without their scale?); save float weights")
         t = t.to(own[name].dtype)
         if name.startswith(head) and other_emotions:  # same width, other classes: its outputs would mean the wrong emotions
             head_new.append(name)

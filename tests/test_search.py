@@ -136,12 +136,23 @@ def test_search_space_defaults_are_the_papers(files):
     ("in_size=categorical:48,64", "in_size cannot be tuned (the faces are read once"),  # every trial at 64 failed
     ("convs.0.pool=int:0:2", "the value 1 gives an invalid config"),  # valid ends; TPE drew the 1 until 3 trials failed
     ("convs.-1.filters=int:8:16", "--param convs.-1.filters: layers count from the first, not from the end; convs has 2"),  # named --param, not --set
+    # the tiny model has 3 layers before its head: trials of 4..9 failed one by one
+    ("freeze=int:0:9", "the value 4 gives an invalid config: --freeze 4: "),
+    ("freeze=int:2:9", "tiny.json has 3 layers before its head to freeze; give 1..3, or -1 for all"),
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()  # checked before anything is written
+
+
+def test_a_fixed_freeze_over_the_model_s_layers_is_refused_before_any_trial(files, tmp_path, capsys):
+    """It was refused by each trial in turn, after the data were read, until 3 in a row had failed."""
+    assert main(_argv(files, tmp_path / "s", "--freeze", "9")) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --freeze 9: {files[1]} has 3 layers before its head to freeze; give 1..3, or -1 for all\n", err
+    assert not (tmp_path / "s").exists()
 
 
 def test_search_table_and_best_yaml_round_trip(files, tmp_path, capsys):

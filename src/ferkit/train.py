@@ -755,6 +755,13 @@ def _for_labels(spec: ModelSpec, labels: LabelSet, cfg: TrainConfig) -> ModelSpe
         raise ConfigError(f"{cfg.model}: {e}") from None
 
 
+def check_freeze(cfg: TrainConfig, spec: ModelSpec) -> None:
+    """A ConfigError where --freeze asks for more layers than spec has before its head (checked before the data are read)."""
+    if cfg.freeze > spec.stages():
+        raise ConfigError(f"--freeze {cfg.freeze}: {cfg.model} has {spec.stages()} layers before its head to freeze; "
+                          f"give 1..{spec.stages()}, or -1 for all")
+
+
 def load_data(cfg: TrainConfig, spec: ModelSpec) -> FerData:
     """cfg's data read for spec's input (size, channels), with cfg's class names and drawn split."""
     return load_fer(cfg.data, cfg.skip_bad_rows, **reading_for(spec, cfg.to_dict()))
@@ -828,9 +835,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     spec = ModelSpec.from_dict(ckpt["spec"]) if ckpt is not None else model_spec(cfg)
     if device.type == "cpu":
         _check_memory(spec, cfg)
-    if cfg.freeze > spec.stages():
-        raise ConfigError(f"--freeze {cfg.freeze}: {cfg.model} has {spec.stages()} layers before its head to freeze; "
-                          f"give 1..{spec.stages()}, or -1 for all")
+    check_freeze(cfg, spec)
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     read_here = data is None  # (data given are read by the caller, who answers for their split: search's folds)

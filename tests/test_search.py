@@ -139,6 +139,7 @@ def test_search_space_defaults_are_the_papers(files):
     # the tiny model has 3 layers before its head: trials of 4..9 failed one by one
     ("freeze=int:0:9", "the value 4 gives an invalid config: --freeze 4: "),
     ("freeze=int:2:9", "tiny.json has 3 layers before its head to freeze; give 1..3, or -1 for all"),
+    ("init_from=categorical:nowhere.pt", "the value 'nowhere.pt' gives an invalid config: --init-from nowhere.pt: no such file"),
 ])
 def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert main(_argv(files, tmp_path / "s", "--param", param)) == 2
@@ -147,11 +148,15 @@ def test_bad_param_is_a_clear_error(files, tmp_path, capsys, param, message):
     assert not (tmp_path / "s").exists()  # checked before anything is written
 
 
-def test_a_fixed_freeze_over_the_model_s_layers_is_refused_before_any_trial(files, tmp_path, capsys):
-    """It was refused by each trial in turn, after the data were read, until 3 in a row had failed."""
+def test_a_fixed_freeze_or_init_from_that_fits_no_trial_is_refused_before_any(files, tmp_path, capsys):
+    """Each was refused by each trial in turn, after the data were read, until 3 in a row had failed."""
     assert main(_argv(files, tmp_path / "s", "--freeze", "9")) == 2
     err = capsys.readouterr().err
     assert err == f"error: --freeze 9: {files[1]} has 3 layers before its head to freeze; give 1..3, or -1 for all\n", err
+    assert not (tmp_path / "s").exists()
+    assert main(_argv(files, tmp_path / "s", "--init-from", str(tmp_path / "none.pt"))) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --init-from {tmp_path / 'none.pt'}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)\n", err
     assert not (tmp_path / "s").exists()
 
 

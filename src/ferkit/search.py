@@ -141,10 +141,14 @@ def search_space(cfg: TrainConfig, texts: list[str] | None, defaults: bool = Tru
         params[p.name] = p
     if not params:
         raise ConfigError("nothing to tune: give --param NAME=KIND:ARGS (or leave out --no-default-params)")
-    if "freeze" not in params:  # a fixed --freeze over the model's layers failed every trial, after the data were read
-        from .train import check_freeze, model_spec
+    # a fixed --freeze over the model's layers, or an --init-from of no file, failed every trial after the data were
+    # read; checked before the params' values, whose checks would blame the first param
+    from .train import check_freeze, check_init_from, model_spec
 
-        check_freeze(cfg, model_spec(cfg))  # (before the params' values, whose checks would blame the first one)
+    if "freeze" not in params:
+        check_freeze(cfg, model_spec(cfg))
+    if "init_from" not in params:
+        check_init_from(cfg.init_from)
     check_params(cfg, list(params.values()))
     return list(params.values())
 
@@ -165,7 +169,7 @@ def apply(cfg: TrainConfig, values: dict) -> TrainConfig:
 def check_params(cfg: TrainConfig, params: list[Param]) -> None:
     """Every param names a tunable field, its values have the field's type, and each value gives a valid config."""
     from .model import resolve_spec
-    from .train import check_freeze, model_spec
+    from .train import check_freeze, check_init_from, model_spec
 
     spec = resolve_spec(cfg.model, cfg.overrides).to_dict()
     for p in params:
@@ -188,6 +192,7 @@ def check_params(cfg: TrainConfig, params: list[Param]) -> None:
             try:
                 c = apply(cfg, {p.name: v})
                 check_freeze(c, model_spec(c))  # (--param freeze=int:0:9 failed the trials of 4..9 one by one)
+                check_init_from(c.init_from)
             except ConfigError as e:
                 raise ConfigError(f"--param {p.text}: the value {v!r} gives an invalid config: {e}") from None
             values.append(v)

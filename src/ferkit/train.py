@@ -755,6 +755,12 @@ def _for_labels(spec: ModelSpec, labels: LabelSet, cfg: TrainConfig) -> ModelSpe
         raise ConfigError(f"{cfg.model}: {e}") from None
 
 
+def check_init_from(init_from: str | None) -> None:
+    """A ConfigError where --init-from names no file."""
+    if init_from and not Path(bundled.file_of(init_from, "checkpoint")).exists():
+        raise ConfigError(f"--init-from {init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
+
+
 def check_freeze(cfg: TrainConfig, spec: ModelSpec) -> None:
     """A ConfigError where --freeze asks for more layers than spec has before its head (checked before the data are read)."""
     if cfg.freeze > spec.stages():
@@ -826,8 +832,8 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         held.enter_context(_sole_writer(out, "--resume" if resume else "--out"))
     info(f"training {cfg.model} for {cfg.epochs} epochs -> {out}")
     ckpt = read_last(out) if resume else None
-    if cfg.init_from and ckpt is None and not Path(cfg.init_from).exists():  # before the data are read
-        raise FerkitError(f"--init-from {cfg.init_from}: no such file; give a state_dict (.pth) or a ferkit checkpoint (.pt)")
+    if ckpt is None:  # before the data are read
+        check_init_from(cfg.init_from)
     if ckpt is not None:
         _check_resume(ckpt, cfg, out)
         _say_spec_file_changed(ckpt, cfg)

@@ -182,6 +182,20 @@ def test_cli_plot_missing_run(tmp_path, capsys):
     assert "no such run folder" in capsys.readouterr().err
 
 
+def test_cli_plot_refuses_a_history_whose_accuracies_are_no_fractions(tmp_path, capsys):
+    """Another tool's percentages (65.3) were drawn off the accuracy panel and tabled as 65.3000, unsaid."""
+    run = tmp_path / "run"
+    run.mkdir()
+    head = "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+    (run / "history.csv").write_text(head + "1,1.4,0.6,1.8,,0.001,0.1\n2,1.3,0.7,1.7,65.3,0.001,0.1\n")
+    assert main(["plot", str(run), "--out", str(tmp_path / "fig")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {run / 'history.csv'}: row 2's val_acc is 65.3, not an accuracy from 0 to 1 (a percentage?); "
+                   "rerun the command that wrote it\n"), err
+    (run / "history.csv").write_text(head + "1,1.4,0.6,1.8,,0.001,0.1\n2,1.3,0.7,1.7,0.65,0.001,0.1\n")  # (no val: NaN)
+    assert main(["plot", str(run), "--out", str(tmp_path / "fig")]) == 0
+
+
 def test_import_leaves_the_backend_and_pyplot_alone():
     """A library must not choose the user's backend: importing ferkit's plotting and the modules
     that use it keeps the backend the user set, and drawing adds no figure to pyplot's state."""

@@ -36,6 +36,7 @@ LAST = "last.pt"
 METRICS_GLOB = "metrics-*.json"
 TRAIN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, ITERATIONS, BEST, LAST)  # what `ferkit train` writes
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+ACCURACIES = ("train_acc", "val_acc")  # the HISTORY_FIELDS that are fractions of faces
 
 
 def check_not_run_file(out: Path, flag: str) -> None:
@@ -189,6 +190,11 @@ def check_history(history, where: str) -> list[dict]:
         if not is_record(row):
             raise FerkitError(f"{where}: row {i} is not an epoch's record (numbers for {', '.join(HISTORY_FIELDS)}, "
                               f"at most {MAX_RECORD:g} in size); got {str(row)[:80]}; rerun the command that wrote it")
+    for i, row in enumerate(history, 1):  # (a percentage, 65.3, was drawn off the accuracy panel and tabled as 65.3000)
+        bad = next((k for k in ACCURACIES if row.get(k) is not None and not (math.isnan(row[k]) or 0 <= row[k] <= 1)), None)
+        if bad:
+            raise FerkitError(f"{where}: row {i}'s {bad} is {row[bad]:g}, not an accuracy from 0 to 1 (a percentage?); "
+                              "rerun the command that wrote it")
     measured = HISTORY_FIELDS[1:5]  # (another tool's table passed the rows' check with an epoch alone: plots of nothing)
     if history and not any(row.get(k) is not None for row in history for k in measured):
         raise FerkitError(f"{where}: no {', '.join(measured)} in it, so not a ferkit training history (its fields: "

@@ -271,6 +271,16 @@ def test_freeze_counts_layers_and_refuses_too_many(tmp_path):
         TrainConfig(backbone_lr=0.0)
 
 
+def test_a_backbone_lr_with_every_layer_frozen_is_said_to_do_nothing(tmp_path, caplog):
+    """It was taken without a word: no backbone parameter trains, so it changed nothing."""
+    for freeze, said in ((-1, True), (5, True), (2, False)):
+        caplog.clear()
+        with pytest.raises(FerkitError, match="nowhere.csv"), caplog.at_level(logging.WARNING):  # (said before the data)
+            fit(resolve_config("resnet18", data=str(tmp_path / "nowhere.csv"), freeze=freeze, backbone_lr=0.1), tmp_path / "run",
+                progress=False)
+        assert (f"--backbone-lr 0.1: ignored with --freeze {freeze}, which freezes every layer before the head" in caplog.text) == said
+
+
 @pytest.mark.parametrize("model,head", [("resnet18", "fc."), ("mobilenet_v2", "classifier.1."), ("tiny", "classifier.")])
 def test_backbone_lr_gives_the_head_and_the_backbone_their_own_learning_rates(model, head):
     from ferkit.train import _optimizer, _scheduler

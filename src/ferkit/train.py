@@ -842,6 +842,9 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if device.type == "cpu":
         _check_memory(spec, cfg)
     check_freeze(cfg, spec)
+    if cfg.backbone_lr is not None and cfg.freeze in (-1, spec.stages()):  # no backbone parameter trains
+        log.warning(f"--backbone-lr {cfg.backbone_lr:g}: ignored with --freeze {cfg.freeze}, which freezes every layer "
+                    "before the head: only the head trains, at --lr")
 
     dist.rank0_first()  # rank 0 fills the data and HOG caches; the other ranks then read them
     read_here = data is None  # (data given are read by the caller, who answers for their split: search's folds)

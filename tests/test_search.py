@@ -415,6 +415,24 @@ def test_a_full_disk_stops_the_search_and_its_rerun_goes_on_with_the_trial(files
     assert [h["epoch"] for h in json.loads((out / "trials" / "1" / "history.json").read_text())] == [1, 2, 3]
 
 
+def test_a_rerun_on_other_data_is_refused_once_a_trial_has_completed(files, tmp_path, capsys):
+    """--data is each worker's own path, so no setting the study compares: a rerun given other data went on,
+    and ranked the scores of two data sets in one table (and best.yaml)."""
+    csv_file, spec = files
+    out = tmp_path / "s"
+    assert main(_argv(files, out, "--trials", "1")) == 0
+    other = write_fer_csv(tmp_path / "other.csv", usages=("Training", "PublicTest"), n=21)
+    assert main(_argv((other, spec), out, "--trials", "2")) == 2
+    err = capsys.readouterr().err
+    assert (f"scored its trials on other data ({csv_file}: 42 training and 42 PublicTest faces; now {other}: 21 training "
+            "and 21 PublicTest faces); rerun with the data it began with") in err, err
+    assert len(_study(out).trials) == 1
+    copy = tmp_path / "copy" / "fer.csv"  # the same faces elsewhere (another worker's machine): the same study
+    copy.parent.mkdir()
+    copy.write_bytes(csv_file.read_bytes())
+    assert main(_argv((copy, spec), out, "--trials", "1")) == 0
+
+
 def test_cross_validation_of_ferplus_votes_is_refused_up_front(files, tmp_path, capsys):
     """The folds reorder FER2013's rows, which FER+'s votes follow: every trial failed on a vote file
     looked for beside 'fer.csv [fold 1/2]'."""

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec, spec_layers, spec_paths
-from .data import FerData, say_leaked, subset_rows
+from .data import SPLITS, FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, OutputError, first_line
 from .files import write_output
 from .outputs import csv_text
@@ -452,6 +452,43 @@ def _check_settings(study, settings: dict, storage: str) -> None:
         "rerun with the same flags to resume or share it, or give another --out")
 
 
+def data_record(data: FerData) -> dict:
+    """What a study's trials are scored on: the source, the training and PublicTest faces' counts, and a hash
+    of their pixels, labels and class names (the same data on another worker's path hashes alike)."""
+    import hashlib
+
+    used = np.flatnonzero(np.isin(data.splits, [SPLITS.index("train"), SPLITS.index("val")]))
+    h = hashlib.blake2b(repr(data.names).encode(), digest_size=16)
+    for start in range(0, len(used), 4096):  # (a chunk at a time: no copy of all the faces)
+        rows = used[start:start + 4096]
+        for a in (data.splits[rows], data.labels[rows], data.images[rows]):
+            h.update(np.ascontiguousarray(a).tobytes())
+    counts = data.counts()
+    return {"source": data.source, "train": counts["train"], "val": counts["val"], "hash": h.hexdigest()}
+
+
+def _check_data(study, record: dict, storage: str) -> None:
+    """A study scores every trial on the same faces: a rerun or worker given other data (--data is a machine's
+    path, so not among the settings) put the scores of two data sets in one ranking, unsaid."""
+    from optuna.trial import TrialState
+
+    saved = study.user_attrs.get("data")
+    if saved is None or not isinstance(saved, dict) or saved.get("hash") == record["hash"]:
+        if saved is None:  # (a study begun before ferkit recorded its data: from now on)
+            study.set_user_attr("data", record)
+        return
+    if not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
+        study.set_user_attr("data", record)  # none completed: the corrected rerun takes it over, as its settings
+        return
+
+    def faces(r: dict) -> str:
+        return f"{r.get('source')}: {r.get('train')} training and {r.get('val')} PublicTest faces"
+
+    raise ConfigError(f"study {study.study_name!r} in {shown(storage)} scored its trials on other data ({faces(saved)}; now "
+                      f"{faces(record)}); rerun with the data it began with (--data, --label-names, --skip-bad-rows as "
+                      "then), or give another --out for a search of these data")
+
+
 def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials: int, cv: int = 0, storage: str | None = None,
                study_name: str = "ferkit", timeout: float | None = None, heartbeat: int = 30, poll: float = 2.0):
     """Run trials until the study has n_trials completed ones (or timeout seconds passed); returns the study.
@@ -493,6 +530,7 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
             out.rmdir()
         raise
     _check_settings(study, _settings(cfg, params, cv), storage)
+    _check_data(study, data_record(data), storage)
     trials = out / "trials"
     if not study.get_trials(deepcopy=False) and trials.is_dir() and any(trials.iterdir()):  # its trial 0 would be theirs
         raise FerkitError(f"{trials}: holds the trials of an earlier search, and study {study.study_name!r} in {shown(storage)} "

@@ -376,6 +376,12 @@ def test_a_search_whose_trials_all_failed_is_taken_over_by_the_corrected_rerun(f
     assert main(_argv(files, tmp_path / "s2", "--trials", "1")) == 2
     assert "s2: its best.yaml is a folder, and the search writes its results there" in capsys.readouterr().err
     assert not (tmp_path / "s2" / "trials").exists()
+    (tmp_path / "s2" / "best.yaml").rmdir()
+    (tmp_path / "s2" / "trials").write_text("notes")  # each trial failed on it, and 3 in a row stopped the search
+    assert main(_argv(files, tmp_path / "s2", "--trials", "1")) == 2
+    assert capsys.readouterr().err == (f"error: --out {tmp_path / 's2'}: its trials is not a folder, and the search trains "
+                                       "each trial in trials/<n>/ there; move it away or give another --out\n")
+    assert not (tmp_path / "s2" / "search.db").exists()
 
 
 @pytest.mark.parametrize("epoch", [2, 1])

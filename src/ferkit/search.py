@@ -510,6 +510,9 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
             what = "a folder" if (out / name).is_dir() else "not a regular file"
             raise FerkitError(f"--out {out}: its {name} is {what}, and the search writes its results there; move it away "
                               "or give another --out")
+    if os.path.lexists(out / "trials") and not (out / "trials").is_dir():  # (each trial failed on it, after the data were read)
+        raise FerkitError(f"--out {out}: its trials is not a folder, and the search trains each trial in trials/<n>/ there; "
+                          "move it away or give another --out")
     storage = storage or default_storage(out)
     data = load_data(cfg, model_spec(cfg))  # at the model's input size and channels
     say_leaked(data)  # (fit checks only the data it reads itself)

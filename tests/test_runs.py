@@ -187,6 +187,9 @@ def test_summarize_history():
     assert row.split()[:5] == ["c", "3", "no", "validation", "-"] and "nan" not in row  # (was 'nan (  3)  nan')
     text = runs.format_summary([runs.Run(Path("a"), "a", None, rows, np.zeros(0)), runs.Run(Path("b"), "b", None, [], np.zeros(0))])
     assert "0.5500 (  2)" in text and "5.5 min" in text and "no history" in text.splitlines()[2]
+    bare = [{"epoch": r["epoch"], "val_acc": r["val_acc"]} for r in rows]  # no train_acc, no seconds: was 'nan  nans  nan min'
+    row = runs.format_summary([runs.Run(Path("d"), "d", None, bare, np.zeros(0))]).splitlines()[1]
+    assert row.split() == ["d", "3", "0.5500", "(", "2)", "0.5000", "-", "-", "-", "-"], row
 
 
 def test_the_summary_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_gone(tiny_run, tmp_path):

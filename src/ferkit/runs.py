@@ -434,9 +434,11 @@ def format_summary(runs: list[Run]) -> str:
         # a run without validation (no val split) keeps its last epoch as best: said, not 'nan (  3)'
         best = f"{s['best_val_acc']:>16.4f} ({s['best_epoch']:>3})" if math.isfinite(s["best_val_acc"]) else f"{'no validation':>22}"
         last = f"{s['last_val_acc']:>14.4f}" if math.isfinite(s["last_val_acc"]) else f"{'-':>14}"
-        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{best}{last}"
-                     f"{s['last_train_acc']:>16.4f}{s['median_epoch_seconds']:>13.1f}s"
-                     f"{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min")
+        train = f"{s['last_train_acc']:>16.4f}" if math.isfinite(s["last_train_acc"]) else f"{'-':>16}"
+        # a history without seconds (another tool's, a hand-made one) has no times: said '-', not 'nans' and 'nan min'
+        times = (f"{s['median_epoch_seconds']:>13.1f}s{s['wall_clock_seconds'] / 60:>13.1f} min{s['total_seconds'] / 60:>6.1f} min"
+                 if math.isfinite(s["median_epoch_seconds"]) else f"{'-':>14}{'-':>17}{'-':>10}")
+        lines.append(f"{r.name:<{w}}{s['epochs']:>7}{best}{last}{train}{times}")
         if s["lost"]:
             lost.append(f"{r.name}: best val acc is {BEST}'s, epoch {s['best_epoch']}; {s['lost']}")
     return "\n".join(lines + lost)

@@ -357,3 +357,10 @@ def test_the_run_file_check_takes_a_loop_of_links(tmp_path):
     (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
     (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
     check_not_run_file(tmp_path / "a.json", "--json")  # no run's file: the output check says what is wrong with it
+
+
+def test_a_count_is_a_whole_number_numpys_included():
+    """(is_count repeated is_whole's test for plain ints only: an np.int64 from a confusion matrix was no count)"""
+    assert runs.is_count(np.int64(3)) and runs.is_count(np.uint8(0)) and runs.is_count(7)
+    for v in (True, 2.0, -1, np.int64(-1), 1e308, float("inf"), "3"):
+        assert not runs.is_count(v), v

@@ -329,7 +329,7 @@ def is_fraction(v) -> bool:
 
 def is_count(v) -> bool:
     """A whole number of faces as evaluate writes it: Infinity, 1e308 or -5 (JSON reads them) overflowed the plots."""
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_RECORD
+    return is_whole(v) and 0 <= v <= MAX_RECORD
 
 
 def _written(path: Path) -> Path:

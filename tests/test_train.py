@@ -549,7 +549,9 @@ def test_a_resume_leaves_a_best_pt_ferkits_user_may_not_read(tiny_run, tmp_path,
     monkeypatch.setattr(os, "open", refusing)
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
     assert (run / "best.pt").read_bytes() == whole
-    assert f"but {run / 'best.pt'}: cannot read it (Permission denied)" in capsys.readouterr().out
+    # (the done line advised the resume, which keeps this best.pt, as for a damaged one)
+    assert (f"but {run / 'best.pt'}: cannot read it (Permission denied); give ferkit's user read access to it (chmod a+r) "
+            f"(a resume keeps it: its weights may be whole); the last epoch is in {run / 'last.pt'}") in capsys.readouterr().out
 
 
 def test_ctrl_c_in_training_says_how_to_go_on(tmp_path, monkeypatch, capsys):

@@ -324,8 +324,11 @@ def cmd_train(args):
 
         best = read_record(out / runs.BEST)
         if best.ckpt is None:  # (the run's work is done and its last.pt whole: said, not exit 2)
-            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {best.error} (a damaged "
-                  f"one is written again from {runs.LAST} by 'ferkit train --resume {out}'); the last epoch is in {out / runs.LAST}")
+            # unreadable: its error says to give ferkit's user read access (check_regular_file); a resume keeps it
+            way = ("a resume keeps it: its weights may be whole" if best.trouble == "unreadable" else
+                   f"a damaged one is written again from {runs.LAST} by 'ferkit train --resume {out}'")
+            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {best.error} ({way}); "
+                  f"the last epoch is in {out / runs.LAST}")
             return
         epoch, score = best.ckpt.get("epoch", "?"), best.acc
         gone = runs.lost_best(top, epoch, score)

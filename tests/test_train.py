@@ -920,6 +920,29 @@ def test_resume_with_config_json_damaged_or_gone_takes_last_pt_s_config(tiny_run
         train.resume_config(run)
 
 
+def test_a_resume_with_config_json_damaged_reads_last_pt_in_full_once(tiny_run, tmp_path, monkeypatch):
+    """(resume_config read last.pt in full, checks and all, for its config, then fit read it in full again)"""
+    import shutil
+
+    from ferkit import checkpoint
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "config.json").write_text('{"model": "tin')
+    reads, real = [], checkpoint.read_checkpoint
+
+    def counted(path, *args, **kwargs):
+        reads.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(train, "read_checkpoint", counted)
+    monkeypatch.setattr(checkpoint, "read_checkpoint", counted)
+    assert main(["train", "--resume", str(run), "--epochs", "4", "--quiet"]) == 0
+    assert reads.count(run / "last.pt") == 1 and read_checkpoint(run / "last.pt")["epoch"] == 4
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4  # written anew, from last.pt's config
+
+
 def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_best_pt(tiny_run, tmp_path, capsys):
     import shutil
 

@@ -116,13 +116,21 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
         if (run / CONFIG).exists() and not (run / CONFIG).is_file():  # nor could it be written anew, after the data load
             raise FerkitError(f"--resume {run}: {run / CONFIG} is not a file; remove it ({LAST} holds the run's config), "
                               "then resume") from None
-        saved, source = dict(read_last(run)["config"]), run / LAST
+        saved, source = _last_config(run), run / LAST
         log.warning(f"{e if (run / CONFIG).exists() else f'{run / CONFIG}: missing'}; resuming with the config "
                     f"saved in {LAST} (config.json is written anew)")
     saved.pop("spec", None)
     # a change of None keeps the run's value (--epochs 0 is a value: refused as the config is checked);
     # a value deleted or nulled by hand in config.json falls back to the preset's
     return resolve_config(base=saved, source=source, **changes)
+
+
+def _last_config(run: Path) -> dict:
+    """The config last.pt trained with, for a resume whose config.json is gone: its dict alone (read_record's quick
+    read, tensors mapped, not read), as fit reads the file in full next, checks and all (it was read in full twice).
+    One whose quick read holds no config is read in full here, for read_last's error."""
+    config = (read_record(run / LAST, quick=True).ckpt or {}).get("config")
+    return dict(config) if isinstance(config, dict) else dict(read_last(run)["config"])
 
 
 def _no_last(run: Path) -> str:

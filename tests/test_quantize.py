@@ -229,6 +229,9 @@ def test_int8_calibration_skips_the_bad_rows_its_run_skipped(tiny_checkpoint, tm
     monkeypatch.setattr(ferkit.runs, "trained_on", lambda config: str(csv))  # the data the run trained on
     assert Predictor(skipped, backend="onnx", precision="int8").predict(str(DEMO_PHOTO)) is not None
     assert main(["export", str(skipped), "--onnx", str(tmp_path / "m.onnx"), "--int8"]) == 0
+    # its own data given by path: skipped as export skips them for --data (predict stopped at the bad row)
+    assert Predictor(skipped, backend="onnx", precision="int8", calibration=str(csv)).predict(str(DEMO_PHOTO)) is not None
+    assert main(["export", str(skipped), "--onnx", str(tmp_path / "m.onnx"), "--int8", "--data", str(csv)]) == 0
     with pytest.raises(FerkitError, match="line 65"):  # a run that did not skip them: as before
         Predictor(tiny_checkpoint, backend="onnx", precision="int8")
 

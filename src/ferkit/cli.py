@@ -859,7 +859,7 @@ def cmd_export(args):
     if args.data and not same_path(args.data, own):
         reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
     # the run's own data are read as it read them, bad rows skipped where it skipped them
-    skip = args.skip_bad_rows or bool(own) and runs.skipped_bad_rows(config) and (not args.data or same_path(args.data, own))
+    skip = args.skip_bad_rows or runs.skipped_bad_rows(config, args.data)
     # (once the data --int8 reads is known: the run's own, recorded in the checkpoint, where no --data is given)
     out = _export_target(args.onnx, "--onnx", src, _data_read(args.data or own) if args.int8 else None)
     # data that cannot hold the split the run drew (its own, since cut): export's ways, not train's fraction flags

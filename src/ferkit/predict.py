@@ -398,8 +398,7 @@ def _calibration(data, clf) -> np.ndarray:
     try:
         # data that cannot hold the split the run drew: predict and serve have no flag for it (the export below is the way)
         changed = "the data have changed since it trained." if own else "they are not the data it trained on."
-        return calibration_faces(data, skip_bad_rows=not given and data is not None and skipped_bad_rows(config),
-                                 split_fix=changed, **reading)
+        return calibration_faces(data, skip_bad_rows=skipped_bad_rows(config, given), split_fix=changed, **reading)
     except FerkitError as e:
         from .data import DATA_ENV, BadRowError
 

@@ -276,10 +276,13 @@ def trained_on(config: dict | None) -> str | None:
     return own if isinstance(own, str) and own and Path(own).exists() else None
 
 
-def skipped_bad_rows(config: dict | None) -> bool:
-    """Whether a run read its data with --skip-bad-rows: its own data are read so again where a command reads them
-    without a --skip-bad-rows of its own (predict and serve calibrating int8 stopped at the bad row training skipped)."""
-    return (config or {}).get("skip_bad_rows") is True
+def skipped_bad_rows(config: dict | None, data: str | Path | None = None) -> bool:
+    """Whether `data` (None: the run's own) are read skipping bad rows where a command has no --skip-bad-rows of its own
+    (int8 calibration: export without the flag, predict and serve): where they are the data the run trained on, still
+    there (trained_on), and it read them with --skip-bad-rows (predict and serve stopped at the bad row training skipped;
+    export skipped them for its --data given as the run's own path, predict not for its calibration= given so)."""
+    own = trained_on(config)
+    return (config or {}).get("skip_bad_rows") is True and own is not None and (not data or same_path(data, own))
 
 
 def check_metrics(m: dict, where: str) -> dict:

@@ -782,7 +782,8 @@ def test_max_upload_pixels_is_held_to_what_pillow_decodes():
 def test_load_image_decodes_a_large_photo_without_spare_copies(tmp_path):
     """load_image's peak was 18 bytes a pixel for an RGB JPEG and 24 for an RGBA PNG (a 16 MP one: 290 and 380 MB):
     an upright image copied by exif_transpose, an RGB one copied by convert("RGB"), and numpy's array made through
-    tobytes(), which joins its chunks into a second copy. Measured in a fresh process (the peak reset before the call)."""
+    tobytes(), which joins its chunks into a second copy; 13 for a 16-bit grey PNG, made floats whole through tobytes
+    (now 7: its file, its image and the array). Measured in a fresh process (the peak reset before the call)."""
     import subprocess
     import sys
 
@@ -792,6 +793,7 @@ def test_load_image_decodes_a_large_photo_without_spare_copies(tmp_path):
                   + np.random.default_rng(0).normal(0, 6, (n, n, 3)), 0, 255).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "rgb.jpg", quality=90)
     Image.fromarray(np.dstack([rgb, (255 * x).astype(np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 256 + rgb[:, :, 1]).save(tmp_path / "grey16.png")  # (I;16)
     script = """
 import sys
 from ferkit.faces import load_image
@@ -802,7 +804,7 @@ before = kb("VmRSS:")
 rgb = load_image(sys.argv[1])
 print((kb("VmHWM:") - before) * 1024 / (rgb.shape[0] * rgb.shape[1]))
 """
-    for name, most in (("rgb.jpg", 11), ("rgba.png", 17)):
+    for name, most in (("rgb.jpg", 11), ("rgba.png", 17), ("grey16.png", 9)):
         Image.open(tmp_path / name).resize((64, 64)).save(tmp_path / name.replace(".", "-small."))
         r = subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr

@@ -325,9 +325,7 @@ def pil_to_rgb(im) -> np.ndarray:
     except Exception:  # a broken EXIF block: keep the pixels as stored
         pass
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.array(im, np.float32)  # one copy, worked on in place: float64 temporaries cost ~40 bytes a pixel
-        a = _to_uint8(a, np.nanmax(a, initial=0), sixteen=im.mode.startswith("I;16"), floats=im.mode == "F")
-        return np.repeat(a[:, :, None], 3, axis=2)
+        return _deep_grey_array(im)
     if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts La to nothing but LA
         im = im.convert(im.mode.upper())
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -347,6 +345,31 @@ def _rgb_array(im) -> np.ndarray:
     rows = max(1, 2**20 // (3 * w))  # strips of about 1 MB
     for y in range(0, h, rows):
         out[y:y + rows] = np.asarray(im.crop((0, y, w, min(h, y + rows))))
+    return out
+
+
+def _deep_grey_array(im) -> np.ndarray:
+    """A 16-bit, 32-bit or float grey PIL image as an (H, W, 3) uint8 array, scaled by _to_uint8 a strip of rows at
+    a time: the whole image as floats (np.array of it, through tobytes) peaked at 13 bytes a pixel. The top value
+    that scales an "I" or "F" image is found first (a float one's a strip at a time too; 16-bit ones scale by 1/257)."""
+    w, h = im.size
+    sixteen, floats = im.mode.startswith("I;16"), im.mode == "F"
+    rows = max(1, 2**18 // w)  # strips of about 1 MB as float32
+
+    def strip(y: int) -> np.ndarray:  # (a copy to work on in place: np.asarray's view of tobytes is read-only)
+        return np.array(im.crop((0, y, w, min(h, y + rows))), np.float32)
+
+    if sixteen:  # (scaled whatever their top)
+        top = 0
+    elif floats:  # (NaN left out: getextrema would not)
+        top = max(np.nanmax(np.asarray(im.crop((0, y, w, min(h, y + rows)))), initial=0) for y in range(0, h, rows))
+    else:
+        top = max(im.getextrema()[1], 0)
+    out = np.empty((h, w, 3), np.uint8)
+    for y in range(0, h, rows):
+        grey = _to_uint8(strip(y), top, sixteen, floats)
+        for c in range(3):  # (a channel at a time: numpy's broadcast of grey[:, :, None] into the strip was 6x slower)
+            out[y:y + rows, :, c] = grey
     return out
 
 

@@ -388,13 +388,15 @@ def test_type_and_range_problems_are_reported_together():
 
 
 def test_threads_lr_and_l2_have_upper_bounds():
-    """Far past any use, torch crashes instead: 100,000 threads is a SIGSEGV, lr 1e308 an overflow in the optimizer."""
+    """Far past any use, torch crashes instead: 100,000 threads is a SIGSEGV, lr 1e308 an overflow in the optimizer
+    (and backbone_lr 1e308, a fraction of lr, blew the weights up alike: the run ended with an unusable best.pt)."""
     with pytest.raises(ConfigError) as e:
-        TrainConfig(threads=100_000, lr=1e308, l2=1e300)
+        TrainConfig(threads=100_000, lr=1e308, l2=1e300, backbone_lr=1e308)
     for text in ("--threads must be in 0..1024 (0: torch's default); got 100000", "--lr must be > 0 and at most 100; got 1e+308",
-                 "--l2 must be >= 0 and at most 100; got 1e+300"):
+                 "--l2 must be >= 0 and at most 100; got 1e+300",
+                 "--backbone-lr must be > 0 and at most 100 (a fraction of --lr; to keep layers fixed, --freeze them); got 1e+308"):
         assert text in str(e.value)
-    TrainConfig(threads=1024, lr=100.0, l2=0.0, rotate=180)
+    TrainConfig(threads=1024, lr=100.0, l2=0.0, rotate=180, backbone_lr=100.0)
     with pytest.raises(ConfigError, match=r"--rotate must be in \[0, 180\] \(degrees either way\); got 1e\+308"):
         TrainConfig(rotate=1e308)  # was a NaN loss blamed on --lr
     with pytest.raises(ConfigError) as e:  # a one-face batch is skipped: batch size 1 trained nothing, silently

@@ -66,7 +66,7 @@ MAX_EPOCHS = 1_000_000
 # Optimisation steps of sanity's overfit check and of each DeepDream octave (defaults 300 and 20): each is
 # a forward and backward pass, up to seconds on a CPU, so 10,000 is hours; --steps 10**9 would run for years
 MAX_STEPS = 10_000
-MAX_RATE = 100.0  # lr, l2 and --flip-consistency's weight: far above any useful value (lr 1e308 overflows the optimizer)
+MAX_RATE = 100.0  # lr, backbone_lr, l2 and --flip-consistency's weight: far above any useful value (lr 1e308 overflows the optimizer)
 
 
 def problem(name: str, what: str, value) -> str:
@@ -670,10 +670,13 @@ def names_text(value) -> str:
     return f"one string, the class names in label order as a comma list ({example}) or the path of a text file of them, one a line"
 
 
+# lr and backbone_lr (a fraction of lr: backbone_lr 1e308 overflowed the optimizer as lr 1e308 did)
+RATE = (lambda v: 0 < v <= MAX_RATE, f"> 0 and at most {MAX_RATE:g}")
+
 # TrainConfig field -> (fits(value), what it must be); a None value (the preset's) is not checked.
 TRAIN_RANGES = {
     "batch_size": (lambda v: v >= 2, ">= 2 (training skips one-face batches: batch norm needs two)"),
-    "lr": (lambda v: 0 < v <= MAX_RATE, f"> 0 and at most {MAX_RATE:g}"),
+    "lr": RATE,
     "l2": (lambda v: 0 <= v <= MAX_RATE, f">= 0 and at most {MAX_RATE:g}"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "ema": (lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.999; 0: off)"),
@@ -684,7 +687,7 @@ TRAIN_RANGES = {
     "distill": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill_temp": (lambda v: v > 0, "> 0"),
     "freeze": (lambda v: v >= -1, ">= -1 (-1: all but the head)"),
-    "backbone_lr": (lambda v: v > 0, "> 0 (a fraction of --lr; to keep layers fixed, --freeze them)"),
+    "backbone_lr": (RATE[0], f"{RATE[1]} (a fraction of --lr; to keep layers fixed, --freeze them)"),
     "val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "threads": (lambda v: 0 <= v <= MAX_THREADS, f"in 0..{MAX_THREADS} (0: torch's default)"),

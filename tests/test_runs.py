@@ -41,6 +41,12 @@ def test_read_run_errors(tmp_path):
     # a NaN epoch (an empty field of history.csv) passed, and the summary's int() of the best epoch was a ValueError
     (runs.HISTORY_JSON, '[{"epoch": NaN, "train_loss": 1, "val_acc": 0.5}]', "history.json: row 1 is not an epoch's record"),
     (runs.HISTORY_CSV, "epoch,train_loss,val_acc\n1,1,0.5\n,1,0.6\n", "history.csv: row 2 is not an epoch's record"),
+    # an epoch twice or out of order, which train.py never writes (a resume rewrites the history from last.pt): plot
+    # drew its lines back and forth and the summary counted the repeated epoch twice
+    (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6}, {"epoch": 2, "val_acc": 0.7}]',
+     "history.json: row 3's epoch is 2, not after row 2's (2): a training history has each epoch once, in order (two "
+     "histories joined, or rows edited?); rerun the command that wrote it"),
+    (runs.HISTORY_CSV, "epoch,train_loss,val_acc\n2,1,0.5\n1,1,0.6\n", "history.csv: row 2's epoch is 1, not after row 1's (2)"),
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),
     # the line, not numpy's "row 1" counted from the first number
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,abc\n", "iterations.csv: not an iteration,loss table (line 3: could not convert"),

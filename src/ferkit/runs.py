@@ -195,6 +195,11 @@ def check_history(history, where: str) -> list[dict]:
         if bad:
             raise FerkitError(f"{where}: row {i}'s {bad} is {row[bad]:g}, not an accuracy from 0 to 1 (a percentage?); "
                               "rerun the command that wrote it")
+    for i in range(1, len(history)):  # train.py writes epochs 1, 2, ... once each (a resume rewrites it from last.pt):
+        epoch, before = history[i]["epoch"], history[i - 1]["epoch"]  # rows twice or out of order drew lines back and forth
+        if not epoch > before:
+            raise FerkitError(f"{where}: row {i + 1}'s epoch is {epoch:g}, not after row {i}'s ({before:g}): a training history "
+                              "has each epoch once, in order (two histories joined, or rows edited?); rerun the command that wrote it")
     measured = HISTORY_FIELDS[1:5]  # (another tool's table passed the rows' check with an epoch alone: plots of nothing)
     if history and not any(row.get(k) is not None for row in history for k in measured):
         raise FerkitError(f"{where}: no {', '.join(measured)} in it, so not a ferkit training history (its fields: "

@@ -97,6 +97,16 @@ def test_fit_without_val_split_keeps_last_as_best(tmp_path, caplog):
     assert best["epoch"] == 3 and best["best_acc"] is None and best["optimizer"] == {}
 
 
+def test_an_epoch_is_timed_by_a_clock_that_does_not_step_back(tmp_path, monkeypatch):
+    """Epochs were timed by the wall clock: one set back during an epoch (NTP, a VM resumed) wrote a negative
+    seconds to the history, and plot and report summed the run's time short."""
+    csv = write_fer_csv(tmp_path / "fer.csv", usages=("Training",), n=28)
+    clock = iter(range(10**9, 0, -3600))  # the wall clock an hour back at each reading
+    monkeypatch.setattr(train.time, "time", lambda: float(next(clock)))
+    cfg = resolve_config(str(_spec_file(tmp_path)), data=str(csv), epochs=1, batch_size=14)
+    assert 0 <= fit(cfg, tmp_path / "run", progress=False)[0]["seconds"] < 600
+
+
 def _spec_file(tmp_path):
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(tiny_spec().to_dict()))

@@ -976,7 +976,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
 
         bar = tqdm(total=(cfg.epochs - start_epoch + 1) * steps_per_epoch, unit="it", dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.time()
+        t0 = time.monotonic()  # not the wall clock: set back mid-epoch (NTP, a resumed VM), it wrote a negative time
         if bar is not None:
             bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         lr = opt.param_groups[0]["lr"]
@@ -992,7 +992,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
             ev = (evaluate(validated, val, device, cfg.batch_size, tta=cfg.tta, precision=cfg.precision) if validate
                   else {"loss": float("nan"), "acc": float("nan")})
         row = dict(epoch=epoch, train_loss=round(tr_loss, 5), train_acc=round(tr_acc, 5), val_loss=round(ev["loss"], 5),
-                   val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.time() - t0, 2))
+                   val_acc=round(ev["acc"], 5), lr=lr, seconds=round(time.monotonic() - t0, 2))
         history.append(row)
         iter_loss += losses
         improved = val is None or best_acc is None or ev["acc"] > best_acc  # without validation, best = the last epoch

@@ -338,6 +338,57 @@ def test_storage_that_cannot_hold_the_study_is_one_line(files, tmp_path, capsys)
             assert len(con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()) == 1, db
 
 
+def test_a_storage_locked_by_another_process_is_waited_for_said_and_refused_by_name(tmp_path, monkeypatch, caplog):
+    """An open sqlite3 shell's transaction on search.db kept the search waiting a minute or more in silence,
+    then failed; the wait (workers take turns writing) is kept, said once, and ends in one error naming the file."""
+    from ferkit import search
+    from ferkit.errors import FerkitError
+
+    db = tmp_path / "search.db"
+    storage = f"sqlite:///{db}"
+    search.open_study(storage, "ferkit")
+    monkeypatch.setattr(search, "LOCK_NOTICE", 0.5)
+
+    def hold(seconds):
+        code = (f"import sqlite3, time; con = sqlite3.connect({str(db)!r}, isolation_level=None); con.execute('BEGIN EXCLUSIVE'); "
+                f"print('locked', flush=True); time.sleep({seconds})")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline() == "locked\n"
+        return holder
+
+    notice = f"{db}: another process holds a lock on the search's database; waiting up to "
+    monkeypatch.setattr(search, "LOCK_WAIT", 2)
+    holder = hold(60)
+    try:
+        start = time.monotonic()
+        with caplog.at_level(logging.INFO, "ferkit"), pytest.raises(FerkitError) as e:
+            search.open_study(storage, "ferkit")
+        assert time.monotonic() - start < 10
+        assert str(e.value) == (f"--storage {storage}: {db} stayed locked by another process for 2s (an open sqlite3 shell's "
+                                "transaction, a program reading or writing it); end that process, or commit or roll back its "
+                                "transaction, and rerun the search (it goes on where it stopped)")
+        assert caplog.text.count(notice) == 1
+        with monkeypatch.context() as m:  # locked again after that look: the same error, the wait not retried
+            m.setattr(search, "_wait_for_lock", lambda db, storage: None)
+            start = time.monotonic()
+            with pytest.raises(FerkitError) as again:
+                search.open_study(storage, "ferkit")
+            assert time.monotonic() - start < 10 and str(again.value) == str(e.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    caplog.clear()
+    monkeypatch.setattr(search, "LOCK_WAIT", 30)
+    holder = hold(2)  # a lock given back within the wait: the study opens
+    try:
+        with caplog.at_level(logging.INFO, "ferkit"):
+            assert search.open_study(storage, "ferkit").study_name == "ferkit"
+        assert caplog.text.count(notice) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):
     csv_file, spec = files
     train_only = write_fer_csv(tmp_path / "train_only.csv", usages=("Training",), n=14)

@@ -55,6 +55,11 @@ MAX_INT_PROBES = 64  # an int range this short is checked value by value (each c
 RESULTS = {"csv": "search.csv", "json": "search.json", "best": "best.yaml"}  # what write_results writes in --out
 SEARCH_COLUMNS = ("trial", "value", "state")  # search.csv's first columns, the parameters' after them: report knows the table by them
 MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartbeats
+# Seconds a worker waits for another's lock on an SQLite storage (workers take turns writing to it), and
+# after how many it says that it waits: a lock held that long is another program's (an open sqlite3 shell)
+LOCK_WAIT = 60
+LOCK_NOTICE = 5
+LOCKED = "database is locked"  # SQLite's error for a lock waited for in vain
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
 # TrainConfig fields newer than some studies, with the defaults those studies ran with
@@ -349,9 +354,13 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
     url = storage_url(storage)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):  # each connection would see a database of its own, without tables
         raise ConfigError(f"--storage {storage}: an in-memory database keeps no study; give a file, sqlite:///search.db")
+    db = None
     if url.startswith("sqlite"):
-        _refuse_foreign_sqlite(url, storage)
-        engine = {"connect_args": {"timeout": 60}}  # seconds a worker waits for another's write lock
+        db = _sqlite_file(url)
+        if db:
+            _wait_for_lock(db, storage)
+            _refuse_foreign_sqlite(db, storage)
+        engine = {"connect_args": {"timeout": LOCK_WAIT}}
     else:  # a server: drop dead pooled connections; give up on an unreachable host after 10 s
         engine = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10} if url.startswith("postgresql+psycopg") else {}}
     try:
@@ -363,8 +372,8 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
                         url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
                 break
-            except Exception as e:
-                if attempt == 4 or not type(e).__module__.startswith("sqlalchemy"):  # e.g. table exists, UNIQUE failed
+            except Exception as e:  # e.g. table exists, UNIQUE failed; not a lock, waited for LOCK_WAIT seconds already
+                if attempt == 4 or not type(e).__module__.startswith("sqlalchemy") or LOCKED in str(e):
                     raise
                 time.sleep(0.5 + random.random())
         sampler = optuna.samplers.TPESampler(constant_liar=True)  # constant_liar: parallel workers spread out
@@ -375,6 +384,8 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
         if type(e).__module__.split(".")[0] in ("sqlalchemy", "optuna") or "optuna storage upgrade" in str(e):
             cause = e.__cause__ or e.__context__  # optuna's StorageInternalError says only "during the commit"
             why = f"{type(e).__name__}: {first_line(e)}" + (f"; {first_line(cause)}" if cause is not None else "")
+            if db and LOCKED in why:  # locked again after _wait_for_lock's look
+                raise FerkitError(locked(db, storage)) from None
             raise FerkitError(f"--storage {shown(storage)}: cannot open ({why})") from None
         raise
 
@@ -382,23 +393,54 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # (some of) the tables of an Optuna RDB storage
 
 
-def _refuse_foreign_sqlite(url: str, storage: str) -> None:
-    """A ConfigError for an SQLite file that holds tables, but not an Optuna storage's: Optuna added its dozen
-    tables to another program's database (a search.db of another tool in --out, a --storage given the wrong
-    file) and ran the search in it. An empty or missing file is a new storage; junk is RDBStorage's to refuse."""
-    import sqlite3
-    from contextlib import closing
-
+def _sqlite_file(url: str) -> str | None:
+    """The SQLite storage's file, where it exists and holds something; None for a new or missing one (or
+    no URL: RDBStorage says so)."""
     from sqlalchemy.engine import make_url
 
     try:
         db = make_url(url).database
-    except Exception:  # not a URL: RDBStorage says so
-        return
-    if not db or not os.path.isfile(db) or not os.path.getsize(db):
-        return
+    except Exception:
+        return None
+    return db if db and os.path.isfile(db) and os.path.getsize(db) else None
+
+
+def _wait_for_lock(db: str, storage: str) -> None:
+    """Wait, up to LOCK_WAIT seconds, until no other process holds a write lock on the SQLite file db, saying
+    so once after LOCK_NOTICE (a search behind another program's lock waited a minute or more in silence);
+    then a FerkitError naming the file and the lock. A file that is no database is RDBStorage's to refuse."""
+    import sqlite3
+    from contextlib import closing
+
+    for timeout in (LOCK_NOTICE, LOCK_WAIT - LOCK_NOTICE):
+        try:
+            with closing(sqlite3.connect(db, timeout=timeout, isolation_level=None)) as con:
+                con.execute("BEGIN IMMEDIATE")  # the write lock a search takes, given back unused: the file is left as it is
+            return
+        except sqlite3.Error as e:  # (junk, a read-only file: RDBStorage's to refuse)
+            if LOCKED not in str(e):
+                return
+        if timeout == LOCK_NOTICE:
+            log.warning(f"{db}: another process holds a lock on the search's database; waiting up to {LOCK_WAIT:g}s for it")
+    raise FerkitError(locked(db, storage))
+
+
+def locked(db: str, storage: str) -> str:
+    """The refusal of a search whose SQLite file db another process kept locked for LOCK_WAIT seconds."""
+    return (f"--storage {shown(storage)}: {db} stayed locked by another process for {LOCK_WAIT:g}s (an open sqlite3 shell's "
+            "transaction, a program reading or writing it); end that process, or commit or roll back its transaction, and "
+            "rerun the search (it goes on where it stopped)")
+
+
+def _refuse_foreign_sqlite(db: str, storage: str) -> None:
+    """A ConfigError for an SQLite file that holds tables, but not an Optuna storage's: Optuna added its dozen
+    tables to another program's database (a search.db of another tool in --out, a --storage given the wrong
+    file) and ran the search in it. Junk is RDBStorage's to refuse."""
+    import sqlite3
+    from contextlib import closing
+
     try:
-        with closing(sqlite3.connect(db, timeout=60)) as con:  # (reads only: the file is left as it is)
+        with closing(sqlite3.connect(db, timeout=LOCK_WAIT)) as con:  # (reads only: the file is left as it is)
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error:
         return

@@ -537,7 +537,32 @@ def test_the_done_line_says_a_best_pt_it_cannot_read_rather_than_fail_after_trai
     top = max(history, key=lambda r: r["val_acc"])
     assert (f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {run / 'best.pt'}: not a "
             f"readable ferkit checkpoint; the file is damaged or not one (not a PyTorch file) (a damaged one is written again "
-            f"from last.pt by 'ferkit train --resume {run}'); the last epoch is in {run / 'last.pt'}") in capsys.readouterr().out
+            f"from last.pt's epoch by 'ferkit train --resume {run}'); the last epoch is in {run / 'last.pt'}") in capsys.readouterr().out
+
+
+def test_the_done_line_of_a_run_whose_best_pt_is_missing_says_a_resume_writes_it_again(tiny_run, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A best.pt deleted by the time the done line is written was said to be "damaged" ("a damaged one is written
+    again"): a resume writes a missing one again too, from last.pt's epoch (train._best_gone)."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    history = json.loads((run / "history.json").read_text())
+
+    def trained(cfg, out, resume, progress):  # its best.pt deleted by the time the line is written (another process)
+        (out / "best.pt").unlink()
+        return history
+
+    monkeypatch.setattr(train, "fit", trained)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (f"but {run / 'best.pt'} is missing (it is written again from last.pt's epoch by 'ferkit train --resume {run}'); "
+            f"the last epoch is in {run / 'last.pt'}") in out, out
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # as it says
+    assert read_checkpoint(run / "best.pt")["epoch"] == 3
 
 
 def test_a_resume_leaves_a_best_pt_ferkits_user_may_not_read(tiny_run, tmp_path, capsys, monkeypatch):

@@ -325,9 +325,13 @@ def cmd_train(args):
         best = read_record(out / runs.BEST)
         if best.ckpt is None:  # (the run's work is done and its last.pt whole: said, not exit 2)
             # unreadable: its error says to give ferkit's user read access (check_regular_file); a resume keeps it
+            # missing or damaged: a resume writes it again from last.pt's epoch (train._best_gone, _best_again); a missing
+            # one's error is read_checkpoint's "no such checkpoint; give a .pt file ...", advice that does not fit here
             way = ("a resume keeps it: its weights may be whole" if best.trouble == "unreadable" else
-                   f"a damaged one is written again from {runs.LAST} by 'ferkit train --resume {out}'")
-            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {best.error} ({way}); "
+                   f"{'a damaged one' if best.trouble == 'damaged' else 'it'} is written again from {runs.LAST}'s epoch by "
+                   f"'ferkit train --resume {out}'")
+            why = f"{out / runs.BEST} is missing" if best.trouble == "missing" else best.error
+            print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {why} ({way}); "
                   f"the last epoch is in {out / runs.LAST}")
             return
         epoch, score = best.ckpt.get("epoch", "?"), best.acc

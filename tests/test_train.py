@@ -1001,6 +1001,30 @@ def test_resume_of_a_damaged_last_pt_names_the_command_that_starts_again_from_be
     assert "best.pt" not in capsys.readouterr().err
 
 
+def test_resume_of_a_run_whose_config_json_and_last_pt_are_damaged_names_no_damaged_file(tiny_run, tmp_path, capsys):
+    """With config.json damaged too, the way on from best.pt was 'ferkit train --config RUN/config.json ...', a file
+    that fails to read: it now names the model and data best.pt recorded, and the command runs as given."""
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    whole = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(whole[: len(whole) // 2])  # a copy cut off half-way
+    (run / "config.json").write_text('{"model": ')  # and its config.json
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    command = (f"ferkit train --model {config['model']} --data {config['data']} --init-from {run / 'best.pt'} "
+               f"--out NEW_FOLDER")
+    assert command in err and "--config" not in err, err
+    assert err.endswith("--out NEW_FOLDER' (its config.json does not read: add the other flags the run trained with)\n"), err
+    new = tmp_path / "new"
+    assert main(command.replace("NEW_FOLDER", str(new)).split()[1:] + ["--epochs", "1", "--quiet"]) == 0
+    assert read_checkpoint(new / "last.pt")["epoch"] == 1
+
+
 def test_the_command_from_best_pt_of_a_run_whose_spec_file_is_gone_names_the_recorded_spec(tiny_run, tmp_path, capsys):
     """A run trained from a spec file that has since moved: the command that starts again from its best.pt failed
     with "spec.json: cannot read", though the run's config.json records the net; it now says how to use that."""

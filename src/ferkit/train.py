@@ -237,8 +237,25 @@ def from_best(run: Path) -> str | None:
     best = read_record(run / BEST).ckpt
     if best is None:
         return None
+    net, why = _net_of(run, best)
     return (f"{BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights with "
-            f"'ferkit train --config {run / CONFIG} --init-from {run / BEST} --out NEW_FOLDER'")
+            f"'ferkit train {net} --init-from {run / BEST} --out NEW_FOLDER'{why}")
+
+
+def _net_of(run: Path, best: dict) -> tuple[str, str]:
+    """The flags that give from_best's new run the run's net and data, and a note: --config of its config.json, or where
+    that does not read (damaged or deleted, as its last.pt may be), the model and data best.pt's config records (its
+    advice named the config.json that had just failed to read)."""
+    try:
+        read_file(run / CONFIG)
+        return f"--config {run / CONFIG}", ""
+    except ConfigError:
+        config = best.get("config") if isinstance(best.get("config"), dict) else {}
+    model, data = config.get("model"), config.get("data")
+    flags = f"--model {model if isinstance(model, str) and model else '(the preset or spec it trained)'}"
+    flags += f" --data {data}" if isinstance(data, str) and data else ""
+    gone = "is missing" if not (run / CONFIG).exists() else "does not read"
+    return flags, f" (its {CONFIG} {gone}: add the other flags the run trained with)"
 
 
 @dataclass

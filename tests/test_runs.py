@@ -198,6 +198,18 @@ def test_summarize_history():
     assert row.split() == ["d", "3", "0.5500", "(", "2)", "0.5000", "-", "-", "-", "-"], row
 
 
+def test_a_negative_epochs_seconds_is_unknown_in_the_summary():
+    """Histories from before epochs were timed with a monotonic clock may hold a negative `seconds` (the wall clock set
+    back mid-epoch): it was added into the sum and counted in the median that plot's and report's times print."""
+    rows = [dict(epoch=1, val_acc=0.4, seconds=100.0), dict(epoch=2, val_acc=0.5, seconds=-3500.0),
+            dict(epoch=3, val_acc=0.5, seconds=120.0), dict(epoch=4, val_acc=0.5, seconds=float("nan"))]
+    s = runs.summarize_history(rows)
+    assert s["total_seconds"] == 220.0 and s["median_epoch_seconds"] == 110.0 and s["wall_clock_seconds"] == 440.0, s
+    assert rows[1]["seconds"] == -3500.0  # (the history itself is left as it is)
+    s = runs.summarize_history([dict(epoch=1, val_acc=0.4, seconds=-5.0)])  # no epoch's time known: none said
+    assert np.isnan(s["median_epoch_seconds"]) and s["total_seconds"] == 0.0, s
+
+
 def test_the_summary_gives_what_best_pt_holds_and_the_history_best_whose_weights_are_gone(tiny_run, tmp_path):
     """After a resume that found best.pt deleted (and wrote it from last.pt's epoch), the table of plot and report gave
     the history's best epoch as the run's best, whose weights were gone, while best.pt held another."""

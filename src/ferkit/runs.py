@@ -399,10 +399,13 @@ def summarize_history(history: list[dict], best: tuple[int, float] | None = None
     the last epoch's validation and training accuracy, and time: the median epoch's seconds, that
     times the epochs (the run's wall-clock on a quiet machine) and the epochs' sum (which also
     counts whatever slowed some epochs: other work beside it, a paused process). With `best` (Run.best) the best
-    is best.pt's, and `lost` says the history's where it scored higher (lost_best), else None."""
+    is best.pt's, and `lost` says the history's where it scored higher (lost_best), else None. A negative epoch's seconds
+    (an older ferkit timed epochs with the wall clock, which a clock set back turns negative) is unknown, as a missing one
+    is: it took from the sum and the median."""
     if not history:
         return None
     secs, top = column(history, "seconds"), best_row(history)
+    secs[secs < 0] = np.nan
     median = float(np.nanmedian(secs)) if np.isfinite(secs).any() else float("nan")
     best_epoch, best_acc, lost = int((top or history[-1])["epoch"]), float(top["val_acc"]) if top else float("nan"), None
     if best is not None and top:  # (without validation best.pt is the last epoch's: as the history says)

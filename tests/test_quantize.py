@@ -442,3 +442,17 @@ def test_the_mirror_is_left_out_where_it_buys_little():
     assert set(TTA_GAIN) == set(BUNDLED)  # every bundled model's gain is measured
     avx2 = CpuInfo("AMD EPYC 7B13", frozenset({"avx2", "fma"}))
     assert "AMD EPYC 7B13" in describe_default(avx2) and "no int8 dot products" in describe_default(avx2)
+
+
+def test_calibration_reads_other_data_than_the_runs_own_with_no_split_drawn(tiny_checkpoint, tmp_path):
+    """export --int8 and predict's int8 share this rule (onnx_export.calibration_reading): the run's own data (none
+    given, or their path) are read with the split it drew, other data with none drawn, every image calibrating."""
+    from ferkit.data import NO_SPLIT
+    from ferkit.onnx_export import calibration_reading
+
+    clf = load_checkpoint(tiny_checkpoint)
+    config = clf.meta["config"]
+    own = calibration_reading(clf.spec, config, None)
+    assert calibration_reading(clf.spec, config, config["data"]) == own and own["val_fraction"] != 0
+    other = write_fer_csv(tmp_path / "other.csv", n=14)
+    assert calibration_reading(clf.spec, config, str(other)) == {**own, **NO_SPLIT}

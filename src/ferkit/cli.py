@@ -47,7 +47,6 @@ from .files import (
     missing_folders,
     output_errors,
     remove_empty,
-    same_path,
     write_output,
 )
 from .settings import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP, Settings
@@ -820,9 +819,9 @@ def _export_target(name: str, flag: str, src: Path, data: Path | None = None) ->
 @takes_back_folders("onnx", "pt")
 def cmd_export(args):
     from .checkpoint import inference_copy, load_checkpoint, read_checkpoint, save_checkpoint
-    from .data import NO_SPLIT, OWN_SPLITS, reading_for
+    from .data import OWN_SPLITS
     from .files import sha256_of
-    from .onnx_export import CHECK_FACES, calibration_faces, check_exportable, export_checked
+    from .onnx_export import CHECK_FACES, calibration_faces, calibration_reading, check_exportable, export_checked
 
     if bool(args.onnx) == bool(args.pt):
         raise FerkitError("give one of --onnx OUT (an ONNX graph) or --pt OUT (a slim checkpoint)"
@@ -859,9 +858,7 @@ def cmd_export(args):
     check_exportable(clf, args.checkpoint)  # before --int8's calibration faces are read (seconds, and their warnings)
     config = clf.meta.get("config")  # the faces it trained on, read as it read them
     own = runs.trained_on(config)
-    reading = reading_for(clf.spec, config)
-    if args.data and not same_path(args.data, own):
-        reading.update(NO_SPLIT)  # other images: all calibrate (a few a class could not be split)
+    reading = calibration_reading(clf.spec, config, args.data)  # other images than its own: all calibrate
     # the run's own data are read as it read them, bad rows skipped where it skipped them
     skip = args.skip_bad_rows or runs.skipped_bad_rows(config, args.data)
     # (once the data --int8 reads is known: the run's own, recorded in the checkpoint, where no --data is given)

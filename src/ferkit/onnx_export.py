@@ -251,6 +251,18 @@ def logging_quiet():
         root.setLevel(level)
 
 
+def calibration_reading(spec, config: dict | None, data: str | Path | None) -> dict:
+    """How int8 calibration reads `data` for a model of `spec` trained with `config` (export's --int8, predict's and
+    serve's int8): the run's own data (None, or their path given) as it read them, the split it drew and all; other data
+    with no split drawn, all their images calibrating (a few a class could not be split)."""
+    from .data import NO_SPLIT, reading_for
+    from .files import same_path
+    from .runs import trained_on
+
+    reading = reading_for(spec, config)
+    return {**reading, **NO_SPLIT} if data and not same_path(data, trained_on(config)) else reading
+
+
 def calibration_faces(data: str | Path | None = None, n: int = CALIBRATION_FACES, seed: int = 0, **reading) -> np.ndarray:
     """n training faces drawn at random for int8 calibration, read as the model takes them (data.load_fer
     with `reading`, data.reading_for's: its size and channels, and the split its training drew; FER2013's

@@ -382,9 +382,7 @@ def _no_int8(model) -> None:
 def _calibration(data, clf) -> np.ndarray:
     """int8 calibration faces for the Classifier clf from a data file (None: the data its run trained
     on where they still exist, as `ferkit export --int8` reads, else ferkit.data's default), or one clear error."""
-    from .data import NO_SPLIT, reading_for
-    from .files import same_path
-    from .onnx_export import calibration_faces
+    from .onnx_export import calibration_faces, calibration_reading
     from .runs import skipped_bad_rows, trained_on
 
     size, channels = clf.spec.in_size, clf.spec.channels
@@ -392,9 +390,7 @@ def _calibration(data, clf) -> np.ndarray:
     config = clf.meta.get("config")
     own = trained_on(config)
     given, data = data, data or own
-    reading = reading_for(clf.spec, config)
-    if given and not same_path(given, own):
-        reading.update(NO_SPLIT)  # other images: all calibrate, as export's --data (a few a class could not be split)
+    reading = calibration_reading(clf.spec, config, given)  # other images: all calibrate, as export's --data
     try:
         # data that cannot hold the split the run drew: predict and serve have no flag for it (the export below is the way)
         changed = "the data have changed since it trained." if own else "they are not the data it trained on."

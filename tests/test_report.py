@@ -51,6 +51,22 @@ def test_report_without_data(tiny_run, tmp_path):
     assert "--no-data" in page
 
 
+def test_report_of_a_history_without_train_acc_or_seconds_leaves_those_facts_out(tiny_run, tmp_path):
+    """A history with no train_acc or seconds (another tool's, or seconds an older ferkit wrote negative) gave the
+    page 'training nan' and 'nan min (3 x nan s, ...)'; plot's table shows '-' for them."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    history = json.loads((run / "history.json").read_text())
+    for row in history:
+        del row["train_acc"]
+        row["seconds"] = -1.0
+    (run / "history.json").write_text(json.dumps(history))
+    (run / "history.csv").unlink()
+    page = build_report([run], tmp_path / "r.html", data=False)["path"].read_text()
+    assert "training nan" not in page and "nan min" not in page and "training time" not in page
+    assert f"validation {history[-1]['val_acc']:.4f}</td>" in page
+
+
 def test_report_run_without_checkpoint(tiny_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

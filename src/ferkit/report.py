@@ -167,10 +167,15 @@ def _run_section(run: Run, fer, n_faces: int, dream_settings, notes: list, data_
             facts["best validation accuracy"] = f"{s['best_val_acc']:.4f} (epoch {s['best_epoch']}{lost})"
         else:  # (was 'nan (epoch 3)')
             facts["best validation accuracy"] = f"none: no validation split; best.pt is the last epoch, {s['best_epoch']}"
-        val = f"validation {s['last_val_acc']:.4f}, " if math.isfinite(s["last_val_acc"]) else ""
-        facts["last epoch's accuracy"] = f"{val}training {s['last_train_acc']:.4f}"
-        facts["training time"] = (f"{s['wall_clock_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
-                                  f"the median epoch; the epochs' sum {s['total_seconds'] / 60:.1f} min)")
+        # a history without some figure (another tool's, a hand-made one; seconds an older ferkit wrote negative) leaves
+        # its fact out, as plot's table shows '-': the page said 'training nan' and 'nan min (3 x nan s ...)'
+        said = [f"{k} {s[f'last_{key}_acc']:.4f}" for k, key in (("validation", "val"), ("training", "train"))
+                if math.isfinite(s[f"last_{key}_acc"])]
+        if said:
+            facts["last epoch's accuracy"] = ", ".join(said)
+        if math.isfinite(s["median_epoch_seconds"]):
+            facts["training time"] = (f"{s['wall_clock_seconds'] / 60:.1f} min ({s['epochs']} x {s['median_epoch_seconds']:.0f} s, "
+                                      f"the median epoch; the epochs' sum {s['total_seconds'] / 60:.1f} min)")
     parts.append("<h3>Configuration</h3><div class='cols'>" + _kv_table(facts) + _kv_table(cfg) +
                  (f"<pre>{_e(_spec_text(spec))}</pre>" if spec else "") + "</div>")
 

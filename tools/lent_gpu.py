@@ -56,6 +56,7 @@ TRAINING_ROWS = 28_709  # FER2013's Training rows, what an epoch of the real run
 SPLIT_TO_USAGE = {s: u for u, s in USAGE_TO_SPLIT.items()}
 OVERHEAD_S = 75  # a train call's time outside epochs: unpacking, torch's start, the cache, exporting
 MAX_EPOCHS = 300
+MIN_EPOCHS = 10  # fewer: not worth the loan
 
 # The jobs, run side by side: three seeds of the bundled models' net on each label set, at the
 # preset's own recipe and a length the budget allows. They are teachers for distillation into the
@@ -178,7 +179,7 @@ def train(args) -> None:
         epoch_s = json.loads(timing.read_text())["epoch_s"]
         epochs = min(MAX_EPOCHS, math.floor((args.budget - OVERHEAD_S) / epoch_s))
         log.info("~%.1f s an epoch: %d epochs fit in %d s", epoch_s, epochs, args.budget)
-        if epochs < 10:
+        if epochs < MIN_EPOCHS:
             raise SystemExit(f"only {epochs} epochs fit in --budget {args.budget}: not worth a run")
     csv = unpack(parts, WORK / "data")
     runs = WORK / "runs"
@@ -220,8 +221,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.command == "pack":
         return pack(args.data, args.ferplus or str(Path(args.data).with_name("fer2013new.csv")))
-    # the jobs run ferkit from this tree and share one data cache (their parent fills it first)
-    os.environ.update(PYTHONPATH=str(ROOT / "src"), FERKIT_CACHE=str(WORK / "cache"))
+    # the jobs run ferkit from this tree and share one data cache (their parent fills it first); a
+    # PYTHONPATH already set stays behind src/ (the device's README puts carried wheels there)
+    path = os.pathsep.join(d for d in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if d)
+    os.environ.update(PYTHONPATH=path, FERKIT_CACHE=str(WORK / "cache"))
     if args.command == "calibrate":
         calibrate(args)
     else:

@@ -51,12 +51,13 @@ def build_report(run_dirs: list[str | Path], out: str | Path, data: str | None |
     runs = read_runs(run_dirs, notes)
     dream_settings = dream_settings or DreamSettings()
     body, evaluated = [], {}
-    own = [trained_on(run.config) for run in runs]  # each run's own data, read or not (--no-data), is no place for the page
+    # each run's own data, read or not (--no-data), is no place for the page: refused once, before any run's work
+    check_not_input(Path(out), "--out", [trained_on(run.config) for run in runs])
     for run in runs:
         log.info(f"report: {run.source}")
         fer = _data_for(run, data, loaded, notes, skip_bad_rows)
-        # (the CLI refuses --data as --out before the work; a run's own data, found here, replaced by the page, was lost)
-        check_not_input(Path(out), "--out", [path for path, _ in loaded] + own)
+        # (the CLI refuses --data as --out before the work; data found here, replaced by the page, were lost)
+        check_not_input(Path(out), "--out", [path for path, _ in loaded])
         section, metrics = _run_section(run, fer, n_faces, dream_settings, notes, data_faces)
         body.append(section)
         if metrics is not None:

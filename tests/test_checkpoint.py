@@ -106,6 +106,21 @@ def test_quoted_library_messages_are_cut_at_a_sentence():
     assert first_line("y" * 300) == "y" * 200 + "..."
 
 
+def test_a_path_in_an_advised_command_is_one_shell_word():
+    """A path or value inside a command a message advises ('ferkit train --resume RUN') is one argument when pasted into
+    a shell: "runs/my run" was two, and a quote, $ or ; in it broke the command or ran something else. A plain path
+    is left as it is (the messages and docs of plain paths are unchanged), and a relative one in "-..." gets "./"."""
+    import shlex
+
+    from ferkit.errors import shell_word
+
+    for plain in ("runs/shallow-2024", "/tmp/a_b.c/best.pt", "fer2013.csv.gz", "angry,happy,sad"):
+        assert shell_word(plain) == plain and shell_word(Path(plain)) == plain
+    for odd in ("runs/my run", "/tmp/it's", 'a"b', "$HOME/x", "a;rm -rf b", "`id`", "x\\y", "é ü", "*.pt", ""):
+        assert shlex.split(f"ferkit train --resume {shell_word(odd)}") == ["ferkit", "train", "--resume", odd], odd
+    assert shell_word("-run") == "./-run" and shell_word(Path("-my run")) == "'./-my run'"
+
+
 def test_flipped_bytes_are_refused(tiny_checkpoint, tmp_path, capsys):
     """torch.load does not check the zip checksums torch.save writes; ferkit does: no NaN predictions, no 500s."""
     raw = tiny_checkpoint.read_bytes()

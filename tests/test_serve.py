@@ -681,6 +681,10 @@ def test_uvicorn_running_app_from_env_names_the_variables_not_the_flags(monkeypa
                               "'ferkit export X --onnx Y --no-tta'") == (
         "run it with $FERKIT_SERVE_PRECISION auto, $FERKIT_SERVE_BACKEND onnx or $FERKIT_SERVE_TTA false, not --device; "
         "'ferkit export X --onnx Y --no-tta'")
+    # ... a quoted command whose paths are quoted for a shell too ("'" opens one after a space): its flags stay
+    command = """'ferkit export '/my runs/it'"'"'s.pt' --onnx 'a b.onnx' --no-tta'"""
+    assert (flags_as_variables(f"re-export it with {command}, or --no-tta")
+            == f"re-export it with {command}, or $FERKIT_SERVE_TTA false")
 
 
 def test_an_upload_limit_of_no_bytes_or_beyond_a_tebibyte_is_one_line(capsys):

@@ -1198,6 +1198,24 @@ def test_a_fresh_start_into_a_run_folder_is_refused_and_leaves_the_run_whole(tin
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
+def test_the_resume_advised_for_a_run_folder_with_a_space_or_quote_is_one_argument(tiny_run, tmp_path, capsys):
+    """'ferkit train --resume /tmp/my runs/a', pasted into a shell, resumed /tmp/my (and a quote or $ in the name broke
+    the command): the advised command names the run folder as one shell word, and it runs as advised."""
+    import shlex
+    import shutil
+
+    from ferkit.cli import main
+
+    run = tmp_path / "my runs" / "it's $HOME;x"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    assert main(["train", "--model", config["model"], "--data", config["data"], "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    command = err.partition("continue it with '")[2].rpartition("', or give another --out")[0]
+    assert shlex.split(command) == ["ferkit", "train", "--resume", str(run)], err
+    assert main([*shlex.split(command)[1:], "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 def test_a_run_folder_takes_one_training_at_a_time(tiny_run, tmp_path, capsys):
     """A second training into a folder another one writes (two runs started in the same second share the

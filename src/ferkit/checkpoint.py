@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .config import ModelSpec
-from .errors import CheckpointError, ConfigError, FerkitError, ResumeError, first_line
+from .errors import CheckpointError, ConfigError, FerkitError, ResumeError, first_line, shell_word
 from .faces import face_batch
 from .files import atomic_write, check_regular_file
 from .labels import FER2013, labels_of
@@ -165,7 +165,7 @@ def _last_instead(run: Path | None, path: Path) -> str:
         return ""
     resumable = all(k in record.ckpt for k in RESUME_KEYS) and record.ckpt["optimizer"] != {}
     weights = f" (epoch {record.epoch}'s weights)" if record.epoch is not None else ""
-    again = f", or write {BEST} again from it with 'ferkit train --resume {run}'" if resumable else ""
+    again = f", or write {BEST} again from it with 'ferkit train --resume {shell_word(run)}'" if resumable else ""
     return f"; or give {last}{weights}{again}"
 
 

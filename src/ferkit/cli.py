@@ -36,7 +36,7 @@ from .config import (
     not_a_spec,
     trained_model_kind,
 )
-from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted
+from .errors import ConfigError, FerkitError, OutputError, needs_extra, out_of_memory_said, quoted, shell_word
 from .files import (
     VIDEO_EXTS,
     check_default_folder,
@@ -302,7 +302,7 @@ def cmd_train(args):
         cfg = config_from_args(args)
         out = check_output(args.out or _default_out(cfg), "--out", folder=True)
         check_not_input(out, "--out", [_data_read(cfg.data)])  # a run inside an image folder is read with it
-    go_on = f"continue from its last whole epoch with 'ferkit train --resume {out}'"
+    go_on = f"continue from its last whole epoch with 'ferkit train --resume {shell_word(out)}'"
     try:
         history = fit(cfg, out, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: last.pt still holds the last whole one
@@ -328,7 +328,7 @@ def cmd_train(args):
             # one's error is read_checkpoint's "no such checkpoint; give a .pt file ...", advice that does not fit here
             way = ("a resume keeps it: its weights may be whole" if best.trouble == "unreadable" else
                    f"{'a damaged one' if best.trouble == 'damaged' else 'it'} is written again from {runs.LAST}'s epoch by "
-                   f"'ferkit train --resume {out}'")
+                   f"'ferkit train --resume {shell_word(out)}'")
             why = f"{out / runs.BEST} is missing" if best.trouble == "missing" else best.error
             print(f"done: the history's best val acc is {top['val_acc']:.4f} at epoch {top['epoch']}, but {why} ({way}); "
                   f"the last epoch is in {out / runs.LAST}")
@@ -397,11 +397,12 @@ def cmd_evaluate(args):
 
         graph = int8_file(args.checkpoint) if args.checkpoint in BUNDLED else None
         if graph and graph.exists():
-            way = f"is a checkpoint; evaluate its shipped graph: ferkit evaluate {graph}"
+            way = f"is a checkpoint; evaluate its shipped graph: ferkit evaluate {shell_word(graph)}"
         elif why := onnx_refusal(load_checkpoint(ck)):  # (the export below refuses it: that advice led nowhere)
             way = f"{why}; evaluate it on torch with --precision fp32 or bf16 (or leave --precision out)"
         else:
-            way = f"is a checkpoint; export one (ferkit export {args.checkpoint} --onnx model.int8.onnx --int8) and evaluate that file"
+            way = (f"is a checkpoint; export one (ferkit export {shell_word(args.checkpoint)} --onnx model.int8.onnx --int8) "
+                   "and evaluate that file")
         raise FerkitError(f"--precision int8: int8 models are exported ONNX graphs, and {args.checkpoint} {way}")
     if is_onnx_file(ck):  # an exported graph, scored as users run it (the mirror as --tta says, where not inside)
         clf = Predictor(ck, backend="onnx", device=args.device, precision=args.precision, tta=args.tta)
@@ -462,8 +463,8 @@ def _classes_alone(model_labels, data) -> str:
     from .labels import FER2013, canonical
 
     if data.kind != "pixels":
-        return (f"to score the faces of the model's classes alone, name them (--label-names {','.join(model_labels)}) "
-                "and leave out the others (--skip-bad-rows)")
+        return (f"to score the faces of the model's classes alone, name them "
+                f"(--label-names {shell_word(','.join(model_labels))}) and leave out the others (--skip-bad-rows)")
     mine = {canonical(n) for n in model_labels}
     ids = [f"{i} ({e})" for i, e in enumerate(FER2013) if canonical(e) in mine]
     if not ids:
@@ -496,7 +497,7 @@ def _check_sanity_model(model: str) -> None:
     if what is None:
         return  # a preset or spec file, or resolve_spec's message: no such preset or spec file
     raise FerkitError(not_a_spec(model, what, "sanity checks an untrained model, built") +
-                      (f" (to score a trained one: ferkit evaluate {model})" if what != "a folder" else ""))
+                      (f" (to score a trained one: ferkit evaluate {shell_word(model)})" if what != "a folder" else ""))
 
 
 @command("sanity", "the paper's sanity checks: initial loss ~ ln 7 (ln of the class count) and overfitting ~100 images", _sanity_args)
@@ -589,7 +590,7 @@ def cmd_search(args):
     print("\n" + res["table"] + "\n")
     print("wrote " + ", ".join(str(f) for f in res["files"].values()))
     if "best" in res["files"]:
-        print(f"train the best: ferkit train --config {res['files']['best']} --epochs N")
+        print(f"train the best: ferkit train --config {shell_word(res['files']['best'])} --epochs N")
 
 
 # ---------------------------------------------------------------- serve

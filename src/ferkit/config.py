@@ -31,7 +31,7 @@ import yaml
 
 from . import precisions, runs
 from .data import looks_like_image_folder
-from .errors import ConfigError, FerkitError, quoted
+from .errors import ConfigError, FerkitError, quoted, shell_word
 from .files import check_regular_file, kind_of_file
 from .labels import DATA, DEFAULT, LABEL_CHOICES, LABEL_MODES, LABEL_SETS, MAX_CLASSES
 from .recipes import RECIPES
@@ -453,7 +453,7 @@ def not_a_spec(model: str, what: str, why: str) -> str:
     (`why`); each command adds its own way to use a trained one. A folder of images in class folders is likely the
     data, given to the wrong flag (train, sanity and search all take --data). (--model is named once: a config
     file's problems name its key in place of the flag, named_in_file.)"""
-    data = (f"; it holds images in class folders, as image data do: give it with --data {model}"
+    data = (f"; it holds images in class folders, as image data do: give it with --data {shell_word(model)}"
             if what == "a folder" and looks_like_image_folder(model) else "")
     return f"--model {model}: is {what}; {why} from a preset name ({', '.join(RECIPES)}) or a JSON/YAML spec file{data}"
 
@@ -469,13 +469,15 @@ def _trained_model_problem(model: str, what: str, command: str) -> str:
     path = Path(model)
     run = path if what == "a run folder" else path.parent
     its = "that" if run == path else "its"
-    resume = (f"ferkit train --resume {run}"  # (what --resume needs)
+    resume = (f"ferkit train --resume {shell_word(run)}"  # (what --resume needs)
               if (run / runs.LAST).exists() and (run / runs.CONFIG).exists() else None)
-    net = f"--config {run / runs.CONFIG}" if (run / runs.CONFIG).exists() else "--model (the preset or spec it trained)"
+    net = (f"--config {shell_word(run / runs.CONFIG)}" if (run / runs.CONFIG).exists() else
+           "--model (the preset or spec it trained)")
     if what == "an ONNX graph":  # (finetune.py: torch cannot load an ONNX graph's weights)
         weights, exported = "CHECKPOINT", ", with the checkpoint (.pt) it was exported from"
     else:
-        weights, exported = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST), ""
+        weights = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST)
+        weights, exported = shell_word(weights), ""
     new_run = f"ferkit train {net} --init-from {weights} --out NEW_FOLDER{exported}"
     if command == "search":
         ways = [f"to search with every trial starting from its weights: ferkit search {net} --init-from {weights}{exported} "

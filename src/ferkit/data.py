@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, shell_word
 from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file, tree
 from .labels import FER2013, LABEL_SETS, MAX_CLASSES, check_names
 
@@ -264,7 +264,7 @@ def _check_kind(p: Path) -> None:
     if p.is_file() and (kind := kind_of_file(p)):  # (was "line 1: not UTF-8 text")
         raise DataError(f"{p}: is {kind}, not a data set; --data takes a FER2013 CSV file (.csv, .csv.gz), an image list "
                         "(path,label rows) or an image folder"
-                        + (f" (to name the emotions in it: ferkit predict {p})" if kind != "a model" else ""))
+                        + (f" (to name the emotions in it: ferkit predict {shell_word(p)})" if kind != "a model" else ""))
     if p.is_dir() or p.is_file():
         return
     mode = p.stat().st_mode

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .errors import FerkitError
+from .errors import FerkitError, shell_word
 from .predict import is_onnx_file
 from .preprocess import PIXEL_SCALE, autocast
 
@@ -38,7 +38,7 @@ def check_not_student(teachers: list[str], out) -> None:
         if out == Path(t).resolve() or out in Path(t).resolve().parents:
             raise FerkitError(f"--teacher {t}: is{'' if out == Path(t).resolve() else ' in'} this run's own folder {out}, whose checkpoints are the student being "
                               "trained; give another run's checkpoint (to distil from this run, train a new one with "
-                              f"--teacher {out})")
+                              f"--teacher {shell_word(out)})")
 
 
 def _check(path: str, labels: tuple[str, ...], wanted: tuple[str, ...], mean_shape: tuple, student_mean: np.ndarray) -> None:

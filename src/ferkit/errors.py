@@ -1,5 +1,7 @@
 """User-facing errors. The CLI prints these as one clear message, never a traceback."""
 
+import os
+import shlex
 from contextlib import contextmanager
 
 
@@ -53,6 +55,15 @@ def quoted(text, limit: int = ECHO_LIMIT) -> str:
     line that clients print and log; a name of 100,000 characters came back whole, escapes and all."""
     text = "".join(c if c.isprintable() else "?" for c in str(text))
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shell_word(text) -> str:
+    """A user's path or value (a run folder, a checkpoint, a data file, class names) as one word of a command that
+    a message advises ('ferkit train --resume RUN'): as it is where plain (letters, digits and @%+=:,./-), else
+    quoted by shlex.quote, so that pasted into a shell "runs/my run" or "a'b$c" is one argument as it was given
+    and nothing in it runs. A relative name that starts with "-" gets "./", else it is read as an option."""
+    text = os.fsdecode(text) if isinstance(text, os.PathLike) else str(text)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 def first_line(message, limit: int = 200) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import bundled
 from .config import MAX_THREADS, check_args
-from .errors import FerkitError, needs_extra
+from .errors import FerkitError, needs_extra, shell_word
 from .faces import DETECTOR, MIN_FACE, SIZE, as_photo, face_batch, find_faces, min_face_fits, whole_face
 from .labels import EMOTIONS
 from .precisions import DEVICE, DEVICE_TEXT
@@ -413,5 +413,6 @@ def _check_made_from(session, path: Path, checkpoint: Path, precision: str) -> N
     from .files import sha256_of
 
     if session.get_modelmeta().custom_metadata_map.get("checkpoint_sha256") != sha256_of(checkpoint):
+        int8 = " --int8" if precision == "int8" else ""
         raise FerkitError(f"{path} was exported from other weights than {checkpoint}; re-export it with "
-                          f"'ferkit export {checkpoint} --onnx {path}{' --int8' if precision == 'int8' else ''} --no-tta'")
+                          f"'ferkit export {shell_word(checkpoint)} --onnx {shell_word(path)}{int8} --no-tta'")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .errors import FerkitError, first_line
+from .errors import FerkitError, first_line, shell_word
 from .files import check_not_input, same_path, write_output
 from .labels import FER2013, labels_of
 from .metrics import per_class_rows
@@ -99,7 +99,7 @@ def _data_for(run: Run, data, loaded: dict, notes: list, skip_bad_rows: bool = F
         try:
             loaded[key] = load_fer(key[0], skip_bad_rows, **reading,
                                    split_fix=f"not evaluated, its faces drawn from all its images; score every image with "
-                                             f"ferkit evaluate RUN_DIR --data {key[0]} --split all, or {OWN_SPLITS}")
+                                             f"ferkit evaluate RUN_DIR --data {shell_word(key[0])} --split all, or {OWN_SPLITS}")
         except SplitError as e:  # a few images a class: its faces still show what the network sees
             notes.append(str(e))
             loaded[key] = e.unsplit  # (the data as read, not read again with NO_SPLIT)

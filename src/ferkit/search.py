@@ -38,7 +38,7 @@ import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec, spec_layers, spec_paths
 from .data import SPLITS, FerData, say_leaked, subset_rows
-from .errors import ConfigError, FerkitError, OutputError, first_line
+from .errors import ConfigError, FerkitError, OutputError, first_line, shell_word
 from .files import write_output
 from .outputs import csv_text
 from .runs import LAST, TRAIN_FILES
@@ -748,7 +748,8 @@ def write_results(study, cfg: TrainConfig, params: list[Param], out: str | Path,
         t = study.best_trial
         head = (f"# ferkit search: best of {sum(r['value'] is not None for r in rows)} completed trials of study {study.study_name!r}: "
                 f"trial {t.number}, {metric} {t.value:.4f}\n"
-                f"# train it: ferkit train --config {out / RESULTS['best']}  (epochs: the preset's; flags override, e.g. --epochs 30)\n")
+                f"# train it: ferkit train --config {shell_word(out / RESULTS['best'])}  "
+                "(epochs: the preset's; flags override, e.g. --epochs 30)\n")
         files["best"] = out / RESULTS["best"]
         # a full run trains on every image for the preset's (or the user's) epochs, not the trials' quick settings
         full = {k: v for k, v in best.to_dict().items() if k not in ("train_subset", "epochs") or k in t.params}

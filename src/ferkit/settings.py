@@ -117,8 +117,9 @@ class Settings:
 
 
 # a `ferkit serve` flag in a message, not inside a quoted command ('ferkit export ... --int8'): those
-# are other commands' flags, to be typed as they are
-_FLAG = re.compile(r"'ferkit [^']*'|(?<![\w-])--(no-)?([a-z][a-z0-9-]*)(?![\w-])")
+# are other commands' flags, to be typed as they are. A quote after a space in one opens a path that
+# errors.shell_word quoted ('ferkit export '/my runs/best.pt' --no-tta'), not the command's end.
+_FLAG = re.compile(r"""'ferkit (?:[^']|(?<=\s)'(?:[^']|'"'"')*')*'|(?<![\w-])--(no-)?([a-z][a-z0-9-]*)(?![\w-])""")
 
 
 def flags_as_variables(message: str) -> str:

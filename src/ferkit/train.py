@@ -54,7 +54,17 @@ from .config import (
 from .cpu import available_memory
 from .data import FerData, load_fer, mean_image, reading_for, say_leaked, subset_rows
 from .distill import check_not_student, load_teacher, with_teacher
-from .errors import ConfigError, DataError, FerkitError, OutputError, ResumeError, first_line, out_of_memory_said, quoted
+from .errors import (
+    ConfigError,
+    DataError,
+    FerkitError,
+    OutputError,
+    ResumeError,
+    first_line,
+    out_of_memory_said,
+    quoted,
+    shell_word,
+)
 from .files import atomic_write, check_output, missing_folders, remove_empty, write_fix, write_target
 from .finetune import freeze, frozen_norms, init_from, is_head
 from .labels import DATA, LabelSet, describe_mapping, label_set, labels_of
@@ -146,7 +156,7 @@ def _no_last(run: Path) -> str:
         return (f"{gone} and no readable {BEST}, so nothing to resume; start a new run with --out NEW_FOLDER (one there "
                 f"would replace its {' and '.join(kept)})")
     return (f"no last.pt there, so nothing to resume (the run stopped before its first epoch ended); start it again "
-            f"with 'ferkit train --out {run}' and the flags you want")
+            f"with 'ferkit train --out {shell_word(run)}' and the flags you want")
 
 
 def _broken_last(run: Path) -> str | None:
@@ -239,7 +249,7 @@ def from_best(run: Path) -> str | None:
         return None
     net, why = _net_of(run, best)
     return (f"{BEST} is whole (epoch {best.get('epoch', '?')}): start a new run from its weights with "
-            f"'ferkit train {net} --init-from {run / BEST} --out NEW_FOLDER'{why}")
+            f"'ferkit train {net} --init-from {shell_word(run / BEST)} --out NEW_FOLDER'{why}")
 
 
 def _net_of(run: Path, best: dict) -> tuple[str, str]:
@@ -248,12 +258,12 @@ def _net_of(run: Path, best: dict) -> tuple[str, str]:
     advice named the config.json that had just failed to read)."""
     try:
         read_file(run / CONFIG)
-        return f"--config {run / CONFIG}", ""
+        return f"--config {shell_word(run / CONFIG)}", ""
     except ConfigError:
         config = best.get("config") if isinstance(best.get("config"), dict) else {}
     model, data = config.get("model"), config.get("data")
-    flags = f"--model {model if isinstance(model, str) and model else '(the preset or spec it trained)'}"
-    flags += f" --data {data}" if isinstance(data, str) and data else ""
+    flags = f"--model {shell_word(model) if isinstance(model, str) and model else '(the preset or spec it trained)'}"
+    flags += f" --data {shell_word(data)}" if isinstance(data, str) and data else ""
     gone = "is missing" if not (run / CONFIG).exists() else "does not read"
     return flags, f" (its {CONFIG} {gone}: add the other flags the run trained with)"
 
@@ -584,7 +594,8 @@ def _saving(path: Path, out: Path, go_on: str | None = None):
     try:
         yield
     except OSError as e:
-        then = go_on or (f"continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else _start_again(out))
+        resume = f"continue with 'ferkit train --resume {shell_word(out)}'"
+        then = go_on or (resume if (out / LAST).exists() else _start_again(out))
         raise OutputError(f"{e.filename or path}: cannot write it ({e.strerror or e}); {write_fix(e)}, then {then}") from None
 
 
@@ -678,7 +689,7 @@ def _check_resume(ckpt: dict, cfg: TrainConfig, out: Path) -> None:
         problems.append(f"--resume {out}: {out / CONFIG} was edited in fields a resumed run cannot change ({LAST} holds "
                         "the weights and state they made):\n  - " + "\n  - ".join(changed) + "\nput them back as the run "
                         f"wrote them to resume it (--epochs may grow), or train them in a new run: 'ferkit train --config "
-                        f"{out / CONFIG} --out NEW_FOLDER'{new_net}")
+                        f"{shell_word(out / CONFIG)} --out NEW_FOLDER'{new_net}")
     if ckpt["epoch"] > cfg.epochs:  # the schedule cannot be replayed past its end
         problems.append(f"--epochs {cfg.epochs}: the run in {out} has already trained {ckpt['epoch']} epochs; "
                         f"give --epochs {ckpt['epoch']} or more, or leave it out")
@@ -843,11 +854,11 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
     if resume and (in_the_way := _best_in_the_way(out)):  # now, not when an epoch that improves is saved
         raise FerkitError(f"--resume {out}: {in_the_way}")
     if not resume and (out / LAST).exists():  # a fresh start would overwrite that run's checkpoints and history
-        raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume {out}', "
-                          "or give another --out (delete the folder to start it over)")
+        raise FerkitError(f"--out {out}: it holds a run already (its last.pt); continue it with 'ferkit train --resume "
+                          f"{shell_word(out)}', or give another --out (delete the folder to start it over)")
     if not resume and (broken := _broken_last(out)):  # checked now, not an epoch later when last.pt is saved through it
         raise FerkitError(f"--out {out}: {broken}; point the link at the run's {LAST} and continue it with 'ferkit train "
-                          f"--resume {out}', or give another --out")
+                          f"--resume {shell_word(out)}', or give another --out")
     if not resume and (kept := _kept(out)):  # last.pt deleted
         best = from_best(out)
         raise FerkitError(f"--out {out}: it holds a run's {' and '.join(kept)} but no last.pt (deleted, or the run was "
@@ -999,7 +1010,7 @@ def _fit(cfg: TrainConfig, out_dir: str | Path, resume: bool, data: FerData | No
         lr = opt.param_groups[0]["lr"]
         shard, shard_gen = dist.epoch(train, gen)
         validate = val is not None and dist.main
-        then = f"; then continue with 'ferkit train --resume {out}'" if (out / LAST).exists() else ""
+        then = f"; then continue with 'ferkit train --resume {shell_word(out)}'" if (out / LAST).exists() else ""
         with out_of_memory_said(f"in epoch {epoch}", f"lower --batch-size (now {cfg.batch_size}) or the model's size "
                                                      f"(in_size, filters){then}"):
             tr_loss, tr_acc, losses = dist.average(*train_one_epoch(net, shard, opt, sched, cfg, shard_gen, device, bar, teachers, ema))

@@ -9,7 +9,6 @@ a data set's row (`face_from_data`), always as the model's input: uint8 (in_size
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from .checkpoint import Classifier
 from .config import problem
-from .errors import FerkitError, quoted
+from .errors import FerkitError, quoted, shell_word
 from .files import write_output
 from .runs import is_whole
 
@@ -116,7 +115,7 @@ def face_from_image(src, spec=None) -> tuple[np.ndarray, str]:
 
     # a video here is one face too many: `ferkit predict` reads videos (what load_image says of one), visualize does not
     clip = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else "clip.mp4"
-    clip = shlex.quote("./" + clip if clip.startswith("-") else clip)  # (a name in -... is an option to ffmpeg)
+    clip = shell_word(clip)  # (a name in -... is an option to ffmpeg: shell_word gives it ./)
     rgb = load_image(src, video_fix=f"visualize reads one face image: save a frame of it as an image "
                                     f"(e.g. `ffmpeg -i {clip} -frames:v 1 frame.png`) and give that")
     faces = find_faces(rgb)

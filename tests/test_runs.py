@@ -17,6 +17,23 @@ def test_read_run(tiny_run):
     assert list(runs.column(run.history, "epoch")) == [1, 2, 3]
 
 
+def test_a_resumed_run_s_history_reads_as_one(tiny_run, tmp_path):
+    """A resume continues the count of epochs (1, 2, 3, then 4): no gap to refuse, in history.json, history.csv
+    or last.pt's."""
+    import shutil
+
+    from ferkit.checkpoint import checkpoint_run
+    from ferkit.train import fit, resolve_config, resume_config
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    fit(resolve_config(base=resume_config(run).to_dict(), epochs=4), run, resume=True, progress=False)
+    assert list(runs.column(checkpoint_run(run / runs.LAST, "last").history, "epoch")) == [1, 2, 3, 4]
+    assert list(runs.column(runs.read_run(run).history, "epoch")) == [1, 2, 3, 4]
+    (run / runs.HISTORY_JSON).unlink()
+    assert list(runs.column(runs.read_run(run).history, "epoch")) == [1, 2, 3, 4]
+
+
 def test_read_run_errors(tmp_path):
     with pytest.raises(FerkitError, match="no such run folder"):
         runs.read_run(tmp_path / "missing")
@@ -47,6 +64,11 @@ def test_read_run_errors(tmp_path):
      "history.json: row 3's epoch is 2, not after row 2's (2): a training history has each epoch once, in order (two "
      "histories joined, or rows edited?); rerun the command that wrote it"),
     (runs.HISTORY_CSV, "epoch,train_loss,val_acc\n2,1,0.5\n1,1,0.6\n", "history.csv: row 2's epoch is 1, not after row 1's (2)"),
+    # an epoch missing, which train.py never writes either (a resume continues the count): plot drew a line over the gap
+    (runs.HISTORY_CSV, "epoch,train_loss,val_acc\n1,1,0.5\n2,1,0.6\n5,1,0.7\n",
+     "history.csv: row 3's epoch is 5, not 3, the one after row 2's (2): a training history has every epoch, none missing "
+     "(rows deleted or edited?); rerun the command that wrote it"),
+    (runs.HISTORY_JSON, '[{"epoch": 1, "val_acc": 0.5}, {"epoch": 1.5, "val_acc": 0.6}]', "history.json: row 2's epoch is 1.5, not 2,"),
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,-1e308\n", "iterations.csv: not an iteration,loss table (a loss over 1e+12)"),
     # the line, not numpy's "row 1" counted from the first number
     (runs.ITERATIONS, "iteration,loss\n1,0.5\n2,abc\n", "iterations.csv: not an iteration,loss table (line 3: could not convert"),

@@ -181,8 +181,8 @@ def shown_name(name: str) -> str:
 
 
 def check_history(history, where: str) -> list[dict]:
-    """history if it is as train.py writes it (a list of per-epoch rows: a number for the epoch, numbers
-    or null for the other HISTORY_FIELDS), else a FerkitError naming where it came from and the first bad row."""
+    """history if it is as train.py writes it (a list of per-epoch rows: a number for the epoch, one more than the row
+    before's, numbers or null for the other HISTORY_FIELDS), else a FerkitError naming where it came from and the first bad row."""
     if not isinstance(history, list):
         raise FerkitError(f"{where}: not a training history (a list of per-epoch rows); got {type(history).__name__}; "
                           "rerun the command that wrote it")
@@ -200,6 +200,9 @@ def check_history(history, where: str) -> list[dict]:
         if not epoch > before:
             raise FerkitError(f"{where}: row {i + 1}'s epoch is {epoch:g}, not after row {i}'s ({before:g}): a training history "
                               "has each epoch once, in order (two histories joined, or rows edited?); rerun the command that wrote it")
+        if epoch != before + 1:  # (a resume continues the count: a gap is rows lost or edited, and plot drew over it unsaid)
+            raise FerkitError(f"{where}: row {i + 1}'s epoch is {epoch:g}, not {before + 1:g}, the one after row {i}'s ({before:g}): "
+                              "a training history has every epoch, none missing (rows deleted or edited?); rerun the command that wrote it")
     measured = HISTORY_FIELDS[1:5]  # (another tool's table passed the rows' check with an epoch alone: plots of nothing)
     if history and not any(row.get(k) is not None for row in history for k in measured):
         raise FerkitError(f"{where}: no {', '.join(measured)} in it, so not a ferkit training history (its fields: "

@@ -81,6 +81,27 @@ def test_votes_are_read_in_ferkit_order_and_checked_row_by_row(tmp_path):
     assert ferplus.read_votes(tmp_path / "fer2013new.csv", data.splits).dtype == np.float32
 
 
+def test_votes_that_add_up_to_more_than_ten_are_refused(tmp_path):
+    """(a count of 80, a typo for 8, or two rows' votes added up, was read as the votes of more annotators: FER+'s
+    10 gave each face 10 votes, its file's rows add up to 10, one to 9)"""
+    fer = write_fer_csv(tmp_path / "fer2013.csv", usages=("Training", "PublicTest"), n=14)
+    lines = write_votes(tmp_path / "fer2013new.csv", fer, mix=False).read_text().splitlines()
+    splits = load_fer(fer).splits
+    row = lines[4].split(",")  # 8 votes on one emotion, 2 on another
+    one_more = row[:2] + [str(int(row[2]) + 1)] + row[3:]  # neutral's count one higher
+    typo = [("80" if v == "8" else v) for v in row]  # 80 in place of 8
+    for odd, total in ((one_more, 11), (typo, 82)):
+        (tmp_path / "odd.csv").write_text("\n".join(lines[:4] + [",".join(odd)] + lines[5:]) + "\n")
+        with pytest.raises(DataError) as e:
+            ferplus.read_votes(tmp_path / "odd.csv", splits)
+        assert str(e.value).startswith(f"{tmp_path / 'odd.csv'}, line 5: the vote counts add up to {total} ("), str(e.value)
+        assert str(e.value).endswith(f"), more than FER+'s 10 annotators gave a face (1 such row in the file); fix the counts, "
+                                     f"or get fer2013new.csv from {ferplus.SOURCE} again"), str(e.value)
+    fewer = [",".join(r.split(",")[:2] + ["9"] + ["0"] * 9) if i == 4 else r for i, r in enumerate(lines)]
+    (tmp_path / "nine.csv").write_text("\n".join(fewer) + "\n")  # FER+'s file has a row of 9 votes
+    assert ferplus.read_votes(tmp_path / "nine.csv", splits)[3].sum() == 9
+
+
 def test_label_modes_follow_the_ferplus_rules():
     # angry, disgust, fear, happy, sad, surprise, neutral, contempt, unknown, NF
     votes = np.array([[6, 0, 0, 0, 4, 0, 0, 0, 0, 0],   # clear majority

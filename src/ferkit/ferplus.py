@@ -63,6 +63,9 @@ def find_votes(data_path: str | Path, labels_file: str | Path | None = None) -> 
 # worst block of 500 rows); rows out of line agree on 18%, as chance does (FER2013's classes' shares).
 AGREEMENT, BLOCK, MIN_FACES = 0.4, 500, 100
 MAX_VOTES = 2**24  # float32 counts whole numbers exactly up to here
+# FER+'s annotators a face: its file's rows add up to 10 (one row 9), so more is no FER+ row (a typo, 80 for 8, or
+# two rows' votes added up), which the modes' shares of the total took as the votes of more annotators, unsaid
+ANNOTATORS = 10
 
 
 def _open_text(path: Path):
@@ -145,6 +148,13 @@ def read_votes(path: str | Path, splits: np.ndarray, labels: np.ndarray | None =
         i = int(np.flatnonzero(bad.any(1))[0])
         raise DataError(f"{path}, line {lines[i]}: a vote count is over {MAX_VOTES:,} ({', '.join(f'{v:.10g}' for v in votes[i][bad[i]])}); "
                         "FER+'s file counts each emotion's votes of 10 annotators")
+    over = np.flatnonzero(votes.sum(1) > ANNOTATORS)
+    if len(over):
+        i = int(over[0])
+        counts = ", ".join(f"{COLUMNS[c]} {v:g}" for c, v in zip(_ORDER, votes[i]) if v)
+        rows = f"{len(over):,} such row{'s' if len(over) > 1 else ''} in the file"
+        raise DataError(f"{path}, line {lines[i]}: the vote counts add up to {votes[i].sum():g} ({counts}), more than FER+'s "
+                        f"{ANNOTATORS} annotators gave a face ({rows}); fix the counts, or get {FILE_NAME} from {SOURCE} again")
     votes = votes.astype(np.float32)
     if labels is not None:
         check_aligned(path, votes, labels, lines)

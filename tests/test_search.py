@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -387,6 +388,95 @@ def test_a_storage_locked_by_another_process_is_waited_for_said_and_refused_by_n
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock: no lock on Windows")
+def test_a_search_waits_for_another_opening_the_study_before_it_opens_it(files, tmp_path, monkeypatch, capsys, caplog):
+    """A search opened and checked the study while another held the database, waiting in silence; now it waits
+    for its turn first, says so after LOCK_NOTICE, and is refused by name after LOCK_WAIT, having created nothing."""
+    from ferkit import search
+
+    out = tmp_path / "s"
+    out.mkdir()
+    code = (f"import fcntl, os, time; fd = os.open({str(out)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(60)")  # as a search between its opening and its first trial
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        monkeypatch.setattr(search, "LOCK_NOTICE", 0.5)
+        monkeypatch.setattr(search, "LOCK_WAIT", 2)
+        with caplog.at_level(logging.INFO, "ferkit"):
+            assert main(_argv(files, out, "--trials", "1")) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    db = out / "search.db"
+    assert caplog.text.count(f"{db}: another search is opening the study in it; waiting up to 2s for it") == 1
+    assert capsys.readouterr().err == (f"error: --storage sqlite:///{db}: another search kept {db} to itself for 2s while "
+                                       "opening its study (it may wait for another program's lock on it); rerun once that "
+                                       "search has started its trials, or stop it\n")
+    assert list(out.iterdir()) == []  # not opened: no search.db
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock: no lock on Windows")
+def test_two_searches_started_together_on_other_data_the_second_is_refused(files, tmp_path, monkeypatch, capsys):
+    """Two searches on one --out with other data each found no data recorded, or the first's record and none of
+    its trials begun, which a corrected rerun takes over: the last to record won and both ran their trials in one
+    study. The second now waits until the first's trial runs, and is refused for its data."""
+    from ferkit import search
+
+    csv_file, spec = files
+    out = tmp_path / "s"
+    other = write_fer_csv(tmp_path / "other.csv", usages=("Training", "PublicTest"), n=21)
+    log_file = tmp_path / "second.log"
+    real, second = search._trials_until_done, []
+
+    def start_the_second_then_trials(study, *args):
+        # the first's data recorded, its first trial not begun
+        with open(log_file, "w") as f:
+            second.append(subprocess.Popen(_cli(*_argv((other, spec), out, "--trials", "1")), stdout=f, stderr=f, text=True))
+        deadline = time.time() + 120
+        while time.time() < deadline and second[0].poll() is None and "waiting up to" not in log_file.read_text():
+            time.sleep(0.1)  # until it waits for this search's turn (or, unguarded, ran its own search)
+        real(study, *args)
+
+    monkeypatch.setattr(search, "_trials_until_done", start_the_second_then_trials)
+    assert main(_argv(files, out, "--trials", "1")) == 0
+    assert second[0].wait(timeout=120) == 2
+    text = log_file.read_text()
+    assert f"{out / 'search.db'}: another search is opening the study in it; waiting up to 60s for it" in text
+    assert (f"scored its trials on other data ({csv_file}: 42 training and 42 PublicTest faces; now {other}: 21 training "
+            "and 21 PublicTest faces); rerun with the data it began with") in text, text
+    study = _study(out)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] and study.user_attrs["data"]["source"] == str(csv_file)
+
+
+@pytest.mark.parametrize("error", ["sqlite", "oserror"])
+def test_a_full_disk_leaves_no_database_of_the_search_and_an_earlier_one_stays(files, tmp_path, monkeypatch, capsys, error):
+    """On a disk with room for check_output's block but not for the study, the search left a 0-byte search.db in
+    the folders it made (or an OSError's traceback); now one line that says to free space. A database that was
+    there before is another worker's (or an earlier run's), and stays."""
+    import errno
+    import sqlite3
+
+    def full(url, **kwargs):  # as SQLite on a full disk: the file created, the schema not written
+        Path(url.removeprefix("sqlite:///")).touch()
+        if error == "sqlite":
+            raise sqlite3.OperationalError("database or disk is full")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", full)
+    out = tmp_path / "new" / "s"
+    assert main(_argv(files, out, "--trials", "1")) == 2
+    why = "OperationalError: database or disk is full" if error == "sqlite" else "OSError: [Errno 28] No space left on device"
+    assert capsys.readouterr().err == (f"error: --storage sqlite:///{out / 'search.db'}: cannot write the study, the disk is "
+                                       f"full ({why}); free some space, or give the search another --out (or --storage) "
+                                       "on another disk\n")
+    assert not (tmp_path / "new").exists()  # nor the folders it made
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "search.db").touch()
+    assert main(_argv(files, tmp_path / "s", "--trials", "1")) == 2
+    assert "the disk is full" in capsys.readouterr().err and (tmp_path / "s" / "search.db").is_file()
 
 
 def test_search_refused_for_its_data_leaves_no_folder(files, tmp_path, capsys):

@@ -25,21 +25,29 @@ marked FAIL and retried with the same parameters, continuing from its last check
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import random
+import sqlite3
 import time
 import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+try:
+    import fcntl  # POSIX: the lock that lets one search at a time open and check the study of an SQLite file
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 
 from .config import TrainConfig, coerce, load_yaml, override_spec, spec_layers, spec_paths
 from .data import SPLITS, FerData, say_leaked, subset_rows
 from .errors import ConfigError, FerkitError, OutputError, first_line, shell_word
-from .files import write_output
+from .files import missing_folders, remove_empty, write_fix, write_output
 from .outputs import csv_text
 from .runs import LAST, TRAIN_FILES
 
@@ -60,6 +68,7 @@ MAX_HEARTBEAT = 3600  # seconds; a killed trial is retried after 3 silent heartb
 LOCK_WAIT = 60
 LOCK_NOTICE = 5
 LOCKED = "database is locked"  # SQLite's error for a lock waited for in vain
+FULL = "database or disk is full"  # SQLite's error for a write that found no room (SQLITE_FULL)
 MACHINE_FIELDS = {"data", "skip_bad_rows", "device", "threads"}  # may differ between workers of one study
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
 # TrainConfig fields newer than some studies, with the defaults those studies ran with
@@ -380,14 +389,21 @@ def open_study(storage: str, study_name: str, heartbeat: int = 30):
         return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True)
     except (ImportError, ValueError) as e:
         raise FerkitError(f"--storage {shown(storage)}: cannot open ({e}); give a URL such as sqlite:///search.db or postgresql://user:pass@host/db") from None
-    except Exception as e:  # sqlalchemy's errors (a bad URL, an unreachable server) and optuna's (a read-only file, another schema)
-        if type(e).__module__.split(".")[0] in ("sqlalchemy", "optuna") or "optuna storage upgrade" in str(e):
-            cause = e.__cause__ or e.__context__  # optuna's StorageInternalError says only "during the commit"
-            why = f"{type(e).__name__}: {first_line(e)}" + (f"; {first_line(cause)}" if cause is not None else "")
-            if db and LOCKED in why:  # locked again after _wait_for_lock's look
-                raise FerkitError(locked(db, storage)) from None
-            raise FerkitError(f"--storage {shown(storage)}: cannot open ({why})") from None
-        raise
+    except Exception as e:  # sqlalchemy's errors (a bad URL, an unreachable server), optuna's (a read-only file, another
+        # schema), and the file's own: sqlite3's and an OSError (a full disk)
+        if not (isinstance(e, (OSError, sqlite3.Error)) or type(e).__module__.split(".")[0] in ("sqlalchemy", "optuna")
+                or "optuna storage upgrade" in str(e)):
+            raise
+        cause = e.__cause__ or e.__context__  # optuna's StorageInternalError says only "during the commit"
+        why = f"{type(e).__name__}: {first_line(e)}" + (f"; {first_line(cause)}" if cause is not None else "")
+        if db and LOCKED in why:  # locked again after _wait_for_lock's look
+            raise FerkitError(locked(db, storage)) from None
+        errnos = {getattr(x, "errno", None) for x in (e, cause)}
+        if FULL in why or errnos & {errno.ENOSPC, errno.EDQUOT}:  # (the folder had room for check_output's block only)
+            raise FerkitError(f"--storage {shown(storage)}: cannot write the study, the disk is full ({why}); free some "
+                              "space, or give the search another --out (or --storage) on another disk") from None
+        fix = "; " + write_fix(e) if isinstance(e, OSError) else ""  # (a folder made read-only, say)
+        raise FerkitError(f"--storage {shown(storage)}: cannot open ({why}){fix}") from None
 
 
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # (some of) the tables of an Optuna RDB storage
@@ -396,20 +412,25 @@ OPTUNA_TABLES = {"studies", "trials", "version_info"}  # (some of) the tables of
 def _sqlite_file(url: str) -> str | None:
     """The SQLite storage's file, where it exists and holds something; None for a new or missing one (or
     no URL: RDBStorage says so)."""
+    db = _sqlite_path(url)
+    return db if db and os.path.isfile(db) and os.path.getsize(db) else None
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of an SQLite storage URL, whether it exists or not; None for a server's, one in memory, or no URL."""
     from sqlalchemy.engine import make_url
 
     try:
-        db = make_url(url).database
+        u = make_url(url)
     except Exception:
         return None
-    return db if db and os.path.isfile(db) and os.path.getsize(db) else None
+    return u.database if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") else None
 
 
 def _wait_for_lock(db: str, storage: str) -> None:
     """Wait, up to LOCK_WAIT seconds, until no other process holds a write lock on the SQLite file db, saying
     so once after LOCK_NOTICE (a search behind another program's lock waited a minute or more in silence);
     then a FerkitError naming the file and the lock. A file that is no database is RDBStorage's to refuse."""
-    import sqlite3
     from contextlib import closing
 
     for timeout in (LOCK_NOTICE, LOCK_WAIT - LOCK_NOTICE):
@@ -432,11 +453,73 @@ def locked(db: str, storage: str) -> str:
             "rerun the search (it goes on where it stopped)")
 
 
+class StudyLock:
+    """One search at a time opens and checks the study of an SQLite storage, and records its settings and data
+    there: an exclusive lock (flock, as train's run folders) on the database's folder, waited for up to LOCK_WAIT
+    seconds (said after LOCK_NOTICE). Two searches started together on one --out with other data each found no
+    record, wrote its own (the last one won) and ran its trials. The first keeps the lock until its first trial
+    runs (release()), so the next sees a study that refuses other data, not one that a rerun takes over.
+    None taken (held False): a server's storage, Windows, a file system without locks, a folder not there."""
+
+    def __init__(self, storage: str):
+        self.db = _sqlite_path(storage)
+        self.fd = None
+        folder = os.path.dirname(os.path.abspath(self.db)) if self.db else None
+        if fcntl is None or folder is None:
+            return
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:  # a folder not there (or not readable): RDBStorage's to refuse
+            return
+        try:
+            self.fd = self._wait(fd, storage)
+        except BaseException:  # (a refusal, Ctrl-C)
+            os.close(fd)
+            raise
+
+    def _wait(self, fd: int, storage: str) -> int | None:
+        start, said = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:  # another search opens the study
+                pass
+            except OSError:  # no locks here (some network file systems): the searches open it unguarded, as before
+                os.close(fd)
+                return None
+            waited = time.monotonic() - start
+            if waited >= LOCK_WAIT:
+                raise FerkitError(f"--storage {shown(storage)}: another search kept {self.db} to itself for {LOCK_WAIT:g}s "
+                                  "while opening its study (it may wait for another program's lock on it); rerun once that "
+                                  "search has started its trials, or stop it")
+            if waited >= LOCK_NOTICE and not said:
+                log.warning(f"{self.db}: another search is opening the study in it; waiting up to {LOCK_WAIT:g}s for it")
+                said = True
+            time.sleep(0.1)
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # (the lock goes with it)
+            self.fd = None
+
+
+def _remove_database(db: str) -> None:
+    """Remove an SQLite file a search created and could not fill (a full disk left it 0 bytes or half made), with
+    the journal files SQLite keeps beside it."""
+    for path in (db, db + "-journal", db + "-wal", db + "-shm"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _refuse_foreign_sqlite(db: str, storage: str) -> None:
     """A ConfigError for an SQLite file that holds tables, but not an Optuna storage's: Optuna added its dozen
     tables to another program's database (a search.db of another tool in --out, a --storage given the wrong
     file) and ran the search in it. Junk is RDBStorage's to refuse."""
-    import sqlite3
     from contextlib import closing
 
     try:
@@ -460,8 +543,6 @@ def _settings(cfg: TrainConfig, params: list[Param], cv: int) -> dict:
 
 
 def _check_settings(study, settings: dict, storage: str) -> None:
-    from optuna.trial import TrialState
-
     try:
         saved = study.user_attrs.get("settings")
     except ValueError:  # json's error on an attribute that is not JSON (optuna stores each as JSON text)
@@ -479,7 +560,7 @@ def _check_settings(study, settings: dict, storage: str) -> None:
                        **saved["config"]}
     if saved == now:
         return
-    if not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
+    if not _holds_trials(study):
         # every trial failed (a mistyped --teacher, say), none runs or waits to be retried (a killed one's retry
         # would resume its run under the new settings): the corrected rerun takes the study over
         log.info(f"study {study.study_name!r}: none of its trials completed; it goes on with the settings given now")
@@ -492,6 +573,15 @@ def _check_settings(study, settings: dict, storage: str) -> None:
     raise ConfigError(
         f"study {study.study_name!r} in {shown(storage)} was started with other settings (differing: {'; '.join(diff)}); "
         "rerun with the same flags to resume or share it, or give another --out")
+
+
+def _holds_trials(study) -> bool:
+    """Whether a trial of the study completed, runs or waits to be retried: then it keeps its settings and data,
+    and a search with others is refused (with none, the corrected rerun takes it over)."""
+    from optuna.trial import TrialState
+
+    states = {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}
+    return any(t.state in states for t in study.get_trials(deepcopy=False))
 
 
 def data_record(data: FerData) -> dict:
@@ -512,14 +602,12 @@ def data_record(data: FerData) -> dict:
 def _check_data(study, record: dict, storage: str) -> None:
     """A study scores every trial on the same faces: a rerun or worker given other data (--data is a machine's
     path, so not among the settings) put the scores of two data sets in one ranking, unsaid."""
-    from optuna.trial import TrialState
-
     saved = study.user_attrs.get("data")
     if saved is None or not isinstance(saved, dict) or saved.get("hash") == record["hash"]:
         if saved is None:  # (a study begun before ferkit recorded its data: from now on)
             study.set_user_attr("data", record)
         return
-    if not {t.state for t in study.get_trials(deepcopy=False)} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
+    if not _holds_trials(study):
         study.set_user_attr("data", record)  # none completed: the corrected rerun takes it over, as its settings
         return
 
@@ -566,25 +654,25 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
         folds = cv_folds(train_images(data, cfg)[1], cv, cfg.seed, data.names)
     elif not data.has("val"):
         raise FerkitError(f"{data.source}: no PublicTest rows to score trials on; use --cv K (k-fold cross-validation on the training rows)")
-    made = not out.exists()
+    made = missing_folders([out])
     out.mkdir(parents=True, exist_ok=True)  # only now: a search refused for its data leaves no folder
     try:
-        study = open_study(storage, study_name, heartbeat)
-    except FerkitError:  # nor one refused for its --storage
-        if made and not any(out.iterdir()):
-            out.rmdir()
+        lock = StudyLock(storage)  # before the study is opened: its checks see what the search before wrote
+    except BaseException:  # (refused after LOCK_WAIT, Ctrl-C)
+        remove_empty(made)
         raise
-    _check_settings(study, _settings(cfg, params, cv), storage)
-    _check_data(study, data_record(data), storage)
-    trials = out / "trials"
-    if not study.get_trials(deepcopy=False) and trials.is_dir() and any(trials.iterdir()):  # its trial 0 would be theirs
-        raise FerkitError(f"{trials}: holds the trials of an earlier search, and study {study.study_name!r} in {shown(storage)} "
-                          "has none yet: its trial folders would collide with them. Give another --out, or delete "
-                          f"{trials} to start over")
+    try:
+        study = _open_checked(cfg, params, cv, data, out, storage, study_name, heartbeat, lock, made)
+    except BaseException:
+        lock.release()
+        raise
+    if _holds_trials(study):
+        lock.release()  # a search with other data is refused now, not let take the study over
 
     ran = []  # numbers of the trials this worker ran
 
     def objective(trial):
+        lock.release()  # this trial runs: a search with other data is refused now
         ran.append(trial.number)
         # Two workers that counted at the same moment may both have started a trial for the last slot:
         # the later trial number gives way (PRUNED, left out of the table).
@@ -625,6 +713,30 @@ def run_search(cfg: TrainConfig, params: list[Param], out: str | Path, n_trials:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the table of the trials so far is written; a rerun goes on
         files = write_results(study, cfg, params, out, cv)["files"]
         raise KeyboardInterrupt(f"wrote {', '.join(map(str, files.values()))}; rerun the same command to go on") from None
+    finally:
+        lock.release()  # (--trials 0, or a search that ran none)
+    return study
+
+
+def _open_checked(cfg: TrainConfig, params: list[Param], cv: int, data: FerData, out: Path, storage: str, study_name: str,
+                  heartbeat: int, lock: StudyLock, made: list[Path]):
+    """run_search's study, opened under the lock and checked against its settings and data (recorded where new)."""
+    # (under the lock no other search creates the file meanwhile: one there now is another's, and stays)
+    fresh = lock.held and not os.path.lexists(lock.db)
+    try:
+        study = open_study(storage, study_name, heartbeat)
+    except FerkitError:  # nor one refused for its --storage, nor the database it began (a full disk left it 0 bytes)
+        if fresh:
+            _remove_database(lock.db)
+        remove_empty(made)
+        raise
+    _check_settings(study, _settings(cfg, params, cv), storage)
+    _check_data(study, data_record(data), storage)
+    trials = out / "trials"
+    if not study.get_trials(deepcopy=False) and trials.is_dir() and any(trials.iterdir()):  # its trial 0 would be theirs
+        raise FerkitError(f"{trials}: holds the trials of an earlier search, and study {study.study_name!r} in {shown(storage)} "
+                          "has none yet: its trial folders would collide with them. Give another --out, or delete "
+                          f"{trials} to start over")
     return study
 
 

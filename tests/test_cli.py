@@ -303,6 +303,33 @@ def test_a_full_disk_is_refused_before_the_work(tiny_run, tmp_path, monkeypatch,
     assert check_output(tmp_path / "m.json", "--json") == tmp_path / "m.json"
 
 
+@pytest.mark.parametrize("code, why", [("ENOSPC", "No space left on device"), ("EDQUOT", "Disk quota exceeded")])
+def test_the_full_disk_check_leaves_an_existing_output_and_its_folder_as_they_were(tmp_path, monkeypatch, code, why):
+    """The check's block is written to a temporary file beside the output, never to the output: on a full disk or
+    over quota an earlier file there keeps its bytes and time, and no probe is left in its folder."""
+    import errno
+
+    from conftest import FullDisk
+    from ferkit import files
+    from ferkit.errors import FerkitError
+    from ferkit.files import check_output
+
+    old = tmp_path / "m.json"
+    old.write_text("earlier results")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+
+    class Full(FullDisk):
+        def write(self, data):
+            raise OSError(getattr(errno, code), why)
+
+    real = files.tempfile.TemporaryFile
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", lambda *a, **k: Full(real(*a, **k)))
+    with pytest.raises(FerkitError) as e:
+        check_output(old, "--json")
+    assert str(e.value) == f"--json {old}: cannot write in {tmp_path} ({why}); free some space, or choose another location"
+    assert os.listdir(tmp_path) == ["m.json"] and old.read_text() == "earlier results" and old.stat().st_mtime == 1e9
+
+
 def test_bad_outputs_fail_before_the_work(tiny_run, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")

@@ -470,7 +470,7 @@ def test_a_resume_without_its_best_pt_writes_it_from_the_epochs_whose_weights_re
     with caplog.at_level("WARNING", "ferkit"):
         assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its epochs: it trains none
     scored = f"{last['history'][1]['val_acc']:.4f}"
-    assert (f"{run / 'best.pt'}: missing, so the weights that scored 1.0000 are gone; written again from last.pt, epoch 2 "
+    assert (f"{run / 'best.pt'}: missing, so epoch 1's weights, which scored 1.0000, are gone; written again from last.pt, epoch 2 "
             f"({scored}), the best of the epochs whose weights remain; a resumed epoch that scores higher replaces it") in caplog.text
     best = read_checkpoint(run / "best.pt")
     assert best["epoch"] == 2 and best["best_acc"] == weights_acc(best) == read_checkpoint(run / "last.pt")["best_acc"]
@@ -511,12 +511,41 @@ def test_a_resume_with_a_damaged_best_pt_writes_it_again_as_a_missing_one(tiny_r
         assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
     scored = "0.5000"
     assert f"{run / 'best.pt'}: damaged (" in caplog.text
-    assert (f"), so the weights that scored 1.0000 are gone; replaced from last.pt, epoch 3 ({scored}), the best of the "
+    assert (f"), so epoch 1's weights, which scored 1.0000, are gone; replaced from last.pt, epoch 3 ({scored}), the best of the "
             "epochs whose weights remain") in caplog.text
     best = read_checkpoint(run / "best.pt")
     assert best["epoch"] == 3 and best["best_acc"] == weights_acc(best) == read_checkpoint(run / "last.pt")["best_acc"]
     assert f"done: best val acc {scored} at epoch 3 (epoch 1 scored 1.0000; its best.pt was deleted or damaged); " in (
         capsys.readouterr().out)
+
+
+def test_the_warning_of_a_gone_best_pt_names_the_epoch_whose_weights_it_held(tiny_run, tmp_path, caplog):
+    """The warning named only the lost score (and, where last.pt's epoch tied it, no lost epoch). The epoch is the one
+    that scored best_acc, not the history's best: after an earlier resume that found best.pt gone, best.pt held a later,
+    lower-scoring epoch (here 2, epoch 1's weights lost before). A best_acc that no row scored (a history edited by hand)
+    is said by its score alone."""
+    import shutil
+
+    from ferkit.checkpoint import save_checkpoint
+    from ferkit.cli import main
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    lower = "missing, so {} are gone; written again from last.pt, epoch 3 (0.5000), the best of the epochs whose weights remain"
+    cases = [((1.0, 0.75, 0.5), 0.75, lower.format("epoch 2's weights, which scored 0.7500,")),
+             ((1.0, 0.75, 0.5), 0.9, lower.format("the weights that scored 0.9000")),
+             ((1.0, 0.5, 0.5), 0.5, "missing; written again from last.pt, whose epoch 3 scored the run's best, 0.5000 (epoch "
+                                    "2's weights, which it held, scored as much)")]
+    for scores, best_acc, warning in cases:
+        last = read_checkpoint(run / "last.pt")
+        for row, acc in zip(last["history"], scores):
+            row["val_acc"] = acc
+        last["best_acc"] = best_acc
+        save_checkpoint(last, run / "last.pt")
+        (run / "best.pt").unlink()
+        caplog.clear()
+        with caplog.at_level("WARNING", "ferkit"):
+            assert main(["train", "--resume", str(run), "--quiet"]) == 0  # it has trained all its 3 epochs: it trains none
+        assert f"{run / 'best.pt'}: {warning}" in caplog.text
 
 
 def test_the_done_line_says_a_best_pt_it_cannot_read_rather_than_fail_after_training(tiny_run, tmp_path, capsys, monkeypatch):

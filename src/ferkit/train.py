@@ -207,17 +207,27 @@ def _best_again(ckpt: dict, best_acc: float | None, weights: torch.nn.Module, ou
     with _saving(out / BEST, out, go_on):
         save_checkpoint({**best, "best_acc": acc, "state_dict": weights.state_dict(), "optimizer": {}, "scheduler": {}}, out / BEST)
     epoch, again = ckpt["epoch"], "written again" if why == "missing" else "replaced"
+    lost = _scored(ckpt["history"], best_acc) if best_acc is not None else None  # the epoch best.pt held
     if best_acc is None:  # (a damaged file is worth a warning; a deleted one without validation is no loss)
         (log.info if why == "missing" else log.warning)(
             f"{out / BEST}: {why}; {again} from {LAST}, epoch {epoch} (without validation the last epoch's)")
     elif acc == best_acc:
-        log.warning(f"{out / BEST}: {why}; {again} from {LAST}, whose epoch {epoch} scored the run's best, {acc:.4f}")
+        tied = f" (epoch {lost}'s weights, which it held, scored as much)" if lost not in (None, epoch) else ""
+        log.warning(f"{out / BEST}: {why}; {again} from {LAST}, whose epoch {epoch} scored the run's best, {acc:.4f}{tied}")
     else:
         scored = f"{acc:.4f}" if acc is not None else "no score in the history"
-        log.warning(f"{out / BEST}: {why}, so the weights that scored {best_acc:.4f} are gone; {again} from {LAST}, "
+        gone = (f"epoch {lost}'s weights, which scored {best_acc:.4f}," if lost is not None else
+                f"the weights that scored {best_acc:.4f}")
+        log.warning(f"{out / BEST}: {why}, so {gone} are gone; {again} from {LAST}, "
                     f"epoch {epoch} ({scored}), the best of the epochs whose weights remain; a resumed epoch that scores higher "
                     f"replaces it")
     return acc
+
+
+def _scored(history: list[dict], best_acc: float) -> int | None:
+    """The epoch whose weights a gone best.pt held: the first in the history that scored best_acc (an epoch that tied
+    does not replace best.pt), or None where no row did (a history edited by hand). The warning named only the score."""
+    return next((row["epoch"] for row in history if row.get("val_acc") == round(best_acc, 5)), None)
 
 
 def _kept(run: Path) -> list[str]:

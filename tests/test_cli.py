@@ -657,6 +657,7 @@ SERVE_FLAG_VALUES = {
     "max_concurrent": (["--max-concurrent", "3"], 3),
     "upload_timeout": (["--upload-timeout", "4"], 4.0),
     "queue_timeout": (["--queue-timeout", "5"], 5.0),
+    "max_queue": (["--max-queue", "7"], 7),
     "threads": (["--threads", "2"], 2),
     "precision": (["--precision", "int8"], "int8"),
     "max_connections": (["--max-connections", "50"], 50),

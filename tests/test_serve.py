@@ -324,6 +324,7 @@ def test_health_version_labels(client, tiny_checkpoint):
     assert m["file"] == "best.pt" and "path" not in m  # the file's name only: not where the server keeps it
     assert str(tiny_checkpoint.parent) not in r.text
     assert v["max_upload_bytes"] == LIMIT and v["max_upload_pixels"] == 16_000_000 and v["upload_timeout_s"] == 30
+    assert v["max_queue"] == 256
     assert client.get("/labels").json() == {"emotions": list(EMOTIONS), "colors": dict(zip(EMOTIONS, COLORS))}
 
 
@@ -640,7 +641,7 @@ def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypa
     from ferkit.errors import FerkitError
     from ferkit.serve import ERROR_FILE_ENV, STARTUP_FAILURE, Settings, app_from_env
 
-    s = Settings(model=str(tiny_checkpoint), max_upload_mb=2, max_upload_pixels=1000, upload_timeout=5, threads=1)
+    s = Settings(model=str(tiny_checkpoint), max_upload_mb=2, max_upload_pixels=1000, upload_timeout=5, threads=1, max_queue=3)
     assert Settings.from_env(s.to_env()) == s
     with pytest.raises(FerkitError, match=r"\$FERKIT_SERVE_THREADS must be an integer or null; got 'many'"):
         Settings.from_env({"FERKIT_SERVE_THREADS": "many"})
@@ -650,7 +651,7 @@ def test_settings_travel_through_environment_variables(tiny_checkpoint, monkeypa
         monkeypatch.setenv(k, v)
     with TestClient(app_from_env()) as c:
         v = c.get("/version").json()
-        assert (v["max_upload_bytes"], v["max_upload_pixels"], v["upload_timeout_s"]) == (2 * 2**20, 1000, 5)
+        assert (v["max_upload_bytes"], v["max_upload_pixels"], v["upload_timeout_s"], v["max_queue"]) == (2 * 2**20, 1000, 5, 3)
     # a worker that cannot load its model: one log line, a note for `ferkit serve`, uvicorn's start-up failure code
     monkeypatch.setenv("FERKIT_SERVE_MODEL", str(tmp_path / "missing.pt"))
     monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "error.txt"))
@@ -1075,6 +1076,45 @@ def test_a_photo_waits_for_its_turn_at_most_queue_timeout(astronaut_png):
         assert again.status_code == 200  # the turn given up on was not lost
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and waited < 5, (r.status_code, waited)
     assert r.json()["error"].startswith("the server is busy: no prediction was free within 0.5 s (--queue-timeout)")
+
+
+def test_photos_beyond_max_queue_are_503_before_their_upload_is_read(astronaut_png):
+    """Each photo uploading or waiting its turn holds up to 1.1 MB of memory (or --max-upload-mb of disk), and only
+    --max-connections bounded how many: 300 queued 0.9 MB photos raised the RSS by 360 MB. Beyond --max-queue a
+    photo is refused at once, its body unread, and the count goes down as photos are answered."""
+    import httpx
+
+    gate, warmed, predicting = threading.Event(), threading.Event(), threading.Event()
+
+    class Stuck:
+        def predict(self, rgb):
+            if warmed.is_set():
+                predicting.set()
+                gate.wait(20)
+            warmed.set()
+            return []
+
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    app = create_app(Stuck(), max_concurrent=1, max_queue=2)
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert _wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200)
+        with ThreadPoolExecutor(1) as pool, socket.create_connection(("127.0.0.1", port), timeout=5) as uploading:
+            first = pool.submit(httpx.post, url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+            assert predicting.wait(20)  # the first is being predicted
+            uploading.sendall(head + b"--b\r\n")  # the second is still uploading
+            assert _wait_for(lambda: app.state.photos.held == 2)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as third:
+                third.sendall(head)  # no byte of its body
+                answer = b"".join(iter(lambda: third.recv(65536), b""))  # to the close
+            gate.set()
+            assert first.result().status_code == 200
+        again = httpx.post(url + "/predict", files={"file": ("a.png", astronaut_png, "image/png")}, timeout=30)
+        assert again.status_code == 200  # the photos answered (or dropped) no longer count
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in status and b"connection: close" in status, answer
+    assert b"2 photos are already uploading or waiting for a prediction (--max-queue)" in body, answer
 
 
 def test_a_request_http_cannot_parse_gets_a_json_400(live_server):

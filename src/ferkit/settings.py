@@ -22,6 +22,9 @@ DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for the whole request body (10 MB in 30
 DEFAULT_MAX_CONNECTIONS = 1000  # open connections per process; beyond them: 503 and close
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive (and for an idle keep-alive)
 DEFAULT_QUEUE_TIMEOUT = 30.0  # seconds an uploaded photo may wait for a free prediction thread; then 503
+# photos a process holds at once (uploading, waiting their turn, predicted): each waits in up to 1.1 MB of memory (beyond
+# 1 MB, on disk up to --max-upload-mb), so 256 hold ~300 MB and 2.6 GB of disk; --max-connections alone let 1000 in
+DEFAULT_MAX_QUEUE = 256
 ENV_PREFIX = "FERKIT_SERVE_"
 MAX_UPLOAD_MB = 2**20  # a tebibyte: --max-upload-mb beyond it is no limit (1e308 overflowed into a traceback)
 
@@ -49,6 +52,8 @@ class Settings:
     upload_timeout: float = option(DEFAULT_UPLOAD_TIMEOUT, "seconds a whole upload may take to arrive, else 408")
     queue_timeout: float = option(DEFAULT_QUEUE_TIMEOUT, "seconds an uploaded photo may wait for a free prediction "
                                                          "(all --max-concurrent busy), else 503 with Retry-After")
+    max_queue: int = option(DEFAULT_MAX_QUEUE, "photos per process at once, uploading, waiting their turn or predicted; "
+                                               "more get a 503 with Retry-After before their upload is read")
     threads: int | None = option(None, "inference threads per process: torch, onnxruntime and OpenCV "
                                        "(default: theirs with 1 worker, CPUs / workers with more)")
     precision: Literal[precisions.ANY] | None = option(None, PRECISION_HELP)
@@ -65,7 +70,8 @@ class Settings:
         if wrong_type:  # the range checks below cannot compare such a value
             raise FerkitError("; ".join(wrong_type.values()))
         bad = []
-        for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "queue_timeout", "header_timeout", "max_connections"):
+        for name in ("max_upload_mb", "max_upload_pixels", "upload_timeout", "queue_timeout", "header_timeout", "max_connections",
+                     "max_queue"):
             if not getattr(self, name) > 0:
                 bad.append(f"{name_of(name)} {getattr(self, name)}: must be > 0")
         if self.max_upload_mb > 0 and not 1 <= self.max_upload_bytes <= MAX_UPLOAD_MB * 2**20:

@@ -1158,6 +1158,36 @@ def test_headers_over_the_limit_get_a_json_431_not_a_400(live_server):
     assert _wait_for(lambda: httpx.get(live_server + "/health", headers={"Cookie": "a" * 15_000}).status_code == 200, 60)
 
 
+def test_a_chunked_body_in_tiny_chunks_is_refused_as_it_arrives(live_server, astronaut_png):
+    """h11 parses a chunked body a chunk at a time in Python (~16-20 us each): two clients sending 1-byte chunks
+    (6 bytes on the wire) held the event loop so that /health took 25 s, until --upload-timeout ended them. Chunks
+    must average 1 KB after the first 64: 1-byte ones get a JSON 400 at once, and a photo in 1 KB chunks, its
+    multipart headers and boundary sent apart, is read as before."""
+    import json
+
+    import httpx
+
+    port = int(live_server.rsplit(":", 1)[1])
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(part), part) + b"1\r\nx\r\n" * 2000)  # and no end
+        got = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"content-type: application/json" in head, got[:300]
+    assert json.loads(body)["error"].startswith("a chunked body in chunks of 2 bytes on average (65 chunks): the server "
+                                                "parses each as it would 1,024 bytes of data, so they must average at least")
+
+    def in_chunks():
+        yield part
+        yield from (astronaut_png[i:i + 1024] for i in range(0, len(astronaut_png), 1024))
+        yield from (b"\r\n", b"--b--\r\n")
+
+    r = httpx.post(live_server + "/predict", content=in_chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"},
+                   timeout=60)
+    assert r.status_code == 200 and r.json()["count"] >= 1, r.text
+
+
 def test_a_post_without_content_length_is_411_even_when_the_client_closes_its_side(live_server, astronaut_png):
     """An HTTP/1.0 POST whose photo ends where the client shuts its side (no Content-Length): h11 read its
     body as empty and the shutdown dropped the answer, so the client got nothing at all. Now a JSON 411

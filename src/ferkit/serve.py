@@ -12,7 +12,8 @@ The model loads once per process, in create_app. Predictions run off the event l
 `max_concurrent` worker threads (default: one per CPU), so requests overlap but memory stays
 bounded. `ferkit serve --workers N` runs N such processes on one port (uvicorn's supervisor),
 each building its app with `app_from_env` from FERKIT_SERVE_* variables (Settings).
-Every error is JSON {"error": "..."}: 400 no file (or two, or a second file of any name, or a body cut short), 408 upload too slow,
+Every error is JSON {"error": "..."}: 400 no file (or two, or a second file of any name, or a body cut short, or sent in
+chunks under MIN_CHUNK_BYTES on average), 408 upload too slow,
 411 a POST without Content-Length (or Transfer-Encoding), 431 a request line and headers over 16 KB,
 413 too many bytes or pixels, 415 not an image (or empty), 422 corrupt, 503 not ready, busy (over --max-queue photos
 held, or no prediction free within --queue-timeout) or unable to store the upload, 500 a bug.
@@ -369,6 +370,21 @@ LENGTH_REQUIRED = _raw_error(
     "(or the body with Transfer-Encoding: chunked), e.g. curl -F file=@photo.jpg http://HOST:PORT/predict")
 
 
+# h11 parses a chunked body one chunk at a time in Python, ~16-20 us each (2-core EPYC, busy): two clients sending
+# 1-byte chunks (6 bytes on the wire each) held the event loop so that /health took 25 s instead of 0.1 s, until
+# --upload-timeout. A chunked body's chunks must average MIN_CHUNK_BYTES, after its first CHUNK_SLACK (a client
+# may send its multipart headers and closing boundary as chunks of their own): curl, Java and Go send 4-64 KB.
+MIN_CHUNK_BYTES = 1024
+CHUNK_SLACK = 64
+
+
+def _chunks_too_small(chunks: int, size: int) -> bytes:
+    return _raw_error("400 Bad Request", f"a chunked body in chunks of {size / chunks:.0f} bytes on average ({chunks:,} "
+                      f"chunks): the server parses each as it would {MIN_CHUNK_BYTES:,} bytes of data, so they must average "
+                      f"at least that; send the photo with a Content-Length, e.g. curl -F file=@photo.jpg "
+                      "http://HOST:PORT/predict, or in larger chunks")
+
+
 def _headers_too_large(size: int) -> bytes:
     return _raw_error("431 Request Header Fields Too Large", f"the request line and headers are over {size / 2**10:g} KB "
                       "(the server's limit); send fewer or shorter headers (e.g. cookies) or a shorter URL")
@@ -385,13 +401,16 @@ class _FramedConnection(h11.Connection):
     ends it by closing its side was parsed as a request without a file, and the close dropped the answer.
     It keeps the status h11 suggests for a request it refuses (`refused`), which uvicorn drops: all were 400.
     h11 checks its limit on a request's line and headers only while they are incomplete, so headers that
-    arrived in one read (up to 256 KB: asyncio's) passed; they are measured here too."""
+    arrived in one read (up to 256 KB: asyncio's) passed; they are measured here too. A chunked body whose
+    chunks are too small for their cost (MIN_CHUNK_BYTES) is refused as it arrives (`too_fine`)."""
 
     refused = 0  # the error_status_hint of the request h11 could not take: 400, 411 (no framing), 431 (headers too large)
+    too_fine = None  # a chunked body refused for its chunks: (chunks, bytes) so far
 
     def __init__(self, max_head: int):
         super().__init__(h11.SERVER, max_head)
         self.max_head = max_head
+        self.chunks = self.chunk_bytes = 0  # of the current request's body (chunked; a Content-Length body has none)
 
     def next_event(self):
         try:
@@ -406,6 +425,13 @@ class _FramedConnection(h11.Connection):
                 name in (b"content-length", b"transfer-encoding") for name, _ in event.headers):
             self.refused = 411
             raise h11.RemoteProtocolError("POST without Content-Length or Transfer-Encoding", error_status_hint=411)
+        if isinstance(event, h11.Request):
+            self.chunks = self.chunk_bytes = 0
+        elif isinstance(event, h11.Data):  # (a chunk that spans two reads comes as two events: chunk_start counts it once)
+            self.chunks, self.chunk_bytes = self.chunks + event.chunk_start, self.chunk_bytes + len(event.data)
+            if self.chunks > CHUNK_SLACK + self.chunk_bytes // MIN_CHUNK_BYTES:
+                self.refused, self.too_fine = 400, (self.chunks, self.chunk_bytes)
+                raise h11.RemoteProtocolError("chunks too small", error_status_hint=400)
         return event
 
 
@@ -443,6 +469,8 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def send_400_response(self, msg: str) -> None:  # a request h11 cannot parse: JSON too (uvicorn's is plain text)
+        if self.conn.too_fine:
+            return self._refuse_body(_chunks_too_small(*self.conn.too_fine))
         if self.conn.refused == 411:
             return self._refuse_unread(LENGTH_REQUIRED)
         if self.conn.refused == 431:  # (h11's buffer for one request's line and headers overflowed; uvicorn said 400)
@@ -460,6 +488,19 @@ class GuardedH11Protocol(H11Protocol):
             return self.transport.close()
         self.transport.write_eof()
         self._draining = True
+
+    def _refuse_body(self, answer: bytes) -> None:
+        """Refuse a request while its body arrives: the app's cycle ends as at a disconnect (its reads say so,
+        its answer is dropped), and the answer goes out unless the app's has begun (then the connection just
+        closes). The rest is read and dropped until the client stops, or the header deadline."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        if self.conn.our_state is not h11.SEND_RESPONSE:  # (no second answer to a request answered already)
+            return self.transport.close()
+        self.flow.resume_reading()  # (paused while the app had not read the body yet)
+        self._refuse_unread(answer)
+        self._arm_header_timer()  # the deadline of the request's headers had passed to its cycle
 
     def data_received(self, data: bytes) -> None:
         if not self._draining:
@@ -602,7 +643,8 @@ class HealthOut(BaseModel):
 
 
 def _errors(*codes: int) -> dict:
-    why = {400: "no `file` field, or two, or a second file of any name, or a body cut short (less than its Content-Length, or no closing boundary)",
+    why = {400: "no `file` field, or two, or a second file of any name, or a body cut short (less than its Content-Length, or no closing "
+                "boundary), or a chunked body whose chunks average under 1 KB",
            408: "the upload did not arrive within --upload-timeout",
            413: "over --max-upload-mb bytes or --max-upload-pixels pixels",
            415: "not an image, or an empty file", 422: "a corrupt or truncated image, or a malformed request",

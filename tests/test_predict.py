@@ -865,6 +865,50 @@ def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(tiny_
     assert e.value.reason == "too_large"
 
 
+def test_a_motion_jpeg_video_of_a_frame_of_too_many_scans_is_refused_before_decoding(tmp_path, astronaut):
+    """(photos of over faces.MAX_JPEG_SCANS scans were refused, but a video's frames went to FFmpeg as they were:
+    one 33 MP frame of 10,000 scans, 725 KB, took 35 s to decode, and a clip of them held predict for hours)"""
+    import io
+    import struct
+
+    from ferkit.errors import ImageError
+    from ferkit.faces import MAX_JPEG_SCANS
+    from ferkit.video import predict_video
+
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (40, 90, 160)).save(buf, format="JPEG", progressive=True)
+    jpg = buf.getvalue()
+    last, end = jpg.rindex(b"\xff\xda"), jpg.rindex(b"\xff\xd9")
+
+    def with_frame_4(scans: int) -> Path:  # the clip's frame 4 a progressive JPEG, its last scan repeated
+        data = bytearray(_clip(tmp_path, astronaut).read_bytes())
+        frame = jpg[:end] + jpg[last:end] * (scans - 10) + jpg[end:]
+        pos, chunks = data.find(b"movi") + 4, []  # the frames' chunks: (where, size)
+        while data[pos:pos + 4] == b"00dc":
+            chunks.append((pos, struct.unpack_from("<I", data, pos + 4)[0]))
+            pos += 8 + chunks[-1][1] + (chunks[-1][1] & 1)
+        pos, size = chunks[4]
+        assert len(chunks) == 6 and len(frame) <= size
+        data[pos + 8:pos + 8 + size] = frame + bytes(size - len(frame))  # (after its EOI: nothing the decoder reads)
+        video = tmp_path / f"scans{scans}.avi"
+        video.write_bytes(data)
+        return video
+
+    class Counted:
+        calls = 0
+
+        def predict(self, rgb):
+            self.calls += 1
+            return []
+
+    assert predict_video(Counted(), with_frame_4(MAX_JPEG_SCANS))["frames_read"] == 6
+    predictor = Counted()
+    with pytest.raises(ImageError) as e:
+        predict_video(predictor, with_frame_4(MAX_JPEG_SCANS + 1))
+    assert str(e.value).startswith(f"{tmp_path / f'scans{MAX_JPEG_SCANS + 1}.avi'}: frame 4 is a JPEG of over {MAX_JPEG_SCANS} scans")
+    assert e.value.reason == "corrupt" and predictor.calls == 0  # before the first frame
+
+
 def test_a_video_opencv_cannot_encode_is_said_before_its_first_frame_and_still_predicted(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     """(e.g. 8200x64 frames: mp4v would not open, every frame was predicted and written nowhere, and the
     error came at the end as a failed rename; then an error at the first frame lost the predictions)"""

@@ -19,7 +19,7 @@ import numpy as np
 from .config import problem
 from .draw import annotate, no_copy
 from .errors import FerkitError, ImageError, needs_extra, quoted
-from .faces import MAX_PIXELS, is_url, no_such_file
+from .faces import MAX_JPEG_SCANS, MAX_PIXELS, is_url, jpeg_scans, no_such_file
 from .files import atomic_path, check_regular_file, write_error
 from .runs import is_whole
 from .schema import Frame, Track, VideoResult
@@ -134,6 +134,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise needs_extra(e, f"{path}: reading videos") from None
     if not _opencv_can_name(path):  # OpenCV's Python binding crashes the process on such a name (a segfault)
         raise ImageError(f"{path}: the file name is not valid UTF-8, which OpenCV cannot open; rename the file", "not_image")
+    if (bomb := _scan_bomb(cv2, path)) is not None:  # before a frame is decoded, as a photo's scans are counted
+        raise ImageError(f"{path}: frame {bomb} is a JPEG of over {MAX_JPEG_SCANS} scans, which no camera or editor writes "
+                         "(a few dozen at most) and which would take minutes to decode (each is a pass over the whole "
+                         "frame); re-encode the video, e.g. as MP4 (H.264)", "corrupt")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open as a video (not a video, an unsupported codec or a damaged file); "
@@ -327,6 +331,34 @@ def _opencv_can_name(path: str | Path) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _scan_bomb(cv2, path: Path) -> int | None:
+    """The number of the first frame of a Motion JPEG video (AVI, MOV, MKV) that is a JPEG of over MAX_JPEG_SCANS
+    scans, or None. Each scan is a pass over the whole frame, and one of a blank frame is a few bytes: FFmpeg took 35 s
+    for one 33 MP frame of 10,000 (725 KB), and a clip of them held `ferkit predict` for hours, as such a photo did
+    (faces.MAX_JPEG_SCANS). Its packets are read as they are, undecoded, by a capture of their own, all of them before
+    the first frame is decoded: the decoder consumes packets ahead of the frames it gives (a packet that gives none, or
+    its threads'), so a check beside it would come after; and before the video is opened for its frames, so that
+    the two captures' indexes are never held at once (FFmpeg's for a 1 KB MP4 that claims 50 million frames took
+    1.8 GB). Reading the packets costs little (0.04 s for 54 MB of 1080p frames); a video whose first packet is not a
+    JPEG, and is not tagged MJPEG, is not read on."""
+    raw = cv2.VideoCapture(str(path))
+    try:
+        if not (raw.isOpened() and raw.set(cv2.CAP_PROP_FORMAT, -1)):  # (-1: packets, not frames; FFmpeg's reader only)
+            return None
+        mjpeg = raw.get(cv2.CAP_PROP_FOURCC) == cv2.VideoWriter_fourcc(*"MJPG")  # (whatever its first packet)
+        frame = 0
+        while (got := raw.read())[0]:
+            data = got[1].tobytes()
+            if frame == 0 and not (mjpeg or data.startswith(b"\xff\xd8")):  # (SOI) another codec's packets
+                return None
+            if jpeg_scans(data, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
+                return frame
+            frame += 1
+        return None
+    finally:
+        raw.release()
 
 
 def _avi_gives_no_rate(path: Path) -> bool:

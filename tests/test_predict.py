@@ -909,6 +909,54 @@ def test_a_motion_jpeg_video_of_a_frame_of_too_many_scans_is_refused_before_deco
     assert e.value.reason == "corrupt" and predictor.calls == 0  # before the first frame
 
 
+def test_an_mp4_whose_index_claims_more_frames_than_it_holds_is_refused_before_opencv_opens_it(tmp_path):
+    """(FFmpeg makes a 24-byte index entry per sample an MP4's tables claim when it opens the file: a 1 KB MP4 whose
+    stsz claimed 89 million frames of one size took 3.2 GB and 4 s to open, a 2 KB fragmented one whose trun claimed
+    50 million 1.8 GB; then one frame, or none, was read)"""
+    import struct
+
+    import cv2
+
+    from ferkit.errors import ImageError
+    from ferkit.video import _mp4_overclaim, predict_video
+
+    video = tmp_path / "claims.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(3):
+        w.write(np.full((48, 64, 3), 90, np.uint8))
+    w.release()
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    assert predict_video(NoFaces(), video)["frames_read"] == 3  # a real one is read
+    data = bytearray(video.read_bytes())
+    k = data.find(b"stsz") + 4
+    assert struct.unpack_from(">II", data, k + 4) == (0, 3)  # each frame's own size, 3 of them
+    struct.pack_into(">II", data, k + 4, 400, 1_000_000)  # one size for all: 8 bytes claim any number (84 MB of index here)
+    video.write_bytes(data)
+    with pytest.raises(ImageError, match=rf"claims.mp4: its index claims 1,000,000 frames, more than its {len(data):,} bytes "
+                                         r"can hold \(damaged, or made so") as e:
+        predict_video(NoFaces(), video)
+    assert e.value.reason == "corrupt"
+
+    def box(kind, body):
+        return struct.pack(">I4s", 8 + len(body), kind) + body
+
+    fragment = box(b"moof", box(b"mfhd", bytes(8)) + box(b"traf", box(b"tfhd", bytes(8)) + box(b"trun", struct.pack(">II", 0, 50_000_000))))
+    (tmp_path / "frag.mp4").write_bytes(box(b"ftyp", b"isom" + bytes(4)) + fragment + box(b"mdat", bytes(1000)))
+    assert _mp4_overclaim(tmp_path / "frag.mp4") == 50_000_000  # a fragment's samples, without a field each
+    (tmp_path / "frag.mp4").write_bytes(box(b"ftyp", b"isom" + bytes(4)) + fragment.replace(struct.pack(">I", 50_000_000), struct.pack(">I", 900))
+                                        + box(b"mdat", bytes(1000)))
+    assert _mp4_overclaim(tmp_path / "frag.mp4") is None
+    for duration, claimed in ((1, None), (1024, 50_000_000)):  # uncompressed audio, indexed by chunk; any other track
+        stbl = box(b"stbl", box(b"stts", struct.pack(">IIII", 0, 1, 50_000_000, duration)) + box(b"stsz", struct.pack(">III", 0, 1, 50_000_000)))
+        sound = box(b"trak", box(b"mdia", box(b"hdlr", struct.pack(">II4s", 0, 0, b"soun")) + box(b"minf", stbl)))
+        (tmp_path / "sound.mov").write_bytes(box(b"ftyp", b"qt  " + bytes(4)) + box(b"moov", sound) + box(b"mdat", bytes(1000)))
+        assert _mp4_overclaim(tmp_path / "sound.mov") == claimed
+
+
 def test_a_video_opencv_cannot_encode_is_said_before_its_first_frame_and_still_predicted(tiny_checkpoint, tmp_path, capsys, astronaut, monkeypatch):
     """(e.g. 8200x64 frames: mp4v would not open, every frame was predicted and written nowhere, and the
     error came at the end as a failed rename; then an error at the first frame lost the predictions)"""

@@ -39,6 +39,14 @@ FPS_RANGE = (1e-3, 1e4)
 # and a raw stream (H.264, MPEG-4 part 2, ...) whatever it holds: said in its log alone, which is silenced, and
 # OpenCV passes it on as the header's; every time was a guess
 FFMPEG_GUESS = 25.0
+# The boxes of an MP4 (MOV, 3GP) that hold its sample tables, walked into by _mp4_overclaim (ISO 14496-12): the
+# moov's stbl, 4 deep, and each movie fragment's traf; the boxes a file may start with, by which one is known
+MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"moof", b"traf"}
+MP4_DEPTH = 5  # (deeper is no real file's: moov in moov in ..., 8 bytes each, was a RecursionError)
+MP4_FIRST = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp", b"moof", b"sidx", b"uuid"}
+# The boxes _mp4_overclaim reads before it stops, a second's walk (a 10-hour fragmented video has ~150,000; a file
+# of millions of 8-byte boxes would be walked for as many seconds)
+MP4_MAX_BOXES = 1_000_000
 
 
 def iou(a, b) -> float:
@@ -134,6 +142,10 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise needs_extra(e, f"{path}: reading videos") from None
     if not _opencv_can_name(path):  # OpenCV's Python binding crashes the process on such a name (a segfault)
         raise ImageError(f"{path}: the file name is not valid UTF-8, which OpenCV cannot open; rename the file", "not_image")
+    if (claimed := _mp4_overclaim(path)) is not None:  # before OpenCV opens it: FFmpeg indexes the samples there
+        raise ImageError(f"{path}: its index claims {claimed:,} frames, more than its {path.stat().st_size:,} bytes can "
+                         "hold (damaged, or made so: FFmpeg's index of them would take gigabytes); re-encode the video "
+                         "from its source", "corrupt")
     if (bomb := _scan_bomb(cv2, path)) is not None:  # before a frame is decoded, as a photo's scans are counted
         raise ImageError(f"{path}: frame {bomb} is a JPEG of over {MAX_JPEG_SCANS} scans, which no camera or editor writes "
                          "(a few dozen at most) and which would take minutes to decode (each is a pass over the whole "
@@ -359,6 +371,58 @@ def _scan_bomb(cv2, path: Path) -> int | None:
         return None
     finally:
         raw.release()
+
+
+def _mp4_overclaim(path: Path) -> int | None:
+    """The samples (frames) that an MP4's sample table claims where the file cannot hold them, else None. FFmpeg
+    makes an index entry (24 bytes) per sample its tables claim when it opens the file, and a table can claim millions
+    in a few bytes: an stsz of one size for all (20 bytes), or a movie fragment's trun without per-sample fields. A
+    1 KB MP4 claiming 89 million frames took 3.2 GB and 4 s to open, a 2 KB fragmented one claiming 50 million 1.8 GB.
+    A real file holds every sample's bytes (one at least), but for uncompressed audio, which FFmpeg indexes by chunk
+    (and old QuickTime audio, ima4, has more samples than bytes). Its boxes are walked by their sizes, little else read."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            if f.read(8)[4:8] not in MP4_FIRST:
+                return None
+            return _walk_mp4(f, 0, size, size, [MP4_MAX_BOXES], 0, {})
+    except OSError:  # (unreadable: OpenCV says it cannot open it)
+        return None
+
+
+def _walk_mp4(f, pos: int, end: int, size: int, left: list[int], depth: int, track: dict) -> int | None:
+    """_mp4_overclaim for the boxes from pos to end, `depth` boxes deep; left: how many boxes may still be read
+    (shared, counted down); track: what the boxes of the track they are in said of it so far."""
+    while pos + 8 <= end and left[0] > 0:
+        left[0] -= 1
+        f.seek(pos)
+        head = f.read(16)
+        length, kind, body = int.from_bytes(head[:4], "big"), head[4:8], pos + 8
+        if length == 1:  # a 64-bit size follows the type
+            length, body = int.from_bytes(head[8:16], "big"), pos + 16
+        elif length == 0:  # to the end of the file
+            length = size - pos
+        if len(head) < 8 or length < body - pos:  # damaged: FFmpeg says so itself
+            return None
+        if kind in MP4_CONTAINERS and depth < MP4_DEPTH:
+            inner = {} if kind == b"trak" else track
+            if (found := _walk_mp4(f, body, min(pos + length, end), size, left, depth + 1, inner)) is not None:
+                return found
+        elif kind in (b"hdlr", b"stts", b"stsz", b"trun"):
+            f.seek(body)
+            fields = f.read(16)  # after the version and flags: hdlr: 0, the track's kind; stts: its runs, the first's
+            # frames and their duration; stsz: the size of every sample (0: each its own), their count; trun: their count
+            if kind == b"hdlr":
+                track["sound"] = fields[8:12] == b"soun"
+            elif kind == b"stts":  # (FFmpeg's test for audio it indexes by chunk: one run of duration 1)
+                track["by_chunk"] = int.from_bytes(fields[4:8], "big") == 1 and int.from_bytes(fields[12:16], "big") == 1
+            elif not (kind == b"stsz" and track.get("sound") and track.get("by_chunk")):
+                each, count = (fields[4:8], fields[8:12]) if kind == b"stsz" else (b"", fields[4:8])
+                each, count = max(int.from_bytes(each, "big"), 1), int.from_bytes(count, "big")
+                if count * each > size:
+                    return count
+        pos += length
+    return None
 
 
 def _avi_gives_no_rate(path: Path) -> bool:

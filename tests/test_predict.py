@@ -985,6 +985,35 @@ def test_a_video_opencv_cannot_encode_is_said_before_its_first_frame_and_still_p
     assert calls == [1] * 6 and not ann.exists() and len(json.loads(js.read_text())[0]["frames"]) == 6
 
 
+def test_a_videos_copy_that_would_fill_its_disk_is_dropped_and_the_results_kept(tiny_checkpoint, tmp_path, capsys, astronaut,
+                                                                                monkeypatch):
+    """A long video's copy filled any disk (17-37 KB a 1080p frame: 18-40 GB for 10 hours), and a full disk then stopped
+    the run with nothing written, --json's frames waiting on the same disk. The copy is dropped once its disk has under
+    video.COPY_RESERVE free, and the space it took is free again for the results."""
+    import shutil
+    from collections import namedtuple
+
+    import ferkit.video as video
+
+    clip, ann, js = _clip(tmp_path, astronaut), tmp_path / "ann", tmp_path / "v.json"
+    real, sizes = shutil.disk_usage, []
+
+    def filling(folder):  # under the reserve once the copy holds 3 frames
+        if Path(folder) == ann:
+            sizes.append(sum(f.stat().st_size for f in ann.iterdir()))
+            return namedtuple("usage", "total used free")(10**9, 0, video.COPY_RESERVE - (len(sizes) >= 3))
+        return real(folder)
+
+    monkeypatch.setattr(video.shutil, "disk_usage", filling)
+    assert main(["predict", str(clip), "--model", str(tiny_checkpoint), "--annotate", str(ann), "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {ann / 'clip.mp4'}: no annotated copy of clip.avi (64 MB were left on its disk after 3 frames, so it was " \
+           "dropped, and the space it took is free for the results; give --annotate a disk with room, or a larger --every)" in out
+    assert len(sizes) == 3 and not ann.exists()  # (the copy's temporary file and the folder made for it gone)
+    (res,) = json.loads(js.read_text())
+    assert res["complete"] is True and len(res["frames"]) == 6 and "annotated" not in res
+
+
 def test_a_temporary_folder_that_cannot_be_written_is_not_said_as_a_size_opencv_cannot_encode(tiny_checkpoint, tmp_path, capsys,
                                                                                                 astronaut, monkeypatch):
     """The frame size is tried in the temporary folder (TMPDIR) before a video's first frame. There, a full

@@ -47,6 +47,10 @@ MP4_FIRST = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"st
 # The boxes _mp4_overclaim reads before it stops, a second's walk (a 10-hour fragmented video has ~150,000; a file
 # of millions of 8-byte boxes would be walked for as many seconds)
 MP4_MAX_BOXES = 1_000_000
+# The free space an annotated copy leaves on its disk: below it, the copy is dropped (which frees what it took). A copy
+# of a long video fills any disk (mp4v: 17-37 KB a 1080p frame, 18-40 GB for 10 hours at 30 a second), and a full disk
+# then stopped the whole run with nothing written: --json's frames wait beside it, on the same disk as often as not
+COPY_RESERVE = 64 * 2**20
 
 
 def iou(a, b) -> float:
@@ -274,7 +278,8 @@ class _VideoCopy:
     interrupted or failed copy never looks finished. A copy that cannot be written (a full disk, a
     folder gone read-only, a size OpenCV cannot encode) is a warning (draw.no_copy) and no copy, never
     the loss of the video's predictions. OpenCV's writer says nothing of a failed write (a full disk
-    left a cut, unplayable file that was renamed into place as if whole), hence the reading back."""
+    left a cut, unplayable file that was renamed into place as if whole), hence the reading back. Nor does it
+    ever fill its disk: a copy that leaves under COPY_RESERVE free there is dropped, its space freed for the results."""
 
     def __init__(self, cv2, path: str | Path, source: Path, fps: float):
         self.cv2, self.path, self.source, self.fps = cv2, Path(path), source, fps
@@ -295,6 +300,10 @@ class _VideoCopy:
                     return self._fail(f"OpenCV cannot write a {w}x{h} video as MPEG-4 (mp4v); scale it down for a copy")
             self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # BGR, as OpenCV writes
             self.frames += 1
+            if (free := shutil.disk_usage(self.tmp.parent).free) < COPY_RESERVE:
+                n = self.frames
+                self._fail(f"{free / 2**20:.0f} MB were left on its disk after {n} frame{'s' if n != 1 else ''}, so it was dropped, "
+                           "and the space it took is free for the results; give --annotate a disk with room, or a larger --every")
         except OSError as e:  # the folder or the temporary name could not be made
             self._fail(f"cannot write it: {e.strerror or e}")
 

@@ -309,28 +309,39 @@ def test_an_onnx_file_with_edited_metadata_is_one_error(tiny_checkpoint, tmp_pat
                                 ("labels", '["a", "b"]', "the ONNX model has 7 outputs but names 2 emotions"),
                                 # (tta=yes was read as no and precision=int4 reported as such)
                                 ("tta", "yes", "metadata 'tta' must be 0 or 1; got 'yes'"),
-                                ("precision", "int4", "metadata 'precision' must be fp32 or int8; got 'int4'")]:
-        with pytest.raises(FerkitError, match=re.escape(message)):
-            Predictor(_with_metadata(src, tmp_path / "edited.onnx", key, value), backend="onnx").predict(astronaut)
+                                ("precision", "int4", "metadata 'precision' must be fp32 or int8; got 'int4'"),
+                                # (read by serve's /version and evaluate's split: said without the file's name there)
+                                ("training", "[1]", "metadata 'training' must be a JSON object; got '[1]'"),
+                                ("reading", '{"split_seed": "x"}', "metadata 'reading' must be a JSON object of label_names")]:
+        edited = tmp_path / "edited.onnx"  # (the file is named: tta's and trained_tta's errors did not name it)
+        with pytest.raises(FerkitError, match=re.escape(f"{edited}: ") + ".*" + re.escape(message)):
+            Predictor(_with_metadata(src, edited, key, value), backend="onnx").predict(astronaut)
     from ferkit.runtime import onnx_session, onnx_training  # what serve's /version reports
 
     with pytest.raises(FerkitError, match="metadata 'training' must be a JSON object; got '\\[1\\]'"):
         onnx_training(onnx_session(_with_metadata(src, tmp_path / "edited.onnx", "training", "[1]")))
 
 
-def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None, logits=False):
+def _graph(path, in_shape, in_name="faces", out_shape=("N", 7), extra_input=False, meta=None, logits=False, then=None):
     """An ONNX graph not from `ferkit export`: uint8 faces in, the softmax of their mean brightness out
-    (logits: that brightness less 5, no softmax)."""
+    (logits: that brightness less 5, no softmax). `then`, before the softmax: "nan", brightness + sqrt(5 -
+    brightness), NaN for faces brighter than 5; "reshape", to (5, 3), which fails on any face; "one-row", the
+    mean over the faces, one row however many they are."""
     import onnx
     from onnx import TensorProto, helper
 
     k = 7
+    tail = {None: [], "nan": [helper.make_node("Sub", ["five", "t"], ["d"]), helper.make_node("Sqrt", ["d"], ["s"]),
+                              helper.make_node("Add", ["t", "s"], ["u"])],
+            "reshape": [helper.make_node("Reshape", ["t", "shape"], ["u"])],
+            "one-row": [helper.make_node("ReduceMean", ["t"], ["u"], axes=[0], keepdims=1)]}[then]
     nodes = [helper.make_node("Cast", [in_name], ["f"], to=TensorProto.FLOAT),
              helper.make_node("ReduceMean", ["f"], ["m"], axes=list(range(1, len(in_shape))), keepdims=0),
-             helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]), helper.make_node("Tile", ["m1", "reps"], ["t"]),
-             helper.make_node("Sub", ["t", "five"], ["probs"]) if logits else helper.make_node("Softmax", ["t"], ["probs"], axis=-1)]
+             helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]), helper.make_node("Tile", ["m1", "reps"], ["t"]), *tail,
+             helper.make_node("Sub", ["t", "five"], ["probs"]) if logits
+             else helper.make_node("Softmax", ["u" if tail else "t"], ["probs"], axis=-1)]
     inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]), helper.make_tensor("reps", TensorProto.INT64, [2], [1, k]),
-             helper.make_tensor("five", TensorProto.FLOAT, [], [5.0])]
+             helper.make_tensor("five", TensorProto.FLOAT, [], [5.0]), helper.make_tensor("shape", TensorProto.INT64, [2], [5, 3])]
     inputs = [helper.make_tensor_value_info(in_name, TensorProto.UINT8, list(in_shape))]
     inputs += [helper.make_tensor_value_info("other", TensorProto.FLOAT, [1])] if extra_input else []
     graph = helper.make_model(helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("probs", TensorProto.FLOAT, list(out_shape))],
@@ -354,7 +365,10 @@ def test_an_onnx_graph_of_other_inputs_or_outputs_is_one_error(tmp_path, astrona
             ("zero", dict(in_shape=["N", "H", "W"], meta={"in_size": "0"}), "(in_size 0, channels 1)"),
             ("huge", dict(in_shape=["N", "H", "W"], meta={"in_size": "100000"}), "(in_size 100000, channels 1)"),
             ("two-channels", dict(in_shape=["N", "H", "W", "C"], meta={"channels": "2"}), "(in_size 48, channels 2)"),
-            ("rank3", dict(in_shape=["N", 48, 48], out_shape=["N", 1, 7]), "outputs are probs tensor(float) of shape")]:
+            ("rank3", dict(in_shape=["N", 48, 48], out_shape=["N", 1, 7]), "outputs are probs tensor(float) of shape"),
+            # (one face at a time: a second face, or its mirror, was an onnxruntime traceback)
+            ("batch1", dict(in_shape=[1, 48, 48]), "input 'faces' of shape [1, 48, 48] takes 1 face(s) at a time, not any "
+                                                   "number (a dynamic batch axis)")]:
         path = _graph(tmp_path / f"{name}.onnx", **kwargs)
         with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model") + ".*" + re.escape(message)):
             Predictor(path, backend="onnx").predict(astronaut, crops=True)
@@ -367,6 +381,49 @@ def test_an_onnx_graph_that_ends_in_logits_is_refused(tmp_path, astronaut):
     with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model's outputs for a blank face are not "
                                                     "probabilities (from -5 to -5, summing to -35)")):
         Predictor(path, backend="onnx")
+
+
+def test_an_onnx_graph_that_fails_or_gives_no_probabilities_for_some_faces_is_one_error(tmp_path, astronaut):
+    """A graph that onnxruntime fails to run (a Reshape to sizes of its own, an allocation of 40 GB) was its
+    traceback; one that gives NaN for bright faces only (a blank face's outputs are probabilities) printed
+    "angry nan" and was scored; one that gives one row for two faces left the second without a record."""
+    path = _graph(tmp_path / "reshape.onnx", ["N", 48, 48], then="reshape")
+    with pytest.raises(FerkitError, match=re.escape(f"{path}: the ONNX model fails on a blank face (Non-zero status code "
+                                                    "returned while running Reshape node.") + r"[^\n]*; give an \.onnx file"):
+        Predictor(path, backend="onnx")
+    p = Predictor(_graph(tmp_path / "nan.onnx", ["N", 48, 48], then="nan"), backend="onnx")
+    with pytest.raises(FerkitError, match=re.escape(f"{p.path}: the ONNX model's outputs for 1 face are not probabilities "
+                                                    "(from nan to nan, summing to nan): NaN or infinite values")):
+        p.predict(astronaut, crops=True)
+    faces = np.zeros((3, 48, 48), np.uint8)
+    faces[1] = 255  # the second face alone is bright
+    with pytest.raises(FerkitError, match=re.escape("outputs for 3 faces are not probabilities (face 2 of 3: from nan")):
+        p.predict_faces(faces)
+    p = Predictor(_graph(tmp_path / "one-row.onnx", ["N", 48, 48], then="one-row"), backend="onnx")
+    with pytest.raises(FerkitError, match=re.escape(f"{p.path}: the ONNX model's output for 2 faces is of shape [1, 7], "
+                                                    "not one row of probabilities a face")):
+        p.predict_faces(faces[:2])
+
+
+def test_a_graph_onnxruntime_cannot_open_is_one_line(tmp_path, capfd):
+    """onnxruntime's errors span lines and name the C++ function that raised them, and it logged them in red
+    before ferkit said them: one line naming the file and the way on."""
+    import onnx
+    from onnx import helper
+
+    empty = tmp_path / "empty-graph.onnx"
+    onnx.save(helper.make_model(helper.make_graph([], "g", [], [])), empty)
+    newer = _graph(tmp_path / "opset-99.onnx", ["N", 48, 48])
+    graph = onnx.load(newer)
+    graph.opset_import[0].version = 99
+    onnx.save(graph, newer)
+    for path, why in [(empty, "OrtValue indexes should have been populated"), (newer, "Opset 99 is under development")]:
+        with pytest.raises(FerkitError) as e:
+            Predictor(path, backend="onnx")
+        assert str(e.value).startswith(f"{path}: not a usable ONNX model (") and why in str(e.value)
+        assert str(e.value).endswith("); give an .onnx file written by 'ferkit export'")
+        assert "\n" not in str(e.value) and "onnxruntime_src" not in str(e.value) and "ONNXRuntimeError" not in str(e.value)
+        assert capfd.readouterr().err == ""
 
 
 def test_an_onnx_graph_naming_one_emotion_twice_is_refused(tmp_path, astronaut):

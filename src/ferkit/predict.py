@@ -274,15 +274,18 @@ class Predictor:
             self.precision = onnx_precision(self.session)
 
     def _open_onnx(self, path, threads, precision, tta, tta_gain=None):
-        from .runtime import onnx_input, onnx_labels, onnx_precision, onnx_session, onnx_tta
+        from .runtime import onnx_input, onnx_labels, onnx_precision, onnx_reading, onnx_session, onnx_training, onnx_tta
 
         self.session, self.path = onnx_session(path, threads), Path(path)
         try:
             self.labels, self.precision = onnx_labels(self.session), onnx_precision(self.session)
             self.size, self.channels = onnx_input(self.session)
+            inside, trained = onnx_tta(self.session)
+            # read later by serve (/version) and evaluate (the split), which said a bad one without the file's name
+            onnx_training(self.session)
+            onnx_reading(self.session)
         except FerkitError as e:  # a graph not from `ferkit export`, or edited: say which file
             raise FerkitError(f"{path}: {e}") from None
-        inside, trained = onnx_tta(self.session)
         if inside and tta is False:
             raise FerkitError(f"{path} has TTA built in at export; export it again with 'ferkit export CHECKPOINT "
                               "--onnx OUT.onnx --no-tta' to choose at run time")
@@ -305,11 +308,15 @@ class Predictor:
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:
-            if not self.mirror:
-                return self.session.run(None, {"faces": faces})[0]
+            from .runtime import run_faces
+
             # axis 2 is the faces' width, grey (N, H, W) or colour (N, H, W, C)
-            probs = self.session.run(None, {"faces": np.concatenate([faces, faces[:, :, ::-1]])})[0]
-            return (probs[: len(faces)] + probs[len(faces) :]) / 2
+            both = np.concatenate([faces, faces[:, :, ::-1]]) if self.mirror else faces
+            try:
+                probs = run_faces(self.session, both)
+            except FerkitError as e:  # a graph not from `ferkit export`: say which file
+                raise FerkitError(f"{self.path or 'the ONNX graph'}: {e}") from None
+            return (probs[: len(faces)] + probs[len(faces) :]) / 2 if self.mirror else probs
         import torch
 
         with torch.inference_mode():

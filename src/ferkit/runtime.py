@@ -8,11 +8,12 @@ module alone; onnx_export.py writes the graphs and needs the training extra.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .errors import FerkitError
+from .errors import FerkitError, first_line
 from .files import check_regular_file
 
 # the graph's input, uint8 faces (N, 48, 48) grey or (N, H, W, 3) colour (the model's in_size and
@@ -39,6 +40,8 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     opts.add_session_config_entry("session.force_spinning_stop", "1")
     if threads:
         opts.intra_op_num_threads = threads
+    # onnxruntime also logged a graph it could not open, in red with a time stamp, before the error below said it
+    opts.log_severity_level = 4  # (fatal only)
     src = model if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes):
         if not Path(model).exists():
@@ -47,7 +50,18 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model ({e})") from None
+        raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model "
+                          f"({ort_message(e)}); give an .onnx file written by 'ferkit export'") from None
+
+
+def ort_message(e: Exception) -> str:
+    """onnxruntime's error as one line for a FerkitError: its messages span lines and carry its framing
+    ("[ONNXRuntimeError] : 1 : FAIL :"), the file already named ("Load model from X failed:") and the C++
+    source file and function that raised (an opset it does not know: 600 characters, the reason last)."""
+    text = " ".join(str(e).split())
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : |Load model from .*? failed: ?", "", text)
+    text = re.sub(r"\S+\.(?:cc|h):\d+ (?:[\w:<>,&* ]*::\w+\([^()]*\) )?", "", text)
+    return first_line(text, 300)
 
 
 def _meta(session) -> dict:
@@ -96,17 +110,37 @@ def onnx_labels(session) -> tuple[str, ...]:
                           "file written by 'ferkit export'")
     (size, channels), inp = onnx_input(session), session.get_inputs()[0]
     blank = np.zeros((1, size, size) + ((channels,) if len(inp.shape) == 4 else ()), np.uint8)
-    probs = session.run(None, {inp.name: blank})[0]
-    # Its outputs are shown as probabilities and a teacher takes their log: a graph that ends in
-    # logits, not a softmax, showed "angry -50.34" and taught a student nothing, unsaid.
-    if not (np.isfinite(probs).all() and probs.min() >= 0 and abs(float(probs.sum()) - 1) < 1e-3):
-        raise FerkitError(f"the ONNX model's outputs for a blank face are not probabilities (from {probs.min():.3g} to "
-                          f"{probs.max():.3g}, summing to {probs.sum():.3g}): its graph does not end in a softmax; give "
-                          "an .onnx file written by 'ferkit export'")
-    n = probs.shape[-1]
+    n = run_faces(session, blank, "a blank face").shape[-1]
     if n != len(labels):
         raise FerkitError(f"the ONNX model has {n} outputs but names {len(labels)} emotions; re-export it with 'ferkit export'")
     return labels
+
+
+def run_faces(session, faces: np.ndarray, what: str | None = None) -> np.ndarray:
+    """The probabilities (N, C) an ONNX model gives uint8 faces, or one FerkitError, which the caller prefixes
+    with the file's name, where onnxruntime fails on them or what they give is not probabilities. `what`: the
+    faces in the message (default: "N faces")."""
+    what = what or f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
+    try:
+        probs = session.run(None, {INPUT: faces})[0]
+    except Exception as e:  # onnxruntime's own types: a graph that reshapes to sizes of its own, allocates 40 GB...
+        raise FerkitError(f"the ONNX model fails on {what} ({ort_message(e)}); give an .onnx file written by "
+                          "'ferkit export'") from None
+    if probs.ndim != 2 or len(probs) != len(faces):  # (records are zipped with the faces: a second face had none)
+        raise FerkitError(f"the ONNX model's output for {what} is of shape {list(probs.shape)}, not one row of "
+                          "probabilities a face; give an .onnx file written by 'ferkit export'")
+    # Its outputs are shown as probabilities and a teacher takes their log: a graph that ends in
+    # logits, not a softmax, showed "angry -50.34" and taught a student nothing, unsaid; one that gives
+    # NaN for some faces (bright ones) showed "angry nan" and was scored as if it had answered.
+    good = np.isfinite(probs).all(axis=-1) & (probs >= 0).all(axis=-1) & (np.abs(probs.sum(axis=-1) - 1) < 1e-3)
+    if not good.all():
+        i = int(np.argmin(good))  # the first face that is not
+        row, which = probs[i], f"face {i + 1} of {len(probs)}: " if len(probs) > 1 else ""
+        why = "its graph does not end in a softmax" if np.isfinite(row).all() else "NaN or infinite values"
+        raise FerkitError(f"the ONNX model's outputs for {what} are not probabilities ({which}from {row.min():.3g} to "
+                          f"{row.max():.3g}, summing to {row.sum():.3g}): {why}; give an .onnx file written by "
+                          "'ferkit export'")
+    return probs
 
 
 def onnx_input(session) -> tuple[int, int]:
@@ -124,6 +158,9 @@ def onnx_input(session) -> tuple[int, int]:
         found = ", ".join(f"{i.name} {i.type} of shape {list(i.shape)}" for i in inputs)
         raise FerkitError(f"the ONNX model's inputs are {found}, not one {INPUT!r} of uint8 faces (N, H, W) or (N, H, W, C); "
                           "give an .onnx file written by 'ferkit export'")
+    if isinstance(shape[0], int):  # ferkit feeds a photo's faces, the mirrored ones too, batches of 256: any number
+        raise FerkitError(f"the ONNX model's input {INPUT!r} of shape {shape} takes {shape[0]} face(s) at a time, not any "
+                          "number (a dynamic batch axis); give an .onnx file written by 'ferkit export'")
     fixed = [d for d in shape[1:3] if isinstance(d, int)]
     size = fixed[0] if fixed else _meta_value(session, "in_size", int, "an integer", FACE_SIZE)
     channels = 1 if len(shape) == 3 else shape[3] if isinstance(shape[3], int) else _meta_value(session, "channels", int, "an integer", 3)

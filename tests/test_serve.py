@@ -577,6 +577,41 @@ def test_health_is_503_when_the_warm_up_fails(astronaut_png):
         assert r.status_code == 503 and "cascade file missing" in r.json()["error"]
 
 
+def test_a_models_error_names_its_file_not_its_folder_and_is_logged_without_a_traceback(astronaut_png):
+    """The Predictor's errors name the model's path (an ONNX graph that gives NaN for some faces): clients were told
+    the server's folders, which /version keeps to the file's name, and the warm-up's was logged with a traceback."""
+    from ferkit.cli import setup_logging
+    from ferkit.errors import FerkitError
+
+    class NaNs:
+        def __init__(self, after):
+            self.path, self.calls, self.after = Path("/srv/models/m.onnx"), 0, after
+
+        def predict(self, rgb):  # fails after `after` predictions
+            self.calls += 1
+            if self.calls > self.after:
+                raise FerkitError(f"{self.path}: the ONNX model's outputs for 1 face are not probabilities")
+            return []
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        handler = setup_logging()
+    try:
+        with TestClient(create_app(NaNs(after=1))) as c:  # the warm-up passes, a photo fails
+            assert _wait_for(lambda: c.get("/health").status_code == 200)
+            r = post(c, astronaut_png)
+            assert r.status_code == 500
+            assert r.json() == {"error": "the server cannot predict: m.onnx: the ONNX model's outputs for 1 face are not probabilities"}
+        with TestClient(create_app(NaNs(after=0))) as c:  # the warm-up fails
+            assert _wait_for(lambda: c.get("/health").json()["status"] != "starting")
+            assert c.get("/health").json()["error"] == ("the warm-up prediction failed (FerkitError: m.onnx: the ONNX "
+                                                        "model's outputs for 1 face are not probabilities)")
+    finally:
+        logging.getLogger("ferkit").removeHandler(handler)
+    assert ("error: warm-up prediction failed: /srv/models/m.onnx: the ONNX model's outputs for 1 face are not "
+            "probabilities\n") in out.getvalue() and "Traceback" not in out.getvalue()
+
+
 def test_a_hog_model_on_the_onnx_backend_is_told_to_run_on_torch(tiny_hog_run, capsys):
     """It was export's message (export a CNN-only model), which is no way to serve it."""
     from ferkit.cli import main

@@ -727,6 +727,13 @@ def _model_info(predictor, clf, path, backend: str, precision: str) -> dict:
     return {**model, "name": bundled, "preset": model["name"]} if bundled else model
 
 
+def _public(e: Exception, predictor) -> str:
+    """An error's message for clients, the model's path in it cut to the file's name (as _model_info's): the
+    Predictor names the file it was given, whose folder would tell clients about the server's disk."""
+    path = getattr(predictor, "path", None)
+    return str(e).replace(str(path), Path(str(path)).name) if path else str(e)
+
+
 def _warm_up(predictor) -> None:
     """One prediction on a real photo (predict.DEMO_PHOTO, shipped with ferkit): loads the
     detector, runs the model once (first calls are slow) and proves the set-up works."""
@@ -783,8 +790,11 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
             _warm_up(predictor)
             health["status"] = "ready"
         except Exception as e:  # noqa: BLE001 - whatever it is, the server must say it cannot predict
-            log.exception("warm-up prediction failed")
-            health.update(status="failed", error=f"the warm-up prediction failed ({type(e).__name__}: {e})")
+            if isinstance(e, FerkitError):  # the model's (an ONNX graph that gives NaN): its message says it all
+                log.error("warm-up prediction failed: %s", e)
+            else:
+                log.exception("warm-up prediction failed")
+            health.update(status="failed", error=f"the warm-up prediction failed ({type(e).__name__}: {_public(e, predictor)})")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -862,7 +872,7 @@ def create_app(predictor_or_model_path=None, max_upload_bytes: int = DEFAULT_MAX
         try:
             faces = predictor.predict(rgb)  # JSON-ready records
         except FerkitError as e:  # the server's set-up (e.g. no face detector), not the photo
-            return _error(500, f"the server cannot predict: {e}"), True
+            return _error(500, f"the server cannot predict: {_public(e, predictor)}"), True
         out = {"faces": faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "count": len(faces)}
         if not faces:
             out["message"] = "no face found"

@@ -405,6 +405,37 @@ def test_an_onnx_graph_that_fails_or_gives_no_probabilities_for_some_faces_is_on
         p.predict_faces(faces[:2])
 
 
+def test_a_graph_with_external_data_is_refused_where_onnxruntime_reads_them_from_anywhere(tmp_path, monkeypatch):
+    """onnxruntime before 1.24.1 read a graph's external data files where their location said (1.20.1 and 1.23.2 took
+    ../../etc/passwd's bytes as weights); later ones refuse a location outside the graph's folder."""
+    import onnx
+    import onnxruntime
+    from onnx import numpy_helper
+
+    graph = onnx.load(_graph(tmp_path / "g.onnx", ["N", 48, 48], then="nan"))  # (a float weight: "five")
+    for tensor in graph.graph.initializer:  # as raw bytes, which onnx writes to external data (shapes stay inside)
+        if tensor.data_type == onnx.TensorProto.FLOAT:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+    (tmp_path / "inside").mkdir()
+    beside = tmp_path / "inside" / "beside.onnx"
+    onnx.save(graph, beside, save_as_external_data=True, location="beside.bin", size_threshold=0)
+    outside = onnx.load(beside, load_external_data=False)
+    (tensor,) = [t for t in outside.graph.initializer if t.external_data]
+    tensor.external_data[0].value = "../g.onnx"  # (any file outside the folder)
+    onnx.save(outside, tmp_path / "inside" / "outside.onnx")
+    assert Predictor(beside, backend="onnx").predict_faces(np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)
+    with pytest.raises(FerkitError, match=re.escape(f"{tmp_path / 'inside' / 'outside.onnx'}: not a usable ONNX model (")
+                       + ".*escapes model directory"):
+        Predictor(tmp_path / "inside" / "outside.onnx", backend="onnx")
+    monkeypatch.setattr(onnxruntime, "__version__", "1.23.2")
+    for path in (beside, tmp_path / "inside" / "outside.onnx"):
+        with pytest.raises(FerkitError, match=re.escape(f"{path}: its weights are in external data files, which onnxruntime "
+                                                        "1.23.2 reads from wherever the graph says (../../etc/passwd); "
+                                                        "install onnxruntime 1.24.1 or later")):
+            Predictor(path, backend="onnx")
+    assert Predictor(tmp_path / "g.onnx", backend="onnx").predict_faces(np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)
+
+
 def test_a_graph_onnxruntime_cannot_open_is_one_line(tmp_path, capfd):
     """onnxruntime's errors span lines and name the C++ function that raised them, and it logged them in red
     before ferkit said them: one line naming the file and the way on."""

@@ -25,6 +25,12 @@ FACE_SIZE = 48  # graphs whose input shape says nothing (no fixed sizes, no meta
 # first, the work the stem exists to save (docs/speed.md). ferkit's graphs put every Quantize where
 # it belongs, so nothing else moves.
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
+# A graph's weights may lie in files beside it ("external data"), read from where their location says:
+# onnxruntime before 1.24.1 read any file there (1.20.1 and 1.23.2 took ../../etc/passwd's bytes as weights; a
+# FIFO or /dev/zero, once), 1.24.1 refuses a location outside the graph's folder. It has no wheel for Python
+# 3.10, which ferkit runs on: the older ones stay allowed (pyproject.toml) and refuse graphs with external data.
+SAFE_EXTERNAL_DATA = (1, 24, 1)
+EXTERNAL_DATA = b"\n\x08location\x12"  # an external_data entry of a TensorProto: key (field 1) "location", its value (2)
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):
@@ -47,11 +53,26 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
         if not Path(model).exists():
             raise FerkitError(f"{model}: no such ONNX file; write one with 'ferkit export CHECKPOINT --onnx OUT.onnx'")
         check_regular_file(Path(model), "an .onnx file from 'ferkit export'")
+        _check_external_data(Path(model), ort.__version__)
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
         raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model "
                           f"({ort_message(e)}); give an .onnx file written by 'ferkit export'") from None
+
+
+def _check_external_data(path: Path, version: str) -> None:
+    """A FerkitError for a graph with external data where onnxruntime `version` reads them from any folder."""
+    if tuple(int(n) for n in re.findall(r"\d+", version)[:3]) >= SAFE_EXTERNAL_DATA:
+        return
+    try:
+        found = EXTERNAL_DATA in path.read_bytes()  # (onnxruntime reads the whole graph next)
+    except OSError:  # (onnxruntime's own error says it)
+        return
+    if found:
+        raise FerkitError(f"{path}: its weights are in external data files, which onnxruntime {version} reads from "
+                          "wherever the graph says (../../etc/passwd); install onnxruntime 1.24.1 or later (Python 3.11+), "
+                          "which keeps them to the graph's folder, or give a graph in one file, as 'ferkit export' writes")
 
 
 def ort_message(e: Exception) -> str:

@@ -83,6 +83,16 @@ def test_a_graph_with_other_emotions_or_faces_is_refused_by_name(tiny_checkpoint
         load_teacher("missing.onnx", np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
 
 
+def test_a_graph_teacher_that_gives_no_probabilities_for_some_faces_is_named(graph, monkeypatch):
+    """A graph whose outputs are NaN for some faces (probabilities for the blank face it was opened with) stopped
+    training with "the training loss became nan; lower --lr (now ...) or check the data"."""
+    teacher = OnnxTeacher(str(graph), np.zeros((48, 48), np.float32), FER2013, CPU, "fp32")
+    monkeypatch.setattr(teacher.session, "run", lambda names, feed: [np.full((len(feed["faces"]), 7), np.nan, np.float32)])
+    with pytest.raises(FerkitError, match=rf"^--teacher {graph}: the ONNX model's outputs for 2 faces are not probabilities "
+                                          r"\(face 1 of 2: from nan to nan, summing to nan\): NaN or infinite values"):
+        teacher.logits(torch.zeros(2, 1, 48, 48))
+
+
 def test_a_graph_teacher_keeps_to_torchs_threads(graph, monkeypatch):
     """Under torchrun each rank has 1 torch thread; the teacher's onnxruntime must not take every core."""
     import ferkit.runtime

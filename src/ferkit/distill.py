@@ -88,11 +88,11 @@ class OnnxTeacher:
     student's augmented faces are rounded to whole pixels and clipped to 0-255 on their way in."""
 
     def __init__(self, path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
-        from .runtime import INPUT, onnx_input, onnx_labels, onnx_session
+        from .runtime import onnx_input, onnx_labels, onnx_session
 
         # torch's thread count in this process (--threads; 1 a rank under torchrun): onnxruntime's own
         # default, every core, would oversubscribe the CPU beside the student or the other ranks
-        self.session, self.input = onnx_session(path, threads=torch.get_num_threads()), INPUT
+        self.session, self.path = onnx_session(path, threads=torch.get_num_threads()), path
         try:
             size, channels = onnx_input(self.session)
             teaches = onnx_labels(self.session)
@@ -105,7 +105,12 @@ class OnnxTeacher:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         faces = (x.float() * PIXEL_SCALE + self.mean).round_().clamp_(0, 255).to(torch.uint8)
         faces = faces[:, 0] if faces.shape[1] == 1 else faces.permute(0, 2, 3, 1)  # (N, H, W) grey, (N, H, W, C) colour
-        probs = self.session.run(None, {self.input: np.ascontiguousarray(faces.cpu().numpy())})[0]
+        from .runtime import run_faces
+
+        try:
+            probs = run_faces(self.session, np.ascontiguousarray(faces.cpu().numpy()))
+        except FerkitError as e:  # NaN for some faces: it was "the training loss became nan; lower --lr"
+            raise FerkitError(f"--teacher {self.path}: {e}") from None
         # The graph ends in a softmax; log-probabilities are the logits less a constant per face,
         # which the softmax at any temperature (teacher_probs) takes away again.
         return torch.from_numpy(np.log(np.maximum(probs, 1e-12))).to(x.device)

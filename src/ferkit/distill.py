@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .errors import FerkitError, shell_word
 from .predict import is_onnx_file
 from .preprocess import PIXEL_SCALE, autocast
+from .runtime import run_faces
 
 
 def load_teacher(path: str, student_mean: np.ndarray, labels: tuple[str, ...], device, precision: str):
@@ -105,8 +106,6 @@ class OnnxTeacher:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         faces = (x.float() * PIXEL_SCALE + self.mean).round_().clamp_(0, 255).to(torch.uint8)
         faces = faces[:, 0] if faces.shape[1] == 1 else faces.permute(0, 2, 3, 1)  # (N, H, W) grey, (N, H, W, C) colour
-        from .runtime import run_faces
-
         try:
             probs = run_faces(self.session, np.ascontiguousarray(faces.cpu().numpy()))
         except FerkitError as e:  # NaN for some faces: it was "the training loss became nan; lower --lr"

@@ -155,8 +155,9 @@ def run_faces(session, faces: np.ndarray, what: str | None = None) -> np.ndarray
     # Its outputs are shown as probabilities and a teacher takes their log: a graph that ends in
     # logits, not a softmax, showed "angry -50.34" and taught a student nothing, unsaid; one that gives
     # NaN for some faces (bright ones) showed "angry nan" and was scored as if it had answered.
-    good = np.isfinite(probs).all(axis=-1) & (probs >= 0).all(axis=-1) & (np.abs(probs.sum(axis=-1) - 1) < 1e-3)
-    if not good.all():
+    # (checked on every prediction: two reductions first, NaN failing both comparisons; the rows only to name one)
+    if len(probs) and not (probs.min() >= 0 and np.abs(probs.sum(axis=-1) - 1).max() < 1e-3):
+        good = np.isfinite(probs).all(axis=-1) & (probs >= 0).all(axis=-1) & (np.abs(probs.sum(axis=-1) - 1) < 1e-3)
         i = int(np.argmin(good))  # the first face that is not
         row, which = probs[i], f"face {i + 1} of {len(probs)}: " if len(probs) > 1 else ""
         why = "its graph does not end in a softmax" if np.isfinite(row).all() else "NaN or infinite values"

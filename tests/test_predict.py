@@ -944,6 +944,66 @@ def test_a_video_cut_short_says_so(tiny_checkpoint, tmp_path, astronaut, caplog)
     assert res["complete"] is False  # (was True: the JSON said a cut video was whole; only the terminal heard otherwise)
 
 
+def _capture(folder, real, dropped):
+    """An AVI as a capture (a webcam's, OBS's, VirtualDub's) writes one that dropped frames: `real` frames, and
+    after the first an empty (zero-length) chunk, in movi and in idx1, for each of the `dropped` frames, which
+    its header counts (dwTotalFrames, dwLength)."""
+    import struct
+
+    import cv2
+
+    video = folder / "capture.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(real):
+        w.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    w.release()
+    data = bytearray(video.read_bytes())
+    movi, idx1 = data.find(b"movi"), data.find(b"idx1")
+    first = movi + 4 + 8 + struct.unpack_from("<I", data, movi + 8)[0]  # after the first frame's chunk
+    first += first & 1
+    entries = [list(struct.unpack_from("<4sIII", data, idx1 + 8 + 16 * k)) for k in range(real)]
+    for e in entries[1:]:
+        e[2] += 8 * dropped  # (offsets from movi) the frames after the empty chunks move
+    entries[1:1] = [[b"00dc", 0, first - movi + 8 * k, 0] for k in range(dropped)]
+    index = b"idx1" + struct.pack("<I", 16 * len(entries)) + b"".join(struct.pack("<4sIII", *e) for e in entries)
+    data[idx1:] = index
+    data[first:first] = b"00dc\0\0\0\0" * dropped
+    for at, more in ((4, 24 * dropped), (movi - 4, 8 * dropped)):  # the RIFF's size and movi's
+        struct.pack_into("<I", data, at, struct.unpack_from("<I", data, at)[0] + more)
+    struct.pack_into("<I", data, data.find(b"avih") + 8 + 16, real + dropped)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, real + dropped)  # dwLength
+    video.write_bytes(data)
+    return video
+
+
+def test_a_capture_with_dropped_frames_is_whole(tmp_path, caplog):
+    """A capture AVI marks each frame it dropped with an empty chunk in its index, which FFmpeg skips and OpenCV's
+    frame count includes: a whole capture that dropped 2 of its 5 frames was said to be "damaged or cut short?",
+    incomplete. The same capture cut short still is."""
+    import logging
+
+    import cv2
+
+    from ferkit.video import predict_video
+
+    class NoFaces:
+        def predict(self, rgb):
+            return []
+
+    video = _capture(tmp_path, 3, 2)
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == 5  # what OpenCV says
+    with caplog.at_level(logging.WARNING, "ferkit"):
+        res = predict_video(NoFaces(), video)
+        assert caplog.text == "" and res["frames_read"] == 3 and res["complete"] is True
+        assert [f["time"] for f in res["frames"]] == [0.0, 0.3, 0.4]  # (FFmpeg's own: the dropped frames' times skipped)
+        cut = tmp_path / "cut.avi"
+        data = video.read_bytes()
+        cut.write_bytes(data[: data.find(b"idx1") - 100])  # in its last frame: idx1 gone, as a cut file's
+        res = predict_video(NoFaces(), cut)
+    assert f"{cut}: the video ended after {res['frames_read']} of the 5 frames its header declares" in caplog.text
+    assert res["complete"] is False
+
+
 def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(tiny_checkpoint, tmp_path, astronaut, monkeypatch):
     """(a 9000x9000 video passed where the same picture as a PNG is refused: 1.5 GB for three frames)"""
     import ferkit.video

@@ -173,7 +173,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                     "predicted all the same (scale the video down for a copy)", annotate_to, w, h, path.name)
         annotate_to = None
     frames = [] if frames is None else frames
-    tracker, summary, clock, i = FaceTracker(), TrackSummary(), _Clock(fps), 0
+    tracker, summary, clock, i, sampled = FaceTracker(), TrackSummary(), _Clock(fps), 0, 0
     copy = _VideoCopy(cv2, annotate_to, path, max(fps / every, 1.0) if fps else 5.0) if annotate_to is not None else None
     try:
         with contextlib.ExitStack() as stack:  # closed in reverse: the copy (dropped unless finished), the reader
@@ -189,6 +189,7 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
                 ok, bgr = cap.read()
                 if not ok:
                     break
+                sampled = i
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 h, w = rgb.shape[:2]
                 recs = predictor.predict(rgb)
@@ -209,7 +210,11 @@ def predict_video(predictor: Predictor, path: str | Path, every: int = 1, annota
         raise Interrupted(_result(path, w, h, fps, i, every, frames, summary, complete=False)) from None
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded (an empty, truncated or damaged video)", "corrupt")
-    cut = i < DECLARED_SHARE * declared  # a damaged or cut file ends early, silently, in OpenCV
+    # A damaged or cut file ends early, silently, in OpenCV. A capture's dropped frames (empty chunks in an AVI) never
+    # come either, but its header counts them and its frames' own times skip them: a whole capture that dropped a
+    # tenth of its frames was said to be cut short. The frames the last one's time skipped count as come.
+    skipped = max(0, round(clock.last * fps) - sampled) if fps else 0
+    cut = i + skipped < DECLARED_SHARE * declared
     if cut:
         log.warning("%s: the video ended after %d of the %d frames its header declares (damaged or cut short?); "
                     "its results cover those %d, marked incomplete", path, i, declared, i)

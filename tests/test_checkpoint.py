@@ -48,6 +48,9 @@ def _nan_weight(ck):
     (_set("labels", 5), "'labels' must be a list of emotion names; got int 5"),
     (_set("labels", "abcdefg"), "'labels' must be a list of emotion names; got str abcdefg"),
     (_set("labels", list(range(7))), "'labels' must be a list of emotion names; got list [0, 1, 2"),
+    # (printed as they are by predict: the escape code cleared the terminal)
+    (_set("labels", ["angry\x1b[2J", "disgust", "fear", "happy", "sad", "surprise", "neutral"]),
+     "its 'labels' cannot name the model's outputs: the class name 'angry\\x1b[2J' holds a control character"),
     # tensors no float model takes, and config fields its data are read by (tracebacks from deep in torch before)
     (lambda ck: ck["state_dict"].__setitem__("classifier.weight", ck["state_dict"]["classifier.weight"].to_sparse()),
      "classifier.weight is sparse (to_dense() it)"),

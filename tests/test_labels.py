@@ -90,6 +90,25 @@ def test_label_sets_by_name_and_by_emotions():
         for_emotions(["calm"])
 
 
+def test_class_names_a_terminal_would_act_on_are_refused_wherever_they_come_from(tmp_path):
+    """Names are printed as they are (predict, evaluate's table): an escape code ("\x1b[2J" clears the terminal),
+    a line break or a bidi override in --label-names, labels.txt or a data-declared set rewrote what it showed."""
+    from ferkit.data import read_names
+
+    ok = ("calm face", "überrascht", "驚き", "tristesse à l'école")  # spaces, accents and CJK are printable
+    assert for_emotions(ok).emotions == ok and read_names(",".join(ok)) == ok
+    for odd, shown in [("angry\x1b[0m", r"angry\\x1b\[0m"), ("a\nb", r"a\\nb"), ("\u202ehappy", r"\\u202ehappy")]:
+        message = rf"the class name '{shown}' holds a control character .*; rename it"
+        with pytest.raises(ConfigError, match=message) as e:
+            for_emotions(["calm", odd])
+        assert "\x1b" not in str(e.value) and "\u202e" not in str(e.value)  # (the message itself shows it escaped)
+        with pytest.raises(DataError, match="--label-names: " + message):
+            read_names(f"calm,{odd}")
+    (tmp_path / "labels.txt").write_text("calm\n\u202ehappy\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"labels.txt: the class name '\\u202ehappy' holds a control character"):
+        read_names(str(tmp_path / "labels.txt"), "labels.txt")
+
+
 def test_num_classes_comes_from_the_label_set_and_a_mismatch_is_reported(tmp_path):
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps(tiny_spec().to_dict()))

@@ -142,7 +142,10 @@ def test_a_class_name_with_a_line_break_is_a_bad_entry(tmp_path):
     root = class_folder(tmp_path / "faces", n=2, classes=("happy", "sad"))
     (root / "sad").rename(root / "s\nad")
     with pytest.raises(DataError, match=r"sad_0.png: the class folder's name 's\\nad' holds a line break or other control "
-                                        r"character; rename it"):
+                                        r"character \(an escape code, a bidi override\); rename it"):
+        load_fer(root)
+    (root / "s\nad").rename(root / "\u202esad")  # a bidi override: not a control character, yet it rewrote the line
+    with pytest.raises(DataError, match=r"sad_0.png: the class folder's name '\\u202esad' holds a line break or other"):
         load_fer(root)
     (tmp_path / "list.csv").write_text('path,label\nfaces/happy/happy_0.png,"ha\nppy"\nfaces/happy/happy_1.png,happy\n')
     with pytest.raises(DataError, match=r"list.csv, line 2: the label 'ha\\nppy' holds a line break"):

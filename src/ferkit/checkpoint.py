@@ -30,7 +30,7 @@ from .config import ModelSpec
 from .errors import CheckpointError, ConfigError, FerkitError, ResumeError, first_line, shell_word
 from .faces import face_batch
 from .files import atomic_write, check_regular_file
-from .labels import FER2013, labels_of
+from .labels import FER2013, check_names, labels_of
 from .model import FerNet, create_model
 from .precisions import DEVICE_TEXT
 from .preprocess import prepare, probabilities, resolve_precision, to_tensor
@@ -332,6 +332,8 @@ def check_checkpoint(ckpt, path: str | Path) -> ModelSpec:
     names = ckpt.get("labels")
     if names is not None and not (isinstance(names, (list, tuple)) and all(isinstance(n, str) and n for n in names)):
         raise bad(f"'labels' must be a list of emotion names; got {type(names).__name__} {str(names)[:60]}")
+    if names is not None and (why := check_names(tuple(names))):  # (printed as they are by predict, evaluate...)
+        raise bad(f"its 'labels' cannot name the model's outputs: {why}")
     labels = labels_of(ckpt)  # the width is stored twice here (spec and labels), as ever: they must agree
     if spec.num_classes is not None and spec.num_classes != len(labels):
         raise bad(f"its model spec's num_classes is {spec.num_classes} but 'labels' names {len(labels)} emotions")

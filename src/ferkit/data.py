@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, shell_word
+from .errors import DataError, quoted, shell_word
 from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file, tree
 from .labels import FER2013, LABEL_SETS, MAX_CLASSES, check_names
 
@@ -233,7 +233,7 @@ def _checked_names(names, where: str) -> tuple[str, ...]:
     names = tuple(_nfc(str(n)) for n in names)
     problem = check_names(names)
     if problem:
-        raise DataError(f"{where}: {problem} ({', '.join(names) or 'none'})")
+        raise DataError(f"{where}: {problem} ({quoted(', '.join(names)) or 'none'})")
     return names
 
 
@@ -742,14 +742,16 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
 
 def _class_name(text: str, what: str) -> str:
     """A class name as ferkit compares it (stripped, lower case); a ValueError for one holding a line break or
-    other control character, which split every table and one-line message that names the class, or bytes
+    other character that is not printable (labels.check_names' test: a terminal's escape code, a bidi override),
+    which split every table and one-line message that names the class, or bytes
     that are not UTF-8 (a folder named in Latin-1, which Python keeps as lone surrogates): such a name
     trained into the model's labels and then failed every writer of them (predict --csv, plot, report)."""
-    if any(unicodedata.category(c) == "Cc" for c in text):
-        raise ValueError(f"the {what} {text!r} holds a line break or other control character; rename it")
-    if problem := _undecodable(text):
+    if problem := _undecodable(text):  # (first: its lone surrogates are not printable either)
         raise ValueError(f"the {what} {_replaced(text)!r} is {problem}; rename it in UTF-8 (convmv -f latin1 -t utf-8 "
                          "--notest -r FOLDER renames a tree named in Latin-1)")
+    if not text.isprintable():
+        raise ValueError(f"the {what} {text!r} holds a line break or other control character (an escape code, a bidi "
+                         "override); rename it")
     return _nfc(text)
 
 

@@ -25,7 +25,7 @@ import logging
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, quoted
 
 FER2013 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # also the ids in FER2013 files
 FERPLUS = FER2013 + ("contempt",)
@@ -138,7 +138,7 @@ class DataLabels(PlainLabels):
         names = tuple(str(n).strip().lower() for n in names)
         problems = check_names(names)
         if problems:
-            raise ConfigError(f"the classes {', '.join(names)}: {problems}")
+            raise ConfigError(f"the classes {quoted(', '.join(names))}: {problems}")
         self.emotions = names
 
 
@@ -197,11 +197,19 @@ def canonical(name: str) -> str:
 
 def check_names(names: tuple[str, ...]) -> str | None:
     """What is wrong with a list of class names for a label set (None if nothing): at least 2 and
-    at most MAX_CLASSES, none empty, no two of one meaning (happy and happiness)."""
+    at most MAX_CLASSES, none empty, each printable, no two of one meaning (happy and happiness). The one
+    check of the names of a model's outputs: --label-names, labels.txt, a data set's classes, a checkpoint's
+    labels, an ONNX graph's."""
     if not 2 <= len(names) <= MAX_CLASSES:
         return f"a label set needs 2 to {MAX_CLASSES:,} classes; got {len(names)}"
     if not all(names):
         return "a class name is empty"
+    # names are printed as they are (predict's lines, evaluate's table): a terminal's escape code ("\x1b[2J"
+    # clears it), a line break or a bidi override rewrote what it showed. (isprintable: spaces, accents, CJK pass)
+    odd = next((n for n in names if not n.isprintable()), None)
+    if odd is not None:
+        return (f"the class name {odd!r} holds a control character (an escape code, a line break, a bidi override) "
+                "that a terminal would act on; rename it")
     seen = {}
     for n in names:
         if canonical(n) in seen:

@@ -104,10 +104,8 @@ def _meta_value(session, key: str, parse, what: str, default):
 
 
 def _names(text: str) -> tuple[str, ...]:
-    names = json.loads(text)
-    # printed as they are, by predict among others: a name with a terminal's escape codes ("\x1b[2J" clears
-    # it), a newline or a bidi override rewrote what the terminal showed
-    if not (isinstance(names, list) and names and all(isinstance(n, str) and n and n.isprintable() for n in names)):
+    names = json.loads(text)  # (what the names may hold, a terminal's escape codes not, is check_names' to say)
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
         raise ValueError(text)
     return tuple(names)
 

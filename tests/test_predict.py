@@ -408,6 +408,45 @@ def test_an_onnx_graph_that_fails_or_gives_no_probabilities_for_some_faces_is_on
         p.predict_faces(faces[:2])
 
 
+# onnxruntime 1.32's words when its arena cannot allocate (a session run on 20,000 faces under ulimit -v 1.5 GB)
+ORT_OUT_OF_MEMORY = ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Conv node. Name:'/model/"
+                     "features/features.0/features.0.2/Relu_output_0_nchwc' Status Message: /onnxruntime_src/onnxruntime/core/"
+                     "framework/bfc_arena.cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+                     "onnxruntime::Stream*) Failed to allocate memory for requested buffer of size 4423680000\n")
+
+
+def test_onnxruntime_out_of_memory_advises_fewer_faces_or_free_memory_not_another_graph(tmp_path, monkeypatch):
+    """onnxruntime short of memory (a huge batch, a busy machine) was "the ONNX model fails on 20000 faces (...); give
+    an .onnx file written by 'ferkit export'": the graph was not at fault."""
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from ferkit.runtime import onnx_session, run_faces
+
+    class Session:  # (its run raises what onnxruntime raised)
+        def run(self, outputs, feeds):
+            raise Fail(ORT_OUT_OF_MEMORY)
+
+    words = "(Non-zero status code returned while running Conv node. Name:'/model/features/features.0/features.0.2/" \
+            "Relu_output_0_nchwc' Status Message: Failed to allocate memory for requested buffer of size 4423680000)"
+    with pytest.raises(FerkitError) as e:
+        run_faces(Session(), np.zeros((20000, 48, 48), np.uint8))
+    assert str(e.value) == (f"out of memory running the ONNX model on 20000 faces {words}: give it fewer faces at once (a "
+                            "smaller --batch-size, where the command has one) or free memory (close other programs)")
+    with pytest.raises(FerkitError, match=re.escape("out of memory running the ONNX model on a blank face (Non-zero") +
+                       ".*" + re.escape("4423680000): free memory (close other programs); a graph written by")):
+        run_faces(Session(), np.zeros((1, 48, 48), np.uint8), "a blank face")
+    path = _graph(tmp_path / "g.onnx", ["N", 48, 48])
+
+    def no_memory(*args, **kwargs):
+        raise Fail(ORT_OUT_OF_MEMORY)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", no_memory)
+    with pytest.raises(FerkitError, match=re.escape(f"out of memory opening {path} (Non-zero") + ".*" +
+                       re.escape("4423680000): free memory (close other programs) or give a smaller model")):
+        onnx_session(path)
+
+
 def test_a_graph_with_external_data_is_refused_where_onnxruntime_reads_them_from_anywhere(tmp_path, monkeypatch):
     """onnxruntime before 1.24.1 read a graph's external data files where their location said (1.20.1 and 1.23.2 took
     ../../etc/passwd's bytes as weights); later ones refuse a location outside the graph's folder."""

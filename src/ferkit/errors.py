@@ -79,21 +79,28 @@ def first_line(message, limit: int = 200) -> str:
 
 def is_out_of_memory(e: BaseException) -> bool:
     """An allocation that failed: numpy's MemoryError, torch's "can't allocate memory" (CPU) or its
-    OutOfMemoryError (a GPU's "out of memory"), which are RuntimeErrors."""
+    OutOfMemoryError (a GPU's "out of memory"), which are RuntimeErrors, or onnxruntime's "Failed to allocate
+    memory for requested buffer of size N" (its arena's words, in its own exception types, no RuntimeError)."""
     text = str(e).lower()
-    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+    return (isinstance(e, MemoryError) or "failed to allocate memory" in text
+            or (isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)))
+
+
+def out_of_memory(where: str, words: str, fix: str) -> FerkitError:
+    """The one error of an allocation that failed: "out of memory <where> (<the library's words>): <fix>"."""
+    return FerkitError(f"out of memory {where} ({words}): {fix}")
 
 
 @contextmanager
 def out_of_memory_said(where: str, fix: str):
     """An allocation that fails inside (a model or batch too large for this machine's memory) as one
-    FerkitError, "out of memory <where> (<the library's words>): <fix>", not a traceback."""
+    FerkitError (out_of_memory's), not a traceback."""
     try:
         yield
     except (MemoryError, RuntimeError) as e:
         if not is_out_of_memory(e):
             raise
-        raise FerkitError(f"out of memory {where} ({first_line(e)}): {fix}") from None
+        raise out_of_memory(where, first_line(e), fix) from None
 
 
 # The modules `pip install 'ferkit[train]'` adds to the core (pyproject.toml's [train] extra), by the

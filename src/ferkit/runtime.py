@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FerkitError, first_line
+from .errors import FerkitError, first_line, is_out_of_memory, out_of_memory
 from .files import check_regular_file
 
 # the graph's input, uint8 faces (N, 48, 48) grey or (N, H, W, 3) colour (the model's in_size and
@@ -31,6 +31,9 @@ DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 # 3.10, which ferkit runs on: the older ones stay allowed (pyproject.toml) and refuse graphs with external data.
 SAFE_EXTERNAL_DATA = (1, 24, 1)
 EXTERNAL_DATA = b"\n\x08location\x12"  # an external_data entry of a TensorProto: key (field 1) "location", its value (2)
+# what a run out of memory advises (--batch-size: evaluate's, distill's; predict and serve give a photo's faces)
+MEMORY_FIX = "give it fewer faces at once (a smaller --batch-size, where the command has one) or free memory (close other programs)"
+ONE_FACE_MEMORY_FIX = "free memory (close other programs); a graph written by 'ferkit export' takes little for one face"
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None):
@@ -57,6 +60,9 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None):
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
+        if is_out_of_memory(e):  # (the file is not at fault)
+            raise out_of_memory(f"opening {model if not isinstance(model, bytes) else 'the ONNX graph'}", ort_message(e),
+                                "free memory (close other programs) or give a smaller model") from None
         raise FerkitError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'}: not a usable ONNX model "
                           f"({ort_message(e)}); give an .onnx file written by 'ferkit export'") from None
 
@@ -145,6 +151,9 @@ def run_faces(session, faces: np.ndarray, what: str | None = None) -> np.ndarray
     try:
         probs = session.run(None, {INPUT: faces})[0]
     except Exception as e:  # onnxruntime's own types: a graph that reshapes to sizes of its own, allocates 40 GB...
+        if is_out_of_memory(e):  # a huge batch, a machine short of memory: a new graph would not help
+            raise out_of_memory(f"running the ONNX model on {what}", ort_message(e),
+                                MEMORY_FIX if len(faces) > 1 else ONE_FACE_MEMORY_FIX) from None
         raise FerkitError(f"the ONNX model fails on {what} ({ort_message(e)}); give an .onnx file written by "
                           "'ferkit export'") from None
     if probs.ndim != 2 or len(probs) != len(faces):  # (records are zipped with the faces: a second face had none)

@@ -448,6 +448,43 @@ def test_memory_goes_back_to_the_os_after_big_photos(tiny_checkpoint):
     assert after - before < 50, f"RSS {before:.0f} -> {after:.0f} MB"
 
 
+def test_memory_goes_back_to_the_os_once_a_burst_of_photos_is_answered(monkeypatch):
+    """Up to --max-queue (256) small photos held at once left ~300 MB resident after the burst: release_memory ran
+    only after photos of TRIM_PIXELS. It runs when the photos held fall to none after TRIM_HELD or more were held at
+    once: once a burst, not after every photo, nor after photos that came one at a time."""
+    from ferkit import serve
+
+    calls = []
+    monkeypatch.setattr(serve, "release_memory", lambda: calls.append(1))
+    photos = serve._Photos(256)
+    for _ in range(3 * serve.TRIM_HELD):  # one at a time: nothing to hand back
+        photos.take()
+        photos.done()
+    assert calls == [] and photos.held == 0
+    for _ in range(serve.TRIM_HELD):  # a burst ...
+        photos.take()
+    for _ in range(serve.TRIM_HELD - 1):
+        photos.done()
+        photos.take()  # ... that goes on
+        photos.done()
+    assert calls == [] and photos.held == 1
+    photos.done()  # the last of it
+    assert calls == [1] and photos.held == 0
+    photos.take()
+    photos.done()  # the peak was the burst's: not again
+    assert calls == [1]
+
+    class Blank:
+        def predict(self, rgb):
+            return []
+
+    monkeypatch.setattr(serve, "TRIM_HELD", 1)  # each photo, alone, a "burst": /predict takes and gives back photos so
+    with TestClient(create_app(Blank())) as c:
+        assert _wait_for(lambda: c.get("/health").status_code == 200)
+        assert [post(c, png_bytes(np.zeros((8, 8, 3), np.uint8))).status_code for _ in range(3)] == [200] * 3
+    assert calls == [1] * 4 and c.app.state.photos.held == 0
+
+
 def _headers_ok(r) -> bool:
     return (r.headers.get("x-content-type-options") == "nosniff" and r.headers.get("x-frame-options") == "DENY"
             and r.headers.get("referrer-policy") == "no-referrer"

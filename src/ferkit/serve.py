@@ -81,6 +81,7 @@ FD_RESERVE = 128  # file descriptors kept for the model, logs and the listening 
 FDS_PER_CONNECTION = 2  # its socket, and the temporary file of an upload over 1 MB (or of a static file sent)
 WARN_EVERY = 60.0  # seconds between two warnings about the same overload (full, out of descriptors)
 TRIM_PIXELS = 2_000_000  # after photos this large, hand freed memory back to the OS (release_memory)
+TRIM_HELD = 16  # ... and when the photos held (_Photos) fall to none after a burst of this many at once
 FILENAME_REQUIRED = ("the part's Content-Disposition must name a filename (form-data; name=\"file\"; "
                      "filename=\"photo.jpg\"); without one it is a text field, not a file")
 NO_FILENAME = ("the 'file' part has no filename, so it arrived as a text field, not as a photo; send it as a file, "
@@ -676,7 +677,22 @@ class _Photos:
     40 of 8 MB held 330 MB of disk, and the default 1000 connections would hold 1.2 GB, or 10 GB of disk."""
 
     def __init__(self, limit: int):
-        self.limit, self.held = limit, 0
+        self.limit, self.held, self.peak = limit, 0, 0  # peak: the most held at once since none were
+
+    def take(self) -> None:
+        self.held += 1  # (one event loop: no lock needed)
+        self.peak = max(self.peak, self.held)
+
+    def done(self) -> None:
+        """A photo answered or dropped. When the last of a burst goes (TRIM_HELD or more held at once), the memory
+        their uploads and decoding took goes back to the OS: 192 photos of 0.9 MB, 64 at once, left 130 MB more resident
+        (56 with this), which only a photo of TRIM_PIXELS handed back. Once a burst, not every photo; none is waiting,
+        so its ~15 ms on the event loop (280 MB freed) delay nobody's turn."""
+        self.held -= 1
+        if self.held == 0:
+            if self.peak >= TRIM_HELD:
+                release_memory()
+            self.peak = 0
 
     def busy(self) -> JSONResponse:
         _queue_full.warn(f"{self.limit} photos are uploading or waiting for a prediction (--max-queue): new ones get a "
@@ -697,11 +713,11 @@ class _OnePhotoRoute(APIRoute):
             photos = request.app.state.photos
             if photos.held >= photos.limit:
                 return photos.busy()
-            photos.held += 1  # (one event loop: no lock needed)
+            photos.take()
             try:
                 return await handler(_OnePhotoRequest(request.scope, request.receive))
             finally:
-                photos.held -= 1
+                photos.done()
 
         return one_photo
 

@@ -95,7 +95,8 @@ def test_class_names_a_terminal_would_act_on_are_refused_wherever_they_come_from
     a line break or a bidi override in --label-names, labels.txt or a data-declared set rewrote what it showed."""
     from ferkit.data import read_names
 
-    ok = ("calm face", "überrascht", "驚き", "tristesse à l'école")  # spaces, accents and CJK are printable
+    # spaces (a no-break one too), accents, CJK and emoji joined by a zero-width joiner are shown as they are
+    ok = ("calm face", "überrascht", "驚き", "tristesse à l'école", "très\u00a0triste", "\U0001f469\u200d\U0001f4bb")
     assert for_emotions(ok).emotions == ok and read_names(",".join(ok)) == ok
     for odd, shown in [("angry\x1b[0m", r"angry\\x1b\[0m"), ("a\nb", r"a\\nb"), ("\u202ehappy", r"\\u202ehappy")]:
         message = rf"the class name '{shown}' holds a control character .*; rename it"

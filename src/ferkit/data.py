@@ -58,7 +58,7 @@ import numpy as np
 
 from .errors import DataError, quoted, shell_word
 from .files import IMAGE_EXTS, atomic_write, is_hidden, kind_of_file, tree
-from .labels import FER2013, LABEL_SETS, MAX_CLASSES, check_names
+from .labels import FER2013, LABEL_SETS, MAX_CLASSES, check_names, unprintable
 
 log = logging.getLogger(__name__)
 
@@ -742,14 +742,14 @@ def _list_row(row: list[str], cols: dict, base: Path) -> tuple[Path, str | int |
 
 def _class_name(text: str, what: str) -> str:
     """A class name as ferkit compares it (stripped, lower case); a ValueError for one holding a line break or
-    other character that is not printable (labels.check_names' test: a terminal's escape code, a bidi override),
+    other character a terminal acts on (labels.unprintable: an escape code, a bidi override),
     which split every table and one-line message that names the class, or bytes
     that are not UTF-8 (a folder named in Latin-1, which Python keeps as lone surrogates): such a name
     trained into the model's labels and then failed every writer of them (predict --csv, plot, report)."""
     if problem := _undecodable(text):  # (first: its lone surrogates are not printable either)
         raise ValueError(f"the {what} {_replaced(text)!r} is {problem}; rename it in UTF-8 (convmv -f latin1 -t utf-8 "
                          "--notest -r FOLDER renames a tree named in Latin-1)")
-    if not text.isprintable():
+    if unprintable(text):
         raise ValueError(f"the {what} {text!r} holds a line break or other control character (an escape code, a bidi "
                          "override); rename it")
     return _nfc(text)

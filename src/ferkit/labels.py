@@ -22,6 +22,7 @@ core imports it; FER+'s vote reader (ferplus.py) is imported only when votes are
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 import numpy as np
 
@@ -195,6 +196,19 @@ def canonical(name: str) -> str:
     return SYNONYMS.get(n, n)
 
 
+# the format characters that reorder the text after them (bidi embeddings, overrides, isolates, marks); the others
+# (the zero-width joiner of emoji sequences, a soft hyphen) change nothing a terminal shows around them
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unprintable(name: str) -> bool:
+    """Whether a class name holds what a terminal acts on rather than shows: a control character (an escape code:
+    "\\x1b[2J" clears the screen; a line break splits a table's row), a line or paragraph separator, or a bidi
+    control (which rewrites the order of what follows). Names are printed as they are (predict's lines, evaluate's
+    table). A space of any kind, accents, CJK and emoji pass (str.isprintable refused a no-break space)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS for c in name)
+
+
 def check_names(names: tuple[str, ...]) -> str | None:
     """What is wrong with a list of class names for a label set (None if nothing): at least 2 and
     at most MAX_CLASSES, none empty, each printable, no two of one meaning (happy and happiness). The one
@@ -204,9 +218,7 @@ def check_names(names: tuple[str, ...]) -> str | None:
         return f"a label set needs 2 to {MAX_CLASSES:,} classes; got {len(names)}"
     if not all(names):
         return "a class name is empty"
-    # names are printed as they are (predict's lines, evaluate's table): a terminal's escape code ("\x1b[2J"
-    # clears it), a line break or a bidi override rewrote what it showed. (isprintable: spaces, accents, CJK pass)
-    odd = next((n for n in names if not n.isprintable()), None)
+    odd = next((n for n in names if unprintable(n)), None)
     if odd is not None:
         return (f"the class name {odd!r} holds a control character (an escape code, a line break, a bidi override) "
                 "that a terminal would act on; rename it")

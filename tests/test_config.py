@@ -287,6 +287,20 @@ def test_a_path_of_the_model_is_a_spec_file_never_a_preset(tmp_path, monkeypatch
     assert TrainConfig(model="missing.yaml").model == "missing.yaml"  # a str: as before (read when training starts)
 
 
+def test_a_model_name_too_long_for_a_file_is_no_preset_not_an_os_error():
+    """(a --model of a name over 255 bytes, or a checkpoint's path in such a folder, was Path.is_dir's or Path.exists'
+    OSError: File name too long, a traceback, from the check for a run folder or checkpoint given as the net to build)"""
+    from ferkit.config import model_problem
+    from ferkit.train import resolve_config
+
+    long = "a" * 300
+    with pytest.raises(ConfigError, match=re.escape("--model must be a preset (shallow, ") + ".*" + re.escape("got 'aaaa")):
+        resolve_config(long)
+    assert model_problem(long, "search") is None  # a name, not a folder or trained model: recipe says what works
+    for command in ("train", "search"):
+        assert model_problem(f"{long}/x.pt", command).startswith(f"--model {long}/x.pt: is a checkpoint; ")
+
+
 def test_yaml_aliases_binary_and_huge_files_are_refused(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text('a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'

@@ -441,8 +441,10 @@ def trained_model_kind(model) -> str | None:
     if not isinstance(model, str) or not model.strip() or model in RECIPES or is_spec_file(model):
         return None  # ("" is no folder: Path("") is the current one)
     path = Path(model)
-    if path.is_dir():
-        return "a run folder" if (path / runs.BEST).exists() or (path / runs.LAST).exists() else "a folder"
+    # os.path's tests, not Path's: a name over 255 bytes (ENAMETOOLONG) or one in a folder ferkit may not read (EACCES)
+    # is no folder here (recipe's "must be a preset" follows), where Path.is_dir raised the OSError as a traceback
+    if os.path.isdir(path):
+        return "a run folder" if os.path.exists(path / runs.BEST) or os.path.exists(path / runs.LAST) else "a folder"
     if kind_of_file(path) == "a model":
         return "an ONNX graph" if path.suffix.lower() == ".onnx" else "a checkpoint"
     return None
@@ -469,14 +471,15 @@ def _trained_model_problem(model: str, what: str, command: str) -> str:
     path = Path(model)
     run = path if what == "a run folder" else path.parent
     its = "that" if run == path else "its"
+    # os.path.exists, not Path's: a folder name too long (ENAMETOOLONG) was Path.exists' OSError, a traceback
     resume = (f"ferkit train --resume {shell_word(run)}"  # (what --resume needs)
-              if (run / runs.LAST).exists() and (run / runs.CONFIG).exists() else None)
-    net = (f"--config {shell_word(run / runs.CONFIG)}" if (run / runs.CONFIG).exists() else
+              if os.path.exists(run / runs.LAST) and os.path.exists(run / runs.CONFIG) else None)
+    net = (f"--config {shell_word(run / runs.CONFIG)}" if os.path.exists(run / runs.CONFIG) else
            "--model (the preset or spec it trained)")
     if what == "an ONNX graph":  # (finetune.py: torch cannot load an ONNX graph's weights)
         weights, exported = "CHECKPOINT", ", with the checkpoint (.pt) it was exported from"
     else:
-        weights = path if what == "a checkpoint" else run / (runs.BEST if (run / runs.BEST).exists() else runs.LAST)
+        weights = path if what == "a checkpoint" else run / (runs.BEST if os.path.exists(run / runs.BEST) else runs.LAST)
         weights, exported = shell_word(weights), ""
     new_run = f"ferkit train {net} --init-from {weights} --out NEW_FOLDER{exported}"
     if command == "search":

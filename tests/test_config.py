@@ -160,6 +160,10 @@ def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
     with pytest.raises(ConfigError) as e:  # another bad path on such a spec: the hint names no hog path either
         override_spec(spec, {"conv.0.filters": 4})
     assert "hog.pixels_per_cell" not in str(e.value) and "--set 'hog={pixels_per_cell: 8}' adds one" in str(e.value)
+    # a value YAML reads as no JSON (a date, !!binary's bytes) is shown as text (json.dumps' TypeError, a traceback)
+    for given, shown in [("2001-12-14", '"2001-12-14"'), ("!!binary aGk=", "\"b'hi'\"")]:
+        with pytest.raises(ConfigError, match=re.escape(f"--set 'hog={{orientations: {shown}}}'")):
+            override_spec(spec, _parse_set([f"hog.orientations={given}"]))
 
 
 @pytest.mark.parametrize("spec,message", [

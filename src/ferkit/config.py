@@ -807,8 +807,10 @@ def _no_field(spec: dict, key: str, value, flag: str) -> str:
     section, _, name = key.partition(".")
     has_hog = isinstance(spec.get("hog"), dict)
     if section == "hog" and not has_hog and name and "." not in name:
+        # default=str: YAML reads 2001-12-14 as a date, !!binary as bytes, which json.dumps refused with a TypeError
+        shown = quoted(json.dumps(value, default=str), 80)
         return (f"{flag} {key}: the spec has no hog section to set a field of; give the section whole with the fields "
-                f"to change (the others keep their defaults): {flag} 'hog={{{name}: {json.dumps(value)}}}'")
+                f"to change (the others keep their defaults): {flag} 'hog={{{name}: {shown}}}'")
     paths = spec_paths(spec)
     adds = "" if has_hog or spec.get("backbone") is not None else f": {flag} 'hog={{pixels_per_cell: 8}}' adds one"
     return (f"{flag} {key}: no such model spec field"

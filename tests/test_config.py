@@ -185,6 +185,7 @@ def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
     ({"backbone": "resnet18", "convs": [{}]}, "convs must be empty with backbone resnet18 (its layers are fixed); got 1 layer(s)"),
     ({"backbone": "resnet18", "hog": {}}, "hog must be null with backbone resnet18"),
     ({"gap": 1}, "gap must be true or false; got 1"),
+    ({"fcs": [{"dropout": 10**400}]}, "fcs[0].dropout must be a finite number; got 1000000000"),  # (an OverflowError)
     ({"in_size": 17, "hog": {"pixels_per_cell": 12}}, "hog: a block of 24x24 pixels (cells_per_block x pixels_per_cell) does "
                                                       "not fit in in_size 17"),
     ({"in_size": 512, "hog": {"orientations": 180, "pixels_per_cell": 3}}, "hog: 20,563,920 features a face, over the 10,000"),
@@ -202,7 +203,10 @@ def test_train_config_types_coerce_numbers_and_refuse_the_rest():
                             ({"device": "xpu"}, "--device must be auto, cpu, cuda, cuda:N or mps; got 'xpu'"),
                             ({"epochs": "3"}, "--epochs must be an integer or null; got '3'"),
                             ({"flip": "no"}, "--flip must be true or false; got 'no'"),
-                            ({"overrides": [1]}, "--overrides must be a mapping; got [1]")]:
+                            ({"overrides": [1]}, "--overrides must be a mapping; got [1]"),
+                            # an int past float's range (math.isfinite's OverflowError)
+                            ({"lr": 10**400}, "--lr must be a finite number or null; got 1000000000"),
+                            ({"erase": -10**400}, "--erase must be a finite number; got -1000000000")]:
         with pytest.raises(ConfigError) as e:
             TrainConfig.from_dict(fields)
         assert message in str(e.value)

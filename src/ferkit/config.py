@@ -1033,13 +1033,22 @@ def coerce(value, tp) -> tuple[bool, object]:
                 value = float(value)
             except ValueError:
                 return False, value
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         return ok, float(value) if ok else value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if is_dataclass(tp):  # built (and checked) by the parent, see ModelSpec.__post_init__
         return isinstance(value, (dict, tp)), value
     return isinstance(value, tp), value
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a number is a finite float: an int past float's range (a config's `lr: ` and 310 digits) is not.
+    (math.isfinite raised its OverflowError, a traceback in place of the field's problem.)"""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _what(tp) -> str:

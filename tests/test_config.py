@@ -433,6 +433,10 @@ def test_epochs_have_an_upper_bound():
         TrainConfig(epochs=1_000_001)
     with pytest.raises(ConfigError, match=r"--epochs must be at most 1,000,000; got 1000000000000000000000000000000000000000\.\.\. \(401 characters\)$"):
         TrainConfig(epochs=10**400, schedule="onecycle")  # (its 401 digits, once printed whole)
+    with pytest.raises(ConfigError, match="--epochs must be at most 1,000,000; got an integer of about 5,000 digits$"):
+        TrainConfig(epochs=10**5000)  # (past the 4,300 digits repr writes: its ValueError)
+    with pytest.raises(ConfigError, match="--lr must be a finite number or null; got an integer of about 5,000 digits$"):
+        TrainConfig(lr=-10**5000)
     with pytest.raises(ConfigError, match="--epochs must be >= 1; got 0"):
         TrainConfig(epochs=0)
     assert TrainConfig(epochs=1_000_000).epochs == 1_000_000 and TrainConfig().epochs is None  # (None: the preset's)

@@ -85,6 +85,16 @@ def test_spec_round_trip_and_overrides():
         override_spec(spec.to_dict(), {"fcs.3.units": 1})
 
 
+def test_overrides_that_are_no_mapping_are_one_error_naming_them():
+    """(a library caller's list of pairs or a string of overrides was AttributeError: no attribute 'items')"""
+    from ferkit.errors import FerkitError
+    from ferkit.model import resolve_spec
+
+    for overrides in ([("fcs.0.units", 64)], "fcs.0.units=64"):
+        with pytest.raises(FerkitError, match=re.escape("overrides must be a mapping of dotted model spec fields to values")):
+            resolve_spec("tiny", overrides)
+
+
 def test_set_applies_left_to_right_into_sections_earlier_ones_made():
     """(--set 'hog={}' --set hog.orientations=12 was refused: hog.orientations was no key of the {} just set;
     a path set twice kept its first place, so --set hog.orientations=5 --set 'hog={}' --set hog.orientations=7

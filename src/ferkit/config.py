@@ -740,6 +740,9 @@ def override_spec(spec: dict, overrides: dict, flag: str = "--set") -> dict:
     line of one error (it was the first alone, the next told only once that one was fixed)."""
     import copy
 
+    # (resolve_spec("tiny", [("fcs.0.units", 64)]) was AttributeError: 'list' object has no attribute 'items')
+    check_args(("overrides", overrides, "a mapping of dotted model spec fields to values, such as {'fcs.0.units': 1024}",
+                isinstance(overrides, dict)))
     spec = copy.deepcopy(spec)
     bad = []
     for key, value in overrides.items():

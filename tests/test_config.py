@@ -447,6 +447,8 @@ def test_epochs_have_an_upper_bound():
         TrainConfig(epochs=10**5000)  # (past the 4,300 digits repr writes: its ValueError)
     with pytest.raises(ConfigError, match="--lr must be a finite number or null; got an integer of about 5,000 digits$"):
         TrainConfig(lr=-10**5000)
+    with pytest.raises(ConfigError, match=re.escape("convs must be a list; got a tuple holding an integer of over 4,300")):
+        ModelSpec(convs=({"filters": 10**5000},))  # (one inside a value: abs() of the tuple, a TypeError)
     with pytest.raises(ConfigError, match="--epochs must be >= 1; got 0"):
         TrainConfig(epochs=0)
     assert TrainConfig(epochs=1_000_000).epochs == 1_000_000 and TrainConfig().epochs is None  # (None: the preset's)

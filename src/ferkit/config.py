@@ -72,11 +72,12 @@ MAX_RATE = 100.0  # lr, backbone_lr, l2 and --flip-consistency's weight: far abo
 def problem(name: str, what: str, value) -> str:
     """The one template for a bad value (scikit-learn style). A value too long to read (--epochs 10**400, a
     pasted file) is shown by its start and its length; an int Python will not write out (over 4,300 digits: repr's
-    ValueError was a traceback in place of the problem), by its count of digits."""
+    ValueError was a traceback in place of the problem), by its count of digits, and a list or mapping holding one so."""
     try:
         shown = repr(value)
     except ValueError:
-        shown = f"an integer of about {int(abs(value).bit_length() * math.log10(2)):,} digits"
+        shown = (f"an integer of about {int(abs(value).bit_length() * math.log10(2)):,} digits" if isinstance(value, int)
+                 else f"a {type(value).__name__} holding an integer of over 4,300 digits")
     return f"{name} must be {what}; got {shown if len(shown) <= 60 else quoted(shown, 40)}"
 
 

@@ -174,6 +174,8 @@ def test_a_field_of_a_missing_hog_section_is_told_the_form_that_works():
     for given, shown in [("2001-12-14", '"2001-12-14"'), ("!!binary aGk=", "\"b'hi'\"")]:
         with pytest.raises(ConfigError, match=re.escape(f"--set 'hog={{orientations: {shown}}}'")):
             override_spec(spec, _parse_set([f"hog.orientations={given}"]))
+    with pytest.raises(ConfigError, match=re.escape("--set 'hog={orientations: VALUE}'")):  # (json.dumps' ValueError)
+        override_spec(spec, {"hog.orientations": 10**5000})
 
 
 @pytest.mark.parametrize("spec,message", [

@@ -816,7 +816,10 @@ def _no_field(spec: dict, key: str, value, flag: str) -> str:
     has_hog = isinstance(spec.get("hog"), dict)
     if section == "hog" and not has_hog and name and "." not in name:
         # default=str: YAML reads 2001-12-14 as a date, !!binary as bytes, which json.dumps refused with a TypeError
-        shown = quoted(json.dumps(value, default=str), 80)
+        try:
+            shown = quoted(json.dumps(value, default=str), 80)
+        except ValueError:  # an int of over 4,300 digits (a library caller's), which Python will not write out
+            shown = "VALUE"
         return (f"{flag} {key}: the spec has no hog section to set a field of; give the section whole with the fields "
                 f"to change (the others keep their defaults): {flag} 'hog={{{name}: {shown}}}'")
     paths = spec_paths(spec)

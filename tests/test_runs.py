@@ -98,6 +98,13 @@ def test_read_run_errors(tmp_path):
        '"labels": ["a", "b"]}', "(accuracy: a number from 0 to 1)") for v in ("NaN", "Infinity", "5", "-0.5")],
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {"a": Infinity}, '
      '"labels": ["a", "b"]}', "(per_class_accuracy: a number from 0 to 1 (or null) for each emotion)"),
+    # names a checkpoint's labels may not have (labels.check_names): plot printed the escape code to the terminal as it was
+    *[("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
+       '"labels": ' + v + '}', "(labels: " + why) for v, why in (
+          ('["\\u001b[31mred", "b"]', "the class name '\\x1b[31mred' holds a control character"),
+          ('["a", "a"]', "'a' and 'a' name one class"))],
+    ("metrics-test.json", '{"confusion_matrix": [[1]], "n": 1, "accuracy": 1, "per_class_accuracy": {}, "labels": ["a"]}',
+     "(labels: a label set needs 2 to "),
     # report compared a data of 5 with its data's path: a TypeError in files.same_path
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
      '"labels": ["a", "b"], "data": 5}', "(data: the path of the data it was scored on)"),
@@ -268,7 +275,7 @@ def test_checkpoint_falls_back_to_last_and_metrics_by_split(tmp_path):
     (tmp_path / runs.LAST).write_bytes(b"")
     from ferkit.metrics import summarize
 
-    m = {**summarize([0], [[1.0]], ["happy"]), "split": "val"}
+    m = {**summarize([0, 1], [[1.0, 0.0], [0.0, 1.0]], ["happy", "sad"]), "split": "val"}
     (tmp_path / runs.metrics_file("val")).write_text(json.dumps(m))
     (tmp_path / runs.metrics_file("test")).write_text(json.dumps({**m, "split": "test"}))
     run = runs.read_run(tmp_path)

@@ -296,7 +296,7 @@ def skipped_bad_rows(config: dict | None, data: str | Path | None = None) -> boo
 def check_metrics(m: dict, where: str) -> dict:
     """m if it is as `ferkit evaluate` writes it (metrics.summarize), else a FerkitError naming the first
     field that is not: plots and the report read each of these fields."""
-    from .labels import labels_of
+    from .labels import check_names, labels_of
 
     def refuse(what: str):
         raise FerkitError(f"{where}: not the metrics `ferkit evaluate` writes ({what}); rerun ferkit evaluate, or delete the file")
@@ -304,6 +304,8 @@ def check_metrics(m: dict, where: str) -> dict:
     names = m.get("labels")
     if names is not None and not (isinstance(names, list) and names and all(isinstance(e, str) for e in names)):
         refuse("labels: a list of emotion names")
+    if names is not None and (why := check_names(tuple(names))):  # (as a checkpoint's: plot printed an escape code as it was,
+        refuse(f"labels: {why}")  # and drew one class, or two of one name, as a model's outputs)
     labels = labels_of(m)
     if not is_count(m.get("n")):
         refuse("n: the number of faces")

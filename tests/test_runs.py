@@ -105,6 +105,13 @@ def test_read_run_errors(tmp_path):
           ('["a", "a"]', "'a' and 'a' name one class"))],
     ("metrics-test.json", '{"confusion_matrix": [[1]], "n": 1, "accuracy": 1, "per_class_accuracy": {}, "labels": ["a"]}',
      "(labels: a label set needs 2 to "),
+    # n or accuracy edited apart from the matrix evaluate counted them from: shown beside it as "accuracy 1.0000 on 3 faces"
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 3, "accuracy": 1, "per_class_accuracy": {}, "labels": ["a", "b"]}',
+     "(n: the number of faces its confusion_matrix counts, at least 1; it counts 2, n is 3)"),
+    ("metrics-test.json", '{"confusion_matrix": [[0, 0], [0, 0]], "n": 0, "accuracy": 1, "per_class_accuracy": {}, "labels": ["a", "b"]}',
+     "(n: the number of faces its confusion_matrix counts, at least 1; it counts 0, n is 0)"),
+    ("metrics-test.json", '{"confusion_matrix": [[1, 0], [1, 0]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, "labels": ["a", "b"]}',
+     "(accuracy: the fraction of its confusion_matrix's faces on its diagonal, 0.5000; got 1)"),
     # report compared a data of 5 with its data's path: a TypeError in files.same_path
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]], "n": 2, "accuracy": 1, "per_class_accuracy": {}, '
      '"labels": ["a", "b"], "data": 5}', "(data: the path of the data it was scored on)"),

@@ -322,6 +322,12 @@ def check_metrics(m: dict, where: str) -> dict:
     if not (isinstance(cm, list) and len(cm) == len(labels) and all(
             isinstance(row, list) and len(row) == len(labels) and all(is_count(v) for v in row) for row in cm)):
         refuse(f"confusion_matrix: {len(labels)} rows of {len(labels)} counts, whole numbers from 0 to {MAX_RECORD:g}")
+    # evaluate counts the same faces in all three: an edited one was shown beside the matrix ("accuracy 1.0000 on 3 faces")
+    faces, right = sum(map(sum, cm)), sum(cm[i][i] for i in range(len(cm)))
+    if m["n"] != faces or not faces:
+        refuse(f"n: the number of faces its confusion_matrix counts, at least 1; it counts {faces}, n is {m['n']}")
+    if not math.isclose(m["accuracy"], right / faces, abs_tol=1e-9):
+        refuse(f"accuracy: the fraction of its confusion_matrix's faces on its diagonal, {right / faces:.4f}; got {m['accuracy']:g}")
     return m
 
 

@@ -88,6 +88,9 @@ def test_label_sets_by_name_and_by_emotions():
     assert for_emotions(["calm", "excited"]).emotions == ("calm", "excited")  # a data-declared set
     with pytest.raises(ConfigError, match=r"a label set needs 2 to 1,000 classes; got 1"):
         for_emotions(["calm"])
+    assert for_emotions(["calm", "x" * 255]).emotions[1] == "x" * 255  # (a folder name's limit)
+    with pytest.raises(ConfigError, match=r"the class name 'x{40}\.\.\. \(1,000,000 characters\)' is too long; at most 255"):
+        for_emotions(["calm", "x" * 1_000_000])  # (a metrics file's 1 MB name hung plot and report)
 
 
 def test_class_names_a_terminal_would_act_on_are_refused_wherever_they_come_from(tmp_path):

@@ -38,6 +38,7 @@ SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprised
 log = logging.getLogger(__name__)
 DATA = "data"  # --labels data: the classes the data declare (DataLabels)
 MAX_CLASSES = 1000  # classes of a data-declared set: ImageNet's count, far above any expression data set
+MAX_NAME = 255  # characters of a class name: a folder name's limit; a metrics file's name of 1 MB hung plot and report
 # --label-mode: how a label set with more than one label per face turns them into targets (see FerPlus).
 LABEL_MODES = ("majority", "probability", "crossentropy", "multi_target")
 # --labels' default, and the label set of checkpoints and metrics written before label sets existed.
@@ -211,13 +212,16 @@ def unprintable(name: str) -> bool:
 
 def check_names(names: tuple[str, ...]) -> str | None:
     """What is wrong with a list of class names for a label set (None if nothing): at least 2 and
-    at most MAX_CLASSES, none empty, each printable, no two of one meaning (happy and happiness). The one
+    at most MAX_CLASSES, none empty or over MAX_NAME characters, each printable, no two of one meaning (happy and happiness). The one
     check of the names of a model's outputs: --label-names, labels.txt, a data set's classes, a checkpoint's
     labels, an ONNX graph's."""
     if not 2 <= len(names) <= MAX_CLASSES:
         return f"a label set needs 2 to {MAX_CLASSES:,} classes; got {len(names)}"
     if not all(names):
         return "a class name is empty"
+    long = next((n for n in names if len(n) > MAX_NAME), None)
+    if long is not None:  # (drawn on chart axes and tabled: matplotlib laid out a 1 MB tick label for minutes)
+        return f"the class name {quoted(long, 40)!r} is too long; at most {MAX_NAME} characters"
     odd = next((n for n in names if unprintable(n)), None)
     if odd is not None:
         return (f"the class name {odd!r} holds a control character (an escape code, a line break, a bidi override) "

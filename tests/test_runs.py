@@ -82,6 +82,10 @@ def test_read_run_errors(tmp_path):
     (runs.CONFIG, '{"label_names": 5}', "config.json: not the training config `ferkit train` writes (label_names must be a text or "
      "null; got 5)"),
     (runs.CONFIG, '{"tta": "no"}', "config.json: not the training config `ferkit train` writes (tta must be true or false; got 'no')"),
+    # train writes finite numbers alone: report tabled these as the run's settings
+    *[(runs.CONFIG, '{"' + k + '": ' + v + '}', f"config.json: not the training config `ferkit train` writes ({k} is "
+       f"{v.lower().replace('infinity', 'inf')}, which train never writes (NaN or Infinity))") for k, v in (("test_fraction", "Infinity"), ("threads", "NaN"),
+                                                                             ("lr", "-Infinity"))],
     ("metrics-test.json", '{"confusion_matrix": [[1, 0], [0, 1]]}', "metrics-test.json: not the metrics `ferkit evaluate` "
      "writes (n: the number of faces); rerun ferkit evaluate, or delete the file"),  # plot: KeyError 'per_class_accuracy'
     ("metrics-test.json", '{"confusion_matrix": "abc", "n": 2, "accuracy": 1, "per_class_accuracy": {"a": 1, "b": null}, '

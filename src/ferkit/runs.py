@@ -267,7 +267,10 @@ def check_config(config, where: str) -> dict:
 
     if not isinstance(config, dict):
         raise FerkitError(f"{where}: not a training config (a JSON object of settings); rerun the command that wrote it")
-    if wrong := misread_fields(config):
+    # (train writes finite numbers alone, as TrainConfig checks them: report tabled a hand-edited NaN or Infinity as the run's)
+    odd = [f"{k} is {v!r}, which train never writes (NaN or Infinity)" for k, v in config.items()
+           if is_number(v) and not math.isfinite(v)]
+    if wrong := misread_fields(config) + odd:
         refuse("; ".join(wrong)[:200])
     if config.get("spec") is not None:
         try:
